@@ -1,0 +1,113 @@
+"""A private PostgreSQL cluster in a directory of its own.
+
+initdb and the server refuse to run as root, and CI runs as root: then the
+cluster belongs to an unprivileged system user and every server command runs
+as that user.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from localstack.paths import postgres_bin
+from localstack.ports import free_port
+
+SERVICE_USER = "kassa-pg"
+
+
+def _ensure_service_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            check=True,
+        )
+        return pwd.getpwnam(SERVICE_USER)
+
+
+def _make_traversable(path: Path) -> None:
+    """Lets the service user reach `path` (it only needs +x on each parent)."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            os.chmod(parent, mode | 0o001)
+
+
+@dataclass
+class PostgresCluster:
+    base_dir: Path
+    port: int = 0
+    database: str = "kassa"
+    user: str = "kassa"
+
+    def __post_init__(self) -> None:
+        self.base_dir = Path(self.base_dir).resolve()
+        self.data_dir = self.base_dir / "data"
+        self.log_file = self.base_dir / "postgres.log"
+        if not self.port:
+            self.port = free_port()
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+    def _run(self, args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        if os.geteuid() == 0:
+            args = ["runuser", "-u", SERVICE_USER, "--", *args]
+        return subprocess.run(args, check=check, capture_output=True, text=True)
+
+    def start(self) -> str:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            account = _ensure_service_user()
+            _make_traversable(self.base_dir)
+            os.chown(self.base_dir, account.pw_uid, account.pw_gid)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._run([
+                str(postgres_bin("initdb")), "-D", str(self.data_dir), "-U", self.user,
+                "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
+            ])
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 "
+            f"-c unix_socket_directories={self.data_dir} -c max_connections=200 "
+            "-c shared_buffers=256MB -c log_min_messages=warning"
+        )
+        result = self._run([
+            str(postgres_bin("pg_ctl")), "-D", str(self.data_dir), "-l", str(self.log_file),
+            "-o", options, "-w", "-t", "60", "start",
+        ], check=False)
+        if result.returncode != 0:
+            log = self.log_file.read_text() if self.log_file.exists() else ""
+            raise RuntimeError(f"PostgreSQL did not start: {result.stderr}\n{log[-2000:]}")
+        self._run([
+            str(postgres_bin("psql")), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
+            "-d", "postgres", "-tAc",
+            f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'",
+        ]).stdout.strip() == "1" or self._run([
+            str(postgres_bin("createdb")), "-h", "127.0.0.1", "-p", str(self.port),
+            "-U", self.user, self.database,
+        ])
+        return self.dsn
+
+    def create_database(self, name: str) -> str:
+        self._run([
+            str(postgres_bin("createdb")), "-h", "127.0.0.1", "-p", str(self.port),
+            "-U", self.user, name,
+        ])
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        if (self.data_dir / "postmaster.pid").exists():
+            self._run([
+                str(postgres_bin("pg_ctl")), "-D", str(self.data_dir), "-m", "fast", "-w", "stop",
+            ], check=False)
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base_dir, ignore_errors=True)
