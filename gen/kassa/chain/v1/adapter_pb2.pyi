@@ -108,10 +108,12 @@ class GetChainInfoResponse(_message.Message):
     def __init__(self, chain: _Optional[str] = ..., native_asset: _Optional[str] = ..., tokens: _Optional[_Iterable[str]] = ..., head: _Optional[_Union[BlockCursor, _Mapping]] = ...) -> None: ...
 
 class StreamBlocksRequest(_message.Message):
-    __slots__ = ("from_cursor",)
+    __slots__ = ("from_cursor", "locator")
     FROM_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    LOCATOR_FIELD_NUMBER: _ClassVar[int]
     from_cursor: BlockCursor
-    def __init__(self, from_cursor: _Optional[_Union[BlockCursor, _Mapping]] = ...) -> None: ...
+    locator: _containers.RepeatedCompositeFieldContainer[BlockCursor]
+    def __init__(self, from_cursor: _Optional[_Union[BlockCursor, _Mapping]] = ..., locator: _Optional[_Iterable[_Union[BlockCursor, _Mapping]]] = ...) -> None: ...
 
 class StreamBlocksResponse(_message.Message):
     __slots__ = ("event",)
