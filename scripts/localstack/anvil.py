@@ -30,7 +30,7 @@ class JsonRpc:
         payload = json.dumps(
             {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
         ).encode()
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 (the node's loopback URL)
             self.url, data=payload, headers={"Content-Type": "application/json"}
         )
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
@@ -79,8 +79,16 @@ class Anvil:
     def start(self) -> Anvil:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            str(ANVIL), "--host", "127.0.0.1", "--port", str(self.port),
-            "--chain-id", str(self.chain_id), "--accounts", "10", "--silent",
+            str(ANVIL),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--chain-id",
+            str(self.chain_id),
+            "--accounts",
+            "10",
+            "--silent",
             *self.extra_args,
         ]
         if self.block_time_s:

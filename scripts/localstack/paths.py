@@ -7,7 +7,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 NPM_BIN = REPO / "scripts" / "npm" / "node_modules" / ".bin"
-ANVIL = REPO / "scripts" / "npm" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+ANVIL = (
+    REPO
+    / "scripts"
+    / "npm"
+    / "node_modules"
+    / "@foundry-rs"
+    / "anvil-linux-amd64"
+    / "bin"
+    / "anvil"
+)
 SOLCJS = NPM_BIN / "solcjs"
 BUF = NPM_BIN / "buf"
 SOFTHSM2_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")

@@ -25,7 +25,14 @@ def _ensure_service_user() -> pwd.struct_passwd:
         return pwd.getpwnam(SERVICE_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVICE_USER,
+            ],
             check=True,
         )
         return pwd.getpwnam(SERVICE_USER)
@@ -69,44 +76,88 @@ class PostgresCluster:
             _make_traversable(self.base_dir)
             os.chown(self.base_dir, account.pw_uid, account.pw_gid)
         if not (self.data_dir / "PG_VERSION").exists():
-            self._run([
-                str(postgres_bin("initdb")), "-D", str(self.data_dir), "-U", self.user,
-                "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
-            ])
+            self._run(
+                [
+                    str(postgres_bin("initdb")),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    self.user,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            )
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 "
             f"-c unix_socket_directories={self.data_dir} -c max_connections=200 "
             "-c shared_buffers=256MB -c log_min_messages=warning"
         )
-        result = self._run([
-            str(postgres_bin("pg_ctl")), "-D", str(self.data_dir), "-l", str(self.log_file),
-            "-o", options, "-w", "-t", "60", "start",
-        ], check=False)
+        result = self._run(
+            [
+                str(postgres_bin("pg_ctl")),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            check=False,
+        )
         if result.returncode != 0:
             log = self.log_file.read_text() if self.log_file.exists() else ""
             raise RuntimeError(f"PostgreSQL did not start: {result.stderr}\n{log[-2000:]}")
-        self._run([
-            str(postgres_bin("psql")), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
-            "-d", "postgres", "-tAc",
-            f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'",
-        ]).stdout.strip() == "1" or self._run([
-            str(postgres_bin("createdb")), "-h", "127.0.0.1", "-p", str(self.port),
-            "-U", self.user, self.database,
-        ])
+        created = self._run(
+            [
+                str(postgres_bin("createdb")),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                self.database,
+            ],
+            check=False,
+        )
+        if created.returncode != 0 and "already exists" not in created.stderr:
+            raise RuntimeError(f"createdb failed: {created.stderr}")
         return self.dsn
 
     def create_database(self, name: str) -> str:
-        self._run([
-            str(postgres_bin("createdb")), "-h", "127.0.0.1", "-p", str(self.port),
-            "-U", self.user, name,
-        ])
+        self._run(
+            [
+                str(postgres_bin("createdb")),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                name,
+            ]
+        )
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
-            self._run([
-                str(postgres_bin("pg_ctl")), "-D", str(self.data_dir), "-m", "fast", "-w", "stop",
-            ], check=False)
+            self._run(
+                [
+                    str(postgres_bin("pg_ctl")),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ],
+                check=False,
+            )
 
     def destroy(self) -> None:
         self.stop()

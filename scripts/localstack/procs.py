@@ -32,8 +32,12 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 (owned by the child)
         self.process = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-            env={**os.environ, **self.env}, start_new_session=True,
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, **self.env},
+            start_new_session=True,
         )
         if self.port is not None:
             try:

@@ -42,8 +42,19 @@ class SoftHsmToken:
         self.pin_file.write_text(self.user_pin + "\n")
         os.chmod(self.pin_file, 0o600)
         subprocess.run(
-            ["softhsm2-util", "--init-token", "--free", "--label", self.label,
-             "--so-pin", self.so_pin, "--pin", self.user_pin],
-            check=True, capture_output=True, env={**os.environ, **self.env},
+            [
+                "softhsm2-util",
+                "--init-token",
+                "--free",
+                "--label",
+                self.label,
+                "--so-pin",
+                self.so_pin,
+                "--pin",
+                self.user_pin,
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **self.env},
         )
         return self

@@ -22,7 +22,9 @@ def compiled() -> tuple[str, list[dict[str, object]]]:
     with tempfile.TemporaryDirectory() as out:
         subprocess.run(
             [str(SOLCJS), "--bin", "--abi", "--optimize", "-o", out, str(SOURCE)],
-            check=True, capture_output=True, cwd=SOURCE.parent,
+            check=True,
+            capture_output=True,
+            cwd=SOURCE.parent,
         )
         outs = Path(out)
         bin_path = next(outs.glob("*TestToken.bin"))
@@ -52,7 +54,9 @@ class Token:
 
     def mint(self, sender: str, to: str, amount: int) -> str:
         data = "0x40c10f19" + _address_word(to) + _word(amount)
-        return str(self.rpc("eth_sendTransaction", {"from": sender, "to": self.address, "data": data}))
+        return str(
+            self.rpc("eth_sendTransaction", {"from": sender, "to": self.address, "data": data})
+        )
 
     def transfer(self, sender: str, to: str, amount: int, gas: int | None = None) -> str:
         """Sends transfer(to, amount) from an account the node holds the key of."""
@@ -67,14 +71,21 @@ class Token:
         return int(self.rpc("eth_call", {"to": self.address, "data": data}, "latest"), 16)
 
 
-def deploy(rpc: JsonRpc, deployer: str, name: str = "Test USD", symbol: str = "TUSD",
-           decimals: int = 6) -> Token:
+def deploy(
+    rpc: JsonRpc, deployer: str, name: str = "Test USD", symbol: str = "TUSD", decimals: int = 6
+) -> Token:
     bytecode, _abi = compiled()
     # Constructor args: (string, string, uint8) — two dynamic offsets, then tails.
     head_len = 3 * 32
     name_tail = _encode_string(name)
     symbol_offset = head_len + len(name_tail) // 2
-    args = _word(head_len) + _word(symbol_offset) + _word(decimals) + name_tail + _encode_string(symbol)
+    args = (
+        _word(head_len)
+        + _word(symbol_offset)
+        + _word(decimals)
+        + name_tail
+        + _encode_string(symbol)
+    )
     tx_hash = rpc("eth_sendTransaction", {"from": deployer, "data": "0x" + bytecode + args})
     receipt = rpc.wait_receipt(str(tx_hash))
     if int(receipt["status"], 16) != 1:

@@ -1,0 +1,86 @@
+"""Database rows to kassa.core.v1 messages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from kassa.core.v1 import invoice_pb2 as pb
+
+from core.domain.invoice_state import State
+
+_STATE = {s: getattr(pb, f"INVOICE_STATE_{s.name}") for s in State}
+_PAYMENT_STATUS = {
+    "confirming": pb.PAYMENT_STATUS_CONFIRMING,
+    "confirmed": pb.PAYMENT_STATUS_CONFIRMED,
+    "reorged": pb.PAYMENT_STATUS_REORGED,
+}
+
+
+def timestamp(when: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(when)
+    return ts
+
+
+def invoice_name(merchant_id: str, invoice_id: str) -> str:
+    return f"merchants/{merchant_id}/invoices/{invoice_id}"
+
+
+def payment(row: Mapping[str, Any], head_height: int | None) -> pb.Payment:
+    height = row["block_height"]
+    confirmations = 0
+    if height is not None and head_height is not None and head_height >= height:
+        confirmations = head_height - height + 1
+    return pb.Payment(
+        tx_hash=row["tx_hash"],
+        transfer_index=row["transfer_index"],
+        asset=row["asset"],
+        from_address=row["from_address"],
+        amount=str(row["amount"]),
+        block_height=height or 0,
+        block_hash=row["block_hash"] or "",
+        confirmations=confirmations,
+        status=_PAYMENT_STATUS[row["status"]],
+    )
+
+
+def invoice(
+    row: Mapping[str, Any],
+    payments: Iterable[Mapping[str, Any]] = (),
+    head_height: int | None = None,
+    state: State | None = None,
+) -> pb.Invoice:
+    """The invoice as it stands; `state` overrides the row's for event snapshots."""
+    message = pb.Invoice(
+        name=invoice_name(row["merchant_id"], row["id"]),
+        merchant_order_id=row["merchant_order_id"],
+        asset=row["asset"],
+        network=row["chain"],
+        amount_due=str(row["amount_due"]),
+        asset_decimals=row["asset_decimals"],
+        deposit_address=row["deposit_address"],
+        expire_time=timestamp(row["expire_time"]),
+        confirmations_required=row["confirmations_required"],
+        state=_STATE[state or State(row["state"])],
+        flags=[f"INVOICE_FLAG_{f.upper()}" for f in row["flags"]],
+        amount_received=str(row["amount_received"]),
+        amount_pending=str(row["amount_pending"]),
+        metadata=json.loads(row["metadata"])
+        if isinstance(row["metadata"], str)
+        else row["metadata"],
+        payments=[payment(p, head_height) for p in payments],
+        create_time=timestamp(row["create_time"]),
+        update_time=timestamp(row["update_time"]),
+    )
+    if row["price_amount"] is not None:
+        message.price.amount = row["price_amount"]
+        message.price.currency = row["price_currency"]
+    if row["quote_rate"] is not None:
+        message.quote.rate = row["quote_rate"]
+        message.quote.source = row["quote_source"]
+        message.quote.quote_time.CopyFrom(timestamp(row["quote_time"]))
+    return message

@@ -1,0 +1,135 @@
+"""Request validation: pure functions from a request to a spec or to the list
+of every field that is wrong (all of them at once, not the first)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from kassa.core.v1 import invoice_pb2 as pb
+
+from core.config import Config
+from core.domain.assets import Asset
+from core.domain.money import AmountError, parse_base_units, parse_decimal
+
+_MERCHANT = re.compile(r"^merchants/([a-z0-9][a-z0-9-]{0,62})$")
+_INVOICE = re.compile(r"^merchants/([a-z0-9][a-z0-9-]{0,62})/invoices/([a-z0-9]{1,40})$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+MAX_ORDER_ID_LEN = 200
+MAX_METADATA_KEYS = 50
+MAX_METADATA_VALUE_LEN = 500
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 50
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+Violations = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class InvoiceSpec:
+    merchant_id: str
+    merchant_order_id: str
+    asset: Asset
+    ttl_s: int
+    metadata: dict[str, str]
+    request_id: str | None
+    price: Decimal | None = None
+    currency: str | None = None
+    asset_amount: int | None = None
+
+
+def merchant_of(parent: str, violations: Violations, field: str = "parent") -> str:
+    match = _MERCHANT.match(parent)
+    if not match:
+        violations.append((field, "must be merchants/{merchant}, e.g. merchants/acme"))
+        return ""
+    return match.group(1)
+
+
+def invoice_name(name: str) -> tuple[str, str] | None:
+    match = _INVOICE.match(name)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def create_invoice(
+    request: pb.CreateInvoiceRequest, config: Config
+) -> tuple[InvoiceSpec | None, Violations]:
+    violations: Violations = []
+    merchant = merchant_of(request.parent, violations)
+    request_id = request.request_id or None
+    if request_id is not None and not _REQUEST_ID.match(request_id):
+        violations.append(("request_id", "must be 1-128 characters of A-Z a-z 0-9 . _ : -"))
+    order_id = request.merchant_order_id
+    if not order_id.strip():
+        violations.append(("merchant_order_id", "is required"))
+    elif len(order_id) > MAX_ORDER_ID_LEN:
+        violations.append(("merchant_order_id", f"must be at most {MAX_ORDER_ID_LEN} characters"))
+    asset = config.asset(request.asset.lower()) if request.asset else None
+    if not request.asset:
+        violations.append(("asset", "is required (a CAIP-19 asset id)"))
+    elif asset is None:
+        known = ", ".join(a.id for a in config.assets)
+        violations.append(("asset", f"unknown asset {request.asset!r}; known: {known}"))
+    price = currency = amount = None
+    which = request.WhichOneof("amount")
+    if which is None:
+        violations.append(("amount", "one of price or asset_amount is required"))
+    elif which == "price":
+        try:
+            price = parse_decimal(request.price.amount)
+        except AmountError as exc:
+            violations.append(("price.amount", str(exc)))
+        currency = request.price.currency
+        if not _CURRENCY.match(currency):
+            violations.append(("price.currency", "must be an ISO-4217 code such as USD"))
+    else:
+        try:
+            amount = parse_base_units(request.asset_amount)
+        except AmountError as exc:
+            violations.append(("asset_amount", str(exc)))
+    ttl_s = request.ttl_seconds or config.default_ttl_s
+    if ttl_s > config.max_ttl_s:
+        violations.append(("ttl_seconds", f"must be at most {config.max_ttl_s}"))
+    if len(request.metadata) > MAX_METADATA_KEYS:
+        violations.append(("metadata", f"at most {MAX_METADATA_KEYS} entries"))
+    for key, value in request.metadata.items():
+        if not key or len(key) > 64 or len(value) > MAX_METADATA_VALUE_LEN:
+            violations.append((f"metadata[{key!r}]", "keys 1-64 characters, values at most 500"))
+    if violations or asset is None:
+        return None, violations
+    spec = InvoiceSpec(
+        merchant,
+        order_id,
+        asset,
+        ttl_s,
+        dict(request.metadata),
+        request_id,
+        price,
+        currency,
+        amount,
+    )
+    return spec, []
+
+
+def page_size(requested: int) -> int:
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def encode_page_token(create_time: datetime, invoice_id: str) -> str:
+    # Exact integer microseconds: a float round trip could skip or repeat rows.
+    micros = (create_time - _EPOCH) // timedelta(microseconds=1)
+    return base64.urlsafe_b64encode(f"{micros}:{invoice_id}".encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> tuple[datetime, str] | None:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        micros_text, invoice_id = raw.split(":", 1)
+        micros = int(micros_text)
+        return _EPOCH + timedelta(microseconds=micros), invoice_id
+    except (ValueError, UnicodeDecodeError):
+        return None

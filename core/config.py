@@ -1,0 +1,133 @@
+"""The core's configuration: a TOML file over embedded defaults.
+
+Everything that has a sensible local default has one; what cannot be guessed
+(the database, the xpub, the chains and assets) must be given, and a missing
+or malformed value is a clear one-line error before anything starts.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.domain.assets import Asset, chain_of, is_chain_id
+from core.domain.money import AmountError, parse_decimal
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    id: str  # CAIP-2
+    adapter: str  # host:port of the chain's adapter
+    confirmations: int = 3
+
+
+@dataclass(frozen=True)
+class Config:
+    dsn: str
+    account_xpub: str
+    chains: tuple[ChainConfig, ...]
+    assets: tuple[Asset, ...]
+    fixed_rates: dict[str, str]  # "TUSD/USD" -> "1.00"
+    listen: str = "127.0.0.1:50051"
+    pool_size: int = 10
+    default_ttl_s: int = 900
+    max_ttl_s: int = 7 * 24 * 3600
+    expiry_interval_s: float = 1.0
+    reconnect_backoff_s: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def asset(self, asset_id: str) -> Asset | None:
+        return next((a for a in self.assets if a.id == asset_id), None)
+
+    def chain(self, chain_id: str) -> ChainConfig | None:
+        return next((c for c in self.chains if c.id == chain_id), None)
+
+
+def _require(table: dict[str, Any], key: str, where: str, kind: type) -> Any:
+    if key not in table:
+        raise ConfigError(f"{where}.{key} is required")
+    value = table[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}.{key} must be a {kind.__name__}")
+    return value
+
+
+def _xpub(table: dict[str, Any], base: Path) -> str:
+    if "account_xpub" in table:
+        return str(_require(table, "account_xpub", "hd", str))
+    if "account_xpub_file" in table:
+        path = base / str(_require(table, "account_xpub_file", "hd", str))
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"hd.account_xpub_file: cannot read {path}: {exc.strerror}") from None
+    raise ConfigError("hd.account_xpub or hd.account_xpub_file is required")
+
+
+def parse(raw: dict[str, Any], base: Path) -> Config:
+    server = raw.get("server", {})
+    database = raw.get("database", {})
+    invoices = raw.get("invoices", {})
+    chains = []
+    for i, item in enumerate(raw.get("chains", [])):
+        where = f"chains[{i}]"
+        chain_id = _require(item, "id", where, str)
+        if not is_chain_id(chain_id):
+            raise ConfigError(f"{where}.id must be a CAIP-2 EVM chain id like eip155:1")
+        confirmations = int(item.get("confirmations", 3))
+        if confirmations < 1:
+            raise ConfigError(f"{where}.confirmations must be at least 1")
+        chains.append(ChainConfig(chain_id, _require(item, "adapter", where, str), confirmations))
+    if not chains:
+        raise ConfigError("at least one [[chains]] entry is required")
+    assets = []
+    for i, item in enumerate(raw.get("assets", [])):
+        where = f"assets[{i}]"
+        asset_id = _require(item, "id", where, str).lower()
+        try:
+            chain = chain_of(asset_id)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.id: {exc}") from None
+        if chain not in {c.id for c in chains}:
+            raise ConfigError(f"{where}.id is on {chain}, which has no [[chains]] entry")
+        decimals = _require(item, "decimals", where, int)
+        if not 0 <= decimals <= 36:
+            raise ConfigError(f"{where}.decimals must be between 0 and 36")
+        assets.append(Asset(asset_id, chain, _require(item, "symbol", where, str), decimals))
+    rates = {str(k): str(v) for k, v in raw.get("rates", {}).get("fixed", {}).items()}
+    for pair, rate in rates.items():
+        try:
+            parse_decimal(rate)
+        except AmountError as exc:
+            raise ConfigError(f"rates.fixed.{pair}: {exc}") from None
+    config = Config(
+        dsn=_require(database, "dsn", "database", str),
+        account_xpub=_xpub(raw.get("hd", {}), base),
+        chains=tuple(chains),
+        assets=tuple(assets),
+        fixed_rates=rates,
+        listen=str(server.get("listen", Config.listen)),
+        pool_size=int(database.get("pool_size", Config.pool_size)),
+        default_ttl_s=int(invoices.get("default_ttl_s", Config.default_ttl_s)),
+        max_ttl_s=int(invoices.get("max_ttl_s", Config.max_ttl_s)),
+        expiry_interval_s=float(invoices.get("expiry_interval_s", Config.expiry_interval_s)),
+    )
+    if not 0 < config.default_ttl_s <= config.max_ttl_s:
+        raise ConfigError("invoices.default_ttl_s must be positive and at most max_ttl_s")
+    return config
+
+
+def load(path: Path) -> Config:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return parse(raw, path.parent)

@@ -1,0 +1,83 @@
+"""kassactl: an operator's command line for a running core."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import grpc
+from google.protobuf import json_format
+from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
+
+from core.store.migrate import MigrationError, migrate
+
+
+def _print(message: object) -> None:
+    print(json_format.MessageToJson(message, indent=None))  # type: ignore[arg-type]
+
+
+async def _events(target: str, parent: str, after: int, follow: bool) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = event_pb2_grpc.EventServiceStub(channel)
+        request = event_pb2.StreamEventsRequest(parent=parent, after_sequence=after)
+        async for response in stub.StreamEvents(request, timeout=None if follow else 2.0):
+            print(
+                f"{response.event.sequence}\t{response.event.type}\t{response.event.invoice.name}"
+                f"\t{invoice_pb2.InvoiceState.Name(response.event.invoice.state)}"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kassactl", description=__doc__)
+    parser.add_argument("--target", default="127.0.0.1:50051", help="core's gRPC address")
+    sub = parser.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("migrate", help="apply database migrations")
+    m.add_argument("--dsn", required=True)
+    g = sub.add_parser("get", help="show one invoice")
+    g.add_argument("name", help="merchants/{m}/invoices/{i}")
+    ls = sub.add_parser("list", help="list a merchant's invoices")
+    ls.add_argument("parent", help="merchants/{m}")
+    e = sub.add_parser("events", help="print events after a sequence")
+    e.add_argument("--parent", default="")
+    e.add_argument("--after", type=int, default=0)
+    e.add_argument("--follow", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "migrate":
+            applied = asyncio.run(migrate(args.dsn))
+            print("\n".join(applied) if applied else "no pending migrations")
+        elif args.command == "get":
+            with grpc.insecure_channel(args.target) as channel:
+                stub = invoice_pb2_grpc.InvoiceServiceStub(channel)
+                _print(stub.GetInvoice(invoice_pb2.GetInvoiceRequest(name=args.name)).invoice)
+        elif args.command == "list":
+            with grpc.insecure_channel(args.target) as channel:
+                stub = invoice_pb2_grpc.InvoiceServiceStub(channel)
+                token = ""
+                while True:
+                    page = stub.ListInvoices(
+                        invoice_pb2.ListInvoicesRequest(parent=args.parent, page_token=token)
+                    )
+                    for invoice in page.invoices:
+                        _print(invoice)
+                    token = page.next_page_token
+                    if not token:
+                        break
+        elif args.command == "events":
+            try:
+                asyncio.run(_events(args.target, args.parent, args.after, args.follow))
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise
+    except grpc.RpcError as exc:
+        print(f"kassactl: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        return 1
+    except MigrationError as exc:
+        print(f"kassactl: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

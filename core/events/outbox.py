@@ -1,0 +1,47 @@
+"""The transactional outbox: events are written in the same transaction as
+the change they announce.
+
+Sequences come from the event_sequence row, whose lock is held until commit:
+event-writing transactions therefore commit in sequence order, and a reader
+that has seen N has seen everything at or below N.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+NOTIFY_CHANNEL = "kassa_events"
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    type: str
+    merchant_id: str
+    resource_name: str
+    payload: bytes  # the serialized resource as it stood
+
+
+async def append(conn: asyncpg.Connection, events: list[NewEvent]) -> int:
+    """Writes events; returns the last sequence (0 when there were none)."""
+    if not events:
+        return 0
+    assert conn.is_in_transaction(), "events must commit with the change they announce"
+    last = int(
+        await conn.fetchval(
+            "UPDATE event_sequence SET last = last + $1 WHERE id = 1 RETURNING last", len(events)
+        )
+    )
+    first = last - len(events) + 1
+    await conn.copy_records_to_table(
+        "events",
+        records=[
+            (first + i, uuid.uuid4(), e.type, e.merchant_id, e.resource_name, e.payload)
+            for i, e in enumerate(events)
+        ],
+        columns=["sequence", "id", "type", "merchant_id", "resource_name", "payload"],
+    )
+    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+    return last

@@ -1,0 +1,104 @@
+"""Wires the core together and runs it until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import asyncpg
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
+
+from core import expiry
+from core.api.event_service import EventService
+from core.api.invoice_service import InvoiceService
+from core.chain.apply import ChainApplier
+from core.chain.follower import ChainFollower
+from core.chain.hd import DepositAddresses
+from core.chain.index import ActiveInvoiceIndex
+from core.config import Config
+from core.events.stream import OutboxNotifier
+from core.invoicing import Invoicing
+from core.rates.sources import FixedRates, RateSource
+from core.store.migrate import migrate
+
+log = logging.getLogger("kassa.core")
+SERVICES = (
+    invoice_pb2.DESCRIPTOR.services_by_name["InvoiceService"].full_name,
+    event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None:
+    applied = await migrate(config.dsn)
+    if applied:
+        log.info("migrations applied", extra={"migrations": applied})
+    pool = await asyncpg.create_pool(config.dsn, min_size=2, max_size=config.pool_size)
+    assert pool is not None
+    notifier = OutboxNotifier(config.dsn)
+    await notifier.start()
+    index = ActiveInvoiceIndex()
+    async with pool.acquire() as conn:
+        loaded = await index.load(conn)
+    log.info("active invoice index loaded", extra={"invoices": loaded})
+
+    followers = {
+        c.id: ChainFollower(
+            ChainApplier(pool, c.id, index, clock), c.adapter, config.reconnect_backoff_s
+        )
+        for c in config.chains
+    }
+    rates: list[RateSource] = [FixedRates(config.fixed_rates)]
+    invoicing = Invoicing(pool, config, DepositAddresses(config.account_xpub), index, rates, clock)
+
+    def head_of(chain: str) -> int | None:
+        follower = followers.get(chain)
+        return follower.head_height if follower else None
+
+    server = grpc.aio.server()
+    invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
+        InvoiceService(invoicing, head_of), server
+    )
+    event_pb2_grpc.add_EventServiceServicer_to_server(EventService(pool, notifier), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICES, reflection.SERVICE_NAME, health.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(config.listen)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {config.listen}")
+    await server.start()
+    for name in ("", *SERVICES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    tasks = [asyncio.create_task(f.run(), name=f"follow {chain}") for chain, f in followers.items()]
+    tasks.append(asyncio.create_task(expiry.run(pool, index, clock, config.expiry_interval_s)))
+    log.info("core serving", extra={"listen": config.listen, "chains": list(followers)})
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("core stopping")
+    for name in ("", *SERVICES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.stop(grace=5)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await notifier.close()
+    await pool.close()
+    log.info("core stopped")

@@ -1,0 +1,84 @@
+"""Numbered SQL migrations, applied in order, each once, each atomically.
+
+A migration's checksum is recorded; an applied file that has since changed is
+refused rather than silently skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# Serialises concurrent migrators (two cores starting at once).
+_LOCK_KEY = 0x6B61_7373_61
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    found: list[Migration] = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _NAME.match(path.name)
+        if not match:
+            raise MigrationError(f"migration file name not NNNN_name.sql: {path.name}")
+        found.append(Migration(int(match.group(1)), path.name, path.read_text()))
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise MigrationError(f"migrations must be numbered 1..n without gaps, got {versions}")
+    return found
+
+
+async def migrate(dsn: str) -> list[str]:
+    """Applies pending migrations; returns the names applied now."""
+    applied_now: list[str] = []
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version integer PRIMARY KEY, name text NOT NULL,
+                   checksum text NOT NULL, applied_time timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {
+            r["version"]: r
+            for r in await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
+        }
+        for migration in load_migrations():
+            row = done.get(migration.version)
+            if row is not None:
+                if row["checksum"] != migration.checksum:
+                    raise MigrationError(
+                        f"{migration.name} changed after it was applied (checksum differs)"
+                    )
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
+                )
+            applied_now.append(migration.name)
+    finally:
+        await conn.close()
+    return applied_now
