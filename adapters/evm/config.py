@@ -1,0 +1,118 @@
+"""The adapter's TOML configuration, with embedded defaults and strict checks.
+
+A bad file is refused before anything starts, with a message naming the key,
+so an operator never discovers a typo as a silent default at run time.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_LISTEN = "127.0.0.1:50071"
+DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
+DEFAULT_POLL_INTERVAL_S = 1.0
+DEFAULT_REORG_WINDOW_BLOCKS = 256
+DEFAULT_REQUEST_TIMEOUT_S = 30.0
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_KNOWN = {
+    "server": {"listen"},
+    "chain": {
+        "chain_id", "node_urls", "tokens", "heartbeat_interval_s", "poll_interval_s",
+        "reorg_window_blocks", "request_timeout_s",
+    },
+}
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: str
+    chain_id: int
+    node_urls: tuple[str, ...]
+    tokens: tuple[str, ...]  # lowercase 0x addresses
+    heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
+    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    reorg_window_blocks: int = DEFAULT_REORG_WINDOW_BLOCKS
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+
+
+def _positive_number(table: dict[str, Any], key: str, default: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"chain.{key} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def parse(data: dict[str, Any]) -> Config:
+    for section, value in data.items():
+        if section not in _KNOWN:
+            raise ConfigError(f"unknown section [{section}] (known: server, chain)")
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        unknown = set(value) - _KNOWN[section]
+        if unknown:
+            raise ConfigError(f"unknown key(s) in [{section}]: {', '.join(sorted(unknown))}")
+    server = data.get("server", {})
+    chain = data.get("chain")
+    if chain is None:
+        raise ConfigError("missing [chain] section")
+
+    listen = server.get("listen", DEFAULT_LISTEN)
+    if not isinstance(listen, str) or ":" not in listen:
+        raise ConfigError(f"server.listen must be 'host:port', got {listen!r}")
+
+    chain_id = chain.get("chain_id")
+    if isinstance(chain_id, bool) or not isinstance(chain_id, int) or chain_id <= 0:
+        raise ConfigError(
+            f"chain.chain_id is required and must be a positive integer, got {chain_id!r}")
+
+    node_urls = chain.get("node_urls")
+    if not isinstance(node_urls, list) or not node_urls:
+        raise ConfigError("chain.node_urls is required: a non-empty list of ws:// or wss:// URLs")
+    for url in node_urls:
+        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"chain.node_urls entries must be ws:// or wss:// URLs, got {url!r}")
+
+    tokens = chain.get("tokens", [])
+    if not isinstance(tokens, list):
+        raise ConfigError("chain.tokens must be a list of ERC-20 contract addresses")
+    for token in tokens:
+        if not isinstance(token, str) or not _ADDRESS.match(token):
+            raise ConfigError(f"chain.tokens entries must be 0x + 40 hex digits, got {token!r}")
+    lowered = tuple(dict.fromkeys(t.lower() for t in tokens))
+
+    window = chain.get("reorg_window_blocks", DEFAULT_REORG_WINDOW_BLOCKS)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ConfigError(f"chain.reorg_window_blocks must be a positive integer, got {window!r}")
+
+    return Config(
+        listen=listen,
+        chain_id=chain_id,
+        node_urls=tuple(node_urls),
+        tokens=lowered,
+        heartbeat_interval_s=_positive_number(
+            chain, "heartbeat_interval_s", DEFAULT_HEARTBEAT_INTERVAL_S),
+        poll_interval_s=_positive_number(chain, "poll_interval_s", DEFAULT_POLL_INTERVAL_S),
+        reorg_window_blocks=window,
+        request_timeout_s=_positive_number(chain, "request_timeout_s", DEFAULT_REQUEST_TIMEOUT_S),
+    )
+
+
+def load(path: Path) -> Config:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    return parse(data)

@@ -1,0 +1,95 @@
+"""The node's head, shared by every stream.
+
+newHeads over eth_subscribe gives latency; a poll of the latest header every
+poll_interval_s is the fallback when the node offers no subscriptions and a
+safety net when it does (a notification lost in a reconnect, or a reorg to a
+chain of the same height, which some nodes do not announce). The poll asks
+for the latest header rather than eth_blockNumber because the hash is what
+reveals a same-height reorg.
+
+Streams wait on `changed()`: an event that is set, and replaced, on every
+change of head, so any number of streams wake on one notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from adapters.evm import logs
+from adapters.evm.ancestry import Cursor
+from adapters.evm.normalise import quantity
+from adapters.evm.rpc import NodeUnavailable, RpcClient, RpcError
+
+
+class HeadTracker:
+    def __init__(self, rpc: RpcClient, poll_interval_s: float) -> None:
+        self.rpc = rpc
+        self.poll_interval_s = poll_interval_s
+        self.head: Cursor | None = None
+        self._changed = asyncio.Event()
+        self._subscription: str | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.rpc.on_notification = self._notified
+        self.rpc.on_connected = self._subscribe
+        await self._subscribe()
+        await self._poll_once()
+        self._poller = asyncio.create_task(self._poll_forever(), name="head-poller")
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+
+    def changed(self) -> asyncio.Event:
+        """Set on the next head change; take it before reading `head`."""
+        return self._changed
+
+    async def current(self) -> Cursor:
+        while self.head is None:
+            await self._changed.wait()
+        return self.head
+
+    def _update(self, cursor: Cursor) -> None:
+        if cursor == self.head:
+            return
+        self.head = cursor
+        fired, self._changed = self._changed, asyncio.Event()
+        fired.set()
+
+    async def _subscribe(self) -> None:
+        self._subscription = None
+        try:
+            self._subscription = str(await self.rpc.call("eth_subscribe", "newHeads"))
+            logs.info("heads_subscribed", url=self.rpc.current_url)
+        except RpcError as exc:
+            logs.warning("heads_subscription_unavailable", error=exc.message,
+                         fallback="polling", poll_interval_s=self.poll_interval_s)
+        # A head may have been missed while disconnected.
+        with contextlib.suppress(NodeUnavailable, RpcError):
+            await self._poll_once()
+
+    def _notified(self, subscription: str, result: Any) -> None:
+        if subscription != self._subscription or not isinstance(result, dict):
+            return
+        try:
+            self._update(Cursor(quantity(result.get("number")), str(result["hash"]).lower()))
+        except (KeyError, ValueError):
+            logs.warning("heads_bad_notification", result=str(result)[:200])
+
+    async def _poll_once(self) -> None:
+        header = await self.rpc.call("eth_getBlockByNumber", "latest", False)
+        if header:
+            self._update(Cursor(quantity(header["number"]), str(header["hash"]).lower()))
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval_s)
+            try:
+                await self._poll_once()
+            except (NodeUnavailable, RpcError) as exc:
+                logs.warning("heads_poll_failed", error=str(exc))

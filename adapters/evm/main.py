@@ -1,0 +1,115 @@
+"""kassa-evm: serves ChainAdapterService for one EVM chain.
+
+Exit codes: 0 after SIGTERM/SIGINT, 2 for a configuration it cannot use
+(bad file, or a node on another chain), 1 when no node is reachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from kassa.chain.v1 import adapter_pb2 as pb
+from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
+
+from adapters.evm import logs
+from adapters.evm.blocks import BlockFetcher
+from adapters.evm.config import Config, ConfigError, load
+from adapters.evm.heads import HeadTracker
+from adapters.evm.normalise import quantity
+from adapters.evm.rpc import NodeUnavailable, RpcClient, RpcError
+from adapters.evm.service import ChainAdapter
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ChainAdapterService"].full_name
+SHUTDOWN_GRACE_S = 5.0
+STARTUP_CONNECT_TIMEOUT_S = 30.0
+
+
+class StartupError(Exception):
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+async def serve(config: Config) -> None:
+    rpc = RpcClient(config.node_urls, config.request_timeout_s)
+    try:
+        await rpc.start(STARTUP_CONNECT_TIMEOUT_S)
+    except NodeUnavailable as exc:
+        raise StartupError(str(exc), 1) from None
+    try:
+        node_chain_id = quantity(await rpc.call("eth_chainId"))
+    except (RpcError, NodeUnavailable, ValueError) as exc:
+        await rpc.close()
+        raise StartupError(f"cannot read eth_chainId from {rpc.current_url}: {exc}", 1) from None
+    if node_chain_id != config.chain_id:
+        await rpc.close()
+        raise StartupError(
+            f"the node at {rpc.current_url} serves chain id {node_chain_id}, but "
+            f"chain.chain_id is {config.chain_id}: refusing to start", 2)
+
+    heads = HeadTracker(rpc, config.poll_interval_s)
+    await heads.start()
+    fetcher = BlockFetcher(rpc, config.chain_id, config.tokens)
+
+    server = grpc.aio.server(options=[
+        ("grpc.max_send_message_length", 256 * 1024 * 1024),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ])
+    pb_grpc.add_ChainAdapterServiceServicer_to_server(
+        ChainAdapter(config, rpc, fetcher, heads), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME], server)
+    try:
+        server.add_insecure_port(config.listen)
+    except RuntimeError as exc:
+        raise StartupError(f"cannot listen on {config.listen}: {exc}", 2) from None
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    logs.info("started", listen=config.listen, chain=f"eip155:{config.chain_id}",
+              node=rpc.current_url, tokens=list(config.tokens), head=heads.head.height
+              if heads.head else None)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    logs.info("stopping", grace_s=SHUTDOWN_GRACE_S)
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.stop(SHUTDOWN_GRACE_S)
+    await heads.stop()
+    await rpc.close()
+    logs.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kassa-evm", description=__doc__)
+    parser.add_argument("--config", required=True, type=Path, help="TOML configuration file")
+    args = parser.parse_args(argv)
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        logs.error("bad_config", path=str(args.config), message=str(exc))
+        return 2
+    try:
+        asyncio.run(serve(config))
+    except StartupError as exc:
+        logs.error("startup_failed", message=str(exc))
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
