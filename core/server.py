@@ -9,7 +9,6 @@ import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -26,6 +25,7 @@ from core.config import Config
 from core.events.stream import OutboxNotifier
 from core.invoicing import Invoicing
 from core.rates.sources import FixedRates, RateSource
+from core.store.db import create_pool
 from core.store.migrate import migrate
 
 log = logging.getLogger("kassa.core")
@@ -43,8 +43,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     applied = await migrate(config.dsn)
     if applied:
         log.info("migrations applied", extra={"migrations": applied})
-    pool = await asyncpg.create_pool(config.dsn, min_size=2, max_size=config.pool_size)
-    assert pool is not None
+    pool = await create_pool(config.dsn, config.pool_size)
     notifier = OutboxNotifier(config.dsn)
     await notifier.start()
     index = ActiveInvoiceIndex()
