@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from kassa.signer.v1 import signer_pb2
-
 from signer.keyring import KeyInfo
 
 _KINDS = {"hot": signer_pb2.KEY_KIND_HOT, "hd": signer_pb2.KEY_KIND_HD_ACCOUNT}

@@ -10,8 +10,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
 
+from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
 from signer.api.servicer import SignerServicer
 from signer.config import Config
 from signer.hsm.thread import HsmThread

@@ -7,8 +7,8 @@ import logging
 from typing import TypeAlias
 
 import grpc
-from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
 
+from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
 from signer import keyring
 from signer.api.convert import key_message
 from signer.api.errors import Refusal, abort

@@ -72,8 +72,12 @@ def load_module(module: str) -> Any:
     try:
         return pkcs11.lib(module)
     except pkcs11.PKCS11Error as exc:
-        detail = str(exc) or type(exc).__name__
-        raise HsmError(f"cannot load PKCS#11 module {module}: {detail}") from None
+        if str(exc):  # the dynamic loader's own message: missing file, wrong architecture...
+            raise HsmError(f"cannot load PKCS#11 module {module}: {exc}") from None
+        raise HsmError(
+            f"PKCS#11 module {module} loaded but C_Initialize failed ({type(exc).__name__}): "
+            "is its daemon or configuration in place (e.g. pkcsslotd for opencryptoki)?"
+        ) from None
 
 
 def find_token(lib: Any, module: str, token_label: str) -> Token:

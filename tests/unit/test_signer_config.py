@@ -1,0 +1,58 @@
+"""Configuration parsing: defaults, PIN sources and one-line refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from signer.config import DEFAULT_MODULE, ConfigError, parse
+
+
+def test_defaults_need_no_file() -> None:
+    config = parse({}, Path("/srv/kassa"))
+    assert config.server.listen == "127.0.0.1:50061"
+    assert config.hsm.module == DEFAULT_MODULE
+    assert config.hsm.token_label == "kassa"
+    assert config.state_dir == Path("/srv/kassa/signer-state")
+
+
+def test_relative_paths_are_relative_to_the_config_file() -> None:
+    config = parse({"hsm": {"pin_file": "pin"}, "state": {"dir": "/abs"}}, Path("/etc/kassa"))
+    assert config.hsm.pin_file == Path("/etc/kassa/pin")
+    assert config.state_dir == Path("/abs")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"hsm": {"pin": "1234"}}, "hsm.pin is not accepted"),
+        ({"hsm": {"pin_file": "a", "pin_env": "B"}}, "only one of"),
+        ({"server": {"listen": "nope"}}, "host:port"),
+        ({"server": {"listen": "x:70000"}}, "host:port"),
+        ({"hsm": {"modul": "x"}}, "unknown key hsm.modul"),
+        ({"signer": {}}, "unknown config section"),
+        ({"hsm": {"token_label": ""}}, "token_label"),
+        ({"callers": [{"key_id": "core", "ed25519_public_key": "ab"}]}, "64 hex"),
+        ({"log": {"level": "loud"}}, "log.level"),
+    ],
+)
+def test_bad_config_is_refused_with_a_reason(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse(raw, Path("/"))
+
+
+def test_pin_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = parse({"hsm": {"pin_env": "TEST_SIGNER_PIN"}}, Path("/"))
+    monkeypatch.setenv("TEST_SIGNER_PIN", "4321")
+    assert config.hsm.read_pin() == "4321"
+    monkeypatch.delenv("TEST_SIGNER_PIN")
+    with pytest.raises(ConfigError, match="TEST_SIGNER_PIN is not set"):
+        config.hsm.read_pin()
+
+
+def test_pin_from_file(tmp_path: Path) -> None:
+    (tmp_path / "pin").write_text("987654\n")
+    assert parse({"hsm": {"pin_file": "pin"}}, tmp_path).hsm.read_pin() == "987654"
+    with pytest.raises(ConfigError, match="pin_file"):
+        parse({"hsm": {"pin_file": "absent"}}, tmp_path).hsm.read_pin()

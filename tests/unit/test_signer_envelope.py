@@ -1,0 +1,47 @@
+"""The envelope digest: domain separation and Ed25519 verification."""
+
+from __future__ import annotations
+
+import hashlib
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import given
+from hypothesis import strategies as st
+
+from signer.envelope.digest import SIGN_REQUEST_DOMAIN, body_digest, signature_valid
+
+CALLER = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+CALLER_PUBLIC = CALLER.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def test_domain_constant_is_the_one_in_the_proto() -> None:
+    assert SIGN_REQUEST_DOMAIN == b"kassa.signer.v1.SignRequestBody\x00"
+
+
+def test_digest_of_known_body() -> None:
+    expected = hashlib.sha256(b"kassa.signer.v1.SignRequestBody\x00abc").hexdigest()
+    assert body_digest(b"abc").hex() == expected
+    assert body_digest(b"abc") != hashlib.sha256(b"abc").digest()
+
+
+@given(body=st.binary(max_size=512))
+def test_signature_over_digest_verifies(body: bytes) -> None:
+    assert signature_valid(CALLER_PUBLIC, body, CALLER.sign(body_digest(body)))
+
+
+@given(body=st.binary(min_size=1, max_size=512))
+def test_signature_over_raw_body_does_not_verify(body: bytes) -> None:
+    # A signature made without the domain prefix must not be accepted.
+    assert not signature_valid(CALLER_PUBLIC, body, CALLER.sign(body))
+
+
+@given(body=st.binary(max_size=256), other=st.binary(max_size=256))
+def test_signature_is_bound_to_body(body: bytes, other: bytes) -> None:
+    signature = CALLER.sign(body_digest(body))
+    assert signature_valid(CALLER_PUBLIC, other, signature) == (body == other)
+
+
+@given(key=st.binary(max_size=40), signature=st.binary(max_size=70))
+def test_malformed_keys_and_signatures_are_invalid_not_errors(key: bytes, signature: bytes) -> None:
+    assert not signature_valid(key, b"body", signature)
