@@ -1,0 +1,146 @@
+"""The signer as a real process: health, reflection, key lookups, Sign refusals, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
+
+from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
+from localstack.ports import free_port
+from localstack.procs import ManagedProcess, console_script
+from localstack.softhsm import SoftHsmToken
+from signer.envelope.digest import body_digest
+from signer.hd.bip32 import parse_extended_key
+from signer.secp256k1 import address_of
+
+SIGNER = console_script("kassa-signer")
+SERVICE = "kassa.signer.v1.SignerService"
+CALLER = Ed25519PrivateKey.generate()
+
+
+class Running:
+    def __init__(self, process: ManagedProcess, channel: grpc.Channel, xpub: str) -> None:
+        self.process = process
+        self.channel = channel
+        self.stub = signer_pb2_grpc.SignerServiceStub(channel)
+        self.xpub = xpub
+
+
+@pytest.fixture
+def signer(softhsm: SoftHsmToken, tmp_path: Path) -> Iterator[Running]:
+    port = free_port()
+    caller_public = CALLER.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+    config = tmp_path / "signer.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\n'
+        f'[hsm]\nmodule = "{softhsm.module}"\npin_file = "{softhsm.pin_file}"\n'
+        '[state]\ndir = "state"\n'
+        f'[[callers]]\nkey_id = "core"\ned25519_public_key = "{caller_public}"\n'
+    )
+    init = subprocess.run([SIGNER, "--config", str(config), "keys", "init"], capture_output=True,
+                          text=True, env={**os.environ, **softhsm.env}, timeout=60, check=True)
+    process = ManagedProcess("signer", [SIGNER, "--config", str(config), "serve"],
+                             tmp_path / "signer.log", port=port, env=softhsm.env).start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield Running(process, channel, init.stdout.strip())
+    finally:
+        channel.close()
+        process.stop()
+
+
+def _error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    return info
+
+
+def test_health_and_reflection(signer: Running) -> None:
+    health = health_pb2_grpc.HealthStub(signer.channel)
+    for service in ("", SERVICE):
+        reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(signer.channel)
+    responses = reflection.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+    names = {s.name for r in responses for s in r.list_services_response.service}
+    assert SERVICE in names
+
+
+def test_get_public_key_and_list_keys(signer: Running) -> None:
+    hot = signer.stub.GetPublicKey(signer_pb2.GetPublicKeyRequest(key_id="hot-1"), timeout=5).key
+    assert hot.kind == signer_pb2.KEY_KIND_HOT
+    assert len(hot.public_key) == 65 and hot.public_key[0] == 4
+    assert hot.address == address_of(hot.public_key)
+    assert hot.attributes["sensitive"] == "true"
+    assert hot.attributes["extractable"] == "false"
+
+    hd = signer.stub.GetPublicKey(signer_pb2.GetPublicKeyRequest(key_id="hd"), timeout=5).key
+    assert hd.kind == signer_pb2.KEY_KIND_HD_ACCOUNT
+    assert hd.xpub == signer.xpub
+    assert parse_extended_key(hd.xpub).depth == 3
+    assert hd.derivation_path == "m/44'/60'/0'"
+    assert hd.attributes["kek.extractable"] == "false"
+
+    keys = signer.stub.ListKeys(signer_pb2.ListKeysRequest(), timeout=5).keys
+    assert {k.key_id for k in keys} == {"hot-1", "hd"}
+
+    with pytest.raises(grpc.RpcError) as missing:
+        signer.stub.GetPublicKey(signer_pb2.GetPublicKeyRequest(key_id="hot-9"), timeout=5)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert _error_info(missing.value).reason == "KEY_NOT_FOUND"
+
+
+def _sign(signer: Running, envelope: signer_pb2.SignedEnvelope) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as refused:
+        signer.stub.Sign(signer_pb2.SignRequest(envelope=envelope), timeout=5)
+    return refused.value
+
+
+def test_sign_checks_the_envelope_then_refuses(signer: Running) -> None:
+    body = signer_pb2.SignRequestBody(request_id="r1", key_id="hot-1",
+                                      chain="eip155:1").SerializeToString()
+    good = signer_pb2.SignedEnvelope(body=body, caller_key_id="core",
+                                     caller_signature=CALLER.sign(body_digest(body)))
+    error = _sign(signer, good)
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    info = _error_info(error)
+    assert (info.reason, info.domain) == ("SIGNING_DISABLED", "kassa.signer")
+
+    forged = signer_pb2.SignedEnvelope(body=body, caller_key_id="core",
+                                       caller_signature=Ed25519PrivateKey.generate().sign(
+                                           body_digest(body)))
+    error = _sign(signer, forged)
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert _error_info(error).reason == "SIGNATURE_INVALID"
+
+    undomained = signer_pb2.SignedEnvelope(body=body, caller_key_id="core",
+                                           caller_signature=CALLER.sign(body))
+    assert _error_info(_sign(signer, undomained)).reason == "SIGNATURE_INVALID"
+
+    stranger = signer_pb2.SignedEnvelope(body=body, caller_key_id="mallory",
+                                         caller_signature=CALLER.sign(body_digest(body)))
+    assert _error_info(_sign(signer, stranger)).reason == "CALLER_UNKNOWN"
+
+
+def test_sigterm_stops_cleanly_with_json_logs(signer: Running) -> None:
+    signer.stub.ListKeys(signer_pb2.ListKeysRequest(), timeout=5)
+    assert signer.process.stop() == 0
+    lines = [json.loads(line) for line in signer.process.log_path.read_text().splitlines()]
+    messages = [line["msg"] for line in lines]
+    assert "serving" in messages and messages[-1] == "stopped"
+    assert all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)
