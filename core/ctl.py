@@ -8,9 +8,9 @@ import sys
 
 import grpc
 from google.protobuf import json_format
-from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
 
 from core.store.migrate import MigrationError, migrate
+from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
 
 
 def _print(message: object) -> None:

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
 
 from core import expiry
 from core.api.event_service import EventService
@@ -27,6 +26,7 @@ from core.invoicing import Invoicing
 from core.rates.sources import FixedRates, RateSource
 from core.store.db import create_pool
 from core.store.migrate import migrate
+from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
 
 log = logging.getLogger("kassa.core")
 SERVICES = (

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import grpc
-from kassa.core.v1 import event_pb2 as pb
-from kassa.core.v1 import event_pb2_grpc as pb_grpc
-from kassa.core.v1 import invoice_pb2
 
 from core.api import render, validate
 from core.api.errors import ApiError, invalid
 from core.events.stream import OutboxNotifier, follow
+from kassa.core.v1 import event_pb2 as pb
+from kassa.core.v1 import event_pb2_grpc as pb_grpc
+from kassa.core.v1 import invoice_pb2
 
 _TYPE = re.compile(r"^[a-z_]+\.[a-z_]+$")
 

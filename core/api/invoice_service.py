@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import grpc
-from kassa.core.v1 import invoice_pb2 as pb
-from kassa.core.v1 import invoice_pb2_grpc as pb_grpc
 
 from core.api import render, validate
 from core.api.errors import ApiError, invalid
 from core.invoicing import Invoicing, fingerprint
+from kassa.core.v1 import invoice_pb2 as pb
+from kassa.core.v1 import invoice_pb2_grpc as pb_grpc
 
 
 class InvoiceService(pb_grpc.InvoiceServiceServicer):

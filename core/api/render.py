@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from kassa.core.v1 import invoice_pb2 as pb
 
 from core.domain.invoice_state import State
+from kassa.core.v1 import invoice_pb2 as pb
 
 _STATE = {s: getattr(pb, f"INVOICE_STATE_{s.name}") for s in State}
 _PAYMENT_STATUS = {

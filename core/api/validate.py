@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from kassa.core.v1 import invoice_pb2 as pb
-
 from core.config import Config
 from core.domain.assets import Asset
 from core.domain.money import AmountError, parse_base_units, parse_decimal
+from kassa.core.v1 import invoice_pb2 as pb
 
 _MERCHANT = re.compile(r"^merchants/([a-z0-9][a-z0-9-]{0,62})$")
 _INVOICE = re.compile(r"^merchants/([a-z0-9][a-z0-9-]{0,62})/invoices/([a-z0-9]{1,40})$")

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from datetime import datetime
 
 import asyncpg
-from kassa.chain.v1 import adapter_pb2 as chain_pb
 
 from core import lifecycle
 from core.chain.index import ActiveInvoiceIndex
 from core.domain import invoice_state as sm
+from kassa.chain.v1 import adapter_pb2 as chain_pb
 
 log = logging.getLogger("kassa.core.chain")
 # Applied blocks kept for the resume locator; deeper reorgs are refused by the adapter.
@@ -92,7 +92,7 @@ class ChainApplier:
                                              block_hash, status, confirm_height)
                        SELECT $1, u.tx_hash, u.idx, u.invoice_id, u.asset, u.from_address,
                               u.to_address, u.amount, $2, $3, 'confirming',
-                              $2 + i.confirmations_required - 1
+                              $2::bigint + i.confirmations_required - 1
                          FROM unnest($4::text[], $5::int[], $6::text[], $7::text[], $8::text[],
                                      $9::text[], $10::numeric[])
                               AS u(tx_hash, idx, invoice_id, asset, from_address, to_address, amount)

@@ -10,10 +10,10 @@ import asyncio
 import logging
 
 import grpc
-from kassa.chain.v1 import adapter_pb2 as chain_pb
-from kassa.chain.v1 import adapter_pb2_grpc as chain_grpc
 
 from core.chain.apply import ChainApplier, CursorMismatchError
+from kassa.chain.v1 import adapter_pb2 as chain_pb
+from kassa.chain.v1 import adapter_pb2_grpc as chain_grpc
 
 log = logging.getLogger("kassa.core.chain")
 
