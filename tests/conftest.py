@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from localstack.anvil import Anvil
 from localstack.postgres import PostgresCluster
 from localstack.softhsm import SoftHsmToken

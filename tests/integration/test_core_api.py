@@ -10,9 +10,9 @@ from pathlib import Path
 import asyncpg
 import grpc
 import pytest
-from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
 
 from core.chain.hd import DepositAddresses
+from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
 from localstack.procs import ManagedProcess
 from localstack.stack import CoreSetup
 from tests.grpc_errors import rich

@@ -1,4 +1,4 @@
-"""The invoice state machine: examples and properties."""
+"""The invoice state machine: examples of every exception, and properties."""
 
 from __future__ import annotations
 
@@ -8,95 +8,224 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.domain.invoice_state import (
+    Cancel,
     ClockTick,
+    Flag,
     Funds,
     FundsObserved,
     Invoice,
+    Mark,
+    RefundSettled,
     State,
     decide,
 )
 
 EXPIRY = datetime(2030, 1, 1, tzinfo=UTC)
 DUE = 25_000_000
+TOLERANCE = 250_000  # 1%
+BEFORE, AFTER = EXPIRY - timedelta(seconds=1), EXPIRY + timedelta(seconds=1)
 
 
-def fresh(due: int = DUE) -> Invoice:
-    return Invoice(State.AWAITING_PAYMENT, due, EXPIRY)
+def fresh(tolerance: int = TOLERANCE) -> Invoice:
+    return Invoice(State.AWAITING_PAYMENT, DUE, EXPIRY, tolerance)
 
+
+def types(decision) -> list[str]:
+    return [s.event_type for s in decision.steps]
+
+
+def observe(invoice: Invoice, **funds: int):
+    return decide(invoice, FundsObserved(Funds(**funds)))
+
+
+# --- the happy path ---------------------------------------------------------
 
 def test_first_sighting_in_a_block_passes_through_detected_and_confirming() -> None:
-    decision = decide(fresh(), FundsObserved(Funds(confirming=DUE)))
-    assert [s.event_type for s in decision.steps] == ["invoice.detected", "invoice.confirming"]
+    decision = observe(fresh(), confirming=DUE)
+    assert types(decision) == ["invoice.detected", "invoice.confirming"]
     assert decision.invoice.state is State.CONFIRMING
 
 
 def test_confirmed_funds_covering_the_amount_make_it_paid() -> None:
-    confirming = decide(fresh(), FundsObserved(Funds(confirming=DUE))).invoice
-    paid = decide(confirming, FundsObserved(Funds(confirmed=DUE)))
-    assert [s.event_type for s in paid.steps] == ["invoice.paid"]
-    assert paid.invoice.state is State.PAID
-
-
-def test_confirmed_funds_below_the_amount_do_not_make_it_paid() -> None:
-    decision = decide(fresh(), FundsObserved(Funds(confirmed=DUE - 1)))
-    assert decision.invoice.state is State.CONFIRMING
-    assert "invoice.paid" not in [s.event_type for s in decision.steps]
+    confirming = observe(fresh(), confirming=DUE).invoice
+    paid = observe(confirming, confirmed=DUE)
+    assert types(paid) == ["invoice.paid"]
+    assert paid.invoice.state is State.PAID and not paid.invoice.flags
 
 
 def test_mempool_sighting_is_detected_only() -> None:
-    decision = decide(fresh(), FundsObserved(Funds(pending=DUE)))
-    assert decision.invoice.state is State.DETECTED
+    assert observe(fresh(), pending=DUE).invoice.state is State.DETECTED
 
 
-def test_reorg_moves_back_with_payment_reorged() -> None:
-    paid = decide(fresh(), FundsObserved(Funds(confirmed=DUE))).invoice
-    back = decide(paid, FundsObserved(Funds()))
-    assert back.invoice.state is State.AWAITING_PAYMENT
-    assert [s.event_type for s in back.steps] == ["payment.reorged"]
+# --- amounts ------------------------------------------------------------------
 
+def test_underpayment_within_tolerance_counts_as_paid() -> None:
+    decision = observe(fresh(), confirmed=DUE - TOLERANCE)
+    assert decision.invoice.state is State.PAID
+    assert Flag.PAID_PARTIAL not in decision.invoice.flags
+
+
+def test_underpayment_beyond_tolerance_waits_for_a_top_up() -> None:
+    short = observe(fresh(), confirmed=DUE - TOLERANCE - 1).invoice
+    assert short.state is State.DETECTED and Flag.PAID_PARTIAL in short.flags
+    topped = observe(short, confirmed=DUE)
+    assert topped.invoice.state is State.PAID and Flag.PAID_PARTIAL not in topped.invoice.flags
+
+
+def test_partial_payments_add_up() -> None:
+    first = observe(fresh(), confirmed=DUE // 2).invoice
+    second = observe(first, confirmed=DUE // 2, confirming=DUE - DUE // 2)
+    assert second.invoice.state is State.CONFIRMING
+    assert observe(second.invoice, confirmed=DUE).invoice.state is State.PAID
+
+
+def test_short_at_the_deadline_becomes_underpaid() -> None:
+    short = observe(fresh(), confirmed=DUE // 2).invoice
+    assert not decide(short, ClockTick(BEFORE)).changed
+    decision = decide(short, ClockTick(EXPIRY))
+    assert decision.invoice.state is State.UNDERPAID and types(decision) == ["invoice.underpaid"]
+
+
+def test_unconfirmed_partial_funds_at_the_deadline_are_waited_for() -> None:
+    short = observe(fresh(), confirmed=1, confirming=DUE // 2).invoice
+    assert not decide(short, ClockTick(AFTER)).changed
+
+
+def test_overpayment_is_overpaid_with_the_excess_flagged() -> None:
+    decision = observe(fresh(), confirmed=DUE + 1)
+    assert decision.invoice.state is State.OVERPAID
+    assert Flag.PAID_OVER in decision.invoice.flags and Flag.DUPLICATE not in decision.invoice.flags
+    assert types(decision)[-1] == "invoice.overpaid"
+
+
+def test_a_second_full_payment_is_flagged_duplicate() -> None:
+    paid = observe(fresh(), confirmed=DUE).invoice
+    again = observe(paid, confirmed=2 * DUE)
+    assert again.invoice.state is State.OVERPAID
+    assert {Flag.DUPLICATE, Flag.PAID_OVER} <= again.invoice.flags
+
+
+def test_wrong_asset_is_flagged_and_never_counted() -> None:
+    decision = observe(fresh(), wrong_asset_transfers=1)
+    assert decision.invoice.state is State.AWAITING_PAYMENT
+    assert decision.invoice.flags == {Flag.WRONG_ASSET}
+    assert types(decision) == ["invoice.flagged"]
+
+
+# --- time -----------------------------------------------------------------------
 
 def test_expiry_only_without_funds_and_only_after_the_deadline() -> None:
-    before = decide(fresh(), ClockTick(EXPIRY - timedelta(seconds=1)))
-    assert not before.changed
+    assert not decide(fresh(), ClockTick(BEFORE)).changed
     at = decide(fresh(), ClockTick(EXPIRY))
-    assert at.invoice.state is State.EXPIRED
-    assert [s.event_type for s in at.steps] == ["invoice.expired"]
-    detected = decide(fresh(), FundsObserved(Funds(pending=1))).invoice
-    assert not decide(detected, ClockTick(EXPIRY + timedelta(days=1))).changed
+    assert at.invoice.state is State.EXPIRED and types(at) == ["invoice.expired"]
+    detected = observe(fresh(), pending=DUE).invoice
+    assert not decide(detected, ClockTick(AFTER + timedelta(days=1))).changed
 
 
-def test_expired_invoice_state_is_not_moved_by_funds() -> None:
+def test_funds_after_expiry_are_credited_and_flagged_paid_late() -> None:
     expired = decide(fresh(), ClockTick(EXPIRY)).invoice
-    decision = decide(expired, FundsObserved(Funds(confirmed=DUE)))
-    assert decision.invoice.state is State.EXPIRED
-    assert not decision.changed
+    decision = observe(expired, confirmed=DUE, late=DUE)
+    assert decision.invoice.state is State.PAID
+    assert Flag.PAID_LATE in decision.invoice.flags
+    assert types(decision) == ["invoice.detected", "invoice.confirming", "invoice.paid_late"]
 
+
+def test_top_up_after_underpaid_is_paid_late() -> None:
+    short = decide(observe(fresh(), confirmed=DUE // 2).invoice, ClockTick(EXPIRY)).invoice
+    decision = observe(short, confirmed=DUE, late=DUE - DUE // 2)
+    assert decision.invoice.state is State.PAID
+    assert types(decision) == ["invoice.confirming", "invoice.paid_late"]
+
+
+# --- reorgs ---------------------------------------------------------------------
+
+def test_reorg_moves_back_with_payment_reorged_and_reinclusion_moves_forward() -> None:
+    paid = observe(fresh(), confirmed=DUE).invoice
+    back = observe(paid, confirming=0)
+    assert back.invoice.state is State.AWAITING_PAYMENT and types(back) == ["payment.reorged"]
+    again = observe(back.invoice, confirming=DUE)
+    assert again.invoice.state is State.CONFIRMING
+
+
+def test_shallow_reorg_unconfirming_a_payment_moves_paid_back_to_confirming() -> None:
+    paid = observe(fresh(), confirmed=DUE).invoice
+    back = observe(paid, confirming=DUE)
+    assert back.invoice.state is State.CONFIRMING and types(back) == ["payment.reorged"]
+
+
+# --- merchant and operator ---------------------------------------------------
+
+def test_cancel_only_before_funds() -> None:
+    assert decide(fresh(), Cancel()).invoice.state is State.CANCELLED
+    detected = observe(fresh(), pending=1).invoice
+    refused = decide(detected, Cancel())
+    assert refused.refusal is not None and refused.refusal.reason == "INVOICE_NOT_CANCELLABLE"
+    assert refused.invoice == detected
+
+
+def test_cancelled_invoice_is_not_moved_by_funds() -> None:
+    cancelled = decide(fresh(), Cancel()).invoice
+    decision = observe(cancelled, confirmed=DUE)
+    assert decision.invoice.state is State.CANCELLED and not decision.changed
+
+
+def test_mark_settles_by_hand_and_sticks() -> None:
+    detected = observe(fresh(), confirmed=DUE // 2).invoice
+    marked = decide(detected, Mark(State.PAID))
+    assert marked.invoice.state is State.PAID and Flag.MARKED in marked.invoice.flags
+    assert types(marked) == ["invoice.marked"]
+    assert not decide(marked.invoice, Mark(State.PAID)).changed
+    assert observe(marked.invoice, confirmed=0).invoice.state is State.PAID
+    refused = decide(fresh(), Mark(State.OVERPAID))
+    assert refused.refusal is not None and refused.refusal.reason == "MARK_STATE_INVALID"
+
+
+def test_full_refund_makes_it_refunded_and_more_is_refused() -> None:
+    over = observe(fresh(), confirmed=DUE + 5).invoice
+    partly = decide(over, RefundSettled(5))
+    assert partly.invoice.state is State.OVERPAID and partly.invoice.refunded == 5
+    full = decide(partly.invoice, RefundSettled(DUE))
+    assert full.invoice.state is State.REFUNDED and types(full) == ["invoice.refunded"]
+    assert decide(over, RefundSettled(DUE + 6)).refusal.reason == "REFUND_EXCEEDS_RECEIVED"
+    assert decide(fresh(), RefundSettled(1)).refusal.reason == "INVOICE_NOT_REFUNDABLE"
+
+
+# --- properties -------------------------------------------------------------
 
 amounts = st.integers(min_value=0, max_value=3 * DUE)
-funds = st.builds(Funds, pending=amounts, confirming=amounts, confirmed=amounts)
-events = st.one_of(
-    funds.map(FundsObserved),
-    st.integers(min_value=-3600, max_value=3600).map(
-        lambda s: ClockTick(EXPIRY + timedelta(seconds=s))
-    ),
+
+
+@st.composite
+def funds(draw) -> Funds:
+    pending, confirming, confirmed = draw(amounts), draw(amounts), draw(amounts)
+    late = draw(st.integers(min_value=0, max_value=pending + confirming + confirmed))
+    return Funds(pending, confirming, confirmed, late, draw(st.integers(0, 2)))
+
+
+repeatable_events = st.one_of(
+    funds().map(FundsObserved),
+    st.integers(min_value=-3600, max_value=3600).map(lambda s: ClockTick(EXPIRY + timedelta(seconds=s))),
+    st.just(Cancel()),
+    st.sampled_from([State.PAID, State.EXPIRED]).map(Mark),
 )
+events = st.one_of(repeatable_events, st.integers(min_value=1, max_value=DUE).map(RefundSettled))
 
 
-def run(invoice: Invoice, sequence: list[FundsObserved | ClockTick]) -> list[Invoice]:
+def run(invoice: Invoice, sequence: list) -> list[Invoice]:
     seen = [invoice]
     for event in sequence:
         seen.append(decide(seen[-1], event).invoice)
     return seen
 
 
-@given(st.lists(events, max_size=30))
-def test_never_paid_without_confirmed_funds_covering_the_amount(sequence: list) -> None:
-    for invoice in run(fresh(), sequence):
-        if invoice.state is State.PAID:
-            assert invoice.funds.confirmed >= invoice.amount_due
+@given(st.lists(events, max_size=30), st.integers(min_value=0, max_value=DUE - 1))
+def test_never_settled_without_confirmed_funds_covering_the_amount(sequence: list, tolerance: int) -> None:
+    for invoice in run(fresh(tolerance), sequence):
+        if invoice.state in {State.PAID, State.OVERPAID} and Flag.MARKED not in invoice.flags:
+            assert invoice.funds.confirmed >= DUE - tolerance
 
 
-@given(st.lists(events, max_size=30), events)
+@given(st.lists(events, max_size=30), repeatable_events)
 def test_applying_the_same_event_twice_changes_nothing(sequence: list, event) -> None:
     once = decide(run(fresh(), sequence)[-1], event)
     twice = decide(once.invoice, event)
@@ -104,24 +233,37 @@ def test_applying_the_same_event_twice_changes_nothing(sequence: list, event) ->
     assert twice.invoice == once.invoice
 
 
-@given(st.lists(funds, min_size=1, max_size=10), st.integers(min_value=0, max_value=9))
-def test_reorg_then_reinclusion_ends_where_no_reorg_would(
-    observations: list[Funds], at: int
-) -> None:
+@given(st.lists(funds(), min_size=1, max_size=10), st.integers(min_value=0, max_value=9))
+def test_reorg_then_reinclusion_ends_where_no_reorg_would(observations: list[Funds], at: int) -> None:
     at = at % len(observations)
     straight = run(fresh(), [FundsObserved(f) for f in observations])[-1]
-    # The reorg removes what was counted at step `at`, then the same funds return.
+    removed = Funds(pending=observations[at].pending, late=min(observations[at].late, observations[at].pending))
     with_reorg = [FundsObserved(f) for f in observations[: at + 1]]
-    with_reorg += [FundsObserved(Funds(pending=observations[at].pending))]
+    with_reorg += [FundsObserved(removed)]
     with_reorg += [FundsObserved(f) for f in observations[at:]]
     reorged = run(fresh(), with_reorg)[-1]
-    assert reorged.state == straight.state
-    assert reorged.funds == straight.funds
+    assert (reorged.state, reorged.funds, reorged.flags) == (straight.state, straight.funds, straight.flags)
 
 
-@given(funds)
-def test_forward_moves_pass_through_every_state_in_order(observed: Funds) -> None:
-    decision = decide(fresh(), FundsObserved(observed))
-    path = ["invoice.detected", "invoice.confirming", "invoice.paid"]
-    types = [s.event_type for s in decision.steps]
-    assert types == path[: len(types)]
+@given(st.lists(events, max_size=30))
+def test_closed_invoices_never_move_and_forward_moves_never_skip(sequence: list) -> None:
+    invoice = fresh()
+    order = {"invoice.detected": 1, "invoice.confirming": 2}
+    for event in sequence:
+        decision = decide(invoice, event)
+        if invoice.state in {State.CANCELLED, State.REFUNDED}:
+            assert decision.invoice.state is invoice.state
+        ranks = [order[s.event_type] for s in decision.steps if s.event_type in order]
+        assert ranks == sorted(ranks)
+        if decision.refusal is not None:
+            assert decision.invoice == invoice
+        invoice = decision.invoice
+
+
+@given(funds())
+def test_overpaid_exactly_when_confirmed_exceeds_due(observed: Funds) -> None:
+    state = observe(fresh(), **vars(observed)).invoice.state
+    if state is State.OVERPAID:
+        assert observed.confirmed > DUE
+    if observed.confirmed > DUE:
+        assert state is State.OVERPAID
