@@ -9,6 +9,7 @@ import sys
 import grpc
 from google.protobuf import json_format
 
+from core.ledger import check as ledger_check
 from core.store.migrate import MigrationError, migrate
 from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
 
@@ -42,7 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--parent", default="")
     e.add_argument("--after", type=int, default=0)
     e.add_argument("--follow", action="store_true")
+    led = sub.add_parser("ledger", help="ledger operations")
+    led_sub = led.add_subparsers(dest="ledger_command", required=True)
+    lc = led_sub.add_parser("check", help="verify the ledger's invariants; non-zero on violation")
+    lc.add_argument("--dsn", required=True)
     args = parser.parse_args(argv)
+    if args.command == "ledger":
+        return _ledger(args)
     try:
         if args.command == "migrate":
             applied = asyncio.run(migrate(args.dsn))
@@ -76,6 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     except MigrationError as exc:
         print(f"kassactl: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _ledger(args: argparse.Namespace) -> int:
+    violation, accounts, transfers = asyncio.run(ledger_check.run(args.dsn))
+    if violation is not None:
+        print(f"kassactl: ledger check failed: {violation}", file=sys.stderr)
+        return 1
+    print(f"ledger check: ok ({accounts} accounts, {transfers} transfers)")
     return 0
 
 

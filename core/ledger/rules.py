@@ -1,0 +1,539 @@
+"""The one place that decides money movement: TigerBeetle's rules, without I/O.
+
+Given the current state of the accounts a batch touches, the stored
+transfers it names (its own ids and the pending transfers it posts or voids)
+and the time, `decide` returns each transfer's result, the transfers to
+write and the resulting balance changes. The store only loads, locks and
+writes; the database recomputes the same balance changes from the written
+rows (see `effects`), so this module and the SQL trigger agree by
+construction and `kassactl ledger check` verifies it.
+
+Semantics, as in TigerBeetle:
+- a transfer moves `amount` from its debit account to its credit account of
+  one asset; a pending transfer only reserves it (debits_pending /
+  credits_pending) until a post (optionally a smaller amount) or a void,
+  each at most once; a pending transfer past its timeout voids itself;
+- a transfer flagged LINKED commits only with the next one: a chain fails
+  as a whole, its failing member naming the reason and the others
+  LINKED_EVENT_FAILED;
+- a replay of a stored id with the same body is accepted again and changes
+  nothing; with another body it is refused naming the first differing
+  field. Refused transfers are not stored, so any refusal may be retried
+  with the same id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import IntFlag, StrEnum
+
+
+class AccountFlags(IntFlag):
+    NONE = 0
+    DEBITS_MUST_NOT_EXCEED_CREDITS = 1
+    CREDITS_MUST_NOT_EXCEED_DEBITS = 2
+
+
+class TransferFlags(IntFlag):
+    NONE = 0
+    LINKED = 1
+    PENDING = 2
+    POST_PENDING = 4
+    VOID_PENDING = 8
+
+
+# Amounts are uint256 (every token amount fits); totals are numeric(78,0).
+AMOUNT_MAX = 2**256 - 1
+TOTAL_MAX = 10**78 - 1
+CODE_MAX = 65535
+# Expiry voids are written by the ledger itself under this id prefix; client
+# ids may not use it (see `valid_id`).
+EXPIRY_PREFIX = "expiry:"
+ID_MAX_LEN = 128
+
+
+class Reason(StrEnum):
+    """Refusal reasons: the ErrorInfo reasons of domain kassa.ledger."""
+
+    AMOUNT_INVALID = "AMOUNT_INVALID"
+    ID_INVALID = "ID_INVALID"
+    FLAGS_INVALID = "FLAGS_INVALID"
+    CODE_INVALID = "CODE_INVALID"
+    TIMEOUT_INVALID = "TIMEOUT_INVALID"
+    SAME_ACCOUNT = "SAME_ACCOUNT"
+    ACCOUNT_NOT_FOUND = "ACCOUNT_NOT_FOUND"
+    ASSET_MISMATCH = "ASSET_MISMATCH"
+    EXCEEDS_CREDITS = "EXCEEDS_CREDITS"
+    EXCEEDS_DEBITS = "EXCEEDS_DEBITS"
+    OVERFLOWS_TOTAL = "OVERFLOWS_TOTAL"
+    PENDING_ID_REQUIRED = "PENDING_ID_REQUIRED"
+    PENDING_ID_MUST_BE_EMPTY = "PENDING_ID_MUST_BE_EMPTY"
+    PENDING_NOT_FOUND = "PENDING_NOT_FOUND"
+    PENDING_NOT_PENDING = "PENDING_NOT_PENDING"
+    PENDING_MISMATCH = "PENDING_MISMATCH"
+    PENDING_ALREADY_POSTED = "PENDING_ALREADY_POSTED"
+    PENDING_ALREADY_VOIDED = "PENDING_ALREADY_VOIDED"
+    PENDING_EXPIRED = "PENDING_EXPIRED"
+    POST_EXCEEDS_PENDING = "POST_EXCEEDS_PENDING"
+    ID_EXISTS_WITH_DIFFERENT_FIELD = "ID_EXISTS_WITH_DIFFERENT_FIELD"
+    LINKED_EVENT_FAILED = "LINKED_EVENT_FAILED"
+    LINKED_CHAIN_OPEN = "LINKED_CHAIN_OPEN"
+
+
+@dataclass(frozen=True, slots=True)
+class Balances:
+    debits_pending: int = 0
+    debits_posted: int = 0
+    credits_pending: int = 0
+    credits_posted: int = 0
+
+    def __add__(self, other: Balances) -> Balances:
+        return Balances(
+            self.debits_pending + other.debits_pending,
+            self.debits_posted + other.debits_posted,
+            self.credits_pending + other.credits_pending,
+            self.credits_posted + other.credits_posted,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    asset: str
+    code: int = 0
+    flags: int = 0
+    balances: Balances = Balances()
+    user_data: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """A transfer as requested, or (with every field resolved) as stored.
+
+    In a post or void request an empty account, asset or a zero code or
+    amount means "as the pending transfer"; a zero post amount posts all.
+    """
+
+    id: str
+    debit_account_id: str = ""
+    credit_account_id: str = ""
+    amount: int = 0
+    asset: str = ""
+    code: int = 0
+    flags: int = 0
+    pending_id: str = ""
+    timeout_s: int = 0
+    reference: str = ""
+    user_data: str = ""
+
+
+class Resolution(StrEnum):
+    OPEN = ""
+    POSTED = "posted"
+    VOIDED = "voided"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A stored transfer; for a pending one, how it was resolved."""
+
+    transfer: Transfer
+    create_time: datetime
+    resolution: Resolution = Resolution.OPEN
+
+    @property
+    def expire_time(self) -> datetime | None:
+        t = self.transfer
+        if not t.flags & TransferFlags.PENDING or t.timeout_s <= 0:
+            return None
+        return self.create_time + timedelta(seconds=t.timeout_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    reason: Reason | None = None  # None: accepted
+    field: str = ""  # the differing or offending field, when one is named
+    existed: bool = False  # accepted as a replay of a stored transfer
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+@dataclass
+class Outcome:
+    results: list[Result]
+    # Transfers to store, fully resolved, in order (expiry voids first).
+    writes: list[Transfer] = field(default_factory=list)
+    # Per account, the change of its four totals.
+    deltas: dict[str, Balances] = field(default_factory=dict)
+
+
+OK = Result()
+_COMPARED = (
+    "flags",
+    "debit_account_id",
+    "credit_account_id",
+    "amount",
+    "asset",
+    "code",
+    "pending_id",
+    "timeout_s",
+    "reference",
+    "user_data",
+)
+_INHERITABLE = {"debit_account_id", "credit_account_id", "amount", "asset", "code"}
+
+
+def valid_id(value: str) -> bool:
+    return (
+        0 < len(value) <= ID_MAX_LEN
+        and value.isprintable()
+        and not value.isspace()
+        and not value.startswith(EXPIRY_PREFIX)
+    )
+
+
+def expiry_id(pending_id: str) -> str:
+    return EXPIRY_PREFIX + pending_id
+
+
+def is_resolution(flags: int) -> bool:
+    return bool(flags & (TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING))
+
+
+def effects(transfer: Transfer, pending_amount: int) -> tuple[Balances, Balances]:
+    """The change a stored transfer makes to its (debit, credit) accounts.
+
+    `pending_amount` is the amount of the pending transfer a post or void
+    resolves (ignored otherwise). The database trigger computes the same.
+    """
+    amount, flags = transfer.amount, transfer.flags
+    if flags & TransferFlags.PENDING:
+        return Balances(debits_pending=amount), Balances(credits_pending=amount)
+    if flags & TransferFlags.POST_PENDING:
+        return (
+            Balances(debits_pending=-pending_amount, debits_posted=amount),
+            Balances(credits_pending=-pending_amount, credits_posted=amount),
+        )
+    if flags & TransferFlags.VOID_PENDING:
+        return Balances(debits_pending=-pending_amount), Balances(credits_pending=-pending_amount)
+    return Balances(debits_posted=amount), Balances(credits_posted=amount)
+
+
+def broken_flag(flags: int, b: Balances) -> Reason | None:
+    """The refusal an account's flags give for these totals, if any."""
+    if flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and (
+        b.debits_pending + b.debits_posted > b.credits_posted
+    ):
+        return Reason.EXCEEDS_CREDITS
+    if flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS and (
+        b.credits_pending + b.credits_posted > b.debits_posted
+    ):
+        return Reason.EXCEEDS_DEBITS
+    return None
+
+
+def _overflows(b: Balances) -> bool:
+    return max(b.debits_pending + b.debits_posted, b.credits_pending + b.credits_posted) > TOTAL_MAX
+
+
+def differing_field(request: Transfer, stored: Transfer) -> str | None:
+    """The first field in which a replayed request differs from the stored one."""
+    resolving = is_resolution(request.flags)
+    for name in _COMPARED:
+        asked = getattr(request, name)
+        if resolving and name in _INHERITABLE and not asked:
+            continue
+        if not resolving and name == "asset" and not asked:
+            continue
+        if asked != getattr(stored, name):
+            return name
+    return None
+
+
+def check_shape(t: Transfer) -> Result | None:
+    """Refusals that depend on the transfer alone (also the API's input checks)."""
+    flags = t.flags
+    kinds = flags & (
+        TransferFlags.PENDING | TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING
+    )
+    if flags & ~0xF or kinds & (kinds - 1):
+        return Result(Reason.FLAGS_INVALID, "flags")
+    if not valid_id(t.id):
+        return Result(Reason.ID_INVALID, "id")
+    if not 0 <= t.code <= CODE_MAX:
+        return Result(Reason.CODE_INVALID, "code")
+    if t.timeout_s < 0 or (t.timeout_s and not flags & TransferFlags.PENDING):
+        return Result(Reason.TIMEOUT_INVALID, "timeout_s")
+    if is_resolution(flags):
+        if not t.pending_id:
+            return Result(Reason.PENDING_ID_REQUIRED, "pending_id")
+        if not 0 <= t.amount <= AMOUNT_MAX:
+            return Result(Reason.AMOUNT_INVALID, "amount")
+        return None
+    if t.pending_id:
+        return Result(Reason.PENDING_ID_MUST_BE_EMPTY, "pending_id")
+    if not 0 < t.amount <= AMOUNT_MAX:
+        return Result(Reason.AMOUNT_INVALID, "amount")
+    if not t.debit_account_id:
+        return Result(Reason.ACCOUNT_NOT_FOUND, "debit_account_id")
+    if not t.credit_account_id:
+        return Result(Reason.ACCOUNT_NOT_FOUND, "credit_account_id")
+    if t.debit_account_id == t.credit_account_id:
+        return Result(Reason.SAME_ACCOUNT, "credit_account_id")
+    return None
+
+
+def is_expired(stored: Stored, now: datetime) -> bool:
+    expire = stored.expire_time
+    return stored.resolution is Resolution.OPEN and expire is not None and expire <= now
+
+
+def expiry_void(stored: Stored) -> Transfer:
+    """The void the ledger writes for a pending transfer past its timeout."""
+    p = stored.transfer
+    return Transfer(
+        id=expiry_id(p.id),
+        debit_account_id=p.debit_account_id,
+        credit_account_id=p.credit_account_id,
+        amount=p.amount,
+        asset=p.asset,
+        code=p.code,
+        flags=TransferFlags.VOID_PENDING,
+        pending_id=p.id,
+        reference=p.reference,
+    )
+
+
+def referenced_ids(batch: Iterable[Transfer]) -> set[str]:
+    """Stored transfers `decide` needs: the batch's ids and the pendings it names."""
+    ids: set[str] = set()
+    for t in batch:
+        ids.add(t.id)
+        if t.pending_id:
+            ids.add(t.pending_id)
+    return ids
+
+
+class _Ledger:
+    """Working state for one batch, with an undo log for linked chains."""
+
+    def __init__(
+        self, accounts: Mapping[str, Account], stored: Mapping[str, Stored], now: datetime
+    ) -> None:
+        self.accounts = accounts
+        self.balances = {i: a.balances for i, a in accounts.items()}
+        self.stored = dict(stored)
+        self.now = now
+        self.writes: list[Transfer] = []
+        self._undo: list[tuple[str, str, object]] = []
+
+    def mark(self) -> int:
+        return len(self._undo)
+
+    def rollback(self, mark: int, writes_mark: int) -> None:
+        while len(self._undo) > mark:
+            kind, key, previous = self._undo.pop()
+            if kind == "b":
+                self.balances[key] = previous  # type: ignore[assignment]
+            elif previous is None:
+                del self.stored[key]
+            else:
+                self.stored[key] = previous  # type: ignore[assignment]
+        del self.writes[writes_mark:]
+
+    def set_balance(self, account_id: str, value: Balances) -> None:
+        self._undo.append(("b", account_id, self.balances[account_id]))
+        self.balances[account_id] = value
+
+    def set_stored(self, value: Stored) -> None:
+        key = value.transfer.id
+        self._undo.append(("s", key, self.stored.get(key)))
+        self.stored[key] = value
+
+    def write(self, t: Transfer, pending_amount: int, resolves: Stored | None) -> Result:
+        """Applies a resolved transfer if both accounts' flags and totals allow it."""
+        debit_delta, credit_delta = effects(t, pending_amount)
+        debit = self.balances[t.debit_account_id] + debit_delta
+        credit = self.balances[t.credit_account_id] + credit_delta
+        for account_id, after, side in (
+            (t.debit_account_id, debit, "debit_account_id"),
+            (t.credit_account_id, credit, "credit_account_id"),
+        ):
+            reason = broken_flag(self.accounts[account_id].flags, after)
+            if reason is not None:
+                return Result(reason, side)
+            if _overflows(after):
+                return Result(Reason.OVERFLOWS_TOTAL, side)
+        self.set_balance(t.debit_account_id, debit)
+        self.set_balance(t.credit_account_id, credit)
+        self.set_stored(Stored(t, self.now))
+        if resolves is not None:
+            resolution = (
+                Resolution.POSTED if t.flags & TransferFlags.POST_PENDING else Resolution.VOIDED
+            )
+            if t.id.startswith(EXPIRY_PREFIX):
+                resolution = Resolution.EXPIRED
+            self.set_stored(replace(resolves, resolution=resolution))
+        self.writes.append(t)
+        return OK
+
+    def one(self, t: Transfer) -> Result:
+        known = self.stored.get(t.id)
+        if known is not None:
+            differing = differing_field(t, known.transfer)
+            if differing is not None:
+                return Result(Reason.ID_EXISTS_WITH_DIFFERENT_FIELD, differing)
+            return Result(existed=True)
+        shape = check_shape(t)
+        if shape is not None:
+            return shape
+        if is_resolution(t.flags):
+            return self._resolve(t)
+        debit = self.accounts.get(t.debit_account_id)
+        if debit is None:
+            return Result(Reason.ACCOUNT_NOT_FOUND, "debit_account_id")
+        credit = self.accounts.get(t.credit_account_id)
+        if credit is None:
+            return Result(Reason.ACCOUNT_NOT_FOUND, "credit_account_id")
+        if debit.asset != credit.asset:
+            return Result(Reason.ASSET_MISMATCH, "credit_account_id")
+        if t.asset and t.asset != debit.asset:
+            return Result(Reason.ASSET_MISMATCH, "asset")
+        return self.write(replace(t, asset=debit.asset), 0, None)
+
+    def _resolve(self, t: Transfer) -> Result:
+        pending = self.stored.get(t.pending_id)
+        if pending is None:
+            return Result(Reason.PENDING_NOT_FOUND, "pending_id")
+        p = pending.transfer
+        if not p.flags & TransferFlags.PENDING:
+            return Result(Reason.PENDING_NOT_PENDING, "pending_id")
+        for name in ("debit_account_id", "credit_account_id", "asset", "code"):
+            asked = getattr(t, name)
+            if asked and asked != getattr(p, name):
+                return Result(Reason.PENDING_MISMATCH, name)
+        if pending.resolution is Resolution.POSTED:
+            return Result(Reason.PENDING_ALREADY_POSTED, "pending_id")
+        if pending.resolution is Resolution.VOIDED:
+            return Result(Reason.PENDING_ALREADY_VOIDED, "pending_id")
+        if pending.resolution is Resolution.EXPIRED or is_expired(pending, self.now):
+            return Result(Reason.PENDING_EXPIRED, "pending_id")
+        if t.flags & TransferFlags.POST_PENDING:
+            amount = t.amount or p.amount
+            if amount > p.amount:
+                return Result(Reason.POST_EXCEEDS_PENDING, "amount")
+        else:
+            if t.amount not in (0, p.amount):
+                return Result(Reason.AMOUNT_INVALID, "amount")
+            amount = p.amount
+        if p.debit_account_id not in self.accounts or p.credit_account_id not in self.accounts:
+            # Accounts are never deleted; only a store that failed to load them gets here.
+            return Result(Reason.ACCOUNT_NOT_FOUND, "pending_id")
+        resolved = replace(
+            t,
+            debit_account_id=p.debit_account_id,
+            credit_account_id=p.credit_account_id,
+            amount=amount,
+            asset=p.asset,
+            code=t.code or p.code,
+        )
+        return self.write(resolved, p.amount, pending)
+
+
+def chains(batch: Sequence[Transfer]) -> list[range]:
+    """Index ranges of the batch's linked chains (a lone transfer is a chain of one)."""
+    out: list[range] = []
+    start = 0
+    for i, t in enumerate(batch):
+        if not t.flags & TransferFlags.LINKED:
+            out.append(range(start, i + 1))
+            start = i + 1
+    if start < len(batch):
+        out.append(range(start, len(batch)))
+    return out
+
+
+def decide(
+    batch: Sequence[Transfer],
+    accounts: Mapping[str, Account],
+    stored: Mapping[str, Stored],
+    now: datetime,
+) -> Outcome:
+    """Each transfer's result, the transfers to write and the balance changes.
+
+    `accounts` must hold every account the batch names or whose pending
+    transfers it resolves; `stored` every stored transfer in
+    `referenced_ids(batch)`.
+    """
+    ledger = _Ledger(accounts, stored, now)
+    # Pending transfers past their timeout void themselves before anything
+    # else, whatever happens to the batch: expiry does not depend on it.
+    for t in batch:
+        pending = stored.get(t.pending_id) if t.pending_id else None
+        if (
+            pending is not None
+            and ledger.stored[pending.transfer.id].resolution is Resolution.OPEN
+            and is_expired(pending, now)
+            and pending.transfer.debit_account_id in accounts
+            and pending.transfer.credit_account_id in accounts
+        ):
+            ledger.write(expiry_void(pending), pending.transfer.amount, pending)
+    ledger._undo.clear()
+
+    results: list[Result] = [OK] * len(batch)
+    for chain in chains(batch):
+        mark, writes_mark = ledger.mark(), len(ledger.writes)
+        failed: int | None = None
+        for i in chain:
+            results[i] = ledger.one(batch[i])
+            if not results[i].ok:
+                failed = i
+                break
+        open_end = bool(batch[chain[-1]].flags & TransferFlags.LINKED)
+        if failed is None and open_end:
+            failed = chain[-1]
+            results[failed] = Result(Reason.LINKED_CHAIN_OPEN, "flags")
+        if failed is not None:
+            ledger.rollback(mark, writes_mark)
+            for i in chain:
+                if i != failed:
+                    results[i] = Result(Reason.LINKED_EVENT_FAILED)
+    deltas: dict[str, Balances] = {}
+    for account_id, after in ledger.balances.items():
+        before = accounts[account_id].balances
+        if after != before:
+            deltas[account_id] = Balances(
+                after.debits_pending - before.debits_pending,
+                after.debits_posted - before.debits_posted,
+                after.credits_pending - before.credits_pending,
+                after.credits_posted - before.credits_posted,
+            )
+    return Outcome(results, ledger.writes, deltas)
+
+
+# --- accounts -----------------------------------------------------------------
+
+
+def check_account(a: Account) -> Result | None:
+    if not valid_id(a.id):
+        return Result(Reason.ID_INVALID, "id")
+    if not a.asset:
+        return Result(Reason.ASSET_MISMATCH, "asset")
+    if not 0 <= a.code <= CODE_MAX:
+        return Result(Reason.CODE_INVALID, "code")
+    both = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
+    if a.flags & ~both or a.flags & both == both:
+        return Result(Reason.FLAGS_INVALID, "flags")
+    return None
+
+
+def account_differs(request: Account, stored: Account) -> str | None:
+    for name in ("asset", "code", "flags", "user_data"):
+        if getattr(request, name) != getattr(stored, name):
+            return name
+    return None

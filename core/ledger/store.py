@@ -1,0 +1,270 @@
+"""The ledger's I/O: load and lock, let the rules decide, write in one statement.
+
+A posting is two round trips inside the caller's transaction: one statement
+locks the involved accounts in id order (so concurrent writers never
+deadlock) and reads the stored transfers the batch names; one INSERT of all
+accepted transfers, whose statement trigger moves the account totals.
+
+The read of stored transfers in the locking statement uses the statement's
+snapshot, so a concurrent writer that committed while we waited for a lock
+may be unseen; the unique constraints (transfer id, one resolution per
+pending transfer) then refuse our INSERT and `create_transfers` retries the
+whole transaction, which sees it. Balances are always fresh: a row locked
+FOR UPDATE is re-read at its latest version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+from core.ledger.rules import (
+    Account,
+    Balances,
+    Outcome,
+    Reason,
+    Resolution,
+    Result,
+    Stored,
+    Transfer,
+    TransferFlags,
+    account_differs,
+    check_account,
+    decide,
+    expiry_id,
+    referenced_ids,
+)
+
+RETRIES = 8
+
+_LOAD = """
+WITH wanted AS MATERIALIZED (
+    SELECT unnest($1::text[]) AS id
+    UNION
+    SELECT unnest(ARRAY[debit_account_id, credit_account_id])
+      FROM ledger_transfers WHERE id = ANY($2::text[])
+), locked AS MATERIALIZED (
+    SELECT a.id, a.asset, a.code, a.flags, a.user_data, a.debits_pending, a.debits_posted,
+           a.credits_pending, a.credits_posted
+      FROM ledger_accounts a WHERE a.id IN (SELECT id FROM wanted)
+     ORDER BY a.id FOR UPDATE
+)
+SELECT true AS is_account, id, asset, code, flags, user_data, debits_pending, debits_posted,
+       credits_pending, credits_posted, NULL::text AS debit_account_id,
+       NULL::text AS credit_account_id, NULL::numeric AS amount, NULL::text AS pending_id,
+       NULL::integer AS timeout_s, NULL::text AS reference, NULL::timestamptz AS create_time,
+       NULL::text AS resolved_by, NULL::integer AS resolved_flags
+  FROM locked
+UNION ALL
+SELECT false, t.id, t.asset, t.code, t.flags, t.user_data, NULL, NULL, NULL, NULL,
+       t.debit_account_id, t.credit_account_id, t.amount, t.pending_id, t.timeout_s,
+       t.reference, t.create_time, r.id, r.flags
+  FROM ledger_transfers t LEFT JOIN ledger_transfers r ON r.pending_id = t.id
+ WHERE t.id = ANY($2::text[])
+"""
+
+_INSERT = """
+INSERT INTO ledger_transfers (id, debit_account_id, credit_account_id, amount, asset, code, flags,
+                              pending_id, timeout_s, reference, user_data, create_time, expire_time)
+SELECT u.id, u.debit, u.credit, u.amount, u.asset, u.code, u.flags, u.pending_id, u.timeout_s,
+       u.reference, u.user_data, $12::timestamptz,
+       CASE WHEN u.timeout_s > 0 THEN $12::timestamptz + make_interval(secs => u.timeout_s) END
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::integer[],
+              $7::integer[], $8::text[], $9::integer[], $10::text[], $11::text[])
+       AS u(id, debit, credit, amount, asset, code, flags, pending_id, timeout_s, reference,
+            user_data)
+"""
+
+
+def _resolution(resolved_by: str | None, resolved_flags: int | None) -> Resolution:
+    if resolved_by is None or resolved_flags is None:
+        return Resolution.OPEN
+    if resolved_flags & TransferFlags.POST_PENDING:
+        return Resolution.POSTED
+    if resolved_by.startswith("expiry:"):
+        return Resolution.EXPIRED
+    return Resolution.VOIDED
+
+
+def stored_of(row: asyncpg.Record) -> Stored:
+    transfer = Transfer(
+        id=row["id"],
+        debit_account_id=row["debit_account_id"],
+        credit_account_id=row["credit_account_id"],
+        amount=int(row["amount"]),
+        asset=row["asset"],
+        code=row["code"],
+        flags=row["flags"],
+        pending_id=row["pending_id"] or "",
+        timeout_s=row["timeout_s"],
+        reference=row["reference"],
+        user_data=row["user_data"],
+    )
+    return Stored(
+        transfer, row["create_time"], _resolution(row["resolved_by"], row["resolved_flags"])
+    )
+
+
+def account_of(row: asyncpg.Record) -> Account:
+    return Account(
+        id=row["id"],
+        asset=row["asset"],
+        code=row["code"],
+        flags=row["flags"],
+        user_data=row["user_data"],
+        balances=Balances(
+            int(row["debits_pending"]),
+            int(row["debits_posted"]),
+            int(row["credits_pending"]),
+            int(row["credits_posted"]),
+        ),
+    )
+
+
+async def post(conn: asyncpg.Connection, batch: Sequence[Transfer], now: datetime) -> Outcome:
+    """Decides and writes a batch inside the caller's transaction.
+
+    May raise asyncpg.UniqueViolationError when a concurrent writer stored
+    one of the same ids or resolved the same pending transfer first; the
+    caller's transaction is then aborted and can be retried.
+    """
+    account_ids = {t.debit_account_id for t in batch} | {t.credit_account_id for t in batch}
+    account_ids.discard("")
+    rows = await conn.fetch(_LOAD, sorted(account_ids), sorted(referenced_ids(batch)))
+    accounts: dict[str, Account] = {}
+    stored: dict[str, Stored] = {}
+    for row in rows:
+        if row["is_account"]:
+            accounts[row["id"]] = account_of(row)
+        else:
+            stored[row["id"]] = stored_of(row)
+    outcome = decide(batch, accounts, stored, now)
+    if outcome.writes:
+        await write(conn, outcome.writes, now)
+    return outcome
+
+
+async def write(conn: asyncpg.Connection, writes: Sequence[Transfer], now: datetime) -> None:
+    await conn.execute(
+        _INSERT,
+        [t.id for t in writes],
+        [t.debit_account_id for t in writes],
+        [t.credit_account_id for t in writes],
+        [int(t.amount) for t in writes],
+        [t.asset for t in writes],
+        [t.code for t in writes],
+        [int(t.flags) for t in writes],
+        [t.pending_id or None for t in writes],
+        [t.timeout_s for t in writes],
+        [t.reference for t in writes],
+        [t.user_data for t in writes],
+        now,
+    )
+
+
+async def create_transfers(
+    conn: asyncpg.Connection, batch: Sequence[Transfer], now: datetime
+) -> Outcome:
+    """Posts a batch in its own transaction on `conn`, retrying lost races."""
+    for attempt in range(RETRIES):
+        try:
+            async with conn.transaction():
+                return await post(conn, batch, now)
+        except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
+            if attempt == RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+# --- accounts ---------------------------------------------------------------------
+
+_INSERT_ACCOUNTS = """
+INSERT INTO ledger_accounts (id, asset, code, flags, user_data)
+SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::integer[], $5::text[])
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+
+async def create_accounts(conn: asyncpg.Connection, accounts: Sequence[Account]) -> list[Result]:
+    """Creates accounts; an existing id with the same fields is accepted again."""
+    results: list[Result | None] = [check_account(a) for a in accounts]
+    first: dict[str, int] = {}
+    fresh: list[Account] = []
+    for i, a in enumerate(accounts):
+        if results[i] is None and a.id not in first:
+            first[a.id] = i
+            fresh.append(a)
+    created = await _insert_accounts(conn, fresh)
+    existing = await get_accounts(
+        conn, [a.id for a, r in zip(accounts, results, strict=True) if r is None]
+    )
+    out: list[Result] = []
+    for i, a in enumerate(accounts):
+        result = results[i]
+        if result is None:
+            stored = existing[a.id]
+            differing = account_differs(a, stored)
+            if differing is not None:
+                result = Result(Reason.ID_EXISTS_WITH_DIFFERENT_FIELD, differing)
+            else:
+                result = Result(existed=not (a.id in created and first[a.id] == i))
+        out.append(result)
+    return out
+
+
+async def get_accounts(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, Account]:
+    rows = await conn.fetch(
+        """SELECT id, asset, code, flags, user_data, debits_pending, debits_posted,
+                  credits_pending, credits_posted
+             FROM ledger_accounts WHERE id = ANY($1::text[])""",
+        list(ids),
+    )
+    return {r["id"]: account_of(r) for r in rows}
+
+
+async def ensure_accounts(conn: asyncpg.Connection, accounts: Sequence[Account]) -> None:
+    """Creates system accounts on first use (no-op for those that exist)."""
+    await _insert_accounts(conn, accounts)
+
+
+async def _insert_accounts(conn: asyncpg.Connection, accounts: Sequence[Account]) -> set[str]:
+    """Inserts the accounts not yet stored; returns the ids it created."""
+    if not accounts:
+        return set()
+    rows = await conn.fetch(
+        _INSERT_ACCOUNTS,
+        [a.id for a in accounts],
+        [a.asset for a in accounts],
+        [a.code for a in accounts],
+        [int(a.flags) for a in accounts],
+        [a.user_data for a in accounts],
+    )
+    return {r["id"] for r in rows}
+
+
+async def expire_due(conn: asyncpg.Connection, now: datetime, limit: int = 1000) -> int:
+    """Voids pending transfers past their timeout; returns how many."""
+    due = await conn.fetch(
+        """SELECT p.id FROM ledger_transfers p
+            WHERE p.expire_time <= $1
+              AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = p.id)
+            ORDER BY p.expire_time LIMIT $2""",
+        now,
+        limit,
+    )
+    if not due:
+        return 0
+    # A void of each, by its own id: the rules write the expiry voids first.
+    probes = [
+        Transfer(
+            id=expiry_id(r["id"]) + ":probe",
+            flags=TransferFlags.VOID_PENDING,
+            pending_id=r["id"],
+        )
+        for r in due
+    ]
+    outcome = await create_transfers(conn, probes, now)
+    return sum(1 for t in outcome.writes if t.id.startswith("expiry:"))

@@ -1,0 +1,192 @@
+"""The ledger store against real PostgreSQL: 16 concurrent writers on hot
+accounts, then `kassactl ledger check`; the database's own guards; and the
+check naming a corruption."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import sys
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from core.ledger import store
+from core.ledger.rules import Account, AccountFlags, Balances, Transfer, TransferFlags, effects
+from core.store.db import create_pool
+from core.store.migrate import migrate
+
+ASSET = "eip155:1/erc20:0x00000000000000000000000000000000000000aa"
+KASSACTL = str(Path(sys.executable).parent / "kassactl")
+WRITERS = 16
+PER_WRITER = 2000
+DMNEC = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+
+
+def ledger_check(dsn: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [KASSACTL, "ledger", "check", "--dsn", dsn], capture_output=True, text=True, timeout=120
+    )
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def writer(
+    pool: asyncpg.Pool, n: int, accepted: list[tuple[Transfer, int]], refused: list[str]
+) -> None:
+    rng = random.Random(n)
+    me, shared = f"w{n:02}", [f"shared{k}" for k in range(4)]
+    open_pendings: list[str] = []
+    amounts: dict[str, int] = {}
+    sent = 0
+    async with pool.acquire() as conn:  # one connection per writer, held throughout
+        while sent < PER_WRITER:
+            batch: list[Transfer] = []
+            for _ in range(rng.randint(1, 40)):
+                tid = f"{me}-{sent}"
+                sent += 1
+                roll = rng.random()
+                if roll < 0.25:
+                    batch.append(Transfer(tid, "world", "hot", rng.randint(1, 100)))
+                elif roll < 0.45:
+                    batch.append(Transfer(tid, "world", me, rng.randint(1, 100)))
+                elif roll < 0.6:
+                    # May exceed what `me` holds: refused by its flag, never lost.
+                    batch.append(Transfer(tid, me, rng.choice(shared), rng.randint(1, 150)))
+                elif roll < 0.7:
+                    batch.append(Transfer(tid, rng.choice(shared), "hot", rng.randint(1, 50)))
+                elif roll < 0.8:
+                    amount = rng.randint(1, 100)
+                    batch.append(Transfer(tid, me, "hot", amount, flags=TransferFlags.PENDING))
+                    open_pendings.append(tid)
+                    amounts[tid] = amount
+                elif open_pendings:
+                    pending = open_pendings.pop(rng.randrange(len(open_pendings)))
+                    if rng.random() < 0.5:
+                        post = rng.randint(0, amounts[pending])
+                        flags = TransferFlags.POST_PENDING
+                    else:
+                        post, flags = 0, TransferFlags.VOID_PENDING
+                    batch.append(Transfer(tid, flags=flags, pending_id=pending, amount=post))
+                else:
+                    batch.append(
+                        Transfer(tid, "world", "hot", 1, flags=TransferFlags.LINKED)
+                        if rng.random() < 0.5 and sent < PER_WRITER
+                        else Transfer(tid, "hot", rng.choice(shared), 1)
+                    )
+            if batch[-1].flags & TransferFlags.LINKED:
+                batch[-1] = Transfer(batch[-1].id, "world", "hot", 1)
+            outcome = await store.create_transfers(conn, batch, now())
+            refused += [r.reason or "" for r in outcome.results if not r.ok]
+            for t in outcome.writes:
+                pending_amount = amounts.get(t.pending_id, 0)
+                accepted.append((t, pending_amount))
+
+
+@pytest.mark.asyncio
+async def test_16_concurrent_writers_on_hot_accounts_lose_nothing(fresh_dsn: str) -> None:
+    await migrate(fresh_dsn)
+    pool = await create_pool(fresh_dsn, max_size=WRITERS + 1, min_size=WRITERS)
+    try:
+        async with pool.acquire() as conn:
+            names = ["world", "hot", *(f"shared{k}" for k in range(4))]
+            names += [f"w{n:02}" for n in range(WRITERS)]
+            flags = {"world": 0, "hot": 0}
+            results = await store.create_accounts(
+                conn, [Account(n, ASSET, code=1, flags=flags.get(n, DMNEC)) for n in names]
+            )
+            assert all(r.ok and not r.existed for r in results)
+        accepted: list[tuple[Transfer, int]] = []
+        refused: list[str] = []
+        await asyncio.gather(*(writer(pool, n, accepted, refused) for n in range(WRITERS)))
+        # Every accepted transfer, as the writers were told, sums to the stored totals.
+        expected: dict[str, Balances] = defaultdict(Balances)
+        for t, pending_amount in accepted:
+            debit, credit = effects(t, pending_amount)
+            expected[t.debit_account_id] += debit
+            expected[t.credit_account_id] += credit
+        async with pool.acquire() as conn:
+            stored = await store.get_accounts(conn, names)
+            count = await conn.fetchval("SELECT count(*) FROM ledger_transfers")
+        assert {n: a.balances for n, a in stored.items() if a.balances != Balances()} == dict(
+            expected
+        )
+        assert count == len(accepted) > WRITERS * PER_WRITER // 2
+        assert "EXCEEDS_CREDITS" in refused  # the flags were exercised
+    finally:
+        await pool.close()
+    checked = ledger_check(fresh_dsn)
+    assert checked.returncode == 0, checked.stderr
+    assert "ledger check: ok" in checked.stdout
+
+
+async def two_accounts_and_a_transfer(conn: asyncpg.Connection) -> None:
+    await store.create_accounts(conn, [Account("a", ASSET), Account("b", ASSET)])
+    await store.create_transfers(conn, [Transfer("t", "a", "b", 5)], now())
+
+
+@pytest.mark.asyncio
+async def test_the_database_refuses_to_rewrite_history(fresh_dsn: str) -> None:
+    await migrate(fresh_dsn)
+    pool = await create_pool(fresh_dsn, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await two_accounts_and_a_transfer(conn)
+            for sql in [
+                "UPDATE ledger_transfers SET amount = 6",
+                "DELETE FROM ledger_transfers",
+                "TRUNCATE ledger_transfers",
+                "UPDATE ledger_accounts SET credits_posted = 0",
+                "UPDATE ledger_accounts SET asset = 'x'",
+                "DELETE FROM ledger_accounts",
+            ]:
+                with pytest.raises(asyncpg.RaiseError):
+                    await conn.execute(sql)
+            # A pending transfer is resolved at most once, whatever the rules say.
+            await store.create_transfers(
+                conn, [Transfer("p", "a", "b", 5, flags=TransferFlags.PENDING)], now()
+            )
+            await store.write(
+                conn, [Transfer("v1", "a", "b", 5, ASSET, flags=8, pending_id="p")], now()
+            )
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await store.write(
+                    conn, [Transfer("v2", "a", "b", 5, ASSET, flags=8, pending_id="p")], now()
+                )
+    finally:
+        await pool.close()
+    assert ledger_check(fresh_dsn).returncode == 0
+
+
+@pytest.mark.asyncio
+async def test_ledger_check_names_a_corrupted_total(fresh_dsn: str) -> None:
+    await migrate(fresh_dsn)
+    pool = await create_pool(fresh_dsn, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await two_accounts_and_a_transfer(conn)
+            assert ledger_check(fresh_dsn).returncode == 0
+            await conn.execute("ALTER TABLE ledger_accounts DISABLE TRIGGER ledger_accounts_guard")
+            await conn.execute("UPDATE ledger_accounts SET credits_posted = 7 WHERE id = 'b'")
+            broken = ledger_check(fresh_dsn)
+            assert broken.returncode != 0
+            assert "asset balance" in broken.stderr and "posted credits 7" in broken.stderr
+            # Balanced again, but no longer the sum of the transfers.
+            await conn.execute("UPDATE ledger_accounts SET debits_posted = 7 WHERE id = 'a'")
+            broken = ledger_check(fresh_dsn)
+            assert broken.returncode != 0 and "account totals: account a" in broken.stderr
+            await conn.execute(
+                """UPDATE ledger_accounts SET debits_posted = CASE id WHEN 'a' THEN 5 ELSE 0 END,
+                                              credits_posted = CASE id WHEN 'b' THEN 5 ELSE 0 END"""
+            )
+            # Sound totals, but the guard is still off: named too.
+            broken = ledger_check(fresh_dsn)
+            assert broken.returncode != 0 and "ledger_accounts_guard" in broken.stderr
+    finally:
+        await pool.close()
