@@ -1,0 +1,103 @@
+"""The audit log as a hash chain an auditor can check with nothing but the file.
+
+Each record carries prev_hash, the record_hash of the record before it, and
+record_hash = SHA-256(domain || canonical JSON of the record without
+record_hash). Editing, deleting, reordering or inserting a record breaks the
+chain at that record. There is no HMAC on purpose: verification needs no
+secret, so an auditor needs only the file. What a chain cannot show alone is
+the loss of its tail; for that, the head hash is printed and logged so
+operations can anchor it outside the signer host and check it later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+RECORD_DOMAIN = b"kassa.signer.audit.v1\x00"
+GENESIS_HASH = "0" * 64
+RECORD_FIELDS = ("seq", "time", "caller", "request_id", "request_hash", "key_id", "intent",
+                 "decision", "reason", "detail", "policy_hash", "signature_hash", "tx_hash",
+                 "prev_hash")
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=True).encode()
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "record_hash"}
+    return hashlib.sha256(RECORD_DOMAIN + canonical(body)).hexdigest()
+
+
+def seal(fields: dict[str, Any], seq: int, prev_hash: str) -> dict[str, Any]:
+    """The complete record: fields plus seq, prev_hash and record_hash."""
+    record = {name: fields.get(name) for name in RECORD_FIELDS}
+    record["seq"] = seq
+    record["prev_hash"] = prev_hash
+    record["record_hash"] = record_hash(record)
+    return record
+
+
+@dataclass(frozen=True)
+class Break:
+    position: int  # 1-based line or row position in the file
+    seq: object
+    problem: str
+
+    def __str__(self) -> str:
+        return f"record at position {self.position} (seq {self.seq}): {self.problem}"
+
+
+@dataclass(frozen=True)
+class Verified:
+    count: int
+    head_seq: int
+    head_hash: str
+    first_break: Break | None
+    hashes: frozenset[str]
+
+
+def verify(records: Iterable[tuple[str, str | None]]) -> Verified:
+    """records: (record JSON text, stored record_hash or None) in file order, seq ascending.
+
+    Stops at the first break: past it nothing is trustworthy.
+    """
+    prev_hash, expected_seq, count = GENESIS_HASH, 1, 0
+    hashes: set[str] = set()
+    for position, (text, stored_hash) in enumerate(records, start=1):
+        problem, seq = _check(text, stored_hash, prev_hash, expected_seq)
+        if problem is not None:
+            return Verified(count, expected_seq - 1, prev_hash, Break(position, seq, problem),
+                            frozenset(hashes))
+        record = json.loads(text)
+        prev_hash, expected_seq, count = record["record_hash"], expected_seq + 1, count + 1
+        hashes.add(prev_hash)
+    return Verified(count, expected_seq - 1, prev_hash, None, frozenset(hashes))
+
+
+def _check(text: str, stored_hash: str | None, prev_hash: str,
+           expected_seq: int) -> tuple[str | None, object]:
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return "not JSON", None
+    if not isinstance(record, dict):
+        return "not a JSON object", None
+    seq = record.get("seq")
+    if set(record) != {*RECORD_FIELDS, "record_hash"}:
+        return "fields differ from the record format", seq
+    if record["record_hash"] != record_hash(record):
+        return "record_hash does not match its content (edited)", seq
+    if stored_hash is not None and stored_hash != record["record_hash"]:
+        return "stored hash column differs from the record (edited)", seq
+    if record["prev_hash"] != prev_hash:
+        return ("prev_hash does not match the previous record "
+                "(a record was deleted, inserted or reordered before it)"), seq
+    if seq != expected_seq:
+        return f"seq {seq} where {expected_seq} was expected (deleted or reordered)", seq
+    return None, seq
