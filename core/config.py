@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,29 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class ConfirmationTier:
+    """Invoices worth at most `up_to` (in `currency`) need `confirmations`."""
+
+    up_to: Decimal
+    currency: str
+    confirmations: int
+
+
+@dataclass(frozen=True)
 class ChainConfig:
     id: str  # CAIP-2
     adapter: str  # host:port of the chain's adapter
-    confirmations: int = 3
+    confirmations: int = 3  # above every tier, and for invoices that cannot be valued
+    tiers: tuple[ConfirmationTier, ...] = ()
+
+    def confirmations_for(self, value: Decimal | None, currency: str | None) -> int:
+        """The smallest tier that covers the invoice's fiat value decides."""
+        if value is None or currency is None:
+            return self.confirmations
+        for tier in sorted(self.tiers, key=lambda t: t.up_to):
+            if tier.currency == currency and value <= tier.up_to:
+                return tier.confirmations
+        return self.confirmations
 
 
 @dataclass(frozen=True)
@@ -38,8 +58,14 @@ class Config:
     pool_size: int = 10
     default_ttl_s: int = 900
     max_ttl_s: int = 7 * 24 * 3600
+    # Underpayment that still counts as paid, in basis points of the amount due.
+    underpayment_tolerance_bps: int = 0
+    # How long after expiry the deposit address is still watched (paid_late).
+    late_payment_window_s: int = 24 * 3600
     expiry_interval_s: float = 1.0
     reconnect_backoff_s: float = 1.0
+    # How long a looked-up API key is trusted before it is read again (revocation delay).
+    key_cache_s: float = 5.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def asset(self, asset_id: str) -> Asset | None:
@@ -83,7 +109,24 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
         confirmations = int(item.get("confirmations", 3))
         if confirmations < 1:
             raise ConfigError(f"{where}.confirmations must be at least 1")
-        chains.append(ChainConfig(chain_id, _require(item, "adapter", where, str), confirmations))
+        tiers = []
+        for j, tier in enumerate(item.get("tiers", [])):
+            at = f"{where}.tiers[{j}]"
+            try:
+                up_to = parse_decimal(str(_require(tier, "up_to", at, str)))
+            except AmountError as exc:
+                raise ConfigError(f"{at}.up_to: {exc}") from None
+            tier_confirmations = _require(tier, "confirmations", at, int)
+            if tier_confirmations < 1:
+                raise ConfigError(f"{at}.confirmations must be at least 1")
+            tiers.append(
+                ConfirmationTier(up_to, str(tier.get("currency", "USD")), tier_confirmations)
+            )
+        chains.append(
+            ChainConfig(
+                chain_id, _require(item, "adapter", where, str), confirmations, tuple(tiers)
+            )
+        )
     if not chains:
         raise ConfigError("at least one [[chains]] entry is required")
     assets = []
@@ -117,7 +160,16 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
         default_ttl_s=int(invoices.get("default_ttl_s", Config.default_ttl_s)),
         max_ttl_s=int(invoices.get("max_ttl_s", Config.max_ttl_s)),
         expiry_interval_s=float(invoices.get("expiry_interval_s", Config.expiry_interval_s)),
+        key_cache_s=float(raw.get("auth", {}).get("key_cache_s", Config.key_cache_s)),
+        underpayment_tolerance_bps=int(invoices.get("underpayment_tolerance_bps", 0)),
+        late_payment_window_s=int(
+            invoices.get("late_payment_window_s", Config.late_payment_window_s)
+        ),
     )
+    if not 0 <= config.underpayment_tolerance_bps < 10_000:
+        raise ConfigError("invoices.underpayment_tolerance_bps must be in 0..9999")
+    if config.late_payment_window_s < 0:
+        raise ConfigError("invoices.late_payment_window_s must not be negative")
     if not 0 < config.default_ttl_s <= config.max_ttl_s:
         raise ConfigError("invoices.default_ttl_s must be positive and at most max_ttl_s")
     return config

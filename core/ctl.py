@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 import grpc
 from google.protobuf import json_format
 
+from core.clients import authed_channel
 from core.ledger import check as ledger_check
+from core.merchants import Merchants
+from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate
 from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
 
@@ -18,11 +22,25 @@ def _print(message: object) -> None:
     print(json_format.MessageToJson(message, indent=None))  # type: ignore[arg-type]
 
 
-async def _events(target: str, parent: str, after: int, follow: bool) -> None:
+async def _bootstrap_key(dsn: str, scopes: list[str], description: str) -> str:
+    """The first platform key, made with database access (there is no key to call the API with yet)."""
+    await migrate(dsn)
+    pool = await create_pool(dsn, max_size=1, min_size=1)
+    try:
+        _, token = await Merchants(pool).create_key(None, scopes, description)
+    finally:
+        await pool.close()
+    return token
+
+
+async def _events(target: str, parent: str, after: int, follow: bool, token: str) -> None:
+    metadata = (("authorization", f"Bearer {token}"),)
     async with grpc.aio.insecure_channel(target) as channel:
         stub = event_pb2_grpc.EventServiceStub(channel)
         request = event_pb2.StreamEventsRequest(parent=parent, after_sequence=after)
-        async for response in stub.StreamEvents(request, timeout=None if follow else 2.0):
+        async for response in stub.StreamEvents(
+            request, timeout=None if follow else 2.0, metadata=metadata
+        ):
             print(
                 f"{response.event.sequence}\t{response.event.type}\t{response.event.invoice.name}"
                 f"\t{invoice_pb2.InvoiceState.Name(response.event.invoice.state)}"
@@ -32,6 +50,11 @@ async def _events(target: str, parent: str, after: int, follow: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kassactl", description=__doc__)
     parser.add_argument("--target", default="127.0.0.1:50051", help="core's gRPC address")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("KASSA_TOKEN", ""),
+        help="API key (default: $KASSA_TOKEN); never logged",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("migrate", help="apply database migrations")
     m.add_argument("--dsn", required=True)
@@ -43,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--parent", default="")
     e.add_argument("--after", type=int, default=0)
     e.add_argument("--follow", action="store_true")
+    b = sub.add_parser("bootstrap-key", help="create a platform API key directly in the database")
+    b.add_argument("--dsn", required=True)
+    b.add_argument(
+        "--scopes",
+        default="merchants:admin,invoices:read,invoices:write,invoices:mark,events:read,ledger:read,ledger:write",
+    )
+    b.add_argument("--description", default="bootstrap")
     led = sub.add_parser("ledger", help="ledger operations")
     led_sub = led.add_subparsers(dest="ledger_command", required=True)
     lc = led_sub.add_parser("check", help="verify the ledger's invariants; non-zero on violation")
@@ -50,16 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "ledger":
         return _ledger(args)
+    if args.command == "bootstrap-key":
+        print(asyncio.run(_bootstrap_key(args.dsn, args.scopes.split(","), args.description)))
+        return 0
     try:
         if args.command == "migrate":
             applied = asyncio.run(migrate(args.dsn))
             print("\n".join(applied) if applied else "no pending migrations")
         elif args.command == "get":
-            with grpc.insecure_channel(args.target) as channel:
+            with authed_channel(args.target, args.token) as channel:
                 stub = invoice_pb2_grpc.InvoiceServiceStub(channel)
                 _print(stub.GetInvoice(invoice_pb2.GetInvoiceRequest(name=args.name)).invoice)
         elif args.command == "list":
-            with grpc.insecure_channel(args.target) as channel:
+            with authed_channel(args.target, args.token) as channel:
                 stub = invoice_pb2_grpc.InvoiceServiceStub(channel)
                 token = ""
                 while True:
@@ -73,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                         break
         elif args.command == "events":
             try:
-                asyncio.run(_events(args.target, args.parent, args.after, args.follow))
+                asyncio.run(_events(args.target, args.parent, args.after, args.follow, args.token))
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise

@@ -1,4 +1,5 @@
-"""Expires invoices whose time ran out, driven by the core's clock."""
+"""The core's clock: expires invoices whose time ran out and stops watching
+deposit addresses whose late-payment window has closed."""
 
 from __future__ import annotations
 
@@ -17,44 +18,60 @@ log = logging.getLogger("kassa.core.expiry")
 BATCH = 500
 
 
-async def expire_due(pool: asyncpg.Pool, index: ActiveInvoiceIndex, now: datetime) -> int:
-    """One pass: moves every awaiting invoice past its expiry; returns how many."""
-    expired = 0
+async def expire_due(pool: asyncpg.Pool, now: datetime) -> int:
+    """One pass: lets every invoice past its deadline decide; returns how many moved."""
+    moved = 0
+    after = ""
     while True:
         async with pool.acquire() as conn, conn.transaction():
+            # awaiting: may expire; detected/confirming: may turn underpaid.
             ids = [
                 r["id"]
                 for r in await conn.fetch(
-                    """SELECT id FROM invoices WHERE state = 'awaiting_payment' AND expire_time <= $1
-                    ORDER BY expire_time LIMIT $2""",
+                    """SELECT id FROM invoices
+                    WHERE state IN ('awaiting_payment', 'detected', 'confirming')
+                      AND expire_time <= $1 AND id > $2
+                    ORDER BY id LIMIT $3""",
                     now,
+                    after,
                     BATCH,
                 )
             ]
             if not ids:
-                return expired
+                return moved
             rows = await lifecycle.lock_invoices(conn, ids)
             events: dict[str, sm.Event] = {r["id"]: sm.ClockTick(now) for r in rows}
-            await lifecycle.apply(conn, rows, events, now)
-            gone = await conn.fetch(
-                "SELECT deposit_address FROM invoices WHERE id = ANY($1::text[]) AND state = 'expired'",
-                ids,
-            )
-        for r in gone:
-            index.remove(r["deposit_address"])
-        expired += len(gone)
-        if len(ids) < BATCH:
-            return expired
+            applied = await lifecycle.apply(conn, rows, events, now)
+        moved += sum(1 for d in applied.decisions.values() if d.changed)
+        after = ids[-1]
+
+
+async def forget_unwatched(
+    pool: asyncpg.Pool, index: ActiveInvoiceIndex, now: datetime, since: datetime
+) -> None:
+    """Drops addresses whose monitoring window closed in (since, now]."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT deposit_address FROM invoices WHERE monitoring_end_time > $1 AND monitoring_end_time <= $2",
+            since,
+            now,
+        )
+    for r in rows:
+        index.remove(r["deposit_address"])
 
 
 async def run(
     pool: asyncpg.Pool, index: ActiveInvoiceIndex, clock: Callable[[], datetime], interval_s: float
 ) -> None:
+    last = clock()
     while True:
+        now = clock()
         try:
-            count = await expire_due(pool, index, clock())
+            count = await expire_due(pool, now)
             if count:
-                log.info("invoices expired", extra={"count": count})
+                log.info("invoices moved by the clock", extra={"count": count})
+            await forget_unwatched(pool, index, now, last)
+            last = now
         except (asyncpg.PostgresError, OSError):
             log.exception("expiry pass failed; retrying")
         await asyncio.sleep(interval_s)

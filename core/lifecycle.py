@@ -1,15 +1,16 @@
 """Moves invoices through the state machine inside the caller's transaction.
 
-Every path that can change an invoice (a block, an undo, the clock) ends
-here: load the invoices locked, ask `invoice_state.decide`, write the new
-state and one outbox event per step, all in the same transaction.
+Every path that can change an invoice (a block, an undo, the clock, the
+merchant, an operator) ends here: load the invoices locked, ask
+`invoice_state.decide`, write the new state, flags and sums and one outbox
+event per step, all in the caller's transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
@@ -29,17 +30,27 @@ async def lock_invoices(conn: asyncpg.Connection, ids: Iterable[str]) -> list[as
 
 
 async def funds_of(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, sm.Funds]:
+    """Each invoice's payments summed by how settled they are."""
     rows = await conn.fetch(
-        """SELECT invoice_id,
-                  coalesce(sum(amount) FILTER (WHERE status = 'confirming'), 0) AS confirming,
-                  coalesce(sum(amount) FILTER (WHERE status = 'confirmed'), 0) AS confirmed
-             FROM payments WHERE invoice_id = ANY($1::text[]) GROUP BY invoice_id""",
+        """SELECT p.invoice_id,
+                  coalesce(sum(p.amount) FILTER (WHERE p.counted AND p.status = 'pending'), 0) AS pending,
+                  coalesce(sum(p.amount) FILTER (WHERE p.counted AND p.status = 'confirming'), 0) AS confirming,
+                  coalesce(sum(p.amount) FILTER (WHERE p.counted AND p.status = 'confirmed'), 0) AS confirmed,
+                  coalesce(sum(p.amount) FILTER (WHERE p.counted AND p.status <> 'reorged'
+                                                 AND p.first_seen_time > i.expire_time), 0) AS late,
+                  count(*) FILTER (WHERE NOT p.counted AND p.status <> 'reorged') AS wrong_asset
+             FROM payments p JOIN invoices i ON i.id = p.invoice_id
+            WHERE p.invoice_id = ANY($1::text[]) GROUP BY p.invoice_id""",
         list(ids),
     )
     funds = {i: sm.Funds() for i in ids}
     for r in rows:
         funds[r["invoice_id"]] = sm.Funds(
-            confirming=int(r["confirming"]), confirmed=int(r["confirmed"])
+            pending=r["pending"],
+            confirming=r["confirming"],
+            confirmed=r["confirmed"],
+            late=r["late"],
+            wrong_asset_transfers=r["wrong_asset"],
         )
     return funds
 
@@ -49,7 +60,7 @@ async def payments_of(
 ) -> dict[str, list[asyncpg.Record]]:
     by_invoice: dict[str, list[asyncpg.Record]] = {i: [] for i in ids}
     for r in await conn.fetch(
-        "SELECT * FROM payments WHERE invoice_id = ANY($1::text[]) ORDER BY first_seen_time, tx_hash",
+        "SELECT * FROM payments WHERE invoice_id = ANY($1::text[]) ORDER BY first_seen_time, tx_hash, transfer_index",
         list(ids),
     ):
         by_invoice[r["invoice_id"]].append(r)
@@ -57,14 +68,29 @@ async def payments_of(
 
 
 def as_domain(row: asyncpg.Record) -> sm.Invoice:
+    mempool = row["amount_mempool"]
     return sm.Invoice(
         state=sm.State(row["state"]),
-        amount_due=int(row["amount_due"]),
+        amount_due=row["amount_due"],
         expire_time=row["expire_time"],
+        tolerance=row["underpayment_tolerance"],
         funds=sm.Funds(
-            confirmed=int(row["amount_received"]), confirming=int(row["amount_pending"])
+            pending=mempool,
+            confirming=row["amount_pending"] - mempool,
+            confirmed=row["amount_received"],
+            late=row["amount_late"],
+            wrong_asset_transfers=row["wrong_asset_transfers"],
         ),
+        flags=frozenset(sm.Flag(f) for f in row["flags"]),
+        refunded=row["amount_refunded"],
     )
+
+
+@dataclass(frozen=True)
+class Applied:
+    decisions: dict[str, sm.Decision]
+    events: list[NewEvent]
+    rows: dict[str, asyncpg.Record]  # the invoices as they now stand (changed ones)
 
 
 async def apply(
@@ -74,30 +100,43 @@ async def apply(
     now: datetime,
     head_height: int | None = None,
     extra_events: dict[str, list[str]] | None = None,
-) -> list[NewEvent]:
-    """Decides and saves each invoice's event; returns the outbox events written.
+) -> Applied:
+    """Decides and saves each invoice's event and writes the outbox events.
 
+    Refused decisions change nothing; the caller reads them from the result.
     `extra_events` names further event types to announce for an invoice even
     when its state does not move (e.g. payment.reorged of an uncounted part).
     """
     extra_events = extra_events or {}
-    changed: list[tuple[asyncpg.Record, sm.Decision]] = []
-    for row in rows:
-        decision = sm.decide(as_domain(row), events[row["id"]])
-        moved_funds = decision.invoice.funds != as_domain(row).funds
-        if decision.changed or moved_funds or extra_events.get(row["id"]):
-            changed.append((row, decision))
+    decisions = {row["id"]: sm.decide(as_domain(row), events[row["id"]]) for row in rows}
+    changed = [
+        (row, decisions[row["id"]])
+        for row in rows
+        if decisions[row["id"]].refusal is None
+        and (
+            decisions[row["id"]].changed
+            or decisions[row["id"]].invoice != as_domain(row)
+            or extra_events.get(row["id"])
+        )
+    ]
     if not changed:
-        return []
+        return Applied(decisions, [], {})
     await conn.executemany(
-        """UPDATE invoices SET state = $2, amount_received = $3, amount_pending = $4, update_time = $5
+        """UPDATE invoices SET state = $2, flags = $3, amount_received = $4, amount_pending = $5,
+                               amount_mempool = $6, amount_late = $7, wrong_asset_transfers = $8,
+                               amount_refunded = $9, update_time = $10
             WHERE id = $1""",
         [
             (
                 row["id"],
                 d.invoice.state.value,
+                sorted(f.value for f in d.invoice.flags),
                 d.invoice.funds.confirmed,
                 d.invoice.funds.confirming + d.invoice.funds.pending,
+                d.invoice.funds.pending,
+                d.invoice.funds.late,
+                d.invoice.funds.wrong_asset_transfers,
+                d.invoice.refunded,
                 now,
             )
             for row, d in changed
@@ -112,11 +151,11 @@ async def apply(
     outbox: list[NewEvent] = []
     for row, decision in changed:
         current = fresh[row["id"]]
-        types: list[tuple[str, sm.State]] = [(s.event_type, s.state) for s in decision.steps]
+        announced: list[tuple[str, sm.State]] = [(s.event_type, s.state) for s in decision.steps]
         for extra in extra_events.get(row["id"], []):
-            if extra not in {t for t, _ in types}:
-                types.insert(0, (extra, decision.invoice.state))
-        for event_type, state in types:
+            if extra not in {t for t, _ in announced}:
+                announced.insert(0, (extra, decision.invoice.state))
+        for event_type, state in announced:
             snapshot = render.invoice(current, payments[row["id"]], head_height, state)
             outbox.append(
                 NewEvent(
@@ -127,10 +166,12 @@ async def apply(
                 )
             )
     await append(conn, outbox)
-    return outbox
+    return Applied(decisions, outbox, fresh)
 
 
-def snapshot_event(event_type: str, row: asyncpg.Record, payments: Sequence[Any] = ()) -> NewEvent:
+def snapshot_event(
+    event_type: str, row: asyncpg.Record, payments: Sequence[asyncpg.Record] = ()
+) -> NewEvent:
     snapshot = render.invoice(row, payments)
     return NewEvent(
         event_type,

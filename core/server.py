@@ -14,8 +14,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from core import expiry
+from core.api.auth import Authenticator
 from core.api.event_service import EventService
 from core.api.invoice_service import InvoiceService
+from core.api.merchant_service import MerchantService
 from core.chain.apply import ChainApplier
 from core.chain.follower import ChainFollower
 from core.chain.hd import DepositAddresses
@@ -23,15 +25,24 @@ from core.chain.index import ActiveInvoiceIndex
 from core.config import Config
 from core.events.stream import OutboxNotifier
 from core.invoicing import Invoicing
+from core.merchants import Merchants
 from core.rates.sources import FixedRates, RateSource
 from core.store.db import create_pool
 from core.store.migrate import migrate
-from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
+from kassa.core.v1 import (
+    event_pb2,
+    event_pb2_grpc,
+    invoice_pb2,
+    invoice_pb2_grpc,
+    merchant_pb2,
+    merchant_pb2_grpc,
+)
 
 log = logging.getLogger("kassa.core")
 SERVICES = (
     invoice_pb2.DESCRIPTOR.services_by_name["InvoiceService"].full_name,
     event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    merchant_pb2.DESCRIPTOR.services_by_name["MerchantService"].full_name,
 )
 
 
@@ -65,10 +76,14 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         return follower.head_height if follower else None
 
     server = grpc.aio.server()
+    auth = Authenticator(pool, config.key_cache_s)
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
-        InvoiceService(invoicing, head_of), server
+        InvoiceService(invoicing, auth, head_of), server
     )
-    event_pb2_grpc.add_EventServiceServicer_to_server(EventService(pool, notifier), server)
+    event_pb2_grpc.add_EventServiceServicer_to_server(EventService(pool, notifier, auth), server)
+    merchant_pb2_grpc.add_MerchantServiceServicer_to_server(
+        MerchantService(Merchants(pool), auth), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -10,6 +12,9 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 DOMAIN = "kassa.core"
+S = TypeVar("S")
+Q = TypeVar("Q")
+R = TypeVar("R")
 
 
 class ApiError(Exception):
@@ -71,3 +76,19 @@ def not_found(what: str, name: str) -> ApiError:
         f"{name} not found",
         metadata={"name": name},
     )
+
+
+def rpc(
+    handler: Callable[[S, Q, grpc.aio.ServicerContext], Awaitable[R]],
+) -> Callable[[S, Q, grpc.aio.ServicerContext], Awaitable[R]]:
+    """Turns an ApiError raised by a unary handler into its google.rpc.Status."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: S, request: Q, context: grpc.aio.ServicerContext) -> R:
+        try:
+            return await handler(self, request, context)
+        except ApiError as exc:
+            await context.abort_with_status(exc.to_status())
+            raise AssertionError("abort_with_status returned") from exc
+
+    return wrapper

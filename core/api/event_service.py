@@ -9,6 +9,7 @@ import asyncpg
 import grpc
 
 from core.api import render, validate
+from core.api.auth import Authenticator, authorize
 from core.api.errors import ApiError, invalid
 from core.events.stream import OutboxNotifier, follow
 from kassa.core.v1 import event_pb2 as pb
@@ -19,22 +20,25 @@ _TYPE = re.compile(r"^[a-z_]+\.[a-z_]+$")
 
 
 class EventService(pb_grpc.EventServiceServicer):
-    def __init__(self, pool: asyncpg.Pool, notifier: OutboxNotifier) -> None:
+    def __init__(self, pool: asyncpg.Pool, notifier: OutboxNotifier, auth: Authenticator) -> None:
         self.pool = pool
         self.notifier = notifier
+        self.auth = auth
 
     async def StreamEvents(
         self, request: pb.StreamEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamEventsResponse]:
-        violations: validate.Violations = []
-        merchant = validate.merchant_of(request.parent, violations) if request.parent else None
-        for i, t in enumerate(request.types):
-            if not _TYPE.match(t):
-                violations.append((f"types[{i}]", "must look like invoice.paid"))
-        if violations:
-            await context.abort_with_status(invalid(violations).to_status())
-            return
         try:
+            principal = await self.auth.principal(context)
+            violations: validate.Violations = []
+            merchant = validate.merchant_of(request.parent, violations) if request.parent else None
+            for i, t in enumerate(request.types):
+                if not _TYPE.match(t):
+                    violations.append((f"types[{i}]", "must look like invoice.paid"))
+            if violations:
+                raise invalid(violations)
+            # A merchant's key reads only its own stream; a platform key may read every merchant's.
+            authorize(principal, "events:read", merchant)
             async for row in follow(
                 self.pool, self.notifier, request.after_sequence, merchant, list(request.types)
             ):

@@ -1,4 +1,4 @@
-"""InvoiceService handlers: translate between protos and core.invoicing."""
+"""InvoiceService handlers: authorise, validate, translate to core.invoicing."""
 
 from __future__ import annotations
 
@@ -7,72 +7,118 @@ from collections.abc import Callable
 import grpc
 
 from core.api import render, validate
-from core.api.errors import ApiError, invalid
+from core.api.auth import Authenticator, authorize
+from core.api.errors import invalid, rpc
+from core.domain.invoice_state import State
 from core.invoicing import Invoicing, fingerprint
 from kassa.core.v1 import invoice_pb2 as pb
 from kassa.core.v1 import invoice_pb2_grpc as pb_grpc
 
+_MARK_STATES = {pb.INVOICE_STATE_PAID: State.PAID, pb.INVOICE_STATE_EXPIRED: State.EXPIRED}
+
+
+def _invoice_name(name: str) -> tuple[str, str]:
+    parsed = validate.invoice_name(name)
+    if parsed is None:
+        raise invalid([("name", "must be merchants/{merchant}/invoices/{invoice}")])
+    return parsed
+
 
 class InvoiceService(pb_grpc.InvoiceServiceServicer):
-    def __init__(self, invoicing: Invoicing, head_of: Callable[[str], int | None]) -> None:
+    def __init__(
+        self, invoicing: Invoicing, auth: Authenticator, head_of: Callable[[str], int | None]
+    ) -> None:
         self.invoicing = invoicing
+        self.auth = auth
         # The chain head each follower last saw, for payments' confirmation counts.
         self.head_of = head_of
 
+    @rpc
     async def CreateInvoice(
         self, request: pb.CreateInvoiceRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateInvoiceResponse:
-        try:
-            spec, violations = validate.create_invoice(request, self.invoicing.config)
-            if spec is None:
-                raise invalid(violations)
-            row = await self.invoicing.create(
-                spec, fingerprint(request.SerializeToString(deterministic=True))
-            )
-            return pb.CreateInvoiceResponse(invoice=render.invoice(row))
-        except ApiError as exc:
-            await context.abort_with_status(exc.to_status())
-            raise  # unreachable: abort raises
+        principal = await self.auth.principal(context)
+        spec, violations = validate.create_invoice(request, self.invoicing.config)
+        if spec is None:
+            raise invalid(violations)
+        authorize(principal, "invoices:write", spec.merchant_id)
+        row = await self.invoicing.create(
+            spec, fingerprint(request.SerializeToString(deterministic=True))
+        )
+        return pb.CreateInvoiceResponse(invoice=render.invoice(row))
 
+    @rpc
     async def GetInvoice(
         self, request: pb.GetInvoiceRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetInvoiceResponse:
-        try:
-            parsed = validate.invoice_name(request.name)
-            if parsed is None:
-                raise invalid([("name", "must be merchants/{merchant}/invoices/{invoice}")])
-            row, payments = await self.invoicing.get(parsed[0], parsed[1], request.name)
-            return pb.GetInvoiceResponse(
-                invoice=render.invoice(row, payments, self.head_of(row["chain"]))
-            )
-        except ApiError as exc:
-            await context.abort_with_status(exc.to_status())
-            raise
+        principal = await self.auth.principal(context)
+        merchant, invoice_id = _invoice_name(request.name)
+        authorize(principal, "invoices:read", merchant)
+        row, payments = await self.invoicing.get(merchant, invoice_id, request.name)
+        return pb.GetInvoiceResponse(
+            invoice=render.invoice(row, payments, self.head_of(row["chain"]))
+        )
 
+    @rpc
     async def ListInvoices(
         self, request: pb.ListInvoicesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListInvoicesResponse:
-        try:
-            violations: validate.Violations = []
-            merchant = validate.merchant_of(request.parent, violations)
-            after = None
-            if request.page_token:
-                after = validate.decode_page_token(request.page_token)
-                if after is None:
-                    violations.append(("page_token", "is not a token this server issued"))
-            if request.page_size > validate.MAX_PAGE_SIZE:
-                violations.append(("page_size", f"must be at most {validate.MAX_PAGE_SIZE}"))
-            if violations:
-                raise invalid(violations)
-            size = validate.page_size(request.page_size)
-            rows = await self.invoicing.list(merchant, size, after)
-            response = pb.ListInvoicesResponse(invoices=[render.invoice(r) for r in rows[:size]])
-            if len(rows) > size:
-                last = rows[size - 1]
-                response.next_page_token = validate.encode_page_token(
-                    last["create_time"], last["id"]
+        principal = await self.auth.principal(context)
+        violations: validate.Violations = []
+        merchant = validate.merchant_of(request.parent, violations)
+        where = validate.invoice_filter(request, violations)
+        after = None
+        if request.page_token:
+            after = validate.decode_page_token(request.page_token, where.digest())
+            if after is None:
+                violations.append(
+                    ("page_token", "is not a token this server issued for these filters")
                 )
-            return response
-        except ApiError as exc:
-            await context.abort_with_status(exc.to_status())
-            raise
+        if request.page_size > validate.MAX_PAGE_SIZE:
+            violations.append(("page_size", f"must be at most {validate.MAX_PAGE_SIZE}"))
+        if violations:
+            raise invalid(violations)
+        authorize(principal, "invoices:read", merchant)
+        size = validate.page_size(request.page_size)
+        rows = await self.invoicing.list(merchant, size, after, where)
+        response = pb.ListInvoicesResponse(invoices=[render.invoice(r) for r in rows[:size]])
+        if len(rows) > size:
+            last = rows[size - 1]
+            response.next_page_token = validate.encode_page_token(
+                last["create_time"], last["id"], where.digest()
+            )
+        return response
+
+    @rpc
+    async def CancelInvoice(
+        self, request: pb.CancelInvoiceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelInvoiceResponse:
+        principal = await self.auth.principal(context)
+        merchant, invoice_id = _invoice_name(request.name)
+        authorize(principal, "invoices:write", merchant)
+        row = await self.invoicing.cancel(merchant, invoice_id, request.name)
+        return pb.CancelInvoiceResponse(invoice=render.invoice(row))
+
+    @rpc
+    async def MarkInvoice(
+        self, request: pb.MarkInvoiceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.MarkInvoiceResponse:
+        principal = await self.auth.principal(context)
+        merchant, invoice_id = _invoice_name(request.name)
+        violations: validate.Violations = []
+        if request.state not in _MARK_STATES:
+            violations.append(("state", "must be INVOICE_STATE_PAID or INVOICE_STATE_EXPIRED"))
+        if not request.reason.strip() or len(request.reason) > 1000:
+            violations.append(("reason", "is required, at most 1000 characters"))
+        if violations:
+            raise invalid(violations)
+        authorize(principal, "invoices:mark", merchant)
+        row = await self.invoicing.mark(
+            merchant,
+            invoice_id,
+            request.name,
+            _MARK_STATES[request.state],
+            request.reason,
+            principal.actor,
+        )
+        return pb.MarkInvoiceResponse(invoice=render.invoice(row))

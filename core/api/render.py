@@ -76,6 +76,14 @@ def invoice(
         create_time=timestamp(row["create_time"]),
         update_time=timestamp(row["update_time"]),
     )
+    message.underpayment_tolerance = str(row["underpayment_tolerance"])
+    message.monitoring_end_time.CopyFrom(timestamp(row["monitoring_end_time"]))
+    message.amount_refunded = str(row["amount_refunded"])
+    if row["mark_state"] is not None:
+        message.mark.state = _STATE[State(row["mark_state"])]
+        message.mark.reason = row["mark_reason"]
+        message.mark.actor = row["mark_actor"]
+        message.mark.mark_time.CopyFrom(timestamp(row["mark_time"]))
     if row["price_amount"] is not None:
         message.price.amount = row["price_amount"]
         message.price.currency = row["price_currency"]

@@ -4,6 +4,7 @@ of every field that is wrong (all of them at once, not the first)."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -114,20 +115,70 @@ def create_invoice(
     return spec, []
 
 
+@dataclass(frozen=True)
+class InvoiceFilter:
+    states: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    asset: str = ""
+    merchant_order_id: str = ""
+    create_time_start: datetime | None = None
+    create_time_end: datetime | None = None
+
+    def digest(self) -> str:
+        """Binds a page token to the filters it was issued for."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:12]
+
+
+def invoice_filter(request: pb.ListInvoicesRequest, violations: Violations) -> InvoiceFilter:
+    states = []
+    for i, state in enumerate(request.states):
+        name = pb.InvoiceState.Name(state) if state in pb.InvoiceState.values() else ""
+        if not name or state == pb.INVOICE_STATE_UNSPECIFIED:
+            violations.append((f"states[{i}]", "unknown invoice state"))
+        else:
+            states.append(name.removeprefix("INVOICE_STATE_").lower())
+    flags = []
+    for i, flag in enumerate(request.flags):
+        name = pb.InvoiceFlag.Name(flag) if flag in pb.InvoiceFlag.values() else ""
+        if not name or flag == pb.INVOICE_FLAG_UNSPECIFIED:
+            violations.append((f"flags[{i}]", "unknown invoice flag"))
+        else:
+            flags.append(name.removeprefix("INVOICE_FLAG_").lower())
+    start = (
+        request.create_time_start.ToDatetime(UTC) if request.HasField("create_time_start") else None
+    )
+    end = request.create_time_end.ToDatetime(UTC) if request.HasField("create_time_end") else None
+    if start is not None and end is not None and end <= start:
+        violations.append(("create_time_end", "must be after create_time_start"))
+    return InvoiceFilter(
+        tuple(sorted(states)),
+        tuple(sorted(flags)),
+        request.asset.lower(),
+        request.merchant_order_id,
+        start,
+        end,
+    )
+
+
 def page_size(requested: int) -> int:
     return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
-def encode_page_token(create_time: datetime, invoice_id: str) -> str:
+def encode_page_token(create_time: datetime, invoice_id: str, binding: str) -> str:
     # Exact integer microseconds: a float round trip could skip or repeat rows.
     micros = (create_time - _EPOCH) // timedelta(microseconds=1)
-    return base64.urlsafe_b64encode(f"{micros}:{invoice_id}".encode()).decode().rstrip("=")
+    return (
+        base64.urlsafe_b64encode(f"{micros}:{invoice_id}:{binding}".encode()).decode().rstrip("=")
+    )
 
 
-def decode_page_token(token: str) -> tuple[datetime, str] | None:
+def decode_page_token(token: str, binding: str) -> tuple[datetime, str] | None:
+    """The position a token names, or None if it is malformed or for other filters."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        micros_text, invoice_id = raw.split(":", 1)
+        micros_text, invoice_id, bound = raw.split(":", 2)
+        if bound != binding:
+            return None
         micros = int(micros_text)
         return _EPOCH + timedelta(microseconds=micros), invoice_id
     except (ValueError, UnicodeDecodeError):

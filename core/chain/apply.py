@@ -16,6 +16,7 @@ import asyncpg
 from core import lifecycle
 from core.chain.index import ActiveInvoiceIndex
 from core.domain import invoice_state as sm
+from core.ledger import payments as ledger_payments
 from kassa.chain.v1 import adapter_pb2 as chain_pb
 
 log = logging.getLogger("kassa.core.chain")
@@ -100,9 +101,9 @@ class ChainApplier:
                        ON CONFLICT (chain, tx_hash, transfer_index) DO UPDATE
                           SET block_height = excluded.block_height, block_hash = excluded.block_hash,
                               status = 'confirming', confirm_height = excluded.confirm_height,
-                              update_time = now()
+                              inclusions = payments.inclusions + 1, update_time = now()
                         WHERE payments.status = 'reorged'
-                       RETURNING invoice_id""",
+                       RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions""",
                     self.chain,
                     block.height,
                     block.hash,
@@ -115,14 +116,16 @@ class ChainApplier:
                     [int(t.amount) for t, _ in matches],
                 )
                 touched.update(r["invoice_id"] for r in inserted)
+                await ledger_payments.detected(conn, self.chain, inserted, self.clock())
             confirmed = await conn.fetch(
                 """UPDATE payments SET status = 'confirmed', update_time = now()
                     WHERE chain = $1 AND status = 'confirming' AND confirm_height <= $2
-                   RETURNING invoice_id""",
+                   RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions""",
                 self.chain,
                 block.height,
             )
             touched.update(r["invoice_id"] for r in confirmed)
+            await ledger_payments.confirmed(conn, self.chain, confirmed, self.clock())
             written = await self._reconsider(conn, touched, block.height, {})
             await self._move_cursor(conn, block)
         return written
@@ -147,18 +150,22 @@ class ChainApplier:
                 """UPDATE payments SET status = 'reorged', block_height = NULL, block_hash = NULL,
                                        confirm_height = NULL, update_time = now()
                     WHERE chain = $1 AND block_height > $2 AND status <> 'reorged'
-                   RETURNING invoice_id""",
+                   RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions""",
                 self.chain,
                 target.height,
             )
             # Payments still included below the ancestor lose the confirmations above it.
             unconfirmed = await conn.fetch(
-                """UPDATE payments SET status = 'confirming', update_time = now()
+                """UPDATE payments SET status = 'confirming', inclusions = inclusions + 1,
+                                       update_time = now()
                     WHERE chain = $1 AND status = 'confirmed' AND confirm_height > $2
-                   RETURNING invoice_id""",
+                   RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions""",
                 self.chain,
                 target.height,
             )
+            # The ledger follows: void or reverse what was reorged, re-open what lost its confirmations.
+            await ledger_payments.reorged(conn, self.chain, reorged, self.clock())
+            await ledger_payments.unconfirmed(conn, self.chain, unconfirmed, self.clock())
             touched = {r["invoice_id"] for r in reorged} | {r["invoice_id"] for r in unconfirmed}
             extra = {r["invoice_id"]: ["payment.reorged"] for r in reorged}
             written = await self._reconsider(conn, touched, target.height, extra)
@@ -192,8 +199,8 @@ class ChainApplier:
         rows = await lifecycle.lock_invoices(conn, ids)
         funds = await lifecycle.funds_of(conn, [r["id"] for r in rows])
         events: dict[str, sm.Event] = {r["id"]: sm.FundsObserved(funds[r["id"]]) for r in rows}
-        written = await lifecycle.apply(conn, rows, events, self.clock(), head_height, extra)
-        return len(written)
+        applied = await lifecycle.apply(conn, rows, events, self.clock(), head_height, extra)
+        return len(applied.events)
 
     async def _move_cursor(self, conn: asyncpg.Connection, block: chain_pb.Block) -> None:
         await conn.execute(

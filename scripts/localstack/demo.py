@@ -20,9 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+
+from core.clients import authed_channel
 from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
 from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
-
 from localstack.fullstack import MERCHANT, LocalStack
 from localstack.paths import REPO, postgres_bin
 
@@ -47,16 +48,19 @@ def clean_previous_run(run_dir: Path) -> None:
         import subprocess
 
         runner = ["runuser", "-u", "kassa-pg", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*runner, str(postgres_bin("pg_ctl")), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, check=False)
+        subprocess.run(
+            [*runner, str(postgres_bin("pg_ctl")), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            check=False,
+        )
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def events(target: str, after: int) -> Iterator[event_pb2.Event]:
+def events(target: str, token: str, after: int) -> Iterator[event_pb2.Event]:
     """The merchant's events after `after`, reconnecting while the core restarts."""
     while True:
         try:
-            with grpc.insecure_channel(target) as channel:
+            with authed_channel(target, token) as channel:
                 stub = event_pb2_grpc.EventServiceStub(channel)
                 request = event_pb2.StreamEventsRequest(parent=MERCHANT, after_sequence=after)
                 for response in stub.StreamEvents(request, wait_for_ready=True):
@@ -65,7 +69,7 @@ def events(target: str, after: int) -> Iterator[event_pb2.Event]:
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
                 raise
-            say("  (event stream interrupted; resuming after sequence %d)" % after)
+            say(f"  (event stream interrupted; resuming after sequence {after})")
             time.sleep(0.2)
 
 
@@ -81,7 +85,9 @@ def run(stack: LocalStack, kill_core: bool) -> None:
     say(f"signer key ceremony: HD seed encrypted under a token AES key; account xpub {xpub[:24]}…")
     stack.start_signer()
     with grpc.insecure_channel(f"127.0.0.1:{stack.signer_port}") as channel:
-        keys = signer_pb2_grpc.SignerServiceStub(channel).ListKeys(signer_pb2.ListKeysRequest()).keys
+        keys = (
+            signer_pb2_grpc.SignerServiceStub(channel).ListKeys(signer_pb2.ListKeysRequest()).keys
+        )
     for key in keys:
         say(f"  signer key {key.key_id}: {key.address or key.derivation_path}")
     stack.start_adapter()
@@ -91,28 +97,48 @@ def run(stack: LocalStack, kill_core: bool) -> None:
     stack.start_core()
     core = stack.core_setup()
     say(f"core serving on {core.target}")
+    core.admin_token()
+    say(
+        "platform API key bootstrapped (kassactl bootstrap-key); creating merchant 'demo' and its key"
+    )
+    token = core.merchant_token(MERCHANT.removeprefix("merchants/"))
 
-    with grpc.insecure_channel(core.target) as channel:
+    with core.channel(token) as channel:
         invoices = invoice_pb2_grpc.InvoiceServiceStub(channel)
-        invoice = invoices.CreateInvoice(invoice_pb2.CreateInvoiceRequest(
-            parent=MERCHANT, request_id=f"demo-{int(time.time())}", merchant_order_id="order-1001",
-            asset=stack.token_asset, price=invoice_pb2.FiatAmount(amount="25.00", currency="USD"),
-        )).invoice
-    say(f"created {invoice.name}: {invoice.price.amount} {invoice.price.currency} = "
+        invoice = invoices.CreateInvoice(
+            invoice_pb2.CreateInvoiceRequest(
+                parent=MERCHANT,
+                request_id=f"demo-{int(time.time())}",
+                merchant_order_id="order-1001",
+                asset=stack.token_asset,
+                price=invoice_pb2.FiatAmount(amount="25.00", currency="USD"),
+            )
+        ).invoice
+    say(
+        f"created {invoice.name}: {invoice.price.amount} {invoice.price.currency} = "
         f"{int(invoice.amount_due) / 10**invoice.asset_decimals} TUSD ({invoice.amount_due} base units) "
         f"at rate {invoice.quote.rate} ({invoice.quote.source}); pay to {invoice.deposit_address}; "
-        f"{invoice.confirmations_required} confirmations")
+        f"{invoice.confirmations_required} confirmations"
+    )
 
     paid_at = None
-    for event in events(core.target, 0):
+    for event in events(core.target, token, 0):
         if event.invoice.name != invoice.name:
             continue
-        state = invoice_pb2.InvoiceState.Name(event.invoice.state).removeprefix("INVOICE_STATE_").lower()
+        state = (
+            invoice_pb2.InvoiceState.Name(event.invoice.state)
+            .removeprefix("INVOICE_STATE_")
+            .lower()
+        )
         since = f" (+{time.monotonic() - paid_at:.2f}s after payment)" if paid_at else ""
-        say(f"event #{event.sequence} {event.type:<20} state={state} received={event.invoice.amount_received}"
-            f" pending={event.invoice.amount_pending}{since}")
+        say(
+            f"event #{event.sequence} {event.type:<20} state={state} received={event.invoice.amount_received}"
+            f" pending={event.invoice.amount_pending}{since}"
+        )
         if event.type == "invoice.created":
-            tx = stack.token.transfer(stack.customer, invoice.deposit_address, int(invoice.amount_due))
+            tx = stack.token.transfer(
+                stack.customer, invoice.deposit_address, int(invoice.amount_due)
+            )
             paid_at = time.monotonic()
             say(f"customer {stack.customer} sent {invoice.amount_due} base units: tx {tx}")
         elif event.type == "invoice.confirming" and kill_core:
@@ -123,41 +149,50 @@ def run(stack: LocalStack, kill_core: bool) -> None:
         elif event.type == "invoice.paid":
             break
 
-    with grpc.insecure_channel(core.target) as channel:
-        final = invoice_pb2_grpc.InvoiceServiceStub(channel).GetInvoice(
-            invoice_pb2.GetInvoiceRequest(name=invoice.name)).invoice
+    with core.channel(token) as channel:
+        final = (
+            invoice_pb2_grpc.InvoiceServiceStub(channel)
+            .GetInvoice(invoice_pb2.GetInvoiceRequest(name=invoice.name))
+            .invoice
+        )
     for p in final.payments:
-        say(f"payment {p.tx_hash} block {p.block_height} confirmations {p.confirmations} amount {p.amount}")
+        say(
+            f"payment {p.tx_hash} block {p.block_height} confirmations {p.confirmations} amount {p.amount}"
+        )
     assert final.state == invoice_pb2.INVOICE_STATE_PAID
     assert final.amount_received == invoice.amount_due, "credited exactly once"
     say(f"{invoice.name} is PAID: received {final.amount_received} of {final.amount_due}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="scripts/demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--run-dir", type=Path, default=REPO / ".run" / "demo")
-    parser.add_argument("--kill-core-while-confirming", action="store_true",
-                        help="SIGKILL the core after invoice.confirming and restart it")
+    parser.add_argument(
+        "--kill-core-while-confirming",
+        action="store_true",
+        help="SIGKILL the core after invoice.confirming and restart it",
+    )
     args = parser.parse_args(argv)
     clean_previous_run(args.run_dir)
     # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the stack is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     stack = LocalStack(args.run_dir)
-    failed = False
     try:
         run(stack, args.kill_core_while_confirming)
     except BaseException as exc:
-        failed = True
         say(f"demo failed: {exc!r}; logs are in {args.run_dir}")
+        stack.stop()
         raise
-    finally:
-        codes = stack.stop()
-        say("shut down: " + ", ".join(f"{name} exit {code}" for name, code in codes.items()))
-        unclean = {n: c for n, c in codes.items() if c != 0}
-        if unclean and not failed:
-            say(f"processes did not exit cleanly: {unclean}")
-            return 1
+    codes = stack.stop()
+    say("shut down: " + ", ".join(f"{name} exit {code}" for name, code in codes.items()))
+    unclean = {n: c for n, c in codes.items() if c != 0}
+    if unclean:
+        say(f"processes did not exit cleanly: {unclean}")
+        return 1
     return 0
 
 

@@ -50,13 +50,17 @@ class LocalStack:
         else:
             self.dsn = self.postgres.create_database(f"stack_{free_port()}")
         self.hsm = SoftHsmToken(self.run_dir / "softhsm").init()
-        self.anvil = Anvil(self.run_dir / "anvil", chain_id=self.chain_id, block_time_s=self.block_time_s).start()
+        self.anvil = Anvil(
+            self.run_dir / "anvil", chain_id=self.chain_id, block_time_s=self.block_time_s
+        ).start()
         assert self.anvil.process is not None
         self._record_pid(self.anvil.process.pid)
         accounts = self.anvil.accounts()
         self.treasury, self.customer = accounts[0], accounts[1]
         self.token: Token = deploy(self.anvil.rpc, self.treasury, "Test USD", "TUSD", 6)
-        self.anvil.rpc.wait_receipt(self.token.mint(self.treasury, self.customer, 1_000_000 * 10**6))
+        self.anvil.rpc.wait_receipt(
+            self.token.mint(self.treasury, self.customer, 1_000_000 * 10**6)
+        )
 
     @property
     def chain(self) -> str:
@@ -70,7 +74,10 @@ class LocalStack:
     def signer_command(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [console_script("kassa-signer"), "--config", str(self.signer_config), *args],
-            check=True, capture_output=True, text=True, env=self._env(),
+            check=True,
+            capture_output=True,
+            text=True,
+            env=self._env(),
         )
 
     def _env(self) -> dict[str, str]:
@@ -80,12 +87,18 @@ class LocalStack:
 
     def key_ceremony(self) -> str:
         self.signer_port = free_port()
-        self.signer_config = write_toml(self.run_dir / "signer.toml", {
-            "server": {"listen": f"127.0.0.1:{self.signer_port}"},
-            "hsm": {"module": str(self.hsm.module), "token_label": self.hsm.label,
-                    "pin_file": str(self.hsm.pin_file)},
-            "state": {"dir": str(self.run_dir / "signer-state")},
-        })
+        self.signer_config = write_toml(
+            self.run_dir / "signer.toml",
+            {
+                "server": {"listen": f"127.0.0.1:{self.signer_port}"},
+                "hsm": {
+                    "module": str(self.hsm.module),
+                    "token_label": self.hsm.label,
+                    "pin_file": str(self.hsm.pin_file),
+                },
+                "state": {"dir": str(self.run_dir / "signer-state")},
+            },
+        )
         xpub_path = self.run_dir / "account.xpub"
         self.signer_command("keys", "init", "--xpub-out", str(xpub_path))
         self.account_xpub = xpub_path.read_text().strip()
@@ -94,8 +107,11 @@ class LocalStack:
     # -- processes ----------------------------------------------------------
     def start_signer(self) -> ManagedProcess:
         process = ManagedProcess(
-            "signer", [console_script("kassa-signer"), "--config", str(self.signer_config), "serve"],
-            self.run_dir / "signer.log", port=self.signer_port, env=self.hsm.env,
+            "signer",
+            [console_script("kassa-signer"), "--config", str(self.signer_config), "serve"],
+            self.run_dir / "signer.log",
+            port=self.signer_port,
+            env=self.hsm.env,
         )
         self.processes["signer"] = process.start()
         self._record_pid(process.pid)
@@ -103,14 +119,22 @@ class LocalStack:
 
     def start_adapter(self) -> ManagedProcess:
         self.adapter_port = free_port()
-        config = write_toml(self.run_dir / "evm.toml", {
-            "server": {"listen": f"127.0.0.1:{self.adapter_port}"},
-            "chain": {"chain_id": self.chain_id, "node_urls": [self.anvil.ws_url],
-                      "tokens": [self.token.address]},
-        })
+        config = write_toml(
+            self.run_dir / "evm.toml",
+            {
+                "server": {"listen": f"127.0.0.1:{self.adapter_port}"},
+                "chain": {
+                    "chain_id": self.chain_id,
+                    "node_urls": [self.anvil.ws_url],
+                    "tokens": [self.token.address],
+                },
+            },
+        )
         process = ManagedProcess(
-            "evm-adapter", [console_script("kassa-evm"), "--config", str(config)],
-            self.run_dir / "evm.log", port=self.adapter_port,
+            "evm-adapter",
+            [console_script("kassa-evm"), "--config", str(config)],
+            self.run_dir / "evm.log",
+            port=self.adapter_port,
         )
         self.processes["evm-adapter"] = process.start()
         self._record_pid(process.pid)
@@ -119,11 +143,20 @@ class LocalStack:
     def core_setup(self) -> CoreSetup:
         if not hasattr(self, "_core_setup"):
             self._core_setup = CoreSetup(
-                run_dir=self.run_dir, dsn=self.dsn, account_xpub=self.account_xpub,
-                chains=[{"id": self.chain, "adapter": f"127.0.0.1:{self.adapter_port}",
-                         "confirmations": self.confirmations}],
-                assets=[{"id": self.token_asset, "symbol": "TUSD", "decimals": 6},
-                        {"id": f"{self.chain}/slip44:60", "symbol": "ETH", "decimals": 18}],
+                run_dir=self.run_dir,
+                dsn=self.dsn,
+                account_xpub=self.account_xpub,
+                chains=[
+                    {
+                        "id": self.chain,
+                        "adapter": f"127.0.0.1:{self.adapter_port}",
+                        "confirmations": self.confirmations,
+                    }
+                ],
+                assets=[
+                    {"id": self.token_asset, "symbol": "TUSD", "decimals": 6},
+                    {"id": f"{self.chain}/slip44:60", "symbol": "ETH", "decimals": 18},
+                ],
                 fixed_rates={"TUSD/USD": "1.00", "ETH/USD": "3000.00"},
             )
         return self._core_setup
@@ -132,7 +165,9 @@ class LocalStack:
         config = self.core_setup().write_config()
         return subprocess.run(
             [console_script("kassa-core"), "--config", str(config), "migrate"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
 
     def start_core(self) -> ManagedProcess:
@@ -151,7 +186,7 @@ class LocalStack:
 
     def stop(self) -> dict[str, int | None]:
         """Stops Kassa's processes (SIGTERM), then anvil and PostgreSQL; returns exit codes."""
-        codes = {}
+        codes: dict[str, int | None] = {}
         for name in ("core", "evm-adapter", "signer"):
             if name in self.processes:
                 codes[name] = self.processes.pop(name).stop()

@@ -41,7 +41,7 @@ class ManagedProcess:
         )
         if self.port is not None:
             try:
-                wait_for_port(self.port, timeout_s)
+                wait_for_port(self.port, timeout_s, alive=lambda: self.running)
             except TimeoutError:
                 code = self.process.poll()
                 tail = self.log_path.read_text(errors="replace")[-3000:]

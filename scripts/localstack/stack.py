@@ -6,9 +6,14 @@ The demo and the end-to-end tests build the same stack from these pieces.
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
+
+from core.clients import authed_channel
+from kassa.core.v1 import merchant_pb2, merchant_pb2_grpc
 from localstack.ports import free_port
 from localstack.procs import ManagedProcess, console_script
 
@@ -47,6 +52,9 @@ def write_toml(path: Path, tables: dict[str, dict[str, object] | list[dict[str, 
     return path
 
 
+MERCHANT_SCOPES = ("invoices:read", "invoices:write", "invoices:mark", "events:read")
+
+
 @dataclass
 class CoreSetup:
     run_dir: Path
@@ -57,6 +65,8 @@ class CoreSetup:
     fixed_rates: dict[str, str]
     port: int = 0
     default_ttl_s: int = 900
+    underpayment_tolerance_bps: int = 0
+    late_payment_window_s: int = 3600
 
     def __post_init__(self) -> None:
         if not self.port:
@@ -73,12 +83,53 @@ class CoreSetup:
                 "server": {"listen": self.target},
                 "database": {"dsn": self.dsn},
                 "hd": {"account_xpub": self.account_xpub},
-                "invoices": {"default_ttl_s": self.default_ttl_s, "expiry_interval_s": 0.2},
+                "invoices": {
+                    "default_ttl_s": self.default_ttl_s,
+                    "expiry_interval_s": 0.2,
+                    "underpayment_tolerance_bps": self.underpayment_tolerance_bps,
+                    "late_payment_window_s": self.late_payment_window_s,
+                },
+                "auth": {"key_cache_s": 0.2},
                 "chains": self.chains,
                 "assets": self.assets,
                 "rates": {"fixed": self.fixed_rates},
             },
         )
+
+    def admin_token(self) -> str:
+        """A platform key with every scope, bootstrapped with database access."""
+        if not hasattr(self, "_admin_token"):
+            result = subprocess.run(
+                [console_script("kassactl"), "bootstrap-key", "--dsn", self.dsn],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            self._admin_token = result.stdout.strip().splitlines()[-1]
+        return self._admin_token
+
+    def merchant_token(self, merchant_id: str, scopes: tuple[str, ...] = MERCHANT_SCOPES) -> str:
+        """Creates the merchant (once) and returns a new API key of it (the core must run)."""
+        with authed_channel(self.target, self.admin_token()) as channel:
+            stub = merchant_pb2_grpc.MerchantServiceStub(channel)
+            try:
+                stub.CreateMerchant(
+                    merchant_pb2.CreateMerchantRequest(
+                        merchant_id=merchant_id, display_name=merchant_id.title()
+                    )
+                )
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.ALREADY_EXISTS:  # type: ignore[attr-defined]
+                    raise
+            created = stub.CreateApiKey(
+                merchant_pb2.CreateApiKeyRequest(
+                    parent=f"merchants/{merchant_id}", scopes=list(scopes), description="localstack"
+                )
+            )
+        return str(created.secret)
+
+    def channel(self, token: str) -> grpc.Channel:
+        return authed_channel(self.target, token)
 
     def process(self) -> ManagedProcess:
         config = self.write_config()

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import grpc
 
+from core.clients import authed_channel
 from kassa.core.v1 import event_pb2, event_pb2_grpc
 
 
@@ -16,9 +17,10 @@ class EventTap:
     """Collects one merchant's events in a background thread, resuming across
     core restarts from the last sequence it saw."""
 
-    def __init__(self, target: str, parent: str) -> None:
+    def __init__(self, target: str, parent: str, token: str) -> None:
         self.target = target
         self.parent = parent
+        self.token = token
         self.after = 0
         self.events: queue.Queue[event_pb2.Event] = queue.Queue()
         self._stop = threading.Event()
@@ -28,7 +30,7 @@ class EventTap:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                with grpc.insecure_channel(self.target) as channel:
+                with authed_channel(self.target, self.token) as channel:
                     stub = event_pb2_grpc.EventServiceStub(channel)
                     stream = stub.StreamEvents(
                         event_pb2.StreamEventsRequest(

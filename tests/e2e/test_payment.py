@@ -18,15 +18,21 @@ from tests.e2e.events import EventTap
 
 
 @pytest.fixture
-def invoices(stack: LocalStack) -> Iterator[invoice_pb2_grpc.InvoiceServiceStub]:
-    with grpc.insecure_channel(stack.core_setup().target) as channel:
+def merchant(stack: LocalStack, request: pytest.FixtureRequest) -> tuple[str, str]:
+    """A merchant of this test's own, and its API key."""
+    merchant_id = request.node.name.replace("_", "-")[5:45].lower().strip("-")
+    return f"merchants/{merchant_id}", stack.core_setup().merchant_token(merchant_id)
+
+
+@pytest.fixture
+def invoices(stack: LocalStack, merchant) -> Iterator[invoice_pb2_grpc.InvoiceServiceStub]:
+    with stack.core_setup().channel(merchant[1]) as channel:
         yield invoice_pb2_grpc.InvoiceServiceStub(channel)
 
 
 @pytest.fixture
-def tap(stack: LocalStack, request: pytest.FixtureRequest) -> Iterator[EventTap]:
-    parent = f"merchants/{request.node.name.replace('_', '-')[:40].lower().strip('-')}"
-    events = EventTap(stack.core_setup().target, parent)
+def tap(stack: LocalStack, merchant) -> Iterator[EventTap]:
+    events = EventTap(stack.core_setup().target, merchant[0], merchant[1])
     yield events
     events.close()
 

@@ -12,7 +12,14 @@ import grpc
 import pytest
 
 from core.chain.hd import DepositAddresses
-from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
+from kassa.core.v1 import (
+    event_pb2,
+    event_pb2_grpc,
+    invoice_pb2,
+    invoice_pb2_grpc,
+    merchant_pb2,
+    merchant_pb2_grpc,
+)
 from localstack.procs import ManagedProcess
 from localstack.stack import CoreSetup
 from tests.grpc_errors import rich
@@ -37,10 +44,25 @@ def core(tmp_path_factory: pytest.TempPathFactory, postgres) -> Iterator[CoreSet
     assert process.stop() == 0, "core did not stop cleanly on SIGTERM"
 
 
+MERCHANTS = ("acme", "pager", "stream", "expiry", "other")
+
+
+@pytest.fixture(scope="module")
+def tokens(core: CoreSetup) -> dict[str, str]:
+    """One API key per test merchant."""
+    return {m: core.merchant_token(m) for m in MERCHANTS}
+
+
+@pytest.fixture(scope="module")
+def admin_channel(core: CoreSetup, tokens) -> Iterator[grpc.Channel]:
+    """A platform key: may act for every merchant (tokens ensures they exist)."""
+    with core.channel(core.admin_token()) as channel:
+        yield channel
+
+
 @pytest.fixture
-def invoices(core: CoreSetup) -> Iterator[invoice_pb2_grpc.InvoiceServiceStub]:
-    with grpc.insecure_channel(core.target) as channel:
-        yield invoice_pb2_grpc.InvoiceServiceStub(channel)
+def invoices(admin_channel) -> invoice_pb2_grpc.InvoiceServiceStub:
+    return invoice_pb2_grpc.InvoiceServiceStub(admin_channel)
 
 
 def counts(dsn: str) -> tuple[int, int]:
@@ -190,7 +212,7 @@ def test_events_stream_in_order_and_resume_after_a_cursor(invoices, core) -> Non
         ).invoice.name
         for i in range(3)
     ]
-    with grpc.insecure_channel(core.target) as channel:
+    with core.channel(core.admin_token()) as channel:
         stub = event_pb2_grpc.EventServiceStub(channel)
 
         def take(after: int, n: int) -> list[event_pb2.Event]:
@@ -225,7 +247,7 @@ def test_unpaid_invoice_expires_with_an_event(invoices, core) -> None:
     invoice = invoices.CreateInvoice(
         usd(parent="merchants/expiry", merchant_order_id="e1", ttl_seconds=1)
     ).invoice
-    with grpc.insecure_channel(core.target) as channel:
+    with core.channel(core.admin_token()) as channel:
         stream = event_pb2_grpc.EventServiceStub(channel).StreamEvents(
             event_pb2.StreamEventsRequest(parent="merchants/expiry", types=["invoice.expired"]),
             timeout=10,
@@ -236,3 +258,178 @@ def test_unpaid_invoice_expires_with_an_event(invoices, core) -> None:
     assert event.invoice.state == invoice_pb2.INVOICE_STATE_EXPIRED
     state = invoices.GetInvoice(invoice_pb2.GetInvoiceRequest(name=invoice.name)).invoice.state
     assert state == invoice_pb2.INVOICE_STATE_EXPIRED
+
+
+# --- credentials and isolation -------------------------------------------------
+
+
+def _code_reason(call) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    error = rich(caught.value)
+    return error.code, error.reason
+
+
+def test_calls_without_a_valid_key_are_unauthenticated(core) -> None:
+    with grpc.insecure_channel(core.target) as bare:
+        stub = invoice_pb2_grpc.InvoiceServiceStub(bare)
+        assert _code_reason(lambda: stub.CreateInvoice(usd())) == (
+            grpc.StatusCode.UNAUTHENTICATED,
+            "CREDENTIALS_MISSING",
+        )
+    forged = "kassa_0123456789abcdef_" + "A" * 43
+    with core.channel(forged) as channel:
+        stub = invoice_pb2_grpc.InvoiceServiceStub(channel)
+        assert _code_reason(lambda: stub.CreateInvoice(usd())) == (
+            grpc.StatusCode.UNAUTHENTICATED,
+            "CREDENTIALS_INVALID",
+        )
+
+
+def test_a_merchant_never_sees_another_merchants_invoices(core, tokens, invoices) -> None:
+    theirs = invoices.CreateInvoice(
+        usd(parent="merchants/other", merchant_order_id="secret")
+    ).invoice
+    with core.channel(tokens["acme"]) as channel:
+        stub = invoice_pb2_grpc.InvoiceServiceStub(channel)
+        mine = stub.CreateInvoice(usd(merchant_order_id="mine")).invoice
+        assert (
+            stub.GetInvoice(invoice_pb2.GetInvoiceRequest(name=mine.name)).invoice.name == mine.name
+        )
+        forbidden = (grpc.StatusCode.PERMISSION_DENIED, "MERCHANT_FORBIDDEN")
+        assert (
+            _code_reason(lambda: stub.GetInvoice(invoice_pb2.GetInvoiceRequest(name=theirs.name)))
+            == forbidden
+        )
+        assert (
+            _code_reason(
+                lambda: stub.ListInvoices(invoice_pb2.ListInvoicesRequest(parent="merchants/other"))
+            )
+            == forbidden
+        )
+        assert _code_reason(lambda: stub.CreateInvoice(usd(parent="merchants/other"))) == forbidden
+        assert (
+            _code_reason(
+                lambda: stub.CancelInvoice(invoice_pb2.CancelInvoiceRequest(name=theirs.name))
+            )
+            == forbidden
+        )
+        # A name under its own merchant with the other's id is simply not found.
+        spoofed = f"merchants/acme/invoices/{theirs.name.rsplit('/', 1)[1]}"
+        assert _code_reason(lambda: stub.GetInvoice(invoice_pb2.GetInvoiceRequest(name=spoofed)))[
+            1
+        ] == ("INVOICE_NOT_FOUND")
+        events = event_pb2_grpc.EventServiceStub(channel)
+        assert (
+            _code_reason(
+                lambda: next(
+                    events.StreamEvents(event_pb2.StreamEventsRequest(parent="merchants/other"))
+                )
+            )
+            == forbidden
+        )
+        assert (
+            _code_reason(lambda: next(events.StreamEvents(event_pb2.StreamEventsRequest())))
+            == forbidden
+        )
+        own = events.StreamEvents(event_pb2.StreamEventsRequest(parent="merchants/acme"), timeout=5)
+        names = {next(own).event.invoice.name for _ in range(1)}
+        own.cancel()
+        assert all(n.startswith("merchants/acme/") for n in names)
+
+
+def test_scopes_limit_what_a_key_may_do_and_revocation_takes_effect(core, tokens) -> None:
+    reader = core.merchant_token("acme", ("invoices:read",))
+    with core.channel(reader) as channel:
+        stub = invoice_pb2_grpc.InvoiceServiceStub(channel)
+        assert _code_reason(lambda: stub.CreateInvoice(usd())) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "SCOPE_MISSING",
+        )
+        stub.ListInvoices(invoice_pb2.ListInvoicesRequest(parent="merchants/acme"))
+        key_id = reader.split("_")[1]
+        with core.channel(core.admin_token()) as admin:
+            merchant_pb2_grpc.MerchantServiceStub(admin).RevokeApiKey(
+                merchant_pb2.RevokeApiKeyRequest(name=f"merchants/acme/apiKeys/{key_id}")
+            )
+        time.sleep(0.5)  # the core trusts a looked-up key for key_cache_s (0.2 s here)
+        assert _code_reason(
+            lambda: stub.ListInvoices(invoice_pb2.ListInvoicesRequest(parent="merchants/acme"))
+        ) == (grpc.StatusCode.UNAUTHENTICATED, "CREDENTIALS_REVOKED")
+
+
+def test_merchant_admin_is_for_platform_keys_only(core, tokens) -> None:
+    with core.channel(tokens["acme"]) as channel:
+        stub = merchant_pb2_grpc.MerchantServiceStub(channel)
+        assert _code_reason(
+            lambda: stub.CreateMerchant(
+                merchant_pb2.CreateMerchantRequest(merchant_id="evil", display_name="Evil")
+            )
+        ) == (grpc.StatusCode.PERMISSION_DENIED, "SCOPE_MISSING")
+    with core.channel(core.admin_token()) as admin:
+        stub = merchant_pb2_grpc.MerchantServiceStub(admin)
+        keys = stub.ListApiKeys(merchant_pb2.ListApiKeysRequest(parent="merchants/acme")).api_keys
+        assert keys and all(not k.name.endswith(tokens["acme"]) for k in keys)
+
+
+def test_invoice_for_an_unknown_merchant_is_not_found(invoices, core) -> None:
+    before = counts(core.dsn)
+    code, reason = _code_reason(lambda: invoices.CreateInvoice(usd(parent="merchants/nobody")))
+    assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "MERCHANT_NOT_FOUND")
+    assert counts(core.dsn) == before
+
+
+# --- cancel, mark, filters -----------------------------------------------------------
+
+
+def test_cancel_before_funds_and_refuse_twice(invoices) -> None:
+    invoice = invoices.CreateInvoice(usd(merchant_order_id="to-cancel")).invoice
+    cancelled = invoices.CancelInvoice(invoice_pb2.CancelInvoiceRequest(name=invoice.name)).invoice
+    assert cancelled.state == invoice_pb2.INVOICE_STATE_CANCELLED
+    code, reason = _code_reason(
+        lambda: invoices.CancelInvoice(invoice_pb2.CancelInvoiceRequest(name=invoice.name))
+    )
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "INVOICE_NOT_CANCELLABLE")
+
+
+def test_mark_records_state_reason_and_actor(invoices, core) -> None:
+    invoice = invoices.CreateInvoice(usd(merchant_order_id="to-mark")).invoice
+    missing = _code_reason(
+        lambda: invoices.MarkInvoice(
+            invoice_pb2.MarkInvoiceRequest(name=invoice.name, state=invoice_pb2.INVOICE_STATE_PAID)
+        )
+    )
+    assert missing == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+    marked = invoices.MarkInvoice(
+        invoice_pb2.MarkInvoiceRequest(
+            name=invoice.name,
+            state=invoice_pb2.INVOICE_STATE_PAID,
+            reason="paid by bank transfer, ticket 77",
+        )
+    ).invoice
+    assert marked.state == invoice_pb2.INVOICE_STATE_PAID
+    assert invoice_pb2.INVOICE_FLAG_MARKED in marked.flags
+    assert marked.mark.reason == "paid by bank transfer, ticket 77"
+    assert marked.mark.actor.startswith("merchants/-/apiKeys/")
+    assert marked.mark.state == invoice_pb2.INVOICE_STATE_PAID
+
+
+def test_list_filters_by_state_flag_asset_order_and_time(invoices) -> None:
+    parent = "merchants/pager"
+    a = invoices.CreateInvoice(usd(parent=parent, merchant_order_id="filter-a")).invoice
+    b = invoices.CreateInvoice(usd(parent=parent, merchant_order_id="filter-b")).invoice
+    invoices.CancelInvoice(invoice_pb2.CancelInvoiceRequest(name=b.name))
+
+    def names(**kw: object) -> set[str]:
+        request = invoice_pb2.ListInvoicesRequest(parent=parent, page_size=1000, **kw)  # type: ignore[arg-type]
+        return {i.name for i in invoices.ListInvoices(request).invoices}
+
+    assert b.name in names(states=[invoice_pb2.INVOICE_STATE_CANCELLED])
+    assert a.name not in names(states=[invoice_pb2.INVOICE_STATE_CANCELLED])
+    assert names(merchant_order_id="filter-a") == {a.name}
+    assert a.name in names(asset=TOKEN)
+    assert names(asset="eip155:31337/slip44:60") == set()
+    assert names(flags=[invoice_pb2.INVOICE_FLAG_MARKED]) == set()
+    assert names(create_time_start=b.create_time) >= {b.name}
+    assert a.name not in names(create_time_start=b.create_time)
+    assert names(create_time_end=a.create_time) & {a.name, b.name} == set()

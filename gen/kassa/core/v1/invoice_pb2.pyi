@@ -104,7 +104,7 @@ class Payment(_message.Message):
     def __init__(self, tx_hash: _Optional[str] = ..., transfer_index: _Optional[int] = ..., asset: _Optional[str] = ..., from_address: _Optional[str] = ..., amount: _Optional[str] = ..., block_height: _Optional[int] = ..., block_hash: _Optional[str] = ..., confirmations: _Optional[int] = ..., status: _Optional[_Union[PaymentStatus, str]] = ...) -> None: ...
 
 class Invoice(_message.Message):
-    __slots__ = ("name", "merchant_order_id", "asset", "network", "amount_due", "asset_decimals", "price", "quote", "deposit_address", "expire_time", "confirmations_required", "state", "flags", "amount_received", "amount_pending", "metadata", "payments", "create_time", "update_time")
+    __slots__ = ("name", "merchant_order_id", "asset", "network", "amount_due", "asset_decimals", "price", "quote", "deposit_address", "expire_time", "confirmations_required", "state", "flags", "amount_received", "amount_pending", "metadata", "payments", "create_time", "update_time", "underpayment_tolerance", "monitoring_end_time", "amount_refunded", "mark")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +131,10 @@ class Invoice(_message.Message):
     PAYMENTS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UNDERPAYMENT_TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    MONITORING_END_TIME_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_REFUNDED_FIELD_NUMBER: _ClassVar[int]
+    MARK_FIELD_NUMBER: _ClassVar[int]
     name: str
     merchant_order_id: str
     asset: str
@@ -150,7 +154,23 @@ class Invoice(_message.Message):
     payments: _containers.RepeatedCompositeFieldContainer[Payment]
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., merchant_order_id: _Optional[str] = ..., asset: _Optional[str] = ..., network: _Optional[str] = ..., amount_due: _Optional[str] = ..., asset_decimals: _Optional[int] = ..., price: _Optional[_Union[FiatAmount, _Mapping]] = ..., quote: _Optional[_Union[Quote, _Mapping]] = ..., deposit_address: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirmations_required: _Optional[int] = ..., state: _Optional[_Union[InvoiceState, str]] = ..., flags: _Optional[_Iterable[_Union[InvoiceFlag, str]]] = ..., amount_received: _Optional[str] = ..., amount_pending: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., payments: _Optional[_Iterable[_Union[Payment, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    underpayment_tolerance: str
+    monitoring_end_time: _timestamp_pb2.Timestamp
+    amount_refunded: str
+    mark: InvoiceMark
+    def __init__(self, name: _Optional[str] = ..., merchant_order_id: _Optional[str] = ..., asset: _Optional[str] = ..., network: _Optional[str] = ..., amount_due: _Optional[str] = ..., asset_decimals: _Optional[int] = ..., price: _Optional[_Union[FiatAmount, _Mapping]] = ..., quote: _Optional[_Union[Quote, _Mapping]] = ..., deposit_address: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirmations_required: _Optional[int] = ..., state: _Optional[_Union[InvoiceState, str]] = ..., flags: _Optional[_Iterable[_Union[InvoiceFlag, str]]] = ..., amount_received: _Optional[str] = ..., amount_pending: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., payments: _Optional[_Iterable[_Union[Payment, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., underpayment_tolerance: _Optional[str] = ..., monitoring_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., amount_refunded: _Optional[str] = ..., mark: _Optional[_Union[InvoiceMark, _Mapping]] = ...) -> None: ...
+
+class InvoiceMark(_message.Message):
+    __slots__ = ("state", "reason", "actor", "mark_time")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    MARK_TIME_FIELD_NUMBER: _ClassVar[int]
+    state: InvoiceState
+    reason: str
+    actor: str
+    mark_time: _timestamp_pb2.Timestamp
+    def __init__(self, state: _Optional[_Union[InvoiceState, str]] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., mark_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateInvoiceRequest(_message.Message):
     __slots__ = ("parent", "request_id", "merchant_order_id", "asset", "price", "asset_amount", "ttl_seconds", "metadata")
@@ -198,14 +218,26 @@ class GetInvoiceResponse(_message.Message):
     def __init__(self, invoice: _Optional[_Union[Invoice, _Mapping]] = ...) -> None: ...
 
 class ListInvoicesRequest(_message.Message):
-    __slots__ = ("parent", "page_size", "page_token")
+    __slots__ = ("parent", "page_size", "page_token", "states", "flags", "asset", "create_time_start", "create_time_end", "merchant_order_id")
     PARENT_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_START_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_END_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     parent: str
     page_size: int
     page_token: str
-    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    states: _containers.RepeatedScalarFieldContainer[InvoiceState]
+    flags: _containers.RepeatedScalarFieldContainer[InvoiceFlag]
+    asset: str
+    create_time_start: _timestamp_pb2.Timestamp
+    create_time_end: _timestamp_pb2.Timestamp
+    merchant_order_id: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., states: _Optional[_Iterable[_Union[InvoiceState, str]]] = ..., flags: _Optional[_Iterable[_Union[InvoiceFlag, str]]] = ..., asset: _Optional[str] = ..., create_time_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., merchant_order_id: _Optional[str] = ...) -> None: ...
 
 class ListInvoicesResponse(_message.Message):
     __slots__ = ("invoices", "next_page_token")
@@ -214,3 +246,35 @@ class ListInvoicesResponse(_message.Message):
     invoices: _containers.RepeatedCompositeFieldContainer[Invoice]
     next_page_token: str
     def __init__(self, invoices: _Optional[_Iterable[_Union[Invoice, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CancelInvoiceRequest(_message.Message):
+    __slots__ = ("name", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CancelInvoiceResponse(_message.Message):
+    __slots__ = ("invoice",)
+    INVOICE_FIELD_NUMBER: _ClassVar[int]
+    invoice: Invoice
+    def __init__(self, invoice: _Optional[_Union[Invoice, _Mapping]] = ...) -> None: ...
+
+class MarkInvoiceRequest(_message.Message):
+    __slots__ = ("name", "request_id", "state", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    request_id: str
+    state: InvoiceState
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[_Union[InvoiceState, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class MarkInvoiceResponse(_message.Message):
+    __slots__ = ("invoice",)
+    INVOICE_FIELD_NUMBER: _ClassVar[int]
+    invoice: Invoice
+    def __init__(self, invoice: _Optional[_Union[Invoice, _Mapping]] = ...) -> None: ...

@@ -56,6 +56,16 @@ class InvoiceServiceStub:
                 request_serializer=kassa_dot_core_dot_v1_dot_invoice__pb2.ListInvoicesRequest.SerializeToString,
                 response_deserializer=kassa_dot_core_dot_v1_dot_invoice__pb2.ListInvoicesResponse.FromString,
                 _registered_method=True)
+        self.CancelInvoice = channel.unary_unary(
+                '/kassa.core.v1.InvoiceService/CancelInvoice',
+                request_serializer=kassa_dot_core_dot_v1_dot_invoice__pb2.CancelInvoiceRequest.SerializeToString,
+                response_deserializer=kassa_dot_core_dot_v1_dot_invoice__pb2.CancelInvoiceResponse.FromString,
+                _registered_method=True)
+        self.MarkInvoice = channel.unary_unary(
+                '/kassa.core.v1.InvoiceService/MarkInvoice',
+                request_serializer=kassa_dot_core_dot_v1_dot_invoice__pb2.MarkInvoiceRequest.SerializeToString,
+                response_deserializer=kassa_dot_core_dot_v1_dot_invoice__pb2.MarkInvoiceResponse.FromString,
+                _registered_method=True)
 
 
 class InvoiceServiceServicer:
@@ -89,6 +99,20 @@ class InvoiceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelInvoice(self, request, context):
+        """Withdraws an invoice that has seen no funds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkInvoice(self, request, context):
+        """Settles an invoice by hand (paid or expired), recording reason and actor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InvoiceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -106,6 +130,16 @@ def add_InvoiceServiceServicer_to_server(servicer, server):
                     servicer.ListInvoices,
                     request_deserializer=kassa_dot_core_dot_v1_dot_invoice__pb2.ListInvoicesRequest.FromString,
                     response_serializer=kassa_dot_core_dot_v1_dot_invoice__pb2.ListInvoicesResponse.SerializeToString,
+            ),
+            'CancelInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelInvoice,
+                    request_deserializer=kassa_dot_core_dot_v1_dot_invoice__pb2.CancelInvoiceRequest.FromString,
+                    response_serializer=kassa_dot_core_dot_v1_dot_invoice__pb2.CancelInvoiceResponse.SerializeToString,
+            ),
+            'MarkInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkInvoice,
+                    request_deserializer=kassa_dot_core_dot_v1_dot_invoice__pb2.MarkInvoiceRequest.FromString,
+                    response_serializer=kassa_dot_core_dot_v1_dot_invoice__pb2.MarkInvoiceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -196,6 +230,60 @@ class InvoiceService:
             '/kassa.core.v1.InvoiceService/ListInvoices',
             kassa_dot_core_dot_v1_dot_invoice__pb2.ListInvoicesRequest.SerializeToString,
             kassa_dot_core_dot_v1_dot_invoice__pb2.ListInvoicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelInvoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.core.v1.InvoiceService/CancelInvoice',
+            kassa_dot_core_dot_v1_dot_invoice__pb2.CancelInvoiceRequest.SerializeToString,
+            kassa_dot_core_dot_v1_dot_invoice__pb2.CancelInvoiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkInvoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.core.v1.InvoiceService/MarkInvoice',
+            kassa_dot_core_dot_v1_dot_invoice__pb2.MarkInvoiceRequest.SerializeToString,
+            kassa_dot_core_dot_v1_dot_invoice__pb2.MarkInvoiceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,10 @@ class InvoiceServiceStub:
     """Returns one invoice with the payments behind its state."""
     ListInvoices: _grpc.UnaryUnaryMultiCallable[_invoice_pb2.ListInvoicesRequest, _invoice_pb2.ListInvoicesResponse]
     """Lists a merchant's invoices, newest first."""
+    CancelInvoice: _grpc.UnaryUnaryMultiCallable[_invoice_pb2.CancelInvoiceRequest, _invoice_pb2.CancelInvoiceResponse]
+    """Withdraws an invoice that has seen no funds."""
+    MarkInvoice: _grpc.UnaryUnaryMultiCallable[_invoice_pb2.MarkInvoiceRequest, _invoice_pb2.MarkInvoiceResponse]
+    """Settles an invoice by hand (paid or expired), recording reason and actor."""
 
 @_typing.type_check_only
 class InvoiceServiceAsyncStub(InvoiceServiceStub):
@@ -65,6 +69,10 @@ class InvoiceServiceAsyncStub(InvoiceServiceStub):
     """Returns one invoice with the payments behind its state."""
     ListInvoices: _aio.UnaryUnaryMultiCallable[_invoice_pb2.ListInvoicesRequest, _invoice_pb2.ListInvoicesResponse]  # type: ignore[assignment]
     """Lists a merchant's invoices, newest first."""
+    CancelInvoice: _aio.UnaryUnaryMultiCallable[_invoice_pb2.CancelInvoiceRequest, _invoice_pb2.CancelInvoiceResponse]  # type: ignore[assignment]
+    """Withdraws an invoice that has seen no funds."""
+    MarkInvoice: _aio.UnaryUnaryMultiCallable[_invoice_pb2.MarkInvoiceRequest, _invoice_pb2.MarkInvoiceResponse]  # type: ignore[assignment]
+    """Settles an invoice by hand (paid or expired), recording reason and actor."""
 
 class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
     """InvoiceService is how internal services ask to be paid.
@@ -99,5 +107,21 @@ class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_invoice_pb2.ListInvoicesResponse, _abc.Awaitable[_invoice_pb2.ListInvoicesResponse]]:
         """Lists a merchant's invoices, newest first."""
+
+    @_abc_1.abstractmethod
+    def CancelInvoice(
+        self,
+        request: _invoice_pb2.CancelInvoiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invoice_pb2.CancelInvoiceResponse, _abc.Awaitable[_invoice_pb2.CancelInvoiceResponse]]:
+        """Withdraws an invoice that has seen no funds."""
+
+    @_abc_1.abstractmethod
+    def MarkInvoice(
+        self,
+        request: _invoice_pb2.MarkInvoiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invoice_pb2.MarkInvoiceResponse, _abc.Awaitable[_invoice_pb2.MarkInvoiceResponse]]:
+        """Settles an invoice by hand (paid or expired), recording reason and actor."""
 
 def add_InvoiceServiceServicer_to_server(servicer: InvoiceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,97 @@
+"""Merchants and their API keys (the logic behind MerchantService)."""
+
+from __future__ import annotations
+
+import asyncpg
+import grpc
+
+from core.api.auth import SCOPES, new_key
+from core.api.errors import ApiError, invalid, not_found
+
+
+class Merchants:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def create(
+        self, merchant_id: str, display_name: str, request_id: str | None
+    ) -> asyncpg.Record:
+        async with self.pool.acquire() as conn:
+            existing = await conn.fetchrow("SELECT * FROM merchants WHERE id = $1", merchant_id)
+            if existing is not None:
+                if request_id is not None and existing["request_id"] == request_id:
+                    return existing  # a retry of the same create
+                raise ApiError(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    "MERCHANT_EXISTS",
+                    f"merchants/{merchant_id} already exists",
+                )
+            try:
+                row = await conn.fetchrow(
+                    "INSERT INTO merchants (id, display_name, request_id) VALUES ($1, $2, $3) RETURNING *",
+                    merchant_id,
+                    display_name,
+                    request_id,
+                )
+            except asyncpg.UniqueViolationError:
+                raise ApiError(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    "MERCHANT_EXISTS",
+                    f"merchants/{merchant_id} already exists",
+                ) from None
+        assert row is not None
+        return row
+
+    async def get(self, merchant_id: str) -> asyncpg.Record:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT * FROM merchants WHERE id = $1", merchant_id)
+        if row is None:
+            raise not_found("merchant", f"merchants/{merchant_id}")
+        return row
+
+    async def create_key(
+        self, merchant_id: str | None, scopes: list[str], description: str
+    ) -> tuple[asyncpg.Record, str]:
+        unknown = sorted(set(scopes) - SCOPES)
+        if unknown or not scopes:
+            raise invalid(
+                [("scopes", f"choose from {', '.join(sorted(SCOPES))}; unknown: {unknown}")]
+            )
+        if merchant_id is not None and "merchants:admin" in scopes:
+            raise invalid([("scopes", "merchants:admin is for platform keys only")])
+        key_id, token, secret_hash = new_key()
+        async with self.pool.acquire() as conn:
+            if merchant_id is not None:
+                await self.get(merchant_id)
+            row = await conn.fetchrow(
+                """INSERT INTO api_keys (id, merchant_id, secret_hash, scopes, description)
+                   VALUES ($1, $2, $3, $4, $5) RETURNING *""",
+                key_id,
+                merchant_id,
+                secret_hash,
+                sorted(set(scopes)),
+                description,
+            )
+        assert row is not None
+        return row, token
+
+    async def list_keys(self, merchant_id: str) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as conn:
+            return list(
+                await conn.fetch(
+                    "SELECT * FROM api_keys WHERE merchant_id = $1 ORDER BY create_time, id",
+                    merchant_id,
+                )
+            )
+
+    async def revoke_key(self, merchant_id: str, key_id: str) -> asyncpg.Record:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                """UPDATE api_keys SET revoke_time = coalesce(revoke_time, now())
+                    WHERE merchant_id = $1 AND id = $2 RETURNING *""",
+                merchant_id,
+                key_id,
+            )
+        if row is None:
+            raise not_found("api_key", f"merchants/{merchant_id}/apiKeys/{key_id}")
+        return row
