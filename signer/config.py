@@ -24,6 +24,27 @@ class ConfigError(Exception):
 class ServerConfig:
     listen: str = "127.0.0.1:50061"
     grace_s: float = 5.0
+    # Plaintext gRPC is accepted only with this set AND a loopback listen address (dev, tests).
+    insecure_loopback_only: bool = False
+
+    @property
+    def loopback(self) -> bool:
+        host = self.listen.rpartition(":")[0].strip("[]")
+        return host in {"127.0.0.1", "::1", "localhost"}
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    # A signed request is good for at most max_lifetime_s, and clocks may differ by max_skew_s.
+    max_lifetime_s: int = 60
+    max_skew_s: int = 30
 
 
 @dataclass(frozen=True)
@@ -53,6 +74,15 @@ class HsmConfig:
 class CallerConfig:
     key_id: str
     ed25519_public_key: bytes
+    role: str = ""
+    # The mTLS client certificate subject this caller must connect with, e.g. "CN=kassa-core".
+    tls_subject: str | None = None
+
+
+@dataclass(frozen=True)
+class ApproverConfig:
+    key_id: str
+    ed25519_public_key: bytes
 
 
 @dataclass(frozen=True)
@@ -62,14 +92,38 @@ class Config:
     state_dir: Path = Path("signer-state")
     log_level: str = "info"
     callers: tuple[CallerConfig, ...] = ()
+    approvers: tuple[ApproverConfig, ...] = ()
+    tls: TlsConfig | None = None
+    policy_file: Path | None = None
+    limits: RequestLimits = field(default_factory=RequestLimits)
 
     @property
     def seed_path(self) -> Path:
         return self.state_dir / "hd-seed.json"
 
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "signer.sqlite3"
+
+    def check_serveable(self) -> None:
+        """What `serve` needs beyond what key commands need."""
+        if self.policy_file is None:
+            raise ConfigError("policy.file is required to serve (the signing policy)")
+        if self.tls is None and not (self.server.insecure_loopback_only and self.server.loopback):
+            raise ConfigError("[tls] is required; plaintext is allowed only with "
+                              "server.insecure_loopback_only = true on a loopback listen address")
+        if self.tls is not None:
+            unbound = [c.key_id for c in self.callers if c.tls_subject is None]
+            if unbound:
+                raise ConfigError(f"callers {unbound[0]!r}: tls_subject is required with [tls]")
+
 
 _SECTIONS = {
-    "server": {"listen", "grace_s"},
+    "server": {"listen", "grace_s", "insecure_loopback_only"},
+    "tls": {"ca_file", "cert_file", "key_file"},
+    "policy": {"file"},
+    "requests": {"max_lifetime_s", "max_skew_s"},
+    "approvers": set(),
     "hsm": {"module", "token_label", "pin_file", "pin_env"},
     "state": {"dir"},
     "log": {"level"},
@@ -96,7 +150,7 @@ def parse(raw: dict[str, Any], base_dir: Path) -> Config:
     for section, value in raw.items():
         if section not in _SECTIONS:
             raise ConfigError(f"unknown config section [{section}]")
-        if section != "callers":
+        if section not in ("callers", "approvers"):
             if not isinstance(value, dict):
                 raise ConfigError(f"[{section}] must be a table")
             unknown = set(value) - _SECTIONS[section]
@@ -119,11 +173,18 @@ def parse(raw: dict[str, Any], base_dir: Path) -> Config:
     pin_env = hsm.get("pin_env")
     if pin_file is not None and pin_env is not None:
         raise ConfigError("set only one of hsm.pin_file and hsm.pin_env")
+    insecure = server.get("insecure_loopback_only", False)
+    if not isinstance(insecure, bool):
+        raise ConfigError("server.insecure_loopback_only must be true or false")
+    tls = raw.get("tls")
+    policy = raw.get("policy", {})
+    requests = raw.get("requests", {})
     level = _str(log, "log", "level", "info").lower()
     if level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log.level must be debug, info, warning or error, got {level!r}")
     return Config(
-        server=ServerConfig(listen=listen, grace_s=float(grace_s)),
+        server=ServerConfig(listen=listen, grace_s=float(grace_s),
+                            insecure_loopback_only=insecure),
         hsm=HsmConfig(
             module=_str(hsm, "hsm", "module", DEFAULT_MODULE),
             token_label=_str(hsm, "hsm", "token_label", "kassa"),
@@ -133,7 +194,23 @@ def parse(raw: dict[str, Any], base_dir: Path) -> Config:
         state_dir=base_dir / _str(state, "state", "dir", "signer-state"),
         log_level=level,
         callers=_callers(raw.get("callers", [])),
+        approvers=_approvers(raw.get("approvers", [])),
+        tls=None if tls is None else TlsConfig(
+            **{k: base_dir / _str(tls, "tls", k, "") for k in ("ca_file", "cert_file", "key_file")}
+        ),
+        policy_file=None if "file" not in policy else base_dir / _str(policy, "policy", "file", ""),
+        limits=RequestLimits(
+            max_lifetime_s=_seconds(requests, "max_lifetime_s", 60, 60),
+            max_skew_s=_seconds(requests, "max_skew_s", 30, 300),
+        ),
     )
+
+
+def _seconds(table: dict[str, Any], key: str, default: int, most: int) -> int:
+    value = table.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= most:
+        raise ConfigError(f"requests.{key} must be an integer number of seconds in 1..{most}")
+    return value
 
 
 def _str(table: dict[str, Any], section: str, key: str, default: str) -> str:
@@ -143,20 +220,40 @@ def _str(table: dict[str, Any], section: str, key: str, default: str) -> str:
     return value
 
 
-def _callers(raw: Any) -> tuple[CallerConfig, ...]:
+def _ed25519_key(entry: dict[str, Any], table: str) -> bytes:
+    try:
+        public_key = bytes.fromhex(entry["ed25519_public_key"])
+    except (TypeError, ValueError):
+        public_key = b""
+    if len(public_key) != 32:
+        raise ConfigError(f"{table} {entry['key_id']!r}: ed25519_public_key must be 64 hex chars")
+    return public_key
+
+
+def _entries(raw: Any, table: str, required: set[str], optional: set[str]) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
-        raise ConfigError("callers must be an array of tables: [[callers]]")
-    callers = []
+        raise ConfigError(f"{table} must be an array of tables: [[{table}]]")
     for entry in raw:
-        if not isinstance(entry, dict) or set(entry) != {"key_id", "ed25519_public_key"}:
-            raise ConfigError("each [[callers]] needs exactly key_id and ed25519_public_key")
-        try:
-            public_key = bytes.fromhex(entry["ed25519_public_key"])
-        except (TypeError, ValueError):
-            public_key = b""
-        if len(public_key) != 32:
-            raise ConfigError(f"callers {entry['key_id']!r}: ed25519_public_key must be 64 hex chars")
-        callers.append(CallerConfig(key_id=str(entry["key_id"]), ed25519_public_key=public_key))
-    if len({c.key_id for c in callers}) != len(callers):
-        raise ConfigError("callers: duplicate key_id")
-    return tuple(callers)
+        if not isinstance(entry, dict) or not required <= set(entry) <= required | optional:
+            raise ConfigError(f"each [[{table}]] needs {', '.join(sorted(required))}"
+                              + (f" (optional: {', '.join(sorted(optional))})" if optional else ""))
+        for key in entry:
+            if not isinstance(entry[key], str) or not entry[key]:
+                raise ConfigError(f"{table}.{key} must be a non-empty string")
+    if len({e["key_id"] for e in raw}) != len(raw):
+        raise ConfigError(f"{table}: duplicate key_id")
+    return raw
+
+
+def _callers(raw: Any) -> tuple[CallerConfig, ...]:
+    entries = _entries(raw, "callers", {"key_id", "ed25519_public_key", "role"}, {"tls_subject"})
+    return tuple(CallerConfig(key_id=e["key_id"], ed25519_public_key=_ed25519_key(e, "callers"),
+                              role=e["role"], tls_subject=e.get("tls_subject"))
+                 for e in entries)
+
+
+def _approvers(raw: Any) -> tuple[ApproverConfig, ...]:
+    entries = _entries(raw, "approvers", {"key_id", "ed25519_public_key"}, set())
+    return tuple(ApproverConfig(key_id=e["key_id"],
+                                ed25519_public_key=_ed25519_key(e, "approvers"))
+                 for e in entries)

@@ -9,19 +9,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
 from signer import config as config_module
 from signer import keyring, logs
 from signer.api.server import serve
+from signer.audit import chain as audit_chain
+from signer.audit import files as audit_files
+from signer.audit.files import AuditFileError
 from signer.config import Config, ConfigError
 from signer.hd.bip32 import ACCOUNT_PATH
 from signer.hsm.check import run_check
 from signer.hsm.thread import HsmThread
 from signer.hsm.token import HsmError, TokenSession
+from signer.policy.load import read_policy
+from signer.policy.model import PolicyError
 from signer.state.seed_file import SeedFileError
 
 EXIT_CONFIG = 2
@@ -48,6 +55,22 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--label", required=True)
     export = keys.add_parser("export-xpub", help="print the HD account xpub")
     export.add_argument("--out", type=Path, help="also write it to this file")
+    public = keys.add_parser("export-public", help="print a hot key's public key and address")
+    public.add_argument("--key-id", required=True)
+
+    audit = commands.add_parser("audit", help="the hash-chained audit log").add_subparsers(
+        dest="action", required=True)
+    verify = audit.add_parser("verify", help="check a chain offline (SQLite state file or "
+                                             "JSON-lines export); exit 1 at the first break")
+    verify.add_argument("file", type=Path)
+    verify.add_argument("--head", help="an anchored record_hash the chain must contain")
+    export_log = audit.add_parser("export", help="write the chain as JSON lines")
+    export_log.add_argument("--out", type=Path, help="file to write (default stdout)")
+
+    policy = commands.add_parser("policy", help="the signing policy").add_subparsers(
+        dest="action", required=True)
+    check = policy.add_parser("check", help="parse a policy file and print its hash")
+    check.add_argument("file", type=Path, nargs="?", help="default: policy.file of the config")
 
     commands.add_parser("serve", help="run the gRPC SignerService")
     return parser
@@ -67,11 +90,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(EXIT_CONFIG, f"config: {exc}")
     except (HsmError, SeedFileError) as exc:
         return _fail(EXIT_HSM, str(exc))
+    except (AuditFileError, sqlite3.Error) as exc:
+        return _fail(1, f"audit: {exc}")
     finally:
         thread.close()
 
 
 def _dispatch(args: argparse.Namespace, config: Config, thread: HsmThread) -> int:
+    if args.command == "audit":
+        return _audit(args, config)
+    if args.command == "policy":
+        return _policy(args, config)
     if args.command == "hsm":
         report = thread.call(run_check, config.hsm)
         print(report.render())
@@ -111,6 +140,11 @@ def _keys(args: argparse.Namespace, config: Config, thread: HsmThread,
         if xpub is None:
             raise HsmError(f"no HD seed at {config.seed_path}: run `kassa-signer keys init` first")
         _emit_xpub(xpub, args.out)
+    elif args.action == "export-public":
+        hot = thread.call(session.hot_key, args.key_id)
+        if hot is None:
+            raise HsmError(f"no hot key {args.key_id!r}")
+        print(f"{hot.label}\t{hot.address}\t{hot.public_key.hex()}")
     elif args.action == "create":
         key = thread.call(session.create_hot_key, args.label)
         print(f"{key.label}\t{key.address}")
@@ -120,6 +154,45 @@ def _keys(args: argparse.Namespace, config: Config, thread: HsmThread,
             where = info.address or f"{info.derivation_path} {info.xpub}"
             attrs = " ".join(f"{k}={v}" for k, v in sorted(info.attributes.items()))
             print(f"{info.key_id}\t{info.label}\t{info.kind}\t{where}\t{attrs}")
+    return 0
+
+
+def _audit(args: argparse.Namespace, config: Config) -> int:
+    if args.action == "export":
+        out = sys.stdout if args.out is None else args.out.open("w", encoding="utf-8")
+        try:
+            count = 0
+            for line in audit_files.export(config.db_path):
+                out.write(line)
+                count += 1
+        finally:
+            if args.out is not None:
+                out.close()
+        _note(f"exported {count} records from {config.db_path}")
+        return 0
+    result = audit_chain.verify(audit_files.records_of(args.file))
+    if result.first_break is not None:
+        print(f"BROKEN: {result.first_break}")
+        print(f"verified {result.count} records before it; last good seq {result.head_seq} "
+              f"hash {result.head_hash}")
+        return 1
+    if args.head is not None and args.head not in result.hashes:
+        print(f"BROKEN: anchored head {args.head} is not in the chain (truncated or rewritten)")
+        return 1
+    print(f"OK: {result.count} records; head seq {result.head_seq} hash {result.head_hash}")
+    return 0
+
+
+def _policy(args: argparse.Namespace, config: Config) -> int:
+    path = args.file or config.policy_file
+    if path is None:
+        raise ConfigError("no policy file given and no policy.file in the config")
+    try:
+        policy = read_policy(replace(config, policy_file=path))
+    except PolicyError as exc:
+        print(f"FAILED: {exc}")
+        return EXIT_CONFIG
+    print(f"OK: {len(policy.rules)} rules; policy hash {policy.hash}")
     return 0
 
 

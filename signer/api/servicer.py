@@ -1,8 +1,7 @@
-"""SignerService: key lookups, and Sign — which this build always refuses after the envelope check."""
+"""SignerService: key lookups, and Sign through the pipeline."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import TypeAlias
 
@@ -12,9 +11,10 @@ from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
 from signer import keyring
 from signer.api.convert import key_message
 from signer.api.errors import Refusal, abort
-from signer.envelope.digest import signature_valid
+from signer.api.pipeline import SignPipeline
 from signer.hsm.thread import HsmThread
 from signer.hsm.token import TokenSession
+from signer.tls.server import peer_subject, tls_version_ok
 
 log = logging.getLogger("signer.api")
 
@@ -22,14 +22,12 @@ Context: TypeAlias = grpc.aio.ServicerContext[object, object]
 
 
 class SignerServicer(signer_pb2_grpc.SignerServiceServicer):
-    def __init__(
-        self, thread: HsmThread, session: TokenSession, xpub: str | None,
-        callers: dict[str, bytes],
-    ) -> None:
+    def __init__(self, thread: HsmThread, session: TokenSession, xpub: str | None,
+                 pipeline: SignPipeline) -> None:
         self._thread = thread
         self._session = session
         self._xpub = xpub
-        self._callers = callers
+        self._pipeline = pipeline
 
     async def GetPublicKey(
         self, request: signer_pb2.GetPublicKeyRequest, context: Context
@@ -52,28 +50,13 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):
     async def Sign(
         self, request: signer_pb2.SignRequest, context: Context
     ) -> signer_pb2.SignResponse:
-        refusal = self._decide(request.envelope)
-        log.info("sign refused", extra={
-            "reason": refusal.reason,
-            "caller_key_id": request.envelope.caller_key_id,
-            "body_sha256": hashlib.sha256(request.envelope.body).hexdigest(),
-        })
-        await abort(context, refusal)
-        raise AssertionError("unreachable")
-
-    def _decide(self, envelope: signer_pb2.SignedEnvelope) -> Refusal:
-        if not envelope.body:
-            return Refusal(grpc.StatusCode.INVALID_ARGUMENT, "ENVELOPE_EMPTY",
-                           "the envelope carries no body")
-        public_key = self._callers.get(envelope.caller_key_id)
-        if public_key is None:
-            return Refusal(grpc.StatusCode.UNAUTHENTICATED, "CALLER_UNKNOWN",
-                           f"caller key {envelope.caller_key_id!r} is not allowlisted",
-                           {"caller_key_id": envelope.caller_key_id})
-        if not signature_valid(public_key, envelope.body, envelope.caller_signature):
-            return Refusal(grpc.StatusCode.UNAUTHENTICATED, "SIGNATURE_INVALID",
-                           "the caller signature does not verify over the envelope body",
-                           {"caller_key_id": envelope.caller_key_id})
-        # Decoding, replay guard, policy and audit are not built yet: refuse rather than sign blind.
-        return Refusal(grpc.StatusCode.FAILED_PRECONDITION, "SIGNING_DISABLED",
-                       "signing is disabled in this build of the signer")
+        try:
+            return await self._pipeline.sign(request.envelope, peer_subject(context),
+                                             tls_version_ok(context))
+        except Refusal as refusal:
+            log.info("sign refused", extra={
+                "reason": refusal.reason, "caller_key_id": request.envelope.caller_key_id,
+                **{f"meta_{k}": v for k, v in refusal.metadata.items()},
+            })
+            await abort(context, refusal)
+            raise AssertionError("unreachable") from None

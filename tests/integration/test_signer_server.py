@@ -1,4 +1,6 @@
-"""The signer as a real process: health, reflection, key lookups, Sign refusals, SIGTERM."""
+"""The signer as a real process on loopback plaintext (server.insecure_loopback_only): health,
+reflection, key lookups, Sign envelope refusals, SIGTERM. mTLS and the full pipeline are in
+test_signer_sign.py."""
 
 from __future__ import annotations
 
@@ -43,11 +45,13 @@ def signer(softhsm: SoftHsmToken, tmp_path: Path) -> Iterator[Running]:
     port = free_port()
     caller_public = CALLER.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
     config = tmp_path / "signer.toml"
+    (tmp_path / "policy.toml").write_text(
+        '[[rules]]\nname = "payouts"\npurpose = "PAYOUT"\naction = "allow"\n')
     config.write_text(
-        f'[server]\nlisten = "127.0.0.1:{port}"\n'
+        f'[server]\nlisten = "127.0.0.1:{port}"\ninsecure_loopback_only = true\n'
         f'[hsm]\nmodule = "{softhsm.module}"\npin_file = "{softhsm.pin_file}"\n'
-        '[state]\ndir = "state"\n'
-        f'[[callers]]\nkey_id = "core"\ned25519_public_key = "{caller_public}"\n'
+        '[state]\ndir = "state"\n[policy]\nfile = "policy.toml"\n'
+        f'[[callers]]\nkey_id = "core"\nrole = "payments"\ned25519_public_key = "{caller_public}"\n'
     )
     init = subprocess.run([SIGNER, "--config", str(config), "keys", "init"], capture_output=True,
                           text=True, env={**os.environ, **softhsm.env}, timeout=60, check=True)
@@ -111,15 +115,17 @@ def _sign(signer: Running, envelope: signer_pb2.SignedEnvelope) -> grpc.RpcError
     return refused.value
 
 
-def test_sign_checks_the_envelope_then_refuses(signer: Running) -> None:
+def test_sign_on_loopback_plaintext_checks_the_envelope(signer: Running) -> None:
+    """Without [tls] (insecure_loopback_only) the envelope is still the caller's proof."""
     body = signer_pb2.SignRequestBody(request_id="r1", key_id="hot-1",
                                       chain="eip155:1").SerializeToString()
     good = signer_pb2.SignedEnvelope(body=body, caller_key_id="core",
                                      caller_signature=CALLER.sign(body_digest(body)))
     error = _sign(signer, good)
-    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     info = _error_info(error)
-    assert (info.reason, info.domain) == ("SIGNING_DISABLED", "kassa.signer")
+    assert (info.reason, info.domain) == ("BODY_INVALID", "kassa.signer")
+    assert info.metadata["field"] == "unsigned_transaction"
 
     forged = signer_pb2.SignedEnvelope(body=body, caller_key_id="core",
                                        caller_signature=Ed25519PrivateKey.generate().sign(
@@ -142,5 +148,20 @@ def test_sigterm_stops_cleanly_with_json_logs(signer: Running) -> None:
     assert signer.process.stop() == 0
     lines = [json.loads(line) for line in signer.process.log_path.read_text().splitlines()]
     messages = [line["msg"] for line in lines]
-    assert "serving" in messages and messages[-1] == "stopped"
+    # The audit head is logged last, for operations to anchor outside the host.
+    assert "serving" in messages and messages[-2:] == ["stopped", "audit head"]
     assert all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)
+
+
+def test_plaintext_off_loopback_or_without_the_flag_refuses_to_start(
+    softhsm: SoftHsmToken, tmp_path: Path
+) -> None:
+    (tmp_path / "policy.toml").write_text("")
+    for server in ('listen = "127.0.0.1:1"', 'listen = "0.0.0.0:1"\ninsecure_loopback_only = true'):
+        config = tmp_path / "plain.toml"
+        config.write_text(f'[server]\n{server}\n[hsm]\nmodule = "{softhsm.module}"\n'
+                          f'pin_file = "{softhsm.pin_file}"\n[policy]\nfile = "policy.toml"\n')
+        result = subprocess.run([SIGNER, "--config", str(config), "serve"], capture_output=True,
+                                text=True, env={**os.environ, **softhsm.env}, timeout=60)
+        assert result.returncode == 2
+        assert "[tls] is required" in result.stderr

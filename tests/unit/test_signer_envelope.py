@@ -45,3 +45,42 @@ def test_signature_is_bound_to_body(body: bytes, other: bytes) -> None:
 @given(key=st.binary(max_size=40), signature=st.binary(max_size=70))
 def test_malformed_keys_and_signatures_are_invalid_not_errors(key: bytes, signature: bytes) -> None:
     assert not signature_valid(key, b"body", signature)
+
+
+# -- properties of the envelope signature and the validity window
+
+from signer.envelope.validity import check_window, hd_index  # noqa: E402
+
+_PROPERTY_KEY = Ed25519PrivateKey.generate()
+_PROPERTY_PUBLIC = _PROPERTY_KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+@given(st.binary(min_size=1, max_size=200), st.data())
+def test_any_byte_change_in_the_body_invalidates_the_signature(
+    body: bytes, data: st.DataObject
+) -> None:
+    signature = _PROPERTY_KEY.sign(body_digest(body))
+    assert signature_valid(_PROPERTY_PUBLIC, body, signature)
+    index = data.draw(st.integers(0, len(body) - 1))
+    flip = data.draw(st.integers(1, 255))
+    changed = body[:index] + bytes([body[index] ^ flip]) + body[index + 1:]
+    assert not signature_valid(_PROPERTY_PUBLIC, changed, signature)
+    assert not signature_valid(_PROPERTY_PUBLIC, body + b"\x00", signature)
+    assert not signature_valid(_PROPERTY_PUBLIC, body[:-1], signature)
+
+
+@given(st.integers(0, 10**9), st.integers(-200, 200), st.integers(-200, 200))
+def test_window_accepts_exactly_the_bounded_fresh_requests(
+    issue: int, lifetime: int, offset: int
+) -> None:
+    """Whole seconds, so the property is exact: lifetime in (0, 60], now within skew 30."""
+    expire, now = issue + lifetime, issue + offset
+    refused = check_window(issue, expire, now, 60, 30)
+    fine = 0 < lifetime <= 60 and issue <= now + 30 and now <= expire + 30
+    assert (refused is None) == fine
+
+
+def test_hd_key_ids() -> None:
+    assert hd_index("hd:0") == 0 and hd_index("hd:2147483647") == 2**31 - 1
+    for bad in ("hd:", "hd:01", "hd:-1", "hd:2147483648", "hd:1'", "hot-1", "hd"):
+        assert hd_index(bad) is None

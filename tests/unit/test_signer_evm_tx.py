@@ -10,8 +10,8 @@ from eth_account import Account
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signer.chains.evm_tx import EvmTx, TxDecodeError, decode_unsigned
-from signer.chains.intent import IntentInvalid, IntentMismatch, mismatch, parse_intent
+from signer.chains.evm_tx import EvmTx, TxDecodeError, TxKind, decode_unsigned
+from signer.chains.intent import Intent, IntentInvalid, IntentMismatch, mismatch, parse_intent
 from signer.chains.transfer import Transfer, transfer_calldata, transfer_of
 from signer.secp256k1 import address_of, normalise_low_s
 
@@ -23,7 +23,7 @@ chain_id = st.integers(min_value=1, max_value=2**32)
 
 @st.composite
 def txs(draw: st.DrawFn) -> EvmTx:
-    kind = draw(st.sampled_from(["eip1559", "legacy"]))
+    kind: TxKind = draw(st.sampled_from(["eip1559", "legacy"]))
     return EvmTx(kind=kind, chain_id=draw(chain_id), nonce=draw(small), gas=draw(small),
                  gas_price=draw(small) if kind == "legacy" else 0,
                  max_fee_per_gas=draw(small) if kind == "eip1559" else 0,
@@ -114,14 +114,14 @@ def test_calls_other_than_a_plain_transfer_are_refused(tx: EvmTx, problem: str) 
 
 
 def _intent(asset: str = "eip155:1/slip44:60", amount: str = "7", chain: str = "eip155:1",
-            destination: str = DEST) -> object:
+            destination: str = DEST) -> Intent:
     return parse_intent(chain, asset, destination, amount, "PAYOUT", "ref")
 
 
 def test_matching_intent_has_no_mismatch() -> None:
-    assert mismatch(_intent(), Transfer(1, None, DEST, 7)) is None  # type: ignore[arg-type]
+    assert mismatch(_intent(), Transfer(1, None, DEST, 7)) is None
     erc = _intent(f"eip155:1/erc20:{TOKEN}", "9", destination=DEST.upper().replace("0X", "0x"))
-    assert mismatch(erc, Transfer(1, TOKEN, DEST, 9)) is None  # type: ignore[arg-type]
+    assert mismatch(erc, Transfer(1, TOKEN, DEST, 9)) is None
 
 
 @pytest.mark.parametrize(("transfer", "field"), [
@@ -131,13 +131,13 @@ def test_matching_intent_has_no_mismatch() -> None:
     (Transfer(1, TOKEN, DEST, 7), "asset"),
 ])
 def test_each_mismatch_names_its_field(transfer: Transfer, field: str) -> None:
-    found = mismatch(_intent(), transfer)  # type: ignore[arg-type]
+    found = mismatch(_intent(), transfer)
     assert found is not None and found.field == field
 
 
 @given(st.integers(min_value=1, max_value=2**256 - 1), st.integers(min_value=1, max_value=2**256 - 1))
 def test_amount_mismatch_iff_amounts_differ(stated: int, actual: int) -> None:
-    found = mismatch(_intent(amount=str(stated)), Transfer(1, None, DEST, actual))  # type: ignore[arg-type]
+    found = mismatch(_intent(amount=str(stated)), Transfer(1, None, DEST, actual))
     assert (found is None) == (stated == actual)
 
 

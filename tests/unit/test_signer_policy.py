@@ -240,8 +240,8 @@ def test_caps_never_exceeded_over_any_sequence(
                 for cap in applicable_caps(policy, f)}
         decision = decide(f, policy, used)
         if decision.allowed:
-            cap = policy.tx_caps.get(f.asset)
-            assert cap is None or f.amount <= cap
+            tx_cap = policy.tx_caps.get(f.asset)
+            assert tx_cap is None or f.amount <= tx_cap
             signed.append((now, f))
     for cap in policy.velocity:
         for end, _ in signed:

@@ -1,0 +1,323 @@
+"""Sign, step by step: authenticate, validity window, request-id guard, decode, intent,
+policy, key, HSM signature, audit — each refusing with its own reason, every outcome audited
+durably before the answer.
+
+The pure steps run on the event loop; the guard, the decision and the velocity
+reservation run as one operation on the store thread (one transaction, so they
+are atomic against every other request, in this process or another sharing the
+file); the signature runs on the HSM thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from coincurve import PrivateKey
+
+from kassa.signer.v1 import signer_pb2
+from signer import keyring
+from signer.api.errors import Refusal
+from signer.api.reasons import refusal
+from signer.chains.evm_tx import EvmTx, TxDecodeError, decode_unsigned, tx_hash
+from signer.chains.intent import Intent, IntentInvalid, IntentMismatch, mismatch, parse_intent
+from signer.chains.transfer import transfer_of
+from signer.config import Config
+from signer.envelope.authenticate import Authenticated, authenticate
+from signer.envelope.digest import body_digest
+from signer.envelope.validity import check_window, hd_index, parse_body
+from signer.hd import account as hd_account
+from signer.hsm.thread import HsmThread
+from signer.hsm.token import HsmError, TokenSession
+from signer.policy.decide import Decision, Facts, applicable_caps, decide
+from signer.policy.model import Policy
+from signer.secp256k1 import RecoverableSignature, SignatureError, normalise_low_s, recoverable
+from signer.state import store
+from signer.state.store import StoreThread, StoreUnavailable
+
+log = logging.getLogger("signer.sign")
+_PURPOSE_NAMES = {v: k.removeprefix("PURPOSE_") for k, v in signer_pb2.Purpose.items()}
+
+
+class PolicyHolder:
+    """The policy in force; replaced whole on reload, read once per request."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.current = policy
+
+
+@dataclass
+class Audit:
+    """The audit record's fields, filled in as the pipeline learns them."""
+
+    caller: dict[str, str]
+    request_hash: str
+    request_id: str | None = None
+    key_id: str | None = None
+    intent: dict[str, str] | None = None
+    policy_hash: str | None = None
+    detail: dict[str, str] = field(default_factory=dict)
+
+    def fields(self, decision: str, reason: str, signature_hash: str | None = None,
+               tx: str | None = None) -> dict[str, Any]:
+        return {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "caller": self.caller, "request_id": self.request_id,
+            "request_hash": self.request_hash, "key_id": self.key_id, "intent": self.intent,
+            "decision": decision, "reason": reason, "detail": self.detail,
+            "policy_hash": self.policy_hash, "signature_hash": signature_hash, "tx_hash": tx,
+        }
+
+
+@dataclass(frozen=True)
+class Admitted:
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class Replayed:
+    response: bytes
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the pure steps learned about a request whose envelope and window are good."""
+
+    body: signer_pb2.SignRequestBody
+    body_hash: str
+    tx: EvmTx | None
+    intent: Intent | None
+    # The first refusal from decoding, intent or key lookup; applied after the request-id
+    # guard so that the reasons come in pipeline order.
+    refusal_after_guard: Refusal | None
+    key_refusal: Refusal | None
+
+
+class SignPipeline:
+    def __init__(self, config: Config, hsm: HsmThread, session: TokenSession, xpub: str | None,
+                 db: StoreThread, policy: PolicyHolder, hot_keys: set[str]) -> None:
+        self._config = config
+        self._hsm = hsm
+        self._session = session
+        self._xpub = xpub
+        self._db = db
+        self._policy = policy
+        self._hot_keys = hot_keys
+        self._callers = {c.key_id: c for c in config.callers}
+        self._approvers = {a.key_id: a for a in config.approvers}
+
+    async def sign(self, envelope: signer_pb2.SignedEnvelope, tls_subject: str | None,
+                   tls13: bool) -> signer_pb2.SignResponse:
+        """Returns the response or raises Refusal; either way the outcome is audited first."""
+        audit = Audit(caller={"key_id": envelope.caller_key_id, "tls_subject": tls_subject or ""},
+                      request_hash=body_digest(envelope.body).hex())
+        policy = self._policy.current
+        audit.policy_hash = policy.hash
+        if self._config.tls is not None and not tls13:
+            raise await self._refused(audit, refusal("TLS_VERSION_REFUSED",
+                                                     "the signer accepts TLS 1.3 only"))
+        early = self._authenticate(envelope, tls_subject, audit)
+        if isinstance(early, Refusal):
+            raise await self._refused(audit, early)
+        prepared = await self._prepare(early, envelope.body, audit)
+        if isinstance(prepared, Refusal):
+            raise await self._refused(audit, prepared)
+        facts = None
+        if prepared.intent is not None:
+            facts = Facts(caller_role=early.caller.role, key_id=prepared.body.key_id,
+                          purpose=prepared.intent.purpose, asset=prepared.intent.asset,
+                          destination=prepared.intent.destination,
+                          amount=prepared.intent.amount, approvers=early.approvers)
+        admitted = await self._store(self._admit(prepared, facts, policy, audit))
+        if isinstance(admitted, Refusal):
+            raise admitted
+        if isinstance(admitted, Replayed):
+            return signer_pb2.SignResponse.FromString(admitted.response)
+        assert prepared.tx is not None
+        return await self._sign_and_record(prepared, prepared.tx, audit)
+
+    def _authenticate(self, envelope: signer_pb2.SignedEnvelope, tls_subject: str | None,
+                      audit: Audit) -> Authenticated | Refusal:
+        checked = authenticate(envelope, tls_subject, self._config.tls is not None,
+                               self._callers, self._approvers)
+        if isinstance(checked, Authenticated):
+            audit.caller["role"] = checked.caller.role
+            if checked.approvers:
+                audit.detail["approvals"] = ",".join(sorted(checked.approvers))
+        return checked
+
+    async def _prepare(self, authenticated: Authenticated, raw_body: bytes,
+                       audit: Audit) -> Prepared | Refusal:
+        body = parse_body(raw_body)
+        if isinstance(body, Refusal):
+            return body
+        audit.request_id, audit.key_id = body.request_id, body.key_id
+        limits = self._config.limits
+        window = check_window(body.issue_time.ToNanoseconds() / 1e9,
+                              body.expire_time.ToNanoseconds() / 1e9, time.time(),
+                              limits.max_lifetime_s, limits.max_skew_s)
+        if window is not None:
+            return window
+        tx, intent, later = None, None, None
+        try:
+            tx = decode_unsigned(body.unsigned_transaction)
+            transfer = transfer_of(tx)
+            i = body.intent
+            intent = parse_intent(body.chain, i.asset, i.destination, i.amount,
+                                  _PURPOSE_NAMES.get(i.purpose, "UNSPECIFIED"), i.reference)
+            audit.intent = {**intent.summary(), "tx_type": tx.kind, "nonce": str(tx.nonce)}
+            wrong = mismatch(intent, transfer)
+            if wrong is not None:
+                raise wrong
+        except TxDecodeError as exc:
+            later = refusal("TX_DECODE_FAILED", str(exc), problem=exc.problem)
+        except IntentInvalid as exc:
+            later = refusal("INTENT_INVALID", str(exc), field=exc.field)
+        except IntentMismatch as exc:
+            later = refusal("INTENT_MISMATCH", str(exc), field=exc.field, stated=exc.stated,
+                            actual=exc.actual)
+        if later is not None:
+            intent = None
+        return Prepared(body, hashlib.sha256(raw_body).hexdigest(), tx, intent, later,
+                        await self._key_refusal(body.key_id))
+
+    async def _key_refusal(self, key_id: str) -> Refusal | None:
+        if hd_index(key_id) is not None:
+            if self._xpub is None:
+                return refusal("KEY_NOT_FOUND", "no HD seed: run `kassa-signer keys init`",
+                               key_id=key_id)
+            return None
+        if key_id not in self._hot_keys:
+            # A key made after start (keys create) is found on the first request naming it.
+            fresh = await self._hsm.acall(self._session.hot_key, key_id)
+            if fresh is None:
+                return refusal("KEY_NOT_FOUND", f"no key {key_id!r}", key_id=key_id)
+            self._hot_keys.add(key_id)
+        return None
+
+    def _admit(self, prepared: Prepared, facts: Facts | None, policy: Policy,
+               audit: Audit) -> Callable[[sqlite3.Connection], Admitted | Replayed | Refusal]:
+        body = prepared.body
+
+        def op(conn: sqlite3.Connection) -> Admitted | Replayed | Refusal:
+            def refuse(r: Refusal) -> Refusal:
+                audit.detail.update(r.metadata)
+                store.append_audit(conn, audit.fields("REFUSED", r.reason))
+                return r
+
+            seen = store.lookup_request(conn, body.request_id)
+            if seen is not None:
+                if seen.body_hash != prepared.body_hash:
+                    return refuse(refusal("REQUEST_ID_REUSED",
+                                          "this request id was used with another body",
+                                          request_id=body.request_id))
+                if seen.response is None:
+                    return refuse(refusal("REQUEST_IN_FLIGHT",
+                                          "this request is being signed; retry shortly",
+                                          request_id=body.request_id))
+                first = signer_pb2.SignResponse.FromString(seen.response)
+                store.append_audit(conn, audit.fields(
+                    "REPLAYED", "REQUEST_REPLAYED", _signature_hash(first), first.tx_hash))
+                return Replayed(seen.response)
+            if prepared.refusal_after_guard is not None:
+                return refuse(prepared.refusal_after_guard)
+            assert facts is not None
+            now_s = time.time()
+            used = {cap: store.velocity_used(conn, facts.key_id, facts.asset, cap.window_s, now_s)
+                    for cap in applicable_caps(policy, facts)}
+            decision = decide(facts, policy, used)
+            if not decision.allowed:
+                return refuse(refusal(decision.reason, f"policy: {decision.reason}",
+                                      **decision.metadata))
+            if prepared.key_refusal is not None:
+                return refuse(prepared.key_refusal)
+            audit.detail.update(decision.metadata)
+            store.reserve(conn, facts.key_id, facts.asset, facts.amount, now_s)
+            store.claim_request(conn, body.request_id, prepared.body_hash, now_s)
+            return Admitted(decision)
+
+        return op
+
+    async def _sign_and_record(self, prepared: Prepared, tx: EvmTx,
+                               audit: Audit) -> signer_pb2.SignResponse:
+        request_id = prepared.body.request_id
+        digest = tx.signing_hash()
+        try:
+            signature = await self._sign_digest(prepared.body.key_id, digest)
+        except (HsmError, SignatureError) as exc:
+            log.error("signing failed", extra={"request_id": request_id, "error": str(exc)})
+
+            def failed(conn: sqlite3.Connection) -> None:
+                store.release_request(conn, request_id)
+                store.append_audit(conn, audit.fields("REFUSED", "SIGNING_FAILED"))
+
+            await self._store(failed)
+            raise refusal("SIGNING_FAILED", "the HSM did not produce a signature") from None
+        raw = tx.signed(signature.r, signature.s, signature.recovery_id)
+        response = signer_pb2.SignResponse(
+            signed_transaction=raw, tx_hash=tx_hash(raw), signature=signature.rs_bytes(),
+            recovery_id=signature.recovery_id)
+
+        def record(conn: sqlite3.Connection) -> bytes:
+            response.audit_record_hash = store.append_audit(conn, audit.fields(
+                "SIGNED", "ALLOWED", _signature_hash(response), response.tx_hash))
+            encoded = response.SerializeToString(deterministic=True)
+            store.complete_request(conn, request_id, encoded)
+            return encoded
+
+        await self._store(record)
+        log.info("signed", extra={"request_id": request_id, "key_id": prepared.body.key_id,
+                                  "tx_hash": response.tx_hash,
+                                  "audit_record_hash": response.audit_record_hash})
+        return response
+
+    async def _sign_digest(self, key_id: str, digest: bytes) -> RecoverableSignature:
+        index = hd_index(key_id)
+        if index is None:
+            rs, public_key = await self._hsm.acall(self._session.sign_raw, key_id, digest)
+            return recoverable(digest, rs, public_key)
+        return await self._hsm.acall(_sign_hd, self._session, self._config.seed_path, index,
+                                     digest)
+
+    async def _store(self, op: Callable[[sqlite3.Connection], Any]) -> Any:
+        try:
+            return await self._db.acall(op)
+        except StoreUnavailable as exc:
+            log.error("audit unavailable", extra={"error": str(exc)})
+            raise refusal("AUDIT_UNAVAILABLE", "the audit log cannot be written; nothing was "
+                          "signed or answered") from None
+
+    async def _refused(self, audit: Audit, r: Refusal) -> Refusal:
+        audit.detail.update(r.metadata)
+        fields = audit.fields("REFUSED", r.reason)
+        await self._store(lambda conn: store.append_audit(conn, fields))
+        return r
+
+
+def _signature_hash(response: signer_pb2.SignResponse) -> str:
+    return hashlib.sha256(response.signature + bytes([response.recovery_id])).hexdigest()
+
+
+def _sign_hd(session: TokenSession, seed_path: Path, index: int,
+             digest: bytes) -> RecoverableSignature:
+    """On the HSM thread: decrypt the seed in the token, derive m/44'/60'/0'/0/index in memory,
+    sign in software. The child key never exists in the token; the seed buffer is zeroed by
+    account_key, and the child's secret is copied into a bytearray zeroed here (Python's
+    immutable intermediates cannot be wiped; they die with this call)."""
+    child = keyring.deposit_child(session, seed_path, index)
+    secret = bytearray(child.key)
+    try:
+        compact = PrivateKey(bytes(secret)).sign_recoverable(digest, hasher=None)
+    finally:
+        hd_account.wipe(secret)
+    r, s = int.from_bytes(compact[:32], "big"), int.from_bytes(compact[32:64], "big")
+    low_r, low_s = normalise_low_s(r, s)
+    recovery_id = compact[64] ^ (1 if low_s != s else 0)
+    return RecoverableSignature(low_r, low_s, recovery_id)

@@ -1,0 +1,238 @@
+"""The signer's durable state in one SQLite file: request-id guard, velocity counters, audit chain.
+
+All access runs on one thread per process (StoreThread), which commits in
+groups: it takes every operation waiting, runs each inside its own savepoint
+of one IMMEDIATE transaction, commits once (WAL, synchronous=FULL: fsynced),
+and only then hands each operation its result. So every audit record is
+durable before its answer leaves, at one fsync per batch rather than per
+decision. IMMEDIATE takes SQLite's write lock at the start, so several signer
+processes sharing the file serialise their decide-and-reserve steps and two
+requests can never both pass a velocity cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from signer.audit.chain import GENESIS_HASH, seal
+
+T = TypeVar("T")
+MAX_BATCH = 256
+BUSY_TIMEOUT_MS = 10_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    record TEXT NOT NULL,
+    record_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT PRIMARY KEY,
+    body_hash TEXT NOT NULL,
+    response BLOB,            -- NULL while the signature is being made
+    created_s REAL NOT NULL
+);
+-- One row per signed amount; cumulative is the running total per (key_id, asset), so the
+-- amount inside any window is two index lookups, however many rows there are.
+CREATE TABLE IF NOT EXISTS velocity (
+    id INTEGER PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    asset TEXT NOT NULL,
+    time_s REAL NOT NULL,
+    amount TEXT NOT NULL,     -- base units, decimal: amounts exceed SQLite's 64-bit integers
+    cumulative TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS velocity_by_time ON velocity (key_id, asset, time_s);
+"""
+
+
+class StoreUnavailable(Exception):
+    """The state file could not be written; nothing from the failed batch is durable."""
+
+
+def open_db(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                               check_same_thread=False)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(SCHEMA)
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return conn
+
+
+# -- operations; each runs on the store thread inside the batch transaction
+
+
+def head(conn: sqlite3.Connection) -> tuple[int, str]:
+    row = conn.execute("SELECT seq, record_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    return (0, GENESIS_HASH) if row is None else (int(row[0]), str(row[1]))
+
+
+def append_audit(conn: sqlite3.Connection, fields: dict[str, Any]) -> str:
+    seq, prev_hash = head(conn)
+    record = seal(fields, seq + 1, prev_hash)
+    conn.execute("INSERT INTO audit (seq, record, record_hash) VALUES (?, ?, ?)",
+                 (record["seq"], json.dumps(record, sort_keys=True, separators=(",", ":")),
+                  record["record_hash"]))
+    return str(record["record_hash"])
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    body_hash: str
+    response: bytes | None
+
+
+def lookup_request(conn: sqlite3.Connection, request_id: str) -> RequestRow | None:
+    row = conn.execute("SELECT body_hash, response FROM requests WHERE request_id = ?",
+                       (request_id,)).fetchone()
+    return None if row is None else RequestRow(row[0], row[1])
+
+
+def claim_request(conn: sqlite3.Connection, request_id: str, body_hash: str, now_s: float) -> None:
+    conn.execute("INSERT INTO requests (request_id, body_hash, response, created_s) "
+                 "VALUES (?, ?, NULL, ?)", (request_id, body_hash, now_s))
+
+
+def complete_request(conn: sqlite3.Connection, request_id: str, response: bytes) -> None:
+    conn.execute("UPDATE requests SET response = ? WHERE request_id = ?", (response, request_id))
+
+
+def release_request(conn: sqlite3.Connection, request_id: str) -> None:
+    conn.execute("DELETE FROM requests WHERE request_id = ? AND response IS NULL", (request_id,))
+
+
+def _latest(conn: sqlite3.Connection, key_id: str, asset: str,
+            at_or_before_s: float | None = None) -> tuple[float, int] | None:
+    sql = "SELECT time_s, cumulative FROM velocity WHERE key_id = ? AND asset = ?"
+    args: tuple[Any, ...] = (key_id, asset)
+    if at_or_before_s is not None:
+        sql += " AND time_s <= ?"
+        args += (at_or_before_s,)
+    row = conn.execute(sql + " ORDER BY time_s DESC, id DESC LIMIT 1", args).fetchone()
+    return None if row is None else (float(row[0]), int(row[1]))
+
+
+def velocity_used(conn: sqlite3.Connection, key_id: str, asset: str, window_s: int,
+                  now_s: float) -> int:
+    """Amount signed with key_id in asset within (now_s - window_s, now_s]."""
+    latest = _latest(conn, key_id, asset)
+    if latest is None:
+        return 0
+    before = _latest(conn, key_id, asset, now_s - window_s)
+    return latest[1] - (0 if before is None else before[1])
+
+
+def reserve(conn: sqlite3.Connection, key_id: str, asset: str, amount: int, now_s: float) -> None:
+    latest = _latest(conn, key_id, asset)
+    # Times only move forward per counter, so a clock stepping back cannot hide amounts.
+    time_s = now_s if latest is None else max(now_s, latest[0])
+    cumulative = amount + (0 if latest is None else latest[1])
+    conn.execute("INSERT INTO velocity (key_id, asset, time_s, amount, cumulative) "
+                 "VALUES (?, ?, ?, ?, ?)", (key_id, asset, time_s, str(amount), str(cumulative)))
+
+
+def audit_rows(conn: sqlite3.Connection) -> Iterator[tuple[str, str]]:
+    yield from conn.execute("SELECT record, record_hash FROM audit ORDER BY seq")
+
+
+# -- the thread
+
+
+Op = tuple[Callable[[sqlite3.Connection], Any], "Future[Any]"]
+
+
+class StoreThread:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn = open_db(path)
+        self._queue: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="store", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._queue.put((fn, future))
+        return future
+
+    def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return self.submit(fn).result()
+
+    async def acall(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._conn.close()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    op = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if op is None:
+                    stop = True
+                    break
+                batch.append(op)
+            self._run_batch(batch)
+            if stop:
+                return
+
+    def _run_batch(self, batch: list[Op]) -> None:
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, future in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    result = fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    outcomes.append((future, None, _unavailable(exc)))
+                else:
+                    conn.execute("RELEASE op")
+                    outcomes.append((future, result, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            failure = StoreUnavailable(f"state database {self.path}: {exc}")
+            for _, future in batch:
+                future.set_exception(failure)
+            return
+        for future, result, error in outcomes:
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+
+def _unavailable(exc: Exception) -> Exception:
+    if isinstance(exc, sqlite3.Error):
+        return StoreUnavailable(str(exc))
+    return exc
