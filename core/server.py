@@ -17,6 +17,7 @@ from core import expiry
 from core.api.auth import Authenticator
 from core.api.event_service import EventService
 from core.api.invoice_service import InvoiceService
+from core.api.ledger_service import LedgerService
 from core.api.merchant_service import MerchantService
 from core.chain.apply import ChainApplier
 from core.chain.follower import ChainFollower
@@ -25,6 +26,8 @@ from core.chain.index import ActiveInvoiceIndex
 from core.config import Config
 from core.events.stream import OutboxNotifier
 from core.invoicing import Invoicing
+from core.ledger import expiry as ledger_expiry
+from core.ledger.batcher import Poster
 from core.merchants import Merchants
 from core.rates.sources import FixedRates, RateSource
 from core.store.db import create_pool
@@ -37,11 +40,13 @@ from kassa.core.v1 import (
     merchant_pb2,
     merchant_pb2_grpc,
 )
+from kassa.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 log = logging.getLogger("kassa.core")
 SERVICES = (
     invoice_pb2.DESCRIPTOR.services_by_name["InvoiceService"].full_name,
     event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,
     merchant_pb2.DESCRIPTOR.services_by_name["MerchantService"].full_name,
 )
 
@@ -81,6 +86,11 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         InvoiceService(invoicing, auth, head_of), server
     )
     event_pb2_grpc.add_EventServiceServicer_to_server(EventService(pool, notifier, auth), server)
+    poster = Poster(pool, clock)
+    poster.start()
+    ledger_pb2_grpc.add_LedgerServiceServicer_to_server(
+        LedgerService(pool, poster, auth, clock), server
+    )
     merchant_pb2_grpc.add_MerchantServiceServicer_to_server(
         MerchantService(Merchants(pool), auth), server
     )
@@ -97,6 +107,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     tasks = [asyncio.create_task(f.run(), name=f"follow {chain}") for chain, f in followers.items()]
     tasks.append(asyncio.create_task(expiry.run(pool, index, clock, config.expiry_interval_s)))
+    tasks.append(asyncio.create_task(ledger_expiry.run(pool, clock, config.expiry_interval_s)))
     log.info("core serving", extra={"listen": config.listen, "chains": list(followers)})
 
     stop = asyncio.Event()
@@ -108,6 +119,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     for name in ("", *SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace=5)
+    await poster.stop()
     for task in tasks:
         task.cancel()
     for task in tasks:

@@ -51,7 +51,7 @@ CODE_MAX = 65535
 # Expiry voids are written by the ledger itself under this id prefix; client
 # ids may not use it (see `valid_id`).
 EXPIRY_PREFIX = "expiry:"
-ID_MAX_LEN = 128
+ID_MAX_LEN = 256
 
 
 class Reason(StrEnum):

@@ -1,0 +1,90 @@
+"""Coalesces concurrent CreateTransfers requests into shared transactions.
+
+One posting costs a few round trips and a commit whatever its size, so
+requests that arrive while a transaction is in flight wait for the next one
+and share it, as TigerBeetle batches its clients' requests. Requests are
+concatenated in arrival order, which is exactly as if they had run one
+after another: a request's linked chain never spans into the next one
+(a request that ends with an open chain runs alone and fails as such).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import asyncpg
+
+from core.ledger import store
+from core.ledger.rules import Result, Transfer, TransferFlags
+
+_Item = tuple[Sequence[Transfer], asyncio.Future[list[Result]]]
+
+
+class Poster:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        clock: Callable[[], datetime],
+        workers: int = 2,
+        max_transfers: int = 8192,
+    ) -> None:
+        self.pool = pool
+        self.clock = clock
+        self.max_transfers = max_transfers
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._workers = workers
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"ledger poster {i}")
+            for i in range(self._workers)
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def submit(self, batch: Sequence[Transfer]) -> list[Result]:
+        future: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
+        await self._queue.put((batch, future))
+        return await future
+
+    def _take(self, first: _Item) -> list[_Item]:
+        group = [first]
+        size = len(first[0])
+        if first[0] and first[0][-1].flags & TransferFlags.LINKED:
+            return group
+        while size < self.max_transfers and not self._queue.empty():
+            batch = self._queue._queue[0][0]  # type: ignore[attr-defined]  # peek
+            if size + len(batch) > self.max_transfers or (
+                batch and batch[-1].flags & TransferFlags.LINKED
+            ):
+                break
+            group.append(self._queue.get_nowait())
+            size += len(batch)
+        return group
+
+    async def _run(self) -> None:
+        while True:
+            group = self._take(await self._queue.get())
+            merged = [t for batch, _ in group for t in batch]
+            try:
+                async with self.pool.acquire() as conn:
+                    outcome = await store.create_transfers(conn, merged, self.clock())
+            except Exception as exc:  # every waiter learns of the failure
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            start = 0
+            for batch, future in group:
+                if not future.done():
+                    future.set_result(outcome.results[start : start + len(batch)])
+                start += len(batch)

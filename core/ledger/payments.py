@@ -1,0 +1,229 @@
+"""Payments in the ledger, posted in the chain applier's transaction.
+
+Chart of accounts (created on first use), per asset (CAIP-19, so per chain):
+  platform:custody:{asset}        code 1001  what the deposit addresses hold
+  platform:fees:{asset}           code 1002
+  platform:network_fees:{asset}   code 1003
+  merchant:{m}:{asset}:available        code 2001
+  merchant:{m}:{asset}:incoming         code 2002  detected and confirmed payments
+  merchant:{m}:{asset}:refunds_payable  code 2003  overpaid excess a refund will debit
+
+Each payment goes through numbered cycles (payments.inclusions): a cycle
+opens with a pending transfer custody -> incoming when the payment is
+included, is posted when it confirms, and closes with a void (reorged while
+pending) or a reversing transfer incoming -> custody (reorged after posting,
+or un-confirmed by a shallow reorg, which also opens the next cycle). Ids are
+pay:{chain}:{tx_hash}:{index}:{cycle}:{step}, so replaying a block posts
+nothing twice and every cycle has transfers of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+from core.ledger import store
+from core.ledger.rules import Account, Transfer, TransferFlags
+
+CUSTODY, FEES, NETWORK_FEES = 1001, 1002, 1003
+AVAILABLE, INCOMING, REFUNDS_PAYABLE = 2001, 2002, 2003
+# Transfer codes.
+PAYMENT, REVERSAL, EXCESS = 1, 2, 3
+
+
+class LedgerRefusedError(RuntimeError):
+    """A payment posting was refused: a bug or a tampered ledger, never routine."""
+
+
+def custody(asset: str) -> str:
+    return f"platform:custody:{asset}"
+
+
+def merchant_account(merchant_id: str, asset: str, kind: str) -> str:
+    return f"merchant:{merchant_id}:{asset}:{kind}"
+
+
+def platform_accounts(asset: str) -> list[Account]:
+    return [
+        Account(custody(asset), asset, CUSTODY),
+        Account(f"platform:fees:{asset}", asset, FEES),
+        Account(f"platform:network_fees:{asset}", asset, NETWORK_FEES),
+    ]
+
+
+def merchant_accounts(merchant_id: str, asset: str) -> list[Account]:
+    return [
+        Account(merchant_account(merchant_id, asset, kind), asset, code)
+        for kind, code in (
+            ("available", AVAILABLE),
+            ("incoming", INCOMING),
+            ("refunds_payable", REFUNDS_PAYABLE),
+        )
+    ]
+
+
+def transfer_id(chain: str, row: asyncpg.Record, cycle: int, step: str) -> str:
+    return f"pay:{chain}:{row['tx_hash']}:{row['transfer_index']}:{cycle}:{step}"
+
+
+async def _merchants(conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -> dict[str, str]:
+    """Invoice id -> merchant id, creating the accounts the rows need."""
+    found = await conn.fetch(
+        "SELECT id, merchant_id FROM invoices WHERE id = ANY($1::text[])",
+        list({r["invoice_id"] for r in rows}),
+    )
+    merchants = {r["id"]: r["merchant_id"] for r in found}
+    accounts: dict[str, Account] = {}
+    for r in rows:
+        for a in [
+            *platform_accounts(r["asset"]),
+            *merchant_accounts(merchants[r["invoice_id"]], r["asset"]),
+        ]:
+            accounts[a.id] = a
+    await store.ensure_accounts(conn, sorted(accounts.values(), key=lambda a: a.id))
+    return merchants
+
+
+async def _post(conn: asyncpg.Connection, batch: list[Transfer], now: datetime) -> None:
+    if not batch:
+        return
+    outcome = await store.post(conn, batch, now)
+    refused = [
+        (t.id, r.reason, r.field) for t, r in zip(batch, outcome.results, strict=True) if not r.ok
+    ]
+    if refused:
+        raise LedgerRefusedError(f"payment postings refused: {refused}")
+
+
+def _pending(chain: str, r: asyncpg.Record, merchant: str, cycle: int) -> Transfer:
+    return Transfer(
+        id=transfer_id(chain, r, cycle, "pending"),
+        debit_account_id=custody(r["asset"]),
+        credit_account_id=merchant_account(merchant, r["asset"], "incoming"),
+        amount=int(r["amount"]),
+        asset=r["asset"],
+        code=PAYMENT,
+        flags=TransferFlags.PENDING,
+        reference=f"merchants/{merchant}/invoices/{r['invoice_id']}",
+    )
+
+
+def _reversal(chain: str, r: asyncpg.Record, merchant: str, cycle: int) -> Transfer:
+    return Transfer(
+        id=transfer_id(chain, r, cycle, "reversal"),
+        debit_account_id=merchant_account(merchant, r["asset"], "incoming"),
+        credit_account_id=custody(r["asset"]),
+        amount=int(r["amount"]),
+        asset=r["asset"],
+        code=REVERSAL,
+        reference=f"merchants/{merchant}/invoices/{r['invoice_id']}",
+    )
+
+
+def _resolve(chain: str, r: asyncpg.Record, cycle: int, step: str) -> Transfer:
+    flags = TransferFlags.POST_PENDING if step == "post" else TransferFlags.VOID_PENDING
+    return Transfer(
+        id=transfer_id(chain, r, cycle, step),
+        flags=flags,
+        pending_id=transfer_id(chain, r, cycle, "pending"),
+    )
+
+
+# Each takes the rows of apply.py's RETURNING: invoice_id, tx_hash,
+# transfer_index, asset, amount, inclusions (the cycle now current).
+
+
+async def detected(
+    conn: asyncpg.Connection, chain: str, rows: Sequence[asyncpg.Record], now: datetime
+) -> None:
+    """Included (first time or again): a pending credit to the merchant."""
+    if not rows:
+        return
+    merchants = await _merchants(conn, rows)
+    await _post(
+        conn,
+        [_pending(chain, r, merchants[r["invoice_id"]], r["inclusions"]) for r in rows],
+        now,
+    )
+
+
+async def confirmed(
+    conn: asyncpg.Connection, chain: str, rows: Sequence[asyncpg.Record], now: datetime
+) -> None:
+    """Reached its confirmations: the cycle's pending transfer is posted."""
+    await _post(conn, [_resolve(chain, r, r["inclusions"], "post") for r in rows], now)
+
+
+async def _posted(conn: asyncpg.Connection, pending_ids: list[str]) -> set[str]:
+    found = await conn.fetch(
+        "SELECT pending_id FROM ledger_transfers WHERE pending_id = ANY($1::text[]) AND flags & 4 <> 0",
+        pending_ids,
+    )
+    return {r["pending_id"] for r in found}
+
+
+async def reorged(
+    conn: asyncpg.Connection, chain: str, rows: Sequence[asyncpg.Record], now: datetime
+) -> None:
+    """Reorged out: void the cycle's pending transfer, or reverse it if posted."""
+    if not rows:
+        return
+    merchants = await _merchants(conn, rows)
+    posted = await _posted(conn, [transfer_id(chain, r, r["inclusions"], "pending") for r in rows])
+    batch = []
+    for r in rows:
+        cycle = r["inclusions"]
+        if transfer_id(chain, r, cycle, "pending") in posted:
+            batch.append(_reversal(chain, r, merchants[r["invoice_id"]], cycle))
+        else:
+            batch.append(_resolve(chain, r, cycle, "void"))
+    await _post(conn, batch, now)
+
+
+async def unconfirmed(
+    conn: asyncpg.Connection, chain: str, rows: Sequence[asyncpg.Record], now: datetime
+) -> None:
+    """Lost its confirmations: reverse the posted cycle and open the next (inclusions + 1)."""
+    if not rows:
+        return
+    merchants = await _merchants(conn, rows)
+    batch = []
+    for r in rows:
+        merchant, cycle = merchants[r["invoice_id"]], r["inclusions"]
+        batch.append(_reversal(chain, r, merchant, cycle - 1))
+        batch.append(_pending(chain, r, merchant, cycle))
+    await _post(conn, batch, now)
+
+
+async def book_excess(
+    conn: asyncpg.Connection,
+    invoice_id: str,
+    merchant_id: str,
+    asset: str,
+    amount: int,
+    now: datetime,
+) -> None:
+    """Moves an overpaid invoice's excess to the merchant's refunds payable.
+
+    Call it in the transaction that moves the invoice to overpaid, once the
+    excess is confirmed. Idempotent per invoice: calling it again with the
+    same amount changes nothing; with another amount it raises.
+    """
+    await store.ensure_accounts(conn, merchant_accounts(merchant_id, asset))
+    await _post(
+        conn,
+        [
+            Transfer(
+                id=f"excess:{invoice_id}",
+                debit_account_id=merchant_account(merchant_id, asset, "incoming"),
+                credit_account_id=merchant_account(merchant_id, asset, "refunds_payable"),
+                amount=amount,
+                asset=asset,
+                code=EXCESS,
+                reference=f"merchants/{merchant_id}/invoices/{invoice_id}",
+            )
+        ],
+        now,
+    )
