@@ -199,8 +199,8 @@ class ChainApplier:
         rows = await lifecycle.lock_invoices(conn, ids)
         funds = await lifecycle.funds_of(conn, [r["id"] for r in rows])
         events: dict[str, sm.Event] = {r["id"]: sm.FundsObserved(funds[r["id"]]) for r in rows}
-        written = await lifecycle.apply(conn, rows, events, self.clock(), head_height, extra)
-        return len(written)
+        applied = await lifecycle.apply(conn, rows, events, self.clock(), head_height, extra)
+        return len(applied.events)
 
     async def _move_cursor(self, conn: asyncpg.Connection, block: chain_pb.Block) -> None:
         await conn.execute(
