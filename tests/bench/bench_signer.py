@@ -118,7 +118,7 @@ def run_clients(ports: list[int], certs: Path, core_key: bytes, total: int, conc
         if r["errors"]:
             print(f"client errors: {r['by_code']}", file=sys.stderr)
     ok = sum(r["ok"] for r in results)
-    return ok / max(r["seconds"] for r in results)
+    return float(ok / max(r["seconds"] for r in results))
 
 
 def main() -> int:
