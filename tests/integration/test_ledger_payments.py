@@ -1,0 +1,125 @@
+"""Payments in the ledger: ChainApplier driven with synthetic blocks and undos
+against real PostgreSQL; balances through detection, confirmation, reorg and
+re-inclusion, then `kassactl ledger check`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core.chain.apply import ChainApplier
+from core.chain.index import ActiveInvoiceIndex
+from core.ledger import payments, store
+from core.store.db import create_pool
+from core.store.migrate import migrate
+from kassa.chain.v1 import adapter_pb2 as chain_pb
+from tests.integration.test_ledger_store import ledger_check
+
+CHAIN = "eip155:31337"
+ASSET = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
+ADDRESS = "0x00000000000000000000000000000000000000d1"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def block(height: int, tag: str, transfers: list[chain_pb.Transfer]) -> chain_pb.Block:
+    parent = f"0x{tag}{height - 1}" if height > 1 else "0xgenesis"
+    return chain_pb.Block(
+        height=height, hash=f"0x{tag}{height}", parent_hash=parent, transfers=transfers
+    )
+
+
+@pytest.mark.asyncio
+async def test_payment_postings_follow_detection_confirmation_reorg_and_reinclusion(
+    fresh_dsn: str,
+) -> None:
+    await migrate(fresh_dsn)
+    pool = await create_pool(fresh_dsn, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("INSERT INTO merchants (id, display_name) VALUES ('acme', 'Acme')")
+            await conn.execute(
+                """INSERT INTO invoices (id, merchant_id, merchant_order_id, chain, asset,
+                       asset_decimals, amount_due, price_amount, price_currency, quote_rate, quote_source, quote_time,
+                       deposit_address, derivation_index, confirmations_required, expire_time,
+                       monitoring_end_time, state)
+                   VALUES ('inv1', 'acme', 'o1', $1, $2, 6, 25000000, '25.00', 'USD', '1.00', 'fixed', $4::timestamptz - interval '1 hour',
+                           $3, 1, 2, $4, $5, 'awaiting_payment')""",
+                CHAIN,
+                ASSET,
+                ADDRESS,
+                NOW + timedelta(hours=1),
+                NOW + timedelta(days=1),
+            )
+        index = ActiveInvoiceIndex()
+        index.add(ADDRESS, "inv1")
+        applier = ChainApplier(pool, CHAIN, index, lambda: NOW)
+        pay = chain_pb.Transfer(
+            tx_hash="0xfeed",
+            index=1,
+            asset=ASSET,
+            from_address="0xabc",
+            to_address=ADDRESS,
+            amount="25000000",
+            success=True,
+        )
+        incoming = payments.merchant_account("acme", ASSET, "incoming")
+        custody = payments.custody(ASSET)
+
+        async def totals(account: str) -> tuple[int, int, int, int]:
+            async with pool.acquire() as conn:
+                b = (await store.get_accounts(conn, [account]))[account].balances
+            return b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted
+
+        await applier.apply_block(block(1, "a", [pay]))  # detected: pending credit
+        assert await totals(incoming) == (0, 0, 25000000, 0)
+        assert await totals(custody) == (25000000, 0, 0, 0)
+        await applier.apply_block(block(1, "a", [pay]))  # a replay posts nothing
+        await applier.apply_block(block(2, "a", []))  # 2 confirmations: posted
+        assert await totals(incoming) == (0, 0, 0, 25000000)
+        await applier.apply_undo(
+            chain_pb.Undo(to_cursor=chain_pb.BlockCursor(height=1, hash="0xa1"), from_height=2)
+        )
+        # Still included at 1 but unconfirmed: reversed, and pending again.
+        assert await totals(incoming) == (0, 25000000, 25000000, 25000000)
+        await applier.apply_block(chain_pb.Block(height=2, hash="0xb2", parent_hash="0xa1"))
+        assert await totals(incoming) == (0, 25000000, 0, 50000000)
+        # A deep reorg removes the block: the posted cycle is reversed.
+        await applier.apply_undo(
+            chain_pb.Undo(to_cursor=chain_pb.BlockCursor(height=0, hash="0xgenesis"), from_height=2)
+        )
+        assert await totals(incoming) == (0, 50000000, 0, 50000000)
+        # Re-included, then reorged again while pending: voided.
+        await applier.apply_block(
+            chain_pb.Block(height=1, hash="0xc1", parent_hash="0xgenesis", transfers=[pay])
+        )
+        assert await totals(incoming) == (0, 50000000, 25000000, 50000000)
+        await applier.apply_undo(
+            chain_pb.Undo(to_cursor=chain_pb.BlockCursor(height=0, hash="0xgenesis"), from_height=1)
+        )
+        assert await totals(incoming) == (0, 50000000, 0, 50000000)
+        # Finally included for good.
+        await applier.apply_block(
+            chain_pb.Block(height=1, hash="0xd1", parent_hash="0xgenesis", transfers=[pay])
+        )
+        await applier.apply_block(chain_pb.Block(height=2, hash="0xd2", parent_hash="0xd1"))
+        assert await totals(incoming) == (0, 50000000, 0, 75000000)  # net 25 USDT
+        async with pool.acquire() as conn:
+            await payments.book_excess(conn, "inv1", "acme", ASSET, 1000000, NOW)
+            ids = [
+                r["id"] for r in await conn.fetch("SELECT id FROM ledger_transfers ORDER BY seq")
+            ]
+        assert ids[:2] == [
+            "pay:eip155:31337:0xfeed:1:1:pending",
+            "pay:eip155:31337:0xfeed:1:1:post",
+        ]
+        assert await totals(payments.merchant_account("acme", ASSET, "refunds_payable")) == (
+            0,
+            0,
+            0,
+            1000000,
+        )
+    finally:
+        await pool.close()
+    checked = ledger_check(fresh_dsn)
+    assert checked.returncode == 0, checked.stderr
