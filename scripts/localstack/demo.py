@@ -91,7 +91,7 @@ def run(stack: LocalStack, kill_core: bool) -> None:
     for key in keys:
         say(f"  signer key {key.key_id}: {key.address or key.derivation_path}")
     stack.start_adapter()
-    say(f"EVM adapter serving {stack.chain} on 127.0.0.1:{stack.adapter_port}")
+    say(f"EVM adapter serving {stack.chain} on 127.0.0.1:{stack.primary.adapter_port}")
     applied = stack.migrate()
     say(f"migrations: {applied.replace(chr(10), ', ')}")
     stack.start_core()

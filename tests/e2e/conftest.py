@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from kassa.core.v1 import invoice_pb2_grpc
 from localstack.fullstack import LocalStack
+from tests.e2e.events import EventTap
 
 
 @pytest.fixture(scope="module")
@@ -18,3 +20,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres) -> Iterator[LocalS
     yield local
     codes = local.stop()
     assert all(code == 0 for code in codes.values()), f"unclean shutdown: {codes}"
+
+
+@pytest.fixture
+def merchant(stack: LocalStack, request: pytest.FixtureRequest) -> tuple[str, str]:
+    """A merchant of this test's own, and its API key."""
+    merchant_id = request.node.name.replace("_", "-")[5:45].lower().strip("-")
+    return f"merchants/{merchant_id}", stack.core_setup().merchant_token(merchant_id)
+
+
+@pytest.fixture
+def invoices(stack: LocalStack, merchant) -> Iterator[invoice_pb2_grpc.InvoiceServiceStub]:
+    with stack.core_setup().channel(merchant[1]) as channel:
+        yield invoice_pb2_grpc.InvoiceServiceStub(channel)
+
+
+@pytest.fixture
+def tap(stack: LocalStack, merchant) -> Iterator[EventTap]:
+    events = EventTap(stack.core_setup().target, merchant[0], merchant[1])
+    yield events
+    events.close()

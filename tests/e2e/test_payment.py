@@ -3,62 +3,14 @@ signer, EVM adapter and core as separate processes."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
-
-import asyncpg
 import grpc
 import pytest
 
 from core.chain.hd import DepositAddresses
-from kassa.core.v1 import invoice_pb2, invoice_pb2_grpc
+from kassa.core.v1 import invoice_pb2
 from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
 from localstack.fullstack import LocalStack
-from tests.e2e.events import EventTap
-
-
-@pytest.fixture
-def merchant(stack: LocalStack, request: pytest.FixtureRequest) -> tuple[str, str]:
-    """A merchant of this test's own, and its API key."""
-    merchant_id = request.node.name.replace("_", "-")[5:45].lower().strip("-")
-    return f"merchants/{merchant_id}", stack.core_setup().merchant_token(merchant_id)
-
-
-@pytest.fixture
-def invoices(stack: LocalStack, merchant) -> Iterator[invoice_pb2_grpc.InvoiceServiceStub]:
-    with stack.core_setup().channel(merchant[1]) as channel:
-        yield invoice_pb2_grpc.InvoiceServiceStub(channel)
-
-
-@pytest.fixture
-def tap(stack: LocalStack, merchant) -> Iterator[EventTap]:
-    events = EventTap(stack.core_setup().target, merchant[0], merchant[1])
-    yield events
-    events.close()
-
-
-def create(stack: LocalStack, invoices, parent: str, order: str) -> invoice_pb2.Invoice:
-    return invoices.CreateInvoice(
-        invoice_pb2.CreateInvoiceRequest(
-            parent=parent,
-            merchant_order_id=order,
-            asset=stack.token_asset,
-            price=invoice_pb2.FiatAmount(amount="25.00", currency="USD"),
-        )
-    ).invoice
-
-
-def payments_rows(dsn: str, invoice_id: str) -> list[asyncpg.Record]:
-    async def query() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(
-                await conn.fetch("SELECT * FROM payments WHERE invoice_id = $1", invoice_id)
-            )
-        finally:
-            await conn.close()
-
-    return asyncio.run(query())
+from tests.e2e.helpers import create, payments_rows
 
 
 def test_deposit_addresses_come_from_the_signers_xpub(stack: LocalStack, invoices, tap) -> None:
