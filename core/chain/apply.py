@@ -24,6 +24,11 @@ log = logging.getLogger("kassa.core.chain")
 BLOCK_WINDOW = 1024
 
 
+def _counted(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
+    """Payments in the invoice's own asset: only those move the merchant's money."""
+    return [r for r in rows if r["counted"]]
+
+
 class CursorMismatchError(RuntimeError):
     """The stream skipped or contradicted our cursor: resubscribe from it."""
 
@@ -90,20 +95,22 @@ class ChainApplier:
                 inserted = await conn.fetch(
                     """INSERT INTO payments (chain, tx_hash, transfer_index, invoice_id, asset,
                                              from_address, to_address, amount, block_height,
-                                             block_hash, status, confirm_height)
+                                             block_hash, status, confirm_height, counted)
                        SELECT $1, u.tx_hash, u.idx, u.invoice_id, u.asset, u.from_address,
                               u.to_address, u.amount, $2, $3, 'confirming',
-                              $2::bigint + i.confirmations_required - 1
+                              $2::bigint + i.confirmations_required - 1, u.asset = i.asset
                          FROM unnest($4::text[], $5::int[], $6::text[], $7::text[], $8::text[],
                                      $9::text[], $10::numeric[])
                               AS u(tx_hash, idx, invoice_id, asset, from_address, to_address, amount)
-                         JOIN invoices i ON i.id = u.invoice_id AND i.asset = u.asset
+                         -- Another asset to the address (another token, another chain's) is kept
+                         -- as evidence and flagged wrong_asset, never counted.
+                         JOIN invoices i ON i.id = u.invoice_id AND $11 <= i.monitoring_end_time
                        ON CONFLICT (chain, tx_hash, transfer_index) DO UPDATE
                           SET block_height = excluded.block_height, block_hash = excluded.block_hash,
                               status = 'confirming', confirm_height = excluded.confirm_height,
                               inclusions = payments.inclusions + 1, update_time = now()
                         WHERE payments.status = 'reorged'
-                       RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions""",
+                       RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions, counted""",
                     self.chain,
                     block.height,
                     block.hash,
@@ -114,18 +121,19 @@ class ChainApplier:
                     [t.from_address for t, _ in matches],
                     [t.to_address for t, _ in matches],
                     [int(t.amount) for t, _ in matches],
+                    self.clock(),
                 )
                 touched.update(r["invoice_id"] for r in inserted)
-                await ledger_payments.detected(conn, self.chain, inserted, self.clock())
+                await ledger_payments.detected(conn, self.chain, _counted(inserted), self.clock())
             confirmed = await conn.fetch(
                 """UPDATE payments SET status = 'confirmed', update_time = now()
                     WHERE chain = $1 AND status = 'confirming' AND confirm_height <= $2
-                   RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions""",
+                   RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions, counted""",
                 self.chain,
                 block.height,
             )
             touched.update(r["invoice_id"] for r in confirmed)
-            await ledger_payments.confirmed(conn, self.chain, confirmed, self.clock())
+            await ledger_payments.confirmed(conn, self.chain, _counted(confirmed), self.clock())
             written = await self._reconsider(conn, touched, block.height, {})
             await self._move_cursor(conn, block)
         return written
@@ -150,7 +158,7 @@ class ChainApplier:
                 """UPDATE payments SET status = 'reorged', block_height = NULL, block_hash = NULL,
                                        confirm_height = NULL, update_time = now()
                     WHERE chain = $1 AND block_height > $2 AND status <> 'reorged'
-                   RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions""",
+                   RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions, counted""",
                 self.chain,
                 target.height,
             )
@@ -159,13 +167,13 @@ class ChainApplier:
                 """UPDATE payments SET status = 'confirming', inclusions = inclusions + 1,
                                        update_time = now()
                     WHERE chain = $1 AND status = 'confirmed' AND confirm_height > $2
-                   RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions""",
+                   RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions, counted""",
                 self.chain,
                 target.height,
             )
             # The ledger follows: void or reverse what was reorged, re-open what lost its confirmations.
-            await ledger_payments.reorged(conn, self.chain, reorged, self.clock())
-            await ledger_payments.unconfirmed(conn, self.chain, unconfirmed, self.clock())
+            await ledger_payments.reorged(conn, self.chain, _counted(reorged), self.clock())
+            await ledger_payments.unconfirmed(conn, self.chain, _counted(unconfirmed), self.clock())
             touched = {r["invoice_id"] for r in reorged} | {r["invoice_id"] for r in unconfirmed}
             extra = {r["invoice_id"]: ["payment.reorged"] for r in reorged}
             written = await self._reconsider(conn, touched, target.height, extra)
