@@ -17,6 +17,7 @@ import asyncpg
 from core.api import render
 from core.domain import invoice_state as sm
 from core.events.outbox import NewEvent, append
+from core.ledger import settlement
 
 
 async def lock_invoices(conn: asyncpg.Connection, ids: Iterable[str]) -> list[asyncpg.Record]:
@@ -142,6 +143,7 @@ async def apply(
             for row, d in changed
         ],
     )
+    await settlement.reconcile(conn, [(row, as_domain(row), d.invoice) for row, d in changed], now)
     ids = [row["id"] for row, _ in changed]
     fresh = {
         r["id"]: r

@@ -30,7 +30,7 @@ from core.ledger.rules import Account, Transfer, TransferFlags
 CUSTODY, FEES, NETWORK_FEES = 1001, 1002, 1003
 AVAILABLE, INCOMING, REFUNDS_PAYABLE = 2001, 2002, 2003
 # Transfer codes.
-PAYMENT, REVERSAL, EXCESS = 1, 2, 3
+PAYMENT, REVERSAL = 1, 2
 
 
 class LedgerRefusedError(RuntimeError):
@@ -84,6 +84,15 @@ async def _merchants(conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -
             accounts[a.id] = a
     await store.ensure_accounts(conn, sorted(accounts.values(), key=lambda a: a.id))
     return merchants
+
+
+async def ensure_merchant(conn: asyncpg.Connection, merchant_id: str, asset: str) -> None:
+    await store.ensure_accounts(conn, merchant_accounts(merchant_id, asset))
+
+
+async def post_or_raise(conn: asyncpg.Connection, batch: list[Transfer], now: datetime) -> None:
+    """Posts transfers the core itself derives; a refusal is a bug, never routine."""
+    await _post(conn, batch, now)
 
 
 async def _post(conn: asyncpg.Connection, batch: list[Transfer], now: datetime) -> None:
@@ -195,35 +204,3 @@ async def unconfirmed(
         batch.append(_reversal(chain, r, merchant, cycle - 1))
         batch.append(_pending(chain, r, merchant, cycle))
     await _post(conn, batch, now)
-
-
-async def book_excess(
-    conn: asyncpg.Connection,
-    invoice_id: str,
-    merchant_id: str,
-    asset: str,
-    amount: int,
-    now: datetime,
-) -> None:
-    """Moves an overpaid invoice's excess to the merchant's refunds payable.
-
-    Call it in the transaction that moves the invoice to overpaid, once the
-    excess is confirmed. Idempotent per invoice: calling it again with the
-    same amount changes nothing; with another amount it raises.
-    """
-    await store.ensure_accounts(conn, merchant_accounts(merchant_id, asset))
-    await _post(
-        conn,
-        [
-            Transfer(
-                id=f"excess:{invoice_id}",
-                debit_account_id=merchant_account(merchant_id, asset, "incoming"),
-                credit_account_id=merchant_account(merchant_id, asset, "refunds_payable"),
-                amount=amount,
-                asset=asset,
-                code=EXCESS,
-                reference=f"merchants/{merchant_id}/invoices/{invoice_id}",
-            )
-        ],
-        now,
-    )

@@ -64,6 +64,8 @@ async def test_payment_postings_follow_detection_confirmation_reorg_and_reinclus
             success=True,
         )
         incoming = payments.merchant_account("acme", ASSET, "incoming")
+        available = payments.merchant_account("acme", ASSET, "available")
+        refunds = payments.merchant_account("acme", ASSET, "refunds_payable")
         custody = payments.custody(ASSET)
 
         async def totals(account: str) -> tuple[int, int, int, int]:
@@ -71,54 +73,71 @@ async def test_payment_postings_follow_detection_confirmation_reorg_and_reinclus
                 b = (await store.get_accounts(conn, [account]))[account].balances
             return b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted
 
+        async def merchant() -> tuple[int, int, int, int]:
+            """(incoming posted net, incoming pending net, available net, refunds payable net)."""
+            i, a, r = await totals(incoming), await totals(available), await totals(refunds)
+            return i[3] - i[1], i[2] - i[0], a[3] - a[1], r[3] - r[1]
+
         await applier.apply_block(block(1, "a", [pay]))  # detected: pending credit
         assert await totals(incoming) == (0, 0, 25000000, 0)
         assert await totals(custody) == (25000000, 0, 0, 0)
         await applier.apply_block(block(1, "a", [pay]))  # a replay posts nothing
-        await applier.apply_block(block(2, "a", []))  # 2 confirmations: posted
-        assert await totals(incoming) == (0, 0, 0, 25000000)
+        assert await totals(incoming) == (0, 0, 25000000, 0)
+        await applier.apply_block(block(2, "a", []))  # 2 confirmations: posted, paid, settled
+        assert await merchant() == (0, 0, 25000000, 0)
         await applier.apply_undo(
             chain_pb.Undo(to_cursor=chain_pb.BlockCursor(height=1, hash="0xa1"), from_height=2)
         )
-        # Still included at 1 but unconfirmed: reversed, and pending again.
-        assert await totals(incoming) == (0, 25000000, 25000000, 25000000)
+        # Still included at 1 but unconfirmed: reversed, pending again, settlement undone.
+        assert await merchant() == (0, 25000000, 0, 0)
         await applier.apply_block(chain_pb.Block(height=2, hash="0xb2", parent_hash="0xa1"))
-        assert await totals(incoming) == (0, 25000000, 0, 50000000)
-        # A deep reorg removes the block: the posted cycle is reversed.
+        assert await merchant() == (0, 0, 25000000, 0)
+        # A deep reorg removes the block: the posted cycle and the settlement are reversed.
         await applier.apply_undo(
             chain_pb.Undo(to_cursor=chain_pb.BlockCursor(height=0, hash="0xgenesis"), from_height=2)
         )
-        assert await totals(incoming) == (0, 50000000, 0, 50000000)
+        assert await merchant() == (0, 0, 0, 0)
+        assert await totals(custody) == (0, 50000000, 0, 50000000)
         # Re-included, then reorged again while pending: voided.
         await applier.apply_block(
             chain_pb.Block(height=1, hash="0xc1", parent_hash="0xgenesis", transfers=[pay])
         )
-        assert await totals(incoming) == (0, 50000000, 25000000, 50000000)
+        assert await merchant() == (0, 25000000, 0, 0)
         await applier.apply_undo(
             chain_pb.Undo(to_cursor=chain_pb.BlockCursor(height=0, hash="0xgenesis"), from_height=1)
         )
-        assert await totals(incoming) == (0, 50000000, 0, 50000000)
+        assert await merchant() == (0, 0, 0, 0)
         # Finally included for good.
         await applier.apply_block(
             chain_pb.Block(height=1, hash="0xd1", parent_hash="0xgenesis", transfers=[pay])
         )
         await applier.apply_block(chain_pb.Block(height=2, hash="0xd2", parent_hash="0xd1"))
-        assert await totals(incoming) == (0, 50000000, 0, 75000000)  # net 25 USDT
+        assert await merchant() == (0, 0, 25000000, 0)
+        # A further 1 USDT overpays it: the excess settles into refunds payable.
+        extra = chain_pb.Transfer(
+            tx_hash="0xbeef",
+            index=1,
+            asset=ASSET,
+            from_address="0xabc",
+            to_address=ADDRESS,
+            amount="1000000",
+            success=True,
+        )
+        await applier.apply_block(
+            chain_pb.Block(height=3, hash="0xd3", parent_hash="0xd2", transfers=[extra])
+        )
+        await applier.apply_block(chain_pb.Block(height=4, hash="0xd4", parent_hash="0xd3"))
+        assert await merchant() == (0, 0, 25000000, 1000000)
         async with pool.acquire() as conn:
-            await payments.book_excess(conn, "inv1", "acme", ASSET, 1000000, NOW)
             ids = [
                 r["id"] for r in await conn.fetch("SELECT id FROM ledger_transfers ORDER BY seq")
             ]
+            state = await conn.fetchval("SELECT state FROM invoices WHERE id = 'inv1'")
+        assert state == "overpaid"
         assert ids[:2] == [
             "pay:eip155:31337:0xfeed:1:1:pending",
             "pay:eip155:31337:0xfeed:1:1:post",
         ]
-        assert await totals(payments.merchant_account("acme", ASSET, "refunds_payable")) == (
-            0,
-            0,
-            0,
-            1000000,
-        )
     finally:
         await pool.close()
     checked = ledger_check(fresh_dsn)
