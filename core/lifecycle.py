@@ -157,8 +157,10 @@ async def apply(
         for extra in extra_events.get(row["id"], []):
             if extra not in {t for t, _ in announced}:
                 announced.insert(0, (extra, decision.invoice.state))
+        # Rendered once per invoice; each step's snapshot differs only in its state.
+        snapshot = render.invoice(current, payments[row["id"]], head_height)
         for event_type, state in announced:
-            snapshot = render.invoice(current, payments[row["id"]], head_height, state)
+            snapshot.state = render.STATE[state]
             outbox.append(
                 NewEvent(
                     event_type,

@@ -12,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from core.domain.invoice_state import State
 from kassa.core.v1 import invoice_pb2 as pb
 
-_STATE = {s: getattr(pb, f"INVOICE_STATE_{s.name}") for s in State}
+STATE = {s: getattr(pb, f"INVOICE_STATE_{s.name}") for s in State}
 _PAYMENT_STATUS = {
     "confirming": pb.PAYMENT_STATUS_CONFIRMING,
     "confirmed": pb.PAYMENT_STATUS_CONFIRMED,
@@ -65,7 +65,7 @@ def invoice(
         deposit_address=row["deposit_address"],
         expire_time=timestamp(row["expire_time"]),
         confirmations_required=row["confirmations_required"],
-        state=_STATE[state or State(row["state"])],
+        state=STATE[state or State(row["state"])],
         flags=[f"INVOICE_FLAG_{f.upper()}" for f in row["flags"]],
         amount_received=str(row["amount_received"]),
         amount_pending=str(row["amount_pending"]),
@@ -80,7 +80,7 @@ def invoice(
     message.monitoring_end_time.CopyFrom(timestamp(row["monitoring_end_time"]))
     message.amount_refunded = str(row["amount_refunded"])
     if row["mark_state"] is not None:
-        message.mark.state = _STATE[State(row["mark_state"])]
+        message.mark.state = STATE[State(row["mark_state"])]
         message.mark.reason = row["mark_reason"]
         message.mark.actor = row["mark_actor"]
         message.mark.mark_time.CopyFrom(timestamp(row["mark_time"]))

@@ -125,6 +125,6 @@ async def reconcile(
                 n += 1
                 batch.append(_move(row["id"], n, row["merchant_id"], row["asset"], kind, delta))
     if batch:
-        for row in rows:
-            await payments.ensure_merchant(conn, row["merchant_id"], row["asset"])
+        for merchant, asset in sorted({(row["merchant_id"], row["asset"]) for row in rows}):
+            await payments.ensure_merchant(conn, merchant, asset)
         await payments.post_or_raise(conn, batch, now)

@@ -1,0 +1,210 @@
+"""scripts/bench ingest: one block of 5,000 token transfers, each paying one of
+1,000,000 active invoices, applied and committed by the core's block applier
+(payments, ledger postings, state changes, outbox events, cursor) in one
+transaction. Baseline: a raw COPY of the same number of payment rows, same run.
+
+Also reported: the block that confirms those 5,000 payments (paid, ledger
+post and settlement), since that is the other heavy block an invoice sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import secrets
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+
+from core.chain.apply import ChainApplier
+from core.chain.index import ActiveInvoiceIndex
+from core.store.db import create_pool
+from core.store.migrate import migrate
+from kassa.chain.v1 import adapter_pb2 as chain_pb
+from localstack.postgres import PostgresCluster
+
+CHAIN = "eip155:31337"
+ASSET = f"{CHAIN}/erc20:0x5fbdb2315678afecb367f032d93f642f64180aa3"
+DUE = 25_000_000
+
+
+def block(height: int, transfers: list[chain_pb.Transfer]) -> chain_pb.Block:
+    return chain_pb.Block(
+        height=height,
+        hash=f"0x{height:064x}",
+        parent_hash=f"0x{height - 1:064x}",
+        transfers=transfers,
+    )
+
+
+async def run(dsn: str, invoices: int, transfers: int, confirmations: int) -> dict[str, object]:
+    await migrate(dsn)
+    pool = await create_pool(dsn, max_size=4)
+    now = datetime.now(UTC)
+    rng = random.Random(7)
+    ids = [secrets.token_hex(10) for _ in range(invoices)]
+    addresses = ["0x" + rng.randbytes(20).hex() for _ in range(invoices)]
+    # COPY speaks binary; the pool's numeric-as-text codec has no binary form, so a plain connection.
+    raw = await asyncpg.connect(dsn)
+    async with pool.acquire() as conn:
+        await conn.execute("INSERT INTO merchants (id, display_name) VALUES ('bench', 'Bench')")
+        started = time.perf_counter()
+        await raw.copy_records_to_table(
+            "invoices",
+            columns=[
+                "id",
+                "merchant_id",
+                "merchant_order_id",
+                "chain",
+                "asset",
+                "asset_decimals",
+                "amount_due",
+                "deposit_address",
+                "derivation_index",
+                "confirmations_required",
+                "expire_time",
+                "monitoring_end_time",
+                "state",
+            ],
+            records=[
+                (
+                    ids[i],
+                    "bench",
+                    f"o{i}",
+                    CHAIN,
+                    ASSET,
+                    6,
+                    Decimal(DUE),
+                    addresses[i],
+                    i,
+                    confirmations,
+                    now + timedelta(hours=1),
+                    now + timedelta(days=1),
+                    "awaiting_payment",
+                )
+                for i in range(invoices)
+            ],
+        )
+        load_s = time.perf_counter() - started
+        await conn.execute("ANALYZE")
+        index = ActiveInvoiceIndex()
+        started = time.perf_counter()
+        await index.load(conn)
+        index_s = time.perf_counter() - started
+    applier = ChainApplier(pool, CHAIN, index, lambda: now)
+    await applier.apply_block(block(1, []))
+    paying = rng.sample(range(invoices), transfers)
+    payload = [
+        chain_pb.Transfer(
+            tx_hash="0x" + rng.randbytes(32).hex(),
+            index=1,
+            asset=ASSET,
+            from_address="0x" + rng.randbytes(20).hex(),
+            to_address=addresses[i],
+            amount=str(DUE),
+            success=True,
+            log_index=n,
+        )
+        for n, i in enumerate(paying)
+    ]
+    message = block(2, payload).SerializeToString()
+    started = time.perf_counter()
+    written = await applier.apply_block(chain_pb.Block.FromString(message))
+    detect_s = time.perf_counter() - started
+    for height in range(3, 2 + confirmations - 1):
+        await applier.apply_block(block(height, []))
+    started = time.perf_counter()
+    confirmed_events = await applier.apply_block(block(2 + confirmations - 1, []))
+    confirm_s = time.perf_counter() - started
+
+    await raw.execute("CREATE TABLE copy_baseline (LIKE payments)")
+    # The baseline: the same rows, raw COPY, one transaction.
+    rows = [
+        (
+            CHAIN,
+            t.tx_hash,
+            t.index,
+            ids[i],
+            ASSET,
+            t.from_address,
+            t.to_address,
+            Decimal(DUE),
+            2,
+            "0x" + "00" * 32,
+            "confirming",
+            4,
+            now,
+            now,
+            1,
+            True,
+        )
+        for t, i in zip(payload, paying, strict=True)
+    ]
+    columns = [
+        "chain",
+        "tx_hash",
+        "transfer_index",
+        "invoice_id",
+        "asset",
+        "from_address",
+        "to_address",
+        "amount",
+        "block_height",
+        "block_hash",
+        "status",
+        "confirm_height",
+        "first_seen_time",
+        "update_time",
+        "inclusions",
+        "counted",
+    ]
+    started = time.perf_counter()
+    async with raw.transaction():
+        await raw.copy_records_to_table("copy_baseline", records=rows, columns=columns)
+    copy_s = time.perf_counter() - started
+    paid = await raw.fetchval("SELECT count(*) FROM invoices WHERE state = 'paid'")
+    await raw.close()
+    await pool.close()
+    assert paid == transfers, f"expected {transfers} paid invoices, found {paid}"
+    return {
+        "bench": "ingest",
+        "value": round(detect_s, 3),
+        "unit": "s (5,000-transfer block applied and committed)",
+        "baseline": round(copy_s, 3),
+        "ratio": round(detect_s / copy_s, 1),
+        "confirm_block_s": round(confirm_s, 3),
+        "events_written": written + confirmed_events,
+        "active_invoices": invoices,
+        "transfers": transfers,
+        "invoice_load_s": round(load_s, 1),
+        "index_load_s": round(index_s, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--invoices", type=int, default=1_000_000)
+    parser.add_argument("--transfers", type=int, default=5_000)
+    parser.add_argument("--confirmations", type=int, default=3)
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="kassa-bench-ingest-"))
+    cluster = PostgresCluster(base / "pg")
+    try:
+        dsn = cluster.start()
+        result = asyncio.run(run(dsn, args.invoices, args.transfers, args.confirmations))
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
