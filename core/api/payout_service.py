@@ -1,0 +1,229 @@
+"""PayoutService handlers: validation and authorization; core/payouts decides."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+
+import grpc
+
+from core.api import validate
+from core.api.auth import Authenticator
+from core.api.errors import invalid, rpc
+from core.config import Config
+from core.domain.money import AmountError, parse_base_units
+from core.payouts import render
+from core.payouts.payouts import Payouts, PayoutSpec
+from kassa.core.v1 import payout_pb2 as pb
+from kassa.core.v1 import payout_pb2_grpc as pb_grpc
+
+_PAYOUT = re.compile(r"^merchants/([a-z0-9][a-z0-9-]{0,62})/payouts/([a-z0-9]{1,40})$")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_KEY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+MAX_REFERENCE_LEN = 200
+
+
+def _common(
+    destination: str, reference: str, request_id: str, violations: validate.Violations
+) -> None:
+    if not _ADDRESS.match(destination):
+        violations.append(("destination", "a 0x-prefixed 20-byte hex address"))
+    elif int(destination, 16) == 0:
+        violations.append(("destination", "the zero address burns funds"))
+    if len(reference) > MAX_REFERENCE_LEN:
+        violations.append(("reference", f"at most {MAX_REFERENCE_LEN} characters"))
+    if request_id and not _REQUEST_ID.match(request_id):
+        violations.append(("request_id", "1-128 of A-Z a-z 0-9 . _ : -"))
+
+
+def _amount(text: str, field: str, violations: validate.Violations) -> int | None:
+    try:
+        amount = parse_base_units(text)
+    except AmountError as exc:
+        violations.append((field, str(exc)))
+        return None
+    if amount <= 0:
+        violations.append((field, "must be positive"))
+        return None
+    return amount
+
+
+def _payout_name(name: str) -> tuple[str, str]:
+    match = _PAYOUT.match(name)
+    if match is None:
+        raise invalid([("name", "must be merchants/{merchant}/payouts/{payout}")])
+    return match.group(1), match.group(2)
+
+
+class PayoutService(pb_grpc.PayoutServiceServicer):
+    def __init__(
+        self,
+        payouts: Payouts,
+        config: Config,
+        auth: Authenticator,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.payouts = payouts
+        self.config = config
+        self.auth = auth
+        self.clock = clock
+
+    async def _answer(self, row: object) -> pb.Payout:
+        async with self.payouts.pool.acquire() as conn:
+            return await render.load(conn, row)  # type: ignore[arg-type]
+
+    @rpc
+    async def CreatePayout(
+        self, request: pb.CreatePayoutRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreatePayoutResponse:
+        violations: validate.Violations = []
+        merchant = validate.merchant_of(request.parent, violations)
+        if merchant:
+            await self.auth.require(context, "payouts:write", merchant)
+        p = request.payout
+        asset = self.config.asset(p.asset.lower())
+        if asset is None:
+            violations.append(("payout.asset", "not a configured asset (CAIP-19)"))
+        _common(p.destination, p.reference, request.request_id, violations)
+        violations = [
+            (f"payout.{f}" if f in ("destination", "reference") else f, d) for f, d in violations
+        ]
+        amount = _amount(p.amount, "payout.amount", violations)
+        if violations:
+            raise invalid(violations)
+        assert asset is not None and amount is not None
+        row = await self.payouts.create(
+            PayoutSpec(
+                merchant_id=merchant,
+                kind="payout",
+                chain=asset.chain,
+                asset=asset.id,
+                destination=p.destination.lower(),
+                amount=amount,
+                reference=p.reference,
+                request_id=request.request_id or None,
+            ),
+            self.clock(),
+        )
+        return pb.CreatePayoutResponse(payout=await self._answer(row))
+
+    @rpc
+    async def CreateRefund(
+        self, request: pb.CreateRefundRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateRefundResponse:
+        violations: validate.Violations = []
+        parsed = validate.invoice_name(request.invoice)
+        if parsed is None:
+            violations.append(("invoice", "must be merchants/{merchant}/invoices/{invoice}"))
+        else:
+            await self.auth.require(context, "payouts:write", parsed[0])
+        _common(request.destination, request.reference, request.request_id, violations)
+        amount = _amount(request.amount, "amount", violations) if request.amount else None
+        if violations:
+            raise invalid(violations)
+        assert parsed is not None
+        async with self.payouts.pool.acquire() as conn:
+            invoice = await conn.fetchrow(
+                "SELECT chain, asset FROM invoices WHERE id = $1 AND merchant_id = $2",
+                parsed[1],
+                parsed[0],
+            )
+        if invoice is None:
+            from core.api.errors import not_found
+
+            raise not_found("invoice", request.invoice)
+        row = await self.payouts.create(
+            PayoutSpec(
+                merchant_id=parsed[0],
+                kind="refund",
+                chain=invoice["chain"],
+                asset=invoice["asset"],
+                destination=request.destination.lower(),
+                amount=amount,
+                reference=request.reference,
+                request_id=request.request_id or None,
+                invoice_id=parsed[1],
+            ),
+            self.clock(),
+        )
+        return pb.CreateRefundResponse(payout=await self._answer(row))
+
+    @rpc
+    async def GetPayout(
+        self, request: pb.GetPayoutRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetPayoutResponse:
+        merchant, payout_id = _payout_name(request.name)
+        await self.auth.require(context, "payouts:read", merchant)
+        row = await self.payouts.get(merchant, payout_id)
+        return pb.GetPayoutResponse(payout=await self._answer(row))
+
+    @rpc
+    async def ListPayouts(
+        self, request: pb.ListPayoutsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListPayoutsResponse:
+        violations: validate.Violations = []
+        merchant = validate.merchant_of(request.parent, violations)
+        states = []
+        for s in request.states:
+            if s not in render.STATE_NAME:
+                violations.append(("states", f"unknown state {s}"))
+            else:
+                states.append(render.STATE_NAME[s])
+        binding = f"{request.parent}|{sorted(states)}"
+        after = None
+        if request.page_token:
+            after = validate.decode_page_token(request.page_token, binding)
+            if after is None:
+                violations.append(("page_token", "not a token of this listing"))
+        if violations:
+            raise invalid(violations)
+        await self.auth.require(context, "payouts:read", merchant)
+        limit = validate.page_size(request.page_size)
+        rows = await self.payouts.list(merchant, states, after, limit + 1)
+        answer = pb.ListPayoutsResponse()
+        async with self.payouts.pool.acquire() as conn:
+            for row in rows[:limit]:
+                answer.payouts.append(await render.load(conn, row))
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            answer.next_page_token = validate.encode_page_token(
+                last["create_time"], last["id"], binding
+            )
+        return answer
+
+    @rpc
+    async def CancelPayout(
+        self, request: pb.CancelPayoutRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelPayoutResponse:
+        merchant, payout_id = _payout_name(request.name)
+        await self.auth.require(context, "payouts:write", merchant)
+        row = await self.payouts.cancel(merchant, payout_id, self.clock())
+        return pb.CancelPayoutResponse(payout=await self._answer(row))
+
+    @rpc
+    async def ApprovePayout(
+        self, request: pb.ApprovePayoutRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ApprovePayoutResponse:
+        merchant, payout_id = _payout_name(request.name)
+        violations: validate.Violations = []
+        if not _KEY_ID.match(request.approver_key_id):
+            violations.append(("approver_key_id", "the approver's key id in the signer"))
+        if len(request.signature) != 64:
+            violations.append(("signature", "a 64-byte Ed25519 signature"))
+        if not _DIGEST.match(request.body_digest):
+            violations.append(("body_digest", "64 lowercase hex characters"))
+        if violations:
+            raise invalid(violations)
+        await self.auth.require(context, "payouts:approve", merchant)
+        row = await self.payouts.approve(
+            merchant,
+            payout_id,
+            request.approver_key_id,
+            bytes(request.signature),
+            request.body_digest,
+            self.clock(),
+        )
+        return pb.ApprovePayoutResponse(payout=await self._answer(row))

@@ -1,0 +1,94 @@
+"""[signer] and [payouts] of the core's configuration.
+
+Without a [signer] table payouts are off (the PayoutService is not served).
+Kept apart from core/config.py, which calls `parse` and turns
+PayoutsConfigError into its own ConfigError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.payouts.signer_client import SignerTarget
+
+GWEI = 10**9
+
+
+class PayoutsConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class PayoutsConfig:
+    signer: SignerTarget
+    hot_key_id: str = "hot-1"
+    # Fee caps (wei per gas): a payout never offers more, replacements included.
+    max_fee_per_gas_wei: int = 500 * GWEI
+    max_priority_fee_per_gas_wei: int = 10 * GWEI
+    # The signer accepts bodies valid for at most 60 s.
+    request_lifetime_s: int = 50
+    # A broadcast transaction still unmined after this long is replaced with higher fees.
+    replace_after_s: float = 20.0
+    # A candidate the node no longer knows is sent again after this long.
+    rebroadcast_after_s: float = 5.0
+    poll_interval_s: float = 0.5
+
+
+def _path(table: dict[str, Any], key: str, base: Path) -> Path | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PayoutsConfigError(f"signer.{key} must be a string")
+    return base / value
+
+
+def _wei(table: dict[str, Any], key: str, default: int) -> int:
+    value = table.get(key, default)
+    text = str(value)
+    if not text.isdigit() or int(text) <= 0:
+        raise PayoutsConfigError(f"payouts.{key} must be a positive integer (wei), as a string")
+    return int(text)
+
+
+def parse(raw: dict[str, Any], base: Path) -> PayoutsConfig | None:
+    signer = raw.get("signer")
+    if signer is None:
+        return None
+    target = signer.get("target")
+    if not isinstance(target, str) or not target:
+        raise PayoutsConfigError("signer.target (host:port) is required")
+    key_file = _path(signer, "caller_key_file", base)
+    if key_file is None:
+        raise PayoutsConfigError("signer.caller_key_file (the core's Ed25519 key) is required")
+    tls = [_path(signer, k, base) for k in ("ca_file", "cert_file", "key_file")]
+    if any(p is None for p in tls) and any(p is not None for p in tls):
+        raise PayoutsConfigError("signer.ca_file, cert_file and key_file go together")
+    payouts = raw.get("payouts", {})
+    config = PayoutsConfig(
+        signer=SignerTarget(
+            target=target,
+            ca_file=tls[0],
+            cert_file=tls[1],
+            key_file=tls[2],
+            caller_key_id=str(signer.get("caller_key_id", "core")),
+            caller_key_file=key_file,
+            server_name=str(signer.get("server_name", "")),
+        ),
+        hot_key_id=str(payouts.get("hot_key_id", PayoutsConfig.hot_key_id)),
+        max_fee_per_gas_wei=_wei(payouts, "max_fee_per_gas", PayoutsConfig.max_fee_per_gas_wei),
+        max_priority_fee_per_gas_wei=_wei(
+            payouts, "max_priority_fee_per_gas", PayoutsConfig.max_priority_fee_per_gas_wei
+        ),
+        request_lifetime_s=int(payouts.get("request_lifetime_s", PayoutsConfig.request_lifetime_s)),
+        replace_after_s=float(payouts.get("replace_after_s", PayoutsConfig.replace_after_s)),
+        rebroadcast_after_s=float(
+            payouts.get("rebroadcast_after_s", PayoutsConfig.rebroadcast_after_s)
+        ),
+        poll_interval_s=float(payouts.get("poll_interval_s", PayoutsConfig.poll_interval_s)),
+    )
+    if not 5 <= config.request_lifetime_s <= 60:
+        raise PayoutsConfigError("payouts.request_lifetime_s must be in 5..60 (the signer's limit)")
+    return config

@@ -1,0 +1,103 @@
+"""Payout rows as kassa.core.v1.Payout messages (API answers and event payloads)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from core.api.render import timestamp
+from kassa.core.v1 import payout_pb2 as pb
+
+STATE = {
+    "created": pb.PAYOUT_STATE_CREATED,
+    "signing": pb.PAYOUT_STATE_SIGNING,
+    "waiting_approval": pb.PAYOUT_STATE_WAITING_APPROVAL,
+    "signed": pb.PAYOUT_STATE_SIGNED,
+    "broadcast": pb.PAYOUT_STATE_BROADCAST,
+    "confirmed": pb.PAYOUT_STATE_CONFIRMED,
+    "failed": pb.PAYOUT_STATE_FAILED,
+    "cancelled": pb.PAYOUT_STATE_CANCELLED,
+}
+STATE_NAME = {v: k for k, v in STATE.items()}
+_TX_STATUS = {
+    "candidate": pb.PAYOUT_TRANSACTION_STATUS_CANDIDATE,
+    "landed": pb.PAYOUT_TRANSACTION_STATUS_LANDED,
+    "dropped": pb.PAYOUT_TRANSACTION_STATUS_DROPPED,
+}
+
+
+def name(merchant_id: str, payout_id: str) -> str:
+    return f"merchants/{merchant_id}/payouts/{payout_id}"
+
+
+def payout(
+    row: asyncpg.Record,
+    transactions: Sequence[asyncpg.Record] = (),
+    approvals: Sequence[str] = (),
+) -> pb.Payout:
+    out = pb.Payout(
+        name=name(row["merchant_id"], row["id"]),
+        kind=pb.PAYOUT_KIND_REFUND if row["kind"] == "refund" else pb.PAYOUT_KIND_PAYOUT,
+        invoice=(
+            f"merchants/{row['merchant_id']}/invoices/{row['invoice_id']}"
+            if row["invoice_id"]
+            else ""
+        ),
+        chain=row["chain"],
+        asset=row["asset"],
+        destination=row["destination"],
+        amount=str(row["amount"]),
+        reference=row["reference"],
+        state=STATE[row["state"]],
+        tx_hash=row["landed_tx_hash"] or (transactions[-1]["tx_hash"] if transactions else ""),
+        network_fee="" if row["network_fee"] is None else str(row["network_fee"]),
+        waiting_reason=row["waiting_reason"] if row["state"] == "waiting_approval" else "",
+        required_approvers=list(row["required_approvers"]),
+        approval_threshold=row["approval_threshold"],
+        approvals=sorted(approvals),
+        failure_reason=row["failure_reason"],
+        create_time=timestamp(row["create_time"]),
+        update_time=timestamp(row["update_time"]),
+    )
+    if row["nonce"] is not None and (transactions or row["state"] == "signing"):
+        out.nonce = int(row["nonce"])
+    for t in transactions:
+        out.transactions.append(
+            pb.PayoutTransaction(
+                tx_hash=t["tx_hash"],
+                max_fee_per_gas=str(t["max_fee_per_gas"]),
+                max_priority_fee_per_gas=str(t["max_priority_fee_per_gas"]),
+                status=_TX_STATUS[t["status"]],
+                create_time=timestamp(t["create_time"]),
+            )
+        )
+    if row["state"] == "waiting_approval" and row["sign_body"] is not None:
+        out.sign_request.CopyFrom(
+            pb.SignRequestToApprove(
+                body=bytes(row["sign_body"]),
+                body_digest=bytes(row["sign_digest"]).hex(),
+                expire_time=timestamp(row["sign_expire_time"]),
+            )
+        )
+    if row["confirm_time"] is not None:
+        out.confirm_time.CopyFrom(timestamp(row["confirm_time"]))
+    return out
+
+
+async def load(conn: asyncpg.Connection, row: asyncpg.Record) -> pb.Payout:
+    transactions = await conn.fetch(
+        "SELECT * FROM payout_transactions WHERE payout_id = $1 ORDER BY create_time, tx_hash",
+        row["id"],
+    )
+    approvals = []
+    if row["sign_digest"] is not None:
+        approvals = [
+            r["approver_key_id"]
+            for r in await conn.fetch(
+                "SELECT approver_key_id FROM payout_approvals WHERE payout_id = $1 AND body_digest = $2",
+                row["id"],
+                row["sign_digest"],
+            )
+        ]
+    return payout(row, transactions, approvals)

@@ -1,0 +1,91 @@
+"""Unsigned EIP-1559 transactions, encoded exactly as the signer decodes them:
+0x02 || rlp([chainId, nonce, maxPriorityFeePerGas, maxFeePerGas, gas, to,
+value, data, accessList=[]]), canonical integers, empty access list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import rlp
+
+ERC20_TRANSFER = bytes.fromhex("a9059cbb")  # transfer(address,uint256)
+GAS_NATIVE = 21_000
+# A plain ERC-20 transfer costs ~35-55k; the limit only caps what a bad token could burn.
+GAS_TOKEN = 100_000
+
+
+def address_bytes(address: str) -> bytes:
+    raw = bytes.fromhex(address.removeprefix("0x"))
+    if len(raw) != 20:
+        raise ValueError(f"not a 20-byte address: {address}")
+    return raw
+
+
+def erc20_transfer_data(recipient: str, amount_base_units: int) -> bytes:
+    return (
+        ERC20_TRANSFER
+        + bytes(12)
+        + address_bytes(recipient)
+        + amount_base_units.to_bytes(32, "big")
+    )
+
+
+@dataclass(frozen=True)
+class Fees:
+    max_fee_per_gas_wei: int
+    max_priority_fee_per_gas_wei: int
+
+
+@dataclass(frozen=True)
+class Call:
+    """Where the transaction goes and what it carries, from an intent."""
+
+    to: str
+    value_wei: int
+    data: bytes
+    gas_limit: int
+
+
+def call_for(asset: str, destination: str, amount_base_units: int) -> Call:
+    """A native transfer for slip44:60 assets, an ERC-20 transfer otherwise."""
+    _, _, reference = asset.partition("/")
+    namespace, _, contract = reference.partition(":")
+    if namespace == "slip44":
+        return Call(destination, amount_base_units, b"", GAS_NATIVE)
+    if namespace == "erc20":
+        return Call(contract, 0, erc20_transfer_data(destination, amount_base_units), GAS_TOKEN)
+    raise ValueError(f"cannot pay out {asset}")
+
+
+def eip1559(chain_id: int, nonce: int, fees: Fees, call: Call) -> bytes:
+    return b"\x02" + bytes(
+        rlp.encode(
+            [
+                chain_id,
+                nonce,
+                fees.max_priority_fee_per_gas_wei,
+                fees.max_fee_per_gas_wei,
+                call.gas_limit,
+                address_bytes(call.to),
+                call.value_wei,
+                call.data,
+                [],
+            ]
+        )
+    )
+
+
+def chain_number(chain: str) -> int:
+    return int(chain.removeprefix("eip155:"))
+
+
+def capped_fees(
+    base_fee_wei: int, tip_wei: int, max_fee_cap_wei: int, tip_cap_wei: int, min_tip_wei: int = 1
+) -> Fees:
+    """Fees from the adapter's estimate, never above the configured caps.
+
+    maxFee = 2 * base + tip survives six full blocks of +12.5% base fee.
+    """
+    tip = min(max(tip_wei, min_tip_wei), tip_cap_wei)
+    max_fee = min(2 * base_fee_wei + tip, max_fee_cap_wei)
+    return Fees(max(max_fee, tip), tip)
