@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from kassa.chain.v1 import adapter_pb2 as pb
 
 from adapters.evm.ancestry import Cursor
 from adapters.evm.normalise import (
@@ -26,6 +25,7 @@ from adapters.evm.normalise import (
     value_bearing,
 )
 from adapters.evm.rpc import RpcClient, RpcError
+from kassa.chain.v1 import adapter_pb2 as pb
 
 
 class BlockGone(Exception):

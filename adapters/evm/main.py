@@ -15,8 +15,6 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from kassa.chain.v1 import adapter_pb2 as pb
-from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
 
 from adapters.evm import logs
 from adapters.evm.blocks import BlockFetcher
@@ -25,6 +23,8 @@ from adapters.evm.heads import HeadTracker
 from adapters.evm.normalise import quantity
 from adapters.evm.rpc import NodeUnavailable, RpcClient, RpcError
 from adapters.evm.service import ChainAdapter
+from kassa.chain.v1 import adapter_pb2 as pb
+from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ChainAdapterService"].full_name
 SHUTDOWN_GRACE_S = 5.0
@@ -62,8 +62,8 @@ async def serve(config: Config) -> None:
         ("grpc.max_send_message_length", 256 * 1024 * 1024),
         ("grpc.keepalive_permit_without_calls", 1),
     ])
-    pb_grpc.add_ChainAdapterServiceServicer_to_server(
-        ChainAdapter(config, rpc, fetcher, heads), server)
+    servicer = ChainAdapter(config, rpc, fetcher, heads)
+    pb_grpc.add_ChainAdapterServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -88,6 +88,7 @@ async def serve(config: Config) -> None:
     logs.info("stopping", grace_s=SHUTDOWN_GRACE_S)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    servicer.stopping.set()
     await server.stop(SHUTDOWN_GRACE_S)
     await heads.stop()
     await rpc.close()

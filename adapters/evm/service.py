@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 from Crypto.Hash import keccak
-from kassa.chain.v1 import adapter_pb2 as pb
-from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
 
 from adapters.evm import logs, validate
 from adapters.evm.ancestry import Cursor
@@ -19,6 +18,8 @@ from adapters.evm.heads import HeadTracker
 from adapters.evm.normalise import native_asset, quantity, token_asset
 from adapters.evm.rpc import NodeUnavailable, RpcClient, RpcError
 from adapters.evm.stream import BlockStream, SeenBlocks
+from kassa.chain.v1 import adapter_pb2 as pb
+from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
 
@@ -42,6 +43,9 @@ class ChainAdapter(pb_grpc.ChainAdapterServiceServicer):
         self.heads = heads
         self.seen = SeenBlocks(config.reorg_window_blocks * 4)
         self.active_streams = 0
+        # Set at shutdown: open streams end with UNAVAILABLE at once rather
+        # than holding the process for the whole grace period.
+        self.stopping = asyncio.Event()
 
     async def _run(self, context: grpc.aio.ServicerContext[Any, Any],
                    work: Callable[[], Awaitable[T]]) -> T:
@@ -80,9 +84,13 @@ class ChainAdapter(pb_grpc.ChainAdapterServiceServicer):
         stream = BlockStream(self.fetcher, self.heads, self.seen,
                              heartbeat_interval_s=self.config.heartbeat_interval_s,
                              window_blocks=self.config.reorg_window_blocks,
-                             retry_interval_s=self.config.poll_interval_s)
+                             retry_interval_s=self.config.poll_interval_s,
+                             stopping=self.stopping)
+        # Read once: the call object is gone by the time a cancelled stream
+        # unwinds, and asking it for the peer then crashes grpc's C core.
+        peer = context.peer()
         self.active_streams += 1
-        logs.info("stream_opened", peer=context.peer(),
+        logs.info("stream_opened", peer=peer,
                   from_height=from_cursor.height if from_cursor else None,
                   active_streams=self.active_streams)
         try:
@@ -96,7 +104,7 @@ class ChainAdapter(pb_grpc.ChainAdapterServiceServicer):
                 grpc.StatusCode.UNAVAILABLE, "NODE_UNAVAILABLE", str(exc)).to_status())
         finally:
             self.active_streams -= 1
-            logs.info("stream_closed", peer=context.peer(), active_streams=self.active_streams)
+            logs.info("stream_closed", peer=peer, active_streams=self.active_streams)
 
     async def BroadcastTransaction(self, request: pb.BroadcastTransactionRequest,
                                    context: grpc.aio.ServicerContext[Any, Any]

@@ -12,14 +12,12 @@ head that briefly goes backwards.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from kassa.chain.v1 import adapter_pb2 as pb
 
 from adapters.evm import logs
 from adapters.evm.ancestry import Cursor, common_ancestor, extends
@@ -28,6 +26,7 @@ from adapters.evm.errors import ServiceError
 from adapters.evm.heads import HeadTracker
 from adapters.evm.normalise import quantity
 from adapters.evm.rpc import NodeUnavailable, RpcError
+from kassa.chain.v1 import adapter_pb2 as pb
 
 # How many heights one canonical-hash batch checks while looking for an ancestor.
 ANCESTOR_BATCH = 32
@@ -54,13 +53,15 @@ class SeenBlocks:
 
 class BlockStream:
     def __init__(self, fetcher: BlockFetcher, heads: HeadTracker, seen: SeenBlocks,
-                 heartbeat_interval_s: float, window_blocks: int, retry_interval_s: float) -> None:
+                 heartbeat_interval_s: float, window_blocks: int, retry_interval_s: float,
+                 stopping: asyncio.Event) -> None:
         self.fetcher = fetcher
         self.heads = heads
         self.seen = seen
         self.heartbeat_interval_s = heartbeat_interval_s
         self.window_blocks = window_blocks
         self.retry_interval_s = retry_interval_s
+        self.stopping = stopping
         self.sent: deque[Cursor] = deque(maxlen=window_blocks)
         self._next_heartbeat = 0.0
 
@@ -74,10 +75,17 @@ class BlockStream:
             head=pb.BlockCursor(height=head.height, hash=head.hash), observe_time=now))
 
     async def _wait(self, changed: asyncio.Event) -> None:
-        """Until the head changes or the next heartbeat is due."""
+        """Until the head changes, the next heartbeat is due or the server stops."""
         delay_s = max(0.0, self._next_heartbeat - time.monotonic())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), delay_s)
+        waits = [asyncio.create_task(changed.wait()), asyncio.create_task(self.stopping.wait())]
+        try:
+            await asyncio.wait(waits, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        if self.stopping.is_set():
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN",
+                               "the adapter is shutting down; resume from your cursor")
 
     async def events(self, from_cursor: Cursor | None,
                      locator: Sequence[Cursor]) -> AsyncIterator[pb.BlockEvent]:

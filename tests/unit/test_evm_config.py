@@ -1,0 +1,43 @@
+"""Configuration parsing: defaults and refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adapters.evm.config import ConfigError, load, parse
+
+
+def test_defaults_fill_everything_but_chain_id_and_urls() -> None:
+    config = parse({"chain": {"chain_id": 1, "node_urls": ["ws://n:8546"],
+                              "tokens": ["0xABCDEF0000000000000000000000000000000001"]}})
+    assert config.listen == "127.0.0.1:50071"
+    assert config.heartbeat_interval_s == 5
+    assert config.poll_interval_s == 1
+    assert config.reorg_window_blocks == 256
+    assert config.tokens == ("0xabcdef0000000000000000000000000000000001",)
+
+
+@pytest.mark.parametrize(("chain", "needle"), [
+    ({"node_urls": ["ws://n"]}, "chain_id"),
+    ({"chain_id": "1", "node_urls": ["ws://n"]}, "chain_id"),
+    ({"chain_id": 1}, "node_urls"),
+    ({"chain_id": 1, "node_urls": ["http://n"]}, "ws://"),
+    ({"chain_id": 1, "node_urls": ["ws://n"], "tokens": ["0x12"]}, "tokens"),
+    ({"chain_id": 1, "node_urls": ["ws://n"], "heartbeat_interval_s": 0}, "heartbeat_interval_s"),
+    ({"chain_id": 1, "node_urls": ["ws://n"], "reorg_window_blocks": 0}, "reorg_window_blocks"),
+    ({"chain_id": 1, "node_urls": ["ws://n"], "tokenz": []}, "tokenz"),
+])
+def test_bad_values_are_refused_naming_the_key(chain: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        parse({"chain": chain})
+
+
+def test_unreadable_and_invalid_toml_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[chain\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(bad)
