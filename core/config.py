@@ -8,13 +8,18 @@ or malformed value is a clear one-line error before anything starts.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from core.domain.assets import Asset, chain_of, is_chain_id
 from core.domain.money import AmountError, parse_decimal
+from core.events import settings as event_settings
+from core.webhooks import settings as webhook_settings
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -66,6 +71,11 @@ class Config:
     reconnect_backoff_s: float = 1.0
     # How long a looked-up API key is trusted before it is read again (revocation delay).
     key_cache_s: float = 5.0
+    # [webhooks] and [events]: delivery retries and limits, stream buffers.
+    webhooks: webhook_settings.WebhookSettings = field(
+        default_factory=webhook_settings.WebhookSettings
+    )
+    events: event_settings.StreamSettings = field(default_factory=event_settings.StreamSettings)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def asset(self, asset_id: str) -> Asset | None:
@@ -161,6 +171,8 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
         max_ttl_s=int(invoices.get("max_ttl_s", Config.max_ttl_s)),
         expiry_interval_s=float(invoices.get("expiry_interval_s", Config.expiry_interval_s)),
         key_cache_s=float(raw.get("auth", {}).get("key_cache_s", Config.key_cache_s)),
+        webhooks=_table(webhook_settings.parse, raw, "webhooks"),
+        events=_table(event_settings.parse, raw, "events"),
         underpayment_tolerance_bps=int(invoices.get("underpayment_tolerance_bps", 0)),
         late_payment_window_s=int(
             invoices.get("late_payment_window_s", Config.late_payment_window_s)
@@ -173,6 +185,14 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
     if not 0 < config.default_ttl_s <= config.max_ttl_s:
         raise ConfigError("invoices.default_ttl_s must be positive and at most max_ttl_s")
     return config
+
+
+def _table(parser: Callable[[dict[str, Any]], T], raw: dict[str, Any], name: str) -> T:
+    """A table parsed by its owner's parser, whose ValueError becomes a ConfigError."""
+    try:
+        return parser(raw.get(name, {}))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load(path: Path) -> Config:

@@ -19,6 +19,7 @@ from core.api.event_service import EventService
 from core.api.invoice_service import InvoiceService
 from core.api.ledger_service import LedgerService
 from core.api.merchant_service import MerchantService
+from core.api.webhook_service import WebhookService
 from core.chain.apply import ChainApplier
 from core.chain.follower import ChainFollower
 from core.chain.hd import DepositAddresses
@@ -32,6 +33,8 @@ from core.merchants import Merchants
 from core.rates.sources import FixedRates, RateSource
 from core.store.db import create_pool
 from core.store.migrate import migrate
+from core.webhooks.endpoints import Endpoints
+from core.webhooks.worker import DeliveryWorker
 from kassa.core.v1 import (
     event_pb2,
     event_pb2_grpc,
@@ -39,6 +42,8 @@ from kassa.core.v1 import (
     invoice_pb2_grpc,
     merchant_pb2,
     merchant_pb2_grpc,
+    webhook_pb2,
+    webhook_pb2_grpc,
 )
 from kassa.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
@@ -48,6 +53,7 @@ SERVICES = (
     event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,
     merchant_pb2.DESCRIPTOR.services_by_name["MerchantService"].full_name,
+    webhook_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
 )
 
 
@@ -85,7 +91,19 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
         InvoiceService(invoicing, auth, head_of), server
     )
-    event_pb2_grpc.add_EventServiceServicer_to_server(EventService(pool, notifier, auth), server)
+    event_pb2_grpc.add_EventServiceServicer_to_server(
+        EventService(pool, notifier, auth, config.events), server
+    )
+    webhooks = config.webhooks
+    webhook_pb2_grpc.add_WebhookServiceServicer_to_server(
+        WebhookService(
+            Endpoints(pool, webhooks.policy.give_up_after_s, webhooks.secret_overlap_s),
+            auth,
+            webhooks.allow_private_targets,
+            clock,
+        ),
+        server,
+    )
     poster = Poster(pool, clock)
     poster.start()
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(
@@ -108,6 +126,10 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     tasks = [asyncio.create_task(f.run(), name=f"follow {chain}") for chain, f in followers.items()]
     tasks.append(asyncio.create_task(expiry.run(pool, index, clock, config.expiry_interval_s)))
     tasks.append(asyncio.create_task(ledger_expiry.run(pool, clock, config.expiry_interval_s)))
+    # Webhook deliveries: created from the outbox, sent, retried (core.webhooks.worker).
+    tasks.append(
+        asyncio.create_task(DeliveryWorker(pool, notifier, webhooks, clock).run(), name="webhooks")
+    )
     log.info("core serving", extra={"listen": config.listen, "chains": list(followers)})
 
     stop = asyncio.Event()

@@ -29,6 +29,8 @@ SCOPES = frozenset(
         "ledger:read",
         "ledger:write",
         "merchants:admin",
+        "webhooks:read",
+        "webhooks:write",
     }
 )
 _TOKEN = re.compile(r"^kassa_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")

@@ -3,31 +3,41 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 import grpc
 
-from core.api import render, validate
+from core.api import validate
 from core.api.auth import Authenticator, authorize
 from core.api.errors import ApiError, invalid
-from core.events.stream import OutboxNotifier, follow
+from core.events import resources
+from core.events.settings import StreamSettings
+from core.events.stream import ConsumerTooSlow, OutboxNotifier, follow, relay
 from kassa.core.v1 import event_pb2 as pb
 from kassa.core.v1 import event_pb2_grpc as pb_grpc
-from kassa.core.v1 import invoice_pb2
 
 _TYPE = re.compile(r"^[a-z_]+\.[a-z_]+$")
 
 
 class EventService(pb_grpc.EventServiceServicer):
-    def __init__(self, pool: asyncpg.Pool, notifier: OutboxNotifier, auth: Authenticator) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        notifier: OutboxNotifier,
+        auth: Authenticator,
+        settings: StreamSettings | None = None,
+    ) -> None:
         self.pool = pool
         self.notifier = notifier
         self.auth = auth
+        self.settings = settings or StreamSettings()
 
-    async def StreamEvents(
+    # Writes with context.write rather than yielding, so that a write that
+    # does not complete (a consumer that stopped reading) can be timed out.
+    async def StreamEvents(  # type: ignore[override]
         self, request: pb.StreamEventsRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.StreamEventsResponse]:
+    ) -> None:
         try:
             principal = await self.auth.principal(context)
             violations: validate.Violations = []
@@ -39,18 +49,38 @@ class EventService(pb_grpc.EventServiceServicer):
                 raise invalid(violations)
             # A merchant's key reads only its own stream; a platform key may read every merchant's.
             authorize(principal, "events:read", merchant)
-            async for row in follow(
-                self.pool, self.notifier, request.after_sequence, merchant, list(request.types)
-            ):
-                invoice = invoice_pb2.Invoice.FromString(row["payload"])
-                yield pb.StreamEventsResponse(
-                    event=pb.Event(
-                        id=str(row["id"]),
-                        sequence=row["sequence"],
-                        type=row["type"],
-                        create_time=render.timestamp(row["create_time"]),
-                        invoice=invoice,
-                    )
+
+            def rows(free: Callable[[], int]) -> AsyncIterator[asyncpg.Record]:
+                return follow(
+                    self.pool,
+                    self.notifier,
+                    request.after_sequence,
+                    merchant,
+                    list(request.types),
+                    free,
                 )
+
+            async def send(row: asyncpg.Record) -> None:
+                await context.write(pb.StreamEventsResponse(event=resources.event(row)))
+
+            try:
+                await relay(
+                    rows,
+                    send,
+                    self.settings.buffer_events,
+                    self.settings.stall_timeout_s,
+                    request.after_sequence,
+                )
+            except ConsumerTooSlow as slow:
+                raise ApiError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "CONSUMER_TOO_SLOW",
+                    f"the consumer stopped reading for {self.settings.stall_timeout_s:g} s; "
+                    "resume with after_sequence set to the last event it processed",
+                    metadata={
+                        "last_sent_sequence": str(slow.last_sent_sequence),
+                        "buffered_events": str(slow.buffered),
+                    },
+                ) from None
         except ApiError as exc:
             await context.abort_with_status(exc.to_status())

@@ -22,6 +22,8 @@ class NewEvent:
     merchant_id: str
     resource_name: str
     payload: bytes  # the serialized resource as it stood
+    # Which message payload holds (core.events.resources.RESOURCES).
+    resource_type: str = "invoice"
 
 
 async def append(conn: asyncpg.Connection, events: list[NewEvent]) -> int:
@@ -38,10 +40,26 @@ async def append(conn: asyncpg.Connection, events: list[NewEvent]) -> int:
     await conn.copy_records_to_table(
         "events",
         records=[
-            (first + i, uuid.uuid4(), e.type, e.merchant_id, e.resource_name, e.payload)
+            (
+                first + i,
+                uuid.uuid4(),
+                e.type,
+                e.merchant_id,
+                e.resource_name,
+                e.resource_type,
+                e.payload,
+            )
             for i, e in enumerate(events)
         ],
-        columns=["sequence", "id", "type", "merchant_id", "resource_name", "payload"],
+        columns=[
+            "sequence",
+            "id",
+            "type",
+            "merchant_id",
+            "resource_name",
+            "resource_type",
+            "payload",
+        ],
     )
     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
     return last

@@ -2,7 +2,9 @@
 
 One LISTEN connection per process wakes every open stream; streams then read
 from PostgreSQL themselves, so a consumer that falls behind costs a query,
-never memory in the core.
+never memory in the core. Each stream reads ahead into a bounded buffer;
+a consumer that stops taking events leaves it full, and `relay` cuts it off
+after a stall rather than hold anything for it (it resumes from its cursor).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import asyncpg
 
@@ -67,24 +69,79 @@ async def follow(
     after_sequence: int,
     merchant_id: str | None,
     types: Sequence[str],
+    limit: Callable[[], int] = lambda: BATCH,
 ) -> AsyncIterator[asyncpg.Record]:
-    """Every matching event after `after_sequence`, then new ones, forever."""
+    """Every matching event after `after_sequence`, then new ones, forever.
+
+    `limit` says how many rows the caller can take now (its free buffer)."""
     cursor = after_sequence
     while True:
         generation = notifier.generation
+        want = max(1, min(BATCH, limit()))
         async with pool.acquire() as conn:
             rows = await conn.fetch(
-                """SELECT sequence, id, type, merchant_id, payload, create_time FROM events
+                """SELECT sequence, id, type, merchant_id, resource_type, payload, create_time
+                     FROM events
                     WHERE sequence > $1 AND ($2::text IS NULL OR merchant_id = $2)
                       AND (cardinality($3::text[]) = 0 OR type = ANY($3::text[]))
                     ORDER BY sequence LIMIT $4""",
                 cursor,
                 merchant_id,
                 list(types),
-                BATCH,
+                want,
             )
         for row in rows:
             yield row
             cursor = row["sequence"]
-        if len(rows) < BATCH:
+        if len(rows) < want:
             await notifier.wait(generation)
+
+
+class ConsumerTooSlow(Exception):
+    """The consumer left its buffer full for longer than the stall timeout."""
+
+    def __init__(self, last_sent_sequence: int, buffered: int) -> None:
+        super().__init__(f"consumer stalled after sequence {last_sent_sequence}")
+        self.last_sent_sequence = last_sent_sequence
+        self.buffered = buffered
+
+
+async def relay(
+    rows: Callable[[Callable[[], int]], AsyncIterator[asyncpg.Record]],
+    send: Callable[[asyncpg.Record], Awaitable[None]],
+    buffer_events: int,
+    stall_timeout_s: float,
+    after_sequence: int = 0,
+) -> None:
+    """Reads ahead into a buffer of `buffer_events` and sends in order.
+
+    Raises ConsumerTooSlow when one send does not complete within
+    `stall_timeout_s` (the transport's window and the buffer are full: the
+    consumer stopped reading). Never returns otherwise; cancel it to stop.
+    """
+    buffer: asyncio.Queue[asyncpg.Record] = asyncio.Queue(maxsize=buffer_events)
+
+    async def read() -> None:
+        async for row in rows(lambda: buffer.maxsize - buffer.qsize()):
+            await buffer.put(row)
+
+    reader = asyncio.create_task(read(), name="events read-ahead")
+    last_sent = after_sequence
+    try:
+        while True:
+            getter = asyncio.ensure_future(buffer.get())
+            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                reader.result()  # the reader failed: raise its error
+                raise AssertionError("the reader follows forever")
+            row = getter.result()
+            try:
+                await asyncio.wait_for(send(row), stall_timeout_s)
+            except TimeoutError:
+                raise ConsumerTooSlow(last_sent, buffer.qsize() + 1) from None
+            last_sent = row["sequence"]
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader

@@ -67,6 +67,9 @@ class CoreSetup:
     default_ttl_s: int = 900
     underpayment_tolerance_bps: int = 0
     late_payment_window_s: int = 3600
+    # [webhooks] and [events] tables (retry schedule, private targets, stream buffers).
+    webhooks: dict[str, object] | None = None
+    events: dict[str, object] | None = None
 
     def __post_init__(self) -> None:
         if not self.port:
@@ -93,6 +96,8 @@ class CoreSetup:
                 "chains": self.chains,
                 "assets": self.assets,
                 "rates": {"fixed": self.fixed_rates},
+                **({"webhooks": self.webhooks} if self.webhooks else {}),
+                **({"events": self.events} if self.events else {}),
             },
         )
 

@@ -1,0 +1,44 @@
+"""Outbox rows to kassa.core.v1.Event messages and their webhook JSON.
+
+Generic over the resource: an event row carries its resource type and the
+serialized message; this table says which message and which Event field.
+A new resource (payouts, refunds) adds one line here and one oneof field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from core.api.render import timestamp
+from kassa.core.v1 import event_pb2, invoice_pb2
+
+# resource_type -> (message class, Event.resource oneof field)
+RESOURCES: dict[str, tuple[type[Message], str]] = {
+    "invoice": (invoice_pb2.Invoice, "invoice"),
+}
+
+
+def event(row: Mapping[str, Any]) -> event_pb2.Event:
+    """An outbox row (sequence, id, type, resource_type, payload, create_time)."""
+    message_type, field = RESOURCES[row["resource_type"]]
+    message = event_pb2.Event(
+        id=str(row["id"]),
+        sequence=row["sequence"],
+        type=row["type"],
+        create_time=timestamp(row["create_time"]),
+    )
+    getattr(message, field).CopyFrom(message_type.FromString(bytes(row["payload"])))
+    return message
+
+
+def to_json(message: event_pb2.Event) -> bytes:
+    """Canonical proto3 JSON: lowerCamel names, 64-bit integers and amounts
+    as strings, keys sorted and no whitespace, so the bytes are the same on
+    every retry and signatures are over exactly what is sent."""
+    as_dict = json_format.MessageToDict(message, always_print_fields_with_no_presence=False)
+    return json.dumps(as_dict, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,1 @@
+"""Signed webhooks: endpoints, deliveries stored before they are sent, retries."""

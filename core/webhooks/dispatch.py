@@ -1,0 +1,63 @@
+"""From the outbox to stored deliveries.
+
+The dispatcher follows the outbox by sequence and, in one transaction,
+creates the deliveries of a batch of events and moves its cursor past them.
+Sequences are gapless and increase in commit order, so nothing committed is
+skipped; the cursor moves with the deliveries, so nothing is created twice;
+and a delivery row exists before anything is sent (the sender reads only
+delivery rows). Event-writing transactions are untouched: they hold the
+outbox's sequence lock, and work done there would serialise every writer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import asyncpg
+
+BATCH = 1000
+
+
+async def dispatch_once(
+    pool: asyncpg.Pool, now: datetime, give_up_after_s: float, batch: int = BATCH
+) -> tuple[int, int]:
+    """(events consumed, deliveries created) for the next batch of events."""
+    async with pool.acquire() as conn, conn.transaction():
+        # The row lock makes dispatchers of several core processes take turns.
+        cursor = await conn.fetchval(
+            "SELECT last_sequence FROM webhook_dispatch_cursor WHERE id = 1 FOR UPDATE"
+        )
+        upto = await conn.fetchval(
+            "SELECT max(sequence) FROM events WHERE sequence > $1 AND sequence <= $1 + $2",
+            cursor,
+            batch,
+        )
+        if upto is None:
+            return 0, 0
+        created = await conn.fetchval(
+            """WITH q AS (
+                 INSERT INTO webhook_deliveries
+                   (id, endpoint_id, merchant_id, event_sequence, event_id, event_type,
+                    resource_name, status, next_attempt_time, give_up_time, create_time,
+                    update_time)
+                 SELECT gen_random_uuid(), e.id, ev.merchant_id, ev.sequence, ev.id, ev.type,
+                        ev.resource_name, 'pending', $3, $4, $3, $3
+                   FROM events ev
+                   JOIN webhook_endpoints e
+                     ON e.merchant_id = ev.merchant_id
+                    AND e.delete_time IS NULL AND NOT e.disabled
+                    AND ev.sequence > e.after_sequence
+                    AND (cardinality(e.event_types) = 0 OR ev.type = ANY(e.event_types))
+                  WHERE ev.sequence > $1 AND ev.sequence <= $2
+                 ON CONFLICT (endpoint_id, event_sequence) DO NOTHING
+                 RETURNING 1)
+               SELECT count(*) FROM q""",
+            cursor,
+            upto,
+            now,
+            now + timedelta(seconds=give_up_after_s),
+        )
+        await conn.execute(
+            "UPDATE webhook_dispatch_cursor SET last_sequence = $1 WHERE id = 1", upto
+        )
+        return int(upto - cursor), int(created)

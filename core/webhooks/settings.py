@@ -1,0 +1,64 @@
+"""The [webhooks] configuration table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from core.webhooks.retry import Policy
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    # Retries: exponential from initial_backoff_s, capped at max_backoff_s,
+    # for give_up_after_s (3 days) after the delivery was created.
+    policy: Policy = field(default_factory=Policy)
+    # A hard limit on one attempt, connect to last byte.
+    timeout_s: float = 10.0
+    # Deliveries sent at once by one core process.
+    concurrency: int = 16
+    # How often due deliveries are looked for when nothing wakes the worker.
+    poll_interval_s: float = 1.0
+    # Loopback, private, link-local targets are refused unless allowed
+    # (SSRF); local development and the tests allow them.
+    allow_private_targets: bool = False
+    # How long the previous secret keeps signing after a rotation.
+    secret_overlap_s: int = 24 * 3600
+    # A claimed attempt's lease beyond timeout_s; after it, a crashed
+    # attempt is retried by any worker.
+    lease_grace_s: float = 5.0
+
+
+_FLOATS = ("timeout_s", "poll_interval_s", "lease_grace_s")
+_POLICY = ("initial_backoff_s", "max_backoff_s", "give_up_after_s")
+
+
+def parse(table: dict[str, Any]) -> WebhookSettings:
+    """Raises ValueError naming the key on bad input."""
+    known = {f.name for f in fields(WebhookSettings)} - {"policy"} | set(_POLICY)
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"webhooks: unknown keys {unknown}")
+
+    def number(key: str, default: float) -> float:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError(f"webhooks.{key} must be a non-negative number")
+        return float(value)
+
+    defaults = Policy()
+    try:
+        policy = Policy(**{k: number(k, getattr(defaults, k)) for k in _POLICY})
+    except ValueError as exc:
+        raise ValueError(f"webhooks: {exc}") from None
+    base = WebhookSettings()
+    settings = WebhookSettings(
+        policy=policy,
+        concurrency=int(number("concurrency", base.concurrency)),
+        secret_overlap_s=int(number("secret_overlap_s", base.secret_overlap_s)),
+        allow_private_targets=bool(table.get("allow_private_targets", False)),
+        **{k: number(k, getattr(base, k)) for k in _FLOATS},
+    )
+    if settings.timeout_s <= 0 or settings.concurrency < 1 or settings.poll_interval_s <= 0:
+        raise ValueError("webhooks: timeout_s, concurrency and poll_interval_s must be positive")
+    return settings

@@ -1,0 +1,70 @@
+"""The Kassa-Signature header (Stripe-style) and its verification.
+
+    Kassa-Signature: t=<unix seconds>,v1=<hex>[,v1=<hex>]
+
+where each v1 is HMAC-SHA256(secret, f"{t}.".encode() + body), one per
+secret that currently signs (two during a rotation's overlap). The secret
+only keys the MAC; it never travels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets as _secrets
+from collections.abc import Sequence
+
+SCHEME = "v1"
+SECRET_PREFIX = "whsec_"
+# Receivers should refuse older (replayed) signatures; the docs' recipe uses it.
+DEFAULT_TOLERANCE_S = 300
+
+
+def new_secret() -> str:
+    """256 random bits; the whole string (prefix included) is the HMAC key."""
+    return SECRET_PREFIX + _secrets.token_urlsafe(32)
+
+
+def signature(secret: str, timestamp_s: int, body: bytes) -> str:
+    signed = f"{timestamp_s}.".encode() + body
+    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def header(signing_secrets: Sequence[str], timestamp_s: int, body: bytes) -> str:
+    """The header value: the timestamp, then one v1 per secret, current first."""
+    if not signing_secrets:
+        raise ValueError("at least one secret signs")
+    parts = [f"t={timestamp_s}"]
+    parts += [f"{SCHEME}={signature(s, timestamp_s, body)}" for s in signing_secrets]
+    return ",".join(parts)
+
+
+def parse(value: str) -> tuple[int | None, list[str]]:
+    """(timestamp, v1 signatures) of a header; unknown schemes are ignored."""
+    timestamp_s: int | None = None
+    found: list[str] = []
+    for part in value.split(","):
+        key, sep, item = part.strip().partition("=")
+        if not sep:
+            continue
+        if key == "t" and item.isdigit() and timestamp_s is None:
+            timestamp_s = int(item)
+        elif key == SCHEME:
+            found.append(item)
+    return timestamp_s, found
+
+
+def verify(
+    value: str,
+    secret: str,
+    body: bytes,
+    now_s: float,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+) -> bool:
+    """True when some v1 in the header is ours and its timestamp is recent."""
+    timestamp_s, found = parse(value)
+    if timestamp_s is None or abs(now_s - timestamp_s) > tolerance_s:
+        return False
+    expected = signature(secret, timestamp_s, body)
+    # Compare against every candidate, in constant time each.
+    return any(hmac.compare_digest(expected, candidate) for candidate in found)
