@@ -69,7 +69,6 @@ class EventService(pb_grpc.EventServiceServicer):
                     send,
                     self.settings.buffer_events,
                     self.settings.stall_timeout_s,
-                    request.after_sequence,
                 )
             except ConsumerTooSlow as slow:
                 raise ApiError(

@@ -101,7 +101,8 @@ class ConsumerTooSlow(Exception):
     """The consumer left its buffer full for longer than the stall timeout."""
 
     def __init__(self, last_sent_sequence: int, buffered: int) -> None:
-        super().__init__(f"consumer stalled after sequence {last_sent_sequence}")
+        super().__init__(f"consumer stalled at sequence {last_sent_sequence}")
+        # The highest sequence that may have reached the consumer.
         self.last_sent_sequence = last_sent_sequence
         self.buffered = buffered
 
@@ -111,7 +112,6 @@ async def relay(
     send: Callable[[asyncpg.Record], Awaitable[None]],
     buffer_events: int,
     stall_timeout_s: float,
-    after_sequence: int = 0,
 ) -> None:
     """Reads ahead into a buffer of `buffer_events` and sends in order.
 
@@ -126,7 +126,6 @@ async def relay(
             await buffer.put(row)
 
     reader = asyncio.create_task(read(), name="events read-ahead")
-    last_sent = after_sequence
     try:
         while True:
             getter = asyncio.ensure_future(buffer.get())
@@ -139,8 +138,9 @@ async def relay(
             try:
                 await asyncio.wait_for(send(row), stall_timeout_s)
             except TimeoutError:
-                raise ConsumerTooSlow(last_sent, buffer.qsize() + 1) from None
-            last_sent = row["sequence"]
+                # The stalled message may still reach the consumer: report it
+                # as the highest sequence that may have been sent.
+                raise ConsumerTooSlow(row["sequence"], buffer.qsize()) from None
     finally:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
