@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 from core.domain.assets import Asset, chain_of, is_chain_id
 from core.domain.money import AmountError, parse_decimal
 from core.events import settings as event_settings
+from core.payouts import config as payouts_config
+from core.rates.config import RatesConfig, RatesConfigError, parse_rates
 from core.webhooks import settings as webhook_settings
 
 T = TypeVar("T")
@@ -58,7 +60,7 @@ class Config:
     account_xpub: str
     chains: tuple[ChainConfig, ...]
     assets: tuple[Asset, ...]
-    fixed_rates: dict[str, str]  # "TUSD/USD" -> "1.00"
+    rates: RatesConfig
     listen: str = "127.0.0.1:50051"
     pool_size: int = 10
     default_ttl_s: int = 900
@@ -71,6 +73,8 @@ class Config:
     reconnect_backoff_s: float = 1.0
     # How long a looked-up API key is trusted before it is read again (revocation delay).
     key_cache_s: float = 5.0
+    # [signer] and [payouts]; None: payouts are off.
+    payouts: payouts_config.PayoutsConfig | None = None
     # [webhooks] and [events]: delivery retries and limits, stream buffers.
     webhooks: webhook_settings.WebhookSettings = field(
         default_factory=webhook_settings.WebhookSettings
@@ -153,18 +157,20 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
         if not 0 <= decimals <= 36:
             raise ConfigError(f"{where}.decimals must be between 0 and 36")
         assets.append(Asset(asset_id, chain, _require(item, "symbol", where, str), decimals))
-    rates = {str(k): str(v) for k, v in raw.get("rates", {}).get("fixed", {}).items()}
-    for pair, rate in rates.items():
-        try:
-            parse_decimal(rate)
-        except AmountError as exc:
-            raise ConfigError(f"rates.fixed.{pair}: {exc}") from None
+    try:
+        rates = parse_rates(raw.get("rates", {}))
+    except RatesConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        payouts = payouts_config.parse(raw, base)
+    except payouts_config.PayoutsConfigError as exc:
+        raise ConfigError(str(exc)) from None
     config = Config(
         dsn=_require(database, "dsn", "database", str),
         account_xpub=_xpub(raw.get("hd", {}), base),
         chains=tuple(chains),
         assets=tuple(assets),
-        fixed_rates=rates,
+        rates=rates,
         listen=str(server.get("listen", Config.listen)),
         pool_size=int(database.get("pool_size", Config.pool_size)),
         default_ttl_s=int(invoices.get("default_ttl_s", Config.default_ttl_s)),
@@ -177,6 +183,7 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
         late_payment_window_s=int(
             invoices.get("late_payment_window_s", Config.late_payment_window_s)
         ),
+        payouts=payouts,
     )
     if not 0 <= config.underpayment_tolerance_bps < 10_000:
         raise ConfigError("invoices.underpayment_tolerance_bps must be in 0..9999")

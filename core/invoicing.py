@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,7 +21,7 @@ from core.config import Config
 from core.domain import invoice_state as sm
 from core.domain.money import fiat_to_base_units
 from core.events.outbox import append
-from core.rates.sources import NoRateError, RateSource, quote
+from core.rates.sources import NoRateError, Quoter, RateSource, quote
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Invoicing:
     config: Config
     addresses: DepositAddresses
     index: ActiveInvoiceIndex
-    rates: list[RateSource]
+    rates: Sequence[RateSource] | Quoter
     clock: Callable[[], datetime]
 
     async def create(self, spec: InvoiceSpec, request_fingerprint: bytes) -> asyncpg.Record:
@@ -50,7 +50,10 @@ class Invoicing:
                     grpc.StatusCode.FAILED_PRECONDITION,
                     "NO_RATE",
                     str(exc),
-                    metadata={"pair": f"{spec.asset.symbol}/{spec.currency}"},
+                    metadata={
+                        "pair": exc.pair,
+                        **{f"source.{a.source}": a.reason for a in exc.attempts},
+                    },
                 ) from None
             due = fiat_to_base_units(spec.price, q.rate, spec.asset.decimals)
             price_amount, quote_rate, quote_source, quote_time = (

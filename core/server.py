@@ -19,6 +19,7 @@ from core.api.event_service import EventService
 from core.api.invoice_service import InvoiceService
 from core.api.ledger_service import LedgerService
 from core.api.merchant_service import MerchantService
+from core.api.payout_service import PayoutService
 from core.api.webhook_service import WebhookService
 from core.chain.apply import ChainApplier
 from core.chain.follower import ChainFollower
@@ -30,7 +31,10 @@ from core.invoicing import Invoicing
 from core.ledger import expiry as ledger_expiry
 from core.ledger.batcher import Poster
 from core.merchants import Merchants
-from core.rates.sources import FixedRates, RateSource
+from core.payouts.payouts import Payouts
+from core.payouts.signer_client import SignerClient
+from core.payouts.worker import PayoutWorker
+from core.rates.config import build_router
 from core.store.db import create_pool
 from core.store.migrate import migrate
 from core.webhooks.endpoints import Endpoints
@@ -42,6 +46,8 @@ from kassa.core.v1 import (
     invoice_pb2_grpc,
     merchant_pb2,
     merchant_pb2_grpc,
+    payout_pb2,
+    payout_pb2_grpc,
     webhook_pb2,
     webhook_pb2_grpc,
 )
@@ -53,6 +59,7 @@ SERVICES = (
     event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,
     merchant_pb2.DESCRIPTOR.services_by_name["MerchantService"].full_name,
+    payout_pb2.DESCRIPTOR.services_by_name["PayoutService"].full_name,
     webhook_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
 )
 
@@ -79,7 +86,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         )
         for c in config.chains
     }
-    rates: list[RateSource] = [FixedRates(config.fixed_rates)]
+    rates = build_router(config.rates)
     invoicing = Invoicing(pool, config, DepositAddresses(config.account_xpub), index, rates, clock)
 
     def head_of(chain: str) -> int | None:
@@ -112,6 +119,15 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     merchant_pb2_grpc.add_MerchantServiceServicer_to_server(
         MerchantService(Merchants(pool), auth), server
     )
+    # Payouts only with a [signer]; PayoutService then answers, else UNIMPLEMENTED.
+    signer: SignerClient | None = None
+    payout_worker: PayoutWorker | None = None
+    if config.payouts is not None:
+        signer = SignerClient(config.payouts.signer)
+        payout_worker = PayoutWorker(pool, config, config.payouts, signer, clock)
+        payout_pb2_grpc.add_PayoutServiceServicer_to_server(
+            PayoutService(Payouts(pool, config.payouts.hot_key_id), config, auth, clock), server
+        )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -130,6 +146,8 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     tasks.append(
         asyncio.create_task(DeliveryWorker(pool, notifier, webhooks, clock).run(), name="webhooks")
     )
+    if payout_worker is not None:
+        tasks.append(asyncio.create_task(payout_worker.run(), name="payouts"))
     log.info("core serving", extra={"listen": config.listen, "chains": list(followers)})
 
     stop = asyncio.Event()
@@ -147,6 +165,8 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    if signer is not None:
+        await signer.close()
     await notifier.close()
     await pool.close()
     log.info("core stopped")

@@ -179,7 +179,9 @@ class ActiveInvoiceIndex:
         loaded = 0
         async with conn.transaction():
             cursor = await conn.cursor(
-                "SELECT deposit_address, id FROM invoices WHERE state NOT IN ('expired', 'cancelled')"
+                # Watched while the late-payment window is open, whatever the state:
+                # funds to an expired, paid or cancelled invoice are recorded, never lost.
+                "SELECT deposit_address, id FROM invoices WHERE monitoring_end_time > now()"
             )
             while rows := await cursor.fetch(batch_rows):
                 for address, invoice_id in rows:

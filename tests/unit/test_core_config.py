@@ -1,0 +1,62 @@
+"""The core's configuration: confirmation tiers and refusals with clear messages."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from core.config import ConfigError, parse
+
+XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
+
+
+def raw(**chain: object) -> dict[str, object]:
+    return {
+        "database": {"dsn": "postgresql://x@127.0.0.1/kassa"},
+        "hd": {"account_xpub": XPUB},
+        "chains": [{"id": "eip155:1", "adapter": "127.0.0.1:1", "confirmations": 12, **chain}],
+        "assets": [{"id": "eip155:1/slip44:60", "symbol": "ETH", "decimals": 18}],
+    }
+
+
+def test_confirmations_follow_the_smallest_tier_covering_the_fiat_value() -> None:
+    config = parse(
+        raw(
+            tiers=[
+                {"up_to": "50.00", "currency": "USD", "confirmations": 1},
+                {"up_to": "1000", "currency": "USD", "confirmations": 6},
+            ]
+        ),
+        Path("."),
+    )
+    chain = config.chains[0]
+    assert chain.confirmations_for(Decimal("25.00"), "USD") == 1
+    assert chain.confirmations_for(Decimal("50.00"), "USD") == 1
+    assert chain.confirmations_for(Decimal("50.01"), "USD") == 6
+    assert chain.confirmations_for(Decimal("5000"), "USD") == 12
+    # Another currency, or an invoice priced in the asset itself, gets the chain default.
+    assert chain.confirmations_for(Decimal("1"), "EUR") == 12
+    assert chain.confirmations_for(None, None) == 12
+
+
+@pytest.mark.parametrize(
+    ("chain", "message"),
+    [
+        ({"confirmations": 0}, "confirmations must be at least 1"),
+        ({"tiers": [{"up_to": "-5", "confirmations": 1}]}, "up_to"),
+        ({"tiers": [{"up_to": "5", "confirmations": 0}]}, "confirmations must be at least 1"),
+        ({"id": "bitcoin"}, "CAIP-2"),
+    ],
+)
+def test_bad_chain_config_is_refused_naming_the_key(chain: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse(raw(**chain), Path("."))
+
+
+def test_rates_config_errors_surface_as_config_errors() -> None:
+    bad = raw()
+    bad["rates"] = {"sources": ["nowhere"]}
+    with pytest.raises(ConfigError, match="nowhere"):
+        parse(bad, Path("."))
