@@ -31,6 +31,9 @@ SCOPES = frozenset(
         "merchants:admin",
         "webhooks:read",
         "webhooks:write",
+        "payouts:read",
+        "payouts:write",
+        "payouts:approve",
     }
 )
 _TOKEN = re.compile(r"^kassa_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")

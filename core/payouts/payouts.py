@@ -15,6 +15,7 @@ import grpc
 
 from core import lifecycle
 from core.api.errors import ApiError, not_found
+from core.events import resources
 from core.events.outbox import NewEvent, append
 from core.ledger import settlement
 from core.payouts import ledger, machine, nonces, render
@@ -118,6 +119,14 @@ async def save(
 
 
 async def announce(conn: asyncpg.Connection, row: asyncpg.Record, event_type: str) -> None:
+    """Writes a payout.* event carrying the Payout, once the Event oneof can carry one.
+
+    Until core/events/resources.py maps "payout" (Event.payout, field 11), a
+    Payout payload would be decoded as an Invoice by StreamEvents and the
+    webhook dispatcher, so nothing is written rather than something unreadable.
+    """
+    if "payout" not in resources.RESOURCES:
+        return
     message = await render.load(conn, row)
     await append(
         conn,
@@ -127,6 +136,7 @@ async def announce(conn: asyncpg.Connection, row: asyncpg.Record, event_type: st
                 row["merchant_id"],
                 message.name,
                 message.SerializeToString(deterministic=True),
+                resource_type="payout",
             )
         ],
     )

@@ -22,10 +22,18 @@ from pathlib import Path
 import grpc
 
 from core.clients import authed_channel
-from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
+from kassa.core.v1 import (
+    event_pb2,
+    event_pb2_grpc,
+    invoice_pb2,
+    invoice_pb2_grpc,
+    payout_pb2,
+    payout_pb2_grpc,
+)
 from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
 from localstack.fullstack import MERCHANT, LocalStack
 from localstack.paths import REPO, postgres_bin
+from localstack.stack import MERCHANT_SCOPES, CoreSetup
 
 _T0 = time.monotonic()
 
@@ -84,7 +92,7 @@ def run(stack: LocalStack, kill_core: bool) -> None:
     xpub = stack.key_ceremony()
     say(f"signer key ceremony: HD seed encrypted under a token AES key; account xpub {xpub[:24]}…")
     stack.start_signer()
-    with grpc.insecure_channel(f"127.0.0.1:{stack.signer_port}") as channel:
+    with stack.signer_channel() as channel:  # mTLS, as the core (CN=kassa-core)
         keys = (
             signer_pb2_grpc.SignerServiceStub(channel).ListKeys(signer_pb2.ListKeysRequest()).keys
         )
@@ -162,6 +170,72 @@ def run(stack: LocalStack, kill_core: bool) -> None:
     assert final.state == invoice_pb2.INVOICE_STATE_PAID
     assert final.amount_received == invoice.amount_due, "credited exactly once"
     say(f"{invoice.name} is PAID: received {final.amount_received} of {final.amount_due}")
+    refund_overpaid(stack, core)
+
+
+def refund_overpaid(stack: LocalStack, core: CoreSetup) -> None:
+    """An overpaid invoice's excess goes back to the customer: core → signer → chain."""
+    token = core.merchant_token(
+        MERCHANT.removeprefix("merchants/"),
+        (*MERCHANT_SCOPES, "payouts:read", "payouts:write"),
+    )
+    with core.channel(token) as channel:
+        invoices = invoice_pb2_grpc.InvoiceServiceStub(channel)
+        payouts = payout_pb2_grpc.PayoutServiceStub(channel)
+        invoice = invoices.CreateInvoice(
+            invoice_pb2.CreateInvoiceRequest(
+                parent=MERCHANT,
+                merchant_order_id="order-1002",
+                asset=stack.token_asset,
+                price=invoice_pb2.FiatAmount(amount="10.00", currency="USD"),
+            )
+        ).invoice
+        excess = 2_500_000
+        tx = stack.token.transfer(
+            stack.customer, invoice.deposit_address, int(invoice.amount_due) + excess
+        )
+        say(f"created {invoice.name} for {invoice.amount_due}; customer overpays by {excess}: {tx}")
+        t0 = time.monotonic()
+        while True:
+            got = invoices.GetInvoice(invoice_pb2.GetInvoiceRequest(name=invoice.name)).invoice
+            if got.state == invoice_pb2.INVOICE_STATE_OVERPAID:
+                break
+            time.sleep(0.2)
+        say(
+            f"{invoice.name} is OVERPAID (+{time.monotonic() - t0:.2f}s): received {got.amount_received}"
+        )
+        before = stack.token.balance_of(stack.customer)
+        t1 = time.monotonic()
+        refund = payouts.CreateRefund(
+            payout_pb2.CreateRefundRequest(
+                invoice=invoice.name,
+                destination=stack.customer,
+                amount=str(excess),
+                reference="excess of order-1002",
+                request_id="demo-refund-1002",
+            )
+        ).payout
+        say(f"refund {refund.name} of {refund.amount} to {refund.destination}: held on the ledger")
+        seen = refund.state
+        while refund.state not in (
+            payout_pb2.PAYOUT_STATE_CONFIRMED,
+            payout_pb2.PAYOUT_STATE_FAILED,
+        ):
+            time.sleep(0.2)
+            refund = payouts.GetPayout(payout_pb2.GetPayoutRequest(name=refund.name)).payout
+            if refund.state != seen:
+                seen = refund.state
+                state = payout_pb2.PayoutState.Name(seen).removeprefix("PAYOUT_STATE_").lower()
+                say(
+                    f"  refund {state:<10} tx {refund.tx_hash or '-'} (+{time.monotonic() - t1:.2f}s)"
+                )
+    received = stack.token.balance_of(stack.customer) - before
+    assert refund.state == payout_pb2.PAYOUT_STATE_CONFIRMED, refund.failure_reason
+    assert received == excess, f"customer received {received}, expected {excess}"
+    say(
+        f"customer {stack.customer} got the excess back: +{received} base units, nonce "
+        f"{refund.nonce}, network fee {refund.network_fee} wei (+{time.monotonic() - t1:.2f}s)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,12 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from localstack.anvil import Anvil
+from localstack.paths import REPO
 from localstack.ports import free_port
 from localstack.postgres import PostgresCluster
 from localstack.procs import ManagedProcess, console_script
@@ -22,6 +27,22 @@ from localstack.stack import CoreSetup, write_toml
 from localstack.token import Token, deploy
 
 MERCHANT = "merchants/demo"
+APPROVERS = ("alice", "bob")
+# Payouts of the test token above this (base units) need 2 of the approvers.
+APPROVAL_ABOVE_TOKEN = 1_000 * 10**6
+# The hot key's float on each chain: payouts are paid from it.
+HOT_FLOAT_WEI = 100 * 10**18
+HOT_FLOAT_TOKEN = 100_000 * 10**6
+
+
+def _raw_public(key: Ed25519PrivateKey) -> str:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+
+def _raw_private(key: Ed25519PrivateKey) -> str:
+    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+
+    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
 
 
 @dataclass
@@ -134,33 +155,118 @@ class LocalStack:
             env=self._signer_env(),
         )
 
+    def policy_text(self) -> str:
+        """The signer's policy: sweeps from deposit keys, gas funding, payouts and
+        refunds from the hot key with a per-transaction cap, approvals above a threshold."""
+        caps = "".join(
+            f'"{c.native_asset}" = "{50 * 10**18}"\n"{c.token_asset}" = "{500_000 * 10**6}"\n'
+            for c in self.chains
+        )
+        tokens = ", ".join(f'"{c.token_asset}"' for c in self.chains)
+        approvers = ", ".join(f'"{a}"' for a in APPROVERS)
+        return f"""version = 1
+
+[caps]
+{caps}
+[[rules]]
+name = "sweeps"
+caller_role = "payments"
+purpose = "SWEEP"
+key_id = "hd:*"
+action = "allow"
+
+[[rules]]
+name = "gas funding"
+caller_role = "payments"
+purpose = "GAS_FUNDING"
+key_id = "hot-1"
+action = "allow"
+
+[[rules]]
+name = "large token payouts"
+purpose = ["PAYOUT", "REFUND"]
+asset = [{tokens}]
+amount_above = "{APPROVAL_ABOVE_TOKEN}"
+action = "require_approvals"
+approvers = [{approvers}]
+threshold = 2
+
+[[rules]]
+name = "payouts and refunds"
+caller_role = "payments"
+key_id = "hot-1"
+purpose = ["PAYOUT", "REFUND"]
+action = "allow"
+"""
+
     def key_ceremony(self) -> str:
         self.signer_port = free_port()
-        self.signer_policy = self.run_dir / "signer-policy.toml"
-        # Implicit deny: the walking skeleton signs nothing; payouts bring rules.
-        self.signer_policy.write_text(
-            "# Kassa signer policy: no rule matches, so every request is refused.\n"
+        self.certs = self.run_dir / "certs"
+        subprocess.run(
+            [str(REPO / "scripts" / "make-dev-certs"), str(self.certs)],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
+        # The core's envelope key (Ed25519) and the approvers' keys.
+        self.core_key = Ed25519PrivateKey.generate()
+        self.core_key_file = self.run_dir / "core-signer.key"
+        self.core_key_file.write_text(_raw_private(self.core_key) + "\n")
+        self.core_key_file.chmod(0o600)
+        self.approvers = {name: Ed25519PrivateKey.generate() for name in APPROVERS}
+        self.signer_policy = self.run_dir / "signer-policy.toml"
+        self.signer_policy.write_text(self.policy_text())
         self.signer_config = write_toml(
             self.run_dir / "signer.toml",
             {
-                "server": {
-                    "listen": f"127.0.0.1:{self.signer_port}",
-                    "insecure_loopback_only": True,
-                },
+                "server": {"listen": f"127.0.0.1:{self.signer_port}"},
                 "hsm": {
                     "module": str(self.hsm.module),
                     "token_label": self.hsm.label,
                     "pin_file": str(self.hsm.pin_file),
                 },
                 "state": {"dir": str(self.run_dir / "signer-state")},
+                "tls": {
+                    "ca_file": str(self.certs / "ca.pem"),
+                    "cert_file": str(self.certs / "signer.pem"),
+                    "key_file": str(self.certs / "signer.key"),
+                },
                 "policy": {"file": str(self.signer_policy)},
+                "callers": [
+                    {
+                        "key_id": "core",
+                        "role": "payments",
+                        "tls_subject": "CN=kassa-core",
+                        "ed25519_public_key": _raw_public(self.core_key),
+                    }
+                ],
+                "approvers": [
+                    {"key_id": name, "ed25519_public_key": _raw_public(key)}
+                    for name, key in self.approvers.items()
+                ],
             },
         )
         xpub_path = self.run_dir / "account.xpub"
         self.signer_command("keys", "init", "--xpub-out", str(xpub_path))
         self.account_xpub = xpub_path.read_text().strip()
+        exported = self.signer_command("keys", "export-public", "--key-id", "hot-1").stdout
+        self.hot_address = exported.strip().split("\t")[1].lower()
+        for chain in self.chains:
+            # The hot key's float: payouts leave from it (sweeps refill it in production).
+            chain.anvil.rpc("anvil_setBalance", self.hot_address, hex(HOT_FLOAT_WEI))
+            chain.anvil.rpc.wait_receipt(
+                chain.token.transfer(chain.customer, self.hot_address, HOT_FLOAT_TOKEN)
+            )
         return self.account_xpub
+
+    def signer_channel(self) -> grpc.Channel:
+        """A channel to the signer over mTLS, as the core (CN=kassa-core)."""
+        credentials = grpc.ssl_channel_credentials(
+            (self.certs / "ca.pem").read_bytes(),
+            (self.certs / "core.key").read_bytes(),
+            (self.certs / "core.pem").read_bytes(),
+        )
+        return grpc.secure_channel(f"localhost:{self.signer_port}", credentials)
 
     # -- processes ----------------------------------------------------------
     def _start(self, name: str, process: ManagedProcess) -> ManagedProcess:
@@ -227,6 +333,16 @@ class LocalStack:
                 chains=chains,
                 assets=assets,
                 fixed_rates={"TUSD/USD": "1.00", "ETH/USD": "3000.00"},
+                signer={
+                    "target": f"localhost:{self.signer_port}",
+                    "ca_file": str(self.certs / "ca.pem"),
+                    "cert_file": str(self.certs / "core.pem"),
+                    "key_file": str(self.certs / "core.key"),
+                    "caller_key_id": "core",
+                    "caller_key_file": str(self.core_key_file),
+                },
+                # Quick enough for tests and the demo to see a stuck transaction replaced.
+                payouts={"replace_after_s": 4, "poll_interval_s": 0.2},
                 **self.core_options,  # type: ignore[arg-type]
             )
         return self._core_setup

@@ -70,6 +70,11 @@ class CoreSetup:
     # [webhooks] and [events] tables (retry schedule, private targets, stream buffers).
     webhooks: dict[str, object] | None = None
     events: dict[str, object] | None = None
+    # [signer] (target, TLS files, caller key) and [payouts]; None: payouts off.
+    signer: dict[str, object] | None = None
+    payouts: dict[str, object] | None = None
+    # Extra environment of the core process (e.g. KASSA_FAULT in tests).
+    env: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not self.port:
@@ -98,6 +103,8 @@ class CoreSetup:
                 "rates": {"fixed": self.fixed_rates},
                 **({"webhooks": self.webhooks} if self.webhooks else {}),
                 **({"events": self.events} if self.events else {}),
+                **({"signer": self.signer} if self.signer else {}),
+                **({"payouts": self.payouts} if self.payouts else {}),
             },
         )
 
@@ -143,4 +150,5 @@ class CoreSetup:
             [console_script("kassa-core"), "--config", str(config), "serve"],
             self.run_dir / "core.log",
             port=self.port,
+            env=dict(self.env or {}),
         )

@@ -3,7 +3,6 @@ signer, EVM adapter and core as separate processes."""
 
 from __future__ import annotations
 
-import grpc
 import pytest
 
 from core.chain.hd import DepositAddresses
@@ -14,7 +13,7 @@ from tests.e2e.helpers import create, payments_rows
 
 
 def test_deposit_addresses_come_from_the_signers_xpub(stack: LocalStack, invoices, tap) -> None:
-    with grpc.insecure_channel(f"127.0.0.1:{stack.signer_port}") as channel:
+    with stack.signer_channel() as channel:
         hd = (
             signer_pb2_grpc.SignerServiceStub(channel)
             .GetPublicKey(signer_pb2.GetPublicKeyRequest(key_id="hd"))
