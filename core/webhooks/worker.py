@@ -82,7 +82,9 @@ async def claim(pool: asyncpg.Pool, limit: int, now: datetime, lease_s: float) -
                       SELECT 1 FROM webhook_deliveries p
                        WHERE p.endpoint_id = d.endpoint_id AND p.resource_name = d.resource_name
                          AND p.status = 'pending' AND p.event_sequence < d.event_sequence)
-                  ORDER BY d.next_attempt_time, d.event_sequence
+                  -- Index order, so the scan stops at LIMIT; the order
+                  -- between invoices does not matter, within one NOT EXISTS keeps it.
+                  ORDER BY d.next_attempt_time
                   LIMIT $2
                   FOR UPDATE OF d SKIP LOCKED)
                UPDATE webhook_deliveries d
@@ -177,6 +179,7 @@ class DeliveryWorker:
         self.clock = clock
         self._wake = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._claim_batch = max(1, settings.concurrency // 4)
 
     async def run(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -218,10 +221,12 @@ class DeliveryWorker:
         lease_s = self.settings.timeout_s + self.settings.lease_grace_s
         while True:
             self._wake.clear()
-            # Claim no more than can be sent at once.
+            # Claim no more than can be sent at once, and (under load) only
+            # once a quarter of the slots are free: a claim scans the pending
+            # deliveries, so one per finished attempt would cost O(pending) each.
             free = self.settings.concurrency - len(self._in_flight)
             claimed: list[Claimed] = []
-            if free:
+            if free and (free >= self._claim_batch or not self._in_flight):
                 try:
                     claimed = await claim(self.pool, free, self.clock(), lease_s)
                 except (asyncpg.PostgresError, OSError) as exc:

@@ -63,7 +63,8 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_time) WH
 -- Per endpoint and resource, only the lowest pending sequence may be sent.
 CREATE INDEX webhook_deliveries_order ON webhook_deliveries (endpoint_id, resource_name, event_sequence)
     WHERE status = 'pending';
-CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, event_sequence DESC);
+-- Listing (always within a merchant), newest event first.
+CREATE INDEX webhook_deliveries_by_merchant ON webhook_deliveries (merchant_id, event_sequence DESC);
 CREATE INDEX webhook_deliveries_by_event ON webhook_deliveries (event_id);
 
 CREATE TABLE webhook_attempts (
