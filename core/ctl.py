@@ -10,6 +10,7 @@ import sys
 import grpc
 from google.protobuf import json_format
 
+from core.api.auth import SCOPES
 from core.clients import authed_channel
 from core.ledger import check as ledger_check
 from core.merchants import Merchants
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--dsn", required=True)
     b.add_argument(
         "--scopes",
-        default="merchants:admin,invoices:read,invoices:write,invoices:mark,events:read,ledger:read,ledger:write",
+        default=",".join(sorted(SCOPES)),
+        help="comma-separated (default: every scope the core knows)",
     )
     b.add_argument("--description", default="bootstrap")
     led = sub.add_parser("ledger", help="ledger operations")
