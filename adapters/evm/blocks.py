@@ -43,15 +43,16 @@ class FetchedBlock:
         return pb.Block(
             height=self.cursor.height, hash=self.cursor.hash, parent_hash=self.parent_hash,
             time=Timestamp(seconds=self.timestamp_s),
-            transfers=[
-                pb.Transfer(
-                    tx_hash=t.tx_hash, index=t.index, asset=t.asset, from_address=t.from_address,
-                    to_address=t.to_address, amount=str(t.amount), success=t.success,
-                    log_index=t.log_index,
-                )
-                for t in self.transfers
-            ],
+            transfers=[transfer_proto(t) for t in self.transfers],
         )
+
+
+def transfer_proto(t: Transfer) -> pb.Transfer:
+    return pb.Transfer(
+        tx_hash=t.tx_hash, index=t.index, asset=t.asset, from_address=t.from_address,
+        to_address=t.to_address, amount=str(t.amount), success=t.success,
+        log_index=t.log_index,
+    )
 
 
 class BlockFetcher:

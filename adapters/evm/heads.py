@@ -33,8 +33,8 @@ class HeadTracker:
         self._poller: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.rpc.on_notification = self._notified
-        self.rpc.on_connected = self._subscribe
+        self.rpc.add_notification_handler(self._notified)
+        self.rpc.add_connected_hook(self._subscribe)
         await self._subscribe()
         await self._poll_once()
         self._poller = asyncio.create_task(self._poll_forever(), name="head-poller")

@@ -90,6 +90,7 @@ async def serve(config: Config) -> None:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     servicer.stopping.set()
     await server.stop(SHUTDOWN_GRACE_S)
+    await servicer.pending.stop()
     await heads.stop()
     await rpc.close()
     logs.info("stopped")

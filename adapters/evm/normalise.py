@@ -153,3 +153,93 @@ def block_transfers(
         )))
     keyed.sort(key=lambda item: (item[0], item[1]))
     return [transfer for _, _, transfer in keyed]
+
+
+# ERC-20 selectors: transfer(address,uint256) and transferFrom(address,address,uint256).
+TRANSFER_SELECTOR = "a9059cbb"
+TRANSFER_FROM_SELECTOR = "23b872dd"
+_WORD_HEX = 64
+
+
+def _word_address(word: str) -> str | None:
+    """An ABI-encoded address word, or None when its upper 12 bytes are not
+    zero (Solidity's decoder reverts on such calldata: nothing would move)."""
+    if word[:24] != "0" * 24:
+        return None
+    return "0x" + word[24:]
+
+
+def token_call(input_data: Any) -> tuple[str | None, str, int] | None:
+    """(from or None for the caller, to, amount) of an ERC-20 transfer or
+    transferFrom call's calldata; None for anything else.
+
+    Trailing bytes after the arguments are allowed (the ABI decoder ignores
+    them and some wallets append tags); short or non-hex calldata is not.
+    """
+    if not isinstance(input_data, str) or not input_data.startswith(("0x", "0X")):
+        return None
+    body = input_data[2:].lower()
+    selector, args = body[:8], body[8:]
+    if selector == TRANSFER_SELECTOR:
+        words = 2
+    elif selector == TRANSFER_FROM_SELECTOR:
+        words = 3
+    else:
+        return None
+    if len(args) < words * _WORD_HEX:
+        return None
+    try:
+        int(args[: words * _WORD_HEX], 16)
+    except ValueError:
+        return None
+    chunks = [args[i * _WORD_HEX:(i + 1) * _WORD_HEX] for i in range(words)]
+    if words == 2:
+        sender = None
+        receiver = _word_address(chunks[0])
+    else:
+        sender = _word_address(chunks[0])
+        receiver = _word_address(chunks[1])
+        if sender is None:
+            return None
+    if receiver is None:
+        return None
+    return sender, receiver, int(chunks[-1], 16)
+
+
+def pending_transfers(chain_id: int, tx: Mapping[str, Any], tokens: Collection[str]
+                      ) -> list[Transfer]:
+    """The transfers a mempool transaction would make if it succeeds.
+
+    Index rules match `block_transfers`, so the mined transfer replaces the
+    sighting under the same (tx_hash, index): native value → 0; a decoded
+    token call → 1, which is what the mined Transfer log gets when it is the
+    transaction's first tracked-token Transfer log. A token emitting another
+    tracked Transfer log first (fee-on-transfer, hooks) breaks that: the
+    consumer must drop sightings of a mined transaction that the block does
+    not repeat. Contract creations and zero amounts are skipped. `success` is
+    False: a pending transaction has not executed.
+    """
+    tx_hash = tx.get("hash")
+    sender = tx.get("from")
+    receiver = tx.get("to")
+    if not isinstance(tx_hash, str) or not isinstance(sender, str) or not isinstance(receiver, str):
+        return []
+    tx_hash, sender, receiver = tx_hash.lower(), sender.lower(), receiver.lower()
+    out: list[Transfer] = []
+    try:
+        value = quantity(tx.get("value"))
+    except ValueError:
+        return []
+    if value > 0:
+        out.append(Transfer(tx_hash=tx_hash, index=0, asset=native_asset(chain_id),
+                            from_address=sender, to_address=receiver, amount=value,
+                            success=False))
+    if receiver in tokens:
+        call = token_call(tx.get("input", tx.get("data")))
+        if call is not None:
+            holder, payee, amount = call
+            if amount > 0:
+                out.append(Transfer(tx_hash=tx_hash, index=1, asset=token_asset(chain_id, receiver),
+                                    from_address=holder or sender, to_address=payee,
+                                    amount=amount, success=False))
+    return out

@@ -65,10 +65,18 @@ class RpcClient:
         self._url_index = 0
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
-        self.on_notification: Notification | None = None
+        # Every handler sees every subscription notification (heads, pending
+        # transactions) and ignores the subscription ids it does not own.
+        self._notification_handlers: list[Notification] = []
         # Called after every (re)connect, e.g. to renew eth_subscribe.
-        self.on_connected: ConnectedHook | None = None
+        self._connected_hooks: list[ConnectedHook] = []
         self.current_url: str | None = None
+
+    def add_notification_handler(self, handler: Notification) -> None:
+        self._notification_handlers.append(handler)
+
+    def add_connected_hook(self, hook: ConnectedHook) -> None:
+        self._connected_hooks.append(hook)
 
     async def start(self, timeout_s: float = 30.0) -> None:
         """Connects (trying every URL) and keeps the connection up in the background."""
@@ -113,8 +121,8 @@ class RpcClient:
             logs.info("node_connected", url=url)
             reader = asyncio.create_task(self._read(ws), name="rpc-reader")
             self._connected.set()
-            if self.on_connected is not None:
-                hook = asyncio.create_task(self.on_connected())
+            for connected_hook in self._connected_hooks:
+                hook = asyncio.create_task(connected_hook())
                 hook.add_done_callback(_log_hook_failure)
             try:
                 await reader
@@ -147,9 +155,10 @@ class RpcClient:
             future = self._pending.pop(message["id"], None)
             if future is not None and not future.done():
                 future.set_result(message)
-        elif message.get("method") == "eth_subscription" and self.on_notification is not None:
+        elif message.get("method") == "eth_subscription":
             params = message.get("params", {})
-            self.on_notification(str(params.get("subscription")), params.get("result"))
+            for handler in self._notification_handlers:
+                handler(str(params.get("subscription")), params.get("result"))
 
     async def _send(self, payload: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Sends requests (as a batch if several) and waits for all answers."""

@@ -16,6 +16,7 @@ from adapters.evm.config import Config
 from adapters.evm.errors import ServiceError, invalid_argument
 from adapters.evm.heads import HeadTracker
 from adapters.evm.normalise import native_asset, quantity, token_asset
+from adapters.evm.pending import PendingWatcher
 from adapters.evm.rpc import NodeUnavailable, RpcClient, RpcError
 from adapters.evm.stream import BlockStream, SeenBlocks
 from kassa.chain.v1 import adapter_pb2 as pb
@@ -36,11 +37,13 @@ def _cursor(message: pb.BlockCursor, field: str) -> Cursor:
 
 class ChainAdapter(pb_grpc.ChainAdapterServiceServicer):
     def __init__(self, config: Config, rpc: RpcClient, fetcher: BlockFetcher,
-                 heads: HeadTracker) -> None:
+                 heads: HeadTracker, pending: PendingWatcher | None = None) -> None:
         self.config = config
         self.rpc = rpc
         self.fetcher = fetcher
         self.heads = heads
+        self.pending = pending or PendingWatcher(rpc, config.chain_id, config.tokens,
+                                                 config.poll_interval_s)
         self.seen = SeenBlocks(config.reorg_window_blocks * 4)
         self.active_streams = 0
         # Set at shutdown: open streams end with UNAVAILABLE at once rather
@@ -81,11 +84,20 @@ class ChainAdapter(pb_grpc.ChainAdapterServiceServicer):
         except ServiceError as exc:
             await context.abort_with_status(exc.to_status())
             return
+        subscriber = None
+        if request.include_pending:
+            try:
+                await self.pending.ensure_started()
+            except NodeUnavailable as exc:
+                await context.abort_with_status(ServiceError(
+                    grpc.StatusCode.UNAVAILABLE, "NODE_UNAVAILABLE", str(exc)).to_status())
+                return
+            subscriber = self.pending.subscribe()
         stream = BlockStream(self.fetcher, self.heads, self.seen,
                              heartbeat_interval_s=self.config.heartbeat_interval_s,
                              window_blocks=self.config.reorg_window_blocks,
                              retry_interval_s=self.config.poll_interval_s,
-                             stopping=self.stopping)
+                             stopping=self.stopping, pending=subscriber)
         # Read once: the call object is gone by the time a cancelled stream
         # unwinds, and asking it for the peer then crashes grpc's C core.
         peer = context.peer()
@@ -103,6 +115,8 @@ class ChainAdapter(pb_grpc.ChainAdapterServiceServicer):
             await context.abort_with_status(ServiceError(
                 grpc.StatusCode.UNAVAILABLE, "NODE_UNAVAILABLE", str(exc)).to_status())
         finally:
+            if subscriber is not None:
+                self.pending.unsubscribe(subscriber)
             self.active_streams -= 1
             logs.info("stream_closed", peer=peer, active_streams=self.active_streams)
 

@@ -21,15 +21,18 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from adapters.evm import logs
 from adapters.evm.ancestry import Cursor, common_ancestor, extends
-from adapters.evm.blocks import BlockFetcher, FetchedBlock
+from adapters.evm.blocks import BlockFetcher, FetchedBlock, transfer_proto
 from adapters.evm.errors import ServiceError
 from adapters.evm.heads import HeadTracker
 from adapters.evm.normalise import quantity
+from adapters.evm.pending import PendingSubscriber
 from adapters.evm.rpc import NodeUnavailable, RpcError
 from kassa.chain.v1 import adapter_pb2 as pb
 
 # How many heights one canonical-hash batch checks while looking for an ancestor.
 ANCESTOR_BATCH = 32
+# Transfers per Pending message: keeps each message far below gRPC's limits.
+PENDING_CHUNK = 1000
 
 
 class SeenBlocks:
@@ -54,8 +57,10 @@ class SeenBlocks:
 class BlockStream:
     def __init__(self, fetcher: BlockFetcher, heads: HeadTracker, seen: SeenBlocks,
                  heartbeat_interval_s: float, window_blocks: int, retry_interval_s: float,
-                 stopping: asyncio.Event) -> None:
+                 stopping: asyncio.Event, pending: PendingSubscriber | None = None) -> None:
         self.fetcher = fetcher
+        # Mempool sightings for a stream that asked for them (include_pending).
+        self.pending = pending
         self.heads = heads
         self.seen = seen
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -78,6 +83,8 @@ class BlockStream:
         """Until the head changes, the next heartbeat is due or the server stops."""
         delay_s = max(0.0, self._next_heartbeat - time.monotonic())
         waits = [asyncio.create_task(changed.wait()), asyncio.create_task(self.stopping.wait())]
+        if self.pending is not None:
+            waits.append(asyncio.create_task(self.pending.ready.wait()))
         try:
             await asyncio.wait(waits, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -174,6 +181,22 @@ class BlockStream:
         canonical = await self.fetcher.canonical_hashes(c.height for c in candidates)
         return common_ancestor(candidates, canonical)
 
+    def _pending_events(self) -> list[pb.BlockEvent]:
+        if self.pending is None or not self.pending.ready.is_set():
+            return []
+        transfers = self.pending.take()
+        if self.pending.lost:
+            logs.warning("stream_pending_lost", transfers=self.pending.lost)
+            self.pending.lost = 0
+        now = Timestamp()
+        now.GetCurrentTime()
+        return [
+            pb.BlockEvent(pending=pb.Pending(
+                transfers=[transfer_proto(t) for t in transfers[i:i + PENDING_CHUNK]],
+                observe_time=now))
+            for i in range(0, len(transfers), PENDING_CHUNK)
+        ]
+
     async def _follow(self, last: Cursor) -> AsyncIterator[pb.BlockEvent]:
         while True:
             changed = self.heads.changed()
@@ -181,6 +204,8 @@ class BlockStream:
             assert head is not None
             if time.monotonic() >= self._next_heartbeat:
                 yield self._heartbeat()
+            for event in self._pending_events():
+                yield event
             try:
                 if last.height < head.height:
                     block = await self.fetcher.by_number(last.height + 1)
@@ -231,3 +256,4 @@ class BlockStream:
             f"a reorg replaced every one of the last {len(candidates)} blocks this stream sent; "
             "reconnect with your cursor and a block locator",
             metadata={"height": str(last.height), "hash": last.hash})
+

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ckassa/chain/v1/adapter.proto\x12\x0ekassa.chain.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\x0b\x42lockCursor\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\t\"\x97\x01\n\x08Transfer\x12\x0f\n\x07tx_hash\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05\x61sset\x18\x03 \x01(\t\x12\x14\n\x0c\x66rom_address\x18\x04 \x01(\t\x12\x12\n\nto_address\x18\x05 \x01(\t\x12\x0e\n\x06\x61mount\x18\x06 \x01(\t\x12\x0f\n\x07success\x18\x07 \x01(\x08\x12\x11\n\tlog_index\x18\x08 \x01(\r\"\x91\x01\n\x05\x42lock\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\t\x12\x13\n\x0bparent_hash\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\ttransfers\x18\x05 \x03(\x0b\x32\x18.kassa.chain.v1.Transfer\"K\n\x04Undo\x12.\n\tto_cursor\x18\x01 \x01(\x0b\x32\x1b.kassa.chain.v1.BlockCursor\x12\x13\n\x0b\x66rom_height\x18\x02 \x01(\x04\"c\n\x04Head\x12)\n\x04head\x18\x01 \x01(\x0b\x32\x1b.kassa.chain.v1.BlockCursor\x12\x30\n\x0cobserve_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\nBlockEvent\x12&\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x15.kassa.chain.v1.BlockH\x00\x12$\n\x04undo\x18\x02 \x01(\x0b\x32\x14.kassa.chain.v1.UndoH\x00\x12$\n\x04head\x18\x03 \x01(\x0b\x32\x14.kassa.chain.v1.HeadH\x00\x42\x07\n\x05\x65vent\"\x15\n\x13GetChainInfoRequest\"v\n\x14GetChainInfoResponse\x12\r\n\x05\x63hain\x18\x01 \x01(\t\x12\x14\n\x0cnative_asset\x18\x02 \x01(\t\x12\x0e\n\x06tokens\x18\x03 \x03(\t\x12)\n\x04head\x18\x04 \x01(\x0b\x32\x1b.kassa.chain.v1.BlockCursor\"u\n\x13StreamBlocksRequest\x12\x30\n\x0b\x66rom_cursor\x18\x01 \x01(\x0b\x32\x1b.kassa.chain.v1.BlockCursor\x12,\n\x07locator\x18\x02 \x03(\x0b\x32\x1b.kassa.chain.v1.BlockCursor\"A\n\x14StreamBlocksResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.kassa.chain.v1.BlockEvent\"6\n\x1b\x42roadcastTransactionRequest\x12\x17\n\x0fraw_transaction\x18\x01 \x01(\x0c\"F\n\x1c\x42roadcastTransactionResponse\x12\x0f\n\x07tx_hash\x18\x01 \x01(\t\x12\x15\n\ralready_known\x18\x02 \x01(\x08\"$\n\x11GetAccountRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"R\n\x12GetAccountResponse\x12\x15\n\rpending_nonce\x18\x01 \x01(\x04\x12\x14\n\x0clatest_nonce\x18\x02 \x01(\x04\x12\x0f\n\x07\x62\x61lance\x18\x03 \x01(\t\"8\n\x16GetTokenBalanceRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\r\n\x05\x61sset\x18\x02 \x01(\t\"*\n\x17GetTokenBalanceResponse\x12\x0f\n\x07\x62\x61lance\x18\x01 \x01(\t\"\x15\n\x13\x45stimateFeesRequest\"k\n\x14\x45stimateFeesResponse\x12\x18\n\x10\x62\x61se_fee_per_gas\x18\x01 \x01(\t\x12 \n\x18max_priority_fee_per_gas\x18\x02 \x01(\t\x12\x17\n\x0fmax_fee_per_gas\x18\x03 \x01(\t\"(\n\x15GetTransactionRequest\x12\x0f\n\x07tx_hash\x18\x01 \x01(\t\"\xa0\x01\n\x16GetTransactionResponse\x12\x31\n\x06status\x18\x01 \x01(\x0e\x32!.kassa.chain.v1.TransactionStatus\x12*\n\x05\x62lock\x18\x02 \x01(\x0b\x32\x1b.kassa.chain.v1.BlockCursor\x12\x10\n\x08\x66\x65\x65_paid\x18\x03 \x01(\t\x12\x15\n\rconfirmations\x18\x04 \x01(\x04*\xba\x01\n\x11TransactionStatus\x12\"\n\x1eTRANSACTION_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTRANSACTION_STATUS_UNKNOWN\x10\x01\x12\x1e\n\x1aTRANSACTION_STATUS_PENDING\x10\x02\x12 \n\x1cTRANSACTION_STATUS_SUCCEEDED\x10\x03\x12\x1f\n\x1bTRANSACTION_STATUS_REVERTED\x10\x04\x32\xb5\x05\n\x13\x43hainAdapterService\x12Y\n\x0cGetChainInfo\x12#.kassa.chain.v1.GetChainInfoRequest\x1a$.kassa.chain.v1.GetChainInfoResponse\x12[\n\x0cStreamBlocks\x12#.kassa.chain.v1.StreamBlocksRequest\x1a$.kassa.chain.v1.StreamBlocksResponse0\x01\x12q\n\x14\x42roadcastTransaction\x12+.kassa.chain.v1.BroadcastTransactionRequest\x1a,.kassa.chain.v1.BroadcastTransactionResponse\x12S\n\nGetAccount\x12!.kassa.chain.v1.GetAccountRequest\x1a\".kassa.chain.v1.GetAccountResponse\x12\x62\n\x0fGetTokenBalance\x12&.kassa.chain.v1.GetTokenBalanceRequest\x1a\'.kassa.chain.v1.GetTokenBalanceResponse\x12Y\n\x0c\x45stimateFees\x12#.kassa.chain.v1.EstimateFeesRequest\x1a$.kassa.chain.v1.EstimateFeesResponse\x12_\n\x0eGetTransaction\x12%.kassa.chain.v1.GetTransactionRequest\x1a&.kassa.chain.v1.GetTransactionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ckassa/chain/v1/adapter.proto\x12\x0ekassa.chain.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\x0b\x42lockCursor\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\t\"\x97\x01\n\x08Transfer\x12\x0f\n\x07tx_hash\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05\x61sset\x18\x03 \x01(\t\x12\x14\n\x0c\x66rom_address\x18\x04 \x01(\t\x12\x12\n\nto_address\x18\x05 \x01(\t\x12\x0e\n\x06\x61mount\x18\x06 \x01(\t\x12\x0f\n\x07success\x18\x07 \x01(\x08\x12\x11\n\tlog_index\x18\x08 \x01(\r\"\x91\x01\n\x05\x42lock\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\t\x12\x13\n\x0bparent_hash\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\ttransfers\x18\x05 \x03(\x0b\x32\x18.kassa.chain.v1.Transfer\"K\n\x04Undo\x12.\n\tto_cursor\x18\x01 \x01(\x0b\x32\x1b.kassa.chain.v1.BlockCursor\x12\x13\n\x0b\x66rom_height\x18\x02 \x01(\x04\"c\n\x04Head\x12)\n\x04head\x18\x01 \x01(\x0b\x32\x1b.kassa.chain.v1.BlockCursor\x12\x30\n\x0cobserve_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x07Pending\x12+\n\ttransfers\x18\x01 \x03(\x0b\x32\x18.kassa.chain.v1.Transfer\x12\x30\n\x0cobserve_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb5\x01\n\nBlockEvent\x12&\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x15.kassa.chain.v1.BlockH\x00\x12$\n\x04undo\x18\x02 \x01(\x0b\x32\x14.kassa.chain.v1.UndoH\x00\x12$\n\x04head\x18\x03 \x01(\x0b\x32\x14.kassa.chain.v1.HeadH\x00\x12*\n\x07pending\x18\x04 \x01(\x0b\x32\x17.kassa.chain.v1.PendingH\x00\x42\x07\n\x05\x65vent\"\x15\n\x13GetChainInfoRequest\"v\n\x14GetChainInfoResponse\x12\r\n\x05\x63hain\x18\x01 \x01(\t\x12\x14\n\x0cnative_asset\x18\x02 \x01(\t\x12\x0e\n\x06tokens\x18\x03 \x03(\t\x12)\n\x04head\x18\x04 \x01(\x0b\x32\x1b.kassa.chain.v1.BlockCursor\"\x8e\x01\n\x13StreamBlocksRequest\x12\x30\n\x0b\x66rom_cursor\x18\x01 \x01(\x0b\x32\x1b.kassa.chain.v1.BlockCursor\x12,\n\x07locator\x18\x02 \x03(\x0b\x32\x1b.kassa.chain.v1.BlockCursor\x12\x17\n\x0finclude_pending\x18\x03 \x01(\x08\"A\n\x14StreamBlocksResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.kassa.chain.v1.BlockEvent\"6\n\x1b\x42roadcastTransactionRequest\x12\x17\n\x0fraw_transaction\x18\x01 \x01(\x0c\"F\n\x1c\x42roadcastTransactionResponse\x12\x0f\n\x07tx_hash\x18\x01 \x01(\t\x12\x15\n\ralready_known\x18\x02 \x01(\x08\"$\n\x11GetAccountRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"R\n\x12GetAccountResponse\x12\x15\n\rpending_nonce\x18\x01 \x01(\x04\x12\x14\n\x0clatest_nonce\x18\x02 \x01(\x04\x12\x0f\n\x07\x62\x61lance\x18\x03 \x01(\t\"8\n\x16GetTokenBalanceRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\r\n\x05\x61sset\x18\x02 \x01(\t\"*\n\x17GetTokenBalanceResponse\x12\x0f\n\x07\x62\x61lance\x18\x01 \x01(\t\"\x15\n\x13\x45stimateFeesRequest\"k\n\x14\x45stimateFeesResponse\x12\x18\n\x10\x62\x61se_fee_per_gas\x18\x01 \x01(\t\x12 \n\x18max_priority_fee_per_gas\x18\x02 \x01(\t\x12\x17\n\x0fmax_fee_per_gas\x18\x03 \x01(\t\"(\n\x15GetTransactionRequest\x12\x0f\n\x07tx_hash\x18\x01 \x01(\t\"\xa0\x01\n\x16GetTransactionResponse\x12\x31\n\x06status\x18\x01 \x01(\x0e\x32!.kassa.chain.v1.TransactionStatus\x12*\n\x05\x62lock\x18\x02 \x01(\x0b\x32\x1b.kassa.chain.v1.BlockCursor\x12\x10\n\x08\x66\x65\x65_paid\x18\x03 \x01(\t\x12\x15\n\rconfirmations\x18\x04 \x01(\x04*\xba\x01\n\x11TransactionStatus\x12\"\n\x1eTRANSACTION_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTRANSACTION_STATUS_UNKNOWN\x10\x01\x12\x1e\n\x1aTRANSACTION_STATUS_PENDING\x10\x02\x12 \n\x1cTRANSACTION_STATUS_SUCCEEDED\x10\x03\x12\x1f\n\x1bTRANSACTION_STATUS_REVERTED\x10\x04\x32\xb5\x05\n\x13\x43hainAdapterService\x12Y\n\x0cGetChainInfo\x12#.kassa.chain.v1.GetChainInfoRequest\x1a$.kassa.chain.v1.GetChainInfoResponse\x12[\n\x0cStreamBlocks\x12#.kassa.chain.v1.StreamBlocksRequest\x1a$.kassa.chain.v1.StreamBlocksResponse0\x01\x12q\n\x14\x42roadcastTransaction\x12+.kassa.chain.v1.BroadcastTransactionRequest\x1a,.kassa.chain.v1.BroadcastTransactionResponse\x12S\n\nGetAccount\x12!.kassa.chain.v1.GetAccountRequest\x1a\".kassa.chain.v1.GetAccountResponse\x12\x62\n\x0fGetTokenBalance\x12&.kassa.chain.v1.GetTokenBalanceRequest\x1a\'.kassa.chain.v1.GetTokenBalanceResponse\x12Y\n\x0c\x45stimateFees\x12#.kassa.chain.v1.EstimateFeesRequest\x1a$.kassa.chain.v1.EstimateFeesResponse\x12_\n\x0eGetTransaction\x12%.kassa.chain.v1.GetTransactionRequest\x1a&.kassa.chain.v1.GetTransactionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kassa.chain.v1.adapter_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSACTIONSTATUS']._serialized_start=1765
-  _globals['_TRANSACTIONSTATUS']._serialized_end=1951
+  _globals['_TRANSACTIONSTATUS']._serialized_start=1941
+  _globals['_TRANSACTIONSTATUS']._serialized_end=2127
   _globals['_BLOCKCURSOR']._serialized_start=81
   _globals['_BLOCKCURSOR']._serialized_end=124
   _globals['_TRANSFER']._serialized_start=127
@@ -44,36 +44,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UNDO']._serialized_end=503
   _globals['_HEAD']._serialized_start=505
   _globals['_HEAD']._serialized_end=604
-  _globals['_BLOCKEVENT']._serialized_start=607
-  _globals['_BLOCKEVENT']._serialized_end=744
-  _globals['_GETCHAININFOREQUEST']._serialized_start=746
-  _globals['_GETCHAININFOREQUEST']._serialized_end=767
-  _globals['_GETCHAININFORESPONSE']._serialized_start=769
-  _globals['_GETCHAININFORESPONSE']._serialized_end=887
-  _globals['_STREAMBLOCKSREQUEST']._serialized_start=889
-  _globals['_STREAMBLOCKSREQUEST']._serialized_end=1006
-  _globals['_STREAMBLOCKSRESPONSE']._serialized_start=1008
-  _globals['_STREAMBLOCKSRESPONSE']._serialized_end=1073
-  _globals['_BROADCASTTRANSACTIONREQUEST']._serialized_start=1075
-  _globals['_BROADCASTTRANSACTIONREQUEST']._serialized_end=1129
-  _globals['_BROADCASTTRANSACTIONRESPONSE']._serialized_start=1131
-  _globals['_BROADCASTTRANSACTIONRESPONSE']._serialized_end=1201
-  _globals['_GETACCOUNTREQUEST']._serialized_start=1203
-  _globals['_GETACCOUNTREQUEST']._serialized_end=1239
-  _globals['_GETACCOUNTRESPONSE']._serialized_start=1241
-  _globals['_GETACCOUNTRESPONSE']._serialized_end=1323
-  _globals['_GETTOKENBALANCEREQUEST']._serialized_start=1325
-  _globals['_GETTOKENBALANCEREQUEST']._serialized_end=1381
-  _globals['_GETTOKENBALANCERESPONSE']._serialized_start=1383
-  _globals['_GETTOKENBALANCERESPONSE']._serialized_end=1425
-  _globals['_ESTIMATEFEESREQUEST']._serialized_start=1427
-  _globals['_ESTIMATEFEESREQUEST']._serialized_end=1448
-  _globals['_ESTIMATEFEESRESPONSE']._serialized_start=1450
-  _globals['_ESTIMATEFEESRESPONSE']._serialized_end=1557
-  _globals['_GETTRANSACTIONREQUEST']._serialized_start=1559
-  _globals['_GETTRANSACTIONREQUEST']._serialized_end=1599
-  _globals['_GETTRANSACTIONRESPONSE']._serialized_start=1602
-  _globals['_GETTRANSACTIONRESPONSE']._serialized_end=1762
-  _globals['_CHAINADAPTERSERVICE']._serialized_start=1954
-  _globals['_CHAINADAPTERSERVICE']._serialized_end=2647
+  _globals['_PENDING']._serialized_start=606
+  _globals['_PENDING']._serialized_end=710
+  _globals['_BLOCKEVENT']._serialized_start=713
+  _globals['_BLOCKEVENT']._serialized_end=894
+  _globals['_GETCHAININFOREQUEST']._serialized_start=896
+  _globals['_GETCHAININFOREQUEST']._serialized_end=917
+  _globals['_GETCHAININFORESPONSE']._serialized_start=919
+  _globals['_GETCHAININFORESPONSE']._serialized_end=1037
+  _globals['_STREAMBLOCKSREQUEST']._serialized_start=1040
+  _globals['_STREAMBLOCKSREQUEST']._serialized_end=1182
+  _globals['_STREAMBLOCKSRESPONSE']._serialized_start=1184
+  _globals['_STREAMBLOCKSRESPONSE']._serialized_end=1249
+  _globals['_BROADCASTTRANSACTIONREQUEST']._serialized_start=1251
+  _globals['_BROADCASTTRANSACTIONREQUEST']._serialized_end=1305
+  _globals['_BROADCASTTRANSACTIONRESPONSE']._serialized_start=1307
+  _globals['_BROADCASTTRANSACTIONRESPONSE']._serialized_end=1377
+  _globals['_GETACCOUNTREQUEST']._serialized_start=1379
+  _globals['_GETACCOUNTREQUEST']._serialized_end=1415
+  _globals['_GETACCOUNTRESPONSE']._serialized_start=1417
+  _globals['_GETACCOUNTRESPONSE']._serialized_end=1499
+  _globals['_GETTOKENBALANCEREQUEST']._serialized_start=1501
+  _globals['_GETTOKENBALANCEREQUEST']._serialized_end=1557
+  _globals['_GETTOKENBALANCERESPONSE']._serialized_start=1559
+  _globals['_GETTOKENBALANCERESPONSE']._serialized_end=1601
+  _globals['_ESTIMATEFEESREQUEST']._serialized_start=1603
+  _globals['_ESTIMATEFEESREQUEST']._serialized_end=1624
+  _globals['_ESTIMATEFEESRESPONSE']._serialized_start=1626
+  _globals['_ESTIMATEFEESRESPONSE']._serialized_end=1733
+  _globals['_GETTRANSACTIONREQUEST']._serialized_start=1735
+  _globals['_GETTRANSACTIONREQUEST']._serialized_end=1775
+  _globals['_GETTRANSACTIONRESPONSE']._serialized_start=1778
+  _globals['_GETTRANSACTIONRESPONSE']._serialized_end=1938
+  _globals['_CHAINADAPTERSERVICE']._serialized_start=2130
+  _globals['_CHAINADAPTERSERVICE']._serialized_end=2823
 # @@protoc_insertion_point(module_scope)

@@ -81,15 +81,25 @@ class Head(_message.Message):
     observe_time: _timestamp_pb2.Timestamp
     def __init__(self, head: _Optional[_Union[BlockCursor, _Mapping]] = ..., observe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class Pending(_message.Message):
+    __slots__ = ("transfers", "observe_time")
+    TRANSFERS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVE_TIME_FIELD_NUMBER: _ClassVar[int]
+    transfers: _containers.RepeatedCompositeFieldContainer[Transfer]
+    observe_time: _timestamp_pb2.Timestamp
+    def __init__(self, transfers: _Optional[_Iterable[_Union[Transfer, _Mapping]]] = ..., observe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class BlockEvent(_message.Message):
-    __slots__ = ("block", "undo", "head")
+    __slots__ = ("block", "undo", "head", "pending")
     BLOCK_FIELD_NUMBER: _ClassVar[int]
     UNDO_FIELD_NUMBER: _ClassVar[int]
     HEAD_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
     block: Block
     undo: Undo
     head: Head
-    def __init__(self, block: _Optional[_Union[Block, _Mapping]] = ..., undo: _Optional[_Union[Undo, _Mapping]] = ..., head: _Optional[_Union[Head, _Mapping]] = ...) -> None: ...
+    pending: Pending
+    def __init__(self, block: _Optional[_Union[Block, _Mapping]] = ..., undo: _Optional[_Union[Undo, _Mapping]] = ..., head: _Optional[_Union[Head, _Mapping]] = ..., pending: _Optional[_Union[Pending, _Mapping]] = ...) -> None: ...
 
 class GetChainInfoRequest(_message.Message):
     __slots__ = ()
@@ -108,12 +118,14 @@ class GetChainInfoResponse(_message.Message):
     def __init__(self, chain: _Optional[str] = ..., native_asset: _Optional[str] = ..., tokens: _Optional[_Iterable[str]] = ..., head: _Optional[_Union[BlockCursor, _Mapping]] = ...) -> None: ...
 
 class StreamBlocksRequest(_message.Message):
-    __slots__ = ("from_cursor", "locator")
+    __slots__ = ("from_cursor", "locator", "include_pending")
     FROM_CURSOR_FIELD_NUMBER: _ClassVar[int]
     LOCATOR_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_PENDING_FIELD_NUMBER: _ClassVar[int]
     from_cursor: BlockCursor
     locator: _containers.RepeatedCompositeFieldContainer[BlockCursor]
-    def __init__(self, from_cursor: _Optional[_Union[BlockCursor, _Mapping]] = ..., locator: _Optional[_Iterable[_Union[BlockCursor, _Mapping]]] = ...) -> None: ...
+    include_pending: bool
+    def __init__(self, from_cursor: _Optional[_Union[BlockCursor, _Mapping]] = ..., locator: _Optional[_Iterable[_Union[BlockCursor, _Mapping]]] = ..., include_pending: _Optional[bool] = ...) -> None: ...
 
 class StreamBlocksResponse(_message.Message):
     __slots__ = ("event",)
