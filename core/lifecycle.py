@@ -32,15 +32,20 @@ async def lock_invoices(conn: asyncpg.Connection, ids: Iterable[str]) -> list[as
 
 async def funds_of(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, sm.Funds]:
     """Each invoice's payments summed by how settled they are."""
+    # The invoices' deadlines are read first by primary key: joined directly, the
+    # planner hashed the whole invoices table (0.28 s at 1,000,000 invoices).
     rows = await conn.fetch(
-        """SELECT p.invoice_id,
+        """WITH i AS MATERIALIZED (
+               SELECT id, expire_time FROM invoices WHERE id = ANY($1::text[])
+           )
+           SELECT p.invoice_id,
                   coalesce(sum(p.amount) FILTER (WHERE p.counted AND p.status = 'pending'), 0) AS pending,
                   coalesce(sum(p.amount) FILTER (WHERE p.counted AND p.status = 'confirming'), 0) AS confirming,
                   coalesce(sum(p.amount) FILTER (WHERE p.counted AND p.status = 'confirmed'), 0) AS confirmed,
                   coalesce(sum(p.amount) FILTER (WHERE p.counted AND p.status <> 'reorged'
                                                  AND p.first_seen_time > i.expire_time), 0) AS late,
                   count(*) FILTER (WHERE NOT p.counted AND p.status <> 'reorged') AS wrong_asset
-             FROM payments p JOIN invoices i ON i.id = p.invoice_id
+             FROM payments p JOIN i ON i.id = p.invoice_id
             WHERE p.invoice_id = ANY($1::text[]) GROUP BY p.invoice_id""",
         list(ids),
     )
@@ -68,10 +73,16 @@ async def payments_of(
     return by_invoice
 
 
+# Value -> member tables: calling an Enum (`State(value)`) costs a few
+# microseconds, paid per invoice on a block's hot path.
+_STATE_OF = {s.value: s for s in sm.State}
+_FLAG_OF = {f.value: f for f in sm.Flag}
+
+
 def as_domain(row: asyncpg.Record) -> sm.Invoice:
     mempool = row["amount_mempool"]
     return sm.Invoice(
-        state=sm.State(row["state"]),
+        state=_STATE_OF[row["state"]],
         amount_due=row["amount_due"],
         expire_time=row["expire_time"],
         tolerance=row["underpayment_tolerance"],
@@ -82,9 +93,25 @@ def as_domain(row: asyncpg.Record) -> sm.Invoice:
             late=row["amount_late"],
             wrong_asset_transfers=row["wrong_asset_transfers"],
         ),
-        flags=frozenset(sm.Flag(f) for f in row["flags"]),
+        flags=frozenset(_FLAG_OF[f] for f in row["flags"]),
         refunded=row["amount_refunded"],
     )
+
+
+# One statement for all changed invoices (an executemany of 5,000 UPDATEs took
+# 0.35-0.45 s of a block); RETURNING hands back the rows as they now stand, so
+# no second read. Flags travel comma-joined: their values are identifiers.
+_UPDATE = """
+UPDATE invoices i
+   SET state = u.state, flags = string_to_array(u.flags, ','), amount_received = u.received,
+       amount_pending = u.pending, amount_mempool = u.mempool, amount_late = u.late,
+       wrong_asset_transfers = u.wrong_asset, amount_refunded = u.refunded, update_time = $10
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::numeric[], $6::numeric[],
+              $7::numeric[], $8::integer[], $9::numeric[])
+       AS u(id, state, flags, received, pending, mempool, late, wrong_asset, refunded)
+ WHERE i.id = u.id
+RETURNING i.*
+"""
 
 
 @dataclass(frozen=True)
@@ -109,46 +136,41 @@ async def apply(
     when its state does not move (e.g. payment.reorged of an uncounted part).
     """
     extra_events = extra_events or {}
-    decisions = {row["id"]: sm.decide(as_domain(row), events[row["id"]]) for row in rows}
+    before = {row["id"]: as_domain(row) for row in rows}
+    decisions = {row["id"]: sm.decide(before[row["id"]], events[row["id"]]) for row in rows}
     changed = [
         (row, decisions[row["id"]])
         for row in rows
         if decisions[row["id"]].refusal is None
         and (
             decisions[row["id"]].changed
-            or decisions[row["id"]].invoice != as_domain(row)
+            or decisions[row["id"]].invoice != before[row["id"]]
             or extra_events.get(row["id"])
         )
     ]
     if not changed:
         return Applied(decisions, [], {})
-    await conn.executemany(
-        """UPDATE invoices SET state = $2, flags = $3, amount_received = $4, amount_pending = $5,
-                               amount_mempool = $6, amount_late = $7, wrong_asset_transfers = $8,
-                               amount_refunded = $9, update_time = $10
-            WHERE id = $1""",
-        [
-            (
-                row["id"],
-                d.invoice.state.value,
-                sorted(f.value for f in d.invoice.flags),
-                d.invoice.funds.confirmed,
-                d.invoice.funds.confirming + d.invoice.funds.pending,
-                d.invoice.funds.pending,
-                d.invoice.funds.late,
-                d.invoice.funds.wrong_asset_transfers,
-                d.invoice.refunded,
-                now,
-            )
-            for row, d in changed
-        ],
-    )
-    await settlement.reconcile(conn, [(row, as_domain(row), d.invoice) for row, d in changed], now)
     ids = [row["id"] for row, _ in changed]
+    after = [d.invoice for _, d in changed]
     fresh = {
         r["id"]: r
-        for r in await conn.fetch("SELECT * FROM invoices WHERE id = ANY($1::text[])", ids)
+        for r in await conn.fetch(
+            _UPDATE,
+            ids,
+            [a.state.value for a in after],
+            [",".join(sorted(f.value for f in a.flags)) for a in after],
+            [a.funds.confirmed for a in after],
+            [a.funds.confirming + a.funds.pending for a in after],
+            [a.funds.pending for a in after],
+            [a.funds.late for a in after],
+            [a.funds.wrong_asset_transfers for a in after],
+            [a.refunded for a in after],
+            now,
+        )
     }
+    await settlement.reconcile(
+        conn, [(row, before[row["id"]], d.invoice) for row, d in changed], now
+    )
     payments = await payments_of(conn, ids)
     outbox: list[NewEvent] = []
     for row, decision in changed:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -14,16 +14,26 @@ from kassa.core.v1 import invoice_pb2 as pb
 
 STATE = {s: getattr(pb, f"INVOICE_STATE_{s.name}") for s in State}
 _PAYMENT_STATUS = {
+    "pending": pb.PAYMENT_STATUS_PENDING,
     "confirming": pb.PAYMENT_STATUS_CONFIRMING,
     "confirmed": pb.PAYMENT_STATUS_CONFIRMED,
     "reorged": pb.PAYMENT_STATUS_REORGED,
 }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_STATE_OF = {s.value: s for s in State}
+
+
 def timestamp(when: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(when)
-    return ts
+    """As Timestamp.FromDatetime (naive means UTC), by integer arithmetic.
+
+    FromDatetime goes through utctimetuple and calendar.timegm: four calls per
+    snapshot made it a fifth of rendering a block's 5,000 event snapshots.
+    """
+    delta = when - (_NAIVE_EPOCH if when.tzinfo is None else _EPOCH)
+    return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def invoice_name(merchant_id: str, invoice_id: str) -> str:
@@ -65,7 +75,7 @@ def invoice(
         deposit_address=row["deposit_address"],
         expire_time=timestamp(row["expire_time"]),
         confirmations_required=row["confirmations_required"],
-        state=STATE[state or State(row["state"])],
+        state=STATE[state or _STATE_OF[row["state"]]],
         flags=[f"INVOICE_FLAG_{f.upper()}" for f in row["flags"]],
         amount_received=str(row["amount_received"]),
         amount_pending=str(row["amount_pending"]),
@@ -80,7 +90,7 @@ def invoice(
     message.monitoring_end_time.CopyFrom(timestamp(row["monitoring_end_time"]))
     message.amount_refunded = str(row["amount_refunded"])
     if row["mark_state"] is not None:
-        message.mark.state = STATE[State(row["mark_state"])]
+        message.mark.state = STATE[_STATE_OF[row["mark_state"]]]
         message.mark.reason = row["mark_reason"]
         message.mark.actor = row["mark_actor"]
         message.mark.mark_time.CopyFrom(timestamp(row["mark_time"]))

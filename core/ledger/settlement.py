@@ -18,7 +18,7 @@ from datetime import datetime
 import asyncpg
 
 from core.domain import invoice_state as sm
-from core.ledger import payments
+from core.ledger import payments, store
 from core.ledger.rules import Transfer
 
 SETTLEMENT = 3  # transfer code (payments use 1 and 2)
@@ -125,6 +125,11 @@ async def reconcile(
                 n += 1
                 batch.append(_move(row["id"], n, row["merchant_id"], row["asset"], kind, delta))
     if batch:
-        for merchant, asset in sorted({(row["merchant_id"], row["asset"]) for row in rows}):
-            await payments.ensure_merchant(conn, merchant, asset)
+        # One statement creates whatever accounts are missing, in id order.
+        accounts = {
+            a.id: a
+            for merchant, asset in {(row["merchant_id"], row["asset"]) for row in rows}
+            for a in payments.merchant_accounts(merchant, asset)
+        }
+        await store.ensure_accounts(conn, [accounts[i] for i in sorted(accounts)])
         await payments.post_or_raise(conn, batch, now)

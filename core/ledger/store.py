@@ -38,6 +38,7 @@ from core.ledger.rules import (
 )
 
 RETRIES = 8
+_POST = int(TransferFlags.POST_PENDING)
 
 _LOAD = """
 WITH wanted AS MATERIALIZED (
@@ -81,7 +82,7 @@ SELECT u.id, u.debit, u.credit, u.amount, u.asset, u.code, u.flags, u.pending_id
 def _resolution(resolved_by: str | None, resolved_flags: int | None) -> Resolution:
     if resolved_by is None or resolved_flags is None:
         return Resolution.OPEN
-    if resolved_flags & TransferFlags.POST_PENDING:
+    if resolved_flags & _POST:
         return Resolution.POSTED
     if resolved_by.startswith("expiry:"):
         return Resolution.EXPIRED
@@ -261,7 +262,7 @@ async def expire_due(conn: asyncpg.Connection, now: datetime, limit: int = 1000)
     probes = [
         Transfer(
             id=expiry_id(r["id"]) + ":probe",
-            flags=TransferFlags.VOID_PENDING,
+            flags=int(TransferFlags.VOID_PENDING),
             pending_id=r["id"],
         )
         for r in due
