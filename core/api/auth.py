@@ -34,6 +34,8 @@ SCOPES = frozenset(
         "payouts:read",
         "payouts:write",
         "payouts:approve",
+        "sweeps:read",
+        "sweeps:write",
     }
 )
 _TOKEN = re.compile(r"^kassa_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")

@@ -10,11 +10,12 @@ import grpc
 
 from core.api import validate
 from core.api.auth import Authenticator
-from core.api.errors import invalid, rpc
+from core.api.errors import invalid, not_found, rpc
 from core.config import Config
 from core.domain.money import AmountError, parse_base_units
 from core.payouts import render
 from core.payouts.payouts import Payouts, PayoutSpec
+from core.payouts.sweeps import Sweeper
 from kassa.core.v1 import payout_pb2 as pb
 from kassa.core.v1 import payout_pb2_grpc as pb_grpc
 
@@ -23,6 +24,7 @@ _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _KEY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_SWEEP = re.compile(r"^sweeps/([a-z0-9]{1,40})$")
 MAX_REFERENCE_LEN = 200
 
 
@@ -132,8 +134,6 @@ class PayoutService(pb_grpc.PayoutServiceServicer):
                 parsed[0],
             )
         if invoice is None:
-            from core.api.errors import not_found
-
             raise not_found("invoice", request.invoice)
         row = await self.payouts.create(
             PayoutSpec(
@@ -227,3 +227,59 @@ class PayoutService(pb_grpc.PayoutServiceServicer):
             self.clock(),
         )
         return pb.ApprovePayoutResponse(payout=await self._answer(row))
+
+
+class SweepService(pb_grpc.SweepServiceServicer):
+    """Deposit sweeps, for platform keys (None merchant: platform-wide scopes)."""
+
+    def __init__(self, sweeper: Sweeper, auth: Authenticator) -> None:
+        self.sweeper = sweeper
+        self.auth = auth
+
+    async def _render(self, rows: list[object]) -> list[pb.Sweep]:
+        async with self.sweeper.pool.acquire() as conn:
+            return [await render.load_sweep(conn, r) for r in rows]  # type: ignore[arg-type]
+
+    @rpc
+    async def RunSweeps(
+        self, request: pb.RunSweepsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RunSweepsResponse:
+        await self.auth.require(context, "sweeps:write", None)
+        if request.chain not in self.sweeper.sweeps.treasury:
+            raise invalid([("chain", "a chain with a [sweeps] treasury")])
+        rows = await self.sweeper.run_once(request.chain)
+        return pb.RunSweepsResponse(sweeps=await self._render(list(rows)))
+
+    @rpc
+    async def GetSweep(
+        self, request: pb.GetSweepRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetSweepResponse:
+        match = _SWEEP.match(request.name)
+        if match is None:
+            raise invalid([("name", "must be sweeps/{sweep}")])
+        await self.auth.require(context, "sweeps:read", None)
+        row = await self.sweeper.get(match.group(1))
+        if row is None:
+            raise not_found("sweep", request.name)
+        return pb.GetSweepResponse(sweep=(await self._render([row]))[0])
+
+    @rpc
+    async def ListSweeps(
+        self, request: pb.ListSweepsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSweepsResponse:
+        binding = f"sweeps|{request.chain}"
+        before = None
+        if request.page_token:
+            before = validate.decode_page_token(request.page_token, binding)
+            if before is None:
+                raise invalid([("page_token", "not a token of this listing")])
+        await self.auth.require(context, "sweeps:read", None)
+        limit = validate.page_size(request.page_size)
+        rows = await self.sweeper.list(request.chain, before, limit + 1)
+        answer = pb.ListSweepsResponse(sweeps=await self._render(list(rows[:limit])))
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            answer.next_page_token = validate.encode_page_token(
+                last["create_time"], last["id"], binding
+            )
+        return answer

@@ -1,4 +1,4 @@
-"""[signer] and [payouts] of the core's configuration.
+"""[signer], [payouts] and [sweeps] of the core's configuration.
 
 Without a [signer] table payouts are off (the PayoutService is not served).
 Kept apart from core/config.py, which calls `parse` and turns
@@ -7,7 +7,8 @@ PayoutsConfigError into its own ConfigError.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,20 @@ GWEI = 10**9
 
 class PayoutsConfigError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class SweepsConfig:
+    """[sweeps]: deposit addresses' funds go to a treasury per chain (docs/payouts.md)."""
+
+    treasury: dict[str, str]  # chain (CAIP-2) -> lowercase 0x address
+    # Seconds between planning passes; 0: only on demand (SweepService.RunSweeps).
+    interval_s: float = 0.0
+    # An invoice is swept once settled this long (its refunds are paid from the hot key).
+    min_age_s: float = 0.0
+    # Below this (base units) an address is left alone: its gas would cost more.
+    min_amount: dict[str, int] = field(default_factory=dict)  # asset -> base units
+    default_min_amount: int = 1
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,8 @@ class PayoutsConfig:
     # A candidate the node no longer knows is sent again after this long.
     rebroadcast_after_s: float = 5.0
     poll_interval_s: float = 0.5
+    # [sweeps] with enabled = true; None: no sweeps.
+    sweeps: SweepsConfig | None = None
 
 
 def _path(table: dict[str, Any], key: str, base: Path) -> Path | None:
@@ -56,6 +73,8 @@ def _wei(table: dict[str, Any], key: str, default: int) -> int:
 def parse(raw: dict[str, Any], base: Path) -> PayoutsConfig | None:
     signer = raw.get("signer")
     if signer is None:
+        if raw.get("sweeps", {}).get("enabled", False):
+            raise PayoutsConfigError("sweeps need a [signer]: the deposit keys sign there")
         return None
     target = signer.get("target")
     if not isinstance(target, str) or not target:
@@ -89,6 +108,35 @@ def parse(raw: dict[str, Any], base: Path) -> PayoutsConfig | None:
         ),
         poll_interval_s=float(payouts.get("poll_interval_s", PayoutsConfig.poll_interval_s)),
     )
+    sweeps = _sweeps(raw.get("sweeps"))
+    if sweeps is not None:
+        config = replace(config, sweeps=sweeps)
     if not 5 <= config.request_lifetime_s <= 60:
         raise PayoutsConfigError("payouts.request_lifetime_s must be in 5..60 (the signer's limit)")
+    return config
+
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def _sweeps(table: dict[str, Any] | None) -> SweepsConfig | None:
+    if table is None or not table.get("enabled", False):
+        return None
+    treasury = table.get("treasury", {})
+    if not isinstance(treasury, dict) or not treasury:
+        raise PayoutsConfigError("sweeps.treasury must map each chain to its treasury address")
+    for chain, address in treasury.items():
+        if not isinstance(address, str) or not _ADDRESS.match(address) or int(address, 16) == 0:
+            raise PayoutsConfigError(f"sweeps.treasury.{chain!r} must be a 0x address")
+    raw_min = table.get("min_amount", {})
+    if not isinstance(raw_min, dict):
+        raise PayoutsConfigError("sweeps.min_amount maps assets to base units (strings)")
+    config = SweepsConfig(
+        treasury={c: a.lower() for c, a in treasury.items()},
+        interval_s=float(table.get("interval_s", 0.0)),
+        min_age_s=float(table.get("min_age_s", 0.0)),
+        min_amount={a: _wei(raw_min, a, 1) for a in raw_min},
+    )
+    if config.interval_s < 0 or config.min_age_s < 0:
+        raise PayoutsConfigError("sweeps.interval_s and min_age_s must not be negative")
     return config

@@ -10,9 +10,21 @@ Transfers (code 4 payout, 5 network fee), reference merchants/{m}/payouts/{p}:
                          incoming and/or available — see docs/payouts.md)
   payout:{p}:post:{n}   posts hold n              (confirmed)
   payout:{p}:void:{n}   voids hold n              (failed, cancelled)
-  payout:{p}:sent       payouts_in_flight → platform:custody:{asset}  (the funds left custody)
-  payout:{p}:fee        platform:network_fees:{native} → platform:custody:{native}
+  payout:{p}:sent       payouts_in_flight → platform:custody:{asset}:hot  (the hot key paid it)
+  payout:{p}:fee        platform:network_fees:{native} → platform:custody:{native}:hot
                          (gas the hot key paid; the platform bears it)
+
+Custody by location (sweeps, docs/payouts.md "Sweeps"); the three together
+are what the platform holds:
+  platform:custody:{asset}            code 1001  on deposit addresses (payments land here)
+  platform:custody:{asset}:treasury   code 1004  swept to the chain's treasury
+  platform:custody:{asset}:hot        code 1005  the hot key; negative while it spends a
+                                                 float funded outside the ledger
+Transfers (code 6 sweep, 7 gas funding, 5 network fee), reference sweeps/{s}:
+  sweep:{s}:funded  custody:{native} (deposit) ← custody:{native}:hot   (gas funding landed)
+  sweep:{s}:moved   custody:{asset}:treasury ← custody:{asset}          (sweep confirmed)
+  sweep:{s}:fee     platform:network_fees:{native} ← the payer's location
+                    (hot for a gas funding, the deposit address for a sweep)
 """
 
 from __future__ import annotations
@@ -26,7 +38,21 @@ from core.ledger import payments, store
 from core.ledger.rules import Account, Transfer, TransferFlags
 
 IN_FLIGHT = 2004
-PAYOUT, NETWORK_FEE = 4, 5
+TREASURY, HOT = 1004, 1005
+PAYOUT, NETWORK_FEE, SWEEP, GAS_FUNDING = 4, 5, 6, 7
+SWEEP_KINDS = frozenset({"sweep", "gas_funding"})
+
+
+def treasury(asset: str) -> str:
+    return f"{payments.custody(asset)}:treasury"
+
+
+def hot(asset: str) -> str:
+    return f"{payments.custody(asset)}:hot"
+
+
+def location_accounts(asset: str) -> list[Account]:
+    return [Account(treasury(asset), asset, TREASURY), Account(hot(asset), asset, HOT)]
 
 
 def in_flight(merchant_id: str, asset: str) -> str:
@@ -42,9 +68,11 @@ async def ensure(conn: asyncpg.Connection, merchant_id: str, asset: str, chain: 
         *payments.platform_accounts(asset),
         *payments.merchant_accounts(merchant_id, asset),
         Account(in_flight(merchant_id, asset), asset, IN_FLIGHT),
+        *location_accounts(asset),
     ]
     if native_asset(chain) != asset:
         accounts += payments.platform_accounts(native_asset(chain))
+        accounts += location_accounts(native_asset(chain))
     await store.ensure_accounts(conn, sorted(accounts, key=lambda a: a.id))
 
 
@@ -98,7 +126,7 @@ def release(row: asyncpg.Record, post: bool) -> list[Transfer]:
             Transfer(
                 id=f"payout:{row['id']}:sent",
                 debit_account_id=in_flight(row["merchant_id"], row["asset"]),
-                credit_account_id=payments.custody(row["asset"]),
+                credit_account_id=hot(row["asset"]),
                 amount=int(row["amount"]),
                 asset=row["asset"],
                 code=PAYOUT,
@@ -116,13 +144,59 @@ def network_fee(row: asyncpg.Record, fee_wei: int) -> list[Transfer]:
         Transfer(
             id=f"payout:{row['id']}:fee",
             debit_account_id=f"platform:network_fees:{native}",
-            credit_account_id=payments.custody(native),
+            credit_account_id=hot(native),
             amount=fee_wei,
             asset=native,
             code=NETWORK_FEE,
             reference=_reference(row["merchant_id"], row["id"]),
         )
     ]
+
+
+async def ensure_platform(conn: asyncpg.Connection, asset: str, chain: str) -> None:
+    """The accounts a sweep or gas funding of `asset` on `chain` books to."""
+    accounts = [*payments.platform_accounts(asset), *location_accounts(asset)]
+    if native_asset(chain) != asset:
+        accounts += payments.platform_accounts(native_asset(chain))
+        accounts += location_accounts(native_asset(chain))
+    await store.ensure_accounts(conn, sorted(accounts, key=lambda a: a.id))
+
+
+def sweep_final(row: asyncpg.Record, landed: bool, fee_wei: int) -> list[Transfer]:
+    """A sweep or gas funding reached a final state: the move if it landed and
+    succeeded (`landed`), the gas whenever it was mined."""
+    native = native_asset(row["chain"])
+    reference = f"sweeps/{row['id']}"
+    funding = row["kind"] == "gas_funding"
+    batch: list[Transfer] = []
+    if landed:
+        asset = row["asset"]
+        batch.append(
+            Transfer(
+                id=f"sweep:{row['id']}:funded" if funding else f"sweep:{row['id']}:moved",
+                # Debit the location the funds arrive at, credit the one they left.
+                debit_account_id=payments.custody(native) if funding else treasury(asset),
+                credit_account_id=hot(native) if funding else payments.custody(asset),
+                amount=int(row["amount"]),
+                asset=native if funding else asset,
+                code=GAS_FUNDING if funding else SWEEP,
+                reference=reference,
+            )
+        )
+    if fee_wei > 0:
+        batch.append(
+            Transfer(
+                id=f"sweep:{row['id']}:fee",
+                debit_account_id=f"platform:network_fees:{native}",
+                # The hot key paid a funding's gas, the deposit address its sweep's.
+                credit_account_id=hot(native) if funding else payments.custody(native),
+                amount=fee_wei,
+                asset=native,
+                code=NETWORK_FEE,
+                reference=reference,
+            )
+        )
+    return batch
 
 
 async def post(conn: asyncpg.Connection, batch: list[Transfer], now: datetime) -> None:

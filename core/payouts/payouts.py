@@ -84,7 +84,11 @@ async def save(
     state, the hold's release, the tentative nonce's return, the event."""
     assert decision.refusal is None, decision.refusal
     p = decision.payout
-    if decision.hold is not None:
+    if decision.hold is not None and row["kind"] in ledger.SWEEP_KINDS:
+        # No hold: a sweep or gas funding books the move of custody and its gas.
+        landed = decision.hold is machine.Hold.POST
+        await ledger.post(conn, ledger.sweep_final(row, landed, fee_wei), now)
+    elif decision.hold is not None:
         batch = ledger.release(row, post=decision.hold is machine.Hold.POST)
         batch += ledger.network_fee(row, fee_wei)
         await ledger.post(conn, batch, now)
@@ -125,8 +129,8 @@ async def announce(conn: asyncpg.Connection, row: asyncpg.Record, event_type: st
     Payout payload would be decoded as an Invoice by StreamEvents and the
     webhook dispatcher, so nothing is written rather than something unreadable.
     """
-    if "payout" not in resources.RESOURCES:
-        return
+    if "payout" not in resources.RESOURCES or row["merchant_id"] is None:
+        return  # sweeps belong to no merchant: no merchant event
     message = await render.load(conn, row)
     await append(
         conn,

@@ -101,3 +101,58 @@ async def load(conn: asyncpg.Connection, row: asyncpg.Record) -> pb.Payout:
             )
         ]
     return payout(row, transactions, approvals)
+
+
+def sweep_name(sweep_id: str) -> str:
+    return f"sweeps/{sweep_id}"
+
+
+def sweep(
+    row: asyncpg.Record, transactions: Sequence[asyncpg.Record] = (), invoice_merchant: str = ""
+) -> pb.Sweep:
+    """A sweep or gas funding (a platform row of the payouts table) as a Sweep."""
+    # The payout rendering of the same row: state, candidates, nonce, fee, times.
+    common = payout(row, transactions)
+    out = pb.Sweep(
+        name=sweep_name(row["id"]),
+        kind=pb.SWEEP_KIND_GAS_FUNDING if row["kind"] == "gas_funding" else pb.SWEEP_KIND_SWEEP,
+        chain=row["chain"],
+        asset=row["asset"],
+        source_address=row["source_address"] or "",
+        destination=row["destination"],
+        amount=str(row["amount"]),
+        key_id=row["key_id"],
+        invoice=(
+            f"merchants/{invoice_merchant}/invoices/{row['invoice_id']}"
+            if row["invoice_id"] and invoice_merchant
+            else ""
+        ),
+        gas_funding=sweep_name(row["funded_by"]) if row["funded_by"] else "",
+        state=common.state,
+        tx_hash=common.tx_hash,
+        transactions=common.transactions,
+        network_fee=common.network_fee,
+        max_fee_per_gas="" if row["fixed_max_fee"] is None else str(row["fixed_max_fee"]),
+        waiting_reason=common.waiting_reason,
+        failure_reason=row["failure_reason"],
+        create_time=common.create_time,
+        update_time=common.update_time,
+    )
+    if common.HasField("nonce"):
+        out.nonce = common.nonce
+    if common.HasField("confirm_time"):
+        out.confirm_time.CopyFrom(common.confirm_time)
+    return out
+
+
+async def load_sweep(conn: asyncpg.Connection, row: asyncpg.Record) -> pb.Sweep:
+    transactions = await conn.fetch(
+        "SELECT * FROM payout_transactions WHERE payout_id = $1 ORDER BY create_time, tx_hash",
+        row["id"],
+    )
+    merchant = ""
+    if row["invoice_id"]:
+        merchant = await conn.fetchval(
+            "SELECT merchant_id FROM invoices WHERE id = $1", row["invoice_id"]
+        )
+    return sweep(row, transactions, merchant or "")

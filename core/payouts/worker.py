@@ -37,6 +37,7 @@ from kassa.chain.v1 import adapter_pb2, adapter_pb2_grpc
 
 log = logging.getLogger("kassa.payouts")
 ACTIVE = ("created", "signing", "waiting_approval", "signed", "broadcast")
+PURPOSE = {"payout": "PAYOUT", "refund": "REFUND", "sweep": "SWEEP", "gas_funding": "GAS_FUNDING"}
 # Test-only fault points: the core kills itself (SIGKILL) right after the step
 # named in KASSA_FAULT commits, so tests can prove restarts pay exactly once.
 FAULT = os.environ.get("KASSA_FAULT", "")
@@ -165,6 +166,14 @@ class PayoutWorker:
             )
         return fees
 
+    async def _fees_for(
+        self, row: asyncpg.Record, at_least: txbuilder.Fees | None = None
+    ) -> txbuilder.Fees:
+        """A sweep's fees are the ones its gas funding paid for; others' follow the chain."""
+        if row["fixed_max_fee"] is not None:
+            return txbuilder.Fees(int(row["fixed_max_fee"]), int(row["fixed_tip"]))
+        return await self._fees(row["chain"], at_least)
+
     def _body(self, row: asyncpg.Record, nonce: int, fees: txbuilder.Fees) -> dict[str, Any]:
         """Columns of a fresh sign request for `row` at `nonce` with `fees`."""
         amount = int(row["amount"])
@@ -178,8 +187,12 @@ class PayoutWorker:
             destination=row["destination"],
             asset=row["asset"],
             amount_base_units=amount,
-            purpose="REFUND" if row["kind"] == "refund" else "PAYOUT",
-            reference=f"merchants/{row['merchant_id']}/payouts/{row['id']}",
+            purpose=PURPOSE[row["kind"]],
+            reference=(
+                f"sweeps/{row['id']}"
+                if row["merchant_id"] is None
+                else f"merchants/{row['merchant_id']}/payouts/{row['id']}"
+            ),
             issue_time=now,
             lifetime_s=self.settings.request_lifetime_s,
         )
@@ -206,7 +219,9 @@ class PayoutWorker:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1", payout_id)
         assert row is not None
-        fees = await self._fees(row["chain"])
+        if row["funded_by"] is not None and not await self._funded(row):
+            return
+        fees = await self._fees_for(row)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await lock(conn, payout_id)
             if row is None or row["state"] != "created":
@@ -215,6 +230,26 @@ class PayoutWorker:
             decision = machine.decide(as_machine(row, ()), machine.NonceAllocated(nonce))
             await save(conn, row, decision, self.clock(), **self._body(row, nonce, fees))
         await self._on_signing(payout_id)
+
+    async def _funded(self, row: asyncpg.Record) -> bool:
+        """A sweep waits for its gas funding to confirm; cancelled if the funding failed."""
+        async with self.pool.acquire() as conn:
+            funding = await conn.fetchval(
+                "SELECT state FROM payouts WHERE id = $1", row["funded_by"]
+            )
+        if funding == "confirmed":
+            return True
+        if funding in ("failed", "cancelled"):
+            async with self.pool.acquire() as conn, conn.transaction():
+                current = await lock(conn, row["id"])
+                if current is not None and current["state"] == "created":
+                    decision = machine.decide(as_machine(current, ()), machine.Cancel())
+                    await save(
+                        conn, current, decision, self.clock(), failure_reason="GAS_FUNDING_FAILED"
+                    )
+            return False
+        await self._later(row["id"], 1.0)
+        return False
 
     # -- signing → signed | waiting_approval ------------------------------
     async def _on_signing(self, payout_id: str) -> None:
@@ -226,7 +261,7 @@ class PayoutWorker:
             if row["sign_expire_time"] <= self.clock() + timedelta(seconds=3):
                 # Never sent successfully in its window, so never broadcast: a new body
                 # for the same nonce is safe. Replacements keep outbidding the last candidate.
-                fees = await self._fees(row["chain"], await self._last_fees(conn, payout_id))
+                fees = await self._fees_for(row, await self._last_fees(conn, payout_id))
                 async with conn.transaction():
                     row = await lock(conn, payout_id)
                     assert row is not None
@@ -289,7 +324,7 @@ class PayoutWorker:
             )
             await save(conn, current, decision, self.clock())
         log.info("payout signed", extra={"payout": payout_id, "tx_hash": tx_hash})
-        _fault("payout-after-sign")
+        _fault("sweep-after-sign" if current["kind"] == "sweep" else "payout-after-sign")
         await self._on_signed(payout_id)
 
     async def _refused(self, payout_id: str, row: asyncpg.Record, refusal: SignerRefusal) -> None:
@@ -358,7 +393,7 @@ class PayoutWorker:
         if row["waiting_reason"] == "APPROVALS_REQUIRED" and not ready and not expired:
             await self._later(payout_id, 1.0)
             return
-        fees = await self._fees(row["chain"])
+        fees = await self._fees_for(row)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await lock(conn, payout_id)
             if row is None or row["state"] != "waiting_approval":
@@ -475,7 +510,8 @@ class PayoutWorker:
         sent_at = newest["broadcast_time"] or newest["create_time"]
         if all(s.status == adapter_pb2.TRANSACTION_STATUS_UNKNOWN for s in statuses.values()):
             account = await adapter.GetAccount(
-                adapter_pb2.GetAccountRequest(address=self.hot_address), timeout=10
+                adapter_pb2.GetAccountRequest(address=row["source_address"] or self.hot_address),
+                timeout=10,
             )
             if account.latest_nonce > int(row["nonce"]):
                 # The nonce is used on chain, by none of our candidates (checked above).
@@ -505,7 +541,8 @@ class PayoutWorker:
         last = txbuilder.Fees(
             int(newest["max_fee_per_gas"]), int(newest["max_priority_fee_per_gas"])
         )
-        if (
+        # A sweep spends the gas it was funded with, no more: it waits for the base fee.
+        if await self._fixed(payout_id) or (
             machine.bumped(last.max_fee_per_gas_wei) > self.settings.max_fee_per_gas_wei
             or machine.bumped(last.max_priority_fee_per_gas_wei)
             > self.settings.max_priority_fee_per_gas_wei
@@ -516,7 +553,7 @@ class PayoutWorker:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1", payout_id)
         assert row is not None
-        fees = await self._fees(row["chain"], last)
+        fees = await self._fees_for(row, last)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await lock(conn, payout_id)
             if row is None or row["state"] != "broadcast":
@@ -533,6 +570,13 @@ class PayoutWorker:
             extra={"payout": payout_id, "old": newest["tx_hash"]},
         )
         await self._on_signing(payout_id)
+
+    async def _fixed(self, payout_id: str) -> bool:
+        async with self.pool.acquire() as conn:
+            fixed = await conn.fetchval(
+                "SELECT fixed_max_fee IS NOT NULL FROM payouts WHERE id = $1", payout_id
+            )
+        return bool(fixed)
 
     async def _nonce_consumed(self, payout_id: str) -> None:
         async with self.pool.acquire() as conn, conn.transaction():

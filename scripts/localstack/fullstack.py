@@ -343,6 +343,14 @@ action = "allow"
                 },
                 # Quick enough for tests and the demo to see a stuck transaction replaced.
                 payouts={"replace_after_s": 4, "poll_interval_s": 0.2},
+                # Deposit sweeps to each chain's treasury, on demand only
+                # (SweepService.RunSweeps): a timer would spend hot-key nonces
+                # under tests that count them.
+                sweeps={
+                    "enabled": True,
+                    "interval_s": 0,
+                    "treasury": {c.chain: c.treasury for c in self.chains},
+                },
                 **self.core_options,  # type: ignore[arg-type]
             )
         return self._core_setup

@@ -73,6 +73,8 @@ class CoreSetup:
     # [signer] (target, TLS files, caller key) and [payouts]; None: payouts off.
     signer: dict[str, object] | None = None
     payouts: dict[str, object] | None = None
+    # [sweeps] (enabled, treasury per chain, interval); None: no sweeps.
+    sweeps: dict[str, object] | None = None
     # Extra environment of the core process (e.g. KASSA_FAULT in tests).
     env: dict[str, str] | None = None
 
@@ -105,6 +107,7 @@ class CoreSetup:
                 **({"events": self.events} if self.events else {}),
                 **({"signer": self.signer} if self.signer else {}),
                 **({"payouts": self.payouts} if self.payouts else {}),
+                **({"sweeps": self.sweeps} if self.sweeps else {}),
             },
         )
 

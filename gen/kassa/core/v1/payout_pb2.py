@@ -25,49 +25,67 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akassa/core/v1/payout.proto\x12\rkassa.core.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n\x11PayoutTransaction\x12\x0f\n\x07tx_hash\x18\x01 \x01(\t\x12\x17\n\x0fmax_fee_per_gas\x18\x02 \x01(\t\x12 \n\x18max_priority_fee_per_gas\x18\x03 \x01(\t\x12\x36\n\x06status\x18\x04 \x01(\x0e\x32&.kassa.core.v1.PayoutTransactionStatus\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x14SignRequestToApprove\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x13\n\x0b\x62ody_digest\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x97\x05\n\x06Payout\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.kassa.core.v1.PayoutKind\x12\x0f\n\x07invoice\x18\x03 \x01(\t\x12\r\n\x05\x63hain\x18\x04 \x01(\t\x12\r\n\x05\x61sset\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x06 \x01(\t\x12\x0e\n\x06\x61mount\x18\x07 \x01(\t\x12\x11\n\treference\x18\x08 \x01(\t\x12)\n\x05state\x18\t \x01(\x0e\x32\x1a.kassa.core.v1.PayoutState\x12\x12\n\x05nonce\x18\n \x01(\x04H\x00\x88\x01\x01\x12\x0f\n\x07tx_hash\x18\x0b \x01(\t\x12\x36\n\x0ctransactions\x18\x0c \x03(\x0b\x32 .kassa.core.v1.PayoutTransaction\x12\x13\n\x0bnetwork_fee\x18\r \x01(\t\x12\x16\n\x0ewaiting_reason\x18\x0e \x01(\t\x12\x1a\n\x12required_approvers\x18\x0f \x03(\t\x12\x1a\n\x12\x61pproval_threshold\x18\x10 \x01(\r\x12\x11\n\tapprovals\x18\x11 \x03(\t\x12\x39\n\x0csign_request\x18\x12 \x01(\x0b\x32#.kassa.core.v1.SignRequestToApprove\x12\x16\n\x0e\x66\x61ilure_reason\x18\x13 \x01(\t\x12/\n\x0b\x63reate_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63onfirm_time\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06_nonce\"`\n\x13\x43reatePayoutRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12%\n\x06payout\x18\x02 \x01(\x0b\x32\x15.kassa.core.v1.Payout\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"=\n\x14\x43reatePayoutResponse\x12%\n\x06payout\x18\x01 \x01(\x0b\x32\x15.kassa.core.v1.Payout\"r\n\x13\x43reateRefundRequest\x12\x0f\n\x07invoice\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x11\n\treference\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"=\n\x14\x43reateRefundResponse\x12%\n\x06payout\x18\x01 \x01(\x0b\x32\x15.kassa.core.v1.Payout\" \n\x10GetPayoutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x11GetPayoutResponse\x12%\n\x06payout\x18\x01 \x01(\x0b\x32\x15.kassa.core.v1.Payout\"w\n\x12ListPayoutsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12*\n\x06states\x18\x04 \x03(\x0e\x32\x1a.kassa.core.v1.PayoutState\"V\n\x13ListPayoutsResponse\x12&\n\x07payouts\x18\x01 \x03(\x0b\x32\x15.kassa.core.v1.Payout\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13\x43\x61ncelPayoutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x14\x43\x61ncelPayoutResponse\x12%\n\x06payout\x18\x01 \x01(\x0b\x32\x15.kassa.core.v1.Payout\"e\n\x14\x41pprovePayoutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0f\x61pprover_key_id\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x13\n\x0b\x62ody_digest\x18\x04 \x01(\t\">\n\x15\x41pprovePayoutResponse\x12%\n\x06payout\x18\x01 \x01(\x0b\x32\x15.kassa.core.v1.Payout*Y\n\nPayoutKind\x12\x1b\n\x17PAYOUT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12PAYOUT_KIND_PAYOUT\x10\x01\x12\x16\n\x12PAYOUT_KIND_REFUND\x10\x02*\x88\x02\n\x0bPayoutState\x12\x1c\n\x18PAYOUT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14PAYOUT_STATE_CREATED\x10\x01\x12\x18\n\x14PAYOUT_STATE_SIGNING\x10\x02\x12!\n\x1dPAYOUT_STATE_WAITING_APPROVAL\x10\x03\x12\x17\n\x13PAYOUT_STATE_SIGNED\x10\x04\x12\x1a\n\x16PAYOUT_STATE_BROADCAST\x10\x05\x12\x1a\n\x16PAYOUT_STATE_CONFIRMED\x10\x06\x12\x17\n\x13PAYOUT_STATE_FAILED\x10\x07\x12\x1a\n\x16PAYOUT_STATE_CANCELLED\x10\x08*\xba\x01\n\x17PayoutTransactionStatus\x12)\n%PAYOUT_TRANSACTION_STATUS_UNSPECIFIED\x10\x00\x12\'\n#PAYOUT_TRANSACTION_STATUS_CANDIDATE\x10\x01\x12$\n PAYOUT_TRANSACTION_STATUS_LANDED\x10\x02\x12%\n!PAYOUT_TRANSACTION_STATUS_DROPPED\x10\x03\x32\x9c\x04\n\rPayoutService\x12W\n\x0c\x43reatePayout\x12\".kassa.core.v1.CreatePayoutRequest\x1a#.kassa.core.v1.CreatePayoutResponse\x12W\n\x0c\x43reateRefund\x12\".kassa.core.v1.CreateRefundRequest\x1a#.kassa.core.v1.CreateRefundResponse\x12N\n\tGetPayout\x12\x1f.kassa.core.v1.GetPayoutRequest\x1a .kassa.core.v1.GetPayoutResponse\x12T\n\x0bListPayouts\x12!.kassa.core.v1.ListPayoutsRequest\x1a\".kassa.core.v1.ListPayoutsResponse\x12W\n\x0c\x43\x61ncelPayout\x12\".kassa.core.v1.CancelPayoutRequest\x1a#.kassa.core.v1.CancelPayoutResponse\x12Z\n\rApprovePayout\x12#.kassa.core.v1.ApprovePayoutRequest\x1a$.kassa.core.v1.ApprovePayoutResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akassa/core/v1/payout.proto\x12\rkassa.core.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x04\n\x05Sweep\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.kassa.core.v1.SweepKind\x12\r\n\x05\x63hain\x18\x03 \x01(\t\x12\r\n\x05\x61sset\x18\x04 \x01(\t\x12\x16\n\x0esource_address\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x06 \x01(\t\x12\x0e\n\x06\x61mount\x18\x07 \x01(\t\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x0f\n\x07invoice\x18\t \x01(\t\x12\x13\n\x0bgas_funding\x18\n \x01(\t\x12)\n\x05state\x18\x0b \x01(\x0e\x32\x1a.kassa.core.v1.PayoutState\x12\x12\n\x05nonce\x18\x0c \x01(\x04H\x00\x88\x01\x01\x12\x0f\n\x07tx_hash\x18\r \x01(\t\x12\x36\n\x0ctransactions\x18\x0e \x03(\x0b\x32 .kassa.core.v1.PayoutTransaction\x12\x13\n\x0bnetwork_fee\x18\x0f \x01(\t\x12\x17\n\x0fmax_fee_per_gas\x18\x10 \x01(\t\x12\x16\n\x0ewaiting_reason\x18\x11 \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\x12 \x01(\t\x12/\n\x0b\x63reate_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63onfirm_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06_nonce\"!\n\x10RunSweepsRequest\x12\r\n\x05\x63hain\x18\x01 \x01(\t\"9\n\x11RunSweepsResponse\x12$\n\x06sweeps\x18\x01 \x03(\x0b\x32\x14.kassa.core.v1.Sweep\"\x1f\n\x0fGetSweepRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x10GetSweepResponse\x12#\n\x05sweep\x18\x01 \x01(\x0b\x32\x14.kassa.core.v1.Sweep\"I\n\x11ListSweepsRequest\x12\r\n\x05\x63hain\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x12ListSweepsResponse\x12$\n\x06sweeps\x18\x01 \x03(\x0b\x32\x14.kassa.core.v1.Sweep\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc8\x01\n\x11PayoutTransaction\x12\x0f\n\x07tx_hash\x18\x01 \x01(\t\x12\x17\n\x0fmax_fee_per_gas\x18\x02 \x01(\t\x12 \n\x18max_priority_fee_per_gas\x18\x03 \x01(\t\x12\x36\n\x06status\x18\x04 \x01(\x0e\x32&.kassa.core.v1.PayoutTransactionStatus\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x14SignRequestToApprove\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x13\n\x0b\x62ody_digest\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x97\x05\n\x06Payout\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.kassa.core.v1.PayoutKind\x12\x0f\n\x07invoice\x18\x03 \x01(\t\x12\r\n\x05\x63hain\x18\x04 \x01(\t\x12\r\n\x05\x61sset\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x06 \x01(\t\x12\x0e\n\x06\x61mount\x18\x07 \x01(\t\x12\x11\n\treference\x18\x08 \x01(\t\x12)\n\x05state\x18\t \x01(\x0e\x32\x1a.kassa.core.v1.PayoutState\x12\x12\n\x05nonce\x18\n \x01(\x04H\x00\x88\x01\x01\x12\x0f\n\x07tx_hash\x18\x0b \x01(\t\x12\x36\n\x0ctransactions\x18\x0c \x03(\x0b\x32 .kassa.core.v1.PayoutTransaction\x12\x13\n\x0bnetwork_fee\x18\r \x01(\t\x12\x16\n\x0ewaiting_reason\x18\x0e \x01(\t\x12\x1a\n\x12required_approvers\x18\x0f \x03(\t\x12\x1a\n\x12\x61pproval_threshold\x18\x10 \x01(\r\x12\x11\n\tapprovals\x18\x11 \x03(\t\x12\x39\n\x0csign_request\x18\x12 \x01(\x0b\x32#.kassa.core.v1.SignRequestToApprove\x12\x16\n\x0e\x66\x61ilure_reason\x18\x13 \x01(\t\x12/\n\x0b\x63reate_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63onfirm_time\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06_nonce\"`\n\x13\x43reatePayoutRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12%\n\x06payout\x18\x02 \x01(\x0b\x32\x15.kassa.core.v1.Payout\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"=\n\x14\x43reatePayoutResponse\x12%\n\x06payout\x18\x01 \x01(\x0b\x32\x15.kassa.core.v1.Payout\"r\n\x13\x43reateRefundRequest\x12\x0f\n\x07invoice\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x11\n\treference\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"=\n\x14\x43reateRefundResponse\x12%\n\x06payout\x18\x01 \x01(\x0b\x32\x15.kassa.core.v1.Payout\" \n\x10GetPayoutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x11GetPayoutResponse\x12%\n\x06payout\x18\x01 \x01(\x0b\x32\x15.kassa.core.v1.Payout\"w\n\x12ListPayoutsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12*\n\x06states\x18\x04 \x03(\x0e\x32\x1a.kassa.core.v1.PayoutState\"V\n\x13ListPayoutsResponse\x12&\n\x07payouts\x18\x01 \x03(\x0b\x32\x15.kassa.core.v1.Payout\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13\x43\x61ncelPayoutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x14\x43\x61ncelPayoutResponse\x12%\n\x06payout\x18\x01 \x01(\x0b\x32\x15.kassa.core.v1.Payout\"e\n\x14\x41pprovePayoutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0f\x61pprover_key_id\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x13\n\x0b\x62ody_digest\x18\x04 \x01(\t\">\n\x15\x41pprovePayoutResponse\x12%\n\x06payout\x18\x01 \x01(\x0b\x32\x15.kassa.core.v1.Payout*Y\n\tSweepKind\x12\x1a\n\x16SWEEP_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10SWEEP_KIND_SWEEP\x10\x01\x12\x1a\n\x16SWEEP_KIND_GAS_FUNDING\x10\x02*Y\n\nPayoutKind\x12\x1b\n\x17PAYOUT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12PAYOUT_KIND_PAYOUT\x10\x01\x12\x16\n\x12PAYOUT_KIND_REFUND\x10\x02*\x88\x02\n\x0bPayoutState\x12\x1c\n\x18PAYOUT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14PAYOUT_STATE_CREATED\x10\x01\x12\x18\n\x14PAYOUT_STATE_SIGNING\x10\x02\x12!\n\x1dPAYOUT_STATE_WAITING_APPROVAL\x10\x03\x12\x17\n\x13PAYOUT_STATE_SIGNED\x10\x04\x12\x1a\n\x16PAYOUT_STATE_BROADCAST\x10\x05\x12\x1a\n\x16PAYOUT_STATE_CONFIRMED\x10\x06\x12\x17\n\x13PAYOUT_STATE_FAILED\x10\x07\x12\x1a\n\x16PAYOUT_STATE_CANCELLED\x10\x08*\xba\x01\n\x17PayoutTransactionStatus\x12)\n%PAYOUT_TRANSACTION_STATUS_UNSPECIFIED\x10\x00\x12\'\n#PAYOUT_TRANSACTION_STATUS_CANDIDATE\x10\x01\x12$\n PAYOUT_TRANSACTION_STATUS_LANDED\x10\x02\x12%\n!PAYOUT_TRANSACTION_STATUS_DROPPED\x10\x03\x32\x9c\x04\n\rPayoutService\x12W\n\x0c\x43reatePayout\x12\".kassa.core.v1.CreatePayoutRequest\x1a#.kassa.core.v1.CreatePayoutResponse\x12W\n\x0c\x43reateRefund\x12\".kassa.core.v1.CreateRefundRequest\x1a#.kassa.core.v1.CreateRefundResponse\x12N\n\tGetPayout\x12\x1f.kassa.core.v1.GetPayoutRequest\x1a .kassa.core.v1.GetPayoutResponse\x12T\n\x0bListPayouts\x12!.kassa.core.v1.ListPayoutsRequest\x1a\".kassa.core.v1.ListPayoutsResponse\x12W\n\x0c\x43\x61ncelPayout\x12\".kassa.core.v1.CancelPayoutRequest\x1a#.kassa.core.v1.CancelPayoutResponse\x12Z\n\rApprovePayout\x12#.kassa.core.v1.ApprovePayoutRequest\x1a$.kassa.core.v1.ApprovePayoutResponse2\xfe\x01\n\x0cSweepService\x12N\n\tRunSweeps\x12\x1f.kassa.core.v1.RunSweepsRequest\x1a .kassa.core.v1.RunSweepsResponse\x12K\n\x08GetSweep\x12\x1e.kassa.core.v1.GetSweepRequest\x1a\x1f.kassa.core.v1.GetSweepResponse\x12Q\n\nListSweeps\x12 .kassa.core.v1.ListSweepsRequest\x1a!.kassa.core.v1.ListSweepsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kassa.core.v1.payout_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAYOUTKIND']._serialized_start=1965
-  _globals['_PAYOUTKIND']._serialized_end=2054
-  _globals['_PAYOUTSTATE']._serialized_start=2057
-  _globals['_PAYOUTSTATE']._serialized_end=2321
-  _globals['_PAYOUTTRANSACTIONSTATUS']._serialized_start=2324
-  _globals['_PAYOUTTRANSACTIONSTATUS']._serialized_end=2510
-  _globals['_PAYOUTTRANSACTION']._serialized_start=79
-  _globals['_PAYOUTTRANSACTION']._serialized_end=279
-  _globals['_SIGNREQUESTTOAPPROVE']._serialized_start=281
-  _globals['_SIGNREQUESTTOAPPROVE']._serialized_end=387
-  _globals['_PAYOUT']._serialized_start=390
-  _globals['_PAYOUT']._serialized_end=1053
-  _globals['_CREATEPAYOUTREQUEST']._serialized_start=1055
-  _globals['_CREATEPAYOUTREQUEST']._serialized_end=1151
-  _globals['_CREATEPAYOUTRESPONSE']._serialized_start=1153
-  _globals['_CREATEPAYOUTRESPONSE']._serialized_end=1214
-  _globals['_CREATEREFUNDREQUEST']._serialized_start=1216
-  _globals['_CREATEREFUNDREQUEST']._serialized_end=1330
-  _globals['_CREATEREFUNDRESPONSE']._serialized_start=1332
-  _globals['_CREATEREFUNDRESPONSE']._serialized_end=1393
-  _globals['_GETPAYOUTREQUEST']._serialized_start=1395
-  _globals['_GETPAYOUTREQUEST']._serialized_end=1427
-  _globals['_GETPAYOUTRESPONSE']._serialized_start=1429
-  _globals['_GETPAYOUTRESPONSE']._serialized_end=1487
-  _globals['_LISTPAYOUTSREQUEST']._serialized_start=1489
-  _globals['_LISTPAYOUTSREQUEST']._serialized_end=1608
-  _globals['_LISTPAYOUTSRESPONSE']._serialized_start=1610
-  _globals['_LISTPAYOUTSRESPONSE']._serialized_end=1696
-  _globals['_CANCELPAYOUTREQUEST']._serialized_start=1698
-  _globals['_CANCELPAYOUTREQUEST']._serialized_end=1733
-  _globals['_CANCELPAYOUTRESPONSE']._serialized_start=1735
-  _globals['_CANCELPAYOUTRESPONSE']._serialized_end=1796
-  _globals['_APPROVEPAYOUTREQUEST']._serialized_start=1798
-  _globals['_APPROVEPAYOUTREQUEST']._serialized_end=1899
-  _globals['_APPROVEPAYOUTRESPONSE']._serialized_start=1901
-  _globals['_APPROVEPAYOUTRESPONSE']._serialized_end=1963
-  _globals['_PAYOUTSERVICE']._serialized_start=2513
-  _globals['_PAYOUTSERVICE']._serialized_end=3053
+  _globals['_SWEEPKIND']._serialized_start=2906
+  _globals['_SWEEPKIND']._serialized_end=2995
+  _globals['_PAYOUTKIND']._serialized_start=2997
+  _globals['_PAYOUTKIND']._serialized_end=3086
+  _globals['_PAYOUTSTATE']._serialized_start=3089
+  _globals['_PAYOUTSTATE']._serialized_end=3353
+  _globals['_PAYOUTTRANSACTIONSTATUS']._serialized_start=3356
+  _globals['_PAYOUTTRANSACTIONSTATUS']._serialized_end=3542
+  _globals['_SWEEP']._serialized_start=79
+  _globals['_SWEEP']._serialized_end=673
+  _globals['_RUNSWEEPSREQUEST']._serialized_start=675
+  _globals['_RUNSWEEPSREQUEST']._serialized_end=708
+  _globals['_RUNSWEEPSRESPONSE']._serialized_start=710
+  _globals['_RUNSWEEPSRESPONSE']._serialized_end=767
+  _globals['_GETSWEEPREQUEST']._serialized_start=769
+  _globals['_GETSWEEPREQUEST']._serialized_end=800
+  _globals['_GETSWEEPRESPONSE']._serialized_start=802
+  _globals['_GETSWEEPRESPONSE']._serialized_end=857
+  _globals['_LISTSWEEPSREQUEST']._serialized_start=859
+  _globals['_LISTSWEEPSREQUEST']._serialized_end=932
+  _globals['_LISTSWEEPSRESPONSE']._serialized_start=934
+  _globals['_LISTSWEEPSRESPONSE']._serialized_end=1017
+  _globals['_PAYOUTTRANSACTION']._serialized_start=1020
+  _globals['_PAYOUTTRANSACTION']._serialized_end=1220
+  _globals['_SIGNREQUESTTOAPPROVE']._serialized_start=1222
+  _globals['_SIGNREQUESTTOAPPROVE']._serialized_end=1328
+  _globals['_PAYOUT']._serialized_start=1331
+  _globals['_PAYOUT']._serialized_end=1994
+  _globals['_CREATEPAYOUTREQUEST']._serialized_start=1996
+  _globals['_CREATEPAYOUTREQUEST']._serialized_end=2092
+  _globals['_CREATEPAYOUTRESPONSE']._serialized_start=2094
+  _globals['_CREATEPAYOUTRESPONSE']._serialized_end=2155
+  _globals['_CREATEREFUNDREQUEST']._serialized_start=2157
+  _globals['_CREATEREFUNDREQUEST']._serialized_end=2271
+  _globals['_CREATEREFUNDRESPONSE']._serialized_start=2273
+  _globals['_CREATEREFUNDRESPONSE']._serialized_end=2334
+  _globals['_GETPAYOUTREQUEST']._serialized_start=2336
+  _globals['_GETPAYOUTREQUEST']._serialized_end=2368
+  _globals['_GETPAYOUTRESPONSE']._serialized_start=2370
+  _globals['_GETPAYOUTRESPONSE']._serialized_end=2428
+  _globals['_LISTPAYOUTSREQUEST']._serialized_start=2430
+  _globals['_LISTPAYOUTSREQUEST']._serialized_end=2549
+  _globals['_LISTPAYOUTSRESPONSE']._serialized_start=2551
+  _globals['_LISTPAYOUTSRESPONSE']._serialized_end=2637
+  _globals['_CANCELPAYOUTREQUEST']._serialized_start=2639
+  _globals['_CANCELPAYOUTREQUEST']._serialized_end=2674
+  _globals['_CANCELPAYOUTRESPONSE']._serialized_start=2676
+  _globals['_CANCELPAYOUTRESPONSE']._serialized_end=2737
+  _globals['_APPROVEPAYOUTREQUEST']._serialized_start=2739
+  _globals['_APPROVEPAYOUTREQUEST']._serialized_end=2840
+  _globals['_APPROVEPAYOUTRESPONSE']._serialized_start=2842
+  _globals['_APPROVEPAYOUTRESPONSE']._serialized_end=2904
+  _globals['_PAYOUTSERVICE']._serialized_start=3545
+  _globals['_PAYOUTSERVICE']._serialized_end=4085
+  _globals['_SWEEPSERVICE']._serialized_start=4088
+  _globals['_SWEEPSERVICE']._serialized_end=4342
 # @@protoc_insertion_point(module_scope)

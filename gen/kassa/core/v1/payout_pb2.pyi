@@ -10,6 +10,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SweepKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SWEEP_KIND_UNSPECIFIED: _ClassVar[SweepKind]
+    SWEEP_KIND_SWEEP: _ClassVar[SweepKind]
+    SWEEP_KIND_GAS_FUNDING: _ClassVar[SweepKind]
+
 class PayoutKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PAYOUT_KIND_UNSPECIFIED: _ClassVar[PayoutKind]
@@ -34,6 +40,9 @@ class PayoutTransactionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper)
     PAYOUT_TRANSACTION_STATUS_CANDIDATE: _ClassVar[PayoutTransactionStatus]
     PAYOUT_TRANSACTION_STATUS_LANDED: _ClassVar[PayoutTransactionStatus]
     PAYOUT_TRANSACTION_STATUS_DROPPED: _ClassVar[PayoutTransactionStatus]
+SWEEP_KIND_UNSPECIFIED: SweepKind
+SWEEP_KIND_SWEEP: SweepKind
+SWEEP_KIND_GAS_FUNDING: SweepKind
 PAYOUT_KIND_UNSPECIFIED: PayoutKind
 PAYOUT_KIND_PAYOUT: PayoutKind
 PAYOUT_KIND_REFUND: PayoutKind
@@ -50,6 +59,94 @@ PAYOUT_TRANSACTION_STATUS_UNSPECIFIED: PayoutTransactionStatus
 PAYOUT_TRANSACTION_STATUS_CANDIDATE: PayoutTransactionStatus
 PAYOUT_TRANSACTION_STATUS_LANDED: PayoutTransactionStatus
 PAYOUT_TRANSACTION_STATUS_DROPPED: PayoutTransactionStatus
+
+class Sweep(_message.Message):
+    __slots__ = ("name", "kind", "chain", "asset", "source_address", "destination", "amount", "key_id", "invoice", "gas_funding", "state", "nonce", "tx_hash", "transactions", "network_fee", "max_fee_per_gas", "waiting_reason", "failure_reason", "create_time", "update_time", "confirm_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_FIELD_NUMBER: _ClassVar[int]
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_FIELD_NUMBER: _ClassVar[int]
+    GAS_FUNDING_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    TX_HASH_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FEE_FIELD_NUMBER: _ClassVar[int]
+    MAX_FEE_PER_GAS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: SweepKind
+    chain: str
+    asset: str
+    source_address: str
+    destination: str
+    amount: str
+    key_id: str
+    invoice: str
+    gas_funding: str
+    state: PayoutState
+    nonce: int
+    tx_hash: str
+    transactions: _containers.RepeatedCompositeFieldContainer[PayoutTransaction]
+    network_fee: str
+    max_fee_per_gas: str
+    waiting_reason: str
+    failure_reason: str
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    confirm_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[SweepKind, str]] = ..., chain: _Optional[str] = ..., asset: _Optional[str] = ..., source_address: _Optional[str] = ..., destination: _Optional[str] = ..., amount: _Optional[str] = ..., key_id: _Optional[str] = ..., invoice: _Optional[str] = ..., gas_funding: _Optional[str] = ..., state: _Optional[_Union[PayoutState, str]] = ..., nonce: _Optional[int] = ..., tx_hash: _Optional[str] = ..., transactions: _Optional[_Iterable[_Union[PayoutTransaction, _Mapping]]] = ..., network_fee: _Optional[str] = ..., max_fee_per_gas: _Optional[str] = ..., waiting_reason: _Optional[str] = ..., failure_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirm_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RunSweepsRequest(_message.Message):
+    __slots__ = ("chain",)
+    CHAIN_FIELD_NUMBER: _ClassVar[int]
+    chain: str
+    def __init__(self, chain: _Optional[str] = ...) -> None: ...
+
+class RunSweepsResponse(_message.Message):
+    __slots__ = ("sweeps",)
+    SWEEPS_FIELD_NUMBER: _ClassVar[int]
+    sweeps: _containers.RepeatedCompositeFieldContainer[Sweep]
+    def __init__(self, sweeps: _Optional[_Iterable[_Union[Sweep, _Mapping]]] = ...) -> None: ...
+
+class GetSweepRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetSweepResponse(_message.Message):
+    __slots__ = ("sweep",)
+    SWEEP_FIELD_NUMBER: _ClassVar[int]
+    sweep: Sweep
+    def __init__(self, sweep: _Optional[_Union[Sweep, _Mapping]] = ...) -> None: ...
+
+class ListSweepsRequest(_message.Message):
+    __slots__ = ("chain", "page_size", "page_token")
+    CHAIN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    chain: str
+    page_size: int
+    page_token: str
+    def __init__(self, chain: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSweepsResponse(_message.Message):
+    __slots__ = ("sweeps", "next_page_token")
+    SWEEPS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sweeps: _containers.RepeatedCompositeFieldContainer[Sweep]
+    next_page_token: str
+    def __init__(self, sweeps: _Optional[_Iterable[_Union[Sweep, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class PayoutTransaction(_message.Message):
     __slots__ = ("tx_hash", "max_fee_per_gas", "max_priority_fee_per_gas", "status", "create_time")

@@ -337,3 +337,178 @@ class PayoutService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class SweepServiceStub:
+    """SweepService moves the funds received on deposit addresses to the chain's
+    treasury: for tokens the hot key first sends the gas (a gas funding), then
+    the deposit key hd:<index> signs the sweep; see docs/payouts.md "Sweeps".
+    Platform keys only. Scopes: sweeps:read (Get, List), sweeps:write (Run).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.RunSweeps = channel.unary_unary(
+                '/kassa.core.v1.SweepService/RunSweeps',
+                request_serializer=kassa_dot_core_dot_v1_dot_payout__pb2.RunSweepsRequest.SerializeToString,
+                response_deserializer=kassa_dot_core_dot_v1_dot_payout__pb2.RunSweepsResponse.FromString,
+                _registered_method=True)
+        self.GetSweep = channel.unary_unary(
+                '/kassa.core.v1.SweepService/GetSweep',
+                request_serializer=kassa_dot_core_dot_v1_dot_payout__pb2.GetSweepRequest.SerializeToString,
+                response_deserializer=kassa_dot_core_dot_v1_dot_payout__pb2.GetSweepResponse.FromString,
+                _registered_method=True)
+        self.ListSweeps = channel.unary_unary(
+                '/kassa.core.v1.SweepService/ListSweeps',
+                request_serializer=kassa_dot_core_dot_v1_dot_payout__pb2.ListSweepsRequest.SerializeToString,
+                response_deserializer=kassa_dot_core_dot_v1_dot_payout__pb2.ListSweepsResponse.FromString,
+                _registered_method=True)
+
+
+class SweepServiceServicer:
+    """SweepService moves the funds received on deposit addresses to the chain's
+    treasury: for tokens the hot key first sends the gas (a gas funding), then
+    the deposit key hd:<index> signs the sweep; see docs/payouts.md "Sweeps".
+    Platform keys only. Scopes: sweeps:read (Get, List), sweeps:write (Run).
+    """
+
+    def RunSweeps(self, request, context):
+        """Plans sweeps now for every qualifying deposit address on the chain and
+        returns the records created (the core's worker then sends them). A
+        deposit address with a sweep in progress is skipped, so calling it again
+        never sweeps twice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSweep(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSweeps(self, request, context):
+        """Newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SweepServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'RunSweeps': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunSweeps,
+                    request_deserializer=kassa_dot_core_dot_v1_dot_payout__pb2.RunSweepsRequest.FromString,
+                    response_serializer=kassa_dot_core_dot_v1_dot_payout__pb2.RunSweepsResponse.SerializeToString,
+            ),
+            'GetSweep': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSweep,
+                    request_deserializer=kassa_dot_core_dot_v1_dot_payout__pb2.GetSweepRequest.FromString,
+                    response_serializer=kassa_dot_core_dot_v1_dot_payout__pb2.GetSweepResponse.SerializeToString,
+            ),
+            'ListSweeps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSweeps,
+                    request_deserializer=kassa_dot_core_dot_v1_dot_payout__pb2.ListSweepsRequest.FromString,
+                    response_serializer=kassa_dot_core_dot_v1_dot_payout__pb2.ListSweepsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'kassa.core.v1.SweepService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('kassa.core.v1.SweepService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class SweepService:
+    """SweepService moves the funds received on deposit addresses to the chain's
+    treasury: for tokens the hot key first sends the gas (a gas funding), then
+    the deposit key hd:<index> signs the sweep; see docs/payouts.md "Sweeps".
+    Platform keys only. Scopes: sweeps:read (Get, List), sweeps:write (Run).
+    """
+
+    @staticmethod
+    def RunSweeps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.core.v1.SweepService/RunSweeps',
+            kassa_dot_core_dot_v1_dot_payout__pb2.RunSweepsRequest.SerializeToString,
+            kassa_dot_core_dot_v1_dot_payout__pb2.RunSweepsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSweep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.core.v1.SweepService/GetSweep',
+            kassa_dot_core_dot_v1_dot_payout__pb2.GetSweepRequest.SerializeToString,
+            kassa_dot_core_dot_v1_dot_payout__pb2.GetSweepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSweeps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.core.v1.SweepService/ListSweeps',
+            kassa_dot_core_dot_v1_dot_payout__pb2.ListSweepsRequest.SerializeToString,
+            kassa_dot_core_dot_v1_dot_payout__pb2.ListSweepsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -155,3 +155,79 @@ class PayoutServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
 def add_PayoutServiceServicer_to_server(servicer: PayoutServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class SweepServiceStub:
+    """SweepService moves the funds received on deposit addresses to the chain's
+    treasury: for tokens the hot key first sends the gas (a gas funding), then
+    the deposit key hd:<index> signs the sweep; see docs/payouts.md "Sweeps".
+    Platform keys only. Scopes: sweeps:read (Get, List), sweeps:write (Run).
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> SweepServiceAsyncStub: ...
+    RunSweeps: _grpc.UnaryUnaryMultiCallable[_payout_pb2.RunSweepsRequest, _payout_pb2.RunSweepsResponse]
+    """Plans sweeps now for every qualifying deposit address on the chain and
+    returns the records created (the core's worker then sends them). A
+    deposit address with a sweep in progress is skipped, so calling it again
+    never sweeps twice.
+    """
+    GetSweep: _grpc.UnaryUnaryMultiCallable[_payout_pb2.GetSweepRequest, _payout_pb2.GetSweepResponse]
+    ListSweeps: _grpc.UnaryUnaryMultiCallable[_payout_pb2.ListSweepsRequest, _payout_pb2.ListSweepsResponse]
+    """Newest first."""
+
+@_typing.type_check_only
+class SweepServiceAsyncStub(SweepServiceStub):
+    """SweepService moves the funds received on deposit addresses to the chain's
+    treasury: for tokens the hot key first sends the gas (a gas funding), then
+    the deposit key hd:<index> signs the sweep; see docs/payouts.md "Sweeps".
+    Platform keys only. Scopes: sweeps:read (Get, List), sweeps:write (Run).
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    RunSweeps: _aio.UnaryUnaryMultiCallable[_payout_pb2.RunSweepsRequest, _payout_pb2.RunSweepsResponse]  # type: ignore[assignment]
+    """Plans sweeps now for every qualifying deposit address on the chain and
+    returns the records created (the core's worker then sends them). A
+    deposit address with a sweep in progress is skipped, so calling it again
+    never sweeps twice.
+    """
+    GetSweep: _aio.UnaryUnaryMultiCallable[_payout_pb2.GetSweepRequest, _payout_pb2.GetSweepResponse]  # type: ignore[assignment]
+    ListSweeps: _aio.UnaryUnaryMultiCallable[_payout_pb2.ListSweepsRequest, _payout_pb2.ListSweepsResponse]  # type: ignore[assignment]
+    """Newest first."""
+
+class SweepServiceServicer(metaclass=_abc_1.ABCMeta):
+    """SweepService moves the funds received on deposit addresses to the chain's
+    treasury: for tokens the hot key first sends the gas (a gas funding), then
+    the deposit key hd:<index> signs the sweep; see docs/payouts.md "Sweeps".
+    Platform keys only. Scopes: sweeps:read (Get, List), sweeps:write (Run).
+    """
+
+    @_abc_1.abstractmethod
+    def RunSweeps(
+        self,
+        request: _payout_pb2.RunSweepsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payout_pb2.RunSweepsResponse, _abc.Awaitable[_payout_pb2.RunSweepsResponse]]:
+        """Plans sweeps now for every qualifying deposit address on the chain and
+        returns the records created (the core's worker then sends them). A
+        deposit address with a sweep in progress is skipped, so calling it again
+        never sweeps twice.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSweep(
+        self,
+        request: _payout_pb2.GetSweepRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payout_pb2.GetSweepResponse, _abc.Awaitable[_payout_pb2.GetSweepResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListSweeps(
+        self,
+        request: _payout_pb2.ListSweepsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payout_pb2.ListSweepsResponse, _abc.Awaitable[_payout_pb2.ListSweepsResponse]]:
+        """Newest first."""
+
+def add_SweepServiceServicer_to_server(servicer: SweepServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
