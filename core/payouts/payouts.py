@@ -15,7 +15,6 @@ import grpc
 
 from core import lifecycle
 from core.api.errors import ApiError, not_found
-from core.events import resources
 from core.events.outbox import NewEvent, append
 from core.ledger import settlement
 from core.payouts import ledger, machine, nonces, render
@@ -123,14 +122,11 @@ async def save(
 
 
 async def announce(conn: asyncpg.Connection, row: asyncpg.Record, event_type: str) -> None:
-    """Writes a payout.* event carrying the Payout, once the Event oneof can carry one.
-
-    Until core/events/resources.py maps "payout" (Event.payout, field 11), a
-    Payout payload would be decoded as an Invoice by StreamEvents and the
-    webhook dispatcher, so nothing is written rather than something unreadable.
-    """
-    if "payout" not in resources.RESOURCES or row["merchant_id"] is None:
+    """Writes a payout.* event (refund.* for a refund) carrying the Payout as it stands."""
+    if row["merchant_id"] is None:
         return  # sweeps belong to no merchant: no merchant event
+    if row["kind"] == "refund":
+        event_type = "refund." + event_type.removeprefix("payout.")
     message = await render.load(conn, row)
     await append(
         conn,

@@ -8,7 +8,14 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from kassa.core.v1 import invoice_pb2, invoice_pb2_grpc, payout_pb2, payout_pb2_grpc
+from kassa.core.v1 import (
+    event_pb2,
+    event_pb2_grpc,
+    invoice_pb2,
+    invoice_pb2_grpc,
+    payout_pb2,
+    payout_pb2_grpc,
+)
 from localstack.fullstack import LocalStack
 from tests.e2e.payout_helpers import (
     PAYOUT_SCOPES,
@@ -91,6 +98,36 @@ def test_overpaid_invoice_refunded_in_two_parts(stack: LocalStack, account) -> N
     assert _reason(closed.value) == "INVOICE_NOT_REFUNDABLE"
     check = ledger_check(stack)
     assert check.returncode == 0, check.stdout + check.stderr
+
+    # Both refunds and the invoice's end are announced, each with its resource as it stood.
+    seen = _events(stack, parent, until={"invoice.refunded"}, confirmed_refunds=2)
+    refund_events = [e for e in seen if e.type.startswith("refund.")]
+    assert {e.payout.name for e in refund_events} == {excess.name, rest.name}
+    confirmed = [e for e in refund_events if e.type == "refund.confirmed"]
+    assert sorted(e.payout.amount for e in confirmed) == ["25000000", "5000000"]
+    assert all(e.payout.state == payout_pb2.PAYOUT_STATE_CONFIRMED for e in confirmed)
+    refunded_event = next(e for e in seen if e.type == "invoice.refunded")
+    assert refunded_event.invoice.state == invoice_pb2.INVOICE_STATE_REFUNDED
+    assert [e.sequence for e in seen] == sorted(e.sequence for e in seen)
+
+
+def _events(
+    stack: LocalStack, parent: str, until: set[str], confirmed_refunds: int
+) -> list[event_pb2.Event]:
+    """The merchant's events from the start until `until` and the confirmed refunds were seen."""
+    core = stack.core_setup()
+    seen: list[event_pb2.Event] = []
+    with core.channel(core.admin_token()) as channel:
+        stream = event_pb2_grpc.EventServiceStub(channel).StreamEvents(
+            event_pb2.StreamEventsRequest(parent=parent), timeout=20
+        )
+        for response in stream:
+            seen.append(response.event)
+            types = [e.type for e in seen]
+            if until <= set(types) and types.count("refund.confirmed") >= confirmed_refunds:
+                stream.cancel()
+                break
+    return seen
 
 
 def test_refund_of_an_unpaid_invoice_is_refused(stack: LocalStack, account) -> None:
