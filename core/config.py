@@ -43,6 +43,14 @@ class ChainConfig:
     adapter: str  # host:port of the chain's adapter
     confirmations: int = 3  # above every tier, and for invoices that cannot be valued
     tiers: tuple[ConfirmationTier, ...] = ()
+    # A mempool sighting not mined within this long is dropped (it was
+    # replaced, evicted or never propagated) and stops counting.
+    pending_ttl_s: int = 3600
+
+    @property
+    def zero_conf(self) -> bool:
+        """Some tier settles from the mempool: the follower must watch it."""
+        return any(t.confirmations == 0 for t in self.tiers)
 
     def confirmations_for(self, value: Decimal | None, currency: str | None) -> int:
         """The smallest tier that covers the invoice's fiat value decides."""
@@ -131,14 +139,23 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
             except AmountError as exc:
                 raise ConfigError(f"{at}.up_to: {exc}") from None
             tier_confirmations = _require(tier, "confirmations", at, int)
-            if tier_confirmations < 1:
-                raise ConfigError(f"{at}.confirmations must be at least 1")
+            # 0 is zero-conf: invoices of the tier settle on a mempool sighting.
+            # Only a tier may allow it, so it is always bounded by an amount.
+            if tier_confirmations < 0:
+                raise ConfigError(f"{at}.confirmations must be at least 0 (0: zero-conf)")
             tiers.append(
                 ConfirmationTier(up_to, str(tier.get("currency", "USD")), tier_confirmations)
             )
+        pending_ttl_s = item.get("pending_ttl_s", ChainConfig.pending_ttl_s)
+        if isinstance(pending_ttl_s, bool) or not isinstance(pending_ttl_s, int) or pending_ttl_s < 1:
+            raise ConfigError(f"{where}.pending_ttl_s must be a positive whole number of seconds")
         chains.append(
             ChainConfig(
-                chain_id, _require(item, "adapter", where, str), confirmations, tuple(tiers)
+                chain_id,
+                _require(item, "adapter", where, str),
+                confirmations,
+                tuple(tiers),
+                pending_ttl_s,
             )
         )
     if not chains:

@@ -3,6 +3,16 @@
 A block's payments, the invoices' state changes, their outbox events and the
 chain cursor commit together; so do an undo's reversals. After a crash the
 core resumes from the stored cursor and nothing is applied twice.
+
+Mempool sightings (the adapter's Pending events) become payments with block
+NULL: status 'pending', or 'confirmed' at once — posted in the ledger — for
+an invoice whose tier allows zero-conf (confirmations_required = 0). When
+the transaction is mined, the block's row for the same (chain, tx_hash,
+transfer_index) takes the sighting over, keeping first_seen_time. Sightings
+that the block of their transaction does not repeat (reverted, or a token
+that logs another Transfer first) and those never mined within the chain's
+pending_ttl_s are dropped: status 'reorged' with block NULL, kept as
+evidence, reversed in the ledger if they were posted.
 """
 
 from __future__ import annotations
@@ -27,6 +37,20 @@ BLOCK_WINDOW = 1024
 def _counted(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
     """Payments in the invoice's own asset: only those move the merchant's money."""
     return [r for r in rows if r["counted"]]
+
+
+def _columns(matches: list[tuple[chain_pb.Transfer, str]]) -> list[list[object]]:
+    """The unnest arrays of matched transfers: tx_hash, index, invoice id,
+    asset, from, to, amount."""
+    return [
+        [t.tx_hash for t, _ in matches],
+        [t.index for t, _ in matches],
+        [i for _, i in matches],
+        [t.asset for t, _ in matches],
+        [t.from_address for t, _ in matches],
+        [t.to_address for t, _ in matches],
+        [int(t.amount) for t, _ in matches],
+    ]
 
 
 class CursorMismatchError(RuntimeError):
@@ -67,11 +91,17 @@ class ChainApplier:
 
     async def apply_block(self, block: chain_pb.Block) -> int:
         """Applies one block; returns how many outbox events it wrote."""
-        matches = [
-            (t, invoice_id)
-            for t in block.transfers
-            if t.success and (invoice_id := self.index.lookup(t.to_address)) is not None
-        ]
+        matches = []
+        # Transactions of this block that pay a watched address, reverted or not:
+        # their mempool sightings are settled by this block, one way or the other.
+        mined: set[str] = set()
+        for t in block.transfers:
+            invoice_id = self.index.lookup(t.to_address)
+            if invoice_id is None:
+                continue
+            mined.add(t.tx_hash)
+            if t.success:
+                matches.append((t, invoice_id))
         async with self.pool.acquire() as conn, conn.transaction():
             cursor = await conn.fetchrow(
                 "SELECT height, hash FROM chain_cursors WHERE chain = $1 FOR UPDATE", self.chain
@@ -105,26 +135,36 @@ class ChainApplier:
                          -- Another asset to the address (another token, another chain's) is kept
                          -- as evidence and flagged wrong_asset, never counted.
                          JOIN invoices i ON i.id = u.invoice_id AND $11 <= i.monitoring_end_time
+                       -- Revives a reorged payment (a new ledger cycle), and takes over the
+                       -- transaction's mempool sighting: a 'pending' one opens its first
+                       -- cycle now; a zero-conf one stays confirmed, already posted.
                        ON CONFLICT (chain, tx_hash, transfer_index) DO UPDATE
                           SET block_height = excluded.block_height, block_hash = excluded.block_hash,
-                              status = 'confirming', confirm_height = excluded.confirm_height,
-                              inclusions = payments.inclusions + 1, update_time = now()
+                              status = CASE WHEN payments.status = 'confirmed' THEN 'confirmed'
+                                            ELSE 'confirming' END,
+                              confirm_height = excluded.confirm_height,
+                              inclusions = payments.inclusions
+                                           + CASE WHEN payments.status = 'reorged' THEN 1 ELSE 0 END,
+                              update_time = now()
                         WHERE payments.status = 'reorged'
-                       RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions, counted""",
+                           OR (payments.block_height IS NULL
+                               AND payments.status IN ('pending', 'confirmed'))
+                       RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions, counted,
+                                 status""",
                     self.chain,
                     block.height,
                     block.hash,
-                    [t.tx_hash for t, _ in matches],
-                    [t.index for t, _ in matches],
-                    [i for _, i in matches],
-                    [t.asset for t, _ in matches],
-                    [t.from_address for t, _ in matches],
-                    [t.to_address for t, _ in matches],
-                    [int(t.amount) for t, _ in matches],
+                    *_columns(matches),
                     self.clock(),
                 )
                 touched.update(r["invoice_id"] for r in inserted)
-                await ledger_payments.detected(conn, self.chain, _counted(inserted), self.clock())
+                opened = [r for r in _counted(inserted) if r["status"] == "confirming"]
+                await ledger_payments.detected(conn, self.chain, opened, self.clock())
+            extra: dict[str, list[str]] = {}
+            if mined:
+                for r in await self._drop_sightings(conn, sorted(mined), None):
+                    touched.add(r["invoice_id"])
+                    extra[r["invoice_id"]] = ["payment.reorged"]
             confirmed = await conn.fetch(
                 """UPDATE payments SET status = 'confirmed', update_time = now()
                     WHERE chain = $1 AND status = 'confirming' AND confirm_height <= $2
@@ -134,9 +174,110 @@ class ChainApplier:
             )
             touched.update(r["invoice_id"] for r in confirmed)
             await ledger_payments.confirmed(conn, self.chain, _counted(confirmed), self.clock())
-            written = await self._reconsider(conn, touched, block.height, {})
+            written = await self._reconsider(conn, touched, block.height, extra)
             await self._move_cursor(conn, block)
         return written
+
+    async def apply_pending(self, pending: chain_pb.Pending) -> int:
+        """Records mempool sightings to watched addresses; returns events written.
+
+        A sighting of a transaction already recorded (mined, or seen before)
+        changes nothing: the block is the authority once there is one, and a
+        reorged-out transaction counts again only when it is mined again.
+        """
+        matches = [
+            (t, invoice_id)
+            for t in pending.transfers
+            if (invoice_id := self.index.lookup(t.to_address)) is not None
+            and t.amount.isdigit()
+            and int(t.amount) > 0
+        ]
+        if not matches:
+            return 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Serialised with blocks and undos of this chain.
+            head_height = await conn.fetchval(
+                "SELECT height FROM chain_cursors WHERE chain = $1 FOR UPDATE", self.chain
+            )
+            recorded = await conn.fetch(
+                """INSERT INTO payments (chain, tx_hash, transfer_index, invoice_id, asset,
+                                         from_address, to_address, amount, block_height,
+                                         block_hash, status, confirm_height, counted)
+                   SELECT $1, u.tx_hash, u.idx, u.invoice_id, u.asset, u.from_address,
+                          u.to_address, u.amount, NULL, NULL,
+                          -- Zero-conf: the sighting settles the invoice's own asset at once.
+                          CASE WHEN i.confirmations_required = 0 AND u.asset = i.asset
+                               THEN 'confirmed' ELSE 'pending' END,
+                          NULL, u.asset = i.asset
+                     FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[],
+                                 $7::text[], $8::numeric[])
+                          AS u(tx_hash, idx, invoice_id, asset, from_address, to_address, amount)
+                     JOIN invoices i ON i.id = u.invoice_id AND $9 <= i.monitoring_end_time
+                   ON CONFLICT (chain, tx_hash, transfer_index) DO NOTHING
+                   RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions, counted,
+                             status""",
+                self.chain,
+                *_columns(matches),
+                self.clock(),
+            )
+            # The merchant accepted the risk: posted now, reversed if it is dropped or reorged.
+            settled = [r for r in _counted(recorded) if r["status"] == "confirmed"]
+            await ledger_payments.detected(conn, self.chain, settled, self.clock())
+            await ledger_payments.confirmed(conn, self.chain, settled, self.clock())
+            touched = {r["invoice_id"] for r in recorded}
+            return await self._reconsider(conn, touched, head_height or 0, {})
+
+    async def expire_pending(self, ttl_s: int) -> int:
+        """Drops mempool sightings not mined within ttl_s; returns events written."""
+        async with self.pool.acquire() as conn:
+            # Cheap, lock-free check first (partial index): usually there is nothing.
+            due = await conn.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM payments
+                                   WHERE chain = $1 AND block_height IS NULL
+                                     AND status IN ('pending', 'confirmed')
+                                     AND update_time < now() - make_interval(secs => $2))""",
+                self.chain,
+                float(ttl_s),
+            )
+            if not due:
+                return 0
+            async with conn.transaction():
+                head_height = await conn.fetchval(
+                    "SELECT height FROM chain_cursors WHERE chain = $1 FOR UPDATE", self.chain
+                )
+                dropped = await self._drop_sightings(conn, [], ttl_s)
+                extra = {r["invoice_id"]: ["payment.reorged"] for r in dropped}
+                written = await self._reconsider(conn, set(extra), head_height or 0, extra)
+        log.warning(
+            "mempool sightings expired",
+            extra={"chain": self.chain, "payments": len(dropped), "ttl_s": ttl_s},
+        )
+        return written
+
+    async def _drop_sightings(
+        self, conn: asyncpg.Connection, tx_hashes: list[str], older_than_s: int | None
+    ) -> list[asyncpg.Record]:
+        """Unmined sightings of these transactions, or older than older_than_s,
+        become 'reorged' (block NULL); posted ones (zero-conf) are reversed."""
+        dropped = await conn.fetch(
+            """UPDATE payments p SET status = 'reorged', update_time = now()
+                 FROM (SELECT tx_hash, transfer_index, status AS was FROM payments
+                        WHERE chain = $1 AND block_height IS NULL
+                          AND status IN ('pending', 'confirmed')
+                          AND (tx_hash = ANY($2::text[])
+                               OR update_time < now() - make_interval(secs => $3))
+                        FOR UPDATE) old
+                WHERE p.chain = $1 AND p.tx_hash = old.tx_hash
+                  AND p.transfer_index = old.transfer_index
+               RETURNING p.invoice_id, p.tx_hash, p.transfer_index, p.asset, p.amount,
+                         p.inclusions, p.counted, old.was""",
+            self.chain,
+            tx_hashes,
+            None if older_than_s is None else float(older_than_s),
+        )
+        posted = [r for r in _counted(dropped) if r["was"] == "confirmed"]
+        await ledger_payments.reorged(conn, self.chain, posted, self.clock())
+        return list(dropped)
 
     async def apply_undo(self, undo: chain_pb.Undo) -> int:
         """Reverts every block above undo.to_cursor; returns events written."""

@@ -2,12 +2,16 @@
 
 On any stream error it reconnects from the cursor stored in PostgreSQL, so a
 restart of the adapter, of the core or of the node loses and repeats nothing.
+It asks for mempool sightings only when a tier of the chain allows zero-conf,
+and expires sightings that were never mined (checked between events, which
+arrive at least every heartbeat).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import grpc
 
@@ -19,10 +23,22 @@ log = logging.getLogger("kassa.core.chain")
 
 
 class ChainFollower:
-    def __init__(self, applier: ChainApplier, adapter_target: str, backoff_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        applier: ChainApplier,
+        adapter_target: str,
+        backoff_s: float = 1.0,
+        include_pending: bool = False,
+        pending_ttl_s: int = 3600,
+    ) -> None:
         self.applier = applier
         self.target = adapter_target
         self.backoff_s = backoff_s
+        self.include_pending = include_pending
+        self.pending_ttl_s = pending_ttl_s
+        # Sightings are dropped within a tenth of their TTL after it ends (at most 30 s late).
+        self.expiry_interval_s = min(30.0, pending_ttl_s / 10)
+        self._next_expiry = 0.0
         self.head_height: int | None = None
         # Set once the first message of a stream arrives: the chain is being followed.
         self.following = asyncio.Event()
@@ -55,7 +71,9 @@ class ChainFollower:
 
     async def _stream_once(self) -> None:
         cursor, locator = await self.applier.cursor()
-        request = chain_pb.StreamBlocksRequest(from_cursor=cursor, locator=locator)
+        request = chain_pb.StreamBlocksRequest(
+            from_cursor=cursor, locator=locator, include_pending=self.include_pending
+        )
         async with grpc.aio.insecure_channel(self.target) as channel:
             stub = chain_grpc.ChainAdapterServiceStub(channel)
             async for response in stub.StreamBlocks(request):
@@ -79,3 +97,10 @@ class ChainFollower:
                     self.head_height = event.undo.to_cursor.height
                 elif kind == "head":
                     self.head_height = event.head.head.height
+                elif kind == "pending":
+                    await self.applier.apply_pending(event.pending)
+                if time.monotonic() >= self._next_expiry:
+                    # Also without include_pending: sightings recorded before
+                    # zero-conf was switched off must still expire.
+                    self._next_expiry = time.monotonic() + self.expiry_interval_s
+                    await self.applier.expire_pending(self.pending_ttl_s)

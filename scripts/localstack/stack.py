@@ -27,6 +27,9 @@ def _toml_value(value: object) -> str:
         return json.dumps(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        # An inline table, e.g. a confirmation tier inside a list.
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
@@ -73,8 +76,8 @@ class CoreSetup:
     # [signer] (target, TLS files, caller key) and [payouts]; None: payouts off.
     signer: dict[str, object] | None = None
     payouts: dict[str, object] | None = None
-    # [sweeps] (enabled, treasury per chain, interval); None: no sweeps.
-    sweeps: dict[str, object] | None = None
+    # Keys merged into every [[chains]] entry (e.g. tiers, pending_ttl_s).
+    chain_extra: dict[str, object] | None = None
     # Extra environment of the core process (e.g. KASSA_FAULT in tests).
     env: dict[str, str] | None = None
 
@@ -100,14 +103,13 @@ class CoreSetup:
                     "late_payment_window_s": self.late_payment_window_s,
                 },
                 "auth": {"key_cache_s": 0.2},
-                "chains": self.chains,
+                "chains": [{**c, **(self.chain_extra or {})} for c in self.chains],
                 "assets": self.assets,
                 "rates": {"fixed": self.fixed_rates},
                 **({"webhooks": self.webhooks} if self.webhooks else {}),
                 **({"events": self.events} if self.events else {}),
                 **({"signer": self.signer} if self.signer else {}),
                 **({"payouts": self.payouts} if self.payouts else {}),
-                **({"sweeps": self.sweeps} if self.sweeps else {}),
             },
         )
 
