@@ -19,7 +19,7 @@ from core.api.event_service import EventService
 from core.api.invoice_service import InvoiceService
 from core.api.ledger_service import LedgerService
 from core.api.merchant_service import MerchantService
-from core.api.payout_service import PayoutService
+from core.api.payout_service import PayoutService, SweepService
 from core.api.webhook_service import WebhookService
 from core.chain.apply import ChainApplier
 from core.chain.follower import ChainFollower
@@ -33,6 +33,7 @@ from core.ledger.batcher import Poster
 from core.merchants import Merchants
 from core.payouts.payouts import Payouts
 from core.payouts.signer_client import SignerClient
+from core.payouts.sweeps import Sweeper
 from core.payouts.worker import PayoutWorker
 from core.rates.config import build_router
 from core.store.db import create_pool
@@ -60,6 +61,7 @@ SERVICES = (
     ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,
     merchant_pb2.DESCRIPTOR.services_by_name["MerchantService"].full_name,
     payout_pb2.DESCRIPTOR.services_by_name["PayoutService"].full_name,
+    payout_pb2.DESCRIPTOR.services_by_name["SweepService"].full_name,
     webhook_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
 )
 
@@ -126,12 +128,25 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     # Payouts only with a [signer]; PayoutService then answers, else UNIMPLEMENTED.
     signer: SignerClient | None = None
     payout_worker: PayoutWorker | None = None
+    sweeper: Sweeper | None = None
     if config.payouts is not None:
         signer = SignerClient(config.payouts.signer)
         payout_worker = PayoutWorker(pool, config, config.payouts, signer, clock)
         payout_pb2_grpc.add_PayoutServiceServicer_to_server(
             PayoutService(Payouts(pool, config.payouts.hot_key_id), config, auth, clock), server
         )
+        # Sweeps only with [sweeps] enabled; the payout worker sends what they plan.
+        if config.payouts.sweeps is not None:
+            sweeper = Sweeper(
+                pool,
+                config,
+                config.payouts,
+                config.payouts.sweeps,
+                signer,
+                clock,
+                payout_worker.adapters,
+            )
+            payout_pb2_grpc.add_SweepServiceServicer_to_server(SweepService(sweeper, auth), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -152,6 +167,8 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     )
     if payout_worker is not None:
         tasks.append(asyncio.create_task(payout_worker.run(), name="payouts"))
+    if sweeper is not None:
+        tasks.append(asyncio.create_task(sweeper.run(), name="sweeps"))
     log.info("core serving", extra={"listen": config.listen, "chains": list(followers)})
 
     stop = asyncio.Event()

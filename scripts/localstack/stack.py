@@ -76,6 +76,8 @@ class CoreSetup:
     # [signer] (target, TLS files, caller key) and [payouts]; None: payouts off.
     signer: dict[str, object] | None = None
     payouts: dict[str, object] | None = None
+    # [sweeps] (enabled, treasury per chain, interval); None: no sweeps.
+    sweeps: dict[str, object] | None = None
     # Keys merged into every [[chains]] entry (e.g. tiers, pending_ttl_s).
     chain_extra: dict[str, object] | None = None
     # Extra environment of the core process (e.g. KASSA_FAULT in tests).
@@ -110,6 +112,7 @@ class CoreSetup:
                 **({"events": self.events} if self.events else {}),
                 **({"signer": self.signer} if self.signer else {}),
                 **({"payouts": self.payouts} if self.payouts else {}),
+                **({"sweeps": self.sweeps} if self.sweeps else {}),
             },
         )
 
