@@ -1,7 +1,8 @@
 """Ledger benchmark: (a) batched postings/s in block-sized batches vs raw
 executemany of the same rows; (b) single-transfer CreateTransfers RPCs/s vs
-raw single-row insert transactions on one connection. Same run, same
-private PostgreSQL. Last line: JSON.
+raw single-row insert transactions on one connection, and empty unary gRPC
+calls/s (the ceiling one server process allows). Clients run in their own
+processes. Same run, same private PostgreSQL. Last line: JSON.
 
 Run from the repo root: .venv/bin/python tests/bench/bench_ledger.py
 """
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing as mp
 import random
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 for extra in ("", "gen", "scripts"):
     sys.path.insert(0, str(ROOT / extra))
 
+import asyncpg  # noqa: E402
 import grpc  # noqa: E402
 
 from core.api.auth import Authenticator  # noqa: E402
@@ -41,6 +45,7 @@ BATCHES = 12
 ACCOUNTS = 1000
 SINGLE_S = 8.0
 CLIENTS = 32
+CLIENT_PROCESSES = 1
 
 
 def now() -> datetime:
@@ -89,7 +94,99 @@ async def batched(pool) -> tuple[float, float]:
     return total / ledger_s, total / raw_s
 
 
-async def single(pool) -> tuple[float, float, float]:
+# The empty-call baseline: one unary method that does nothing, raw bytes in and out.
+EMPTY_METHOD = "/kassa.bench.Empty/Call"
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+async def _empty(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    return b""
+
+
+def _empty_handler() -> grpc.GenericRpcHandler:
+    return grpc.method_handlers_generic_handler(
+        "kassa.bench.Empty",
+        {
+            "Call": grpc.unary_unary_rpc_method_handler(
+                _empty, request_deserializer=_identity, response_serializer=_identity
+            )
+        },
+    )
+
+
+async def _clients_async(
+    port: int, token: str, kind: str, seconds: float, clients: int, tag: str
+) -> tuple[int, float]:
+    metadata = (("authorization", f"Bearer {token}"),)
+    done = 0
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.LedgerServiceStub(channel)
+        empty = channel.unary_unary(
+            EMPTY_METHOD, request_serializer=_identity, response_deserializer=_identity
+        )
+
+        async def client(c: int) -> None:
+            nonlocal done
+            rng = random.Random(f"{tag}-{c}")
+            i = 0
+            while time.perf_counter() < deadline:
+                if kind == "empty":
+                    await empty(b"", metadata=metadata)
+                else:
+                    t = pb.Transfer(
+                        id=f"s{tag}-{c}-{i}",
+                        debit_account_id="world",
+                        credit_account_id=f"acct{rng.randrange(ACCOUNTS)}",
+                        amount="1",
+                    )
+                    result = await stub.CreateTransfers(
+                        pb.CreateTransfersRequest(transfers=[t]), metadata=metadata
+                    )
+                    assert not result.results[0].reason, result
+                i += 1
+                done += 1
+
+        # Warm up (connection, auth cache) before the clock starts.
+        await stub.GetAccount(pb.GetAccountRequest(id="world"), metadata=metadata)
+        await empty(b"", metadata=metadata)
+        start = time.perf_counter()
+        deadline = start + seconds
+        await asyncio.gather(*(client(c) for c in range(clients)))
+        return done, time.perf_counter() - start
+
+
+def _clients(
+    port: int, token: str, kind: str, seconds: float, clients: int, tag: str
+) -> tuple[int, float]:
+    """One client process: `clients` concurrent callers on one channel."""
+    return asyncio.run(_clients_async(port, token, kind, seconds, clients, tag))
+
+
+async def _rate(executor: ProcessPoolExecutor, port: int, token: str, kind: str, tag: str) -> float:
+    """Calls/s of CLIENTS callers spread over CLIENT_PROCESSES processes."""
+    loop = asyncio.get_running_loop()
+    per_process = CLIENTS // CLIENT_PROCESSES
+    results = await asyncio.gather(
+        *(
+            loop.run_in_executor(
+                executor, _clients, port, token, kind, SINGLE_S, per_process, f"{tag}{k}"
+            )
+            for k in range(CLIENT_PROCESSES)
+        )
+    )
+    return sum(done / elapsed for done, elapsed in results)
+
+
+async def single(pool: asyncpg.Pool) -> tuple[float, float, float, float]:
+    """(single-posting RPCs/s, empty calls/s, raw insert tx/s on 1 and on 8 connections).
+
+    The server (LedgerService as the core serves it, plus an empty method)
+    runs in this process; the clients run in CLIENT_PROCESSES other processes,
+    so neither side's CPU is counted against the other's event loop.
+    """
     _, token = await Merchants(pool).create_key(None, ["ledger:read", "ledger:write"], "bench")
     poster = Poster(pool, now)
     poster.start()
@@ -97,36 +194,12 @@ async def single(pool) -> tuple[float, float, float]:
     pb_grpc.add_LedgerServiceServicer_to_server(
         LedgerService(pool, poster, Authenticator(pool, 60.0), now), server
     )
+    server.add_generic_rpc_handlers((_empty_handler(),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    metadata = (("authorization", f"Bearer {token}"),)
-    done = 0
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = pb_grpc.LedgerServiceStub(channel)
-
-        async def client(c: int) -> None:
-            nonlocal done
-            rng = random.Random(c)
-            i = 0
-            while time.perf_counter() < deadline:
-                t = pb.Transfer(
-                    id=f"s{c}-{i}",
-                    debit_account_id="world",
-                    credit_account_id=f"acct{rng.randrange(ACCOUNTS)}",
-                    amount="1",
-                )
-                result = await stub.CreateTransfers(
-                    pb.CreateTransfersRequest(transfers=[t]), metadata=metadata
-                )
-                assert not result.results[0].reason
-                i += 1
-                done += 1
-
-        await stub.GetAccount(pb.GetAccountRequest(id="world"), metadata=metadata)
-        start = time.perf_counter()
-        deadline = start + SINGLE_S
-        await asyncio.gather(*(client(c) for c in range(CLIENTS)))
-        rpc_per_s = done / (time.perf_counter() - start)
+    with ProcessPoolExecutor(CLIENT_PROCESSES, mp_context=mp.get_context("spawn")) as executor:
+        empty_per_s = await _rate(executor, port, token, "empty", "e")
+        rpc_per_s = await _rate(executor, port, token, "ledger", "s")
     await server.stop(0)
     await poster.stop()
 
@@ -151,7 +224,7 @@ async def single(pool) -> tuple[float, float, float]:
         await asyncio.gather(*(one(k) for k in range(conns)))
         return count / (time.perf_counter() - begin)
 
-    return rpc_per_s, await raw(1), await raw(8)
+    return rpc_per_s, empty_per_s, await raw(1), await raw(8)
 
 
 async def main_async() -> dict[str, object]:
@@ -171,13 +244,18 @@ async def main_async() -> dict[str, object]:
                     ],
                 )
             batched_per_s, raw_rows_per_s = await batched(pool)
+            # Statistics as autovacuum keeps them on a live ledger: without them the
+            # planner takes the 60,000 transfers just written for an empty table.
+            async with pool.acquire() as conn:
+                await conn.execute("ANALYZE ledger_transfers, ledger_accounts")
             print(
                 f"(a) batched postings: {batched_per_s:,.0f}/s; raw executemany {raw_rows_per_s:,.0f} rows/s"
             )
-            rpc_per_s, raw_1, raw_8 = await single(pool)
+            rpc_per_s, empty_per_s, raw_1, raw_8 = await single(pool)
             print(
-                f"(b) single-posting RPCs: {rpc_per_s:,.0f}/s ({CLIENTS} clients); raw single-row insert "
-                f"transactions {raw_1:,.0f}/s on 1 connection, {raw_8:,.0f}/s on 8"
+                f"(b) single-posting RPCs: {rpc_per_s:,.0f}/s ({CLIENTS} clients in "
+                f"{CLIENT_PROCESSES} processes); empty unary calls {empty_per_s:,.0f}/s; raw "
+                f"single-row insert transactions {raw_1:,.0f}/s on 1 connection, {raw_8:,.0f}/s on 8"
             )
             await pool.close()
         finally:
@@ -194,6 +272,8 @@ async def main_async() -> dict[str, object]:
         "single_baseline_per_s": round(raw_1),
         "single_ratio": round(rpc_per_s / raw_1, 3),
         "single_baseline_8_connections_per_s": round(raw_8),
+        "empty_grpc_calls_per_s": round(empty_per_s),
+        "single_vs_empty_grpc": round(rpc_per_s / empty_per_s, 3),
     }
 
 
