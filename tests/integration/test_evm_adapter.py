@@ -67,12 +67,35 @@ async def stub(port: int) -> AsyncIterator[pb_grpc.ChainAdapterServiceStub]:
 
 
 class Reader:
-    """Reads a stream in the background so the test can drive the chain."""
+    """Reads a stream in the background so the test can drive the chain.
 
-    def __init__(self, call: grpc.aio.UnaryStreamCall) -> None:  # type: ignore[type-arg]
+    Checks the stream's contract on every event it hands out: each block
+    follows the last block (or Undo target) the stream reached, from the
+    first Head of a fresh stream or the cursor of a resumed one, and each
+    Undo starts from that last block. `last` is where the stream is.
+    """
+
+    def __init__(self, call: grpc.aio.UnaryStreamCall,  # type: ignore[type-arg]
+                 from_cursor: pb.BlockCursor | None = None) -> None:
         self.call = call
         self.queue: asyncio.Queue[pb.BlockEvent | BaseException] = asyncio.Queue()
+        self.last = from_cursor
         self.task = asyncio.create_task(self._run())
+
+    def _check(self, event: pb.BlockEvent) -> None:
+        if event.HasField("head"):
+            if self.last is None:  # a fresh stream: blocks follow from this head
+                self.last = event.head.head
+        elif event.HasField("block"):
+            assert self.last is not None, f"block before any head or cursor: {event}"
+            assert event.block.height == self.last.height + 1, (self.last, event)
+            assert event.block.parent_hash == self.last.hash, (self.last, event)
+            self.last = cursor_of(event.block)
+        elif event.HasField("undo"):
+            assert self.last is not None, f"undo before any head or cursor: {event}"
+            assert event.undo.from_height == self.last.height, (self.last, event)
+            assert event.undo.to_cursor.height < self.last.height, (self.last, event)
+            self.last = event.undo.to_cursor
 
     async def _run(self) -> None:
         try:
@@ -85,6 +108,7 @@ class Reader:
         item = await asyncio.wait_for(self.queue.get(), timeout_s)
         if isinstance(item, BaseException):
             raise item
+        self._check(item)
         return item
 
     async def next_non_head(self, timeout_s: float = EVENT_TIMEOUT_S) -> pb.BlockEvent:
@@ -105,7 +129,7 @@ class Reader:
         return events
 
     async def blocks_until(self, height: int) -> list[pb.Block]:
-        blocks = []
+        blocks: list[pb.Block] = []
         while not blocks or blocks[-1].height < height:
             event = await self.next_non_head()
             assert event.HasField("block"), event
@@ -140,7 +164,9 @@ def error_info(error: grpc.aio.AioRpcError) -> tuple[str, list[str]]:
 
 async def open_stream(client: pb_grpc.ChainAdapterServiceStub,
                       request: pb.StreamBlocksRequest | None = None) -> Reader:
-    return Reader(client.StreamBlocks(request or pb.StreamBlocksRequest()))
+    request = request or pb.StreamBlocksRequest()
+    return Reader(client.StreamBlocks(request),
+                  request.from_cursor if request.HasField("from_cursor") else None)
 
 
 def canonical_hash(node: Anvil, height: int) -> str:
@@ -261,7 +287,7 @@ async def test_heartbeats_arrive_every_interval_with_the_head(adapter: int, anvi
     async with stub(adapter) as client:
         reader = await open_stream(client)
         started = time.monotonic()
-        heads = []
+        heads: list[pb.Head] = []
         while len(heads) < 3:
             event = await reader.next()
             if event.HasField("head"):
@@ -452,10 +478,14 @@ async def test_live_reorg_sends_undo_then_the_new_canonical_blocks(
     node.mine(5)
     async with stub(port) as client:
         reader = await open_stream(client)
+        # The first Head is the adapter's head, which may lag the node's (a
+        # newHeads notification not handled yet): read up to the node's tip,
+        # not to start + 4, or the reorg below would find old blocks queued.
         start = (await reader.next()).head.head.height
         node.mine(4)
-        old = await reader.blocks_until(start + 4)
-        tip = old[-1].height
+        tip = node.head()
+        old = await reader.blocks_until(tip)
+        assert [b.height for b in old] == list(range(start + 1, tip + 1))
         # Replace the last 3 blocks; the new ones carry a native transfer.
         node.rpc("anvil_reorg", 3, [[{"from": accounts[0], "to": accounts[7],
                                       "value": hex(4242)}, 1]])
@@ -502,7 +532,9 @@ async def test_resume_from_a_cursor_the_adapter_streamed_before_the_reorg_needs_
         reader = await open_stream(client)
         start = (await reader.next()).head.head.height
         node.mine(6)
-        old = await reader.blocks_until(start + 6)
+        tip = node.head()  # the first Head may lag the node: read to the node's tip
+        old = await reader.blocks_until(tip)
+        assert [b.height for b in old] == list(range(start + 1, tip + 1))
         reader.close()
         node.rpc("anvil_reorg", 2, [])
         reader = await open_stream(client, pb.StreamBlocksRequest(from_cursor=cursor_of(old[-1])))
