@@ -38,7 +38,13 @@ from signer.hsm.thread import HsmThread
 from signer.hsm.token import HsmError, TokenSession
 from signer.policy.decide import Decision, Facts, applicable_caps, decide
 from signer.policy.model import Policy
-from signer.secp256k1 import RecoverableSignature, SignatureError, normalise_low_s, recoverable
+from signer.secp256k1 import (
+    RecoverableSignature,
+    SignatureError,
+    keccak256,
+    normalise_low_s,
+    recoverable,
+)
 from signer.state import store
 from signer.state.store import StoreThread, StoreUnavailable
 
@@ -248,7 +254,9 @@ class SignPipeline:
     async def _sign_and_record(self, prepared: Prepared, tx: EvmTx,
                                audit: Audit) -> signer_pb2.SignResponse:
         request_id = prepared.body.request_id
-        digest = tx.signing_hash()
+        # decode_unsigned checked that tx.unsigned() re-encodes to exactly these bytes, so
+        # this is tx.signing_hash() without encoding the transaction a second time.
+        digest = keccak256(prepared.body.unsigned_transaction)
         try:
             signature = await self._sign_digest(prepared.body.key_id, digest)
         except (HsmError, SignatureError) as exc:

@@ -14,7 +14,7 @@ from signer.api.errors import Refusal, abort
 from signer.api.pipeline import SignPipeline
 from signer.hsm.thread import HsmThread
 from signer.hsm.token import TokenSession
-from signer.tls.server import peer_subject, tls_version_ok
+from signer.tls.server import peer_identity
 
 log = logging.getLogger("signer.api")
 
@@ -51,8 +51,8 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):
         self, request: signer_pb2.SignRequest, context: Context
     ) -> signer_pb2.SignResponse:
         try:
-            return await self._pipeline.sign(request.envelope, peer_subject(context),
-                                             tls_version_ok(context))
+            subject, tls13 = peer_identity(context)
+            return await self._pipeline.sign(request.envelope, subject, tls13)
         except Refusal as refusal:
             log.info("sign refused", extra={
                 "reason": refusal.reason, "caller_key_id": request.envelope.caller_key_id,

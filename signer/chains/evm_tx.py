@@ -70,7 +70,28 @@ class EvmTx:
 
 
 def _rlp(item: object) -> bytes:
-    return bytes(rlp.encode(item))
+    """RLP of nested lists of non-negative ints and byte strings, as rlp.encode gives it
+    (ints big-endian without leading zeros, 0 as the empty string); written out because the
+    library's sedes inference costs more than the rest of a transaction's handling."""
+    if isinstance(item, list):
+        payload = b"".join([_rlp(x) for x in item])
+        return _length_prefix(len(payload), 0xC0) + payload
+    if isinstance(item, bool) or not isinstance(item, int | bytes):
+        raise TypeError(f"cannot RLP-encode {type(item).__name__}")
+    if isinstance(item, int):
+        if item < 0:
+            raise ValueError("RLP integers are non-negative")
+        item = item.to_bytes((item.bit_length() + 7) // 8, "big")
+    if len(item) == 1 and item[0] < 0x80:
+        return item
+    return _length_prefix(len(item), 0x80) + item
+
+
+def _length_prefix(length: int, offset: int) -> bytes:
+    if length < 56:
+        return bytes([offset + length])
+    encoded = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([offset + 55 + len(encoded)]) + encoded
 
 
 def tx_hash(signed_raw: bytes) -> str:

@@ -7,6 +7,7 @@ anything else that happens to be a SHA-256 digest.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -23,7 +24,13 @@ def signature_valid(public_key_raw: bytes, body: bytes, signature: bytes) -> boo
     if len(public_key_raw) != 32 or len(signature) != 64:
         return False
     try:
-        Ed25519PublicKey.from_public_bytes(public_key_raw).verify(signature, body_digest(body))
+        _public_key(public_key_raw).verify(signature, body_digest(body))
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+@lru_cache(maxsize=256)
+def _public_key(raw: bytes) -> Ed25519PublicKey:
+    """The configured keys are few and fixed; a malformed one raises (and is not cached)."""
+    return Ed25519PublicKey.from_public_bytes(raw)

@@ -22,9 +22,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from signer.audit.chain import GENESIS_HASH, seal
+from signer.settle import Settled, deliver
 
 T = TypeVar("T")
 MAX_BATCH = 256
@@ -153,7 +154,11 @@ def audit_rows(conn: sqlite3.Connection) -> Iterator[tuple[str, str]]:
 # -- the thread
 
 
-Op = tuple[Callable[[sqlite3.Connection], Any], "Future[Any]"]
+# Where an operation's outcome goes: a concurrent Future (sync callers), or an asyncio
+# future with its loop, settled together with the rest of its batch in one loop wake-up.
+Target: TypeAlias = Future[Any] | tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]
+Op: TypeAlias = tuple[Callable[[sqlite3.Connection], Any], Target]
+Outcome: TypeAlias = tuple[Target, Any, BaseException | None]
 
 
 class StoreThread:
@@ -173,7 +178,10 @@ class StoreThread:
         return self.submit(fn).result()
 
     async def acall(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.wrap_future(self.submit(fn))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((fn, (loop, future)))
+        return await future
 
     def close(self) -> None:
         self._queue.put(None)
@@ -201,35 +209,43 @@ class StoreThread:
                 return
 
     def _run_batch(self, batch: list[Op]) -> None:
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        outcomes: list[Outcome] = []
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for fn, future in batch:
+            for fn, target in batch:
                 conn.execute("SAVEPOINT op")
                 try:
                     result = fn(conn)
                 except Exception as exc:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                    outcomes.append((future, None, _unavailable(exc)))
+                    outcomes.append((target, None, _unavailable(exc)))
                 else:
                     conn.execute("RELEASE op")
-                    outcomes.append((future, result, None))
+                    outcomes.append((target, result, None))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             failure = StoreUnavailable(f"state database {self.path}: {exc}")
-            for _, future in batch:
-                future.set_exception(failure)
-            return
-        for future, result, error in outcomes:
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
+            outcomes = [(target, None, failure) for _, target in batch]
+        # Only now, after the commit (or its failure), does any caller learn its outcome.
+        _deliver(outcomes)
+
+
+def _deliver(outcomes: list[Outcome]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[Settled]] = {}
+    for target, result, error in outcomes:
+        if isinstance(target, tuple):
+            loop, future = target
+            by_loop.setdefault(loop, []).append((future, result, error))
+        elif error is None:
+            target.set_result(result)
+        else:
+            target.set_exception(error)
+    deliver(by_loop)
 
 
 def _unavailable(exc: Exception) -> Exception:

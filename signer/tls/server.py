@@ -38,6 +38,14 @@ def tls_version_ok(context: Any) -> bool:
     return bool(context.auth_context().get("ssl_tls_version") == [TLS_VERSION])
 
 
+def peer_identity(context: Any) -> tuple[str | None, bool]:
+    """(peer_subject, tls_version_ok) from one read of the auth context."""
+    auth = context.auth_context()
+    subject = auth.get("x509_subject")
+    return (subject[0].decode() if subject else None,
+            bool(auth.get("ssl_tls_version") == [TLS_VERSION]))
+
+
 def version_refusal() -> Refusal:
     return refusal("TLS_VERSION_REFUSED", "the signer accepts TLS 1.3 only")
 
