@@ -106,12 +106,49 @@ async def _client(ports: list[int], certs: Path, core_key: bytes, total: int,
             "seconds": elapsed, "by_code": errors}  # type: ignore[dict-item]
 
 
+async def _empty_client(port: int, certs: Path, total: int, concurrency: int) -> dict[str, float]:
+    """Health Check over the same mTLS: the cost of an empty unary call on this machine."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    credentials = grpc.ssl_channel_credentials(
+        (certs / "ca.pem").read_bytes(), (certs / "core.key").read_bytes(),
+        (certs / "core.pem").read_bytes())
+    channel = grpc.aio.secure_channel(f"localhost:{port}", credentials)
+    stub = health_pb2_grpc.HealthStub(channel)
+    await stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
+    left = [total]
+
+    async def worker() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            await stub.Check(health_pb2.HealthCheckRequest(), timeout=60)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    await channel.close()
+    return {"ok": total, "errors": 0, "seconds": elapsed, "by_code": {}}  # type: ignore[dict-item]
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
+
+
 def run_clients(ports: list[int], certs: Path, core_key: bytes, total: int, concurrency: int,
-                processes: int) -> float:
-    """Sign RPCs/s summed over `processes` client processes."""
+                processes: int, empty: bool = False) -> float:
+    """Sign RPCs/s (or empty Health calls/s) summed over `processes` client processes."""
     argv = [sys.executable, "-m", "tests.bench.bench_signer", "--client",
             json.dumps({"ports": ports, "certs": str(certs), "key": core_key.hex(),
-                        "total": total // processes, "concurrency": concurrency // processes})]
+                        "total": total // processes, "concurrency": concurrency // processes,
+                        "empty": empty})]
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
     results = [json.loads(p.communicate(timeout=600)[0].strip().splitlines()[-1]) for p in procs]
     for r in results:
@@ -130,8 +167,13 @@ def main() -> int:
     args = parser.parse_args()
     if args.client:
         spec = json.loads(args.client)
-        result = asyncio.run(_client(spec["ports"], Path(spec["certs"]), bytes.fromhex(spec["key"]),
-                                     spec["total"], spec["concurrency"]))
+        if spec.get("empty"):
+            result = asyncio.run(_empty_client(spec["ports"][0], Path(spec["certs"]),
+                                               spec["total"], spec["concurrency"]))
+        else:
+            result = asyncio.run(_client(spec["ports"], Path(spec["certs"]),
+                                         bytes.fromhex(spec["key"]), spec["total"],
+                                         spec["concurrency"]))
         print(json.dumps(result))
         return 0
 
@@ -167,7 +209,8 @@ def main() -> int:
     baseline_2 = sum(float(p.communicate(timeout=120)[0].strip()) for p in raw_procs)
     print(f"raw PKCS#11 secp256k1: {baseline_2:,.0f} sig/s (2 processes)", file=sys.stderr)
 
-    results = {}
+    results: dict[int, float] = {}
+    cpu: dict[str, float] = {}
     for count in (1, 2):
         ports = [free_port() for _ in range(count)]
         signers = []
@@ -181,8 +224,28 @@ def main() -> int:
                                           base / f"signer-{count}-{i}.log", port=port,
                                           env=token.env).start())
         try:
+            if count == 1:
+                # CPU per call rather than wall time: the machine may be shared and noisy.
+                pid, n = signers[0].pid, args.requests
+                server0, client0 = process_cpu_s(pid), children_cpu_s()
+                empty = run_clients(ports, certs, core_key, n, args.concurrency, 1, empty=True)
+                server1, client1 = process_cpu_s(pid), children_cpu_s()
+                cpu["empty_rate"] = empty
+                cpu["empty_server_ms"] = 1000 * (server1 - server0) / n
+                cpu["empty_client_ms"] = 1000 * (client1 - client0) / n
+                print(f"empty unary call (Health Check, mTLS): {empty:,.0f} calls/s, server "
+                      f"{cpu['empty_server_ms']:.3f} ms CPU/call, client "
+                      f"{cpu['empty_client_ms']:.3f} ms", file=sys.stderr)
+                server0, client0 = process_cpu_s(pid), children_cpu_s()
             rate = run_clients(ports, certs, core_key, args.requests, args.concurrency,
                                processes=count)
+            if count == 1:
+                server1, client1 = process_cpu_s(pid), children_cpu_s()
+                cpu["sign_server_ms"] = 1000 * (server1 - server0) / n
+                cpu["sign_client_ms"] = 1000 * (client1 - client0) / n
+                print(f"Sign CPU: server {cpu['sign_server_ms']:.3f} ms/sign, client "
+                      f"{cpu['sign_client_ms']:.3f} ms/sign (incl. building the envelopes)",
+                      file=sys.stderr)
         finally:
             for s in signers:
                 s.stop()
@@ -198,6 +261,8 @@ def main() -> int:
         "two_process_baseline": round(baseline_2, 1),
         "two_process_ratio": round(results[2] / baseline_2, 3),
         "audit_chain_ok": verify.returncode == 0,
+        "empty_call_rate": round(cpu["empty_rate"], 1),
+        "cpu_ms": {k: round(v, 3) for k, v in cpu.items() if k != "empty_rate"},
     }))
     return 0
 
