@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from kassa.core.v1 import invoice_pb2_grpc
+from kassa.core.v1 import invoice_pb2_grpc, payout_pb2_grpc
 from localstack.fullstack import LocalStack
 from tests.e2e.events import EventTap
+from tests.e2e.payout_helpers import PAYOUT_SCOPES
 
 
 @pytest.fixture(scope="module")
@@ -40,3 +41,18 @@ def tap(stack: LocalStack, merchant) -> Iterator[EventTap]:
     events = EventTap(stack.core_setup().target, merchant[0], merchant[1])
     yield events
     events.close()
+
+
+@pytest.fixture
+def account(
+    stack: LocalStack, request: pytest.FixtureRequest
+) -> Iterator[tuple[str, object, object]]:
+    """A merchant of this test's own with payout scopes: (parent, invoices, payouts)."""
+    merchant_id = request.node.name.replace("_", "-")[5:45].lower().strip("-")
+    token = stack.core_setup().merchant_token(merchant_id, PAYOUT_SCOPES)
+    with stack.core_setup().channel(token) as channel:
+        yield (
+            f"merchants/{merchant_id}",
+            invoice_pb2_grpc.InvoiceServiceStub(channel),
+            payout_pb2_grpc.PayoutServiceStub(channel),
+        )

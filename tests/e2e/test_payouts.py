@@ -3,16 +3,13 @@ with the ledger hold posted on confirmation and `kassactl ledger check` clean.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kassa.core.v1 import invoice_pb2_grpc, payout_pb2, payout_pb2_grpc
+from kassa.core.v1 import payout_pb2
 from localstack.fullstack import LocalStack
 from tests.e2e.payout_helpers import (
-    PAYOUT_SCOPES,
     fresh_address,
     hot_nonce,
     ledger_check,
@@ -21,20 +18,6 @@ from tests.e2e.payout_helpers import (
 )
 
 FINAL = {payout_pb2.PAYOUT_STATE_CONFIRMED, payout_pb2.PAYOUT_STATE_FAILED}
-
-
-@pytest.fixture
-def account(
-    stack: LocalStack, request: pytest.FixtureRequest
-) -> Iterator[tuple[str, object, object]]:
-    merchant_id = request.node.name.replace("_", "-")[5:45].lower().strip("-")
-    token = stack.core_setup().merchant_token(merchant_id, PAYOUT_SCOPES)
-    with stack.core_setup().channel(token) as channel:
-        yield (
-            f"merchants/{merchant_id}",
-            invoice_pb2_grpc.InvoiceServiceStub(channel),
-            payout_pb2_grpc.PayoutServiceStub(channel),
-        )
 
 
 def _create(payouts, parent: str, asset: str, to: str, amount: int, request_id: str = ""):

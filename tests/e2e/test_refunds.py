@@ -3,8 +3,6 @@ customer through the signer and the chain; the invoice becomes refunded."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import grpc
 import pytest
 
@@ -12,13 +10,10 @@ from kassa.core.v1 import (
     event_pb2,
     event_pb2_grpc,
     invoice_pb2,
-    invoice_pb2_grpc,
     payout_pb2,
-    payout_pb2_grpc,
 )
 from localstack.fullstack import LocalStack
 from tests.e2e.payout_helpers import (
-    PAYOUT_SCOPES,
     fresh_address,
     ledger_check,
     paid_invoice,
@@ -26,20 +21,6 @@ from tests.e2e.payout_helpers import (
 )
 
 FINAL = {payout_pb2.PAYOUT_STATE_CONFIRMED, payout_pb2.PAYOUT_STATE_FAILED}
-
-
-@pytest.fixture
-def account(
-    stack: LocalStack, request: pytest.FixtureRequest
-) -> Iterator[tuple[str, object, object]]:
-    merchant_id = request.node.name.replace("_", "-")[5:45].lower().strip("-")
-    token = stack.core_setup().merchant_token(merchant_id, PAYOUT_SCOPES)
-    with stack.core_setup().channel(token) as channel:
-        yield (
-            f"merchants/{merchant_id}",
-            invoice_pb2_grpc.InvoiceServiceStub(channel),
-            payout_pb2_grpc.PayoutServiceStub(channel),
-        )
 
 
 def _refund(payouts, invoice: str, to: str, amount: str = "", request_id: str = ""):
