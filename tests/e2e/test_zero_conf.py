@@ -40,8 +40,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres) -> Iterator[LocalS
     assert all(code == 0 for code in codes.values()), f"unclean shutdown: {codes}"
 
 
-def create(stack: LocalStack, invoices, parent: str, order: str, usd: str,
-           asset: str | None = None) -> invoice_pb2.Invoice:
+def create(
+    stack: LocalStack, invoices, parent: str, order: str, usd: str, asset: str | None = None
+) -> invoice_pb2.Invoice:
     return invoices.CreateInvoice(
         invoice_pb2.CreateInvoiceRequest(
             parent=parent,
@@ -100,8 +101,9 @@ def test_a_large_invoice_is_only_detected_from_the_mempool(
     assert in_mempool(stack, tx)
     [row] = payments_rows(stack.dsn, invoice_id(invoice))
     assert (row["status"], row["block_height"]) == ("pending", None)
-    assert not [e for e in tap.drain(1.0)
-                if e.invoice.name == invoice.name and e.type != "invoice.detected"]
+    assert not [
+        e for e in tap.drain(1.0) if e.invoice.name == invoice.name and e.type != "invoice.detected"
+    ]
 
     stack.anvil.mine()
     tap.wait_for(invoice.name, "invoice.confirming")
@@ -119,8 +121,12 @@ def test_a_dropped_sighting_expires_and_the_invoice_waits_again(
     due = int(invoice.amount_due)
     # A sender of its own: dropping leaves a nonce gap nobody else trips over.
     sender = stack.anvil.accounts()[7]
-    tx = str(stack.anvil.rpc("eth_sendTransaction",
-                             {"from": sender, "to": invoice.deposit_address, "value": hex(due)}))
+    tx = str(
+        stack.anvil.rpc(
+            "eth_sendTransaction",
+            {"from": sender, "to": invoice.deposit_address, "value": hex(due)},
+        )
+    )
     tap.wait_for(invoice.name, "invoice.paid")
     stack.anvil.rpc("anvil_dropTransaction", tx)
     back = tap.wait_for(invoice.name, "payment.reorged", timeout_s=PENDING_TTL_S + 20)[-1]
@@ -129,5 +135,6 @@ def test_a_dropped_sighting_expires_and_the_invoice_waits_again(
     [row] = payments_rows(stack.dsn, invoice_id(invoice))
     assert (row["status"], row["block_height"]) == ("reorged", None)  # kept as evidence
     stack.anvil.mine()  # the transaction is gone: nothing comes back
-    assert not [e for e in tap.drain(1.0)
-                if e.invoice.name == invoice.name and e.type == "invoice.paid"]
+    assert not [
+        e for e in tap.drain(1.0) if e.invoice.name == invoice.name and e.type == "invoice.paid"
+    ]
