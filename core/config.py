@@ -147,7 +147,11 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
                 ConfirmationTier(up_to, str(tier.get("currency", "USD")), tier_confirmations)
             )
         pending_ttl_s = item.get("pending_ttl_s", ChainConfig.pending_ttl_s)
-        if isinstance(pending_ttl_s, bool) or not isinstance(pending_ttl_s, int) or pending_ttl_s < 1:
+        if (
+            isinstance(pending_ttl_s, bool)
+            or not isinstance(pending_ttl_s, int)
+            or pending_ttl_s < 1
+        ):
             raise ConfigError(f"{where}.pending_ttl_s must be a positive whole number of seconds")
         chains.append(
             ChainConfig(

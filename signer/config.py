@@ -110,8 +110,10 @@ class Config:
         if self.policy_file is None:
             raise ConfigError("policy.file is required to serve (the signing policy)")
         if self.tls is None and not (self.server.insecure_loopback_only and self.server.loopback):
-            raise ConfigError("[tls] is required; plaintext is allowed only with "
-                              "server.insecure_loopback_only = true on a loopback listen address")
+            raise ConfigError(
+                "[tls] is required; plaintext is allowed only with "
+                "server.insecure_loopback_only = true on a loopback listen address"
+            )
         if self.tls is not None:
             unbound = [c.key_id for c in self.callers if c.tls_subject is None]
             if unbound:
@@ -183,8 +185,7 @@ def parse(raw: dict[str, Any], base_dir: Path) -> Config:
     if level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log.level must be debug, info, warning or error, got {level!r}")
     return Config(
-        server=ServerConfig(listen=listen, grace_s=float(grace_s),
-                            insecure_loopback_only=insecure),
+        server=ServerConfig(listen=listen, grace_s=float(grace_s), insecure_loopback_only=insecure),
         hsm=HsmConfig(
             module=_str(hsm, "hsm", "module", DEFAULT_MODULE),
             token_label=_str(hsm, "hsm", "token_label", "kassa"),
@@ -195,7 +196,9 @@ def parse(raw: dict[str, Any], base_dir: Path) -> Config:
         log_level=level,
         callers=_callers(raw.get("callers", [])),
         approvers=_approvers(raw.get("approvers", [])),
-        tls=None if tls is None else TlsConfig(
+        tls=None
+        if tls is None
+        else TlsConfig(
             **{k: base_dir / _str(tls, "tls", k, "") for k in ("ca_file", "cert_file", "key_file")}
         ),
         policy_file=None if "file" not in policy else base_dir / _str(policy, "policy", "file", ""),
@@ -235,8 +238,10 @@ def _entries(raw: Any, table: str, required: set[str], optional: set[str]) -> li
         raise ConfigError(f"{table} must be an array of tables: [[{table}]]")
     for entry in raw:
         if not isinstance(entry, dict) or not required <= set(entry) <= required | optional:
-            raise ConfigError(f"each [[{table}]] needs {', '.join(sorted(required))}"
-                              + (f" (optional: {', '.join(sorted(optional))})" if optional else ""))
+            raise ConfigError(
+                f"each [[{table}]] needs {', '.join(sorted(required))}"
+                + (f" (optional: {', '.join(sorted(optional))})" if optional else "")
+            )
         for key in entry:
             if not isinstance(entry[key], str) or not entry[key]:
                 raise ConfigError(f"{table}.{key} must be a non-empty string")
@@ -247,13 +252,20 @@ def _entries(raw: Any, table: str, required: set[str], optional: set[str]) -> li
 
 def _callers(raw: Any) -> tuple[CallerConfig, ...]:
     entries = _entries(raw, "callers", {"key_id", "ed25519_public_key", "role"}, {"tls_subject"})
-    return tuple(CallerConfig(key_id=e["key_id"], ed25519_public_key=_ed25519_key(e, "callers"),
-                              role=e["role"], tls_subject=e.get("tls_subject"))
-                 for e in entries)
+    return tuple(
+        CallerConfig(
+            key_id=e["key_id"],
+            ed25519_public_key=_ed25519_key(e, "callers"),
+            role=e["role"],
+            tls_subject=e.get("tls_subject"),
+        )
+        for e in entries
+    )
 
 
 def _approvers(raw: Any) -> tuple[ApproverConfig, ...]:
     entries = _entries(raw, "approvers", {"key_id", "ed25519_public_key"}, set())
-    return tuple(ApproverConfig(key_id=e["key_id"],
-                                ed25519_public_key=_ed25519_key(e, "approvers"))
-                 for e in entries)
+    return tuple(
+        ApproverConfig(key_id=e["key_id"], ed25519_public_key=_ed25519_key(e, "approvers"))
+        for e in entries
+    )

@@ -85,15 +85,27 @@ def deposit_child(session: TokenSession, seed_path: Path, index: int) -> Extende
 
 
 def hot_key_info(key: HotKey) -> KeyInfo:
-    return KeyInfo(key_id=key.label, label=key.label, kind="hot", public_key=key.public_key,
-                   address=key.address, attributes=key.attributes)
+    return KeyInfo(
+        key_id=key.label,
+        label=key.label,
+        kind="hot",
+        public_key=key.public_key,
+        address=key.address,
+        attributes=key.attributes,
+    )
 
 
 def hd_key_info(session: TokenSession, xpub: str) -> KeyInfo:
     attributes = {f"kek.{k}": v for k, v in session.kek_attributes().items()}
     attributes["kek_label"] = KEK_LABEL
-    return KeyInfo(key_id=HD_KEY_ID, label="hd-account", kind="hd", xpub=xpub,
-                   derivation_path=ACCOUNT_PATH, attributes=attributes)
+    return KeyInfo(
+        key_id=HD_KEY_ID,
+        label="hd-account",
+        kind="hd",
+        xpub=xpub,
+        derivation_path=ACCOUNT_PATH,
+        attributes=attributes,
+    )
 
 
 def list_keys(session: TokenSession, xpub: str | None) -> list[KeyInfo]:

@@ -43,11 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="TOML config file (defaults apply without)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    hsm = commands.add_parser("hsm", help="HSM backend").add_subparsers(dest="action", required=True)
+    hsm = commands.add_parser("hsm", help="HSM backend").add_subparsers(
+        dest="action", required=True
+    )
     hsm.add_parser("check", help="report whether the configured PKCS#11 token can run Kassa")
 
     keys = commands.add_parser("keys", help="key ceremony and key listing").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True
+    )
     init = keys.add_parser("init", help="key ceremony: KEK, encrypted HD seed, first hot key")
     init.add_argument("--xpub-out", type=Path, help="also write the account xpub to this file")
     keys.add_parser("list", help="list keys with the attributes the token reports")
@@ -59,16 +62,21 @@ def _parser() -> argparse.ArgumentParser:
     public.add_argument("--key-id", required=True)
 
     audit = commands.add_parser("audit", help="the hash-chained audit log").add_subparsers(
-        dest="action", required=True)
-    verify = audit.add_parser("verify", help="check a chain offline (SQLite state file or "
-                                             "JSON-lines export); exit 1 at the first break")
+        dest="action", required=True
+    )
+    verify = audit.add_parser(
+        "verify",
+        help="check a chain offline (SQLite state file or "
+        "JSON-lines export); exit 1 at the first break",
+    )
     verify.add_argument("file", type=Path)
     verify.add_argument("--head", help="an anchored record_hash the chain must contain")
     export_log = audit.add_parser("export", help="write the chain as JSON lines")
     export_log.add_argument("--out", type=Path, help="file to write (default stdout)")
 
     policy = commands.add_parser("policy", help="the signing policy").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True
+    )
     check = policy.add_parser("check", help="parse a policy file and print its hash")
     check.add_argument("file", type=Path, nargs="?", help="default: policy.file of the config")
 
@@ -111,8 +119,10 @@ def _dispatch(args: argparse.Namespace, config: Config, thread: HsmThread) -> in
         if args.command == "serve":
             xpub = thread.call(keyring.account_xpub, session, config.seed_path)
             if xpub is None:
-                log.warning("no HD seed yet; run `kassa-signer keys init`",
-                            extra={"seed_path": str(config.seed_path)})
+                log.warning(
+                    "no HD seed yet; run `kassa-signer keys init`",
+                    extra={"seed_path": str(config.seed_path)},
+                )
             asyncio.run(serve(config, thread, session, xpub))
             return 0
         return _keys(args, config, thread, session)
@@ -120,16 +130,23 @@ def _dispatch(args: argparse.Namespace, config: Config, thread: HsmThread) -> in
         thread.call(session.close)
 
 
-def _keys(args: argparse.Namespace, config: Config, thread: HsmThread,
-          session: TokenSession) -> int:
+def _keys(
+    args: argparse.Namespace, config: Config, thread: HsmThread, session: TokenSession
+) -> int:
     def on_hsm(fn: Callable[..., T], *fn_args: object) -> T:
         return thread.call(fn, session, *fn_args)
 
     if args.action == "init":
         result = on_hsm(keyring.init_ceremony, config.seed_path)
         _note("key-encryption key " + ("generated" if result.kek_created else "already present"))
-        _note(("HD seed generated and stored encrypted at " if result.seed_created
-               else "HD seed already present at ") + str(config.seed_path))
+        _note(
+            (
+                "HD seed generated and stored encrypted at "
+                if result.seed_created
+                else "HD seed already present at "
+            )
+            + str(config.seed_path)
+        )
         if result.hot_key_created is not None:
             key = result.hot_key_created
             _note(f"hot key {key.label!r} generated: {key.address}")
@@ -173,8 +190,10 @@ def _audit(args: argparse.Namespace, config: Config) -> int:
     result = audit_chain.verify(audit_files.records_of(args.file))
     if result.first_break is not None:
         print(f"BROKEN: {result.first_break}")
-        print(f"verified {result.count} records before it; last good seq {result.head_seq} "
-              f"hash {result.head_hash}")
+        print(
+            f"verified {result.count} records before it; last good seq {result.head_seq} "
+            f"hash {result.head_hash}"
+        )
         return 1
     if args.head is not None and args.head not in result.hashes:
         print(f"BROKEN: anchored head {args.head} is not in the chain (truncated or rewritten)")

@@ -17,8 +17,9 @@ class Cursor:
     hash: str
 
 
-def common_ancestor(candidates: Iterable[Cursor],
-                    canonical: Mapping[int, str | None]) -> Cursor | None:
+def common_ancestor(
+    candidates: Iterable[Cursor], canonical: Mapping[int, str | None]
+) -> Cursor | None:
     """The highest candidate whose hash is the canonical hash at its height.
 
     canonical maps height → the node's hash there (None when the chain is

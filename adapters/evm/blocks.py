@@ -41,7 +41,9 @@ class FetchedBlock:
 
     def to_proto(self) -> pb.Block:
         return pb.Block(
-            height=self.cursor.height, hash=self.cursor.hash, parent_hash=self.parent_hash,
+            height=self.cursor.height,
+            hash=self.cursor.hash,
+            parent_hash=self.parent_hash,
             time=Timestamp(seconds=self.timestamp_s),
             transfers=[transfer_proto(t) for t in self.transfers],
         )
@@ -49,8 +51,13 @@ class FetchedBlock:
 
 def transfer_proto(t: Transfer) -> pb.Transfer:
     return pb.Transfer(
-        tx_hash=t.tx_hash, index=t.index, asset=t.asset, from_address=t.from_address,
-        to_address=t.to_address, amount=str(t.amount), success=t.success,
+        tx_hash=t.tx_hash,
+        index=t.index,
+        asset=t.asset,
+        from_address=t.from_address,
+        to_address=t.to_address,
+        amount=str(t.amount),
+        success=t.success,
         log_index=t.log_index,
     )
 
@@ -67,8 +74,7 @@ class BlockFetcher:
     async def canonical_hashes(self, heights: Iterable[int]) -> dict[int, str | None]:
         """The canonical hash at each height (None above the head), one batch."""
         wanted = sorted(set(heights))
-        answers = await self.rpc.batch(
-            [("eth_getBlockByNumber", [hex(h), False]) for h in wanted])
+        answers = await self.rpc.batch([("eth_getBlockByNumber", [hex(h), False]) for h in wanted])
         out: dict[int, str | None] = {}
         for height, answer in zip(wanted, answers, strict=True):
             if isinstance(answer, RpcError):
@@ -116,8 +122,12 @@ class BlockFetcher:
         value_txs = value_bearing(block.get("transactions") or [])
         calls: list[tuple[str, list[Any]]] = []
         if self.tokens:
-            calls.append(("eth_getLogs", [{
-                "blockHash": block_hash, "address": self.tokens, "topics": [TRANSFER_TOPIC]}]))
+            calls.append(
+                (
+                    "eth_getLogs",
+                    [{"blockHash": block_hash, "address": self.tokens, "topics": [TRANSFER_TOPIC]}],
+                )
+            )
         calls.extend(("eth_getTransactionReceipt", [tx["hash"]]) for tx in value_txs)
         answers = await self.rpc.batch(calls)
         logs: list[dict[str, Any]] = []
@@ -139,5 +149,6 @@ class BlockFetcher:
             parent_hash=str(block["parentHash"]).lower(),
             timestamp_s=quantity(block["timestamp"]),
             transfers=block_transfers(
-                self.chain_id, block.get("transactions") or [], logs, receipts, self._token_set),
+                self.chain_id, block.get("transactions") or [], logs, receipts, self._token_set
+            ),
         )

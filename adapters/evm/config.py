@@ -22,8 +22,13 @@ _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _KNOWN = {
     "server": {"listen"},
     "chain": {
-        "chain_id", "node_urls", "tokens", "heartbeat_interval_s", "poll_interval_s",
-        "reorg_window_blocks", "request_timeout_s",
+        "chain_id",
+        "node_urls",
+        "tokens",
+        "heartbeat_interval_s",
+        "poll_interval_s",
+        "reorg_window_blocks",
+        "request_timeout_s",
     },
 }
 
@@ -72,7 +77,8 @@ def parse(data: dict[str, Any]) -> Config:
     chain_id = chain.get("chain_id")
     if isinstance(chain_id, bool) or not isinstance(chain_id, int) or chain_id <= 0:
         raise ConfigError(
-            f"chain.chain_id is required and must be a positive integer, got {chain_id!r}")
+            f"chain.chain_id is required and must be a positive integer, got {chain_id!r}"
+        )
 
     node_urls = chain.get("node_urls")
     if not isinstance(node_urls, list) or not node_urls:
@@ -99,7 +105,8 @@ def parse(data: dict[str, Any]) -> Config:
         node_urls=tuple(node_urls),
         tokens=lowered,
         heartbeat_interval_s=_positive_number(
-            chain, "heartbeat_interval_s", DEFAULT_HEARTBEAT_INTERVAL_S),
+            chain, "heartbeat_interval_s", DEFAULT_HEARTBEAT_INTERVAL_S
+        ),
         poll_interval_s=_positive_number(chain, "poll_interval_s", DEFAULT_POLL_INTERVAL_S),
         reorg_window_blocks=window,
         request_timeout_s=_positive_number(chain, "request_timeout_s", DEFAULT_REQUEST_TIMEOUT_S),

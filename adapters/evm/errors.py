@@ -15,9 +15,14 @@ DOMAIN = "kassa.chain"
 class ServiceError(Exception):
     """Raised anywhere below a handler; the servicer turns it into a status."""
 
-    def __init__(self, code: grpc.StatusCode, reason: str, message: str,
-                 metadata: dict[str, str] | None = None,
-                 field: str | None = None) -> None:
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        reason: str,
+        message: str,
+        metadata: dict[str, str] | None = None,
+        field: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
@@ -28,19 +33,27 @@ class ServiceError(Exception):
     def to_status(self) -> grpc.Status:
         details = []
         info = AnyPb()
-        info.Pack(error_details_pb2.ErrorInfo(
-            reason=self.reason, domain=DOMAIN, metadata=self.metadata))
+        info.Pack(
+            error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
+        )
         details.append(info)
         if self.field is not None:
             bad = AnyPb()
-            bad.Pack(error_details_pb2.BadRequest(field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=self.field, description=self.message, reason=self.reason)]))
+            bad.Pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=self.field, description=self.message, reason=self.reason
+                        )
+                    ]
+                )
+            )
             details.append(bad)
         code_value = self.code.value[0]
         assert code_pb2.Code.Name(code_value)  # a real google.rpc code
-        return rpc_status.to_status(status_pb2.Status(
-            code=code_value, message=self.message, details=details))
+        return rpc_status.to_status(
+            status_pb2.Status(code=code_value, message=self.message, details=details)
+        )
 
 
 def invalid_argument(field: str, reason: str, message: str) -> ServiceError:

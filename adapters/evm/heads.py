@@ -67,8 +67,12 @@ class HeadTracker:
             self._subscription = str(await self.rpc.call("eth_subscribe", "newHeads"))
             logs.info("heads_subscribed", url=self.rpc.current_url)
         except RpcError as exc:
-            logs.warning("heads_subscription_unavailable", error=exc.message,
-                         fallback="polling", poll_interval_s=self.poll_interval_s)
+            logs.warning(
+                "heads_subscription_unavailable",
+                error=exc.message,
+                fallback="polling",
+                poll_interval_s=self.poll_interval_s,
+            )
         # A head may have been missed while disconnected.
         with contextlib.suppress(NodeUnavailable, RpcError):
             await self._poll_once()

@@ -52,23 +52,32 @@ async def serve(config: Config) -> None:
         await rpc.close()
         raise StartupError(
             f"the node at {rpc.current_url} serves chain id {node_chain_id}, but "
-            f"chain.chain_id is {config.chain_id}: refusing to start", 2)
+            f"chain.chain_id is {config.chain_id}: refusing to start",
+            2,
+        )
 
     heads = HeadTracker(rpc, config.poll_interval_s)
     await heads.start()
     fetcher = BlockFetcher(rpc, config.chain_id, config.tokens)
 
-    server = grpc.aio.server(options=[
-        ("grpc.max_send_message_length", 256 * 1024 * 1024),
-        ("grpc.keepalive_permit_without_calls", 1),
-    ])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_send_message_length", 256 * 1024 * 1024),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+    )
     servicer = ChainAdapter(config, rpc, fetcher, heads)
     pb_grpc.add_ChainAdapterServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME], server)
+        [
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
     try:
         server.add_insecure_port(config.listen)
     except RuntimeError as exc:
@@ -76,9 +85,14 @@ async def serve(config: Config) -> None:
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    logs.info("started", listen=config.listen, chain=f"eip155:{config.chain_id}",
-              node=rpc.current_url, tokens=list(config.tokens), head=heads.head.height
-              if heads.head else None)
+    logs.info(
+        "started",
+        listen=config.listen,
+        chain=f"eip155:{config.chain_id}",
+        node=rpc.current_url,
+        tokens=list(config.tokens),
+        head=heads.head.height if heads.head else None,
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

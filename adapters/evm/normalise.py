@@ -57,8 +57,9 @@ def _topic_address(topic: Any) -> str | None:
     return "0x" + body[24:]
 
 
-def token_transfer_logs(logs: Iterable[Mapping[str, Any]], tokens: Collection[str]) -> list[
-        tuple[str, int, int, str, str, str, int]]:
+def token_transfer_logs(
+    logs: Iterable[Mapping[str, Any]], tokens: Collection[str]
+) -> list[tuple[str, int, int, str, str, str, int]]:
     """(tx_hash, transaction_index, log_index, token, from, to, amount) for
     each well-formed ERC-20 Transfer log of a tracked token.
 
@@ -85,8 +86,17 @@ def token_transfer_logs(logs: Iterable[Mapping[str, Any]], tokens: Collection[st
             log_index = quantity(log.get("logIndex"))
         except ValueError:
             continue
-        out.append((str(log.get("transactionHash", "")).lower(), tx_index, log_index, address,
-                    sender, receiver, amount))
+        out.append(
+            (
+                str(log.get("transactionHash", "")).lower(),
+                tx_index,
+                log_index,
+                address,
+                sender,
+                receiver,
+                amount,
+            )
+        )
     return out
 
 
@@ -135,22 +145,44 @@ def block_transfers(
             receiver = receipt.get("contractAddress")  # value sent to a contract creation
         if receiver is None:
             continue
-        keyed.append((quantity(tx.get("transactionIndex")), 0, Transfer(
-            tx_hash=tx_hash, index=0, asset=native,
-            from_address=str(tx.get("from", "")).lower(), to_address=str(receiver).lower(),
-            amount=quantity(tx["value"]), success=receipt_succeeded(receipt),
-        )))
+        keyed.append(
+            (
+                quantity(tx.get("transactionIndex")),
+                0,
+                Transfer(
+                    tx_hash=tx_hash,
+                    index=0,
+                    asset=native,
+                    from_address=str(tx.get("from", "")).lower(),
+                    to_address=str(receiver).lower(),
+                    amount=quantity(tx["value"]),
+                    success=receipt_succeeded(receipt),
+                ),
+            )
+        )
     per_tx: dict[str, int] = {}
     for tx_hash, tx_index, log_index, token, sender, receiver, amount in sorted(
-            token_transfer_logs(logs, tokens), key=lambda item: item[2]):
+        token_transfer_logs(logs, tokens), key=lambda item: item[2]
+    ):
         position = per_tx.get(tx_hash, 0) + 1
         per_tx[tx_hash] = position
         # Reverted transactions emit no logs, so every logged transfer succeeded.
-        keyed.append((tx_index, position, Transfer(
-            tx_hash=tx_hash, index=position, asset=token_asset(chain_id, token),
-            from_address=sender, to_address=receiver, amount=amount, success=True,
-            log_index=log_index,
-        )))
+        keyed.append(
+            (
+                tx_index,
+                position,
+                Transfer(
+                    tx_hash=tx_hash,
+                    index=position,
+                    asset=token_asset(chain_id, token),
+                    from_address=sender,
+                    to_address=receiver,
+                    amount=amount,
+                    success=True,
+                    log_index=log_index,
+                ),
+            )
+        )
     keyed.sort(key=lambda item: (item[0], item[1]))
     return [transfer for _, _, transfer in keyed]
 
@@ -192,7 +224,7 @@ def token_call(input_data: Any) -> tuple[str | None, str, int] | None:
         int(args[: words * _WORD_HEX], 16)
     except ValueError:
         return None
-    chunks = [args[i * _WORD_HEX:(i + 1) * _WORD_HEX] for i in range(words)]
+    chunks = [args[i * _WORD_HEX : (i + 1) * _WORD_HEX] for i in range(words)]
     if words == 2:
         sender = None
         receiver = _word_address(chunks[0])
@@ -206,8 +238,9 @@ def token_call(input_data: Any) -> tuple[str | None, str, int] | None:
     return sender, receiver, int(chunks[-1], 16)
 
 
-def pending_transfers(chain_id: int, tx: Mapping[str, Any], tokens: Collection[str]
-                      ) -> list[Transfer]:
+def pending_transfers(
+    chain_id: int, tx: Mapping[str, Any], tokens: Collection[str]
+) -> list[Transfer]:
     """The transfers a mempool transaction would make if it succeeds.
 
     Index rules match `block_transfers`, so the mined transfer replaces the
@@ -231,15 +264,31 @@ def pending_transfers(chain_id: int, tx: Mapping[str, Any], tokens: Collection[s
     except ValueError:
         return []
     if value > 0:
-        out.append(Transfer(tx_hash=tx_hash, index=0, asset=native_asset(chain_id),
-                            from_address=sender, to_address=receiver, amount=value,
-                            success=False))
+        out.append(
+            Transfer(
+                tx_hash=tx_hash,
+                index=0,
+                asset=native_asset(chain_id),
+                from_address=sender,
+                to_address=receiver,
+                amount=value,
+                success=False,
+            )
+        )
     if receiver in tokens:
         call = token_call(tx.get("input", tx.get("data")))
         if call is not None:
             holder, payee, amount = call
             if amount > 0:
-                out.append(Transfer(tx_hash=tx_hash, index=1, asset=token_asset(chain_id, receiver),
-                                    from_address=holder or sender, to_address=payee,
-                                    amount=amount, success=False))
+                out.append(
+                    Transfer(
+                        tx_hash=tx_hash,
+                        index=1,
+                        asset=token_asset(chain_id, receiver),
+                        from_address=holder or sender,
+                        to_address=payee,
+                        amount=amount,
+                        success=False,
+                    )
+                )
     return out

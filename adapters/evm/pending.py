@@ -80,8 +80,14 @@ class PendingSubscriber:
 
 
 class PendingWatcher:
-    def __init__(self, rpc: RpcClient, chain_id: int, tokens: Iterable[str],
-                 poll_interval_s: float, seen_capacity: int = SEEN_CAPACITY) -> None:
+    def __init__(
+        self,
+        rpc: RpcClient,
+        chain_id: int,
+        tokens: Iterable[str],
+        poll_interval_s: float,
+        seen_capacity: int = SEEN_CAPACITY,
+    ) -> None:
         self.rpc = rpc
         self.chain_id = chain_id
         self.tokens = frozenset(tokens)
@@ -126,13 +132,15 @@ class PendingWatcher:
     async def _subscribe(self) -> None:
         self._subscription = None
         try:
-            self._subscription = str(
-                await self.rpc.call("eth_subscribe", "newPendingTransactions"))
+            self._subscription = str(await self.rpc.call("eth_subscribe", "newPendingTransactions"))
             logs.info("pending_subscribed", url=self.rpc.current_url)
         except RpcError as exc:
-            logs.warning("pending_subscription_unavailable", error=exc.message,
-                         fallback="polling the pending block",
-                         poll_interval_s=self.poll_interval_s)
+            logs.warning(
+                "pending_subscription_unavailable",
+                error=exc.message,
+                fallback="polling the pending block",
+                poll_interval_s=self.poll_interval_s,
+            )
         # What entered the mempool while we were not subscribed.
         with contextlib.suppress(NodeUnavailable, RpcError):
             await self._poll_once()
@@ -152,11 +160,13 @@ class PendingWatcher:
             await self._wake.wait()
             self._wake.clear()
             while self._queued:
-                hashes = [self._queued.popleft()
-                          for _ in range(min(FETCH_BATCH, len(self._queued)))]
+                hashes = [
+                    self._queued.popleft() for _ in range(min(FETCH_BATCH, len(self._queued)))
+                ]
                 try:
                     answers = await self.rpc.batch(
-                        [("eth_getTransactionByHash", [h]) for h in hashes])
+                        [("eth_getTransactionByHash", [h]) for h in hashes]
+                    )
                 except NodeUnavailable as exc:
                     logs.warning("pending_fetch_failed", error=str(exc), transactions=len(hashes))
                     self._queued.extendleft(reversed(hashes))
@@ -182,14 +192,18 @@ class PendingWatcher:
             return
         fresh = []
         for tx in block.get("transactions") or []:
-            if isinstance(tx, Mapping) and isinstance(tx.get("hash"), str) \
-                    and self.seen.add(str(tx["hash"]).lower()):
+            if (
+                isinstance(tx, Mapping)
+                and isinstance(tx.get("hash"), str)
+                and self.seen.add(str(tx["hash"]).lower())
+            ):
                 fresh.append(tx)
         self._publish(fresh)
 
     def _publish(self, transactions: Iterable[Mapping[str, Any]]) -> None:
-        transfers = [t for tx in transactions
-                     for t in pending_transfers(self.chain_id, tx, self.tokens)]
+        transfers = [
+            t for tx in transactions for t in pending_transfers(self.chain_id, tx, self.tokens)
+        ]
         if not transfers:
             return
         for subscriber in self._subscribers:

@@ -102,8 +102,12 @@ class RpcClient:
             url = self.urls[self._url_index]
             try:
                 ws = await connect(
-                    url, max_size=MAX_MESSAGE_BYTES, open_timeout=CONNECT_TIMEOUT_S,
-                    ping_interval=10, ping_timeout=20, compression=None,
+                    url,
+                    max_size=MAX_MESSAGE_BYTES,
+                    open_timeout=CONNECT_TIMEOUT_S,
+                    ping_interval=10,
+                    ping_timeout=20,
+                    compression=None,
                 )
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
                 logs.warning("node_connect_failed", url=url, error=str(exc))
@@ -184,8 +188,9 @@ class RpcClient:
         except TimeoutError:
             # A node that stops answering is as bad as one that hangs up:
             # drop the connection so the supervisor fails over.
-            logs.warning("node_request_timeout", url=self.current_url,
-                         timeout_s=self.request_timeout_s)
+            logs.warning(
+                "node_request_timeout", url=self.current_url, timeout_s=self.request_timeout_s
+            )
             await ws.close()
             raise _ConnectionLost("request timed out") from None
         finally:
@@ -211,10 +216,14 @@ class RpcClient:
             for (method, _), answer in zip(calls, answers, strict=True):
                 if "error" in answer:
                     err = answer["error"] or {}
-                    results.append(RpcError(
-                        method, int(err.get("code", 0)), str(err.get("message", "")),
-                        err.get("data"),
-                    ))
+                    results.append(
+                        RpcError(
+                            method,
+                            int(err.get("code", 0)),
+                            str(err.get("message", "")),
+                            err.get("data"),
+                        )
+                    )
                 else:
                     results.append(answer.get("result"))
             return results

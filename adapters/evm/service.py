@@ -26,8 +26,13 @@ T = TypeVar("T")
 
 # Phrases nodes use for a transaction they already hold (geth, anvil/reth,
 # nethermind, erigon): a retry of a broadcast is success, not an error.
-_ALREADY_KNOWN = ("already known", "already imported", "alreadyknown", "already exists",
-                  "known transaction")
+_ALREADY_KNOWN = (
+    "already known",
+    "already imported",
+    "alreadyknown",
+    "already exists",
+    "known transaction",
+)
 _BALANCE_OF = "0x70a08231"
 
 
@@ -36,50 +41,69 @@ def _cursor(message: pb.BlockCursor, field: str) -> Cursor:
 
 
 class ChainAdapter(pb_grpc.ChainAdapterServiceServicer):
-    def __init__(self, config: Config, rpc: RpcClient, fetcher: BlockFetcher,
-                 heads: HeadTracker, pending: PendingWatcher | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        rpc: RpcClient,
+        fetcher: BlockFetcher,
+        heads: HeadTracker,
+        pending: PendingWatcher | None = None,
+    ) -> None:
         self.config = config
         self.rpc = rpc
         self.fetcher = fetcher
         self.heads = heads
-        self.pending = pending or PendingWatcher(rpc, config.chain_id, config.tokens,
-                                                 config.poll_interval_s)
+        self.pending = pending or PendingWatcher(
+            rpc, config.chain_id, config.tokens, config.poll_interval_s
+        )
         self.seen = SeenBlocks(config.reorg_window_blocks * 4)
         self.active_streams = 0
         # Set at shutdown: open streams end with UNAVAILABLE at once rather
         # than holding the process for the whole grace period.
         self.stopping = asyncio.Event()
 
-    async def _run(self, context: grpc.aio.ServicerContext[Any, Any],
-                   work: Callable[[], Awaitable[T]]) -> T:
+    async def _run(
+        self, context: grpc.aio.ServicerContext[Any, Any], work: Callable[[], Awaitable[T]]
+    ) -> T:
         try:
             return await work()
         except ServiceError as exc:
             await context.abort_with_status(exc.to_status())
         except NodeUnavailable as exc:
-            await context.abort_with_status(ServiceError(
-                grpc.StatusCode.UNAVAILABLE, "NODE_UNAVAILABLE", str(exc)).to_status())
+            await context.abort_with_status(
+                ServiceError(grpc.StatusCode.UNAVAILABLE, "NODE_UNAVAILABLE", str(exc)).to_status()
+            )
         except RpcError as exc:
-            await context.abort_with_status(ServiceError(
-                grpc.StatusCode.UNAVAILABLE, "NODE_ERROR",
-                f"the node refused {exc.method}: {exc.message}").to_status())
+            await context.abort_with_status(
+                ServiceError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "NODE_ERROR",
+                    f"the node refused {exc.method}: {exc.message}",
+                ).to_status()
+            )
         raise AssertionError("abort_with_status returns only by raising")
 
-    async def GetChainInfo(self, request: pb.GetChainInfoRequest,
-                           context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetChainInfoResponse:
+    async def GetChainInfo(
+        self, request: pb.GetChainInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetChainInfoResponse:
         head = await self.heads.current()
         chain_id = self.config.chain_id
         return pb.GetChainInfoResponse(
-            chain=f"eip155:{chain_id}", native_asset=native_asset(chain_id),
+            chain=f"eip155:{chain_id}",
+            native_asset=native_asset(chain_id),
             tokens=[token_asset(chain_id, t) for t in self.config.tokens],
-            head=pb.BlockCursor(height=head.height, hash=head.hash))
+            head=pb.BlockCursor(height=head.height, hash=head.hash),
+        )
 
-    async def StreamBlocks(self, request: pb.StreamBlocksRequest,
-                           context: grpc.aio.ServicerContext[Any, Any]
-                           ) -> AsyncIterator[pb.StreamBlocksResponse]:
+    async def StreamBlocks(
+        self, request: pb.StreamBlocksRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.StreamBlocksResponse]:
         try:
-            from_cursor = (_cursor(request.from_cursor, "from_cursor")
-                           if request.HasField("from_cursor") else None)
+            from_cursor = (
+                _cursor(request.from_cursor, "from_cursor")
+                if request.HasField("from_cursor")
+                else None
+            )
             locator = [_cursor(c, f"locator[{i}]") for i, c in enumerate(request.locator)]
         except ServiceError as exc:
             await context.abort_with_status(exc.to_status())
@@ -89,22 +113,33 @@ class ChainAdapter(pb_grpc.ChainAdapterServiceServicer):
             try:
                 await self.pending.ensure_started()
             except NodeUnavailable as exc:
-                await context.abort_with_status(ServiceError(
-                    grpc.StatusCode.UNAVAILABLE, "NODE_UNAVAILABLE", str(exc)).to_status())
+                await context.abort_with_status(
+                    ServiceError(
+                        grpc.StatusCode.UNAVAILABLE, "NODE_UNAVAILABLE", str(exc)
+                    ).to_status()
+                )
                 return
             subscriber = self.pending.subscribe()
-        stream = BlockStream(self.fetcher, self.heads, self.seen,
-                             heartbeat_interval_s=self.config.heartbeat_interval_s,
-                             window_blocks=self.config.reorg_window_blocks,
-                             retry_interval_s=self.config.poll_interval_s,
-                             stopping=self.stopping, pending=subscriber)
+        stream = BlockStream(
+            self.fetcher,
+            self.heads,
+            self.seen,
+            heartbeat_interval_s=self.config.heartbeat_interval_s,
+            window_blocks=self.config.reorg_window_blocks,
+            retry_interval_s=self.config.poll_interval_s,
+            stopping=self.stopping,
+            pending=subscriber,
+        )
         # Read once: the call object is gone by the time a cancelled stream
         # unwinds, and asking it for the peer then crashes grpc's C core.
         peer = context.peer()
         self.active_streams += 1
-        logs.info("stream_opened", peer=peer,
-                  from_height=from_cursor.height if from_cursor else None,
-                  active_streams=self.active_streams)
+        logs.info(
+            "stream_opened",
+            peer=peer,
+            from_height=from_cursor.height if from_cursor else None,
+            active_streams=self.active_streams,
+        )
         try:
             async for event in stream.events(from_cursor, locator):
                 yield pb.StreamBlocksResponse(event=event)
@@ -112,21 +147,25 @@ class ChainAdapter(pb_grpc.ChainAdapterServiceServicer):
             logs.warning("stream_failed", reason=exc.reason, message=exc.message)
             await context.abort_with_status(exc.to_status())
         except NodeUnavailable as exc:
-            await context.abort_with_status(ServiceError(
-                grpc.StatusCode.UNAVAILABLE, "NODE_UNAVAILABLE", str(exc)).to_status())
+            await context.abort_with_status(
+                ServiceError(grpc.StatusCode.UNAVAILABLE, "NODE_UNAVAILABLE", str(exc)).to_status()
+            )
         finally:
             if subscriber is not None:
                 self.pending.unsubscribe(subscriber)
             self.active_streams -= 1
             logs.info("stream_closed", peer=peer, active_streams=self.active_streams)
 
-    async def BroadcastTransaction(self, request: pb.BroadcastTransactionRequest,
-                                   context: grpc.aio.ServicerContext[Any, Any]
-                                   ) -> pb.BroadcastTransactionResponse:
+    async def BroadcastTransaction(
+        self, request: pb.BroadcastTransactionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.BroadcastTransactionResponse:
         raw = request.raw_transaction
         if not raw:
-            await context.abort_with_status(invalid_argument(
-                "raw_transaction", "EMPTY_TRANSACTION", "raw_transaction is empty").to_status())
+            await context.abort_with_status(
+                invalid_argument(
+                    "raw_transaction", "EMPTY_TRANSACTION", "raw_transaction is empty"
+                ).to_status()
+            )
         tx_hash = "0x" + keccak.new(digest_bits=256, data=raw).hexdigest()
 
         async def work() -> pb.BroadcastTransactionResponse:
@@ -136,84 +175,105 @@ class ChainAdapter(pb_grpc.ChainAdapterServiceServicer):
                 if any(p in exc.message.lower() for p in _ALREADY_KNOWN):
                     return pb.BroadcastTransactionResponse(tx_hash=tx_hash, already_known=True)
                 raise ServiceError(
-                    grpc.StatusCode.FAILED_PRECONDITION, "BROADCAST_REJECTED",
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "BROADCAST_REJECTED",
                     f"the node rejected the transaction: {exc.message}",
-                    metadata={"node_message": exc.message[:500], "node_code": str(exc.code),
-                              "tx_hash": tx_hash}) from None
+                    metadata={
+                        "node_message": exc.message[:500],
+                        "node_code": str(exc.code),
+                        "tx_hash": tx_hash,
+                    },
+                ) from None
             logs.info("broadcast", tx_hash=tx_hash)
             return pb.BroadcastTransactionResponse(tx_hash=str(answer).lower())
 
         return await self._run(context, work)
 
-    async def GetAccount(self, request: pb.GetAccountRequest,
-                         context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetAccountResponse:
+    async def GetAccount(
+        self, request: pb.GetAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetAccountResponse:
         async def work() -> pb.GetAccountResponse:
             address = validate.address("address", request.address)
-            pending, latest, balance = await self._batch([
-                ("eth_getTransactionCount", [address, "pending"]),
-                ("eth_getTransactionCount", [address, "latest"]),
-                ("eth_getBalance", [address, "latest"]),
-            ])
-            return pb.GetAccountResponse(pending_nonce=quantity(pending),
-                                         latest_nonce=quantity(latest),
-                                         balance=str(quantity(balance)))
+            pending, latest, balance = await self._batch(
+                [
+                    ("eth_getTransactionCount", [address, "pending"]),
+                    ("eth_getTransactionCount", [address, "latest"]),
+                    ("eth_getBalance", [address, "latest"]),
+                ]
+            )
+            return pb.GetAccountResponse(
+                pending_nonce=quantity(pending),
+                latest_nonce=quantity(latest),
+                balance=str(quantity(balance)),
+            )
 
         return await self._run(context, work)
 
-    async def GetTokenBalance(self, request: pb.GetTokenBalanceRequest,
-                              context: grpc.aio.ServicerContext[Any, Any]
-                              ) -> pb.GetTokenBalanceResponse:
+    async def GetTokenBalance(
+        self, request: pb.GetTokenBalanceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetTokenBalanceResponse:
         async def work() -> pb.GetTokenBalanceResponse:
             address = validate.address("address", request.address)
-            contract = validate.token("asset", request.asset, self.config.chain_id,
-                                      self.config.tokens)
+            contract = validate.token(
+                "asset", request.asset, self.config.chain_id, self.config.tokens
+            )
             data = _BALANCE_OF + address[2:].rjust(64, "0")
             answer = await self.rpc.call("eth_call", {"to": contract, "data": data}, "latest")
             return pb.GetTokenBalanceResponse(balance=str(int(answer, 16) if answer != "0x" else 0))
 
         return await self._run(context, work)
 
-    async def EstimateFees(self, request: pb.EstimateFeesRequest,
-                           context: grpc.aio.ServicerContext[Any, Any]
-                           ) -> pb.EstimateFeesResponse:
+    async def EstimateFees(
+        self, request: pb.EstimateFeesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.EstimateFeesResponse:
         async def work() -> pb.EstimateFeesResponse:
-            header, priority = await self._batch([
-                ("eth_getBlockByNumber", ["latest", False]),
-                ("eth_maxPriorityFeePerGas", []),
-            ])
+            header, priority = await self._batch(
+                [
+                    ("eth_getBlockByNumber", ["latest", False]),
+                    ("eth_maxPriorityFeePerGas", []),
+                ]
+            )
             base = quantity(header.get("baseFeePerGas") or "0x0")
             tip = quantity(priority)
             # Twice the base fee survives six full blocks of +12.5% each.
-            return pb.EstimateFeesResponse(base_fee_per_gas=str(base),
-                                           max_priority_fee_per_gas=str(tip),
-                                           max_fee_per_gas=str(2 * base + tip))
+            return pb.EstimateFeesResponse(
+                base_fee_per_gas=str(base),
+                max_priority_fee_per_gas=str(tip),
+                max_fee_per_gas=str(2 * base + tip),
+            )
 
         return await self._run(context, work)
 
-    async def GetTransaction(self, request: pb.GetTransactionRequest,
-                             context: grpc.aio.ServicerContext[Any, Any]
-                             ) -> pb.GetTransactionResponse:
+    async def GetTransaction(
+        self, request: pb.GetTransactionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetTransactionResponse:
         async def work() -> pb.GetTransactionResponse:
             tx_hash = validate.block_hash("tx_hash", request.tx_hash)
-            tx, receipt, head = await self._batch([
-                ("eth_getTransactionByHash", [tx_hash]),
-                ("eth_getTransactionReceipt", [tx_hash]),
-                ("eth_blockNumber", []),
-            ])
+            tx, receipt, head = await self._batch(
+                [
+                    ("eth_getTransactionByHash", [tx_hash]),
+                    ("eth_getTransactionReceipt", [tx_hash]),
+                    ("eth_blockNumber", []),
+                ]
+            )
             if receipt is None:
-                status = (pb.TRANSACTION_STATUS_UNKNOWN if tx is None
-                          else pb.TRANSACTION_STATUS_PENDING)
+                status = (
+                    pb.TRANSACTION_STATUS_UNKNOWN if tx is None else pb.TRANSACTION_STATUS_PENDING
+                )
                 return pb.GetTransactionResponse(status=status)
             height = quantity(receipt["blockNumber"])
             succeeded = receipt.get("status") is None or quantity(receipt["status"]) == 1
-            fee = quantity(receipt["gasUsed"]) * quantity(receipt.get("effectiveGasPrice")
-                                                           or (tx or {}).get("gasPrice") or "0x0")
+            fee = quantity(receipt["gasUsed"]) * quantity(
+                receipt.get("effectiveGasPrice") or (tx or {}).get("gasPrice") or "0x0"
+            )
             return pb.GetTransactionResponse(
-                status=(pb.TRANSACTION_STATUS_SUCCEEDED if succeeded
-                        else pb.TRANSACTION_STATUS_REVERTED),
+                status=(
+                    pb.TRANSACTION_STATUS_SUCCEEDED if succeeded else pb.TRANSACTION_STATUS_REVERTED
+                ),
                 block=pb.BlockCursor(height=height, hash=str(receipt["blockHash"]).lower()),
                 fee_paid=str(fee),
-                confirmations=max(0, quantity(head) - height + 1))
+                confirmations=max(0, quantity(head) - height + 1),
+            )
 
         return await self._run(context, work)
 
@@ -223,4 +283,3 @@ class ChainAdapter(pb_grpc.ChainAdapterServiceServicer):
             if isinstance(answer, RpcError):
                 raise answer
         return answers
-

@@ -55,9 +55,17 @@ class SeenBlocks:
 
 
 class BlockStream:
-    def __init__(self, fetcher: BlockFetcher, heads: HeadTracker, seen: SeenBlocks,
-                 heartbeat_interval_s: float, window_blocks: int, retry_interval_s: float,
-                 stopping: asyncio.Event, pending: PendingSubscriber | None = None) -> None:
+    def __init__(
+        self,
+        fetcher: BlockFetcher,
+        heads: HeadTracker,
+        seen: SeenBlocks,
+        heartbeat_interval_s: float,
+        window_blocks: int,
+        retry_interval_s: float,
+        stopping: asyncio.Event,
+        pending: PendingSubscriber | None = None,
+    ) -> None:
         self.fetcher = fetcher
         # Mempool sightings for a stream that asked for them (include_pending).
         self.pending = pending
@@ -76,8 +84,9 @@ class BlockStream:
         self._next_heartbeat = time.monotonic() + self.heartbeat_interval_s
         now = Timestamp()
         now.GetCurrentTime()
-        return pb.BlockEvent(head=pb.Head(
-            head=pb.BlockCursor(height=head.height, hash=head.hash), observe_time=now))
+        return pb.BlockEvent(
+            head=pb.Head(head=pb.BlockCursor(height=head.height, hash=head.hash), observe_time=now)
+        )
 
     async def _wait(self, changed: asyncio.Event) -> None:
         """Until the head changes, the next heartbeat is due or the server stops."""
@@ -91,11 +100,15 @@ class BlockStream:
             for task in waits:
                 task.cancel()
         if self.stopping.is_set():
-            raise ServiceError(grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN",
-                               "the adapter is shutting down; resume from your cursor")
+            raise ServiceError(
+                grpc.StatusCode.UNAVAILABLE,
+                "SHUTTING_DOWN",
+                "the adapter is shutting down; resume from your cursor",
+            )
 
-    async def events(self, from_cursor: Cursor | None,
-                     locator: Sequence[Cursor]) -> AsyncIterator[pb.BlockEvent]:
+    async def events(
+        self, from_cursor: Cursor | None, locator: Sequence[Cursor]
+    ) -> AsyncIterator[pb.BlockEvent]:
         await self.heads.current()
         if from_cursor is None:
             # The client learns the head first; blocks follow from head + 1.
@@ -112,8 +125,9 @@ class BlockStream:
         async for event in self._follow(last):
             yield event
 
-    async def _resume(self, cursor: Cursor,
-                      locator: Sequence[Cursor]) -> AsyncIterator[pb.BlockEvent]:
+    async def _resume(
+        self, cursor: Cursor, locator: Sequence[Cursor]
+    ) -> AsyncIterator[pb.BlockEvent]:
         """Nothing if cursor is canonical; else Undo to the common ancestor."""
         self._next_heartbeat = time.monotonic() + self.heartbeat_interval_s
         while True:
@@ -122,7 +136,8 @@ class BlockStream:
             assert head is not None
             if cursor.height <= head.height:
                 canonical = await self.fetcher.canonical_hashes(
-                    [c.height for c in (cursor, *locator) if c.height <= head.height])
+                    [c.height for c in (cursor, *locator) if c.height <= head.height]
+                )
                 if canonical.get(cursor.height) == cursor.hash:
                     return
                 break
@@ -132,7 +147,8 @@ class BlockStream:
             known = await self.fetcher.header_by_hash(cursor.hash)
             if known is not None:
                 canonical = await self.fetcher.canonical_hashes(
-                    [c.height for c in locator if c.height <= head.height])
+                    [c.height for c in locator if c.height <= head.height]
+                )
                 break
             if time.monotonic() >= self._next_heartbeat:
                 yield self._heartbeat()
@@ -142,16 +158,25 @@ class BlockStream:
             ancestor = await self._walk_back(cursor)
         if ancestor is None:
             raise ServiceError(
-                grpc.StatusCode.FAILED_PRECONDITION, "CURSOR_NOT_FOUND",
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "CURSOR_NOT_FOUND",
                 f"block {cursor.height} {cursor.hash} is not canonical and no common ancestor "
                 f"was found within {self.window_blocks} blocks; resume from an older cursor "
                 "or send a longer locator",
-                metadata={"height": str(cursor.height), "hash": cursor.hash})
-        logs.info("stream_resume_undo", from_height=cursor.height, to_height=ancestor.height,
-                  to_hash=ancestor.hash)
-        yield pb.BlockEvent(undo=pb.Undo(
-            to_cursor=pb.BlockCursor(height=ancestor.height, hash=ancestor.hash),
-            from_height=cursor.height))
+                metadata={"height": str(cursor.height), "hash": cursor.hash},
+            )
+        logs.info(
+            "stream_resume_undo",
+            from_height=cursor.height,
+            to_height=ancestor.height,
+            to_hash=ancestor.hash,
+        )
+        yield pb.BlockEvent(
+            undo=pb.Undo(
+                to_cursor=pb.BlockCursor(height=ancestor.height, hash=ancestor.hash),
+                from_height=cursor.height,
+            )
+        )
 
     async def _walk_back(self, cursor: Cursor) -> Cursor | None:
         """Follows parent hashes from a non-canonical block (from the shared
@@ -191,9 +216,12 @@ class BlockStream:
         now = Timestamp()
         now.GetCurrentTime()
         return [
-            pb.BlockEvent(pending=pb.Pending(
-                transfers=[transfer_proto(t) for t in transfers[i:i + PENDING_CHUNK]],
-                observe_time=now))
+            pb.BlockEvent(
+                pending=pb.Pending(
+                    transfers=[transfer_proto(t) for t in transfers[i : i + PENDING_CHUNK]],
+                    observe_time=now,
+                )
+            )
             for i in range(0, len(transfers), PENDING_CHUNK)
         ]
 
@@ -241,19 +269,25 @@ class BlockStream:
         """The Undo from `last` down to the newest sent block still canonical."""
         candidates = list(reversed(self.sent))
         for start in range(0, len(candidates), ANCESTOR_BATCH):
-            chunk = candidates[start:start + ANCESTOR_BATCH]
+            chunk = candidates[start : start + ANCESTOR_BATCH]
             ancestor = await self._first_canonical(chunk)
             if ancestor is not None:
                 while self.sent and self.sent[-1].height > ancestor.height:
                     self.sent.pop()
-                logs.info("stream_reorg_undo", from_height=last.height,
-                          to_height=ancestor.height, to_hash=ancestor.hash)
-                return pb.Undo(to_cursor=pb.BlockCursor(height=ancestor.height,
-                                                        hash=ancestor.hash),
-                               from_height=last.height)
+                logs.info(
+                    "stream_reorg_undo",
+                    from_height=last.height,
+                    to_height=ancestor.height,
+                    to_hash=ancestor.hash,
+                )
+                return pb.Undo(
+                    to_cursor=pb.BlockCursor(height=ancestor.height, hash=ancestor.hash),
+                    from_height=last.height,
+                )
         raise ServiceError(
-            grpc.StatusCode.ABORTED, "REORG_DEEPER_THAN_WINDOW",
+            grpc.StatusCode.ABORTED,
+            "REORG_DEEPER_THAN_WINDOW",
             f"a reorg replaced every one of the last {len(candidates)} blocks this stream sent; "
             "reconnect with your cursor and a block locator",
-            metadata={"height": str(last.height), "hash": last.hash})
-
+            metadata={"height": str(last.height), "hash": last.hash},
+        )

@@ -14,15 +14,21 @@ _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
 def address(field: str, value: str) -> str:
     if not _ADDRESS.match(value):
-        raise invalid_argument(field, "INVALID_ADDRESS",
-                               f"{field} must be 0x followed by 40 hex digits, got {value[:80]!r}")
+        raise invalid_argument(
+            field,
+            "INVALID_ADDRESS",
+            f"{field} must be 0x followed by 40 hex digits, got {value[:80]!r}",
+        )
     return value.lower()
 
 
 def block_hash(field: str, value: str) -> str:
     if not _HASH.match(value):
-        raise invalid_argument(field, "INVALID_HASH",
-                               f"{field} must be 0x followed by 64 hex digits, got {value[:80]!r}")
+        raise invalid_argument(
+            field,
+            "INVALID_HASH",
+            f"{field} must be 0x followed by 64 hex digits, got {value[:80]!r}",
+        )
     return value.lower()
 
 
@@ -30,10 +36,12 @@ def token(field: str, value: str, chain_id: int, tokens: Collection[str]) -> str
     """The contract address of a configured token named by its CAIP-19 id."""
     prefix = f"eip155:{chain_id}/erc20:"
     if value.lower().startswith(prefix):
-        contract = value[len(prefix):].lower()
+        contract = value[len(prefix) :].lower()
         if contract in tokens and value.lower() == token_asset(chain_id, contract):
             return contract
     configured = ", ".join(token_asset(chain_id, t) for t in tokens) or "none"
-    raise invalid_argument(field, "UNKNOWN_ASSET",
-                           f"{field} {value[:120]!r} is not a token this adapter serves "
-                           f"(configured: {configured})")
+    raise invalid_argument(
+        field,
+        "UNKNOWN_ASSET",
+        f"{field} {value[:120]!r} is not a token this adapter serves (configured: {configured})",
+    )

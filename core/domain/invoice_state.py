@@ -283,21 +283,30 @@ def _on_tick(invoice: Invoice, now: datetime) -> Decision:
 
 def _on_cancel(invoice: Invoice) -> Decision:
     if invoice.state is not State.AWAITING_PAYMENT or invoice.funds.seen > 0:
-        return Decision(invoice, refusal=Refusal(
-            "INVOICE_NOT_CANCELLABLE",
-            f"only an invoice awaiting payment with no funds seen can be cancelled; it is {invoice.state.value}",
-        ))
+        return Decision(
+            invoice,
+            refusal=Refusal(
+                "INVOICE_NOT_CANCELLABLE",
+                f"only an invoice awaiting payment with no funds seen can be cancelled; it is {invoice.state.value}",
+            ),
+        )
     cancelled = replace(invoice, state=State.CANCELLED)
     return Decision(cancelled, (Step(State.CANCELLED, "invoice.cancelled"),))
 
 
 def _on_mark(invoice: Invoice, state: State) -> Decision:
     if state not in MARKABLE:
-        return Decision(invoice, refusal=Refusal(
-            "MARK_STATE_INVALID", f"an invoice can be marked {' or '.join(sorted(MARKABLE))}"))
+        return Decision(
+            invoice,
+            refusal=Refusal(
+                "MARK_STATE_INVALID", f"an invoice can be marked {' or '.join(sorted(MARKABLE))}"
+            ),
+        )
     if invoice.state in _CLOSED:
-        return Decision(invoice, refusal=Refusal(
-            "INVOICE_CLOSED", f"a {invoice.state.value} invoice cannot be marked"))
+        return Decision(
+            invoice,
+            refusal=Refusal("INVOICE_CLOSED", f"a {invoice.state.value} invoice cannot be marked"),
+        )
     if invoice.state is state and Flag.MARKED in invoice.flags:
         return Decision(invoice)  # marked so already: a retry
     marked = replace(invoice, state=state, flags=invoice.flags | {Flag.MARKED})
@@ -308,12 +317,20 @@ def _on_refund(invoice: Invoice, amount: int) -> Decision:
     assert amount > 0
     refunded = invoice.refunded + amount
     if invoice.state not in _SETTLED | {State.UNDERPAID}:
-        return Decision(invoice, refusal=Refusal(
-            "INVOICE_NOT_REFUNDABLE", f"a {invoice.state.value} invoice has nothing to refund"))
+        return Decision(
+            invoice,
+            refusal=Refusal(
+                "INVOICE_NOT_REFUNDABLE", f"a {invoice.state.value} invoice has nothing to refund"
+            ),
+        )
     if refunded > invoice.funds.confirmed:
-        return Decision(invoice, refusal=Refusal(
-            "REFUND_EXCEEDS_RECEIVED",
-            f"refunds would total {refunded}, more than the {invoice.funds.confirmed} received"))
+        return Decision(
+            invoice,
+            refusal=Refusal(
+                "REFUND_EXCEEDS_RECEIVED",
+                f"refunds would total {refunded}, more than the {invoice.funds.confirmed} received",
+            ),
+        )
     if refunded == invoice.funds.confirmed:
         done = replace(invoice, state=State.REFUNDED, refunded=refunded)
         return Decision(done, (Step(State.REFUNDED, "invoice.refunded"),))

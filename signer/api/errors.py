@@ -12,7 +12,10 @@ DOMAIN = "kassa.signer"
 
 class Refusal(Exception):
     def __init__(
-        self, code: grpc.StatusCode, reason: str, message: str,
+        self,
+        code: grpc.StatusCode,
+        reason: str,
+        message: str,
         metadata: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -23,12 +26,14 @@ class Refusal(Exception):
 
     def to_status(self) -> grpc.Status:
         detail = any_pb2.Any()
-        detail.Pack(error_details_pb2.ErrorInfo(
-            reason=self.reason, domain=DOMAIN, metadata=self.metadata
-        ))
-        return rpc_status.to_status(status_pb2.Status(
-            code=getattr(code_pb2, self.code.name), message=self.message, details=[detail]
-        ))
+        detail.Pack(
+            error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
+        )
+        return rpc_status.to_status(
+            status_pb2.Status(
+                code=getattr(code_pb2, self.code.name), message=self.message, details=[detail]
+            )
+        )
 
 
 async def abort(context: grpc.aio.ServicerContext[object, object], refusal: Refusal) -> None:

@@ -71,14 +71,22 @@ class Audit:
     policy_hash: str | None = None
     detail: dict[str, str] = field(default_factory=dict)
 
-    def fields(self, decision: str, reason: str, signature_hash: str | None = None,
-               tx: str | None = None) -> dict[str, Any]:
+    def fields(
+        self, decision: str, reason: str, signature_hash: str | None = None, tx: str | None = None
+    ) -> dict[str, Any]:
         return {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "caller": self.caller, "request_id": self.request_id,
-            "request_hash": self.request_hash, "key_id": self.key_id, "intent": self.intent,
-            "decision": decision, "reason": reason, "detail": self.detail,
-            "policy_hash": self.policy_hash, "signature_hash": signature_hash, "tx_hash": tx,
+            "caller": self.caller,
+            "request_id": self.request_id,
+            "request_hash": self.request_hash,
+            "key_id": self.key_id,
+            "intent": self.intent,
+            "decision": decision,
+            "reason": reason,
+            "detail": self.detail,
+            "policy_hash": self.policy_hash,
+            "signature_hash": signature_hash,
+            "tx_hash": tx,
         }
 
 
@@ -107,8 +115,16 @@ class Prepared:
 
 
 class SignPipeline:
-    def __init__(self, config: Config, hsm: HsmThread, session: TokenSession, xpub: str | None,
-                 db: StoreThread, policy: PolicyHolder, hot_keys: set[str]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        hsm: HsmThread,
+        session: TokenSession,
+        xpub: str | None,
+        db: StoreThread,
+        policy: PolicyHolder,
+        hot_keys: set[str],
+    ) -> None:
         self._config = config
         self._hsm = hsm
         self._session = session
@@ -119,16 +135,20 @@ class SignPipeline:
         self._callers = {c.key_id: c for c in config.callers}
         self._approvers = {a.key_id: a for a in config.approvers}
 
-    async def sign(self, envelope: signer_pb2.SignedEnvelope, tls_subject: str | None,
-                   tls13: bool) -> signer_pb2.SignResponse:
+    async def sign(
+        self, envelope: signer_pb2.SignedEnvelope, tls_subject: str | None, tls13: bool
+    ) -> signer_pb2.SignResponse:
         """Returns the response or raises Refusal; either way the outcome is audited first."""
-        audit = Audit(caller={"key_id": envelope.caller_key_id, "tls_subject": tls_subject or ""},
-                      request_hash=body_digest(envelope.body).hex())
+        audit = Audit(
+            caller={"key_id": envelope.caller_key_id, "tls_subject": tls_subject or ""},
+            request_hash=body_digest(envelope.body).hex(),
+        )
         policy = self._policy.current
         audit.policy_hash = policy.hash
         if self._config.tls is not None and not tls13:
-            raise await self._refused(audit, refusal("TLS_VERSION_REFUSED",
-                                                     "the signer accepts TLS 1.3 only"))
+            raise await self._refused(
+                audit, refusal("TLS_VERSION_REFUSED", "the signer accepts TLS 1.3 only")
+            )
         early = self._authenticate(envelope, tls_subject, audit)
         if isinstance(early, Refusal):
             raise await self._refused(audit, early)
@@ -137,10 +157,15 @@ class SignPipeline:
             raise await self._refused(audit, prepared)
         facts = None
         if prepared.intent is not None:
-            facts = Facts(caller_role=early.caller.role, key_id=prepared.body.key_id,
-                          purpose=prepared.intent.purpose, asset=prepared.intent.asset,
-                          destination=prepared.intent.destination,
-                          amount=prepared.intent.amount, approvers=early.approvers)
+            facts = Facts(
+                caller_role=early.caller.role,
+                key_id=prepared.body.key_id,
+                purpose=prepared.intent.purpose,
+                asset=prepared.intent.asset,
+                destination=prepared.intent.destination,
+                amount=prepared.intent.amount,
+                approvers=early.approvers,
+            )
         admitted = await self._store(self._admit(prepared, facts, policy, audit))
         if isinstance(admitted, Refusal):
             raise admitted
@@ -149,26 +174,33 @@ class SignPipeline:
         assert prepared.tx is not None
         return await self._sign_and_record(prepared, prepared.tx, audit)
 
-    def _authenticate(self, envelope: signer_pb2.SignedEnvelope, tls_subject: str | None,
-                      audit: Audit) -> Authenticated | Refusal:
-        checked = authenticate(envelope, tls_subject, self._config.tls is not None,
-                               self._callers, self._approvers)
+    def _authenticate(
+        self, envelope: signer_pb2.SignedEnvelope, tls_subject: str | None, audit: Audit
+    ) -> Authenticated | Refusal:
+        checked = authenticate(
+            envelope, tls_subject, self._config.tls is not None, self._callers, self._approvers
+        )
         if isinstance(checked, Authenticated):
             audit.caller["role"] = checked.caller.role
             if checked.approvers:
                 audit.detail["approvals"] = ",".join(sorted(checked.approvers))
         return checked
 
-    async def _prepare(self, authenticated: Authenticated, raw_body: bytes,
-                       audit: Audit) -> Prepared | Refusal:
+    async def _prepare(
+        self, authenticated: Authenticated, raw_body: bytes, audit: Audit
+    ) -> Prepared | Refusal:
         body = parse_body(raw_body)
         if isinstance(body, Refusal):
             return body
         audit.request_id, audit.key_id = body.request_id, body.key_id
         limits = self._config.limits
-        window = check_window(body.issue_time.ToNanoseconds() / 1e9,
-                              body.expire_time.ToNanoseconds() / 1e9, time.time(),
-                              limits.max_lifetime_s, limits.max_skew_s)
+        window = check_window(
+            body.issue_time.ToNanoseconds() / 1e9,
+            body.expire_time.ToNanoseconds() / 1e9,
+            time.time(),
+            limits.max_lifetime_s,
+            limits.max_skew_s,
+        )
         if window is not None:
             return window
         tx, intent, later = None, None, None
@@ -176,8 +208,14 @@ class SignPipeline:
             tx = decode_unsigned(body.unsigned_transaction)
             transfer = transfer_of(tx)
             i = body.intent
-            intent = parse_intent(body.chain, i.asset, i.destination, i.amount,
-                                  _PURPOSE_NAMES.get(i.purpose, "UNSPECIFIED"), i.reference)
+            intent = parse_intent(
+                body.chain,
+                i.asset,
+                i.destination,
+                i.amount,
+                _PURPOSE_NAMES.get(i.purpose, "UNSPECIFIED"),
+                i.reference,
+            )
             audit.intent = {**intent.summary(), "tx_type": tx.kind, "nonce": str(tx.nonce)}
             wrong = mismatch(intent, transfer)
             if wrong is not None:
@@ -187,18 +225,26 @@ class SignPipeline:
         except IntentInvalid as exc:
             later = refusal("INTENT_INVALID", str(exc), field=exc.field)
         except IntentMismatch as exc:
-            later = refusal("INTENT_MISMATCH", str(exc), field=exc.field, stated=exc.stated,
-                            actual=exc.actual)
+            later = refusal(
+                "INTENT_MISMATCH", str(exc), field=exc.field, stated=exc.stated, actual=exc.actual
+            )
         if later is not None:
             intent = None
-        return Prepared(body, hashlib.sha256(raw_body).hexdigest(), tx, intent, later,
-                        await self._key_refusal(body.key_id))
+        return Prepared(
+            body,
+            hashlib.sha256(raw_body).hexdigest(),
+            tx,
+            intent,
+            later,
+            await self._key_refusal(body.key_id),
+        )
 
     async def _key_refusal(self, key_id: str) -> Refusal | None:
         if hd_index(key_id) is not None:
             if self._xpub is None:
-                return refusal("KEY_NOT_FOUND", "no HD seed: run `kassa-signer keys init`",
-                               key_id=key_id)
+                return refusal(
+                    "KEY_NOT_FOUND", "no HD seed: run `kassa-signer keys init`", key_id=key_id
+                )
             return None
         if key_id not in self._hot_keys:
             # A key made after start (keys create) is found on the first request naming it.
@@ -208,8 +254,9 @@ class SignPipeline:
             self._hot_keys.add(key_id)
         return None
 
-    def _admit(self, prepared: Prepared, facts: Facts | None, policy: Policy,
-               audit: Audit) -> Callable[[sqlite3.Connection], Admitted | Replayed | Refusal]:
+    def _admit(
+        self, prepared: Prepared, facts: Facts | None, policy: Policy, audit: Audit
+    ) -> Callable[[sqlite3.Connection], Admitted | Replayed | Refusal]:
         body = prepared.body
 
         def op(conn: sqlite3.Connection) -> Admitted | Replayed | Refusal:
@@ -221,27 +268,42 @@ class SignPipeline:
             seen = store.lookup_request(conn, body.request_id)
             if seen is not None:
                 if seen.body_hash != prepared.body_hash:
-                    return refuse(refusal("REQUEST_ID_REUSED",
-                                          "this request id was used with another body",
-                                          request_id=body.request_id))
+                    return refuse(
+                        refusal(
+                            "REQUEST_ID_REUSED",
+                            "this request id was used with another body",
+                            request_id=body.request_id,
+                        )
+                    )
                 if seen.response is None:
-                    return refuse(refusal("REQUEST_IN_FLIGHT",
-                                          "this request is being signed; retry shortly",
-                                          request_id=body.request_id))
+                    return refuse(
+                        refusal(
+                            "REQUEST_IN_FLIGHT",
+                            "this request is being signed; retry shortly",
+                            request_id=body.request_id,
+                        )
+                    )
                 first = signer_pb2.SignResponse.FromString(seen.response)
-                store.append_audit(conn, audit.fields(
-                    "REPLAYED", "REQUEST_REPLAYED", _signature_hash(first), first.tx_hash))
+                store.append_audit(
+                    conn,
+                    audit.fields(
+                        "REPLAYED", "REQUEST_REPLAYED", _signature_hash(first), first.tx_hash
+                    ),
+                )
                 return Replayed(seen.response)
             if prepared.refusal_after_guard is not None:
                 return refuse(prepared.refusal_after_guard)
             assert facts is not None
             now_s = time.time()
-            used = {cap: store.velocity_used(conn, facts.key_id, facts.asset, cap.window_s, now_s)
-                    for cap in applicable_caps(policy, facts)}
+            used = {
+                cap: store.velocity_used(conn, facts.key_id, facts.asset, cap.window_s, now_s)
+                for cap in applicable_caps(policy, facts)
+            }
             decision = decide(facts, policy, used)
             if not decision.allowed:
-                return refuse(refusal(decision.reason, f"policy: {decision.reason}",
-                                      **decision.metadata))
+                return refuse(
+                    refusal(decision.reason, f"policy: {decision.reason}", **decision.metadata)
+                )
             if prepared.key_refusal is not None:
                 return refuse(prepared.key_refusal)
             audit.detail.update(decision.metadata)
@@ -251,8 +313,9 @@ class SignPipeline:
 
         return op
 
-    async def _sign_and_record(self, prepared: Prepared, tx: EvmTx,
-                               audit: Audit) -> signer_pb2.SignResponse:
+    async def _sign_and_record(
+        self, prepared: Prepared, tx: EvmTx, audit: Audit
+    ) -> signer_pb2.SignResponse:
         request_id = prepared.body.request_id
         # decode_unsigned checked that tx.unsigned() re-encodes to exactly these bytes, so
         # this is tx.signing_hash() without encoding the transaction a second time.
@@ -270,20 +333,30 @@ class SignPipeline:
             raise refusal("SIGNING_FAILED", "the HSM did not produce a signature") from None
         raw = tx.signed(signature.r, signature.s, signature.recovery_id)
         response = signer_pb2.SignResponse(
-            signed_transaction=raw, tx_hash=tx_hash(raw), signature=signature.rs_bytes(),
-            recovery_id=signature.recovery_id)
+            signed_transaction=raw,
+            tx_hash=tx_hash(raw),
+            signature=signature.rs_bytes(),
+            recovery_id=signature.recovery_id,
+        )
 
         def record(conn: sqlite3.Connection) -> bytes:
-            response.audit_record_hash = store.append_audit(conn, audit.fields(
-                "SIGNED", "ALLOWED", _signature_hash(response), response.tx_hash))
+            response.audit_record_hash = store.append_audit(
+                conn, audit.fields("SIGNED", "ALLOWED", _signature_hash(response), response.tx_hash)
+            )
             encoded = response.SerializeToString(deterministic=True)
             store.complete_request(conn, request_id, encoded)
             return encoded
 
         await self._store(record)
-        log.info("signed", extra={"request_id": request_id, "key_id": prepared.body.key_id,
-                                  "tx_hash": response.tx_hash,
-                                  "audit_record_hash": response.audit_record_hash})
+        log.info(
+            "signed",
+            extra={
+                "request_id": request_id,
+                "key_id": prepared.body.key_id,
+                "tx_hash": response.tx_hash,
+                "audit_record_hash": response.audit_record_hash,
+            },
+        )
         return response
 
     async def _sign_digest(self, key_id: str, digest: bytes) -> RecoverableSignature:
@@ -291,16 +364,17 @@ class SignPipeline:
         if index is None:
             rs, public_key = await self._hsm.acall(self._session.sign_raw, key_id, digest)
             return recoverable(digest, rs, public_key)
-        return await self._hsm.acall(_sign_hd, self._session, self._config.seed_path, index,
-                                     digest)
+        return await self._hsm.acall(_sign_hd, self._session, self._config.seed_path, index, digest)
 
     async def _store(self, op: Callable[[sqlite3.Connection], Any]) -> Any:
         try:
             return await self._db.acall(op)
         except StoreUnavailable as exc:
             log.error("audit unavailable", extra={"error": str(exc)})
-            raise refusal("AUDIT_UNAVAILABLE", "the audit log cannot be written; nothing was "
-                          "signed or answered") from None
+            raise refusal(
+                "AUDIT_UNAVAILABLE",
+                "the audit log cannot be written; nothing was signed or answered",
+            ) from None
 
     async def _refused(self, audit: Audit, r: Refusal) -> Refusal:
         audit.detail.update(r.metadata)
@@ -313,8 +387,9 @@ def _signature_hash(response: signer_pb2.SignResponse) -> str:
     return hashlib.sha256(response.signature + bytes([response.recovery_id])).hexdigest()
 
 
-def _sign_hd(session: TokenSession, seed_path: Path, index: int,
-             digest: bytes) -> RecoverableSignature:
+def _sign_hd(
+    session: TokenSession, seed_path: Path, index: int, digest: bytes
+) -> RecoverableSignature:
     """On the HSM thread: decrypt the seed in the token, derive m/44'/60'/0'/0/index in memory,
     sign in software. The child key never exists in the token; the seed buffer is zeroed by
     account_key, and the child's secret is copied into a bytearray zeroed here (Python's

@@ -37,19 +37,27 @@ async def serve(config: Config, thread: HsmThread, session: TokenSession, xpub: 
     db = StoreThread(config.db_path)
     try:
         seq, head_hash = await db.acall(store.head)
-        log.info("audit head", extra={"seq": seq, "record_hash": head_hash,
-                                      "db": str(config.db_path)})
+        log.info(
+            "audit head", extra={"seq": seq, "record_hash": head_hash, "db": str(config.db_path)}
+        )
         pipeline = SignPipeline(config, thread, session, xpub, db, policy, hot_keys)
         await _serve(config, thread, session, xpub, pipeline, policy)
         seq, head_hash = await db.acall(store.head)
-        log.info("audit head", extra={"seq": seq, "record_hash": head_hash,
-                                      "db": str(config.db_path)})
+        log.info(
+            "audit head", extra={"seq": seq, "record_hash": head_hash, "db": str(config.db_path)}
+        )
     finally:
         db.close()
 
 
-async def _serve(config: Config, thread: HsmThread, session: TokenSession, xpub: str | None,
-                 pipeline: SignPipeline, policy: PolicyHolder) -> None:
+async def _serve(
+    config: Config,
+    thread: HsmThread,
+    session: TokenSession,
+    xpub: str | None,
+    pipeline: SignPipeline,
+    policy: PolicyHolder,
+) -> None:
     interceptors = [] if config.tls is None else [Tls13Only({SIGN_METHOD})]
     server = grpc.aio.server(interceptors=interceptors)
     signer_pb2_grpc.add_SignerServiceServicer_to_server(
@@ -58,8 +66,11 @@ async def _serve(config: Config, thread: HsmThread, session: TokenSession, xpub:
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
+        (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     if config.tls is None:
@@ -75,9 +86,16 @@ async def _serve(config: Config, thread: HsmThread, session: TokenSession, xpub:
     await server.start()
     for service in ("", SERVICE_NAME):
         await health.set(service, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving", extra={"listen": config.server.listen, "hd_account": xpub is not None,
-                               "callers": len(config.callers), "tls": config.tls is not None,
-                               "policy_hash": policy.current.hash})
+    log.info(
+        "serving",
+        extra={
+            "listen": config.server.listen,
+            "hd_account": xpub is not None,
+            "callers": len(config.callers),
+            "tls": config.tls is not None,
+            "policy_hash": policy.current.hash,
+        },
+    )
     await stop.wait()
     log.info("stopping", extra={"grace_s": config.server.grace_s})
     await health.enter_graceful_shutdown()

@@ -22,8 +22,9 @@ Context: TypeAlias = grpc.aio.ServicerContext[object, object]
 
 
 class SignerServicer(signer_pb2_grpc.SignerServiceServicer):
-    def __init__(self, thread: HsmThread, session: TokenSession, xpub: str | None,
-                 pipeline: SignPipeline) -> None:
+    def __init__(
+        self, thread: HsmThread, session: TokenSession, xpub: str | None, pipeline: SignPipeline
+    ) -> None:
         self._thread = thread
         self._session = session
         self._xpub = xpub
@@ -34,10 +35,15 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):
     ) -> signer_pb2.GetPublicKeyResponse:
         key = await self._thread.acall(keyring.get_key, self._session, request.key_id, self._xpub)
         if key is None:
-            await abort(context, Refusal(
-                grpc.StatusCode.NOT_FOUND, "KEY_NOT_FOUND", f"no key {request.key_id!r}",
-                {"key_id": request.key_id},
-            ))
+            await abort(
+                context,
+                Refusal(
+                    grpc.StatusCode.NOT_FOUND,
+                    "KEY_NOT_FOUND",
+                    f"no key {request.key_id!r}",
+                    {"key_id": request.key_id},
+                ),
+            )
             raise AssertionError("unreachable")  # context.abort raises
         return signer_pb2.GetPublicKeyResponse(key=key_message(key))
 
@@ -54,9 +60,13 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):
             subject, tls13 = peer_identity(context)
             return await self._pipeline.sign(request.envelope, subject, tls13)
         except Refusal as refusal:
-            log.info("sign refused", extra={
-                "reason": refusal.reason, "caller_key_id": request.envelope.caller_key_id,
-                **{f"meta_{k}": v for k, v in refusal.metadata.items()},
-            })
+            log.info(
+                "sign refused",
+                extra={
+                    "reason": refusal.reason,
+                    "caller_key_id": request.envelope.caller_key_id,
+                    **{f"meta_{k}": v for k, v in refusal.metadata.items()},
+                },
+            )
             await abort(context, refusal)
             raise AssertionError("unreachable") from None

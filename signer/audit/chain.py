@@ -19,14 +19,26 @@ from typing import Any
 
 RECORD_DOMAIN = b"kassa.signer.audit.v1\x00"
 GENESIS_HASH = "0" * 64
-RECORD_FIELDS = ("seq", "time", "caller", "request_id", "request_hash", "key_id", "intent",
-                 "decision", "reason", "detail", "policy_hash", "signature_hash", "tx_hash",
-                 "prev_hash")
+RECORD_FIELDS = (
+    "seq",
+    "time",
+    "caller",
+    "request_id",
+    "request_hash",
+    "key_id",
+    "intent",
+    "decision",
+    "reason",
+    "detail",
+    "policy_hash",
+    "signature_hash",
+    "tx_hash",
+    "prev_hash",
+)
 
 
 def canonical(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=True).encode()
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def record_hash(record: dict[str, Any]) -> str:
@@ -72,16 +84,18 @@ def verify(records: Iterable[tuple[str, str | None]]) -> Verified:
     for position, (text, stored_hash) in enumerate(records, start=1):
         problem, seq = _check(text, stored_hash, prev_hash, expected_seq)
         if problem is not None:
-            return Verified(count, expected_seq - 1, prev_hash, Break(position, seq, problem),
-                            frozenset(hashes))
+            return Verified(
+                count, expected_seq - 1, prev_hash, Break(position, seq, problem), frozenset(hashes)
+            )
         record = json.loads(text)
         prev_hash, expected_seq, count = record["record_hash"], expected_seq + 1, count + 1
         hashes.add(prev_hash)
     return Verified(count, expected_seq - 1, prev_hash, None, frozenset(hashes))
 
 
-def _check(text: str, stored_hash: str | None, prev_hash: str,
-           expected_seq: int) -> tuple[str | None, object]:
+def _check(
+    text: str, stored_hash: str | None, prev_hash: str, expected_seq: int
+) -> tuple[str | None, object]:
     try:
         record = json.loads(text)
     except ValueError:
@@ -96,8 +110,10 @@ def _check(text: str, stored_hash: str | None, prev_hash: str,
     if stored_hash is not None and stored_hash != record["record_hash"]:
         return "stored hash column differs from the record (edited)", seq
     if record["prev_hash"] != prev_hash:
-        return ("prev_hash does not match the previous record "
-                "(a record was deleted, inserted or reordered before it)"), seq
+        return (
+            "prev_hash does not match the previous record "
+            "(a record was deleted, inserted or reordered before it)"
+        ), seq
     if seq != expected_seq:
         return f"seq {seq} where {expected_seq} was expected (deleted or reordered)", seq
     return None, seq

@@ -48,8 +48,19 @@ class EvmTx:
         """The canonical unsigned encoding, which is also the signing preimage."""
         if self.kind == "eip1559":
             return bytes([EIP1559_TYPE]) + _rlp(self._fields_1559())
-        return _rlp([self.nonce, self.gas_price, self.gas, self.to, self.value,
-                           self.data, self.chain_id, 0, 0])
+        return _rlp(
+            [
+                self.nonce,
+                self.gas_price,
+                self.gas,
+                self.to,
+                self.value,
+                self.data,
+                self.chain_id,
+                0,
+                0,
+            ]
+        )
 
     def signing_hash(self) -> bytes:
         return keccak256(self.unsigned())
@@ -61,12 +72,20 @@ class EvmTx:
         if self.kind == "eip1559":
             return bytes([EIP1559_TYPE]) + _rlp([*self._fields_1559(), recovery_id, r, s])
         v = recovery_id + 35 + 2 * self.chain_id  # EIP-155
-        return _rlp([self.nonce, self.gas_price, self.gas, self.to, self.value,
-                           self.data, v, r, s])
+        return _rlp([self.nonce, self.gas_price, self.gas, self.to, self.value, self.data, v, r, s])
 
     def _fields_1559(self) -> list[object]:
-        return [self.chain_id, self.nonce, self.max_priority_fee_per_gas, self.max_fee_per_gas,
-                self.gas, self.to, self.value, self.data, list(self.access_list)]
+        return [
+            self.chain_id,
+            self.nonce,
+            self.max_priority_fee_per_gas,
+            self.max_fee_per_gas,
+            self.gas,
+            self.to,
+            self.value,
+            self.data,
+            list(self.access_list),
+        ]
 
 
 def _rlp(item: object) -> bytes:
@@ -161,10 +180,15 @@ def _decode_1559(items: list[object]) -> EvmTx:
     if chain_id == 0:
         raise TxDecodeError("bad_field", "chainId must be positive")
     return EvmTx(
-        kind="eip1559", chain_id=chain_id, nonce=_int(items[1], "nonce"),
+        kind="eip1559",
+        chain_id=chain_id,
+        nonce=_int(items[1], "nonce"),
         max_priority_fee_per_gas=_int(items[2], "maxPriorityFeePerGas"),
-        max_fee_per_gas=_int(items[3], "maxFeePerGas"), gas_price=0,
-        gas=_int(items[4], "gas"), to=_to(items[5]), value=_int(items[6], "value"),
+        max_fee_per_gas=_int(items[3], "maxFeePerGas"),
+        gas_price=0,
+        gas=_int(items[4], "gas"),
+        to=_to(items[5]),
+        value=_int(items[6], "value"),
         data=_bytes(items[7], "data"),
     )
 
@@ -180,8 +204,14 @@ def _decode_legacy(items: list[object]) -> EvmTx:
     if _bytes(items[7], "r") or _bytes(items[8], "s"):
         raise TxDecodeError("already_signed", "an unsigned EIP-155 transaction ends chainId, 0, 0")
     return EvmTx(
-        kind="legacy", chain_id=chain_id, nonce=_int(items[0], "nonce"),
-        gas_price=_int(items[1], "gasPrice"), max_fee_per_gas=0, max_priority_fee_per_gas=0,
-        gas=_int(items[2], "gas"), to=_to(items[3]), value=_int(items[4], "value"),
+        kind="legacy",
+        chain_id=chain_id,
+        nonce=_int(items[0], "nonce"),
+        gas_price=_int(items[1], "gasPrice"),
+        max_fee_per_gas=0,
+        max_priority_fee_per_gas=0,
+        gas=_int(items[2], "gas"),
+        to=_to(items[3]),
+        value=_int(items[4], "value"),
         data=_bytes(items[5], "data"),
     )

@@ -45,12 +45,19 @@ class Intent:
     reference: str
 
     def summary(self) -> dict[str, str]:
-        return {"chain": self.chain, "asset": self.asset, "destination": self.destination,
-                "amount": str(self.amount), "purpose": self.purpose, "reference": self.reference}
+        return {
+            "chain": self.chain,
+            "asset": self.asset,
+            "destination": self.destination,
+            "amount": str(self.amount),
+            "purpose": self.purpose,
+            "reference": self.reference,
+        }
 
 
-def parse_intent(chain: str, asset: str, destination: str, amount: str, purpose: str,
-                 reference: str) -> Intent:
+def parse_intent(
+    chain: str, asset: str, destination: str, amount: str, purpose: str, reference: str
+) -> Intent:
     chain_match = _CHAIN.fullmatch(chain)
     if chain_match is None:
         raise IntentInvalid("chain", f"chain {chain!r} is not a CAIP-2 eip155 chain id")
@@ -58,8 +65,10 @@ def parse_intent(chain: str, asset: str, destination: str, amount: str, purpose:
     erc20 = _ERC20.fullmatch(asset)
     matched = native if native is not None else erc20
     if matched is None:
-        raise IntentInvalid("asset", f"asset {asset!r} is not eip155:N/slip44:60 or "
-                                     "eip155:N/erc20:<lowercase address>")
+        raise IntentInvalid(
+            "asset",
+            f"asset {asset!r} is not eip155:N/slip44:60 or eip155:N/erc20:<lowercase address>",
+        )
     asset_chain = matched.group(1)
     if asset_chain != chain_match.group(1):
         raise IntentMismatch("asset_chain", chain, f"eip155:{asset_chain}")
@@ -69,10 +78,16 @@ def parse_intent(chain: str, asset: str, destination: str, amount: str, purpose:
         raise IntentInvalid("amount", "amount must be a positive decimal integer in base units")
     if purpose not in PURPOSES:
         raise IntentInvalid("purpose", f"purpose must be one of {', '.join(PURPOSES)}")
-    return Intent(chain=chain, chain_id=int(chain_match.group(1)), asset=asset,
-                  token=None if erc20 is None else erc20.group(2),
-                  destination=destination.lower(), amount=int(amount), purpose=purpose,
-                  reference=reference)
+    return Intent(
+        chain=chain,
+        chain_id=int(chain_match.group(1)),
+        asset=asset,
+        token=None if erc20 is None else erc20.group(2),
+        destination=destination.lower(),
+        amount=int(amount),
+        purpose=purpose,
+        reference=reference,
+    )
 
 
 def mismatch(intent: Intent, transfer: Transfer) -> IntentMismatch | None:
@@ -80,8 +95,9 @@ def mismatch(intent: Intent, transfer: Transfer) -> IntentMismatch | None:
     if transfer.chain_id != intent.chain_id:
         return IntentMismatch("chain", intent.chain, f"eip155:{transfer.chain_id}")
     if transfer.token != intent.token:
-        return IntentMismatch("asset", intent.asset, "native" if transfer.token is None
-                              else f"erc20:{transfer.token}")
+        return IntentMismatch(
+            "asset", intent.asset, "native" if transfer.token is None else f"erc20:{transfer.token}"
+        )
     if transfer.recipient != intent.destination:
         return IntentMismatch("destination", intent.destination, transfer.recipient)
     if transfer.amount != intent.amount:

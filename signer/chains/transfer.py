@@ -31,11 +31,14 @@ def transfer_of(tx: EvmTx) -> Transfer:
     if not tx.data:
         return Transfer(tx.chain_id, None, _address(tx.to), tx.value)
     if tx.data[:4] != TRANSFER_SELECTOR:
-        raise TxDecodeError("unknown_call", f"calldata selector 0x{tx.data[:4].hex()} is not transfer")
+        raise TxDecodeError(
+            "unknown_call", f"calldata selector 0x{tx.data[:4].hex()} is not transfer"
+        )
     if len(tx.data) != TRANSFER_CALLDATA_BYTES:
-        raise TxDecodeError("calldata_length",
-                            f"transfer calldata must be {TRANSFER_CALLDATA_BYTES} bytes, "
-                            f"got {len(tx.data)}")
+        raise TxDecodeError(
+            "calldata_length",
+            f"transfer calldata must be {TRANSFER_CALLDATA_BYTES} bytes, got {len(tx.data)}",
+        )
     if tx.value != 0:
         raise TxDecodeError("value_with_call", "an ERC-20 transfer must carry no native value")
     word = tx.data[4:36]
@@ -47,5 +50,9 @@ def transfer_of(tx: EvmTx) -> Transfer:
 
 def transfer_calldata(recipient: str, amount: int) -> bytes:
     """The encoding transfer_of accepts; for callers building transactions and for tests."""
-    return (TRANSFER_SELECTOR + bytes(12) + bytes.fromhex(recipient.removeprefix("0x"))
-            + amount.to_bytes(32, "big"))
+    return (
+        TRANSFER_SELECTOR
+        + bytes(12)
+        + bytes.fromhex(recipient.removeprefix("0x"))
+        + amount.to_bytes(32, "big")
+    )

@@ -45,15 +45,25 @@ class ExtendedKey:
         return hash160(self.public_key())[:4]
 
     def neuter(self) -> ExtendedKey:
-        return ExtendedKey(self.depth, self.parent_fingerprint, self.child_number,
-                           self.chain_code, self.public_key(), is_private=False)
+        return ExtendedKey(
+            self.depth,
+            self.parent_fingerprint,
+            self.child_number,
+            self.chain_code,
+            self.public_key(),
+            is_private=False,
+        )
 
     def serialize(self) -> str:
         version = XPRV_VERSION if self.is_private else XPUB_VERSION
         key_data = b"\0" + self.key if self.is_private else self.key
         return b58check_encode(
-            version.to_bytes(4, "big") + bytes([self.depth]) + self.parent_fingerprint
-            + self.child_number.to_bytes(4, "big") + self.chain_code + key_data
+            version.to_bytes(4, "big")
+            + bytes([self.depth])
+            + self.parent_fingerprint
+            + self.child_number.to_bytes(4, "big")
+            + self.chain_code
+            + key_data
         )
 
 
@@ -92,8 +102,14 @@ def child_private(parent: ExtendedKey, index: int) -> ExtendedKey:
     child = (int.from_bytes(tweak, "big") + int.from_bytes(parent.key, "big")) % CURVE_ORDER
     if child == 0:
         raise DerivationError("invalid child: zero key; use the next index")
-    return ExtendedKey(parent.depth + 1, parent.fingerprint(), index, chain_code,
-                       child.to_bytes(32, "big"), is_private=True)
+    return ExtendedKey(
+        parent.depth + 1,
+        parent.fingerprint(),
+        index,
+        chain_code,
+        child.to_bytes(32, "big"),
+        is_private=True,
+    )
 
 
 def child_public(parent: ExtendedKey, index: int) -> ExtendedKey:
@@ -107,8 +123,14 @@ def child_public(parent: ExtendedKey, index: int) -> ExtendedKey:
         point = PublicKey(parent_public).add(tweak)
     except ValueError as exc:
         raise DerivationError("invalid child: point at infinity; use the next index") from exc
-    return ExtendedKey(parent.depth + 1, parent.fingerprint(), index, chain_code,
-                       point.format(compressed=True), is_private=False)
+    return ExtendedKey(
+        parent.depth + 1,
+        parent.fingerprint(),
+        index,
+        chain_code,
+        point.format(compressed=True),
+        is_private=False,
+    )
 
 
 def _check_index(index: int) -> None:
@@ -145,11 +167,23 @@ def parse_extended_key(text: str) -> ExtendedKey:
     key_data = data[45:]
     if version == XPUB_VERSION:
         PublicKey(key_data)  # rejects points not on the curve
-        return ExtendedKey(data[4], data[5:9], int.from_bytes(data[9:13], "big"),
-                           data[13:45], key_data, is_private=False)
+        return ExtendedKey(
+            data[4],
+            data[5:9],
+            int.from_bytes(data[9:13], "big"),
+            data[13:45],
+            key_data,
+            is_private=False,
+        )
     if version == XPRV_VERSION and key_data[0] == 0:
-        return ExtendedKey(data[4], data[5:9], int.from_bytes(data[9:13], "big"),
-                           data[13:45], key_data[1:], is_private=True)
+        return ExtendedKey(
+            data[4],
+            data[5:9],
+            int.from_bytes(data[9:13], "big"),
+            data[13:45],
+            key_data[1:],
+            is_private=True,
+        )
     raise DerivationError(f"unknown extended key version {version:#010x}")
 
 

@@ -27,8 +27,10 @@ class CheckReport:
         return not self.problems
 
     def render(self) -> str:
-        verdict = "OK: this HSM can run the Kassa signer" if self.ok else (
-            "FAILED: " + "; ".join(self.problems)
+        verdict = (
+            "OK: this HSM can run the Kassa signer"
+            if self.ok
+            else ("FAILED: " + "; ".join(self.problems))
         )
         return "\n".join([*self.lines, verdict])
 
@@ -65,9 +67,7 @@ def run_check(config: HsmConfig) -> CheckReport:
         mark = "MISSING" if requirement in lacking else "ok     "
         report.lines.append(f"  [{mark}] {requirement.name:<24} {requirement.purpose}")
     if lacking:
-        report.problems.append(
-            "missing required mechanisms: " + ", ".join(r.name for r in lacking)
-        )
+        report.problems.append("missing required mechanisms: " + ", ".join(r.name for r in lacking))
         return report
     try:
         pin = config.read_pin()

@@ -65,4 +65,3 @@ class HsmThread:
                     outcome = (future, None, exc)
                 by_loop.setdefault(loop, []).append(outcome)
             deliver(by_loop)
-

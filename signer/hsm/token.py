@@ -101,13 +101,17 @@ def login(token: Token, pin: str) -> Session:
     try:
         return token.open(rw=True, user_pin=pin)
     except pkcs11.PinIncorrect:
-        raise HsmError(f"the PIN was rejected by token {token.label!r} (CKR_PIN_INCORRECT)") from None
+        raise HsmError(
+            f"the PIN was rejected by token {token.label!r} (CKR_PIN_INCORRECT)"
+        ) from None
     except pkcs11.PinLocked:
         raise HsmError(f"token {token.label!r} has locked its user PIN (CKR_PIN_LOCKED)") from None
     except pkcs11.UserPinNotInitialized:
         raise HsmError(f"token {token.label!r} has no user PIN set") from None
     except (pkcs11.PinLenRange, pkcs11.PinInvalid):
-        raise HsmError(f"the PIN has a length or characters token {token.label!r} refuses") from None
+        raise HsmError(
+            f"the PIN has a length or characters token {token.label!r} refuses"
+        ) from None
 
 
 def probe_secp256k1(session: Session) -> None:
@@ -123,9 +127,7 @@ def probe_secp256k1(session: Session) -> None:
         raise HsmError(f"secp256k1 key generation or ECDSA failed: {type(exc).__name__}") from None
 
 
-def _secp256k1_keypair(
-    session: Session, label: str, store: bool
-) -> tuple[PublicKey, PrivateKey]:
+def _secp256k1_keypair(session: Session, label: str, store: bool) -> tuple[PublicKey, PrivateKey]:
     params = session.create_domain_parameters(
         KeyType.EC, {Attribute.EC_PARAMS: SECP256K1_PARAMS}, local=True
     )
@@ -199,10 +201,15 @@ class TokenSession:
 
     def hot_keys(self) -> list[HotKey]:
         # A find operation must finish before the next starts (CKR_OPERATION_ACTIVE).
-        privates = list(self.session.get_objects(
-            {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.KEY_TYPE: KeyType.EC,
-             Attribute.TOKEN: True}
-        ))
+        privates = list(
+            self.session.get_objects(
+                {
+                    Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+                    Attribute.KEY_TYPE: KeyType.EC,
+                    Attribute.TOKEN: True,
+                }
+            )
+        )
         keys = []
         for private in privates:
             label = private.label
@@ -267,7 +274,11 @@ class TokenSession:
         if existing is not None:
             return existing, False
         created = self.session.generate_key(
-            KeyType.AES, 256, label=KEK_LABEL, id=KEK_LABEL.encode(), store=True,
+            KeyType.AES,
+            256,
+            label=KEK_LABEL,
+            id=KEK_LABEL.encode(),
+            store=True,
             capabilities=MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT,
             template={
                 Attribute.TOKEN: True,
@@ -293,7 +304,8 @@ class TokenSession:
             raise HsmError(f"no key-encryption key {KEK_LABEL!r} on the token")
         iv = bytes(self.session.generate_random(GCM_IV_BYTES * 8))
         ciphertext = kek.encrypt(
-            bytes(plaintext), mechanism=Mechanism.AES_GCM,
+            bytes(plaintext),
+            mechanism=Mechanism.AES_GCM,
             mechanism_param=pkcs11.GCMParams(iv, aad),
         )
         return iv, bytes(ciphertext)
@@ -307,7 +319,8 @@ class TokenSession:
             )
         try:
             plaintext = kek.decrypt(
-                ciphertext, mechanism=Mechanism.AES_GCM,
+                ciphertext,
+                mechanism=Mechanism.AES_GCM,
                 mechanism_param=pkcs11.GCMParams(iv, aad),
             )
         except pkcs11.PKCS11Error:

@@ -45,8 +45,9 @@ class Decision:
 
 def applicable_caps(policy: Policy, facts: Facts) -> tuple[VelocityCap, ...]:
     """The velocity caps whose used amount the decision needs (for this key and asset)."""
-    return tuple(c for c in policy.velocity
-                 if c.asset == facts.asset and key_matches(c.key_id, facts.key_id))
+    return tuple(
+        c for c in policy.velocity if c.asset == facts.asset and key_matches(c.key_id, facts.key_id)
+    )
 
 
 def rule_matches(rule: Rule, facts: Facts, policy: Policy) -> bool:
@@ -56,10 +57,11 @@ def rule_matches(rule: Rule, facts: Facts, policy: Policy) -> bool:
         and (m.key_ids is None or any(key_matches(p, facts.key_id) for p in m.key_ids))
         and (m.purposes is None or facts.purpose in m.purposes)
         and (m.assets is None or facts.asset in m.assets)
-        and (m.destination_in is None
-             or facts.destination in policy.allowlists[m.destination_in])
-        and (m.destination_not_in is None
-             or facts.destination not in policy.allowlists[m.destination_not_in])
+        and (m.destination_in is None or facts.destination in policy.allowlists[m.destination_in])
+        and (
+            m.destination_not_in is None
+            or facts.destination not in policy.allowlists[m.destination_not_in]
+        )
         and (m.amount_above is None or facts.amount > m.amount_above)
         and (m.amount_below is None or facts.amount < m.amount_below)
     )
@@ -86,13 +88,27 @@ def decide(facts: Facts, policy: Policy, velocity_used: Mapping[VelocityCap, int
     for cap in applicable_caps(policy, facts):
         used = velocity_used.get(cap)
         if used is None or used + facts.amount > cap.max_amount:
-            return refuse(OVER_VELOCITY_CAP, cap=str(cap.max_amount), window_s=str(cap.window_s),
-                          used=str(used), amount=str(facts.amount))
+            return refuse(
+                OVER_VELOCITY_CAP,
+                cap=str(cap.max_amount),
+                window_s=str(cap.window_s),
+                used=str(used),
+                amount=str(facts.amount),
+            )
     if rule.action == "require_approvals":
         have = rule.approvers & facts.approvers
         if len(have) < rule.threshold:
-            return refuse(APPROVALS_REQUIRED, approvers=",".join(sorted(rule.approvers)),
-                          threshold=str(rule.threshold), have=str(len(have)))
-        return Decision(True, ALLOWED, policy.hash, rule.name,
-                        {"rule": rule.name, "approved_by": ",".join(sorted(have))})
+            return refuse(
+                APPROVALS_REQUIRED,
+                approvers=",".join(sorted(rule.approvers)),
+                threshold=str(rule.threshold),
+                have=str(len(have)),
+            )
+        return Decision(
+            True,
+            ALLOWED,
+            policy.hash,
+            rule.name,
+            {"rule": rule.name, "approved_by": ",".join(sorted(have))},
+        )
     return Decision(True, ALLOWED, policy.hash, rule.name, {"rule": rule.name})

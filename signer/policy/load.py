@@ -33,8 +33,14 @@ def load_policy(config: Config) -> Policy:
         policy = read_policy(config)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
-    log.info("policy loaded", extra={"policy_hash": policy.hash, "rules": len(policy.rules),
-                                     "file": str(config.policy_file)})
+    log.info(
+        "policy loaded",
+        extra={
+            "policy_hash": policy.hash,
+            "rules": len(policy.rules),
+            "file": str(config.policy_file),
+        },
+    )
     return policy
 
 
@@ -42,10 +48,14 @@ def reload_policy(config: Config, holder: PolicyHolder) -> None:
     try:
         policy = read_policy(config)
     except PolicyError as exc:
-        log.error("policy reload refused; keeping the policy in force",
-                  extra={"error": str(exc), "policy_hash": holder.current.hash})
+        log.error(
+            "policy reload refused; keeping the policy in force",
+            extra={"error": str(exc), "policy_hash": holder.current.hash},
+        )
         return
     previous = holder.current.hash
     holder.current = policy
-    log.info("policy reloaded", extra={"policy_hash": policy.hash, "previous_hash": previous,
-                                       "rules": len(policy.rules)})
+    log.info(
+        "policy reloaded",
+        extra={"policy_hash": policy.hash, "previous_hash": previous, "rules": len(policy.rules)},
+    )

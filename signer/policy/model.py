@@ -91,8 +91,9 @@ def parse_policy(data: bytes, known_approvers: frozenset[str] | None = None) -> 
     allowlists = _allowlists(raw.get("allowlists", {}))
     caps = _caps(raw.get("caps", {}))
     velocity = tuple(_velocity(i, v) for i, v in enumerate(_array(raw, "velocity")))
-    rules = tuple(_rule(i, r, allowlists, known_approvers)
-                  for i, r in enumerate(_array(raw, "rules")))
+    rules = tuple(
+        _rule(i, r, allowlists, known_approvers) for i, r in enumerate(_array(raw, "rules"))
+    )
     if len({r.name for r in rules}) != len(rules):
         raise PolicyError("rule names must be unique")
     return Policy(rules, caps, velocity, allowlists, policy_hash(data))
@@ -126,8 +127,7 @@ def amount_of(value: Any, where: str) -> int:
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not items or not all(
-            isinstance(i, str) and i for i in items):
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
         raise PolicyError(f"{where} must be a non-empty string or list of strings")
     return tuple(items)
 
@@ -159,17 +159,36 @@ def _velocity(index: int, raw: Any) -> VelocityCap:
     window_s = raw.get("window_s", DEFAULT_WINDOW_S)
     if not isinstance(window_s, int) or isinstance(window_s, bool) or window_s <= 0:
         raise PolicyError(f"{where}.window_s must be a positive integer of seconds")
-    return VelocityCap(_strings(raw["key_id"], f"{where}.key_id")[0],
-                       _strings(raw["asset"], f"{where}.asset")[0],
-                       amount_of(raw["max_amount"], f"{where}.max_amount"), window_s)
+    return VelocityCap(
+        _strings(raw["key_id"], f"{where}.key_id")[0],
+        _strings(raw["asset"], f"{where}.asset")[0],
+        amount_of(raw["max_amount"], f"{where}.max_amount"),
+        window_s,
+    )
 
 
-_RULE_KEYS = {"name", "action", "approvers", "threshold", "caller_role", "key_id", "purpose",
-              "asset", "destination_in", "destination_not_in", "amount_above", "amount_below"}
+_RULE_KEYS = {
+    "name",
+    "action",
+    "approvers",
+    "threshold",
+    "caller_role",
+    "key_id",
+    "purpose",
+    "asset",
+    "destination_in",
+    "destination_not_in",
+    "amount_above",
+    "amount_below",
+}
 
 
-def _rule(index: int, raw: Any, allowlists: Mapping[str, frozenset[str]],
-          known_approvers: frozenset[str] | None) -> Rule:
+def _rule(
+    index: int,
+    raw: Any,
+    allowlists: Mapping[str, frozenset[str]],
+    known_approvers: frozenset[str] | None,
+) -> Rule:
     where = f"rules[{index}]"
     _only(raw, _RULE_KEYS, where)
     name = raw.get("name")
@@ -192,11 +211,15 @@ def _rule(index: int, raw: Any, allowlists: Mapping[str, frozenset[str]],
     match = Match(
         caller_roles=opt_set("caller_role"),
         key_ids=None if "key_id" not in raw else _strings(raw["key_id"], f"{where}.key_id"),
-        purposes=opt_set("purpose"), assets=opt_set("asset"),
-        destination_in=raw.get("destination_in"), destination_not_in=raw.get("destination_not_in"),
-        amount_above=None if "amount_above" not in raw
+        purposes=opt_set("purpose"),
+        assets=opt_set("asset"),
+        destination_in=raw.get("destination_in"),
+        destination_not_in=raw.get("destination_not_in"),
+        amount_above=None
+        if "amount_above" not in raw
         else amount_of(raw["amount_above"], f"{where}.amount_above"),
-        amount_below=None if "amount_below" not in raw
+        amount_below=None
+        if "amount_below" not in raw
         else amount_of(raw["amount_below"], f"{where}.amount_below"),
     )
     if action != "require_approvals":
@@ -205,8 +228,11 @@ def _rule(index: int, raw: Any, allowlists: Mapping[str, frozenset[str]],
         return Rule(name, match, action)
     approvers = frozenset(_strings(raw.get("approvers", []) or [""], f"{where}.approvers"))
     threshold = raw.get("threshold")
-    if not isinstance(threshold, int) or isinstance(threshold, bool) or not (
-            1 <= threshold <= len(approvers)):
+    if (
+        not isinstance(threshold, int)
+        or isinstance(threshold, bool)
+        or not (1 <= threshold <= len(approvers))
+    ):
         raise PolicyError(f"{where}: threshold must be between 1 and the number of approvers")
     if known_approvers is not None and not approvers <= known_approvers:
         unknown = sorted(approvers - known_approvers)[0]

@@ -27,16 +27,19 @@ class SeedFile:
         return f"{FORMAT}\x00purpose=bip32-seed\x00kek={self.kek_label}".encode()
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "format": FORMAT,
-                "kek_label": self.kek_label,
-                "mechanism": "CKM_AES_GCM",
-                "iv": self.iv.hex(),
-                "ciphertext": self.ciphertext.hex(),
-            },
-            indent=2,
-        ) + "\n"
+        return (
+            json.dumps(
+                {
+                    "format": FORMAT,
+                    "kek_label": self.kek_label,
+                    "mechanism": "CKM_AES_GCM",
+                    "iv": self.iv.hex(),
+                    "ciphertext": self.ciphertext.hex(),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 def aad_for(kek_label: str) -> bytes:
@@ -53,8 +56,9 @@ def read(path: Path) -> SeedFile | None:
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise SeedFileError(f"seed file {path} is not in format {FORMAT}")
     try:
-        return SeedFile(str(raw["kek_label"]), bytes.fromhex(raw["iv"]),
-                        bytes.fromhex(raw["ciphertext"]))
+        return SeedFile(
+            str(raw["kek_label"]), bytes.fromhex(raw["iv"]), bytes.fromhex(raw["ciphertext"])
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise SeedFileError(f"seed file {path} is malformed: {exc}") from None
 

@@ -63,8 +63,9 @@ class StoreUnavailable(Exception):
 
 def open_db(path: Path, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
     else:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -86,9 +87,14 @@ def head(conn: sqlite3.Connection) -> tuple[int, str]:
 def append_audit(conn: sqlite3.Connection, fields: dict[str, Any]) -> str:
     seq, prev_hash = head(conn)
     record = seal(fields, seq + 1, prev_hash)
-    conn.execute("INSERT INTO audit (seq, record, record_hash) VALUES (?, ?, ?)",
-                 (record["seq"], json.dumps(record, sort_keys=True, separators=(",", ":")),
-                  record["record_hash"]))
+    conn.execute(
+        "INSERT INTO audit (seq, record, record_hash) VALUES (?, ?, ?)",
+        (
+            record["seq"],
+            json.dumps(record, sort_keys=True, separators=(",", ":")),
+            record["record_hash"],
+        ),
+    )
     return str(record["record_hash"])
 
 
@@ -99,14 +105,17 @@ class RequestRow:
 
 
 def lookup_request(conn: sqlite3.Connection, request_id: str) -> RequestRow | None:
-    row = conn.execute("SELECT body_hash, response FROM requests WHERE request_id = ?",
-                       (request_id,)).fetchone()
+    row = conn.execute(
+        "SELECT body_hash, response FROM requests WHERE request_id = ?", (request_id,)
+    ).fetchone()
     return None if row is None else RequestRow(row[0], row[1])
 
 
 def claim_request(conn: sqlite3.Connection, request_id: str, body_hash: str, now_s: float) -> None:
-    conn.execute("INSERT INTO requests (request_id, body_hash, response, created_s) "
-                 "VALUES (?, ?, NULL, ?)", (request_id, body_hash, now_s))
+    conn.execute(
+        "INSERT INTO requests (request_id, body_hash, response, created_s) VALUES (?, ?, NULL, ?)",
+        (request_id, body_hash, now_s),
+    )
 
 
 def complete_request(conn: sqlite3.Connection, request_id: str, response: bytes) -> None:
@@ -117,8 +126,9 @@ def release_request(conn: sqlite3.Connection, request_id: str) -> None:
     conn.execute("DELETE FROM requests WHERE request_id = ? AND response IS NULL", (request_id,))
 
 
-def _latest(conn: sqlite3.Connection, key_id: str, asset: str,
-            at_or_before_s: float | None = None) -> tuple[float, int] | None:
+def _latest(
+    conn: sqlite3.Connection, key_id: str, asset: str, at_or_before_s: float | None = None
+) -> tuple[float, int] | None:
     sql = "SELECT time_s, cumulative FROM velocity WHERE key_id = ? AND asset = ?"
     args: tuple[Any, ...] = (key_id, asset)
     if at_or_before_s is not None:
@@ -128,8 +138,9 @@ def _latest(conn: sqlite3.Connection, key_id: str, asset: str,
     return None if row is None else (float(row[0]), int(row[1]))
 
 
-def velocity_used(conn: sqlite3.Connection, key_id: str, asset: str, window_s: int,
-                  now_s: float) -> int:
+def velocity_used(
+    conn: sqlite3.Connection, key_id: str, asset: str, window_s: int, now_s: float
+) -> int:
     """Amount signed with key_id in asset within (now_s - window_s, now_s]."""
     latest = _latest(conn, key_id, asset)
     if latest is None:
@@ -143,8 +154,10 @@ def reserve(conn: sqlite3.Connection, key_id: str, asset: str, amount: int, now_
     # Times only move forward per counter, so a clock stepping back cannot hide amounts.
     time_s = now_s if latest is None else max(now_s, latest[0])
     cumulative = amount + (0 if latest is None else latest[1])
-    conn.execute("INSERT INTO velocity (key_id, asset, time_s, amount, cumulative) "
-                 "VALUES (?, ?, ?, ?, ?)", (key_id, asset, time_s, str(amount), str(cumulative)))
+    conn.execute(
+        "INSERT INTO velocity (key_id, asset, time_s, amount, cumulative) VALUES (?, ?, ?, ?, ?)",
+        (key_id, asset, time_s, str(amount), str(cumulative)),
+    )
 
 
 def audit_rows(conn: sqlite3.Connection) -> Iterator[tuple[str, str]]:

@@ -42,8 +42,10 @@ def peer_identity(context: Any) -> tuple[str | None, bool]:
     """(peer_subject, tls_version_ok) from one read of the auth context."""
     auth = context.auth_context()
     subject = auth.get("x509_subject")
-    return (subject[0].decode() if subject else None,
-            bool(auth.get("ssl_tls_version") == [TLS_VERSION]))
+    return (
+        subject[0].decode() if subject else None,
+        bool(auth.get("ssl_tls_version") == [TLS_VERSION]),
+    )
 
 
 def version_refusal() -> Refusal:
@@ -70,9 +72,11 @@ class Tls13Only(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         ):
             inner = getattr(handler, kind)
             if inner is not None:
-                return factory(_guarded(inner, kind.endswith("stream")),
-                               request_deserializer=handler.request_deserializer,
-                               response_serializer=handler.response_serializer)
+                return factory(
+                    _guarded(inner, kind.endswith("stream")),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
         return handler
 
 
@@ -82,15 +86,18 @@ def _guarded(inner: Callable[..., Any], streams: bool) -> Callable[..., Any]:
         await context.abort(status.code, status.details, status.trailing_metadata)
 
     if streams:
+
         async def stream(request: Any, context: Any) -> Any:
             if not tls_version_ok(context):
                 await refuse(context)
             async for item in inner(request, context):
                 yield item
+
         return stream
 
     async def unary(request: Any, context: Any) -> Any:
         if not tls_version_ok(context):
             await refuse(context)
         return await inner(request, context)
+
     return unary

@@ -70,8 +70,9 @@ def raw_rate(module: str, pin: str, seconds: float) -> float:
         thread.close()
 
 
-async def _client(ports: list[int], certs: Path, core_key: bytes, total: int,
-                  concurrency: int) -> dict[str, float]:
+async def _client(
+    ports: list[int], certs: Path, core_key: bytes, total: int, concurrency: int
+) -> dict[str, float]:
     import grpc
 
     from kassa.signer.v1 import signer_pb2_grpc
@@ -80,8 +81,10 @@ async def _client(ports: list[int], certs: Path, core_key: bytes, total: int,
     key = Ed25519PrivateKey.from_private_bytes(core_key)
     requests = [envelope(body(amount=10**12 + i, destination=PAYEE), key) for i in range(total)]
     credentials = grpc.ssl_channel_credentials(
-        (certs / "ca.pem").read_bytes(), (certs / "core.key").read_bytes(),
-        (certs / "core.pem").read_bytes())
+        (certs / "ca.pem").read_bytes(),
+        (certs / "core.key").read_bytes(),
+        (certs / "core.pem").read_bytes(),
+    )
     channels = [grpc.aio.secure_channel(f"localhost:{p}", credentials) for p in ports]
     stubs = [signer_pb2_grpc.SignerServiceStub(c) for c in channels]
     for stub in stubs:  # connect and warm up before timing
@@ -102,8 +105,12 @@ async def _client(ports: list[int], certs: Path, core_key: bytes, total: int,
     elapsed = time.perf_counter() - start
     for c in channels:
         await c.close()
-    return {"ok": len(requests) - sum(errors.values()), "errors": sum(errors.values()),
-            "seconds": elapsed, "by_code": errors}  # type: ignore[dict-item]
+    return {
+        "ok": len(requests) - sum(errors.values()),
+        "errors": sum(errors.values()),
+        "seconds": elapsed,
+        "by_code": errors,
+    }  # type: ignore[dict-item]
 
 
 async def _empty_client(port: int, certs: Path, total: int, concurrency: int) -> dict[str, float]:
@@ -112,8 +119,10 @@ async def _empty_client(port: int, certs: Path, total: int, concurrency: int) ->
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     credentials = grpc.ssl_channel_credentials(
-        (certs / "ca.pem").read_bytes(), (certs / "core.key").read_bytes(),
-        (certs / "core.pem").read_bytes())
+        (certs / "ca.pem").read_bytes(),
+        (certs / "core.key").read_bytes(),
+        (certs / "core.pem").read_bytes(),
+    )
     channel = grpc.aio.secure_channel(f"localhost:{port}", credentials)
     stub = health_pb2_grpc.HealthStub(channel)
     await stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
@@ -142,13 +151,32 @@ def children_cpu_s() -> float:
     return times.children_user + times.children_system
 
 
-def run_clients(ports: list[int], certs: Path, core_key: bytes, total: int, concurrency: int,
-                processes: int, empty: bool = False) -> float:
+def run_clients(
+    ports: list[int],
+    certs: Path,
+    core_key: bytes,
+    total: int,
+    concurrency: int,
+    processes: int,
+    empty: bool = False,
+) -> float:
     """Sign RPCs/s (or empty Health calls/s) summed over `processes` client processes."""
-    argv = [sys.executable, "-m", "tests.bench.bench_signer", "--client",
-            json.dumps({"ports": ports, "certs": str(certs), "key": core_key.hex(),
-                        "total": total // processes, "concurrency": concurrency // processes,
-                        "empty": empty})]
+    argv = [
+        sys.executable,
+        "-m",
+        "tests.bench.bench_signer",
+        "--client",
+        json.dumps(
+            {
+                "ports": ports,
+                "certs": str(certs),
+                "key": core_key.hex(),
+                "total": total // processes,
+                "concurrency": concurrency // processes,
+                "empty": empty,
+            }
+        ),
+    ]
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
     results = [json.loads(p.communicate(timeout=600)[0].strip().splitlines()[-1]) for p in procs]
     for r in results:
@@ -168,12 +196,21 @@ def main() -> int:
     if args.client:
         spec = json.loads(args.client)
         if spec.get("empty"):
-            result = asyncio.run(_empty_client(spec["ports"][0], Path(spec["certs"]),
-                                               spec["total"], spec["concurrency"]))
+            result = asyncio.run(
+                _empty_client(
+                    spec["ports"][0], Path(spec["certs"]), spec["total"], spec["concurrency"]
+                )
+            )
         else:
-            result = asyncio.run(_client(spec["ports"], Path(spec["certs"]),
-                                         bytes.fromhex(spec["key"]), spec["total"],
-                                         spec["concurrency"]))
+            result = asyncio.run(
+                _client(
+                    spec["ports"],
+                    Path(spec["certs"]),
+                    bytes.fromhex(spec["key"]),
+                    spec["total"],
+                    spec["concurrency"],
+                )
+            )
         print(json.dumps(result))
         return 0
 
@@ -193,19 +230,25 @@ def main() -> int:
     certs = make_certs(base / "certs")
     parties = Parties()
     core_key = parties.core.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    first = write_config(base / "s1" / "signer.toml", token, certs, parties, free_port(),
-                         BENCH_POLICY)
+    first = write_config(
+        base / "s1" / "signer.toml", token, certs, parties, free_port(), BENCH_POLICY
+    )
     assert cli(token, first, "keys", "init").returncode == 0
     os.environ.update(token.env)
     baseline = raw_rate(str(token.module), token.user_pin, args.seconds)
     print(f"raw PKCS#11 secp256k1: {baseline:,.0f} sig/s (1 process)", file=sys.stderr)
 
     # The same raw rate from two processes at once: the fair baseline for two signers.
-    raw_argv = [sys.executable, "-c",
-                "import sys; from tests.bench.bench_signer import raw_rate; "
-                f"print(raw_rate({str(token.module)!r}, {token.user_pin!r}, {args.seconds}))"]
-    raw_procs = [subprocess.Popen(raw_argv, stdout=subprocess.PIPE, text=True, env=os.environ)
-                 for _ in range(2)]
+    raw_argv = [
+        sys.executable,
+        "-c",
+        "import sys; from tests.bench.bench_signer import raw_rate; "
+        f"print(raw_rate({str(token.module)!r}, {token.user_pin!r}, {args.seconds}))",
+    ]
+    raw_procs = [
+        subprocess.Popen(raw_argv, stdout=subprocess.PIPE, text=True, env=os.environ)
+        for _ in range(2)
+    ]
     baseline_2 = sum(float(p.communicate(timeout=120)[0].strip()) for p in raw_procs)
     print(f"raw PKCS#11 secp256k1: {baseline_2:,.0f} sig/s (2 processes)", file=sys.stderr)
 
@@ -217,12 +260,18 @@ def main() -> int:
         for i, port in enumerate(ports):
             # Both processes share the token and the state directory (one SQLite file): the
             # request-id guard, velocity and the audit chain stay global.
-            config = write_config(base / "s1" / f"signer-{i}.toml", token, certs, parties, port,
-                                  BENCH_POLICY)
-            signers.append(ManagedProcess(f"signer-{i}", [SIGNER, "--config", str(config),
-                                                          "serve"],
-                                          base / f"signer-{count}-{i}.log", port=port,
-                                          env=token.env).start())
+            config = write_config(
+                base / "s1" / f"signer-{i}.toml", token, certs, parties, port, BENCH_POLICY
+            )
+            signers.append(
+                ManagedProcess(
+                    f"signer-{i}",
+                    [SIGNER, "--config", str(config), "serve"],
+                    base / f"signer-{count}-{i}.log",
+                    port=port,
+                    env=token.env,
+                ).start()
+            )
         try:
             if count == 1:
                 # CPU per call rather than wall time: the machine may be shared and noisy.
@@ -233,37 +282,51 @@ def main() -> int:
                 cpu["empty_rate"] = empty
                 cpu["empty_server_ms"] = 1000 * (server1 - server0) / n
                 cpu["empty_client_ms"] = 1000 * (client1 - client0) / n
-                print(f"empty unary call (Health Check, mTLS): {empty:,.0f} calls/s, server "
-                      f"{cpu['empty_server_ms']:.3f} ms CPU/call, client "
-                      f"{cpu['empty_client_ms']:.3f} ms", file=sys.stderr)
+                print(
+                    f"empty unary call (Health Check, mTLS): {empty:,.0f} calls/s, server "
+                    f"{cpu['empty_server_ms']:.3f} ms CPU/call, client "
+                    f"{cpu['empty_client_ms']:.3f} ms",
+                    file=sys.stderr,
+                )
                 server0, client0 = process_cpu_s(pid), children_cpu_s()
-            rate = run_clients(ports, certs, core_key, args.requests, args.concurrency,
-                               processes=count)
+            rate = run_clients(
+                ports, certs, core_key, args.requests, args.concurrency, processes=count
+            )
             if count == 1:
                 server1, client1 = process_cpu_s(pid), children_cpu_s()
                 cpu["sign_server_ms"] = 1000 * (server1 - server0) / n
                 cpu["sign_client_ms"] = 1000 * (client1 - client0) / n
-                print(f"Sign CPU: server {cpu['sign_server_ms']:.3f} ms/sign, client "
-                      f"{cpu['sign_client_ms']:.3f} ms/sign (incl. building the envelopes)",
-                      file=sys.stderr)
+                print(
+                    f"Sign CPU: server {cpu['sign_server_ms']:.3f} ms/sign, client "
+                    f"{cpu['sign_client_ms']:.3f} ms/sign (incl. building the envelopes)",
+                    file=sys.stderr,
+                )
         finally:
             for s in signers:
                 s.stop()
         results[count] = rate
-        print(f"end-to-end Sign: {rate:,.0f} sign/s with {count} signer process(es)",
-              file=sys.stderr)
+        print(
+            f"end-to-end Sign: {rate:,.0f} sign/s with {count} signer process(es)", file=sys.stderr
+        )
     verify = cli(token, first, "audit", "verify", str(base / "s1" / "state" / "signer.sqlite3"))
     print(f"audit: {verify.stdout.strip()}", file=sys.stderr)
-    print(json.dumps({
-        "bench": "signer", "value": round(results[1], 1), "unit": "sign/s",
-        "baseline": round(baseline, 1), "ratio": round(results[1] / baseline, 3),
-        "two_process_value": round(results[2], 1),
-        "two_process_baseline": round(baseline_2, 1),
-        "two_process_ratio": round(results[2] / baseline_2, 3),
-        "audit_chain_ok": verify.returncode == 0,
-        "empty_call_rate": round(cpu["empty_rate"], 1),
-        "cpu_ms": {k: round(v, 3) for k, v in cpu.items() if k != "empty_rate"},
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "signer",
+                "value": round(results[1], 1),
+                "unit": "sign/s",
+                "baseline": round(baseline, 1),
+                "ratio": round(results[1] / baseline, 3),
+                "two_process_value": round(results[2], 1),
+                "two_process_baseline": round(baseline_2, 1),
+                "two_process_ratio": round(results[2] / baseline_2, 3),
+                "audit_chain_ok": verify.returncode == 0,
+                "empty_call_rate": round(cpu["empty_rate"], 1),
+                "cpu_ms": {k: round(v, 3) for k, v in cpu.items() if k != "empty_rate"},
+            }
+        )
+    )
     return 0
 
 

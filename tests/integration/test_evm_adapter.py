@@ -33,28 +33,38 @@ ACCOUNT0_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff
 EVENT_TIMEOUT_S = 20.0
 
 
-def write_config(path: Path, port: int, urls: list[str], tokens: list[str],
-                 chain_id: int = 31337, heartbeat_interval_s: float = 1.0) -> Path:
+def write_config(
+    path: Path,
+    port: int,
+    urls: list[str],
+    tokens: list[str],
+    chain_id: int = 31337,
+    heartbeat_interval_s: float = 1.0,
+) -> Path:
     quoted = ", ".join(f'"{u}"' for u in urls)
     token_list = ", ".join(f'"{t}"' for t in tokens)
     path.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\n'
         f"[chain]\nchain_id = {chain_id}\nnode_urls = [{quoted}]\ntokens = [{token_list}]\n"
-        f"heartbeat_interval_s = {heartbeat_interval_s}\npoll_interval_s = 0.2\n")
+        f"heartbeat_interval_s = {heartbeat_interval_s}\npoll_interval_s = 0.2\n"
+    )
     return path
 
 
 def start_adapter(base: Path, urls: list[str], tokens: list[str]) -> tuple[ManagedProcess, int]:
     port = free_port()
     config = write_config(base / "evm.toml", port, urls, tokens)
-    process = ManagedProcess("kassa-evm", [console_script("kassa-evm"), "--config", str(config)],
-                             base / "evm.log", port=port).start()
+    process = ManagedProcess(
+        "kassa-evm",
+        [console_script("kassa-evm"), "--config", str(config)],
+        base / "evm.log",
+        port=port,
+    ).start()
     return process, port
 
 
 @pytest.fixture(scope="module")
-def adapter(anvil: Anvil, token: Token, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[int]:
+def adapter(anvil: Anvil, token: Token, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     process, port = start_adapter(tmp_path_factory.mktemp("evm"), [anvil.ws_url], [token.address])
     yield port
     assert process.stop() == 0  # SIGTERM → graceful exit 0
@@ -75,8 +85,11 @@ class Reader:
     Undo starts from that last block. `last` is where the stream is.
     """
 
-    def __init__(self, call: grpc.aio.UnaryStreamCall,  # type: ignore[type-arg]
-                 from_cursor: pb.BlockCursor | None = None) -> None:
+    def __init__(
+        self,
+        call: grpc.aio.UnaryStreamCall,  # type: ignore[type-arg]
+        from_cursor: pb.BlockCursor | None = None,
+    ) -> None:
         self.call = call
         self.queue: asyncio.Queue[pb.BlockEvent | BaseException] = asyncio.Queue()
         self.last = from_cursor
@@ -162,11 +175,14 @@ def error_info(error: grpc.aio.AioRpcError) -> tuple[str, list[str]]:
     return reason, fields
 
 
-async def open_stream(client: pb_grpc.ChainAdapterServiceStub,
-                      request: pb.StreamBlocksRequest | None = None) -> Reader:
+async def open_stream(
+    client: pb_grpc.ChainAdapterServiceStub, request: pb.StreamBlocksRequest | None = None
+) -> Reader:
     request = request or pb.StreamBlocksRequest()
-    return Reader(client.StreamBlocks(request),
-                  request.from_cursor if request.HasField("from_cursor") else None)
+    return Reader(
+        client.StreamBlocks(request),
+        request.from_cursor if request.HasField("from_cursor") else None,
+    )
 
 
 def canonical_hash(node: Anvil, height: int) -> str:
@@ -177,7 +193,8 @@ def canonical_hash(node: Anvil, height: int) -> str:
 
 
 async def test_unset_cursor_starts_with_head_then_token_and_native_transfers(
-        adapter: int, anvil: Anvil, token: Token) -> None:
+    adapter: int, anvil: Anvil, token: Token
+) -> None:
     accounts = anvil.accounts()
     async with stub(adapter) as client:
         reader = await open_stream(client)
@@ -187,10 +204,14 @@ async def test_unset_cursor_starts_with_head_then_token_and_native_transfers(
         assert first.head.head.height <= anvil.head()
         token_tx = token.mint(accounts[0], accounts[1], 1_234_567)
         token_tx2 = token.transfer(accounts[1], accounts[2], 1_000)
-        native_tx = anvil.rpc("eth_sendTransaction",
-                              {"from": accounts[3], "to": accounts[4], "value": hex(10**18 + 1)})
-        target = max(int(anvil.rpc.wait_receipt(tx)["blockNumber"], 16)
-                     for tx in (token_tx, token_tx2, native_tx))
+        native_tx = anvil.rpc(
+            "eth_sendTransaction",
+            {"from": accounts[3], "to": accounts[4], "value": hex(10**18 + 1)},
+        )
+        target = max(
+            int(anvil.rpc.wait_receipt(tx)["blockNumber"], 16)
+            for tx in (token_tx, token_tx2, native_tx)
+        )
         blocks = await reader.blocks_until(target)
         reader.close()
     assert [b.height for b in blocks] == list(range(first.head.head.height + 1, target + 1))
@@ -206,7 +227,10 @@ async def test_unset_cursor_starts_with_head_then_token_and_native_transfers(
     assert minted.log_index == int(receipt["logs"][0]["logIndex"], 16)
     _, moved = by_tx[token_tx2]
     assert (moved.from_address, moved.to_address, moved.amount) == (
-        accounts[1], accounts[2], "1000")
+        accounts[1],
+        accounts[2],
+        "1000",
+    )
     block, native = by_tx[native_tx]
     assert native.asset == "eip155:31337/slip44:60"
     assert (native.from_address, native.to_address) == (accounts[3], accounts[4])
@@ -217,15 +241,18 @@ async def test_unset_cursor_starts_with_head_then_token_and_native_transfers(
 
 
 async def test_reverted_native_value_tx_is_streamed_with_success_false(
-        adapter: int, anvil: Anvil, token: Token) -> None:
+    adapter: int, anvil: Anvil, token: Token
+) -> None:
     """The token has no receive function: sending it ether reverts. The
     transfer is streamed, marked failed, so consumers can see (and ignore) it."""
     sender = anvil.accounts()[5]
     async with stub(adapter) as client:
         reader = await open_stream(client)
         await reader.next()
-        tx = anvil.rpc("eth_sendTransaction",
-                       {"from": sender, "to": token.address, "value": hex(777), "gas": hex(60_000)})
+        tx = anvil.rpc(
+            "eth_sendTransaction",
+            {"from": sender, "to": token.address, "value": hex(777), "gas": hex(60_000)},
+        )
         assert anvil.rpc.wait_receipt(tx)["status"] == "0x0"
         blocks = await reader.blocks_until(anvil.head())
         reader.close()
@@ -234,8 +261,7 @@ async def test_reverted_native_value_tx_is_streamed_with_success_false(
     assert transfer.to_address == token.address
 
 
-async def test_many_blocks_at_once_arrive_in_order_without_gaps(
-        adapter: int, anvil: Anvil) -> None:
+async def test_many_blocks_at_once_arrive_in_order_without_gaps(adapter: int, anvil: Anvil) -> None:
     async with stub(adapter) as client:
         reader = await open_stream(client)
         start = (await reader.next()).head.head
@@ -249,7 +275,8 @@ async def test_many_blocks_at_once_arrive_in_order_without_gaps(
 
 
 async def test_resume_from_cursor_backfills_exactly_the_missing_blocks(
-        adapter: int, anvil: Anvil) -> None:
+    adapter: int, anvil: Anvil
+) -> None:
     height = anvil.head()
     cursor = pb.BlockCursor(height=height, hash=canonical_hash(anvil, height))
     anvil.mine(7)
@@ -271,8 +298,9 @@ async def test_cursor_above_the_head_waits_for_the_chain(adapter: int, anvil: An
     known = pb.BlockCursor(height=height, hash=canonical_hash(anvil, height))
     future = pb.BlockCursor(height=height + 2, hash="0x" + "ab" * 32)
     async with stub(adapter) as client:
-        reader = await open_stream(client, pb.StreamBlocksRequest(from_cursor=future,
-                                                                  locator=[known]))
+        reader = await open_stream(
+            client, pb.StreamBlocksRequest(from_cursor=future, locator=[known])
+        )
         waiting = await reader.collect_for(1.5)
         assert waiting and all(e.HasField("head") for e in waiting)  # heartbeats only
         anvil.mine(3)
@@ -325,8 +353,7 @@ async def test_health_and_chain_info(adapter: int, anvil: Anvil, token: Token) -
         for service in ("", "kassa.chain.v1.ChainAdapterService"):
             answer = await health.Check(health_pb2.HealthCheckRequest(service=service))
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
-        info = await pb_grpc.ChainAdapterServiceStub(channel).GetChainInfo(
-            pb.GetChainInfoRequest())
+        info = await pb_grpc.ChainAdapterServiceStub(channel).GetChainInfo(pb.GetChainInfoRequest())
     assert info.chain == "eip155:31337"
     assert info.native_asset == "eip155:31337/slip44:60"
     assert list(info.tokens) == [f"eip155:31337/erc20:{token.address}"]
@@ -334,25 +361,38 @@ async def test_health_and_chain_info(adapter: int, anvil: Anvil, token: Token) -
 
 
 async def test_account_fees_broadcast_and_transaction_status(
-        adapter: int, anvil: Anvil, token: Token) -> None:
+    adapter: int, anvil: Anvil, token: Token
+) -> None:
     sender = Account.from_key(ACCOUNT0_KEY)
     receiver = to_checksum_address(anvil.accounts()[6])
     async with stub(adapter) as client:
         account = await client.GetAccount(pb.GetAccountRequest(address=sender.address))
         assert account.pending_nonce == int(
-            anvil.rpc("eth_getTransactionCount", sender.address, "pending"), 16)
-        assert account.balance == str(int(anvil.rpc("eth_getBalance", sender.address, "latest"), 16))
+            anvil.rpc("eth_getTransactionCount", sender.address, "pending"), 16
+        )
+        assert account.balance == str(
+            int(anvil.rpc("eth_getBalance", sender.address, "latest"), 16)
+        )
         fees = await client.EstimateFees(pb.EstimateFeesRequest())
         base, tip = int(fees.base_fee_per_gas), int(fees.max_priority_fee_per_gas)
         assert int(fees.max_fee_per_gas) == 2 * base + tip
         assert base > 0
-        signed = sender.sign_transaction({
-            "type": 2, "chainId": 31337, "nonce": account.pending_nonce, "to": receiver,
-            "value": 12345, "gas": 21000, "maxFeePerGas": int(fees.max_fee_per_gas),
-            "maxPriorityFeePerGas": tip,
-        })
+        signed = sender.sign_transaction(
+            {
+                "type": 2,
+                "chainId": 31337,
+                "nonce": account.pending_nonce,
+                "to": receiver,
+                "value": 12345,
+                "gas": 21000,
+                "maxFeePerGas": int(fees.max_fee_per_gas),
+                "maxPriorityFeePerGas": tip,
+            }
+        )
         raw = bytes(signed.raw_transaction)
-        sent = await client.BroadcastTransaction(pb.BroadcastTransactionRequest(raw_transaction=raw))
+        sent = await client.BroadcastTransaction(
+            pb.BroadcastTransactionRequest(raw_transaction=raw)
+        )
         assert sent.tx_hash == "0x" + bytes(signed.hash).hex()
         assert not sent.already_known
         receipt = anvil.rpc.wait_receipt(sent.tx_hash)
@@ -362,7 +402,8 @@ async def test_account_fees_broadcast_and_transaction_status(
         assert status.block.hash == receipt["blockHash"]
         assert status.block.height == int(receipt["blockNumber"], 16)
         assert status.fee_paid == str(
-            int(receipt["gasUsed"], 16) * int(receipt["effectiveGasPrice"], 16))
+            int(receipt["gasUsed"], 16) * int(receipt["effectiveGasPrice"], 16)
+        )
         assert status.confirmations == anvil.head() - status.block.height + 1
         after = await client.GetAccount(pb.GetAccountRequest(address=sender.address.lower()))
         assert after.latest_nonce == account.pending_nonce + 1
@@ -373,8 +414,11 @@ async def test_account_fees_broadcast_and_transaction_status(
         assert error_info(refused.value)[0] == "BROADCAST_REJECTED"
         unknown = await client.GetTransaction(pb.GetTransactionRequest(tx_hash="0x" + "12" * 32))
         assert unknown.status == pb.TRANSACTION_STATUS_UNKNOWN
-        balance = await client.GetTokenBalance(pb.GetTokenBalanceRequest(
-            address=anvil.accounts()[1], asset=f"eip155:31337/erc20:{token.address}"))
+        balance = await client.GetTokenBalance(
+            pb.GetTokenBalanceRequest(
+                address=anvil.accounts()[1], asset=f"eip155:31337/erc20:{token.address}"
+            )
+        )
         assert balance.balance == str(token.balance_of(anvil.accounts()[1]))
 
 
@@ -384,9 +428,18 @@ async def test_pending_and_already_known_broadcast(tmp_path: Path) -> None:
     try:
         process, port = start_adapter(tmp_path, [node.ws_url], [])
         sender = Account.from_key(ACCOUNT0_KEY)
-        signed = sender.sign_transaction({
-            "type": 2, "chainId": 31337, "nonce": 0, "to": to_checksum_address("0x" + "11" * 20), "value": 1,
-            "gas": 21000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9})
+        signed = sender.sign_transaction(
+            {
+                "type": 2,
+                "chainId": 31337,
+                "nonce": 0,
+                "to": to_checksum_address("0x" + "11" * 20),
+                "value": 1,
+                "gas": 21000,
+                "maxFeePerGas": 10**10,
+                "maxPriorityFeePerGas": 10**9,
+            }
+        )
         request = pb.BroadcastTransactionRequest(raw_transaction=bytes(signed.raw_transaction))
         async with stub(port) as client:
             first = await client.BroadcastTransaction(request)
@@ -402,23 +455,27 @@ async def test_pending_and_already_known_broadcast(tmp_path: Path) -> None:
         node.stop()
 
 
-@pytest.mark.parametrize(("call", "field", "reason"), [
-    ("GetAccount", "address", "INVALID_ADDRESS"),
-    ("GetTokenBalance", "asset", "UNKNOWN_ASSET"),
-    ("GetTransaction", "tx_hash", "INVALID_HASH"),
-    ("BroadcastTransaction", "raw_transaction", "EMPTY_TRANSACTION"),
-    ("StreamBlocks", "from_cursor.hash", "INVALID_HASH"),
-])
+@pytest.mark.parametrize(
+    ("call", "field", "reason"),
+    [
+        ("GetAccount", "address", "INVALID_ADDRESS"),
+        ("GetTokenBalance", "asset", "UNKNOWN_ASSET"),
+        ("GetTransaction", "tx_hash", "INVALID_HASH"),
+        ("BroadcastTransaction", "raw_transaction", "EMPTY_TRANSACTION"),
+        ("StreamBlocks", "from_cursor.hash", "INVALID_HASH"),
+    ],
+)
 async def test_bad_input_is_invalid_argument_naming_the_field(
-        adapter: int, call: str, field: str, reason: str) -> None:
+    adapter: int, call: str, field: str, reason: str
+) -> None:
     requests = {
         "GetAccount": pb.GetAccountRequest(address="0x1234"),
         "GetTokenBalance": pb.GetTokenBalanceRequest(
-            address="0x" + "11" * 20, asset="eip155:31337/erc20:0x" + "22" * 20),
+            address="0x" + "11" * 20, asset="eip155:31337/erc20:0x" + "22" * 20
+        ),
         "GetTransaction": pb.GetTransactionRequest(tx_hash="0xzz"),
         "BroadcastTransaction": pb.BroadcastTransactionRequest(),
-        "StreamBlocks": pb.StreamBlocksRequest(
-            from_cursor=pb.BlockCursor(height=1, hash="nothex")),
+        "StreamBlocks": pb.StreamBlocksRequest(from_cursor=pb.BlockCursor(height=1, hash="nothex")),
     }
     async with stub(adapter) as client:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
@@ -434,13 +491,21 @@ async def test_bad_input_is_invalid_argument_naming_the_field(
 
 def test_wrong_chain_id_and_bad_config_refuse_to_start(anvil: Anvil, tmp_path: Path) -> None:
     config = write_config(tmp_path / "wrong.toml", free_port(), [anvil.ws_url], [], chain_id=1)
-    result = subprocess.run([console_script("kassa-evm"), "--config", str(config)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [console_script("kassa-evm"), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "31337" in result.stderr and "refusing to start" in result.stderr
     (tmp_path / "bad.toml").write_text("[chain]\nchain_id = 1\n")
-    result = subprocess.run([console_script("kassa-evm"), "--config", str(tmp_path / "bad.toml")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [console_script("kassa-evm"), "--config", str(tmp_path / "bad.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "node_urls" in result.stderr
 
@@ -473,7 +538,8 @@ def private_chain(tmp_path: Path) -> Iterator[tuple[Anvil, Token, int]]:
 
 
 async def test_live_reorg_sends_undo_then_the_new_canonical_blocks(
-        private_chain: tuple[Anvil, Token, int]) -> None:
+    private_chain: tuple[Anvil, Token, int],
+) -> None:
     node, _deployed, port = private_chain
     accounts = node.accounts()
     node.mine(5)
@@ -488,8 +554,9 @@ async def test_live_reorg_sends_undo_then_the_new_canonical_blocks(
         old = await reader.blocks_until(tip)
         assert [b.height for b in old] == list(range(start + 1, tip + 1))
         # Replace the last 3 blocks; the new ones carry a native transfer.
-        node.rpc("anvil_reorg", 3, [[{"from": accounts[0], "to": accounts[7],
-                                      "value": hex(4242)}, 1]])
+        node.rpc(
+            "anvil_reorg", 3, [[{"from": accounts[0], "to": accounts[7], "value": hex(4242)}, 1]]
+        )
         undo = await reader.next_non_head()
         assert undo.HasField("undo"), undo
         assert undo.undo.to_cursor.height == tip - 3
@@ -506,17 +573,20 @@ async def test_live_reorg_sends_undo_then_the_new_canonical_blocks(
 
 
 async def test_resume_from_a_reorged_cursor_undoes_to_the_newest_canonical_locator_entry(
-        private_chain: tuple[Anvil, Token, int]) -> None:
+    private_chain: tuple[Anvil, Token, int],
+) -> None:
     node, _, port = private_chain
     node.mine(10)
     tip = node.head()
-    applied = [pb.BlockCursor(height=h, hash=canonical_hash(node, h))
-               for h in range(tip, tip - 8, -1)]
+    applied = [
+        pb.BlockCursor(height=h, hash=canonical_hash(node, h)) for h in range(tip, tip - 8, -1)
+    ]
     node.rpc("anvil_reorg", 4, [])
     node.mine(2)
     async with stub(port) as client:
-        reader = await open_stream(client, pb.StreamBlocksRequest(
-            from_cursor=applied[0], locator=applied[1:]))
+        reader = await open_stream(
+            client, pb.StreamBlocksRequest(from_cursor=applied[0], locator=applied[1:])
+        )
         undo = await reader.next_non_head()
         blocks = await reader.blocks_until(tip + 2)
         reader.close()
@@ -527,7 +597,8 @@ async def test_resume_from_a_reorged_cursor_undoes_to_the_newest_canonical_locat
 
 
 async def test_resume_from_a_cursor_the_adapter_streamed_before_the_reorg_needs_no_locator(
-        private_chain: tuple[Anvil, Token, int]) -> None:
+    private_chain: tuple[Anvil, Token, int],
+) -> None:
     node, _, port = private_chain
     async with stub(port) as client:
         reader = await open_stream(client)
@@ -547,14 +618,18 @@ async def test_resume_from_a_cursor_the_adapter_streamed_before_the_reorg_needs_
 
 
 async def test_unknown_cursor_without_ancestor_is_cursor_not_found(
-        private_chain: tuple[Anvil, Token, int]) -> None:
+    private_chain: tuple[Anvil, Token, int],
+) -> None:
     node, _, port = private_chain
     node.mine(3)
     async with stub(port) as client:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
-            async for _ in client.StreamBlocks(pb.StreamBlocksRequest(
+            async for _ in client.StreamBlocks(
+                pb.StreamBlocksRequest(
                     from_cursor=pb.BlockCursor(height=2, hash="0x" + "cd" * 32),
-                    locator=[pb.BlockCursor(height=1, hash="0x" + "ef" * 32)])):
+                    locator=[pb.BlockCursor(height=1, hash="0x" + "ef" * 32)],
+                )
+            ):
                 pass
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_info(raised.value)[0] == "CURSOR_NOT_FOUND"

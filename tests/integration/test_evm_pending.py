@@ -37,7 +37,8 @@ async def _next_pending(reader: Reader) -> pb.Pending:
 
 
 async def test_mempool_transfers_are_announced_once_then_mined_with_the_same_keys(
-        mempool_chain: tuple[Anvil, Token, int]) -> None:
+    mempool_chain: tuple[Anvil, Token, int],
+) -> None:
     node, token, port = mempool_chain
     sender, payee = node.accounts()[0], node.accounts()[5].lower()
     async with stub(port) as client:
@@ -46,8 +47,9 @@ async def test_mempool_transfers_are_announced_once_then_mined_with_the_same_key
         first = await watching.next()
         assert first.HasField("head")
         await blind.next()
-        native_tx = str(node.rpc("eth_sendTransaction",
-                                 {"from": sender, "to": payee, "value": hex(123)}))
+        native_tx = str(
+            node.rpc("eth_sendTransaction", {"from": sender, "to": payee, "value": hex(123)})
+        )
         token_tx = token.transfer(sender, payee, 456)
 
         seen: dict[tuple[str, int], pb.Transfer] = {}
@@ -60,7 +62,10 @@ async def test_mempool_transfers_are_announced_once_then_mined_with_the_same_key
         assert (native.to_address, native.amount, native.success) == (payee, "123", False)
         assert tokens.asset.endswith(f"/erc20:{token.address}")
         assert (tokens.from_address, tokens.to_address, tokens.amount) == (
-            sender.lower(), payee, "456")
+            sender.lower(),
+            payee,
+            "456",
+        )
         assert node.head() == first.head.head.height  # nothing mined yet
 
         node.mine()
@@ -73,9 +78,11 @@ async def test_mempool_transfers_are_announced_once_then_mined_with_the_same_key
             assert mined[key].success
         # Announced once: nothing but heads and blocks after the mined block.
         later = await watching.collect_for(1.5)
-        assert not any(e.HasField("pending") and
-                       any(t.tx_hash in (native_tx, token_tx) for t in e.pending.transfers)
-                       for e in later)
+        assert not any(
+            e.HasField("pending")
+            and any(t.tx_hash in (native_tx, token_tx) for t in e.pending.transfers)
+            for e in later
+        )
         # A stream that did not opt in never gets Pending events.
         blind_events = await blind.collect_for(0.5)
         assert blind_events and not any(e.HasField("pending") for e in blind_events)
@@ -84,19 +91,20 @@ async def test_mempool_transfers_are_announced_once_then_mined_with_the_same_key
 
 
 async def test_a_stream_that_joins_later_sees_new_transactions_only(
-        mempool_chain: tuple[Anvil, Token, int]) -> None:
+    mempool_chain: tuple[Anvil, Token, int],
+) -> None:
     node, _token, port = mempool_chain
     sender, payee = node.accounts()[1], node.accounts()[6].lower()
     async with stub(port) as client:
         early = await open_stream(client, pb.StreamBlocksRequest(include_pending=True))
         await early.next()
-        before = str(node.rpc("eth_sendTransaction",
-                              {"from": sender, "to": payee, "value": hex(7)}))
+        before = str(
+            node.rpc("eth_sendTransaction", {"from": sender, "to": payee, "value": hex(7)})
+        )
         assert (await _next_pending(early)).transfers[0].tx_hash == before
         late = await open_stream(client, pb.StreamBlocksRequest(include_pending=True))
         await late.next()
-        after = str(node.rpc("eth_sendTransaction",
-                             {"from": sender, "to": payee, "value": hex(8)}))
+        after = str(node.rpc("eth_sendTransaction", {"from": sender, "to": payee, "value": hex(8)}))
         assert [t.tx_hash for t in (await _next_pending(late)).transfers] == [after]
         assert [t.tx_hash for t in (await _next_pending(early)).transfers] == [after]
         node.mine()

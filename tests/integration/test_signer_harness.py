@@ -83,8 +83,12 @@ def _raw_public(key: Ed25519PrivateKey) -> str:
 
 
 def make_certs(out_dir: Path) -> Path:
-    subprocess.run([str(REPO / "scripts" / "make-dev-certs"), str(out_dir)], check=True,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        [str(REPO / "scripts" / "make-dev-certs"), str(out_dir)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return out_dir
 
 
@@ -92,12 +96,22 @@ def make_certs(out_dir: Path) -> Path:
 class Parties:
     core: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     adapters: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
-    approvers: dict[str, Ed25519PrivateKey] = field(default_factory=lambda: {
-        name: Ed25519PrivateKey.generate() for name in ("alice", "bob", "carol")})
+    approvers: dict[str, Ed25519PrivateKey] = field(
+        default_factory=lambda: {
+            name: Ed25519PrivateKey.generate() for name in ("alice", "bob", "carol")
+        }
+    )
 
 
-def write_config(path: Path, token: SoftHsmToken, certs: Path, parties: Parties, port: int,
-                 policy: str = POLICY, state: str = "state") -> Path:
+def write_config(
+    path: Path,
+    token: SoftHsmToken,
+    certs: Path,
+    parties: Parties,
+    port: int,
+    policy: str = POLICY,
+    state: str = "state",
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     (path.parent / "policy.toml").write_text(policy)
     lines = [
@@ -113,14 +127,21 @@ def write_config(path: Path, token: SoftHsmToken, certs: Path, parties: Parties,
         f'ed25519_public_key = "{_raw_public(parties.adapters)}"\n',
     ]
     for name, key in parties.approvers.items():
-        lines.append(f'[[approvers]]\nkey_id = "{name}"\ned25519_public_key = "{_raw_public(key)}"\n')
+        lines.append(
+            f'[[approvers]]\nkey_id = "{name}"\ned25519_public_key = "{_raw_public(key)}"\n'
+        )
     path.write_text("\n".join(lines))
     return path
 
 
 def cli(token: SoftHsmToken, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SIGNER, "--config", str(config), *args], capture_output=True,
-                          text=True, env={**os.environ, **token.env}, timeout=120)
+    return subprocess.run(
+        [SIGNER, "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **token.env},
+        timeout=120,
+    )
 
 
 def channel(port: int, certs: Path, party: str | None = "core") -> grpc.Channel:
@@ -153,6 +174,7 @@ class Signer:
 
     def audit(self) -> list[dict[str, Any]]:
         import json
+
         conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
         try:
             return [json.loads(r[0]) for r in conn.execute("SELECT record FROM audit ORDER BY seq")]
@@ -164,14 +186,20 @@ class Signer:
         return self.process.stop()
 
 
-def start_signer(token: SoftHsmToken, base: Path, certs: Path, parties: Parties,
-                 policy: str = POLICY) -> Signer:
+def start_signer(
+    token: SoftHsmToken, base: Path, certs: Path, parties: Parties, policy: str = POLICY
+) -> Signer:
     port = free_port()
     config = write_config(base / "signer.toml", token, certs, parties, port, policy)
     init = cli(token, config, "keys", "init")
     assert init.returncode == 0, init.stderr
-    process = ManagedProcess("signer", [SIGNER, "--config", str(config), "serve"],
-                             base / "signer.log", port=port, env=token.env).start()
+    process = ManagedProcess(
+        "signer",
+        [SIGNER, "--config", str(config), "serve"],
+        base / "signer.log",
+        port=port,
+        env=token.env,
+    ).start()
     return Signer(token, config, certs, port, parties, process, init.stdout.strip())
 
 
@@ -182,29 +210,44 @@ def address_bytes(address: str) -> bytes:
     return bytes.fromhex(address.removeprefix("0x"))
 
 
-def unsigned_tx(kind: str, chain_id: int, to: str, value: int, data: bytes = b"",
-                nonce: int = 0) -> bytes:
+def unsigned_tx(
+    kind: str, chain_id: int, to: str, value: int, data: bytes = b"", nonce: int = 0
+) -> bytes:
     if kind == "eip1559":
-        return b"\x02" + bytes(rlp.encode([chain_id, nonce, 10**9, 30 * 10**9, 100_000,
-                                     address_bytes(to), value, data, []]))
-    return bytes(rlp.encode([nonce, 20 * 10**9, 100_000, address_bytes(to), value, data,
-                             chain_id, 0, 0]))
+        return b"\x02" + bytes(
+            rlp.encode(
+                [chain_id, nonce, 10**9, 30 * 10**9, 100_000, address_bytes(to), value, data, []]
+            )
+        )
+    return bytes(
+        rlp.encode([nonce, 20 * 10**9, 100_000, address_bytes(to), value, data, chain_id, 0, 0])
+    )
 
 
 def erc20_transfer(recipient: str, amount: int) -> bytes:
     return TRANSFER + bytes(12) + address_bytes(recipient) + amount.to_bytes(32, "big")
 
 
-def body(*, asset: str = ETH, destination: str = PAYEE, amount: int = 10**15,
-         key_id: str = "hot-1", kind: str = "eip1559",
-         purpose: Any = signer_pb2.PURPOSE_PAYOUT,
-         chain: str = "eip155:1", tx: bytes | None = None, request_id: str | None = None,
-         issue_s: float | None = None, lifetime_s: float = 30) -> signer_pb2.SignRequestBody:
+def body(
+    *,
+    asset: str = ETH,
+    destination: str = PAYEE,
+    amount: int = 10**15,
+    key_id: str = "hot-1",
+    kind: str = "eip1559",
+    purpose: Any = signer_pb2.PURPOSE_PAYOUT,
+    chain: str = "eip155:1",
+    tx: bytes | None = None,
+    request_id: str | None = None,
+    issue_s: float | None = None,
+    lifetime_s: float = 30,
+) -> signer_pb2.SignRequestBody:
     if tx is None:
         if asset.startswith(f"{chain}/erc20:") or "/erc20:" in asset:
             token = asset.rsplit(":", 1)[1]
-            tx = unsigned_tx(kind, int(chain.split(":")[1]), token, 0,
-                             erc20_transfer(destination, amount))
+            tx = unsigned_tx(
+                kind, int(chain.split(":")[1]), token, 0, erc20_transfer(destination, amount)
+            )
         else:
             tx = unsigned_tx(kind, int(chain.split(":")[1]), destination, amount)
     issue = time.time() if issue_s is None else issue_s
@@ -212,19 +255,38 @@ def body(*, asset: str = ETH, destination: str = PAYEE, amount: int = 10**15,
     issue_time.FromNanoseconds(int(issue * 1e9))
     expire_time.FromNanoseconds(int((issue + lifetime_s) * 1e9))
     return signer_pb2.SignRequestBody(
-        request_id=request_id or str(uuid.uuid4()), key_id=key_id, chain=chain,
+        request_id=request_id or str(uuid.uuid4()),
+        key_id=key_id,
+        chain=chain,
         unsigned_transaction=tx,
-        intent=signer_pb2.Intent(destination=destination, asset=asset, amount=str(amount),
-                                 purpose=purpose, reference="merchants/m1/payouts/p1"),
-        issue_time=issue_time, expire_time=expire_time)
+        intent=signer_pb2.Intent(
+            destination=destination,
+            asset=asset,
+            amount=str(amount),
+            purpose=purpose,
+            reference="merchants/m1/payouts/p1",
+        ),
+        issue_time=issue_time,
+        expire_time=expire_time,
+    )
 
 
-def envelope(body_msg: signer_pb2.SignRequestBody | bytes, caller: Ed25519PrivateKey,
-             caller_key_id: str = "core",
-             approvers: dict[str, Ed25519PrivateKey] | None = None) -> signer_pb2.SignRequest:
+def envelope(
+    body_msg: signer_pb2.SignRequestBody | bytes,
+    caller: Ed25519PrivateKey,
+    caller_key_id: str = "core",
+    approvers: dict[str, Ed25519PrivateKey] | None = None,
+) -> signer_pb2.SignRequest:
     raw = body_msg if isinstance(body_msg, bytes) else body_msg.SerializeToString()
     digest = body_digest(raw)
-    return signer_pb2.SignRequest(envelope=signer_pb2.SignedEnvelope(
-        body=raw, caller_key_id=caller_key_id, caller_signature=caller.sign(digest),
-        approvals=[signer_pb2.Approval(approver_key_id=name, signature=key.sign(digest))
-                   for name, key in (approvers or {}).items()]))
+    return signer_pb2.SignRequest(
+        envelope=signer_pb2.SignedEnvelope(
+            body=raw,
+            caller_key_id=caller_key_id,
+            caller_signature=caller.sign(digest),
+            approvals=[
+                signer_pb2.Approval(approver_key_id=name, signature=key.sign(digest))
+                for name, key in (approvers or {}).items()
+            ],
+        )
+    )

@@ -18,19 +18,33 @@ SIGNER = console_script("kassa-signer")
 
 
 def write_config(path: Path, token: SoftHsmToken, **hsm: str) -> Path:
-    settings = {"module": str(token.module), "token_label": token.label,
-                "pin_file": str(token.pin_file), **hsm}
-    lines = ["[hsm]", *(f'{k} = "{v}"' for k, v in settings.items()),
-             "[state]", f'dir = "{path.parent / "state"}"']
+    settings = {
+        "module": str(token.module),
+        "token_label": token.label,
+        "pin_file": str(token.pin_file),
+        **hsm,
+    }
+    lines = [
+        "[hsm]",
+        *(f'{k} = "{v}"' for k, v in settings.items()),
+        "[state]",
+        f'dir = "{path.parent / "state"}"',
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def run(config: Path, *args: str, env: dict[str, str] | None = None,
-        ) -> subprocess.CompletedProcess[str]:
+def run(
+    config: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [SIGNER, "--config", str(config), *args], capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=60,
+        [SIGNER, "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
     )
 
 
@@ -128,12 +142,14 @@ def _private_namespaces_unavailable() -> str | None:
         return "a private opencryptoki needs root to mount over its hard-coded paths"
     if not shutil.which("pkcsslotd") or not shutil.which("unshare"):
         return "pkcsslotd or unshare is not installed"
-    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
-                           capture_output=True, check=False)
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True, check=False
+    )
     if probe.returncode != 0:
         return f"cannot create a mount namespace: {probe.stderr.decode().strip()}"
     try:
         import grp
+
         grp.getgrnam("pkcs11")
     except KeyError:
         return "the pkcs11 group opencryptoki requires does not exist"
@@ -157,9 +173,17 @@ def test_opencryptoki_is_refused_naming_ec_mechanisms(tmp_path: Path) -> None:
     )
     result = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", _PRIVATE_OPENCRYPTOKI],
-        capture_output=True, text=True, timeout=60,
-        env={**os.environ, "OCK_ETC": str(etc), "CONFIG": str(config), "SIGNER": SIGNER,
-             "TEST_PIN": "87654321", "PATH": os.environ["PATH"] + ":" + str(Path(sys.executable).parent)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "OCK_ETC": str(etc),
+            "CONFIG": str(config),
+            "SIGNER": SIGNER,
+            "TEST_PIN": "87654321",
+            "PATH": os.environ["PATH"] + ":" + str(Path(sys.executable).parent),
+        },
     )
     assert result.returncode == 3, result.stdout + result.stderr
     assert "token:       'IBM OS PKCS#11'" in result.stdout

@@ -30,21 +30,29 @@ SIGNER = console_script("kassa-signer")
 
 
 def cli(token: SoftHsmToken, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SIGNER, "--config", str(config), *args], capture_output=True,
-                          text=True, env={**os.environ, **token.env}, timeout=60)
+    return subprocess.run(
+        [SIGNER, "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **token.env},
+        timeout=60,
+    )
 
 
 @pytest.fixture
 def config_path(softhsm: SoftHsmToken, tmp_path: Path) -> Path:
     path = tmp_path / "signer.toml"
-    path.write_text(f'[hsm]\nmodule = "{softhsm.module}"\npin_file = "{softhsm.pin_file}"\n'
-                    '[state]\ndir = "state"\n')
+    path.write_text(
+        f'[hsm]\nmodule = "{softhsm.module}"\npin_file = "{softhsm.pin_file}"\n'
+        '[state]\ndir = "state"\n'
+    )
     return path
 
 
 @pytest.fixture
-def hsm(softhsm: SoftHsmToken, config_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[HsmThread, TokenSession]]:
+def hsm(
+    softhsm: SoftHsmToken, config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[HsmThread, TokenSession]]:
     """An in-process session on this test's token; the module is unloaded after so the
     next test's SOFTHSM2_CONF takes effect."""
     monkeypatch.setenv("SOFTHSM2_CONF", softhsm.env["SOFTHSM2_CONF"])
@@ -57,11 +65,17 @@ def hsm(softhsm: SoftHsmToken, config_path: Path,
     thread.close()
 
 
-def _token_attributes(session: TokenSession, object_class: ObjectClass, key_type: KeyType,
-                      label: str) -> dict[Attribute, Any]:
+def _token_attributes(
+    session: TokenSession, object_class: ObjectClass, key_type: KeyType, label: str
+) -> dict[Attribute, Any]:
     key = session.session.get_key(object_class=object_class, key_type=key_type, label=label)
-    wanted = [Attribute.TOKEN, Attribute.SENSITIVE, Attribute.EXTRACTABLE,
-              Attribute.NEVER_EXTRACTABLE, Attribute.ALWAYS_SENSITIVE]
+    wanted = [
+        Attribute.TOKEN,
+        Attribute.SENSITIVE,
+        Attribute.EXTRACTABLE,
+        Attribute.NEVER_EXTRACTABLE,
+        Attribute.ALWAYS_SENSITIVE,
+    ]
     if object_class is ObjectClass.SECRET_KEY:
         wanted += [Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP, Attribute.SIGN]
     else:
@@ -104,25 +118,40 @@ def test_ceremony_keys_are_sensitive_and_never_extractable(
     thread, session = hsm
     kek = thread.call(_token_attributes, session, ObjectClass.SECRET_KEY, KeyType.AES, KEK_LABEL)
     assert kek == {
-        Attribute.TOKEN: True, Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
-        Attribute.NEVER_EXTRACTABLE: True, Attribute.ALWAYS_SENSITIVE: True,
-        Attribute.ENCRYPT: True, Attribute.DECRYPT: True, Attribute.WRAP: False,
+        Attribute.TOKEN: True,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.NEVER_EXTRACTABLE: True,
+        Attribute.ALWAYS_SENSITIVE: True,
+        Attribute.ENCRYPT: True,
+        Attribute.DECRYPT: True,
+        Attribute.WRAP: False,
         Attribute.SIGN: False,
     }
     hot = thread.call(_token_attributes, session, ObjectClass.PRIVATE_KEY, KeyType.EC, "hot-1")
     assert hot == {
-        Attribute.TOKEN: True, Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
-        Attribute.NEVER_EXTRACTABLE: True, Attribute.ALWAYS_SENSITIVE: True,
-        Attribute.SIGN: True, Attribute.DECRYPT: False, Attribute.DERIVE: False,
+        Attribute.TOKEN: True,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.NEVER_EXTRACTABLE: True,
+        Attribute.ALWAYS_SENSITIVE: True,
+        Attribute.SIGN: True,
+        Attribute.DECRYPT: False,
+        Attribute.DERIVE: False,
     }
     # The token itself refuses to hand out the secret value.
     with pytest.raises(pkcs11.PKCS11Error):
-        thread.call(lambda: session.session.get_key(
-            object_class=ObjectClass.SECRET_KEY, label=KEK_LABEL)[Attribute.VALUE])
+        thread.call(
+            lambda: session.session.get_key(object_class=ObjectClass.SECRET_KEY, label=KEK_LABEL)[
+                Attribute.VALUE
+            ]
+        )
 
 
 def test_seed_file_holds_no_plaintext_and_binds_its_aad(
-    softhsm: SoftHsmToken, config_path: Path, tmp_path: Path,
+    softhsm: SoftHsmToken,
+    config_path: Path,
+    tmp_path: Path,
     hsm: tuple[HsmThread, TokenSession],
 ) -> None:
     assert cli(softhsm, config_path, "keys", "init").returncode == 0
@@ -148,7 +177,9 @@ def test_seed_file_holds_no_plaintext_and_binds_its_aad(
 
 
 def test_child_from_seed_matches_public_derivation_from_xpub(
-    softhsm: SoftHsmToken, config_path: Path, tmp_path: Path,
+    softhsm: SoftHsmToken,
+    config_path: Path,
+    tmp_path: Path,
     hsm: tuple[HsmThread, TokenSession],
 ) -> None:
     init = cli(softhsm, config_path, "keys", "init", "--xpub-out", str(tmp_path / "xpub"))
@@ -156,8 +187,9 @@ def test_child_from_seed_matches_public_derivation_from_xpub(
     external = child_public(parse_extended_key((tmp_path / "xpub").read_text().strip()), 0)
     thread, session = hsm
     for index in (0, 1, 7, 1000):
-        child = thread.call(keyring.deposit_child, session, tmp_path / "state" / "hd-seed.json",
-                            index)
+        child = thread.call(
+            keyring.deposit_child, session, tmp_path / "state" / "hd-seed.json", index
+        )
         from_xpub = address_of(uncompressed(child_public(external, index).key))
         assert address_of(uncompressed(child.public_key())) == from_xpub
         # An independent implementation agrees on the address of the private key.
@@ -178,7 +210,8 @@ def test_hot_key_signatures_are_low_s_and_recover_its_address(
         signature = sign_digest(thread, session, "payouts-1", digest)
         assert 0 < signature.s <= HALF_ORDER < CURVE_ORDER
         recovered = PublicKey.from_signature_and_message(
-            signature.rs_bytes() + bytes([signature.recovery_id]), digest, hasher=None)
+            signature.rs_bytes() + bytes([signature.recovery_id]), digest, hasher=None
+        )
         assert address_of(recovered.format(compressed=False)) == key.address
     assert raw_high_s > 0  # the token does hand out high-S, so normalising matters
 

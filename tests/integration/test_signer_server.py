@@ -46,17 +46,29 @@ def signer(softhsm: SoftHsmToken, tmp_path: Path) -> Iterator[Running]:
     caller_public = CALLER.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
     config = tmp_path / "signer.toml"
     (tmp_path / "policy.toml").write_text(
-        '[[rules]]\nname = "payouts"\npurpose = "PAYOUT"\naction = "allow"\n')
+        '[[rules]]\nname = "payouts"\npurpose = "PAYOUT"\naction = "allow"\n'
+    )
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\ninsecure_loopback_only = true\n'
         f'[hsm]\nmodule = "{softhsm.module}"\npin_file = "{softhsm.pin_file}"\n'
         '[state]\ndir = "state"\n[policy]\nfile = "policy.toml"\n'
         f'[[callers]]\nkey_id = "core"\nrole = "payments"\ned25519_public_key = "{caller_public}"\n'
     )
-    init = subprocess.run([SIGNER, "--config", str(config), "keys", "init"], capture_output=True,
-                          text=True, env={**os.environ, **softhsm.env}, timeout=60, check=True)
-    process = ManagedProcess("signer", [SIGNER, "--config", str(config), "serve"],
-                             tmp_path / "signer.log", port=port, env=softhsm.env).start()
+    init = subprocess.run(
+        [SIGNER, "--config", str(config), "keys", "init"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **softhsm.env},
+        timeout=60,
+        check=True,
+    )
+    process = ManagedProcess(
+        "signer",
+        [SIGNER, "--config", str(config), "serve"],
+        tmp_path / "signer.log",
+        port=port,
+        env=softhsm.env,
+    ).start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         yield Running(process, channel, init.stdout.strip())
@@ -80,7 +92,8 @@ def test_health_and_reflection(signer: Running) -> None:
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
     reflection = reflection_pb2_grpc.ServerReflectionStub(signer.channel)
     responses = reflection.ServerReflectionInfo(
-        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+    )
     names = {s.name for r in responses for s in r.list_services_response.service}
     assert SERVICE in names
 
@@ -117,29 +130,35 @@ def _sign(signer: Running, envelope: signer_pb2.SignedEnvelope) -> grpc.RpcError
 
 def test_sign_on_loopback_plaintext_checks_the_envelope(signer: Running) -> None:
     """Without [tls] (insecure_loopback_only) the envelope is still the caller's proof."""
-    body = signer_pb2.SignRequestBody(request_id="r1", key_id="hot-1",
-                                      chain="eip155:1").SerializeToString()
-    good = signer_pb2.SignedEnvelope(body=body, caller_key_id="core",
-                                     caller_signature=CALLER.sign(body_digest(body)))
+    body = signer_pb2.SignRequestBody(
+        request_id="r1", key_id="hot-1", chain="eip155:1"
+    ).SerializeToString()
+    good = signer_pb2.SignedEnvelope(
+        body=body, caller_key_id="core", caller_signature=CALLER.sign(body_digest(body))
+    )
     error = _sign(signer, good)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     info = _error_info(error)
     assert (info.reason, info.domain) == ("BODY_INVALID", "kassa.signer")
     assert info.metadata["field"] == "unsigned_transaction"
 
-    forged = signer_pb2.SignedEnvelope(body=body, caller_key_id="core",
-                                       caller_signature=Ed25519PrivateKey.generate().sign(
-                                           body_digest(body)))
+    forged = signer_pb2.SignedEnvelope(
+        body=body,
+        caller_key_id="core",
+        caller_signature=Ed25519PrivateKey.generate().sign(body_digest(body)),
+    )
     error = _sign(signer, forged)
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert _error_info(error).reason == "SIGNATURE_INVALID"
 
-    undomained = signer_pb2.SignedEnvelope(body=body, caller_key_id="core",
-                                           caller_signature=CALLER.sign(body))
+    undomained = signer_pb2.SignedEnvelope(
+        body=body, caller_key_id="core", caller_signature=CALLER.sign(body)
+    )
     assert _error_info(_sign(signer, undomained)).reason == "SIGNATURE_INVALID"
 
-    stranger = signer_pb2.SignedEnvelope(body=body, caller_key_id="mallory",
-                                         caller_signature=CALLER.sign(body_digest(body)))
+    stranger = signer_pb2.SignedEnvelope(
+        body=body, caller_key_id="mallory", caller_signature=CALLER.sign(body_digest(body))
+    )
     assert _error_info(_sign(signer, stranger)).reason == "CALLER_UNKNOWN"
 
 
@@ -159,9 +178,16 @@ def test_plaintext_off_loopback_or_without_the_flag_refuses_to_start(
     (tmp_path / "policy.toml").write_text("")
     for server in ('listen = "127.0.0.1:1"', 'listen = "0.0.0.0:1"\ninsecure_loopback_only = true'):
         config = tmp_path / "plain.toml"
-        config.write_text(f'[server]\n{server}\n[hsm]\nmodule = "{softhsm.module}"\n'
-                          f'pin_file = "{softhsm.pin_file}"\n[policy]\nfile = "policy.toml"\n')
-        result = subprocess.run([SIGNER, "--config", str(config), "serve"], capture_output=True,
-                                text=True, env={**os.environ, **softhsm.env}, timeout=60)
+        config.write_text(
+            f'[server]\n{server}\n[hsm]\nmodule = "{softhsm.module}"\n'
+            f'pin_file = "{softhsm.pin_file}"\n[policy]\nfile = "policy.toml"\n'
+        )
+        result = subprocess.run(
+            [SIGNER, "--config", str(config), "serve"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **softhsm.env},
+            timeout=60,
+        )
         assert result.returncode == 2
         assert "[tls] is required" in result.stderr

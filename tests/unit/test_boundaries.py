@@ -17,8 +17,20 @@ from localstack.paths import REPO
 
 RULES = {
     "signer": {
-        "core", "adapters", "localstack", "web3", "asyncpg", "aiohttp", "httpx", "requests",
-        "urllib3", "websockets", "urllib.request", "http.client", "kassa.core", "kassa.chain",
+        "core",
+        "adapters",
+        "localstack",
+        "web3",
+        "asyncpg",
+        "aiohttp",
+        "httpx",
+        "requests",
+        "urllib3",
+        "websockets",
+        "urllib.request",
+        "http.client",
+        "kassa.core",
+        "kassa.chain",
     },
     "adapters": {"core", "signer", "localstack", "asyncpg", "web3", "kassa.core", "kassa.signer"},
     "core": {"signer", "adapters", "localstack", "pkcs11", "web3"},

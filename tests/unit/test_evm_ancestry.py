@@ -14,8 +14,12 @@ def _h(tag: str, height: int) -> str:
 
 def test_newest_canonical_candidate_wins_whatever_the_order() -> None:
     canonical = {h: _h("a", h) for h in range(20)}
-    candidates = [Cursor(10, _h("b", 10)), Cursor(5, _h("a", 5)), Cursor(8, _h("a", 8)),
-                  Cursor(9, _h("b", 9))]
+    candidates = [
+        Cursor(10, _h("b", 10)),
+        Cursor(5, _h("a", 5)),
+        Cursor(8, _h("a", 8)),
+        Cursor(9, _h("b", 9)),
+    ]
     assert common_ancestor(candidates, canonical) == Cursor(8, _h("a", 8))
 
 
@@ -26,8 +30,9 @@ def test_none_when_nothing_is_canonical_or_heights_are_above_the_head() -> None:
 
 
 def test_hash_comparison_ignores_case() -> None:
-    assert common_ancestor([Cursor(3, _h("a", 3).upper().replace("0X", "0x"))],
-                           {3: _h("a", 3)}) == Cursor(3, _h("a", 3).upper().replace("0X", "0x"))
+    assert common_ancestor(
+        [Cursor(3, _h("a", 3).upper().replace("0X", "0x"))], {3: _h("a", 3)}
+    ) == Cursor(3, _h("a", 3).upper().replace("0X", "0x"))
 
 
 def test_extends_needs_next_height_and_matching_parent() -> None:
@@ -42,7 +47,7 @@ def test_ancestor_of_a_fork_is_the_fork_point(length: int, fork: int, window: in
     fork = min(fork, length - 1)
     ours = [Cursor(h, _h("a" if h <= fork else "b", h)) for h in range(length)]
     canonical = {h: _h("a", h) for h in range(length + 5)}
-    recent = ours[max(0, length - window - 1):]
+    recent = ours[max(0, length - window - 1) :]
     found = common_ancestor(recent, canonical)
     if recent[0].height <= fork:
         assert found == Cursor(fork, _h("a", fork))

@@ -10,8 +10,15 @@ from adapters.evm.config import ConfigError, load, parse
 
 
 def test_defaults_fill_everything_but_chain_id_and_urls() -> None:
-    config = parse({"chain": {"chain_id": 1, "node_urls": ["ws://n:8546"],
-                              "tokens": ["0xABCDEF0000000000000000000000000000000001"]}})
+    config = parse(
+        {
+            "chain": {
+                "chain_id": 1,
+                "node_urls": ["ws://n:8546"],
+                "tokens": ["0xABCDEF0000000000000000000000000000000001"],
+            }
+        }
+    )
     assert config.listen == "127.0.0.1:50071"
     assert config.heartbeat_interval_s == 5
     assert config.poll_interval_s == 1
@@ -19,16 +26,22 @@ def test_defaults_fill_everything_but_chain_id_and_urls() -> None:
     assert config.tokens == ("0xabcdef0000000000000000000000000000000001",)
 
 
-@pytest.mark.parametrize(("chain", "needle"), [
-    ({"node_urls": ["ws://n"]}, "chain_id"),
-    ({"chain_id": "1", "node_urls": ["ws://n"]}, "chain_id"),
-    ({"chain_id": 1}, "node_urls"),
-    ({"chain_id": 1, "node_urls": ["http://n"]}, "ws://"),
-    ({"chain_id": 1, "node_urls": ["ws://n"], "tokens": ["0x12"]}, "tokens"),
-    ({"chain_id": 1, "node_urls": ["ws://n"], "heartbeat_interval_s": 0}, "heartbeat_interval_s"),
-    ({"chain_id": 1, "node_urls": ["ws://n"], "reorg_window_blocks": 0}, "reorg_window_blocks"),
-    ({"chain_id": 1, "node_urls": ["ws://n"], "tokenz": []}, "tokenz"),
-])
+@pytest.mark.parametrize(
+    ("chain", "needle"),
+    [
+        ({"node_urls": ["ws://n"]}, "chain_id"),
+        ({"chain_id": "1", "node_urls": ["ws://n"]}, "chain_id"),
+        ({"chain_id": 1}, "node_urls"),
+        ({"chain_id": 1, "node_urls": ["http://n"]}, "ws://"),
+        ({"chain_id": 1, "node_urls": ["ws://n"], "tokens": ["0x12"]}, "tokens"),
+        (
+            {"chain_id": 1, "node_urls": ["ws://n"], "heartbeat_interval_s": 0},
+            "heartbeat_interval_s",
+        ),
+        ({"chain_id": 1, "node_urls": ["ws://n"], "reorg_window_blocks": 0}, "reorg_window_blocks"),
+        ({"chain_id": 1, "node_urls": ["ws://n"], "tokenz": []}, "tokenz"),
+    ],
+)
 def test_bad_values_are_refused_naming_the_key(chain: dict[str, object], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         parse({"chain": chain})

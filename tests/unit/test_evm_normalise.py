@@ -23,18 +23,35 @@ def _topic(address: str) -> str:
     return "0x" + address[2:].rjust(64, "0")
 
 
-def _log(tx: str, tx_index: int, log_index: int, amount: int, token: str = TOKEN,
-         sender: str = ALICE, receiver: str = BOB, **extra: object) -> dict[str, object]:
+def _log(
+    tx: str,
+    tx_index: int,
+    log_index: int,
+    amount: int,
+    token: str = TOKEN,
+    sender: str = ALICE,
+    receiver: str = BOB,
+    **extra: object,
+) -> dict[str, object]:
     return {
-        "address": token, "topics": [TRANSFER_TOPIC, _topic(sender), _topic(receiver)],
-        "data": "0x" + f"{amount:064x}", "transactionHash": tx,
-        "transactionIndex": hex(tx_index), "logIndex": hex(log_index), **extra,
+        "address": token,
+        "topics": [TRANSFER_TOPIC, _topic(sender), _topic(receiver)],
+        "data": "0x" + f"{amount:064x}",
+        "transactionHash": tx,
+        "transactionIndex": hex(tx_index),
+        "logIndex": hex(log_index),
+        **extra,
     }
 
 
 def _tx(tx_hash: str, index: int, value: int, to: str | None = BOB) -> dict[str, object]:
-    return {"hash": tx_hash, "transactionIndex": hex(index), "from": ALICE.upper().replace("0X", "0x"),
-            "to": to, "value": hex(value)}
+    return {
+        "hash": tx_hash,
+        "transactionIndex": hex(index),
+        "from": ALICE.upper().replace("0X", "0x"),
+        "to": to,
+        "value": hex(value),
+    }
 
 
 def _hash(n: int) -> str:
@@ -56,15 +73,22 @@ def test_native_value_is_index_zero_and_success_comes_from_receipt() -> None:
     receipts = {_hash(1): {"status": "0x1"}, _hash(3): {"status": "0x0"}}
     transfers = block_transfers(137, txs, [], receipts, {TOKEN})
     assert [(t.tx_hash, t.index, t.amount, t.success) for t in transfers] == [
-        (_hash(1), 0, 5, True), (_hash(3), 0, 9, False)]
+        (_hash(1), 0, 5, True),
+        (_hash(3), 0, 9, False),
+    ]
     assert transfers[0].asset == "eip155:137/slip44:60"
     assert transfers[0].from_address == ALICE  # lowercased
 
 
 def test_value_to_contract_creation_goes_to_created_address() -> None:
     created = "0x" + "ab" * 20
-    transfers = block_transfers(1, [_tx(_hash(1), 0, 3, to=None)], [],
-                                {_hash(1): {"status": "0x1", "contractAddress": created}}, set())
+    transfers = block_transfers(
+        1,
+        [_tx(_hash(1), 0, 3, to=None)],
+        [],
+        {_hash(1): {"status": "0x1", "contractAddress": created}},
+        set(),
+    )
     assert transfers[0].to_address == created
 
 
@@ -77,7 +101,11 @@ def test_index_counts_tracked_logs_per_transaction_in_log_order() -> None:
     ]
     transfers = block_transfers(1, [], logs, {}, {TOKEN, OTHER_TOKEN})
     assert [(t.tx_hash, t.index, t.amount) for t in transfers] == [
-        (_hash(1), 1, 3), (_hash(1), 2, 2), (_hash(2), 1, 4), (_hash(2), 2, 1)]
+        (_hash(1), 1, 3),
+        (_hash(1), 2, 2),
+        (_hash(2), 1, 4),
+        (_hash(2), 2, 1),
+    ]
 
 
 def test_untracked_erc721_removed_and_malformed_logs_are_skipped() -> None:
@@ -98,8 +126,9 @@ def test_untracked_erc721_removed_and_malformed_logs_are_skipped() -> None:
 
 def test_index_is_stable_when_the_tx_moves_to_another_block_position() -> None:
     first = block_transfers(1, [], [_log(_hash(9), 0, 0, 1), _log(_hash(9), 0, 1, 2)], {}, {TOKEN})
-    moved = block_transfers(1, [], [_log(_hash(9), 5, 40, 1), _log(_hash(9), 5, 41, 2)], {},
-                            {TOKEN})
+    moved = block_transfers(
+        1, [], [_log(_hash(9), 5, 40, 1), _log(_hash(9), 5, 41, 2)], {}, {TOKEN}
+    )
     assert [(t.index, t.amount) for t in first] == [(t.index, t.amount) for t in moved]
 
 
@@ -111,15 +140,20 @@ def test_receipt_without_status_counts_as_success() -> None:
 def test_asset_ids_are_caip19_lowercase() -> None:
     assert native_asset(1) == "eip155:1/slip44:60"
     assert token_asset(10, "0xABCDEF0000000000000000000000000000000001") == (
-        "eip155:10/erc20:0xabcdef0000000000000000000000000000000001")
+        "eip155:10/erc20:0xabcdef0000000000000000000000000000000001"
+    )
 
 
-@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2**256 - 1)), max_size=30),
-       st.lists(st.integers(0, 2**100), max_size=6))
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2**256 - 1)), max_size=30),
+    st.lists(st.integers(0, 2**100), max_size=6),
+)
 def test_every_log_and_value_tx_yields_one_transfer_with_unique_tx_index_pairs(
-        log_specs: list[tuple[int, int]], values: list[int]) -> None:
-    logs = [_log(_hash(tx), tx, position, amount)
-            for position, (tx, amount) in enumerate(log_specs)]
+    log_specs: list[tuple[int, int]], values: list[int]
+) -> None:
+    logs = [
+        _log(_hash(tx), tx, position, amount) for position, (tx, amount) in enumerate(log_specs)
+    ]
     txs = [_tx(_hash(i), i, v) for i, v in enumerate(values)]
     receipts = {_hash(i): {"status": "0x1"} for i in range(len(values))}
     transfers = block_transfers(1, txs, logs, receipts, {TOKEN})

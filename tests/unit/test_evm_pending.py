@@ -78,14 +78,27 @@ def test_malformed_calldata_is_not_a_transfer() -> None:
 def test_native_value_is_index_zero_and_never_a_success() -> None:
     [t] = pending_transfers(CHAIN, _tx(BOB, value=7), {TOKEN})
     assert (t.tx_hash, t.index, t.asset, t.from_address, t.to_address, t.amount, t.success) == (
-        TX, 0, native_asset(CHAIN), ALICE, BOB, 7, False)
+        TX,
+        0,
+        native_asset(CHAIN),
+        ALICE,
+        BOB,
+        7,
+        False,
+    )
 
 
 def test_token_transfer_is_index_one_paid_by_the_sender() -> None:
-    [t] = pending_transfers(CHAIN, _tx(TOKEN.upper().replace("0X", "0x"),
-                                       data=transfer_data(BOB, 9)), {TOKEN})
+    [t] = pending_transfers(
+        CHAIN, _tx(TOKEN.upper().replace("0X", "0x"), data=transfer_data(BOB, 9)), {TOKEN}
+    )
     assert (t.index, t.asset, t.from_address, t.to_address, t.amount) == (
-        1, token_asset(CHAIN, TOKEN), ALICE, BOB, 9)
+        1,
+        token_asset(CHAIN, TOKEN),
+        ALICE,
+        BOB,
+        9,
+    )
 
 
 def test_transfer_from_is_paid_by_the_holder() -> None:
@@ -108,8 +121,11 @@ def test_a_sighting_has_the_key_of_its_mined_transfer(to: str, amount: int) -> N
     (tx_hash, index, asset, from, to, amount): the core moves one row."""
     [sighting] = pending_transfers(CHAIN, _tx(TOKEN, data=transfer_data(to, amount)), {TOKEN})
     log = {
-        "address": TOKEN, "topics": [TRANSFER_TOPIC, "0x" + _word(ALICE), "0x" + _word(to)],
-        "data": "0x" + _word(amount), "transactionHash": TX, "transactionIndex": "0x0",
+        "address": TOKEN,
+        "topics": [TRANSFER_TOPIC, "0x" + _word(ALICE), "0x" + _word(to)],
+        "data": "0x" + _word(amount),
+        "transactionHash": TX,
+        "transactionIndex": "0x0",
         "logIndex": "0x4",
     }
     [mined] = block_transfers(CHAIN, [], [log], {}, {TOKEN})

@@ -40,6 +40,7 @@ def observe(invoice: Invoice, **funds: int):
 
 # --- the happy path ---------------------------------------------------------
 
+
 def test_first_sighting_in_a_block_passes_through_detected_and_confirming() -> None:
     decision = observe(fresh(), confirming=DUE)
     assert types(decision) == ["invoice.detected", "invoice.confirming"]
@@ -58,6 +59,7 @@ def test_mempool_sighting_is_detected_only() -> None:
 
 
 # --- amounts ------------------------------------------------------------------
+
 
 def test_underpayment_within_tolerance_counts_as_paid() -> None:
     decision = observe(fresh(), confirmed=DUE - TOLERANCE)
@@ -114,6 +116,7 @@ def test_wrong_asset_is_flagged_and_never_counted() -> None:
 
 # --- time -----------------------------------------------------------------------
 
+
 def test_expiry_only_without_funds_and_only_after_the_deadline() -> None:
     assert not decide(fresh(), ClockTick(BEFORE)).changed
     at = decide(fresh(), ClockTick(EXPIRY))
@@ -139,6 +142,7 @@ def test_top_up_after_underpaid_is_paid_late() -> None:
 
 # --- reorgs ---------------------------------------------------------------------
 
+
 def test_reorg_moves_back_with_payment_reorged_and_reinclusion_moves_forward() -> None:
     paid = observe(fresh(), confirmed=DUE).invoice
     back = observe(paid, confirming=0)
@@ -154,6 +158,7 @@ def test_shallow_reorg_unconfirming_a_payment_moves_paid_back_to_confirming() ->
 
 
 # --- merchant and operator ---------------------------------------------------
+
 
 def test_cancel_only_before_funds() -> None:
     assert decide(fresh(), Cancel()).invoice.state is State.CANCELLED
@@ -204,7 +209,9 @@ def funds(draw) -> Funds:
 
 repeatable_events = st.one_of(
     funds().map(FundsObserved),
-    st.integers(min_value=-3600, max_value=3600).map(lambda s: ClockTick(EXPIRY + timedelta(seconds=s))),
+    st.integers(min_value=-3600, max_value=3600).map(
+        lambda s: ClockTick(EXPIRY + timedelta(seconds=s))
+    ),
     st.just(Cancel()),
     st.sampled_from([State.PAID, State.EXPIRED]).map(Mark),
 )
@@ -219,7 +226,9 @@ def run(invoice: Invoice, sequence: list) -> list[Invoice]:
 
 
 @given(st.lists(events, max_size=30), st.integers(min_value=0, max_value=DUE - 1))
-def test_never_settled_without_confirmed_funds_covering_the_amount(sequence: list, tolerance: int) -> None:
+def test_never_settled_without_confirmed_funds_covering_the_amount(
+    sequence: list, tolerance: int
+) -> None:
     for invoice in run(fresh(tolerance), sequence):
         if invoice.state in {State.PAID, State.OVERPAID} and Flag.MARKED not in invoice.flags:
             assert invoice.funds.confirmed >= DUE - tolerance
@@ -234,15 +243,23 @@ def test_applying_the_same_event_twice_changes_nothing(sequence: list, event) ->
 
 
 @given(st.lists(funds(), min_size=1, max_size=10), st.integers(min_value=0, max_value=9))
-def test_reorg_then_reinclusion_ends_where_no_reorg_would(observations: list[Funds], at: int) -> None:
+def test_reorg_then_reinclusion_ends_where_no_reorg_would(
+    observations: list[Funds], at: int
+) -> None:
     at = at % len(observations)
     straight = run(fresh(), [FundsObserved(f) for f in observations])[-1]
-    removed = Funds(pending=observations[at].pending, late=min(observations[at].late, observations[at].pending))
+    removed = Funds(
+        pending=observations[at].pending, late=min(observations[at].late, observations[at].pending)
+    )
     with_reorg = [FundsObserved(f) for f in observations[: at + 1]]
     with_reorg += [FundsObserved(removed)]
     with_reorg += [FundsObserved(f) for f in observations[at:]]
     reorged = run(fresh(), with_reorg)[-1]
-    assert (reorged.state, reorged.funds, reorged.flags) == (straight.state, straight.funds, straight.flags)
+    assert (reorged.state, reorged.funds, reorged.flags) == (
+        straight.state,
+        straight.funds,
+        straight.flags,
+    )
 
 
 @given(st.lists(events, max_size=30))

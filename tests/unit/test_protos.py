@@ -18,9 +18,13 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def test_generated_code_is_not_stale(tmp_path: Path) -> None:
-    subprocess.run([str(REPO / "scripts" / "gen-protos"), str(tmp_path)], check=True, capture_output=True)
+    subprocess.run(
+        [str(REPO / "scripts" / "gen-protos"), str(tmp_path)], check=True, capture_output=True
+    )
     fresh, checked_in = _tree(tmp_path / "kassa"), _tree(REPO / "gen" / "kassa")
-    assert fresh.keys() == checked_in.keys(), "gen/ has missing or extra files: run scripts/gen-protos"
+    assert fresh.keys() == checked_in.keys(), (
+        "gen/ has missing or extra files: run scripts/gen-protos"
+    )
     stale = [name for name in fresh if fresh[name] != checked_in[name]]
     assert not stale, f"gen/ is stale in {stale}: run scripts/gen-protos and commit"
     assert not filecmp.dircmp(tmp_path / "kassa", REPO / "gen" / "kassa").diff_files

@@ -14,8 +14,9 @@ from signer.audit.chain import GENESIS_HASH, canonical, record_hash, seal, verif
 def chain(n: int) -> list[str]:
     out, prev = [], GENESIS_HASH
     for i in range(1, n + 1):
-        record = seal({"decision": "REFUSED", "reason": f"R{i}", "intent": {"amount": str(i)}},
-                      i, prev)
+        record = seal(
+            {"decision": "REFUSED", "reason": f"R{i}", "intent": {"amount": str(i)}}, i, prev
+        )
         prev = record["record_hash"]
         out.append(canonical(record).decode())
     return out
@@ -39,7 +40,7 @@ def test_record_hash_covers_every_field_but_itself() -> None:
 def edited(records: list[str], index: int) -> list[str]:
     record = json.loads(records[index])
     record["intent"]["amount"] = "999"
-    return [*records[:index], canonical(record).decode(), *records[index + 1:]]
+    return [*records[:index], canonical(record).decode(), *records[index + 1 :]]
 
 
 def rehashed_insert(records: list[str], index: int) -> list[str]:
@@ -57,8 +58,10 @@ def test_every_tampering_is_found_at_its_record(n: int, data: st.DataObject) -> 
     cases = {
         "edit": (edited(records, i), i),
         "delete": ([r for k, r in enumerate(records) if k != i], i),
-        "swap": ([records[j] if k == i else records[i] if k == j else r
-                  for k, r in enumerate(records)], min(i, j)),
+        "swap": (
+            [records[j] if k == i else records[i] if k == j else r for k, r in enumerate(records)],
+            min(i, j),
+        ),
         "insert": (rehashed_insert(records, i), i + 1),
     }
     for name, (tampered, first_bad) in cases.items():

@@ -35,8 +35,7 @@ def test_relative_paths_are_relative_to_the_config_file() -> None:
         ({"hsm": {"token_label": ""}}, "token_label"),
         ({"callers": [{"key_id": "core", "ed25519_public_key": "ab", "role": "p"}]}, "64 hex"),
         ({"callers": [{"key_id": "core", "ed25519_public_key": "ab" * 32}]}, "role"),
-        ({"approvers": [{"key_id": "a", "ed25519_public_key": "ab" * 32, "x": "y"}]},
-         "approvers"),
+        ({"approvers": [{"key_id": "a", "ed25519_public_key": "ab" * 32, "x": "y"}]}, "approvers"),
         ({"server": {"insecure_loopback_only": "yes"}}, "insecure_loopback_only"),
         ({"requests": {"max_lifetime_s": 3600}}, "max_lifetime_s"),
         ({"tls": {"ca_file": "ca.pem"}}, "tls.cert_file"),
@@ -76,10 +75,19 @@ def test_serve_needs_a_policy_and_tls_or_explicit_loopback_plaintext() -> None:
     with pytest.raises(ConfigError, match=r"\[tls\] is required"):
         _serveable({"policy": {"file": "p"}})
     with pytest.raises(ConfigError, match=r"\[tls\] is required"):
-        _serveable({"policy": {"file": "p"},
-                    "server": {"listen": "0.0.0.0:1", "insecure_loopback_only": True}})
+        _serveable(
+            {
+                "policy": {"file": "p"},
+                "server": {"listen": "0.0.0.0:1", "insecure_loopback_only": True},
+            }
+        )
     _serveable({"policy": {"file": "p"}, "server": {"insecure_loopback_only": True}})
     with pytest.raises(ConfigError, match="tls_subject is required"):
         _serveable({"policy": {"file": "p"}, "tls": tls, "callers": [caller]})
-    _serveable({"policy": {"file": "p"}, "tls": tls,
-                "callers": [{**caller, "tls_subject": "CN=kassa-core"}]})
+    _serveable(
+        {
+            "policy": {"file": "p"},
+            "tls": tls,
+            "callers": [{**caller, "tls_subject": "CN=kassa-core"}],
+        }
+    )

@@ -63,7 +63,7 @@ def test_any_byte_change_in_the_body_invalidates_the_signature(
     assert signature_valid(_PROPERTY_PUBLIC, body, signature)
     index = data.draw(st.integers(0, len(body) - 1))
     flip = data.draw(st.integers(1, 255))
-    changed = body[:index] + bytes([body[index] ^ flip]) + body[index + 1:]
+    changed = body[:index] + bytes([body[index] ^ flip]) + body[index + 1 :]
     assert not signature_valid(_PROPERTY_PUBLIC, changed, signature)
     assert not signature_valid(_PROPERTY_PUBLIC, body + b"\x00", signature)
     assert not signature_valid(_PROPERTY_PUBLIC, body[:-1], signature)

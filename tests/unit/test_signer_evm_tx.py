@@ -24,11 +24,18 @@ chain_id = st.integers(min_value=1, max_value=2**32)
 @st.composite
 def txs(draw: st.DrawFn) -> EvmTx:
     kind: TxKind = draw(st.sampled_from(["eip1559", "legacy"]))
-    return EvmTx(kind=kind, chain_id=draw(chain_id), nonce=draw(small), gas=draw(small),
-                 gas_price=draw(small) if kind == "legacy" else 0,
-                 max_fee_per_gas=draw(small) if kind == "eip1559" else 0,
-                 max_priority_fee_per_gas=draw(small) if kind == "eip1559" else 0,
-                 to=draw(address), value=draw(uint), data=draw(st.binary(max_size=100)))
+    return EvmTx(
+        kind=kind,
+        chain_id=draw(chain_id),
+        nonce=draw(small),
+        gas=draw(small),
+        gas_price=draw(small) if kind == "legacy" else 0,
+        max_fee_per_gas=draw(small) if kind == "eip1559" else 0,
+        max_priority_fee_per_gas=draw(small) if kind == "eip1559" else 0,
+        to=draw(address),
+        value=draw(uint),
+        data=draw(st.binary(max_size=100)),
+    )
 
 
 @given(txs())
@@ -46,7 +53,8 @@ def test_signed_encoding_recovers_to_the_signer_with_eth_account(tx: EvmTx) -> N
     assert normalise_low_s(r, s) == (r, s)  # libsecp256k1 signs low-S
     raw = tx.signed(r, s, compact[64])
     assert Account.recover_transaction(raw).lower() == address_of(
-        KEY.public_key.format(compressed=False))
+        KEY.public_key.format(compressed=False)
+    )
 
 
 def test_legacy_v_is_eip155() -> None:
@@ -61,26 +69,32 @@ def test_eip1559_is_typed_with_y_parity() -> None:
 
 
 def _legacy_fields(**over: object) -> list[object]:
-    fields: dict[str, object] = dict(nonce=0, gas_price=1, gas=21000, to=b"\x11" * 20, value=5,
-                                     data=b"", chain_id=1, r=0, s=0)
+    fields: dict[str, object] = dict(
+        nonce=0, gas_price=1, gas=21000, to=b"\x11" * 20, value=5, data=b"", chain_id=1, r=0, s=0
+    )
     fields.update(over)
     return list(fields.values())
 
 
-@pytest.mark.parametrize(("raw", "problem"), [
-    (b"", "empty"),
-    (b"\x01" + rlp.encode([]), "unsupported_type"),
-    (b"\x02\xc0", "bad_field_count"),
-    (rlp.encode(_legacy_fields()[:6]), "no_replay_protection"),
-    (rlp.encode(_legacy_fields(to=b"")), "contract_creation"),
-    (rlp.encode(_legacy_fields(to=b"\x11" * 19)), "bad_field"),
-    (rlp.encode(_legacy_fields(r=1)), "already_signed"),
-    (rlp.encode(_legacy_fields(chain_id=0)), "bad_field"),
-    (rlp.encode(_legacy_fields(value=b"\x00\x05")), "non_canonical"),
-    (rlp.encode(_legacy_fields()) + b"\x00", "bad_rlp"),
-    (b"\x02" + rlp.encode([1, 0, 1, 1, 21000, b"\x11" * 20, 0, b"", [[b"\x22" * 20, []]]]),
-     "access_list"),
-])
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"", "empty"),
+        (b"\x01" + rlp.encode([]), "unsupported_type"),
+        (b"\x02\xc0", "bad_field_count"),
+        (rlp.encode(_legacy_fields()[:6]), "no_replay_protection"),
+        (rlp.encode(_legacy_fields(to=b"")), "contract_creation"),
+        (rlp.encode(_legacy_fields(to=b"\x11" * 19)), "bad_field"),
+        (rlp.encode(_legacy_fields(r=1)), "already_signed"),
+        (rlp.encode(_legacy_fields(chain_id=0)), "bad_field"),
+        (rlp.encode(_legacy_fields(value=b"\x00\x05")), "non_canonical"),
+        (rlp.encode(_legacy_fields()) + b"\x00", "bad_rlp"),
+        (
+            b"\x02" + rlp.encode([1, 0, 1, 1, 21000, b"\x11" * 20, 0, b"", [[b"\x22" * 20, []]]]),
+            "access_list",
+        ),
+    ],
+)
 def test_what_is_never_decoded(raw: bytes, problem: str) -> None:
     with pytest.raises(TxDecodeError) as refused:
         decode_unsigned(raw)
@@ -100,21 +114,31 @@ def test_transfers_native_and_erc20() -> None:
     assert transfer_of(_tx(TOKEN, 0, transfer_calldata(DEST, 9))) == Transfer(1, TOKEN, DEST, 9)
 
 
-@pytest.mark.parametrize(("tx", "problem"), [
-    (_tx(TOKEN, 0, bytes.fromhex("095ea7b3") + bytes(64)), "unknown_call"),  # approve
-    (_tx(TOKEN, 0, transfer_calldata(DEST, 9) + b"\x00"), "calldata_length"),
-    (_tx(TOKEN, 0, transfer_calldata(DEST, 9)[:-1]), "calldata_length"),
-    (_tx(TOKEN, 1, transfer_calldata(DEST, 9)), "value_with_call"),
-    (_tx(TOKEN, 0, bytes.fromhex("a9059cbb") + b"\x01" + bytes(31) + bytes(32)), "bad_recipient"),
-])
+@pytest.mark.parametrize(
+    ("tx", "problem"),
+    [
+        (_tx(TOKEN, 0, bytes.fromhex("095ea7b3") + bytes(64)), "unknown_call"),  # approve
+        (_tx(TOKEN, 0, transfer_calldata(DEST, 9) + b"\x00"), "calldata_length"),
+        (_tx(TOKEN, 0, transfer_calldata(DEST, 9)[:-1]), "calldata_length"),
+        (_tx(TOKEN, 1, transfer_calldata(DEST, 9)), "value_with_call"),
+        (
+            _tx(TOKEN, 0, bytes.fromhex("a9059cbb") + b"\x01" + bytes(31) + bytes(32)),
+            "bad_recipient",
+        ),
+    ],
+)
 def test_calls_other_than_a_plain_transfer_are_refused(tx: EvmTx, problem: str) -> None:
     with pytest.raises(TxDecodeError) as refused:
         transfer_of(tx)
     assert refused.value.problem == problem
 
 
-def _intent(asset: str = "eip155:1/slip44:60", amount: str = "7", chain: str = "eip155:1",
-            destination: str = DEST) -> Intent:
+def _intent(
+    asset: str = "eip155:1/slip44:60",
+    amount: str = "7",
+    chain: str = "eip155:1",
+    destination: str = DEST,
+) -> Intent:
     return parse_intent(chain, asset, destination, amount, "PAYOUT", "ref")
 
 
@@ -124,32 +148,40 @@ def test_matching_intent_has_no_mismatch() -> None:
     assert mismatch(erc, Transfer(1, TOKEN, DEST, 9)) is None
 
 
-@pytest.mark.parametrize(("transfer", "field"), [
-    (Transfer(1, None, DEST, 8), "amount"),
-    (Transfer(1, None, "0x" + "ee" * 20, 7), "destination"),
-    (Transfer(5, None, DEST, 7), "chain"),
-    (Transfer(1, TOKEN, DEST, 7), "asset"),
-])
+@pytest.mark.parametrize(
+    ("transfer", "field"),
+    [
+        (Transfer(1, None, DEST, 8), "amount"),
+        (Transfer(1, None, "0x" + "ee" * 20, 7), "destination"),
+        (Transfer(5, None, DEST, 7), "chain"),
+        (Transfer(1, TOKEN, DEST, 7), "asset"),
+    ],
+)
 def test_each_mismatch_names_its_field(transfer: Transfer, field: str) -> None:
     found = mismatch(_intent(), transfer)
     assert found is not None and found.field == field
 
 
-@given(st.integers(min_value=1, max_value=2**256 - 1), st.integers(min_value=1, max_value=2**256 - 1))
+@given(
+    st.integers(min_value=1, max_value=2**256 - 1), st.integers(min_value=1, max_value=2**256 - 1)
+)
 def test_amount_mismatch_iff_amounts_differ(stated: int, actual: int) -> None:
     found = mismatch(_intent(amount=str(stated)), Transfer(1, None, DEST, actual))
     assert (found is None) == (stated == actual)
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"asset": "eip155:1/erc20:0x" + "CD" * 20}, "asset"),  # CAIP-19 here is lowercase
-    ({"asset": "eip155:1/slip44:61"}, "asset"),
-    ({"amount": "0"}, "amount"),
-    ({"amount": "07"}, "amount"),
-    ({"amount": "-1"}, "amount"),
-    ({"destination": "0x1234"}, "destination"),
-    ({"chain": "eip155:01"}, "chain"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"asset": "eip155:1/erc20:0x" + "CD" * 20}, "asset"),  # CAIP-19 here is lowercase
+        ({"asset": "eip155:1/slip44:61"}, "asset"),
+        ({"amount": "0"}, "amount"),
+        ({"amount": "07"}, "amount"),
+        ({"amount": "-1"}, "amount"),
+        ({"destination": "0x1234"}, "destination"),
+        ({"chain": "eip155:01"}, "chain"),
+    ],
+)
 def test_malformed_intents(kwargs: dict[str, str], field: str) -> None:
     with pytest.raises(IntentInvalid) as refused:
         _intent(**kwargs)

@@ -86,7 +86,9 @@ def test_properties(
     created = NOW
     give_up = created + timedelta(seconds=POLICY.give_up_after_s)
     now = created + timedelta(seconds=elapsed_s)
-    decision = decide(POLICY, attempt, Outcome(code, retry_after_s=retry_after_s), now, give_up, jitter)
+    decision = decide(
+        POLICY, attempt, Outcome(code, retry_after_s=retry_after_s), now, give_up, jitter
+    )
     if code is not None and 200 <= code < 300:
         assert decision.status is Status.SUCCEEDED
     elif code is not None and code < 500 and code not in (408, 429):
