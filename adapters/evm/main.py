@@ -23,6 +23,7 @@ from adapters.evm.heads import HeadTracker
 from adapters.evm.normalise import quantity
 from adapters.evm.rpc import NodeUnavailable, RpcClient, RpcError
 from adapters.evm.service import ChainAdapter
+from adapters.evm.traces import TraceMethod, trace_request
 from kassa.chain.v1 import adapter_pb2 as pb
 from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
 
@@ -58,7 +59,9 @@ async def serve(config: Config) -> None:
 
     heads = HeadTracker(rpc, config.poll_interval_s)
     await heads.start()
-    fetcher = BlockFetcher(rpc, config.chain_id, config.tokens)
+    fetcher = BlockFetcher(rpc, config.chain_id, config.tokens, config.internal_transfers)
+    if config.internal_transfers is not TraceMethod.OFF:
+        await _check_tracing(rpc, config, heads)
 
     server = grpc.aio.server(
         options=[
@@ -108,6 +111,24 @@ async def serve(config: Config) -> None:
     await heads.stop()
     await rpc.close()
     logs.info("stopped")
+
+
+async def _check_tracing(rpc: RpcClient, config: Config, heads: HeadTracker) -> None:
+    """Refuses to start when the node cannot give the configured traces: an
+    adapter that silently missed internal transfers would be worse."""
+    head = heads.head
+    assert head is not None
+    method, params = trace_request(config.internal_transfers, head.hash, head.height)
+    try:
+        await rpc.call(method, *params)
+    except (RpcError, NodeUnavailable) as exc:
+        await heads.stop()
+        await rpc.close()
+        raise StartupError(
+            f"chain.internal_transfers = {config.internal_transfers.value!r}, but the node at "
+            f"{rpc.current_url} cannot answer {method}: {exc}",
+            2,
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,8 @@ TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523
 @dataclass(frozen=True, slots=True)
 class Transfer:
     tx_hash: str
-    # 0 = the transaction's native value; k + 1 = its k-th tracked token log.
+    # 0 = the transaction's native value; k + 1 = its k-th tracked token log;
+    # 2^30 + k = its k-th value-moving internal call frame (adapters.evm.traces).
     index: int
     asset: str
     from_address: str
@@ -128,12 +129,15 @@ def block_transfers(
     logs: Iterable[Mapping[str, Any]],
     receipts: Mapping[str, Mapping[str, Any]],
     tokens: Collection[str],
+    internal: Iterable[tuple[int, Transfer]] = (),
 ) -> list[Transfer]:
     """All of one block's transfers, in block order: by transaction
-    position, then index (native value first, then token logs by log index).
+    position, then index (native value first, then token logs by log index,
+    then internal value transfers from call traces).
 
     receipts maps lowercase tx hash → receipt for the value-bearing
     transactions; a native transfer's success is its receipt's status.
+    internal holds (transaction position, transfer) from adapters.evm.traces.
     """
     native = native_asset(chain_id)
     keyed: list[tuple[int, int, Transfer]] = []
@@ -183,6 +187,7 @@ def block_transfers(
                 ),
             )
         )
+    keyed.extend((position, t.index, t) for position, t in internal)
     keyed.sort(key=lambda item: (item[0], item[1]))
     return [transfer for _, _, transfer in keyed]
 

@@ -21,7 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from adapters.evm import logs
 from adapters.evm.ancestry import Cursor, common_ancestor, extends
-from adapters.evm.blocks import BlockFetcher, FetchedBlock, transfer_proto
+from adapters.evm.blocks import BlockFetcher, BlockGone, FetchedBlock, transfer_proto
 from adapters.evm.errors import ServiceError
 from adapters.evm.heads import HeadTracker
 from adapters.evm.normalise import quantity
@@ -257,7 +257,7 @@ class BlockStream:
                         last = Cursor(undo.to_cursor.height, undo.to_cursor.hash)
                         yield pb.BlockEvent(undo=undo)
                         continue
-            except (NodeUnavailable, RpcError) as exc:
+            except (NodeUnavailable, RpcError, BlockGone) as exc:
                 # The stream's state is `last`: after the node is back it goes
                 # on from there, so an outage costs time, never a height.
                 logs.warning("stream_node_error", error=str(exc), last_height=last.height)

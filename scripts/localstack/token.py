@@ -17,19 +17,25 @@ TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523
 
 
 @functools.cache
-def compiled() -> tuple[str, list[dict[str, object]]]:
-    """(creation bytecode hex, ABI) of TestToken."""
+def compile_contract(name: str) -> tuple[str, list[dict[str, object]]]:
+    """(creation bytecode hex, ABI) of contracts/<name>.sol's contract <name>."""
+    source = SOURCE.parent / f"{name}.sol"
     with tempfile.TemporaryDirectory() as out:
         subprocess.run(
-            [str(SOLCJS), "--bin", "--abi", "--optimize", "-o", out, str(SOURCE)],
+            [str(SOLCJS), "--bin", "--abi", "--optimize", "-o", out, str(source)],
             check=True,
             capture_output=True,
-            cwd=SOURCE.parent,
+            cwd=source.parent,
         )
         outs = Path(out)
-        bin_path = next(outs.glob("*TestToken.bin"))
-        abi_path = next(outs.glob("*TestToken.abi"))
+        bin_path = next(outs.glob(f"*_{name}.bin"))
+        abi_path = next(outs.glob(f"*_{name}.abi"))
         return bin_path.read_text().strip(), json.loads(abi_path.read_text())
+
+
+def compiled() -> tuple[str, list[dict[str, object]]]:
+    """(creation bytecode hex, ABI) of TestToken."""
+    return compile_contract("TestToken")
 
 
 def _word(value: int) -> str:
