@@ -5,15 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eth_abi.abi import encode
-from eth_utils.abi import function_signature_to_4byte_selector
-
 from localstack.anvil import JsonRpc
+from localstack.token import calldata as _calldata
 from localstack.token import compile_contract
-
-
-def _calldata(signature: str, types: list[str], args: list[object]) -> str:
-    return "0x" + (function_signature_to_4byte_selector(signature) + encode(types, args)).hex()
 
 
 @dataclass(frozen=True)
