@@ -11,6 +11,8 @@ deposit balances finds them for an operator to attach to their invoice.
 
 from __future__ import annotations
 
+import queue
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +20,10 @@ import pytest
 
 from adapters.evm.traces import INTERNAL_INDEX_BASE
 from kassa.core.v1 import invoice_pb2
+from kassa.core.v1.event_pb2 import Event
 from localstack.forwarder import Forwarder, deploy
 from localstack.fullstack import ChainStack, LocalStack
+from tests.e2e.events import EventTap
 from tests.e2e.helpers import payments_rows
 
 TRACED, UNTRACED = 31337, 31338
@@ -67,6 +71,23 @@ def _rows(stack: LocalStack, invoice: invoice_pb2.Invoice) -> list[tuple[str, in
     ]
 
 
+def _paid_events(tap: EventTap, names: set[str], timeout_s: float = 20.0) -> dict[str, Event]:
+    """The invoice.paid event of each invoice named, in one pass over the
+    stream (tap.wait_for drops other invoices' events while it waits)."""
+    paid: dict[str, Event] = {}
+    deadline = time.monotonic() + timeout_s
+    while set(paid) != names:
+        remaining_s = deadline - time.monotonic()
+        assert remaining_s > 0, f"paid: {sorted(paid)} of {sorted(names)}"
+        try:
+            event = tap.events.get(timeout=remaining_s)
+        except queue.Empty:
+            continue
+        if event.type == "invoice.paid" and event.invoice.name in names:
+            paid[event.invoice.name] = event
+    return paid
+
+
 def test_eth_forwarded_by_a_contract_pays_the_invoice_exactly_once(
     stack: LocalStack, forwarders, invoices, tap
 ) -> None:
@@ -107,9 +128,9 @@ def test_one_batch_transaction_pays_two_invoices(
     )
     chain.anvil.rpc.wait_receipt(tx)
     chain.anvil.mine(2)
+    paid = _paid_events(tap, {one.name, two.name})
     for k, invoice in enumerate((one, two)):
-        paid = tap.wait_for(invoice.name, "invoice.paid")[-1]
-        assert paid.invoice.amount_received == invoice.amount_due
+        assert paid[invoice.name].invoice.amount_received == invoice.amount_due
         # The same transaction, one distinct index per internal frame.
         assert _rows(stack, invoice) == [
             (tx, INTERNAL_INDEX_BASE + k, int(invoice.amount_due), "confirmed")
