@@ -185,6 +185,12 @@ class RpcClient:
         self._hook_tasks: set[asyncio.Task[None]] = set()
         self.current_url: str | None = None
 
+    @property
+    def connected(self) -> bool:
+        """Whether a node connection is up now (False while failing over or
+        backing off because no node is reachable)."""
+        return self._connected.is_set()
+
     def add_connected_hook(self, hook: ConnectedHook) -> None:
         self._connected_hooks.append(hook)
 

@@ -9,20 +9,25 @@ first, which is then SIGKILLed:
 - with the second node diverged (it mined other blocks after a common
   ancestor), the switch is a reorg: Undo to the common ancestor, then the
   second node's blocks, carrying the same payment at its new height.
+While no node is reachable the adapter's health is NOT_SERVING.
 The Reader of test_evm_adapter checks every event against the stream's
 contract (each block extends the last, each Undo starts from it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from eth_account import Account
 from eth_utils.address import to_checksum_address
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kassa.chain.v1 import adapter_pb2 as pb
 from localstack.anvil import Anvil
@@ -160,3 +165,32 @@ async def test_failing_over_to_a_diverged_node_is_a_reorg_to_the_common_ancestor
     ]
     payments = [(b.height, t.index, t.to_address) for b in on_b for t in b.transfers]
     assert payments == [(ancestor + 2, 0, PAYEE)]
+
+
+async def test_health_is_not_serving_while_no_node_is_reachable(tmp_path: Path) -> None:
+    node = Anvil(tmp_path / "node").start()
+    process, port = start_adapter(tmp_path, [node.ws_url], [])
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+
+            async def status_becomes(expected: int, timeout_s: float = 15.0) -> None:
+                deadline = time.monotonic() + timeout_s
+                while True:
+                    answer = await health.Check(health_pb2.HealthCheckRequest(service=""))
+                    if answer.status == expected:
+                        return
+                    assert time.monotonic() < deadline, f"health stayed {answer.status}"
+                    await asyncio.sleep(0.1)
+
+            await status_becomes(health_pb2.HealthCheckResponse.SERVING)
+            kill(node)
+            await status_becomes(health_pb2.HealthCheckResponse.NOT_SERVING)
+            node = Anvil(tmp_path / "again", port=node.port).start()  # back, same URL
+            await status_becomes(health_pb2.HealthCheckResponse.SERVING)
+        log = process.log_path.read_text()
+        assert '"no_node_reachable"' in log and '"node_reachable"' in log
+    finally:
+        code = process.stop()
+        node.stop()
+    assert code == 0
