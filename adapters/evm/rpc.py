@@ -7,8 +7,10 @@ subscription manager). Bulk data — blocks with their transactions, logs,
 receipts, traces — is taken as the provider's raw JSON-RPC responses
 (`provider.make_request` / `make_batch_request`), never through web3's
 result formatters: those turn every hex field of every transaction into
-ints and HexBytes, ~15x slower than the node on big blocks, and the
-normaliser reads the hex strings directly.
+ints and HexBytes (a 2,000-transaction block from a local anvil: 0.91 s
+through w3.eth.get_block against 0.47 s raw, scripts/bench evm_fetch — the
+formatting costs as much as the node), and the normaliser reads the hex
+strings directly.
 
 What web3 does not do is choose among nodes: the supervisor here connects to
 one URL at a time (in order, wrapping), keeps it while its subscription loop
