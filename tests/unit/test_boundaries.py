@@ -32,7 +32,8 @@ RULES = {
         "kassa.core",
         "kassa.chain",
     },
-    # web3 is the EVM client of the adapter and the core; only the signer is banned from it.
+    # web3 and bip-utils are part of the stack (the EVM client, key and address
+    # derivation): only the signer is kept free of web3.
     "adapters": {"core", "signer", "localstack", "asyncpg", "kassa.core", "kassa.signer"},
     "core": {"signer", "adapters", "localstack", "pkcs11"},
 }
