@@ -20,7 +20,7 @@ DEFAULT_POLL_INTERVAL_S = 1.0
 DEFAULT_REORG_WINDOW_BLOCKS = 256
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
 
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _KNOWN = {
     "server": {"listen"},
     "chain": {
@@ -96,7 +96,7 @@ def parse(data: dict[str, Any]) -> Config:
     if not isinstance(tokens, list):
         raise ConfigError("chain.tokens must be a list of ERC-20 contract addresses")
     for token in tokens:
-        if not isinstance(token, str) or not _ADDRESS.match(token):
+        if not isinstance(token, str) or not _ADDRESS.fullmatch(token):
             raise ConfigError(f"chain.tokens entries must be 0x + 40 hex digits, got {token!r}")
     lowered = tuple(dict.fromkeys(t.lower() for t in tokens))
 

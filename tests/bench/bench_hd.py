@@ -10,7 +10,7 @@ import json
 import time
 
 from core.chain.hd import DepositAddresses
-from tests.unit.test_hd import M_0H_1_2H, reference_addresses
+from tests.support.hd import M_0H_1_2H, reference_addresses
 
 
 def main() -> None:

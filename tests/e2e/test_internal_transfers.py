@@ -23,8 +23,8 @@ from kassa.core.v1 import invoice_pb2
 from kassa.core.v1.event_pb2 import Event
 from localstack.forwarder import Forwarder, deploy
 from localstack.fullstack import ChainStack, LocalStack
-from tests.e2e.events import EventTap
-from tests.e2e.helpers import payments_rows
+from tests.support.events import EventTap
+from tests.support.invoices import payments_rows
 
 TRACED, UNTRACED = 31337, 31338
 

@@ -32,17 +32,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kassa.chain.v1 import adapter_pb2 as pb
 from localstack.anvil import Anvil
 from localstack.procs import ManagedProcess
-from tests.integration.test_evm_adapter import (
-    ACCOUNT0_KEY,
-    canonical_hash,
-    cursor_of,
-    open_stream,
-    start_adapter,
-    stub,
-)
+from tests.support.evm import cursor_of, open_stream, start_adapter, stub
 
+ACCOUNT0_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 GENESIS_TIME = 1_700_000_000
 PAYEE = "0x00000000000000000000000000000000000a11ce"
+
+
+def canonical_hash(node: Anvil, height: int) -> str:
+    return str(node.rpc("eth_getBlockByNumber", hex(height), False)["hash"]).lower()
 
 
 class Twins:

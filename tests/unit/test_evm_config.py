@@ -72,3 +72,17 @@ def test_unreadable_and_invalid_toml_are_config_errors(tmp_path: Path) -> None:
     bad.write_text("[chain\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load(bad)
+
+
+def test_a_token_address_with_a_trailing_newline_is_refused() -> None:
+    # `$` would match before the newline; the check is a full match.
+    with pytest.raises(ConfigError, match="tokens"):
+        parse(
+            {
+                "chain": {
+                    "chain_id": 1,
+                    "node_urls": ["ws://n"],
+                    "tokens": ["0xabcdef0000000000000000000000000000000001\n"],
+                }
+            }
+        )

@@ -4,21 +4,23 @@ thousands of indices."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 import pytest
 from bip_utils import Bip32Secp256k1, Bip39SeedGenerator
-from coincurve import PrivateKey, PublicKey
-from Crypto.Hash import keccak
+from coincurve import PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.chain.hd import DepositAddresses, XpubError, parse_account_xpub
 from signer.hd.account import account_key, deposit_child
+from tests.support.hd import (
+    M_0H_1_2H,
+    b58decode_check,
+    ckd_pub,
+    evm_address,
+    reference_addresses,
+)
 
 # BIP-32 test vector 1, chain m/0H/1/2H (depth 3) and its children.
-M_0H_1_2H = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
 M_0H_1_2H_2 = "xpub6FHa3pjLCk84BayeJxFW2SP4XRrFd1JYnxeLeU8EqN3vDfZmbqBqaGJAyiLjTAwm6ZLRQUMv1ZACTj37sR62cfN7fe5JnJ7dh8zL4fiyLHV"
 M_0H_1_2H_2_1G = "xpub6H1LXWLaKsWFhvm6RVpEL9P4KfRZSW7abD2ttkWP3SSQvnyA8FSVqNTEcYFgJS2UaFcxupHiYkro49S8yGasTvXEYBVPamhGW6cFJodrTHy"
 M_0H_1_2H_XPRV = "xprv9z4pot5VBttmtdRTWfWQmoH1taj2axGVzFqSb8C9xaxKymcFzXBDptWmT7FwuEzG3ryjH4ktypQSAewRiNMjANTtpgP4mLTj34bhnZX7UiM"
@@ -28,36 +30,6 @@ ANVIL_ACCOUNTS = [
     "0x70997970c51812dc3a010c7d01b50e0d17dc79c8",
     "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc",
 ]
-
-
-# -- an independent reference: CKDpub with coincurve and keccak ---------------
-
-
-def _b58decode_check(text: str) -> bytes:
-    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-    number = 0
-    for char in text:
-        number = number * 58 + alphabet.index(char)
-    raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
-    payload, checksum = raw[:-4], raw[-4:]
-    assert hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4] == checksum
-    return payload
-
-
-def _ckd_pub(key: bytes, chain_code: bytes, index: int) -> tuple[bytes, bytes]:
-    digest = hmac.new(chain_code, key + index.to_bytes(4, "big"), hashlib.sha512).digest()
-    return PublicKey(key).add(digest[:32]).format(compressed=True), digest[32:]
-
-
-def _evm_address(key: bytes) -> str:
-    uncompressed = PublicKey(key).format(compressed=False)
-    return "0x" + keccak.new(data=uncompressed[1:], digest_bits=256).digest()[-20:].hex()
-
-
-def reference_addresses(account_xpub: str, count: int) -> list[str]:
-    payload = _b58decode_check(account_xpub)
-    external = _ckd_pub(payload[45:78], payload[13:45], 0)
-    return [_evm_address(_ckd_pub(*external, i)[0]) for i in range(count)]
 
 
 # -- tests --------------------------------------------------------------------
@@ -84,7 +56,7 @@ def test_the_signers_private_keys_own_the_cores_deposit_addresses() -> None:
     addresses = DepositAddresses(account.neuter().serialize())
     for index, known in enumerate(ANVIL_ACCOUNTS):
         secret = deposit_child(account, index).key
-        assert _evm_address(PrivateKey(secret).public_key.format()) == known
+        assert evm_address(PrivateKey(secret).public_key.format()) == known
         assert addresses.address(index) == known
 
 
@@ -131,6 +103,6 @@ def test_children_are_distinct_from_their_parent(index: int) -> None:
 @settings(max_examples=50, deadline=None)
 @given(st.integers(min_value=0, max_value=2**31 - 1))
 def test_any_index_agrees_with_the_reference(index: int) -> None:
-    payload = _b58decode_check(M_0H_1_2H)
-    external = _ckd_pub(payload[45:78], payload[13:45], 0)
-    assert DepositAddresses(M_0H_1_2H).address(index) == _evm_address(_ckd_pub(*external, index)[0])
+    payload = b58decode_check(M_0H_1_2H)
+    external = ckd_pub(payload[45:78], payload[13:45], 0)
+    assert DepositAddresses(M_0H_1_2H).address(index) == evm_address(ckd_pub(*external, index)[0])
