@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import grpc
 from Crypto.Hash import keccak
 
-from adapters.evm import logs, validate
+from adapters.evm import erc20, logs, validate
 from adapters.evm.ancestry import Cursor
 from adapters.evm.blocks import BlockFetcher
 from adapters.evm.config import Config
@@ -33,7 +33,6 @@ _ALREADY_KNOWN = (
     "already exists",
     "known transaction",
 )
-_BALANCE_OF = "0x70a08231"
 
 
 def _cursor(message: pb.BlockCursor, field: str) -> Cursor:
@@ -217,7 +216,7 @@ class ChainAdapter(pb_grpc.ChainAdapterServiceServicer):
             contract = validate.token(
                 "asset", request.asset, self.config.chain_id, self.config.tokens
             )
-            data = _BALANCE_OF + address[2:].rjust(64, "0")
+            data = erc20.balance_of_calldata(address)
             answer = await self.rpc.call("eth_call", {"to": contract, "data": data}, "latest")
             return pb.GetTokenBalanceResponse(balance=str(int(answer, 16) if answer != "0x" else 0))
 

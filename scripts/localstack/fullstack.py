@@ -78,6 +78,8 @@ class LocalStack:
     confirmations: int = 3
     postgres: PostgresCluster | None = None  # reuse a running cluster (tests)
     core_options: dict[str, int] = field(default_factory=dict)
+    # Extra [chain] keys of one chain's adapter config, by chain id.
+    adapter_options: dict[int, dict[str, object]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir).resolve()
@@ -298,6 +300,7 @@ action = "allow"
                     "chain_id": chain.chain_id,
                     "node_urls": [chain.anvil.ws_url],
                     "tokens": [chain.token.address],
+                    **self.adapter_options.get(chain.chain_id, {}),
                 },
             },
         )
