@@ -238,6 +238,7 @@ async def run(args: argparse.Namespace, run_dir: Path) -> dict[str, object]:
         runs_s: list[float] = []
         raw_s: list[float] = []
         compared = 0
+        phases: list[dict[str, float]] = []
         for _ in range(args.repeats):
             elapsed, chain_total = await baseline_s(anvil.ws_url, addresses, height)
             assert chain_total == total, (chain_total, total)
@@ -245,6 +246,7 @@ async def run(args: argparse.Namespace, run_dir: Path) -> dict[str, object]:
             started = time.perf_counter()
             run_id = await reconciler.run_once(CHAIN, "bench")
             runs_s.append(time.perf_counter() - started)
+            phases.append(dict(reconciler.last_timings_s))
             async with pool.acquire() as conn:
                 row = await conn.fetchrow("SELECT * FROM reconciliation_runs WHERE id = $1", run_id)
             assert row is not None and row["unexplained_count"] == 0, dict(row or {})
@@ -266,6 +268,8 @@ async def run(args: argparse.Namespace, run_dir: Path) -> dict[str, object]:
             "run_s": [round(x, 2) for x in runs_s],
             "baseline_s": [round(x, 2) for x in raw_s],
             "seed_s": round(seed_s, 1),
+            # Median seconds per phase: snapshot SQL, adapter calls, comparison (the rest: store).
+            "phases_s": {k: round(statistics.median(p[k] for p in phases), 3) for k in phases[0]},
             "baseline_how": f"raw eth_getBalance batches of {BATCH}, {IN_FLIGHT} in flight, one WebSocket",
         }
     finally:
