@@ -19,6 +19,8 @@ from core.store.migrate import MigrationError, migrate
 from kassa.core.v1 import (
     event_pb2,
     event_pb2_grpc,
+    exception_pb2,
+    exception_pb2_grpc,
     invoice_pb2,
     invoice_pb2_grpc,
     reconciliation_pb2,
@@ -97,6 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     rg.add_argument("name", help="reconciliations/{id}")
     rl = rec_sub.add_parser("list", help="list runs, newest first")
     rl.add_argument("--chain", default="")
+    exc = sub.add_parser("exceptions", help="what needs a person (exceptions:*)")
+    exc_sub = exc.add_subparsers(dest="exceptions_command", required=True)
+    el = exc_sub.add_parser("list", help="oldest first")
+    el.add_argument("--resolved", action="store_true", help="resolved ones, with their audit")
+    er = exc_sub.add_parser("resolve", help="resolve one, recording who, how and why")
+    er.add_argument("name", help="exceptions/{id}")
+    er.add_argument("--action", choices=("acknowledge", "rebaseline"), required=True)
+    er.add_argument("--reason", required=True)
+    er.add_argument("--request-id", default="")
     args = parser.parse_args(argv)
     if args.command == "ledger":
         return _ledger(args)
@@ -127,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "reconcile":
             with authed_channel(args.target, args.token) as channel:
                 return _reconcile(reconciliation_pb2_grpc.ReconciliationServiceStub(channel), args)
+        elif args.command == "exceptions":
+            with authed_channel(args.target, args.token) as channel:
+                _exceptions(exception_pb2_grpc.ExceptionServiceStub(channel), args)
         elif args.command == "events":
             try:
                 asyncio.run(_events(args.target, args.parent, args.after, args.follow, args.token))
@@ -168,6 +182,34 @@ def _reconcile(
         token = page.next_page_token
         if not token:
             return 0
+
+
+def _exceptions(stub: exception_pb2_grpc.ExceptionServiceStub, args: argparse.Namespace) -> None:
+    if args.exceptions_command == "resolve":
+        action = {
+            "acknowledge": exception_pb2.RESOLVE_ACTION_ACKNOWLEDGE,
+            "rebaseline": exception_pb2.RESOLVE_ACTION_REBASELINE,
+        }[args.action]
+        request = exception_pb2.ResolveExceptionRequest(
+            name=args.name, action=action, reason=args.reason, request_id=args.request_id
+        )
+        _print(stub.ResolveException(request).exception)
+        return
+    state = (
+        exception_pb2.EXCEPTION_STATE_RESOLVED
+        if args.resolved
+        else exception_pb2.EXCEPTION_STATE_OPEN
+    )
+    token = ""
+    while True:
+        page = stub.ListExceptions(
+            exception_pb2.ListExceptionsRequest(state=state, page_token=token)
+        )
+        for entry in page.exceptions:
+            _print(entry)
+        token = page.next_page_token
+        if not token:
+            return
 
 
 def _ledger(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from core import expiry
 from core.api.auth import Authenticator
 from core.api.event_service import EventService
+from core.api.exception_service import ExceptionService
 from core.api.invoice_service import InvoiceService
 from core.api.ledger_service import LedgerService
 from core.api.merchant_service import MerchantService
@@ -47,6 +48,8 @@ from kassa.chain.v1 import adapter_pb2_grpc
 from kassa.core.v1 import (
     event_pb2,
     event_pb2_grpc,
+    exception_pb2,
+    exception_pb2_grpc,
     invoice_pb2,
     invoice_pb2_grpc,
     merchant_pb2,
@@ -70,6 +73,7 @@ SERVICES = (
     payout_pb2.DESCRIPTOR.services_by_name["SweepService"].full_name,
     webhook_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
     reconciliation_pb2.DESCRIPTOR.services_by_name["ReconciliationService"].full_name,
+    exception_pb2.DESCRIPTOR.services_by_name["ExceptionService"].full_name,
 )
 
 
@@ -190,6 +194,9 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     reconciler = _reconciler(pool, config, signer, clock)
     reconciliation_pb2_grpc.add_ReconciliationServiceServicer_to_server(
         ReconciliationService(reconciler, pool, auth), server
+    )
+    exception_pb2_grpc.add_ExceptionServiceServicer_to_server(
+        ExceptionService(pool, auth, clock), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

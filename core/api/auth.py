@@ -38,6 +38,8 @@ SCOPES = frozenset(
         "sweeps:write",
         "reconcile:read",
         "reconcile:write",
+        "exceptions:read",
+        "exceptions:write",
     }
 )
 _TOKEN = re.compile(r"^kassa_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")

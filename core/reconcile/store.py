@@ -194,10 +194,19 @@ async def _exceptions(
             f"{location} {address} holds {row[7]} {asset} on chain at block {r.height}, "
             f"the ledger {row[6]}: {amount} unexplained"
         )
+        acknowledged = await conn.fetchval(
+            """SELECT 1 FROM exceptions
+                WHERE dedup_key = $1 AND state = 'resolved' AND resolve_action = 'acknowledge'
+                  AND amount = $2 LIMIT 1""",
+            key,
+            amount,
+        )
+        if acknowledged:
+            continue  # a person accepted exactly this difference already
         status = await conn.fetchval(
             """INSERT INTO exceptions (id, kind, dedup_key, resource, evidence, detail, amount,
-                                       create_time, update_time)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+                                       create_time, update_time, chain, asset, location, address)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, NULLIF($11, ''), $12)
                ON CONFLICT (dedup_key) WHERE state = 'open' DO UPDATE
                   SET evidence = EXCLUDED.evidence, detail = EXCLUDED.detail,
                       amount = EXCLUDED.amount, update_time = EXCLUDED.update_time
@@ -212,6 +221,10 @@ async def _exceptions(
             text,
             amount,
             r.finish_time,
+            r.chain,
+            asset,
+            location,
+            address,
         )
         if status is not None:
             changed += 1

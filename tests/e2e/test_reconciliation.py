@@ -28,6 +28,8 @@ from core.ledger.rules import Transfer
 from kassa.core.v1 import (
     event_pb2,
     event_pb2_grpc,
+    exception_pb2,
+    exception_pb2_grpc,
     invoice_pb2,
     payout_pb2,
     payout_pb2_grpc,
@@ -393,3 +395,119 @@ def test_ledger_custody_with_no_chain_counterpart_is_found_unexplained(
         e for e in mismatch_events(stack, platform_token) if e.reconciliation.name == run.name
     ]
     assert len(events) == 1
+
+
+def test_exceptions_are_listed_and_resolved_with_their_audit(
+    stack: LocalStack, platform_token: str, runs
+) -> None:
+    admin = _bootstrap(stack, "exceptions:read,exceptions:write,reconcile:write")
+    with stack.core_setup().channel(admin) as channel:
+        queue = exception_pb2_grpc.ExceptionServiceStub(channel)
+        listed = queue.ListExceptions(exception_pb2.ListExceptionsRequest()).exceptions
+        assert len(listed) == len(open_exceptions(stack)) >= 3
+        assert [e.create_time.ToNanoseconds() for e in listed] == sorted(
+            e.create_time.ToNanoseconds() for e in listed
+        )
+        native = f"{stack.chain}/slip44:60"
+        behind = next(e for e in listed if "/deposit/" in e.resource and native in e.resource)
+        assert behind.state == exception_pb2.EXCEPTION_STATE_OPEN and behind.evidence
+
+        # Only a hot key's or treasury's gap can become a baseline.
+        with pytest.raises(grpc.RpcError) as refused:
+            queue.ResolveException(
+                exception_pb2.ResolveExceptionRequest(
+                    name=behind.name, action=exception_pb2.RESOLVE_ACTION_REBASELINE, reason="x"
+                )
+            )
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+        with pytest.raises(grpc.RpcError) as no_reason:
+            queue.ResolveException(
+                exception_pb2.ResolveExceptionRequest(
+                    name=behind.name, action=exception_pb2.RESOLVE_ACTION_ACKNOWLEDGE, reason=" "
+                )
+            )
+        assert no_reason.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+
+        request = exception_pb2.ResolveExceptionRequest(
+            name=behind.name,
+            action=exception_pb2.RESOLVE_ACTION_ACKNOWLEDGE,
+            reason="customer's contract wallet paid by internal call; refund ticket 42",
+            request_id="ack-1",
+        )
+        done = queue.ResolveException(request).exception
+        assert done.state == exception_pb2.EXCEPTION_STATE_RESOLVED
+        assert done.resolve_reason == request.reason and done.resolve_actor.startswith(
+            "merchants/-/"
+        )
+        assert done.resolve_time.seconds > 0
+        assert queue.ResolveException(request).exception == done
+        request.reason = "another"
+        with pytest.raises(grpc.RpcError) as reused:
+            queue.ResolveException(request)
+        assert reused.value.code() == grpc.StatusCode.ALREADY_EXISTS  # type: ignore[attr-defined]
+        resolved = queue.ListExceptions(
+            exception_pb2.ListExceptionsRequest(state=exception_pb2.EXCEPTION_STATE_RESOLVED)
+        ).exceptions
+        assert [e.name for e in resolved] == [done.name]
+
+        # Acknowledged: the same difference is still reported, but opens nothing new.
+        run = reconcile(stack, runs)
+        assert behind.resource.split("/")[2] in {d.address for d in unexplained(run)}
+        assert behind.resource not in {e["resource"] for e in open_exceptions(stack)}
+
+        # A top-up of the hot key outside Kassa: flagged, then accepted as the new baseline.
+        hot = stack.hot_address
+        balance = int(stack.anvil.rpc("eth_getBalance", hot, "latest"), 16)
+        stack.anvil.rpc("anvil_setBalance", hot, hex(balance + 7 * 10**18))
+        settle(stack)
+        topped = reconcile(stack, runs)
+        (gap,) = [d for d in unexplained(topped) if d.location == "hot"]
+        assert (gap.asset, gap.unexplained_amount) == (native, str(7 * 10**18))
+        entry = next(
+            e
+            for e in queue.ListExceptions(exception_pb2.ListExceptionsRequest()).exceptions
+            if e.evidence == topped.name and "/hot/" in e.resource
+        )
+        queue.ResolveException(
+            exception_pb2.ResolveExceptionRequest(
+                name=entry.name,
+                action=exception_pb2.RESOLVE_ACTION_REBASELINE,
+                reason="treasury topped up the hot key, transfer approved by finance",
+            )
+        )
+        after = reconcile(stack, runs)
+        assert [d for d in unexplained(after) if d.location == "hot"] == []
+
+    # A key that may read the queue may not resolve it.
+    reader = _bootstrap(stack, "exceptions:read")
+    with stack.core_setup().channel(reader) as channel:
+        queue = exception_pb2_grpc.ExceptionServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as denied:
+            queue.ResolveException(
+                exception_pb2.ResolveExceptionRequest(
+                    name=listed[-1].name,
+                    action=exception_pb2.RESOLVE_ACTION_ACKNOWLEDGE,
+                    reason="not mine to decide",
+                )
+            )
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+    cli = subprocess.run(
+        [
+            console_script("kassactl"),
+            "--target",
+            stack.core_setup().target,
+            "--token",
+            admin,
+            "exceptions",
+            "list",
+            "--resolved",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert {json.loads(line)["resolveAction"] for line in cli.stdout.splitlines()} == {
+        "RESOLVE_ACTION_ACKNOWLEDGE",
+        "RESOLVE_ACTION_REBASELINE",
+    }

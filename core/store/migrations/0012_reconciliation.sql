@@ -74,7 +74,19 @@ CREATE TABLE exceptions (
     amount        numeric(78,0),
     state         text NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'resolved')),
     create_time   timestamptz NOT NULL DEFAULT now(),
-    update_time   timestamptz NOT NULL DEFAULT now()
+    update_time   timestamptz NOT NULL DEFAULT now(),
+    -- Balance mismatches: the location, for actions on it (re-baselining).
+    chain         text,
+    asset         text,
+    location      text,
+    address       text,
+    -- The audit of its resolution: who, what, why, when (core/reconcile/exceptions.py).
+    resolve_action     text CHECK (resolve_action IN ('acknowledge', 'rebaseline')),
+    resolve_actor      text,
+    resolve_reason     text,
+    resolve_time       timestamptz,
+    resolve_request_id text UNIQUE,
+    CHECK ((state = 'resolved') = (resolve_time IS NOT NULL))
 );
 CREATE UNIQUE INDEX exceptions_one_open ON exceptions (dedup_key) WHERE state = 'open';
 CREATE INDEX exceptions_open ON exceptions (create_time) WHERE state = 'open';
