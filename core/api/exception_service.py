@@ -12,8 +12,8 @@ import grpc
 from core.api import validate
 from core.api.auth import Authenticator
 from core.api.errors import ApiError, invalid, rpc
-from core.api.render import timestamp
 from core.reconcile import exceptions
+from core.reconcile.render import exception_entry as render
 from kassa.core.v1 import exception_pb2 as pb
 from kassa.core.v1 import exception_pb2_grpc as pb_grpc
 
@@ -24,35 +24,13 @@ _ACTIONS = {
     pb.RESOLVE_ACTION_ACKNOWLEDGE: exceptions.Action.ACKNOWLEDGE,
     pb.RESOLVE_ACTION_REBASELINE: exceptions.Action.REBASELINE,
 }
-_ACTION_PB = {v.value: k for k, v in _ACTIONS.items()}
 _STATES = {pb.EXCEPTION_STATE_OPEN: "open", pb.EXCEPTION_STATE_RESOLVED: "resolved"}
-_STATE_PB = {v: k for k, v in _STATES.items()}
 _REFUSAL_CODES = {
     exceptions.Refusal.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     exceptions.Refusal.ALREADY_RESOLVED: grpc.StatusCode.FAILED_PRECONDITION,
     exceptions.Refusal.NOT_REBASELINABLE: grpc.StatusCode.FAILED_PRECONDITION,
     exceptions.Refusal.REQUEST_ID_REUSED: grpc.StatusCode.ALREADY_EXISTS,
 }
-
-
-def render(row: asyncpg.Record) -> pb.ExceptionEntry:
-    entry = pb.ExceptionEntry(
-        name=f"exceptions/{row['id']}",
-        kind=row["kind"],
-        resource=row["resource"],
-        evidence=row["evidence"],
-        detail=row["detail"],
-        amount="" if row["amount"] is None else str(row["amount"]),
-        state=_STATE_PB[row["state"]],
-        create_time=timestamp(row["create_time"]),
-        update_time=timestamp(row["update_time"]),
-    )
-    if row["resolve_time"] is not None:
-        entry.resolve_action = _ACTION_PB[row["resolve_action"]]
-        entry.resolve_actor = row["resolve_actor"]
-        entry.resolve_reason = row["resolve_reason"]
-        entry.resolve_time.CopyFrom(timestamp(row["resolve_time"]))
-    return entry
 
 
 class ExceptionService(pb_grpc.ExceptionServiceServicer):

@@ -35,7 +35,7 @@ class ReconciliationService(pb_grpc.ReconciliationServiceServicer):
         self, request: pb.RunReconciliationRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunReconciliationResponse:
         violations: list[tuple[str, str]] = []
-        if self.reconciler.config.chain(request.chain) is None:
+        if self.reconciler.chain(request.chain) is None:
             violations.append(("chain", "a configured chain (CAIP-2, e.g. eip155:1)"))
         if request.request_id and not _REQUEST_ID.fullmatch(request.request_id):
             violations.append(("request_id", "1-128 of A-Z a-z 0-9 . _ : -"))

@@ -18,10 +18,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import asyncpg
 
-from core.config import ChainConfig, Config
 from core.payouts import ledger as payout_ledger
 from core.reconcile import decide, store
 from core.reconcile.decide import Location, Movement, MovementKind, Place
@@ -35,6 +35,43 @@ HASHES_PER_CALL = 1_000
 CALLS_IN_FLIGHT = 2
 CALL_TIMEOUT_S = 120.0
 _FINAL_PAYOUT = ("confirmed", "failed", "cancelled")
+
+
+class Tier(Protocol):
+    @property
+    def confirmations(self) -> int: ...
+
+
+class Chain(Protocol):
+    """What a run needs of a [[chains]] entry."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def confirmations(self) -> int: ...
+
+    @property
+    def tiers(self) -> Sequence[Tier]: ...
+
+
+class AssetEntry(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def chain(self) -> str: ...
+
+
+class Configured(Protocol):
+    """The view of the core's configuration a run takes (core.config.Config is
+    one); areas do not import the composed configuration."""
+
+    @property
+    def chains(self) -> Sequence[Chain]: ...
+
+    @property
+    def assets(self) -> Sequence[AssetEntry]: ...
 
 
 class ReconcileError(RuntimeError):
@@ -53,7 +90,7 @@ class Reconciler:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        config: Config,
+        config: Configured,
         settings: ReconcileSettings,
         adapters: Mapping[str, adapter_pb2_grpc.ChainAdapterServiceStub],
         hot_address: Callable[[], Awaitable[str | None]],
@@ -70,6 +107,9 @@ class Reconciler:
         self._locks = {c.id: asyncio.Lock() for c in config.chains}
         # Where the last run spent its time (seconds per phase), for logs and the bench.
         self.last_timings_s: dict[str, float] = {}
+
+    def chain(self, chain_id: str) -> Chain | None:
+        return next((c for c in self.config.chains if c.id == chain_id), None)
 
     async def run(self) -> None:
         """Reconciles every chain each interval_s (0: on demand only)."""
@@ -88,7 +128,7 @@ class Reconciler:
     async def run_once(self, chain_id: str, trigger: str, request_id: str = "") -> str:
         """Reconciles `chain_id` now; returns the stored run's id (the first
         run's, for a repeated request_id)."""
-        chain = self.config.chain(chain_id)
+        chain = self.chain(chain_id)
         adapter = self.adapters.get(chain_id)
         if chain is None or adapter is None:
             raise ReconcileError(f"{chain_id} is not a configured chain")
@@ -122,7 +162,7 @@ class Reconciler:
 
     async def _reconcile(
         self,
-        chain: ChainConfig,
+        chain: Chain,
         adapter: adapter_pb2_grpc.ChainAdapterServiceStub,
         trigger: str,
         request_id: str,
@@ -378,7 +418,7 @@ class _Snapshot:
         height: int,
         hot: str | None,
         treasury: str | None,
-        config: Config,
+        config: Configured,
     ) -> _Snapshot:
         native = _native(chain)
         ledger: dict[Location, int] = {}

@@ -12,8 +12,8 @@ from datetime import datetime
 
 import asyncpg
 
-from core.api.render import timestamp
 from core.events import outbox
+from core.reconcile import render
 from core.reconcile.decide import BalanceDifference, Location, Place
 from kassa.core.v1 import reconciliation_pb2 as pb
 
@@ -51,10 +51,6 @@ class RunResult:
     @property
     def unexplained_count(self) -> int:
         return sum(1 for d in self.balances if d.unexplained) + len(self.transactions)
-
-
-def name(run_id: str) -> str:
-    return f"reconciliations/{run_id}"
 
 
 def _dedup_key(chain: str, row: tuple[object, ...]) -> str:
@@ -170,7 +166,7 @@ async def save(conn: asyncpg.Connection, r: RunResult) -> bool:
                 outbox.NewEvent(
                     MISMATCH_EVENT,
                     "",  # the platform's: no merchant
-                    name(r.id),
+                    render.name(r.id),
                     run.SerializeToString(),
                     resource_type="reconciliation",
                 )
@@ -217,7 +213,7 @@ async def _exceptions(
             EXCEPTION_KIND,
             key,
             subject,
-            name(r.id),
+            render.name(r.id),
             text,
             amount,
             r.finish_time,
@@ -231,62 +227,14 @@ async def _exceptions(
     return changed
 
 
-def _run_proto(row: asyncpg.Record) -> pb.Reconciliation:
-    return pb.Reconciliation(
-        name=name(row["id"]),
-        chain=row["chain"],
-        height=row["height"],
-        block_hash=row["block_hash"],
-        locations_compared=row["locations_compared"],
-        balances_compared=row["balances_compared"],
-        transactions_compared=row["transactions_compared"],
-        unexplained_count=row["unexplained_count"],
-        start_time=timestamp(row["start_time"]),
-        finish_time=timestamp(row["finish_time"]),
-        trigger=row["trigger"],
-    )
-
-
-_KINDS = {
-    "balance": pb.DIFFERENCE_KIND_BALANCE,
-    "transaction": pb.DIFFERENCE_KIND_TRANSACTION,
-    "unattributed": pb.DIFFERENCE_KIND_UNATTRIBUTED,
-}
-
-
-def _amount(value: object) -> str:
-    return "" if value is None else str(value)
-
-
 async def load(conn: asyncpg.Connection, run_id: str) -> pb.Reconciliation | None:
     row = await conn.fetchrow("SELECT * FROM reconciliation_runs WHERE id = $1", run_id)
     if row is None:
         return None
-    run = _run_proto(row)
-    for d in await conn.fetch(
+    differences = await conn.fetch(
         "SELECT * FROM reconciliation_differences WHERE run_id = $1 ORDER BY n", run_id
-    ):
-        run.differences.append(
-            pb.Difference(
-                kind=_KINDS[d["kind"]],
-                chain=row["chain"],
-                asset=d["asset"],
-                location=d["location"],
-                address=d["address"],
-                ledger_amount=_amount(d["ledger_amount"]),
-                chain_amount=_amount(d["chain_amount"]),
-                unexplained_amount=str(d["unexplained_amount"]),
-                explanations=[
-                    pb.Explanation(kind=e["kind"], resource=e["resource"], amount=e["amount"])
-                    for e in json.loads(d["explanations"])
-                ],
-                tx_hash=d["tx_hash"],
-                resource=d["resource"],
-                detail=d["detail"],
-                unexplained=d["unexplained"],
-            )
-        )
-    return run
+    )
+    return render.run(row, differences)
 
 
 async def page(
@@ -302,4 +250,4 @@ async def page(
         before[1] if before else "",
         limit,
     )
-    return [_run_proto(r) for r in rows]
+    return [render.run(r, ()) for r in rows]
