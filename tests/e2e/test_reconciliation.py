@@ -91,7 +91,8 @@ def query(stack: LocalStack, sql: str, *args: object) -> list[asyncpg.Record]:
 
 def settle(stack: LocalStack, blocks: int = 6) -> None:
     """Mines `blocks` and waits until the core has applied the node's head."""
-    stack.anvil.mine(blocks)
+    if blocks:
+        stack.anvil.mine(blocks)
     head = stack.anvil.head()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -169,8 +170,26 @@ def test_a_mix_of_payments_refunds_payouts_and_sweeps_reconciles_without_differe
             request_id="po-1",
         )
     ).payout
-    assert wait_payout(stack, payouts, refund.name, FINAL).state == CONFIRMED
-    assert wait_payout(stack, payouts, payout.name, FINAL).state == CONFIRMED
+    # Automine puts each in a block as it is broadcast; then exactly enough
+    # blocks for both to confirm (3), so the payout, booked now, was mined
+    # above the settled height (head - 3): a timing difference, explained.
+    sent = {*FINAL, payout_pb2.PAYOUT_STATE_BROADCAST}
+    for p in (refund, payout):
+        wait_payout(stack, payouts, p.name, sent, mine=False)
+    landed = wait_payout(stack, payouts, payout.name, sent, mine=False)
+    receipt = stack.anvil.rpc.wait_receipt(landed.transactions[-1].tx_hash)
+    stack.anvil.mine(max(0, int(receipt["blockNumber"], 16) + 2 - stack.anvil.head()))
+    assert wait_payout(stack, payouts, refund.name, FINAL, mine=False).state == CONFIRMED
+    assert wait_payout(stack, payouts, payout.name, FINAL, mine=False).state == CONFIRMED
+    settle(stack, 0)
+    between = reconcile(stack, runs)
+    assert unexplained(between) == [], describe(between)
+    assert between.height < int(receipt["blockNumber"], 16)
+    explained = {
+        (d.location, e.kind, e.resource) for d in between.differences for e in d.explanations
+    }
+    assert ("hot", "payout_booked_after_height", payout.name) in explained, describe(between)
+    assert ("hot", "payout_fee_booked_after_height", payout.name) in explained, describe(between)
     with stack.core_setup().channel(platform_token) as channel:
         sweeps = payout_pb2_grpc.SweepServiceStub(channel)
         planned = sweeps.RunSweeps(payout_pb2.RunSweepsRequest(chain=stack.chain)).sweeps
@@ -193,10 +212,12 @@ def test_a_mix_of_payments_refunds_payouts_and_sweeps_reconciles_without_differe
     assert {d.location for d in run.differences} <= {"hot", "treasury"}
     # Each deposit address in its asset and in native gas, the hot key and the treasury.
     assert run.balances_compared >= 2 * 2 + 2 * 2
-    # Two payments, a refund, a payout, the gas fundings and sweeps: each proven once.
-    assert run.transactions_compared >= 4 + 2 * len(
-        [s for s in planned if s.kind == payout_pb2.SWEEP_KIND_SWEEP]
-    )
+    # Two payments, a refund, a payout, the gas fundings and sweeps: each proven against
+    # its transaction (by one run or the other), and only once.
+    proven = {r["resource"] for r in query(stack, "SELECT resource FROM reconciliation_proven")}
+    assert {refund.name, payout.name, *(s.name for s in planned)} <= proven
+    assert {f"{i.name}#1" for i in (exact, over)} <= proven
+    assert between.transactions_compared + run.transactions_compared >= 4 + len(planned)
     assert run.height <= stack.anvil.head() - 3
     again = reconcile(stack, runs)
     assert unexplained(again) == [] and again.transactions_compared == 0
