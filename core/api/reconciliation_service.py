@@ -12,7 +12,7 @@ from core.api import validate
 from core.api.auth import Authenticator
 from core.api.errors import ApiError, invalid, not_found, rpc
 from core.reconcile import store
-from core.reconcile.runner import ReconcileError, Reconciler
+from core.reconcile.runner import ReconcileError, Reconciler, ReconcileUnavailable
 from kassa.core.v1 import reconciliation_pb2 as pb
 from kassa.core.v1 import reconciliation_pb2_grpc as pb_grpc
 
@@ -46,6 +46,10 @@ class ReconciliationService(pb_grpc.ReconciliationServiceServicer):
             run_id = await self.reconciler.run_once(
                 request.chain, principal.actor, request.request_id
             )
+        except ReconcileUnavailable as exc:
+            raise ApiError(
+                grpc.StatusCode.UNAVAILABLE, "DEPENDENCY_UNAVAILABLE", str(exc)
+            ) from None
         except ReconcileError as exc:
             raise ApiError(
                 grpc.StatusCode.FAILED_PRECONDITION, "NOT_RECONCILABLE", str(exc)

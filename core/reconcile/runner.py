@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Protocol
 
 import asyncpg
+import grpc
 
 from core.payouts import ledger as payout_ledger
 from core.reconcile import decide, store
@@ -76,6 +77,10 @@ class Configured(Protocol):
 
 class ReconcileError(RuntimeError):
     """The chain cannot be reconciled now (no cursor yet, no adapter)."""
+
+
+class ReconcileUnavailable(ReconcileError):
+    """The adapter or the signer did not answer; a later run may succeed."""
 
 
 def _native(chain: str) -> str:
@@ -138,7 +143,12 @@ class Reconciler:
             if earlier is not None:
                 return earlier
         async with self._locks[chain_id]:
-            result = await self._reconcile(chain, adapter, trigger, request_id)
+            try:
+                result = await self._reconcile(chain, adapter, trigger, request_id)
+            except grpc.aio.AioRpcError as exc:
+                raise ReconcileUnavailable(
+                    f"{chain_id}: a dependency did not answer: {exc.code().name}: {exc.details()}"
+                ) from None
             async with self.pool.acquire() as conn, conn.transaction():
                 if not await store.save(conn, result):
                     earlier = await store.by_request(conn, request_id)

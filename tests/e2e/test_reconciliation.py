@@ -532,3 +532,17 @@ def test_exceptions_are_listed_and_resolved_with_their_audit(
         "RESOLVE_ACTION_ACKNOWLEDGE",
         "RESOLVE_ACTION_REBASELINE",
     }
+
+
+def test_an_adapter_that_is_down_is_unavailable_not_unknown(stack: LocalStack, runs) -> None:
+    """Run last: it stops and restarts the chain's adapter."""
+    stack.processes[f"evm-{stack.primary.chain_id}"].stop()
+    try:
+        with pytest.raises(grpc.RpcError) as down:
+            reconcile(stack, runs)
+        assert down.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        assert "DEPENDENCY_UNAVAILABLE" in str(down.value.trailing_metadata())  # type: ignore[attr-defined]
+    finally:
+        stack.start_adapter()
+    settle(stack)
+    assert reconcile(stack, runs).height > 0
