@@ -23,6 +23,7 @@ from typing import Protocol
 import asyncpg
 import grpc
 
+from core.ledger import payments as ledger_payments
 from core.payouts import ledger as payout_ledger
 from core.reconcile import decide, store
 from core.reconcile.decide import Location, Movement, MovementKind, Place
@@ -326,27 +327,42 @@ async def _transactions(
 
 # -- the database side of one run ---------------------------------------------
 
-_DEPOSIT_LEDGER = """
-SELECT coalesce(i.deposit_address,
-                CASE WHEN t.debit_account_id = 'platform:custody:' || t.asset
-                     THEN s.destination ELSE s.source_address END) AS address,
-       t.asset,
-       sum(CASE WHEN t.debit_account_id = 'platform:custody:' || t.asset
-                THEN t.amount ELSE -t.amount END) AS balance
-  FROM (SELECT t.debit_account_id, t.amount, t.asset,
-               -- A post carries no reference of its own: its pending transfer's.
-               coalesce(nullif(t.reference, ''), p.reference, '') AS reference
-          FROM ledger_transfers t
-          LEFT JOIN ledger_transfers p ON p.id = t.pending_id
-         WHERE t.asset LIKE $1 || '/%'
-           AND t.flags & 10 = 0  -- posted: plain transfers and posts of pending ones
-           AND (t.debit_account_id = 'platform:custody:' || t.asset
-                OR t.credit_account_id = 'platform:custody:' || t.asset)) t
-  LEFT JOIN invoices i
-         ON t.reference LIKE 'merchants/%/invoices/%' AND i.id = split_part(t.reference, '/', 4)
-  LEFT JOIN payouts s
-         ON t.reference LIKE 'sweeps/%' AND s.id = split_part(t.reference, '/', 2)
- GROUP BY 1, 2
+# Every deposit location with its ledger custody (NULL: none booked), in one
+# pass: each invoice's address in the invoice's asset and, for tokens, in the
+# native coin (the gas a sweep left); plus custody attributed to an address
+# no invoice has, and custody no reference places (address NULL).
+_DEPOSITS = """
+WITH custody AS (
+    SELECT lower(coalesce(i.deposit_address,
+                          CASE WHEN t.debit_account_id = 'platform:custody:' || t.asset
+                               THEN s.destination ELSE s.source_address END)) AS address,
+           t.asset,
+           sum(CASE WHEN t.debit_account_id = 'platform:custody:' || t.asset
+                    THEN t.amount ELSE -t.amount END) AS balance
+      FROM (SELECT t.debit_account_id, t.amount, t.asset,
+                   -- A post carries no reference of its own: its pending transfer's.
+                   coalesce(nullif(t.reference, ''), p.reference, '') AS reference
+              FROM ledger_transfers t
+              LEFT JOIN ledger_transfers p ON p.id = t.pending_id
+             -- $3: the chain's deposit custody accounts, as constants the planner
+             -- can estimate (an expression over the row's asset it cannot).
+             WHERE (t.debit_account_id = ANY($3::text[]) OR t.credit_account_id = ANY($3::text[]))
+               AND t.flags & 10 = 0  -- posted: plain transfers and posts of pending ones
+               AND t.asset LIKE $1 || '/%') t
+      LEFT JOIN invoices i
+             ON t.reference LIKE 'merchants/%/invoices/%'
+            AND i.id = split_part(t.reference, '/', 4)
+      LEFT JOIN payouts s
+             ON t.reference LIKE 'sweeps/%' AND s.id = split_part(t.reference, '/', 2)
+     GROUP BY 1, 2
+), addresses AS (
+    SELECT lower(deposit_address) AS address, asset FROM invoices WHERE chain = $1
+    UNION ALL
+    SELECT lower(deposit_address), $2 FROM invoices WHERE chain = $1 AND asset <> $2
+)
+SELECT coalesce(a.address, c.address) AS address, coalesce(a.asset, c.asset) AS asset,
+       c.balance::text AS balance
+  FROM addresses a FULL JOIN custody c ON c.address = a.address AND c.asset = a.asset
 """
 
 # Payments whose chain effect at the height and ledger booking may differ:
@@ -432,22 +448,27 @@ class _Snapshot:
     ) -> _Snapshot:
         native = _native(chain)
         ledger: dict[Location, int] = {}
-        for r in await conn.fetch(_DEPOSIT_LEDGER, chain):
-            address = r["address"]
-            loc = (
-                Location(r["asset"], Place.DEPOSIT, address.lower())
-                if address
-                else Location(r["asset"], Place.LEDGER, "")
+        wanted: list[Location] = []
+        deposit, unattributed = Place.DEPOSIT, Place.LEDGER
+        # One row per location: 100,000s per run, so nothing but the tuple is built.
+        custody = [
+            r["id"]
+            for r in await conn.fetch(
+                "SELECT id FROM ledger_accounts WHERE code = $1 AND asset LIKE $2 || '/%'",
+                ledger_payments.CUSTODY,
+                chain,
             )
-            ledger[loc] = ledger.get(loc, 0) + int(r["balance"])
-        wanted: set[Location] = {loc for loc in ledger if loc.place is not Place.LEDGER}
-        for r in await conn.fetch(
-            "SELECT deposit_address, asset FROM invoices WHERE chain = $1", chain
-        ):
-            address = r["deposit_address"].lower()
-            wanted.add(Location(r["asset"], Place.DEPOSIT, address))
-            # Token deposit addresses also hold the gas a sweep left.
-            wanted.add(Location(native, Place.DEPOSIT, address))
+        ]
+        # The aggregation sorts or hashes one row per address: in memory, not on disk.
+        await conn.execute("SET LOCAL work_mem = '64MB'")
+        for address, asset, balance in await conn.fetch(_DEPOSITS, chain, native, custody):
+            if address:
+                loc = Location(asset, deposit, address)
+                wanted.append(loc)
+            else:
+                loc = Location(asset, unattributed, "")
+            if balance is not None:
+                ledger[loc] = int(balance)
         assets = sorted({native, *(a.id for a in config.assets if a.chain == chain)})
         operator = [(Place.HOT, hot), (Place.TREASURY, treasury)]
         accounts = [
@@ -473,7 +494,7 @@ class _Snapshot:
             assert address is not None
             loc = Location(asset, place, address.lower())
             ledger[loc] = found.get(account_id, 0)
-            wanted.add(loc)
+            wanted.append(loc)
         baselines = {
             Location(r["asset"], Place(r["location"]), r["address"]): int(r["opening"])
             for r in await conn.fetch(
@@ -486,7 +507,7 @@ class _Snapshot:
             hot=hot.lower() if hot else None,
             treasury=treasury,
             ledger=ledger,
-            chain_locations=list(wanted),
+            chain_locations=wanted,
             baselines=baselines,
             payments_timing=list(await conn.fetch(_PAYMENTS_TIMING, chain, height)),
             payments_to_prove=list(await conn.fetch(_PAYMENTS_TO_PROVE, chain, height)),
