@@ -23,7 +23,7 @@ from typing import Protocol
 import asyncpg
 import grpc
 
-from core.ledger import payments as ledger_payments
+from core.ledger import accounts as ledger_accounts
 from core.payouts import ledger as payout_ledger
 from core.reconcile import decide, store
 from core.reconcile.decide import Location, Movement, MovementKind, Place
@@ -455,7 +455,7 @@ class _Snapshot:
             r["id"]
             for r in await conn.fetch(
                 "SELECT id FROM ledger_accounts WHERE code = $1 AND asset LIKE $2 || '/%'",
-                ledger_payments.CUSTODY,
+                ledger_accounts.CUSTODY,
                 chain,
             )
         ]
