@@ -7,8 +7,8 @@ pointing down):
   render/                      domain rows to protobuf messages
   areas                        merchants, invoicing/lifecycle, chain, ledger,
                                events, webhooks, rates, payouts, reconcile —
-                               each its
-                               pure deciders, its store and its settings
+                               each its pure deciders, its store and its
+                               settings
   errors.py, names.py, domain/ refusals, resource names, assets and money
   store/                       the connection pool and migrations
 """
