@@ -49,7 +49,7 @@ from core.store.migrate import migrate  # noqa: E402
 from kassa.chain.v1 import adapter_pb2_grpc  # noqa: E402
 from localstack.anvil import Anvil  # noqa: E402
 from localstack.postgres import PostgresCluster  # noqa: E402
-from tests.integration.test_evm_adapter import start_adapter  # noqa: E402
+from tests.support.evm import start_adapter  # noqa: E402
 
 CHAIN = "eip155:31337"
 NATIVE = f"{CHAIN}/slip44:60"

@@ -38,7 +38,7 @@ from kassa.core.v1 import (
 )
 from localstack.fullstack import LocalStack
 from localstack.procs import console_script
-from tests.e2e.payout_helpers import fresh_address, ledger_check, paid_invoice, wait_payout
+from tests.support.payouts import fresh_address, ledger_check, paid_invoice, wait_payout
 
 FINAL = {
     payout_pb2.PAYOUT_STATE_CONFIRMED,

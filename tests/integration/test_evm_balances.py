@@ -16,7 +16,7 @@ from kassa.chain.v1 import adapter_pb2 as pb
 from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
 from localstack.anvil import Anvil
 from localstack.token import Token
-from tests.integration.test_evm_adapter import start_adapter
+from tests.support.evm import start_adapter
 
 NATIVE = "eip155:31337/slip44:60"
 
