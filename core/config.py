@@ -19,6 +19,7 @@ from core.domain.money import AmountError, parse_decimal
 from core.events import settings as event_settings
 from core.payouts import config as payouts_config
 from core.rates.config import RatesConfig, RatesConfigError, parse_rates
+from core.reconcile import settings as reconcile_settings
 from core.webhooks import settings as webhook_settings
 
 T = TypeVar("T")
@@ -54,6 +55,10 @@ class Config:
         default_factory=webhook_settings.WebhookSettings
     )
     events: event_settings.StreamSettings = field(default_factory=event_settings.StreamSettings)
+    # [reconcile]: scheduled reconciliation (core/reconcile).
+    reconcile: reconcile_settings.ReconcileSettings = field(
+        default_factory=reconcile_settings.ReconcileSettings
+    )
     extra: dict[str, Any] = field(default_factory=dict)
 
     def asset(self, asset_id: str) -> Asset | None:
@@ -166,6 +171,7 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
         key_cache_s=float(raw.get("auth", {}).get("key_cache_s", Config.key_cache_s)),
         webhooks=_table(webhook_settings.parse, raw, "webhooks"),
         events=_table(event_settings.parse, raw, "events"),
+        reconcile=_table(reconcile_settings.parse, raw, "reconcile"),
         underpayment_tolerance_bps=int(invoices.get("underpayment_tolerance_bps", 0)),
         late_payment_window_s=int(
             invoices.get("late_payment_window_s", Config.late_payment_window_s)

@@ -47,6 +47,7 @@ DECIDERS = (
     "core.webhooks.signing",
     "core.rates.formats",
     "core.payouts.machine",
+    "core.reconcile.decide",
 )
 IO = ("asyncpg", "grpc", "grpc_status", "google.rpc", "aiohttp", "kassa")
 
