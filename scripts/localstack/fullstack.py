@@ -30,9 +30,24 @@ MERCHANT = "merchants/demo"
 APPROVERS = ("alice", "bob")
 # Payouts of the test token above this (base units) need 2 of the approvers.
 APPROVAL_ABOVE_TOKEN = 1_000 * 10**6
+# ...and native payouts above this (wei).
+APPROVAL_ABOVE_WEI = 5 * 10**17
 # The hot key's float on each chain: payouts are paid from it.
 HOT_FLOAT_WEI = 100 * 10**18
 HOT_FLOAT_TOKEN = 100_000 * 10**6
+# The signer policy's bounds (policy_text): fees as the core's payouts config caps them
+# (500 gwei, a token transfer's 100,000 gas), per-transaction caps, and per window what the
+# hot key and all deposit keys together may send — whoever holds the core's credentials.
+SIGNER_MAX_FEE_PER_GAS_WEI = 500 * 10**9
+SIGNER_MAX_GAS = 100_000
+SIGNER_MAX_TOTAL_FEE_WEI = SIGNER_MAX_FEE_PER_GAS_WEI * SIGNER_MAX_GAS
+TX_CAP_WEI = 10 * 10**18
+TX_CAP_TOKEN = 100_000 * 10**6
+HOT_VELOCITY_WEI = 5 * 10**18
+HOT_VELOCITY_TOKEN = 25_000 * 10**6
+DEPOSIT_VELOCITY_WEI = 20 * 10**18
+DEPOSIT_VELOCITY_TOKEN = 250_000 * 10**6
+VELOCITY_WINDOW_S = 86_400
 
 
 def _raw_public(key: Ed25519PrivateKey) -> str:
@@ -78,6 +93,7 @@ class LocalStack:
     confirmations: int = 3
     postgres: PostgresCluster | None = None  # reuse a running cluster (tests)
     core_options: dict[str, int] = field(default_factory=dict)
+    velocity_window_s: int = VELOCITY_WINDOW_S
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir).resolve()
@@ -156,35 +172,79 @@ class LocalStack:
         )
 
     def policy_text(self) -> str:
-        """The signer's policy: sweeps from deposit keys, gas funding, payouts and
-        refunds from the hot key with a per-transaction cap, approvals above a threshold."""
-        caps = "".join(
-            f'"{c.native_asset}" = "{50 * 10**18}"\n"{c.token_asset}" = "{500_000 * 10**6}"\n'
+        """The signer's policy, a safe starting point (docs/threat-model.md explains each
+        bound): pinned chains and assets, fee caps per chain, sweeps only from deposit keys
+        and only to the chain's treasury, gas funding only in the native coin to the deposit
+        address the signer derives itself and at most one sweep's gas, payouts and refunds
+        from the hot key with a per-transaction cap, approvals above a threshold and velocity
+        caps per 24 h (the hot key's fees count toward its native cap)."""
+        chains = "".join(
+            f"""[chains."{c.chain}"]
+treasury = "{c.treasury.lower()}"
+gas_funding_max = "{SIGNER_MAX_TOTAL_FEE_WEI}"
+max_fee_per_gas = "{SIGNER_MAX_FEE_PER_GAS_WEI}"
+max_gas = {SIGNER_MAX_GAS}
+max_total_fee = "{SIGNER_MAX_TOTAL_FEE_WEI}"
+
+"""
             for c in self.chains
         )
-        tokens = ", ".join(f'"{c.token_asset}"' for c in self.chains)
-        approvers = ", ".join(f'"{a}"' for a in APPROVERS)
+        caps = "".join(
+            f'"{c.native_asset}" = "{TX_CAP_WEI}"\n"{c.token_asset.lower()}" = "{TX_CAP_TOKEN}"\n'
+            for c in self.chains
+        )
+        velocity = "".join(
+            f"""[[velocity]]
+key_id = "{key}"
+asset = "{asset}"
+max_amount = "{amount}"
+window_s = {self.velocity_window_s}
+
+"""
+            for c in self.chains
+            for key, asset, amount in (
+                ("hot-1", c.native_asset, HOT_VELOCITY_WEI),
+                ("hot-1", c.token_asset.lower(), HOT_VELOCITY_TOKEN),
+                ("hd:*", c.native_asset, DEPOSIT_VELOCITY_WEI),
+                ("hd:*", c.token_asset.lower(), DEPOSIT_VELOCITY_TOKEN),
+            )
+        )
+
+        def quoted(items: list[str]) -> str:
+            return ", ".join(f'"{i}"' for i in items)
+
+        chain_ids = quoted([c.chain for c in self.chains])
+        natives = quoted([c.native_asset for c in self.chains])
+        tokens = quoted([c.token_asset.lower() for c in self.chains])
+        approvers = quoted(list(APPROVERS))
         return f"""version = 1
 
-[caps]
+{chains}[caps]
 {caps}
-[[rules]]
-name = "sweeps"
+{velocity}[[rules]]
+name = "sweeps to the treasury"
 caller_role = "payments"
 purpose = "SWEEP"
 key_id = "hd:*"
+chain = [{chain_ids}]
+asset = [{natives}, {tokens}]
 action = "allow"
 
 [[rules]]
-name = "gas funding"
+name = "gas funding of deposit addresses"
 caller_role = "payments"
 purpose = "GAS_FUNDING"
 key_id = "hot-1"
+chain = [{chain_ids}]
+asset = [{natives}]
 action = "allow"
 
 [[rules]]
 name = "large token payouts"
+caller_role = "payments"
 purpose = ["PAYOUT", "REFUND"]
+key_id = "hot-1"
+chain = [{chain_ids}]
 asset = [{tokens}]
 amount_above = "{APPROVAL_ABOVE_TOKEN}"
 action = "require_approvals"
@@ -192,10 +252,24 @@ approvers = [{approvers}]
 threshold = 2
 
 [[rules]]
+name = "large native payouts"
+caller_role = "payments"
+purpose = ["PAYOUT", "REFUND"]
+key_id = "hot-1"
+chain = [{chain_ids}]
+asset = [{natives}]
+amount_above = "{APPROVAL_ABOVE_WEI}"
+action = "require_approvals"
+approvers = [{approvers}]
+threshold = 2
+
+[[rules]]
 name = "payouts and refunds"
 caller_role = "payments"
-key_id = "hot-1"
 purpose = ["PAYOUT", "REFUND"]
+key_id = "hot-1"
+chain = [{chain_ids}]
+asset = [{natives}, {tokens}]
 action = "allow"
 """
 

@@ -33,6 +33,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):
     async def GetPublicKey(
         self, request: signer_pb2.GetPublicKeyRequest, context: Context
     ) -> signer_pb2.GetPublicKeyResponse:
+        await self._allow_key_read(context, "GetPublicKey")
         key = await self._thread.acall(keyring.get_key, self._session, request.key_id, self._xpub)
         if key is None:
             await abort(
@@ -50,8 +51,19 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):
     async def ListKeys(
         self, request: signer_pb2.ListKeysRequest, context: Context
     ) -> signer_pb2.ListKeysResponse:
+        await self._allow_key_read(context, "ListKeys")
         keys = await self._thread.acall(keyring.list_keys, self._session, self._xpub)
         return signer_pb2.ListKeysResponse(keys=[key_message(k) for k in keys])
+
+    async def _allow_key_read(self, context: Context, method: str) -> None:
+        """Key lookups tell which addresses hold funds: only allowlisted callers' certificates
+        get answers; anyone else is refused and audited."""
+        subject, _ = peer_identity(context)
+        refused = await self._pipeline.key_read_refusal(method, subject)
+        if refused is not None:
+            log.info("key read refused", extra={"method": method, "reason": refused.reason})
+            await abort(context, refused)
+            raise AssertionError("unreachable")
 
     async def Sign(
         self, request: signer_pb2.SignRequest, context: Context

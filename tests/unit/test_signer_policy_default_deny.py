@@ -1,0 +1,291 @@
+"""Default deny at load, purpose shapes and fee caps at decision time, and the order of the
+checks as data: every reason in the list can be produced, and a request that breaks several
+checks gets the first one's reason."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from signer.api.reasons import CODES
+from signer.policy.decide import REASONS, STEPS, Facts, Fee, applicable_caps, decide
+from signer.policy.model import PolicyError, eip55, parse_policy
+
+ETH = "eip155:1/slip44:60"
+TOKEN = "0x" + "cd" * 20
+USDC = f"eip155:1/erc20:{TOKEN}"
+PAYEE = "0x" + "aa" * 20
+TREASURY = "0x" + "7a" * 20
+DEPOSIT = "0x" + "d3" * 20
+
+CHAIN = f"""
+[chains."eip155:1"]
+treasury = "{TREASURY}"
+gas_funding_max = 300
+max_fee_per_gas = 10
+max_gas = 100
+max_total_fee = 500
+"""
+CAPS = f'[caps]\n"{ETH}" = 1000\n"{USDC}" = 5000\n'
+HOT_VELOCITY = "".join(
+    f'[[velocity]]\nkey_id = "hot-1"\nasset = "{a}"\nmax_amount = 100000\n' for a in (ETH, USDC)
+)
+PAYOUTS = f"""
+[[rules]]
+name = "payouts"
+key_id = "hot-1"
+purpose = "PAYOUT"
+chain = "eip155:1"
+asset = ["{ETH}", "{USDC}"]
+action = "allow"
+"""
+
+
+def load(text: str) -> object:
+    return parse_policy(text.encode(), frozenset({"alice", "bob"}))
+
+
+def test_a_safe_policy_loads() -> None:
+    load(CHAIN + CAPS + HOT_VELOCITY + PAYOUTS)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # allow without a cap names the rule and the asset
+        (CHAIN + f'[caps]\n"{ETH}" = 1\n' + HOT_VELOCITY + PAYOUTS, "rule 'payouts': asset"),
+        (CHAIN + CAPS + HOT_VELOCITY + PAYOUTS.replace('"PAYOUT"', '"PAYDAY"'), "purpose"),
+        (CHAIN + CAPS + HOT_VELOCITY + PAYOUTS.replace('chain = "eip155:1"\n', ""), "pin chain"),
+        (CHAIN + CAPS + HOT_VELOCITY + PAYOUTS.replace("asset = [", "#"), "pin asset"),
+        (CHAIN + CAPS + HOT_VELOCITY + PAYOUTS.replace('key_id = "hot-1"\n', ""), "pin key_id"),
+        (CHAIN + CAPS + HOT_VELOCITY + PAYOUTS.replace('purpose = "PAYOUT"\n', ""), "pin purpose"),
+        # the chain the rule pins has no fee caps
+        (CAPS + HOT_VELOCITY + PAYOUTS, "no \\[chains"),
+        (CHAIN.replace("max_gas = 100\n", "") + CAPS + HOT_VELOCITY + PAYOUTS, "max_gas"),
+        # a hot key moving an asset (or paying fees) without a velocity cap
+        (
+            CHAIN
+            + CAPS
+            + HOT_VELOCITY.split("[[velocity]]")[1].join(["[[velocity]]", ""])
+            + PAYOUTS,
+            "without a \\[\\[velocity\\]\\] cap",
+        ),
+        (CHAIN + CAPS + PAYOUTS, "without a \\[\\[velocity\\]\\] cap"),
+        # a rule shadowed by an earlier one is named with the one shadowing it
+        (
+            CHAIN + CAPS + HOT_VELOCITY + PAYOUTS + PAYOUTS.replace('"payouts"', '"again"'),
+            "rule 'again' is shadowed by the earlier rule 'payouts'",
+        ),
+        (
+            CHAIN + CAPS + HOT_VELOCITY + '[[rules]]\nname = "stop"\naction = "block"\n' + PAYOUTS,
+            "rule 'payouts' is shadowed",
+        ),
+        # purposes whose shape the rule cannot have
+        (
+            CHAIN + CAPS + HOT_VELOCITY + PAYOUTS.replace('"PAYOUT"', '"SWEEP"'),
+            "deposit keys",
+        ),
+        (
+            CHAIN + CAPS + HOT_VELOCITY + PAYOUTS.replace('"PAYOUT"', '"GAS_FUNDING"'),
+            "only the native coin",
+        ),
+        (
+            CHAIN.replace(f'treasury = "{TREASURY}"\n', "")
+            + CAPS
+            + PAYOUTS.replace('"PAYOUT"', '"SWEEP"').replace('"hot-1"', '"hd:*"'),
+            "no treasury",
+        ),
+        # addresses: a wrong EIP-55 checksum is a load error, never a silent non-match
+        (CHAIN + CAPS.replace(TOKEN, "0x" + "Cd" * 20) + HOT_VELOCITY + PAYOUTS, "EIP-55"),
+        (CHAIN.replace(TREASURY, "0x" + "7A" * 19 + "7a"), "EIP-55"),
+        (f'[allowlists]\np = ["{"0x" + "aB" * 20}"]\n', "EIP-55"),
+    ],
+)
+def test_unsafe_policies_are_refused_naming_the_problem(text: str, message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        load(text)
+
+
+def test_checksummed_addresses_are_canonicalised_and_still_cap() -> None:
+    """The original escape: an EIP-55 token address in the policy silently disabled its cap."""
+    checksummed = eip55(TOKEN)
+    assert checksummed != TOKEN
+    policy = parse_policy(
+        (CHAIN + CAPS + HOT_VELOCITY + PAYOUTS).replace(TOKEN, checksummed).encode()
+    )
+    f = Facts("payments", "hot-1", "PAYOUT", USDC, PAYEE, 5001, frozenset())
+    assert decide(f, policy, dict.fromkeys(applicable_caps(policy, f), 0)).reason == "OVER_TX_CAP"
+
+
+def test_unlimited_is_explicit() -> None:
+    policy = parse_policy(
+        (CHAIN + CAPS.replace("5000", '"unlimited"') + HOT_VELOCITY + PAYOUTS).encode()
+    )
+    assert policy.tx_caps[USDC] is None
+    with pytest.raises(PolicyError, match="caps"):
+        load(CHAIN + CAPS.replace("5000", '"Unlimited"') + HOT_VELOCITY + PAYOUTS)
+
+
+def test_a_pattern_velocity_cap_is_one_bucket() -> None:
+    policy = parse_policy(
+        (
+            CHAIN
+            + CAPS
+            + f'[[velocity]]\nkey_id = "hd:*"\nasset = "{USDC}"\nmax_amount = 10\n'
+            + PAYOUTS.replace('"PAYOUT"', '"SWEEP"').replace('"hot-1"', '"hd:*"')
+        ).encode()
+    )
+    caps = {
+        key: applicable_caps(policy, Facts("x", key, "SWEEP", USDC, TREASURY, 1, frozenset()))
+        for key in ("hd:1", "hd:2")
+    }
+    hd_cap = next(c for c in caps["hd:1"] if c.asset == USDC)
+    assert hd_cap in caps["hd:2"] and hd_cap.bucket == "pattern:hd:*"
+
+
+# -- the decision's steps, as data
+
+POLICY = parse_policy(
+    (
+        CHAIN
+        + CAPS
+        + HOT_VELOCITY
+        + f"""
+[allowlists]
+payees = ["{PAYEE}"]
+
+[[rules]]
+name = "sweeps"
+key_id = "hd:*"
+purpose = "SWEEP"
+chain = "eip155:1"
+asset = ["{ETH}", "{USDC}"]
+action = "allow"
+
+[[rules]]
+name = "gas"
+key_id = "hot-1"
+purpose = "GAS_FUNDING"
+chain = "eip155:1"
+asset = "{ETH}"
+action = "allow"
+
+[[rules]]
+name = "payees only"
+purpose = "PAYOUT"
+destination_not_in = "payees"
+action = "block"
+
+[[rules]]
+name = "no refunds"
+purpose = "REFUND"
+action = "block"
+
+[[rules]]
+name = "big"
+key_id = "hot-1"
+purpose = "PAYOUT"
+chain = "eip155:1"
+asset = ["{ETH}", "{USDC}"]
+amount_above = 500
+action = "require_approvals"
+approvers = ["alice", "bob"]
+threshold = 2
+"""
+        + PAYOUTS
+    ).encode(),
+    frozenset({"alice", "bob"}),
+)
+OK = Facts("payments", "hot-1", "PAYOUT", ETH, PAYEE, 10, frozenset(), fee=Fee(21, 2, 1))
+
+# One request per reason, breaking that check and nothing before it.
+PRODUCE: dict[str, Facts] = {
+    "CHAIN_NOT_CONFIGURED": replace(OK, chain="eip155:5"),
+    "PURPOSE_KEY_MISMATCH": replace(OK, key_id="hd:3"),
+    "SWEEP_NOT_TO_TREASURY": replace(OK, key_id="hd:3", purpose="SWEEP"),
+    "GAS_FUNDING_NOT_NATIVE": replace(OK, purpose="GAS_FUNDING", asset=USDC),
+    "GAS_FUNDING_DESTINATION_MISMATCH": replace(
+        OK, purpose="GAS_FUNDING", destination=DEPOSIT, derived_destination=None
+    ),
+    "OVER_GAS_FUNDING_CAP": replace(
+        OK, purpose="GAS_FUNDING", destination=DEPOSIT, derived_destination=DEPOSIT, amount=301
+    ),
+    "POLICY_NO_MATCH": replace(OK, key_id="hot-2"),
+    "POLICY_BLOCKED": replace(OK, purpose="REFUND"),
+    "DESTINATION_NOT_ALLOWED": replace(OK, destination=TREASURY),
+    "FEE_OVER_CAP": replace(OK, fee=Fee(21, 11, 1)),
+    "OVER_TX_CAP": replace(OK, amount=1001),
+    "OVER_VELOCITY_CAP": replace(OK, amount=100),
+    "APPROVALS_REQUIRED": replace(OK, amount=501),
+}
+
+
+def _decide(f: Facts, used: int = 0) -> str:
+    velocity = dict.fromkeys(applicable_caps(POLICY, f), used)
+    if f is PRODUCE["OVER_VELOCITY_CAP"]:
+        velocity = dict.fromkeys(velocity, 99_950)
+    return decide(f, POLICY, velocity).reason
+
+
+def test_the_healthy_request_is_allowed() -> None:
+    assert _decide(OK) == "ALLOWED"
+
+
+@pytest.mark.parametrize("reason", REASONS)
+def test_every_reason_in_the_list_can_be_produced(reason: str) -> None:
+    assert _decide(PRODUCE[reason]) == reason
+
+
+def test_the_steps_reasons_are_the_pipelines_in_the_same_order() -> None:
+    """reasons.CODES (every reason a Sign call can end with, in pipeline order) holds the
+    decision's reasons as one block, in the order of STEPS."""
+    assert set(PRODUCE) == set(REASONS)
+    codes = list(CODES)
+    block = codes[codes.index(REASONS[0]) : codes.index(REASONS[0]) + len(REASONS)]
+    assert tuple(block) == REASONS
+    assert [name for name, _, _ in STEPS] == [
+        "chain",
+        "purpose",
+        "rule",
+        "fees",
+        "tx_cap",
+        "velocity",
+        "approvals",
+    ]
+
+
+@given(st.sets(st.sampled_from(["fee", "amount", "destination", "chain", "key"]), min_size=2))
+def test_a_request_breaking_several_checks_gets_the_first_reason(broken: set[str]) -> None:
+    f = OK
+    if "fee" in broken:
+        f = replace(f, fee=Fee(21, 11, 1))  # fees
+    if "amount" in broken:
+        f = replace(f, amount=1001)  # tx_cap (after approvals' rule match: "big")
+    if "destination" in broken:
+        f = replace(f, destination=TREASURY)  # rule: blocked
+    if "chain" in broken:
+        f = replace(f, chain="eip155:5")  # chain
+    if "key" in broken:
+        f = replace(f, key_id="hd:3")  # purpose
+    order = [
+        ("chain", "CHAIN_NOT_CONFIGURED"),
+        ("key", "PURPOSE_KEY_MISMATCH"),
+        ("destination", "DESTINATION_NOT_ALLOWED"),
+        ("fee", "FEE_OVER_CAP"),
+        ("amount", "OVER_TX_CAP"),
+    ]
+    first = next(reason for name, reason in order if name in broken)
+    assert _decide(f) == first
+
+
+def test_fees_count_toward_the_native_velocity_cap() -> None:
+    f = replace(OK, asset=USDC, amount=1, fee=Fee(100, 5, 1))  # 500 wei of fee, in ETH
+    caps = applicable_caps(POLICY, f)
+    eth_cap = next(c for c in caps if c.asset == ETH)
+    used = {c: 0 for c in caps} | {eth_cap: 100_000 - 499}
+    assert decide(f, POLICY, used).reason == "OVER_VELOCITY_CAP"
+    used[eth_cap] = 100_000 - 500
+    assert decide(f, POLICY, used).allowed
