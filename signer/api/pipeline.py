@@ -15,6 +15,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -59,7 +60,9 @@ log = logging.getLogger("signer.sign")
 MAX_KEY_ID_CHARS = 64
 MAX_SUBJECT_CHARS = 256
 MAX_APPROVALS = 8
-MAX_SIGNATURE_BYTES = 64
+# Test-only fault point: seconds to wait between admission and the HSM signature, so tests can
+# cancel a call that was admitted (its audit record and reservation) deterministically.
+FAULT_SIGN_DELAY_S = float(os.environ.get("KASSA_SIGNER_FAULT_SIGN_DELAY_S", "0") or 0)
 _PURPOSE_NAMES = {v: k.removeprefix("PURPOSE_") for k, v in signer_pb2.Purpose.items()}
 
 
@@ -212,22 +215,30 @@ class SignPipeline:
     ) -> None:
         """The caller cancelled or disconnected after its request was queued for admission.
 
-        The step runs to its end (it holds store and HSM work that cannot be taken back
-        half-way); then, if the request was admitted but its answer not recorded, the
-        request id is released (a retry is admitted afresh) and the velocity reservation is
-        KEPT — accounted as spent, the conservative side, since the signer cannot know
-        whether the caller saw anything. The audit record says which happened."""
+        An admission runs to its end (its store operation is queued and cannot be taken
+        back; only then is it known whether it reserved). A signing is stopped where it is:
+        a signature the HSM thread still makes is dropped, never returned; an answer already
+        queued for recording is recorded. Then, if the request was admitted but no answer
+        recorded, its request id is released (a retry is admitted afresh) and its velocity
+        reservation KEPT — counted as spent, the conservative side. The audit record says
+        which happened."""
+        if during == "signing":
+            step.cancel()
         try:
             outcome = await step
+        except asyncio.CancelledError:
+            outcome = None  # the signing stopped part-way; the store says how far it got
         except BaseException:
             return
-        if not isinstance(outcome, Admitted | signer_pb2.SignResponse):
+        if during == "admission" and not isinstance(outcome, Admitted):
             return  # refused or replayed: already audited, nothing reserved
         request_id = prepared.body.request_id
 
         def op(conn: sqlite3.Connection) -> None:
             row = store.lookup_request(conn, request_id)
-            if row is not None and row.response is None:
+            if row is None:
+                return  # released by a failed signature, which audited itself
+            if row.response is None:
                 store.release_request(conn, request_id)
                 audit.detail.update(
                     cancelled_during=during,
@@ -431,6 +442,8 @@ class SignPipeline:
         self, prepared: Prepared, tx: EvmTx, audit: Audit
     ) -> signer_pb2.SignResponse:
         request_id = prepared.body.request_id
+        if FAULT_SIGN_DELAY_S:
+            await asyncio.sleep(FAULT_SIGN_DELAY_S)
         # decode_unsigned checked that tx.unsigned() re-encodes to exactly these bytes, so
         # this is tx.signing_hash() without encoding the transaction a second time.
         digest = keccak256(prepared.body.unsigned_transaction)

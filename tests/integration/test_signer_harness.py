@@ -221,7 +221,12 @@ class Signer:
 
 
 def start_signer(
-    token: SoftHsmToken, base: Path, certs: Path, parties: Parties, policy: str = POLICY
+    token: SoftHsmToken,
+    base: Path,
+    certs: Path,
+    parties: Parties,
+    policy: str = POLICY,
+    env: dict[str, str] | None = None,
 ) -> Signer:
     port = free_port()
     config = write_config(base / "signer.toml", token, certs, parties, port, policy)
@@ -232,7 +237,7 @@ def start_signer(
         [SIGNER, "--config", str(config), "serve"],
         base / "signer.log",
         port=port,
-        env=token.env,
+        env={**token.env, **(env or {})},
     ).start()
     return Signer(token, config, certs, port, parties, process, init.stdout.strip())
 
