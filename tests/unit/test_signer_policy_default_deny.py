@@ -289,3 +289,20 @@ def test_fees_count_toward_the_native_velocity_cap() -> None:
     assert decide(f, POLICY, used).reason == "OVER_VELOCITY_CAP"
     used[eth_cap] = 100_000 - 500
     assert decide(f, POLICY, used).allowed
+
+
+def test_every_policy_example_in_the_docs_loads() -> None:
+    """The docs' examples are safe starting policies: they pass the default-deny load checks."""
+    import re
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    examples = [
+        block
+        for doc in ("hsm-runbook.md", "threat-model.md")
+        for block in re.findall(r"```toml\n(.*?)```", (docs / doc).read_text(), re.S)
+        if "[[rules]]" in block
+    ]
+    assert examples
+    for example in examples:
+        parse_policy(example.encode(), frozenset({"alice", "bob", "carol"}))
