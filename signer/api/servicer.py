@@ -11,7 +11,8 @@ from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
 from signer import keyring
 from signer.api.convert import key_message
 from signer.api.errors import Refusal, abort
-from signer.api.pipeline import SignPipeline
+from signer.api.pipeline import MAX_KEY_ID_CHARS, SignPipeline
+from signer.api.reasons import refusal
 from signer.hsm.thread import HsmThread
 from signer.hsm.token import TokenSession
 from signer.tls.server import peer_identity
@@ -34,6 +35,15 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):
         self, request: signer_pb2.GetPublicKeyRequest, context: Context
     ) -> signer_pb2.GetPublicKeyResponse:
         await self._allow_key_read(context, "GetPublicKey")
+        if len(request.key_id) > MAX_KEY_ID_CHARS:
+            await abort(
+                context,
+                refusal(
+                    "FIELD_TOO_LONG",
+                    f"key_id exceeds {MAX_KEY_ID_CHARS} characters",
+                    field="key_id",
+                ),
+            )
         key = await self._thread.acall(keyring.get_key, self._session, request.key_id, self._xpub)
         if key is None:
             await abort(

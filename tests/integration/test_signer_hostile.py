@@ -363,9 +363,12 @@ def test_key_lookups_only_for_allowlisted_callers(signer: Signer, certs: Path) -
             assert records[-1]["caller"]["tls_subject"] == "CN=kassa-intruder"
     finally:
         channel.close()
-    # The core's certificate is allowlisted.
+    # The core's certificate is allowlisted; what it asks is bounded too.
     key = signer.stub.GetPublicKey(signer_pb2.GetPublicKeyRequest(key_id="hot-1"), timeout=10)
     assert key.key.address
+    with pytest.raises(grpc.RpcError) as error:
+        signer.stub.GetPublicKey(signer_pb2.GetPublicKeyRequest(key_id="k" * 5_000), timeout=10)
+    assert rich(error.value).reason == "FIELD_TOO_LONG"
 
 
 def test_the_audit_chain_of_all_this_verifies(signer: Signer) -> None:
@@ -404,12 +407,31 @@ def test_a_cancelled_call_is_audited_and_its_reservation_kept(tmp_path: Path, ce
         assert slow.close() == 0
 
 
+def test_the_window_rolls(tmp_path: Path, certs: Path) -> None:
+    """The shipped policy with an 8 s window instead of 24 h (signer_policy's one parameter):
+    the cap holds within the window and frees as the signatures age out of it."""
+    token = SoftHsmToken(tmp_path / "softhsm").init()
+    window_s = 8
+    policy = signer_policy([PolicyChain("eip155:1", USDC, TREASURY)], window_s)
+    short = start_signer(token, tmp_path, certs, Parties(), policy)
+    try:
+        started = time.monotonic()
+        for _ in range(HOT_VELOCITY_TOKEN // APPROVAL_ABOVE_TOKEN):
+            signs(short, core(short, body(asset=USDC, amount=APPROVAL_ABOVE_TOKEN)))
+        attack(short, core(short, body(asset=USDC, amount=1)), "OVER_VELOCITY_CAP")
+        assert time.monotonic() - started < window_s, "too slow to fill the window inside it"
+        time.sleep(window_s + 0.5)
+        signs(short, core(short, body(asset=USDC, amount=APPROVAL_ABOVE_TOKEN)))
+    finally:
+        assert short.close() == 0
+
+
 def test_no_script_passes_a_pin_on_a_command_line() -> None:
     """The signer's own scripts and configs read the PIN from a file (mode 0600) or the
     environment; the development token's initialisation is the one softhsm2-util call."""
     repo = Path(__file__).resolve().parents[2]
     offenders = subprocess.run(
-        ["git", "grep", "-n", "-e", "--pin", "--", "scripts", "signer", "docs"],
+        ["git", "grep", "-n", "-e", "--pin", "--", "scripts", "signer"],
         cwd=repo,
         capture_output=True,
         text=True,
