@@ -282,7 +282,11 @@ class SignPipeline:
     def _derived(self, intent: signer_pb2.Intent) -> str | None:
         """The deposit address for the index a GAS_FUNDING names, from the signer's own seed
         (its account xpub); never taken from the caller."""
-        if self._xpub is None or not intent.HasField("destination_hd_index"):
+        if (
+            self._xpub is None
+            or intent.purpose != signer_pb2.PURPOSE_GAS_FUNDING
+            or not intent.HasField("destination_hd_index")
+        ):
             return None
         if intent.destination_hd_index >= HARDENED:
             return None
@@ -320,6 +324,8 @@ class SignPipeline:
         tx, intent, later = None, None, None
         try:
             tx = decode_unsigned(body.unsigned_transaction)
+            # The decoded fee fields go into the record from here on, whatever follows.
+            audit.intent = {"tx_type": tx.kind, "nonce": str(tx.nonce), **fee_of(tx).summary()}
             transfer = transfer_of(tx)
             i = body.intent
             intent = parse_intent(
@@ -330,12 +336,7 @@ class SignPipeline:
                 _PURPOSE_NAMES.get(i.purpose, "UNSPECIFIED"),
                 i.reference,
             )
-            audit.intent = {
-                **intent.summary(),
-                "tx_type": tx.kind,
-                "nonce": str(tx.nonce),
-                **fee_of(tx).summary(),
-            }
+            audit.intent = {**intent.summary(), **audit.intent}
             if i.HasField("destination_hd_index"):
                 audit.intent["destination_hd_index"] = str(i.destination_hd_index)
             wrong = mismatch(intent, transfer)
