@@ -52,6 +52,7 @@ from signer.secp256k1 import (
     recoverable,
 )
 from signer.state import store
+from signer.state.seed_file import SeedFileError
 from signer.state.store import StoreThread, StoreUnavailable
 
 log = logging.getLogger("signer.sign")
@@ -370,7 +371,13 @@ class SignPipeline:
             return None
         if key_id not in self._hot_keys:
             # A key made after start (keys create) is found on the first request naming it.
-            fresh = await self._hsm.acall(self._session.hot_key, key_id)
+            try:
+                fresh = await self._hsm.acall(self._session.hot_key, key_id)
+            except HsmError as exc:
+                log.error("key lookup failed", extra={"key_id": key_id, "error": str(exc)})
+                return refusal(
+                    "SIGNING_FAILED", "the HSM could not look the key up", problem="key_lookup"
+                )
             if fresh is None:
                 return refusal("KEY_NOT_FOUND", f"no key {key_id!r}", key_id=key_id)
             self._hot_keys.add(key_id)
@@ -450,7 +457,7 @@ class SignPipeline:
         digest = keccak256(prepared.body.unsigned_transaction)
         try:
             signature = await self._sign_digest(prepared.body.key_id, digest)
-        except (HsmError, SignatureError) as exc:
+        except (HsmError, SignatureError, SeedFileError) as exc:
             log.error("signing failed", extra={"request_id": request_id, "error": str(exc)})
 
             def failed(conn: sqlite3.Connection) -> None:

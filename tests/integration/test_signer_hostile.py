@@ -11,6 +11,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -261,6 +262,15 @@ def _nested(depth: int) -> bytes:
     return item
 
 
+def test_empty_and_invalid_requests(signer: Signer) -> None:
+    empty = core(signer, body())
+    empty.envelope.body = b""
+    attack(signer, empty, "ENVELOPE_EMPTY")
+    b = body()
+    b.intent.amount = "1e18"
+    assert attack(signer, core(signer, b), "INTENT_INVALID").metadata["field"] == "amount"
+
+
 def test_deeply_nested_rlp_is_a_decode_refusal(signer: Signer) -> None:
     error = attack(signer, core(signer, body(tx=b"\x02" + _nested(1200))), "TX_DECODE_FAILED")
     assert error.metadata["problem"] == "too_deep"
@@ -397,12 +407,31 @@ def test_a_cancelled_call_is_audited_and_its_reservation_kept(tmp_path: Path, ce
         assert record["decision"] == "REFUSED"
         assert record["detail"]["velocity"] == "reservation kept: counted as spent"
         assert record["detail"]["request_id_guard"] == "released"
-        # The retry is admitted afresh (the id was released) and the first reservation stays.
-        response = slow.stub.Sign(request, timeout=20)
-        assert response.tx_hash
+        # The retry is admitted afresh (the id was released) and the first reservation stays;
+        # while it is being signed, the same request again is in flight.
+        with ThreadPoolExecutor(1) as pool:
+            retry = pool.submit(slow.stub.Sign, request, timeout=20)
+            time.sleep(0.5)
+            attack(slow, request, "REQUEST_IN_FLIGHT")
+            assert retry.result().tx_hash
         over = body(asset=USDC, amount=HOT_VELOCITY_TOKEN - 1_000)
         error_info = attack(slow, core(slow, over), "OVER_VELOCITY_CAP")
         assert error_info.metadata["used"] == "2000"
+        # The HSM side failing mid-request (here: the encrypted seed file damaged while a
+        # sweep waits to be signed) is SIGNING_FAILED, audited, and the id is released.
+        seed = slow.config.parent / "state" / "hd-seed.json"
+        kept = seed.read_bytes()
+        sweep = body(key_id="hd:1", destination=TREASURY, purpose=signer_pb2.PURPOSE_SWEEP)
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(slow.stub.Sign, core(slow, sweep), timeout=20)
+            time.sleep(0.3)
+            seed.write_text("{damaged")
+            with pytest.raises(grpc.RpcError) as failed:
+                pending.result()
+        seed.write_bytes(kept)
+        assert rich(failed.value).reason == "SIGNING_FAILED"
+        assert slow.audit()[-1]["reason"] == "SIGNING_FAILED"
+        assert slow.stub.Sign(core(slow, sweep), timeout=20).tx_hash
     finally:
         assert slow.close() == 0
 

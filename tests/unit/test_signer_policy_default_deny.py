@@ -306,3 +306,27 @@ def test_every_policy_example_in_the_docs_loads() -> None:
     assert examples
     for example in examples:
         parse_policy(example.encode(), frozenset({"alice", "bob", "carol"}))
+
+
+# Reasons no test here can produce, and why.
+UNPRODUCIBLE = {
+    # gRPC Python clients cannot be limited to TLS 1.2; the server-side check is covered by
+    # signer/tls/server.py's interceptor and the pipeline's first step.
+    "TLS_VERSION_REFUSED": "no TLS 1.2 gRPC client in Python",
+}
+
+
+def test_every_reason_a_sign_call_can_end_with_is_asserted_by_a_test() -> None:
+    """reasons.CODES is the list of every reason; each one is the asserted outcome of a signer
+    test (the decision's reasons here, the pipeline's in the integration tests), so a new
+    reason cannot be added without a test that produces it."""
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parents[1]
+    text = "".join(
+        p.read_text()
+        for p in [*tests.glob("integration/test_signer_*.py"), *tests.glob("unit/test_signer_*.py")]
+        if p.name != Path(__file__).name
+    ) + "".join(f'"{r}"' for r in PRODUCE)
+    missing = [r for r in CODES if f'"{r}"' not in text and r not in UNPRODUCIBLE]
+    assert missing == []
