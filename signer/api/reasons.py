@@ -52,5 +52,49 @@ CODES: dict[str, grpc.StatusCode] = {
 }
 
 
+# The Sign pipeline's checks as one ordered list of named steps, each with the reasons it can
+# give; the first failing step decides (docs/threat-model.md, "Signer policy: evaluation
+# order"). "policy" is signer.policy.decide.STEPS, whose reasons a test holds equal to these.
+PIPELINE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("tls", ("TLS_VERSION_REFUSED",)),
+    ("envelope_bounds", ("FIELD_TOO_LONG",)),
+    (
+        "authenticate",
+        (
+            "ENVELOPE_EMPTY",
+            "CALLER_UNKNOWN",
+            "CALLER_TLS_MISMATCH",
+            "SIGNATURE_INVALID",
+            "APPROVAL_INVALID",
+        ),
+    ),
+    ("body", ("FIELD_TOO_LONG", "BODY_INVALID")),
+    ("window", ("REQUEST_LIFETIME_TOO_LONG", "REQUEST_NOT_YET_VALID", "REQUEST_EXPIRED")),
+    ("request_id", ("REQUEST_ID_REUSED", "REQUEST_IN_FLIGHT")),
+    ("decode", ("TX_DECODE_FAILED", "INTENT_INVALID", "INTENT_MISMATCH")),
+    (
+        "policy",
+        (
+            "CHAIN_NOT_CONFIGURED",
+            "PURPOSE_KEY_MISMATCH",
+            "SWEEP_NOT_TO_TREASURY",
+            "GAS_FUNDING_NOT_NATIVE",
+            "GAS_FUNDING_DESTINATION_MISMATCH",
+            "OVER_GAS_FUNDING_CAP",
+            "POLICY_NO_MATCH",
+            "POLICY_BLOCKED",
+            "DESTINATION_NOT_ALLOWED",
+            "FEE_OVER_CAP",
+            "OVER_TX_CAP",
+            "OVER_VELOCITY_CAP",
+            "APPROVALS_REQUIRED",
+        ),
+    ),
+    ("key", ("KEY_NOT_FOUND",)),
+    ("sign", ("SIGNING_FAILED", "REQUEST_CANCELLED")),
+    ("audit", ("AUDIT_UNAVAILABLE",)),
+)
+
+
 def refusal(reason: str, message: str, **metadata: str) -> Refusal:
     return Refusal(CODES[reason], reason, message, metadata)

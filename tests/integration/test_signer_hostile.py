@@ -35,6 +35,7 @@ from localstack.fullstack import (
     signer_policy,
 )
 from localstack.softhsm import SoftHsmToken
+from signer.api.reasons import PIPELINE
 from signer.hd.bip32 import child_public, parse_extended_key, uncompressed
 from signer.policy.model import eip55
 from signer.secp256k1 import address_of
@@ -467,3 +468,45 @@ def test_no_script_passes_a_pin_on_a_command_line() -> None:
     ).stdout.splitlines()
     allowed = ("scripts/localstack/softhsm.py",)
     assert [o for o in offenders if not o.startswith(allowed)] == []
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"caller", "reference", "expired", "tx", "cap"},
+        {"reference", "expired", "tx", "cap"},
+        {"expired", "tx", "cap"},
+        {"tx", "cap"},
+        {"caller", "cap"},
+        {"reference", "cap"},
+        {"expired", "cap"},
+    ],
+)
+def test_a_request_breaking_several_checks_gets_the_first_in_pipeline_order(
+    signer: Signer, broken: set[str]
+) -> None:
+    """Across the whole pipeline, not only the policy: the reason is the one of the earliest
+    step in reasons.PIPELINE among the checks the request breaks."""
+    b = body(
+        asset=USDC,
+        amount=TX_CAP_TOKEN + 1 if "cap" in broken else 1,
+        issue_s=time.time() - 600 if "expired" in broken else None,
+        tx=b"\x02\xc1\x80" if "tx" in broken else None,
+    )
+    if "reference" in broken:
+        b.intent.reference = "r" * 1_000
+    request = envelope(b, signer.parties.core, "mallory" if "caller" in broken else "core")
+    step_and_reason = {
+        "caller": ("authenticate", "CALLER_UNKNOWN"),
+        "reference": ("body", "FIELD_TOO_LONG"),
+        "expired": ("window", "REQUEST_EXPIRED"),
+        "tx": ("decode", "TX_DECODE_FAILED"),
+        "cap": ("policy", "OVER_TX_CAP"),
+    }
+    steps = [name for name, _ in PIPELINE]
+    _, first = min((step_and_reason[v] for v in broken), key=lambda sr: steps.index(sr[0]))
+    before = len(signer.audit())
+    with pytest.raises(grpc.RpcError) as error:
+        signer.stub.Sign(request, timeout=20)
+    assert rich(error.value).reason == first
+    assert [r["reason"] for r in signer.audit()[before:]] == [first]

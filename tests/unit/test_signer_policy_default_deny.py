@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signer.api.reasons import CODES
+from signer.api.reasons import CODES, PIPELINE
 from signer.policy.decide import REASONS, STEPS, Facts, Fee, applicable_caps, decide
 from signer.policy.model import PolicyError, eip55, parse_policy
 
@@ -246,6 +246,9 @@ def test_the_steps_reasons_are_the_pipelines_in_the_same_order() -> None:
     codes = list(CODES)
     block = codes[codes.index(REASONS[0]) : codes.index(REASONS[0]) + len(REASONS)]
     assert tuple(block) == REASONS
+    assert dict(PIPELINE)["policy"] == REASONS
+    # CODES adds what key lookups (GetPublicKey, ListKeys) can end with.
+    assert {r for _, reasons in PIPELINE for r in reasons} == set(CODES) - {"CALLER_NOT_ALLOWED"}
     assert [name for name, _, _ in STEPS] == [
         "chain",
         "purpose",
