@@ -431,6 +431,9 @@ def _check_allowing(rule: Rule, policy: Policy) -> None:
             raise PolicyError(f"{where}: GAS_FUNDING moves only the native coin, not {asset}")
     if "SWEEP" in m.purposes and not all(is_hd_pattern(p) for p in m.key_ids):
         raise PolicyError(f"{where}: SWEEP is signed only by deposit keys hd:<index> or hd:*")
+    if m.purposes - {"SWEEP"} and any(is_hd_pattern(p) for p in m.key_ids):
+        # It could never allow anything: deposit keys only ever sweep.
+        raise PolicyError(f"{where}: deposit keys (hd:…) sign only SWEEP")
     hot_patterns = [p for p in m.key_ids if not is_hd_pattern(p)]
     moved = sorted(m.assets | {native_asset(c) for c in m.chains})  # fees are native
     for pattern in hot_patterns:

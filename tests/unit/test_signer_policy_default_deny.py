@@ -92,6 +92,7 @@ def test_a_safe_policy_loads() -> None:
             CHAIN + CAPS + HOT_VELOCITY + PAYOUTS.replace('"PAYOUT"', '"GAS_FUNDING"'),
             "only the native coin",
         ),
+        (CHAIN + CAPS + PAYOUTS.replace('"hot-1"', '"hd:*"'), "sign only SWEEP"),
         (
             CHAIN.replace(f'treasury = "{TREASURY}"\n', "")
             + CAPS
@@ -107,6 +108,32 @@ def test_a_safe_policy_loads() -> None:
 def test_unsafe_policies_are_refused_naming_the_problem(text: str, message: str) -> None:
     with pytest.raises(PolicyError, match=message):
         load(text)
+
+
+@given(st.binary(min_size=20, max_size=20), st.integers(0, 39))
+def test_eip55_checksums_are_checked(raw: bytes, position: int) -> None:
+    """A checksummed address loads (as its lowercase form); flipping the case of any one
+    letter breaks the checksum and is a load error; all-lowercase and all-uppercase (no
+    checksum claimed) load."""
+    from signer.policy.model import canonical_address
+
+    lower = "0x" + raw.hex()
+    checksummed = eip55(lower)
+    assert canonical_address(checksummed, "t") == lower
+    assert canonical_address(lower, "t") == lower
+    assert canonical_address("0x" + raw.hex().upper(), "t") == lower
+    c = checksummed[2 + position]
+    if c.isalpha():
+        flipped = checksummed[: 2 + position] + c.swapcase() + checksummed[3 + position :]
+        if flipped[2:] not in (lower[2:], lower[2:].upper()):
+            with pytest.raises(PolicyError, match="EIP-55"):
+                canonical_address(flipped, "t")
+
+
+def test_a_known_eip55_address() -> None:
+    # From EIP-55's test vectors.
+    address = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+    assert eip55(address.lower()) == address
 
 
 def test_checksummed_addresses_are_canonicalised_and_still_cap() -> None:
