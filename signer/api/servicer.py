@@ -11,7 +11,7 @@ from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
 from signer import keyring
 from signer.api.convert import key_message
 from signer.api.errors import Refusal, abort
-from signer.api.pipeline import MAX_KEY_ID_CHARS, SignPipeline
+from signer.api.pipeline import MAX_KEY_ID_CHARS, SignPipeline, bounded
 from signer.api.reasons import refusal
 from signer.hsm.thread import HsmThread
 from signer.hsm.token import TokenSession
@@ -86,7 +86,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):
                 "sign refused",
                 extra={
                     "reason": refusal.reason,
-                    "caller_key_id": request.envelope.caller_key_id,
+                    "caller_key_id": bounded(request.envelope.caller_key_id, MAX_KEY_ID_CHARS),
                     **{f"meta_{k}": v for k, v in refusal.metadata.items()},
                 },
             )

@@ -311,6 +311,7 @@ def test_oversized_fields_are_refused_before_they_reach_the_audit_log(signer: Si
     long_caller = envelope(body(), signer.parties.core, caller_key_id="c" * 5_000)
     assert attack(signer, long_caller, "FIELD_TOO_LONG").metadata["field"] == "caller_key_id"
     assert len(signer.audit()[-1]["caller"]["key_id"]) < 100
+    assert "c" * 100 not in (signer.config.parent / "signer.log").read_text()
     many = envelope(body(), signer.parties.core)
     for i in range(9):
         many.envelope.approvals.add(approver_key_id=f"a{i}", signature=b"\0" * 64)
