@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -391,6 +392,17 @@ def test_the_audit_chain_of_all_this_verifies(signer: Signer) -> None:
 # -- a call cancelled after admission
 
 
+def _in_flight(s: Signer, request_id: str) -> bool:
+    conn = sqlite3.connect(f"file:{s.db}?mode=ro", uri=True)
+    try:
+        row = conn.execute(
+            "SELECT 1 FROM requests WHERE request_id = ? AND response IS NULL", (request_id,)
+        ).fetchone()
+    finally:
+        conn.close()
+    return row is not None
+
+
 def test_a_cancelled_call_is_audited_and_its_reservation_kept(tmp_path: Path, certs: Path) -> None:
     token = SoftHsmToken(tmp_path / "softhsm").init()
     slow = start_signer(
@@ -413,7 +425,10 @@ def test_a_cancelled_call_is_audited_and_its_reservation_kept(tmp_path: Path, ce
         # while it is being signed, the same request again is in flight.
         with ThreadPoolExecutor(1) as pool:
             retry = pool.submit(slow.stub.Sign, request, timeout=20)
-            time.sleep(0.5)
+            request_id = signer_pb2.SignRequestBody.FromString(request.envelope.body).request_id
+            while not _in_flight(slow, request_id):
+                assert time.monotonic() < deadline + 10
+                time.sleep(0.05)
             attack(slow, request, "REQUEST_IN_FLIGHT")
             assert retry.result().tx_hash
         over = body(asset=USDC, amount=HOT_VELOCITY_TOKEN - 1_000)
