@@ -406,12 +406,12 @@ def _in_flight(s: Signer, request_id: str) -> bool:
 def test_a_cancelled_call_is_audited_and_its_reservation_kept(tmp_path: Path, certs: Path) -> None:
     token = SoftHsmToken(tmp_path / "softhsm").init()
     slow = start_signer(
-        token, tmp_path, certs, Parties(), SHIPPED, {"KASSA_SIGNER_FAULT_SIGN_DELAY_S": "1.5"}
+        token, tmp_path, certs, Parties(), SHIPPED, {"KASSA_SIGNER_FAULT_SIGN_DELAY_S": "2.5"}
     )
     try:
         request = core(slow, body(asset=USDC, amount=1_000))
         with pytest.raises(grpc.RpcError) as error:
-            slow.stub.Sign(request, timeout=0.5)
+            slow.stub.Sign(request, timeout=1.0)
         assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         deadline = time.monotonic() + 10
         while not any(r["reason"] == "REQUEST_CANCELLED" for r in slow.audit()):
