@@ -30,7 +30,7 @@ from localstack.fullstack import (
 from signer.envelope.digest import body_digest
 from signer.hd.bip32 import child_public, parse_extended_key, uncompressed
 from signer.secp256k1 import address_of
-from tests.grpc_errors import rich
+from tests.support.grpc_errors import rich
 
 MAX_FEE_WEI = 10 * 10**9
 TIP_WEI = 10**9

@@ -40,8 +40,8 @@ from signer.api.reasons import PIPELINE
 from signer.hd.bip32 import child_public, parse_extended_key, uncompressed
 from signer.policy.model import eip55
 from signer.secp256k1 import address_of
-from tests.grpc_errors import RichError, rich
-from tests.integration.test_signer_harness import (
+from tests.support.grpc_errors import RichError, rich
+from tests.support.signer import (
     PAYEE,
     STRANGER,
     TOKEN,
