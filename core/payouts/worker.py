@@ -174,9 +174,18 @@ class PayoutWorker:
             return txbuilder.Fees(int(row["fixed_max_fee"]), int(row["fixed_tip"]))
         return await self._fees(row["chain"], at_least)
 
-    def _body(self, row: asyncpg.Record, nonce: int, fees: txbuilder.Fees) -> dict[str, Any]:
+    async def _body(
+        self, conn: asyncpg.Connection, row: asyncpg.Record, nonce: int, fees: txbuilder.Fees
+    ) -> dict[str, Any]:
         """Columns of a fresh sign request for `row` at `nonce` with `fees`."""
         amount = int(row["amount"])
+        # A gas funding names the deposit index it funds: the signer derives that address
+        # itself and signs to no other.
+        hd_index = None
+        if row["kind"] == "gas_funding":
+            hd_index = await conn.fetchval(
+                "SELECT derivation_index FROM invoices WHERE id = $1", row["invoice_id"]
+            )
         call = txbuilder.call_for(row["asset"], row["destination"], amount)
         unsigned = txbuilder.eip1559(txbuilder.chain_number(row["chain"]), nonce, fees, call)
         now = self.clock()
@@ -195,6 +204,7 @@ class PayoutWorker:
             ),
             issue_time=now,
             lifetime_s=self.settings.request_lifetime_s,
+            destination_hd_index=None if hd_index is None else int(hd_index),
         )
         return {
             "sign_body": body,
@@ -228,7 +238,9 @@ class PayoutWorker:
                 return
             nonce = await nonces.allocate(conn, row["chain"], row["key_id"])
             decision = machine.decide(as_machine(row, ()), machine.NonceAllocated(nonce))
-            await save(conn, row, decision, self.clock(), **self._body(row, nonce, fees))
+            await save(
+                conn, row, decision, self.clock(), **await self._body(conn, row, nonce, fees)
+            )
         await self._on_signing(payout_id)
 
     async def _funded(self, row: asyncpg.Record) -> bool:
@@ -267,7 +279,7 @@ class PayoutWorker:
                     assert row is not None
                     if row["state"] != "signing":
                         return
-                    body = self._body(row, int(row["nonce"]), fees)
+                    body = await self._body(conn, row, int(row["nonce"]), fees)
                     names = list(body)
                     sets = ", ".join(f"{n} = ${i + 2}" for i, n in enumerate(names))
                     row = await conn.fetchrow(
@@ -407,7 +419,7 @@ class PayoutWorker:
                 # Expired or its nonce was reused: a fresh body for approvers to sign,
                 # at the nonce the next allocation would give (not taken until approved).
                 nonce = await nonces.peek(conn, row["chain"], row["key_id"])
-                body = self._body(row, nonce, fees)
+                body = await self._body(conn, row, nonce, fees)
                 names = ["nonce", *body]
                 sets = ", ".join(f"{n} = ${i + 2}" for i, n in enumerate(names))
                 await conn.execute(
@@ -420,7 +432,9 @@ class PayoutWorker:
             # Other policy refusals: try again (the policy may have been reloaded).
             nonce = await nonces.allocate(conn, row["chain"], row["key_id"])
             decision = machine.decide(as_machine(row, ()), machine.Approved(nonce))
-            await save(conn, row, decision, self.clock(), **self._body(row, nonce, fees))
+            await save(
+                conn, row, decision, self.clock(), **await self._body(conn, row, nonce, fees)
+            )
 
     # -- signed → broadcast ------------------------------------------------
     async def _on_signed(self, payout_id: str) -> None:
@@ -563,7 +577,11 @@ class PayoutWorker:
             )
             # Same nonce, same intent, higher fees: whichever candidate lands wins.
             await save(
-                conn, row, decision, self.clock(), **self._body(row, int(row["nonce"]), fees)
+                conn,
+                row,
+                decision,
+                self.clock(),
+                **await self._body(conn, row, int(row["nonce"]), fees),
             )
         log.info(
             "replacing stuck payout transaction",
