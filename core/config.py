@@ -37,6 +37,9 @@ class ConfirmationTier:
     confirmations: int
 
 
+DEFAULT_FINALITY_DEPTH = 64
+
+
 @dataclass(frozen=True)
 class ChainConfig:
     id: str  # CAIP-2
@@ -46,6 +49,14 @@ class ChainConfig:
     # A mempool sighting not mined within this long is dropped (it was
     # replaced, evicted or never propagated) and stops counting.
     pending_ttl_s: int = 3600
+    # Blocks after which an outgoing transaction (payout, refund, sweep) is
+    # final: until then a reorg that removes it sends it again. 64 is two
+    # Ethereum epochs, where its beacon chain finalizes; 0: the default.
+    finality_depth: int = 0
+
+    @property
+    def finality_blocks(self) -> int:
+        return self.finality_depth or max(DEFAULT_FINALITY_DEPTH, self.confirmations)
 
     @property
     def zero_conf(self) -> bool:
@@ -153,6 +164,15 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
             or pending_ttl_s < 1
         ):
             raise ConfigError(f"{where}.pending_ttl_s must be a positive whole number of seconds")
+        finality_depth = item.get("finality_depth", 0)
+        if (
+            isinstance(finality_depth, bool)
+            or not isinstance(finality_depth, int)
+            or (finality_depth and finality_depth < confirmations)
+        ):
+            raise ConfigError(
+                f"{where}.finality_depth must be a whole number of blocks, at least confirmations"
+            )
         chains.append(
             ChainConfig(
                 chain_id,
@@ -160,6 +180,7 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
                 confirmations,
                 tuple(tiers),
                 pending_ttl_s,
+                finality_depth,
             )
         )
     if not chains:

@@ -25,7 +25,7 @@ from datetime import datetime
 import asyncpg
 
 from core.ledger import store
-from core.ledger.rules import Account, Transfer, TransferFlags
+from core.ledger.rules import Account, AccountFlags, Transfer, TransferFlags
 
 CUSTODY, FEES, NETWORK_FEES = 1001, 1002, 1003
 AVAILABLE, INCOMING, REFUNDS_PAYABLE = 2001, 2002, 2003
@@ -54,13 +54,25 @@ def platform_accounts(asset: str) -> list[Account]:
     return [
         Account(custody(asset), asset, CUSTODY),
         Account(f"platform:fees:{asset}", asset, FEES),
-        Account(f"platform:network_fees:{asset}", asset, NETWORK_FEES),
+        # An expense: only ever debited (a reorg's undo credits back no more).
+        Account(
+            f"platform:network_fees:{asset}",
+            asset,
+            NETWORK_FEES,
+            int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS),
+        ),
     ]
 
 
 def merchant_accounts(merchant_id: str, asset: str) -> list[Account]:
+    # What Kassa owes the merchant: never negative (refunds payable included).
     return [
-        Account(merchant_account(merchant_id, asset, kind), asset, code)
+        Account(
+            merchant_account(merchant_id, asset, kind),
+            asset,
+            code,
+            int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
+        )
         for kind, code in (
             ("available", AVAILABLE),
             ("incoming", INCOMING),
