@@ -107,12 +107,11 @@ CHECKS = (
                     AND credits_pending + credits_posted > debits_posted))
             ORDER BY id LIMIT 1""",  # noqa: S608 (constants, no input)
         lambda r: (
-            f"account {r['id']}: balance {-r['net']} breaks its nature (code {r['code']}: "
-            + (
-                "credits must cover debits)"
-                if r["code"] in CREDIT_NORMAL
-                else "debits must cover credits)"
-            )
+            f"account {r['id']}: balance {-r['net']} breaks its nature "
+            f"(code {r['code']}: credits must cover debits)"
+            if r["code"] in CREDIT_NORMAL
+            else f"account {r['id']}: balance {r['net']} breaks its nature "
+            f"(code {r['code']}: debits must cover credits)"
         ),
     ),
     Check(
