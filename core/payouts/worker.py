@@ -50,8 +50,11 @@ FAULT = os.environ.get("KASSA_FAULT", "")
 # A broadcast candidate missing from the chain while its nonce is used: seen
 # this many passes in a row before the payout is failed (guards races with mining).
 NONCE_LOST_PASSES = 5
-# A landed payout not yet final is looked at this often.
+# A landed payout not yet final is looked at this often, and counts as
+# reorged out once its transaction is missing this many looks in a row (a
+# node behind the others, after a failover, does not know it yet either).
 LANDED_POLL_S = 1.0
+REORG_PASSES = 2
 _SEEN = {
     adapter_pb2.TRANSACTION_STATUS_SUCCEEDED: tracking.Seen.SUCCEEDED,
     adapter_pb2.TRANSACTION_STATUS_REVERTED: tracking.Seen.REVERTED,
@@ -116,6 +119,7 @@ class PayoutWorker:
         self.timing = tracking.Timing(payouts.replace_after_s, payouts.rebroadcast_after_s)
         self.hot_address = ""
         self._nonce_lost: dict[str, int] = {}
+        self._missing: dict[str, int] = {}
 
     # -- start ----------------------------------------------------------------
     async def reconcile(self) -> None:
@@ -682,6 +686,8 @@ class PayoutWorker:
         chain = self.config.chain(row["chain"])
         depth = chain.finality_blocks if chain else 1
         settle = tracking.track_landed(_candidate(tx_hash, answer), depth)
+        if settle is not tracking.Settle.REORGED:
+            self._missing.pop(payout_id, None)
         match settle:
             case tracking.Settle.WAIT:
                 await self._later(payout_id, LANDED_POLL_S)
@@ -690,6 +696,11 @@ class PayoutWorker:
                     if step is not None:
                         await step.save(step.decide(machine.Finalized()))
             case tracking.Settle.REORGED:
+                self._missing[payout_id] = self._missing.get(payout_id, 0) + 1
+                if self._missing[payout_id] < REORG_PASSES:
+                    await self._later(payout_id, LANDED_POLL_S)
+                    return
+                self._missing.pop(payout_id, None)
                 await self._reorged(payout_id, tx_hash)
             case unreachable:
                 assert_never(unreachable)
