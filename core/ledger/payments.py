@@ -64,19 +64,22 @@ def platform_accounts(asset: str) -> list[Account]:
     ]
 
 
+# What Kassa owes the merchant is never negative. `available` and
+# `refunds_payable` (what payouts and refunds hold on) carry the flag that
+# enforces it. `incoming` does not yet: a reorg posts the payment's reversal
+# before the settlement's reversal in one transaction (core/chain/apply.py),
+# so it dips below zero inside that transaction; `kassactl ledger check`
+# still names it if it ever stays negative.
+_NEVER_NEGATIVE = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+
+
 def merchant_accounts(merchant_id: str, asset: str) -> list[Account]:
-    # What Kassa owes the merchant: never negative (refunds payable included).
     return [
-        Account(
-            merchant_account(merchant_id, asset, kind),
-            asset,
-            code,
-            int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
-        )
-        for kind, code in (
-            ("available", AVAILABLE),
-            ("incoming", INCOMING),
-            ("refunds_payable", REFUNDS_PAYABLE),
+        Account(merchant_account(merchant_id, asset, kind), asset, code, flags)
+        for kind, code, flags in (
+            ("available", AVAILABLE, _NEVER_NEGATIVE),
+            ("incoming", INCOMING, 0),
+            ("refunds_payable", REFUNDS_PAYABLE, _NEVER_NEGATIVE),
         )
     ]
 

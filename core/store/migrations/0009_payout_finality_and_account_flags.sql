@@ -10,14 +10,15 @@ CREATE INDEX payouts_landed_unfinal ON payouts (chain)
     WHERE final_time IS NULL AND landed_tx_hash IS NOT NULL;
 
 -- Accounts that must never go negative carry the flag that enforces it:
--- the merchant's balances (available, incoming, refunds payable, payouts in
--- flight: credits must cover debits) and the platform's network fees (an
+-- the merchant's balances that payouts and refunds hold on (available,
+-- refunds payable, payouts in flight: credits must cover debits; incoming
+-- not yet, see core/ledger/payments.py) and the platform's network fees (an
 -- expense: debits must cover credits). Accounts that already break their
 -- nature keep no flag (the CHECK would refuse it); `kassactl ledger check`
 -- names them. The guard trigger refuses flag changes, so it is paused here.
 ALTER TABLE ledger_accounts DISABLE TRIGGER ledger_accounts_guard;
 UPDATE ledger_accounts SET flags = 1
- WHERE flags = 0 AND code IN (2001, 2002, 2003, 2004) AND id LIKE 'merchant:%'
+ WHERE flags = 0 AND code IN (2001, 2003, 2004) AND id LIKE 'merchant:%'
    AND debits_pending + debits_posted <= credits_posted;
 UPDATE ledger_accounts SET flags = 2
  WHERE flags = 0 AND code = 1003 AND id LIKE 'platform:network_fees:%'
