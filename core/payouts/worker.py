@@ -55,6 +55,10 @@ NONCE_LOST_PASSES = 5
 # node behind the others, after a failover, does not know it yet either).
 LANDED_POLL_S = 1.0
 REORG_PASSES = 2
+# A payout behind a missing earlier nonce is looked at this often, and the
+# key's nonces reconciled with the chain at most this often per chain.
+GAP_POLL_S = 1.0
+GAP_RECONCILE_S = 5.0
 _SEEN = {
     adapter_pb2.TRANSACTION_STATUS_SUCCEEDED: tracking.Seen.SUCCEEDED,
     adapter_pb2.TRANSACTION_STATUS_REVERTED: tracking.Seen.REVERTED,
@@ -120,6 +124,7 @@ class PayoutWorker:
         self.hot_address = ""
         self._nonce_lost: dict[str, int] = {}
         self._missing: dict[str, int] = {}
+        self._reconciled_at: dict[str, float] = {}  # chain -> monotonic seconds
 
     # -- start ----------------------------------------------------------------
     async def reconcile(self) -> None:
@@ -147,6 +152,12 @@ class PayoutWorker:
             "payout nonces reconciled",
             extra={"chain": chain, "address": self.hot_address, "next_nonce": next_nonce},
         )
+
+    async def _reconcile_soon(self, chain: str) -> None:
+        now_s = asyncio.get_running_loop().time()
+        if now_s - self._reconciled_at.get(chain, -GAP_RECONCILE_S) >= GAP_RECONCILE_S:
+            self._reconciled_at[chain] = now_s
+            await self.reconcile_chain(chain)
 
     async def run(self) -> None:
         while True:
@@ -570,8 +581,11 @@ class PayoutWorker:
                     extra={"payout": payout_id, "nonce": int(row["nonce"])},
                 )
                 if row["key_id"] == self.settings.hot_key_id:
-                    await self.reconcile_chain(row["chain"])
+                    await self._reconcile_soon(row["chain"])
+                # The replacement timer restarts: a fee bump is for a stuck
+                # transaction, not for one waiting its turn.
                 await self._touch(newest["tx_hash"])
+                await self._later(payout_id, GAP_POLL_S)
             case tracking.Move.REPLACE:
                 await self._replace(payout_id, newest)
             case unreachable:
