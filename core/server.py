@@ -135,7 +135,11 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         payout_worker = PayoutWorker(pool, config, config.payouts, signer, clock)
         payout_pb2_grpc.add_PayoutServiceServicer_to_server(
             PayoutService(
-                Payouts(pool, config.payouts.hot_key_id, destination_policy(config)),
+                Payouts(
+                    pool,
+                    config.payouts.hot_key_id,
+                    destination_policy(config.payouts, config.assets),
+                ),
                 config,
                 auth,
                 clock,

@@ -18,12 +18,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from Crypto.Hash import keccak
 
-if TYPE_CHECKING:
-    from core.config import Config
+from core.domain.assets import Asset
+from core.payouts.config import PayoutsConfig
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 REASON = "DESTINATION_REFUSED"
@@ -83,13 +82,12 @@ def policy(
     return Policy(refused, frozenset(a.lower() for a in allowed))
 
 
-def policy_of(config: Config) -> Policy:
-    """The policy of a core with payouts configured: its assets' token
-    contracts and its treasuries refused, its allowed_destinations allowed."""
-    assert config.payouts is not None
-    sweeps = config.payouts.sweeps
+def policy_of(payouts: PayoutsConfig, assets: Iterable[Asset]) -> Policy:
+    """The policy of a core's configuration: its assets' token contracts and
+    its treasuries refused, its allowed_destinations allowed."""
+    sweeps = payouts.sweeps
     return policy(
-        [a.contract for a in config.assets if a.contract],
+        [a.contract for a in assets if a.contract],
         sweeps.treasury.values() if sweeps is not None else (),
-        config.payouts.allowed_destinations,
+        payouts.allowed_destinations,
     )
