@@ -10,10 +10,10 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+from core.chain.config import ChainConfig, ConfirmationTier
 from core.domain.assets import Asset, chain_of, is_chain_id
 from core.domain.money import AmountError, parse_decimal
 from core.events import settings as event_settings
@@ -26,51 +26,6 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class ConfirmationTier:
-    """Invoices worth at most `up_to` (in `currency`) need `confirmations`."""
-
-    up_to: Decimal
-    currency: str
-    confirmations: int
-
-
-DEFAULT_FINALITY_DEPTH = 64
-
-
-@dataclass(frozen=True)
-class ChainConfig:
-    id: str  # CAIP-2
-    adapter: str  # host:port of the chain's adapter
-    confirmations: int = 3  # above every tier, and for invoices that cannot be valued
-    tiers: tuple[ConfirmationTier, ...] = ()
-    # A mempool sighting not mined within this long is dropped (it was
-    # replaced, evicted or never propagated) and stops counting.
-    pending_ttl_s: int = 3600
-    # Blocks after which an outgoing transaction (payout, refund, sweep) is
-    # final: until then a reorg that removes it sends it again. 64 is two
-    # Ethereum epochs, where its beacon chain finalizes; 0: the default.
-    finality_depth: int = 0
-
-    @property
-    def finality_blocks(self) -> int:
-        return self.finality_depth or max(DEFAULT_FINALITY_DEPTH, self.confirmations)
-
-    @property
-    def zero_conf(self) -> bool:
-        """Some tier settles from the mempool: the follower must watch it."""
-        return any(t.confirmations == 0 for t in self.tiers)
-
-    def confirmations_for(self, value: Decimal | None, currency: str | None) -> int:
-        """The smallest tier that covers the invoice's fiat value decides."""
-        if value is None or currency is None:
-            return self.confirmations
-        for tier in sorted(self.tiers, key=lambda t: t.up_to):
-            if tier.currency == currency and value <= tier.up_to:
-                return tier.confirmations
-        return self.confirmations
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import asyncpg
 import grpc
 
 from core import lifecycle
-from core.api.errors import ApiError, not_found
 from core.domain import invoice_state
+from core.errors import ApiError, not_found
 from core.events.outbox import NewEvent, append
 from core.ledger import settlement
 from core.payouts import destinations, ledger, machine, nonces, render, tracking

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from core.api.render import timestamp
 from core.payouts.machine import State
+from core.render.timestamps import timestamp
 from kassa.core.v1 import payout_pb2 as pb
 
 STATE = {

@@ -33,7 +33,7 @@ import asyncpg
 import grpc
 
 from core import lifecycle
-from core.config import Config
+from core.chain.config import Chains as Config
 from core.domain import invoice_state as sm
 from core.payouts import machine, nonces, tracking, txbuilder
 from core.payouts.config import PayoutsConfig

@@ -17,7 +17,7 @@ import pytest
 
 from kassa.core.v1 import event_pb2, event_pb2_grpc, payout_pb2
 from localstack.fullstack import LocalStack
-from tests.e2e.payout_helpers import (
+from tests.support.payouts import (
     fresh_address,
     hot_nonce,
     ledger_check,

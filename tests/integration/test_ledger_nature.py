@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.ledger import payments, store
+from core.ledger import accounts, payments, store
 from core.ledger.rules import Account, Reason, Transfer
 from core.payouts import ledger as payout_ledger
 from core.store.db import create_pool
@@ -65,7 +65,7 @@ async def test_ledger_check_names_a_balance_that_breaks_its_nature(fresh_dsn: st
             # As an account created before the flags existed: no flag, so nothing refuses.
             await store.create_accounts(
                 conn,
-                [Account(payable, ASSET, payments.REFUNDS_PAYABLE), Account(custody, ASSET, 1001)],
+                [Account(payable, ASSET, accounts.REFUNDS_PAYABLE), Account(custody, ASSET, 1001)],
             )
             await store.create_transfers(
                 conn, [Transfer("in", custody, payable, 5, ASSET, code=1)], datetime.now(UTC)

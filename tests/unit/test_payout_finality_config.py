@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.config import DEFAULT_FINALITY_DEPTH, ConfigError
+from core.chain.config import DEFAULT_FINALITY_DEPTH
+from core.config import ConfigError
 from core.config import parse as parse_core
 from core.payouts.config import PayoutsConfigError
 from core.payouts.config import parse as parse_payouts
