@@ -124,6 +124,15 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
             or pending_ttl_s < 1
         ):
             raise ConfigError(f"{where}.pending_ttl_s must be a positive whole number of seconds")
+        finality_depth = item.get("finality_depth", 0)
+        if (
+            isinstance(finality_depth, bool)
+            or not isinstance(finality_depth, int)
+            or (finality_depth and finality_depth < confirmations)
+        ):
+            raise ConfigError(
+                f"{where}.finality_depth must be a whole number of blocks, at least confirmations"
+            )
         chains.append(
             ChainConfig(
                 chain_id,
@@ -131,6 +140,7 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
                 confirmations,
                 tuple(tiers),
                 pending_ttl_s,
+                finality_depth,
             )
         )
     if not chains:

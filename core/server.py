@@ -34,6 +34,7 @@ from core.invoicing import Invoicing
 from core.ledger import expiry as ledger_expiry
 from core.ledger.batcher import Poster
 from core.merchants import Merchants
+from core.payouts.destinations import policy_of as destination_policy
 from core.payouts.payouts import Payouts
 from core.payouts.signer_client import SignerClient
 from core.payouts.sweeps import Sweeper
@@ -177,7 +178,17 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         signer = SignerClient(config.payouts.signer)
         payout_worker = PayoutWorker(pool, config, config.payouts, signer, clock)
         payout_pb2_grpc.add_PayoutServiceServicer_to_server(
-            PayoutService(Payouts(pool, config.payouts.hot_key_id), config, auth, clock), server
+            PayoutService(
+                Payouts(
+                    pool,
+                    config.payouts.hot_key_id,
+                    destination_policy(config.payouts, config.assets),
+                ),
+                config,
+                auth,
+                clock,
+            ),
+            server,
         )
         # Sweeps only with [sweeps] enabled; the payout worker sends what they plan.
         if config.payouts.sweeps is not None:

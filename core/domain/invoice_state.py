@@ -67,6 +67,10 @@ _FORWARD = (State.DETECTED, State.CONFIRMING)
 # before any funds, or an operator marked it.
 _CLOSED = frozenset({State.CANCELLED, State.REFUNDED})
 _SETTLED = frozenset({State.PAID, State.OVERPAID})
+# Asked by other areas (core/payouts): what a refund may draw on, and whose
+# payment is settled, so its deposit address may be swept.
+REFUNDABLE = _SETTLED | {State.UNDERPAID}
+FUNDS_SETTLED = _SETTLED | {State.UNDERPAID, State.REFUNDED}
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ DECIDERS = (
     "core.rates.formats",
     "core.payouts.machine",
     "core.reconcile.decide",
+    "core.payouts.tracking",
+    "core.payouts.destinations",
 )
 IO = ("asyncpg", "grpc", "grpc_status", "google.rpc", "aiohttp", "kassa")
 
