@@ -6,11 +6,12 @@ from collections.abc import Callable
 
 import grpc
 
+from core import idempotency
 from core.api import render, validate
 from core.api.auth import Authenticator, authorize
 from core.api.errors import invalid, rpc
-from core.domain.invoice_state import State
-from core.invoicing import Invoicing, fingerprint
+from core.invoices.invoicing import Invoicing, fingerprint
+from core.invoices.state import State
 from kassa.core.v1 import invoice_pb2 as pb
 from kassa.core.v1 import invoice_pb2_grpc as pb_grpc
 
@@ -95,8 +96,14 @@ class InvoiceService(pb_grpc.InvoiceServiceServicer):
     ) -> pb.CancelInvoiceResponse:
         principal = await self.auth.principal(context)
         merchant, invoice_id = _invoice_name(request.name)
+        violations: validate.Violations = []
+        request_id = idempotency.request_id_of(request.request_id, violations)
+        if violations:
+            raise invalid(violations)
         authorize(principal, "invoices:write", merchant)
-        row = await self.invoicing.cancel(merchant, invoice_id, request.name)
+        row = await self.invoicing.cancel(
+            merchant, invoice_id, request.name, request_id, idempotency.request_hash(request)
+        )
         return pb.CancelInvoiceResponse(invoice=render.invoice(row))
 
     @rpc
@@ -110,6 +117,7 @@ class InvoiceService(pb_grpc.InvoiceServiceServicer):
             violations.append(("state", "must be INVOICE_STATE_PAID or INVOICE_STATE_EXPIRED"))
         if not request.reason.strip() or len(request.reason) > 1000:
             violations.append(("reason", "is required, at most 1000 characters"))
+        request_id = idempotency.request_id_of(request.request_id, violations)
         if violations:
             raise invalid(violations)
         authorize(principal, "invoices:mark", merchant)
@@ -120,5 +128,7 @@ class InvoiceService(pb_grpc.InvoiceServiceServicer):
             _MARK_STATES[request.state],
             request.reason,
             principal.actor,
+            request_id,
+            idempotency.request_hash(request),
         )
         return pb.MarkInvoiceResponse(invoice=render.invoice(row))

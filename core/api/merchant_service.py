@@ -7,6 +7,7 @@ import re
 import asyncpg
 import grpc
 
+from core import idempotency
 from core.api import validate
 from core.api.auth import Authenticator
 from core.api.errors import invalid, rpc
@@ -57,10 +58,11 @@ class MerchantService(pb_grpc.MerchantServiceServicer):
             violations.append(("merchant_id", "1-63 lowercase letters, digits and dashes"))
         if not request.display_name.strip() or len(request.display_name) > 200:
             violations.append(("display_name", "is required, at most 200 characters"))
+        request_id = idempotency.request_id_of(request.request_id, violations)
         if violations:
             raise invalid(violations)
         row = await self.merchants.create(
-            request.merchant_id, request.display_name, request.request_id or None
+            request.merchant_id, request.display_name, request_id, idempotency.request_hash(request)
         )
         return pb.CreateMerchantResponse(merchant=_merchant(row))
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from core.domain.invoice_state import State
+from core.invoices.state import State
 from kassa.core.v1 import invoice_pb2 as pb
 
 STATE = {s: getattr(pb, f"INVOICE_STATE_{s.name}") for s in State}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from core import idempotency
 from core.config import Config
 from core.domain.assets import Asset
 from core.domain.money import AmountError, parse_base_units, parse_decimal
@@ -18,7 +19,6 @@ from kassa.core.v1 import invoice_pb2 as pb
 _MERCHANT = re.compile(r"^merchants/([a-z0-9][a-z0-9-]{0,62})$")
 _INVOICE = re.compile(r"^merchants/([a-z0-9][a-z0-9-]{0,62})/invoices/([a-z0-9]{1,40})$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_ORDER_ID_LEN = 200
 MAX_METADATA_KEYS = 50
 MAX_METADATA_VALUE_LEN = 500
@@ -60,9 +60,7 @@ def create_invoice(
 ) -> tuple[InvoiceSpec | None, Violations]:
     violations: Violations = []
     merchant = merchant_of(request.parent, violations)
-    request_id = request.request_id or None
-    if request_id is not None and not _REQUEST_ID.match(request_id):
-        violations.append(("request_id", "must be 1-128 characters of A-Z a-z 0-9 . _ : -"))
+    request_id = idempotency.request_id_of(request.request_id, violations)
     order_id = request.merchant_order_id
     if not order_id.strip():
         violations.append(("merchant_order_id", "is required"))

@@ -12,6 +12,7 @@ from datetime import datetime
 import asyncpg
 import grpc
 
+from core import idempotency
 from core.api import validate
 from core.api.auth import Authenticator
 from core.api.errors import invalid, rpc
@@ -34,7 +35,6 @@ _DELIVERY = re.compile(
     rf"^merchants/({_M})/webhookEndpoints/([0-9a-f]{{16}})/deliveries/([0-9a-f-]{{36}})$"
 )
 _EVENT_TYPE = re.compile(r"^[a-z_]+\.[a-z_*]+$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_EVENT_TYPES = 100
 MAX_DESCRIPTION_LEN = 500
 MAX_OVERLAP_S = 7 * 24 * 3600
@@ -110,9 +110,7 @@ def check_endpoint_fields(
 
 
 def request_id_of(value: str, violations: validate.Violations) -> str | None:
-    if value and not _REQUEST_ID.match(value):
-        violations.append(("request_id", "1-128 letters, digits and ._:-"))
-    return value or None
+    return idempotency.request_id_of(value, violations)
 
 
 def _page_token(sequence: int, delivery_id: uuid.UUID) -> str:
@@ -176,6 +174,7 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
             endpoint.description,
             endpoint.disabled,
             request_id,
+            idempotency.request_hash(request),
         )
         return pb.CreateWebhookEndpointResponse(
             webhook_endpoint=endpoint_message(row, self.clock()), secret=secret
@@ -256,7 +255,12 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
         await self.auth.require(context, "webhooks:write", merchant)
         now = self.clock()
         row, secret = await self.endpoints.rotate(
-            merchant, endpoint_id, request.overlap_seconds or None, request_id, now
+            merchant,
+            endpoint_id,
+            request.overlap_seconds or None,
+            request_id,
+            now,
+            idempotency.request_hash(request),
         )
         return pb.RotateWebhookSecretResponse(
             webhook_endpoint=endpoint_message(row, now), secret=secret

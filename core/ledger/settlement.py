@@ -17,7 +17,7 @@ from datetime import datetime
 
 import asyncpg
 
-from core.domain import invoice_state as sm
+from core.invoices import state as sm
 from core.ledger import payments, store
 from core.ledger.rules import Transfer
 

@@ -13,14 +13,12 @@ from typing import Any
 import asyncpg
 import grpc
 
-from core import lifecycle
 from core.api.errors import ApiError, not_found
 from core.events.outbox import NewEvent, append
+from core.invoices import lifecycle
 from core.ledger import settlement
 from core.payouts import ledger, machine, nonces, render
 from core.payouts.machine import State
-
-_REFUNDABLE = ("paid", "overpaid", "underpaid")
 
 
 @dataclass(frozen=True)
@@ -197,7 +195,9 @@ class Payouts:
         if not rows or rows[0]["merchant_id"] != spec.merchant_id:
             raise not_found("invoice", invoice_name)
         invoice = rows[0]
-        if invoice["state"] not in _REFUNDABLE:
+        # The invoices' decider says what is refundable: funds parked on a
+        # cancelled, refunded, marked or expired invoice are, too (issue 19).
+        if lifecycle.refundable_of(invoice) == 0:
             raise _failed(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "INVOICE_NOT_REFUNDABLE",

@@ -26,9 +26,9 @@ from typing import Any
 import asyncpg
 import grpc
 
-from core import lifecycle
 from core.config import Config
-from core.domain import invoice_state as sm
+from core.invoices import lifecycle
+from core.invoices import state as sm
 from core.payouts import machine, nonces, txbuilder
 from core.payouts.config import PayoutsConfig
 from core.payouts.payouts import as_machine, candidates_of, lock, save

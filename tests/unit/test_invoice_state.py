@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.domain.invoice_state import (
+from core.invoices.state import (
     Cancel,
     ClockTick,
     Flag,
@@ -169,9 +169,13 @@ def test_cancel_only_before_funds() -> None:
 
 
 def test_cancelled_invoice_is_not_moved_by_funds() -> None:
+    # Issue 19: funds on a cancelled invoice no longer pass silently (they did:
+    # `not decision.changed`); the state still does not move.
     cancelled = decide(fresh(), Cancel()).invoice
     decision = observe(cancelled, confirmed=DUE)
-    assert decision.invoice.state is State.CANCELLED and not decision.changed
+    assert decision.invoice.state is State.CANCELLED
+    assert types(decision) == ["invoice.late_funds"]
+    assert Flag.PAID_LATE in decision.invoice.flags
 
 
 def test_mark_settles_by_hand_and_sticks() -> None:

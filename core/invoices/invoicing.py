@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from collections.abc import Callable, Sequence
@@ -12,15 +11,16 @@ from datetime import datetime, timedelta
 import asyncpg
 import grpc
 
-from core import lifecycle
+from core import idempotency
 from core.api.errors import ApiError, not_found
 from core.api.validate import InvoiceFilter, InvoiceSpec
 from core.chain.hd import DepositAddresses
 from core.chain.index import ActiveInvoiceIndex
 from core.config import Config
-from core.domain import invoice_state as sm
 from core.domain.money import fiat_to_base_units
 from core.events.outbox import append
+from core.invoices import lifecycle
+from core.invoices import state as sm
 from core.rates.sources import NoRateError, Quoter, RateSource, quote
 
 
@@ -132,13 +132,13 @@ class Invoicing:
             )
         if row is None:
             return None
-        if bytes(row["request_hash"]) != fingerprint:
-            raise ApiError(
-                grpc.StatusCode.ALREADY_EXISTS,
-                "REQUEST_ID_REUSED",
-                f"request_id {spec.request_id!r} was used for a different request",
-                metadata={"request_id": spec.request_id or "", "invoice": row["id"]},
-            )
+        assert spec.request_id is not None
+        idempotency.check(
+            row["request_hash"],
+            fingerprint,
+            spec.request_id,
+            f"merchants/{spec.merchant_id}/invoices/{row['id']}",
+        )
         return row
 
     async def get(
@@ -188,16 +188,33 @@ class Invoicing:
         async with self.pool.acquire() as conn:
             return list(await conn.fetch(sql, *args))
 
-    async def cancel(self, merchant_id: str, invoice_id: str, name: str) -> asyncpg.Record:
-        row = await self._decide_one(merchant_id, invoice_id, name, sm.Cancel())
-        self.index.remove(row["deposit_address"])
-        return row
+    async def cancel(
+        self,
+        merchant_id: str,
+        invoice_id: str,
+        name: str,
+        request_id: str | None = None,
+        request_hash: bytes = b"",
+    ) -> asyncpg.Record:
+        # The address stays watched: funds that reach it after the cancel are
+        # recorded, announced and refundable (core/invoices/state.py).
+        key = _key("invoices.cancel", merchant_id, request_id, request_hash)
+        return await self._decide_one(merchant_id, invoice_id, name, sm.Cancel(), key)
 
     async def mark(
-        self, merchant_id: str, invoice_id: str, name: str, state: sm.State, reason: str, actor: str
+        self,
+        merchant_id: str,
+        invoice_id: str,
+        name: str,
+        state: sm.State,
+        reason: str,
+        actor: str,
+        request_id: str | None = None,
+        request_hash: bytes = b"",
     ) -> asyncpg.Record:
+        key = _key("invoices.mark", merchant_id, request_id, request_hash)
         return await self._decide_one(
-            merchant_id, invoice_id, name, sm.Mark(state), (reason, actor)
+            merchant_id, invoice_id, name, sm.Mark(state), key, (reason, actor)
         )
 
     async def _decide_one(
@@ -205,18 +222,67 @@ class Invoicing:
         merchant_id: str,
         invoice_id: str,
         name: str,
-        event: sm.Event,
+        event: sm.Cancel | sm.Mark,
+        key: idempotency.Key | None,
         mark: tuple[str, str] | None = None,
+    ) -> asyncpg.Record:
+        try:
+            return await self._decide_locked(merchant_id, invoice_id, name, event, key, mark)
+        except asyncpg.UniqueViolationError:
+            # A concurrent first use of the same request_id committed before us.
+            assert key is not None
+            async with self.pool.acquire() as conn:
+                replayed = await self._replay_key(conn, key)
+            if replayed is None:
+                raise
+            return replayed
+
+    async def _replay_key(
+        self, conn: asyncpg.Connection, key: idempotency.Key
+    ) -> asyncpg.Record | None:
+        """The first answer's resource as it now stands, if the id was used
+        (REQUEST_ID_REUSED if with another body)."""
+        first = await idempotency.recall(conn, key)
+        if first is None:
+            return None
+        idempotency.check(first.request_hash, key.request_hash, key.request_id, first.resource)
+        _, _, first_id = first.resource.rpartition("/")
+        row = await conn.fetchrow(
+            "SELECT * FROM invoices WHERE merchant_id = $1 AND id = $2", key.owner, first_id
+        )
+        assert row is not None, first  # invoices are never deleted
+        return row
+
+    async def _decide_locked(
+        self,
+        merchant_id: str,
+        invoice_id: str,
+        name: str,
+        event: sm.Cancel | sm.Mark,
+        key: idempotency.Key | None,
+        mark: tuple[str, str] | None,
     ) -> asyncpg.Record:
         now = self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT * FROM invoices WHERE merchant_id = $1 AND id = $2 FOR UPDATE",
+            chain = await conn.fetchval(
+                "SELECT chain FROM invoices WHERE merchant_id = $1 AND id = $2",
                 merchant_id,
                 invoice_id,
             )
-            if not rows:
+            if chain is None:
                 raise not_found("invoice", name)
+            # The chain applier's lock, taken first as it does (cursor, then the
+            # invoice): no block records a payment between the look at the funds
+            # and the commit, so a cancel or mark losing a race to a payment is
+            # refused, and one winning it leaves the payment to be recorded and
+            # announced on the closed invoice. (Before a chain's first block there
+            # is no cursor row to lock; a payment then lands as late funds.)
+            await conn.execute("SELECT 1 FROM chain_cursors WHERE chain = $1 FOR UPDATE", chain)
+            rows = await lifecycle.lock_invoices(conn, [invoice_id])
+            # The authoritative look at the request_id, under the invoice's lock: a
+            # concurrent retry of this very request has committed by now.
+            if key is not None and (replayed := await self._replay_key(conn, key)) is not None:
+                return replayed
             if mark is not None:
                 # The mark's who and why are recorded before the event snapshot is taken.
                 assert isinstance(event, sm.Mark)
@@ -230,17 +296,33 @@ class Invoicing:
                     now,
                 )
                 rows = await conn.fetch("SELECT * FROM invoices WHERE id = $1", invoice_id)
+            # The row's sums are the funds seen: the block applier writes them with
+            # the payments, under the locks we now hold.
             applied = await lifecycle.apply(conn, rows, {invoice_id: event}, now)
             refusal = applied.decisions[invoice_id].refusal
             if refusal is not None:
-                raise ApiError(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    refusal.reason,
-                    refusal.message,
-                    metadata={"name": name},
-                )
+                raise _refused(refusal, name)  # rolls the mark's note back too
+            if key is not None:
+                await idempotency.remember(conn, key, name)
         return applied.rows.get(invoice_id, rows[0])
 
 
+def _refused(refusal: sm.Refusal, name: str) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        refusal.reason,
+        refusal.message,
+        metadata={"name": name},
+    )
+
+
+def _key(
+    scope: str, merchant_id: str, request_id: str | None, request_hash: bytes
+) -> idempotency.Key | None:
+    if request_id is None:
+        return None
+    return idempotency.Key(scope, merchant_id, request_id, request_hash)
+
+
 def fingerprint(request_bytes: bytes) -> bytes:
-    return hashlib.sha256(request_bytes).digest()
+    return idempotency.request_hash(request_bytes)
