@@ -13,12 +13,12 @@ from decimal import Decimal
 from core import idempotency
 from core.config import Config
 from core.domain.assets import Asset
-from core.domain.money import AmountError, parse_base_units, parse_decimal
+from core.domain.money import AmountError, fiat_violations, parse_base_units, parse_decimal
 from kassa.core.v1 import invoice_pb2 as pb
 
 _MERCHANT = re.compile(r"^merchants/([a-z0-9][a-z0-9-]{0,62})$")
 _INVOICE = re.compile(r"^merchants/([a-z0-9][a-z0-9-]{0,62})/invoices/([a-z0-9]{1,40})$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_CURRENCY = re.compile(r"[A-Z]{3}")
 MAX_ORDER_ID_LEN = 200
 MAX_METADATA_KEYS = 50
 MAX_METADATA_VALUE_LEN = 500
@@ -82,8 +82,10 @@ def create_invoice(
         except AmountError as exc:
             violations.append(("price.amount", str(exc)))
         currency = request.price.currency
-        if not _CURRENCY.match(currency):
+        if _CURRENCY.fullmatch(currency) is None:
             violations.append(("price.currency", "must be an ISO-4217 code such as USD"))
+        elif price is not None:
+            violations += fiat_violations(price, currency, config.max_price)
     else:
         try:
             amount = parse_base_units(request.asset_amount)

@@ -117,6 +117,11 @@ def test_deposit_addresses_are_never_reused(invoices) -> None:
         (usd(asset="eip155:31337/erc20:0x00000000000000000000000000000000000000bb"), "asset"),
         (usd(amount="-5"), "price.amount"),
         (usd(amount="ten"), "price.amount"),
+        # Finer than the cent, absurdly large, or not an ISO-4217 currency (issue 19).
+        (usd(amount="25.0000000001"), "price.amount"),
+        (usd(amount="1" + "0" * 40), "price.amount"),
+        (usd(price=invoice_pb2.FiatAmount(amount="25.00", currency="ABC")), "price.currency"),
+        (usd(price=invoice_pb2.FiatAmount(amount="25.5", currency="JPY")), "price.amount"),
         (usd(merchant_order_id=""), "merchant_order_id"),
         (usd(parent="acme"), "parent"),
         (
