@@ -90,7 +90,7 @@ def _decimal_places(value: Decimal) -> int:
     """Significant decimal places of `value` (25.100 has 1). Read off the digits:
     Decimal.normalize rounds to the context's precision (28 digits), which
     would hide the .001 of 10^40 + 0.001."""
-    sign, digits, exponent = value.as_tuple()
+    _sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int), value  # parse_decimal admits finite numbers only
     trailing = len(digits) - len(bytes(digits).rstrip(b"\x00"))
     return max(-(exponent + trailing), 0)
