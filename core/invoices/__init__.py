@@ -13,6 +13,7 @@ Must never: write an invoice's state anywhere but lifecycle.apply; decide a
 state outside state.decide; lose a unit that reached a deposit address — funds
 on a cancelled, refunded, marked or long-expired invoice are recorded,
 announced and left refundable (docs/architecture.md, "Every unit accounted
-for"); import gRPC types (errors are raised as core errors, rendered at the
-edge).
+for"); let a cancel or mark race the block applier (both take the chain's
+cursor lock first); render messages (events are rendered by the API's
+renderers, which the edge owns).
 """

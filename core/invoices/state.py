@@ -87,9 +87,13 @@ AT_REST = frozenset({State.PAID, State.OVERPAID, State.UNDERPAID, State.REFUNDED
 PARKING = frozenset({State.EXPIRED, State.CANCELLED})
 
 # Event types, one per state an invoice reaches, and the announcements of funds.
+# An invoice reaches awaiting_payment when it is created (a reorg that moves it
+# back is payment.reorged); every other state is announced as invoice.<state>.
+STATE_EVENT = {
+    s: "invoice.created" if s is State.AWAITING_PAYMENT else f"invoice.{s.value}" for s in State
+}
 EVENT_TYPES = (
-    "invoice.created",
-    *(f"invoice.{s.value}" for s in State),
+    *STATE_EVENT.values(),
     "invoice.paid_late",
     "invoice.marked",
     "invoice.flagged",
@@ -303,7 +307,7 @@ def _step_event(state: State, flags: frozenset[Flag]) -> str:
     # set (every state reached has its own type, the flag says when).
     if state is State.PAID and Flag.PAID_LATE in flags:
         return "invoice.paid_late"
-    return f"invoice.{state.value}"
+    return STATE_EVENT[state]
 
 
 def _grew(before: Funds, after: Funds) -> bool:
@@ -338,6 +342,9 @@ def _on_funds(invoice: Invoice, funds: Funds) -> Decision:
     elif inside.seen > was.seen:
         # More funds without a move (a second partial payment): still announced.
         steps = (Step(target, "invoice.payment_received"),)
+    elif _lost_funds(invoice.funds, funds):
+        # Part of the funds left the chain without moving the state: announced.
+        steps = (Step(target, "payment.reorged"),)
     elif flags != invoice.flags:
         steps = (Step(target, "invoice.flagged"),)
     else:
@@ -493,5 +500,5 @@ def _check(before: Invoice, decision: Decision) -> None:
     # new funds on an invoice never pass unannounced.
     assert after.refunded >= 0, decision
     assert after.refunded <= before.funds.confirmed or after.refunded == before.refunded
-    if after.funds.seen > before.funds.seen:
+    if after.funds.seen != before.funds.seen:
         assert decision.steps, (before, decision)
