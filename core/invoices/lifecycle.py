@@ -157,6 +157,8 @@ async def apply(
             [a.funds.outside for a in after],
         )
     }
+    # Every changed invoice was written, and no other: the update is by the locked ids.
+    assert fresh.keys() == set(ids), (sorted(fresh), ids)
     await settlement.reconcile(
         conn, [(row, before[row["id"]], d.invoice) for row, d in changed], now
     )

@@ -341,6 +341,13 @@ def test_rotation_signs_with_both_secrets_during_the_overlap_only(
         )
     )
     assert again.secret == new  # a retried rotation does not rotate twice
+    with pytest.raises(grpc.RpcError) as reused:  # the id with another body
+        merchant.hooks.RotateWebhookSecret(
+            webhook_pb2.RotateWebhookSecretRequest(
+                name=created.webhook_endpoint.name, overlap_seconds=60, request_id="rot-1"
+            )
+        )
+    assert rich(reused.value).reason == "REQUEST_ID_REUSED"
     merchant.invoice("during")
     wait_until(lambda: len(receiver.accepted()) == 1)
     during = receiver.accepted()[0]
