@@ -223,3 +223,25 @@ def test_cancel_and_mark_are_idempotent_by_request_id(stack: LocalStack, invoice
     final = invoices.GetInvoice(invoice_pb2.GetInvoiceRequest(name=b.name)).invoice
     assert final.state == invoice_pb2.INVOICE_STATE_EXPIRED
     assert [e.type for e in tap.wait_for(b.name, "invoice.marked")].count("invoice.marked") == 1
+
+
+def test_an_overpayment_after_expiry_is_announced_as_overpaid_with_the_late_flag(
+    stack: LocalStack, invoices, tap: EventTap
+) -> None:
+    invoice = invoices.CreateInvoice(
+        invoice_pb2.CreateInvoiceRequest(
+            parent=tap.parent,
+            merchant_order_id="late-over",
+            asset=stack.token_asset,
+            ttl_seconds=1,
+            price=invoice_pb2.FiatAmount(amount="25.00", currency="USD"),
+        )
+    ).invoice
+    tap.wait_for(invoice.name, "invoice.expired", timeout_s=10)
+    _pay(stack, invoice.deposit_address, int(invoice.amount_due) + 1_000_000)
+    stack.anvil.mine(2)
+    seen = tap.wait_for(invoice.name, "invoice.overpaid")
+    assert [e.type for e in seen] == ["invoice.detected", "invoice.confirming", "invoice.overpaid"]
+    assert {invoice_pb2.INVOICE_FLAG_PAID_LATE, invoice_pb2.INVOICE_FLAG_PAID_OVER} <= set(
+        seen[-1].invoice.flags
+    )
