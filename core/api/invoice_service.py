@@ -1,4 +1,4 @@
-"""InvoiceService handlers: authorise, validate, translate to core.invoicing."""
+"""InvoiceService handlers: authorise, validate, translate to core.invoices.invoicing."""
 
 from __future__ import annotations
 

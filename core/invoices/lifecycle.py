@@ -2,7 +2,7 @@
 
 Every path that can change an invoice (a block, an undo, the clock, the
 merchant, an operator) ends here: load the invoices locked, ask
-`invoice_state.decide`, write the new state, flags and sums and one outbox
+`state.decide`, write the new state, flags and sums and one outbox
 event per step, all in the caller's transaction.
 """
 
