@@ -6,14 +6,16 @@ are idempotent by request_id."""
 from __future__ import annotations
 
 import secrets
+import subprocess
 import threading
 import time
 
 import grpc
 import pytest
 
-from kassa.core.v1 import invoice_pb2, payout_pb2
+from kassa.core.v1 import invoice_pb2, payout_pb2, payout_pb2_grpc
 from localstack.fullstack import LocalStack
+from localstack.procs import console_script
 from tests.e2e.events import EventTap
 from tests.e2e.helpers import create
 from tests.e2e.payout_helpers import fresh_address, ledger_check, paid_invoice, wait_payout
@@ -245,3 +247,50 @@ def test_an_overpayment_after_expiry_is_announced_as_overpaid_with_the_late_flag
     assert {invoice_pb2.INVOICE_FLAG_PAID_LATE, invoice_pb2.INVOICE_FLAG_PAID_OVER} <= set(
         seen[-1].invoice.flags
     )
+
+
+def test_funds_parked_on_a_cancelled_invoice_are_swept(stack: LocalStack, account) -> None:
+    parent, invoices, _ = account
+    invoice = create(stack, invoices, parent, "cancelled-then-swept")
+    invoices.CancelInvoice(invoice_pb2.CancelInvoiceRequest(name=invoice.name))
+    due = int(invoice.amount_due)
+    _pay(stack, invoice.deposit_address, due)
+    _settle(stack, invoices, invoice.name, str(due))
+    deposit = invoice.deposit_address.lower()
+    token = (
+        subprocess.run(
+            [
+                console_script("kassactl"),
+                "bootstrap-key",
+                "--dsn",
+                stack.dsn,
+                "--scopes",
+                "sweeps:read,sweeps:write",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    with stack.core_setup().channel(token) as channel:
+        sweeps = payout_pb2_grpc.SweepServiceStub(channel)
+        planned = sweeps.RunSweeps(payout_pb2.RunSweepsRequest(chain=stack.chain)).sweeps
+        [sweep] = [
+            s
+            for s in planned
+            if s.invoice == invoice.name and s.kind == payout_pb2.SWEEP_KIND_SWEEP
+        ]
+        assert sweep.source_address == deposit and int(sweep.amount) == due
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done = sweeps.GetSweep(payout_pb2.GetSweepRequest(name=sweep.name)).sweep
+            if done.state == payout_pb2.PAYOUT_STATE_CONFIRMED:
+                break
+            stack.anvil.mine(1)
+            time.sleep(0.25)
+        assert done.state == payout_pb2.PAYOUT_STATE_CONFIRMED
+    stack.anvil.mine(2)
+    assert stack.token.balance_of(deposit) == 0
+    _ledger_ok(stack)
