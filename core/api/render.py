@@ -9,7 +9,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from core.invoices.state import State
+from core.invoices.state import State, refundable_of
 from kassa.core.v1 import invoice_pb2 as pb
 
 STATE = {s: getattr(pb, f"INVOICE_STATE_{s.name}") for s in State}
@@ -89,6 +89,14 @@ def invoice(
     message.underpayment_tolerance = str(row["underpayment_tolerance"])
     message.monitoring_end_time.CopyFrom(timestamp(row["monitoring_end_time"]))
     message.amount_refunded = str(row["amount_refunded"])
+    message.amount_refundable = str(
+        refundable_of(
+            _STATE_OF[row["state"]],
+            "marked" in row["flags"],
+            int(row["amount_received"]),
+            int(row["amount_refunded"]),
+        )
+    )
     if row["mark_state"] is not None:
         message.mark.state = STATE[_STATE_OF[row["mark_state"]]]
         message.mark.reason = row["mark_reason"]

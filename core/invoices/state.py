@@ -219,9 +219,17 @@ def refundable(invoice: Invoice) -> int:
     """Base units a refund may still return: confirmed funds not yet refunded,
     once no payment can move the invoice any more (settled, underpaid, closed,
     or expired with funds parked past its window). 0 while funds may still count."""
-    if invoice.state in _OPEN and not invoice.closed:
+    return refundable_of(
+        invoice.state, Flag.MARKED in invoice.flags, invoice.funds.confirmed, invoice.refunded
+    )
+
+
+def refundable_of(state: State, marked: bool, confirmed: int, refunded: int) -> int:
+    """`refundable` from an invoice's stored parts (for readers of rows)."""
+    assert confirmed >= 0 and refunded >= 0, (confirmed, refunded)
+    if state in _OPEN and not marked:
         return 0
-    return max(invoice.funds.confirmed - invoice.refunded, 0)
+    return max(confirmed - refunded, 0)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ def test_funds_paid_to_a_cancelled_invoice_are_recorded_announced_and_refunded(
     assert got.state == invoice_pb2.INVOICE_STATE_CANCELLED
     assert invoice_pb2.INVOICE_FLAG_PAID_LATE in got.flags
     assert [p.amount for p in got.payments] == [str(due)]
+    assert got.amount_refundable == str(due)  # visible as refundable
     late = tap.wait_for(invoice.name, "invoice.late_funds")[-1]
     assert late.invoice.state == invoice_pb2.INVOICE_STATE_CANCELLED
     assert [p.amount for p in late.invoice.payments] == [str(due)]
@@ -83,7 +84,7 @@ def test_funds_paid_to_a_cancelled_invoice_are_recorded_announced_and_refunded(
     _refund_all(stack, payouts, invoice.name, due)
     after = invoices.GetInvoice(invoice_pb2.GetInvoiceRequest(name=invoice.name)).invoice
     assert after.state == invoice_pb2.INVOICE_STATE_CANCELLED
-    assert after.amount_refunded == str(due)
+    assert after.amount_refunded == str(due) and after.amount_refundable == "0"
     _ledger_ok(stack)
 
 
@@ -147,6 +148,7 @@ def test_a_second_payment_after_a_full_refund_is_flagged_announced_and_refundabl
     got = _settle(stack, invoices, invoice.name, str(2 * due))
     assert got.state == invoice_pb2.INVOICE_STATE_REFUNDED
     assert invoice_pb2.INVOICE_FLAG_DUPLICATE in got.flags
+    assert got.amount_refundable == str(due)
     late = tap.wait_for(invoice.name, "invoice.late_funds")[-1]
     assert invoice_pb2.INVOICE_FLAG_DUPLICATE in late.invoice.flags
     _ledger_ok(stack)
