@@ -62,17 +62,48 @@ def documented_event_types() -> set[str]:
     return {c for c in _table_column(_section("Events"), 0) if "." in c}
 
 
-def _modules() -> list[tuple[Path, ast.Module]]:
-    return [
-        (p, ast.parse(p.read_text(), str(p)))
-        for p in sorted((ROOT / "core").rglob("*.py"))
-        if p.name != "reasons.py"
-    ]
+@dataclass
+class Module:
+    name: str  # dotted, e.g. core.invoices.state
+    path: Path
+    tree: ast.Module
+    names: dict[str, str]  # a name used here -> the qualified name it stands for
 
 
-def _callee(call: ast.Call) -> str:
-    f = call.func
-    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+def _modules() -> list[Module]:
+    modules = []
+    for path in sorted((ROOT / "core").rglob("*.py")):
+        if path.name == "reasons.py":
+            continue
+        dotted = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        dotted = dotted.removesuffix(".__init__")
+        tree = ast.parse(path.read_text(), str(path))
+        names: dict[str, str] = {}
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module:
+                for alias in node.names:
+                    names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    names[alias.asname or alias.name.split(".")[0]] = alias.name
+            elif isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                names[node.name] = f"{dotted}.{node.name}"
+            elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Name):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        names[target.id] = f"{dotted}.{target.id}"
+        modules.append(Module(dotted, path, tree, names))
+    return modules
+
+
+def _qualified(module: Module, func: ast.expr) -> str:
+    """The qualified name a call's callee stands for ("" if not statically known)."""
+    if isinstance(func, ast.Name):
+        return module.names.get(func.id, "")
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+        base = module.names.get(func.value.id, "")
+        return f"{base}.{func.attr}" if base else ""
+    return ""
 
 
 def _argument(call: ast.Call, slot: Slot) -> ast.expr | None:
@@ -82,46 +113,100 @@ def _argument(call: ast.Call, slot: Slot) -> ast.expr | None:
     return call.args[slot.index] if len(call.args) > slot.index else None
 
 
-def _carriers(modules: list[tuple[Path, ast.Module]]) -> dict[str, Slot]:
-    carriers = {"ApiError": Slot(1, "reason"), "Refusal": Slot(0, "reason")}
+def _class_slot(node: ast.ClassDef) -> Slot | None:
+    """Where a class takes `reason`: its __init__'s parameter or its dataclass field."""
+    for item in node.body:
+        if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+            params = [a.arg for a in item.args.args][1:]
+            return Slot(params.index("reason"), "reason") if "reason" in params else None
+    fields = [
+        item.target.id
+        for item in node.body
+        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+    ]
+    return Slot(fields.index("reason"), "reason") if "reason" in fields else None
+
+
+def _carriers(modules: list[Module]) -> dict[str, Slot]:
+    """Qualified names of every callable that puts an argument into an error's reason."""
+    by_name = {m.name: m for m in modules}
+    carriers: dict[str, Slot] = {}
+    # The error types: classes that are, or derive from, an exception taking a
+    # reason, and the decider's Refusal (its reason becomes the error's).
+    for m in modules:
+        for node in m.tree.body:
+            if isinstance(node, ast.ClassDef):
+                slot = _class_slot(node)
+                if slot is not None and (
+                    any(isinstance(b, ast.Name) and b.id == "Exception" for b in node.bases)
+                    or node.name == "Refusal"
+                ):
+                    carriers[f"{m.name}.{node.name}"] = slot
     changed = True
     while changed:
         changed = False
-        for _, tree in modules:
-            for node in ast.walk(tree):
-                if isinstance(node, ast.ClassDef) and node.name not in carriers:
-                    bases = {b.id for b in node.bases if isinstance(b, ast.Name)}
-                    if bases & {"ApiError"} or any(b in carriers for b in bases - {"Exception"}):
-                        carriers[node.name] = carriers["ApiError"]
-                        changed = True
+        for m in modules:
+            for node in m.tree.body:
+                qualified = f"{m.name}.{getattr(node, 'name', '')}"
+                if isinstance(node, ast.ClassDef) and qualified not in carriers:
+                    for base in node.bases:
+                        target = _qualified(m, base)
+                        if target in carriers and _class_slot(node) is None:
+                            carriers[qualified] = carriers[target]
+                            changed = True
+                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name):
+                    target = m.names.get(node.value.id, "")
+                    for t in node.targets:
+                        alias = f"{m.name}.{getattr(t, 'id', '')}"
+                        if target in carriers and alias not in carriers:
+                            carriers[alias] = carriers[target]
+                            changed = True
                 if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                     continue
-                if node.name in carriers:
+                if qualified in carriers:
                     continue
                 params = [a.arg for a in node.args.args]
                 for call in (c for c in ast.walk(node) if isinstance(c, ast.Call)):
-                    slot = carriers.get(_callee(call))
+                    slot = carriers.get(_qualified(m, call.func))
                     arg = None if slot is None else _argument(call, slot)
                     if isinstance(arg, ast.Name) and arg.id in params:
-                        carriers[node.name] = Slot(params.index(arg.id), arg.id)
+                        carriers[qualified] = Slot(params.index(arg.id), arg.id)
                         changed = True
                         break
-                    if isinstance(arg, ast.JoinedStr) and len(arg.values) == 2:
-                        head, tail = arg.values
-                        if (
-                            isinstance(head, ast.FormattedValue)
-                            and isinstance(head.value, ast.Call)
-                            and isinstance(head.value.func, ast.Attribute)
-                            and head.value.func.attr == "upper"
-                            and isinstance(head.value.func.value, ast.Name)
-                            and head.value.func.value.id in params
-                            and isinstance(tail, ast.Constant)
-                        ):
-                            name = head.value.func.value.id
-                            carriers[node.name] = Slot(params.index(name), name, str(tail.value))
-                            changed = True
-                            break
+                    suffix = _upper_suffix(arg, params)
+                    if suffix is not None:
+                        name, tail = suffix
+                        carriers[qualified] = Slot(params.index(name), name, tail)
+                        changed = True
+                        break
+        # Names re-exported from another module (from core.errors import not_found).
+        for m in modules:
+            for local, target in m.names.items():
+                alias = f"{m.name}.{local}"
+                if target in carriers and alias not in carriers and target != alias:
+                    module, _, _ = target.rpartition(".")
+                    if module in by_name:
+                        carriers[alias] = carriers[target]
+                        changed = True
     return carriers
+
+
+def _upper_suffix(arg: ast.expr | None, params: list[str]) -> tuple[str, str] | None:
+    """f"{param.upper()}SUFFIX" -> (param, SUFFIX)."""
+    if not isinstance(arg, ast.JoinedStr) or len(arg.values) != 2:
+        return None
+    head, tail = arg.values
+    if (
+        isinstance(head, ast.FormattedValue)
+        and isinstance(head.value, ast.Call)
+        and isinstance(head.value.func, ast.Attribute)
+        and head.value.func.attr == "upper"
+        and isinstance(head.value.func.value, ast.Name)
+        and head.value.func.value.id in params
+        and isinstance(tail, ast.Constant)
+    ):
+        return head.value.func.value.id, str(tail.value)
+    return None
 
 
 def reasons_in_code() -> tuple[set[str], list[str]]:
@@ -130,42 +215,39 @@ def reasons_in_code() -> tuple[set[str], list[str]]:
     carriers = _carriers(modules)
     found: set[str] = set()
     unknown: list[str] = []
-    for path, tree in modules:
+    for m in modules:
         constants = {
             t.id: n.value.value
-            for n in tree.body
+            for n in m.tree.body
             if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
             for t in n.targets
             if isinstance(t, ast.Name)
         }
-        functions = {
-            n: f
-            for f in ast.walk(tree)
+        enclosing = {
+            inner: f"{m.name}.{f.name}"
+            for f in m.tree.body
             if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
-            for n in ast.walk(f)
+            for inner in ast.walk(f)
         }
-        for call in (c for c in ast.walk(tree) if isinstance(c, ast.Call)):
-            slot = carriers.get(_callee(call))
+        for call in (c for c in ast.walk(m.tree) if isinstance(c, ast.Call)):
+            slot = carriers.get(_qualified(m, call.func))
             arg = None if slot is None else _argument(call, slot)
             if slot is None or arg is None:
                 continue
-            where = f"{path.relative_to(ROOT)}:{call.lineno}"
-            enclosing = functions.get(call)
-            forwarded = enclosing is not None and enclosing.name in carriers
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                 found.add(arg.value.upper() + slot.suffix if slot.suffix else arg.value)
             elif isinstance(arg, ast.Attribute) and arg.attr == "reason":
                 continue  # a refusal's reason passed on: counted where it was made
-            elif (
-                isinstance(arg, ast.Attribute)
-                and isinstance(arg.value, ast.Name)
-                and arg.value.id == "reasons"
-            ):
+            elif isinstance(arg, ast.Attribute) and m.names.get(getattr(arg.value, "id", "")) in {
+                "core.reasons"
+            }:
                 found.add(getattr(reasons, arg.attr))
+            elif isinstance(arg, ast.Name) and m.names.get(arg.id, "").startswith("core.reasons."):
+                found.add(getattr(reasons, arg.id))
             elif isinstance(arg, ast.Name) and arg.id in constants:
                 found.add(str(constants[arg.id]))
-            elif not forwarded:
-                unknown.append(where)
+            elif enclosing.get(call) not in carriers:  # a forwarder's own parameter
+                unknown.append(f"{m.path.relative_to(ROOT)}:{call.lineno}")
     return found, unknown
 
 
