@@ -10,10 +10,10 @@ import sys
 import grpc
 from google.protobuf import json_format
 
-from core.api.auth import SCOPES
 from core.clients import authed_channel
 from core.ledger import check as ledger_check
 from core.merchants import Merchants
+from core.merchants.credentials import SCOPES
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate
 from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc

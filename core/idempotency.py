@@ -20,22 +20,18 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import re
 from dataclasses import dataclass
 from typing import Protocol, assert_never
 
 import asyncpg
-import grpc
 
-from core import reasons
-from core.api.errors import ApiError
-
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+from core import names, reasons
+from core.errors import Code, Refusal
 
 
 def request_id_of(value: str, violations: list[tuple[str, str]]) -> str | None:
     """The request_id of a request (None if absent); a malformed one is a violation."""
-    if value and _REQUEST_ID.fullmatch(value) is None:
+    if value and not names.is_request_id(value):
         violations.append(("request_id", "must be 1-128 characters of A-Z a-z 0-9 . _ : -"))
     return value or None
 
@@ -68,9 +64,9 @@ def decide(first_hash: bytes | None, incoming_hash: bytes) -> Outcome:
     return Outcome.REUSED
 
 
-def refuse(request_id: str, resource: str) -> ApiError:
-    return ApiError(
-        grpc.StatusCode.ALREADY_EXISTS,
+def refuse(request_id: str, resource: str) -> Refusal:
+    return Refusal(
+        Code.ALREADY_EXISTS,
         reasons.REQUEST_ID_REUSED,
         f"request_id {request_id!r} was used for a different request",
         metadata={"request_id": request_id, "resource": resource},

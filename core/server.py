@@ -102,7 +102,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     server = grpc.aio.server()
     auth = Authenticator(pool, config.key_cache_s)
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
-        InvoiceService(invoicing, auth, head_of), server
+        InvoiceService(invoicing, config, auth, head_of), server
     )
     event_pb2_grpc.add_EventServiceServicer_to_server(
         EventService(pool, notifier, auth, config.events), server

@@ -6,12 +6,14 @@ from collections.abc import Callable
 
 import grpc
 
-from core import idempotency
-from core.api import render, validate
+from core import idempotency, names
+from core.api import validate
 from core.api.auth import Authenticator, authorize
 from core.api.errors import invalid, rpc
+from core.config import Config
 from core.invoices.invoicing import Invoicing, fingerprint
 from core.invoices.state import State
+from core.render import invoices as render
 from kassa.core.v1 import invoice_pb2 as pb
 from kassa.core.v1 import invoice_pb2_grpc as pb_grpc
 
@@ -19,7 +21,7 @@ _MARK_STATES = {pb.INVOICE_STATE_PAID: State.PAID, pb.INVOICE_STATE_EXPIRED: Sta
 
 
 def _invoice_name(name: str) -> tuple[str, str]:
-    parsed = validate.invoice_name(name)
+    parsed = names.parse_invoice(name)
     if parsed is None:
         raise invalid([("name", "must be merchants/{merchant}/invoices/{invoice}")])
     return parsed
@@ -27,9 +29,14 @@ def _invoice_name(name: str) -> tuple[str, str]:
 
 class InvoiceService(pb_grpc.InvoiceServiceServicer):
     def __init__(
-        self, invoicing: Invoicing, auth: Authenticator, head_of: Callable[[str], int | None]
+        self,
+        invoicing: Invoicing,
+        config: Config,
+        auth: Authenticator,
+        head_of: Callable[[str], int | None],
     ) -> None:
         self.invoicing = invoicing
+        self.config = config
         self.auth = auth
         # The chain head each follower last saw, for payments' confirmation counts.
         self.head_of = head_of
@@ -39,7 +46,7 @@ class InvoiceService(pb_grpc.InvoiceServiceServicer):
         self, request: pb.CreateInvoiceRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateInvoiceResponse:
         principal = await self.auth.principal(context)
-        spec, violations = validate.create_invoice(request, self.invoicing.config)
+        spec, violations = validate.create_invoice(request, self.config)
         if spec is None:
             raise invalid(violations)
         authorize(principal, "invoices:write", spec.merchant_id)

@@ -4,20 +4,15 @@ of every field that is wrong (all of them at once, not the first)."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
-from core import idempotency
+from core import idempotency, names
 from core.config import Config
-from core.domain.assets import Asset
+from core.domain.invoice_specs import InvoiceFilter, InvoiceSpec
 from core.domain.money import AmountError, fiat_violations, parse_base_units, parse_decimal
 from kassa.core.v1 import invoice_pb2 as pb
 
-_MERCHANT = re.compile(r"^merchants/([a-z0-9][a-z0-9-]{0,62})$")
-_INVOICE = re.compile(r"^merchants/([a-z0-9][a-z0-9-]{0,62})/invoices/([a-z0-9]{1,40})$")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 MAX_ORDER_ID_LEN = 200
 MAX_METADATA_KEYS = 50
@@ -29,30 +24,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Violations = list[tuple[str, str]]
 
 
-@dataclass(frozen=True)
-class InvoiceSpec:
-    merchant_id: str
-    merchant_order_id: str
-    asset: Asset
-    ttl_s: int
-    metadata: dict[str, str]
-    request_id: str | None
-    price: Decimal | None = None
-    currency: str | None = None
-    asset_amount: int | None = None
-
-
 def merchant_of(parent: str, violations: Violations, field: str = "parent") -> str:
-    match = _MERCHANT.match(parent)
-    if not match:
+    merchant_id = names.parse_merchant(parent)
+    if merchant_id is None:
         violations.append((field, "must be merchants/{merchant}, e.g. merchants/acme"))
         return ""
-    return match.group(1)
+    return merchant_id
 
 
 def invoice_name(name: str) -> tuple[str, str] | None:
-    match = _INVOICE.match(name)
-    return (match.group(1), match.group(2)) if match else None
+    return names.parse_invoice(name)
 
 
 def create_invoice(
@@ -113,20 +94,6 @@ def create_invoice(
         amount,
     )
     return spec, []
-
-
-@dataclass(frozen=True)
-class InvoiceFilter:
-    states: tuple[str, ...] = ()
-    flags: tuple[str, ...] = ()
-    asset: str = ""
-    merchant_order_id: str = ""
-    create_time_start: datetime | None = None
-    create_time_end: datetime | None = None
-
-    def digest(self) -> str:
-        """Binds a page token to the filters it was issued for."""
-        return hashlib.sha256(repr(self).encode()).hexdigest()[:12]
 
 
 def invoice_filter(request: pb.ListInvoicesRequest, violations: Violations) -> InvoiceFilter:

@@ -12,11 +12,11 @@ from datetime import datetime
 import asyncpg
 import grpc
 
-from core import idempotency
+from core import idempotency, names
 from core.api import validate
 from core.api.auth import Authenticator
 from core.api.errors import invalid, rpc
-from core.api.render import timestamp
+from core.render.timestamps import timestamp
 from core.webhooks import targets
 from core.webhooks.endpoints import (
     DeliveryFilter,
@@ -28,13 +28,7 @@ from core.webhooks.endpoints import (
 from kassa.core.v1 import webhook_pb2 as pb
 from kassa.core.v1 import webhook_pb2_grpc as pb_grpc
 
-_M = r"[a-z0-9][a-z0-9-]{0,62}"
-_ENDPOINT = re.compile(rf"^merchants/({_M})/webhookEndpoints/([0-9a-f]{{16}})$")
-_ANY_ENDPOINT = re.compile(rf"^merchants/({_M})/webhookEndpoints/(-|[0-9a-f]{{16}})$")
-_DELIVERY = re.compile(
-    rf"^merchants/({_M})/webhookEndpoints/([0-9a-f]{{16}})/deliveries/([0-9a-f-]{{36}})$"
-)
-_EVENT_TYPE = re.compile(r"^[a-z_]+\.[a-z_*]+$")
+_EVENT_TYPE = re.compile(r"[a-z_]+\.[a-z_*]+")
 MAX_EVENT_TYPES = 100
 MAX_DESCRIPTION_LEN = 500
 MAX_OVERLAP_S = 7 * 24 * 3600
@@ -103,7 +97,7 @@ def check_endpoint_fields(
         if len(endpoint.event_types) > MAX_EVENT_TYPES:
             violations.append((prefix + "event_types", f"at most {MAX_EVENT_TYPES}"))
         for i, t in enumerate(endpoint.event_types):
-            if not _EVENT_TYPE.match(t):
+            if not _EVENT_TYPE.fullmatch(t):
                 violations.append((f"{prefix}event_types[{i}]", "must look like invoice.paid"))
     if "description" in paths and len(endpoint.description) > MAX_DESCRIPTION_LEN:
         violations.append((prefix + "description", f"at most {MAX_DESCRIPTION_LEN} characters"))
@@ -150,10 +144,10 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
         self.clock = clock
 
     def _endpoint_name(self, name: str, field: str = "name") -> tuple[str, str]:
-        match = _ENDPOINT.match(name)
-        if match is None:
+        parsed = names.parse_webhook_endpoint(name)
+        if parsed is None:
             raise invalid([(field, "must be merchants/{merchant}/webhookEndpoints/{endpoint}")])
-        return match.group(1), match.group(2)
+        return parsed
 
     @rpc
     async def CreateWebhookEndpoint(
@@ -271,8 +265,8 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
         self, request: pb.ListWebhookDeliveriesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListWebhookDeliveriesResponse:
         violations: validate.Violations = []
-        match = _ANY_ENDPOINT.match(request.parent)
-        if match is None:
+        parent = names.parse_webhook_endpoint(request.parent, allow_any=True)
+        if parent is None:
             violations.append(
                 ("parent", "must be merchants/{merchant}/webhookEndpoints/{endpoint} or …/-")
             )
@@ -282,9 +276,9 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
         if not 0 <= request.page_size <= validate.MAX_PAGE_SIZE:
             violations.append(("page_size", f"must be in 0..{validate.MAX_PAGE_SIZE}"))
         after = _parse_page_token(request.page_token, violations)
-        if violations or match is None:
+        if violations or parent is None:
             raise invalid(violations)
-        merchant, endpoint_id = match.group(1), match.group(2)
+        merchant, endpoint_id = parent
         await self.auth.require(context, "webhooks:read", merchant)
         page_size = request.page_size or validate.DEFAULT_PAGE_SIZE
         rows, attempts = await self.endpoints.deliveries(
@@ -314,11 +308,11 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
         which = request.WhichOneof("target")
         target = RedeliverTarget()
         if which == "delivery":
-            match = _DELIVERY.match(request.delivery)
-            if match is None or (match.group(1), match.group(2)) != (merchant, endpoint_id):
+            delivery = names.parse_delivery(request.delivery)
+            if delivery is None or delivery[:2] != (merchant, endpoint_id):
                 violations.append(("delivery", "must be a delivery of the parent endpoint"))
             else:
-                target = RedeliverTarget(delivery_id=_uuid(match.group(3), "delivery", violations))
+                target = RedeliverTarget(delivery_id=_uuid(delivery[2], "delivery", violations))
         elif which == "event_id":
             target = RedeliverTarget(event_id=_uuid(request.event_id, "event_id", violations))
         elif which == "time_range":

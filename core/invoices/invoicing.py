@@ -7,27 +7,47 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Protocol
 
 import asyncpg
-import grpc
 
-from core import idempotency
-from core.api.errors import ApiError, not_found
-from core.api.validate import InvoiceFilter, InvoiceSpec
+from core import idempotency, reasons
 from core.chain.hd import DepositAddresses
 from core.chain.index import ActiveInvoiceIndex
-from core.config import Config
+from core.domain.invoice_specs import InvoiceFilter, InvoiceSpec
 from core.domain.money import fiat_to_base_units
+from core.errors import Code, Refusal, not_found, precondition
 from core.events.outbox import append
 from core.invoices import lifecycle
 from core.invoices import state as sm
 from core.rates.sources import NoRateError, Quoter, RateSource, quote
 
 
+class _Chain(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    def confirmations_for(self, value: Decimal | None, currency: str | None) -> int: ...
+
+
+class Settings(Protocol):
+    """What invoicing reads of the configuration (core/config.py's Config has
+    it; an area does not import the composed configuration)."""
+
+    @property
+    def underpayment_tolerance_bps(self) -> int: ...
+
+    @property
+    def late_payment_window_s(self) -> int: ...
+
+    def chain(self, chain_id: str) -> _Chain | None: ...
+
+
 @dataclass
 class Invoicing:
     pool: asyncpg.Pool
-    config: Config
+    config: Settings
     addresses: DepositAddresses
     index: ActiveInvoiceIndex
     rates: Sequence[RateSource] | Quoter
@@ -46,9 +66,9 @@ class Invoicing:
             try:
                 q = await quote(self.rates, spec.asset.symbol, spec.currency, now)
             except NoRateError as exc:
-                raise ApiError(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    "NO_RATE",
+                raise Refusal(
+                    Code.FAILED_PRECONDITION,
+                    reasons.NO_RATE,
                     str(exc),
                     metadata={
                         "pair": exc.pair,
@@ -307,13 +327,8 @@ class Invoicing:
         return applied.rows.get(invoice_id, rows[0])
 
 
-def _refused(refusal: sm.Refusal, name: str) -> ApiError:
-    return ApiError(
-        grpc.StatusCode.FAILED_PRECONDITION,
-        refusal.reason,
-        refusal.message,
-        metadata={"name": name},
-    )
+def _refused(refusal: sm.Refusal, name: str) -> Refusal:
+    return precondition(refusal.reason, refusal.message, name=name)
 
 
 def _key(

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import grpc
 
-from core.api.errors import ApiError, not_found
+from core.errors import ApiError, not_found
 from core.events.outbox import NewEvent, append
 from core.invoices import lifecycle
 from core.ledger import settlement

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from core.config import Config
+from core.chain.config import Chains as Config
 from core.invoices import state as invoice_state
 from core.payouts import ledger, nonces, txbuilder
 from core.payouts.config import PayoutsConfig, SweepsConfig

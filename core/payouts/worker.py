@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 import grpc
 
-from core.config import Config
+from core.chain.config import Chains as Config
 from core.invoices import lifecycle
 from core.invoices import state as sm
 from core.payouts import machine, nonces, txbuilder

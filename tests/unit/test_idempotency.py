@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 
-import grpc
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from core import idempotency
-from core.api.errors import ApiError
+from core.errors import Code, Refusal
 from core.idempotency import Outcome
 from kassa.core.v1 import invoice_pb2
 
@@ -33,9 +32,9 @@ def test_decide_table(first: bytes | None, incoming: bytes, outcome: Outcome) ->
 
 def test_check_refuses_a_reused_id_with_its_reason() -> None:
     idempotency.check(A, A, "r-1", "merchants/m/invoices/i")
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Refusal) as refused:
         idempotency.check(A, B, "r-1", "merchants/m/invoices/i")
-    assert refused.value.code == grpc.StatusCode.ALREADY_EXISTS
+    assert refused.value.code is Code.ALREADY_EXISTS
     assert refused.value.reason == "REQUEST_ID_REUSED"
     assert refused.value.metadata == {"request_id": "r-1", "resource": "merchants/m/invoices/i"}
 
