@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Literal, assert_never, cast
 
 from core import idempotency, names
 from core.config import Config
@@ -22,6 +23,9 @@ DEFAULT_PAGE_SIZE = 50
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Violations = list[tuple[str, str]]
+# CreateInvoiceRequest's oneof amount (the generated stubs type it as str;
+# tests/unit/test_oneofs.py keeps this list equal to the proto's).
+AmountKind = Literal["price", "asset_amount"]
 
 
 def merchant_of(parent: str, violations: Violations, field: str = "parent") -> str:
@@ -54,24 +58,27 @@ def create_invoice(
         known = ", ".join(a.id for a in config.assets)
         violations.append(("asset", f"unknown asset {request.asset!r}; known: {known}"))
     price = currency = amount = None
-    which = request.WhichOneof("amount")
-    if which is None:
-        violations.append(("amount", "one of price or asset_amount is required"))
-    elif which == "price":
-        try:
-            price = parse_decimal(request.price.amount)
-        except AmountError as exc:
-            violations.append(("price.amount", str(exc)))
-        currency = request.price.currency
-        if _CURRENCY.fullmatch(currency) is None:
-            violations.append(("price.currency", "must be an ISO-4217 code such as USD"))
-        elif price is not None:
-            violations += fiat_violations(price, currency, config.max_price)
-    else:
-        try:
-            amount = parse_base_units(request.asset_amount)
-        except AmountError as exc:
-            violations.append(("asset_amount", str(exc)))
+    which = cast("AmountKind | None", request.WhichOneof("amount"))
+    match which:
+        case None:
+            violations.append(("amount", "one of price or asset_amount is required"))
+        case "price":
+            try:
+                price = parse_decimal(request.price.amount)
+            except AmountError as exc:
+                violations.append(("price.amount", str(exc)))
+            currency = request.price.currency
+            if _CURRENCY.fullmatch(currency) is None:
+                violations.append(("price.currency", "must be an ISO-4217 code such as USD"))
+            elif price is not None:
+                violations += fiat_violations(price, currency, config.max_price)
+        case "asset_amount":
+            try:
+                amount = parse_base_units(request.asset_amount)
+            except AmountError as exc:
+                violations.append(("asset_amount", str(exc)))
+        case _:
+            assert_never(which)
     ttl_s = request.ttl_seconds or config.default_ttl_s
     if ttl_s > config.max_ttl_s:
         violations.append(("ttl_seconds", f"must be at most {config.max_ttl_s}"))

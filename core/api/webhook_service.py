@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from typing import Literal, assert_never, cast
 
 import asyncpg
 import grpc
@@ -40,6 +41,9 @@ STATUS = {
     "cancelled": pb.WEBHOOK_DELIVERY_STATUS_CANCELLED,
 }
 _STATUS_NAME = {v: k for k, v in STATUS.items()}
+# RedeliverWebhooksRequest's oneof target (the generated stubs type it as
+# str; tests/unit/test_oneofs.py keeps this list equal to the proto's).
+TargetKind = Literal["delivery", "event_id", "time_range"]
 
 
 def endpoint_message(row: asyncpg.Record, now: datetime) -> pb.WebhookEndpoint:
@@ -305,31 +309,34 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
     ) -> pb.RedeliverWebhooksResponse:
         merchant, endpoint_id = self._endpoint_name(request.parent, "parent")
         violations: validate.Violations = []
-        which = request.WhichOneof("target")
+        which = cast("TargetKind | None", request.WhichOneof("target"))
         target = RedeliverTarget()
-        if which == "delivery":
-            delivery = names.parse_delivery(request.delivery)
-            if delivery is None or delivery[:2] != (merchant, endpoint_id):
-                violations.append(("delivery", "must be a delivery of the parent endpoint"))
-            else:
-                target = RedeliverTarget(delivery_id=_uuid(delivery[2], "delivery", violations))
-        elif which == "event_id":
-            target = RedeliverTarget(event_id=_uuid(request.event_id, "event_id", violations))
-        elif which == "time_range":
-            start, end = request.time_range.start_time, request.time_range.end_time
-            if not request.time_range.HasField("start_time") or not request.time_range.HasField(
-                "end_time"
-            ):
-                violations.append(("time_range", "needs start_time and end_time"))
-            elif end.ToDatetime() <= start.ToDatetime():
-                violations.append(("time_range.end_time", "must be after start_time"))
-            else:
-                target = RedeliverTarget(
-                    start_time=start.ToDatetime(tzinfo=self.clock().tzinfo),
-                    end_time=end.ToDatetime(tzinfo=self.clock().tzinfo),
-                )
-        else:
-            violations.append(("target", "one of delivery, event_id, time_range is required"))
+        match which:
+            case "delivery":
+                delivery = names.parse_delivery(request.delivery)
+                if delivery is None or delivery[:2] != (merchant, endpoint_id):
+                    violations.append(("delivery", "must be a delivery of the parent endpoint"))
+                else:
+                    target = RedeliverTarget(delivery_id=_uuid(delivery[2], "delivery", violations))
+            case "event_id":
+                target = RedeliverTarget(event_id=_uuid(request.event_id, "event_id", violations))
+            case "time_range":
+                start, end = request.time_range.start_time, request.time_range.end_time
+                if not request.time_range.HasField("start_time") or not request.time_range.HasField(
+                    "end_time"
+                ):
+                    violations.append(("time_range", "needs start_time and end_time"))
+                elif end.ToDatetime() <= start.ToDatetime():
+                    violations.append(("time_range.end_time", "must be after start_time"))
+                else:
+                    target = RedeliverTarget(
+                        start_time=start.ToDatetime(tzinfo=self.clock().tzinfo),
+                        end_time=end.ToDatetime(tzinfo=self.clock().tzinfo),
+                    )
+            case None:
+                violations.append(("target", "one of delivery, event_id, time_range is required"))
+            case _:
+                assert_never(which)
         if violations:
             raise invalid(violations)
         await self.auth.require(context, "webhooks:write", merchant)

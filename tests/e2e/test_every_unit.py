@@ -16,10 +16,10 @@ import pytest
 from kassa.core.v1 import invoice_pb2, payout_pb2, payout_pb2_grpc
 from localstack.fullstack import LocalStack
 from localstack.procs import console_script
-from tests.e2e.events import EventTap
-from tests.e2e.helpers import create
-from tests.e2e.payout_helpers import fresh_address, ledger_check, paid_invoice, wait_payout
-from tests.grpc_errors import rich
+from tests.support.events import EventTap
+from tests.support.grpc_errors import rich
+from tests.support.invoices import create
+from tests.support.payouts import fresh_address, ledger_check, paid_invoice, wait_payout
 
 CONFIRMED = {payout_pb2.PAYOUT_STATE_CONFIRMED, payout_pb2.PAYOUT_STATE_FAILED}
 

@@ -169,3 +169,14 @@ def test_the_graph_is_read() -> None:
     assert ("core.server", "core.api.ledger_service") in edges
     assert ("core.api.invoice_service", "core.render.invoices") in edges
     assert ("core.api.ledger_service", "core.ledger.queries") in edges
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared test code lives in tests/support; conftest.py files hold fixtures."""
+    found = [
+        f"{path.relative_to(REPO)}:{line} imports {name}"
+        for path in sorted((REPO / "tests").rglob("*.py"))
+        for line, name in imports(path)
+        if within(name, "tests") and not within(name, "tests.support")
+    ]
+    assert not found, "\n".join(found)
