@@ -10,6 +10,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +41,8 @@ class Config:
     pool_size: int = 10
     default_ttl_s: int = 900
     max_ttl_s: int = 7 * 24 * 3600
+    # The largest fiat price an invoice may ask, in major units of its currency.
+    max_price: Decimal = Decimal(1_000_000_000)
     # Underpayment that still counts as paid, in basis points of the amount due.
     underpayment_tolerance_bps: int = 0
     # How long after expiry the deposit address is still watched (paid_late).
@@ -177,6 +180,7 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
         pool_size=int(database.get("pool_size", Config.pool_size)),
         default_ttl_s=int(invoices.get("default_ttl_s", Config.default_ttl_s)),
         max_ttl_s=int(invoices.get("max_ttl_s", Config.max_ttl_s)),
+        max_price=_max_price(invoices.get("max_price", Config.max_price)),
         expiry_interval_s=float(invoices.get("expiry_interval_s", Config.expiry_interval_s)),
         key_cache_s=float(raw.get("auth", {}).get("key_cache_s", Config.key_cache_s)),
         webhooks=_table(webhook_settings.parse, raw, "webhooks"),
@@ -195,6 +199,14 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
     if not 0 < config.default_ttl_s <= config.max_ttl_s:
         raise ConfigError("invoices.default_ttl_s must be positive and at most max_ttl_s")
     return config
+
+
+def _max_price(value: object) -> Decimal:
+    """invoices.max_price: a positive decimal (a string or a whole number)."""
+    try:
+        return parse_decimal(str(value))
+    except AmountError as exc:
+        raise ConfigError(f"invoices.max_price {exc}") from None
 
 
 def _table(parser: Callable[[dict[str, Any]], T], raw: dict[str, Any], name: str) -> T:

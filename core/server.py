@@ -14,7 +14,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from core import expiry
 from core.api.auth import Authenticator
 from core.api.event_service import EventService
 from core.api.exception_service import ExceptionService
@@ -30,7 +29,8 @@ from core.chain.hd import DepositAddresses
 from core.chain.index import ActiveInvoiceIndex
 from core.config import Config
 from core.events.stream import OutboxNotifier
-from core.invoicing import Invoicing
+from core.invoices import clock as invoice_clock
+from core.invoices.invoicing import Invoicing
 from core.ledger import expiry as ledger_expiry
 from core.ledger.batcher import Poster
 from core.merchants import Merchants
@@ -147,7 +147,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     server = grpc.aio.server()
     auth = Authenticator(pool, config.key_cache_s)
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
-        InvoiceService(invoicing, auth, head_of), server
+        InvoiceService(invoicing, config, auth, head_of), server
     )
     event_pb2_grpc.add_EventServiceServicer_to_server(
         EventService(pool, notifier, auth, config.events), server
@@ -221,7 +221,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     for name in ("", *SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     tasks = [asyncio.create_task(f.run(), name=f"follow {chain}") for chain, f in followers.items()]
-    tasks.append(asyncio.create_task(expiry.run(pool, index, clock, config.expiry_interval_s)))
+    tasks.append(asyncio.create_task(invoice_clock.run(pool, clock, config.expiry_interval_s)))
     tasks.append(asyncio.create_task(ledger_expiry.run(pool, clock, config.expiry_interval_s)))
     # Webhook deliveries: created from the outbox, sent, retried (core.webhooks.worker).
     tasks.append(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
+from typing import assert_never
 
 import asyncpg
 import grpc
 
+from core import reasons
 from core.api import validate
 from core.api.auth import Authenticator
 from core.api.errors import ApiError, invalid, rpc
@@ -25,12 +27,43 @@ _ACTIONS = {
     pb.RESOLVE_ACTION_REBASELINE: exceptions.Action.REBASELINE,
 }
 _STATES = {pb.EXCEPTION_STATE_OPEN: "open", pb.EXCEPTION_STATE_RESOLVED: "resolved"}
-_REFUSAL_CODES = {
-    exceptions.Refusal.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    exceptions.Refusal.ALREADY_RESOLVED: grpc.StatusCode.FAILED_PRECONDITION,
-    exceptions.Refusal.NOT_REBASELINABLE: grpc.StatusCode.FAILED_PRECONDITION,
-    exceptions.Refusal.REQUEST_ID_REUSED: grpc.StatusCode.ALREADY_EXISTS,
-}
+
+
+def _refused(refused: exceptions.ResolveRefused, name: str) -> ApiError:
+    # Each refusal spelled out with its catalogued reason (core/reasons.py), so
+    # tests/unit/test_reasons.py can follow every reason this edge returns.
+    meta = {"name": name}
+    match refused.refusal:
+        case exceptions.Refusal.NOT_FOUND:
+            return ApiError(
+                grpc.StatusCode.NOT_FOUND,
+                reasons.EXCEPTION_NOT_FOUND,
+                refused.message,
+                metadata=meta,
+            )
+        case exceptions.Refusal.ALREADY_RESOLVED:
+            return ApiError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                reasons.EXCEPTION_ALREADY_RESOLVED,
+                refused.message,
+                metadata=meta,
+            )
+        case exceptions.Refusal.NOT_REBASELINABLE:
+            return ApiError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                reasons.EXCEPTION_NOT_REBASELINABLE,
+                refused.message,
+                metadata=meta,
+            )
+        case exceptions.Refusal.REQUEST_ID_REUSED:
+            return ApiError(
+                grpc.StatusCode.ALREADY_EXISTS,
+                reasons.REQUEST_ID_REUSED,
+                refused.message,
+                metadata=meta,
+            )
+        case unreachable:
+            assert_never(unreachable)
 
 
 class ExceptionService(pb_grpc.ExceptionServiceServicer):
@@ -93,10 +126,5 @@ class ExceptionService(pb_grpc.ExceptionServiceServicer):
             async with self.pool.acquire() as conn, conn.transaction():
                 row = await exceptions.resolve(conn, resolution, self.clock())
         except exceptions.ResolveRefused as refused:
-            raise ApiError(
-                _REFUSAL_CODES[refused.refusal],
-                refused.refusal.value,
-                refused.message,
-                metadata={"name": request.name},
-            ) from None
+            raise _refused(refused, request.name) from None
         return pb.ResolveExceptionResponse(exception=render(row))

@@ -8,6 +8,7 @@ from datetime import UTC
 import asyncpg
 import grpc
 
+from core import reasons
 from core.api import validate
 from core.api.auth import Authenticator
 from core.api.errors import ApiError, invalid, not_found, rpc
@@ -48,11 +49,11 @@ class ReconciliationService(pb_grpc.ReconciliationServiceServicer):
             )
         except ReconcileUnavailable as exc:
             raise ApiError(
-                grpc.StatusCode.UNAVAILABLE, "DEPENDENCY_UNAVAILABLE", str(exc)
+                grpc.StatusCode.UNAVAILABLE, reasons.DEPENDENCY_UNAVAILABLE, str(exc)
             ) from None
         except ReconcileError as exc:
             raise ApiError(
-                grpc.StatusCode.FAILED_PRECONDITION, "NOT_RECONCILABLE", str(exc)
+                grpc.StatusCode.FAILED_PRECONDITION, reasons.NOT_RECONCILABLE, str(exc)
             ) from None
         run = await self._get(run_id)
         assert run is not None

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 
 from Crypto.Hash import keccak
 
+from core import reasons
 from core.domain.assets import Asset
 from core.payouts.config import PayoutsConfig
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
-REASON = "DESTINATION_REFUSED"
+REASON = reasons.DESTINATION_REFUSED
 
 
 def syntax(address: str) -> str | None:

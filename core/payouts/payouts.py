@@ -15,10 +15,10 @@ from typing import Any
 import asyncpg
 import grpc
 
-from core import lifecycle
-from core.domain import invoice_state
+from core import reasons
 from core.errors import ApiError, not_found
 from core.events.outbox import NewEvent, append
+from core.invoices import lifecycle
 from core.ledger import settlement
 from core.payouts import destinations, ledger, machine, nonces, render, tracking
 from core.payouts.machine import State
@@ -221,7 +221,9 @@ class Payouts:
         if not rows or rows[0]["merchant_id"] != spec.merchant_id:
             raise not_found("invoice", invoice_name)
         invoice = rows[0]
-        if invoice_state.State(invoice["state"]) not in invoice_state.REFUNDABLE:
+        # The invoices' decider says what is refundable: funds parked on a
+        # cancelled, refunded, marked or expired invoice are, too (issue 19).
+        if lifecycle.refundable_of(invoice) == 0:
             raise _failed(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "INVOICE_NOT_REFUNDABLE",
@@ -273,7 +275,7 @@ class Payouts:
             field = "payout.destination" if spec.kind == "payout" else "destination"
             raise ApiError(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                destinations.REASON,
+                reasons.DESTINATION_REFUSED,
                 f"{spec.destination} is refused as a destination: {why}",
                 violations=[(field, why)],
                 metadata={"destination": spec.destination},

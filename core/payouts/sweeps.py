@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from core.chain.config import Chains as Config
-from core.domain import invoice_state
+from core.invoices import state as invoice_state
 from core.payouts import ledger, nonces, txbuilder
 from core.payouts.config import PayoutsConfig, SweepsConfig
 from core.payouts.machine import State
@@ -37,7 +37,10 @@ from kassa.chain.v1 import adapter_pb2, adapter_pb2_grpc
 log = logging.getLogger("kassa.sweeps")
 # Invoices whose payment is settled; refunds of them are paid from the hot key,
 # so sweeping never takes what a refund needs (one in progress still waits).
-SETTLED = invoice_state.FUNDS_SETTLED
+SETTLED = tuple(sorted(s.value for s in invoice_state.AT_REST))
+# Closed invoices whose funds are parked (cancelled, expired with late funds):
+# swept like settled ones once they hold confirmed funds (issue 19).
+PARKING = tuple(sorted(s.value for s in invoice_state.PARKING))
 # A sweep or refund back in broadcast after a reorg is in progress again.
 _FINAL = [State.CONFIRMED, State.FAILED, State.CANCELLED]
 
@@ -57,12 +60,13 @@ class Deposit:
     refund_in_progress: bool
     sweep_in_progress: bool
     unconfirmed: int  # base units of the asset still confirming on the address
+    received: int = 0  # confirmed base units of the invoice's asset recorded on it
 
 
 def eligible(d: Deposit, now: datetime, min_age_s: float) -> bool:
     """Whether the deposit address of `d` may be swept now."""
     return (
-        invoice_state.State(d.state) in SETTLED
+        (d.state in SETTLED or (d.state in PARKING and d.received > 0))
         and not d.refund_in_progress
         and not d.sweep_in_progress
         and now - d.settled_time >= timedelta(seconds=min_age_s)
@@ -155,31 +159,34 @@ class Sweeper:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 """SELECT i.id, i.chain, i.asset, i.deposit_address, i.derivation_index,
-                           i.state, i.update_time,
+                           i.state, i.update_time, i.amount_received,
                            EXISTS (SELECT 1 FROM payouts r
                                     WHERE r.invoice_id = i.id AND r.kind = 'refund'
-                                      AND NOT r.state = ANY($3::text[])) AS refund_in_progress,
+                                      AND NOT r.state = ANY($4::text[])) AS refund_in_progress,
                            EXISTS (SELECT 1 FROM payouts s
                                     WHERE s.chain = i.chain AND s.kind = 'sweep'
                                       AND s.source_address = i.deposit_address
-                                      AND NOT s.state = ANY($3::text[])) AS sweep_in_progress,
+                                      AND NOT s.state = ANY($4::text[])) AS sweep_in_progress,
                            (SELECT coalesce(sum(p.amount), 0) FROM payments p
                              WHERE p.invoice_id = i.id AND p.asset = i.asset
                                AND p.status = 'confirming') AS unconfirmed
                       FROM invoices i
-                     WHERE i.chain = $1 AND i.state = ANY($2::text[])
+                     WHERE i.chain = $1
+                       AND (i.state = ANY($2::text[])
+                            OR (i.state = ANY($3::text[]) AND i.amount_received > 0))
                        -- Swept after its last payment: nothing new to read on chain.
                        AND NOT EXISTS (
                            SELECT 1 FROM payouts s
                             WHERE s.chain = i.chain AND s.kind = 'sweep'
                               AND s.source_address = i.deposit_address
-                              AND s.state = $4
+                              AND s.state = $5
                               AND s.create_time > (SELECT coalesce(max(p.first_seen_time),
                                                                    '-infinity')
                                                      FROM payments p WHERE p.invoice_id = i.id))
                      ORDER BY i.update_time, i.id LIMIT 500""",
                 chain,
-                sorted(SETTLED),
+                list(SETTLED),
+                list(PARKING),
                 _FINAL,
                 State.CONFIRMED,
             )
@@ -195,6 +202,7 @@ class Sweeper:
                 refund_in_progress=r["refund_in_progress"],
                 sweep_in_progress=r["sweep_in_progress"],
                 unconfirmed=int(r["unconfirmed"]),
+                received=int(r["amount_received"]),
             )
             for r in rows
         ]

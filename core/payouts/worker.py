@@ -32,9 +32,9 @@ from typing import Any, assert_never
 import asyncpg
 import grpc
 
-from core import lifecycle
 from core.chain.config import Chains as Config
-from core.domain import invoice_state as sm
+from core.invoices import lifecycle
+from core.invoices import state as sm
 from core.payouts import machine, nonces, tracking, txbuilder
 from core.payouts.config import PayoutsConfig
 from core.payouts.machine import State
