@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 import grpc
 from google.protobuf import json_format
 
 from core.api.auth import SCOPES
-from core.clients import authed_channel
+from core.clients import ApiTls, api_aio_channel, authed_channel
 from core.ledger import check as ledger_check
 from core.merchants import Merchants
 from core.store.db import create_pool
@@ -34,9 +35,11 @@ async def _bootstrap_key(dsn: str, scopes: list[str], description: str) -> str:
     return token
 
 
-async def _events(target: str, parent: str, after: int, follow: bool, token: str) -> None:
+async def _events(
+    target: str, tls: ApiTls | None, parent: str, after: int, follow: bool, token: str
+) -> None:
     metadata = (("authorization", f"Bearer {token}"),)
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with api_aio_channel(target, tls) as channel:
         stub = event_pb2_grpc.EventServiceStub(channel)
         request = event_pb2.StreamEventsRequest(parent=parent, after_sequence=after)
         async for response in stub.StreamEvents(
@@ -55,6 +58,26 @@ def main(argv: list[str] | None = None) -> int:
         "--token",
         default=os.environ.get("KASSA_TOKEN", ""),
         help="API key (default: $KASSA_TOKEN); never logged",
+    )
+    env = os.environ.get
+    parser.add_argument(
+        "--ca-file",
+        type=Path,
+        default=Path(os.environ["KASSA_CA_FILE"]) if env("KASSA_CA_FILE") else None,
+        help="CA of the core's certificate (default: $KASSA_CA_FILE, else the system's roots)",
+    )
+    parser.add_argument(
+        "--server-name",
+        default=env("KASSA_SERVER_NAME", ""),
+        help="the name the core's certificate carries, when --target is an address "
+        "(default: $KASSA_SERVER_NAME)",
+    )
+    parser.add_argument("--client-cert", type=Path, help="client certificate, where the core asks")
+    parser.add_argument("--client-key", type=Path, help="its private key")
+    parser.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="no TLS, for a core with server.dev_plaintext (development only)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("migrate", help="apply database migrations")
@@ -80,6 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     lc = led_sub.add_parser("check", help="verify the ledger's invariants; non-zero on violation")
     lc.add_argument("--dsn", required=True)
     args = parser.parse_args(argv)
+    tls: ApiTls | None = None
+    if not args.plaintext:
+        try:
+            tls = ApiTls.from_files(
+                args.ca_file, args.server_name, args.client_cert, args.client_key
+            )
+        except (OSError, ValueError) as exc:
+            print(f"kassactl: TLS: {exc}", file=sys.stderr)
+            return 2
     if args.command == "ledger":
         return _ledger(args)
     if args.command == "bootstrap-key":
@@ -90,11 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             applied = asyncio.run(migrate(args.dsn))
             print("\n".join(applied) if applied else "no pending migrations")
         elif args.command == "get":
-            with authed_channel(args.target, args.token) as channel:
+            with authed_channel(args.target, args.token, tls) as channel:
                 stub = invoice_pb2_grpc.InvoiceServiceStub(channel)
                 _print(stub.GetInvoice(invoice_pb2.GetInvoiceRequest(name=args.name)).invoice)
         elif args.command == "list":
-            with authed_channel(args.target, args.token) as channel:
+            with authed_channel(args.target, args.token, tls) as channel:
                 stub = invoice_pb2_grpc.InvoiceServiceStub(channel)
                 token = ""
                 while True:
@@ -108,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                         break
         elif args.command == "events":
             try:
-                asyncio.run(_events(args.target, args.parent, args.after, args.follow, args.token))
+                asyncio.run(
+                    _events(args.target, tls, args.parent, args.after, args.follow, args.token)
+                )
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise

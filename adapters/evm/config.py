@@ -20,7 +20,14 @@ DEFAULT_REQUEST_TIMEOUT_S = 30.0
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _KNOWN = {
-    "server": {"listen"},
+    "server": {
+        "listen",
+        "cert_file",
+        "key_file",
+        "client_ca_file",
+        "allowed_callers",
+        "dev_plaintext",
+    },
     "chain": {
         "chain_id",
         "node_urls",
@@ -38,6 +45,20 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """[server] mutual TLS: our certificate and key, the CA of callers' certificates,
+    and the certificate subjects allowed to call (the core's: "CN=kassa-core")."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path
+    allowed_callers: tuple[str, ...]
+
+
+DEFAULT_ALLOWED_CALLERS = ("CN=kassa-core",)
+
+
+@dataclass(frozen=True)
 class Config:
     listen: str
     chain_id: int
@@ -47,6 +68,35 @@ class Config:
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     reorg_window_blocks: int = DEFAULT_REORG_WINDOW_BLOCKS
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    # None only with server.dev_plaintext = true: then anyone who reaches the port is served.
+    tls: TlsFiles | None = None
+
+
+def _tls(server: dict[str, Any], base: Path) -> TlsFiles | None:
+    files = ("cert_file", "key_file", "client_ca_file")
+    if server.get("dev_plaintext", False) is True:
+        if any(k in server for k in (*files, "allowed_callers")):
+            raise ConfigError("server.dev_plaintext = true and TLS settings: choose one")
+        return None
+    missing = [k for k in files if not isinstance(server.get(k), str) or not server.get(k)]
+    if missing:
+        raise ConfigError(
+            f"server.{', server.'.join(missing)} required: the adapter serves over mutual TLS "
+            "(server.dev_plaintext = true only for local development)"
+        )
+    callers = server.get("allowed_callers", list(DEFAULT_ALLOWED_CALLERS))
+    if (
+        not isinstance(callers, list)
+        or not callers
+        or not all(isinstance(c, str) and c for c in callers)
+    ):
+        raise ConfigError('server.allowed_callers must list certificate subjects ("CN=kassa-core")')
+    return TlsFiles(
+        base / server["cert_file"],
+        base / server["key_file"],
+        base / server["client_ca_file"],
+        tuple(callers),
+    )
 
 
 def _positive_number(table: dict[str, Any], key: str, default: float) -> float:
@@ -56,7 +106,7 @@ def _positive_number(table: dict[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
-def parse(data: dict[str, Any]) -> Config:
+def parse(data: dict[str, Any], base: Path = Path(".")) -> Config:
     for section, value in data.items():
         if section not in _KNOWN:
             raise ConfigError(f"unknown section [{section}] (known: server, chain)")
@@ -110,6 +160,7 @@ def parse(data: dict[str, Any]) -> Config:
         poll_interval_s=_positive_number(chain, "poll_interval_s", DEFAULT_POLL_INTERVAL_S),
         reorg_window_blocks=window,
         request_timeout_s=_positive_number(chain, "request_timeout_s", DEFAULT_REQUEST_TIMEOUT_S),
+        tls=_tls(server, base),
     )
 
 
@@ -122,4 +173,4 @@ def load(path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    return parse(data)
+    return parse(data, path.parent)

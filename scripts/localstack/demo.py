@@ -21,7 +21,7 @@ from pathlib import Path
 
 import grpc
 
-from core.clients import authed_channel
+from core.clients import ApiTls, authed_channel
 from kassa.core.v1 import (
     event_pb2,
     event_pb2_grpc,
@@ -64,11 +64,11 @@ def clean_previous_run(run_dir: Path) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def events(target: str, token: str, after: int) -> Iterator[event_pb2.Event]:
+def events(target: str, tls: ApiTls, token: str, after: int) -> Iterator[event_pb2.Event]:
     """The merchant's events after `after`, reconnecting while the core restarts."""
     while True:
         try:
-            with authed_channel(target, token) as channel:
+            with authed_channel(target, token, tls) as channel:
                 stub = event_pb2_grpc.EventServiceStub(channel)
                 request = event_pb2.StreamEventsRequest(parent=MERCHANT, after_sequence=after)
                 for response in stub.StreamEvents(request, wait_for_ready=True):
@@ -99,12 +99,27 @@ def run(stack: LocalStack, kill_core: bool) -> None:
     for key in keys:
         say(f"  signer key {key.key_id}: {key.address or key.derivation_path}")
     stack.start_adapter()
-    say(f"EVM adapter serving {stack.chain} on 127.0.0.1:{stack.primary.adapter_port}")
+    say(
+        f"EVM adapter serving {stack.chain} on 127.0.0.1:{stack.primary.adapter_port} over "
+        f"mutual TLS as {stack.chain.replace(':', '-')}.adapter.kassa; it serves CN=kassa-core only"
+    )
     applied = stack.migrate()
     say(f"migrations: {applied.replace(chr(10), ', ')}")
     stack.start_core()
     core = stack.core_setup()
-    say(f"core serving on {core.target}")
+    say(
+        f"core serving on {core.target} over TLS (certificate {core.certs}/core-api.pem); "
+        "links: core->adapter mTLS, core->signer mTLS, webhook secrets sealed (AES-GCM, KEK "
+        f"{core.kek_file})"
+    )
+    say(
+        f"reach the API: kassactl --target {core.target} --ca-file {core.ca_file} "
+        f"--token $KASSA_TOKEN list {MERCHANT}"
+    )
+    say(
+        f"  or: grpcurl -cacert {core.ca_file} -H 'authorization: Bearer $KASSA_TOKEN' "
+        f"{core.target} list"
+    )
     core.admin_token()
     say(
         "platform API key bootstrapped (kassactl bootstrap-key); creating merchant 'demo' and its key"
@@ -130,7 +145,7 @@ def run(stack: LocalStack, kill_core: bool) -> None:
     )
 
     paid_at = None
-    for event in events(core.target, token, 0):
+    for event in events(core.target, core.api_tls(), token, 0):
         if event.invoice.name != invoice.name:
             continue
         state = (

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from grpc_status import rpc_status
 
 from kassa.chain.v1 import adapter_pb2 as pb
 from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
+from localstack import devcerts
 from localstack.anvil import Anvil
 from localstack.ports import free_port
 from localstack.procs import ManagedProcess, console_script
@@ -31,6 +34,23 @@ from localstack.token import Token, deploy
 
 ACCOUNT0_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 EVENT_TIMEOUT_S = 20.0
+
+
+@functools.cache
+def certs() -> Path:
+    """Development certificates of the adapters these tests start (one CA per session)."""
+    out = Path(tempfile.mkdtemp(prefix="kassa-evm-certs-"))
+    devcerts.make(out, adapters=["eip155:31337", "eip155:1"])
+    return out
+
+
+def tls_lines(chain: str = "eip155:31337") -> str:
+    """[server] mutual TLS: the chain's adapter certificate, the core as the only caller."""
+    name = f"adapter-{chain.replace(':', '-')}"
+    return (
+        f'cert_file = "{certs() / (name + ".pem")}"\nkey_file = "{certs() / (name + ".key")}"\n'
+        f'client_ca_file = "{certs() / "ca.pem"}"\nallowed_callers = ["CN=kassa-core"]\n'
+    )
 
 
 def write_config(
@@ -44,7 +64,7 @@ def write_config(
     quoted = ", ".join(f'"{u}"' for u in urls)
     token_list = ", ".join(f'"{t}"' for t in tokens)
     path.write_text(
-        f'[server]\nlisten = "127.0.0.1:{port}"\n'
+        f'[server]\nlisten = "127.0.0.1:{port}"\n{tls_lines(f"eip155:{chain_id}")}'
         f"[chain]\nchain_id = {chain_id}\nnode_urls = [{quoted}]\ntokens = [{token_list}]\n"
         f"heartbeat_interval_s = {heartbeat_interval_s}\npoll_interval_s = 0.2\n"
     )
@@ -70,9 +90,21 @@ def adapter(anvil: Anvil, token: Token, tmp_path_factory: pytest.TempPathFactory
     assert process.stop() == 0  # SIGTERM → graceful exit 0
 
 
+def core_channel(port: int, party: str = "core", ca: Path | None = None) -> grpc.aio.Channel:
+    """A channel to the adapter as the core does it: mutual TLS, checking its identity."""
+    ca = ca or certs()
+    credentials = grpc.ssl_channel_credentials(
+        (certs() / "ca.pem").read_bytes(),
+        (ca / f"{party}.key").read_bytes(),
+        (ca / f"{party}.pem").read_bytes(),
+    )
+    options = [("grpc.ssl_target_name_override", devcerts.adapter_name("eip155:31337"))]
+    return grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials, options=options)
+
+
 @contextlib.asynccontextmanager
 async def stub(port: int) -> AsyncIterator[pb_grpc.ChainAdapterServiceStub]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with core_channel(port) as channel:
         yield pb_grpc.ChainAdapterServiceStub(channel)
 
 
@@ -348,7 +380,7 @@ async def test_two_concurrent_streams_each_see_every_block(adapter: int, anvil: 
 
 
 async def test_health_and_chain_info(adapter: int, anvil: Anvil, token: Token) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{adapter}") as channel:
+    async with core_channel(adapter) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "kassa.chain.v1.ChainAdapterService"):
             answer = await health.Check(health_pb2.HealthCheckRequest(service=service))
