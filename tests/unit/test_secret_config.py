@@ -34,7 +34,7 @@ def raw(tmp_path: Path, **tables: dict[str, object]) -> dict[str, object]:
 
 
 def test_the_database_password_comes_from_a_private_file(tmp_path: Path) -> None:
-    password = secret_file(tmp_path / "db-password", "p@ss:w/rd\n")
+    secret_file(tmp_path / "db-password", "p@ss:w/rd\n")
     config = parse(
         raw(
             tmp_path,
@@ -99,7 +99,7 @@ def test_an_unset_environment_variable_is_named(tmp_path: Path) -> None:
 def test_the_api_and_the_adapter_links_are_tls_unless_a_dev_flag_says_so(tmp_path: Path) -> None:
     config = raw(tmp_path)
     config["server"] = {}
-    with pytest.raises(ConfigError, match="server.cert_file and server.key_file are required"):
+    with pytest.raises(ConfigError, match=r"server\.cert_file and server\.key_file are required"):
         parse(config, tmp_path)
     config = raw(tmp_path)
     config["adapters"] = {}
@@ -111,14 +111,14 @@ def test_a_tls_key_readable_by_others_is_refused(tmp_path: Path) -> None:
     (tmp_path / "api.pem").write_text("cert")
     secret_file(tmp_path / "api.key", "key", 0o644)
     config = raw(tmp_path, server={"cert_file": "api.pem", "key_file": "api.key"})
-    with pytest.raises(ConfigError, match="server.key_file: .*readable by group or others"):
+    with pytest.raises(ConfigError, match=r"server\.key_file: .*readable by group or others"):
         parse(config, tmp_path)
 
 
 def test_webhook_secrets_need_a_kek_and_rotation_keeps_the_old_one_second(tmp_path: Path) -> None:
     config = raw(tmp_path)
     config["secrets"] = {}
-    with pytest.raises(ConfigError, match="secrets.webhook_kek_file or secrets.webhook_kek_env"):
+    with pytest.raises(ConfigError, match=r"secrets\.webhook_kek_file or secrets\.webhook_kek_env"):
         parse(config, tmp_path)
     rotated = secret_file(tmp_path / "kek2", new_kek_line("k2") + "\n" + new_kek_line("k1") + "\n")
     keys = parse(raw(tmp_path, secrets={"webhook_kek_file": str(rotated)}), tmp_path).webhook_keys
