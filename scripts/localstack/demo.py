@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from kassa.core.v1 import (
 from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
 from localstack.fullstack import MERCHANT, LocalStack
 from localstack.paths import REPO, postgres_bin
+from localstack.procs import console_script
 from localstack.stack import MERCHANT_SCOPES, CoreSetup
 
 _T0 = time.monotonic()
@@ -53,8 +55,6 @@ def clean_previous_run(run_dir: Path) -> None:
                 os.kill(int(line), signal.SIGKILL)
     data = run_dir / "postgres" / "data"
     if (data / "postmaster.pid").exists():
-        import subprocess
-
         runner = ["runuser", "-u", "kassa-pg", "--"] if os.geteuid() == 0 else []
         subprocess.run(
             [*runner, str(postgres_bin("pg_ctl")), "-D", str(data), "-m", "immediate", "stop"],
@@ -172,6 +172,26 @@ def run(stack: LocalStack, kill_core: bool) -> None:
         elif event.type == "invoice.paid":
             break
 
+    # What the demo printed at start, done: kassactl over TLS, checking the core with the CA file.
+    listed = subprocess.run(
+        [
+            console_script("kassactl"),
+            "--target",
+            core.target,
+            "--ca-file",
+            str(core.ca_file),
+            "list",
+            MERCHANT,
+        ],
+        env={**os.environ, "KASSA_TOKEN": token},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    say(
+        f"kassactl --ca-file {core.ca_file} list {MERCHANT}: "
+        f"{len(listed.stdout.splitlines())} invoice(s) over TLS"
+    )
     with core.channel(token) as channel:
         final = (
             invoice_pb2_grpc.InvoiceServiceStub(channel)

@@ -7,6 +7,8 @@
     OUT/adapter-<chain>.pem, .key  one EVM adapter per --adapter chain (server; SAN: its identity,
                                    e.g. eip155-31337.adapter.kassa, what the core checks)
     OUT/client.pem, .key           an API client (kassactl, services), where the core asks for one
+    OUT/adapters.pem, .key         another client identity (CN=kassa-adapters), for tests of callers
+                                   that are not the core
 
 For local stacks and tests only: keys are written unencrypted (mode 0600).
 Production certificates come from the operator's own CA.
@@ -52,6 +54,9 @@ def parties(hosts: Sequence[str], adapters: Sequence[str]) -> list[Party]:
         Party("core", "kassa-core", False),
         Party("signer", "kassa-signer", True, tuple(hosts)),
         Party("client", "kassa-client", False),
+        # Another client identity of the same CA (the signer's tests: a caller that is
+        # not the core). No Kassa process presents it.
+        Party("adapters", "kassa-adapters", False),
     ]
     for chain in adapters:
         name = adapter_name(chain)
