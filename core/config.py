@@ -211,7 +211,7 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
         adapters_tls = client_tls(raw.get("adapters", {}), "adapters", base)
         webhook_keys = _webhook_keys(raw.get("secrets", {}), base)
         if payouts is not None:
-            _check_signer_secrets(payouts)
+            _check_signer_secrets(payouts, raw.get("signer", {}))
     except SecretError as exc:
         raise ConfigError(str(exc)) from None
     config = Config(
@@ -304,8 +304,17 @@ def _webhook_keys(table: dict[str, Any], base: Path) -> Keyring:
         raise ConfigError(f"secrets.webhook_kek: {exc}") from None
 
 
-def _check_signer_secrets(payouts: payouts_config.PayoutsConfig) -> None:
-    """The core's Ed25519 caller key and its TLS key to the signer are secret files too."""
+def _check_signer_secrets(payouts: payouts_config.PayoutsConfig, signer: dict[str, Any]) -> None:
+    """The signer link is mutual TLS unless signer.dev_plaintext; the core's Ed25519
+    caller key and its TLS key to the signer are secret files."""
+    plaintext = signer.get("dev_plaintext", False) is True
+    if payouts.signer.ca_file is None and not plaintext:
+        raise SecretError(
+            "signer.ca_file, cert_file and key_file are required: the signer link is mutual "
+            "TLS (signer.dev_plaintext = true only for a loopback signer in development)"
+        )
+    if payouts.signer.ca_file is not None and plaintext:
+        raise SecretError("signer.dev_plaintext = true and TLS files: choose one")
     read_secret_file(payouts.signer.caller_key_file, "signer.caller_key_file")
     if payouts.signer.key_file is not None:
         read_secret_file(payouts.signer.key_file, "signer.key_file")

@@ -15,6 +15,7 @@ from core.api.auth import SCOPES
 from core.clients import ApiTls, api_aio_channel, authed_channel
 from core.ledger import check as ledger_check
 from core.merchants import Merchants
+from core.secretfiles import SecretError, read_secret_text
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate
 from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("migrate", help="apply database migrations")
-    m.add_argument("--dsn", required=True)
+    _dsn_arguments(m)
     g = sub.add_parser("get", help="show one invoice")
     g.add_argument("name", help="merchants/{m}/invoices/{i}")
     ls = sub.add_parser("list", help="list a merchant's invoices")
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--after", type=int, default=0)
     e.add_argument("--follow", action="store_true")
     b = sub.add_parser("bootstrap-key", help="create a platform API key directly in the database")
-    b.add_argument("--dsn", required=True)
+    _dsn_arguments(b)
     b.add_argument(
         "--scopes",
         default=",".join(sorted(SCOPES)),
@@ -101,8 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     led = sub.add_parser("ledger", help="ledger operations")
     led_sub = led.add_subparsers(dest="ledger_command", required=True)
     lc = led_sub.add_parser("check", help="verify the ledger's invariants; non-zero on violation")
-    lc.add_argument("--dsn", required=True)
+    _dsn_arguments(lc)
     args = parser.parse_args(argv)
+    if "dsn" in args:
+        try:
+            args.dsn = _dsn_of(args)
+        except SecretError as exc:
+            print(f"kassactl: {exc}", file=sys.stderr)
+            return 2
     tls: ApiTls | None = None
     if not args.plaintext:
         try:
@@ -153,6 +160,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kassactl: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _dsn_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dsn",
+        help="database DSN; one with a password shows in the process list: "
+        "prefer --dsn-file or $KASSA_DSN",
+    )
+    parser.add_argument("--dsn-file", type=Path, help="a file (mode 0600) holding the DSN")
+
+
+def _dsn_of(args: argparse.Namespace) -> str:
+    if args.dsn and args.dsn_file:
+        raise SecretError("--dsn and --dsn-file: give one of them")
+    if args.dsn_file:
+        return read_secret_text(args.dsn_file, "--dsn-file")
+    found = args.dsn or os.environ.get("KASSA_DSN", "")
+    if not found:
+        raise SecretError("a database is needed: --dsn-file FILE, $KASSA_DSN or --dsn")
+    return str(found)
 
 
 def _ledger(args: argparse.Namespace) -> int:

@@ -143,6 +143,11 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     payout_worker: PayoutWorker | None = None
     sweeper: Sweeper | None = None
     if config.payouts is not None:
+        if config.payouts.signer.ca_file is None:
+            log.warning(
+                "the signer link is PLAINTEXT (signer.dev_plaintext = true); never outside "
+                "development, and the signer accepts it only on loopback"
+            )
         signer = SignerClient(config.payouts.signer)
         payout_worker = PayoutWorker(pool, config, config.payouts, signer, clock)
         payout_pb2_grpc.add_PayoutServiceServicer_to_server(

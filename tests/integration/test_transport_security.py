@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -457,3 +458,68 @@ def test_plaintext_is_a_development_flag_that_warns(
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert "PLAINTEXT" in stderr and "dev_plaintext" in stderr
+
+
+# --- kassactl ----------------------------------------------------------------------------
+
+
+def kassactl(*args: str, token: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [console_script("kassactl"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "KASSA_TOKEN": token},
+    )
+
+
+def test_kassactl_speaks_tls_checks_the_core_and_shows_a_client_certificate(
+    mtls_core: CoreSetup, foreign: Path
+) -> None:
+    certs_dir = mtls_core.certs
+    assert certs_dir is not None
+    token = mtls_core.admin_token()
+    client = (
+        "--client-cert",
+        str(certs_dir / "client.pem"),
+        "--client-key",
+        str(certs_dir / "client.key"),
+    )
+    target = ("--target", mtls_core.target)
+    ca = ("--ca-file", str(mtls_core.ca_file))
+    listing = ("list", "merchants/nobody")
+    ok = kassactl(*target, *ca, *client, *listing, token=token)
+    assert ok.returncode == 0, ok.stderr
+    # The name the certificate must carry, when the target is an address.
+    named = kassactl(*target, *ca, "--server-name", "localhost", *client, *listing, token=token)
+    assert named.returncode == 0, named.stderr
+    refused = {
+        "another name": (*target, *ca, "--server-name", "core.elsewhere", *client),
+        "no client certificate": (*target, *ca),
+        "plaintext": (*target, "--plaintext"),
+        "a CA that did not certify the core": (
+            *target,
+            "--ca-file",
+            str(foreign / "ca.pem"),
+            *client,
+        ),
+    }
+    for what, args in refused.items():
+        result = kassactl(*args, *listing, token=token)
+        assert result.returncode == 1, what
+        assert "UNAVAILABLE" in result.stderr, what
+
+
+def test_kassactl_reads_the_dsn_from_a_private_file(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    dsn_file = private_file(tmp_path / "dsn", postgres.create_database("ctl_dsn") + "\n", 0o640)
+    refused = kassactl("ledger", "check", "--dsn-file", str(dsn_file))
+    assert refused.returncode == 2
+    assert "readable by group or others" in refused.stderr
+    dsn_file.chmod(0o600)
+    migrated = kassactl("migrate", "--dsn-file", str(dsn_file))
+    assert migrated.returncode == 0, migrated.stderr
+    checked = kassactl("ledger", "check", "--dsn-file", str(dsn_file))
+    assert checked.returncode == 0, checked.stderr
+    assert "ledger check: ok" in checked.stdout

@@ -144,3 +144,17 @@ def test_each_chain_has_an_adapter_identity(tmp_path: Path) -> None:
         parse(
             raw(tmp_path, chains=[{**chains[0], "adapter_name": "Not A Name"}], assets=[]), tmp_path
         )
+
+
+def test_the_signer_link_is_mutual_tls_and_the_caller_key_a_private_file(tmp_path: Path) -> None:
+    key = secret_file(tmp_path / "core-ed25519.key", "11" * 32 + "\n")
+    signer = {"target": "signer.internal:50061", "caller_key_file": "core-ed25519.key"}
+    with pytest.raises(ConfigError, match="the signer link is mutual TLS"):
+        parse(raw(tmp_path, signer=signer), tmp_path)
+    config = parse(raw(tmp_path, signer={**signer, "dev_plaintext": True}), tmp_path)
+    assert config.payouts is not None and config.payouts.signer.ca_file is None
+    key.chmod(0o644)
+    with pytest.raises(
+        ConfigError, match=r"signer\.caller_key_file: .*readable by group or others"
+    ):
+        parse(raw(tmp_path, signer={**signer, "dev_plaintext": True}), tmp_path)
