@@ -25,7 +25,7 @@ from core.chain.apply import ChainApplier
 from core.chain.follower import ChainFollower
 from core.chain.hd import DepositAddresses
 from core.chain.index import ActiveInvoiceIndex
-from core.chain.link import adapter_link
+from core.chain.link import AdapterLink
 from core.config import Config
 from core.events.stream import OutboxNotifier
 from core.invoicing import Invoicing
@@ -92,7 +92,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     followers = {
         c.id: ChainFollower(
             ChainApplier(pool, c.id, index, clock),
-            adapter_link(config, c),
+            AdapterLink(c.adapter, c.adapter_name, config.adapters_tls),
             config.reconnect_backoff_s,
             include_pending=c.zero_conf,
             pending_ttl_s=c.pending_ttl_s,

@@ -12,7 +12,6 @@ from typing import Any
 
 import grpc
 
-from core.config import ChainConfig, Config
 from core.tls import ClientTls, secure_aio_channel
 
 
@@ -24,7 +23,3 @@ class AdapterLink:
 
     def channel(self, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
         return secure_aio_channel(self.target, self.tls, self.name, options)
-
-
-def adapter_link(config: Config, chain: ChainConfig) -> AdapterLink:
-    return AdapterLink(chain.adapter, chain.adapter_name, config.adapters_tls)

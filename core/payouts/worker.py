@@ -27,7 +27,7 @@ import asyncpg
 import grpc
 
 from core import lifecycle
-from core.chain.link import adapter_link
+from core.chain.link import AdapterLink
 from core.config import Config
 from core.domain import invoice_state as sm
 from core.payouts import machine, nonces, txbuilder
@@ -68,7 +68,9 @@ class PayoutWorker:
         self.signer = signer
         self.clock = clock
         self.adapters = {
-            c.id: adapter_pb2_grpc.ChainAdapterServiceStub(adapter_link(config, c).channel())
+            c.id: adapter_pb2_grpc.ChainAdapterServiceStub(
+                AdapterLink(c.adapter, c.adapter_name, config.adapters_tls).channel()
+            )
             for c in config.chains
         }
         self.hot_address = ""
