@@ -4,8 +4,11 @@ TLS on every link unless a development flag says otherwise."""
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from core.config import ConfigError, parse
 from core.webhooks.sealing import new_kek_line, parse_keyring
@@ -158,3 +161,26 @@ def test_the_signer_link_is_mutual_tls_and_the_caller_key_a_private_file(tmp_pat
         ConfigError, match=r"signer\.caller_key_file: .*readable by group or others"
     ):
         parse(raw(tmp_path, signer={**signer, "dev_plaintext": True}), tmp_path)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    password=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp")), min_size=1
+    ),
+    user=st.from_regex(r"[a-z_][a-z0-9_]{0,15}", fullmatch=True),
+)
+def test_any_password_from_a_file_reaches_the_dsn_intact(
+    tmp_path: Path, password: str, user: str
+) -> None:
+    secret_file(tmp_path / "pw", password + "\n")
+    config = parse(
+        raw(
+            tmp_path, database={"dsn": f"postgresql://{user}@db:5432/kassa", "password_file": "pw"}
+        ),
+        tmp_path,
+    )
+    parts = urlsplit(config.dsn)
+    assert unquote(parts.password or "") == password
+    assert unquote(parts.username or "") == user
+    assert (parts.hostname, parts.port, parts.path) == ("db", 5432, "/kassa")
