@@ -6,11 +6,14 @@ so an operator never discovers a typo as a silent default at run time.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from adapters.evm.secretfiles import SecretFileError, read_secret_file
 
 DEFAULT_LISTEN = "127.0.0.1:50071"
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
@@ -31,6 +34,8 @@ _KNOWN = {
     "chain": {
         "chain_id",
         "node_urls",
+        "node_urls_file",
+        "node_urls_env",
         "tokens",
         "heartbeat_interval_s",
         "poll_interval_s",
@@ -106,6 +111,28 @@ def _positive_number(table: dict[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
+def _node_urls(chain: dict[str, Any], base: Path) -> Any:
+    """chain.node_urls, or — since provider URLs often carry an API key — one URL per
+    line of chain.node_urls_file (mode 0600), or chain.node_urls_env (space-separated)."""
+    given = [k for k in ("node_urls", "node_urls_file", "node_urls_env") if k in chain]
+    if len(given) > 1:
+        raise ConfigError(f"chain.{' and chain.'.join(given)}: give one of them")
+    if "node_urls_file" in chain:
+        path = base / str(chain["node_urls_file"])
+        try:
+            text = read_secret_file(path, "chain.node_urls_file").decode()
+        except (SecretFileError, UnicodeDecodeError) as exc:
+            raise ConfigError(str(exc)) from None
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    if "node_urls_env" in chain:
+        name = str(chain["node_urls_env"])
+        value = os.environ.get(name, "")
+        if not value.strip():
+            raise ConfigError(f"chain.node_urls_env: the environment variable {name} is not set")
+        return value.split()
+    return chain.get("node_urls")
+
+
 def parse(data: dict[str, Any], base: Path = Path(".")) -> Config:
     for section, value in data.items():
         if section not in _KNOWN:
@@ -130,12 +157,19 @@ def parse(data: dict[str, Any], base: Path = Path(".")) -> Config:
             f"chain.chain_id is required and must be a positive integer, got {chain_id!r}"
         )
 
-    node_urls = chain.get("node_urls")
+    node_urls = _node_urls(chain, base)
     if not isinstance(node_urls, list) or not node_urls:
         raise ConfigError("chain.node_urls is required: a non-empty list of ws:// or wss:// URLs")
     for url in node_urls:
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"chain.node_urls entries must be ws:// or wss:// URLs, got {url!r}")
+            # A URL from a file or the environment may carry an API key: not repeated.
+            shown = (
+                repr(url)
+                if "node_urls" in chain
+                else "an entry of "
+                + ("chain.node_urls_file" if "node_urls_file" in chain else "chain.node_urls_env")
+            )
+            raise ConfigError(f"chain.node_urls entries must be ws:// or wss:// URLs, got {shown}")
 
     tokens = chain.get("tokens", [])
     if not isinstance(tokens, list):

@@ -49,11 +49,13 @@ async def serve(config: Config, tls: ServerTls | None) -> None:
         node_chain_id = quantity(await rpc.call("eth_chainId"))
     except (RpcError, NodeUnavailable, ValueError) as exc:
         await rpc.close()
-        raise StartupError(f"cannot read eth_chainId from {rpc.current_url}: {exc}", 1) from None
+        raise StartupError(
+            f"cannot read eth_chainId from {logs.redact_url(rpc.current_url)}: {exc}", 1
+        ) from None
     if node_chain_id != config.chain_id:
         await rpc.close()
         raise StartupError(
-            f"the node at {rpc.current_url} serves chain id {node_chain_id}, but "
+            f"the node at {logs.redact_url(rpc.current_url)} serves chain id {node_chain_id}, but "
             f"chain.chain_id is {config.chain_id}: refusing to start",
             2,
         )

@@ -14,8 +14,6 @@ completes; its calls are refused (TLS_VERSION_REFUSED).
 from __future__ import annotations
 
 import inspect
-import os
-import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,8 @@ import grpc
 
 from adapters.evm.config import ConfigError, TlsFiles
 from adapters.evm.errors import ServiceError
+from adapters.evm.secretfiles import SecretFileError
+from adapters.evm.secretfiles import read_secret_file as _read_secret_file
 
 TLS_VERSION = b"TLSv1.3"
 
@@ -45,19 +45,11 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def read_secret_file(path: Path, what: str) -> bytes:
-    """A private key file; refused when group or others may read it."""
+    """A private key file; refused (ConfigError) when group or others may read it."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
-        if mode & 0o077:
-            raise ConfigError(
-                f"{what}: {path} is readable by group or others (mode {mode:04o}); "
-                f"a secret file must be private to its owner: chmod 600 {path}"
-            )
-        return f.read()
+        return _read_secret_file(path, what)
+    except SecretFileError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load(files: TlsFiles) -> ServerTls:
