@@ -11,11 +11,11 @@ import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
+from core.chain.config import ChainConfig, ConfirmationTier
 from core.domain.assets import Asset, chain_of, is_chain_id
 from core.domain.money import AmountError, parse_decimal
 from core.events import settings as event_settings
@@ -31,43 +31,6 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class ConfirmationTier:
-    """Invoices worth at most `up_to` (in `currency`) need `confirmations`."""
-
-    up_to: Decimal
-    currency: str
-    confirmations: int
-
-
-@dataclass(frozen=True)
-class ChainConfig:
-    id: str  # CAIP-2
-    adapter: str  # host:port of the chain's adapter
-    confirmations: int = 3  # above every tier, and for invoices that cannot be valued
-    tiers: tuple[ConfirmationTier, ...] = ()
-    # A mempool sighting not mined within this long is dropped (it was
-    # replaced, evicted or never propagated) and stops counting.
-    pending_ttl_s: int = 3600
-    # The identity the adapter's certificate must carry (a DNS name in its
-    # subjectAltName): whoever answers at `adapter` without it feeds no blocks.
-    adapter_name: str = ""
-
-    @property
-    def zero_conf(self) -> bool:
-        """Some tier settles from the mempool: the follower must watch it."""
-        return any(t.confirmations == 0 for t in self.tiers)
-
-    def confirmations_for(self, value: Decimal | None, currency: str | None) -> int:
-        """The smallest tier that covers the invoice's fiat value decides."""
-        if value is None or currency is None:
-            return self.confirmations
-        for tier in sorted(self.tiers, key=lambda t: t.up_to):
-            if tier.currency == currency and value <= tier.up_to:
-                return tier.confirmations
-        return self.confirmations
 
 
 @dataclass(frozen=True)

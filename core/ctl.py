@@ -11,10 +11,10 @@ from pathlib import Path
 import grpc
 from google.protobuf import json_format
 
-from core.api.auth import SCOPES
 from core.clients import ApiTls, api_aio_channel, authed_channel
 from core.ledger import check as ledger_check
 from core.merchants import Merchants
+from core.merchants.credentials import SCOPES
 from core.secretfiles import SecretError, read_secret_text
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate

@@ -13,13 +13,13 @@ import asyncpg
 import grpc
 
 from core import lifecycle
-from core.api.errors import ApiError, not_found
-from core.api.validate import InvoiceFilter, InvoiceSpec
 from core.chain.hd import DepositAddresses
 from core.chain.index import ActiveInvoiceIndex
 from core.config import Config
 from core.domain import invoice_state as sm
+from core.domain.invoice_specs import InvoiceFilter, InvoiceSpec
 from core.domain.money import fiat_to_base_units
+from core.errors import ApiError, not_found
 from core.events.outbox import append
 from core.rates.sources import NoRateError, Quoter, RateSource, quote
 

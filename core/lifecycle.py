@@ -14,8 +14,8 @@ from datetime import datetime
 
 import asyncpg
 
-from core.api import render
 from core.domain import invoice_state as sm
+from core.events import snapshots
 from core.events.outbox import NewEvent, append
 from core.ledger import settlement
 
@@ -179,18 +179,9 @@ async def apply(
         for extra in extra_events.get(row["id"], []):
             if extra not in {t for t, _ in announced}:
                 announced.insert(0, (extra, decision.invoice.state))
-        # Rendered once per invoice; each step's snapshot differs only in its state.
-        snapshot = render.invoice(current, payments[row["id"]], head_height)
-        for event_type, state in announced:
-            snapshot.state = render.STATE[state]
-            outbox.append(
-                NewEvent(
-                    event_type,
-                    row["merchant_id"],
-                    snapshot.name,
-                    snapshot.SerializeToString(deterministic=True),
-                )
-            )
+        outbox.extend(
+            snapshots.invoice_events(current, payments[row["id"]], head_height, announced)
+        )
     await append(conn, outbox)
     return Applied(decisions, outbox, fresh)
 
@@ -198,10 +189,4 @@ async def apply(
 def snapshot_event(
     event_type: str, row: asyncpg.Record, payments: Sequence[asyncpg.Record] = ()
 ) -> NewEvent:
-    snapshot = render.invoice(row, payments)
-    return NewEvent(
-        event_type,
-        row["merchant_id"],
-        snapshot.name,
-        snapshot.SerializeToString(deterministic=True),
-    )
+    return snapshots.invoice_event(event_type, row, payments)

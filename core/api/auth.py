@@ -8,37 +8,17 @@ a database round trip off every call; a revocation takes effect within
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import re
-import secrets
 import time
 from dataclasses import dataclass
 
 import asyncpg
 import grpc
 
-from core.api.errors import ApiError
-
-SCOPES = frozenset(
-    {
-        "invoices:read",
-        "invoices:write",
-        "invoices:mark",
-        "events:read",
-        "ledger:read",
-        "ledger:write",
-        "merchants:admin",
-        "webhooks:read",
-        "webhooks:write",
-        "payouts:read",
-        "payouts:write",
-        "payouts:approve",
-        "sweeps:read",
-        "sweeps:write",
-    }
-)
-_TOKEN = re.compile(r"^kassa_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+from core import names
+from core.errors import Code, Refusal
+from core.merchants import store
+from core.merchants.credentials import SCOPES, parse_token, secret_hash
 
 
 @dataclass(frozen=True)
@@ -49,21 +29,11 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        owner = self.merchant_id or "-"
-        return f"merchants/{owner}/apiKeys/{self.key_id}"
+        return names.api_key(self.merchant_id or "-", self.key_id)
 
 
-def new_key() -> tuple[str, str, bytes]:
-    """(key id, bearer token, secret hash) for a fresh key."""
-    key_id = secrets.token_hex(8)
-    secret = secrets.token_urlsafe(32)
-    return key_id, f"kassa_{key_id}_{secret}", hashlib.sha256(secret.encode()).digest()
-
-
-def _denied(
-    reason: str, message: str, code: grpc.StatusCode = grpc.StatusCode.PERMISSION_DENIED
-) -> ApiError:
-    return ApiError(code, reason, message)
+def _unauthenticated(reason: str, message: str) -> Refusal:
+    return Refusal(Code.UNAUTHENTICATED, reason, message)
 
 
 class Authenticator:
@@ -77,11 +47,7 @@ class Authenticator:
         cached = self._cache.get(key_id)
         if cached is not None and now - cached[0] < self.cache_ttl_s:
             return cached[1]
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT id, merchant_id, secret_hash, scopes, revoke_time FROM api_keys WHERE id = $1",
-                key_id,
-            )
+        row = await store.api_key(self.pool, key_id)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[key_id] = (now, row)
@@ -90,27 +56,19 @@ class Authenticator:
     async def principal(self, context: grpc.aio.ServicerContext) -> Principal:
         header = dict(context.invocation_metadata() or ()).get("authorization", "")
         if not header:
-            raise _denied(
-                "CREDENTIALS_MISSING",
-                "send an API key as 'authorization: Bearer kassa_…'",
-                grpc.StatusCode.UNAUTHENTICATED,
+            raise _unauthenticated(
+                "CREDENTIALS_MISSING", "send an API key as 'authorization: Bearer kassa_…'"
             )
-        match = _TOKEN.match(header.removeprefix("Bearer ").strip())
-        row = await self._key(match.group(1)) if match else None
+        token = parse_token(header.removeprefix("Bearer ").strip())
+        row = await self._key(token[0]) if token else None
         if (
-            match is None
+            token is None
             or row is None
-            or not hmac.compare_digest(
-                bytes(row["secret_hash"]), hashlib.sha256(match.group(2).encode()).digest()
-            )
+            or not hmac.compare_digest(bytes(row["secret_hash"]), secret_hash(token[1]))
         ):
-            raise _denied(
-                "CREDENTIALS_INVALID", "the API key is not valid", grpc.StatusCode.UNAUTHENTICATED
-            )
+            raise _unauthenticated("CREDENTIALS_INVALID", "the API key is not valid")
         if row["revoke_time"] is not None:
-            raise _denied(
-                "CREDENTIALS_REVOKED", "the API key was revoked", grpc.StatusCode.UNAUTHENTICATED
-            )
+            raise _unauthenticated("CREDENTIALS_REVOKED", "the API key was revoked")
         return Principal(row["id"], row["merchant_id"], frozenset(row["scopes"]))
 
     async def require(
@@ -126,15 +84,15 @@ def authorize(principal: Principal, scope: str, merchant_id: str | None) -> None
     """Refuses unless `principal` holds `scope` for `merchant_id` (None: platform-wide)."""
     assert scope in SCOPES, scope
     if scope not in principal.scopes:
-        raise ApiError(
-            grpc.StatusCode.PERMISSION_DENIED,
+        raise Refusal(
+            Code.PERMISSION_DENIED,
             "SCOPE_MISSING",
             f"the API key lacks the scope {scope}",
             metadata={"scope": scope},
         )
     if principal.merchant_id is not None and principal.merchant_id != merchant_id:
-        raise ApiError(
-            grpc.StatusCode.PERMISSION_DENIED,
+        raise Refusal(
+            Code.PERMISSION_DENIED,
             "MERCHANT_FORBIDDEN",
             "the API key belongs to another merchant",
         )

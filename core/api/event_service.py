@@ -10,14 +10,15 @@ import grpc
 
 from core.api import validate
 from core.api.auth import Authenticator, authorize
-from core.api.errors import ApiError, invalid
-from core.events import resources
+from core.api.errors import invalid, rpc
+from core.errors import Code, Refusal
 from core.events.settings import StreamSettings
 from core.events.stream import ConsumerTooSlow, OutboxNotifier, follow, relay
+from core.render import events as render
 from kassa.core.v1 import event_pb2 as pb
 from kassa.core.v1 import event_pb2_grpc as pb_grpc
 
-_TYPE = re.compile(r"^[a-z_]+\.[a-z_]+$")
+_TYPE = re.compile(r"[a-z_]+\.[a-z_]+")
 
 
 class EventService(pb_grpc.EventServiceServicer):
@@ -35,51 +36,49 @@ class EventService(pb_grpc.EventServiceServicer):
 
     # Writes with context.write rather than yielding, so that a write that
     # does not complete (a consumer that stopped reading) can be timed out.
+    @rpc
     async def StreamEvents(  # type: ignore[override]
         self, request: pb.StreamEventsRequest, context: grpc.aio.ServicerContext
     ) -> None:
+        principal = await self.auth.principal(context)
+        violations: validate.Violations = []
+        merchant = validate.merchant_of(request.parent, violations) if request.parent else None
+        for i, t in enumerate(request.types):
+            if not _TYPE.fullmatch(t):
+                violations.append((f"types[{i}]", "must look like invoice.paid"))
+        if violations:
+            raise invalid(violations)
+        # A merchant's key reads only its own stream; a platform key may read every merchant's.
+        authorize(principal, "events:read", merchant)
+
+        def rows(free: Callable[[], int]) -> AsyncIterator[asyncpg.Record]:
+            return follow(
+                self.pool,
+                self.notifier,
+                request.after_sequence,
+                merchant,
+                list(request.types),
+                free,
+            )
+
+        async def send(row: asyncpg.Record) -> None:
+            await context.write(pb.StreamEventsResponse(event=render.event(row)))
+
         try:
-            principal = await self.auth.principal(context)
-            violations: validate.Violations = []
-            merchant = validate.merchant_of(request.parent, violations) if request.parent else None
-            for i, t in enumerate(request.types):
-                if not _TYPE.match(t):
-                    violations.append((f"types[{i}]", "must look like invoice.paid"))
-            if violations:
-                raise invalid(violations)
-            # A merchant's key reads only its own stream; a platform key may read every merchant's.
-            authorize(principal, "events:read", merchant)
-
-            def rows(free: Callable[[], int]) -> AsyncIterator[asyncpg.Record]:
-                return follow(
-                    self.pool,
-                    self.notifier,
-                    request.after_sequence,
-                    merchant,
-                    list(request.types),
-                    free,
-                )
-
-            async def send(row: asyncpg.Record) -> None:
-                await context.write(pb.StreamEventsResponse(event=resources.event(row)))
-
-            try:
-                await relay(
-                    rows,
-                    send,
-                    self.settings.buffer_events,
-                    self.settings.stall_timeout_s,
-                )
-            except ConsumerTooSlow as slow:
-                raise ApiError(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    "CONSUMER_TOO_SLOW",
-                    f"the consumer stopped reading for {self.settings.stall_timeout_s:g} s; "
-                    "resume with after_sequence set to the last event it processed",
-                    metadata={
-                        "last_sent_sequence": str(slow.last_sent_sequence),
-                        "buffered_events": str(slow.buffered),
-                    },
-                ) from None
-        except ApiError as exc:
-            await context.abort_with_status(exc.to_status())
+            await relay(
+                rows,
+                send,
+                self.settings.buffer_events,
+                self.settings.stall_timeout_s,
+            )
+        except ConsumerTooSlow as slow:
+            raise Refusal(
+                Code.RESOURCE_EXHAUSTED,
+                "CONSUMER_TOO_SLOW",
+                f"the consumer stopped reading for {self.settings.stall_timeout_s:g} s; "
+                "resume with after_sequence set to the last event it processed",
+                metadata={
+                    "last_sent_sequence": str(slow.last_sent_sequence),
+                    "buffered_events": str(slow.buffered),
+                },
+            ) from None

@@ -6,11 +6,13 @@ from collections.abc import Callable
 
 import grpc
 
-from core.api import render, validate
+from core import names
+from core.api import validate
 from core.api.auth import Authenticator, authorize
 from core.api.errors import invalid, rpc
 from core.domain.invoice_state import State
 from core.invoicing import Invoicing, fingerprint
+from core.render import invoices as render
 from kassa.core.v1 import invoice_pb2 as pb
 from kassa.core.v1 import invoice_pb2_grpc as pb_grpc
 
@@ -18,7 +20,7 @@ _MARK_STATES = {pb.INVOICE_STATE_PAID: State.PAID, pb.INVOICE_STATE_EXPIRED: Sta
 
 
 def _invoice_name(name: str) -> tuple[str, str]:
-    parsed = validate.invoice_name(name)
+    parsed = names.parse_invoice(name)
     if parsed is None:
         raise invalid([("name", "must be merchants/{merchant}/invoices/{invoice}")])
     return parsed

@@ -3,61 +3,26 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 import asyncpg
 import grpc
-from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from core.api.auth import Authenticator
-from core.api.errors import ApiError
-from core.api.render import timestamp
-from core.ledger import statement, store
+from core.api.errors import rpc, rpc_stream
+from core.ledger import queries
 from core.ledger.batcher import Poster
-from core.ledger.rules import (
-    AMOUNT_MAX,
-    CODE_MAX,
-    Account,
-    AccountFlags,
-    Result,
-    Transfer,
-    TransferFlags,
-)
+from core.ledger.queries import invalid
+from core.ledger.rules import AMOUNT_MAX, CODE_MAX, Account, AccountFlags, Transfer, TransferFlags
+from core.render.ledger import account_message, results_message, transfer_message
 from kassa.ledger.v1 import ledger_pb2 as pb
 from kassa.ledger.v1 import ledger_pb2_grpc as pb_grpc
 
-DOMAIN = "kassa.ledger"
 MAX_ITEMS = 8190
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 Violations = list[tuple[str, str]]
-
-
-class LedgerError(ApiError):
-    """An ApiError whose ErrorInfo carries the ledger's domain."""
-
-    def to_status(self) -> grpc.Status:
-        status = super().to_status()
-        details = dict(status.trailing_metadata)["grpc-status-details-bin"]
-        proto = status_pb2.Status.FromString(details)
-        for detail in proto.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                info.domain = DOMAIN
-                detail.Pack(info)
-        return rpc_status.to_status(proto)
-
-
-def invalid(violations: Violations) -> LedgerError:
-    return LedgerError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "INVALID_ARGUMENT",
-        "invalid request: " + ", ".join(f for f, _ in violations),
-        violations,
-    )
 
 
 def _amount(text: str, where: str, violations: Violations, allow_zero: bool) -> int:
@@ -100,53 +65,6 @@ def transfer_of(m: pb.Transfer, where: str, violations: Violations) -> Transfer:
     )
 
 
-def transfer_message(row: asyncpg.Record) -> pb.Transfer:
-    flags = row["flags"]
-    return pb.Transfer(
-        id=row["id"],
-        debit_account_id=row["debit_account_id"],
-        credit_account_id=row["credit_account_id"],
-        amount=str(row["amount"]),
-        asset=row["asset"],
-        code=row["code"],
-        linked=bool(flags & TransferFlags.LINKED),
-        pending=bool(flags & TransferFlags.PENDING),
-        post_pending=bool(flags & TransferFlags.POST_PENDING),
-        void_pending=bool(flags & TransferFlags.VOID_PENDING),
-        pending_id=row["pending_id"] or "",
-        timeout_s=row["timeout_s"],
-        reference=row["reference"],
-        user_data=row["user_data"],
-        create_time=timestamp(row["create_time"]),
-    )
-
-
-def account_message(a: Account, create_time: datetime | None = None) -> pb.Account:
-    b = a.balances
-    message = pb.Account(
-        id=a.id,
-        asset=a.asset,
-        code=a.code,
-        debits_must_not_exceed_credits=bool(a.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
-        credits_must_not_exceed_debits=bool(a.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS),
-        user_data=a.user_data,
-        debits_pending=str(b.debits_pending),
-        debits_posted=str(b.debits_posted),
-        credits_pending=str(b.credits_pending),
-        credits_posted=str(b.credits_posted),
-    )
-    if create_time is not None:
-        message.create_time.CopyFrom(timestamp(create_time))
-    return message
-
-
-def results_message(ids: Sequence[str], results: Sequence[Result]) -> list[pb.CreateResult]:
-    return [
-        pb.CreateResult(id=i, reason=r.reason or "", field=r.field, existed=r.existed)
-        for i, r in zip(ids, results, strict=True)
-    ]
-
-
 def _items(count: int, name: str) -> None:
     if count == 0:
         raise invalid([(name, "at least one is required")])
@@ -179,153 +97,98 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
         self.auth = auth
         self.clock = clock
 
+    @rpc
     async def CreateAccounts(
         self, request: pb.CreateAccountsRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateAccountsResponse:
-        try:
-            await self.auth.require(context, "ledger:write", None)
-            _items(len(request.accounts), "accounts")
-            violations: Violations = []
-            accounts = []
-            for i, m in enumerate(request.accounts):
-                if m.code > CODE_MAX:
-                    violations.append((f"accounts[{i}].code", f"must be at most {CODE_MAX}"))
-                flags = (
-                    AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
-                    if m.debits_must_not_exceed_credits
-                    else 0
-                ) | (
-                    AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
-                    if m.credits_must_not_exceed_debits
-                    else 0
-                )
-                accounts.append(Account(m.id, m.asset, m.code, int(flags), user_data=m.user_data))
-            if violations:
-                raise invalid(violations)
-            async with self.pool.acquire() as conn:
-                results = await store.create_accounts(conn, accounts)
-            return pb.CreateAccountsResponse(
-                results=results_message([a.id for a in accounts], results)
+        await self.auth.require(context, "ledger:write", None)
+        _items(len(request.accounts), "accounts")
+        violations: Violations = []
+        accounts = []
+        for i, m in enumerate(request.accounts):
+            if m.code > CODE_MAX:
+                violations.append((f"accounts[{i}].code", f"must be at most {CODE_MAX}"))
+            flags = (
+                AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+                if m.debits_must_not_exceed_credits
+                else 0
+            ) | (
+                AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
+                if m.credits_must_not_exceed_debits
+                else 0
             )
-        except ApiError as exc:
-            await context.abort_with_status(exc.to_status())
-            raise
+            accounts.append(Account(m.id, m.asset, m.code, int(flags), user_data=m.user_data))
+        if violations:
+            raise invalid(violations)
+        results = await queries.create_accounts(self.pool, accounts)
+        return pb.CreateAccountsResponse(results=results_message([a.id for a in accounts], results))
 
+    @rpc
     async def CreateTransfers(
         self, request: pb.CreateTransfersRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateTransfersResponse:
-        try:
-            await self.auth.require(context, "ledger:write", None)
-            _items(len(request.transfers), "transfers")
-            violations: Violations = []
-            batch = [
-                transfer_of(m, f"transfers[{i}]", violations)
-                for i, m in enumerate(request.transfers)
-            ]
-            if violations:
-                raise invalid(violations)
-            results = await self.poster.submit(batch)
-            return pb.CreateTransfersResponse(
-                results=results_message([t.id for t in batch], results)
-            )
-        except ApiError as exc:
-            await context.abort_with_status(exc.to_status())
-            raise
+        await self.auth.require(context, "ledger:write", None)
+        _items(len(request.transfers), "transfers")
+        violations: Violations = []
+        batch = [
+            transfer_of(m, f"transfers[{i}]", violations) for i, m in enumerate(request.transfers)
+        ]
+        if violations:
+            raise invalid(violations)
+        results = await self.poster.submit(batch)
+        return pb.CreateTransfersResponse(results=results_message([t.id for t in batch], results))
 
+    @rpc
     async def GetAccount(
         self, request: pb.GetAccountRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetAccountResponse:
-        try:
-            await self.auth.require(context, "ledger:read", None)
-            if not request.id:
-                raise invalid([("id", "is required")])
-            async with self.pool.acquire() as conn:
-                row = await conn.fetchrow("SELECT * FROM ledger_accounts WHERE id = $1", request.id)
-            if row is None:
-                raise _account_not_found(request.id)
-            return pb.GetAccountResponse(
-                account=account_message(store.account_of(row), row["create_time"])
-            )
-        except ApiError as exc:
-            await context.abort_with_status(exc.to_status())
-            raise
+        await self.auth.require(context, "ledger:read", None)
+        if not request.id:
+            raise invalid([("id", "is required")])
+        account, create_time = await queries.account(self.pool, request.id)
+        return pb.GetAccountResponse(account=account_message(account, create_time))
 
+    @rpc
     async def ListTransfers(
         self, request: pb.ListTransfersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListTransfersResponse:
-        try:
-            await self.auth.require(context, "ledger:read", None)
-            violations: Violations = []
-            if not request.account_id:
-                violations.append(("account_id", "is required"))
-            after = 0
-            if request.page_token:
-                decoded = decode_page_token(request.page_token)
-                if decoded is None:
-                    violations.append(("page_token", "is not a token this server issued"))
-                after = decoded or 0
-            if not 0 <= request.page_size <= MAX_PAGE_SIZE:
-                violations.append(("page_size", f"must be between 0 and {MAX_PAGE_SIZE}"))
-            start, end = _time_range(request, violations)
-            if violations:
-                raise invalid(violations)
-            size = request.page_size or DEFAULT_PAGE_SIZE
-            async with self.pool.acquire() as conn:
-                exists = await conn.fetchval(
-                    "SELECT true FROM ledger_accounts WHERE id = $1", request.account_id
-                )
-                if not exists:
-                    raise _account_not_found(request.account_id)
-                rows = await conn.fetch(
-                    statement.ACCOUNT_TRANSFERS,
-                    request.account_id,
-                    after,
-                    start,
-                    end,
-                    size + 1,
-                )
-            response = pb.ListTransfersResponse(
-                transfers=[transfer_message(r) for r in rows[:size]]
-            )
-            if len(rows) > size:
-                response.next_page_token = encode_page_token(rows[size - 1]["seq"])
-            return response
-        except ApiError as exc:
-            await context.abort_with_status(exc.to_status())
-            raise
+        await self.auth.require(context, "ledger:read", None)
+        violations: Violations = []
+        if not request.account_id:
+            violations.append(("account_id", "is required"))
+        after = 0
+        if request.page_token:
+            decoded = decode_page_token(request.page_token)
+            if decoded is None:
+                violations.append(("page_token", "is not a token this server issued"))
+            after = decoded or 0
+        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+            violations.append(("page_size", f"must be between 0 and {MAX_PAGE_SIZE}"))
+        start, end = _time_range(request, violations)
+        if violations:
+            raise invalid(violations)
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        rows = await queries.transfers_page(
+            self.pool, request.account_id, after, start, end, size + 1
+        )
+        response = pb.ListTransfersResponse(transfers=[transfer_message(r) for r in rows[:size]])
+        if len(rows) > size:
+            response.next_page_token = encode_page_token(rows[size - 1]["seq"])
+        return response
 
+    @rpc_stream
     async def ExportStatement(
         self, request: pb.ExportStatementRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ExportStatementResponse]:
-        try:
-            await self.auth.require(context, "ledger:read", None)
-            violations: Violations = []
-            if not request.account_id:
-                violations.append(("account_id", "is required"))
-            start, end = _time_range(request, violations)
-            if violations:
-                raise invalid(violations)
-            async with self.pool.acquire() as conn:
-                account = await conn.fetchrow(
-                    "SELECT id FROM ledger_accounts WHERE id = $1", request.account_id
-                )
-                if account is None:
-                    raise _account_not_found(request.account_id)
-                async with conn.transaction(isolation="repeatable_read", readonly=True):
-                    async for chunk in statement.csv_chunks(conn, request.account_id, start, end):
-                        yield pb.ExportStatementResponse(csv_chunk=chunk)
-        except ApiError as exc:
-            await context.abort_with_status(exc.to_status())
-            raise
-
-
-def _account_not_found(account_id: str) -> LedgerError:
-    return LedgerError(
-        grpc.StatusCode.NOT_FOUND,
-        "ACCOUNT_NOT_FOUND",
-        f"ledger account {account_id} not found",
-        metadata={"account_id": account_id},
-    )
+        await self.auth.require(context, "ledger:read", None)
+        violations: Violations = []
+        if not request.account_id:
+            violations.append(("account_id", "is required"))
+        start, end = _time_range(request, violations)
+        if violations:
+            raise invalid(violations)
+        async for chunk in queries.statement_csv(self.pool, request.account_id, start, end):
+            yield pb.ExportStatementResponse(csv_chunk=chunk)
 
 
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")

@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
-import asyncpg
 import grpc
 
+from core import names
 from core.api import validate
 from core.api.auth import Authenticator
 from core.api.errors import invalid, rpc
-from core.api.render import timestamp
 from core.merchants import Merchants
+from core.render import merchants as render
 from kassa.core.v1 import merchant_pb2 as pb
 from kassa.core.v1 import merchant_pb2_grpc as pb_grpc
-
-_MERCHANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_KEY_NAME = re.compile(r"^merchants/([a-z0-9][a-z0-9-]{0,62})/apiKeys/([0-9a-f]{16})$")
-
-
-def _merchant(row: asyncpg.Record) -> pb.Merchant:
-    return pb.Merchant(
-        name=f"merchants/{row['id']}",
-        display_name=row["display_name"],
-        create_time=timestamp(row["create_time"]),
-    )
-
-
-def _key(row: asyncpg.Record) -> pb.ApiKey:
-    key = pb.ApiKey(
-        name=f"merchants/{row['merchant_id']}/apiKeys/{row['id']}",
-        scopes=row["scopes"],
-        description=row["description"],
-        create_time=timestamp(row["create_time"]),
-    )
-    if row["revoke_time"] is not None:
-        key.revoke_time.CopyFrom(timestamp(row["revoke_time"]))
-    return key
 
 
 class MerchantService(pb_grpc.MerchantServiceServicer):
@@ -53,7 +28,7 @@ class MerchantService(pb_grpc.MerchantServiceServicer):
     ) -> pb.CreateMerchantResponse:
         await self._admin(context)
         violations: validate.Violations = []
-        if not _MERCHANT_ID.match(request.merchant_id):
+        if not names.is_merchant_id(request.merchant_id):
             violations.append(("merchant_id", "1-63 lowercase letters, digits and dashes"))
         if not request.display_name.strip() or len(request.display_name) > 200:
             violations.append(("display_name", "is required, at most 200 characters"))
@@ -62,7 +37,7 @@ class MerchantService(pb_grpc.MerchantServiceServicer):
         row = await self.merchants.create(
             request.merchant_id, request.display_name, request.request_id or None
         )
-        return pb.CreateMerchantResponse(merchant=_merchant(row))
+        return pb.CreateMerchantResponse(merchant=render.merchant(row))
 
     @rpc
     async def GetMerchant(
@@ -73,7 +48,7 @@ class MerchantService(pb_grpc.MerchantServiceServicer):
         merchant = validate.merchant_of(request.name, violations, "name")
         if violations:
             raise invalid(violations)
-        return pb.GetMerchantResponse(merchant=_merchant(await self.merchants.get(merchant)))
+        return pb.GetMerchantResponse(merchant=render.merchant(await self.merchants.get(merchant)))
 
     @rpc
     async def CreateApiKey(
@@ -87,7 +62,7 @@ class MerchantService(pb_grpc.MerchantServiceServicer):
         row, token = await self.merchants.create_key(
             merchant, list(request.scopes), request.description
         )
-        return pb.CreateApiKeyResponse(api_key=_key(row), secret=token)
+        return pb.CreateApiKeyResponse(api_key=render.api_key(row), secret=token)
 
     @rpc
     async def ListApiKeys(
@@ -99,7 +74,7 @@ class MerchantService(pb_grpc.MerchantServiceServicer):
         if violations:
             raise invalid(violations)
         return pb.ListApiKeysResponse(
-            api_keys=[_key(r) for r in await self.merchants.list_keys(merchant)]
+            api_keys=[render.api_key(r) for r in await self.merchants.list_keys(merchant)]
         )
 
     @rpc
@@ -107,8 +82,8 @@ class MerchantService(pb_grpc.MerchantServiceServicer):
         self, request: pb.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> pb.RevokeApiKeyResponse:
         await self._admin(context)
-        match = _KEY_NAME.match(request.name)
-        if match is None:
+        parsed = names.parse_api_key(request.name)
+        if parsed is None:
             raise invalid([("name", "must be merchants/{merchant}/apiKeys/{key}")])
-        row = await self.merchants.revoke_key(match.group(1), match.group(2))
-        return pb.RevokeApiKeyResponse(api_key=_key(row))
+        row = await self.merchants.revoke_key(*parsed)
+        return pb.RevokeApiKeyResponse(api_key=render.api_key(row))

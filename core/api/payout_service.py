@@ -8,6 +8,7 @@ from datetime import datetime
 
 import grpc
 
+from core import names
 from core.api import validate
 from core.api.auth import Authenticator
 from core.api.errors import invalid, not_found, rpc
@@ -19,25 +20,22 @@ from core.payouts.sweeps import Sweeper
 from kassa.core.v1 import payout_pb2 as pb
 from kassa.core.v1 import payout_pb2_grpc as pb_grpc
 
-_PAYOUT = re.compile(r"^merchants/([a-z0-9][a-z0-9-]{0,62})/payouts/([a-z0-9]{1,40})$")
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_KEY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
-_SWEEP = re.compile(r"^sweeps/([a-z0-9]{1,40})$")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_KEY_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 MAX_REFERENCE_LEN = 200
 
 
 def _common(
     destination: str, reference: str, request_id: str, violations: validate.Violations
 ) -> None:
-    if not _ADDRESS.match(destination):
+    if not _ADDRESS.fullmatch(destination):
         violations.append(("destination", "a 0x-prefixed 20-byte hex address"))
     elif int(destination, 16) == 0:
         violations.append(("destination", "the zero address burns funds"))
     if len(reference) > MAX_REFERENCE_LEN:
         violations.append(("reference", f"at most {MAX_REFERENCE_LEN} characters"))
-    if request_id and not _REQUEST_ID.match(request_id):
+    if request_id and not names.is_request_id(request_id):
         violations.append(("request_id", "1-128 of A-Z a-z 0-9 . _ : -"))
 
 
@@ -54,10 +52,10 @@ def _amount(text: str, field: str, violations: validate.Violations) -> int | Non
 
 
 def _payout_name(name: str) -> tuple[str, str]:
-    match = _PAYOUT.match(name)
-    if match is None:
+    parsed = names.parse_payout(name)
+    if parsed is None:
         raise invalid([("name", "must be merchants/{merchant}/payouts/{payout}")])
-    return match.group(1), match.group(2)
+    return parsed
 
 
 class PayoutService(pb_grpc.PayoutServiceServicer):
@@ -117,7 +115,7 @@ class PayoutService(pb_grpc.PayoutServiceServicer):
         self, request: pb.CreateRefundRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateRefundResponse:
         violations: validate.Violations = []
-        parsed = validate.invoice_name(request.invoice)
+        parsed = names.parse_invoice(request.invoice)
         if parsed is None:
             violations.append(("invoice", "must be merchants/{merchant}/invoices/{invoice}"))
         else:
@@ -209,11 +207,11 @@ class PayoutService(pb_grpc.PayoutServiceServicer):
     ) -> pb.ApprovePayoutResponse:
         merchant, payout_id = _payout_name(request.name)
         violations: validate.Violations = []
-        if not _KEY_ID.match(request.approver_key_id):
+        if not _KEY_ID.fullmatch(request.approver_key_id):
             violations.append(("approver_key_id", "the approver's key id in the signer"))
         if len(request.signature) != 64:
             violations.append(("signature", "a 64-byte Ed25519 signature"))
-        if not _DIGEST.match(request.body_digest):
+        if not _DIGEST.fullmatch(request.body_digest):
             violations.append(("body_digest", "64 lowercase hex characters"))
         if violations:
             raise invalid(violations)
@@ -254,11 +252,11 @@ class SweepService(pb_grpc.SweepServiceServicer):
     async def GetSweep(
         self, request: pb.GetSweepRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetSweepResponse:
-        match = _SWEEP.match(request.name)
-        if match is None:
+        sweep_id = names.parse_sweep(request.name)
+        if sweep_id is None:
             raise invalid([("name", "must be sweeps/{sweep}")])
         await self.auth.require(context, "sweeps:read", None)
-        row = await self.sweeper.get(match.group(1))
+        row = await self.sweeper.get(sweep_id)
         if row is None:
             raise not_found("sweep", request.name)
         return pb.GetSweepResponse(sweep=(await self._render([row]))[0])

@@ -8,14 +8,16 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from typing import Literal, assert_never, cast
 
 import asyncpg
 import grpc
 
+from core import names
 from core.api import validate
 from core.api.auth import Authenticator
 from core.api.errors import invalid, rpc
-from core.api.render import timestamp
+from core.render.timestamps import timestamp
 from core.webhooks import targets
 from core.webhooks.endpoints import (
     DeliveryFilter,
@@ -27,14 +29,7 @@ from core.webhooks.endpoints import (
 from kassa.core.v1 import webhook_pb2 as pb
 from kassa.core.v1 import webhook_pb2_grpc as pb_grpc
 
-_M = r"[a-z0-9][a-z0-9-]{0,62}"
-_ENDPOINT = re.compile(rf"^merchants/({_M})/webhookEndpoints/([0-9a-f]{{16}})$")
-_ANY_ENDPOINT = re.compile(rf"^merchants/({_M})/webhookEndpoints/(-|[0-9a-f]{{16}})$")
-_DELIVERY = re.compile(
-    rf"^merchants/({_M})/webhookEndpoints/([0-9a-f]{{16}})/deliveries/([0-9a-f-]{{36}})$"
-)
-_EVENT_TYPE = re.compile(r"^[a-z_]+\.[a-z_*]+$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_EVENT_TYPE = re.compile(r"[a-z_]+\.[a-z_*]+")
 MAX_EVENT_TYPES = 100
 MAX_DESCRIPTION_LEN = 500
 MAX_OVERLAP_S = 7 * 24 * 3600
@@ -46,6 +41,9 @@ STATUS = {
     "cancelled": pb.WEBHOOK_DELIVERY_STATUS_CANCELLED,
 }
 _STATUS_NAME = {v: k for k, v in STATUS.items()}
+# RedeliverWebhooksRequest's oneof target (the generated stubs type it as
+# str; tests/unit/test_oneofs.py keeps this list equal to the proto's).
+TargetKind = Literal["delivery", "event_id", "time_range"]
 
 
 def endpoint_message(row: asyncpg.Record, now: datetime) -> pb.WebhookEndpoint:
@@ -103,14 +101,14 @@ def check_endpoint_fields(
         if len(endpoint.event_types) > MAX_EVENT_TYPES:
             violations.append((prefix + "event_types", f"at most {MAX_EVENT_TYPES}"))
         for i, t in enumerate(endpoint.event_types):
-            if not _EVENT_TYPE.match(t):
+            if not _EVENT_TYPE.fullmatch(t):
                 violations.append((f"{prefix}event_types[{i}]", "must look like invoice.paid"))
     if "description" in paths and len(endpoint.description) > MAX_DESCRIPTION_LEN:
         violations.append((prefix + "description", f"at most {MAX_DESCRIPTION_LEN} characters"))
 
 
 def request_id_of(value: str, violations: validate.Violations) -> str | None:
-    if value and not _REQUEST_ID.match(value):
+    if value and not names.is_request_id(value):
         violations.append(("request_id", "1-128 letters, digits and ._:-"))
     return value or None
 
@@ -152,10 +150,10 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
         self.clock = clock
 
     def _endpoint_name(self, name: str, field: str = "name") -> tuple[str, str]:
-        match = _ENDPOINT.match(name)
-        if match is None:
+        parsed = names.parse_webhook_endpoint(name)
+        if parsed is None:
             raise invalid([(field, "must be merchants/{merchant}/webhookEndpoints/{endpoint}")])
-        return match.group(1), match.group(2)
+        return parsed
 
     @rpc
     async def CreateWebhookEndpoint(
@@ -267,8 +265,8 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
         self, request: pb.ListWebhookDeliveriesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListWebhookDeliveriesResponse:
         violations: validate.Violations = []
-        match = _ANY_ENDPOINT.match(request.parent)
-        if match is None:
+        parent = names.parse_webhook_endpoint(request.parent, allow_any=True)
+        if parent is None:
             violations.append(
                 ("parent", "must be merchants/{merchant}/webhookEndpoints/{endpoint} or …/-")
             )
@@ -278,9 +276,9 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
         if not 0 <= request.page_size <= validate.MAX_PAGE_SIZE:
             violations.append(("page_size", f"must be in 0..{validate.MAX_PAGE_SIZE}"))
         after = _parse_page_token(request.page_token, violations)
-        if violations or match is None:
+        if violations or parent is None:
             raise invalid(violations)
-        merchant, endpoint_id = match.group(1), match.group(2)
+        merchant, endpoint_id = parent
         await self.auth.require(context, "webhooks:read", merchant)
         page_size = request.page_size or validate.DEFAULT_PAGE_SIZE
         rows, attempts = await self.endpoints.deliveries(
@@ -307,31 +305,34 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
     ) -> pb.RedeliverWebhooksResponse:
         merchant, endpoint_id = self._endpoint_name(request.parent, "parent")
         violations: validate.Violations = []
-        which = request.WhichOneof("target")
+        which = cast("TargetKind | None", request.WhichOneof("target"))
         target = RedeliverTarget()
-        if which == "delivery":
-            match = _DELIVERY.match(request.delivery)
-            if match is None or (match.group(1), match.group(2)) != (merchant, endpoint_id):
-                violations.append(("delivery", "must be a delivery of the parent endpoint"))
-            else:
-                target = RedeliverTarget(delivery_id=_uuid(match.group(3), "delivery", violations))
-        elif which == "event_id":
-            target = RedeliverTarget(event_id=_uuid(request.event_id, "event_id", violations))
-        elif which == "time_range":
-            start, end = request.time_range.start_time, request.time_range.end_time
-            if not request.time_range.HasField("start_time") or not request.time_range.HasField(
-                "end_time"
-            ):
-                violations.append(("time_range", "needs start_time and end_time"))
-            elif end.ToDatetime() <= start.ToDatetime():
-                violations.append(("time_range.end_time", "must be after start_time"))
-            else:
-                target = RedeliverTarget(
-                    start_time=start.ToDatetime(tzinfo=self.clock().tzinfo),
-                    end_time=end.ToDatetime(tzinfo=self.clock().tzinfo),
-                )
-        else:
-            violations.append(("target", "one of delivery, event_id, time_range is required"))
+        match which:
+            case "delivery":
+                delivery = names.parse_delivery(request.delivery)
+                if delivery is None or delivery[:2] != (merchant, endpoint_id):
+                    violations.append(("delivery", "must be a delivery of the parent endpoint"))
+                else:
+                    target = RedeliverTarget(delivery_id=_uuid(delivery[2], "delivery", violations))
+            case "event_id":
+                target = RedeliverTarget(event_id=_uuid(request.event_id, "event_id", violations))
+            case "time_range":
+                start, end = request.time_range.start_time, request.time_range.end_time
+                if not request.time_range.HasField("start_time") or not request.time_range.HasField(
+                    "end_time"
+                ):
+                    violations.append(("time_range", "needs start_time and end_time"))
+                elif end.ToDatetime() <= start.ToDatetime():
+                    violations.append(("time_range.end_time", "must be after start_time"))
+                else:
+                    target = RedeliverTarget(
+                        start_time=start.ToDatetime(tzinfo=self.clock().tzinfo),
+                        end_time=end.ToDatetime(tzinfo=self.clock().tzinfo),
+                    )
+            case None:
+                violations.append(("target", "one of delivery, event_id, time_range is required"))
+            case _:
+                assert_never(which)
         if violations:
             raise invalid(violations)
         await self.auth.require(context, "webhooks:write", merchant)

@@ -11,8 +11,8 @@ import re
 from decimal import ROUND_CEILING, Decimal, localcontext
 
 MAX_UINT256 = 2**256 - 1
-_DECIMAL = re.compile(r"^(0|[1-9][0-9]{0,59})(\.[0-9]{1,18})?$")
-_INTEGER = re.compile(r"^(0|[1-9][0-9]{0,77})$")
+_DECIMAL = re.compile(r"(0|[1-9][0-9]{0,59})(\.[0-9]{1,18})?")
+_INTEGER = re.compile(r"(0|[1-9][0-9]{0,77})")
 
 
 class AmountError(ValueError):
@@ -21,7 +21,7 @@ class AmountError(ValueError):
 
 def parse_base_units(text: str) -> int:
     """A positive integer amount in base units, as sent on the wire."""
-    if not _INTEGER.match(text):
+    if not _INTEGER.fullmatch(text):
         raise AmountError('must be a positive whole number of base units, e.g. "25000000"')
     value = int(text)
     if value <= 0:
@@ -33,7 +33,7 @@ def parse_base_units(text: str) -> int:
 
 def parse_decimal(text: str) -> Decimal:
     """A positive decimal such as a fiat price or a rate, e.g. "25.00"."""
-    if not _DECIMAL.match(text):
+    if not _DECIMAL.fullmatch(text):
         raise AmountError('must be a positive decimal number such as "25.00"')
     value = Decimal(text)
     if value <= 0:

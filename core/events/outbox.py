@@ -22,7 +22,7 @@ class NewEvent:
     merchant_id: str
     resource_name: str
     payload: bytes  # the serialized resource as it stood
-    # Which message payload holds (core.events.resources.RESOURCES).
+    # Which message payload holds (core.render.events.RESOURCES).
     resource_type: str = "invoice"
 
 

@@ -1,12 +1,7 @@
 """Payments in the ledger, posted in the chain applier's transaction.
 
-Chart of accounts (created on first use), per asset (CAIP-19, so per chain):
-  platform:custody:{asset}        code 1001  what the deposit addresses hold
-  platform:fees:{asset}           code 1002
-  platform:network_fees:{asset}   code 1003
-  merchant:{m}:{asset}:available        code 2001
-  merchant:{m}:{asset}:incoming         code 2002  detected and confirmed payments
-  merchant:{m}:{asset}:refunds_payable  code 2003  overpaid excess a refund will debit
+The accounts (core/ledger/accounts.py): a payment moves platform:custody
+and the merchant's incoming, available and refunds_payable.
 
 Each payment goes through numbered cycles (payments.inclusions): a cycle
 opens with a pending transfer custody -> incoming when the payment is
@@ -24,11 +19,16 @@ from datetime import datetime
 
 import asyncpg
 
+from core import names
 from core.ledger import store
+
+# The chart moved to core/ledger/accounts.py; these names stay for payouts/ledger.py.
+from core.ledger.accounts import custody as custody
+from core.ledger.accounts import merchant_account as merchant_account
+from core.ledger.accounts import merchant_accounts as merchant_accounts
+from core.ledger.accounts import platform_accounts as platform_accounts
 from core.ledger.rules import Account, Transfer, TransferFlags
 
-CUSTODY, FEES, NETWORK_FEES = 1001, 1002, 1003
-AVAILABLE, INCOMING, REFUNDS_PAYABLE = 2001, 2002, 2003
 # Transfer codes.
 PAYMENT, REVERSAL = 1, 2
 # Flags as plain ints: an IntFlag in a transfer makes every flag test in the
@@ -40,33 +40,6 @@ _VOID = int(TransferFlags.VOID_PENDING)
 
 class LedgerRefusedError(RuntimeError):
     """A payment posting was refused: a bug or a tampered ledger, never routine."""
-
-
-def custody(asset: str) -> str:
-    return f"platform:custody:{asset}"
-
-
-def merchant_account(merchant_id: str, asset: str, kind: str) -> str:
-    return f"merchant:{merchant_id}:{asset}:{kind}"
-
-
-def platform_accounts(asset: str) -> list[Account]:
-    return [
-        Account(custody(asset), asset, CUSTODY),
-        Account(f"platform:fees:{asset}", asset, FEES),
-        Account(f"platform:network_fees:{asset}", asset, NETWORK_FEES),
-    ]
-
-
-def merchant_accounts(merchant_id: str, asset: str) -> list[Account]:
-    return [
-        Account(merchant_account(merchant_id, asset, kind), asset, code)
-        for kind, code in (
-            ("available", AVAILABLE),
-            ("incoming", INCOMING),
-            ("refunds_payable", REFUNDS_PAYABLE),
-        )
-    ]
 
 
 def transfer_id(chain: str, row: asyncpg.Record, cycle: int, step: str) -> str:
@@ -118,7 +91,7 @@ def _pending(chain: str, r: asyncpg.Record, merchant: str, cycle: int) -> Transf
         asset=r["asset"],
         code=PAYMENT,
         flags=_PENDING,
-        reference=f"merchants/{merchant}/invoices/{r['invoice_id']}",
+        reference=names.invoice(merchant, r["invoice_id"]),
     )
 
 
@@ -130,7 +103,7 @@ def _reversal(chain: str, r: asyncpg.Record, merchant: str, cycle: int) -> Trans
         amount=int(r["amount"]),
         asset=r["asset"],
         code=REVERSAL,
-        reference=f"merchants/{merchant}/invoices/{r['invoice_id']}",
+        reference=names.invoice(merchant, r["invoice_id"]),
     )
 
 

@@ -17,7 +17,9 @@ from datetime import datetime
 
 import asyncpg
 
+from core import names
 from core.domain import invoice_state as sm
+from core.ledger import accounts as chart
 from core.ledger import payments, store
 from core.ledger.rules import Transfer
 
@@ -65,8 +67,7 @@ async def settled(
         [f"settle:{i};" for i in ids],
     )
     incoming = {
-        r["id"]: payments.merchant_account(r["merchant_id"], r["asset"], "incoming")
-        for r in invoices
+        r["id"]: chart.merchant_account(r["merchant_id"], r["asset"], "incoming") for r in invoices
     }
     sums: dict[str, list[int]] = {i: [0, 0, 0] for i in ids}
     for r in rows:
@@ -79,8 +80,8 @@ async def settled(
 
 
 def _move(invoice_id: str, n: int, merchant_id: str, asset: str, kind: str, delta: int) -> Transfer:
-    incoming = payments.merchant_account(merchant_id, asset, "incoming")
-    other = payments.merchant_account(merchant_id, asset, kind)
+    incoming = chart.merchant_account(merchant_id, asset, "incoming")
+    other = chart.merchant_account(merchant_id, asset, kind)
     debit, credit = (incoming, other) if delta > 0 else (other, incoming)
     return Transfer(
         id=f"settle:{invoice_id}:{n:06d}",
@@ -89,7 +90,7 @@ def _move(invoice_id: str, n: int, merchant_id: str, asset: str, kind: str, delt
         amount=abs(delta),
         asset=asset,
         code=SETTLEMENT,
-        reference=f"merchants/{merchant_id}/invoices/{invoice_id}",
+        reference=names.invoice(merchant_id, invoice_id),
     )
 
 
@@ -129,7 +130,7 @@ async def reconcile(
         accounts = {
             a.id: a
             for merchant, asset in {(row["merchant_id"], row["asset"]) for row in rows}
-            for a in payments.merchant_accounts(merchant, asset)
+            for a in chart.merchant_accounts(merchant, asset)
         }
         await store.ensure_accounts(conn, [accounts[i] for i in sorted(accounts)])
         await payments.post_or_raise(conn, batch, now)

@@ -14,7 +14,7 @@ import asyncpg
 import grpc
 
 from core import lifecycle
-from core.api.errors import ApiError, not_found
+from core.errors import ApiError, not_found
 from core.events.outbox import NewEvent, append
 from core.ledger import settlement
 from core.payouts import ledger, machine, nonces, render

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from core.api.render import timestamp
+from core.render.timestamps import timestamp
 from kassa.core.v1 import payout_pb2 as pb
 
 STATE = {

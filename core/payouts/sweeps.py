@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from core.config import Config
+from core.chain.config import Chains as Config
 from core.payouts import ledger, nonces, txbuilder
 from core.payouts.config import PayoutsConfig, SweepsConfig
 from core.payouts.signer_client import SignerClient

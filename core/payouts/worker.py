@@ -27,8 +27,8 @@ import asyncpg
 import grpc
 
 from core import lifecycle
+from core.chain.config import Chains as Config
 from core.chain.link import AdapterLink
-from core.config import Config
 from core.domain import invoice_state as sm
 from core.payouts import machine, nonces, txbuilder
 from core.payouts.config import PayoutsConfig

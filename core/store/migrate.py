@@ -14,7 +14,7 @@ from pathlib import Path
 import asyncpg
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 # Serialises concurrent migrators (two cores starting at once).
 _LOCK_KEY = 0x6B61_7373_61
 
@@ -37,7 +37,7 @@ class MigrationError(RuntimeError):
 def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     found: list[Migration] = []
     for path in sorted(directory.glob("*.sql")):
-        match = _NAME.match(path.name)
+        match = _NAME.fullmatch(path.name)
         if not match:
             raise MigrationError(f"migration file name not NNNN_name.sql: {path.name}")
         found.append(Migration(int(match.group(1)), path.name, path.read_text()))

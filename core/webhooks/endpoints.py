@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
-import grpc
 
-from core.api.errors import ApiError, not_found
+from core import names
+from core.errors import Code, Refusal, not_found
 from core.webhooks import signing
 from core.webhooks.sealing import Keyring, seal, unseal
 
@@ -44,7 +44,7 @@ class RedeliverTarget:
 
 
 def endpoint_name(merchant_id: str, endpoint_id: str) -> str:
-    return f"merchants/{merchant_id}/webhookEndpoints/{endpoint_id}"
+    return names.webhook_endpoint(merchant_id, endpoint_id)
 
 
 class Endpoints:
@@ -107,7 +107,7 @@ class Endpoints:
                     request_id,
                 )
             except asyncpg.ForeignKeyViolationError:
-                raise not_found("merchant", f"merchants/{merchant_id}") from None
+                raise not_found("merchant", names.merchant(merchant_id)) from None
             except asyncpg.UniqueViolationError:
                 # A concurrent retry with the same request_id won the race.
                 return await self.create(
@@ -322,10 +322,10 @@ class Endpoints:
                 give_up,
             )
             if target.event_id is not None and not count:
-                raise ApiError(
-                    grpc.StatusCode.NOT_FOUND,
+                raise Refusal(
+                    Code.NOT_FOUND,
                     "EVENT_NOT_FOUND",
-                    f"event {target.event_id} not found for merchants/{merchant_id}",
+                    f"event {target.event_id} not found for {names.merchant(merchant_id)}",
                     metadata={"event_id": str(target.event_id)},
                 )
             return int(count)

@@ -51,6 +51,10 @@ class Decision:
     next_attempt_time: datetime | None  # set when PENDING
     reason: str
 
+    def __post_init__(self) -> None:
+        # A retry has a time; a final answer never has one.
+        assert (self.status is Status.PENDING) == (self.next_attempt_time is not None), self
+
 
 def retryable(outcome: Outcome) -> bool:
     code = outcome.status_code
@@ -89,6 +93,8 @@ def decide(
         wait_s = max(wait_s, outcome.retry_after_s)
     # The last attempt is made at give_up_time itself, so retrying covers it.
     at = min(now + timedelta(seconds=wait_s), give_up_time)
+    # Never a retry in the past, never one after giving up.
+    assert now <= at <= give_up_time, (now, at, give_up_time)
     return Decision(Status.PENDING, at, "will retry")
 
 

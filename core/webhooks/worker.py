@@ -27,8 +27,8 @@ from datetime import datetime, timedelta
 import aiohttp
 import asyncpg
 
-from core.events import resources
 from core.events.stream import OutboxNotifier
+from core.render import events as resources
 from core.webhooks import retry, signing, targets
 from core.webhooks.dispatch import BATCH, dispatch_once
 from core.webhooks.sealing import Keyring, SealError, unseal

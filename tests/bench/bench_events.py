@@ -30,8 +30,8 @@ import asyncpg  # noqa: E402
 import grpc  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from core.events import resources  # noqa: E402
 from core.events.outbox import NewEvent, append  # noqa: E402
+from core.render import events as resources  # noqa: E402
 from kassa.core.v1 import (  # noqa: E402
     event_pb2,
     event_pb2_grpc,

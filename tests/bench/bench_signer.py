@@ -76,7 +76,7 @@ async def _client(
     import grpc
 
     from kassa.signer.v1 import signer_pb2_grpc
-    from tests.integration.test_signer_harness import body, envelope
+    from tests.support.signer import body, envelope
 
     key = Ed25519PrivateKey.from_private_bytes(core_key)
     requests = [envelope(body(amount=10**12 + i, destination=PAYEE), key) for i in range(total)]
@@ -217,7 +217,7 @@ def main() -> int:
     from localstack.ports import free_port
     from localstack.procs import ManagedProcess
     from localstack.softhsm import SoftHsmToken
-    from tests.integration.test_signer_harness import (
+    from tests.support.signer import (
         SIGNER,
         Parties,
         cli,

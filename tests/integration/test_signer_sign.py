@@ -24,8 +24,8 @@ from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
 from localstack.softhsm import SoftHsmToken
 from signer.hd.bip32 import child_public, parse_extended_key, uncompressed
 from signer.secp256k1 import address_of, keccak256
-from tests.grpc_errors import RichError, rich
-from tests.integration.test_signer_harness import (
+from tests.support.grpc_errors import RichError, rich
+from tests.support.signer import (
     ETH,
     PAYEE,
     PAYEE_2,

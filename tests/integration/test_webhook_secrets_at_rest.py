@@ -5,41 +5,86 @@ a keyring missing the KEK in use is refused at start, naming it."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from core.webhooks.sealing import kek_of, new_kek_line
-from kassa.core.v1 import webhook_pb2
+from kassa.core.v1 import invoice_pb2, invoice_pb2_grpc, webhook_pb2, webhook_pb2_grpc
 from localstack.postgres import PostgresCluster
 from localstack.procs import ManagedProcess, console_script
 from localstack.stack import CoreSetup
-from tests.integration.test_webhooks import (
-    SCOPES,
-    Merchant,
-    Receiver,
-    db,
-    make_core,
-    wait_until,
-)
-from tests.unit.test_webhook_recipe import VERIFY
+from tests.support.webhooks import AcceptingReceiver, docs_recipe
+
+XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
+TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
+SCOPES = ("invoices:read", "invoices:write", "webhooks:read", "webhooks:write")
+VERIFY = docs_recipe()
+
+
+def make_core(run_dir: Path, dsn: str) -> CoreSetup:
+    return CoreSetup(
+        run_dir=run_dir,
+        dsn=dsn,
+        account_xpub=XPUB,
+        chains=[{"id": "eip155:31337", "adapter": "127.0.0.1:9", "confirmations": 2}],
+        assets=[{"id": TOKEN, "symbol": "TUSD", "decimals": 6}],
+        fixed_rates={"TUSD/USD": "1.00"},
+        webhooks={"poll_interval_s": 0.05, "allow_private_targets": True},
+    )
+
+
+def db(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def create_invoice(core: CoreSetup, merchant: str, order: str) -> None:
+    with core.channel(core.merchant_token(merchant, SCOPES)) as channel:
+        invoice_pb2_grpc.InvoiceServiceStub(channel).CreateInvoice(
+            invoice_pb2.CreateInvoiceRequest(
+                parent=f"merchants/{merchant}",
+                merchant_order_id=order,
+                asset=TOKEN,
+                price=invoice_pb2.FiatAmount(amount="10.00", currency="USD"),
+            )
+        )
+
+
+def create_endpoint(
+    core: CoreSetup, merchant: str, url: str
+) -> webhook_pb2.CreateWebhookEndpointResponse:
+    with core.channel(core.merchant_token(merchant, SCOPES)) as channel:
+        return webhook_pb2_grpc.WebhookServiceStub(channel).CreateWebhookEndpoint(
+            webhook_pb2.CreateWebhookEndpointRequest(
+                parent=f"merchants/{merchant}",
+                webhook_endpoint=webhook_pb2.WebhookEndpoint(url=url),
+            )
+        )
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
+def receiver() -> Iterator[AcceptingReceiver]:
+    r = AcceptingReceiver().start()
     yield r
     r.stop()
 
 
-def verified(receiver: Receiver, count: int, *secrets: str) -> None:
-    """The count-th accepted delivery verifies with each secret, by the docs' recipe."""
-    wait_until(lambda: len(receiver.accepted()) >= count, what=f"delivery {count}")
-    request = receiver.accepted()[count - 1]
+def verified(receiver: AcceptingReceiver, count: int, *secrets: str) -> None:
+    """The count-th delivery verifies with each secret, by the docs' recipe."""
+    delivery = receiver.wait_for(count)
     for secret in secrets:
-        assert VERIFY(request.body, request.headers["Kassa-Signature"], secret)
+        assert VERIFY(delivery.body, delivery.headers["Kassa-Signature"], secret)
 
 
 def write_keyring(core: CoreSetup, *lines: str) -> None:
@@ -62,7 +107,7 @@ def sealed_under(dsn: str) -> set[str]:
 
 
 def test_secrets_are_not_in_a_dump_deliveries_verify_and_the_kek_rotates(
-    tmp_path: Path, postgres: PostgresCluster, receiver: Receiver
+    tmp_path: Path, postgres: PostgresCluster, receiver: AcceptingReceiver
 ) -> None:
     dsn = postgres.create_database("secrets_at_rest")
     core = make_core(tmp_path, dsn)
@@ -70,17 +115,20 @@ def test_secrets_are_not_in_a_dump_deliveries_verify_and_the_kek_rotates(
     write_keyring(core, old_line)
     process: ManagedProcess = core.process().start()
     try:
+        created = create_endpoint(core, "vault", receiver.url())
+        first = created.secret
         with core.channel(core.merchant_token("vault", SCOPES)) as channel:
-            merchant = Merchant("vault", channel)
-            created = merchant.endpoint(receiver.url())
-            first = created.secret
-            second = merchant.hooks.RotateWebhookSecret(
-                webhook_pb2.RotateWebhookSecretRequest(
-                    name=created.webhook_endpoint.name, overlap_seconds=3600
+            second = (
+                webhook_pb2_grpc.WebhookServiceStub(channel)
+                .RotateWebhookSecret(
+                    webhook_pb2.RotateWebhookSecretRequest(
+                        name=created.webhook_endpoint.name, overlap_seconds=3600
+                    )
                 )
-            ).secret
-            merchant.invoice("o-1")
-            verified(receiver, 1, second, first)  # both sign during the overlap
+                .secret
+            )
+        create_invoice(core, "vault", "o-1")
+        verified(receiver, 1, second, first)  # both sign during the overlap
         # The thief's view: a dump of the whole database.
         dump = postgres.dump("secrets_at_rest")
         assert "webhook_endpoints" in dump  # the table is there, its secrets are not
@@ -105,8 +153,7 @@ def test_secrets_are_not_in_a_dump_deliveries_verify_and_the_kek_rotates(
     write_keyring(core, new_line)
     process = core.process().start()
     try:
-        with core.channel(core.merchant_token("vault", SCOPES)) as channel:
-            Merchant("vault", channel).invoice("o-2")
+        create_invoice(core, "vault", "o-2")
         verified(receiver, 2, second)
     finally:
         assert process.stop() == 0
@@ -125,14 +172,13 @@ def test_secrets_are_not_in_a_dump_deliveries_verify_and_the_kek_rotates(
 
 
 def test_a_secret_stored_in_clear_before_the_migration_is_sealed_at_the_next_start(
-    tmp_path: Path, postgres: PostgresCluster, receiver: Receiver
+    tmp_path: Path, postgres: PostgresCluster, receiver: AcceptingReceiver
 ) -> None:
     dsn = postgres.create_database("secrets_legacy")
     core = make_core(tmp_path, dsn)
     process = core.process().start()
     try:
-        with core.channel(core.merchant_token("legacy", SCOPES)) as channel:
-            endpoint = Merchant("legacy", channel).endpoint(receiver.url()).webhook_endpoint
+        endpoint = create_endpoint(core, "legacy", receiver.url()).webhook_endpoint
     finally:
         assert process.stop() == 0
     # What an endpoint written before migration 0009 looks like after it: the secret in clear.
@@ -158,8 +204,7 @@ def test_a_secret_stored_in_clear_before_the_migration_is_sealed_at_the_next_sta
     assert sealed_under(dsn) == {"dev-1"}
     process = core.process().start()
     try:
-        with core.channel(core.merchant_token("legacy", SCOPES)) as channel:
-            Merchant("legacy", channel).invoice("o-legacy")
+        create_invoice(core, "legacy", "o-legacy")
         verified(receiver, 1, legacy)
     finally:
         assert process.stop() == 0

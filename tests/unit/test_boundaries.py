@@ -32,8 +32,10 @@ RULES = {
         "kassa.core",
         "kassa.chain",
     },
-    "adapters": {"core", "signer", "localstack", "asyncpg", "web3", "kassa.core", "kassa.signer"},
-    "core": {"signer", "adapters", "localstack", "pkcs11", "web3"},
+    # web3 and bip-utils are part of the stack (the EVM client, key and address
+    # derivation): only the signer is kept free of web3.
+    "adapters": {"core", "signer", "localstack", "asyncpg", "kassa.core", "kassa.signer"},
+    "core": {"signer", "adapters", "localstack", "pkcs11"},
 }
 
 

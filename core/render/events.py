@@ -14,7 +14,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from core.api.render import timestamp
+from core.render.timestamps import timestamp
 from kassa.core.v1 import event_pb2, invoice_pb2, payout_pb2
 
 # resource_type -> (message class, Event.resource oneof field)

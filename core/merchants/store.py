@@ -1,12 +1,22 @@
-"""Merchants and their API keys (the logic behind MerchantService)."""
+"""Merchants and their API keys in PostgreSQL (the logic behind MerchantService)."""
 
 from __future__ import annotations
 
 import asyncpg
-import grpc
 
-from core.api.auth import SCOPES, new_key
-from core.api.errors import ApiError, invalid, not_found
+from core import names
+from core.errors import Refusal, exists, invalid, not_found
+from core.merchants.credentials import SCOPES, new_key
+
+
+async def api_key(pool: asyncpg.Pool, key_id: str) -> asyncpg.Record | None:
+    """What authenticating a caller needs of a key (core/api/auth.py caches it)."""
+    async with pool.acquire() as conn:
+        row: asyncpg.Record | None = await conn.fetchrow(
+            "SELECT id, merchant_id, secret_hash, scopes, revoke_time FROM api_keys WHERE id = $1",
+            key_id,
+        )
+    return row
 
 
 class Merchants:
@@ -21,11 +31,7 @@ class Merchants:
             if existing is not None:
                 if request_id is not None and existing["request_id"] == request_id:
                     return existing  # a retry of the same create
-                raise ApiError(
-                    grpc.StatusCode.ALREADY_EXISTS,
-                    "MERCHANT_EXISTS",
-                    f"merchants/{merchant_id} already exists",
-                )
+                raise _exists(merchant_id)
             try:
                 row = await conn.fetchrow(
                     "INSERT INTO merchants (id, display_name, request_id) VALUES ($1, $2, $3) RETURNING *",
@@ -34,11 +40,7 @@ class Merchants:
                     request_id,
                 )
             except asyncpg.UniqueViolationError:
-                raise ApiError(
-                    grpc.StatusCode.ALREADY_EXISTS,
-                    "MERCHANT_EXISTS",
-                    f"merchants/{merchant_id} already exists",
-                ) from None
+                raise _exists(merchant_id) from None
         assert row is not None
         return row
 
@@ -46,7 +48,7 @@ class Merchants:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow("SELECT * FROM merchants WHERE id = $1", merchant_id)
         if row is None:
-            raise not_found("merchant", f"merchants/{merchant_id}")
+            raise not_found("merchant", names.merchant(merchant_id))
         return row
 
     async def create_key(
@@ -93,5 +95,9 @@ class Merchants:
                 key_id,
             )
         if row is None:
-            raise not_found("api_key", f"merchants/{merchant_id}/apiKeys/{key_id}")
+            raise not_found("api_key", names.api_key(merchant_id, key_id))
         return row
+
+
+def _exists(merchant_id: str) -> Refusal:
+    return exists("MERCHANT_EXISTS", f"{names.merchant(merchant_id)} already exists")

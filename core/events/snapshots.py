@@ -1,0 +1,51 @@
+"""Invoice events for the outbox: a snapshot of the invoice as each step left it.
+
+The writer of invoice state (core/lifecycle.py) hands its rows here rather
+than rendering messages itself: rendering belongs to core/render, which the
+deciders and writers do not import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from core.domain.invoice_state import State
+from core.events.outbox import NewEvent
+from core.render import invoices as render
+
+
+def invoice_events(
+    row: Mapping[str, Any],
+    payments: Iterable[Mapping[str, Any]],
+    head_height: int | None,
+    announced: Sequence[tuple[str, State]],
+) -> list[NewEvent]:
+    """One event per (type, state); the snapshots differ only in their state."""
+    # Rendered once per invoice; each step's snapshot differs only in its state.
+    snapshot = render.invoice(row, payments, head_height)
+    events = []
+    for event_type, state in announced:
+        snapshot.state = render.STATE[state]
+        events.append(
+            NewEvent(
+                event_type,
+                row["merchant_id"],
+                snapshot.name,
+                snapshot.SerializeToString(deterministic=True),
+            )
+        )
+    return events
+
+
+def invoice_event(
+    event_type: str, row: Mapping[str, Any], payments: Iterable[Mapping[str, Any]] = ()
+) -> NewEvent:
+    """The invoice as it stands, e.g. for invoice.created."""
+    snapshot = render.invoice(row, payments)
+    return NewEvent(
+        event_type,
+        row["merchant_id"],
+        snapshot.name,
+        snapshot.SerializeToString(deterministic=True),
+    )
