@@ -140,7 +140,9 @@ class Reader:
                 break
         return events
 
-    async def blocks_until(self, height: int, timeout_s: float = BLOCKS_TIMEOUT_S) -> list[pb.Block]:
+    async def blocks_until(
+        self, height: int, timeout_s: float = BLOCKS_TIMEOUT_S
+    ) -> list[pb.Block]:
         """Blocks up to height, all within timeout_s (one deadline, not one per event)."""
         deadline = time.monotonic() + timeout_s
         blocks: list[pb.Block] = []
