@@ -96,3 +96,9 @@ class HeadTracker:
                 await self._poll_once()
             except (NodeUnavailable, RpcError) as exc:
                 logs.warning("heads_poll_failed", error=str(exc))
+            except Exception as exc:
+                # The poll is the backstop that keeps heads moving when
+                # notifications stop: a failure nobody foresaw must cost one
+                # poll, never the poller (a dead task here is silent, and every
+                # stream then waits on a head that no longer moves).
+                logs.error("heads_poll_failed", error=repr(exc))
