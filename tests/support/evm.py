@@ -71,16 +71,29 @@ def start_adapter(base: Path, urls: list[str], tokens: list[str]) -> tuple[Manag
     return process, port
 
 
-def core_channel(port: int, party: str = "core", ca: Path | None = None) -> grpc.aio.Channel:
-    """A channel to the adapter as the core does it: mutual TLS, checking its identity."""
+def _core_credentials(party: str, ca: Path | None) -> grpc.ChannelCredentials:
     ca = ca or certs()
-    credentials = grpc.ssl_channel_credentials(
+    return grpc.ssl_channel_credentials(
         (certs() / "ca.pem").read_bytes(),
         (ca / f"{party}.key").read_bytes(),
         (ca / f"{party}.pem").read_bytes(),
     )
+
+
+def core_channel(port: int, party: str = "core", ca: Path | None = None) -> grpc.aio.Channel:
+    """A channel to the adapter as the core does it: mutual TLS, checking its identity."""
     options = [("grpc.ssl_target_name_override", devcerts.adapter_name("eip155:31337"))]
-    return grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials, options=options)
+    return grpc.aio.secure_channel(
+        f"127.0.0.1:{port}", _core_credentials(party, ca), options=options
+    )
+
+
+def core_sync_channel(port: int) -> grpc.Channel:
+    """core_channel for synchronous tests."""
+    options = [("grpc.ssl_target_name_override", devcerts.adapter_name("eip155:31337"))]
+    return grpc.secure_channel(
+        f"127.0.0.1:{port}", _core_credentials("core", None), options=options
+    )
 
 
 @contextlib.asynccontextmanager

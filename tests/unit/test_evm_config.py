@@ -32,7 +32,10 @@ def test_defaults_fill_everything_but_chain_id_and_urls() -> None:
 @pytest.mark.parametrize("method", list(TraceMethod))
 def test_internal_transfers_names_a_trace_method(method: TraceMethod) -> None:
     config = parse(
-        {"chain": {"chain_id": 1, "node_urls": ["ws://n"], "internal_transfers": method.value}}
+        {
+            "server": {"dev_plaintext": True},
+            "chain": {"chain_id": 1, "node_urls": ["ws://n"], "internal_transfers": method.value},
+        }
     )
     assert config.internal_transfers is method
 
