@@ -14,7 +14,6 @@ import grpc
 
 from core.tls import ClientTls, secure_aio_channel
 
-
 MAX_RECONNECT_BACKOFF_MS = 2_000
 
 
