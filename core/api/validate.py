@@ -23,6 +23,15 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Violations = list[tuple[str, str]]
 
+# An error may quote what it refuses, but never more than this much of it:
+# the caller's own input echoed back unbounded broke the 16 KiB header limit.
+ECHO_MAX = 64
+
+
+def prefix(text: str) -> str:
+    """At most ECHO_MAX characters of `text`, marked when cut."""
+    return text if len(text) <= ECHO_MAX else text[:ECHO_MAX] + "…"
+
 
 def merchant_of(parent: str, violations: Violations, field: str = "parent") -> str:
     merchant_id = names.parse_merchant(parent)
@@ -54,7 +63,7 @@ def create_invoice(
         violations.append(("asset", "is required (a CAIP-19 asset id)"))
     elif asset is None:
         known = ", ".join(a.id for a in config.assets)
-        violations.append(("asset", f"unknown asset {request.asset!r}; known: {known}"))
+        violations.append(("asset", f"unknown asset {prefix(request.asset)!r}; known: {known}"))
     price = currency = amount = None
     which = request.WhichOneof("amount")
     if which is None:
@@ -79,7 +88,7 @@ def create_invoice(
         violations.append(("metadata", f"at most {MAX_METADATA_KEYS} entries"))
     for key, value in request.metadata.items():
         if not key or len(key) > 64 or len(value) > MAX_METADATA_VALUE_LEN:
-            violations.append((f"metadata[{key!r}]", "keys 1-64 characters, values at most 500"))
+            violations.append((f"metadata[{prefix(key)!r}]", "keys 1-64 characters, values at most 500"))
     if violations or asset is None:
         return None, violations
     spec = InvoiceSpec(

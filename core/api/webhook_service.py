@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
@@ -30,6 +31,7 @@ from kassa.core.v1 import webhook_pb2_grpc as pb_grpc
 
 _EVENT_TYPE = re.compile(r"[a-z_]+\.[a-z_*]+")
 MAX_EVENT_TYPES = 100
+RESOLVE_TIMEOUT_S = 5.0  # save-time resolution; a slow name is checked at each attempt
 MAX_DESCRIPTION_LEN = 500
 MAX_OVERLAP_S = 7 * 24 * 3600
 UPDATABLE = frozenset({"url", "event_types", "description", "disabled"})
@@ -151,6 +153,17 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
             raise invalid([(field, "must be merchants/{merchant}/webhookEndpoints/{endpoint}")])
         return parsed
 
+    async def _resolves_public(self, url: str) -> None:
+        """Save-time resolution: a name that resolves to an internal address now is refused."""
+        try:
+            problem = await asyncio.wait_for(
+                targets.resolved_problem(url, self.allow_private), RESOLVE_TIMEOUT_S
+            )
+        except TimeoutError:
+            problem = None  # checked again at every attempt
+        if problem is not None:
+            raise invalid([("webhook_endpoint.url", problem)])
+
     @rpc
     async def CreateWebhookEndpoint(
         self, request: pb.CreateWebhookEndpointRequest, context: grpc.aio.ServicerContext
@@ -162,6 +175,7 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
         if violations:
             raise invalid(violations)
         await self.auth.require(context, "webhooks:write", merchant)
+        await self._resolves_public(request.webhook_endpoint.url)
         endpoint = request.webhook_endpoint
         row, secret = await self.endpoints.create(
             merchant,
@@ -216,6 +230,8 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
         if violations:
             raise invalid(violations)
         await self.auth.require(context, "webhooks:write", merchant)
+        if "url" in paths:
+            await self._resolves_public(request.webhook_endpoint.url)
         endpoint = request.webhook_endpoint
         changes = EndpointChanges(
             url=endpoint.url if "url" in paths else None,

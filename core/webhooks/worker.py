@@ -261,7 +261,15 @@ class DeliveryWorker:
         try:
             started = self.clock()
             t0 = time.monotonic()
-            outcome = await self.send(session, claimed, started)
+            try:
+                outcome = await self.send(session, claimed, started)
+            except Exception as exc:
+                # Whatever went wrong sending is a failed attempt, recorded and
+                # retried on the schedule, never an attempt that vanishes.
+                log.exception(
+                    "webhook attempt raised", extra={"delivery": str(claimed.delivery_id)}
+                )
+                outcome = retry.Outcome(None, f"internal error sending ({type(exc).__name__})")
             duration_ms = int((time.monotonic() - t0) * 1000)
             now = self.clock()
             decision = retry.decide(
@@ -284,9 +292,9 @@ class DeliveryWorker:
                     "decision": decision.status.value,
                 },
             )
-        except (asyncpg.PostgresError, OSError) as exc:
+        except Exception as exc:  # the database, mostly: asyncpg.InterfaceError included
             # The lease runs out and the attempt is made again.
-            log.warning("webhook attempt not recorded", extra={"error": str(exc)})
+            log.warning("webhook attempt not recorded", extra={"error": type(exc).__name__})
         finally:
             self._wake.set()
 
