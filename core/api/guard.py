@@ -3,6 +3,7 @@
 1. decode: bytes that are not the request message are INVALID_ARGUMENT
    (reason MESSAGE_UNDECODABLE), not the UNKNOWN grpc.aio gives when a
    deserialiser raises;
+   (the refusal itself waits for step 2);
 2. authenticate: who is calling, before anything about the request is
    judged (an unauthenticated caller learns nothing about what a valid
    request looks like);
@@ -84,9 +85,9 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     async def _admit(self, request: Any, context: grpc.aio.ServicerContext) -> None:
         """Raises the Refusal for a request no handler may see."""
+        await self.auth.principal(context)  # remembered for the handler's own call
         if request is UNDECODABLE:
             raise _UNDECODABLE_REFUSAL
-        await self.auth.principal(context)  # remembered for the handler's own call
         assert isinstance(request, Message)
         violations = limits.check(request)
         if violations:

@@ -88,7 +88,9 @@ def create_invoice(
         violations.append(("metadata", f"at most {MAX_METADATA_KEYS} entries"))
     for key, value in request.metadata.items():
         if not key or len(key) > 64 or len(value) > MAX_METADATA_VALUE_LEN:
-            violations.append((f"metadata[{prefix(key)!r}]", "keys 1-64 characters, values at most 500"))
+            violations.append(
+                (f"metadata[{prefix(key)!r}]", "keys 1-64 characters, values at most 500")
+            )
     if violations or asset is None:
         return None, violations
     spec = InvoiceSpec(
