@@ -59,6 +59,18 @@ def signing_secrets(endpoint: asyncpg.Record, now: datetime) -> list[str]:
     return found
 
 
+def client_session(settings: WebhookSettings) -> aiohttp.ClientSession:
+    """The one HTTP client of deliveries: its resolver drops internal
+    addresses, and the connector connects to exactly what it returned (the
+    checked address is the pinned one); no proxies from the environment."""
+    connector = aiohttp.TCPConnector(
+        resolver=targets.resolver(settings.allow_private_targets),
+        limit=settings.concurrency,
+    )
+    timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
+
+
 def headers(claimed: Claimed, now: datetime) -> dict[str, str]:
     return {
         "Content-Type": "application/json",
@@ -182,14 +194,7 @@ class DeliveryWorker:
         self._claim_batch = max(1, settings.concurrency // 4)
 
     async def run(self) -> None:
-        connector = aiohttp.TCPConnector(
-            resolver=targets.resolver(self.settings.allow_private_targets),
-            limit=self.settings.concurrency,
-        )
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=timeout, trust_env=False
-        ) as session:
+        async with client_session(self.settings) as session:
             dispatcher = asyncio.create_task(self._dispatch(), name="webhooks dispatch")
             try:
                 await self._send_loop(session)

@@ -48,8 +48,12 @@ def _transfer(n: int) -> lpb.CreateTransfersRequest:
     return lpb.CreateTransfersRequest(
         transfers=[
             lpb.Transfer(
-                id=f"t{n}", debit_account_id="a", credit_account_id="b", amount="1",
-                asset=TOKEN, code=1,
+                id=f"t{n}",
+                debit_account_id="a",
+                credit_account_id="b",
+                amount="1",
+                asset=TOKEN,
+                code=1,
             )
         ]
     )
