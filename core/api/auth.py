@@ -40,6 +40,12 @@ _CALLER: contextvars.ContextVar[tuple[object, Principal] | None] = contextvars.C
 )
 
 
+def current_key_id() -> str:
+    """The key id of the caller this task serves ("" outside an authenticated call)."""
+    known = _CALLER.get()
+    return known[1].key_id if known is not None else ""
+
+
 def _unauthenticated(reason: str, message: str) -> Refusal:
     return Refusal(Code.UNAUTHENTICATED, reason, message)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 import asyncpg
 import grpc
 
+from core.api import page_tokens
 from core.api.auth import Authenticator
 from core.api.errors import rpc, rpc_stream
 from core.ledger import queries
@@ -72,18 +72,26 @@ def _items(count: int, name: str) -> None:
         raise invalid([(name, f"at most {MAX_ITEMS} per request")])
 
 
-def encode_page_token(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"t{seq}".encode()).decode()
+def _binding(request: pb.ListTransfersRequest) -> str:
+    return "|".join(
+        (
+            "transfers",
+            request.account_id,
+            request.start_time.SerializeToString(deterministic=True).hex(),
+            request.end_time.SerializeToString(deterministic=True).hex(),
+        )
+    )
 
 
-def decode_page_token(token: str) -> int | None:
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
+def encode_page_token(seq: int, binding: str) -> str:
+    return page_tokens.seal(str(seq), binding)
+
+
+def decode_page_token(token: str, binding: str) -> int | None:
+    position = page_tokens.open_token(token, binding)
+    if position is None or not position.isascii() or not position.isdigit():
         return None
-    if not text.startswith("t") or not text[1:].isdigit():
-        return None
-    return int(text[1:])
+    return int(position)
 
 
 class LedgerService(pb_grpc.LedgerServiceServicer):
@@ -158,7 +166,7 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
             violations.append(("account_id", "is required"))
         after = 0
         if request.page_token:
-            decoded = decode_page_token(request.page_token)
+            decoded = decode_page_token(request.page_token, _binding(request))
             if decoded is None:
                 violations.append(("page_token", "is not a token this server issued"))
             after = decoded or 0
@@ -173,7 +181,7 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
         )
         response = pb.ListTransfersResponse(transfers=[transfer_message(r) for r in rows[:size]])
         if len(rows) > size:
-            response.next_page_token = encode_page_token(rows[size - 1]["seq"])
+            response.next_page_token = encode_page_token(rows[size - 1]["seq"], _binding(request))
         return response
 
     @rpc_stream

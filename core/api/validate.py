@@ -3,11 +3,11 @@ of every field that is wrong (all of them at once, not the first)."""
 
 from __future__ import annotations
 
-import base64
 import re
 from datetime import UTC, datetime, timedelta
 
 from core import names
+from core.api import page_tokens
 from core.config import Config
 from core.domain.invoice_specs import InvoiceFilter, InvoiceSpec
 from core.domain.money import AmountError, parse_base_units, parse_decimal
@@ -142,22 +142,21 @@ def page_size(requested: int) -> int:
     return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
-def encode_page_token(create_time: datetime, invoice_id: str, binding: str) -> str:
+def encode_page_token(create_time: datetime, row_id: str, binding: str) -> str:
+    """A token for the position after (create_time, row_id), sealed (page_tokens.py)."""
     # Exact integer microseconds: a float round trip could skip or repeat rows.
     micros = (create_time - _EPOCH) // timedelta(microseconds=1)
-    return (
-        base64.urlsafe_b64encode(f"{micros}:{invoice_id}:{binding}".encode()).decode().rstrip("=")
-    )
+    return page_tokens.seal(f"{micros}:{row_id}", binding)
 
 
 def decode_page_token(token: str, binding: str) -> tuple[datetime, str] | None:
-    """The position a token names, or None if it is malformed or for other filters."""
+    """The position a token names, or None if it is forged, another caller's or for other filters."""
+    position = page_tokens.open_token(token, binding)
+    if position is None:
+        return None
+    micros_text, _, row_id = position.partition(":")
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        micros_text, invoice_id, bound = raw.split(":", 2)
-        if bound != binding:
-            return None
         micros = int(micros_text)
-        return _EPOCH + timedelta(microseconds=micros), invoice_id
-    except (ValueError, UnicodeDecodeError):
+        return _EPOCH + timedelta(microseconds=micros), row_id
+    except (ValueError, OverflowError):
         return None

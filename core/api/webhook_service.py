@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import re
 import uuid
 from collections.abc import Callable
@@ -14,7 +12,7 @@ import asyncpg
 import grpc
 
 from core import names
-from core.api import validate
+from core.api import page_tokens, validate
 from core.api.auth import Authenticator
 from core.api.errors import invalid, rpc
 from core.render.timestamps import timestamp
@@ -111,19 +109,28 @@ def request_id_of(value: str, violations: validate.Violations) -> str | None:
     return value or None
 
 
-def _page_token(sequence: int, delivery_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{sequence}:{delivery_id}".encode()).decode()
+def _page_token(sequence: int, delivery_id: uuid.UUID, binding: str) -> str:
+    return page_tokens.seal(f"{sequence}:{delivery_id}", binding)
 
 
-def _parse_page_token(token: str, violations: validate.Violations) -> tuple[int, uuid.UUID] | None:
+def _parse_page_token(
+    token: str, binding: str, violations: validate.Violations
+) -> tuple[int, uuid.UUID] | None:
     if not token:
         return None
+    position = page_tokens.open_token(token, binding)
     try:
-        sequence, _, delivery = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if position is None:
+            raise ValueError(token)
+        sequence, _, delivery = position.partition(":")
         return int(sequence), uuid.UUID(delivery)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except ValueError:
         violations.append(("page_token", "is not a token this list returned"))
         return None
+
+
+def _deliveries_binding(request: pb.ListWebhookDeliveriesRequest) -> str:
+    return f"deliveries|{request.parent}|{request.event_id}|{request.status}"
 
 
 def _uuid(value: str, field: str, violations: validate.Violations) -> uuid.UUID | None:
@@ -287,7 +294,8 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
             violations.append(("status", "is not a WebhookDeliveryStatus"))
         if not 0 <= request.page_size <= validate.MAX_PAGE_SIZE:
             violations.append(("page_size", f"must be in 0..{validate.MAX_PAGE_SIZE}"))
-        after = _parse_page_token(request.page_token, violations)
+        binding = _deliveries_binding(request)
+        after = _parse_page_token(request.page_token, binding, violations)
         if violations or parent is None:
             raise invalid(violations)
         merchant, endpoint_id = parent
@@ -308,7 +316,9 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
             deliveries=[delivery_message(r, attempts[r["id"]]) for r in page]
         )
         if len(rows) > page_size:
-            response.next_page_token = _page_token(page[-1]["event_sequence"], page[-1]["id"])
+            response.next_page_token = _page_token(
+                page[-1]["event_sequence"], page[-1]["id"], binding
+            )
         return response
 
     @rpc

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from core.server import SERVICES
 from core.webhooks.targets import internal, url_problem
-from kassa.core.v1 import event_pb2, invoice_pb2, webhook_pb2, webhook_pb2_grpc
+from kassa.core.v1 import event_pb2, invoice_pb2, invoice_pb2_grpc, webhook_pb2, webhook_pb2_grpc
 from kassa.ledger.v1 import ledger_pb2 as lpb
 from kassa.ledger.v1 import ledger_pb2_grpc as lpb_grpc
 from localstack.procs import ManagedProcess
@@ -312,3 +312,51 @@ def test_wire_fuzz_long(method: wire_fuzz.Method, data: st.DataObject, admin, ro
 
 def test_health_stays_serving_after_all_of_it(admin) -> None:
     assert _healthy(admin)
+
+
+def test_page_tokens_are_sealed_and_bound_to_caller_parent_and_filter(core, admin) -> None:
+    invoices = invoice_pb2_grpc.InvoiceServiceStub(admin)
+    for i in range(3):
+        invoices.CreateInvoice(
+            invoice_pb2.CreateInvoiceRequest(
+                parent="merchants/acme",
+                merchant_order_id=f"page-{i}",
+                asset=TOKEN,
+                asset_amount="1000",
+            )
+        )
+    first = invoices.ListInvoices(
+        invoice_pb2.ListInvoicesRequest(parent="merchants/acme", page_size=1)
+    )
+    token = first.next_page_token
+    assert token
+    again = invoices.ListInvoices(
+        invoice_pb2.ListInvoicesRequest(parent="merchants/acme", page_size=1, page_token=token)
+    )
+    assert again.invoices[0].name != first.invoices[0].name
+    body, tag = token.split(".")
+    forged = [
+        token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
+        body + "." + tag[::-1],
+        "eyJ4Ijoge30." + tag,
+        "x" * 600,
+        token + "\n",
+    ]
+    for bad in forged:
+        _refused_token(invoices, "merchants/acme", bad, [])
+    # The same token under another parent or filter, or from another caller.
+    _refused_token(invoices, "merchants/other", token, [])
+    _refused_token(invoices, "merchants/acme", token, [invoice_pb2.INVOICE_STATE_PAID])
+    with core.channel(core.merchant_token("acme")) as channel:
+        _refused_token(invoice_pb2_grpc.InvoiceServiceStub(channel), "merchants/acme", token, [])
+
+
+def _refused_token(stub, parent: str, token: str, states: list[int]) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ListInvoices(
+            invoice_pb2.ListInvoicesRequest(
+                parent=parent, page_size=1, page_token=token, states=states
+            )
+        )
+    error = rich(caught.value)
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT and error.fields == ["page_token"]
