@@ -89,7 +89,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if request is UNDECODABLE:
             raise _UNDECODABLE_REFUSAL
         assert isinstance(request, Message)
-        violations = limits.check(request)
+        violations = await limits.check_yielding(request)
         if violations:
             raise invalid(violations)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
@@ -20,6 +21,7 @@ from kassa.ledger.v1 import ledger_pb2 as pb
 from kassa.ledger.v1 import ledger_pb2_grpc as pb_grpc
 
 MAX_ITEMS = 8190
+CHUNK = 256  # transfers converted or rendered between two yields to the event loop
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 Violations = list[tuple[str, str]]
@@ -138,13 +140,25 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
         await self.auth.require(context, "ledger:write", None)
         _items(len(request.transfers), "transfers")
         violations: Violations = []
-        batch = [
-            transfer_of(m, f"transfers[{i}]", violations) for i, m in enumerate(request.transfers)
-        ]
+        batch: list[Transfer] = []
+        # In chunks, giving the event loop back between them: parsing and
+        # rendering 8,190 transfers is ~0.2 s of Python that would otherwise
+        # stall every other caller (the rules themselves run in a thread).
+        for i, m in enumerate(request.transfers):
+            if i % CHUNK == CHUNK - 1:
+                await asyncio.sleep(0)
+            batch.append(transfer_of(m, f"transfers[{i}]", violations))
         if violations:
             raise invalid(violations)
         results = await self.poster.submit(batch)
-        return pb.CreateTransfersResponse(results=results_message([t.id for t in batch], results))
+        response = pb.CreateTransfersResponse()
+        for start in range(0, len(batch), CHUNK):
+            await asyncio.sleep(0)
+            end = start + CHUNK
+            response.results.extend(
+                results_message([t.id for t in batch[start:end]], results[start:end])
+            )
+        return response
 
     @rpc
     async def GetAccount(

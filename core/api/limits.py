@@ -15,6 +15,9 @@ module is only the bounds every field of its type shares.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from google.protobuf import descriptor as _d
 from google.protobuf.message import Message
 
@@ -51,6 +54,33 @@ def check(message: Message) -> Violations:
     return violations[:MAX_VIOLATIONS]
 
 
+# Items of a repeated message field checked between two yields to the event
+# loop: a CreateTransfers of 8,190 transfers takes ~100 ms to check, which
+# would otherwise stall every other caller for that long (~3 ms per chunk).
+CHUNK = 256
+
+
+async def check_yielding(message: Message) -> Violations:
+    """`check`, giving the event loop back every CHUNK items of a long repeated field."""
+    violations: Violations = []
+    for field, value in message.ListFields():
+        if (
+            field.is_repeated
+            and field.type == _T.TYPE_MESSAGE
+            and not field.message_type.GetOptions().map_entry
+            and CHUNK < len(value) <= MAX_REPEATED
+        ):
+            for i, item in enumerate(value):
+                if i % CHUNK == 0:
+                    await asyncio.sleep(0)
+                _walk(item, f"{field.name}[{i}].", violations)
+                if len(violations) >= MAX_VIOLATIONS:
+                    return violations[:MAX_VIOLATIONS]
+            continue
+        _field(field, value, "", violations)
+    return violations[:MAX_VIOLATIONS]
+
+
 def _walk(message: Message, prefix: str, violations: Violations) -> None:
     name = message.DESCRIPTOR.full_name
     if name == "google.protobuf.Timestamp":
@@ -64,42 +94,56 @@ def _walk(message: Message, prefix: str, violations: Violations) -> None:
             violations.append((prefix.rstrip("."), "is out of range"))
         return
     for field, value in message.ListFields():
-        where = prefix + field.name
-        if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            if len(value) > MAX_REPEATED:
-                violations.append((where, f"at most {MAX_REPEATED} entries"))
-                continue
-            key_field = field.message_type.fields_by_name["key"]
-            value_field = field.message_type.fields_by_name["value"]
-            for key, item in value.items():
-                # The key is data: name the map, never the (attacker's) key.
-                _scalar(key_field, key, where, violations)
-                if value_field.type == _T.TYPE_MESSAGE:
-                    _walk(item, f"{where}.", violations)
-                else:
-                    _scalar(value_field, item, where, violations)
-            continue
-        if field.is_repeated:
-            if len(value) > MAX_REPEATED:
-                violations.append((where, f"at most {MAX_REPEATED} items"))
-                continue
-            for i, item in enumerate(value):
-                if field.type == _T.TYPE_MESSAGE:
-                    _walk(item, f"{where}[{i}].", violations)
-                else:
-                    _scalar(field, item, f"{where}[{i}]", violations)
-            continue
-        if field.type == _T.TYPE_MESSAGE:
-            _walk(value, f"{where}.", violations)
-        else:
-            _scalar(field, value, where, violations)
+        _field(field, value, prefix, violations)
+
+
+def _field(field: _d.FieldDescriptor, value: Any, prefix: str, violations: Violations) -> None:
+    where = prefix + field.name
+    if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        if len(value) > MAX_REPEATED:
+            violations.append((where, f"at most {MAX_REPEATED} entries"))
+            return
+        key_field = field.message_type.fields_by_name["key"]
+        value_field = field.message_type.fields_by_name["value"]
+        for key, item in value.items():
+            # The key is data: name the map, never the (attacker's) key.
+            _scalar(key_field, key, where, violations)
+            if value_field.type == _T.TYPE_MESSAGE:
+                _walk(item, f"{where}.", violations)
+            else:
+                _scalar(value_field, item, where, violations)
+        return
+    if field.is_repeated:
+        if len(value) > MAX_REPEATED:
+            violations.append((where, f"at most {MAX_REPEATED} items"))
+            return
+        for i, item in enumerate(value):
+            if field.type == _T.TYPE_MESSAGE:
+                _walk(item, f"{where}[{i}].", violations)
+            else:
+                _scalar(field, item, f"{where}[{i}]", violations)
+        return
+    if field.type == _T.TYPE_MESSAGE:
+        _walk(value, f"{where}.", violations)
+    else:
+        _scalar(field, value, where, violations)
+
+
+_BOUNDS: dict[_d.FieldDescriptor, int] = {}
+
+
+def _bound(field: _d.FieldDescriptor) -> int:
+    bound = _BOUNDS.get(field)
+    if bound is None:
+        bound = _BOUNDS[field] = MAX_STRING_BY_FIELD.get(field.full_name, MAX_STRING)
+    return bound
 
 
 def _scalar(field: _d.FieldDescriptor, value: object, where: str, violations: Violations) -> None:
     kind = field.type
     if kind == _T.TYPE_STRING:
         assert isinstance(value, str)
-        bound = MAX_STRING_BY_FIELD.get(field.full_name, MAX_STRING)
+        bound = _bound(field)
         if len(value) > bound:
             violations.append((where, f"must be at most {bound} characters"))
         elif "\x00" in value:
