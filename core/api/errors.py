@@ -55,12 +55,28 @@ Q = TypeVar("Q")
 R = TypeVar("R")
 
 
+# Bounds on what a status carries, whatever a refusal below put in it: a
+# refusal may quote the caller's input, and an echo must stay far below the
+# 16 KiB that a client accepts in headers.
+MAX_MESSAGE = 1024
+MAX_DETAIL = 256
+MAX_VIOLATIONS = 20
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def to_status(refusal: Refusal) -> grpc.Status:
     details = []
     info = any_pb2.Any()
     info.Pack(
         error_details_pb2.ErrorInfo(
-            reason=refusal.reason, domain=refusal.domain, metadata=refusal.metadata
+            reason=refusal.reason,
+            domain=refusal.domain,
+            metadata={
+                _cut(k, MAX_DETAIL): _cut(v, MAX_DETAIL) for k, v in refusal.metadata.items()
+            },
         )
     )
     details.append(info)
@@ -69,8 +85,10 @@ def to_status(refusal: Refusal) -> grpc.Status:
         bad.Pack(
             error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
-                    for f, d in refusal.violations
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=_cut(f, MAX_DETAIL), description=_cut(d, MAX_DETAIL)
+                    )
+                    for f, d in refusal.violations[:MAX_VIOLATIONS]
                 ]
             )
         )
@@ -78,7 +96,7 @@ def to_status(refusal: Refusal) -> grpc.Status:
     # Code's names are google.rpc.Code's: a missing one fails here, in tests.
     code = getattr(code_pb2, refusal.code.name)
     return rpc_status.to_status(
-        status_pb2.Status(code=code, message=refusal.message, details=details)
+        status_pb2.Status(code=code, message=_cut(refusal.message, MAX_MESSAGE), details=details)
     )
 
 

@@ -112,3 +112,15 @@ def test_limits_accept_exactly_what_the_database_can_hold(text: str, number: int
     assert ("transfers[0].code" in problems) == (number % 2**32 > limits.INTEGER_MAX)
     for violation in limits.check(request):
         assert "ZQX" not in violation[1]  # never echoes the value
+
+
+def test_a_refusal_quoting_huge_input_is_cut_to_bounds() -> None:
+    from core.errors import not_found
+
+    huge = "merchants/acme/invoices/" + "x" * 100_000
+    status = status_of(not_found("invoice", huge), "Test")
+    total = sum(len(v) for _, v in status.trailing_metadata) + len(status.details)
+    assert total < 4096
+    many = invalid([(f"f{i}" * 1000, "d" * 10_000) for i in range(500)])
+    status = status_of(many, "Test")
+    assert sum(len(v) for _, v in status.trailing_metadata) < 16_384
