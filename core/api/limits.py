@@ -66,7 +66,7 @@ async def check_yielding(message: Message) -> Violations:
     for field, value in message.ListFields():
         if (
             field.is_repeated
-            and field.type == _T.TYPE_MESSAGE
+            and field.message_type is not None
             and not field.message_type.GetOptions().map_entry
             and CHUNK < len(value) <= MAX_REPEATED
         ):
