@@ -49,6 +49,13 @@ def core(tmp_path_factory: pytest.TempPathFactory, postgres) -> Iterator[CoreSet
     )
     process: ManagedProcess = setup.process().start()
     setup.merchant_token("acme")
+    # Another merchant's data, which no answer to acme's key may show.
+    with setup.channel(setup.merchant_token("rival")) as channel:
+        invoice_pb2_grpc.InvoiceServiceStub(channel).CreateInvoice(
+            invoice_pb2.CreateInvoiceRequest(
+                parent="merchants/rival", merchant_order_id="secret", asset=TOKEN, asset_amount="7"
+            )
+        )
     yield setup
     assert process.stop() == 0, "core did not stop cleanly on SIGTERM"
     log = (run_dir / "core.log").read_text(errors="replace")
@@ -299,6 +306,24 @@ FUZZ_METHODS = [m for m in METHODS if not m.service.endswith(("PayoutService", "
 @given(data=st.data())
 def test_wire_fuzz(method: wire_fuzz.Method, data: st.DataObject, admin, rows) -> None:
     wire_fuzz.one_example(method, data, admin, rows)
+
+
+@pytest.fixture(scope="module")
+def acme(core: CoreSetup) -> Iterator[grpc.Channel]:
+    with core.channel(core.merchant_token("acme")) as channel:
+        yield channel
+
+
+@pytest.mark.parametrize("method", FUZZ_METHODS, ids=lambda m: m.path)
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    database=None,
+)
+@given(data=st.data())
+def test_wire_fuzz_as_a_merchant(method: wire_fuzz.Method, data: st.DataObject, acme, rows) -> None:
+    wire_fuzz.one_example(method, data, acme, rows, never_see=b"merchants/rival")
 
 
 @pytest.mark.slow

@@ -85,17 +85,19 @@ def methods(services: tuple[str, ...]) -> list[Method]:
 
 
 def invoke(
-    channel: grpc.Channel, method: Method, payload: bytes
+    channel: grpc.Channel, method: Method, payload: bytes, answers: list[bytes] | None = None
 ) -> tuple[grpc.StatusCode, RichError | None]:
-    """Sends raw bytes; the status code and the rich error (None on OK or without details)."""
+    """Sends raw bytes; the status code and the rich error (None on OK or without
+    details). The raw answers are appended to `answers`."""
     path = f"/{method.service}/{method.name}"
+    sink = answers if answers is not None else []
     try:
         if method.streaming:
             call = channel.unary_stream(path)(payload, timeout=STREAM_TIMEOUT_S)
-            for _ in call:
-                pass
+            for answer in call:
+                sink.append(answer)
         else:
-            channel.unary_unary(path)(payload, timeout=UNARY_TIMEOUT_S)
+            sink.append(channel.unary_unary(path)(payload, timeout=UNARY_TIMEOUT_S))
     except grpc.RpcError as exc:
         code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
         if method.streaming and code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -146,6 +148,10 @@ NASTY_STRINGS = [
     "merchants/acme/webhookEndpoints/e",
     "merchants/acme/apiKeys/k",
     "merchants/other",
+    "merchants/rival",
+    "merchants/rival/invoices/-",
+    "merchants/rival/webhookEndpoints/-",
+    "merchants/-",
     "merchants/../acme",
     "merchants/acme/invoices/",
     "-1",
@@ -306,11 +312,20 @@ def judge(method: Method, code: grpc.StatusCode, error: RichError | None) -> Non
 
 
 def one_example(
-    method: Method, data: st.DataObject, channel: grpc.Channel, rows: RowCounter
+    method: Method,
+    data: st.DataObject,
+    channel: grpc.Channel,
+    rows: RowCounter,
+    never_see: bytes | None = None,
 ) -> None:
+    """One request; `never_see`: bytes no answer to this caller may contain
+    (another merchant's name, for a merchant's key)."""
     payload = data.draw(requests(method), label="payload")
     before = rows.count()
-    code, error = invoke(channel, method, payload)
+    answers: list[bytes] = []
+    code, error = invoke(channel, method, payload, answers)
     judge(method, code, error)
+    if never_see is not None:
+        assert not any(never_see in a for a in answers), (method.path, "cross-merchant read")
     if code != grpc.StatusCode.OK:
         assert rows.count() == before, (method.path, code, error)
