@@ -8,18 +8,20 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from core import expiry
 from core.api.auth import Authenticator
 from core.api.event_service import EventService
+from core.api.exception_service import ExceptionService
 from core.api.guard import EdgeInterceptor
 from core.api.invoice_service import InvoiceService
 from core.api.ledger_service import LedgerService
 from core.api.merchant_service import MerchantService
 from core.api.payout_service import PayoutService, SweepService
+from core.api.reconciliation_service import ReconciliationService
 from core.api.webhook_service import WebhookService
 from core.chain.apply import ChainApplier
 from core.chain.follower import ChainFollower
@@ -27,28 +29,36 @@ from core.chain.hd import DepositAddresses
 from core.chain.index import ActiveInvoiceIndex
 from core.config import Config
 from core.events.stream import OutboxNotifier
-from core.invoicing import Invoicing
+from core.invoices import clock as invoice_clock
+from core.invoices.invoicing import Invoicing
 from core.ledger import expiry as ledger_expiry
 from core.ledger.batcher import Poster
 from core.merchants import Merchants
+from core.payouts.destinations import policy_of as destination_policy
 from core.payouts.payouts import Payouts
 from core.payouts.signer_client import SignerClient
 from core.payouts.sweeps import Sweeper
 from core.payouts.worker import PayoutWorker
 from core.rates.config import build_router
+from core.reconcile.runner import Reconciler
 from core.store.db import create_pool
 from core.store.migrate import migrate
 from core.webhooks.endpoints import Endpoints
 from core.webhooks.worker import DeliveryWorker
+from kassa.chain.v1 import adapter_pb2_grpc
 from kassa.core.v1 import (
     event_pb2,
     event_pb2_grpc,
+    exception_pb2,
+    exception_pb2_grpc,
     invoice_pb2,
     invoice_pb2_grpc,
     merchant_pb2,
     merchant_pb2_grpc,
     payout_pb2,
     payout_pb2_grpc,
+    reconciliation_pb2,
+    reconciliation_pb2_grpc,
     webhook_pb2,
     webhook_pb2_grpc,
 )
@@ -63,11 +73,46 @@ SERVICES = (
     payout_pb2.DESCRIPTOR.services_by_name["PayoutService"].full_name,
     payout_pb2.DESCRIPTOR.services_by_name["SweepService"].full_name,
     webhook_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
+    reconciliation_pb2.DESCRIPTOR.services_by_name["ReconciliationService"].full_name,
+    exception_pb2.DESCRIPTOR.services_by_name["ExceptionService"].full_name,
 )
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _reconciler(
+    pool: asyncpg.Pool,
+    config: Config,
+    signer: SignerClient | None,
+    clock: Callable[[], datetime],
+) -> Reconciler:
+    """Reconciliation of every chain; the hot key and treasuries are compared
+    when payouts and sweeps are configured."""
+    hot: list[str] = []
+
+    async def hot_address() -> str | None:
+        if signer is None or config.payouts is None:
+            return None
+        if not hot:  # the signer names it once; it never changes for a key id
+            hot.append(await signer.address_of(config.payouts.hot_key_id))
+        return hot[0]
+
+    sweeps = config.payouts.sweeps if config.payouts is not None else None
+    adapters = {
+        c.id: adapter_pb2_grpc.ChainAdapterServiceStub(grpc.aio.insecure_channel(c.adapter))
+        for c in config.chains
+    }
+    return Reconciler(
+        pool,
+        config,
+        config.reconcile,
+        adapters,
+        hot_address,
+        dict(sweeps.treasury) if sweeps is not None else {},
+        clock,
+    )
 
 
 async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None:
@@ -103,7 +148,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     # Every kassa.* RPC: decoded safely, authenticated, bounds-checked, errors mapped.
     server = grpc.aio.server(interceptors=[EdgeInterceptor(auth)])
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
-        InvoiceService(invoicing, auth, head_of), server
+        InvoiceService(invoicing, config, auth, head_of), server
     )
     event_pb2_grpc.add_EventServiceServicer_to_server(
         EventService(pool, notifier, auth, config.events), server
@@ -134,7 +179,17 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         signer = SignerClient(config.payouts.signer)
         payout_worker = PayoutWorker(pool, config, config.payouts, signer, clock)
         payout_pb2_grpc.add_PayoutServiceServicer_to_server(
-            PayoutService(Payouts(pool, config.payouts.hot_key_id), config, auth, clock), server
+            PayoutService(
+                Payouts(
+                    pool,
+                    config.payouts.hot_key_id,
+                    destination_policy(config.payouts, config.assets),
+                ),
+                config,
+                auth,
+                clock,
+            ),
+            server,
         )
         # Sweeps only with [sweeps] enabled; the payout worker sends what they plan.
         if config.payouts.sweeps is not None:
@@ -148,6 +203,13 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
                 payout_worker.adapters,
             )
             payout_pb2_grpc.add_SweepServiceServicer_to_server(SweepService(sweeper, auth), server)
+    reconciler = _reconciler(pool, config, signer, clock)
+    reconciliation_pb2_grpc.add_ReconciliationServiceServicer_to_server(
+        ReconciliationService(reconciler, pool, auth), server
+    )
+    exception_pb2_grpc.add_ExceptionServiceServicer_to_server(
+        ExceptionService(pool, auth, clock), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -169,8 +231,8 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     ]
     tasks.append(
         _supervised(
-            "invoice expiry",
-            lambda: expiry.run(pool, index, clock, config.expiry_interval_s),
+            "invoice clock",
+            lambda: invoice_clock.run(pool, clock, config.expiry_interval_s),
             config.expiry_interval_s,
         )
     )
@@ -188,6 +250,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         tasks.append(_supervised("payouts", payout_worker.run, 1.0))
     if sweeper is not None:
         tasks.append(_supervised("sweeps", sweeper.run, 1.0))
+    tasks.append(_supervised("reconcile", reconciler.run, 1.0))
     log.info("core serving", extra={"listen": config.listen, "chains": list(followers)})
 
     stop = asyncio.Event()

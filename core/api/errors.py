@@ -19,7 +19,7 @@ import asyncio
 import functools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import grpc
@@ -27,6 +27,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from core import reasons
 from core.errors import DOMAIN, ApiError, Code, Refusal, invalid, not_found
 
 # Re-exported so handlers import their whole error vocabulary from one place.
@@ -67,7 +68,7 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def to_status(refusal: Refusal) -> grpc.Status:
+def to_status(refusal: Refusal, extra: Sequence[any_pb2.Any] = ()) -> grpc.Status:
     details = []
     info = any_pb2.Any()
     info.Pack(
@@ -93,6 +94,7 @@ def to_status(refusal: Refusal) -> grpc.Status:
             )
         )
         details.append(bad)
+    details.extend(extra)
     # Code's names are google.rpc.Code's: a missing one fails here, in tests.
     code = getattr(code_pb2, refusal.code.name)
     return rpc_status.to_status(
@@ -101,19 +103,16 @@ def to_status(refusal: Refusal) -> grpc.Status:
 
 
 def _unavailable_status() -> grpc.Status:
-    info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason="DATABASE_UNAVAILABLE", domain=DOMAIN))
     retry = any_pb2.Any()
     retry.Pack(
         error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=RETRY_DELAY_S))
     )
-    return rpc_status.to_status(
-        status_pb2.Status(
-            code=code_pb2.UNAVAILABLE,
-            message="the service is temporarily unavailable; retry later",
-            details=[info, retry],
-        )
+    refusal = Refusal(
+        Code.UNAVAILABLE,
+        reasons.DATABASE_UNAVAILABLE,
+        "the service is temporarily unavailable; retry later",
     )
+    return to_status(refusal, [retry])
 
 
 def _internal_status(exc: BaseException, method: str) -> grpc.Status:
@@ -125,19 +124,13 @@ def _internal_status(exc: BaseException, method: str) -> grpc.Status:
         exc_info=exc,
         extra={"incident": incident, "method": method},
     )
-    info = any_pb2.Any()
-    info.Pack(
-        error_details_pb2.ErrorInfo(
-            reason="INTERNAL", domain=DOMAIN, metadata={"incident": incident}
-        )
+    refusal = Refusal(
+        Code.INTERNAL,
+        reasons.INTERNAL_ERROR,
+        f"internal error (incident {incident})",
+        metadata={"incident": incident},
     )
-    return rpc_status.to_status(
-        status_pb2.Status(
-            code=code_pb2.INTERNAL,
-            message=f"internal error (incident {incident})",
-            details=[info],
-        )
-    )
+    return to_status(refusal)
 
 
 def status_of(exc: Exception, method: str) -> grpc.Status:

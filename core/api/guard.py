@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from core import reasons
 from core.api import limits
 from core.api.auth import Authenticator
 from core.api.errors import abort, to_status
@@ -52,7 +53,7 @@ def _safe(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
 
 _UNDECODABLE_REFUSAL = Refusal(
     Code.INVALID_ARGUMENT,
-    "MESSAGE_UNDECODABLE",
+    reasons.MESSAGE_UNDECODABLE,
     "the request is not a valid protobuf message of this method's request type",
 )
 

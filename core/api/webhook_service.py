@@ -7,11 +7,12 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from typing import Literal, assert_never, cast
 
 import asyncpg
 import grpc
 
-from core import names
+from core import idempotency, names
 from core.api import page_tokens, validate
 from core.api.auth import Authenticator
 from core.api.errors import invalid, rpc
@@ -40,6 +41,9 @@ STATUS = {
     "cancelled": pb.WEBHOOK_DELIVERY_STATUS_CANCELLED,
 }
 _STATUS_NAME = {v: k for k, v in STATUS.items()}
+# RedeliverWebhooksRequest's oneof target (the generated stubs type it as
+# str; tests/unit/test_oneofs.py keeps this list equal to the proto's).
+TargetKind = Literal["delivery", "event_id", "time_range"]
 
 
 def endpoint_message(row: asyncpg.Record, now: datetime) -> pb.WebhookEndpoint:
@@ -104,9 +108,7 @@ def check_endpoint_fields(
 
 
 def request_id_of(value: str, violations: validate.Violations) -> str | None:
-    if value and not names.is_request_id(value):
-        violations.append(("request_id", "1-128 letters, digits and ._:-"))
-    return value or None
+    return idempotency.request_id_of(value, violations)
 
 
 def _page_token(sequence: int, delivery_id: uuid.UUID, binding: str) -> str:
@@ -191,6 +193,7 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
             endpoint.description,
             endpoint.disabled,
             request_id,
+            idempotency.request_hash(request),
         )
         return pb.CreateWebhookEndpointResponse(
             webhook_endpoint=endpoint_message(row, self.clock()), secret=secret
@@ -273,7 +276,12 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
         await self.auth.require(context, "webhooks:write", merchant)
         now = self.clock()
         row, secret = await self.endpoints.rotate(
-            merchant, endpoint_id, request.overlap_seconds or None, request_id, now
+            merchant,
+            endpoint_id,
+            request.overlap_seconds or None,
+            request_id,
+            now,
+            idempotency.request_hash(request),
         )
         return pb.RotateWebhookSecretResponse(
             webhook_endpoint=endpoint_message(row, now), secret=secret
@@ -327,31 +335,34 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
     ) -> pb.RedeliverWebhooksResponse:
         merchant, endpoint_id = self._endpoint_name(request.parent, "parent")
         violations: validate.Violations = []
-        which = request.WhichOneof("target")
+        which = cast("TargetKind | None", request.WhichOneof("target"))
         target = RedeliverTarget()
-        if which == "delivery":
-            delivery = names.parse_delivery(request.delivery)
-            if delivery is None or delivery[:2] != (merchant, endpoint_id):
-                violations.append(("delivery", "must be a delivery of the parent endpoint"))
-            else:
-                target = RedeliverTarget(delivery_id=_uuid(delivery[2], "delivery", violations))
-        elif which == "event_id":
-            target = RedeliverTarget(event_id=_uuid(request.event_id, "event_id", violations))
-        elif which == "time_range":
-            start, end = request.time_range.start_time, request.time_range.end_time
-            if not request.time_range.HasField("start_time") or not request.time_range.HasField(
-                "end_time"
-            ):
-                violations.append(("time_range", "needs start_time and end_time"))
-            elif end.ToDatetime() <= start.ToDatetime():
-                violations.append(("time_range.end_time", "must be after start_time"))
-            else:
-                target = RedeliverTarget(
-                    start_time=start.ToDatetime(tzinfo=self.clock().tzinfo),
-                    end_time=end.ToDatetime(tzinfo=self.clock().tzinfo),
-                )
-        else:
-            violations.append(("target", "one of delivery, event_id, time_range is required"))
+        match which:
+            case "delivery":
+                delivery = names.parse_delivery(request.delivery)
+                if delivery is None or delivery[:2] != (merchant, endpoint_id):
+                    violations.append(("delivery", "must be a delivery of the parent endpoint"))
+                else:
+                    target = RedeliverTarget(delivery_id=_uuid(delivery[2], "delivery", violations))
+            case "event_id":
+                target = RedeliverTarget(event_id=_uuid(request.event_id, "event_id", violations))
+            case "time_range":
+                start, end = request.time_range.start_time, request.time_range.end_time
+                if not request.time_range.HasField("start_time") or not request.time_range.HasField(
+                    "end_time"
+                ):
+                    violations.append(("time_range", "needs start_time and end_time"))
+                elif end.ToDatetime() <= start.ToDatetime():
+                    violations.append(("time_range.end_time", "must be after start_time"))
+                else:
+                    target = RedeliverTarget(
+                        start_time=start.ToDatetime(tzinfo=self.clock().tzinfo),
+                        end_time=end.ToDatetime(tzinfo=self.clock().tzinfo),
+                    )
+            case None:
+                violations.append(("target", "one of delivery, event_id, time_range is required"))
+            case _:
+                assert_never(which)
         if violations:
             raise invalid(violations)
         await self.auth.require(context, "webhooks:write", merchant)

@@ -19,6 +19,7 @@ from datetime import datetime
 
 import asyncpg
 
+from core import names
 from core.ledger import store
 
 # The chart moved to core/ledger/accounts.py; these names stay for payouts/ledger.py.
@@ -90,7 +91,7 @@ def _pending(chain: str, r: asyncpg.Record, merchant: str, cycle: int) -> Transf
         asset=r["asset"],
         code=PAYMENT,
         flags=_PENDING,
-        reference=f"merchants/{merchant}/invoices/{r['invoice_id']}",
+        reference=names.invoice(merchant, r["invoice_id"]),
     )
 
 
@@ -102,7 +103,7 @@ def _reversal(chain: str, r: asyncpg.Record, merchant: str, cycle: int) -> Trans
         amount=int(r["amount"]),
         asset=r["asset"],
         code=REVERSAL,
-        reference=f"merchants/{merchant}/invoices/{r['invoice_id']}",
+        reference=names.invoice(merchant, r["invoice_id"]),
     )
 
 

@@ -20,6 +20,13 @@ Semantics, as in TigerBeetle:
   nothing; with another body it is refused naming the first differing
   field. Refused transfers are not stored, so any refusal may be retried
   with the same id.
+
+What must hold after every batch is asserted where it is decided
+(`_assert_invariants`): per asset, the batch's debits equal its credits,
+pending and posted; every touched account keeps its flags and its totals
+within range; a linked chain commits whole or not at all; exactly the
+accepted, new transfers (and expiry voids) are written, each once; a
+pending transfer is resolved at most once.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntFlag, StrEnum
+from typing import Literal, assert_never
 
 
 class AccountFlags(IntFlag):
@@ -342,7 +350,8 @@ class _Ledger:
         self.stored = dict(stored)
         self.now = now
         self.writes: list[Transfer] = []
-        self._undo: list[tuple[str, str, object]] = []
+        # ("balance", account id, previous) or ("stored", transfer id, previous).
+        self._undo: list[tuple[Literal["balance", "stored"], str, object]] = []
 
     def mark(self) -> int:
         return len(self._undo)
@@ -350,25 +359,37 @@ class _Ledger:
     def rollback(self, mark: int, writes_mark: int) -> None:
         while len(self._undo) > mark:
             kind, key, previous = self._undo.pop()
-            if kind == "b":
-                self.balances[key] = previous  # type: ignore[assignment]
-            elif previous is None:
-                del self.stored[key]
-            else:
-                self.stored[key] = previous  # type: ignore[assignment]
+            match kind:
+                case "balance":
+                    self.balances[key] = previous  # type: ignore[assignment]
+                case "stored" if previous is None:
+                    del self.stored[key]
+                case "stored":
+                    self.stored[key] = previous  # type: ignore[assignment]
+                case _:
+                    assert_never(kind)
         del self.writes[writes_mark:]
 
     def set_balance(self, account_id: str, value: Balances) -> None:
-        self._undo.append(("b", account_id, self.balances[account_id]))
+        self._undo.append(("balance", account_id, self.balances[account_id]))
         self.balances[account_id] = value
 
     def set_stored(self, value: Stored) -> None:
         key = value.transfer.id
-        self._undo.append(("s", key, self.stored.get(key)))
+        self._undo.append(("stored", key, self.stored.get(key)))
         self.stored[key] = value
 
     def write(self, t: Transfer, pending_amount: int, resolves: Stored | None) -> Result:
         """Applies a resolved transfer if both accounts' flags and totals allow it."""
+        # What the checks before must have ensured: never write otherwise.
+        assert t.debit_account_id != t.credit_account_id, t
+        assert (
+            self.accounts[t.debit_account_id].asset
+            == self.accounts[t.credit_account_id].asset
+            == t.asset
+        ), t
+        assert 0 <= t.amount <= AMOUNT_MAX, t
+        assert resolves is None or resolves.resolution is Resolution.OPEN, (t, resolves)
         debit_delta, credit_delta = effects(t, pending_amount)
         debit = self.balances[t.debit_account_id] + debit_delta
         credit = self.balances[t.credit_account_id] + credit_delta
@@ -377,6 +398,8 @@ class _Ledger:
         )
         if refusal is not None:
             return refusal
+        # Nothing resolves more than it reserved.
+        assert debit.debits_pending >= 0 and credit.credits_pending >= 0, (t, debit, credit)
         self.set_balance(t.debit_account_id, debit)
         self.set_balance(t.credit_account_id, credit)
         self.set_stored(Stored(t, self.now))
@@ -435,12 +458,18 @@ class _Ledger:
             asked = getattr(t, name)
             if asked and asked != getattr(p, name):
                 return Result(Reason.PENDING_MISMATCH, name)
-        if pending.resolution is Resolution.POSTED:
-            return Result(Reason.PENDING_ALREADY_POSTED, "pending_id")
-        if pending.resolution is Resolution.VOIDED:
-            return Result(Reason.PENDING_ALREADY_VOIDED, "pending_id")
-        if pending.resolution is Resolution.EXPIRED or is_expired(pending, self.now):
-            return Result(Reason.PENDING_EXPIRED, "pending_id")
+        match pending.resolution:
+            case Resolution.POSTED:
+                return Result(Reason.PENDING_ALREADY_POSTED, "pending_id")
+            case Resolution.VOIDED:
+                return Result(Reason.PENDING_ALREADY_VOIDED, "pending_id")
+            case Resolution.EXPIRED:
+                return Result(Reason.PENDING_EXPIRED, "pending_id")
+            case Resolution.OPEN:
+                if is_expired(pending, self.now):
+                    return Result(Reason.PENDING_EXPIRED, "pending_id")
+            case _:
+                assert_never(pending.resolution)
         if t.flags & _POST:
             amount = t.amount or p.amount
             if amount > p.amount:
@@ -550,7 +579,45 @@ def decide(
                 after.credits_pending - before.credits_pending,
                 after.credits_posted - before.credits_posted,
             )
+    _assert_invariants(batch, accounts, results, ledger, deltas)
     return Outcome(results, ledger.writes, deltas)
+
+
+def _assert_invariants(
+    batch: Sequence[Transfer],
+    accounts: Mapping[str, Account],
+    results: Sequence[Result],
+    ledger: _Ledger,
+    deltas: Mapping[str, Balances],
+) -> None:
+    """What must hold after every batch, whatever it asked (TigerBeetle-style).
+
+    O(batch + touched accounts): cheap next to deciding, and a failure here
+    is a bug in the rules, caught before anything is written.
+    """
+    # Double entry: per asset, the batch moved as much to debits as to credits.
+    per_asset: dict[str, tuple[int, int]] = {}
+    for account_id, d in deltas.items():
+        asset = accounts[account_id].asset
+        pending, posted = per_asset.get(asset, (0, 0))
+        per_asset[asset] = (
+            pending + d.debits_pending - d.credits_pending,
+            posted + d.debits_posted - d.credits_posted,
+        )
+    assert all(v == (0, 0) for v in per_asset.values()), f"debits != credits: {per_asset}"
+    # Every touched account keeps its flags and stays within range.
+    for account_id in deltas:
+        after = ledger.balances[account_id]
+        assert broken_flag(accounts[account_id].flags, after) is None, (account_id, after)
+        assert not _overflows(after), (account_id, after)
+    # Written: exactly the accepted new transfers and the expiry voids, each once.
+    ids = [w.id for w in ledger.writes]
+    assert len(set(ids)) == len(ids), f"a transfer written twice: {ids}"
+    new = sum(1 for r in results if r.ok and not r.existed)
+    assert sum(1 for i in ids if not i.startswith(EXPIRY_PREFIX)) == new, (ids, results)
+    # A linked chain commits whole or not at all.
+    for chain in chains(batch):
+        assert len({results[i].ok for i in chain}) == 1, [results[i] for i in chain]
 
 
 # --- accounts -----------------------------------------------------------------

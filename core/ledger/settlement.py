@@ -17,7 +17,8 @@ from datetime import datetime
 
 import asyncpg
 
-from core.domain import invoice_state as sm
+from core import names
+from core.invoices import state as sm
 from core.ledger import accounts as chart
 from core.ledger import payments, store
 from core.ledger.rules import Transfer
@@ -89,7 +90,7 @@ def _move(invoice_id: str, n: int, merchant_id: str, asset: str, kind: str, delt
         amount=abs(delta),
         asset=asset,
         code=SETTLEMENT,
-        reference=f"merchants/{merchant_id}/invoices/{invoice_id}",
+        reference=names.invoice(merchant_id, invoice_id),
     )
 
 

@@ -48,8 +48,8 @@ KNOWN_SOURCES = (*HTTP_SOURCES, "fixed")
 _TOP_KEYS = {"sources", "cache_s", "fixed", "symbols", "pairs", *HTTP_SOURCES}
 _HTTP_KEYS = {"base_url", "timeout_s", "symbols"}
 _PAIR_KEYS = {"sources", "min_rate", "max_rate"}
-_PAIR = re.compile(r"^[A-Z0-9]{1,20}/[A-Z]{3}$")
-_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}$")
+_PAIR = re.compile(r"[A-Z0-9]{1,20}/[A-Z]{3}")
+_SYMBOL = re.compile(r"[A-Z0-9]{1,20}")
 MAX_TIMEOUT_S = 30.0
 MAX_CACHE_S = 3600.0
 
@@ -200,7 +200,7 @@ def _by_pair(table: object, section: str, example: str) -> Iterator[tuple[str, s
     for pair_key, value in table.items():
         pair = str(pair_key).upper()
         where = f'{section}."{pair_key}"'
-        if not _PAIR.match(pair):
+        if not _PAIR.fullmatch(pair):
             raise RatesConfigError(f'{where}: a pair is written SYMBOL/CURRENCY, e.g. "ETH/USD"')
         yield pair, where, value
 
@@ -221,8 +221,8 @@ def _symbols(table: object, where: str) -> dict[str, str]:
     for k, v in table.items():
         if (
             not isinstance(v, str)
-            or not _SYMBOL.match(v.upper())
-            or not _SYMBOL.match(str(k).upper())
+            or not _SYMBOL.fullmatch(v.upper())
+            or not _SYMBOL.fullmatch(str(k).upper())
         ):
             raise RatesConfigError(
                 f'{where}.{k}: symbols are letters and digits, e.g. TUSD = "USDT"'

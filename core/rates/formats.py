@@ -26,7 +26,7 @@ from core.rates.sources import RateSourceError
 
 # Plain decimals only: no exponent, no sign, no NaN/Infinity, bounded length so a
 # hostile or broken feed cannot hand us a million-digit number.
-_RATE = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,30})?$")
+_RATE = re.compile(r"[0-9]{1,30}(\.[0-9]{1,30})?")
 
 
 def parse_rate_text(value: object) -> Decimal:
@@ -34,7 +34,7 @@ def parse_rate_text(value: object) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, str | Decimal | int):
         raise RateSourceError(f"rate is {type(value).__name__}, not a decimal string")
     text = str(value)
-    if not _RATE.match(text):
+    if not _RATE.fullmatch(text):
         raise RateSourceError(f"rate {text[:40]!r} is not a plain decimal number")
     rate = Decimal(text)
     if rate <= 0:

@@ -51,6 +51,10 @@ class Decision:
     next_attempt_time: datetime | None  # set when PENDING
     reason: str
 
+    def __post_init__(self) -> None:
+        # A retry has a time; a final answer never has one.
+        assert (self.status is Status.PENDING) == (self.next_attempt_time is not None), self
+
 
 def retryable(outcome: Outcome) -> bool:
     code = outcome.status_code
@@ -92,7 +96,9 @@ def decide(
     # Retry-After: 99999999999999 overflowed the datetime, and the attempt
     # was never recorded and was retried every lease.
     wait_s = min(wait_s, max((give_up_time - now).total_seconds(), 0.0))
-    at = now + timedelta(seconds=wait_s)
+    at = min(now + timedelta(seconds=wait_s), give_up_time)
+    # Never a retry in the past, never one after giving up.
+    assert now <= at <= give_up_time, (now, at, give_up_time)
     return Decision(Status.PENDING, at, "will retry")
 
 

@@ -25,6 +25,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 ETH = "eip155:1/slip44:60"
 PAYEE = "0x" + "a1" * 20
 BENCH_POLICY = f"""
+[chains."eip155:1"]
+max_fee_per_gas = "100000000000"
+max_gas = 200000
+max_total_fee = "20000000000000000"
 [allowlists]
 payees = ["{PAYEE}"]
 [caps]
@@ -42,6 +46,8 @@ name = "payments"
 caller_role = "payments"
 purpose = "PAYOUT"
 key_id = "hot-1"
+chain = "eip155:1"
+asset = "{ETH}"
 action = "allow"
 """
 
@@ -76,7 +82,7 @@ async def _client(
     import grpc
 
     from kassa.signer.v1 import signer_pb2_grpc
-    from tests.integration.test_signer_harness import body, envelope
+    from tests.support.signer import body, envelope
 
     key = Ed25519PrivateKey.from_private_bytes(core_key)
     requests = [envelope(body(amount=10**12 + i, destination=PAYEE), key) for i in range(total)]
@@ -217,7 +223,7 @@ def main() -> int:
     from localstack.ports import free_port
     from localstack.procs import ManagedProcess
     from localstack.softhsm import SoftHsmToken
-    from tests.integration.test_signer_harness import (
+    from tests.support.signer import (
         SIGNER,
         Parties,
         cli,

@@ -9,8 +9,8 @@ import pytest
 
 from kassa.core.v1 import invoice_pb2_grpc, payout_pb2_grpc
 from localstack.fullstack import LocalStack
-from tests.e2e.events import EventTap
-from tests.e2e.payout_helpers import PAYOUT_SCOPES
+from tests.support.events import EventTap
+from tests.support.payouts import PAYOUT_SCOPES
 
 
 @pytest.fixture(scope="module")

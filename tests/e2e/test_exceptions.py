@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kassa.core.v1 import invoice_pb2
 from localstack.fullstack import LocalStack
-from tests.e2e.helpers import create
+from tests.support.invoices import create
 
 
 def pay(stack: LocalStack, address: str, amount: int) -> str:

@@ -9,7 +9,7 @@ from core.chain.hd import DepositAddresses
 from kassa.core.v1 import invoice_pb2
 from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
 from localstack.fullstack import LocalStack
-from tests.e2e.helpers import create, payments_rows
+from tests.support.invoices import create, payments_rows
 
 
 def test_deposit_addresses_come_from_the_signers_xpub(stack: LocalStack, invoices, tap) -> None:

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kassa.core.v1 import payout_pb2
 from localstack.fullstack import LocalStack
-from tests.e2e.payout_helpers import (
+from tests.support.payouts import (
     fresh_address,
     hot_nonce,
     ledger_check,

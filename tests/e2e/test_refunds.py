@@ -13,7 +13,7 @@ from kassa.core.v1 import (
     payout_pb2,
 )
 from localstack.fullstack import LocalStack
-from tests.e2e.payout_helpers import (
+from tests.support.payouts import (
     fresh_address,
     ledger_check,
     paid_invoice,

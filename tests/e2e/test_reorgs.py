@@ -7,7 +7,7 @@ import pytest
 
 from kassa.core.v1 import invoice_pb2
 from localstack.fullstack import LocalStack
-from tests.e2e.helpers import create, payments_rows
+from tests.support.invoices import create, payments_rows
 
 
 def pay(stack: LocalStack, invoice: invoice_pb2.Invoice) -> tuple[str, str]:

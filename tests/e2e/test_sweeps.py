@@ -14,7 +14,7 @@ import pytest
 from kassa.core.v1 import invoice_pb2_grpc, payout_pb2, payout_pb2_grpc
 from localstack.fullstack import LocalStack
 from localstack.procs import console_script
-from tests.e2e.payout_helpers import PAYOUT_SCOPES, hot_nonce, ledger_check, paid_invoice
+from tests.support.payouts import PAYOUT_SCOPES, hot_nonce, ledger_check, paid_invoice
 
 CONFIRMED = payout_pb2.PAYOUT_STATE_CONFIRMED
 FINAL = {CONFIRMED, payout_pb2.PAYOUT_STATE_FAILED, payout_pb2.PAYOUT_STATE_CANCELLED}

@@ -1,4 +1,4 @@
-"""The wire fuzzer (tests/integration/wire_fuzz.py) over PayoutService and
+"""The wire fuzzer (tests/support/wire_fuzz.py) over PayoutService and
 SweepService, which a core serves only with a [signer]: the whole local
 stack, the same oracle (no UNKNOWN/INTERNAL, no internals, INVALID_ARGUMENT
 names request fields, nothing written on a refusal)."""
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from core.server import SERVICES
 from localstack.fullstack import LocalStack
-from tests.integration import wire_fuzz
+from tests.support import wire_fuzz
 
 METHODS = [
     m for m in wire_fuzz.methods(SERVICES) if m.service.endswith(("PayoutService", "SweepService"))

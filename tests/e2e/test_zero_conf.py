@@ -15,7 +15,7 @@ import pytest
 
 from kassa.core.v1 import invoice_pb2
 from localstack.fullstack import LocalStack
-from tests.e2e.helpers import payments_rows
+from tests.support.invoices import payments_rows
 
 PENDING_TTL_S = 3
 

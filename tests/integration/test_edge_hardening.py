@@ -2,7 +2,7 @@
 careless client: authentication before validation on every RPC, undecodable
 bytes, values past what the database holds, poisoned ledger requests next
 to a bystander's, internal webhook targets, and a wire fuzzer over every RPC
-(tests/integration/wire_fuzz.py)."""
+(tests/support/wire_fuzz.py)."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ from kassa.ledger.v1 import ledger_pb2 as lpb
 from kassa.ledger.v1 import ledger_pb2_grpc as lpb_grpc
 from localstack.procs import ManagedProcess
 from localstack.stack import CoreSetup
-from tests.grpc_errors import rich
-from tests.integration import wire_fuzz
-from tests.unit.test_webhook_targets import INTERNAL_HOSTS
+from tests.support import wire_fuzz
+from tests.support.grpc_errors import rich
+from tests.support.ssrf import INTERNAL_HOSTS
 
 XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"

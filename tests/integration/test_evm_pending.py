@@ -10,7 +10,7 @@ import pytest
 from kassa.chain.v1 import adapter_pb2 as pb
 from localstack.anvil import Anvil
 from localstack.token import Token, deploy
-from tests.integration.test_evm_adapter import Reader, open_stream, start_adapter, stub
+from tests.support.evm import Reader, open_stream, start_adapter, stub
 
 
 @pytest.fixture(scope="module")

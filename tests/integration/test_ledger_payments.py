@@ -14,7 +14,7 @@ from core.ledger import payments, store
 from core.store.db import create_pool
 from core.store.migrate import migrate
 from kassa.chain.v1 import adapter_pb2 as chain_pb
-from tests.integration.test_ledger_store import ledger_check
+from tests.support.ledger import ledger_check
 
 CHAIN = "eip155:31337"
 ASSET = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"

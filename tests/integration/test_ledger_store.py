@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
-import sys
 from collections import defaultdict
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -19,18 +16,12 @@ from core.ledger import store
 from core.ledger.rules import Account, AccountFlags, Balances, Transfer, TransferFlags, effects
 from core.store.db import create_pool
 from core.store.migrate import migrate
+from tests.support.ledger import ledger_check
 
 ASSET = "eip155:1/erc20:0x00000000000000000000000000000000000000aa"
-KASSACTL = str(Path(sys.executable).parent / "kassactl")
 WRITERS = 16
 PER_WRITER = 2000
 DMNEC = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
-
-
-def ledger_check(dsn: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [KASSACTL, "ledger", "check", "--dsn", dsn], capture_output=True, text=True, timeout=120
-    )
 
 
 def now() -> datetime:

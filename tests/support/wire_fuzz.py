@@ -24,7 +24,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from hypothesis import strategies as st
 
-from tests.grpc_errors import RichError, rich
+from tests.support.grpc_errors import RichError, rich
 
 ALLOWED = {
     grpc.StatusCode.OK,

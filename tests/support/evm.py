@@ -1,0 +1,147 @@
+"""kassa-evm as a real subprocess, and a reader of its block stream that checks
+the stream's contract on every event. Shared by the adapter's integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+from kassa.chain.v1 import adapter_pb2 as pb
+from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
+from localstack.ports import free_port
+from localstack.procs import ManagedProcess, console_script
+
+EVENT_TIMEOUT_S = 20.0
+
+
+def write_config(
+    path: Path,
+    port: int,
+    urls: list[str],
+    tokens: list[str],
+    chain_id: int = 31337,
+    heartbeat_interval_s: float = 1.0,
+) -> Path:
+    quoted = ", ".join(f'"{u}"' for u in urls)
+    token_list = ", ".join(f'"{t}"' for t in tokens)
+    path.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\n'
+        f"[chain]\nchain_id = {chain_id}\nnode_urls = [{quoted}]\ntokens = [{token_list}]\n"
+        f"heartbeat_interval_s = {heartbeat_interval_s}\npoll_interval_s = 0.2\n"
+    )
+    return path
+
+
+def start_adapter(base: Path, urls: list[str], tokens: list[str]) -> tuple[ManagedProcess, int]:
+    port = free_port()
+    config = write_config(base / "evm.toml", port, urls, tokens)
+    process = ManagedProcess(
+        "kassa-evm",
+        [console_script("kassa-evm"), "--config", str(config)],
+        base / "evm.log",
+        port=port,
+    ).start()
+    return process, port
+
+
+@contextlib.asynccontextmanager
+async def stub(port: int) -> AsyncIterator[pb_grpc.ChainAdapterServiceStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield pb_grpc.ChainAdapterServiceStub(channel)
+
+
+class Reader:
+    """Reads a stream in the background so the test can drive the chain.
+
+    Checks the stream's contract on every event it hands out: each block
+    follows the last block (or Undo target) the stream reached, from the
+    first Head of a fresh stream or the cursor of a resumed one, and each
+    Undo starts from that last block. `last` is where the stream is.
+    """
+
+    def __init__(
+        self,
+        call: grpc.aio.UnaryStreamCall,  # type: ignore[type-arg]
+        from_cursor: pb.BlockCursor | None = None,
+    ) -> None:
+        self.call = call
+        self.queue: asyncio.Queue[pb.BlockEvent | BaseException] = asyncio.Queue()
+        self.last = from_cursor
+        self.task = asyncio.create_task(self._run())
+
+    def _check(self, event: pb.BlockEvent) -> None:
+        if event.HasField("head"):
+            if self.last is None:  # a fresh stream: blocks follow from this head
+                self.last = event.head.head
+        elif event.HasField("block"):
+            assert self.last is not None, f"block before any head or cursor: {event}"
+            assert event.block.height == self.last.height + 1, (self.last, event)
+            assert event.block.parent_hash == self.last.hash, (self.last, event)
+            self.last = cursor_of(event.block)
+        elif event.HasField("undo"):
+            assert self.last is not None, f"undo before any head or cursor: {event}"
+            assert event.undo.from_height == self.last.height, (self.last, event)
+            assert event.undo.to_cursor.height < self.last.height, (self.last, event)
+            self.last = event.undo.to_cursor
+
+    async def _run(self) -> None:
+        try:
+            async for response in self.call:
+                await self.queue.put(response.event)
+        except BaseException as exc:
+            await self.queue.put(exc)
+
+    async def next(self, timeout_s: float = EVENT_TIMEOUT_S) -> pb.BlockEvent:
+        item = await asyncio.wait_for(self.queue.get(), timeout_s)
+        if isinstance(item, BaseException):
+            raise item
+        self._check(item)
+        return item
+
+    async def next_non_head(self, timeout_s: float = EVENT_TIMEOUT_S) -> pb.BlockEvent:
+        while True:
+            event = await self.next(timeout_s)
+            if not event.HasField("head"):
+                return event
+
+    async def collect_for(self, duration_s: float) -> list[pb.BlockEvent]:
+        """Every event that arrives within duration_s."""
+        events = []
+        deadline = time.monotonic() + duration_s
+        while (left_s := deadline - time.monotonic()) > 0:
+            try:
+                events.append(await self.next(left_s))
+            except TimeoutError:
+                break
+        return events
+
+    async def blocks_until(self, height: int) -> list[pb.Block]:
+        blocks: list[pb.Block] = []
+        while not blocks or blocks[-1].height < height:
+            event = await self.next_non_head()
+            assert event.HasField("block"), event
+            blocks.append(event.block)
+        return blocks
+
+    def close(self) -> None:
+        self.call.cancel()
+        self.task.cancel()
+
+
+def cursor_of(block: pb.Block) -> pb.BlockCursor:
+    return pb.BlockCursor(height=block.height, hash=block.hash)
+
+
+async def open_stream(
+    client: pb_grpc.ChainAdapterServiceStub, request: pb.StreamBlocksRequest | None = None
+) -> Reader:
+    request = request or pb.StreamBlocksRequest()
+    return Reader(
+        client.StreamBlocks(request),
+        request.from_cursor if request.HasField("from_cursor") else None,
+    )
