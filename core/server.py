@@ -27,6 +27,7 @@ from core.chain.apply import ChainApplier
 from core.chain.follower import ChainFollower
 from core.chain.hd import DepositAddresses
 from core.chain.index import ActiveInvoiceIndex
+from core.chain.link import AdapterLink
 from core.config import Config
 from core.events.stream import OutboxNotifier
 from core.invoices import clock as invoice_clock
@@ -43,7 +44,9 @@ from core.rates.config import build_router
 from core.reconcile.runner import Reconciler
 from core.store.db import create_pool
 from core.store.migrate import migrate
+from core.tls import Tls13Only, server_credentials
 from core.webhooks.endpoints import Endpoints
+from core.webhooks.reseal import reseal
 from core.webhooks.worker import DeliveryWorker
 from kassa.chain.v1 import adapter_pb2_grpc
 from kassa.core.v1 import (
@@ -101,7 +104,9 @@ def _reconciler(
 
     sweeps = config.payouts.sweeps if config.payouts is not None else None
     adapters = {
-        c.id: adapter_pb2_grpc.ChainAdapterServiceStub(grpc.aio.insecure_channel(c.adapter))
+        c.id: adapter_pb2_grpc.ChainAdapterServiceStub(
+            AdapterLink(c.adapter, c.adapter_name, config.adapters_tls).channel()
+        )
         for c in config.chains
     }
     return Reconciler(
@@ -120,6 +125,10 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     if applied:
         log.info("migrations applied", extra={"migrations": applied})
     pool = await create_pool(config.dsn, config.pool_size)
+    # Webhook secrets are sealed under the current KEK before anything can read them
+    # (plaintext rows from before migration 0009, rows under an older KEK).
+    assert config.webhook_keys is not None, "config.parse requires [secrets]"
+    await reseal(pool, config.webhook_keys)
     notifier = OutboxNotifier(config.dsn)
     await notifier.start()
     index = ActiveInvoiceIndex()
@@ -130,7 +139,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     followers = {
         c.id: ChainFollower(
             ChainApplier(pool, c.id, index, clock),
-            c.adapter,
+            AdapterLink(c.adapter, c.adapter_name, config.adapters_tls),
             config.reconnect_backoff_s,
             include_pending=c.zero_conf,
             pending_ttl_s=c.pending_ttl_s,
@@ -145,8 +154,10 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         return follower.head_height if follower else None
 
     auth = Authenticator(pool, config.key_cache_s)
-    # Every kassa.* RPC: decoded safely, authenticated, bounds-checked, errors mapped.
-    server = grpc.aio.server(interceptors=[EdgeInterceptor(auth)])
+    # TLS 1.3 only (as far as gRPC Python lets us: see core/tls.py); plaintext is a dev flag.
+    # Then every kassa.* RPC: decoded safely, authenticated, bounds-checked, errors mapped.
+    tls_only = [Tls13Only()] if config.api_tls is not None else []
+    server = grpc.aio.server(interceptors=[*tls_only, EdgeInterceptor(auth)])
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
         InvoiceService(invoicing, config, auth, head_of), server
     )
@@ -156,7 +167,12 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     webhooks = config.webhooks
     webhook_pb2_grpc.add_WebhookServiceServicer_to_server(
         WebhookService(
-            Endpoints(pool, webhooks.policy.give_up_after_s, webhooks.secret_overlap_s),
+            Endpoints(
+                pool,
+                webhooks.policy.give_up_after_s,
+                webhooks.secret_overlap_s,
+                config.webhook_keys,
+            ),
             auth,
             webhooks.allow_private_targets,
             clock,
@@ -176,6 +192,11 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     payout_worker: PayoutWorker | None = None
     sweeper: Sweeper | None = None
     if config.payouts is not None:
+        if config.payouts.signer.ca_file is None:
+            log.warning(
+                "the signer link is PLAINTEXT (signer.dev_plaintext = true); never outside "
+                "development, and the signer accepts it only on loopback"
+            )
         signer = SignerClient(config.payouts.signer)
         payout_worker = PayoutWorker(pool, config, config.payouts, signer, clock)
         payout_pb2_grpc.add_PayoutServiceServicer_to_server(
@@ -215,7 +236,20 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     reflection.enable_server_reflection(
         (*SERVICES, reflection.SERVICE_NAME, health.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(config.listen)
+    if config.api_tls is None:
+        log.warning(
+            "the API listens in PLAINTEXT (server.dev_plaintext = true): API keys cross the "
+            "network in clear; never outside local development",
+            extra={"listen": config.listen},
+        )
+        port = server.add_insecure_port(config.listen)
+    else:
+        port = server.add_secure_port(config.listen, server_credentials(config.api_tls))
+    if config.adapters_tls is None:
+        log.warning(
+            "adapter links are PLAINTEXT (adapters.dev_plaintext = true): whoever answers at an "
+            "adapter's address decides which payments are credited; never outside development"
+        )
     if port == 0:
         raise RuntimeError(f"cannot listen on {config.listen}")
     await server.start()
@@ -244,14 +278,23 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         )
     )
     # Webhook deliveries: created from the outbox, sent, retried (core.webhooks.worker).
-    delivery = DeliveryWorker(pool, notifier, webhooks, clock)
+    delivery = DeliveryWorker(pool, notifier, webhooks, clock, config.webhook_keys)
     tasks.append(_supervised("webhooks", delivery.run, 1.0))
     if payout_worker is not None:
         tasks.append(_supervised("payouts", payout_worker.run, 1.0))
     if sweeper is not None:
         tasks.append(_supervised("sweeps", sweeper.run, 1.0))
     tasks.append(_supervised("reconcile", reconciler.run, 1.0))
-    log.info("core serving", extra={"listen": config.listen, "chains": list(followers)})
+    log.info(
+        "core serving",
+        extra={
+            "listen": config.listen,
+            "tls": config.api_tls is not None,
+            "client_certificates": config.api_tls is not None
+            and config.api_tls.client_ca is not None,
+            "chains": list(followers),
+        },
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ import time
 import grpc
 
 from core.chain.apply import ChainApplier, CursorMismatchError
+from core.chain.link import AdapterLink
 from kassa.chain.v1 import adapter_pb2 as chain_pb
 from kassa.chain.v1 import adapter_pb2_grpc as chain_grpc
 
@@ -26,13 +27,14 @@ class ChainFollower:
     def __init__(
         self,
         applier: ChainApplier,
-        adapter_target: str,
+        adapter: AdapterLink,
         backoff_s: float = 1.0,
         include_pending: bool = False,
         pending_ttl_s: int = 3600,
     ) -> None:
         self.applier = applier
-        self.target = adapter_target
+        self.link = adapter
+        self.target = adapter.target
         self.backoff_s = backoff_s
         self.include_pending = include_pending
         self.pending_ttl_s = pending_ttl_s
@@ -74,7 +76,7 @@ class ChainFollower:
         request = chain_pb.StreamBlocksRequest(
             from_cursor=cursor, locator=locator, include_pending=self.include_pending
         )
-        async with grpc.aio.insecure_channel(self.target) as channel:
+        async with self.link.channel() as channel:
             stub = chain_grpc.ChainAdapterServiceStub(channel)
             async for response in stub.StreamBlocks(request):
                 self.following.set()

@@ -33,6 +33,7 @@ import asyncpg
 import grpc
 
 from core.chain.config import Chains as Config
+from core.chain.link import AdapterLink
 from core.invoices import lifecycle
 from core.invoices import state as sm
 from core.payouts import machine, nonces, tracking, txbuilder
@@ -114,7 +115,9 @@ class PayoutWorker:
         self.signer = signer
         self.clock = clock
         self.adapters = {
-            c.id: adapter_pb2_grpc.ChainAdapterServiceStub(grpc.aio.insecure_channel(c.adapter))
+            c.id: adapter_pb2_grpc.ChainAdapterServiceStub(
+                AdapterLink(c.adapter, c.adapter_name, config.adapters_tls).channel()
+            )
             for c in config.chains
         }
         self.caps = tracking.FeeCaps(

@@ -56,6 +56,6 @@ def test_undecodable_and_anonymous(method: wire_fuzz.Method, admin, stack: Local
     code, error = wire_fuzz.invoke(admin, method, b"\xff\xff\xff")
     assert code == grpc.StatusCode.INVALID_ARGUMENT and error is not None
     assert error.reason == "MESSAGE_UNDECODABLE"
-    with grpc.insecure_channel(stack.core_setup().target) as anonymous:
+    with stack.core_setup().bare_channel() as anonymous:
         code, _ = wire_fuzz.invoke(anonymous, method, wire_fuzz.poisoned(method))
     assert code == grpc.StatusCode.UNAUTHENTICATED

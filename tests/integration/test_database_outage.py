@@ -26,8 +26,9 @@ TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[PostgresCluster]:
-    own = PostgresCluster(tmp_path / "postgres")
+def cluster(run_dir: Path) -> Iterator[PostgresCluster]:
+    # Under the session's run directory, which the postgres user can traverse.
+    own = PostgresCluster(run_dir / "outage-postgres")
     own.start()
     yield own
     own.stop()

@@ -71,7 +71,7 @@ def admin(core: CoreSetup) -> Iterator[grpc.Channel]:
 
 @pytest.fixture(scope="module")
 def anonymous(core: CoreSetup) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(core.target) as channel:
+    with core.bare_channel() as channel:  # TLS, no API key
         yield channel
 
 
@@ -404,12 +404,13 @@ STALL_BOUND_S = 0.25
 # Sends maximum batches from its own process: built in this one, the
 # client's own Python would hold the GIL and stall the probe, not the core.
 _BIG_SENDER = """
-import sys, grpc
+import sys
+from pathlib import Path
+from core.clients import ApiTls, authed_channel
 from kassa.ledger.v1 import ledger_pb2 as lpb, ledger_pb2_grpc as lpb_grpc
-target, token, asset, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-channel = grpc.intercept_channel(grpc.insecure_channel(target))
+target, token, asset, rounds, ca = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+channel = authed_channel(target, token, ApiTls.from_files(Path(ca)))
 stub = lpb_grpc.LedgerServiceStub(channel)
-metadata = [("authorization", "Bearer " + token)]
 for n in range(rounds):
     transfers = [
         lpb.Transfer(id=f"big-{n}-{i}", debit_account_id="big-from", credit_account_id="big-to",
@@ -417,7 +418,7 @@ for n in range(rounds):
         for i in range(8190)
     ]
     results = stub.CreateTransfers(
-        lpb.CreateTransfersRequest(transfers=transfers), metadata=metadata, timeout=120
+        lpb.CreateTransfersRequest(transfers=transfers), timeout=120
     ).results
     assert all(r.reason == "" for r in results), [r for r in results if r.reason][:3]
 """
@@ -444,7 +445,16 @@ def test_a_maximum_batch_does_not_stall_other_callers(core, admin) -> None:
     idle = sorted(probe(lambda: time.monotonic() > idle_end))
     rounds = 4
     sender = subprocess.Popen(
-        [sys.executable, "-c", _BIG_SENDER, core.target, core.admin_token(), TOKEN, str(rounds)]
+        [
+            sys.executable,
+            "-c",
+            _BIG_SENDER,
+            core.target,
+            core.admin_token(),
+            TOKEN,
+            str(rounds),
+            str(core.ca_file),
+        ]
     )
     busy = sorted(probe(lambda: sender.poll() is not None))
     assert sender.wait() == 0

@@ -71,7 +71,7 @@ def test_internal_forms_are_refused_at_send_and_never_reach_the_receiver() -> No
         try:
             for allow in (False, True):
                 settings = WebhookSettings(allow_private_targets=allow, timeout_s=5)
-                worker = DeliveryWorker(None, None, settings, lambda: datetime.now(UTC))  # type: ignore[arg-type]
+                worker = DeliveryWorker(None, None, settings, lambda: datetime.now(UTC), None)  # type: ignore[arg-type]
                 async with client_session(settings) as session:
                     # Allowed, only the IPv4 forms: the IPv6 ones route nowhere here.
                     for host in FORMS[:8] if allow else hosts:

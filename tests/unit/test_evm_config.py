@@ -13,11 +13,12 @@ from adapters.evm.traces import TraceMethod
 def test_defaults_fill_everything_but_chain_id_and_urls() -> None:
     config = parse(
         {
+            "server": {"dev_plaintext": True},
             "chain": {
                 "chain_id": 1,
                 "node_urls": ["ws://n:8546"],
                 "tokens": ["0xABCDEF0000000000000000000000000000000001"],
-            }
+            },
         }
     )
     assert config.listen == "127.0.0.1:50071"
