@@ -20,6 +20,7 @@ from core.chain.config import ChainConfig, ConfirmationTier
 from core.domain.assets import Asset, chain_of, is_chain_id
 from core.domain.money import AmountError, parse_decimal
 from core.events import settings as event_settings
+from core.leadership import settings as leadership_settings
 from core.payouts import config as payouts_config
 from core.rates.config import RatesConfig, RatesConfigError, parse_rates
 from core.reconcile import settings as reconcile_settings
@@ -67,6 +68,10 @@ class Config:
     # [reconcile]: scheduled reconciliation (core/reconcile).
     reconcile: reconcile_settings.ReconcileSettings = field(
         default_factory=reconcile_settings.ReconcileSettings
+    )
+    # [leadership]: the lease of roles only one replica may lead (core/leadership).
+    leadership: leadership_settings.LeadershipSettings = field(
+        default_factory=leadership_settings.LeadershipSettings
     )
     extra: dict[str, Any] = field(default_factory=dict)
     # [server] TLS of the public API; None only with server.dev_plaintext = true.
@@ -211,6 +216,7 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
         webhooks=_table(webhook_settings.parse, raw, "webhooks"),
         events=_table(event_settings.parse, raw, "events"),
         reconcile=_table(reconcile_settings.parse, raw, "reconcile"),
+        leadership=_table(leadership_settings.parse, raw, "leadership"),
         underpayment_tolerance_bps=int(invoices.get("underpayment_tolerance_bps", 0)),
         late_payment_window_s=int(
             invoices.get("late_payment_window_s", Config.late_payment_window_s)

@@ -32,6 +32,9 @@ from core.config import Config
 from core.events.stream import OutboxNotifier
 from core.invoices import clock as invoice_clock
 from core.invoices.invoicing import Invoicing
+from core.leadership import invoice_feed
+from core.leadership.decide import follower_role
+from core.leadership.guard import Leadership, follow_led
 from core.ledger import expiry as ledger_expiry
 from core.ledger.batcher import Poster
 from core.merchants import Merchants
@@ -133,6 +136,9 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     await notifier.start()
     index = ActiveInvoiceIndex()
     async with pool.acquire() as conn:
+        # Before the load: what other replicas create later reaches the index
+        # through the feed (core/leadership/invoice_feed.py).
+        feed_after = await invoice_feed.outbox_head(conn)
         loaded = await index.load(conn)
     log.info("active invoice index loaded", extra={"invoices": loaded})
 
@@ -259,14 +265,25 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     # handle itself (asyncpg.InterfaceError while the database is away) is
     # logged and the loop restarted, never left as a dead task whose error
     # surfaces only at shutdown.
+    # Work with one owner across replicas runs under leadership (core/leadership):
+    # one elected replica per role, every write of it fenced by its epoch.
+    leadership = Leadership(config.dsn, config.leadership)
+    feed = invoice_feed.InvoiceFeed(pool, index, feed_after)
     tasks = [
-        _supervised(f"follow {chain}", f.run, config.reconnect_backoff_s)
+        _supervised(
+            f"follow {chain}",
+            leadership.guard(follower_role(chain), follow_led(f, feed)),
+            config.reconnect_backoff_s,
+        )
         for chain, f in followers.items()
     ]
     tasks.append(
         _supervised(
             "invoice clock",
-            lambda: invoice_clock.run(pool, clock, config.expiry_interval_s),
+            leadership.guard(
+                "clock",
+                lambda fence: invoice_clock.run(pool, clock, config.expiry_interval_s, fence),
+            ),
             config.expiry_interval_s,
         )
     )
@@ -281,10 +298,17 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     delivery = DeliveryWorker(pool, notifier, webhooks, clock, config.webhook_keys)
     tasks.append(_supervised("webhooks", delivery.run, 1.0))
     if payout_worker is not None:
-        tasks.append(_supervised("payouts", payout_worker.run, 1.0))
+        # One leader sends payouts (nonces of the hot key are allocated in order).
+        worker = payout_worker
+        tasks.append(
+            _supervised("payouts", leadership.guard("payouts", lambda _f: worker.run()), 1.0)
+        )
     if sweeper is not None:
-        tasks.append(_supervised("sweeps", sweeper.run, 1.0))
-    tasks.append(_supervised("reconcile", reconciler.run, 1.0))
+        sweeps = sweeper
+        tasks.append(
+            _supervised("sweeps", leadership.guard("sweeps", lambda _f: sweeps.run()), 1.0)
+        )
+    tasks.append(_supervised("reconcile", leadership.guard("reconcile", reconciler.run), 1.0))
     log.info(
         "core serving",
         extra={

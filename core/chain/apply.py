@@ -18,7 +18,7 @@ evidence, reversed in the ledger if they were posted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import asyncpg
@@ -26,6 +26,7 @@ import asyncpg
 from core.chain.index import ActiveInvoiceIndex
 from core.invoices import lifecycle
 from core.invoices import state as sm
+from core.leadership.fence import Fence
 from core.ledger import payments as ledger_payments
 from core.payments import store as payments
 from core.payments.status import PaymentStatus
@@ -61,6 +62,11 @@ class ChainApplier:
         self.chain = chain
         self.index = index
         self.clock = clock
+        # Set by the leadership guard (core/leadership) while this replica leads
+        # the chain: the fence checked in every transaction below, after the
+        # cursor lock; the catch-up of invoices other replicas created.
+        self.fence: Fence | None = None
+        self.catch_up: Callable[[], Awaitable[int]] | None = None
 
     async def cursor(self) -> tuple[chain_pb.BlockCursor | None, list[chain_pb.BlockCursor]]:
         """The stored cursor and a locator of earlier applied blocks, newest first."""
@@ -83,6 +89,8 @@ class ChainApplier:
 
     async def apply_block(self, block: chain_pb.Block) -> int:
         """Applies one block; returns how many outbox events it wrote."""
+        if self.catch_up is not None:
+            await self.catch_up()
         matches = []
         # Transactions of this block that pay a watched address, reverted or not:
         # their mempool sightings are settled by this block, one way or the other.
@@ -98,6 +106,8 @@ class ChainApplier:
             cursor = await conn.fetchrow(
                 "SELECT height, hash FROM chain_cursors WHERE chain = $1 FOR UPDATE", self.chain
             )
+            if self.fence is not None:
+                await self.fence.check(conn)
             if cursor is not None:
                 if block.height <= cursor["height"]:
                     known = await conn.fetchval(
@@ -143,6 +153,8 @@ class ChainApplier:
         changes nothing: the block is the authority once there is one, and a
         reorged-out transaction counts again only when it is mined again.
         """
+        if self.catch_up is not None:
+            await self.catch_up()
         matches = [
             (t, invoice_id)
             for t in pending.transfers
@@ -157,6 +169,8 @@ class ChainApplier:
             head_height = await conn.fetchval(
                 "SELECT height FROM chain_cursors WHERE chain = $1 FOR UPDATE", self.chain
             )
+            if self.fence is not None:
+                await self.fence.check(conn)
             recorded = await payments.record_sightings(
                 conn, self.chain, _matches(matches), self.clock()
             )
@@ -180,6 +194,8 @@ class ChainApplier:
                 head_height = await conn.fetchval(
                     "SELECT height FROM chain_cursors WHERE chain = $1 FOR UPDATE", self.chain
                 )
+                if self.fence is not None:
+                    await self.fence.check(conn)
                 dropped = await self._drop_sightings(conn, [], ttl_s)
                 extra = {r["invoice_id"]: ["payment.reorged"] for r in dropped}
                 written = await self._reconsider(conn, set(extra), head_height or 0, extra)
@@ -206,6 +222,8 @@ class ChainApplier:
             cursor = await conn.fetchrow(
                 "SELECT height, hash FROM chain_cursors WHERE chain = $1 FOR UPDATE", self.chain
             )
+            if self.fence is not None:
+                await self.fence.check(conn)
             known = await conn.fetchval(
                 "SELECT hash FROM chain_blocks WHERE chain = $1 AND height = $2",
                 self.chain,

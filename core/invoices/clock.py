@@ -17,17 +17,23 @@ import asyncpg
 
 from core.invoices import lifecycle
 from core.invoices import state as sm
+from core.leadership.fence import Fence
 
 log = logging.getLogger("kassa.core.expiry")
 BATCH = 500
 
 
-async def expire_due(pool: asyncpg.Pool, now: datetime) -> int:
-    """One pass: lets every invoice past its deadline decide; returns how many moved."""
+async def expire_due(pool: asyncpg.Pool, now: datetime, fence: Fence | None = None) -> int:
+    """One pass: lets every invoice past its deadline decide; returns how many moved.
+
+    With a fence (this replica leads the clock, core/leadership), each batch
+    commits only while its epoch is current."""
     moved = 0
     after = ""
     while True:
         async with pool.acquire() as conn, conn.transaction():
+            if fence is not None:
+                await fence.check(conn)
             # awaiting: may expire; detected/confirming: may turn underpaid.
             ids = [
                 r["id"]
@@ -50,11 +56,16 @@ async def expire_due(pool: asyncpg.Pool, now: datetime) -> int:
         after = ids[-1]
 
 
-async def run(pool: asyncpg.Pool, clock: Callable[[], datetime], interval_s: float) -> None:
+async def run(
+    pool: asyncpg.Pool,
+    clock: Callable[[], datetime],
+    interval_s: float,
+    fence: Fence | None = None,
+) -> None:
     while True:
         now = clock()
         try:
-            count = await expire_due(pool, now)
+            count = await expire_due(pool, now, fence)
             if count:
                 log.info("invoices moved by the clock", extra={"count": count})
         except (asyncpg.PostgresError, OSError):

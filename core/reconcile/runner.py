@@ -23,6 +23,7 @@ from typing import Protocol
 import asyncpg
 import grpc
 
+from core.leadership.fence import Fence
 from core.ledger import accounts as ledger_accounts
 from core.payouts import ledger as payout_ledger
 from core.reconcile import decide, store
@@ -117,21 +118,25 @@ class Reconciler:
     def chain(self, chain_id: str) -> Chain | None:
         return next((c for c in self.config.chains if c.id == chain_id), None)
 
-    async def run(self) -> None:
-        """Reconciles every chain each interval_s (0: on demand only)."""
+    async def run(self, fence: Fence | None = None) -> None:
+        """Reconciles every chain each interval_s (0: on demand only); run by the
+        replica that leads `reconcile` (core/leadership), whose fence each
+        scheduled run's write checks."""
         if self.settings.interval_s <= 0:
-            return
+            await asyncio.Event().wait()  # nothing scheduled: lead idly, never return
         while True:
             await asyncio.sleep(self.settings.interval_s)
             for chain in self.config.chains:
                 try:
-                    await self.run_once(chain.id, "schedule")
+                    await self.run_once(chain.id, "schedule", fence=fence)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception("reconciliation failed", extra={"chain": chain.id})
 
-    async def run_once(self, chain_id: str, trigger: str, request_id: str = "") -> str:
+    async def run_once(
+        self, chain_id: str, trigger: str, request_id: str = "", fence: Fence | None = None
+    ) -> str:
         """Reconciles `chain_id` now; returns the stored run's id (the first
         run's, for a repeated request_id)."""
         chain = self.chain(chain_id)
@@ -151,6 +156,8 @@ class Reconciler:
                     f"{chain_id}: a dependency did not answer: {exc.code().name}: {exc.details()}"
                 ) from None
             async with self.pool.acquire() as conn, conn.transaction():
+                if fence is not None:
+                    await fence.check(conn)
                 if not await store.save(conn, result):
                     earlier = await store.by_request(conn, request_id)
                     assert earlier is not None

@@ -1,0 +1,47 @@
+"""Runs the core's single-owner loops under leadership: one elector per role.
+
+The loops themselves are unchanged; the guard hands each its Fence while
+this replica leads, and cancels it when leadership ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from core.chain.follower import ChainFollower
+from core.leadership.elector import Elector
+from core.leadership.fence import Fence
+from core.leadership.invoice_feed import InvoiceFeed
+from core.leadership.settings import LeadershipSettings
+
+
+class Leadership:
+    def __init__(self, dsn: str, settings: LeadershipSettings) -> None:
+        self.dsn = dsn
+        self.settings = settings
+        self.electors: dict[str, Elector] = {}
+
+    def guard(
+        self, role: str, lead: Callable[[Fence], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        """A loop to supervise: contend for role, run lead(fence) while leading."""
+        assert role not in self.electors, f"{role} is guarded twice"
+        elector = Elector(self.dsn, role, self.settings)
+        self.electors[role] = elector
+        return lambda: elector.run(lead)
+
+    def leads(self, role: str) -> bool:
+        elector = self.electors.get(role)
+        return elector is not None and elector.term is not None
+
+
+def follow_led(follower: ChainFollower, feed: InvoiceFeed) -> Callable[[Fence], Awaitable[None]]:
+    """A chain's follower as a led task: every transaction of its applier is
+    fenced, and its index learns invoices other replicas created."""
+
+    async def lead(fence: Fence) -> None:
+        follower.applier.fence = fence
+        follower.applier.catch_up = feed.catch_up
+        await follower.run()
+
+    return lead

@@ -1,0 +1,201 @@
+"""Leadership against a real PostgreSQL: one leader per role, takeover with a
+new epoch, a lost connection ending leadership at once, and the fence
+refusing a deposed leader's transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import pytest
+
+from core.leadership import fence as fence_module
+from core.leadership.elector import Elector
+from core.leadership.fence import Fence, FencedError
+from core.leadership.settings import LeadershipSettings
+from core.store.migrate import migrate
+
+LEASE_S = 1.5
+
+
+class Led:
+    """A led task that records its fence and runs until cancelled."""
+
+    def __init__(self) -> None:
+        self.fences: list[Fence] = []
+        self.cancelled = 0
+        self.leading = asyncio.Event()
+
+    async def __call__(self, fence: Fence) -> None:
+        self.fences.append(fence)
+        self.leading.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            self.leading.clear()
+            raise
+
+
+async def _until(predicate: object, timeout_s: float) -> float:
+    t0 = time.monotonic()
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() - t0 > timeout_s:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - t0
+
+
+def _elector(dsn: str, name: str) -> Elector:
+    return Elector(dsn, "clock", LeadershipSettings(LEASE_S, name))
+
+
+@pytest.mark.asyncio
+async def test_one_leader_then_a_takeover_with_a_new_epoch_that_fences_the_old(
+    fresh_dsn: str,
+) -> None:
+    await migrate(fresh_dsn)
+    a, b = _elector(fresh_dsn, "a:1"), _elector(fresh_dsn, "b:2")
+    led_a, led_b = Led(), Led()
+    run_a = asyncio.create_task(a.run(led_a))
+    await _until(lambda: a.term is not None, 10)
+    run_b = asyncio.create_task(b.run(led_b))
+    try:
+        await asyncio.sleep(3 * LEASE_S)
+        # b contends all the while and never leads while a holds the lock.
+        assert (a.term is not None, b.term) == (True, None)
+        assert a.term is not None and a.term.epoch == 1
+        old = led_a.fences[-1]
+        run_a.cancel()  # a dies: its session ends, its lock is freed
+        await asyncio.gather(run_a, return_exceptions=True)
+        took_s = await _until(lambda: b.term is not None, 10)
+        assert took_s < 2 * LEASE_S
+        assert b.term is not None and b.term.epoch == 2
+        conn = await asyncpg.connect(fresh_dsn)
+        try:
+            row = await conn.fetchrow(
+                "SELECT epoch, holder FROM leader_epochs WHERE role = 'clock'"
+            )
+            assert (row["epoch"], row["holder"]) == (2, "b:2")
+            before = fence_module.refusals.get("clock", 0)
+            # a's late write: refused inside its own transaction, which writes nothing.
+            with pytest.raises(FencedError):
+                async with conn.transaction():
+                    await old.check(conn)
+                    await conn.execute("CREATE TABLE late_write (x int)")
+            assert fence_module.refusals["clock"] == before + 1
+            assert await conn.fetchval("SELECT to_regclass('late_write')") is None
+            # b's write passes.
+            async with conn.transaction():
+                await led_b.fences[-1].check(conn)
+        finally:
+            await conn.close()
+    finally:
+        for t in (run_a, run_b):
+            t.cancel()
+        await asyncio.gather(run_a, run_b, return_exceptions=True)
+
+
+@pytest.mark.asyncio
+async def test_a_lost_connection_ends_leadership_at_once(fresh_dsn: str) -> None:
+    await migrate(fresh_dsn)
+    a = _elector(fresh_dsn, "a:1")
+    led = Led()
+    run = asyncio.create_task(a.run(led))
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        await _until(led.leading.is_set, 10)
+        killed = await conn.fetchval(
+            """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                WHERE application_name = 'kassa-leader clock'"""
+        )
+        assert killed == 1
+        # Well inside one heartbeat (lease/3): the termination is seen, not polled for.
+        ended_s = await _until(lambda: led.cancelled == 1, LEASE_S)
+        assert ended_s < LEASE_S / 3
+        # It contends again and comes back with a new epoch.
+        await _until(led.leading.is_set, 10)
+        assert a.term is not None and a.term.epoch == 2
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        await conn.close()
+
+
+@pytest.mark.asyncio
+async def test_a_takeover_waits_for_a_transaction_that_passed_the_fence(fresh_dsn: str) -> None:
+    """The check and the write commit together: the new epoch is written only
+    after the old leader's checked transaction ends, never in between."""
+    await migrate(fresh_dsn)
+    a, b = _elector(fresh_dsn, "a:1"), _elector(fresh_dsn, "b:2")
+    led_a, led_b = Led(), Led()
+    run_a = asyncio.create_task(a.run(led_a))
+    await _until(led_a.leading.is_set, 10)
+    run_b = asyncio.create_task(b.run(led_b))
+    writer = await asyncpg.connect(fresh_dsn)
+    try:
+        tx = writer.transaction()
+        await tx.start()
+        await led_a.fences[-1].check(writer)  # passed: holds the epoch row FOR SHARE
+        run_a.cancel()
+        await asyncio.gather(run_a, return_exceptions=True)
+        await asyncio.sleep(LEASE_S * 2 / 3)  # < one lease: the idle bound lets us live
+        # b holds the lock by now but its increment waits for our transaction.
+        assert b.term is None
+        waiting = await asyncpg.connect(fresh_dsn)
+        try:
+            assert await waiting.fetchval(
+                """SELECT count(*) FROM pg_stat_activity
+                    WHERE application_name = 'kassa-leader clock' AND wait_event_type = 'Lock'"""
+            )
+        finally:
+            await waiting.close()
+        await writer.execute("CREATE TABLE checked_write (x int)")
+        await tx.commit()
+        await _until(lambda: b.term is not None, 10)
+        assert b.term is not None and b.term.epoch == 2
+        assert await writer.fetchval("SELECT to_regclass('checked_write')::text") == "checked_write"
+    finally:
+        for t in (run_a, run_b):
+            t.cancel()
+        await asyncio.gather(run_a, run_b, return_exceptions=True)
+        await writer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_leader_paused_mid_transaction_holds_a_takeover_back_at_most_a_lease(
+    fresh_dsn: str,
+) -> None:
+    """The fence bounds its transaction's idle time to one lease: a leader that
+    stops (GC pause, SIGSTOP) after the check loses the transaction, and the
+    takeover goes on; nothing it wrote commits."""
+    await migrate(fresh_dsn)
+    a, b = _elector(fresh_dsn, "a:1"), _elector(fresh_dsn, "b:2")
+    led_a, led_b = Led(), Led()
+    run_a = asyncio.create_task(a.run(led_a))
+    await _until(led_a.leading.is_set, 10)
+    run_b = asyncio.create_task(b.run(led_b))
+    writer = await asyncpg.connect(fresh_dsn)
+    try:
+        tx = writer.transaction()
+        await tx.start()
+        await led_a.fences[-1].check(writer)
+        await writer.execute("CREATE TABLE paused_write (x int)")
+        run_a.cancel()
+        await asyncio.gather(run_a, return_exceptions=True)
+        took_s = await _until(lambda: b.term is not None, 10)
+        assert took_s < 4 * LEASE_S  # the idle bound (one lease) plus a heartbeat, loaded
+        assert b.term is not None and b.term.epoch == 2
+        with pytest.raises((asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError)):
+            await tx.commit()
+        check = await asyncpg.connect(fresh_dsn)
+        try:
+            assert await check.fetchval("SELECT to_regclass('paused_write')") is None
+        finally:
+            await check.close()
+    finally:
+        for t in (run_a, run_b):
+            t.cancel()
+        await asyncio.gather(run_a, run_b, return_exceptions=True)
+        writer.terminate()
