@@ -3,8 +3,12 @@
 It reads the role's epoch row FOR SHARE in the writer's own transaction, so
 the check and the writes commit together: a takeover's increment waits for
 this transaction to end, and any transaction that starts after the increment
-sees the new epoch and is refused. The same statement bounds how long this
-transaction may sit idle (one lease), so a leader paused mid-transaction
+sees the new epoch and is refused. The comparison runs in the database
+(leader_fence, which raises KF001 and is logged by the server) so a refusal
+is decided and recorded even if the deposed writer is cancelled before it
+reads the answer; decide.fence_verdict states the same rule and checks the
+answer here. The same statement bounds how long this transaction may sit
+idle (one lease), so a leader paused mid-transaction
 cannot hold a takeover back for longer than that.
 """
 
@@ -26,6 +30,8 @@ class FencedError(RuntimeError):
     """This replica's epoch is no longer current: another replica leads the role."""
 
 
+# What leader_fence raises when the epoch moved (migration 0013).
+FENCE_SQLSTATE = "KF001"
 # Refusals since start, per role: what a metric exposes (and tests read).
 refusals: dict[str, int] = {}
 
@@ -45,14 +51,19 @@ class Fence:
         """Raises FencedError (the caller's transaction then rolls back) unless
         the stored epoch of the role is still this term's."""
         assert conn.is_in_transaction(), "the fence must run inside the writer's transaction"
-        row = await conn.fetchrow(
-            """SELECT epoch,
-                      set_config('idle_in_transaction_session_timeout', $2, true) AS idle_bound
-                 FROM leader_epochs WHERE role = $1 FOR SHARE""",
-            self.term.role,
-            f"{decide.idle_session_timeout_ms(self.lease_s)}ms",
-        )
-        stored = None if row is None else int(row["epoch"])
+        try:
+            stored: int | None = await conn.fetchval(
+                # leader_fence (migration 0013) raises KF001 unless the epoch is ours.
+                """SELECT leader_fence($1, $3),
+                          set_config('idle_in_transaction_session_timeout', $2, true)""",
+                self.term.role,
+                f"{decide.idle_session_timeout_ms(self.lease_s)}ms",
+                self.term.epoch,
+            )
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate != FENCE_SQLSTATE:
+                raise
+            stored = None  # moved (the server names the stored epoch in its log)
         verdict = decide.fence_verdict(self.term.epoch, stored)
         match verdict:
             case Verdict.WRITE:
@@ -65,15 +76,11 @@ class Fence:
                     extra={
                         "role": self.term.role,
                         "epoch": self.term.epoch,
-                        "stored_epoch": stored,
                         "holder": self.term.holder,
                     },
                 )
                 if self.on_refused is not None:
                     self.on_refused()
-                raise FencedError(
-                    f"{self.term.role}: epoch {self.term.epoch} is no longer current "
-                    f"(stored {stored})"
-                )
+                raise FencedError(f"{self.term.role}: epoch {self.term.epoch} is no longer current")
             case _:
                 assert_never(verdict)
