@@ -24,6 +24,7 @@ from core.leadership import settings as leadership_settings
 from core.payouts import config as payouts_config
 from core.rates.config import RatesConfig, RatesConfigError, parse_rates
 from core.reconcile import settings as reconcile_settings
+from core.relay import settings as relay_settings
 from core.secretfiles import SecretError, read_secret_file, secret_from
 from core.tls import ClientTls, ServerTls, client_tls, server_tls
 from core.webhooks import settings as webhook_settings
@@ -73,6 +74,8 @@ class Config:
     leadership: leadership_settings.LeadershipSettings = field(
         default_factory=leadership_settings.LeadershipSettings
     )
+    # [jetstream]: the outbox relayed to NATS JetStream (core/relay); None: off.
+    jetstream: relay_settings.JetStreamSettings | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # [server] TLS of the public API; None only with server.dev_plaintext = true.
     api_tls: ServerTls | None = None
@@ -217,6 +220,7 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
         events=_table(event_settings.parse, raw, "events"),
         reconcile=_table(reconcile_settings.parse, raw, "reconcile"),
         leadership=_table(leadership_settings.parse, raw, "leadership"),
+        jetstream=_table(relay_settings.parse, raw, "jetstream"),
         underpayment_tolerance_bps=int(invoices.get("underpayment_tolerance_bps", 0)),
         late_payment_window_s=int(
             invoices.get("late_payment_window_s", Config.late_payment_window_s)

@@ -45,6 +45,7 @@ from core.payouts.sweeps import Sweeper
 from core.payouts.worker import PayoutWorker
 from core.rates.config import build_router
 from core.reconcile.runner import Reconciler
+from core.relay.relay import Relay
 from core.store.db import create_pool
 from core.store.migrate import migrate
 from core.tls import Tls13Only, server_credentials
@@ -309,6 +310,10 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
             _supervised("sweeps", leadership.guard("sweeps", lambda _f: sweeps.run()), 1.0)
         )
     tasks.append(_supervised("reconcile", leadership.guard("reconcile", reconciler.run), 1.0))
+    if config.jetstream is not None:
+        # The outbox fanned out to NATS JetStream, by one replica (core/relay).
+        relay = Relay(pool, notifier, config.jetstream)
+        tasks.append(_supervised("jetstream relay", leadership.guard("relay", relay.run), 1.0))
     log.info(
         "core serving",
         extra={

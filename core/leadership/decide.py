@@ -101,3 +101,12 @@ def idle_session_timeout_ms(lease_s: float) -> int:
     lease/HEARTBEATS_PER_LEASE, well inside it."""
     assert lease_s > 0, lease_s
     return max(1, int(lease_s * 1000))
+
+
+def resign_grace_s(lease_s: float) -> float:
+    """How long a led task may run on after its leadership ended, so that a
+    transaction already in flight reaches its fence (refused if another
+    replica took over, committed if it passed before) instead of being cut
+    off at an arbitrary await. Nothing it does can pass a moved epoch."""
+    assert lease_s > 0, lease_s
+    return min(1.0, lease_s / 6)

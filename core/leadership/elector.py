@@ -119,7 +119,7 @@ class Elector:
         led = asyncio.create_task(run_led(), name=f"lead {term.role}")
         lost_wait = asyncio.create_task(lost.wait())
         renewed_s = started_s
-        reason = "lease lapsed"
+        reason = "stopped"  # cancelled from outside: the core is shutting down
         try:
             while True:
                 await asyncio.wait(
@@ -158,9 +158,12 @@ class Elector:
                     return
                 renewed_s = sent_s
         finally:
-            self.term = None
-            for task in (led, lost_wait):
-                task.cancel()
+            self.term = None  # no longer the leader, at once
+            lost_wait.cancel()
+            if not led.done() and reason != "stopped":
+                # A write in flight reaches its fence (decide.resign_grace_s).
+                await asyncio.wait({led}, timeout=decide.resign_grace_s(self.settings.lease_s))
+            led.cancel()
             await asyncio.gather(led, lost_wait, return_exceptions=True)
             log.warning(
                 "leadership ended",

@@ -6,6 +6,7 @@ this replica leads, and cancels it when leadership ends.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from core.chain.follower import ChainFollower
@@ -28,7 +29,15 @@ class Leadership:
         assert role not in self.electors, f"{role} is guarded twice"
         elector = Elector(self.dsn, role, self.settings)
         self.electors[role] = elector
-        return lambda: elector.run(lead)
+
+        async def lead_and_hold(fence: Fence) -> None:
+            await lead(fence)
+            # A loop with nothing scheduled returns at once (sweeps or
+            # reconciliation on demand only): keep the role rather than hand it
+            # round the replicas every heartbeat.
+            await asyncio.Event().wait()
+
+        return lambda: elector.run(lead_and_hold)
 
     def leads(self, role: str) -> bool:
         elector = self.electors.get(role)

@@ -123,7 +123,7 @@ class Reconciler:
         replica that leads `reconcile` (core/leadership), whose fence each
         scheduled run's write checks."""
         if self.settings.interval_s <= 0:
-            await asyncio.Event().wait()  # nothing scheduled: lead idly, never return
+            return
         while True:
             await asyncio.sleep(self.settings.interval_s)
             for chain in self.config.chains:

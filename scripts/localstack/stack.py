@@ -93,6 +93,8 @@ class CoreSetup:
     client_certificates: bool = False
     # The database password, kept in a file of mode 0600 (database.password_file).
     db_password_file: Path | None = None
+    # [leadership] (lease_s, holder): several replicas on one database (localstack/replicas.py).
+    leadership: dict[str, object] | None = None
 
     def __post_init__(self) -> None:
         if not self.port:
@@ -181,6 +183,7 @@ class CoreSetup:
                 **({"signer": self.signer} if self.signer else {}),
                 **({"payouts": self.payouts} if self.payouts else {}),
                 **({"sweeps": self.sweeps} if self.sweeps else {}),
+                **({"leadership": self.leadership} if self.leadership else {}),
             },
         )
 

@@ -10,6 +10,7 @@ import time
 import asyncpg
 import pytest
 
+from core.leadership import decide
 from core.leadership import fence as fence_module
 from core.leadership.elector import Elector
 from core.leadership.fence import Fence, FencedError
@@ -111,9 +112,12 @@ async def test_a_lost_connection_ends_leadership_at_once(fresh_dsn: str) -> None
                 WHERE application_name = 'kassa-leader clock'"""
         )
         assert killed == 1
-        # Well inside one heartbeat (lease/3): the termination is seen, not polled for.
-        ended_s = await _until(lambda: led.cancelled == 1, LEASE_S)
+        # The term ends when the termination is seen (not polled for: well inside
+        # a heartbeat); the led task is stopped after the grace for writes in flight.
+        ended_s = await _until(lambda: a.term is None, LEASE_S)
         assert ended_s < LEASE_S / 3
+        stopped_s = await _until(lambda: led.cancelled == 1, LEASE_S)
+        assert ended_s + stopped_s < LEASE_S / 3 + decide.resign_grace_s(LEASE_S)
         # It contends again and comes back with a new epoch.
         await _until(led.leading.is_set, 10)
         assert a.term is not None and a.term.epoch == 2

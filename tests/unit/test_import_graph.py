@@ -32,6 +32,7 @@ RENDER_USERS = (
     "core.api",
     "core.render",
     "core.events",
+    "core.relay.relay",
     "core.webhooks.worker",
     "core.payouts.render",
 )
@@ -49,6 +50,7 @@ DECIDERS = (
     "core.payouts.machine",
     "core.reconcile.decide",
     "core.leadership.decide",
+    "core.relay.subjects",
     "core.payouts.tracking",
     "core.payouts.destinations",
     "core.reasons",

@@ -83,6 +83,12 @@ def test_the_heartbeat_fits_several_times_in_a_lease_and_the_server_bound_is_one
     assert decide.idle_session_timeout_ms(0.0001) == 1
 
 
+def test_the_resign_grace_is_a_small_part_of_a_lease() -> None:
+    assert decide.resign_grace_s(3.0) == 0.5
+    assert decide.resign_grace_s(60.0) == 1.0
+    assert decide.resign_grace_s(1.5) < decide.heartbeat_interval_s(1.5)
+
+
 def test_a_term_needs_a_positive_epoch_and_a_role() -> None:
     with pytest.raises(AssertionError):
         Term("clock", 0, "h:1")
