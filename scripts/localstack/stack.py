@@ -95,6 +95,8 @@ class CoreSetup:
     db_password_file: Path | None = None
     # [leadership] (lease_s, holder): several replicas on one database (localstack/replicas.py).
     leadership: dict[str, object] | None = None
+    # [jetstream] (servers, replicas, ...): the outbox relayed to NATS JetStream.
+    jetstream: dict[str, object] | None = None
 
     def __post_init__(self) -> None:
         if not self.port:
@@ -184,6 +186,7 @@ class CoreSetup:
                 **({"payouts": self.payouts} if self.payouts else {}),
                 **({"sweeps": self.sweeps} if self.sweeps else {}),
                 **({"leadership": self.leadership} if self.leadership else {}),
+                **({"jetstream": self.jetstream} if self.jetstream else {}),
             },
         )
 
