@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -34,7 +35,7 @@ from core.invoices import clock as invoice_clock
 from core.invoices.invoicing import Invoicing
 from core.leadership import invoice_feed
 from core.leadership.decide import follower_role
-from core.leadership.guard import Leadership, follow_led
+from core.leadership.guard import Leadership, follow_led, track_applied_head
 from core.ledger import expiry as ledger_expiry
 from core.ledger.batcher import Poster
 from core.merchants import Merchants
@@ -275,6 +276,15 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
             f"follow {chain}",
             leadership.guard(follower_role(chain), follow_led(f, feed)),
             config.reconnect_backoff_s,
+        )
+        for chain, f in followers.items()
+    ]
+    # A replica that does not lead a chain shows the leader's applied head.
+    tasks += [
+        _supervised(
+            f"head {chain}",
+            functools.partial(track_applied_head, leadership, follower_role(chain), f, pool),
+            1.0,
         )
         for chain, f in followers.items()
     ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import asyncpg
+
 from core.chain.follower import ChainFollower
 from core.leadership.elector import Elector
 from core.leadership.fence import Fence
@@ -42,6 +44,26 @@ class Leadership:
     def leads(self, role: str) -> bool:
         elector = self.electors.get(role)
         return elector is not None and elector.term is not None
+
+
+async def track_applied_head(
+    leadership: Leadership, role: str, follower: ChainFollower, pool: asyncpg.Pool
+) -> None:
+    """On a replica that does not lead the chain, the head its API shows (payment
+    confirmations) is the leader's applied cursor, read every second."""
+    while True:
+        if not leadership.leads(role):
+            try:
+                async with pool.acquire() as conn:
+                    height = await conn.fetchval(
+                        "SELECT height FROM chain_cursors WHERE chain = $1",
+                        follower.applier.chain,
+                    )
+                if height is not None:
+                    follower.head_height = int(height)
+            except (asyncpg.PostgresError, OSError):
+                pass  # shown as before until the database answers again
+        await asyncio.sleep(1.0)
 
 
 def follow_led(follower: ChainFollower, feed: InvoiceFeed) -> Callable[[Fence], Awaitable[None]]:

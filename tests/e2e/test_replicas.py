@@ -24,6 +24,7 @@ import pytest
 from kassa.core.v1 import invoice_pb2, invoice_pb2_grpc
 from localstack.fullstack import ChainStack, LocalStack
 from localstack.replicas import Replicas, holder, leadership_options
+from localstack.stack import CoreSetup
 from tests.support.ledger import ledger_check
 
 LEASE_S = 3.0
@@ -240,6 +241,22 @@ def _kill_the_leader_mid_stream(replicas: Replicas, payments_per_chain: int) -> 
     except AssertionError:
         raise AssertionError(f"not all paid: {_states(dsn, everything)}") from None
     _assert_paid_exactly_once(dsn, everything)
+    # Every replica, leader or not, shows the same payment with its confirmations.
+    sample = everything[0]
+    for i, setup in enumerate(replicas.setups):
+        if not replicas.process(i).running:
+            continue
+
+        def shown(setup: CoreSetup = setup) -> bool:
+            with setup.channel(token) as channel:
+                got = (
+                    invoice_pb2_grpc.InvoiceServiceStub(channel)
+                    .GetInvoice(invoice_pb2.GetInvoiceRequest(name=sample.name))
+                    .invoice
+                )
+            return bool(got.payments) and got.payments[0].confirmations >= stack.confirmations
+
+        _until(f"{holder(i)} to show the payment's confirmations", shown, 15)
     return takeover_s
 
 
