@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import shutil
 import tempfile
 import time
@@ -173,12 +174,14 @@ def main() -> None:
                     ex, targets[:n], ca, token, kind, args.seconds, args.clients, tag, asset
                 )
 
+            _rate(ex, targets[:1], ca, token, "create", 2.0, 2, "w1", asset)  # warm-up
             empty_1 = measure("empty", 1, "e1")
             rates["1"] = measure("create", 1, "c1")
             apply["1"] = _apply_rate(stack, args.blocks)
             for n in (2, 3):
                 replicas.start(n - 1)
-                time.sleep(1.0)
+                # Warm the new replica (pool, key cache, address derivation) untimed.
+                _rate(ex, [targets[n - 1]], ca, token, "create", 2.0, 2, f"w{n}", asset)
                 rates[str(n)] = measure("create", n, f"c{n}")
             empty_3 = measure("empty", 3, "e3")
             apply["3"] = _apply_rate(stack, args.blocks)
@@ -195,6 +198,7 @@ def main() -> None:
             "block_apply_per_s": {k: round(v, 1) for k, v in apply.items()},
             "clients": CLIENT_PROCESSES * args.clients,
             "seconds": args.seconds,
+            "load_average_1m": round(os.getloadavg()[0], 2),
         }
         print(json.dumps(result))
     finally:
