@@ -165,8 +165,10 @@ class Elector:
                 await asyncio.wait({led}, timeout=decide.resign_grace_s(self.settings.lease_s))
             led.cancel()
             await asyncio.gather(led, lost_wait, return_exceptions=True)
+            failure = led.exception() if led.done() and not led.cancelled() else None
             log.warning(
                 "leadership ended",
+                exc_info=failure,
                 extra={
                     "role": term.role,
                     "epoch": term.epoch,
