@@ -54,6 +54,10 @@ class Config:
         default_factory=webhook_settings.WebhookSettings
     )
     events: event_settings.StreamSettings = field(default_factory=event_settings.StreamSettings)
+    # [metrics] listen: host:port of GET /metrics (Prometheus); None: no endpoint.
+    metrics_listen: str | None = None
+    # How often the backlog gauges are read from PostgreSQL.
+    metrics_interval_s: float = 5.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def asset(self, asset_id: str) -> Asset | None:
@@ -171,6 +175,7 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
             invoices.get("late_payment_window_s", Config.late_payment_window_s)
         ),
         payouts=payouts,
+        **_metrics(raw.get("metrics", {})),
     )
     if not 0 <= config.underpayment_tolerance_bps < 10_000:
         raise ConfigError("invoices.underpayment_tolerance_bps must be in 0..9999")
@@ -179,6 +184,16 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
     if not 0 < config.default_ttl_s <= config.max_ttl_s:
         raise ConfigError("invoices.default_ttl_s must be positive and at most max_ttl_s")
     return config
+
+
+def _metrics(table: dict[str, Any]) -> dict[str, Any]:
+    listen = table.get("listen")
+    if listen is not None and (not isinstance(listen, str) or ":" not in listen):
+        raise ConfigError(f"metrics.listen must be 'host:port', got {listen!r}")
+    interval_s = table.get("interval_s", Config.metrics_interval_s)
+    if isinstance(interval_s, bool) or not isinstance(interval_s, int | float) or interval_s <= 0:
+        raise ConfigError(f"metrics.interval_s must be a positive number, got {interval_s!r}")
+    return {"metrics_listen": listen, "metrics_interval_s": float(interval_s)}
 
 
 def _table(parser: Callable[[dict[str, Any]], T], raw: dict[str, Any], name: str) -> T:

@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from core import expiry
+from core import metrics as core_metrics
 from core.api.auth import Authenticator
 from core.api.event_service import EventService
 from core.api.invoice_service import InvoiceService
@@ -53,6 +54,7 @@ from kassa.core.v1 import (
     webhook_pb2_grpc,
 )
 from kassa.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from telemetry.metrics import RpcMetrics, serve_metrics
 
 log = logging.getLogger("kassa.core")
 SERVICES = (
@@ -99,7 +101,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         follower = followers.get(chain)
         return follower.head_height if follower else None
 
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[RpcMetrics()])
     auth = Authenticator(pool, config.key_cache_s)
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
         InvoiceService(invoicing, auth, head_of), server
@@ -155,10 +157,14 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     port = server.add_insecure_port(config.listen)
     if port == 0:
         raise RuntimeError(f"cannot listen on {config.listen}")
+    stop_metrics = serve_metrics(config.metrics_listen) if config.metrics_listen else None
     await server.start()
     for name in ("", *SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     tasks = [asyncio.create_task(f.run(), name=f"follow {chain}") for chain, f in followers.items()]
+    tasks.append(
+        asyncio.create_task(core_metrics.run(pool, config.metrics_interval_s), name="metrics")
+    )
     tasks.append(asyncio.create_task(expiry.run(pool, index, clock, config.expiry_interval_s)))
     tasks.append(asyncio.create_task(ledger_expiry.run(pool, clock, config.expiry_interval_s)))
     # Webhook deliveries: created from the outbox, sent, retried (core.webhooks.worker).
@@ -169,7 +175,14 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         tasks.append(asyncio.create_task(payout_worker.run(), name="payouts"))
     if sweeper is not None:
         tasks.append(asyncio.create_task(sweeper.run(), name="sweeps"))
-    log.info("core serving", extra={"listen": config.listen, "chains": list(followers)})
+    log.info(
+        "core serving",
+        extra={
+            "listen": config.listen,
+            "metrics": config.metrics_listen,
+            "chains": list(followers),
+        },
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -190,4 +203,6 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         await signer.close()
     await notifier.close()
     await pool.close()
+    if stop_metrics is not None:
+        stop_metrics()
     log.info("core stopped")

@@ -96,6 +96,8 @@ class Config:
     tls: TlsConfig | None = None
     policy_file: Path | None = None
     limits: RequestLimits = field(default_factory=RequestLimits)
+    # [metrics] listen: host:port of GET /metrics (Prometheus); None: no endpoint.
+    metrics_listen: str | None = None
 
     @property
     def seed_path(self) -> Path:
@@ -129,6 +131,7 @@ _SECTIONS = {
     "hsm": {"module", "token_label", "pin_file", "pin_env"},
     "state": {"dir"},
     "log": {"level"},
+    "metrics": {"listen"},
     "callers": set(),
 }
 
@@ -184,6 +187,11 @@ def parse(raw: dict[str, Any], base_dir: Path) -> Config:
     level = _str(log, "log", "level", "info").lower()
     if level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log.level must be debug, info, warning or error, got {level!r}")
+    metrics_listen = raw.get("metrics", {}).get("listen")
+    if metrics_listen is not None:
+        m_host, _, m_port = _str(raw["metrics"], "metrics", "listen", "").rpartition(":")
+        if not m_host or not m_port.isdigit() or not 0 < int(m_port) < 65536:
+            raise ConfigError(f"metrics.listen must be host:port, got {metrics_listen!r}")
     return Config(
         server=ServerConfig(listen=listen, grace_s=float(grace_s), insecure_loopback_only=insecure),
         hsm=HsmConfig(
@@ -194,6 +202,7 @@ def parse(raw: dict[str, Any], base_dir: Path) -> Config:
         ),
         state_dir=base_dir / _str(state, "state", "dir", "signer-state"),
         log_level=level,
+        metrics_listen=metrics_listen,
         callers=_callers(raw.get("callers", [])),
         approvers=_approvers(raw.get("approvers", [])),
         tls=None

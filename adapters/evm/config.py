@@ -21,6 +21,7 @@ DEFAULT_REQUEST_TIMEOUT_S = 30.0
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _KNOWN = {
     "server": {"listen"},
+    "metrics": {"listen"},
     "chain": {
         "chain_id",
         "node_urls",
@@ -47,6 +48,8 @@ class Config:
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     reorg_window_blocks: int = DEFAULT_REORG_WINDOW_BLOCKS
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    # [metrics] listen: host:port of GET /metrics (Prometheus); None: no endpoint.
+    metrics_listen: str | None = None
 
 
 def _positive_number(table: dict[str, Any], key: str, default: float) -> float:
@@ -59,7 +62,7 @@ def _positive_number(table: dict[str, Any], key: str, default: float) -> float:
 def parse(data: dict[str, Any]) -> Config:
     for section, value in data.items():
         if section not in _KNOWN:
-            raise ConfigError(f"unknown section [{section}] (known: server, chain)")
+            raise ConfigError(f"unknown section [{section}] (known: server, chain, metrics)")
         if not isinstance(value, dict):
             raise ConfigError(f"[{section}] must be a table")
         unknown = set(value) - _KNOWN[section]
@@ -99,8 +102,15 @@ def parse(data: dict[str, Any]) -> Config:
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ConfigError(f"chain.reorg_window_blocks must be a positive integer, got {window!r}")
 
+    metrics_listen = data.get("metrics", {}).get("listen")
+    if metrics_listen is not None and (
+        not isinstance(metrics_listen, str) or ":" not in metrics_listen
+    ):
+        raise ConfigError(f"metrics.listen must be 'host:port', got {metrics_listen!r}")
+
     return Config(
         listen=listen,
+        metrics_listen=metrics_listen,
         chain_id=chain_id,
         node_urls=tuple(node_urls),
         tokens=lowered,

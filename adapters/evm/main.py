@@ -25,6 +25,7 @@ from adapters.evm.rpc import NodeUnavailable, RpcClient, RpcError
 from adapters.evm.service import ChainAdapter
 from kassa.chain.v1 import adapter_pb2 as pb
 from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
+from telemetry.metrics import RpcMetrics, serve_metrics
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ChainAdapterService"].full_name
 SHUTDOWN_GRACE_S = 5.0
@@ -61,10 +62,11 @@ async def serve(config: Config) -> None:
     fetcher = BlockFetcher(rpc, config.chain_id, config.tokens)
 
     server = grpc.aio.server(
+        interceptors=[RpcMetrics()],
         options=[
             ("grpc.max_send_message_length", 256 * 1024 * 1024),
             ("grpc.keepalive_permit_without_calls", 1),
-        ]
+        ],
     )
     servicer = ChainAdapter(config, rpc, fetcher, heads)
     pb_grpc.add_ChainAdapterServiceServicer_to_server(servicer, server)
@@ -82,12 +84,14 @@ async def serve(config: Config) -> None:
         server.add_insecure_port(config.listen)
     except RuntimeError as exc:
         raise StartupError(f"cannot listen on {config.listen}: {exc}", 2) from None
+    stop_metrics = serve_metrics(config.metrics_listen) if config.metrics_listen else None
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     logs.info(
         "started",
         listen=config.listen,
+        metrics=config.metrics_listen,
         chain=f"eip155:{config.chain_id}",
         node=rpc.current_url,
         tokens=list(config.tokens),
@@ -107,6 +111,8 @@ async def serve(config: Config) -> None:
     await servicer.pending.stop()
     await heads.stop()
     await rpc.close()
+    if stop_metrics is not None:
+        stop_metrics()
     logs.info("stopped")
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from adapters.evm import logs
+from adapters.evm import logs, metrics
 
 # Full blocks with thousands of transactions are several MB of JSON.
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024
@@ -111,6 +111,7 @@ class RpcClient:
                 )
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
                 logs.warning("node_connect_failed", url=url, error=str(exc))
+                metrics.CONNECT_FAILURES.inc()
                 self._url_index = (self._url_index + 1) % len(self.urls)
                 failures_in_row += 1
                 # Back off only after a full round of URLs has failed.
@@ -123,6 +124,8 @@ class RpcClient:
             self._ws = ws
             self.current_url = url
             logs.info("node_connected", url=url)
+            metrics.CONNECTS.inc()
+            metrics.NODE_UP.set(1)
             reader = asyncio.create_task(self._read(ws), name="rpc-reader")
             self._connected.set()
             for connected_hook in self._connected_hooks:
@@ -132,6 +135,7 @@ class RpcClient:
                 await reader
             finally:
                 self._connected.clear()
+                metrics.NODE_UP.set(0)
                 self._ws = None
                 for future in self._pending.values():
                     if not future.done():
@@ -139,6 +143,7 @@ class RpcClient:
                 self._pending.clear()
             if not self._closing:
                 logs.warning("node_disconnected", url=url)
+                metrics.DISCONNECTS.inc()
                 # Fail over to the next URL; the dropped one is tried again later.
                 self._url_index = (self._url_index + 1) % len(self.urls)
 

@@ -15,6 +15,7 @@ import time
 
 import grpc
 
+from core import metrics
 from core.chain.apply import ChainApplier, CursorMismatchError
 from kassa.chain.v1 import adapter_pb2 as chain_pb
 from kassa.chain.v1 import adapter_pb2_grpc as chain_grpc
@@ -40,6 +41,7 @@ class ChainFollower:
         self.expiry_interval_s = min(30.0, pending_ttl_s / 10)
         self._next_expiry = 0.0
         self.head_height: int | None = None
+        self.applied_height: int | None = None
         # Set once the first message of a stream arrives: the chain is being followed.
         self.following = asyncio.Event()
 
@@ -67,22 +69,30 @@ class ChainFollower:
             except Exception:
                 log.exception("block stream failed", extra={"chain": self.applier.chain})
             self.following.clear()
+            metrics.CHAIN_STREAMING.labels(self.applier.chain).set(0)
+            metrics.CHAIN_STREAM_ENDS.labels(self.applier.chain).inc()
             await asyncio.sleep(self.backoff_s)
 
     async def _stream_once(self) -> None:
         cursor, locator = await self.applier.cursor()
+        if cursor is not None:
+            self.applied_height = cursor.height
         request = chain_pb.StreamBlocksRequest(
             from_cursor=cursor, locator=locator, include_pending=self.include_pending
         )
         async with grpc.aio.insecure_channel(self.target) as channel:
             stub = chain_grpc.ChainAdapterServiceStub(channel)
             async for response in stub.StreamBlocks(request):
+                if not self.following.is_set():
+                    metrics.CHAIN_STREAMING.labels(self.applier.chain).set(1)
                 self.following.set()
                 event = response.event
                 kind = event.WhichOneof("event")
                 if kind == "block":
                     written = await self.applier.apply_block(event.block)
                     self.head_height = max(self.head_height or 0, event.block.height)
+                    self.applied_height = event.block.height
+                    metrics.CHAIN_BLOCKS.labels(self.applier.chain).inc()
                     log.info(
                         "block applied",
                         extra={
@@ -95,10 +105,13 @@ class ChainFollower:
                 elif kind == "undo":
                     await self.applier.apply_undo(event.undo)
                     self.head_height = event.undo.to_cursor.height
+                    self.applied_height = event.undo.to_cursor.height
+                    metrics.CHAIN_REORGS.labels(self.applier.chain).inc()
                 elif kind == "head":
                     self.head_height = event.head.head.height
                 elif kind == "pending":
                     await self.applier.apply_pending(event.pending)
+                metrics.chain_followed(self.applier.chain, self.applied_height, self.head_height)
                 if time.monotonic() >= self._next_expiry:
                     # Also without include_pending: sightings recorded before
                     # zero-conf was switched off must still expire.

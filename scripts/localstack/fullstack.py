@@ -85,6 +85,9 @@ class LocalStack:
         self.processes: dict[str, ManagedProcess] = {}
         self.chains: list[ChainStack] = []
         self._owns_postgres = self.postgres is None
+        # GET /metrics of each process, by process name (signer, evm-<chain id>; the core's
+        # is in core_setup()).
+        self.metrics_ports: dict[str, int] = {}
 
     def _record_pid(self, pid: int) -> None:
         """Remembers a child so that a later run can clean up after a crash."""
@@ -220,6 +223,7 @@ action = "allow"
             self.run_dir / "signer.toml",
             {
                 "server": {"listen": f"127.0.0.1:{self.signer_port}"},
+                "metrics": {"listen": f"127.0.0.1:{self._metrics_port('signer')}"},
                 "hsm": {
                     "module": str(self.hsm.module),
                     "token_label": self.hsm.label,
@@ -268,6 +272,11 @@ action = "allow"
         )
         return grpc.secure_channel(f"localhost:{self.signer_port}", credentials)
 
+    def _metrics_port(self, name: str) -> int:
+        if name not in self.metrics_ports:
+            self.metrics_ports[name] = free_port()
+        return self.metrics_ports[name]
+
     # -- processes ----------------------------------------------------------
     def _start(self, name: str, process: ManagedProcess) -> ManagedProcess:
         self.processes[name] = process.start()
@@ -294,6 +303,7 @@ action = "allow"
             self.run_dir / f"evm-{chain.chain_id}.toml",
             {
                 "server": {"listen": f"127.0.0.1:{chain.adapter_port}"},
+                "metrics": {"listen": f"127.0.0.1:{self._metrics_port(f'evm-{chain.chain_id}')}"},
                 "chain": {
                     "chain_id": chain.chain_id,
                     "node_urls": [chain.anvil.ws_url],

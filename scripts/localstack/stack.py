@@ -84,10 +84,14 @@ class CoreSetup:
     chain_extra: dict[str, object] | None = None
     # Extra environment of the core process (e.g. KASSA_FAULT in tests).
     env: dict[str, str] | None = None
+    # GET /metrics of the core (Prometheus).
+    metrics_port: int = 0
 
     def __post_init__(self) -> None:
         if not self.port:
             self.port = free_port()
+        if not self.metrics_port:
+            self.metrics_port = free_port()
 
     @property
     def target(self) -> str:
@@ -107,6 +111,7 @@ class CoreSetup:
                     "late_payment_window_s": self.late_payment_window_s,
                 },
                 "auth": {"key_cache_s": 0.2},
+                "metrics": {"listen": f"127.0.0.1:{self.metrics_port}", "interval_s": 0.5},
                 "chains": [{**c, **(self.chain_extra or {})} for c in self.chains],
                 "assets": self.assets,
                 "rates": {"fixed": self.fixed_rates},

@@ -22,6 +22,7 @@ from signer.policy.load import load_policy, reload_policy
 from signer.state import store
 from signer.state.store import StoreThread
 from signer.tls.server import Tls13Only, server_credentials
+from telemetry.metrics import RpcMetrics, serve_metrics
 
 log = logging.getLogger("signer.server")
 
@@ -58,7 +59,9 @@ async def _serve(
     pipeline: SignPipeline,
     policy: PolicyHolder,
 ) -> None:
-    interceptors = [] if config.tls is None else [Tls13Only({SIGN_METHOD})]
+    interceptors: list[grpc.aio.ServerInterceptor] = [RpcMetrics()]
+    if config.tls is not None:
+        interceptors.append(Tls13Only({SIGN_METHOD}))
     server = grpc.aio.server(interceptors=interceptors)
     signer_pb2_grpc.add_SignerServiceServicer_to_server(
         SignerServicer(thread, session, xpub, pipeline), server
@@ -83,6 +86,7 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload_policy, config, policy)
+    stop_metrics = serve_metrics(config.metrics_listen) if config.metrics_listen else None
     await server.start()
     for service in ("", SERVICE_NAME):
         await health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -90,6 +94,7 @@ async def _serve(
         "serving",
         extra={
             "listen": config.server.listen,
+            "metrics": config.metrics_listen,
             "hd_account": xpub is not None,
             "callers": len(config.callers),
             "tls": config.tls is not None,
@@ -100,4 +105,6 @@ async def _serve(
     log.info("stopping", extra={"grace_s": config.server.grace_s})
     await health.enter_graceful_shutdown()
     await server.stop(config.server.grace_s)
+    if stop_metrics is not None:
+        stop_metrics()
     log.info("stopped")

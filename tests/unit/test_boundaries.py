@@ -36,6 +36,22 @@ RULES = {
     # derivation): only the signer is kept free of web3.
     "adapters": {"core", "signer", "localstack", "asyncpg", "kassa.core", "kassa.signer"},
     "core": {"signer", "adapters", "localstack", "pkcs11"},
+    # Shared by all three, the signer included: the signer's rules and no process's code.
+    "telemetry": {
+        "core",
+        "signer",
+        "adapters",
+        "localstack",
+        "web3",
+        "asyncpg",
+        "aiohttp",
+        "httpx",
+        "requests",
+        "urllib3",
+        "websockets",
+        "urllib.request",
+        "http.client",
+    },
 }
 
 
