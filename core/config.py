@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from core import health as health_settings
 from core.chain.config import ChainConfig, ConfirmationTier
 from core.domain.assets import Asset, chain_of, is_chain_id
 from core.domain.money import AmountError, parse_decimal
@@ -54,6 +55,8 @@ class Config:
         default_factory=webhook_settings.WebhookSettings
     )
     events: event_settings.StreamSettings = field(default_factory=event_settings.StreamSettings)
+    # [health]: when the core reports NOT_SERVING and refuses invoices on a chain.
+    health: health_settings.HealthSettings = field(default_factory=health_settings.HealthSettings)
     # [metrics] listen: host:port of GET /metrics (Prometheus); None: no endpoint.
     metrics_listen: str | None = None
     # How often the backlog gauges are read from PostgreSQL.
@@ -170,6 +173,7 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
         key_cache_s=float(raw.get("auth", {}).get("key_cache_s", Config.key_cache_s)),
         webhooks=_table(webhook_settings.parse, raw, "webhooks"),
         events=_table(event_settings.parse, raw, "events"),
+        health=_table(health_settings.parse, raw, "health"),
         underpayment_tolerance_bps=int(invoices.get("underpayment_tolerance_bps", 0)),
         late_payment_window_s=int(
             invoices.get("late_payment_window_s", Config.late_payment_window_s)

@@ -26,6 +26,7 @@ class Code(enum.Enum):
     PERMISSION_DENIED = enum.auto()
     UNAUTHENTICATED = enum.auto()
     RESOURCE_EXHAUSTED = enum.auto()
+    UNAVAILABLE = enum.auto()
 
 
 class _Named(Protocol):
@@ -92,6 +93,11 @@ def exists(reason: str, message: str, **metadata: str) -> Refusal:
 
 def precondition(reason: str, message: str, **metadata: str) -> Refusal:
     return Refusal(Code.FAILED_PRECONDITION, reason, message, metadata=metadata)
+
+
+def unavailable(reason: str, message: str, **metadata: str) -> Refusal:
+    """Cannot be done now for a reason outside the request; the same request may succeed later."""
+    return Refusal(Code.UNAVAILABLE, reason, message, metadata=metadata)
 
 
 def denied(reason: str, message: str, **metadata: str) -> Refusal:

@@ -8,9 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
-from core import logs
 from core.config import ConfigError, load
 from core.store.migrate import MigrationError, migrate
+from telemetry import logs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("serve", help="run the core (default)")
     sub.add_parser("migrate", help="apply pending database migrations and exit")
     args = parser.parse_args(argv)
-    logs.setup()
+    logs.setup("kassa-core")
     try:
         config = load(args.config)
     except ConfigError as exc:

@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from core import expiry
+from core import health as core_health
 from core import metrics as core_metrics
 from core.api.auth import Authenticator
 from core.api.event_service import EventService
@@ -101,10 +102,35 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         follower = followers.get(chain)
         return follower.head_height if follower else None
 
+    def chain_views() -> dict[str, core_health.ChainView]:
+        return {
+            chain: core_health.ChainView(
+                streaming=f.following.is_set(),
+                since_event_s=f.since_event_s(),
+                lag_blocks=None
+                if f.head_height is None or f.applied_height is None
+                else f.head_height - f.applied_height,
+            )
+            for chain, f in followers.items()
+        }
+
+    def chain_problem(chain: str) -> str | None:
+        if not config.health.invoices_need_chain:
+            return None
+        return core_health.chain_problem(chain_views()[chain], config.health)
+
+    async def database_answers() -> bool:
+        try:
+            async with asyncio.timeout(config.health.interval_s + 2):
+                async with pool.acquire() as conn:
+                    return bool(await conn.fetchval("SELECT true"))
+        except Exception:  # any way the probe fails (refused, reset, timed out) is "no"
+            return False
+
     server = grpc.aio.server(interceptors=[RpcMetrics()])
     auth = Authenticator(pool, config.key_cache_s)
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
-        InvoiceService(invoicing, auth, head_of), server
+        InvoiceService(invoicing, auth, head_of, chain_problem), server
     )
     event_pb2_grpc.add_EventServiceServicer_to_server(
         EventService(pool, notifier, auth, config.events), server
@@ -158,10 +184,27 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     if port == 0:
         raise RuntimeError(f"cannot listen on {config.listen}")
     stop_metrics = serve_metrics(config.metrics_listen) if config.metrics_listen else None
+
+    async def publish(verdict: core_health.Verdict) -> None:
+        def status(ok: bool) -> int:
+            return int(
+                health_pb2.HealthCheckResponse.SERVING
+                if ok
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+
+        await health_servicer.set("", status(verdict.serving))
+        for name in SERVICES:
+            await health_servicer.set(name, status(verdict.database_ok))
+        for chain, problem in verdict.chains.items():
+            await health_servicer.set(core_health.CHAIN_PREFIX + chain, status(problem is None))
+
     await server.start()
-    for name in ("", *SERVICES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     tasks = [asyncio.create_task(f.run(), name=f"follow {chain}") for chain, f in followers.items()]
+    watcher = asyncio.create_task(
+        core_health.watch(config.health, database_answers, chain_views, publish), name="health"
+    )
+    tasks.append(watcher)
     tasks.append(
         asyncio.create_task(core_metrics.run(pool, config.metrics_interval_s), name="metrics")
     )
@@ -190,6 +233,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("core stopping")
+    watcher.cancel()  # NOT_SERVING stays until the end
     for name in ("", *SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace=5)

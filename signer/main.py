@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from signer import config as config_module
-from signer import keyring, logs
+from signer import keyring
 from signer.api.server import serve
 from signer.audit import chain as audit_chain
 from signer.audit import files as audit_files
@@ -30,6 +30,7 @@ from signer.hsm.token import HsmError, TokenSession
 from signer.policy.load import read_policy
 from signer.policy.model import PolicyError
 from signer.state.seed_file import SeedFileError
+from telemetry import logs
 
 EXIT_CONFIG = 2
 EXIT_HSM = 3
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_module.load(args.config)
     except ConfigError as exc:
         return _fail(EXIT_CONFIG, f"config: {exc}")
-    logs.setup(config.log_level)
+    logs.setup("kassa-signer", config.log_level)
     thread = HsmThread()
     try:
         return _dispatch(args, config, thread)

@@ -1,20 +1,33 @@
-"""RPC metrics for every gRPC method and the /metrics endpoint of a process.
+"""RPC metrics, the access log and request ids for every gRPC method; the /metrics endpoint.
 
 RED per method: `kassa_grpc_requests_total{service,method,code}` counts every
 call by its final status code and `kassa_grpc_request_duration_seconds
-{service,method}` observes its latency (a stream's until it ends). The
-interceptor measures; it never changes what a handler answers.
+{service,method}` observes its latency (a stream's until it ends). Each call
+also gets one access-log line (logger kassa.access: method, code, duration_ms,
+peer, request_id), and runs with its request id set (the caller's
+`x-request-id` when acceptable, else a new one), which RequestIdClient sends
+on with the calls it makes. The interceptor never changes what a handler answers.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 from prometheus_client import Counter, Histogram, start_http_server
+
+from telemetry.logs import (
+    METADATA_KEY,
+    REQUEST_ID,
+    accepted_request_id,
+    new_request_id,
+)
+
+access = logging.getLogger("kassa.access")
 
 REQUESTS = Counter(
     "kassa_grpc_requests",
@@ -64,6 +77,15 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         service, name = split_method(method)
         REQUESTS.labels(service, name, code.name).inc()
         DURATION.labels(service, name).observe(elapsed_s)
+        access.info(
+            "rpc",
+            extra={
+                "method": method,
+                "code": code.name,
+                "duration_ms": round(elapsed_s * 1000, 3),
+                "peer": context.peer(),
+            },
+        )
         for observe in self._observers:
             observe(method, context, code, elapsed_s)
 
@@ -81,6 +103,7 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         def unary_response(behaviour: Any) -> Any:
             async def wrapped(request: Any, context: Any) -> Any:
                 start = time.perf_counter()
+                REQUEST_ID.set(request_id_of(context))
                 try:
                     response = await behaviour(request, context)
                 except BaseException as exc:
@@ -98,6 +121,7 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             async def wrapped(request: Any, context: Any) -> AsyncIterator[Any]:
                 start = time.perf_counter()
+                REQUEST_ID.set(request_id_of(context))
                 try:
                     async for item in behaviour(request, context):
                         yield item
@@ -131,6 +155,39 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             handler.request_deserializer,
             handler.response_serializer,
         )
+
+
+def request_id_of(context: Any) -> str:
+    """The caller's x-request-id when acceptable, else a new one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == METADATA_KEY:
+            return accepted_request_id(value) or new_request_id()
+    return new_request_id()
+
+
+class RequestIdClient(
+    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Sends the current request id (or a new one) as x-request-id on every outgoing call."""
+
+    def _with_id(self, details: Any) -> Any:
+        metadata = [(k, v) for k, v in (details.metadata or ()) if k != METADATA_KEY]
+        request_id = REQUEST_ID.get() or new_request_id()
+        metadata.append((METADATA_KEY, request_id))
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
+        return await continuation(self._with_id(details), request)
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
+        return await continuation(self._with_id(details), request)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:

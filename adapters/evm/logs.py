@@ -1,18 +1,19 @@
-"""One JSON object per line on stderr, so log shippers need no parser."""
+"""The adapter's log calls: an event name and fields, written in the one schema of
+telemetry.logs (msg is the event name; kassa-evm's main sets the formatter up)."""
 
 from __future__ import annotations
 
-import json
-import sys
-import time
+import logging
 from typing import Any
+
+from telemetry.logs import safe_fields
+
+_log = logging.getLogger("kassa.evm")
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 
 
 def log(level: str, event: str, **fields: Any) -> None:
-    record = {"ts": round(time.time(), 3), "level": level, "logger": "kassa-evm", "event": event}
-    record.update(fields)
-    sys.stderr.write(json.dumps(record, default=str) + "\n")
-    sys.stderr.flush()
+    _log.log(_LEVELS.get(level, logging.ERROR), event, extra=safe_fields(fields))
 
 
 def info(event: str, **fields: Any) -> None:

@@ -25,6 +25,7 @@ from adapters.evm.rpc import NodeUnavailable, RpcClient, RpcError
 from adapters.evm.service import ChainAdapter
 from kassa.chain.v1 import adapter_pb2 as pb
 from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
+from telemetry.logs import setup as setup_logs
 from telemetry.metrics import RpcMetrics, serve_metrics
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ChainAdapterService"].full_name
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kassa-evm", description=__doc__)
     parser.add_argument("--config", required=True, type=Path, help="TOML configuration file")
     args = parser.parse_args(argv)
+    setup_logs("kassa-evm")
     try:
         config = load(args.config)
     except ConfigError as exc:

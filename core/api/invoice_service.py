@@ -11,6 +11,7 @@ from core.api import validate
 from core.api.auth import Authenticator, authorize
 from core.api.errors import invalid, rpc
 from core.domain.invoice_state import State
+from core.errors import unavailable
 from core.invoicing import Invoicing, fingerprint
 from core.render import invoices as render
 from kassa.core.v1 import invoice_pb2 as pb
@@ -28,12 +29,19 @@ def _invoice_name(name: str) -> tuple[str, str]:
 
 class InvoiceService(pb_grpc.InvoiceServiceServicer):
     def __init__(
-        self, invoicing: Invoicing, auth: Authenticator, head_of: Callable[[str], int | None]
+        self,
+        invoicing: Invoicing,
+        auth: Authenticator,
+        head_of: Callable[[str], int | None],
+        chain_problem: Callable[[str], str | None] = lambda chain: None,
     ) -> None:
         self.invoicing = invoicing
         self.auth = auth
         # The chain head each follower last saw, for payments' confirmation counts.
         self.head_of = head_of
+        # Why a chain is not followed now (None: it is): no invoice is taken on it then,
+        # since a payment to it would go unseen until its adapter is back.
+        self.chain_problem = chain_problem
 
     @rpc
     async def CreateInvoice(
@@ -44,6 +52,13 @@ class InvoiceService(pb_grpc.InvoiceServiceServicer):
         if spec is None:
             raise invalid(violations)
         authorize(principal, "invoices:write", spec.merchant_id)
+        problem = self.chain_problem(spec.asset.chain)
+        if problem is not None:
+            raise unavailable(
+                "CHAIN_UNAVAILABLE",
+                f"{spec.asset.chain} is not being followed ({problem}); no invoice was created",
+                chain=spec.asset.chain,
+            )
         row = await self.invoicing.create(
             spec, fingerprint(request.SerializeToString(deterministic=True))
         )

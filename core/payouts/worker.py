@@ -34,6 +34,8 @@ from core.payouts.config import PayoutsConfig
 from core.payouts.payouts import as_machine, candidates_of, lock, save
 from core.payouts.signer_client import SignerClient, SignerRefusal, body_digest, build_body
 from kassa.chain.v1 import adapter_pb2, adapter_pb2_grpc
+from telemetry.logs import REQUEST_ID, new_request_id
+from telemetry.metrics import RequestIdClient
 
 log = logging.getLogger("kassa.payouts")
 ACTIVE = ("created", "signing", "waiting_approval", "signed", "broadcast")
@@ -67,7 +69,9 @@ class PayoutWorker:
         self.signer = signer
         self.clock = clock
         self.adapters = {
-            c.id: adapter_pb2_grpc.ChainAdapterServiceStub(grpc.aio.insecure_channel(c.adapter))
+            c.id: adapter_pb2_grpc.ChainAdapterServiceStub(
+                grpc.aio.insecure_channel(c.adapter, interceptors=[RequestIdClient()])
+            )
             for c in config.chains
         }
         self.hot_address = ""
@@ -122,6 +126,8 @@ class PayoutWorker:
                 self.clock(),
             )
         for r in rows:
+            # One request id per step of a payout: its lines here, the signer's and the adapter's.
+            REQUEST_ID.set(new_request_id())
             try:
                 await getattr(self, f"_on_{r['state']}")(r["id"])
             except grpc.aio.AioRpcError as exc:

@@ -375,7 +375,10 @@ action = "allow"
         ).stdout.strip()
 
     def start_core(self) -> ManagedProcess:
-        return self._start("core", self.core_setup().process())
+        """Starts the core and waits until it follows every chain (health "" SERVING)."""
+        process = self._start("core", self.core_setup().process())
+        self.core_setup().wait_serving()
+        return process
 
     def start_all(self, signer: bool = True) -> None:
         self.start_infrastructure()

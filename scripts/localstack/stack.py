@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from core.clients import authed_channel
 from kassa.core.v1 import merchant_pb2, merchant_pb2_grpc
@@ -86,6 +88,8 @@ class CoreSetup:
     env: dict[str, str] | None = None
     # GET /metrics of the core (Prometheus).
     metrics_port: int = 0
+    # [health] (interval, staleness, invoices_need_chain).
+    health: dict[str, object] | None = None
 
     def __post_init__(self) -> None:
         if not self.port:
@@ -120,6 +124,7 @@ class CoreSetup:
                 **({"signer": self.signer} if self.signer else {}),
                 **({"payouts": self.payouts} if self.payouts else {}),
                 **({"sweeps": self.sweeps} if self.sweeps else {}),
+                **({"health": self.health} if self.health else {}),
             },
         )
 
@@ -157,6 +162,23 @@ class CoreSetup:
 
     def channel(self, token: str) -> grpc.Channel:
         return authed_channel(self.target, token)
+
+    def wait_serving(self, service: str = "", timeout_s: float = 60.0) -> None:
+        """Waits until the core's grpc.health.v1 reports `service` SERVING ("" the whole
+        core: the database answers and every chain is followed)."""
+        deadline = time.monotonic() + timeout_s
+        status = None
+        with grpc.insecure_channel(self.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                try:
+                    status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+                    if status.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.1)
+        raise TimeoutError(f"core health {service!r} not SERVING after {timeout_s}s: {status}")
 
     def process(self) -> ManagedProcess:
         config = self.write_config()
