@@ -39,7 +39,7 @@ from core.payouts.sweeps import Sweeper
 from core.payouts.worker import PayoutWorker
 from core.rates.config import build_router
 from core.store.db import create_pool
-from core.store.migrate import migrate
+from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
 from core.webhooks.endpoints import Endpoints
 from core.webhooks.worker import DeliveryWorker
 from kassa.core.v1 import (
@@ -73,10 +73,18 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None:
-    applied = await migrate(config.dsn)
-    if applied:
-        log.info("migrations applied", extra={"migrations": applied})
+async def serve(
+    config: Config, clock: Callable[[], datetime] = utc_now, apply_migrations: bool = False
+) -> None:
+    """Runs the core. The schema must be current: `kassa-core migrate` brings it there
+    (or apply_migrations, `serve --migrate`); a newer schema is refused either way."""
+    if apply_migrations:
+        applied = await migrate(config.dsn)
+        if applied:
+            log.info("migrations applied", extra={"migrations": applied})
+    refusal = refusal_to_serve(await schema_status(config.dsn))
+    if refusal is not None:
+        raise MigrationError(refusal)
     pool = await create_pool(config.dsn, config.pool_size)
     notifier = OutboxNotifier(config.dsn)
     await notifier.start()

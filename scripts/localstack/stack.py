@@ -184,7 +184,8 @@ class CoreSetup:
         config = self.write_config()
         return ManagedProcess(
             "core",
-            [console_script("kassa-core"), "--config", str(config), "serve"],
+            # --migrate: test databases start empty; production runs `migrate` on its own.
+            [console_script("kassa-core"), "--config", str(config), "serve", "--migrate"],
             self.run_dir / "core.log",
             port=self.port,
             env=dict(self.env or {}),
