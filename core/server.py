@@ -207,6 +207,9 @@ async def serve(
         for chain, problem in verdict.chains.items():
             await health_servicer.set(core_health.CHAIN_PREFIX + chain, status(problem is None))
 
+    # grpc's HealthServicer says SERVING for "" until told otherwise: not before the first verdict.
+    for name in ("", *SERVICES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
     tasks = [asyncio.create_task(f.run(), name=f"follow {chain}") for chain, f in followers.items()]
     watcher = asyncio.create_task(
