@@ -6,8 +6,9 @@ pointing down):
   api/                         the gRPC edge: parse, authorise, call, render
   render/                      domain rows to protobuf messages
   areas                        merchants, invoicing/lifecycle, chain, ledger,
-                               events, webhooks, rates, payouts — each its
-                               pure deciders, its store and its settings
+                               events, webhooks, rates, payouts, reconcile —
+                               each its pure deciders, its store and its
+                               settings
   errors.py, names.py, domain/ refusals, resource names, assets and money
   store/                       the connection pool and migrations
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from core.domain.money import AmountError, parse_decimal
 from core.events import settings as event_settings
 from core.payouts import config as payouts_config
 from core.rates.config import RatesConfig, RatesConfigError, parse_rates
+from core.reconcile import settings as reconcile_settings
 from core.webhooks import settings as webhook_settings
 
 T = TypeVar("T")
@@ -40,6 +42,8 @@ class Config:
     pool_size: int = 10
     default_ttl_s: int = 900
     max_ttl_s: int = 7 * 24 * 3600
+    # The largest fiat price an invoice may ask, in major units of its currency.
+    max_price: Decimal = Decimal(1_000_000_000)
     # Underpayment that still counts as paid, in basis points of the amount due.
     underpayment_tolerance_bps: int = 0
     # How long after expiry the deposit address is still watched (paid_late).
@@ -61,6 +65,10 @@ class Config:
     metrics_listen: str | None = None
     # How often the backlog gauges are read from PostgreSQL.
     metrics_interval_s: float = 5.0
+    # [reconcile]: scheduled reconciliation (core/reconcile).
+    reconcile: reconcile_settings.ReconcileSettings = field(
+        default_factory=reconcile_settings.ReconcileSettings
+    )
     extra: dict[str, Any] = field(default_factory=dict)
 
     def asset(self, asset_id: str) -> Asset | None:
@@ -126,6 +134,15 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
             or pending_ttl_s < 1
         ):
             raise ConfigError(f"{where}.pending_ttl_s must be a positive whole number of seconds")
+        finality_depth = item.get("finality_depth", 0)
+        if (
+            isinstance(finality_depth, bool)
+            or not isinstance(finality_depth, int)
+            or (finality_depth and finality_depth < confirmations)
+        ):
+            raise ConfigError(
+                f"{where}.finality_depth must be a whole number of blocks, at least confirmations"
+            )
         chains.append(
             ChainConfig(
                 chain_id,
@@ -133,6 +150,7 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
                 confirmations,
                 tuple(tiers),
                 pending_ttl_s,
+                finality_depth,
             )
         )
     if not chains:
@@ -169,11 +187,13 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
         pool_size=int(database.get("pool_size", Config.pool_size)),
         default_ttl_s=int(invoices.get("default_ttl_s", Config.default_ttl_s)),
         max_ttl_s=int(invoices.get("max_ttl_s", Config.max_ttl_s)),
+        max_price=_max_price(invoices.get("max_price", Config.max_price)),
         expiry_interval_s=float(invoices.get("expiry_interval_s", Config.expiry_interval_s)),
         key_cache_s=float(raw.get("auth", {}).get("key_cache_s", Config.key_cache_s)),
         webhooks=_table(webhook_settings.parse, raw, "webhooks"),
         events=_table(event_settings.parse, raw, "events"),
         health=_table(health_settings.parse, raw, "health"),
+        reconcile=_table(reconcile_settings.parse, raw, "reconcile"),
         underpayment_tolerance_bps=int(invoices.get("underpayment_tolerance_bps", 0)),
         late_payment_window_s=int(
             invoices.get("late_payment_window_s", Config.late_payment_window_s)
@@ -198,6 +218,14 @@ def _metrics(table: dict[str, Any]) -> dict[str, Any]:
     if isinstance(interval_s, bool) or not isinstance(interval_s, int | float) or interval_s <= 0:
         raise ConfigError(f"metrics.interval_s must be a positive number, got {interval_s!r}")
     return {"metrics_listen": listen, "metrics_interval_s": float(interval_s)}
+
+
+def _max_price(value: object) -> Decimal:
+    """invoices.max_price: a positive decimal (a string or a whole number)."""
+    try:
+        return parse_decimal(str(value))
+    except AmountError as exc:
+        raise ConfigError(f"invoices.max_price {exc}") from None
 
 
 def _table(parser: Callable[[dict[str, Any]], T], raw: dict[str, Any], name: str) -> T:

@@ -16,7 +16,16 @@ from core.merchants import Merchants
 from core.merchants.credentials import SCOPES
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate
-from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
+from kassa.core.v1 import (
+    event_pb2,
+    event_pb2_grpc,
+    exception_pb2,
+    exception_pb2_grpc,
+    invoice_pb2,
+    invoice_pb2_grpc,
+    reconciliation_pb2,
+    reconciliation_pb2_grpc,
+)
 
 
 def _print(message: object) -> None:
@@ -79,6 +88,26 @@ def main(argv: list[str] | None = None) -> int:
     led_sub = led.add_subparsers(dest="ledger_command", required=True)
     lc = led_sub.add_parser("check", help="verify the ledger's invariants; non-zero on violation")
     lc.add_argument("--dsn", required=True)
+    rec = sub.add_parser("reconcile", help="prove the ledger against a chain (reconcile:*)")
+    rec_sub = rec.add_subparsers(dest="reconcile_command", required=True)
+    rr = rec_sub.add_parser("run", help="reconcile a chain now; exit 2 on unexplained differences")
+    rr.add_argument("chain", help="CAIP-2 chain id, e.g. eip155:1")
+    rr.add_argument(
+        "--request-id", default="", help="repeat a run's answer instead of running again"
+    )
+    rg = rec_sub.add_parser("get", help="show one run with its differences")
+    rg.add_argument("name", help="reconciliations/{id}")
+    rl = rec_sub.add_parser("list", help="list runs, newest first")
+    rl.add_argument("--chain", default="")
+    exc = sub.add_parser("exceptions", help="what needs a person (exceptions:*)")
+    exc_sub = exc.add_subparsers(dest="exceptions_command", required=True)
+    el = exc_sub.add_parser("list", help="oldest first")
+    el.add_argument("--resolved", action="store_true", help="resolved ones, with their audit")
+    er = exc_sub.add_parser("resolve", help="resolve one, recording who, how and why")
+    er.add_argument("name", help="exceptions/{id}")
+    er.add_argument("--action", choices=("acknowledge", "rebaseline"), required=True)
+    er.add_argument("--reason", required=True)
+    er.add_argument("--request-id", default="")
     args = parser.parse_args(argv)
     if args.command == "ledger":
         return _ledger(args)
@@ -106,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
                     token = page.next_page_token
                     if not token:
                         break
+        elif args.command == "reconcile":
+            with authed_channel(args.target, args.token) as channel:
+                return _reconcile(reconciliation_pb2_grpc.ReconciliationServiceStub(channel), args)
+        elif args.command == "exceptions":
+            with authed_channel(args.target, args.token) as channel:
+                _exceptions(exception_pb2_grpc.ExceptionServiceStub(channel), args)
         elif args.command == "events":
             try:
                 asyncio.run(_events(args.target, args.parent, args.after, args.follow, args.token))
@@ -119,6 +154,62 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kassactl: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _reconcile(
+    stub: reconciliation_pb2_grpc.ReconciliationServiceStub, args: argparse.Namespace
+) -> int:
+    if args.reconcile_command == "run":
+        run = stub.RunReconciliation(
+            reconciliation_pb2.RunReconciliationRequest(
+                chain=args.chain, request_id=args.request_id
+            ),
+            timeout=600,
+        ).reconciliation
+        _print(run)
+        return 2 if run.unexplained_count else 0
+    if args.reconcile_command == "get":
+        request = reconciliation_pb2.GetReconciliationRequest(name=args.name)
+        _print(stub.GetReconciliation(request).reconciliation)
+        return 0
+    token = ""
+    while True:
+        page = stub.ListReconciliations(
+            reconciliation_pb2.ListReconciliationsRequest(chain=args.chain, page_token=token)
+        )
+        for run in page.reconciliations:
+            _print(run)
+        token = page.next_page_token
+        if not token:
+            return 0
+
+
+def _exceptions(stub: exception_pb2_grpc.ExceptionServiceStub, args: argparse.Namespace) -> None:
+    if args.exceptions_command == "resolve":
+        action = {
+            "acknowledge": exception_pb2.RESOLVE_ACTION_ACKNOWLEDGE,
+            "rebaseline": exception_pb2.RESOLVE_ACTION_REBASELINE,
+        }[args.action]
+        request = exception_pb2.ResolveExceptionRequest(
+            name=args.name, action=action, reason=args.reason, request_id=args.request_id
+        )
+        _print(stub.ResolveException(request).exception)
+        return
+    state = (
+        exception_pb2.EXCEPTION_STATE_RESOLVED
+        if args.resolved
+        else exception_pb2.EXCEPTION_STATE_OPEN
+    )
+    token = ""
+    while True:
+        page = stub.ListExceptions(
+            exception_pb2.ListExceptionsRequest(state=state, page_token=token)
+        )
+        for entry in page.exceptions:
+            _print(entry)
+        token = page.next_page_token
+        if not token:
+            return
 
 
 def _ledger(args: argparse.Namespace) -> int:

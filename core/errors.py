@@ -26,6 +26,7 @@ class Code(enum.Enum):
     PERMISSION_DENIED = enum.auto()
     UNAUTHENTICATED = enum.auto()
     RESOURCE_EXHAUSTED = enum.auto()
+    # A dependency (an adapter, the signer) did not answer; retrying later may work.
     UNAVAILABLE = enum.auto()
 
 

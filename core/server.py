@@ -9,19 +9,21 @@ import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from core import expiry
 from core import health as core_health
 from core import metrics as core_metrics
 from core.api.auth import Authenticator
 from core.api.event_service import EventService
+from core.api.exception_service import ExceptionService
 from core.api.invoice_service import InvoiceService
 from core.api.ledger_service import LedgerService
 from core.api.merchant_service import MerchantService
 from core.api.payout_service import PayoutService, SweepService
+from core.api.reconciliation_service import ReconciliationService
 from core.api.webhook_service import WebhookService
 from core.chain.apply import ChainApplier
 from core.chain.follower import ChainFollower
@@ -29,33 +31,41 @@ from core.chain.hd import DepositAddresses
 from core.chain.index import ActiveInvoiceIndex
 from core.config import Config
 from core.events.stream import OutboxNotifier
-from core.invoicing import Invoicing
+from core.invoices import clock as invoice_clock
+from core.invoices.invoicing import Invoicing
 from core.ledger import expiry as ledger_expiry
 from core.ledger.batcher import Poster
 from core.merchants import Merchants
+from core.payouts.destinations import policy_of as destination_policy
 from core.payouts.payouts import Payouts
 from core.payouts.signer_client import SignerClient
 from core.payouts.sweeps import Sweeper
 from core.payouts.worker import PayoutWorker
 from core.rates.config import build_router
+from core.reconcile.runner import Reconciler
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
 from core.webhooks.endpoints import Endpoints
 from core.webhooks.worker import DeliveryWorker
+from kassa.chain.v1 import adapter_pb2_grpc
 from kassa.core.v1 import (
     event_pb2,
     event_pb2_grpc,
+    exception_pb2,
+    exception_pb2_grpc,
     invoice_pb2,
     invoice_pb2_grpc,
     merchant_pb2,
     merchant_pb2_grpc,
     payout_pb2,
     payout_pb2_grpc,
+    reconciliation_pb2,
+    reconciliation_pb2_grpc,
     webhook_pb2,
     webhook_pb2_grpc,
 )
 from kassa.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from telemetry.metrics import RpcMetrics, serve_metrics
+from telemetry.metrics import RequestIdClient, RpcMetrics, serve_metrics
 
 log = logging.getLogger("kassa.core")
 SERVICES = (
@@ -66,11 +76,48 @@ SERVICES = (
     payout_pb2.DESCRIPTOR.services_by_name["PayoutService"].full_name,
     payout_pb2.DESCRIPTOR.services_by_name["SweepService"].full_name,
     webhook_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
+    reconciliation_pb2.DESCRIPTOR.services_by_name["ReconciliationService"].full_name,
+    exception_pb2.DESCRIPTOR.services_by_name["ExceptionService"].full_name,
 )
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _reconciler(
+    pool: asyncpg.Pool,
+    config: Config,
+    signer: SignerClient | None,
+    clock: Callable[[], datetime],
+) -> Reconciler:
+    """Reconciliation of every chain; the hot key and treasuries are compared
+    when payouts and sweeps are configured."""
+    hot: list[str] = []
+
+    async def hot_address() -> str | None:
+        if signer is None or config.payouts is None:
+            return None
+        if not hot:  # the signer names it once; it never changes for a key id
+            hot.append(await signer.address_of(config.payouts.hot_key_id))
+        return hot[0]
+
+    sweeps = config.payouts.sweeps if config.payouts is not None else None
+    adapters = {
+        c.id: adapter_pb2_grpc.ChainAdapterServiceStub(
+            grpc.aio.insecure_channel(c.adapter, interceptors=[RequestIdClient()])
+        )
+        for c in config.chains
+    }
+    return Reconciler(
+        pool,
+        config,
+        config.reconcile,
+        adapters,
+        hot_address,
+        dict(sweeps.treasury) if sweeps is not None else {},
+        clock,
+    )
 
 
 async def serve(
@@ -138,7 +185,7 @@ async def serve(
     server = grpc.aio.server(interceptors=[RpcMetrics()])
     auth = Authenticator(pool, config.key_cache_s)
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
-        InvoiceService(invoicing, auth, head_of, chain_problem), server
+        InvoiceService(invoicing, config, auth, head_of, chain_problem), server
     )
     event_pb2_grpc.add_EventServiceServicer_to_server(
         EventService(pool, notifier, auth, config.events), server
@@ -169,7 +216,17 @@ async def serve(
         signer = SignerClient(config.payouts.signer)
         payout_worker = PayoutWorker(pool, config, config.payouts, signer, clock)
         payout_pb2_grpc.add_PayoutServiceServicer_to_server(
-            PayoutService(Payouts(pool, config.payouts.hot_key_id), config, auth, clock), server
+            PayoutService(
+                Payouts(
+                    pool,
+                    config.payouts.hot_key_id,
+                    destination_policy(config.payouts, config.assets),
+                ),
+                config,
+                auth,
+                clock,
+            ),
+            server,
         )
         # Sweeps only with [sweeps] enabled; the payout worker sends what they plan.
         if config.payouts.sweeps is not None:
@@ -183,6 +240,13 @@ async def serve(
                 payout_worker.adapters,
             )
             payout_pb2_grpc.add_SweepServiceServicer_to_server(SweepService(sweeper, auth), server)
+    reconciler = _reconciler(pool, config, signer, clock)
+    reconciliation_pb2_grpc.add_ReconciliationServiceServicer_to_server(
+        ReconciliationService(reconciler, pool, auth), server
+    )
+    exception_pb2_grpc.add_ExceptionServiceServicer_to_server(
+        ExceptionService(pool, auth, clock), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -219,7 +283,7 @@ async def serve(
     tasks.append(
         asyncio.create_task(core_metrics.run(pool, config.metrics_interval_s), name="metrics")
     )
-    tasks.append(asyncio.create_task(expiry.run(pool, index, clock, config.expiry_interval_s)))
+    tasks.append(asyncio.create_task(invoice_clock.run(pool, clock, config.expiry_interval_s)))
     tasks.append(asyncio.create_task(ledger_expiry.run(pool, clock, config.expiry_interval_s)))
     # Webhook deliveries: created from the outbox, sent, retried (core.webhooks.worker).
     tasks.append(
@@ -229,6 +293,7 @@ async def serve(
         tasks.append(asyncio.create_task(payout_worker.run(), name="payouts"))
     if sweeper is not None:
         tasks.append(asyncio.create_task(sweeper.run(), name="sweeps"))
+    tasks.append(asyncio.create_task(reconciler.run(), name="reconcile"))
     log.info(
         "core serving",
         extra={

@@ -7,6 +7,7 @@ from a file or an environment variable named here.
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,16 @@ class HsmConfig:
 
     def read_pin(self) -> str:
         if self.pin_file is not None:
+            try:
+                mode = self.pin_file.stat().st_mode
+            except OSError as exc:
+                raise ConfigError(f"hsm.pin_file {self.pin_file}: {exc.strerror}") from None
+            if mode & 0o077:
+                # Anyone else on the host who can read the PIN can use every key in the token.
+                raise ConfigError(
+                    f"hsm.pin_file {self.pin_file} is readable by group or others "
+                    f"(mode {stat.S_IMODE(mode):04o}); chmod 600 it"
+                )
             try:
                 pin = self.pin_file.read_text().strip()
             except OSError as exc:

@@ -4,7 +4,9 @@ Two round trips per block: the block with full transactions, then one batch
 with the tracked tokens' Transfer logs (eth_getLogs by block hash, so the
 logs are those of exactly this block even mid-reorg) and the receipts of the
 value-bearing transactions only (eth_getBlockReceipts would fetch all of
-them and is not offered everywhere).
+them and is not offered everywhere). With call tracing on for the chain, the
+same batch carries the block's traces (by hash), for the native value that
+moves inside contract calls; with it off nothing is asked for or parsed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ from adapters.evm.normalise import (
     value_bearing,
 )
 from adapters.evm.rpc import RpcClient, RpcError
+from adapters.evm.traces import (
+    TraceMethod,
+    TraceMismatch,
+    call_tracer_transfers,
+    trace_block_transfers,
+    trace_request,
+)
 from kassa.chain.v1 import adapter_pb2 as pb
 
 
@@ -63,9 +72,16 @@ def transfer_proto(t: Transfer) -> pb.Transfer:
 
 
 class BlockFetcher:
-    def __init__(self, rpc: RpcClient, chain_id: int, tokens: Sequence[str]) -> None:
+    def __init__(
+        self,
+        rpc: RpcClient,
+        chain_id: int,
+        tokens: Sequence[str],
+        trace: TraceMethod = TraceMethod.OFF,
+    ) -> None:
         self.rpc = rpc
         self.chain_id = chain_id
+        self.trace = trace
         self.tokens = list(tokens)
         self._token_set = frozenset(self.tokens)
         # Concurrent streams asking for the same height at once share one fetch.
@@ -128,6 +144,9 @@ class BlockFetcher:
                     [{"blockHash": block_hash, "address": self.tokens, "topics": [TRANSFER_TOPIC]}],
                 )
             )
+        transactions = block.get("transactions") or []
+        if self.trace is not TraceMethod.OFF and transactions:
+            calls.append(trace_request(self.trace, block_hash, quantity(block["number"])))
         calls.extend(("eth_getTransactionReceipt", [tx["hash"]]) for tx in value_txs)
         answers = await self.rpc.batch(calls)
         logs: list[dict[str, Any]] = []
@@ -137,6 +156,9 @@ class BlockFetcher:
                 # Nodes answer getLogs for a hash they no longer have with an error.
                 raise BlockGone(str(first))
             logs = list(first or [])
+        internal: list[tuple[int, Transfer]] = []
+        if self.trace is not TraceMethod.OFF and transactions:
+            internal = self._internal(block_hash, transactions, answers.pop(0))
         receipts: dict[str, dict[str, Any]] = {}
         for tx, receipt in zip(value_txs, answers, strict=True):
             if isinstance(receipt, RpcError) or receipt is None:
@@ -149,6 +171,22 @@ class BlockFetcher:
             parent_hash=str(block["parentHash"]).lower(),
             timestamp_s=quantity(block["timestamp"]),
             transfers=block_transfers(
-                self.chain_id, block.get("transactions") or [], logs, receipts, self._token_set
+                self.chain_id, transactions, logs, receipts, self._token_set, internal
             ),
         )
+
+    def _internal(
+        self, block_hash: str, transactions: list[Any], answer: Any
+    ) -> list[tuple[int, Transfer]]:
+        if isinstance(answer, RpcError):
+            # Tracing was configured for this chain: a node that cannot trace
+            # this block (pruned state, method off) must not let its internal
+            # transfers pass unseen, so the block is retried, not sent.
+            raise BlockGone(f"no trace of block {block_hash}: {answer}")
+        hashes = [str(tx.get("hash", "")).lower() for tx in transactions]
+        try:
+            if self.trace is TraceMethod.CALL_TRACER:
+                return call_tracer_transfers(self.chain_id, hashes, answer)
+            return trace_block_transfers(self.chain_id, block_hash, hashes, answer)
+        except TraceMismatch as exc:
+            raise BlockGone(f"trace of block {block_hash} does not match it: {exc}") from None

@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapters.evm.traces import TraceMethod
+
 DEFAULT_LISTEN = "127.0.0.1:50071"
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
 DEFAULT_POLL_INTERVAL_S = 1.0
 DEFAULT_REORG_WINDOW_BLOCKS = 256
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
 
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _KNOWN = {
     "server": {"listen"},
     "metrics": {"listen"},
@@ -30,6 +32,7 @@ _KNOWN = {
         "poll_interval_s",
         "reorg_window_blocks",
         "request_timeout_s",
+        "internal_transfers",
     },
 }
 
@@ -50,6 +53,8 @@ class Config:
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     # [metrics] listen: host:port of GET /metrics (Prometheus); None: no endpoint.
     metrics_listen: str | None = None
+    # Native value moved inside contract calls, from the node's call traces.
+    internal_transfers: TraceMethod = TraceMethod.OFF
 
 
 def _positive_number(table: dict[str, Any], key: str, default: float) -> float:
@@ -94,7 +99,7 @@ def parse(data: dict[str, Any]) -> Config:
     if not isinstance(tokens, list):
         raise ConfigError("chain.tokens must be a list of ERC-20 contract addresses")
     for token in tokens:
-        if not isinstance(token, str) or not _ADDRESS.match(token):
+        if not isinstance(token, str) or not _ADDRESS.fullmatch(token):
             raise ConfigError(f"chain.tokens entries must be 0x + 40 hex digits, got {token!r}")
     lowered = tuple(dict.fromkeys(t.lower() for t in tokens))
 
@@ -107,6 +112,13 @@ def parse(data: dict[str, Any]) -> Config:
         not isinstance(metrics_listen, str) or ":" not in metrics_listen
     ):
         raise ConfigError(f"metrics.listen must be 'host:port', got {metrics_listen!r}")
+    trace_name = chain.get("internal_transfers", TraceMethod.OFF.value)
+    known_methods = [m.value for m in TraceMethod]
+    if trace_name not in known_methods:
+        raise ConfigError(
+            f"chain.internal_transfers must be one of {', '.join(known_methods)}, "
+            f"got {trace_name!r}"
+        )
 
     return Config(
         listen=listen,
@@ -120,6 +132,7 @@ def parse(data: dict[str, Any]) -> Config:
         poll_interval_s=_positive_number(chain, "poll_interval_s", DEFAULT_POLL_INTERVAL_S),
         reorg_window_blocks=window,
         request_timeout_s=_positive_number(chain, "request_timeout_s", DEFAULT_REQUEST_TIMEOUT_S),
+        internal_transfers=TraceMethod(trace_name),
     )
 
 

@@ -29,11 +29,9 @@ class HeadTracker:
         self.poll_interval_s = poll_interval_s
         self.head: Cursor | None = None
         self._changed = asyncio.Event()
-        self._subscription: str | None = None
         self._poller: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.rpc.add_notification_handler(self._notified)
         self.rpc.add_connected_hook(self._subscribe)
         await self._subscribe()
         await self._poll_once()
@@ -63,10 +61,11 @@ class HeadTracker:
         fired.set()
 
     async def _subscribe(self) -> None:
-        self._subscription = None
         try:
-            self._subscription = str(await self.rpc.call("eth_subscribe", "newHeads"))
+            await self.rpc.subscribe("newHeads", self._notified)
             logs.info("heads_subscribed", url=self.rpc.current_url)
+        except NodeUnavailable as exc:
+            logs.warning("heads_subscribe_failed", error=str(exc))
         except RpcError as exc:
             logs.warning(
                 "heads_subscription_unavailable",
@@ -78,8 +77,8 @@ class HeadTracker:
         with contextlib.suppress(NodeUnavailable, RpcError):
             await self._poll_once()
 
-    def _notified(self, subscription: str, result: Any) -> None:
-        if subscription != self._subscription or not isinstance(result, dict):
+    def _notified(self, result: Any) -> None:
+        if not isinstance(result, dict):
             return
         try:
             self._update(Cursor(quantity(result.get("number")), str(result["hash"]).lower()))

@@ -23,6 +23,7 @@ from adapters.evm.heads import HeadTracker
 from adapters.evm.normalise import quantity
 from adapters.evm.rpc import NodeUnavailable, RpcClient, RpcError
 from adapters.evm.service import ChainAdapter
+from adapters.evm.traces import TraceMethod, trace_request
 from kassa.chain.v1 import adapter_pb2 as pb
 from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
 from telemetry.logs import setup as setup_logs
@@ -31,6 +32,7 @@ from telemetry.metrics import RpcMetrics, serve_metrics
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ChainAdapterService"].full_name
 SHUTDOWN_GRACE_S = 5.0
 STARTUP_CONNECT_TIMEOUT_S = 30.0
+NODE_HEALTH_INTERVAL_S = 0.5
 
 
 class StartupError(Exception):
@@ -60,7 +62,9 @@ async def serve(config: Config) -> None:
 
     heads = HeadTracker(rpc, config.poll_interval_s)
     await heads.start()
-    fetcher = BlockFetcher(rpc, config.chain_id, config.tokens)
+    fetcher = BlockFetcher(rpc, config.chain_id, config.tokens, config.internal_transfers)
+    if config.internal_transfers is not TraceMethod.OFF:
+        await _check_tracing(rpc, config, heads)
 
     server = grpc.aio.server(
         interceptors=[RpcMetrics()],
@@ -99,12 +103,14 @@ async def serve(config: Config) -> None:
         head=heads.head.height if heads.head else None,
     )
 
+    node_health = asyncio.create_task(_report_node_health(rpc, health_servicer))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     logs.info("stopping", grace_s=SHUTDOWN_GRACE_S)
+    node_health.cancel()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     servicer.stopping.set()
@@ -115,6 +121,47 @@ async def serve(config: Config) -> None:
     if stop_metrics is not None:
         stop_metrics()
     logs.info("stopped")
+
+
+async def _report_node_health(rpc: RpcClient, health_servicer: health.aio.HealthServicer) -> None:
+    """The service is NOT_SERVING while no node is connected (failing over,
+    or backing off with every URL down), so a load balancer or the core's
+    health check sees it; streams wait meanwhile and resume without a gap."""
+    serving = True
+    while True:
+        await asyncio.sleep(NODE_HEALTH_INTERVAL_S)
+        if rpc.connected == serving:
+            continue
+        serving = rpc.connected
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, status)
+        if serving:
+            logs.info("node_reachable", url=rpc.current_url)
+        else:
+            logs.warning("no_node_reachable", urls=rpc.urls)
+
+
+async def _check_tracing(rpc: RpcClient, config: Config, heads: HeadTracker) -> None:
+    """Refuses to start when the node cannot give the configured traces: an
+    adapter that silently missed internal transfers would be worse."""
+    head = heads.head
+    assert head is not None
+    method, params = trace_request(config.internal_transfers, head.hash, head.height)
+    try:
+        await rpc.call(method, *params)
+    except (RpcError, NodeUnavailable) as exc:
+        await heads.stop()
+        await rpc.close()
+        raise StartupError(
+            f"chain.internal_transfers = {config.internal_transfers.value!r}, but the node at "
+            f"{rpc.current_url} cannot answer {method}: {exc}",
+            2,
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,7 +96,7 @@ class PendingWatcher:
         self._queued: deque[str] = deque(maxlen=QUEUED_HASHES_MAX)
         self._wake = asyncio.Event()
         self._subscribers: set[PendingSubscriber] = set()
-        self._subscription: str | None = None
+        self._subscribed = False
         self._tasks: list[asyncio.Task[None]] = []
         self._start_lock = asyncio.Lock()
         self._started = False
@@ -106,7 +106,6 @@ class PendingWatcher:
             if self._started:
                 return
             self._started = True
-            self.rpc.add_notification_handler(self._notified)
             self.rpc.add_connected_hook(self._subscribe)
             await self._subscribe()
             self._tasks = [
@@ -130,10 +129,13 @@ class PendingWatcher:
         self._subscribers.discard(subscriber)
 
     async def _subscribe(self) -> None:
-        self._subscription = None
+        self._subscribed = False
         try:
-            self._subscription = str(await self.rpc.call("eth_subscribe", "newPendingTransactions"))
+            await self.rpc.subscribe("newPendingTransactions", self._notified)
+            self._subscribed = True
             logs.info("pending_subscribed", url=self.rpc.current_url)
+        except NodeUnavailable as exc:
+            logs.warning("pending_subscribe_failed", error=str(exc))
         except RpcError as exc:
             logs.warning(
                 "pending_subscription_unavailable",
@@ -145,9 +147,7 @@ class PendingWatcher:
         with contextlib.suppress(NodeUnavailable, RpcError):
             await self._poll_once()
 
-    def _notified(self, subscription: str, result: Any) -> None:
-        if subscription != self._subscription or self._subscription is None:
-            return
+    def _notified(self, result: Any) -> None:
         if not isinstance(result, str):
             return
         tx_hash = result.lower()
@@ -179,7 +179,7 @@ class PendingWatcher:
     async def _poll_forever(self) -> None:
         while True:
             await asyncio.sleep(self.poll_interval_s)
-            if self._subscription is not None:
+            if self._subscribed:
                 continue
             try:
                 await self._poll_once()

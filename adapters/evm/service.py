@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 import grpc
 from Crypto.Hash import keccak
 
-from adapters.evm import logs, validate
+from adapters.evm import balances, erc20, logs, validate
 from adapters.evm.ancestry import Cursor
-from adapters.evm.blocks import BlockFetcher
+from adapters.evm.blocks import BlockFetcher, transfer_proto
 from adapters.evm.config import Config
 from adapters.evm.errors import ServiceError, invalid_argument
 from adapters.evm.heads import HeadTracker
@@ -33,7 +33,6 @@ _ALREADY_KNOWN = (
     "already exists",
     "known transaction",
 )
-_BALANCE_OF = "0x70a08231"
 
 
 def _cursor(message: pb.BlockCursor, field: str) -> Cursor:
@@ -217,7 +216,7 @@ class ChainAdapter(pb_grpc.ChainAdapterServiceServicer):
             contract = validate.token(
                 "asset", request.asset, self.config.chain_id, self.config.tokens
             )
-            data = _BALANCE_OF + address[2:].rjust(64, "0")
+            data = erc20.balance_of_calldata(address)
             answer = await self.rpc.call("eth_call", {"to": contract, "data": data}, "latest")
             return pb.GetTokenBalanceResponse(balance=str(int(answer, 16) if answer != "0x" else 0))
 
@@ -277,9 +276,60 @@ class ChainAdapter(pb_grpc.ChainAdapterServiceServicer):
 
         return await self._run(context, work)
 
+    async def GetBalances(
+        self, request: pb.GetBalancesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetBalancesResponse:
+        async def work() -> pb.GetBalancesResponse:
+            queries = balances.parse_queries(
+                self.config.chain_id,
+                self.config.tokens,
+                [(q.address, q.asset) for q in request.queries],
+            )
+            block, found = await balances.balances_at(self.rpc, request.height, queries)
+            return pb.GetBalancesResponse(
+                block=pb.BlockCursor(height=block.height, hash=block.hash),
+                balances=[str(b) for b in found],
+            )
+
+        return await self._run(context, work)
+
+    async def GetTransfers(
+        self, request: pb.GetTransfersRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetTransfersResponse:
+        async def work() -> pb.GetTransfersResponse:
+            hashes = balances.parse_hashes(list(request.tx_hashes))
+            found = await balances.transactions(
+                self.rpc, self.config.chain_id, self.config.tokens, hashes
+            )
+            return pb.GetTransfersResponse(transactions=[_mined_proto(t) for t in found])
+
+        return await self._run(context, work)
+
     async def _batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
         answers = await self.rpc.batch(calls)
         for answer in answers:
             if isinstance(answer, RpcError):
                 raise answer
         return answers
+
+
+_STATUS = {
+    "unknown": pb.TRANSACTION_STATUS_UNKNOWN,
+    "pending": pb.TRANSACTION_STATUS_PENDING,
+    "succeeded": pb.TRANSACTION_STATUS_SUCCEEDED,
+    "reverted": pb.TRANSACTION_STATUS_REVERTED,
+}
+
+
+def _mined_proto(t: balances.MinedTransaction) -> pb.TransactionTransfers:
+    message = pb.TransactionTransfers(
+        tx_hash=t.tx_hash,
+        status=_STATUS[t.status],
+        from_address=t.from_address,
+        to_address=t.to_address,
+        transfers=[transfer_proto(x) for x in t.transfers],
+        fee_paid=str(t.fee_paid_wei),
+    )
+    if t.block is not None:
+        message.block.CopyFrom(pb.BlockCursor(height=t.block.height, hash=t.block.hash))
+    return message

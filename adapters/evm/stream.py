@@ -21,7 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from adapters.evm import logs
 from adapters.evm.ancestry import Cursor, common_ancestor, extends
-from adapters.evm.blocks import BlockFetcher, FetchedBlock, transfer_proto
+from adapters.evm.blocks import BlockFetcher, BlockGone, FetchedBlock, transfer_proto
 from adapters.evm.errors import ServiceError
 from adapters.evm.heads import HeadTracker
 from adapters.evm.normalise import quantity
@@ -78,8 +78,8 @@ class BlockStream:
         self.sent: deque[Cursor] = deque(maxlen=window_blocks)
         self._next_heartbeat = 0.0
 
-    def _heartbeat(self) -> pb.BlockEvent:
-        head = self.heads.head
+    def _heartbeat(self, head: Cursor | None = None) -> pb.BlockEvent:
+        head = head or self.heads.head
         assert head is not None
         self._next_heartbeat = time.monotonic() + self.heartbeat_interval_s
         now = Timestamp()
@@ -111,10 +111,12 @@ class BlockStream:
     ) -> AsyncIterator[pb.BlockEvent]:
         await self.heads.current()
         if from_cursor is None:
-            # The client learns the head first; blocks follow from head + 1.
-            yield self._heartbeat()
+            # The client learns the head first; blocks follow from that head + 1.
+            # Taken before the yield: the head may move while the client reads
+            # the heartbeat, and reading it after would skip a height.
             last = self.heads.head
             assert last is not None
+            yield self._heartbeat(last)
         else:
             last = from_cursor
             async for event in self._resume(from_cursor, locator):
@@ -257,7 +259,7 @@ class BlockStream:
                         last = Cursor(undo.to_cursor.height, undo.to_cursor.hash)
                         yield pb.BlockEvent(undo=undo)
                         continue
-            except (NodeUnavailable, RpcError) as exc:
+            except (NodeUnavailable, RpcError, BlockGone) as exc:
                 # The stream's state is `last`: after the node is back it goes
                 # on from there, so an outage costs time, never a height.
                 logs.warning("stream_node_error", error=str(exc), last_height=last.height)

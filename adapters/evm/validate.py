@@ -8,12 +8,12 @@ from collections.abc import Collection
 from adapters.evm.errors import invalid_argument
 from adapters.evm.normalise import token_asset
 
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
 
 
 def address(field: str, value: str) -> str:
-    if not _ADDRESS.match(value):
+    if not _ADDRESS.fullmatch(value):
         raise invalid_argument(
             field,
             "INVALID_ADDRESS",
@@ -23,7 +23,7 @@ def address(field: str, value: str) -> str:
 
 
 def block_hash(field: str, value: str) -> str:
-    if not _HASH.match(value):
+    if not _HASH.fullmatch(value):
         raise invalid_argument(
             field,
             "INVALID_HASH",

@@ -1,4 +1,4 @@
-"""InvoiceService handlers: authorise, validate, translate to core.invoicing."""
+"""InvoiceService handlers: authorise, validate, translate to core.invoices.invoicing."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from collections.abc import Callable
 
 import grpc
 
-from core import names
+from core import idempotency, names
 from core.api import validate
 from core.api.auth import Authenticator, authorize
 from core.api.errors import invalid, rpc
-from core.domain.invoice_state import State
+from core.config import Config
 from core.errors import unavailable
-from core.invoicing import Invoicing, fingerprint
+from core.invoices.invoicing import Invoicing, fingerprint
+from core.invoices.state import State
 from core.render import invoices as render
 from kassa.core.v1 import invoice_pb2 as pb
 from kassa.core.v1 import invoice_pb2_grpc as pb_grpc
@@ -31,11 +32,13 @@ class InvoiceService(pb_grpc.InvoiceServiceServicer):
     def __init__(
         self,
         invoicing: Invoicing,
+        config: Config,
         auth: Authenticator,
         head_of: Callable[[str], int | None],
         chain_problem: Callable[[str], str | None] = lambda chain: None,
     ) -> None:
         self.invoicing = invoicing
+        self.config = config
         self.auth = auth
         # The chain head each follower last saw, for payments' confirmation counts.
         self.head_of = head_of
@@ -48,7 +51,7 @@ class InvoiceService(pb_grpc.InvoiceServiceServicer):
         self, request: pb.CreateInvoiceRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateInvoiceResponse:
         principal = await self.auth.principal(context)
-        spec, violations = validate.create_invoice(request, self.invoicing.config)
+        spec, violations = validate.create_invoice(request, self.config)
         if spec is None:
             raise invalid(violations)
         authorize(principal, "invoices:write", spec.merchant_id)
@@ -112,8 +115,14 @@ class InvoiceService(pb_grpc.InvoiceServiceServicer):
     ) -> pb.CancelInvoiceResponse:
         principal = await self.auth.principal(context)
         merchant, invoice_id = _invoice_name(request.name)
+        violations: validate.Violations = []
+        request_id = idempotency.request_id_of(request.request_id, violations)
+        if violations:
+            raise invalid(violations)
         authorize(principal, "invoices:write", merchant)
-        row = await self.invoicing.cancel(merchant, invoice_id, request.name)
+        row = await self.invoicing.cancel(
+            merchant, invoice_id, request.name, request_id, idempotency.request_hash(request)
+        )
         return pb.CancelInvoiceResponse(invoice=render.invoice(row))
 
     @rpc
@@ -127,6 +136,7 @@ class InvoiceService(pb_grpc.InvoiceServiceServicer):
             violations.append(("state", "must be INVOICE_STATE_PAID or INVOICE_STATE_EXPIRED"))
         if not request.reason.strip() or len(request.reason) > 1000:
             violations.append(("reason", "is required, at most 1000 characters"))
+        request_id = idempotency.request_id_of(request.request_id, violations)
         if violations:
             raise invalid(violations)
         authorize(principal, "invoices:mark", merchant)
@@ -137,5 +147,7 @@ class InvoiceService(pb_grpc.InvoiceServiceServicer):
             _MARK_STATES[request.state],
             request.reason,
             principal.actor,
+            request_id,
+            idempotency.request_hash(request),
         )
         return pb.MarkInvoiceResponse(invoice=render.invoice(row))

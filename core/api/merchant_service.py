@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from core import names
+from core import idempotency, names
 from core.api import validate
 from core.api.auth import Authenticator
 from core.api.errors import invalid, rpc
@@ -32,10 +32,11 @@ class MerchantService(pb_grpc.MerchantServiceServicer):
             violations.append(("merchant_id", "1-63 lowercase letters, digits and dashes"))
         if not request.display_name.strip() or len(request.display_name) > 200:
             violations.append(("display_name", "is required, at most 200 characters"))
+        request_id = idempotency.request_id_of(request.request_id, violations)
         if violations:
             raise invalid(violations)
         row = await self.merchants.create(
-            request.merchant_id, request.display_name, request.request_id or None
+            request.merchant_id, request.display_name, request_id, idempotency.request_hash(request)
         )
         return pb.CreateMerchantResponse(merchant=render.merchant(row))
 

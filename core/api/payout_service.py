@@ -14,13 +14,12 @@ from core.api.auth import Authenticator
 from core.api.errors import invalid, not_found, rpc
 from core.config import Config
 from core.domain.money import AmountError, parse_base_units
-from core.payouts import render
+from core.payouts import destinations, render
 from core.payouts.payouts import Payouts, PayoutSpec
 from core.payouts.sweeps import Sweeper
 from kassa.core.v1 import payout_pb2 as pb
 from kassa.core.v1 import payout_pb2_grpc as pb_grpc
 
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _KEY_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 MAX_REFERENCE_LEN = 200
@@ -29,10 +28,9 @@ MAX_REFERENCE_LEN = 200
 def _common(
     destination: str, reference: str, request_id: str, violations: validate.Violations
 ) -> None:
-    if not _ADDRESS.fullmatch(destination):
-        violations.append(("destination", "a 0x-prefixed 20-byte hex address"))
-    elif int(destination, 16) == 0:
-        violations.append(("destination", "the zero address burns funds"))
+    bad_destination = destinations.syntax(destination)
+    if bad_destination is not None:
+        violations.append(("destination", bad_destination))
     if len(reference) > MAX_REFERENCE_LEN:
         violations.append(("reference", f"at most {MAX_REFERENCE_LEN} characters"))
     if request_id and not names.is_request_id(request_id):

@@ -8,10 +8,10 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Literal, assert_never, cast
 
-from core import names
+from core import idempotency, names
 from core.config import Config
 from core.domain.invoice_specs import InvoiceFilter, InvoiceSpec
-from core.domain.money import AmountError, parse_base_units, parse_decimal
+from core.domain.money import AmountError, fiat_violations, parse_base_units, parse_decimal
 from kassa.core.v1 import invoice_pb2 as pb
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -45,9 +45,7 @@ def create_invoice(
 ) -> tuple[InvoiceSpec | None, Violations]:
     violations: Violations = []
     merchant = merchant_of(request.parent, violations)
-    request_id = request.request_id or None
-    if request_id is not None and not names.is_request_id(request_id):
-        violations.append(("request_id", "must be 1-128 characters of A-Z a-z 0-9 . _ : -"))
+    request_id = idempotency.request_id_of(request.request_id, violations)
     order_id = request.merchant_order_id
     if not order_id.strip():
         violations.append(("merchant_order_id", "is required"))
@@ -70,8 +68,10 @@ def create_invoice(
             except AmountError as exc:
                 violations.append(("price.amount", str(exc)))
             currency = request.price.currency
-            if not _CURRENCY.fullmatch(currency):
+            if _CURRENCY.fullmatch(currency) is None:
                 violations.append(("price.currency", "must be an ISO-4217 code such as USD"))
+            elif price is not None:
+                violations += fiat_violations(price, currency, config.max_price)
         case "asset_amount":
             try:
                 amount = parse_base_units(request.asset_amount)

@@ -13,7 +13,7 @@ from typing import Literal, assert_never, cast
 import asyncpg
 import grpc
 
-from core import names
+from core import idempotency, names
 from core.api import validate
 from core.api.auth import Authenticator
 from core.api.errors import invalid, rpc
@@ -108,9 +108,7 @@ def check_endpoint_fields(
 
 
 def request_id_of(value: str, violations: validate.Violations) -> str | None:
-    if value and not names.is_request_id(value):
-        violations.append(("request_id", "1-128 letters, digits and ._:-"))
-    return value or None
+    return idempotency.request_id_of(value, violations)
 
 
 def _page_token(sequence: int, delivery_id: uuid.UUID) -> str:
@@ -174,6 +172,7 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
             endpoint.description,
             endpoint.disabled,
             request_id,
+            idempotency.request_hash(request),
         )
         return pb.CreateWebhookEndpointResponse(
             webhook_endpoint=endpoint_message(row, self.clock()), secret=secret
@@ -254,7 +253,12 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
         await self.auth.require(context, "webhooks:write", merchant)
         now = self.clock()
         row, secret = await self.endpoints.rotate(
-            merchant, endpoint_id, request.overlap_seconds or None, request_id, now
+            merchant,
+            endpoint_id,
+            request.overlap_seconds or None,
+            request_id,
+            now,
+            idempotency.request_hash(request),
         )
         return pb.RotateWebhookSecretResponse(
             webhook_endpoint=endpoint_message(row, now), secret=secret

@@ -23,10 +23,12 @@ from datetime import datetime
 
 import asyncpg
 
-from core import lifecycle
 from core.chain.index import ActiveInvoiceIndex
-from core.domain import invoice_state as sm
+from core.invoices import lifecycle
+from core.invoices import state as sm
 from core.ledger import payments as ledger_payments
+from core.payments import store as payments
+from core.payments.status import PaymentStatus
 from kassa.chain.v1 import adapter_pb2 as chain_pb
 
 log = logging.getLogger("kassa.core.chain")
@@ -34,22 +36,12 @@ log = logging.getLogger("kassa.core.chain")
 BLOCK_WINDOW = 1024
 
 
-def _counted(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
-    """Payments in the invoice's own asset: only those move the merchant's money."""
-    return [r for r in rows if r["counted"]]
-
-
-def _columns(matches: list[tuple[chain_pb.Transfer, str]]) -> list[list[object]]:
-    """The unnest arrays of matched transfers: tx_hash, index, invoice id,
-    asset, from, to, amount."""
+def _matches(pairs: list[tuple[chain_pb.Transfer, str]]) -> list[payments.Match]:
     return [
-        [t.tx_hash for t, _ in matches],
-        [t.index for t, _ in matches],
-        [i for _, i in matches],
-        [t.asset for t, _ in matches],
-        [t.from_address for t, _ in matches],
-        [t.to_address for t, _ in matches],
-        [int(t.amount) for t, _ in matches],
+        payments.Match(
+            t.tx_hash, t.index, invoice_id, t.asset, t.from_address, t.to_address, int(t.amount)
+        )
+        for t, invoice_id in pairs
     ]
 
 
@@ -122,58 +114,24 @@ class ChainApplier:
                     )
             touched: set[str] = set()
             if matches:
-                inserted = await conn.fetch(
-                    """INSERT INTO payments (chain, tx_hash, transfer_index, invoice_id, asset,
-                                             from_address, to_address, amount, block_height,
-                                             block_hash, status, confirm_height, counted)
-                       SELECT $1, u.tx_hash, u.idx, u.invoice_id, u.asset, u.from_address,
-                              u.to_address, u.amount, $2, $3, 'confirming',
-                              $2::bigint + i.confirmations_required - 1, u.asset = i.asset
-                         FROM unnest($4::text[], $5::int[], $6::text[], $7::text[], $8::text[],
-                                     $9::text[], $10::numeric[])
-                              AS u(tx_hash, idx, invoice_id, asset, from_address, to_address, amount)
-                         -- Another asset to the address (another token, another chain's) is kept
-                         -- as evidence and flagged wrong_asset, never counted.
-                         JOIN invoices i ON i.id = u.invoice_id AND $11 <= i.monitoring_end_time
-                       -- Revives a reorged payment (a new ledger cycle), and takes over the
-                       -- transaction's mempool sighting: a 'pending' one opens its first
-                       -- cycle now; a zero-conf one stays confirmed, already posted.
-                       ON CONFLICT (chain, tx_hash, transfer_index) DO UPDATE
-                          SET block_height = excluded.block_height, block_hash = excluded.block_hash,
-                              status = CASE WHEN payments.status = 'confirmed' THEN 'confirmed'
-                                            ELSE 'confirming' END,
-                              confirm_height = excluded.confirm_height,
-                              inclusions = payments.inclusions
-                                           + CASE WHEN payments.status = 'reorged' THEN 1 ELSE 0 END,
-                              update_time = now()
-                        WHERE payments.status = 'reorged'
-                           OR (payments.block_height IS NULL
-                               AND payments.status IN ('pending', 'confirmed'))
-                       RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions, counted,
-                                 status""",
-                    self.chain,
-                    block.height,
-                    block.hash,
-                    *_columns(matches),
-                    self.clock(),
+                inserted = await payments.record_mined(
+                    conn, self.chain, block.height, block.hash, _matches(matches), self.clock()
                 )
                 touched.update(r["invoice_id"] for r in inserted)
-                opened = [r for r in _counted(inserted) if r["status"] == "confirming"]
+                opened = [
+                    r for r in payments.counted(inserted) if r["status"] == PaymentStatus.CONFIRMING
+                ]
                 await ledger_payments.detected(conn, self.chain, opened, self.clock())
             extra: dict[str, list[str]] = {}
             if mined:
                 for r in await self._drop_sightings(conn, sorted(mined), None):
                     touched.add(r["invoice_id"])
                     extra[r["invoice_id"]] = ["payment.reorged"]
-            confirmed = await conn.fetch(
-                """UPDATE payments SET status = 'confirmed', update_time = now()
-                    WHERE chain = $1 AND status = 'confirming' AND confirm_height <= $2
-                   RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions, counted""",
-                self.chain,
-                block.height,
-            )
+            confirmed = await payments.confirm_due(conn, self.chain, block.height)
             touched.update(r["invoice_id"] for r in confirmed)
-            await ledger_payments.confirmed(conn, self.chain, _counted(confirmed), self.clock())
+            await ledger_payments.confirmed(
+                conn, self.chain, payments.counted(confirmed), self.clock()
+            )
             written = await self._reconsider(conn, touched, block.height, extra)
             await self._move_cursor(conn, block)
         return written
@@ -199,29 +157,13 @@ class ChainApplier:
             head_height = await conn.fetchval(
                 "SELECT height FROM chain_cursors WHERE chain = $1 FOR UPDATE", self.chain
             )
-            recorded = await conn.fetch(
-                """INSERT INTO payments (chain, tx_hash, transfer_index, invoice_id, asset,
-                                         from_address, to_address, amount, block_height,
-                                         block_hash, status, confirm_height, counted)
-                   SELECT $1, u.tx_hash, u.idx, u.invoice_id, u.asset, u.from_address,
-                          u.to_address, u.amount, NULL, NULL,
-                          -- Zero-conf: the sighting settles the invoice's own asset at once.
-                          CASE WHEN i.confirmations_required = 0 AND u.asset = i.asset
-                               THEN 'confirmed' ELSE 'pending' END,
-                          NULL, u.asset = i.asset
-                     FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[],
-                                 $7::text[], $8::numeric[])
-                          AS u(tx_hash, idx, invoice_id, asset, from_address, to_address, amount)
-                     JOIN invoices i ON i.id = u.invoice_id AND $9 <= i.monitoring_end_time
-                   ON CONFLICT (chain, tx_hash, transfer_index) DO NOTHING
-                   RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions, counted,
-                             status""",
-                self.chain,
-                *_columns(matches),
-                self.clock(),
+            recorded = await payments.record_sightings(
+                conn, self.chain, _matches(matches), self.clock()
             )
             # The merchant accepted the risk: posted now, reversed if it is dropped or reorged.
-            settled = [r for r in _counted(recorded) if r["status"] == "confirmed"]
+            settled = [
+                r for r in payments.counted(recorded) if r["status"] == PaymentStatus.CONFIRMED
+            ]
             await ledger_payments.detected(conn, self.chain, settled, self.clock())
             await ledger_payments.confirmed(conn, self.chain, settled, self.clock())
             touched = {r["invoice_id"] for r in recorded}
@@ -231,14 +173,7 @@ class ChainApplier:
         """Drops mempool sightings not mined within ttl_s; returns events written."""
         async with self.pool.acquire() as conn:
             # Cheap, lock-free check first (partial index): usually there is nothing.
-            due = await conn.fetchval(
-                """SELECT EXISTS (SELECT 1 FROM payments
-                                   WHERE chain = $1 AND block_height IS NULL
-                                     AND status IN ('pending', 'confirmed')
-                                     AND update_time < now() - make_interval(secs => $2))""",
-                self.chain,
-                float(ttl_s),
-            )
+            due = await payments.sightings_due(conn, self.chain, ttl_s)
             if not due:
                 return 0
             async with conn.transaction():
@@ -259,25 +194,10 @@ class ChainApplier:
     ) -> list[asyncpg.Record]:
         """Unmined sightings of these transactions, or older than older_than_s,
         become 'reorged' (block NULL); posted ones (zero-conf) are reversed."""
-        dropped = await conn.fetch(
-            """UPDATE payments p SET status = 'reorged', update_time = now()
-                 FROM (SELECT tx_hash, transfer_index, status AS was FROM payments
-                        WHERE chain = $1 AND block_height IS NULL
-                          AND status IN ('pending', 'confirmed')
-                          AND (tx_hash = ANY($2::text[])
-                               OR update_time < now() - make_interval(secs => $3))
-                        FOR UPDATE) old
-                WHERE p.chain = $1 AND p.tx_hash = old.tx_hash
-                  AND p.transfer_index = old.transfer_index
-               RETURNING p.invoice_id, p.tx_hash, p.transfer_index, p.asset, p.amount,
-                         p.inclusions, p.counted, old.was""",
-            self.chain,
-            tx_hashes,
-            None if older_than_s is None else float(older_than_s),
-        )
-        posted = [r for r in _counted(dropped) if r["was"] == "confirmed"]
+        dropped = await payments.drop_sightings(conn, self.chain, tx_hashes, older_than_s)
+        posted = [r for r in payments.counted(dropped) if r["was"] == PaymentStatus.CONFIRMED]
         await ledger_payments.reorged(conn, self.chain, posted, self.clock())
-        return list(dropped)
+        return dropped
 
     async def apply_undo(self, undo: chain_pb.Undo) -> int:
         """Reverts every block above undo.to_cursor; returns events written."""
@@ -295,26 +215,14 @@ class ChainApplier:
                 raise CursorMismatchError(
                     f"undo to {target.height} {target.hash} is not on our chain"
                 )
-            reorged = await conn.fetch(
-                """UPDATE payments SET status = 'reorged', block_height = NULL, block_hash = NULL,
-                                       confirm_height = NULL, update_time = now()
-                    WHERE chain = $1 AND block_height > $2 AND status <> 'reorged'
-                   RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions, counted""",
-                self.chain,
-                target.height,
-            )
+            reorged = await payments.reorg_above(conn, self.chain, target.height)
             # Payments still included below the ancestor lose the confirmations above it.
-            unconfirmed = await conn.fetch(
-                """UPDATE payments SET status = 'confirming', inclusions = inclusions + 1,
-                                       update_time = now()
-                    WHERE chain = $1 AND status = 'confirmed' AND confirm_height > $2
-                   RETURNING invoice_id, tx_hash, transfer_index, asset, amount, inclusions, counted""",
-                self.chain,
-                target.height,
-            )
+            unconfirmed = await payments.unconfirm_above(conn, self.chain, target.height)
             # The ledger follows: void or reverse what was reorged, re-open what lost its confirmations.
-            await ledger_payments.reorged(conn, self.chain, _counted(reorged), self.clock())
-            await ledger_payments.unconfirmed(conn, self.chain, _counted(unconfirmed), self.clock())
+            await ledger_payments.reorged(conn, self.chain, payments.counted(reorged), self.clock())
+            await ledger_payments.unconfirmed(
+                conn, self.chain, payments.counted(unconfirmed), self.clock()
+            )
             touched = {r["invoice_id"] for r in reorged} | {r["invoice_id"] for r in unconfirmed}
             extra = {r["invoice_id"]: ["payment.reorged"] for r in reorged}
             written = await self._reconsider(conn, touched, target.height, extra)

@@ -21,6 +21,9 @@ class ConfirmationTier:
     confirmations: int
 
 
+DEFAULT_FINALITY_DEPTH = 64
+
+
 @dataclass(frozen=True)
 class ChainConfig:
     id: str  # CAIP-2
@@ -30,6 +33,14 @@ class ChainConfig:
     # A mempool sighting not mined within this long is dropped (it was
     # replaced, evicted or never propagated) and stops counting.
     pending_ttl_s: int = 3600
+    # Blocks after which an outgoing transaction (payout, refund, sweep) is
+    # final: until then a reorg that removes it sends it again. 64 is two
+    # Ethereum epochs, where its beacon chain finalizes; 0: the default.
+    finality_depth: int = 0
+
+    @property
+    def finality_blocks(self) -> int:
+        return self.finality_depth or max(DEFAULT_FINALITY_DEPTH, self.confirmations)
 
     @property
     def zero_conf(self) -> bool:

@@ -171,7 +171,7 @@ class ActiveInvoiceIndex:
     # --- loading ----------------------------------------------------------------------------
 
     async def load(self, conn: asyncpg.Connection, batch_rows: int = LOAD_BATCH_ROWS) -> int:
-        """Add every active invoice, streamed through a server-side cursor in batches.
+        """Add every invoice's deposit address, streamed through a server-side cursor in batches.
 
         A cursor keeps at most batch_rows records in Python at once, so loading a
         million invoices does not first build a million asyncpg Records.
@@ -179,9 +179,10 @@ class ActiveInvoiceIndex:
         loaded = 0
         async with conn.transaction():
             cursor = await conn.cursor(
-                # Watched while the late-payment window is open, whatever the state:
-                # funds to an expired, paid or cancelled invoice are recorded, never lost.
-                "SELECT deposit_address, id FROM invoices WHERE monitoring_end_time > now()"
+                # Every derived address stays watched, whatever its invoice's state or
+                # age: every unit that reaches one is recorded (docs/architecture.md,
+                # "Every unit accounted for"); ~40 bytes per invoice.
+                "SELECT deposit_address, id FROM invoices"
             )
             while rows := await cursor.fetch(batch_rows):
                 for address, invoice_id in rows:

@@ -1,6 +1,6 @@
 """What a validated request asks of the invoices area: a new invoice, a listing filter.
 
-Built by core/api/validate.py from a request, read by core/invoicing.py; kept
+Built by core/api/validate.py from a request, read by core/invoices/invoicing.py; kept
 below the API so that logic never imports the edge.
 """
 

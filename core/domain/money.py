@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from decimal import ROUND_CEILING, Decimal, localcontext
 
+from iso4217 import Currency
+
 MAX_UINT256 = 2**256 - 1
 _DECIMAL = re.compile(r"(0|[1-9][0-9]{0,59})(\.[0-9]{1,18})?")
 _INTEGER = re.compile(r"(0|[1-9][0-9]{0,77})")
@@ -50,3 +52,45 @@ def fiat_to_base_units(price: Decimal, rate: Decimal, decimals: int) -> int:
         due = int(units.to_integral_value(rounding=ROUND_CEILING))
     assert due >= 1
     return due
+
+
+def minor_units(currency: str) -> int | None:
+    """The ISO-4217 minor units (decimal places) of `currency`; None for a code
+    that is not ISO-4217 or has no minor unit (gold, testing codes): no price
+    is quoted in those. The table is the iso4217 package's (ISO's own list)."""
+    try:
+        exponent = Currency(currency).exponent
+    except ValueError:
+        return None
+    return exponent
+
+
+def fiat_violations(price: Decimal, currency: str, max_price: Decimal) -> list[tuple[str, str]]:
+    """What is wrong with a fiat price, as (field, description) pairs.
+
+    A price finer than the currency's minor unit (25.0000000001 USD) cannot be
+    paid or refunded in that currency; one above the configured maximum (10^40
+    USD) is a bug or an attack on the rate arithmetic, never an order.
+    """
+    assert price > 0 and max_price > 0, (price, max_price)
+    digits = minor_units(currency)
+    if digits is None:
+        return [("price.currency", f"{currency!r} is not an ISO-4217 currency with minor units")]
+    violations = []
+    if _decimal_places(price) > digits:
+        violations.append(
+            ("price.amount", f"{currency} has {digits} decimal places; {price} has more")
+        )
+    if price > max_price:
+        violations.append(("price.amount", f"must be at most {max_price} {currency}"))
+    return violations
+
+
+def _decimal_places(value: Decimal) -> int:
+    """Significant decimal places of `value` (25.100 has 1). Read off the digits:
+    Decimal.normalize rounds to the context's precision (28 digits), which
+    would hide the .001 of 10^40 + 0.001."""
+    _sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int), value  # parse_decimal admits finite numbers only
+    trailing = len(digits) - len(bytes(digits).rstrip(b"\x00"))
+    return max(-(exponent + trailing), 0)

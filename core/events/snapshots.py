@@ -1,6 +1,6 @@
 """Invoice events for the outbox: a snapshot of the invoice as each step left it.
 
-The writer of invoice state (core/lifecycle.py) hands its rows here rather
+The writer of invoice state (core/invoices/lifecycle.py) hands its rows here rather
 than rendering messages itself: rendering belongs to core/render, which the
 deciders and writers do not import.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from core.domain.invoice_state import State
 from core.events.outbox import NewEvent
+from core.invoices.state import State
 from core.render import invoices as render
 
 

@@ -22,7 +22,7 @@ A new account kind is one line here and one in docs/ledger.md. Pure: no I/O.
 
 from __future__ import annotations
 
-from core.ledger.rules import Account
+from core.ledger.rules import Account, AccountFlags
 
 # Account codes.
 CUSTODY, FEES, NETWORK_FEES, TREASURY, HOT = 1001, 1002, 1003, 1004, 1005
@@ -64,11 +64,21 @@ def in_flight(merchant_id: str, asset: str) -> str:
     return merchant_account(merchant_id, asset, "payouts_in_flight")
 
 
+# What Kassa owes a merchant is never negative, nor is what it spent on gas:
+# these accounts carry the flag that enforces it. `incoming` does not yet: a
+# reorg posts a payment's reversal before its settlement's reversal in one
+# transaction (core/chain/apply.py), so it dips below zero inside it;
+# `kassactl ledger check` names any account whose balance stays against its
+# nature, flag or not (core/ledger/check.py).
+NEVER_NEGATIVE = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+EXPENSE = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
+
+
 def platform_accounts(asset: str) -> list[Account]:
     return [
         Account(custody(asset), asset, CUSTODY),
         Account(fees(asset), asset, FEES),
-        Account(network_fees(asset), asset, NETWORK_FEES),
+        Account(network_fees(asset), asset, NETWORK_FEES, EXPENSE),
     ]
 
 
@@ -79,10 +89,10 @@ def location_accounts(asset: str) -> list[Account]:
 def merchant_accounts(merchant_id: str, asset: str) -> list[Account]:
     """The accounts a payment needs (payouts_in_flight is opened by payouts)."""
     return [
-        Account(merchant_account(merchant_id, asset, kind), asset, code)
-        for kind, code in (
-            ("available", AVAILABLE),
-            ("incoming", INCOMING),
-            ("refunds_payable", REFUNDS_PAYABLE),
+        Account(merchant_account(merchant_id, asset, kind), asset, code, flags)
+        for kind, code, flags in (
+            ("available", AVAILABLE, NEVER_NEGATIVE),
+            ("incoming", INCOMING, 0),
+            ("refunds_payable", REFUNDS_PAYABLE, NEVER_NEGATIVE),
         )
     ]

@@ -3,7 +3,8 @@
 Each check is one query that returns the first offending row, so the
 command names the first violation it finds. Order: the books balance per
 asset; each account's totals are the sums of its transfers; no flag is
-broken; every transfer is well-formed against its accounts and pending
+broken; no Kassa account's balance breaks its nature (flag or not); every
+transfer is well-formed against its accounts and pending
 transfer; the guards that keep it so are installed and enabled.
 """
 
@@ -25,6 +26,22 @@ SELECT n.credit_account_id, 0, 0,
        CASE WHEN n.flags & 10 <> 0 THEN 0 ELSE n.amount END
   FROM ledger_transfers n LEFT JOIN ledger_transfers p ON p.id = n.pending_id
 """
+
+
+# The nature of Kassa's own accounts, by code (core/ledger/payments.py,
+# core/payouts/ledger.py): what Kassa owes a merchant is never negative (its
+# credits cover its debits), what Kassa holds or spent never is either (its
+# debits cover its credits). The hot key (1005) may spend a float funded
+# outside the ledger, and accounts created through the LedgerService carry
+# their clients' codes: neither has a nature here.
+CREDIT_NORMAL = (
+    2001,
+    2002,
+    2003,
+    2004,
+)  # merchant: available, incoming, refunds payable, in flight
+DEBIT_NORMAL = (1001, 1003, 1004)  # platform: custody, network fees, treasury
+_KASSA_IDS = r"^(merchant|platform):"
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,23 @@ CHECKS = (
                OR (flags & 2 <> 0 AND credits_pending + credits_posted > debits_posted)
             ORDER BY id LIMIT 1""",
         lambda r: f"account {r['id']}: breaks its flags ({r['flags']})",
+    ),
+    Check(
+        "account nature",
+        f"""SELECT id, code, debits_posted - credits_posted AS net FROM ledger_accounts
+            WHERE id ~ '{_KASSA_IDS}'
+              AND ((code = ANY('{{{",".join(map(str, CREDIT_NORMAL))}}}'::int[])
+                    AND debits_pending + debits_posted > credits_posted)
+                OR (code = ANY('{{{",".join(map(str, DEBIT_NORMAL))}}}'::int[])
+                    AND credits_pending + credits_posted > debits_posted))
+            ORDER BY id LIMIT 1""",  # noqa: S608 (constants, no input)
+        lambda r: (
+            f"account {r['id']}: balance {-r['net']} breaks its nature "
+            f"(code {r['code']}: credits must cover debits)"
+            if r["code"] in CREDIT_NORMAL
+            else f"account {r['id']}: balance {r['net']} breaks its nature "
+            f"(code {r['code']}: debits must cover credits)"
+        ),
     ),
     Check(
         "transfer assets",

@@ -18,7 +18,7 @@ from datetime import datetime
 import asyncpg
 
 from core import names
-from core.domain import invoice_state as sm
+from core.invoices import state as sm
 from core.ledger import accounts as chart
 from core.ledger import payments, store
 from core.ledger.rules import Transfer

@@ -28,6 +28,10 @@ SCOPES = frozenset(
         "payouts:approve",
         "sweeps:read",
         "sweeps:write",
+        "reconcile:read",
+        "reconcile:write",
+        "exceptions:read",
+        "exceptions:write",
     }
 )
 _TOKEN = re.compile(r"kassa_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")

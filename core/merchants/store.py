@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from core import names
+from core import idempotency, names
 from core.errors import Refusal, exists, invalid, not_found
 from core.merchants.credentials import SCOPES, new_key
 
@@ -24,22 +24,39 @@ class Merchants:
         self.pool = pool
 
     async def create(
-        self, merchant_id: str, display_name: str, request_id: str | None
+        self,
+        merchant_id: str,
+        display_name: str,
+        request_id: str | None,
+        request_hash: bytes = b"",
     ) -> asyncpg.Record:
         async with self.pool.acquire() as conn:
+            if request_id is not None:
+                first = await conn.fetchrow(
+                    "SELECT * FROM merchants WHERE request_id = $1", request_id
+                )
+                if first is not None:
+                    # A retry of the same create, or the id reused with another body.
+                    idempotency.check(
+                        first["request_hash"], request_hash, request_id, f"merchants/{first['id']}"
+                    )
+                    return first
             existing = await conn.fetchrow("SELECT * FROM merchants WHERE id = $1", merchant_id)
             if existing is not None:
-                if request_id is not None and existing["request_id"] == request_id:
-                    return existing  # a retry of the same create
                 raise _exists(merchant_id)
             try:
                 row = await conn.fetchrow(
-                    "INSERT INTO merchants (id, display_name, request_id) VALUES ($1, $2, $3) RETURNING *",
+                    """INSERT INTO merchants (id, display_name, request_id, request_hash)
+                       VALUES ($1, $2, $3, $4) RETURNING *""",
                     merchant_id,
                     display_name,
                     request_id,
+                    request_hash if request_id is not None else None,
                 )
             except asyncpg.UniqueViolationError:
+                if request_id is not None:
+                    # A concurrent first use of this request_id: answer as it did.
+                    return await self.create(merchant_id, display_name, request_id, request_hash)
                 raise _exists(merchant_id) from None
         assert row is not None
         return row

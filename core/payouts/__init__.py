@@ -1,0 +1,17 @@
+"""Payouts, refunds and deposit sweeps: money leaving Kassa through the signer.
+
+Owns: the `payouts`, `payout_transactions`, `payout_approvals` and nonce
+tables; the payout state machine (`machine`, the only decider of a payout's
+state, and `payouts.save`, its only writer); the pure decisions between the
+worker's I/O (`tracking`: fees, refusals, approvals, chain tracking, refund
+legs; `destinations`); the worker that signs, broadcasts, tracks and — until
+the chain's finality depth — re-sends a reorged transaction; the payout side
+of the ledger (`ledger`: holds, landings, their undoing); sweep planning.
+
+Must never: re-sign a payout with another nonce once one of its transactions
+is signed; release a ledger hold twice or before the payout is final; leave a
+payout confirmed without its transaction on the canonical chain; decide an
+invoice's state (it asks core/domain/invoice_state through core/lifecycle);
+touch keys (the signer does, on its own policy); send funds to a token
+contract or to Kassa's own addresses unless the operator allows it.
+"""

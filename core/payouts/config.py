@@ -49,6 +49,9 @@ class PayoutsConfig:
     # A candidate the node no longer knows is sent again after this long.
     rebroadcast_after_s: float = 5.0
     poll_interval_s: float = 0.5
+    # Destinations refused by default (token contracts, Kassa's own addresses)
+    # that the operator allows anyway, lowercase (core/payouts/destinations.py).
+    allowed_destinations: frozenset[str] = frozenset()
     # [sweeps] with enabled = true; None: no sweeps.
     sweeps: SweepsConfig | None = None
 
@@ -107,6 +110,7 @@ def parse(raw: dict[str, Any], base: Path) -> PayoutsConfig | None:
             payouts.get("rebroadcast_after_s", PayoutsConfig.rebroadcast_after_s)
         ),
         poll_interval_s=float(payouts.get("poll_interval_s", PayoutsConfig.poll_interval_s)),
+        allowed_destinations=_addresses(payouts, "allowed_destinations"),
     )
     sweeps = _sweeps(raw.get("sweeps"))
     if sweeps is not None:
@@ -116,7 +120,16 @@ def parse(raw: dict[str, Any], base: Path) -> PayoutsConfig | None:
     return config
 
 
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+def _addresses(table: dict[str, Any], key: str) -> frozenset[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(
+        isinstance(a, str) and _ADDRESS.fullmatch(a) for a in value
+    ):
+        raise PayoutsConfigError(f"payouts.{key} must be a list of 0x addresses")
+    return frozenset(a.lower() for a in value)
 
 
 def _sweeps(table: dict[str, Any] | None) -> SweepsConfig | None:
@@ -126,7 +139,7 @@ def _sweeps(table: dict[str, Any] | None) -> SweepsConfig | None:
     if not isinstance(treasury, dict) or not treasury:
         raise PayoutsConfigError("sweeps.treasury must map each chain to its treasury address")
     for chain, address in treasury.items():
-        if not isinstance(address, str) or not _ADDRESS.match(address) or int(address, 16) == 0:
+        if not isinstance(address, str) or not _ADDRESS.fullmatch(address) or int(address, 16) == 0:
             raise PayoutsConfigError(f"sweeps.treasury.{chain!r} must be a 0x address")
     raw_min = table.get("min_amount", {})
     if not isinstance(raw_min, dict):

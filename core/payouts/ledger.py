@@ -4,7 +4,7 @@ transaction confirms, voided when the payout fails or is cancelled.
 Accounts (beside core/ledger/payments.py's chart):
   merchant:{m}:{asset}:payouts_in_flight  code 2004  held for payouts being sent
 
-Transfers (code 4 payout, 5 network fee), reference merchants/{m}/payouts/{p}:
+Transfers (code 4 payout, 5 network fee, 8 a landing undone by a reorg), reference merchants/{m}/payouts/{p}:
   payout:{p}:hold:{n}   pending  merchant source n → payouts_in_flight
                          (source: available; for refunds refunds_payable,
                          incoming and/or available — see docs/payouts.md)
@@ -13,6 +13,14 @@ Transfers (code 4 payout, 5 network fee), reference merchants/{m}/payouts/{p}:
   payout:{p}:sent       payouts_in_flight → platform:custody:{asset}:hot  (the hot key paid it)
   payout:{p}:fee        platform:network_fees:{native} → platform:custody:{native}:hot
                          (gas the hot key paid; the platform bears it)
+
+A landing is final only past the chain's finality depth. A reorg that removes
+it reverses what that landing booked (`undo`: each transfer mirrored, id
+`{id}:undone`; a voided hold is taken again, posted, as payout:{p}:retake:{n});
+the next landing, number k, books `landing(…, k)`: payout:{p}:sent:{k} (or
+payout:{p}:return:{k}:{n} back to the sources) and payout:{p}:fee:{k}. The
+hold itself is resolved once; after a reorg the funds wait in payouts_in_flight
+as posted credits.
 
 Custody by location (sweeps, docs/payouts.md "Sweeps"); the three together
 are what the platform holds:
@@ -35,11 +43,11 @@ from datetime import datetime
 import asyncpg
 
 from core.ledger import payments, store
-from core.ledger.rules import Account, Transfer, TransferFlags
+from core.ledger.rules import Account, AccountFlags, Transfer, TransferFlags
 
 IN_FLIGHT = 2004
 TREASURY, HOT = 1004, 1005
-PAYOUT, NETWORK_FEE, SWEEP, GAS_FUNDING = 4, 5, 6, 7
+PAYOUT, NETWORK_FEE, SWEEP, GAS_FUNDING, REORGED = 4, 5, 6, 7, 8
 SWEEP_KINDS = frozenset({"sweep", "gas_funding"})
 
 
@@ -67,7 +75,13 @@ async def ensure(conn: asyncpg.Connection, merchant_id: str, asset: str, chain: 
     accounts = [
         *payments.platform_accounts(asset),
         *payments.merchant_accounts(merchant_id, asset),
-        Account(in_flight(merchant_id, asset), asset, IN_FLIGHT),
+        # Held for the merchant: never more out than in.
+        Account(
+            in_flight(merchant_id, asset),
+            asset,
+            IN_FLIGHT,
+            int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
+        ),
         *location_accounts(asset),
     ]
     if native_asset(chain) != asset:
@@ -136,13 +150,18 @@ def release(row: asyncpg.Record, post: bool) -> list[Transfer]:
     return batch
 
 
-def network_fee(row: asyncpg.Record, fee_wei: int) -> list[Transfer]:
+def _cycle(transfer_id: str, cycle: int) -> str:
+    """The id of a transfer of landing number `cycle` (0: the first, unnumbered)."""
+    return transfer_id if cycle == 0 else f"{transfer_id}:{cycle}"
+
+
+def network_fee(row: asyncpg.Record, fee_wei: int, cycle: int = 0) -> list[Transfer]:
     if fee_wei <= 0:
         return []
     native = native_asset(row["chain"])
     return [
         Transfer(
-            id=f"payout:{row['id']}:fee",
+            id=_cycle(f"payout:{row['id']}:fee", cycle),
             debit_account_id=f"platform:network_fees:{native}",
             credit_account_id=hot(native),
             amount=fee_wei,
@@ -162,7 +181,7 @@ async def ensure_platform(conn: asyncpg.Connection, asset: str, chain: str) -> N
     await store.ensure_accounts(conn, sorted(accounts, key=lambda a: a.id))
 
 
-def sweep_final(row: asyncpg.Record, landed: bool, fee_wei: int) -> list[Transfer]:
+def sweep_final(row: asyncpg.Record, landed: bool, fee_wei: int, cycle: int = 0) -> list[Transfer]:
     """A sweep or gas funding reached a final state: the move if it landed and
     succeeded (`landed`), the gas whenever it was mined."""
     native = native_asset(row["chain"])
@@ -173,7 +192,7 @@ def sweep_final(row: asyncpg.Record, landed: bool, fee_wei: int) -> list[Transfe
         asset = row["asset"]
         batch.append(
             Transfer(
-                id=f"sweep:{row['id']}:funded" if funding else f"sweep:{row['id']}:moved",
+                id=_cycle(f"sweep:{row['id']}:{'funded' if funding else 'moved'}", cycle),
                 # Debit the location the funds arrive at, credit the one they left.
                 debit_account_id=payments.custody(native) if funding else treasury(asset),
                 credit_account_id=hot(native) if funding else payments.custody(asset),
@@ -186,7 +205,7 @@ def sweep_final(row: asyncpg.Record, landed: bool, fee_wei: int) -> list[Transfe
     if fee_wei > 0:
         batch.append(
             Transfer(
-                id=f"sweep:{row['id']}:fee",
+                id=_cycle(f"sweep:{row['id']}:fee", cycle),
                 debit_account_id=f"platform:network_fees:{native}",
                 # The hot key paid a funding's gas, the deposit address its sweep's.
                 credit_account_id=hot(native) if funding else payments.custody(native),
@@ -196,6 +215,87 @@ def sweep_final(row: asyncpg.Record, landed: bool, fee_wei: int) -> list[Transfe
                 reference=reference,
             )
         )
+    return batch
+
+
+def _sources(row: asyncpg.Record) -> list[tuple[int, str, int]]:
+    return [
+        (n, payments.merchant_account(row["merchant_id"], row["asset"], source), int(amount))
+        for n, (source, amount) in enumerate(
+            zip(row["hold_sources"], row["hold_amounts"], strict=True)
+        )
+    ]
+
+
+def landing(row: asyncpg.Record, succeeded: bool, fee_wei: int, cycle: int) -> list[Transfer]:
+    """The posted transfers that book landing number `cycle` (the hold's own
+    post or void, for the first, comes from `release`)."""
+    if row["kind"] in SWEEP_KINDS:
+        return sweep_final(row, succeeded, fee_wei, cycle)
+    m, asset, reference = (
+        row["merchant_id"],
+        row["asset"],
+        _reference(row["merchant_id"], row["id"]),
+    )
+    batch: list[Transfer] = []
+    if succeeded:
+        batch.append(
+            Transfer(
+                id=_cycle(f"payout:{row['id']}:sent", cycle),
+                debit_account_id=in_flight(m, asset),
+                credit_account_id=hot(asset),
+                amount=int(row["amount"]),
+                asset=asset,
+                code=PAYOUT,
+                reference=reference,
+            )
+        )
+    elif cycle > 0:
+        # Reverted after a reorg: the funds go back where the hold took them from.
+        batch += [
+            Transfer(
+                id=f"payout:{row['id']}:return:{cycle}:{n}",
+                debit_account_id=in_flight(m, asset),
+                credit_account_id=source,
+                amount=amount,
+                asset=asset,
+                code=PAYOUT,
+                reference=reference,
+            )
+            for n, source, amount in _sources(row)
+        ]
+    return batch + network_fee(row, fee_wei, cycle)
+
+
+def undo(row: asyncpg.Record, succeeded: bool, fee_wei: int, cycle: int) -> list[Transfer]:
+    """Reverses landing number `cycle`, which a reorg removed from the chain."""
+    batch = [
+        Transfer(
+            id=f"{t.id}:undone",
+            debit_account_id=t.credit_account_id,
+            credit_account_id=t.debit_account_id,
+            amount=t.amount,
+            asset=t.asset,
+            code=REORGED,
+            reference=t.reference,
+        )
+        for t in landing(row, succeeded, fee_wei, cycle)
+    ]
+    if not succeeded and cycle == 0 and row["kind"] not in SWEEP_KINDS:
+        # The hold was voided: the funds are taken again, posted, while it is resent.
+        reference = _reference(row["merchant_id"], row["id"])
+        batch += [
+            Transfer(
+                id=f"payout:{row['id']}:retake:{n}",
+                debit_account_id=source,
+                credit_account_id=in_flight(row["merchant_id"], row["asset"]),
+                amount=amount,
+                asset=row["asset"],
+                code=PAYOUT,
+                reference=reference,
+            )
+            for n, source, amount in _sources(row)
+        ]
     return batch
 
 

@@ -6,24 +6,33 @@ effects it names (ledger post or void of the hold, release of a tentative
 nonce, an outbox event).
 
     created ─NonceAllocated→ signing ─Signed→ signed ─Broadcasted→ broadcast ─Landed→ confirmed | failed
-       │                       │  ▲                                    │
-       │               SignRefused │ Approved                       Replace (same nonce, higher fee)
-       │                       ▼  │                                    ▼
+       │                       │  ▲                                    │  ▲                   │
+       │               SignRefused │ Approved                    Replace │  └──── Reorged ─────┘
+       │                       ▼  │                                    ▼     (until Finalized)
        └─Cancel→ cancelled ← waiting_approval                     signing (replacing)
 
-Invariants (property-tested in tests/unit/test_payout_machine.py):
+Confirmed and failed (a reverted landing) settle the payout's outcome, but a
+landing is final only past the chain's finality depth: until `Finalized`, a
+reorg that removes the landed transaction (`Reorged`) sends the payout back
+to broadcast, where the same signed bytes (same nonce) are sent again.
+
+Invariants (asserted in `_check` after every decision, property-tested in
+tests/unit/test_payout_machine.py):
 - once a transaction is signed, the payout's nonce never changes: every
   candidate (original and replacements) spends the same nonce, so at most one
   of them can ever land — the payout cannot be paid twice;
 - confirmed only after a Landed(succeeded) for one of its own candidates;
-- the ledger hold is released (posted or voided) exactly once, on entering a
-  final state.
+- the ledger hold is released (posted or voided) exactly once, on first
+  entering a final state; a reorg does not re-open it: the writer reverses the
+  landing's booking (`undo`) and books the next landing (`rebook`) instead;
+- nothing finalized ever changes again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import assert_never
 
 
 class State(StrEnum):
@@ -39,6 +48,12 @@ class State(StrEnum):
 
 FINAL = frozenset({State.CONFIRMED, State.FAILED, State.CANCELLED})
 CANCELLABLE = frozenset({State.CREATED, State.WAITING_APPROVAL})
+# What the worker moves forward, in the order a payout passes through them.
+ACTIVE = (State.CREATED, State.SIGNING, State.WAITING_APPROVAL, State.SIGNED, State.BROADCAST)
+# Landed outcomes that a reorg can still undo until finalized.
+LANDED = frozenset({State.CONFIRMED, State.FAILED})
+assert set(ACTIVE) | FINAL == set(State) and not set(ACTIVE) & FINAL
+assert LANDED <= FINAL
 
 
 class Hold(StrEnum):
@@ -58,6 +73,8 @@ class Payout:
     replacing: bool = False  # signing a higher-fee replacement of a broadcast tx
     hold_released: bool = False
     reason: str = ""  # why it waits or failed
+    reorgs: int = 0  # landings undone by a reorg so far
+    finalized: bool = False  # the landing is past the chain's finality depth
 
     @property
     def nonce_fixed(self) -> bool:
@@ -74,6 +91,14 @@ class Cancel:
 
 @dataclass(frozen=True)
 class NonceAllocated:
+    nonce: int
+
+
+@dataclass(frozen=True)
+class Renewed:
+    """A fresh sign request body (the last one expired) at `nonce`: the same
+    nonce while signing, any free one while waiting for approvals."""
+
     nonce: int
 
 
@@ -114,9 +139,20 @@ class NonceLost:
     """The nonce was consumed on chain and none of our candidates is there."""
 
 
+@dataclass(frozen=True)
+class Reorged:
+    """The landed transaction is no longer on the canonical chain."""
+
+
+@dataclass(frozen=True)
+class Finalized:
+    """The landed transaction is past the chain's finality depth."""
+
+
 Event = (
     Cancel
     | NonceAllocated
+    | Renewed
     | Signed
     | SignRefused
     | Approved
@@ -124,6 +160,8 @@ Event = (
     | Replace
     | Landed
     | NonceLost
+    | Reorged
+    | Finalized
 )
 
 
@@ -134,6 +172,11 @@ class Decision:
     release_nonce: bool = False  # give the tentative nonce back to the pool
     event_type: str | None = None  # outbox event to announce
     refusal: str | None = None  # the event does not apply; nothing changes
+    # After a reorg: reverse the booking of the landing that was undone
+    # (POST: it had been sent; VOID: it had been returned to its sources) ...
+    undo: Hold | None = None
+    # ... and book the next landing of a payout whose hold was released before.
+    rebook: Hold | None = None
 
     @property
     def changed(self) -> bool:
@@ -145,16 +188,35 @@ def _refuse(p: Payout, why: str) -> Decision:
 
 
 def _final(p: Payout, state: State, hold: Hold, reason: str = "", **changes: object) -> Decision:
-    if p.hold_released:  # unreachable from a non-final state; kept as a guard
-        return _refuse(p, "HOLD_ALREADY_RELEASED")
     done = replace(p, state=state, hold_released=True, replacing=False, reason=reason, **changes)  # type: ignore[arg-type]
+    if p.hold_released:
+        # A landing after a reorg: the hold was released at the first one.
+        return Decision(done, rebook=hold, event_type=f"payout.{state.value}")
     return Decision(done, hold=hold, event_type=f"payout.{state.value}")
 
 
 def decide(p: Payout, event: Event) -> Decision:
-    if p.state in FINAL:
+    decision = _decide(p, event)
+    _check(p, event, decision)
+    return decision
+
+
+def _decide(p: Payout, event: Event) -> Decision:
+    if p.finalized:
         return _refuse(p, "PAYOUT_FINAL")
     match event:
+        case Reorged():
+            if p.state not in LANDED or p.landed is None:
+                return _refuse(p, "NOT_LANDED")
+            undo = Hold.POST if p.state is State.CONFIRMED else Hold.VOID
+            back = replace(p, state=State.BROADCAST, landed=None, reason="", reorgs=p.reorgs + 1)
+            return Decision(back, undo=undo, event_type="payout.reorged")
+        case Finalized():
+            if p.state not in LANDED or p.landed is None:
+                return _refuse(p, "NOT_LANDED")
+            return Decision(replace(p, finalized=True))
+        case _ if p.state in FINAL:
+            return _refuse(p, "PAYOUT_FINAL")
         case Cancel():
             if p.state not in CANCELLABLE:
                 return _refuse(p, "PAYOUT_NOT_CANCELLABLE")
@@ -164,6 +226,14 @@ def decide(p: Payout, event: Event) -> Decision:
             if p.state is not State.CREATED:
                 return _refuse(p, "NOT_CREATED")
             return Decision(replace(p, state=State.SIGNING, nonce=nonce))
+        case Renewed(nonce):
+            if p.state is State.SIGNING:
+                if nonce != p.nonce:
+                    return _refuse(p, "NONCE_MISMATCH")
+                return Decision(p)
+            if p.state is State.WAITING_APPROVAL:
+                return Decision(replace(p, nonce=nonce))
+            return _refuse(p, "NOT_SIGNING")
         case Signed(tx_hash, nonce):
             if p.state is not State.SIGNING:
                 return _refuse(p, "NOT_SIGNING")
@@ -211,7 +281,40 @@ def decide(p: Payout, event: Event) -> Decision:
             if not p.candidates:
                 return _refuse(p, "NOTHING_SIGNED")
             return _final(p, State.FAILED, Hold.VOID, "NONCE_CONSUMED")
-    raise AssertionError(f"unknown event {event!r}")
+        case _:
+            assert_never(event)
+
+
+def _check(before: Payout, event: Event, d: Decision) -> None:
+    """What must hold after every decision, and what must never happen."""
+    after = d.payout
+    if d.refusal is not None:
+        assert after == before and d.hold is d.undo is d.rebook is None and not d.release_nonce
+        return
+    # The nonce is fixed once signed: every candidate spends the same one.
+    if before.nonce_fixed:
+        assert after.nonce == before.nonce, (before, event, after)
+    # Candidates are only ever added, never dropped or reordered.
+    assert after.candidates[: len(before.candidates)] == before.candidates
+    # The hold is released once, on first entering a final state, and never re-opened.
+    if d.hold is not None:
+        assert not before.hold_released and after.hold_released and after.state in FINAL
+    assert after.hold_released == (after.state in FINAL or after.reorgs > 0), (before, event)
+    assert before.hold_released <= after.hold_released
+    # A booking after a reorg only for a payout whose hold is already released.
+    if d.rebook is not None:
+        assert before.reorgs > 0 and before.hold_released and after.state in LANDED | FINAL
+    if d.undo is not None:
+        assert after.reorgs == before.reorgs + 1 and after.state is State.BROADCAST
+    assert after.reorgs >= before.reorgs
+    # Confirmed only for one of its own candidates.
+    if after.state is State.CONFIRMED:
+        assert after.landed is not None and after.landed in after.candidates
+    if after.finalized:
+        assert after.state in LANDED and after.landed is not None
+    # A tentative nonce goes back to the pool only while nothing was signed with it.
+    if d.release_nonce:
+        assert not before.nonce_fixed
 
 
 def bumped(old: int, percent: int = 12) -> int:

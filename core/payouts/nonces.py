@@ -5,12 +5,15 @@ A nonce is allocated in the same transaction that moves a payout to signing
 processes and restarts). A nonce whose transaction the signer refused was
 never signed nor broadcast: it goes back to payout_free_nonces and is reused
 first, so the chain never waits on a gap. `reconcile` aligns the table with
-the chain at start.
+the chain at start, after a reorg removed a landed payout, and when a payout
+waits behind a nonce the chain lacks.
 """
 
 from __future__ import annotations
 
 import asyncpg
+
+from core.payouts.machine import State
 
 
 async def _lock(conn: asyncpg.Connection, chain: str, key_id: str) -> int:
@@ -133,12 +136,13 @@ async def reconcile(
                 WHERE p.chain = $1 AND p.key_id = $2 AND t.nonce >= $3
                UNION
                SELECT nonce FROM payouts
-                WHERE chain = $1 AND key_id = $2 AND nonce >= $3 AND state = 'signing'
+                WHERE chain = $1 AND key_id = $2 AND nonce >= $3 AND state = $4
                UNION
                SELECT nonce FROM payout_free_nonces WHERE chain = $1 AND key_id = $2""",
             chain,
             key_id,
             chain_latest,
+            State.SIGNING,
         )
     }
     gaps = [n for n in range(chain_latest, next_nonce) if n not in used]

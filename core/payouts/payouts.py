@@ -1,5 +1,7 @@
 """Payouts and refunds: the logic behind PayoutService, and `save`, the one
-writer of a payout's state (used by the API and the worker alike).
+writer of a payout's state (used by the API and the worker alike): it writes
+what `machine.decide` returned, with the ledger bookings and the event the
+decision names, in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -13,14 +15,13 @@ from typing import Any
 import asyncpg
 import grpc
 
-from core import lifecycle
+from core import reasons
 from core.errors import ApiError, not_found
 from core.events.outbox import NewEvent, append
+from core.invoices import lifecycle
 from core.ledger import settlement
-from core.payouts import ledger, machine, nonces, render
+from core.payouts import destinations, ledger, machine, nonces, render, tracking
 from core.payouts.machine import State
-
-_REFUNDABLE = ("paid", "overpaid", "underpaid")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ def as_machine(row: asyncpg.Record, candidates: tuple[str, ...]) -> machine.Payo
         replacing=row["replacing"],
         hold_released=row["hold_released"],
         reason=row["waiting_reason"] or row["failure_reason"],
+        reorgs=int(row["reorgs"]),
+        finalized=row["final_time"] is not None,
     )
 
 
@@ -83,7 +86,18 @@ async def save(
     state, the hold's release, the tentative nonce's return, the event."""
     assert decision.refusal is None, decision.refusal
     p = decision.payout
-    if decision.hold is not None and row["kind"] in ledger.SWEEP_KINDS:
+    # The row as the machine saw it (candidates aside: the caller's transaction
+    # may have stored the one just signed).
+    before = as_machine(row, p.candidates)
+    if decision.undo is not None:
+        # A reorg removed landing number `before.reorgs`: reverse what it booked.
+        fee = int(row["network_fee"] or 0)
+        succeeded = decision.undo is machine.Hold.POST
+        await ledger.post(conn, ledger.undo(row, succeeded, fee, before.reorgs), now)
+    elif decision.rebook is not None:
+        succeeded = decision.rebook is machine.Hold.POST
+        await ledger.post(conn, ledger.landing(row, succeeded, fee_wei, p.reorgs), now)
+    elif decision.hold is not None and row["kind"] in ledger.SWEEP_KINDS:
         # No hold: a sweep or gas funding books the move of custody and its gas.
         landed = decision.hold is machine.Hold.POST
         await ledger.post(conn, ledger.sweep_final(row, landed, fee_wei), now)
@@ -108,6 +122,10 @@ async def save(
     }
     if p.state is State.CONFIRMED:
         values["confirm_time"] = now
+    if p.reorgs != before.reorgs:
+        values["reorgs"] = p.reorgs
+    if p.finalized and not before.finalized:
+        values["final_time"] = now
     names = list(values)
     sets = ", ".join(f"{n} = ${i + 2}" for i, n in enumerate(names))
     fresh = await conn.fetchrow(
@@ -147,9 +165,15 @@ def _failed(code: grpc.StatusCode, reason: str, message: str, **metadata: object
 
 
 class Payouts:
-    def __init__(self, pool: asyncpg.Pool, hot_key_id: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        hot_key_id: str,
+        policy: destinations.Policy | None = None,
+    ) -> None:
         self.pool = pool
         self.hot_key_id = hot_key_id
+        self.policy = policy or destinations.Policy({})
 
     async def create(self, spec: PayoutSpec, now: datetime) -> asyncpg.Record:
         fingerprint = spec.fingerprint()
@@ -197,7 +221,9 @@ class Payouts:
         if not rows or rows[0]["merchant_id"] != spec.merchant_id:
             raise not_found("invoice", invoice_name)
         invoice = rows[0]
-        if invoice["state"] not in _REFUNDABLE:
+        # The invoices' decider says what is refundable: funds parked on a
+        # cancelled, refunded, marked or expired invoice are, too (issue 19).
+        if lifecycle.refundable_of(invoice) == 0:
             raise _failed(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "INVOICE_NOT_REFUNDABLE",
@@ -208,17 +234,18 @@ class Payouts:
         in_progress = 0
         for r in await conn.fetch(
             """SELECT state, amount, hold_sources, hold_amounts FROM payouts
-                WHERE invoice_id = $1 AND kind = 'refund' AND state NOT IN ('failed', 'cancelled')""",
+                WHERE invoice_id = $1 AND kind = 'refund' AND NOT state = ANY($2::text[])""",
             spec.invoice_id,
+            [State.FAILED, State.CANCELLED],
         ):
-            if r["state"] != "confirmed":
+            if State(r["state"]) is not State.CONFIRMED:
                 in_progress += int(r["amount"])
             for source, amount in zip(r["hold_sources"], r["hold_amounts"], strict=True):
                 used[source] = used.get(source, 0) + int(amount)
         received, refunded = int(invoice["amount_received"]), int(invoice["amount_refunded"])
-        remaining = received - refunded - in_progress
-        amount = remaining if spec.amount is None else spec.amount
-        if amount <= 0 or amount > remaining:
+        try:
+            amount = tracking.refund_amount(spec.amount, received, refunded, in_progress)
+        except tracking.RefundRefused as refused:
             raise _failed(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "REFUND_EXCEEDS_RECEIVED",
@@ -227,31 +254,39 @@ class Payouts:
                 received=received,
                 refunded=refunded,
                 in_progress=in_progress,
-                refundable=max(remaining, 0),
-            )
-        # The excess first (it was never the merchant's), then what is still
-        # unsettled in incoming (underpaid invoices), then the merchant's available.
+                refundable=refused.refundable,
+            ) from None
         done = (await settlement.settled(conn, [invoice]))[spec.invoice_id]
         room = {
             "refunds_payable": done.excess - used.get("refunds_payable", 0),
             "incoming": received - done.available - done.excess - used.get("incoming", 0),
         }
-        legs: list[tuple[str, int]] = []
-        left = amount
-        for source in ("refunds_payable", "incoming"):
-            take = min(left, max(room[source], 0))
-            if take:
-                legs.append((source, take))
-                left -= take
-        if left:
-            legs.append(("available", left))
+        legs = tracking.refund_legs(amount, room)
         return amount, legs
+
+    async def _check_destination(self, conn: asyncpg.Connection, spec: PayoutSpec) -> None:
+        own = await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM payout_nonces WHERE lower(address) = $1)
+                   OR EXISTS (SELECT 1 FROM invoices WHERE deposit_address = $1)""",
+            spec.destination,
+        )
+        why = self.policy.refusal(spec.destination, bool(own))
+        if why is not None:
+            field = "payout.destination" if spec.kind == "payout" else "destination"
+            raise ApiError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                reasons.DESTINATION_REFUSED,
+                f"{spec.destination} is refused as a destination: {why}",
+                violations=[(field, why)],
+                metadata={"destination": spec.destination},
+            )
 
     async def _create(
         self, conn: asyncpg.Connection, spec: PayoutSpec, fingerprint: bytes, now: datetime
     ) -> asyncpg.Record:
         if await conn.fetchval("SELECT 1 FROM merchants WHERE id = $1", spec.merchant_id) is None:
             raise not_found("merchant", f"merchants/{spec.merchant_id}")
+        await self._check_destination(conn, spec)
         amount, legs = await self._legs(conn, spec)
         await ledger.ensure(conn, spec.merchant_id, spec.asset, spec.chain)
         accounts = {
@@ -274,7 +309,7 @@ class Payouts:
                                     amount, reference, request_id, request_hash, state, key_id,
                                     hold_sources, hold_amounts, create_time, update_time,
                                     next_attempt_time)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'created', $12, $13, $14,
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $16, $12, $13, $14,
                        $15, $15, $15)
                RETURNING *""",
             secrets.token_hex(10),
@@ -292,6 +327,7 @@ class Payouts:
             [s for s, _ in legs],
             [a for _, a in legs],
             now,
+            State.CREATED,
         )
         assert row is not None
         await ledger.post(conn, ledger.holds(row), now)
@@ -335,7 +371,7 @@ class Payouts:
             row = await lock(conn, payout_id)
             if row is None or row["merchant_id"] != merchant_id:
                 raise not_found("payout", render.name(merchant_id, payout_id))
-            if row["state"] == "cancelled":
+            if State(row["state"]) is State.CANCELLED:
                 return row  # a retry of the same cancel
             decision = machine.decide(
                 as_machine(row, await candidates_of(conn, payout_id)), machine.Cancel()
@@ -362,7 +398,7 @@ class Payouts:
             row = await lock(conn, payout_id)
             if row is None or row["merchant_id"] != merchant_id:
                 raise not_found("payout", render.name(merchant_id, payout_id))
-            if row["state"] != "waiting_approval" or row["sign_digest"] is None:
+            if State(row["state"]) is not State.WAITING_APPROVAL or row["sign_digest"] is None:
                 raise _failed(
                     grpc.StatusCode.FAILED_PRECONDITION,
                     "PAYOUT_NOT_WAITING",

@@ -6,20 +6,21 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from core.payouts.machine import State
 from core.render.timestamps import timestamp
 from kassa.core.v1 import payout_pb2 as pb
 
 STATE = {
-    "created": pb.PAYOUT_STATE_CREATED,
-    "signing": pb.PAYOUT_STATE_SIGNING,
-    "waiting_approval": pb.PAYOUT_STATE_WAITING_APPROVAL,
-    "signed": pb.PAYOUT_STATE_SIGNED,
-    "broadcast": pb.PAYOUT_STATE_BROADCAST,
-    "confirmed": pb.PAYOUT_STATE_CONFIRMED,
-    "failed": pb.PAYOUT_STATE_FAILED,
-    "cancelled": pb.PAYOUT_STATE_CANCELLED,
+    State.CREATED: pb.PAYOUT_STATE_CREATED,
+    State.SIGNING: pb.PAYOUT_STATE_SIGNING,
+    State.WAITING_APPROVAL: pb.PAYOUT_STATE_WAITING_APPROVAL,
+    State.SIGNED: pb.PAYOUT_STATE_SIGNED,
+    State.BROADCAST: pb.PAYOUT_STATE_BROADCAST,
+    State.CONFIRMED: pb.PAYOUT_STATE_CONFIRMED,
+    State.FAILED: pb.PAYOUT_STATE_FAILED,
+    State.CANCELLED: pb.PAYOUT_STATE_CANCELLED,
 }
-STATE_NAME = {v: k for k, v in STATE.items()}
+STATE_NAME = {v: k.value for k, v in STATE.items()}
 _TX_STATUS = {
     "candidate": pb.PAYOUT_TRANSACTION_STATUS_CANDIDATE,
     "landed": pb.PAYOUT_TRANSACTION_STATUS_LANDED,
@@ -49,10 +50,10 @@ def payout(
         destination=row["destination"],
         amount=str(row["amount"]),
         reference=row["reference"],
-        state=STATE[row["state"]],
+        state=STATE[State(row["state"])],
         tx_hash=row["landed_tx_hash"] or (transactions[-1]["tx_hash"] if transactions else ""),
         network_fee="" if row["network_fee"] is None else str(row["network_fee"]),
-        waiting_reason=row["waiting_reason"] if row["state"] == "waiting_approval" else "",
+        waiting_reason=row["waiting_reason"] if row["state"] == State.WAITING_APPROVAL else "",
         required_approvers=list(row["required_approvers"]),
         approval_threshold=row["approval_threshold"],
         approvals=sorted(approvals),
@@ -60,7 +61,7 @@ def payout(
         create_time=timestamp(row["create_time"]),
         update_time=timestamp(row["update_time"]),
     )
-    if row["nonce"] is not None and (transactions or row["state"] == "signing"):
+    if row["nonce"] is not None and (transactions or row["state"] == State.SIGNING):
         out.nonce = int(row["nonce"])
     for t in transactions:
         out.transactions.append(
@@ -72,7 +73,7 @@ def payout(
                 create_time=timestamp(t["create_time"]),
             )
         )
-    if row["state"] == "waiting_approval" and row["sign_body"] is not None:
+    if row["state"] == State.WAITING_APPROVAL and row["sign_body"] is not None:
         out.sign_request.CopyFrom(
             pb.SignRequestToApprove(
                 body=bytes(row["sign_body"]),

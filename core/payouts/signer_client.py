@@ -41,6 +41,13 @@ POLICY_REASONS = frozenset(
         "POLICY_BLOCKED",
         "DESTINATION_NOT_ALLOWED",
         "APPROVAL_INVALID",
+        "CHAIN_NOT_CONFIGURED",
+        "PURPOSE_KEY_MISMATCH",
+        "SWEEP_NOT_TO_TREASURY",
+        "GAS_FUNDING_NOT_NATIVE",
+        "GAS_FUNDING_DESTINATION_MISMATCH",
+        "OVER_GAS_FUNDING_CAP",
+        "FEE_OVER_CAP",
         "INTENT_MISMATCH",
         "INTENT_INVALID",
         "TX_DECODE_FAILED",
@@ -82,8 +89,12 @@ def build_body(
     reference: str,
     issue_time: datetime,
     lifetime_s: int,
+    destination_hd_index: int | None = None,
 ) -> tuple[str, bytes]:
-    """(request id, serialized body): the bytes to store and resend unchanged."""
+    """(request id, serialized body): the bytes to store and resend unchanged.
+
+    destination_hd_index: GAS_FUNDING only, the deposit index whose address receives the
+    gas; the signer derives that address itself and refuses any other destination."""
     request_id = str(uuid.uuid4())
     body = signer_pb2.SignRequestBody(
         request_id=request_id,
@@ -96,6 +107,7 @@ def build_body(
             amount=str(amount_base_units),
             purpose=PURPOSES[purpose],
             reference=reference,
+            destination_hd_index=destination_hd_index,
         ),
         issue_time=_timestamp(issue_time),
         expire_time=_timestamp(issue_time + timedelta(seconds=lifetime_s)),

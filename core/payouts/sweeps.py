@@ -27,16 +27,22 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from core.chain.config import Chains as Config
+from core.invoices import state as invoice_state
 from core.payouts import ledger, nonces, txbuilder
 from core.payouts.config import PayoutsConfig, SweepsConfig
+from core.payouts.machine import State
 from core.payouts.signer_client import SignerClient
 from kassa.chain.v1 import adapter_pb2, adapter_pb2_grpc
 
 log = logging.getLogger("kassa.sweeps")
 # Invoices whose payment is settled; refunds of them are paid from the hot key,
 # so sweeping never takes what a refund needs (one in progress still waits).
-SETTLED = ("paid", "overpaid", "refunded", "underpaid")
-_FINAL = "('confirmed', 'failed', 'cancelled')"
+SETTLED = tuple(sorted(s.value for s in invoice_state.AT_REST))
+# Closed invoices whose funds are parked (cancelled, expired with late funds):
+# swept like settled ones once they hold confirmed funds (issue 19).
+PARKING = tuple(sorted(s.value for s in invoice_state.PARKING))
+# A sweep or refund back in broadcast after a reorg is in progress again.
+_FINAL = [State.CONFIRMED, State.FAILED, State.CANCELLED]
 
 
 # -- pure parts (tests/unit/test_sweep_plan.py) --------------------------------
@@ -54,12 +60,13 @@ class Deposit:
     refund_in_progress: bool
     sweep_in_progress: bool
     unconfirmed: int  # base units of the asset still confirming on the address
+    received: int = 0  # confirmed base units of the invoice's asset recorded on it
 
 
 def eligible(d: Deposit, now: datetime, min_age_s: float) -> bool:
     """Whether the deposit address of `d` may be swept now."""
     return (
-        d.state in SETTLED
+        (d.state in SETTLED or (d.state in PARKING and d.received > 0))
         and not d.refund_in_progress
         and not d.sweep_in_progress
         and now - d.settled_time >= timedelta(seconds=min_age_s)
@@ -151,32 +158,37 @@ class Sweeper:
     async def _deposits(self, chain: str) -> list[Deposit]:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                f"""SELECT i.id, i.chain, i.asset, i.deposit_address, i.derivation_index,
-                           i.state, i.update_time,
+                """SELECT i.id, i.chain, i.asset, i.deposit_address, i.derivation_index,
+                           i.state, i.update_time, i.amount_received,
                            EXISTS (SELECT 1 FROM payouts r
                                     WHERE r.invoice_id = i.id AND r.kind = 'refund'
-                                      AND r.state NOT IN {_FINAL}) AS refund_in_progress,
+                                      AND NOT r.state = ANY($4::text[])) AS refund_in_progress,
                            EXISTS (SELECT 1 FROM payouts s
                                     WHERE s.chain = i.chain AND s.kind = 'sweep'
                                       AND s.source_address = i.deposit_address
-                                      AND s.state NOT IN {_FINAL}) AS sweep_in_progress,
+                                      AND NOT s.state = ANY($4::text[])) AS sweep_in_progress,
                            (SELECT coalesce(sum(p.amount), 0) FROM payments p
                              WHERE p.invoice_id = i.id AND p.asset = i.asset
                                AND p.status = 'confirming') AS unconfirmed
                       FROM invoices i
-                     WHERE i.chain = $1 AND i.state = ANY($2::text[])
+                     WHERE i.chain = $1
+                       AND (i.state = ANY($2::text[])
+                            OR (i.state = ANY($3::text[]) AND i.amount_received > 0))
                        -- Swept after its last payment: nothing new to read on chain.
                        AND NOT EXISTS (
                            SELECT 1 FROM payouts s
                             WHERE s.chain = i.chain AND s.kind = 'sweep'
                               AND s.source_address = i.deposit_address
-                              AND s.state = 'confirmed'
+                              AND s.state = $5
                               AND s.create_time > (SELECT coalesce(max(p.first_seen_time),
                                                                    '-infinity')
                                                      FROM payments p WHERE p.invoice_id = i.id))
-                     ORDER BY i.update_time, i.id LIMIT 500""",  # noqa: S608 (constant)
+                     ORDER BY i.update_time, i.id LIMIT 500""",
                 chain,
                 list(SETTLED),
+                list(PARKING),
+                _FINAL,
+                State.CONFIRMED,
             )
         return [
             Deposit(
@@ -190,6 +202,7 @@ class Sweeper:
                 refund_in_progress=r["refund_in_progress"],
                 sweep_in_progress=r["sweep_in_progress"],
                 unconfirmed=int(r["unconfirmed"]),
+                received=int(r["amount_received"]),
             )
             for r in rows
         ]
@@ -318,7 +331,7 @@ class Sweeper:
                                     amount, request_hash, state, key_id, hold_sources,
                                     hold_amounts, source_address, funded_by, fixed_max_fee,
                                     fixed_tip, create_time, update_time, next_attempt_time)
-               VALUES ($1, NULL, $2, $3, $4, $5, $6, $7, '', 'created', $8, '{}', '{}',
+               VALUES ($1, NULL, $2, $3, $4, $5, $6, $7, '', $14, $8, '{}', '{}',
                        $9, $10, $11, $12, $13, $13, $13)
                RETURNING *""",
             secrets.token_hex(10),
@@ -334,6 +347,7 @@ class Sweeper:
             None if fees is None else fees.max_fee_per_gas_wei,
             None if fees is None else fees.max_priority_fee_per_gas_wei,
             now,
+            State.CREATED,
         )
         assert row is not None
         return row

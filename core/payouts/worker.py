@@ -1,10 +1,14 @@
 """Moves payouts forward: allocate a nonce and build the sign request, sign
 through the signer, store the signed transaction, broadcast it, track it to
-its confirmations, replace it when stuck, finalize it in the ledger.
+its confirmations, replace it when stuck, finalize it in the ledger, and keep
+tracking a landed payout until the chain's finality depth (a reorg that
+removes it sends the stored transaction again).
 
-Every step reads the payout, does its I/O outside any transaction, then
-commits what `machine.decide` returned in one transaction with the payout row
-locked. Restart safety follows from the order of writes:
+Each state has one step (`STEPS`). A step reads the payout, does its I/O
+outside any transaction, then commits what `machine.decide` returned in one
+transaction with the payout row locked and re-checked (`_locked`). What to do
+between the I/O is decided in core/payouts/tracking.py. Restart safety
+follows from the order of writes:
 - a body is stored (with its nonce) before it is sent to the signer, and is
   resent unchanged until it expires (same request id → the same signature);
 - a signed transaction is stored before it is broadcast; a payout found in
@@ -19,18 +23,21 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 import asyncpg
 import grpc
 
-from core import lifecycle
 from core.chain.config import Chains as Config
-from core.domain import invoice_state as sm
-from core.payouts import machine, nonces, txbuilder
+from core.invoices import lifecycle
+from core.invoices import state as sm
+from core.payouts import machine, nonces, tracking, txbuilder
 from core.payouts.config import PayoutsConfig
+from core.payouts.machine import State
 from core.payouts.payouts import as_machine, candidates_of, lock, save
 from core.payouts.signer_client import SignerClient, SignerRefusal, body_digest, build_body
 from kassa.chain.v1 import adapter_pb2, adapter_pb2_grpc
@@ -38,7 +45,6 @@ from telemetry.logs import REQUEST_ID, new_request_id
 from telemetry.metrics import RequestIdClient
 
 log = logging.getLogger("kassa.payouts")
-ACTIVE = ("created", "signing", "waiting_approval", "signed", "broadcast")
 PURPOSE = {"payout": "PAYOUT", "refund": "REFUND", "sweep": "SWEEP", "gas_funding": "GAS_FUNDING"}
 # Test-only fault points: the core kills itself (SIGKILL) right after the step
 # named in KASSA_FAULT commits, so tests can prove restarts pay exactly once.
@@ -46,12 +52,53 @@ FAULT = os.environ.get("KASSA_FAULT", "")
 # A broadcast candidate missing from the chain while its nonce is used: seen
 # this many passes in a row before the payout is failed (guards races with mining).
 NONCE_LOST_PASSES = 5
+# A landed payout not yet final is looked at this often, and counts as
+# reorged out once its transaction is missing this many looks in a row (a
+# node behind the others, after a failover, does not know it yet either).
+LANDED_POLL_S = 1.0
+REORG_PASSES = 2
+# A payout behind a missing earlier nonce is looked at this often, and the
+# key's nonces reconciled with the chain at most this often per chain.
+GAP_POLL_S = 1.0
+GAP_RECONCILE_S = 5.0
+_SEEN = {
+    adapter_pb2.TRANSACTION_STATUS_SUCCEEDED: tracking.Seen.SUCCEEDED,
+    adapter_pb2.TRANSACTION_STATUS_REVERTED: tracking.Seen.REVERTED,
+    adapter_pb2.TRANSACTION_STATUS_PENDING: tracking.Seen.PENDING,
+}
 
 
 def _fault(point: str) -> None:
     if point == FAULT:
         log.warning("fault injected", extra={"point": point})
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _candidate(tx_hash: str, answer: adapter_pb2.GetTransactionResponse) -> tracking.Candidate:
+    return tracking.Candidate(
+        tx_hash,
+        _SEEN.get(answer.status, tracking.Seen.UNKNOWN),
+        int(answer.confirmations),
+        int(answer.fee_paid or 0),
+    )
+
+
+@dataclass
+class Locked:
+    """One payout row locked in a transaction, as the machine sees it."""
+
+    conn: asyncpg.Connection
+    row: asyncpg.Record
+    payout: machine.Payout
+    now: datetime
+
+    def decide(self, event: machine.Event) -> machine.Decision:
+        return machine.decide(self.payout, event)
+
+    async def save(
+        self, decision: machine.Decision, fee_wei: int = 0, **columns: Any
+    ) -> asyncpg.Record:
+        return await save(self.conn, self.row, decision, self.now, fee_wei, **columns)
 
 
 class PayoutWorker:
@@ -74,30 +121,47 @@ class PayoutWorker:
             )
             for c in config.chains
         }
+        self.caps = tracking.FeeCaps(
+            payouts.max_fee_per_gas_wei, payouts.max_priority_fee_per_gas_wei
+        )
+        self.timing = tracking.Timing(payouts.replace_after_s, payouts.rebroadcast_after_s)
         self.hot_address = ""
         self._nonce_lost: dict[str, int] = {}
+        self._missing: dict[str, int] = {}
+        self._reconciled_at: dict[str, float] = {}  # chain -> monotonic seconds
 
     # -- start ----------------------------------------------------------------
     async def reconcile(self) -> None:
         """Aligns the hot key's nonces with each chain (retried until both answer)."""
         self.hot_address = await self.signer.address_of(self.settings.hot_key_id)
-        for chain, adapter in self.adapters.items():
-            account = await adapter.GetAccount(
-                adapter_pb2.GetAccountRequest(address=self.hot_address), timeout=10
+        for chain in self.adapters:
+            await self.reconcile_chain(chain)
+
+    async def reconcile_chain(self, chain: str) -> None:
+        """Aligns the hot key's nonces on `chain` with it: at start, and after a reorg
+        or a gap, so no nonce the chain lacks blocks the payouts after it."""
+        account = await self.adapters[chain].GetAccount(
+            adapter_pb2.GetAccountRequest(address=self.hot_address), timeout=10
+        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            next_nonce = await nonces.reconcile(
+                conn,
+                chain,
+                self.settings.hot_key_id,
+                self.hot_address,
+                account.latest_nonce,
+                account.pending_nonce,
             )
-            async with self.pool.acquire() as conn, conn.transaction():
-                next_nonce = await nonces.reconcile(
-                    conn,
-                    chain,
-                    self.settings.hot_key_id,
-                    self.hot_address,
-                    account.latest_nonce,
-                    account.pending_nonce,
-                )
-            log.info(
-                "payout nonces reconciled",
-                extra={"chain": chain, "address": self.hot_address, "next_nonce": next_nonce},
-            )
+        log.info(
+            "payout nonces reconciled",
+            extra={"chain": chain, "address": self.hot_address, "next_nonce": next_nonce},
+        )
+
+    async def _reconcile_soon(self, chain: str) -> None:
+        now_s = asyncio.get_running_loop().time()
+        if now_s - self._reconciled_at.get(chain, -GAP_RECONCILE_S) >= GAP_RECONCILE_S:
+            self._reconciled_at[chain] = now_s
+            await self.reconcile_chain(chain)
 
     async def run(self) -> None:
         while True:
@@ -120,24 +184,30 @@ class PayoutWorker:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 """SELECT id, state FROM payouts
-                    WHERE state = ANY($1::text[]) AND next_attempt_time <= $2
+                    WHERE next_attempt_time <= $2
+                      AND (state = ANY($1::text[])
+                           OR (final_time IS NULL AND landed_tx_hash IS NOT NULL
+                               AND state = ANY($3::text[])))
                     ORDER BY create_time, id LIMIT 200""",
-                list(ACTIVE),
+                list(machine.ACTIVE),
                 self.clock(),
+                sorted(machine.LANDED),
             )
         for r in rows:
             # One request id per step of a payout: its lines here, the signer's and the adapter's.
             REQUEST_ID.set(new_request_id())
+            state = State(r["state"])
             try:
-                await getattr(self, f"_on_{r['state']}")(r["id"])
+                await STEPS[state](self, r["id"])
             except grpc.aio.AioRpcError as exc:
                 log.warning(
                     "payout step deferred",
-                    extra={"payout": r["id"], "state": r["state"], "error": exc.details()},
+                    extra={"payout": r["id"], "state": state.value, "error": exc.details()},
                 )
                 await self._later(r["id"], 2.0)
 
     async def _later(self, payout_id: str, seconds: float) -> None:
+        """Schedules the payout's next look (not a state: no machine decision)."""
         async with self.pool.acquire() as conn:
             await conn.execute(
                 "UPDATE payouts SET next_attempt_time = $2 WHERE id = $1",
@@ -145,32 +215,42 @@ class PayoutWorker:
                 self.clock() + timedelta(seconds=seconds),
             )
 
+    async def _row(self, payout_id: str) -> asyncpg.Record:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1", payout_id)
+        assert row is not None, payout_id
+        return row
+
+    @asynccontextmanager
+    async def _locked(
+        self, payout_id: str, states: frozenset[State], sign_digest: bytes | None = None
+    ) -> AsyncIterator[Locked | None]:
+        """The payout locked in a transaction if it is still in one of `states`
+        (and still signing `sign_digest`, when given); None when another step or
+        process moved it since it was read: the caller then does nothing."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await lock(conn, payout_id)
+            if (
+                row is None
+                or State(row["state"]) not in states
+                or (sign_digest is not None and row["sign_digest"] != sign_digest)
+            ):
+                yield None
+                return
+            payout = as_machine(row, await candidates_of(conn, payout_id))
+            yield Locked(conn, row, payout, self.clock())
+
     # -- building sign requests --------------------------------------------
     async def _fees(self, chain: str, at_least: txbuilder.Fees | None = None) -> txbuilder.Fees:
         estimate = await self.adapters[chain].EstimateFees(
             adapter_pb2.EstimateFeesRequest(), timeout=10
         )
-        fees = txbuilder.capped_fees(
+        return tracking.fees(
             int(estimate.base_fee_per_gas),
             int(estimate.max_priority_fee_per_gas),
-            self.settings.max_fee_per_gas_wei,
-            self.settings.max_priority_fee_per_gas_wei,
+            self.caps,
+            at_least,
         )
-        if at_least is not None:  # a replacement: +12% on both, within the caps
-            fees = txbuilder.Fees(
-                min(
-                    max(fees.max_fee_per_gas_wei, machine.bumped(at_least.max_fee_per_gas_wei)),
-                    self.settings.max_fee_per_gas_wei,
-                ),
-                min(
-                    max(
-                        fees.max_priority_fee_per_gas_wei,
-                        machine.bumped(at_least.max_priority_fee_per_gas_wei),
-                    ),
-                    self.settings.max_priority_fee_per_gas_wei,
-                ),
-            )
-        return fees
 
     async def _fees_for(
         self, row: asyncpg.Record, at_least: txbuilder.Fees | None = None
@@ -180,9 +260,18 @@ class PayoutWorker:
             return txbuilder.Fees(int(row["fixed_max_fee"]), int(row["fixed_tip"]))
         return await self._fees(row["chain"], at_least)
 
-    def _body(self, row: asyncpg.Record, nonce: int, fees: txbuilder.Fees) -> dict[str, Any]:
+    async def _body(
+        self, conn: asyncpg.Connection, row: asyncpg.Record, nonce: int, fees: txbuilder.Fees
+    ) -> dict[str, Any]:
         """Columns of a fresh sign request for `row` at `nonce` with `fees`."""
         amount = int(row["amount"])
+        # A gas funding names the deposit index it funds: the signer derives that address
+        # itself and signs to no other.
+        hd_index = None
+        if row["kind"] == "gas_funding":
+            hd_index = await conn.fetchval(
+                "SELECT derivation_index FROM invoices WHERE id = $1", row["invoice_id"]
+            )
         call = txbuilder.call_for(row["asset"], row["destination"], amount)
         unsigned = txbuilder.eip1559(txbuilder.chain_number(row["chain"]), nonce, fees, call)
         now = self.clock()
@@ -201,6 +290,7 @@ class PayoutWorker:
             ),
             issue_time=now,
             lifetime_s=self.settings.request_lifetime_s,
+            destination_hd_index=None if hd_index is None else int(hd_index),
         )
         return {
             "sign_body": body,
@@ -210,31 +300,18 @@ class PayoutWorker:
             "sign_tip": fees.max_priority_fee_per_gas_wei,
         }
 
-    async def _last_fees(self, conn: asyncpg.Connection, payout_id: str) -> txbuilder.Fees | None:
-        last = await conn.fetchrow(
-            """SELECT max_fee_per_gas, max_priority_fee_per_gas FROM payout_transactions
-                WHERE payout_id = $1 ORDER BY create_time DESC, tx_hash LIMIT 1""",
-            payout_id,
-        )
-        if last is None:
-            return None
-        return txbuilder.Fees(int(last["max_fee_per_gas"]), int(last["max_priority_fee_per_gas"]))
-
     # -- created → signing -------------------------------------------------
     async def _on_created(self, payout_id: str) -> None:
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1", payout_id)
-        assert row is not None
+        row = await self._row(payout_id)
         if row["funded_by"] is not None and not await self._funded(row):
             return
         fees = await self._fees_for(row)
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await lock(conn, payout_id)
-            if row is None or row["state"] != "created":
+        async with self._locked(payout_id, frozenset({State.CREATED})) as step:
+            if step is None:
                 return
-            nonce = await nonces.allocate(conn, row["chain"], row["key_id"])
-            decision = machine.decide(as_machine(row, ()), machine.NonceAllocated(nonce))
-            await save(conn, row, decision, self.clock(), **self._body(row, nonce, fees))
+            nonce = await nonces.allocate(step.conn, row["chain"], row["key_id"])
+            decision = step.decide(machine.NonceAllocated(nonce))
+            await step.save(decision, **await self._body(step.conn, step.row, nonce, fees))
         await self._on_signing(payout_id)
 
     async def _funded(self, row: asyncpg.Record) -> bool:
@@ -243,45 +320,47 @@ class PayoutWorker:
             funding = await conn.fetchval(
                 "SELECT state FROM payouts WHERE id = $1", row["funded_by"]
             )
-        if funding == "confirmed":
-            return True
-        if funding in ("failed", "cancelled"):
-            async with self.pool.acquire() as conn, conn.transaction():
-                current = await lock(conn, row["id"])
-                if current is not None and current["state"] == "created":
-                    decision = machine.decide(as_machine(current, ()), machine.Cancel())
-                    await save(
-                        conn, current, decision, self.clock(), failure_reason="GAS_FUNDING_FAILED"
-                    )
-            return False
-        await self._later(row["id"], 1.0)
-        return False
+        match State(funding):
+            case State.CONFIRMED:
+                return True
+            case State.FAILED | State.CANCELLED:
+                async with self._locked(row["id"], frozenset({State.CREATED})) as step:
+                    if step is not None:
+                        decision = step.decide(machine.Cancel())
+                        await step.save(decision, failure_reason="GAS_FUNDING_FAILED")
+                return False
+            case (
+                State.CREATED
+                | State.SIGNING
+                | State.WAITING_APPROVAL
+                | State.SIGNED
+                | State.BROADCAST
+            ):
+                await self._later(row["id"], 1.0)
+                return False
+            case unreachable:
+                assert_never(unreachable)
 
     # -- signing → signed | waiting_approval ------------------------------
     async def _on_signing(self, payout_id: str) -> None:
+        row = await self._row(payout_id)
+        if State(row["state"]) is not State.SIGNING:
+            return
+        if tracking.expiring(row["sign_expire_time"], self.clock()):
+            # Never sent successfully in its window, so never broadcast: a new body
+            # for the same nonce is safe. Replacements keep outbidding the last candidate.
+            async with self.pool.acquire() as conn:
+                last = await self._last_fees(conn, payout_id)
+            fees = await self._fees_for(row, last)
+            async with self._locked(payout_id, frozenset({State.SIGNING})) as step:
+                if step is None:
+                    return
+                nonce = int(step.row["nonce"])
+                decision = step.decide(machine.Renewed(nonce))
+                row = await step.save(
+                    decision, **await self._body(step.conn, step.row, nonce, fees)
+                )
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1", payout_id)
-            assert row is not None
-            if row["state"] != "signing":
-                return
-            if row["sign_expire_time"] <= self.clock() + timedelta(seconds=3):
-                # Never sent successfully in its window, so never broadcast: a new body
-                # for the same nonce is safe. Replacements keep outbidding the last candidate.
-                fees = await self._fees_for(row, await self._last_fees(conn, payout_id))
-                async with conn.transaction():
-                    row = await lock(conn, payout_id)
-                    assert row is not None
-                    if row["state"] != "signing":
-                        return
-                    body = self._body(row, int(row["nonce"]), fees)
-                    names = list(body)
-                    sets = ", ".join(f"{n} = ${i + 2}" for i, n in enumerate(names))
-                    row = await conn.fetchrow(
-                        f"UPDATE payouts SET {sets} WHERE id = $1 RETURNING *",  # noqa: S608 (column names are ours)
-                        payout_id,
-                        *body.values(),
-                    )
-                    assert row is not None
             approvals = [
                 (r["approver_key_id"], bytes(r["signature"]))
                 for r in await conn.fetch(
@@ -296,19 +375,12 @@ class PayoutWorker:
         except SignerRefusal as refusal:
             await self._refused(payout_id, row, refusal)
             return
-        async with self.pool.acquire() as conn, conn.transaction():
-            current = await lock(conn, payout_id)
-            if (
-                current is None
-                or current["state"] != "signing"
-                or current["sign_digest"] != row["sign_digest"]
-            ):
+        tx_hash = response.tx_hash.lower()
+        async with self._locked(payout_id, frozenset({State.SIGNING}), row["sign_digest"]) as step:
+            if step is None:
                 return
-            tx_hash = response.tx_hash.lower()
-            decision = machine.decide(
-                as_machine(current, await candidates_of(conn, payout_id)),
-                machine.Signed(tx_hash, int(current["nonce"])),
-            )
+            nonce = int(step.row["nonce"])
+            decision = step.decide(machine.Signed(tx_hash, nonce))
             if decision.refusal is not None:
                 log.error(
                     "signed transaction refused by the state machine",
@@ -316,21 +388,21 @@ class PayoutWorker:
                 )
                 return
             # Stored before any broadcast: a crash from here on rebroadcasts these bytes.
-            await conn.execute(
+            await step.conn.execute(
                 """INSERT INTO payout_transactions (tx_hash, payout_id, nonce, max_fee_per_gas,
                                                     max_priority_fee_per_gas, raw, create_time)
                    VALUES ($1, $2, $3, $4, $5, $6, $7)""",
                 tx_hash,
                 payout_id,
-                int(current["nonce"]),
-                int(current["sign_max_fee"]),
-                int(current["sign_tip"]),
+                nonce,
+                int(step.row["sign_max_fee"]),
+                int(step.row["sign_tip"]),
                 bytes(response.signed_transaction),
                 self.clock(),
             )
-            await save(conn, current, decision, self.clock())
+            await step.save(decision)
         log.info("payout signed", extra={"payout": payout_id, "tx_hash": tx_hash})
-        _fault("sweep-after-sign" if current["kind"] == "sweep" else "payout-after-sign")
+        _fault("sweep-after-sign" if row["kind"] == "sweep" else "payout-after-sign")
         await self._on_signed(payout_id)
 
     async def _refused(self, payout_id: str, row: asyncpg.Record, refusal: SignerRefusal) -> None:
@@ -338,8 +410,10 @@ class PayoutWorker:
             "signer refused",
             extra={"payout": payout_id, "reason": refusal.reason, "detail": refusal.message},
         )
-        if not refusal.is_policy:
-            # REQUEST_EXPIRED and the like: a fresh body on the next pass.
+        plan = tracking.on_refusal(refusal.reason, refusal.is_policy, refusal.metadata)
+        if plan.renew_body:
+            # REQUEST_EXPIRED and the like: the body expires now, so the next
+            # pass renews it through the machine (`Renewed`).
             async with self.pool.acquire() as conn:
                 await conn.execute(
                     "UPDATE payouts SET sign_expire_time = least(sign_expire_time, $2) WHERE id = $1",
@@ -347,93 +421,81 @@ class PayoutWorker:
                     self.clock(),
                 )
             return
-        async with self.pool.acquire() as conn, conn.transaction():
-            current = await lock(conn, payout_id)
-            if (
-                current is None
-                or current["state"] != "signing"
-                or current["sign_digest"] != row["sign_digest"]
-            ):
+        async with self._locked(payout_id, frozenset({State.SIGNING}), row["sign_digest"]) as step:
+            if step is None:
                 return
-            decision = machine.decide(
-                as_machine(current, await candidates_of(conn, payout_id)),
-                machine.SignRefused(refusal.reason),
-            )
+            decision = step.decide(machine.SignRefused(refusal.reason))
             columns: dict[str, Any] = {
-                # Approvals are checked (and an expiring body renewed) every second;
-                # other refusals wait for a policy change (SIGHUP) and are retried.
-                "next_attempt_time": self.clock()
-                + timedelta(seconds=1 if refusal.reason == "APPROVALS_REQUIRED" else 30),
+                "next_attempt_time": self.clock() + timedelta(seconds=plan.retry_after_s)
             }
-            if refusal.reason == "APPROVALS_REQUIRED":
-                approvers = refusal.metadata.get("approvers", "")
-                columns["required_approvers"] = [
-                    a for a in approvers.replace(" ", "").split(",") if a
-                ]
-                columns["approval_threshold"] = int(refusal.metadata.get("threshold", "0") or 0)
-            if refusal.reason == "APPROVAL_INVALID":
-                # A bad signature would poison every retry: approvers sign again.
-                await conn.execute(
+            if refusal.reason == tracking.APPROVALS_REQUIRED:
+                columns["required_approvers"] = list(plan.approvers)
+                columns["approval_threshold"] = plan.approval_threshold
+            if plan.forget_approvals:
+                await step.conn.execute(
                     "DELETE FROM payout_approvals WHERE payout_id = $1 AND body_digest = $2",
                     payout_id,
-                    current["sign_digest"],
+                    step.row["sign_digest"],
                 )
-            await save(conn, current, decision, self.clock(), **columns)
+            await step.save(decision, **columns)
 
     # -- waiting_approval → signing ----------------------------------------
     async def _on_waiting_approval(self, payout_id: str) -> None:
+        row = await self._row(payout_id)
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1", payout_id)
-            assert row is not None
             have = await conn.fetchval(
                 "SELECT count(*) FROM payout_approvals WHERE payout_id = $1 AND body_digest = $2",
                 payout_id,
                 row["sign_digest"],
             )
-        expired = row["sign_expire_time"] <= self.clock() + timedelta(seconds=3)
-        ready = (
-            row["waiting_reason"] == "APPROVALS_REQUIRED"
-            and have >= max(row["approval_threshold"], 1)
-            and not expired
+        plan = tracking.approval_step(
+            row["waiting_reason"],
+            int(have),
+            row["approval_threshold"],
+            row["sign_expire_time"],
+            self.clock(),
         )
-        if row["waiting_reason"] == "APPROVALS_REQUIRED" and not ready and not expired:
-            await self._later(payout_id, 1.0)
+        if plan is tracking.ApprovalStep.WAIT:
+            await self._later(payout_id, tracking.APPROVAL_POLL_S)
             return
         fees = await self._fees_for(row)
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await lock(conn, payout_id)
-            if row is None or row["state"] != "waiting_approval":
+        waiting = frozenset({State.WAITING_APPROVAL})
+        async with self._locked(payout_id, waiting, row["sign_digest"]) as step:
+            if step is None:
                 return
-            if ready and await nonces.claim(conn, row["chain"], row["key_id"], int(row["nonce"])):
-                # The approved body as it is: its nonce is ours again.
-                decision = machine.decide(as_machine(row, ()), machine.Approved(int(row["nonce"])))
-                await save(conn, row, decision, self.clock(), next_attempt_time=self.clock())
-                return
-            if row["waiting_reason"] == "APPROVALS_REQUIRED":
-                # Expired or its nonce was reused: a fresh body for approvers to sign,
-                # at the nonce the next allocation would give (not taken until approved).
-                nonce = await nonces.peek(conn, row["chain"], row["key_id"])
-                body = self._body(row, nonce, fees)
-                names = ["nonce", *body]
-                sets = ", ".join(f"{n} = ${i + 2}" for i, n in enumerate(names))
-                await conn.execute(
-                    f"UPDATE payouts SET {sets} WHERE id = $1",  # noqa: S608 (column names are ours)
-                    payout_id,
-                    nonce,
-                    *body.values(),
-                )
-                return
-            # Other policy refusals: try again (the policy may have been reloaded).
-            nonce = await nonces.allocate(conn, row["chain"], row["key_id"])
-            decision = machine.decide(as_machine(row, ()), machine.Approved(nonce))
-            await save(conn, row, decision, self.clock(), **self._body(row, nonce, fees))
+            chain, key_id = step.row["chain"], step.row["key_id"]
+            match plan:
+                case tracking.ApprovalStep.SIGN | tracking.ApprovalStep.RENEW:
+                    nonce = int(step.row["nonce"])
+                    if plan is tracking.ApprovalStep.SIGN and await nonces.claim(
+                        step.conn, chain, key_id, nonce
+                    ):
+                        # The approved body as it is: its nonce is ours again.
+                        decision = step.decide(machine.Approved(nonce))
+                        await step.save(decision, next_attempt_time=self.clock())
+                        return
+                    # Expired or its nonce was reused: a fresh body for approvers to
+                    # sign, at the nonce the next allocation would give (not taken
+                    # until approved).
+                    nonce = await nonces.peek(step.conn, chain, key_id)
+                    decision = step.decide(machine.Renewed(nonce))
+                    await step.save(decision, **await self._body(step.conn, step.row, nonce, fees))
+                case tracking.ApprovalStep.RETRY:
+                    # Other policy refusals: try again (the policy may have been reloaded).
+                    nonce = await nonces.allocate(step.conn, chain, key_id)
+                    decision = step.decide(machine.Approved(nonce))
+                    await step.save(decision, **await self._body(step.conn, step.row, nonce, fees))
+                case tracking.ApprovalStep.WAIT:
+                    raise AssertionError("handled before the lock")
+                case unreachable:
+                    assert_never(unreachable)
 
     # -- signed → broadcast ------------------------------------------------
     async def _on_signed(self, payout_id: str) -> None:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1", payout_id)
             assert row is not None
-            if row["state"] != "signed":
+            if State(row["state"]) is not State.SIGNED:
                 return
             tx = await conn.fetchrow(
                 """SELECT * FROM payout_transactions WHERE payout_id = $1
@@ -443,19 +505,15 @@ class PayoutWorker:
         assert tx is not None
         await self._broadcast(row["chain"], tx)
         _fault("payout-after-broadcast")
-        async with self.pool.acquire() as conn, conn.transaction():
-            current = await lock(conn, payout_id)
-            if current is None or current["state"] != "signed":
+        async with self._locked(payout_id, frozenset({State.SIGNED})) as step:
+            if step is None:
                 return
-            await conn.execute(
+            await step.conn.execute(
                 "UPDATE payout_transactions SET broadcast_time = $2 WHERE tx_hash = $1",
                 tx["tx_hash"],
                 self.clock(),
             )
-            decision = machine.decide(
-                as_machine(current, await candidates_of(conn, payout_id)), machine.Broadcasted()
-            )
-            await save(conn, current, decision, self.clock())
+            await step.save(step.decide(machine.Broadcasted()))
 
     async def _broadcast(self, chain: str, tx: asyncpg.Record) -> None:
         try:
@@ -485,55 +543,71 @@ class PayoutWorker:
                 payout_id,
             )
         assert row is not None
-        if row["state"] != "broadcast" or not txs:
+        if State(row["state"]) is not State.BROADCAST or not txs:
             return
         adapter = self.adapters[row["chain"]]
         chain = self.config.chain(row["chain"])
-        needed = chain.confirmations if chain else 1
-        statuses = {}
-        for tx in txs:
-            statuses[tx["tx_hash"]] = await adapter.GetTransaction(
-                adapter_pb2.GetTransactionRequest(tx_hash=tx["tx_hash"]), timeout=10
+        candidates = [
+            _candidate(
+                tx["tx_hash"],
+                await adapter.GetTransaction(
+                    adapter_pb2.GetTransactionRequest(tx_hash=tx["tx_hash"]), timeout=10
+                ),
             )
-        mined = [
-            (h, s)
-            for h, s in statuses.items()
-            if s.status
-            in (adapter_pb2.TRANSACTION_STATUS_SUCCEEDED, adapter_pb2.TRANSACTION_STATUS_REVERTED)
+            for tx in txs
         ]
-        if mined:
-            tx_hash, status = mined[0]
-            if status.confirmations >= needed:
-                await self._finalize(
-                    payout_id,
-                    tx_hash,
-                    status.status == adapter_pb2.TRANSACTION_STATUS_SUCCEEDED,
-                    int(status.fee_paid or 0),
-                )
-            return
+        account = await adapter.GetAccount(
+            adapter_pb2.GetAccountRequest(address=row["source_address"] or self.hot_address),
+            timeout=10,
+        )
         newest = txs[-1]
-        now = self.clock()
-        sent_at = newest["broadcast_time"] or newest["create_time"]
-        if all(s.status == adapter_pb2.TRANSACTION_STATUS_UNKNOWN for s in statuses.values()):
-            account = await adapter.GetAccount(
-                adapter_pb2.GetAccountRequest(address=row["source_address"] or self.hot_address),
-                timeout=10,
-            )
-            if account.latest_nonce > int(row["nonce"]):
-                # The nonce is used on chain, by none of our candidates (checked above).
+        track = tracking.track_broadcast(
+            candidates,
+            confirmations_needed=chain.confirmations if chain else 1,
+            nonce=int(row["nonce"]),
+            chain_latest_nonce=int(account.latest_nonce),
+            sent_at=newest["broadcast_time"] or newest["create_time"],
+            now=self.clock(),
+            timing=self.timing,
+        )
+        if track.move is not tracking.Move.NONCE_USED:
+            self._nonce_lost.pop(payout_id, None)
+        match track.move:
+            case tracking.Move.WAIT:
+                pass
+            case tracking.Move.LAND:
+                assert track.landed is not None
+                landed = track.landed
+                await self._land(
+                    payout_id,
+                    landed.tx_hash,
+                    landed.seen is tracking.Seen.SUCCEEDED,
+                    landed.fee_paid_wei,
+                )
+            case tracking.Move.NONCE_USED:
+                # The nonce is used on chain, by none of our candidates.
                 self._nonce_lost[payout_id] = self._nonce_lost.get(payout_id, 0) + 1
                 if self._nonce_lost[payout_id] >= NONCE_LOST_PASSES:
                     await self._nonce_consumed(payout_id)
-                return
-            self._nonce_lost.pop(payout_id, None)
-            if now - sent_at >= timedelta(seconds=self.settings.rebroadcast_after_s):
-                # Dropped by the node (evicted, or our own node restarted): send again.
+            case tracking.Move.REBROADCAST:
                 for tx in txs:
                     await self._broadcast(row["chain"], tx)
                 await self._touch(newest["tx_hash"])
-            return
-        if now - sent_at >= timedelta(seconds=self.settings.replace_after_s):
-            await self._replace(payout_id, newest)
+            case tracking.Move.GAP:
+                log.warning(
+                    "payout waits on an earlier nonce missing on chain",
+                    extra={"payout": payout_id, "nonce": int(row["nonce"])},
+                )
+                if row["key_id"] == self.settings.hot_key_id:
+                    await self._reconcile_soon(row["chain"])
+                # The replacement timer restarts: a fee bump is for a stuck
+                # transaction, not for one waiting its turn.
+                await self._touch(newest["tx_hash"])
+                await self._later(payout_id, GAP_POLL_S)
+            case tracking.Move.REPLACE:
+                await self._replace(payout_id, newest)
+            case unreachable:
+                assert_never(unreachable)
 
     async def _touch(self, tx_hash: str) -> None:
         async with self.pool.acquire() as conn:
@@ -547,29 +621,19 @@ class PayoutWorker:
         last = txbuilder.Fees(
             int(newest["max_fee_per_gas"]), int(newest["max_priority_fee_per_gas"])
         )
-        # A sweep spends the gas it was funded with, no more: it waits for the base fee.
-        if await self._fixed(payout_id) or (
-            machine.bumped(last.max_fee_per_gas_wei) > self.settings.max_fee_per_gas_wei
-            or machine.bumped(last.max_priority_fee_per_gas_wei)
-            > self.settings.max_priority_fee_per_gas_wei
-        ):
+        row = await self._row(payout_id)
+        if not tracking.can_bump(last, self.caps, fixed=row["fixed_max_fee"] is not None):
             log.warning("stuck payout at the fee cap: waiting", extra={"payout": payout_id})
             await self._touch(newest["tx_hash"])
             return
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1", payout_id)
-        assert row is not None
         fees = await self._fees_for(row, last)
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await lock(conn, payout_id)
-            if row is None or row["state"] != "broadcast":
+        async with self._locked(payout_id, frozenset({State.BROADCAST})) as step:
+            if step is None:
                 return
-            decision = machine.decide(
-                as_machine(row, await candidates_of(conn, payout_id)), machine.Replace()
-            )
+            decision = step.decide(machine.Replace())
             # Same nonce, same intent, higher fees: whichever candidate lands wins.
-            await save(
-                conn, row, decision, self.clock(), **self._body(row, int(row["nonce"]), fees)
+            await step.save(
+                decision, **await self._body(step.conn, step.row, int(step.row["nonce"]), fees)
             )
         log.info(
             "replacing stuck payout transaction",
@@ -577,65 +641,37 @@ class PayoutWorker:
         )
         await self._on_signing(payout_id)
 
-    async def _fixed(self, payout_id: str) -> bool:
-        async with self.pool.acquire() as conn:
-            fixed = await conn.fetchval(
-                "SELECT fixed_max_fee IS NOT NULL FROM payouts WHERE id = $1", payout_id
-            )
-        return bool(fixed)
-
     async def _nonce_consumed(self, payout_id: str) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await lock(conn, payout_id)
-            if row is None or row["state"] != "broadcast":
+        async with self._locked(payout_id, frozenset({State.BROADCAST})) as step:
+            if step is None:
                 return
-            decision = machine.decide(
-                as_machine(row, await candidates_of(conn, payout_id)), machine.NonceLost()
-            )
-            await conn.execute(
+            decision = step.decide(machine.NonceLost())
+            await step.conn.execute(
                 "UPDATE payout_transactions SET status = 'dropped' WHERE payout_id = $1", payout_id
             )
-            await save(conn, row, decision, self.clock())
+            await step.save(decision)
         self._nonce_lost.pop(payout_id, None)
 
-    async def _finalize(self, payout_id: str, tx_hash: str, succeeded: bool, fee_wei: int) -> None:
-        now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await lock(conn, payout_id)
-            if row is None or row["state"] != "broadcast":
+    async def _land(self, payout_id: str, tx_hash: str, succeeded: bool, fee_wei: int) -> None:
+        async with self._locked(payout_id, frozenset({State.BROADCAST})) as step:
+            if step is None:
                 return
-            decision = machine.decide(
-                as_machine(row, await candidates_of(conn, payout_id)),
-                machine.Landed(tx_hash, succeeded),
-            )
+            decision = step.decide(machine.Landed(tx_hash, succeeded))
             if decision.refusal is not None:
                 log.error("landing refused", extra={"payout": payout_id, "why": decision.refusal})
                 return
-            await conn.execute(
+            await step.conn.execute(
                 """UPDATE payout_transactions
                       SET status = CASE WHEN tx_hash = $2 THEN 'landed' ELSE 'dropped' END
                     WHERE payout_id = $1""",
                 payout_id,
                 tx_hash,
             )
-            fresh = await save(conn, row, decision, now, fee_wei=fee_wei, network_fee=fee_wei)
-            if succeeded and fresh["kind"] == "refund" and fresh["invoice_id"]:
-                invoices = await lifecycle.lock_invoices(conn, [fresh["invoice_id"]])
-                applied = await lifecycle.apply(
-                    conn,
-                    invoices,
-                    {fresh["invoice_id"]: sm.RefundSettled(int(fresh["amount"]))},
-                    now,
-                )
-                refusal = applied.decisions[fresh["invoice_id"]].refusal
-                if refusal is not None:
-                    # Money left on chain either way; the refund stands and the mismatch is loud.
-                    log.error(
-                        "refund not applied to its invoice",
-                        extra={"payout": payout_id, "refusal": str(refusal)},
-                    )
+            fresh = await step.save(decision, fee_wei=fee_wei, network_fee=fee_wei)
+            if fresh["kind"] == "refund" and fresh["invoice_id"]:
+                await self._refund_landed(step, fresh, decision)
         log.info(
-            "payout final",
+            "payout landed",
             extra={
                 "payout": payout_id,
                 "tx_hash": tx_hash,
@@ -643,3 +679,111 @@ class PayoutWorker:
                 "fee_wei": fee_wei,
             },
         )
+
+    async def _refund_landed(
+        self, step: Locked, fresh: asyncpg.Record, decision: machine.Decision
+    ) -> None:
+        """The invoice counts a refund once, at its first successful landing; a
+        landing after a reorg changes nothing there (the invoice kept it)."""
+        if decision.hold is machine.Hold.POST:
+            invoices = await lifecycle.lock_invoices(step.conn, [fresh["invoice_id"]])
+            applied = await lifecycle.apply(
+                step.conn,
+                invoices,
+                {fresh["invoice_id"]: sm.RefundSettled(int(fresh["amount"]))},
+                step.now,
+            )
+            refusal = applied.decisions[fresh["invoice_id"]].refusal
+            if refusal is not None:
+                # Money left on chain either way; the refund stands and the mismatch is loud.
+                log.error(
+                    "refund not applied to its invoice",
+                    extra={"payout": fresh["id"], "refusal": str(refusal)},
+                )
+        elif decision.rebook is machine.Hold.VOID and decision.payout.state is State.FAILED:
+            # Reverted when re-sent after a reorg: its funds are back with the merchant,
+            # but the invoice still counts it refunded — an operator must look.
+            log.error(
+                "refund counted by its invoice reverted after a reorg",
+                extra={"payout": fresh["id"], "invoice": fresh["invoice_id"]},
+            )
+
+    # -- confirmed | failed → final, or back to broadcast after a reorg ----------
+    async def _on_landed(self, payout_id: str) -> None:
+        row = await self._row(payout_id)
+        if State(row["state"]) not in machine.LANDED or row["final_time"] is not None:
+            return
+        tx_hash = row["landed_tx_hash"]
+        answer = await self.adapters[row["chain"]].GetTransaction(
+            adapter_pb2.GetTransactionRequest(tx_hash=tx_hash), timeout=10
+        )
+        chain = self.config.chain(row["chain"])
+        depth = chain.finality_blocks if chain else 1
+        settle = tracking.track_landed(_candidate(tx_hash, answer), depth)
+        if settle is not tracking.Settle.REORGED:
+            self._missing.pop(payout_id, None)
+        match settle:
+            case tracking.Settle.WAIT:
+                await self._later(payout_id, LANDED_POLL_S)
+            case tracking.Settle.FINALIZE:
+                async with self._locked(payout_id, machine.LANDED) as step:
+                    if step is not None:
+                        await step.save(step.decide(machine.Finalized()))
+            case tracking.Settle.REORGED:
+                self._missing[payout_id] = self._missing.get(payout_id, 0) + 1
+                if self._missing[payout_id] < REORG_PASSES:
+                    await self._later(payout_id, LANDED_POLL_S)
+                    return
+                self._missing.pop(payout_id, None)
+                await self._reorged(payout_id, tx_hash)
+            case unreachable:
+                assert_never(unreachable)
+
+    async def _reorged(self, payout_id: str, tx_hash: str) -> None:
+        async with self._locked(payout_id, machine.LANDED) as step:
+            if step is None or step.row["landed_tx_hash"] != tx_hash:
+                return
+            decision = step.decide(machine.Reorged())
+            await step.conn.execute(
+                "UPDATE payout_transactions SET status = 'candidate' WHERE payout_id = $1",
+                payout_id,
+            )
+            await step.save(decision, network_fee=None)
+            tx = await step.conn.fetchrow(
+                "SELECT * FROM payout_transactions WHERE tx_hash = $1", tx_hash
+            )
+            chain, key_id = step.row["chain"], step.row["key_id"]
+        log.warning(
+            "landed payout reorged out: sending its signed transaction again",
+            extra={"payout": payout_id, "tx_hash": tx_hash, "reorgs": decision.payout.reorgs},
+        )
+        # The same bytes, the same nonce: it can land at most once whatever follows.
+        assert tx is not None
+        await self._broadcast(chain, tx)
+        await self._touch(tx_hash)
+        if key_id == self.settings.hot_key_id:
+            await self.reconcile_chain(chain)
+
+    async def _last_fees(self, conn: asyncpg.Connection, payout_id: str) -> txbuilder.Fees | None:
+        last = await conn.fetchrow(
+            """SELECT max_fee_per_gas, max_priority_fee_per_gas FROM payout_transactions
+                WHERE payout_id = $1 ORDER BY create_time DESC, tx_hash LIMIT 1""",
+            payout_id,
+        )
+        if last is None:
+            return None
+        return txbuilder.Fees(int(last["max_fee_per_gas"]), int(last["max_priority_fee_per_gas"]))
+
+
+Step = Callable[[PayoutWorker, str], Awaitable[None]]
+# One step per state the worker moves (cancelled payouts are left alone).
+STEPS: Mapping[State, Step] = {
+    State.CREATED: PayoutWorker._on_created,
+    State.SIGNING: PayoutWorker._on_signing,
+    State.WAITING_APPROVAL: PayoutWorker._on_waiting_approval,
+    State.SIGNED: PayoutWorker._on_signed,
+    State.BROADCAST: PayoutWorker._on_broadcast,
+    State.CONFIRMED: PayoutWorker._on_landed,
+    State.FAILED: PayoutWorker._on_landed,
+}
+assert set(STEPS) == set(machine.ACTIVE) | machine.LANDED

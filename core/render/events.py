@@ -15,12 +15,13 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from core.render.timestamps import timestamp
-from kassa.core.v1 import event_pb2, invoice_pb2, payout_pb2
+from kassa.core.v1 import event_pb2, invoice_pb2, payout_pb2, reconciliation_pb2
 
 # resource_type -> (message class, Event.resource oneof field)
 RESOURCES: dict[str, tuple[type[Message], str]] = {
     "invoice": (invoice_pb2.Invoice, "invoice"),
     "payout": (payout_pb2.Payout, "payout"),
+    "reconciliation": (reconciliation_pb2.Reconciliation, "reconciliation"),
 }
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from core import names
-from core.domain.invoice_state import State
+from core.invoices.state import State, refundable_of
 from core.render.timestamps import timestamp
 from kassa.core.v1 import invoice_pb2 as pb
 
@@ -70,6 +70,14 @@ def invoice(
     message.underpayment_tolerance = str(row["underpayment_tolerance"])
     message.monitoring_end_time.CopyFrom(timestamp(row["monitoring_end_time"]))
     message.amount_refunded = str(row["amount_refunded"])
+    message.amount_refundable = str(
+        refundable_of(
+            _STATE_OF[row["state"]],
+            "marked" in row["flags"],
+            int(row["amount_received"]),
+            int(row["amount_refunded"]),
+        )
+    )
     if row["mark_state"] is not None:
         message.mark.state = STATE[_STATE_OF[row["mark_state"]]]
         message.mark.reason = row["mark_reason"]

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from core import names
+from core import idempotency, names
 from core.errors import Code, Refusal, not_found
 from core.webhooks import signing
 
@@ -60,9 +60,11 @@ class Endpoints:
         description: str,
         disabled: bool,
         request_id: str | None,
+        request_hash: bytes = b"",
     ) -> tuple[asyncpg.Record, str]:
-        """The endpoint and its secret; a retry with the same request_id
-        returns the same endpoint (with its current secret)."""
+        """The endpoint and its secret; a retry with the same request_id and
+        body returns the same endpoint (with its current secret), the same
+        request_id with another body is REQUEST_ID_REUSED."""
         async with self.pool.acquire() as conn:
             if request_id is not None:
                 existing = await conn.fetchrow(
@@ -71,14 +73,20 @@ class Endpoints:
                     request_id,
                 )
                 if existing is not None:
+                    idempotency.check(
+                        existing["request_hash"],
+                        request_hash,
+                        request_id,
+                        endpoint_name(merchant_id, existing["id"]),
+                    )
                     return existing, existing["secret"]
             secret = signing.new_secret()
             try:
                 row = await conn.fetchrow(
                     """INSERT INTO webhook_endpoints
                          (id, merchant_id, url, event_types, description, disabled, secret,
-                          after_sequence, request_id)
-                       SELECT $1, $2, $3, $4, $5, $6, $7, last, $8 FROM event_sequence
+                          after_sequence, request_id, request_hash)
+                       SELECT $1, $2, $3, $4, $5, $6, $7, last, $8, $9 FROM event_sequence
                        RETURNING *""",
                     secrets.token_hex(8),
                     merchant_id,
@@ -88,13 +96,14 @@ class Endpoints:
                     disabled,
                     secret,
                     request_id,
+                    request_hash if request_id is not None else None,
                 )
             except asyncpg.ForeignKeyViolationError:
                 raise not_found("merchant", names.merchant(merchant_id)) from None
             except asyncpg.UniqueViolationError:
                 # A concurrent retry with the same request_id won the race.
                 return await self.create(
-                    merchant_id, url, event_types, description, disabled, request_id
+                    merchant_id, url, event_types, description, disabled, request_id, request_hash
                 )
         assert row is not None
         return row, secret
@@ -173,9 +182,11 @@ class Endpoints:
         overlap_s: int | None,
         request_id: str | None,
         now: datetime,
+        request_hash: bytes = b"",
     ) -> tuple[asyncpg.Record, str]:
         """A new secret; the previous one signs too until the overlap ends.
-        A retry with the request_id of the last rotation returns its secret."""
+        A retry with the request_id (and body) of the last rotation returns its
+        secret; that request_id with another body is REQUEST_ID_REUSED."""
         overlap_s = self.default_overlap_s if overlap_s is None else overlap_s
         async with self.pool.acquire() as conn, conn.transaction():
             current = await conn.fetchrow(
@@ -187,19 +198,26 @@ class Endpoints:
             if current is None:
                 raise not_found("webhook_endpoint", endpoint_name(merchant_id, endpoint_id))
             if request_id is not None and current["rotation_request_id"] == request_id:
+                idempotency.check(
+                    current["rotation_request_hash"],
+                    request_hash,
+                    request_id,
+                    endpoint_name(merchant_id, endpoint_id),
+                )
                 return current, current["secret"]
             secret = signing.new_secret()
             row = await conn.fetchrow(
                 """UPDATE webhook_endpoints
                       SET secret = $2, previous_secret = secret,
                           previous_secret_expire_time = $3, rotation_request_id = $4,
-                          update_time = $5
+                          update_time = $5, rotation_request_hash = $6
                     WHERE id = $1 RETURNING *""",
                 endpoint_id,
                 secret,
                 now + timedelta(seconds=overlap_s),
                 request_id,
                 now,
+                request_hash if request_id is not None else None,
             )
         assert row is not None
         return row, secret

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,9 +31,24 @@ MERCHANT = "merchants/demo"
 APPROVERS = ("alice", "bob")
 # Payouts of the test token above this (base units) need 2 of the approvers.
 APPROVAL_ABOVE_TOKEN = 1_000 * 10**6
+# ...and native payouts above this (wei).
+APPROVAL_ABOVE_WEI = 5 * 10**17
 # The hot key's float on each chain: payouts are paid from it.
 HOT_FLOAT_WEI = 100 * 10**18
 HOT_FLOAT_TOKEN = 100_000 * 10**6
+# The signer policy's bounds (policy_text): fees as the core's payouts config caps them
+# (500 gwei, a token transfer's 100,000 gas), per-transaction caps, and per window what the
+# hot key and all deposit keys together may send — whoever holds the core's credentials.
+SIGNER_MAX_FEE_PER_GAS_WEI = 500 * 10**9
+SIGNER_MAX_GAS = 100_000
+SIGNER_MAX_TOTAL_FEE_WEI = SIGNER_MAX_FEE_PER_GAS_WEI * SIGNER_MAX_GAS
+TX_CAP_WEI = 10 * 10**18
+TX_CAP_TOKEN = 100_000 * 10**6
+HOT_VELOCITY_WEI = 5 * 10**18
+HOT_VELOCITY_TOKEN = 25_000 * 10**6
+DEPOSIT_VELOCITY_WEI = 20 * 10**18
+DEPOSIT_VELOCITY_TOKEN = 250_000 * 10**6
+VELOCITY_WINDOW_S = 86_400
 
 
 def _raw_public(key: Ed25519PrivateKey) -> str:
@@ -43,6 +59,122 @@ def _raw_private(key: Ed25519PrivateKey) -> str:
     from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
 
     return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
+
+
+@dataclass(frozen=True)
+class PolicyChain:
+    """What the signer policy names of a chain."""
+
+    chain: str  # CAIP-2
+    token_asset: str  # CAIP-19 of the chain's test token
+    treasury: str
+
+    @property
+    def native_asset(self) -> str:
+        return f"{self.chain}/slip44:60"
+
+
+def signer_policy(chains: Sequence[PolicyChain], velocity_window_s: int = VELOCITY_WINDOW_S) -> str:
+    """The signer's policy `scripts/localstack` installs, a safe starting point
+    (docs/threat-model.md explains each bound): pinned chains and assets, fee caps per chain, sweeps only from deposit keys
+    and only to the chain's treasury, gas funding only in the native coin to the deposit
+    address the signer derives itself and at most one sweep's gas, payouts and refunds
+    from the hot key with a per-transaction cap, approvals above a threshold and velocity
+    caps per 24 h (the hot key's fees count toward its native cap)."""
+    chain_tables = "".join(
+        f"""[chains."{c.chain}"]
+treasury = "{c.treasury.lower()}"
+gas_funding_max = "{SIGNER_MAX_TOTAL_FEE_WEI}"
+max_fee_per_gas = "{SIGNER_MAX_FEE_PER_GAS_WEI}"
+max_gas = {SIGNER_MAX_GAS}
+max_total_fee = "{SIGNER_MAX_TOTAL_FEE_WEI}"
+
+"""
+        for c in chains
+    )
+    caps = "".join(
+        f'"{c.native_asset}" = "{TX_CAP_WEI}"\n"{c.token_asset.lower()}" = "{TX_CAP_TOKEN}"\n'
+        for c in chains
+    )
+    velocity = "".join(
+        f"""[[velocity]]
+key_id = "{key}"
+asset = "{asset}"
+max_amount = "{amount}"
+window_s = {velocity_window_s}
+
+"""
+        for c in chains
+        for key, asset, amount in (
+            ("hot-1", c.native_asset, HOT_VELOCITY_WEI),
+            ("hot-1", c.token_asset.lower(), HOT_VELOCITY_TOKEN),
+            ("hd:*", c.native_asset, DEPOSIT_VELOCITY_WEI),
+            ("hd:*", c.token_asset.lower(), DEPOSIT_VELOCITY_TOKEN),
+        )
+    )
+
+    def quoted(items: list[str]) -> str:
+        return ", ".join(f'"{i}"' for i in items)
+
+    chain_ids = quoted([c.chain for c in chains])
+    natives = quoted([c.native_asset for c in chains])
+    tokens = quoted([c.token_asset.lower() for c in chains])
+    approvers = quoted(list(APPROVERS))
+    return f"""version = 1
+
+{chain_tables}[caps]
+{caps}
+{velocity}[[rules]]
+name = "sweeps to the treasury"
+caller_role = "payments"
+purpose = "SWEEP"
+key_id = "hd:*"
+chain = [{chain_ids}]
+asset = [{natives}, {tokens}]
+action = "allow"
+
+[[rules]]
+name = "gas funding of deposit addresses"
+caller_role = "payments"
+purpose = "GAS_FUNDING"
+key_id = "hot-1"
+chain = [{chain_ids}]
+asset = [{natives}]
+action = "allow"
+
+[[rules]]
+name = "large token payouts"
+caller_role = "payments"
+purpose = ["PAYOUT", "REFUND"]
+key_id = "hot-1"
+chain = [{chain_ids}]
+asset = [{tokens}]
+amount_above = "{APPROVAL_ABOVE_TOKEN}"
+action = "require_approvals"
+approvers = [{approvers}]
+threshold = 2
+
+[[rules]]
+name = "large native payouts"
+caller_role = "payments"
+purpose = ["PAYOUT", "REFUND"]
+key_id = "hot-1"
+chain = [{chain_ids}]
+asset = [{natives}]
+amount_above = "{APPROVAL_ABOVE_WEI}"
+action = "require_approvals"
+approvers = [{approvers}]
+threshold = 2
+
+[[rules]]
+name = "payouts and refunds"
+caller_role = "payments"
+purpose = ["PAYOUT", "REFUND"]
+key_id = "hot-1"
+chain = [{chain_ids}]
+asset = [{natives}, {tokens}]
+action = "allow"
+"""
 
 
 @dataclass
@@ -78,6 +210,9 @@ class LocalStack:
     confirmations: int = 3
     postgres: PostgresCluster | None = None  # reuse a running cluster (tests)
     core_options: dict[str, int] = field(default_factory=dict)
+    # Extra [chain] keys of one chain's adapter config, by chain id.
+    adapter_options: dict[int, dict[str, object]] = field(default_factory=dict)
+    velocity_window_s: int = VELOCITY_WINDOW_S
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir).resolve()
@@ -159,48 +294,11 @@ class LocalStack:
         )
 
     def policy_text(self) -> str:
-        """The signer's policy: sweeps from deposit keys, gas funding, payouts and
-        refunds from the hot key with a per-transaction cap, approvals above a threshold."""
-        caps = "".join(
-            f'"{c.native_asset}" = "{50 * 10**18}"\n"{c.token_asset}" = "{500_000 * 10**6}"\n'
-            for c in self.chains
+        """The shipped signer policy (signer_policy) for this stack's chains."""
+        return signer_policy(
+            [PolicyChain(c.chain, c.token_asset, c.treasury) for c in self.chains],
+            self.velocity_window_s,
         )
-        tokens = ", ".join(f'"{c.token_asset}"' for c in self.chains)
-        approvers = ", ".join(f'"{a}"' for a in APPROVERS)
-        return f"""version = 1
-
-[caps]
-{caps}
-[[rules]]
-name = "sweeps"
-caller_role = "payments"
-purpose = "SWEEP"
-key_id = "hd:*"
-action = "allow"
-
-[[rules]]
-name = "gas funding"
-caller_role = "payments"
-purpose = "GAS_FUNDING"
-key_id = "hot-1"
-action = "allow"
-
-[[rules]]
-name = "large token payouts"
-purpose = ["PAYOUT", "REFUND"]
-asset = [{tokens}]
-amount_above = "{APPROVAL_ABOVE_TOKEN}"
-action = "require_approvals"
-approvers = [{approvers}]
-threshold = 2
-
-[[rules]]
-name = "payouts and refunds"
-caller_role = "payments"
-key_id = "hot-1"
-purpose = ["PAYOUT", "REFUND"]
-action = "allow"
-"""
 
     def key_ceremony(self) -> str:
         self.signer_port = free_port()
@@ -308,6 +406,7 @@ action = "allow"
                     "chain_id": chain.chain_id,
                     "node_urls": [chain.anvil.ws_url],
                     "tokens": [chain.token.address],
+                    **self.adapter_options.get(chain.chain_id, {}),
                 },
             },
         )

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,20 +44,43 @@ class SoftHsmToken:
         )
         self.pin_file.write_text(self.user_pin + "\n")
         os.chmod(self.pin_file, 0o600)
-        subprocess.run(
-            [
-                "softhsm2-util",
-                "--init-token",
-                "--free",
-                "--label",
-                self.label,
-                "--so-pin",
-                self.so_pin,
-                "--pin",
-                self.user_pin,
-            ],
-            check=True,
-            capture_output=True,
-            env={**os.environ, **self.env},
+        _init_token(
+            ["softhsm2-util", "--init-token", "--free", "--label", self.label],
+            {**os.environ, **self.env},
+            [self.so_pin, self.so_pin, self.user_pin, self.user_pin],
         )
         return self
+
+
+def _init_token(argv: list[str], env: dict[str, str], answers: list[str]) -> None:
+    """Runs softhsm2-util on a pseudo-terminal and answers its PIN prompts there: a PIN on
+    the command line would show in `ps` (softhsm2-util reads PINs only from argv or a tty)."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+    )
+    os.close(slave)
+    pending, output = [a.encode() + b"\n" for a in answers], b""
+    deadline = time.monotonic() + 60
+    try:
+        while process.poll() is None:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(
+                    f"softhsm2-util did not finish: {output.decode(errors='replace')}"
+                )
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            output += chunk
+            if pending and output.rstrip().endswith(b":"):
+                os.write(master, pending.pop(0))
+                output += b"\n"
+        if process.wait() != 0 or pending:
+            raise RuntimeError(f"softhsm2-util failed: {output.decode(errors='replace')}")
+    finally:
+        os.close(master)

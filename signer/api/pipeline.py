@@ -10,8 +10,12 @@ file); the signature runs on the HSM thread.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import hashlib
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -32,23 +36,34 @@ from signer.chains.transfer import transfer_of
 from signer.config import Config
 from signer.envelope.authenticate import Authenticated, authenticate
 from signer.envelope.digest import body_digest
-from signer.envelope.validity import check_window, hd_index, parse_body
+from signer.envelope.validity import HARDENED, check_window, hd_index, parse_body
 from signer.hd import account as hd_account
+from signer.hd.bip32 import child_public, parse_extended_key, uncompressed
 from signer.hsm.thread import HsmThread
 from signer.hsm.token import HsmError, TokenSession
-from signer.policy.decide import Decision, Facts, applicable_caps, decide
+from signer.policy.decide import Decision, Facts, Fee, applicable_caps, decide, movements
 from signer.policy.model import Policy
 from signer.secp256k1 import (
     RecoverableSignature,
     SignatureError,
+    address_of,
     keccak256,
     normalise_low_s,
     recoverable,
 )
 from signer.state import store
+from signer.state.seed_file import SeedFileError
 from signer.state.store import StoreThread, StoreUnavailable
 
 log = logging.getLogger("signer.sign")
+# Bounds on envelope fields that reach the audit log and the logs (the body's own fields are
+# bounded in signer.envelope.validity).
+MAX_KEY_ID_CHARS = 64
+MAX_SUBJECT_CHARS = 256
+MAX_APPROVALS = 8
+# Test-only fault point: seconds to wait between admission and the HSM signature, so tests can
+# cancel a call that was admitted (its audit record and reservation) deterministically.
+FAULT_SIGN_DELAY_S = float(os.environ.get("KASSA_SIGNER_FAULT_SIGN_DELAY_S", "0") or 0)
 _PURPOSE_NAMES = {v: k.removeprefix("PURPOSE_") for k, v in signer_pb2.Purpose.items()}
 
 
@@ -134,6 +149,7 @@ class SignPipeline:
         self._hot_keys = hot_keys
         self._callers = {c.key_id: c for c in config.callers}
         self._approvers = {a.key_id: a for a in config.approvers}
+        self._caller_subjects = {c.tls_subject for c in config.callers if c.tls_subject}
 
     async def sign(
         self, envelope: signer_pb2.SignedEnvelope, tls_subject: str | None, tls13: bool
@@ -151,7 +167,10 @@ class SignPipeline:
         self, envelope: signer_pb2.SignedEnvelope, tls_subject: str | None, tls13: bool
     ) -> tuple[signer_pb2.SignResponse, bool]:
         audit = Audit(
-            caller={"key_id": envelope.caller_key_id, "tls_subject": tls_subject or ""},
+            caller={
+                "key_id": bounded(envelope.caller_key_id, MAX_KEY_ID_CHARS),
+                "tls_subject": bounded(tls_subject or "", MAX_SUBJECT_CHARS),
+            },
             request_hash=body_digest(envelope.body).hex(),
         )
         policy = self._policy.current
@@ -160,6 +179,9 @@ class SignPipeline:
             raise await self._refused(
                 audit, refusal("TLS_VERSION_REFUSED", "the signer accepts TLS 1.3 only")
             )
+        oversized = envelope_bounds(envelope)
+        if oversized is not None:
+            raise await self._refused(audit, oversized)
         early = self._authenticate(envelope, tls_subject, audit)
         if isinstance(early, Refusal):
             raise await self._refused(audit, early)
@@ -168,6 +190,7 @@ class SignPipeline:
             raise await self._refused(audit, prepared)
         facts = None
         if prepared.intent is not None:
+            assert prepared.tx is not None
             facts = Facts(
                 caller_role=early.caller.role,
                 key_id=prepared.body.key_id,
@@ -176,14 +199,110 @@ class SignPipeline:
                 destination=prepared.intent.destination,
                 amount=prepared.intent.amount,
                 approvers=early.approvers,
+                chain=prepared.intent.chain,
+                fee=fee_of(prepared.tx),
+                derived_destination=self._derived(prepared.body.intent),
             )
-        admitted = await self._store(self._admit(prepared, facts, policy, audit))
+        admission = asyncio.ensure_future(self._store(self._admit(prepared, facts, policy, audit)))
+        try:
+            # Shielded: once queued, the admission runs whether or not the caller stays.
+            admitted = await asyncio.shield(admission)
+        except asyncio.CancelledError:
+            await self._after_cancel(admission, prepared, audit, "admission")
+            raise
         if isinstance(admitted, Refusal):
             raise admitted
         if isinstance(admitted, Replayed):
             return signer_pb2.SignResponse.FromString(admitted.response), True
         assert prepared.tx is not None
-        return await self._sign_and_record(prepared, prepared.tx, audit), False
+        signing = asyncio.ensure_future(self._sign_and_record(prepared, prepared.tx, audit))
+        try:
+            return await asyncio.shield(signing), False
+        except asyncio.CancelledError:
+            await self._after_cancel(signing, prepared, audit, "signing")
+            raise
+
+    async def _after_cancel(
+        self, step: asyncio.Future[Any], prepared: Prepared, audit: Audit, during: str
+    ) -> None:
+        """The caller cancelled or disconnected after its request was queued for admission.
+
+        An admission runs to its end (its store operation is queued and cannot be taken
+        back; only then is it known whether it reserved). A signing is stopped where it is:
+        a signature the HSM thread still makes is dropped, never returned; an answer already
+        queued for recording is recorded. Then, if the request was admitted but no answer
+        recorded, its request id is released (a retry is admitted afresh) and its velocity
+        reservation KEPT — counted as spent, the conservative side. The audit record says
+        which happened."""
+        if during == "signing":
+            step.cancel()
+        try:
+            outcome = await step
+        except asyncio.CancelledError:
+            outcome = None  # the signing stopped part-way; the store says how far it got
+        except BaseException:
+            return
+        if during == "admission" and not isinstance(outcome, Admitted):
+            return  # refused or replayed: already audited, nothing reserved
+        request_id = prepared.body.request_id
+
+        def op(conn: sqlite3.Connection) -> None:
+            row = store.lookup_request(conn, request_id)
+            if row is None:
+                return  # released by a failed signature, which audited itself
+            if row.response is None:
+                store.release_request(conn, request_id)
+                audit.detail.update(
+                    cancelled_during=during,
+                    velocity="reservation kept: counted as spent",
+                    request_id_guard="released",
+                    signature="not returned",
+                )
+            else:
+                audit.detail.update(
+                    cancelled_during=during,
+                    velocity="accounted: signed and recorded before the cancel",
+                    request_id_guard="kept: a retry replays the recorded answer",
+                    signature="recorded",
+                )
+            store.append_audit(conn, audit.fields("REFUSED", "REQUEST_CANCELLED"))
+
+        with contextlib.suppress(Refusal):
+            await self._store(op)
+        log.info("sign cancelled by the caller", extra={"request_id": request_id, "during": during})
+
+    async def key_read_refusal(self, method: str, tls_subject: str | None) -> Refusal | None:
+        """None when the connection's certificate is an allowlisted caller's (or, without
+        TLS, on the loopback development listener); else the refusal, audited."""
+        if self._config.tls is None or tls_subject in self._caller_subjects:
+            return None
+        audit = Audit(
+            caller={"tls_subject": bounded(tls_subject or "", MAX_SUBJECT_CHARS)},
+            request_hash="",
+            policy_hash=self._policy.current.hash,
+            detail={"method": method},
+        )
+        return await self._refused(
+            audit,
+            refusal(
+                "CALLER_NOT_ALLOWED",
+                "key lookups are answered only to allowlisted callers",
+                method=method,
+            ),
+        )
+
+    def _derived(self, intent: signer_pb2.Intent) -> str | None:
+        """The deposit address for the index a GAS_FUNDING names, from the signer's own seed
+        (its account xpub); never taken from the caller."""
+        if (
+            self._xpub is None
+            or intent.purpose != signer_pb2.PURPOSE_GAS_FUNDING
+            or not intent.HasField("destination_hd_index")
+        ):
+            return None
+        if intent.destination_hd_index >= HARDENED:
+            return None
+        return deposit_address(self._xpub, intent.destination_hd_index)
 
     def _authenticate(
         self, envelope: signer_pb2.SignedEnvelope, tls_subject: str | None, audit: Audit
@@ -217,6 +336,8 @@ class SignPipeline:
         tx, intent, later = None, None, None
         try:
             tx = decode_unsigned(body.unsigned_transaction)
+            # The decoded fee fields go into the record from here on, whatever follows.
+            audit.intent = {"tx_type": tx.kind, "nonce": str(tx.nonce), **fee_of(tx).summary()}
             transfer = transfer_of(tx)
             i = body.intent
             intent = parse_intent(
@@ -227,7 +348,9 @@ class SignPipeline:
                 _PURPOSE_NAMES.get(i.purpose, "UNSPECIFIED"),
                 i.reference,
             )
-            audit.intent = {**intent.summary(), "tx_type": tx.kind, "nonce": str(tx.nonce)}
+            audit.intent = {**intent.summary(), **audit.intent}
+            if i.HasField("destination_hd_index"):
+                audit.intent["destination_hd_index"] = str(i.destination_hd_index)
             wrong = mismatch(intent, transfer)
             if wrong is not None:
                 raise wrong
@@ -259,7 +382,13 @@ class SignPipeline:
             return None
         if key_id not in self._hot_keys:
             # A key made after start (keys create) is found on the first request naming it.
-            fresh = await self._hsm.acall(self._session.hot_key, key_id)
+            try:
+                fresh = await self._hsm.acall(self._session.hot_key, key_id)
+            except HsmError as exc:
+                log.error("key lookup failed", extra={"key_id": key_id, "error": str(exc)})
+                return refusal(
+                    "SIGNING_FAILED", "the HSM could not look the key up", problem="key_lookup"
+                )
             if fresh is None:
                 return refusal("KEY_NOT_FOUND", f"no key {key_id!r}", key_id=key_id)
             self._hot_keys.add(key_id)
@@ -306,9 +435,10 @@ class SignPipeline:
                 return refuse(prepared.refusal_after_guard)
             assert facts is not None
             now_s = time.time()
+            caps = applicable_caps(policy, facts)
             used = {
-                cap: store.velocity_used(conn, facts.key_id, facts.asset, cap.window_s, now_s)
-                for cap in applicable_caps(policy, facts)
+                cap: store.velocity_used(conn, cap.bucket, cap.asset, cap.window_s, now_s)
+                for cap in caps
             }
             decision = decide(facts, policy, used)
             if not decision.allowed:
@@ -318,7 +448,10 @@ class SignPipeline:
             if prepared.key_refusal is not None:
                 return refuse(prepared.key_refusal)
             audit.detail.update(decision.metadata)
-            store.reserve(conn, facts.key_id, facts.asset, facts.amount, now_s)
+            moved = movements(facts)
+            # One reservation per counter, however many caps (windows) read it.
+            for bucket, asset in dict.fromkeys((c.bucket, c.asset) for c in caps):
+                store.reserve(conn, bucket, asset, moved[asset], now_s)
             store.claim_request(conn, body.request_id, prepared.body_hash, now_s)
             return Admitted(decision)
 
@@ -328,12 +461,14 @@ class SignPipeline:
         self, prepared: Prepared, tx: EvmTx, audit: Audit
     ) -> signer_pb2.SignResponse:
         request_id = prepared.body.request_id
+        if FAULT_SIGN_DELAY_S:
+            await asyncio.sleep(FAULT_SIGN_DELAY_S)
         # decode_unsigned checked that tx.unsigned() re-encodes to exactly these bytes, so
         # this is tx.signing_hash() without encoding the transaction a second time.
         digest = keccak256(prepared.body.unsigned_transaction)
         try:
             signature = await self._sign_digest(prepared.body.key_id, digest)
-        except (HsmError, SignatureError) as exc:
+        except (HsmError, SignatureError, SeedFileError) as exc:
             log.error("signing failed", extra={"request_id": request_id, "error": str(exc)})
 
             def failed(conn: sqlite3.Connection) -> None:
@@ -398,6 +533,49 @@ class SignPipeline:
         fields = audit.fields("REFUSED", r.reason)
         await self._store(lambda conn: store.append_audit(conn, fields))
         return r
+
+
+def bounded(text: str, most: int) -> str:
+    """text as the audit log may hold it: at most `most` characters, marked when cut."""
+    return text if len(text) <= most else text[:most] + f"...({len(text)} chars)"
+
+
+def envelope_bounds(envelope: signer_pb2.SignedEnvelope) -> Refusal | None:
+    """The first envelope field over its bound, checked before anything is looked up."""
+    if len(envelope.caller_key_id) > MAX_KEY_ID_CHARS:
+        return refusal(
+            "FIELD_TOO_LONG",
+            f"caller_key_id exceeds {MAX_KEY_ID_CHARS} characters",
+            field="caller_key_id",
+        )
+    if len(envelope.approvals) > MAX_APPROVALS:
+        return refusal("FIELD_TOO_LONG", f"more than {MAX_APPROVALS} approvals", field="approvals")
+    for approval in envelope.approvals:
+        if len(approval.approver_key_id) > MAX_KEY_ID_CHARS:
+            return refusal(
+                "FIELD_TOO_LONG",
+                f"approver_key_id exceeds {MAX_KEY_ID_CHARS} characters",
+                field="approvals.approver_key_id",
+            )
+    return None
+
+
+def fee_of(tx: EvmTx) -> Fee:
+    if tx.kind == "eip1559":
+        return Fee(tx.gas, tx.max_fee_per_gas, tx.max_priority_fee_per_gas)
+    return Fee(tx.gas, tx.gas_price, tx.gas_price)
+
+
+@functools.lru_cache(maxsize=4096)
+def deposit_address(xpub: str, index: int) -> str:
+    """m/44'/60'/0'/0/index's address from the account xpub (public derivation only)."""
+    external = _external_chain(xpub)
+    return address_of(uncompressed(child_public(external, index).public_key()))
+
+
+@functools.lru_cache(maxsize=4)
+def _external_chain(xpub: str) -> Any:
+    return child_public(parse_extended_key(xpub), 0)
 
 
 def _signature_hash(response: signer_pb2.SignResponse) -> str:

@@ -4,8 +4,10 @@ plaintext in development); SIGHUP reloads the policy, SIGTERM/SIGINT stop cleanl
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
+import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,8 +21,9 @@ from signer.config import Config
 from signer.hsm.thread import HsmThread
 from signer.hsm.token import TokenSession
 from signer.policy.load import load_policy, reload_policy
+from signer.policy.model import DEFAULT_WINDOW_S
 from signer.state import store
-from signer.state.store import StoreThread
+from signer.state.store import StoreThread, StoreUnavailable
 from signer.tls.server import Tls13Only, server_credentials
 from telemetry.metrics import RpcMetrics, serve_metrics
 
@@ -28,6 +31,8 @@ log = logging.getLogger("signer.server")
 
 SERVICE_NAME = signer_pb2.DESCRIPTOR.services_by_name["SignerService"].full_name
 SIGN_METHOD = f"/{SERVICE_NAME}/Sign"
+MAX_MESSAGE_BYTES = 32 * 1024
+PRUNE_INTERVAL_S = 60.0
 
 
 async def serve(config: Config, thread: HsmThread, session: TokenSession, xpub: str | None) -> None:
@@ -42,13 +47,42 @@ async def serve(config: Config, thread: HsmThread, session: TokenSession, xpub: 
             "audit head", extra={"seq": seq, "record_hash": head_hash, "db": str(config.db_path)}
         )
         pipeline = SignPipeline(config, thread, session, xpub, db, policy, hot_keys)
-        await _serve(config, thread, session, xpub, pipeline, policy)
+        pruner = asyncio.create_task(_prune_forever(config, db, policy))
+        try:
+            await _serve(config, thread, session, xpub, pipeline, policy)
+        finally:
+            pruner.cancel()
         seq, head_hash = await db.acall(store.head)
         log.info(
             "audit head", extra={"seq": seq, "record_hash": head_hash, "db": str(config.db_path)}
         )
     finally:
         db.close()
+
+
+async def _prune_forever(config: Config, db: StoreThread, policy: PolicyHolder) -> None:
+    """The request-id guard and the velocity counters grow with every signature; rows past
+    every window they can matter in are dropped (store.prune says which are kept)."""
+    limits = config.limits
+    requests_keep_s = limits.max_lifetime_s + 2 * limits.max_skew_s + 60
+    while True:
+        await asyncio.sleep(PRUNE_INTERVAL_S)
+        velocity_keep_s = max([DEFAULT_WINDOW_S, *(c.window_s for c in policy.current.velocity)])
+        now_s = time.time()
+        try:
+            dropped = await db.acall(
+                functools.partial(
+                    store.prune,
+                    now_s=now_s,
+                    requests_keep_s=requests_keep_s,
+                    velocity_keep_s=velocity_keep_s,
+                )
+            )
+        except StoreUnavailable as exc:
+            log.error("pruning the state failed", extra={"error": str(exc)})
+            continue
+        if any(dropped):
+            log.info("state pruned", extra={"requests": dropped[0], "velocity": dropped[1]})
 
 
 async def _serve(
@@ -62,7 +96,14 @@ async def _serve(
     interceptors: list[grpc.aio.ServerInterceptor] = [RpcMetrics()]
     if config.tls is not None:
         interceptors.append(Tls13Only({SIGN_METHOD}))
-    server = grpc.aio.server(interceptors=interceptors)
+    server = grpc.aio.server(
+        interceptors=interceptors,
+        options=[
+            # A Sign request is a few KiB (body bounded at 16 KiB); nothing larger is read.
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", 4 * 1024 * 1024),
+        ],
+    )
     signer_pb2_grpc.add_SignerServiceServicer_to_server(
         SignerServicer(thread, session, xpub, pipeline), server
     )

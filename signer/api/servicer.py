@@ -11,7 +11,8 @@ from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
 from signer import keyring
 from signer.api.convert import key_message
 from signer.api.errors import Refusal, abort
-from signer.api.pipeline import SignPipeline
+from signer.api.pipeline import MAX_KEY_ID_CHARS, SignPipeline, bounded
+from signer.api.reasons import refusal
 from signer.hsm.thread import HsmThread
 from signer.hsm.token import TokenSession
 from signer.tls.server import peer_identity
@@ -33,6 +34,16 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):
     async def GetPublicKey(
         self, request: signer_pb2.GetPublicKeyRequest, context: Context
     ) -> signer_pb2.GetPublicKeyResponse:
+        await self._allow_key_read(context, "GetPublicKey")
+        if len(request.key_id) > MAX_KEY_ID_CHARS:
+            await abort(
+                context,
+                refusal(
+                    "FIELD_TOO_LONG",
+                    f"key_id exceeds {MAX_KEY_ID_CHARS} characters",
+                    field="key_id",
+                ),
+            )
         key = await self._thread.acall(keyring.get_key, self._session, request.key_id, self._xpub)
         if key is None:
             await abort(
@@ -50,8 +61,19 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):
     async def ListKeys(
         self, request: signer_pb2.ListKeysRequest, context: Context
     ) -> signer_pb2.ListKeysResponse:
+        await self._allow_key_read(context, "ListKeys")
         keys = await self._thread.acall(keyring.list_keys, self._session, self._xpub)
         return signer_pb2.ListKeysResponse(keys=[key_message(k) for k in keys])
+
+    async def _allow_key_read(self, context: Context, method: str) -> None:
+        """Key lookups tell which addresses hold funds: only allowlisted callers' certificates
+        get answers; anyone else is refused and audited."""
+        subject, _ = peer_identity(context)
+        refused = await self._pipeline.key_read_refusal(method, subject)
+        if refused is not None:
+            log.info("key read refused", extra={"method": method, "reason": refused.reason})
+            await abort(context, refused)
+            raise AssertionError("unreachable")
 
     async def Sign(
         self, request: signer_pb2.SignRequest, context: Context
@@ -64,7 +86,7 @@ class SignerServicer(signer_pb2_grpc.SignerServiceServicer):
                 "sign refused",
                 extra={
                     "reason": refusal.reason,
-                    "caller_key_id": request.envelope.caller_key_id,
+                    "caller_key_id": bounded(request.envelope.caller_key_id, MAX_KEY_ID_CHARS),
                     **{f"meta_{k}": v for k, v in refusal.metadata.items()},
                 },
             )

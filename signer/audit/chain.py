@@ -87,17 +87,42 @@ def verify(records: Iterable[tuple[str, str | None]]) -> Verified:
             return Verified(
                 count, expected_seq - 1, prev_hash, Break(position, seq, problem), frozenset(hashes)
             )
-        record = json.loads(text)
+        record = strict_loads(text)
         prev_hash, expected_seq, count = record["record_hash"], expected_seq + 1, count + 1
         hashes.add(prev_hash)
     return Verified(count, expected_seq - 1, prev_hash, None, frozenset(hashes))
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _Duplicate(key)
+        seen[key] = value
+    return seen
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_loads(text: str) -> Any:
+    """JSON as the signer writes it: a duplicate key (which a lenient parser resolves to one
+    of the values, so two readers may see two records) or NaN/Infinity is tampering."""
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
 
 
 def _check(
     text: str, stored_hash: str | None, prev_hash: str, expected_seq: int
 ) -> tuple[str | None, object]:
     try:
-        record = json.loads(text)
+        record = strict_loads(text)
+    except _Duplicate as exc:
+        return f"duplicate JSON key {exc} (tampered)", None
     except ValueError:
         return "not JSON", None
     if not isinstance(record, dict):

@@ -137,6 +137,9 @@ def _rlp_list(payload: bytes) -> list[object]:
         items = rlp.decode(payload, strict=True)
     except rlp.exceptions.DecodingError as exc:
         raise TxDecodeError("bad_rlp", f"not canonical RLP: {exc}") from None
+    except RecursionError:
+        # Deeply nested lists exhaust the decoder's recursion: a refusal, never an escape.
+        raise TxDecodeError("too_deep", "the RLP nests deeper than the decoder allows") from None
     if not isinstance(items, list):
         raise TxDecodeError("bad_rlp", "the transaction is not an RLP list")
     return items

@@ -1,19 +1,23 @@
 """BIP-32 hierarchical deterministic keys: private and public child derivation.
 
-Pure logic; the seed arrives decrypted from the HSM and callers wipe what they can.
+bip-utils does the derivation and the serialisation; ExtendedKey is the
+signer's own plain record of a key, so callers hold no library objects and
+the functions keep their signatures. Pure logic; the seed arrives decrypted
+from the HSM and callers wipe what they can.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 
-from coincurve import PrivateKey, PublicKey
-from Crypto.Hash import RIPEMD160
-
-from signer.hd.base58 import b58check_decode, b58check_encode
-from signer.secp256k1 import CURVE_ORDER
+from bip_utils import (
+    Base58ChecksumError,
+    Bip32KeyData,
+    Bip32KeyError,
+    Bip32Secp256k1,
+    Hash160,
+)
+from coincurve import PublicKey
 
 HARDENED = 0x80000000
 XPUB_VERSION = 0x0488B21E
@@ -38,7 +42,7 @@ class ExtendedKey:
     def public_key(self) -> bytes:
         """Compressed SEC1 point."""
         if self.is_private:
-            return PrivateKey(self.key).public_key.format(compressed=True)
+            return bytes(_context(self).PublicKey().RawCompressed().ToBytes())
         return self.key
 
     def fingerprint(self) -> bytes:
@@ -55,38 +59,56 @@ class ExtendedKey:
         )
 
     def serialize(self) -> str:
-        version = XPRV_VERSION if self.is_private else XPUB_VERSION
-        key_data = b"\0" + self.key if self.is_private else self.key
-        return b58check_encode(
-            version.to_bytes(4, "big")
-            + bytes([self.depth])
-            + self.parent_fingerprint
-            + self.child_number.to_bytes(4, "big")
-            + self.chain_code
-            + key_data
-        )
+        context = _context(self)
+        if self.is_private:
+            return str(context.PrivateKey().ToExtended())
+        return str(context.PublicKey().ToExtended())
+
+
+def _context(key: ExtendedKey) -> Bip32Secp256k1:
+    data = Bip32KeyData(key.depth, key.child_number, key.chain_code, key.parent_fingerprint)
+    try:
+        if key.is_private:
+            return Bip32Secp256k1.FromPrivateKey(key.key, data)
+        return Bip32Secp256k1.FromPublicKey(key.key, data)
+    except (Bip32KeyError, ValueError) as exc:
+        raise DerivationError(f"not a valid secp256k1 key: {exc}") from None
+
+
+def _record(context: Bip32Secp256k1) -> ExtendedKey:
+    private = not context.IsPublicOnly()
+    return ExtendedKey(
+        depth=int(context.Depth().ToInt()),
+        parent_fingerprint=bytes(context.ParentFingerPrint().ToBytes()),
+        child_number=int(context.Index().ToInt()),
+        chain_code=bytes(context.ChainCode().ToBytes()),
+        key=bytes(
+            context.PrivateKey().Raw().ToBytes()
+            if private
+            else context.PublicKey().RawCompressed().ToBytes()
+        ),
+        is_private=private,
+    )
 
 
 def hash160(data: bytes) -> bytes:
-    return RIPEMD160.new(hashlib.sha256(data).digest()).digest()
+    return bytes(Hash160.QuickDigest(data))
 
 
 def master_key(seed: bytes | bytearray) -> ExtendedKey:
     if not 16 <= len(seed) <= 64:
         raise DerivationError("seed must be 16 to 64 bytes")
-    digest = hmac.new(b"Bitcoin seed", seed, hashlib.sha512).digest()
-    secret, chain_code = digest[:32], digest[32:]
-    if not 0 < int.from_bytes(secret, "big") < CURVE_ORDER:
-        raise DerivationError("master key out of range; use another seed")
-    return ExtendedKey(0, b"\0\0\0\0", 0, chain_code, secret, is_private=True)
+    try:
+        return _record(Bip32Secp256k1.FromSeed(bytes(seed)))
+    except Bip32KeyError as exc:
+        raise DerivationError(f"master key out of range; use another seed ({exc})") from None
 
 
-def _split(chain_code: bytes, data: bytes) -> tuple[bytes, bytes]:
-    digest = hmac.new(chain_code, data, hashlib.sha512).digest()
-    tweak = digest[:32]
-    if int.from_bytes(tweak, "big") >= CURVE_ORDER:
-        raise DerivationError("invalid child: I_L >= n; use the next index")
-    return tweak, digest[32:]
+def _child(parent: ExtendedKey, index: int) -> ExtendedKey:
+    try:
+        return _record(_context(parent).ChildKey(index))
+    except Bip32KeyError as exc:
+        raise DerivationError(f"invalid child {index}: {exc}; use the next index") from None
 
 
 def child_private(parent: ExtendedKey, index: int) -> ExtendedKey:
@@ -94,22 +116,7 @@ def child_private(parent: ExtendedKey, index: int) -> ExtendedKey:
     if not parent.is_private:
         raise DerivationError("private derivation needs a private parent")
     _check_index(index)
-    if index >= HARDENED:
-        data = b"\0" + parent.key + index.to_bytes(4, "big")
-    else:
-        data = parent.public_key() + index.to_bytes(4, "big")
-    tweak, chain_code = _split(parent.chain_code, data)
-    child = (int.from_bytes(tweak, "big") + int.from_bytes(parent.key, "big")) % CURVE_ORDER
-    if child == 0:
-        raise DerivationError("invalid child: zero key; use the next index")
-    return ExtendedKey(
-        parent.depth + 1,
-        parent.fingerprint(),
-        index,
-        chain_code,
-        child.to_bytes(32, "big"),
-        is_private=True,
-    )
+    return _child(parent, index)
 
 
 def child_public(parent: ExtendedKey, index: int) -> ExtendedKey:
@@ -117,20 +124,7 @@ def child_public(parent: ExtendedKey, index: int) -> ExtendedKey:
     _check_index(index)
     if index >= HARDENED:
         raise DerivationError("hardened children cannot be derived from a public key")
-    parent_public = parent.public_key()
-    tweak, chain_code = _split(parent.chain_code, parent_public + index.to_bytes(4, "big"))
-    try:
-        point = PublicKey(parent_public).add(tweak)
-    except ValueError as exc:
-        raise DerivationError("invalid child: point at infinity; use the next index") from exc
-    return ExtendedKey(
-        parent.depth + 1,
-        parent.fingerprint(),
-        index,
-        chain_code,
-        point.format(compressed=True),
-        is_private=False,
-    )
+    return _child(parent.neuter(), index)
 
 
 def _check_index(index: int) -> None:
@@ -160,31 +154,13 @@ def derive_path(root: ExtendedKey, path: str) -> ExtendedKey:
 
 
 def parse_extended_key(text: str) -> ExtendedKey:
-    data = b58check_decode(text)
-    if len(data) != 78:
-        raise DerivationError("extended key must be 78 bytes")
-    version = int.from_bytes(data[:4], "big")
-    key_data = data[45:]
-    if version == XPUB_VERSION:
-        PublicKey(key_data)  # rejects points not on the curve
-        return ExtendedKey(
-            data[4],
-            data[5:9],
-            int.from_bytes(data[9:13], "big"),
-            data[13:45],
-            key_data,
-            is_private=False,
-        )
-    if version == XPRV_VERSION and key_data[0] == 0:
-        return ExtendedKey(
-            data[4],
-            data[5:9],
-            int.from_bytes(data[9:13], "big"),
-            data[13:45],
-            key_data[1:],
-            is_private=True,
-        )
-    raise DerivationError(f"unknown extended key version {version:#010x}")
+    """A mainnet xpub or xprv; DerivationError (a ValueError) naming why not."""
+    try:
+        return _record(Bip32Secp256k1.FromExtendedKey(text))
+    except Base58ChecksumError as exc:
+        raise DerivationError(f"bad base58check checksum: {exc}") from None
+    except (Bip32KeyError, ValueError) as exc:
+        raise DerivationError(f"not a usable extended key: {exc}") from None
 
 
 def uncompressed(compressed_public_key: bytes) -> bytes:

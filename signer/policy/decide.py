@@ -1,26 +1,71 @@
 """The signing decision: one pure function over (request facts, policy, velocity used).
 
 Everything that decides whether a key signs is here and nowhere else; the
-servicer only gathers facts and carries the decision out. Order:
-first matching rule (none: implicit deny) → block → per-transaction cap →
-velocity caps → approvals → allow. Caps come before approvals so that no
-number of approvers can lift a cap.
+pipeline only gathers facts and carries the decision out. The order is data:
+STEPS, one named check after another, the first refusal wins. The normative
+description is docs/threat-model.md, "Signer policy: evaluation order":
+
+  chain    the chain has a [chains] entry                 CHAIN_NOT_CONFIGURED
+  purpose  the purpose's shape, from the signer's own     PURPOSE_KEY_MISMATCH,
+           configuration and HD seed                      SWEEP_NOT_TO_TREASURY,
+                                                          GAS_FUNDING_NOT_NATIVE,
+                                                          GAS_FUNDING_DESTINATION_MISMATCH,
+                                                          OVER_GAS_FUNDING_CAP
+  rule     first matching rule (none: implicit deny)      POLICY_NO_MATCH, POLICY_BLOCKED,
+           and block rules                                DESTINATION_NOT_ALLOWED
+  fees     per-chain caps on fee per gas, gas, total fee  FEE_OVER_CAP
+  tx_cap   the asset's per-transaction cap                OVER_TX_CAP
+  velocity every velocity cap on every asset moved        OVER_VELOCITY_CAP
+           (the fee counts toward the native coin)
+  approvals the rule's approvers and threshold            APPROVALS_REQUIRED
+
+Caps come before approvals so that no number of approvers can lift a cap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from signer.policy.model import Policy, Rule, VelocityCap, key_matches
+from signer.envelope.validity import hd_index
+from signer.policy.model import Policy, Rule, VelocityCap, key_matches, native_asset
 
 ALLOWED = "ALLOWED"
+CHAIN_NOT_CONFIGURED = "CHAIN_NOT_CONFIGURED"
+PURPOSE_KEY_MISMATCH = "PURPOSE_KEY_MISMATCH"
+SWEEP_NOT_TO_TREASURY = "SWEEP_NOT_TO_TREASURY"
+GAS_FUNDING_NOT_NATIVE = "GAS_FUNDING_NOT_NATIVE"
+GAS_FUNDING_DESTINATION_MISMATCH = "GAS_FUNDING_DESTINATION_MISMATCH"
+OVER_GAS_FUNDING_CAP = "OVER_GAS_FUNDING_CAP"
 POLICY_NO_MATCH = "POLICY_NO_MATCH"
 POLICY_BLOCKED = "POLICY_BLOCKED"
 DESTINATION_NOT_ALLOWED = "DESTINATION_NOT_ALLOWED"
+FEE_OVER_CAP = "FEE_OVER_CAP"
 OVER_TX_CAP = "OVER_TX_CAP"
 OVER_VELOCITY_CAP = "OVER_VELOCITY_CAP"
 APPROVALS_REQUIRED = "APPROVALS_REQUIRED"
+
+
+@dataclass(frozen=True)
+class Fee:
+    """The decoded transaction's fee fields; fee_per_gas is maxFeePerGas or gasPrice."""
+
+    gas: int = 0
+    fee_per_gas: int = 0
+    priority_fee_per_gas: int = 0
+
+    @property
+    def total(self) -> int:
+        """The most the transaction can cost its sender in the native coin."""
+        return self.gas * self.fee_per_gas
+
+    def summary(self) -> dict[str, str]:
+        return {
+            "gas": str(self.gas),
+            "max_fee_per_gas": str(self.fee_per_gas),
+            "max_priority_fee_per_gas": str(self.priority_fee_per_gas),
+            "max_total_fee": str(self.total),
+        }
 
 
 @dataclass(frozen=True)
@@ -32,6 +77,11 @@ class Facts:
     destination: str  # lowercase 0x address
     amount: int
     approvers: frozenset[str]  # approvers whose signatures over this body verified
+    chain: str = "eip155:1"
+    fee: Fee = Fee()
+    # GAS_FUNDING: the address the signer derived from its own HD seed for the index the
+    # caller named (None: no index named, or no seed).
+    derived_destination: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,10 +93,19 @@ class Decision:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+def movements(facts: Facts) -> dict[str, int]:
+    """What leaves the key per asset: the amount, and the most the fee can cost."""
+    out = {facts.asset: facts.amount}
+    native = native_asset(facts.chain)
+    out[native] = out.get(native, 0) + facts.fee.total
+    return out
+
+
 def applicable_caps(policy: Policy, facts: Facts) -> tuple[VelocityCap, ...]:
-    """The velocity caps whose used amount the decision needs (for this key and asset)."""
+    """The velocity caps whose used amount the decision needs (this key, every asset moved)."""
+    moved = movements(facts)
     return tuple(
-        c for c in policy.velocity if c.asset == facts.asset and key_matches(c.key_id, facts.key_id)
+        c for c in policy.velocity if c.asset in moved and key_matches(c.key_id, facts.key_id)
     )
 
 
@@ -56,6 +115,7 @@ def rule_matches(rule: Rule, facts: Facts, policy: Policy) -> bool:
         (m.caller_roles is None or facts.caller_role in m.caller_roles)
         and (m.key_ids is None or any(key_matches(p, facts.key_id) for p in m.key_ids))
         and (m.purposes is None or facts.purpose in m.purposes)
+        and (m.chains is None or facts.chain in m.chains)
         and (m.assets is None or facts.asset in m.assets)
         and (m.destination_in is None or facts.destination in policy.allowlists[m.destination_in])
         and (
@@ -67,48 +127,158 @@ def rule_matches(rule: Rule, facts: Facts, policy: Policy) -> bool:
     )
 
 
-def decide(facts: Facts, policy: Policy, velocity_used: Mapping[VelocityCap, int]) -> Decision:
-    """velocity_used: for each cap in applicable_caps(policy, facts), the amount of this
-    key and asset already signed within the cap's window (a missing cap counts as fully used,
-    so forgetting to look one up refuses rather than allows)."""
-    rule = next((r for r in policy.rules if rule_matches(r, facts, policy)), None)
-    if rule is None:
-        return Decision(False, POLICY_NO_MATCH, policy.hash)
+@dataclass
+class _State:
+    facts: Facts
+    policy: Policy
+    used: Mapping[VelocityCap, int]
+    rule: Rule | None = None
 
-    def refuse(reason: str, **metadata: str) -> Decision:
-        return Decision(False, reason, policy.hash, rule.name, {"rule": rule.name, **metadata})
+    def refuse(self, reason: str, **metadata: str) -> Decision:
+        if self.rule is not None:
+            metadata = {"rule": self.rule.name, **metadata}
+        return Decision(
+            False, reason, self.policy.hash, None if self.rule is None else self.rule.name, metadata
+        )
 
-    if rule.action == "block":
-        if rule.match.destination_not_in is not None:
-            return refuse(DESTINATION_NOT_ALLOWED, allowlist=rule.match.destination_not_in)
-        return refuse(POLICY_BLOCKED)
-    tx_cap = policy.tx_caps.get(facts.asset)
-    if tx_cap is not None and facts.amount > tx_cap:
-        return refuse(OVER_TX_CAP, cap=str(tx_cap), amount=str(facts.amount))
-    for cap in applicable_caps(policy, facts):
-        used = velocity_used.get(cap)
-        if used is None or used + facts.amount > cap.max_amount:
-            return refuse(
+
+def _chain(s: _State) -> Decision | None:
+    if s.facts.chain not in s.policy.chains:
+        return s.refuse(CHAIN_NOT_CONFIGURED, chain=s.facts.chain)
+    return None
+
+
+def _purpose(s: _State) -> Decision | None:
+    """A purpose is a claim: checked against the key kind and the signer's own knowledge."""
+    f = s.facts
+    chain = s.policy.chains[f.chain]
+    from_hd = hd_index(f.key_id) is not None
+    if f.purpose == "SWEEP":
+        if not from_hd:
+            return s.refuse(PURPOSE_KEY_MISMATCH, purpose=f.purpose, key_id=f.key_id)
+        if chain.treasury is None or f.destination != chain.treasury:
+            return s.refuse(
+                SWEEP_NOT_TO_TREASURY, destination=f.destination, treasury=chain.treasury or ""
+            )
+        return None
+    if from_hd:  # deposit keys only ever sweep
+        return s.refuse(PURPOSE_KEY_MISMATCH, purpose=f.purpose, key_id=f.key_id)
+    if f.purpose == "GAS_FUNDING":
+        if f.asset != chain.native_asset:
+            return s.refuse(GAS_FUNDING_NOT_NATIVE, asset=f.asset)
+        if f.derived_destination is None or f.destination != f.derived_destination:
+            return s.refuse(
+                GAS_FUNDING_DESTINATION_MISMATCH,
+                destination=f.destination,
+                derived=f.derived_destination or "",
+            )
+        if f.amount > chain.gas_funding_max:
+            return s.refuse(
+                OVER_GAS_FUNDING_CAP, cap=str(chain.gas_funding_max), amount=str(f.amount)
+            )
+    return None
+
+
+def _rule(s: _State) -> Decision | None:
+    s.rule = next((r for r in s.policy.rules if rule_matches(r, s.facts, s.policy)), None)
+    if s.rule is None:
+        return s.refuse(POLICY_NO_MATCH)
+    if s.rule.action == "block":
+        if s.rule.match.destination_not_in is not None:
+            return s.refuse(DESTINATION_NOT_ALLOWED, allowlist=s.rule.match.destination_not_in)
+        return s.refuse(POLICY_BLOCKED)
+    return None
+
+
+def _fees(s: _State) -> Decision | None:
+    chain, fee = s.policy.chains[s.facts.chain], s.facts.fee
+    for name, value, cap in (
+        ("max_fee_per_gas", fee.fee_per_gas, chain.max_fee_per_gas),
+        ("gas", fee.gas, chain.max_gas),
+        ("max_total_fee", fee.total, chain.max_total_fee),
+    ):
+        if value > cap:
+            return s.refuse(FEE_OVER_CAP, fee_field=name, cap=str(cap), value=str(value))
+    return None
+
+
+def _tx_cap(s: _State) -> Decision | None:
+    # Load-time checks guarantee an allowing rule's assets are in tx_caps (None: "unlimited").
+    assert s.facts.asset in s.policy.tx_caps, "an allowing rule names an uncapped asset"
+    cap = s.policy.tx_caps[s.facts.asset]
+    if cap is not None and s.facts.amount > cap:
+        return s.refuse(OVER_TX_CAP, cap=str(cap), amount=str(s.facts.amount))
+    return None
+
+
+def _velocity(s: _State) -> Decision | None:
+    moved = movements(s.facts)
+    for cap in applicable_caps(s.policy, s.facts):
+        used = s.used.get(cap)
+        if used is None or used + moved[cap.asset] > cap.max_amount:
+            return s.refuse(
                 OVER_VELOCITY_CAP,
                 cap=str(cap.max_amount),
+                cap_key_id=cap.key_id,
+                cap_asset=cap.asset,
                 window_s=str(cap.window_s),
                 used=str(used),
-                amount=str(facts.amount),
+                amount=str(moved[cap.asset]),
             )
-    if rule.action == "require_approvals":
-        have = rule.approvers & facts.approvers
-        if len(have) < rule.threshold:
-            return refuse(
+    return None
+
+
+def _approvals(s: _State) -> Decision | None:
+    assert s.rule is not None
+    if s.rule.action == "require_approvals":
+        have = s.rule.approvers & s.facts.approvers
+        if len(have) < s.rule.threshold:
+            return s.refuse(
                 APPROVALS_REQUIRED,
-                approvers=",".join(sorted(rule.approvers)),
-                threshold=str(rule.threshold),
+                approvers=",".join(sorted(s.rule.approvers)),
+                threshold=str(s.rule.threshold),
                 have=str(len(have)),
             )
-        return Decision(
-            True,
-            ALLOWED,
-            policy.hash,
-            rule.name,
-            {"rule": rule.name, "approved_by": ",".join(sorted(have))},
-        )
-    return Decision(True, ALLOWED, policy.hash, rule.name, {"rule": rule.name})
+    return None
+
+
+Step = Callable[[_State], Decision | None]
+# The checks, in the order they run; each names the reasons it can give (tests hold both).
+STEPS: tuple[tuple[str, Step, tuple[str, ...]], ...] = (
+    ("chain", _chain, (CHAIN_NOT_CONFIGURED,)),
+    (
+        "purpose",
+        _purpose,
+        (
+            PURPOSE_KEY_MISMATCH,
+            SWEEP_NOT_TO_TREASURY,
+            GAS_FUNDING_NOT_NATIVE,
+            GAS_FUNDING_DESTINATION_MISMATCH,
+            OVER_GAS_FUNDING_CAP,
+        ),
+    ),
+    ("rule", _rule, (POLICY_NO_MATCH, POLICY_BLOCKED, DESTINATION_NOT_ALLOWED)),
+    ("fees", _fees, (FEE_OVER_CAP,)),
+    ("tx_cap", _tx_cap, (OVER_TX_CAP,)),
+    ("velocity", _velocity, (OVER_VELOCITY_CAP,)),
+    ("approvals", _approvals, (APPROVALS_REQUIRED,)),
+)
+REASONS: tuple[str, ...] = tuple(r for _, _, reasons in STEPS for r in reasons)
+
+
+def decide(facts: Facts, policy: Policy, velocity_used: Mapping[VelocityCap, int]) -> Decision:
+    """velocity_used: for each cap in applicable_caps(policy, facts), the amount already
+    signed in its bucket within its window (a missing cap counts as fully used, so forgetting
+    to look one up refuses rather than allows)."""
+    state = _State(facts, policy, velocity_used)
+    for name, step, reasons in STEPS:
+        refused = step(state)
+        if refused is not None:
+            assert refused.reason in reasons, (name, refused.reason)
+            return refused
+    rule = state.rule
+    assert rule is not None and rule.action != "block"
+    metadata = {"rule": rule.name}
+    if rule.action == "require_approvals":
+        metadata["approved_by"] = ",".join(sorted(rule.approvers & facts.approvers))
+    return Decision(True, ALLOWED, policy.hash, rule.name, metadata)

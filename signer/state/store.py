@@ -31,30 +31,43 @@ T = TypeVar("T")
 MAX_BATCH = 256
 BUSY_TIMEOUT_MS = 10_000
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY,
-    record TEXT NOT NULL,
-    record_hash TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS requests (
-    request_id TEXT PRIMARY KEY,
-    body_hash TEXT NOT NULL,
-    response BLOB,            -- NULL while the signature is being made
-    created_s REAL NOT NULL
-);
--- One row per signed amount; cumulative is the running total per (key_id, asset), so the
--- amount inside any window is two index lookups, however many rows there are.
-CREATE TABLE IF NOT EXISTS velocity (
-    id INTEGER PRIMARY KEY,
-    key_id TEXT NOT NULL,
-    asset TEXT NOT NULL,
-    time_s REAL NOT NULL,
-    amount TEXT NOT NULL,     -- base units, decimal: amounts exceed SQLite's 64-bit integers
-    cumulative TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS velocity_by_time ON velocity (key_id, asset, time_s);
-"""
+# The schema in numbered steps: PRAGMA user_version is the last step applied; a file from a
+# newer signer (a higher version) is refused rather than written with an older idea of it.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the audit chain, the request-id guard, velocity counters
+    """
+    CREATE TABLE IF NOT EXISTS audit (
+        seq INTEGER PRIMARY KEY,
+        record TEXT NOT NULL,
+        record_hash TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS requests (
+        request_id TEXT PRIMARY KEY,
+        body_hash TEXT NOT NULL,
+        response BLOB,            -- NULL while the signature is being made
+        created_s REAL NOT NULL
+    );
+    -- One row per signed amount; cumulative is the running total per (key_id, asset), so the
+    -- amount inside any window is two index lookups, however many rows there are.
+    CREATE TABLE IF NOT EXISTS velocity (
+        id INTEGER PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        time_s REAL NOT NULL,
+        amount TEXT NOT NULL,     -- base units, decimal: amounts exceed SQLite's 64-bit integers
+        cumulative TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS velocity_by_time ON velocity (key_id, asset, time_s);
+    """,
+    # 2: velocity counters are buckets ("key:<id>" per exact key, "pattern:<p>" shared by every
+    # key a pattern matches); the guard is pruned by age
+    """
+    UPDATE velocity SET key_id = 'key:' || key_id
+     WHERE key_id NOT LIKE 'key:%' AND key_id NOT LIKE 'pattern:%';
+    CREATE INDEX IF NOT EXISTS requests_by_time ON requests (created_s);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class StoreUnavailable(Exception):
@@ -71,9 +84,30 @@ def open_db(path: Path, readonly: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(SCHEMA)
+        migrate(conn)
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Applies the steps past the file's user_version, each in its own transaction."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise StoreUnavailable(
+            f"state schema version {version} is newer than this signer's {SCHEMA_VERSION}"
+        )
+    for step in range(version, SCHEMA_VERSION):
+        # One script per step, inside one transaction with its version bump: a step is
+        # applied whole or not at all (a crash half-way leaves the previous version).
+        try:
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{MIGRATIONS[step]}\nPRAGMA user_version = {step + 1};\nCOMMIT;"
+            )
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION
 
 
 # -- operations; each runs on the store thread inside the batch transaction
@@ -141,7 +175,7 @@ def _latest(
 def velocity_used(
     conn: sqlite3.Connection, key_id: str, asset: str, window_s: int, now_s: float
 ) -> int:
-    """Amount signed with key_id in asset within (now_s - window_s, now_s]."""
+    """Amount counted in bucket key_id for asset within (now_s - window_s, now_s]."""
     latest = _latest(conn, key_id, asset)
     if latest is None:
         return 0
@@ -158,6 +192,25 @@ def reserve(conn: sqlite3.Connection, key_id: str, asset: str, amount: int, now_
         "INSERT INTO velocity (key_id, asset, time_s, amount, cumulative) VALUES (?, ?, ?, ?, ?)",
         (key_id, asset, time_s, str(amount), str(cumulative)),
     )
+
+
+def prune(
+    conn: sqlite3.Connection, now_s: float, requests_keep_s: float, velocity_keep_s: float
+) -> tuple[int, int]:
+    """Drops request-id guard rows older than requests_keep_s (a request that old is refused
+    by its validity window before the guard is read) and velocity rows older than
+    velocity_keep_s (the longest window), keeping per counter the newest row at or before
+    the cutoff: velocity_used subtracts its cumulative. Returns (requests, velocity) dropped."""
+    requests = conn.execute(
+        "DELETE FROM requests WHERE created_s < ?", (now_s - requests_keep_s,)
+    ).rowcount
+    cutoff = now_s - velocity_keep_s
+    velocity = conn.execute(
+        """DELETE FROM velocity WHERE time_s < ? AND id NOT IN (
+               SELECT max(id) FROM velocity WHERE time_s < ? GROUP BY key_id, asset)""",
+        (cutoff, cutoff),
+    ).rowcount
+    return requests, velocity
 
 
 def audit_rows(conn: sqlite3.Connection) -> Iterator[tuple[str, str]]:

@@ -25,6 +25,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 ETH = "eip155:1/slip44:60"
 PAYEE = "0x" + "a1" * 20
 BENCH_POLICY = f"""
+[chains."eip155:1"]
+max_fee_per_gas = "100000000000"
+max_gas = 200000
+max_total_fee = "20000000000000000"
 [allowlists]
 payees = ["{PAYEE}"]
 [caps]
@@ -42,6 +46,8 @@ name = "payments"
 caller_role = "payments"
 purpose = "PAYOUT"
 key_id = "hot-1"
+chain = "eip155:1"
+asset = "{ETH}"
 action = "allow"
 """
 

@@ -119,6 +119,11 @@ def test_deposit_addresses_are_never_reused(invoices) -> None:
         (usd(asset="eip155:31337/erc20:0x00000000000000000000000000000000000000bb"), "asset"),
         (usd(amount="-5"), "price.amount"),
         (usd(amount="ten"), "price.amount"),
+        # Finer than the cent, absurdly large, or not an ISO-4217 currency (issue 19).
+        (usd(amount="25.0000000001"), "price.amount"),
+        (usd(amount="1" + "0" * 40), "price.amount"),
+        (usd(price=invoice_pb2.FiatAmount(amount="25.00", currency="ABC")), "price.currency"),
+        (usd(price=invoice_pb2.FiatAmount(amount="25.5", currency="JPY")), "price.amount"),
         (usd(merchant_order_id=""), "merchant_order_id"),
         (usd(parent="acme"), "parent"),
         (
@@ -372,6 +377,32 @@ def test_merchant_admin_is_for_platform_keys_only(core, tokens) -> None:
         stub = merchant_pb2_grpc.MerchantServiceStub(admin)
         keys = stub.ListApiKeys(merchant_pb2.ListApiKeysRequest(parent="merchants/acme")).api_keys
         assert keys and all(not k.name.endswith(tokens["acme"]) for k in keys)
+
+
+def test_create_merchant_is_idempotent_by_request_id(core, tokens) -> None:
+    with core.channel(core.admin_token()) as admin:
+        stub = merchant_pb2_grpc.MerchantServiceStub(admin)
+
+        def create(merchant_id: str, name: str, request_id: str = "") -> object:
+            return stub.CreateMerchant(
+                merchant_pb2.CreateMerchantRequest(
+                    merchant_id=merchant_id, display_name=name, request_id=request_id
+                )
+            ).merchant
+
+        first = create("idem-m", "Idem", "m-1")
+        assert create("idem-m", "Idem", "m-1") == first
+        assert _code_reason(lambda: create("idem-n", "Other", "m-1")) == (
+            grpc.StatusCode.ALREADY_EXISTS,
+            "REQUEST_ID_REUSED",
+        )
+        assert _code_reason(
+            lambda: stub.GetMerchant(merchant_pb2.GetMerchantRequest(name="merchants/idem-n"))
+        ) == (grpc.StatusCode.NOT_FOUND, "MERCHANT_NOT_FOUND")
+        assert _code_reason(lambda: create("idem-m", "Idem")) == (
+            grpc.StatusCode.ALREADY_EXISTS,
+            "MERCHANT_EXISTS",
+        )
 
 
 def test_invoice_for_an_unknown_merchant_is_not_found(invoices, core) -> None:

@@ -32,6 +32,29 @@ SERVICE = "kassa.signer.v1.SignerService"
 CALLER = Ed25519PrivateKey.generate()
 
 
+ETH = "eip155:1/slip44:60"
+# The smallest policy a default-deny signer loads: fee caps, a cap, a velocity cap, pins.
+SAFE_POLICY = f"""
+[chains."eip155:1"]
+max_fee_per_gas = "100000000000"
+max_gas = 200000
+max_total_fee = "10000000000000000"
+[caps]
+"{ETH}" = "1000000000000000000"
+[[velocity]]
+key_id = "hot-1"
+asset = "{ETH}"
+max_amount = "1000000000000000000"
+[[rules]]
+name = "payouts"
+key_id = "hot-1"
+purpose = "PAYOUT"
+chain = "eip155:1"
+asset = "{ETH}"
+action = "allow"
+"""
+
+
 class Running:
     def __init__(self, process: ManagedProcess, channel: grpc.Channel, xpub: str) -> None:
         self.process = process
@@ -45,9 +68,7 @@ def signer(softhsm: SoftHsmToken, tmp_path: Path) -> Iterator[Running]:
     port = free_port()
     caller_public = CALLER.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
     config = tmp_path / "signer.toml"
-    (tmp_path / "policy.toml").write_text(
-        '[[rules]]\nname = "payouts"\npurpose = "PAYOUT"\naction = "allow"\n'
-    )
+    (tmp_path / "policy.toml").write_text(SAFE_POLICY)
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\ninsecure_loopback_only = true\n'
         f'[hsm]\nmodule = "{softhsm.module}"\npin_file = "{softhsm.pin_file}"\n'

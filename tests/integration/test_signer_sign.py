@@ -32,6 +32,7 @@ from tests.support.signer import (
     POLICY,
     STRANGER,
     TOKEN,
+    TREASURY,
     USDC,
     VELO,
     Parties,
@@ -163,7 +164,7 @@ def test_hd_key_signs_a_sweep_from_the_deposit_address(
             asset=asset,
             kind=kind,
             key_id="hd:7",
-            destination=STRANGER,
+            destination=TREASURY,
             amount=54321,
             purpose=signer_pb2.PURPOSE_SWEEP,
         ),
@@ -317,11 +318,16 @@ def test_policy_refusals(signer: Signer) -> None:
         signer, envelope(body(destination=STRANGER), core), "DESTINATION_NOT_ALLOWED"
     )
     assert_refused_and_audited(signer, envelope(body(amount=2 * 10**18), core), "OVER_TX_CAP")
-    assert_refused_and_audited(
-        signer, envelope(body(purpose=signer_pb2.PURPOSE_GAS_FUNDING), core), "POLICY_NO_MATCH"
-    )
+    # Shape-valid requests (the purpose holds) that no rule allows:
+    gas = body(purpose=signer_pb2.PURPOSE_GAS_FUNDING, destination=hd_address(signer, 3))
+    gas.intent.destination_hd_index = 3
+    assert_refused_and_audited(signer, envelope(gas, core), "POLICY_NO_MATCH")
     assert_refused_and_audited(signer, envelope(body(key_id="hot-9"), core), "POLICY_NO_MATCH")
-    assert_refused_and_audited(signer, envelope(body(key_id="hd:3"), core), "POLICY_NO_MATCH")
+    sweep = body(key_id="hd:3", purpose=signer_pb2.PURPOSE_SWEEP, destination=TREASURY)
+    adapters = signer_pb2_grpc.SignerServiceStub(channel(signer.port, signer.certs, "adapters"))
+    assert_refused_and_audited(
+        signer, envelope(sweep, signer.parties.adapters, "adapters"), "POLICY_NO_MATCH", adapters
+    )
 
 
 def test_approvals_are_required_then_accepted(signer: Signer) -> None:

@@ -343,6 +343,13 @@ def test_rotation_signs_with_both_secrets_during_the_overlap_only(
         )
     )
     assert again.secret == new  # a retried rotation does not rotate twice
+    with pytest.raises(grpc.RpcError) as reused:  # the id with another body
+        merchant.hooks.RotateWebhookSecret(
+            webhook_pb2.RotateWebhookSecretRequest(
+                name=created.webhook_endpoint.name, overlap_seconds=60, request_id="rot-1"
+            )
+        )
+    assert rich(reused.value).reason == "REQUEST_ID_REUSED"
     merchant.invoice("during")
     wait_until(lambda: len(receiver.accepted()) == 1)
     during = receiver.accepted()[0]
@@ -375,12 +382,26 @@ def test_endpoint_management_and_redelivery(
     retry = hooks.CreateWebhookEndpoint(
         webhook_pb2.CreateWebhookEndpointRequest(
             parent=merchant.parent,
-            webhook_endpoint=webhook_pb2.WebhookEndpoint(url=receiver.url()),
+            webhook_endpoint=webhook_pb2.WebhookEndpoint(
+                url=receiver.url(), event_types=["invoice.cancelled"], description="shop"
+            ),
             request_id="ep-1",
         )
     )
     assert retry.webhook_endpoint.name == first.webhook_endpoint.name
     assert retry.secret == first.secret
+    # The same request_id with another body was silently answered with the
+    # first endpoint; it is refused now (issue 19) and creates nothing.
+    with pytest.raises(grpc.RpcError) as reused:
+        hooks.CreateWebhookEndpoint(
+            webhook_pb2.CreateWebhookEndpointRequest(
+                parent=merchant.parent,
+                webhook_endpoint=webhook_pb2.WebhookEndpoint(url=receiver.url()),
+                request_id="ep-1",
+            )
+        )
+    assert reused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert rich(reused.value).reason == "REQUEST_ID_REUSED"
     name = first.webhook_endpoint.name
     got = hooks.GetWebhookEndpoint(webhook_pb2.GetWebhookEndpointRequest(name=name))
     assert got.webhook_endpoint.event_types == ["invoice.cancelled"]

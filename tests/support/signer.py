@@ -36,33 +36,65 @@ PAYEE_2 = "0x" + "a2" * 20
 STRANGER = "0x" + "bd" * 20
 TRANSFER = bytes.fromhex("a9059cbb")
 
+TREASURY = "0x" + "7a" * 20
+# Fee caps above what unsigned_tx builds (100,000 gas at 30 gwei, legacy 20 gwei).
+MAX_FEE_PER_GAS = 100 * 10**9
+MAX_GAS = 200_000
+MAX_TOTAL_FEE = 10**16
+GAS_FUNDING_MAX = 10**16
+
 POLICY = f"""
 version = 1
+[chains."eip155:1"]
+treasury = "{TREASURY}"
+gas_funding_max = "{GAS_FUNDING_MAX}"
+max_fee_per_gas = "{MAX_FEE_PER_GAS}"
+max_gas = {MAX_GAS}
+max_total_fee = "{MAX_TOTAL_FEE}"
+
 [allowlists]
 payees = ["{PAYEE}", "{PAYEE_2}"]
 
 [caps]
 "{ETH}" = "1000000000000000000"
 "{USDC}" = "1000000000"
+"{VELO}" = "unlimited"
 
 [[velocity]]
 key_id = "hot-1"
 asset = "{VELO}"
 max_amount = "1000"
 
+[[velocity]]
+key_id = "hot-1"
+asset = "{ETH}"
+max_amount = "1000000000000000000000"
+
+[[velocity]]
+key_id = "hot-1"
+asset = "{USDC}"
+max_amount = "1000000000000"
+
 [[rules]]
 name = "sweeps"
+caller_role = "payments"
 purpose = "SWEEP"
 key_id = "hd:*"
+chain = "eip155:1"
+asset = ["{ETH}", "{USDC}", "{VELO}"]
 action = "allow"
 
 [[rules]]
 name = "payees only"
+purpose = ["PAYOUT", "REFUND"]
 destination_not_in = "payees"
 action = "block"
 
 [[rules]]
 name = "large ETH payouts"
+key_id = "hot-1"
+purpose = ["PAYOUT", "REFUND"]
+chain = "eip155:1"
 asset = "{ETH}"
 amount_above = "500000000000000000"
 action = "require_approvals"
@@ -74,6 +106,8 @@ name = "payments"
 caller_role = "payments"
 key_id = "hot-1"
 purpose = ["PAYOUT", "REFUND"]
+chain = "eip155:1"
+asset = ["{ETH}", "{USDC}", "{VELO}"]
 action = "allow"
 """
 
@@ -187,7 +221,12 @@ class Signer:
 
 
 def start_signer(
-    token: SoftHsmToken, base: Path, certs: Path, parties: Parties, policy: str = POLICY
+    token: SoftHsmToken,
+    base: Path,
+    certs: Path,
+    parties: Parties,
+    policy: str = POLICY,
+    env: dict[str, str] | None = None,
 ) -> Signer:
     port = free_port()
     config = write_config(base / "signer.toml", token, certs, parties, port, policy)
@@ -198,7 +237,7 @@ def start_signer(
         [SIGNER, "--config", str(config), "serve"],
         base / "signer.log",
         port=port,
-        env=token.env,
+        env={**token.env, **(env or {})},
     ).start()
     return Signer(token, config, certs, port, parties, process, init.stdout.strip())
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from adapters.evm.config import ConfigError, load, parse
+from adapters.evm.traces import TraceMethod
 
 
 def test_defaults_fill_everything_but_chain_id_and_urls() -> None:
@@ -24,6 +25,15 @@ def test_defaults_fill_everything_but_chain_id_and_urls() -> None:
     assert config.poll_interval_s == 1
     assert config.reorg_window_blocks == 256
     assert config.tokens == ("0xabcdef0000000000000000000000000000000001",)
+    assert config.internal_transfers is TraceMethod.OFF  # tracing costs the node: opt in
+
+
+@pytest.mark.parametrize("method", list(TraceMethod))
+def test_internal_transfers_names_a_trace_method(method: TraceMethod) -> None:
+    config = parse(
+        {"chain": {"chain_id": 1, "node_urls": ["ws://n"], "internal_transfers": method.value}}
+    )
+    assert config.internal_transfers is method
 
 
 @pytest.mark.parametrize(
@@ -32,6 +42,14 @@ def test_defaults_fill_everything_but_chain_id_and_urls() -> None:
         ({"node_urls": ["ws://n"]}, "chain_id"),
         ({"chain_id": "1", "node_urls": ["ws://n"]}, "chain_id"),
         ({"chain_id": 1}, "node_urls"),
+        (
+            {"chain_id": 1, "node_urls": ["ws://n"], "internal_transfers": "on"},
+            "internal_transfers",
+        ),
+        (
+            {"chain_id": 1, "node_urls": ["ws://n"], "internal_transfers": True},
+            "internal_transfers",
+        ),
         ({"chain_id": 1, "node_urls": ["http://n"]}, "ws://"),
         ({"chain_id": 1, "node_urls": ["ws://n"], "tokens": ["0x12"]}, "tokens"),
         (
@@ -54,3 +72,17 @@ def test_unreadable_and_invalid_toml_are_config_errors(tmp_path: Path) -> None:
     bad.write_text("[chain\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load(bad)
+
+
+def test_a_token_address_with_a_trailing_newline_is_refused() -> None:
+    # `$` would match before the newline; the check is a full match.
+    with pytest.raises(ConfigError, match="tokens"):
+        parse(
+            {
+                "chain": {
+                    "chain_id": 1,
+                    "node_urls": ["ws://n"],
+                    "tokens": ["0xabcdef0000000000000000000000000000000001\n"],
+                }
+            }
+        )

@@ -47,6 +47,12 @@ DECIDERS = (
     "core.webhooks.signing",
     "core.rates.formats",
     "core.payouts.machine",
+    "core.reconcile.decide",
+    "core.payouts.tracking",
+    "core.payouts.destinations",
+    "core.reasons",
+    "core.invoices.state",
+    "core.payments.status",
 )
 IO = ("asyncpg", "grpc", "grpc_status", "google.rpc", "aiohttp", "kassa")
 
@@ -126,14 +132,15 @@ def test_every_import_in_core_points_down() -> None:
 @pytest.mark.parametrize(
     ("importer", "name"),
     [
-        ("core.lifecycle", "core.api.render"),  # how lifecycle rendered events before
+        ("core.invoices.lifecycle", "core.api.render"),  # how lifecycle rendered events before
         ("core.merchants.store", "core.api.auth"),
-        ("core.invoicing", "core.api.validate"),
+        ("core.invoices.invoicing", "core.api.validate"),
+        ("core.invoices.invoicing", "core.config"),  # the composed configuration
         ("core.ledger.store", "core.server"),
         ("core.ledger.rules", "asyncpg"),
         ("core.ledger.rules", "core.render.ledger"),
         ("core.chain.apply", "core.render.invoices"),
-        ("core.domain.invoice_state", "grpc"),
+        ("core.invoices.state", "grpc"),
         ("core.payouts.worker", "core.config"),  # the cycle config <-> payouts
     ],
 )

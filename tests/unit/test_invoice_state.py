@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.domain.invoice_state import (
+from core.invoices.state import (
     Cancel,
     ClockTick,
     Flag,
@@ -18,6 +19,7 @@ from core.domain.invoice_state import (
     RefundSettled,
     State,
     decide,
+    refundable,
 )
 
 EXPIRY = datetime(2030, 1, 1, tzinfo=UTC)
@@ -169,9 +171,13 @@ def test_cancel_only_before_funds() -> None:
 
 
 def test_cancelled_invoice_is_not_moved_by_funds() -> None:
+    # Issue 19: funds on a cancelled invoice no longer pass silently (they did:
+    # `not decision.changed`); the state still does not move.
     cancelled = decide(fresh(), Cancel()).invoice
     decision = observe(cancelled, confirmed=DUE)
-    assert decision.invoice.state is State.CANCELLED and not decision.changed
+    assert decision.invoice.state is State.CANCELLED
+    assert types(decision) == ["invoice.late_funds"]
+    assert Flag.PAID_LATE in decision.invoice.flags
 
 
 def test_mark_settles_by_hand_and_sticks() -> None:
@@ -284,3 +290,165 @@ def test_overpaid_exactly_when_confirmed_exceeds_due(observed: Funds) -> None:
         assert observed.confirmed > DUE
     if observed.confirmed > DUE:
         assert state is State.OVERPAID
+
+
+# --- every unit accounted for (issue 19) --------------------------------------
+
+
+def test_a_payment_after_a_full_refund_is_a_duplicate_parked_and_refundable() -> None:
+    paid = observe(fresh(), confirmed=DUE).invoice
+    refunded = decide(paid, RefundSettled(DUE)).invoice
+    assert refunded.state is State.REFUNDED and refundable(refunded) == 0
+    again = observe(refunded, confirmed=2 * DUE)
+    assert again.invoice.state is State.REFUNDED
+    assert types(again) == ["invoice.late_funds"]
+    assert Flag.DUPLICATE in again.invoice.flags
+    assert refundable(again.invoice) == DUE
+    back = decide(again.invoice, RefundSettled(DUE))
+    assert back.invoice.state is State.REFUNDED and refundable(back.invoice) == 0
+
+
+def test_a_crypto_payment_after_a_mark_as_paid_is_a_duplicate_announced() -> None:
+    marked = decide(fresh(), Mark(State.PAID)).invoice
+    pending = observe(marked, pending=DUE)
+    assert types(pending) == ["invoice.late_funds"] and Flag.DUPLICATE in pending.invoice.flags
+    confirmed = observe(pending.invoice, confirmed=DUE)
+    assert types(confirmed) == ["invoice.late_funds"]  # now refundable: announced again
+    assert confirmed.invoice.state is State.PAID and refundable(confirmed.invoice) == DUE
+    gone = observe(confirmed.invoice)
+    assert types(gone) == ["payment.reorged"] and gone.invoice.state is State.PAID
+
+
+def test_mark_expired_with_funds_is_refused_and_without_funds_is_not() -> None:
+    detected = observe(fresh(), pending=1).invoice
+    refused = decide(detected, Mark(State.EXPIRED))
+    assert refused.refusal is not None and refused.refusal.reason == "INVOICE_HAS_FUNDS"
+    assert decide(fresh(), Mark(State.EXPIRED)).invoice.state is State.EXPIRED
+    paid = observe(fresh(), confirmed=DUE).invoice
+    assert decide(paid, Mark(State.EXPIRED)).refusal.reason == "INVOICE_HAS_FUNDS"
+
+
+def test_funds_past_the_window_are_parked_on_an_expired_invoice() -> None:
+    expired = decide(fresh(), ClockTick(AFTER)).invoice
+    assert expired.state is State.EXPIRED
+    parked = observe(expired, confirmed=DUE, late=DUE, outside=DUE)
+    assert parked.invoice.state is State.EXPIRED
+    assert types(parked) == ["invoice.late_funds"]
+    assert Flag.PAID_LATE in parked.invoice.flags
+    assert refundable(parked.invoice) == DUE
+    # Inside the window the same funds move it on, as before.
+    assert observe(expired, confirmed=DUE, late=DUE).invoice.state is State.PAID
+
+
+def test_an_overpayment_after_expiry_is_overpaid_with_the_late_flag() -> None:
+    expired = decide(fresh(), ClockTick(AFTER)).invoice
+    over = observe(expired, confirmed=DUE + 1, late=DUE + 1)
+    assert types(over)[-1] == "invoice.overpaid"
+    assert {Flag.PAID_LATE, Flag.PAID_OVER} <= over.invoice.flags
+
+
+def test_a_second_partial_payment_is_announced() -> None:
+    first = observe(fresh(), confirmed=DUE // 4).invoice
+    second = observe(first, confirmed=DUE // 2)
+    assert second.invoice.state is State.DETECTED
+    assert types(second) == ["invoice.payment_received"]
+
+
+@pytest.mark.parametrize(
+    ("funds", "inside"),
+    [
+        (Funds(), Funds()),
+        (Funds(confirmed=5, late=5), Funds(confirmed=5, late=5)),
+        (Funds(pending=3, confirmed=5, late=8, outside=3), Funds(confirmed=5, late=5)),
+        (
+            Funds(pending=1, confirming=2, confirmed=5, late=8, outside=4),
+            Funds(confirmed=4, late=4),
+        ),
+        (
+            Funds(confirmed=5, late=5, outside=5, wrong_asset_transfers=1),
+            Funds(wrong_asset_transfers=1),
+        ),
+    ],
+)
+def test_inside_the_window_takes_the_newest_from_the_least_settled(
+    funds: Funds, inside: Funds
+) -> None:
+    assert funds.inside() == inside
+
+
+@pytest.mark.parametrize(
+    ("state", "flags", "confirmed", "refunded", "expected"),
+    [
+        (State.AWAITING_PAYMENT, frozenset(), 0, 0, 0),
+        (State.DETECTED, frozenset(), 5, 0, 0),  # may still count: not yet refundable
+        (State.CONFIRMING, frozenset(), DUE, 0, 0),
+        (State.CONFIRMING, frozenset({Flag.MARKED}), 5, 0, 5),  # a mark closes it
+        (State.PAID, frozenset(), DUE, 0, DUE),
+        (State.OVERPAID, frozenset(), DUE + 9, 9, DUE),
+        (State.UNDERPAID, frozenset(), 7, 0, 7),
+        (State.EXPIRED, frozenset(), 0, 0, 0),
+        (State.EXPIRED, frozenset(), 7, 0, 7),  # parked past the window
+        (State.CANCELLED, frozenset(), 7, 2, 5),
+        (State.REFUNDED, frozenset(), DUE, DUE, 0),
+        (State.REFUNDED, frozenset(), 2 * DUE, DUE, DUE),
+        (State.REFUNDED, frozenset(), DUE - 1, DUE, 0),  # a reorg after the refund
+    ],
+)
+def test_refundable_table(
+    state: State, flags: frozenset[Flag], confirmed: int, refunded: int, expected: int
+) -> None:
+    invoice = Invoice(
+        state, DUE, EXPIRY, TOLERANCE, Funds(confirmed=confirmed), flags, refunded=refunded
+    )
+    assert refundable(invoice) == expected
+
+
+@st.composite
+def funds_anywhen(draw) -> Funds:
+    """Funds of which a part may have been first seen after the deadline or the window."""
+    pending, confirming, confirmed = draw(amounts), draw(amounts), draw(amounts)
+    late = draw(st.integers(min_value=0, max_value=pending + confirming + confirmed))
+    outside = draw(st.integers(min_value=0, max_value=late))
+    return Funds(pending, confirming, confirmed, late, draw(st.integers(0, 2)), outside)
+
+
+any_events = st.one_of(
+    funds_anywhen().map(FundsObserved),
+    st.integers(min_value=-3600, max_value=3600).map(
+        lambda s: ClockTick(EXPIRY + timedelta(seconds=s))
+    ),
+    st.just(Cancel()),
+    st.sampled_from([State.PAID, State.EXPIRED]).map(Mark),
+    st.integers(min_value=1, max_value=2 * DUE).map(RefundSettled),
+)
+OPEN = {State.AWAITING_PAYMENT, State.DETECTED, State.CONFIRMING}
+
+
+@given(st.lists(any_events, max_size=40), st.integers(min_value=0, max_value=DUE - 1))
+def test_no_event_sequence_leaves_received_funds_unaccounted(
+    sequence: list, tolerance: int
+) -> None:
+    invoice = fresh(tolerance)
+    for event in sequence:
+        decision = decide(invoice, event)
+        after = decision.invoice
+        if decision.refusal is not None:
+            assert after == invoice
+            continue
+        # New units are announced, whatever the state.
+        if after.funds.seen > invoice.funds.seen:
+            assert decision.steps
+        # Units that leave the chain are announced too.
+        if after.funds.seen < invoice.funds.seen:
+            assert decision.steps
+        # Every confirmed unit is counted by an open invoice still taking funds,
+        # or refunded, or refundable now.
+        if after.state not in OPEN or after.closed:
+            assert after.refunded + refundable(after) >= after.funds.confirmed
+        # Funds on a closed invoice are flagged: why they are there is visible.
+        if invoice.closed and after.funds.seen > invoice.funds.seen:
+            assert after.flags & {Flag.PAID_LATE, Flag.DUPLICATE}
+        # Parked funds never move a state, and nothing expires with funds counted.
+        if after.state is State.EXPIRED and Flag.MARKED not in after.flags:
+            assert after.funds.inside().seen == 0
+        invoice = after

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.domain.money import AmountError, fiat_to_base_units, parse_base_units, parse_decimal
+from core.domain.money import (
+    AmountError,
+    fiat_to_base_units,
+    fiat_violations,
+    minor_units,
+    parse_base_units,
+    parse_decimal,
+)
 
 
 def test_usd_price_at_par_in_a_six_decimal_token() -> None:
@@ -48,3 +55,49 @@ def test_due_covers_the_price_by_less_than_one_base_unit(
     scale = Decimal(10) ** decimals
     assert Decimal(due) * rate >= price * scale
     assert Decimal(due - 1) * rate < price * scale
+
+
+# --- ISO-4217 minor units and the configured maximum (issue 19) -------------------
+
+MAX = Decimal(1_000_000_000)
+
+
+@pytest.mark.parametrize(
+    ("price", "currency", "fields"),
+    [
+        ("25.00", "USD", []),
+        ("25.1", "USD", []),
+        ("25.100", "USD", []),  # the same value as 25.10
+        ("25.001", "USD", ["price.amount"]),
+        ("25.0000000001", "USD", ["price.amount"]),
+        ("2500", "JPY", []),
+        ("2500.5", "JPY", ["price.amount"]),
+        ("1.234", "BHD", []),  # three minor units
+        ("1.2345", "BHD", ["price.amount"]),
+        ("1000000000", "USD", []),
+        ("1000000000.01", "USD", ["price.amount"]),
+        ("1" + "0" * 40, "USD", ["price.amount"]),
+        ("1" + "0" * 40 + ".001", "USD", ["price.amount", "price.amount"]),
+        ("25.00", "ABC", ["price.currency"]),  # not ISO-4217
+        ("25.00", "XAU", ["price.currency"]),  # no minor unit
+    ],
+)
+def test_fiat_prices_are_checked_against_minor_units_and_the_maximum(
+    price: str, currency: str, fields: list[str]
+) -> None:
+    assert [f for f, _ in fiat_violations(Decimal(price), currency, MAX)] == fields
+
+
+def test_minor_units_are_iso_4217s() -> None:
+    assert (minor_units("USD"), minor_units("JPY"), minor_units("KWD")) == (2, 0, 3)
+    assert minor_units("usd") is None and minor_units("XXX") is None
+
+
+@given(st.integers(min_value=1, max_value=10**12), st.integers(min_value=0, max_value=6))
+def test_a_price_is_refused_exactly_when_finer_than_the_cent_or_over_the_maximum(
+    cents: int, extra_digits: int
+) -> None:
+    price = Decimal(cents) / Decimal(100) / (Decimal(10) ** extra_digits)
+    finer = price != price.quantize(Decimal("0.01"))
+    over = price > MAX
+    assert bool(fiat_violations(price, "USD", MAX)) is (finer or over)

@@ -137,3 +137,92 @@ def test_properties(sequence: list[m.Event]) -> None:
         # The hold is released exactly once, exactly when the payout is final.
         assert releases == (1 if p.state in m.FINAL else 0)
         assert p.hold_released == (p.state in m.FINAL)
+
+
+# -- reorgs and finality ---------------------------------------------------------
+
+
+def _landed(succeeded: bool = True) -> m.Payout:
+    p, _ = run(
+        [m.NonceAllocated(4), m.Signed("0xa", 4), m.Broadcasted(), m.Landed("0xa", succeeded)]
+    )
+    return p
+
+
+def test_a_reorged_confirmation_goes_back_to_broadcast_with_the_same_nonce() -> None:
+    confirmed = _landed()
+    d = m.decide(confirmed, m.Reorged())
+    assert d.payout.state is State.BROADCAST and d.payout.nonce == 4
+    assert d.payout.candidates == ("0xa",) and d.payout.landed is None
+    assert d.undo is Hold.POST and d.hold is None and d.event_type == "payout.reorged"
+    again = m.decide(d.payout, m.Landed("0xa", True))
+    # Booked again (the hold itself was released once, at the first landing).
+    assert again.payout.state is State.CONFIRMED and again.hold is None
+    assert again.rebook is Hold.POST and again.event_type == "payout.confirmed"
+    assert again.payout.reorgs == 1
+
+
+def test_a_reorged_revert_is_resent_too() -> None:
+    d = m.decide(_landed(succeeded=False), m.Reorged())
+    assert d.payout.state is State.BROADCAST and d.undo is Hold.VOID and d.payout.reason == ""
+
+
+def test_finalized_takes_nothing_more() -> None:
+    final = m.decide(_landed(), m.Finalized()).payout
+    assert final.finalized
+    for e in (m.Reorged(), m.Finalized(), m.Landed("0xa", True), m.Cancel()):
+        assert m.decide(final, e).refusal == "PAYOUT_FINAL"
+
+
+def test_only_a_landed_payout_can_be_reorged_or_finalized() -> None:
+    broadcast, _ = run([m.NonceAllocated(1), m.Signed("0xa", 1), m.Broadcasted()])
+    cancelled, _ = run([m.Cancel()])
+    lost, _ = run([m.NonceAllocated(1), m.Signed("0xa", 1), m.Broadcasted(), m.NonceLost()])
+    for p in (m.Payout(), broadcast, cancelled, lost):
+        assert m.decide(p, m.Reorged()).refusal == "NOT_LANDED"
+        assert m.decide(p, m.Finalized()).refusal == "NOT_LANDED"
+
+
+def test_renewed_keeps_a_signing_nonce_and_moves_a_waiting_one() -> None:
+    signing, _ = run([m.NonceAllocated(2)])
+    assert m.decide(signing, m.Renewed(2)).payout == signing
+    assert m.decide(signing, m.Renewed(3)).refusal == "NONCE_MISMATCH"
+    waiting, _ = run([m.NonceAllocated(2), m.SignRefused("APPROVALS_REQUIRED")])
+    assert m.decide(waiting, m.Renewed(5)).payout.nonce == 5
+    broadcast, _ = run([m.NonceAllocated(1), m.Signed("0xa", 1), m.Broadcasted()])
+    assert m.decide(broadcast, m.Renewed(1)).refusal == "NOT_SIGNING"
+
+
+reorg_events = st.one_of(
+    events,
+    st.just(m.Reorged()),
+    st.just(m.Finalized()),
+    st.builds(m.Renewed, st.integers(0, 5)),
+)
+
+
+@given(st.lists(reorg_events, max_size=50))
+def test_reorg_properties(sequence: list[m.Event]) -> None:
+    """Across any reorgs: the money is booked as sent exactly while confirmed,
+    the hold is resolved at most once, and the nonce never moves once signed."""
+    p = m.Payout()
+    sent = 0  # net "sent" bookings: hold posts and rebooks, less undos
+    holds = 0
+    first_nonce: int | None = None
+    for e in sequence:
+        d = m.decide(p, e)
+        if d.refusal is not None:
+            assert d.payout == p
+            continue
+        holds += d.hold is not None
+        sent += (d.hold is Hold.POST) + (d.rebook is Hold.POST) - (d.undo is Hold.POST)
+        p = d.payout
+        if p.candidates and first_nonce is None:
+            first_nonce = p.nonce
+        if p.candidates:
+            assert p.nonce == first_nonce
+        assert holds <= 1
+        assert sent == (1 if p.state is State.CONFIRMED else 0)
+        # Nothing stays landed without a transaction of its own.
+        if p.state in m.LANDED:
+            assert p.landed in p.candidates or p.reason == "NONCE_CONSUMED"

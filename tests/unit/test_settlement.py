@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.domain.invoice_state import Funds, Invoice, State
+from core.invoices.state import Funds, Invoice, State
 from core.ledger.settlement import Target, target
 
 DUE = 25_000_000

@@ -85,3 +85,25 @@ def test_a_stored_hash_column_that_disagrees_is_a_break() -> None:
     records = chain(2)
     result = verify([(records[0], "f" * 64), (records[1], None)])
     assert result.first_break is not None and result.first_break.position == 1
+
+
+def test_a_duplicate_key_is_tampering() -> None:
+    """A lenient parser keeps the last of two equal keys, so a record could read one way to
+    the verifier and another to a reader: two "reason" keys break the chain at that record."""
+    records = chain(3)
+    text = records[1]
+    forged = text[:-1] + ',"reason":"ALLOWED"}'
+    assert json.loads(forged)["reason"] == "ALLOWED"  # what a lenient reader would see
+    result = verify([(records[0], None), (forged, None), (records[2], None)])
+    assert result.first_break is not None and result.first_break.position == 2
+    assert "duplicate JSON key" in result.first_break.problem
+    nested = text.replace('"intent":{', '"intent":{"amount":"9",', 1)
+    broken = verify([(records[0], None), (nested, None)]).first_break
+    assert broken is not None and "duplicate" in broken.problem
+
+
+def test_nan_and_infinity_are_not_json() -> None:
+    records = chain(1)
+    odd = records[0].replace('"seq":1', '"seq":NaN')
+    broken = verify([(odd, None)]).first_break
+    assert broken is not None and broken.problem == "not JSON"

@@ -58,9 +58,20 @@ def test_pin_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_pin_from_file(tmp_path: Path) -> None:
     (tmp_path / "pin").write_text("987654\n")
+    (tmp_path / "pin").chmod(0o600)
     assert parse({"hsm": {"pin_file": "pin"}}, tmp_path).hsm.read_pin() == "987654"
     with pytest.raises(ConfigError, match="pin_file"):
         parse({"hsm": {"pin_file": "absent"}}, tmp_path).hsm.read_pin()
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o660])
+def test_a_pin_file_others_can_read_is_refused(tmp_path: Path, mode: int) -> None:
+    (tmp_path / "pin").write_text("987654\n")
+    (tmp_path / "pin").chmod(mode)
+    with pytest.raises(ConfigError, match="readable by group or others"):
+        parse({"hsm": {"pin_file": "pin"}}, tmp_path).hsm.read_pin()
+    (tmp_path / "pin").chmod(0o400)
+    assert parse({"hsm": {"pin_file": "pin"}}, tmp_path).hsm.read_pin() == "987654"
 
 
 def _serveable(raw: dict[str, object]) -> None:

@@ -84,3 +84,40 @@ def test_hd_key_ids() -> None:
     assert hd_index("hd:0") == 0 and hd_index("hd:2147483647") == 2**31 - 1
     for bad in ("hd:", "hd:01", "hd:-1", "hd:2147483648", "hd:1'", "hot-1", "hd"):
         assert hd_index(bad) is None
+
+
+def _body() -> bytes:
+    from kassa.signer.v1 import signer_pb2
+
+    b = signer_pb2.SignRequestBody(
+        request_id="r", key_id="hot-1", chain="eip155:1", unsigned_transaction=b"\x02"
+    )
+    b.intent.amount = "1"
+    b.issue_time.seconds = 1
+    b.expire_time.seconds = 2
+    return b.SerializeToString()
+
+
+@given(st.binary(max_size=40))
+def test_a_body_is_accepted_only_in_its_one_canonical_encoding(suffix: bytes) -> None:
+    """Whatever is appended (unknown fields, a repeated field, garbage) either fails to
+    parse, or parses to a body that does not re-serialise to the bytes: BODY_INVALID."""
+    from signer.api.errors import Refusal
+    from signer.envelope.validity import parse_body
+
+    assert not isinstance(parse_body(_body()), Refusal)
+    if suffix:
+        refused = parse_body(_body() + suffix)
+        assert isinstance(refused, Refusal) and refused.reason in {"BODY_INVALID", "FIELD_TOO_LONG"}
+
+
+def test_timestamps_out_of_range_are_body_invalid() -> None:
+    from kassa.signer.v1 import signer_pb2
+    from signer.api.errors import Refusal
+    from signer.envelope.validity import parse_body
+
+    for seconds, nanos in ((10**13, 0), (-(10**12), 0), (1, 10**9), (1, -1)):
+        b = signer_pb2.SignRequestBody.FromString(_body())
+        b.expire_time.seconds, b.expire_time.nanos = seconds, nanos
+        refused = parse_body(b.SerializeToString())
+        assert isinstance(refused, Refusal) and refused.metadata["problem"] == "bad_timestamp"

@@ -192,3 +192,17 @@ def test_asset_on_another_chain_than_the_body_is_a_mismatch() -> None:
     with pytest.raises(IntentMismatch) as refused:
         _intent(asset="eip155:5/slip44:60")
     assert refused.value.field == "asset_chain"
+
+
+@given(st.integers(min_value=1, max_value=3000), st.sampled_from([b"\x02", b""]))
+def test_any_nesting_depth_is_a_decode_refusal_never_an_escape(depth: int, prefix: bytes) -> None:
+    """Nested lists deep enough to exhaust the decoder's recursion are TxDecodeError
+    (too_deep), like every other malformed transaction — never a RecursionError."""
+    item = b"\xc0"
+    for _ in range(depth):
+        n = len(item)
+        size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        item = (bytes([0xC0 + n]) if n < 56 else bytes([0xF7 + len(size)]) + size) + item
+    with pytest.raises(TxDecodeError) as refused:
+        decode_unsigned(prefix + item)
+    assert refused.value.problem in {"too_deep", "bad_field_count", "bad_field"}

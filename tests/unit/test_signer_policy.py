@@ -6,19 +6,31 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from signer.policy.decide import Facts, applicable_caps, decide
-from signer.policy.model import Policy, PolicyError, VelocityCap, parse_policy
+from signer.policy.decide import Facts, Fee, applicable_caps, decide, movements
+from signer.policy.model import Policy, PolicyError, VelocityCap, key_matches, parse_policy
 
 ETH = "eip155:1/slip44:60"
 USDC = "eip155:1/erc20:0x" + "cd" * 20
 PAYEE = "0x" + "aa" * 20
 STRANGER = "0x" + "bb" * 20
 
+TREASURY = "0x" + "7a" * 20
+DEPOSIT_3 = "0x" + "d3" * 20  # stands for what the signer derives for hd index 3
+CHAIN = f"""
+[chains."eip155:1"]
+treasury = "{TREASURY}"
+gas_funding_max = 300
+max_fee_per_gas = 10
+max_gas = 100
+max_total_fee = 500
+"""
+
 POLICY = f"""
 version = 1
+{CHAIN}
 [allowlists]
 payees = ["{PAYEE.upper().replace("0X", "0x")}"]
 
@@ -31,10 +43,17 @@ key_id = "hot-1"
 asset = "{ETH}"
 max_amount = "2500"
 
+[[velocity]]
+key_id = "hot-1"
+asset = "{USDC}"
+max_amount = "100000"
+
 [[rules]]
 name = "sweeps"
 purpose = "SWEEP"
 key_id = "hd:*"
+chain = "eip155:1"
+asset = ["{ETH}", "{USDC}"]
 action = "allow"
 
 [[rules]]
@@ -46,6 +65,10 @@ action = "block"
 [[rules]]
 name = "big payouts"
 caller_role = "payments"
+key_id = "hot-1"
+purpose = ["PAYOUT", "REFUND"]
+chain = "eip155:1"
+asset = ["{ETH}", "{USDC}"]
 amount_above = "500"
 action = "require_approvals"
 approvers = ["alice", "bob", "carol"]
@@ -56,6 +79,8 @@ name = "payouts"
 caller_role = "payments"
 purpose = ["PAYOUT", "REFUND"]
 key_id = "hot-1"
+chain = "eip155:1"
+asset = ["{ETH}", "{USDC}"]
 action = "allow"
 
 [[rules]]
@@ -91,7 +116,7 @@ def unused(policy: Policy, f: Facts) -> dict[VelocityCap, int]:
     ("over", "used", "reason", "rule"),
     [
         ({}, 0, "ALLOWED", "payouts"),
-        ({"key_id": "hd:7", "purpose": "SWEEP", "destination": STRANGER}, 0, "ALLOWED", "sweeps"),
+        ({"key_id": "hd:7", "purpose": "SWEEP", "destination": TREASURY}, 0, "ALLOWED", "sweeps"),
         ({"destination": STRANGER}, 0, "DESTINATION_NOT_ALLOWED", "only payees"),
         ({"amount": 1001}, 0, "OVER_TX_CAP", "big payouts"),
         (
@@ -116,7 +141,12 @@ def unused(policy: Policy, f: Facts) -> dict[VelocityCap, int]:
         ({"amount": 600, "approvers": frozenset({"alice", "carol"})}, 0, "ALLOWED", "big payouts"),
         ({}, 2401, "OVER_VELOCITY_CAP", "payouts"),
         ({}, 2400, "ALLOWED", "payouts"),
-        ({"purpose": "GAS_FUNDING"}, 0, "POLICY_BLOCKED", "no gas funding from payments"),
+        (
+            {"purpose": "GAS_FUNDING", "destination": DEPOSIT_3, "derived_destination": DEPOSIT_3},
+            0,
+            "POLICY_BLOCKED",
+            "no gas funding from payments",
+        ),
         ({"caller_role": "ops"}, 0, "POLICY_NO_MATCH", None),
         ({"key_id": "hot-2"}, 0, "POLICY_NO_MATCH", None),
     ],
@@ -185,12 +215,13 @@ def test_bad_policies_are_refused(text: bytes, message: str) -> None:
 # -- properties
 
 roles = st.sampled_from(["payments", "ops"])
-keys = st.sampled_from(["hot-1", "hot-2", "hd:1"])
+keys = st.sampled_from(["hot-1", "hot-2", "hd:1", "hd:2"])
 purposes = st.sampled_from(["PAYOUT", "REFUND", "SWEEP", "GAS_FUNDING"])
 assets = st.sampled_from([ETH, USDC])
-destinations = st.sampled_from([PAYEE, STRANGER])
+destinations = st.sampled_from([PAYEE, STRANGER, TREASURY, DEPOSIT_3])
 amounts = st.integers(min_value=1, max_value=3000)
 approver_sets = st.frozensets(st.sampled_from(["alice", "bob", "carol"]))
+fees = st.builds(Fee, st.integers(0, 120), st.integers(0, 12), st.integers(0, 12))
 any_facts = st.builds(
     Facts,
     caller_role=roles,
@@ -200,27 +231,59 @@ any_facts = st.builds(
     destination=destinations,
     amount=amounts,
     approvers=approver_sets,
+    chain=st.sampled_from(["eip155:1", "eip155:1", "eip155:5"]),
+    fee=fees,
+    derived_destination=st.sampled_from([None, DEPOSIT_3]),
 )
+
+
+@st.composite
+def shaped_facts(draw: st.DrawFn) -> Facts:
+    """Facts whose chain and purpose shape hold, so that the rules decide."""
+    f = draw(any_facts)
+    if f.key_id.startswith("hd:"):
+        return replace(f, chain="eip155:1", purpose="SWEEP", destination=TREASURY)
+    purpose = draw(st.sampled_from(["PAYOUT", "REFUND", "GAS_FUNDING"]))
+    if purpose == "GAS_FUNDING":
+        return replace(
+            f,
+            chain="eip155:1",
+            purpose=purpose,
+            asset=ETH,
+            destination=DEPOSIT_3,
+            derived_destination=DEPOSIT_3,
+            amount=min(f.amount, 300),
+        )
+    return replace(f, chain="eip155:1", purpose=purpose)
 
 
 @st.composite
 def rule_texts(draw: st.DrawFn, name: str) -> str:
     lines = [f'[[rules]]\nname = "{name}"']
+    action = draw(st.sampled_from(["allow", "block", "require_approvals"]))
     if draw(st.booleans()):
         lines.append(f'caller_role = "{draw(roles)}"')
-    if draw(st.booleans()):
-        lines.append(f'key_id = "{draw(st.sampled_from(["hot-1", "hd:*", "*"]))}"')
-    if draw(st.booleans()):
-        lines.append(f'purpose = "{draw(purposes)}"')
-    if draw(st.booleans()):
-        lines.append(f'asset = "{draw(assets)}"')
+    if action == "block":
+        if draw(st.booleans()):
+            lines.append(f'key_id = "{draw(st.sampled_from(["hot-1", "hd:*", "*"]))}"')
+        if draw(st.booleans()):
+            lines.append(f'purpose = "{draw(purposes)}"')
+        if draw(st.booleans()):
+            lines.append(f'asset = "{draw(assets)}"')
+    else:
+        # A rule that allows pins chain, key, purpose and asset, in a shape that can hold.
+        lines.append('chain = "eip155:1"')
+        key = draw(st.sampled_from(["hot-1", "hd:*"]))
+        purpose = "SWEEP" if key == "hd:*" else draw(st.sampled_from(["PAYOUT", "GAS_FUNDING"]))
+        lines.append(f'key_id = "{key}"\npurpose = "{purpose}"')
+        asset = ETH if purpose == "GAS_FUNDING" else draw(assets)
+        lines.append(f'asset = "{asset}"')
     if draw(st.booleans()):
         lines.append(f'destination_{draw(st.sampled_from(["in", "not_in"]))} = "payees"')
     if draw(st.booleans()):
         lines.append(f"amount_above = {draw(amounts)}")
     if draw(st.booleans()):
         lines.append(f"amount_below = {draw(amounts)}")
-    action = draw(st.sampled_from(["allow", "block", "require_approvals"]))
     lines.append(f'action = "{action}"')
     if action == "require_approvals":
         lines.append(
@@ -231,27 +294,38 @@ def rule_texts(draw: st.DrawFn, name: str) -> str:
 
 @st.composite
 def policies(draw: st.DrawFn) -> Policy:
-    head = f'[allowlists]\npayees = ["{PAYEE}"]\n'
-    if draw(st.booleans()):
-        head += f'[caps]\n"{ETH}" = {draw(amounts)}\n'
-    for i in range(draw(st.integers(0, 2))):
+    head = f'{CHAIN}[allowlists]\npayees = ["{PAYEE}"]\n'
+    usdc_cap = draw(st.sampled_from(["100", '"unlimited"']))
+    head += f'[caps]\n"{ETH}" = {draw(amounts)}\n"{USDC}" = {usdc_cap}\n'
+    caps = [("hot-1", ETH), ("hot-1", USDC)]
+    caps += draw(st.lists(st.sampled_from([("*", ETH), ("hd:*", ETH), ("hd:*", USDC)]), max_size=2))
+    for key, asset in caps:
         head += (
-            f'[[velocity]]\nkey_id = "{draw(st.sampled_from(["hot-1", "*"]))}"\n'
-            f'asset = "{draw(assets)}"\nmax_amount = {draw(amounts)}\n'
+            f'[[velocity]]\nkey_id = "{key}"\n'
+            f'asset = "{asset}"\nmax_amount = {draw(amounts)}\n'
             f"window_s = {draw(st.sampled_from([10, 100]))}\n"
         )
-        del i
     rules = [draw(rule_texts(f"r{i}")) for i in range(draw(st.integers(0, 4)))]
-    return parse_policy((head + "".join(rules)).encode())
+    try:
+        return parse_policy((head + "".join(rules)).encode())
+    except PolicyError as exc:
+        assume("shadowed" not in str(exc))
+        raise
 
 
 @given(any_facts, st.integers(0, 5000))
 def test_implicit_deny(f: Facts, used: int) -> None:
-    empty = parse_policy(b'[caps]\n"x" = 1\n')
+    empty = parse_policy(f'{CHAIN}[caps]\n"{ETH}" = 1\n'.encode())
+    assert not decide(f, empty, {}).allowed
+
+
+@given(shaped_facts(), st.integers(0, 5000))
+def test_implicit_deny_is_no_match(f: Facts, used: int) -> None:
+    empty = parse_policy(f'{CHAIN}[caps]\n"{ETH}" = 1\n'.encode())
     assert decide(f, empty, {}).reason == "POLICY_NO_MATCH"
 
 
-@given(policies(), any_facts)
+@given(policies(), shaped_facts())
 def test_first_match_wins(policy: Policy, f: Facts) -> None:
     """The decision is the one the first matching rule alone would make."""
     velocity = unused(policy, f)
@@ -268,7 +342,7 @@ def test_first_match_wins(policy: Policy, f: Facts) -> None:
         assert (decision.reason, decision.rule) == (alone.reason, alone.rule)
 
 
-@given(policies(), any_facts)
+@given(policies(), shaped_facts())
 def test_a_block_rule_in_front_blocks_everything(policy: Policy, f: Facts) -> None:
     blocked = parse_policy(b'[[rules]]\nname = "stop"\naction = "block"\n')
     stopped = replace(policy, rules=blocked.rules + policy.rules)
@@ -281,35 +355,47 @@ def test_caps_never_exceeded_over_any_sequence(
     policy: Policy, requests: list[tuple[Facts, int]]
 ) -> None:
     """Replaying a sequence against a model of the velocity store: every allowed amount is
-    within the per-transaction cap, and for every cap every window holds at most its maximum."""
+    within the per-transaction and fee caps, and for every cap every window holds at most its
+    maximum — summed over every key the cap names (a pattern is one bucket), fees included."""
     now = 0
     signed: list[tuple[int, Facts]] = []
+
+    def in_bucket(cap: VelocityCap, start: float, end: float) -> int:
+        return sum(
+            movements(s).get(cap.asset, 0)
+            for t, s in signed
+            if key_matches(cap.key_id, s.key_id) and start < t <= end
+        )
+
     for f, step in requests:
         now += step
-        used = {
-            cap: sum(
-                s.amount
-                for t, s in signed
-                if s.key_id == f.key_id and s.asset == cap.asset and t > now - cap.window_s
-            )
-            for cap in applicable_caps(policy, f)
-        }
+        used = {cap: in_bucket(cap, now - cap.window_s, now) for cap in applicable_caps(policy, f)}
         decision = decide(f, policy, used)
         if decision.allowed:
-            tx_cap = policy.tx_caps.get(f.asset)
+            tx_cap = policy.tx_caps[f.asset]
             assert tx_cap is None or f.amount <= tx_cap
+            chain = policy.chains[f.chain]
+            assert f.fee.total <= chain.max_total_fee and f.fee.gas <= chain.max_gas
+            assert f.fee.fee_per_gas <= chain.max_fee_per_gas
             signed.append((now, f))
     for cap in policy.velocity:
         for end, _ in signed:
-            for key in {s.key_id for _, s in signed}:
-                if not (cap.key_id == "*" or cap.key_id == key):
-                    continue
-                window = sum(
-                    s.amount
-                    for t, s in signed
-                    if s.key_id == key and s.asset == cap.asset and end - cap.window_s < t <= end
-                )
-                assert window <= cap.max_amount
+            assert in_bucket(cap, end - cap.window_s, end) <= cap.max_amount
+
+
+@given(policies(), any_facts)
+def test_allowed_purposes_have_their_shape(policy: Policy, f: Facts) -> None:
+    """Whatever the rules say, a SWEEP goes from a deposit key to the treasury, a gas funding
+    from a hot key in the native coin to the derived address, a payout from a hot key."""
+    if not decide(f, policy, unused(policy, f)).allowed:
+        return
+    from_hd = f.key_id.startswith("hd:")
+    if f.purpose == "SWEEP":
+        assert from_hd and f.destination == TREASURY
+    else:
+        assert not from_hd
+    if f.purpose == "GAS_FUNDING":
+        assert f.asset == ETH and f.destination == f.derived_destination and f.amount <= 300
 
 
 @given(policies(), any_facts, approver_sets)
@@ -325,6 +411,13 @@ def test_more_approvals_never_turn_a_cap_refusal_into_an_allow(
         "POLICY_BLOCKED",
         "DESTINATION_NOT_ALLOWED",
         "POLICY_NO_MATCH",
+        "FEE_OVER_CAP",
+        "CHAIN_NOT_CONFIGURED",
+        "PURPOSE_KEY_MISMATCH",
+        "SWEEP_NOT_TO_TREASURY",
+        "GAS_FUNDING_DESTINATION_MISMATCH",
+        "GAS_FUNDING_NOT_NATIVE",
+        "OVER_GAS_FUNDING_CAP",
     }:
         assert after.reason == before.reason
     if before.allowed:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.payouts import txbuilder
-from core.payouts.sweeps import SETTLED, Deposit, eligible, gas_budget_wei, plan
+from core.payouts.sweeps import PARKING, SETTLED, Deposit, eligible, gas_budget_wei, plan
 
 TOKEN = "eip155:1/erc20:0x" + "ab" * 20
 NATIVE = "eip155:1/slip44:60"
@@ -110,6 +110,17 @@ def test_selection() -> None:
         assert not eligible(_deposit(state=state), NOW, 0)
     for state in SETTLED:
         assert eligible(_deposit(state=state), NOW, 0)
+
+
+def test_closed_invoices_holding_funds_are_swept_too() -> None:
+    # Issue 19: funds parked on a cancelled invoice, or past an expired one's
+    # late window, were never swept.
+    for state in PARKING:
+        assert eligible(_deposit(state=state, received=5), NOW, 0)
+        assert not eligible(_deposit(state=state, received=0), NOW, 0)
+        assert not eligible(_deposit(state=state, received=5, refund_in_progress=True), NOW, 0)
+    assert set(PARKING) == {"cancelled", "expired"}
+    assert not eligible(_deposit(state="detected", received=5), NOW, 0)
 
 
 @given(

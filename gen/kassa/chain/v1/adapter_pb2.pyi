@@ -208,3 +208,57 @@ class GetTransactionResponse(_message.Message):
     fee_paid: str
     confirmations: int
     def __init__(self, status: _Optional[_Union[TransactionStatus, str]] = ..., block: _Optional[_Union[BlockCursor, _Mapping]] = ..., fee_paid: _Optional[str] = ..., confirmations: _Optional[int] = ...) -> None: ...
+
+class BalanceQuery(_message.Message):
+    __slots__ = ("address", "asset")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    asset: str
+    def __init__(self, address: _Optional[str] = ..., asset: _Optional[str] = ...) -> None: ...
+
+class GetBalancesRequest(_message.Message):
+    __slots__ = ("height", "queries")
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    height: int
+    queries: _containers.RepeatedCompositeFieldContainer[BalanceQuery]
+    def __init__(self, height: _Optional[int] = ..., queries: _Optional[_Iterable[_Union[BalanceQuery, _Mapping]]] = ...) -> None: ...
+
+class GetBalancesResponse(_message.Message):
+    __slots__ = ("block", "balances")
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    BALANCES_FIELD_NUMBER: _ClassVar[int]
+    block: BlockCursor
+    balances: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, block: _Optional[_Union[BlockCursor, _Mapping]] = ..., balances: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetTransfersRequest(_message.Message):
+    __slots__ = ("tx_hashes",)
+    TX_HASHES_FIELD_NUMBER: _ClassVar[int]
+    tx_hashes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tx_hashes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TransactionTransfers(_message.Message):
+    __slots__ = ("tx_hash", "status", "block", "from_address", "to_address", "transfers", "fee_paid")
+    TX_HASH_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    FROM_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    TO_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    TRANSFERS_FIELD_NUMBER: _ClassVar[int]
+    FEE_PAID_FIELD_NUMBER: _ClassVar[int]
+    tx_hash: str
+    status: TransactionStatus
+    block: BlockCursor
+    from_address: str
+    to_address: str
+    transfers: _containers.RepeatedCompositeFieldContainer[Transfer]
+    fee_paid: str
+    def __init__(self, tx_hash: _Optional[str] = ..., status: _Optional[_Union[TransactionStatus, str]] = ..., block: _Optional[_Union[BlockCursor, _Mapping]] = ..., from_address: _Optional[str] = ..., to_address: _Optional[str] = ..., transfers: _Optional[_Iterable[_Union[Transfer, _Mapping]]] = ..., fee_paid: _Optional[str] = ...) -> None: ...
+
+class GetTransfersResponse(_message.Message):
+    __slots__ = ("transactions",)
+    TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    transactions: _containers.RepeatedCompositeFieldContainer[TransactionTransfers]
+    def __init__(self, transactions: _Optional[_Iterable[_Union[TransactionTransfers, _Mapping]]] = ...) -> None: ...

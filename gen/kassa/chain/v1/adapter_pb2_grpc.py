@@ -72,6 +72,16 @@ class ChainAdapterServiceStub:
                 request_serializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.GetTransactionRequest.SerializeToString,
                 response_deserializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.GetTransactionResponse.FromString,
                 _registered_method=True)
+        self.GetBalances = channel.unary_unary(
+                '/kassa.chain.v1.ChainAdapterService/GetBalances',
+                request_serializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.GetBalancesRequest.SerializeToString,
+                response_deserializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.GetBalancesResponse.FromString,
+                _registered_method=True)
+        self.GetTransfers = channel.unary_unary(
+                '/kassa.chain.v1.ChainAdapterService/GetTransfers',
+                request_serializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.GetTransfersRequest.SerializeToString,
+                response_deserializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.GetTransfersResponse.FromString,
+                _registered_method=True)
 
 
 class ChainAdapterServiceServicer:
@@ -132,6 +142,23 @@ class ChainAdapterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBalances(self, request, context):
+        """Balances of addresses (native or token) at one block height, read from
+        the node's state at that height in batches. For reconciliation: the
+        height is one the caller considers settled, so the answer never changes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTransfers(self, request, context):
+        """Mined transactions with their receipt status and normalised transfers,
+        for proving recorded payments and payouts against the chain.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChainAdapterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +196,16 @@ def add_ChainAdapterServiceServicer_to_server(servicer, server):
                     servicer.GetTransaction,
                     request_deserializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.GetTransactionRequest.FromString,
                     response_serializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.GetTransactionResponse.SerializeToString,
+            ),
+            'GetBalances': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBalances,
+                    request_deserializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.GetBalancesRequest.FromString,
+                    response_serializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.GetBalancesResponse.SerializeToString,
+            ),
+            'GetTransfers': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTransfers,
+                    request_deserializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.GetTransfersRequest.FromString,
+                    response_serializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.GetTransfersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -363,6 +400,60 @@ class ChainAdapterService:
             '/kassa.chain.v1.ChainAdapterService/GetTransaction',
             kassa_dot_chain_dot_v1_dot_adapter__pb2.GetTransactionRequest.SerializeToString,
             kassa_dot_chain_dot_v1_dot_adapter__pb2.GetTransactionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBalances(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.chain.v1.ChainAdapterService/GetBalances',
+            kassa_dot_chain_dot_v1_dot_adapter__pb2.GetBalancesRequest.SerializeToString,
+            kassa_dot_chain_dot_v1_dot_adapter__pb2.GetBalancesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTransfers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.chain.v1.ChainAdapterService/GetTransfers',
+            kassa_dot_chain_dot_v1_dot_adapter__pb2.GetTransfersRequest.SerializeToString,
+            kassa_dot_chain_dot_v1_dot_adapter__pb2.GetTransfersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,15 @@ class ChainAdapterServiceStub:
     """Suggests EIP-1559 fees."""
     GetTransaction: _grpc.UnaryUnaryMultiCallable[_adapter_pb2.GetTransactionRequest, _adapter_pb2.GetTransactionResponse]
     """Returns where a transaction stands."""
+    GetBalances: _grpc.UnaryUnaryMultiCallable[_adapter_pb2.GetBalancesRequest, _adapter_pb2.GetBalancesResponse]
+    """Balances of addresses (native or token) at one block height, read from
+    the node's state at that height in batches. For reconciliation: the
+    height is one the caller considers settled, so the answer never changes.
+    """
+    GetTransfers: _grpc.UnaryUnaryMultiCallable[_adapter_pb2.GetTransfersRequest, _adapter_pb2.GetTransfersResponse]
+    """Mined transactions with their receipt status and normalised transfers,
+    for proving recorded payments and payouts against the chain.
+    """
 
 @_typing.type_check_only
 class ChainAdapterServiceAsyncStub(ChainAdapterServiceStub):
@@ -81,6 +90,15 @@ class ChainAdapterServiceAsyncStub(ChainAdapterServiceStub):
     """Suggests EIP-1559 fees."""
     GetTransaction: _aio.UnaryUnaryMultiCallable[_adapter_pb2.GetTransactionRequest, _adapter_pb2.GetTransactionResponse]  # type: ignore[assignment]
     """Returns where a transaction stands."""
+    GetBalances: _aio.UnaryUnaryMultiCallable[_adapter_pb2.GetBalancesRequest, _adapter_pb2.GetBalancesResponse]  # type: ignore[assignment]
+    """Balances of addresses (native or token) at one block height, read from
+    the node's state at that height in batches. For reconciliation: the
+    height is one the caller considers settled, so the answer never changes.
+    """
+    GetTransfers: _aio.UnaryUnaryMultiCallable[_adapter_pb2.GetTransfersRequest, _adapter_pb2.GetTransfersResponse]  # type: ignore[assignment]
+    """Mined transactions with their receipt status and normalised transfers,
+    for proving recorded payments and payouts against the chain.
+    """
 
 class ChainAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
     """ChainAdapterService is served by one adapter process per chain; the core
@@ -147,5 +165,26 @@ class ChainAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_adapter_pb2.GetTransactionResponse, _abc.Awaitable[_adapter_pb2.GetTransactionResponse]]:
         """Returns where a transaction stands."""
+
+    @_abc_1.abstractmethod
+    def GetBalances(
+        self,
+        request: _adapter_pb2.GetBalancesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_adapter_pb2.GetBalancesResponse, _abc.Awaitable[_adapter_pb2.GetBalancesResponse]]:
+        """Balances of addresses (native or token) at one block height, read from
+        the node's state at that height in batches. For reconciliation: the
+        height is one the caller considers settled, so the answer never changes.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTransfers(
+        self,
+        request: _adapter_pb2.GetTransfersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_adapter_pb2.GetTransfersResponse, _abc.Awaitable[_adapter_pb2.GetTransfersResponse]]:
+        """Mined transactions with their receipt status and normalised transfers,
+        for proving recorded payments and payouts against the chain.
+        """
 
 def add_ChainAdapterServiceServicer_to_server(servicer: ChainAdapterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -25,21 +25,22 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from kassa.core.v1 import invoice_pb2 as kassa_dot_core_dot_v1_dot_invoice__pb2
 from kassa.core.v1 import payout_pb2 as kassa_dot_core_dot_v1_dot_payout__pb2
+from kassa.core.v1 import reconciliation_pb2 as kassa_dot_core_dot_v1_dot_reconciliation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kassa/core/v1/event.proto\x12\rkassa.core.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bkassa/core/v1/invoice.proto\x1a\x1akassa/core/v1/payout.proto\"L\n\x13StreamEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\x12\r\n\x05types\x18\x03 \x03(\t\";\n\x14StreamEventsResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.kassa.core.v1.Event\"\xc4\x01\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x0c\n\x04type\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x07invoice\x18\n \x01(\x0b\x32\x16.kassa.core.v1.InvoiceH\x00\x12\'\n\x06payout\x18\x0b \x01(\x0b\x32\x15.kassa.core.v1.PayoutH\x00\x42\n\n\x08resource2i\n\x0c\x45ventService\x12Y\n\x0cStreamEvents\x12\".kassa.core.v1.StreamEventsRequest\x1a#.kassa.core.v1.StreamEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kassa/core/v1/event.proto\x12\rkassa.core.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bkassa/core/v1/invoice.proto\x1a\x1akassa/core/v1/payout.proto\x1a\"kassa/core/v1/reconciliation.proto\"L\n\x13StreamEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\x12\r\n\x05types\x18\x03 \x03(\t\";\n\x14StreamEventsResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.kassa.core.v1.Event\"\xfd\x01\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x0c\n\x04type\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x07invoice\x18\n \x01(\x0b\x32\x16.kassa.core.v1.InvoiceH\x00\x12\'\n\x06payout\x18\x0b \x01(\x0b\x32\x15.kassa.core.v1.PayoutH\x00\x12\x37\n\x0ereconciliation\x18\x0c \x01(\x0b\x32\x1d.kassa.core.v1.ReconciliationH\x00\x42\n\n\x08resource2i\n\x0c\x45ventService\x12Y\n\x0cStreamEvents\x12\".kassa.core.v1.StreamEventsRequest\x1a#.kassa.core.v1.StreamEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kassa.core.v1.event_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=134
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=210
-  _globals['_STREAMEVENTSRESPONSE']._serialized_start=212
-  _globals['_STREAMEVENTSRESPONSE']._serialized_end=271
-  _globals['_EVENT']._serialized_start=274
-  _globals['_EVENT']._serialized_end=470
-  _globals['_EVENTSERVICE']._serialized_start=472
-  _globals['_EVENTSERVICE']._serialized_end=577
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=170
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=246
+  _globals['_STREAMEVENTSRESPONSE']._serialized_start=248
+  _globals['_STREAMEVENTSRESPONSE']._serialized_end=307
+  _globals['_EVENT']._serialized_start=310
+  _globals['_EVENT']._serialized_end=563
+  _globals['_EVENTSERVICE']._serialized_start=565
+  _globals['_EVENTSERVICE']._serialized_end=670
 # @@protoc_insertion_point(module_scope)

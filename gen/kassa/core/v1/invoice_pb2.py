@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkassa/core/v1/invoice.proto\x12\rkassa.core.v1\x1a\x1fgoogle/protobuf/timestamp.proto\".\n\nFiatAmount\x12\x0e\n\x06\x61mount\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"U\n\x05Quote\x12\x0c\n\x04rate\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12.\n\nquote_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd6\x01\n\x07Payment\x12\x0f\n\x07tx_hash\x18\x01 \x01(\t\x12\x16\n\x0etransfer_index\x18\x02 \x01(\r\x12\r\n\x05\x61sset\x18\x03 \x01(\t\x12\x14\n\x0c\x66rom_address\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\t\x12\x14\n\x0c\x62lock_height\x18\x06 \x01(\x04\x12\x12\n\nblock_hash\x18\x07 \x01(\t\x12\x15\n\rconfirmations\x18\x08 \x01(\r\x12,\n\x06status\x18\t \x01(\x0e\x32\x1c.kassa.core.v1.PaymentStatus\"\xd0\x06\n\x07Invoice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x11merchant_order_id\x18\x02 \x01(\t\x12\r\n\x05\x61sset\x18\x03 \x01(\t\x12\x0f\n\x07network\x18\x04 \x01(\t\x12\x12\n\namount_due\x18\x05 \x01(\t\x12\x16\n\x0e\x61sset_decimals\x18\x06 \x01(\r\x12(\n\x05price\x18\x07 \x01(\x0b\x32\x19.kassa.core.v1.FiatAmount\x12#\n\x05quote\x18\x08 \x01(\x0b\x32\x14.kassa.core.v1.Quote\x12\x17\n\x0f\x64\x65posit_address\x18\t \x01(\t\x12/\n\x0b\x65xpire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1e\n\x16\x63onfirmations_required\x18\x0b \x01(\r\x12*\n\x05state\x18\x0c \x01(\x0e\x32\x1b.kassa.core.v1.InvoiceState\x12)\n\x05\x66lags\x18\r \x03(\x0e\x32\x1a.kassa.core.v1.InvoiceFlag\x12\x17\n\x0f\x61mount_received\x18\x0e \x01(\t\x12\x16\n\x0e\x61mount_pending\x18\x0f \x01(\t\x12\x36\n\x08metadata\x18\x10 \x03(\x0b\x32$.kassa.core.v1.Invoice.MetadataEntry\x12(\n\x08payments\x18\x11 \x03(\x0b\x32\x16.kassa.core.v1.Payment\x12/\n\x0b\x63reate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1e\n\x16underpayment_tolerance\x18\x14 \x01(\t\x12\x37\n\x13monitoring_end_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61mount_refunded\x18\x16 \x01(\t\x12(\n\x04mark\x18\x17 \x01(\x0b\x32\x1a.kassa.core.v1.InvoiceMark\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x87\x01\n\x0bInvoiceMark\x12*\n\x05state\x18\x01 \x01(\x0e\x32\x1b.kassa.core.v1.InvoiceState\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12-\n\tmark_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbd\x02\n\x14\x43reateInvoiceRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x19\n\x11merchant_order_id\x18\x03 \x01(\t\x12\r\n\x05\x61sset\x18\x04 \x01(\t\x12*\n\x05price\x18\x05 \x01(\x0b\x32\x19.kassa.core.v1.FiatAmountH\x00\x12\x16\n\x0c\x61sset_amount\x18\x06 \x01(\tH\x00\x12\x13\n\x0bttl_seconds\x18\x07 \x01(\r\x12\x43\n\x08metadata\x18\x08 \x03(\x0b\x32\x31.kassa.core.v1.CreateInvoiceRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06\x61mount\"@\n\x15\x43reateInvoiceResponse\x12\'\n\x07invoice\x18\x01 \x01(\x0b\x32\x16.kassa.core.v1.Invoice\"!\n\x11GetInvoiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x12GetInvoiceResponse\x12\'\n\x07invoice\x18\x01 \x01(\x0b\x32\x16.kassa.core.v1.Invoice\"\xba\x02\n\x13ListInvoicesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x12+\n\x06states\x18\x04 \x03(\x0e\x32\x1b.kassa.core.v1.InvoiceState\x12)\n\x05\x66lags\x18\x05 \x03(\x0e\x32\x1a.kassa.core.v1.InvoiceFlag\x12\r\n\x05\x61sset\x18\x06 \x01(\t\x12\x35\n\x11\x63reate_time_start\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x63reate_time_end\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11merchant_order_id\x18\t \x01(\t\"Y\n\x14ListInvoicesResponse\x12(\n\x08invoices\x18\x01 \x03(\x0b\x32\x16.kassa.core.v1.Invoice\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"8\n\x14\x43\x61ncelInvoiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x15\x43\x61ncelInvoiceResponse\x12\'\n\x07invoice\x18\x01 \x01(\x0b\x32\x16.kassa.core.v1.Invoice\"r\n\x12MarkInvoiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12*\n\x05state\x18\x03 \x01(\x0e\x32\x1b.kassa.core.v1.InvoiceState\x12\x0e\n\x06reason\x18\x04 \x01(\t\">\n\x13MarkInvoiceResponse\x12\'\n\x07invoice\x18\x01 \x01(\x0b\x32\x16.kassa.core.v1.Invoice*\xb0\x02\n\x0cInvoiceState\x12\x1d\n\x19INVOICE_STATE_UNSPECIFIED\x10\x00\x12\"\n\x1eINVOICE_STATE_AWAITING_PAYMENT\x10\x01\x12\x1a\n\x16INVOICE_STATE_DETECTED\x10\x02\x12\x1c\n\x18INVOICE_STATE_CONFIRMING\x10\x03\x12\x16\n\x12INVOICE_STATE_PAID\x10\x04\x12\x1b\n\x17INVOICE_STATE_UNDERPAID\x10\x05\x12\x1a\n\x16INVOICE_STATE_OVERPAID\x10\x06\x12\x19\n\x15INVOICE_STATE_EXPIRED\x10\x07\x12\x1b\n\x17INVOICE_STATE_CANCELLED\x10\x08\x12\x1a\n\x16INVOICE_STATE_REFUNDED\x10\t*\xd5\x01\n\x0bInvoiceFlag\x12\x1c\n\x18INVOICE_FLAG_UNSPECIFIED\x10\x00\x12\x1a\n\x16INVOICE_FLAG_PAID_LATE\x10\x01\x12\x1d\n\x19INVOICE_FLAG_PAID_PARTIAL\x10\x02\x12\x1a\n\x16INVOICE_FLAG_PAID_OVER\x10\x03\x12\x1a\n\x16INVOICE_FLAG_DUPLICATE\x10\x04\x12\x1c\n\x18INVOICE_FLAG_WRONG_ASSET\x10\x05\x12\x17\n\x13INVOICE_FLAG_MARKED\x10\x06*\xa4\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1d\n\x19PAYMENT_STATUS_CONFIRMING\x10\x02\x12\x1c\n\x18PAYMENT_STATUS_CONFIRMED\x10\x03\x12\x1a\n\x16PAYMENT_STATUS_REORGED\x10\x04\x32\xca\x03\n\x0eInvoiceService\x12Z\n\rCreateInvoice\x12#.kassa.core.v1.CreateInvoiceRequest\x1a$.kassa.core.v1.CreateInvoiceResponse\x12Q\n\nGetInvoice\x12 .kassa.core.v1.GetInvoiceRequest\x1a!.kassa.core.v1.GetInvoiceResponse\x12W\n\x0cListInvoices\x12\".kassa.core.v1.ListInvoicesRequest\x1a#.kassa.core.v1.ListInvoicesResponse\x12Z\n\rCancelInvoice\x12#.kassa.core.v1.CancelInvoiceRequest\x1a$.kassa.core.v1.CancelInvoiceResponse\x12T\n\x0bMarkInvoice\x12!.kassa.core.v1.MarkInvoiceRequest\x1a\".kassa.core.v1.MarkInvoiceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkassa/core/v1/invoice.proto\x12\rkassa.core.v1\x1a\x1fgoogle/protobuf/timestamp.proto\".\n\nFiatAmount\x12\x0e\n\x06\x61mount\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"U\n\x05Quote\x12\x0c\n\x04rate\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12.\n\nquote_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd6\x01\n\x07Payment\x12\x0f\n\x07tx_hash\x18\x01 \x01(\t\x12\x16\n\x0etransfer_index\x18\x02 \x01(\r\x12\r\n\x05\x61sset\x18\x03 \x01(\t\x12\x14\n\x0c\x66rom_address\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\t\x12\x14\n\x0c\x62lock_height\x18\x06 \x01(\x04\x12\x12\n\nblock_hash\x18\x07 \x01(\t\x12\x15\n\rconfirmations\x18\x08 \x01(\r\x12,\n\x06status\x18\t \x01(\x0e\x32\x1c.kassa.core.v1.PaymentStatus\"\xeb\x06\n\x07Invoice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x11merchant_order_id\x18\x02 \x01(\t\x12\r\n\x05\x61sset\x18\x03 \x01(\t\x12\x0f\n\x07network\x18\x04 \x01(\t\x12\x12\n\namount_due\x18\x05 \x01(\t\x12\x16\n\x0e\x61sset_decimals\x18\x06 \x01(\r\x12(\n\x05price\x18\x07 \x01(\x0b\x32\x19.kassa.core.v1.FiatAmount\x12#\n\x05quote\x18\x08 \x01(\x0b\x32\x14.kassa.core.v1.Quote\x12\x17\n\x0f\x64\x65posit_address\x18\t \x01(\t\x12/\n\x0b\x65xpire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1e\n\x16\x63onfirmations_required\x18\x0b \x01(\r\x12*\n\x05state\x18\x0c \x01(\x0e\x32\x1b.kassa.core.v1.InvoiceState\x12)\n\x05\x66lags\x18\r \x03(\x0e\x32\x1a.kassa.core.v1.InvoiceFlag\x12\x17\n\x0f\x61mount_received\x18\x0e \x01(\t\x12\x16\n\x0e\x61mount_pending\x18\x0f \x01(\t\x12\x36\n\x08metadata\x18\x10 \x03(\x0b\x32$.kassa.core.v1.Invoice.MetadataEntry\x12(\n\x08payments\x18\x11 \x03(\x0b\x32\x16.kassa.core.v1.Payment\x12/\n\x0b\x63reate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1e\n\x16underpayment_tolerance\x18\x14 \x01(\t\x12\x37\n\x13monitoring_end_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61mount_refunded\x18\x16 \x01(\t\x12(\n\x04mark\x18\x17 \x01(\x0b\x32\x1a.kassa.core.v1.InvoiceMark\x12\x19\n\x11\x61mount_refundable\x18\x18 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x87\x01\n\x0bInvoiceMark\x12*\n\x05state\x18\x01 \x01(\x0e\x32\x1b.kassa.core.v1.InvoiceState\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12-\n\tmark_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbd\x02\n\x14\x43reateInvoiceRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x19\n\x11merchant_order_id\x18\x03 \x01(\t\x12\r\n\x05\x61sset\x18\x04 \x01(\t\x12*\n\x05price\x18\x05 \x01(\x0b\x32\x19.kassa.core.v1.FiatAmountH\x00\x12\x16\n\x0c\x61sset_amount\x18\x06 \x01(\tH\x00\x12\x13\n\x0bttl_seconds\x18\x07 \x01(\r\x12\x43\n\x08metadata\x18\x08 \x03(\x0b\x32\x31.kassa.core.v1.CreateInvoiceRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06\x61mount\"@\n\x15\x43reateInvoiceResponse\x12\'\n\x07invoice\x18\x01 \x01(\x0b\x32\x16.kassa.core.v1.Invoice\"!\n\x11GetInvoiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x12GetInvoiceResponse\x12\'\n\x07invoice\x18\x01 \x01(\x0b\x32\x16.kassa.core.v1.Invoice\"\xba\x02\n\x13ListInvoicesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x12+\n\x06states\x18\x04 \x03(\x0e\x32\x1b.kassa.core.v1.InvoiceState\x12)\n\x05\x66lags\x18\x05 \x03(\x0e\x32\x1a.kassa.core.v1.InvoiceFlag\x12\r\n\x05\x61sset\x18\x06 \x01(\t\x12\x35\n\x11\x63reate_time_start\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x63reate_time_end\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11merchant_order_id\x18\t \x01(\t\"Y\n\x14ListInvoicesResponse\x12(\n\x08invoices\x18\x01 \x03(\x0b\x32\x16.kassa.core.v1.Invoice\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"8\n\x14\x43\x61ncelInvoiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x15\x43\x61ncelInvoiceResponse\x12\'\n\x07invoice\x18\x01 \x01(\x0b\x32\x16.kassa.core.v1.Invoice\"r\n\x12MarkInvoiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12*\n\x05state\x18\x03 \x01(\x0e\x32\x1b.kassa.core.v1.InvoiceState\x12\x0e\n\x06reason\x18\x04 \x01(\t\">\n\x13MarkInvoiceResponse\x12\'\n\x07invoice\x18\x01 \x01(\x0b\x32\x16.kassa.core.v1.Invoice*\xb0\x02\n\x0cInvoiceState\x12\x1d\n\x19INVOICE_STATE_UNSPECIFIED\x10\x00\x12\"\n\x1eINVOICE_STATE_AWAITING_PAYMENT\x10\x01\x12\x1a\n\x16INVOICE_STATE_DETECTED\x10\x02\x12\x1c\n\x18INVOICE_STATE_CONFIRMING\x10\x03\x12\x16\n\x12INVOICE_STATE_PAID\x10\x04\x12\x1b\n\x17INVOICE_STATE_UNDERPAID\x10\x05\x12\x1a\n\x16INVOICE_STATE_OVERPAID\x10\x06\x12\x19\n\x15INVOICE_STATE_EXPIRED\x10\x07\x12\x1b\n\x17INVOICE_STATE_CANCELLED\x10\x08\x12\x1a\n\x16INVOICE_STATE_REFUNDED\x10\t*\xd5\x01\n\x0bInvoiceFlag\x12\x1c\n\x18INVOICE_FLAG_UNSPECIFIED\x10\x00\x12\x1a\n\x16INVOICE_FLAG_PAID_LATE\x10\x01\x12\x1d\n\x19INVOICE_FLAG_PAID_PARTIAL\x10\x02\x12\x1a\n\x16INVOICE_FLAG_PAID_OVER\x10\x03\x12\x1a\n\x16INVOICE_FLAG_DUPLICATE\x10\x04\x12\x1c\n\x18INVOICE_FLAG_WRONG_ASSET\x10\x05\x12\x17\n\x13INVOICE_FLAG_MARKED\x10\x06*\xa4\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1d\n\x19PAYMENT_STATUS_CONFIRMING\x10\x02\x12\x1c\n\x18PAYMENT_STATUS_CONFIRMED\x10\x03\x12\x1a\n\x16PAYMENT_STATUS_REORGED\x10\x04\x32\xca\x03\n\x0eInvoiceService\x12Z\n\rCreateInvoice\x12#.kassa.core.v1.CreateInvoiceRequest\x1a$.kassa.core.v1.CreateInvoiceResponse\x12Q\n\nGetInvoice\x12 .kassa.core.v1.GetInvoiceRequest\x1a!.kassa.core.v1.GetInvoiceResponse\x12W\n\x0cListInvoices\x12\".kassa.core.v1.ListInvoicesRequest\x1a#.kassa.core.v1.ListInvoicesResponse\x12Z\n\rCancelInvoice\x12#.kassa.core.v1.CancelInvoiceRequest\x1a$.kassa.core.v1.CancelInvoiceResponse\x12T\n\x0bMarkInvoice\x12!.kassa.core.v1.MarkInvoiceRequest\x1a\".kassa.core.v1.MarkInvoiceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,12 +36,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INVOICE_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_CREATEINVOICEREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_CREATEINVOICEREQUEST_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_INVOICESTATE']._serialized_start=2617
-  _globals['_INVOICESTATE']._serialized_end=2921
-  _globals['_INVOICEFLAG']._serialized_start=2924
-  _globals['_INVOICEFLAG']._serialized_end=3137
-  _globals['_PAYMENTSTATUS']._serialized_start=3140
-  _globals['_PAYMENTSTATUS']._serialized_end=3304
+  _globals['_INVOICESTATE']._serialized_start=2644
+  _globals['_INVOICESTATE']._serialized_end=2948
+  _globals['_INVOICEFLAG']._serialized_start=2951
+  _globals['_INVOICEFLAG']._serialized_end=3164
+  _globals['_PAYMENTSTATUS']._serialized_start=3167
+  _globals['_PAYMENTSTATUS']._serialized_end=3331
   _globals['_FIATAMOUNT']._serialized_start=79
   _globals['_FIATAMOUNT']._serialized_end=125
   _globals['_QUOTE']._serialized_start=127
@@ -49,33 +49,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PAYMENT']._serialized_start=215
   _globals['_PAYMENT']._serialized_end=429
   _globals['_INVOICE']._serialized_start=432
-  _globals['_INVOICE']._serialized_end=1280
-  _globals['_INVOICE_METADATAENTRY']._serialized_start=1233
-  _globals['_INVOICE_METADATAENTRY']._serialized_end=1280
-  _globals['_INVOICEMARK']._serialized_start=1283
-  _globals['_INVOICEMARK']._serialized_end=1418
-  _globals['_CREATEINVOICEREQUEST']._serialized_start=1421
-  _globals['_CREATEINVOICEREQUEST']._serialized_end=1738
-  _globals['_CREATEINVOICEREQUEST_METADATAENTRY']._serialized_start=1233
-  _globals['_CREATEINVOICEREQUEST_METADATAENTRY']._serialized_end=1280
-  _globals['_CREATEINVOICERESPONSE']._serialized_start=1740
-  _globals['_CREATEINVOICERESPONSE']._serialized_end=1804
-  _globals['_GETINVOICEREQUEST']._serialized_start=1806
-  _globals['_GETINVOICEREQUEST']._serialized_end=1839
-  _globals['_GETINVOICERESPONSE']._serialized_start=1841
-  _globals['_GETINVOICERESPONSE']._serialized_end=1902
-  _globals['_LISTINVOICESREQUEST']._serialized_start=1905
-  _globals['_LISTINVOICESREQUEST']._serialized_end=2219
-  _globals['_LISTINVOICESRESPONSE']._serialized_start=2221
-  _globals['_LISTINVOICESRESPONSE']._serialized_end=2310
-  _globals['_CANCELINVOICEREQUEST']._serialized_start=2312
-  _globals['_CANCELINVOICEREQUEST']._serialized_end=2368
-  _globals['_CANCELINVOICERESPONSE']._serialized_start=2370
-  _globals['_CANCELINVOICERESPONSE']._serialized_end=2434
-  _globals['_MARKINVOICEREQUEST']._serialized_start=2436
-  _globals['_MARKINVOICEREQUEST']._serialized_end=2550
-  _globals['_MARKINVOICERESPONSE']._serialized_start=2552
-  _globals['_MARKINVOICERESPONSE']._serialized_end=2614
-  _globals['_INVOICESERVICE']._serialized_start=3307
-  _globals['_INVOICESERVICE']._serialized_end=3765
+  _globals['_INVOICE']._serialized_end=1307
+  _globals['_INVOICE_METADATAENTRY']._serialized_start=1260
+  _globals['_INVOICE_METADATAENTRY']._serialized_end=1307
+  _globals['_INVOICEMARK']._serialized_start=1310
+  _globals['_INVOICEMARK']._serialized_end=1445
+  _globals['_CREATEINVOICEREQUEST']._serialized_start=1448
+  _globals['_CREATEINVOICEREQUEST']._serialized_end=1765
+  _globals['_CREATEINVOICEREQUEST_METADATAENTRY']._serialized_start=1260
+  _globals['_CREATEINVOICEREQUEST_METADATAENTRY']._serialized_end=1307
+  _globals['_CREATEINVOICERESPONSE']._serialized_start=1767
+  _globals['_CREATEINVOICERESPONSE']._serialized_end=1831
+  _globals['_GETINVOICEREQUEST']._serialized_start=1833
+  _globals['_GETINVOICEREQUEST']._serialized_end=1866
+  _globals['_GETINVOICERESPONSE']._serialized_start=1868
+  _globals['_GETINVOICERESPONSE']._serialized_end=1929
+  _globals['_LISTINVOICESREQUEST']._serialized_start=1932
+  _globals['_LISTINVOICESREQUEST']._serialized_end=2246
+  _globals['_LISTINVOICESRESPONSE']._serialized_start=2248
+  _globals['_LISTINVOICESRESPONSE']._serialized_end=2337
+  _globals['_CANCELINVOICEREQUEST']._serialized_start=2339
+  _globals['_CANCELINVOICEREQUEST']._serialized_end=2395
+  _globals['_CANCELINVOICERESPONSE']._serialized_start=2397
+  _globals['_CANCELINVOICERESPONSE']._serialized_end=2461
+  _globals['_MARKINVOICEREQUEST']._serialized_start=2463
+  _globals['_MARKINVOICEREQUEST']._serialized_end=2577
+  _globals['_MARKINVOICERESPONSE']._serialized_start=2579
+  _globals['_MARKINVOICERESPONSE']._serialized_end=2641
+  _globals['_INVOICESERVICE']._serialized_start=3334
+  _globals['_INVOICESERVICE']._serialized_end=3792
 # @@protoc_insertion_point(module_scope)

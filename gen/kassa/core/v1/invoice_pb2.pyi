@@ -104,7 +104,7 @@ class Payment(_message.Message):
     def __init__(self, tx_hash: _Optional[str] = ..., transfer_index: _Optional[int] = ..., asset: _Optional[str] = ..., from_address: _Optional[str] = ..., amount: _Optional[str] = ..., block_height: _Optional[int] = ..., block_hash: _Optional[str] = ..., confirmations: _Optional[int] = ..., status: _Optional[_Union[PaymentStatus, str]] = ...) -> None: ...
 
 class Invoice(_message.Message):
-    __slots__ = ("name", "merchant_order_id", "asset", "network", "amount_due", "asset_decimals", "price", "quote", "deposit_address", "expire_time", "confirmations_required", "state", "flags", "amount_received", "amount_pending", "metadata", "payments", "create_time", "update_time", "underpayment_tolerance", "monitoring_end_time", "amount_refunded", "mark")
+    __slots__ = ("name", "merchant_order_id", "asset", "network", "amount_due", "asset_decimals", "price", "quote", "deposit_address", "expire_time", "confirmations_required", "state", "flags", "amount_received", "amount_pending", "metadata", "payments", "create_time", "update_time", "underpayment_tolerance", "monitoring_end_time", "amount_refunded", "mark", "amount_refundable")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +135,7 @@ class Invoice(_message.Message):
     MONITORING_END_TIME_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_REFUNDED_FIELD_NUMBER: _ClassVar[int]
     MARK_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_REFUNDABLE_FIELD_NUMBER: _ClassVar[int]
     name: str
     merchant_order_id: str
     asset: str
@@ -158,7 +159,8 @@ class Invoice(_message.Message):
     monitoring_end_time: _timestamp_pb2.Timestamp
     amount_refunded: str
     mark: InvoiceMark
-    def __init__(self, name: _Optional[str] = ..., merchant_order_id: _Optional[str] = ..., asset: _Optional[str] = ..., network: _Optional[str] = ..., amount_due: _Optional[str] = ..., asset_decimals: _Optional[int] = ..., price: _Optional[_Union[FiatAmount, _Mapping]] = ..., quote: _Optional[_Union[Quote, _Mapping]] = ..., deposit_address: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirmations_required: _Optional[int] = ..., state: _Optional[_Union[InvoiceState, str]] = ..., flags: _Optional[_Iterable[_Union[InvoiceFlag, str]]] = ..., amount_received: _Optional[str] = ..., amount_pending: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., payments: _Optional[_Iterable[_Union[Payment, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., underpayment_tolerance: _Optional[str] = ..., monitoring_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., amount_refunded: _Optional[str] = ..., mark: _Optional[_Union[InvoiceMark, _Mapping]] = ...) -> None: ...
+    amount_refundable: str
+    def __init__(self, name: _Optional[str] = ..., merchant_order_id: _Optional[str] = ..., asset: _Optional[str] = ..., network: _Optional[str] = ..., amount_due: _Optional[str] = ..., asset_decimals: _Optional[int] = ..., price: _Optional[_Union[FiatAmount, _Mapping]] = ..., quote: _Optional[_Union[Quote, _Mapping]] = ..., deposit_address: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirmations_required: _Optional[int] = ..., state: _Optional[_Union[InvoiceState, str]] = ..., flags: _Optional[_Iterable[_Union[InvoiceFlag, str]]] = ..., amount_received: _Optional[str] = ..., amount_pending: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., payments: _Optional[_Iterable[_Union[Payment, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., underpayment_tolerance: _Optional[str] = ..., monitoring_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., amount_refunded: _Optional[str] = ..., mark: _Optional[_Union[InvoiceMark, _Mapping]] = ..., amount_refundable: _Optional[str] = ...) -> None: ...
 
 class InvoiceMark(_message.Message):
     __slots__ = ("state", "reason", "actor", "mark_time")

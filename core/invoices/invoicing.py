@@ -2,32 +2,52 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Protocol
 
 import asyncpg
-import grpc
 
-from core import lifecycle
+from core import idempotency, reasons
 from core.chain.hd import DepositAddresses
 from core.chain.index import ActiveInvoiceIndex
-from core.config import Config
-from core.domain import invoice_state as sm
 from core.domain.invoice_specs import InvoiceFilter, InvoiceSpec
 from core.domain.money import fiat_to_base_units
-from core.errors import ApiError, not_found
+from core.errors import Code, Refusal, not_found, precondition
 from core.events.outbox import append
+from core.invoices import lifecycle
+from core.invoices import state as sm
 from core.rates.sources import NoRateError, Quoter, RateSource, quote
+
+
+class _Chain(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    def confirmations_for(self, value: Decimal | None, currency: str | None) -> int: ...
+
+
+class Settings(Protocol):
+    """What invoicing reads of the configuration (core/config.py's Config has
+    it; an area does not import the composed configuration)."""
+
+    @property
+    def underpayment_tolerance_bps(self) -> int: ...
+
+    @property
+    def late_payment_window_s(self) -> int: ...
+
+    def chain(self, chain_id: str) -> _Chain | None: ...
 
 
 @dataclass
 class Invoicing:
     pool: asyncpg.Pool
-    config: Config
+    config: Settings
     addresses: DepositAddresses
     index: ActiveInvoiceIndex
     rates: Sequence[RateSource] | Quoter
@@ -46,9 +66,9 @@ class Invoicing:
             try:
                 q = await quote(self.rates, spec.asset.symbol, spec.currency, now)
             except NoRateError as exc:
-                raise ApiError(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    "NO_RATE",
+                raise Refusal(
+                    Code.FAILED_PRECONDITION,
+                    reasons.NO_RATE,
                     str(exc),
                     metadata={
                         "pair": exc.pair,
@@ -132,13 +152,13 @@ class Invoicing:
             )
         if row is None:
             return None
-        if bytes(row["request_hash"]) != fingerprint:
-            raise ApiError(
-                grpc.StatusCode.ALREADY_EXISTS,
-                "REQUEST_ID_REUSED",
-                f"request_id {spec.request_id!r} was used for a different request",
-                metadata={"request_id": spec.request_id or "", "invoice": row["id"]},
-            )
+        assert spec.request_id is not None
+        idempotency.check(
+            row["request_hash"],
+            fingerprint,
+            spec.request_id,
+            f"merchants/{spec.merchant_id}/invoices/{row['id']}",
+        )
         return row
 
     async def get(
@@ -188,16 +208,33 @@ class Invoicing:
         async with self.pool.acquire() as conn:
             return list(await conn.fetch(sql, *args))
 
-    async def cancel(self, merchant_id: str, invoice_id: str, name: str) -> asyncpg.Record:
-        row = await self._decide_one(merchant_id, invoice_id, name, sm.Cancel())
-        self.index.remove(row["deposit_address"])
-        return row
+    async def cancel(
+        self,
+        merchant_id: str,
+        invoice_id: str,
+        name: str,
+        request_id: str | None = None,
+        request_hash: bytes = b"",
+    ) -> asyncpg.Record:
+        # The address stays watched: funds that reach it after the cancel are
+        # recorded, announced and refundable (core/invoices/state.py).
+        key = _key("invoices.cancel", merchant_id, request_id, request_hash)
+        return await self._decide_one(merchant_id, invoice_id, name, sm.Cancel(), key)
 
     async def mark(
-        self, merchant_id: str, invoice_id: str, name: str, state: sm.State, reason: str, actor: str
+        self,
+        merchant_id: str,
+        invoice_id: str,
+        name: str,
+        state: sm.State,
+        reason: str,
+        actor: str,
+        request_id: str | None = None,
+        request_hash: bytes = b"",
     ) -> asyncpg.Record:
+        key = _key("invoices.mark", merchant_id, request_id, request_hash)
         return await self._decide_one(
-            merchant_id, invoice_id, name, sm.Mark(state), (reason, actor)
+            merchant_id, invoice_id, name, sm.Mark(state), key, (reason, actor)
         )
 
     async def _decide_one(
@@ -205,18 +242,67 @@ class Invoicing:
         merchant_id: str,
         invoice_id: str,
         name: str,
-        event: sm.Event,
+        event: sm.Cancel | sm.Mark,
+        key: idempotency.Key | None,
         mark: tuple[str, str] | None = None,
+    ) -> asyncpg.Record:
+        try:
+            return await self._decide_locked(merchant_id, invoice_id, name, event, key, mark)
+        except asyncpg.UniqueViolationError:
+            # A concurrent first use of the same request_id committed before us.
+            assert key is not None
+            async with self.pool.acquire() as conn:
+                replayed = await self._replay_key(conn, key)
+            if replayed is None:
+                raise
+            return replayed
+
+    async def _replay_key(
+        self, conn: asyncpg.Connection, key: idempotency.Key
+    ) -> asyncpg.Record | None:
+        """The first answer's resource as it now stands, if the id was used
+        (REQUEST_ID_REUSED if with another body)."""
+        first = await idempotency.recall(conn, key)
+        if first is None:
+            return None
+        idempotency.check(first.request_hash, key.request_hash, key.request_id, first.resource)
+        _, _, first_id = first.resource.rpartition("/")
+        row = await conn.fetchrow(
+            "SELECT * FROM invoices WHERE merchant_id = $1 AND id = $2", key.owner, first_id
+        )
+        assert row is not None, first  # invoices are never deleted
+        return row
+
+    async def _decide_locked(
+        self,
+        merchant_id: str,
+        invoice_id: str,
+        name: str,
+        event: sm.Cancel | sm.Mark,
+        key: idempotency.Key | None,
+        mark: tuple[str, str] | None,
     ) -> asyncpg.Record:
         now = self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT * FROM invoices WHERE merchant_id = $1 AND id = $2 FOR UPDATE",
+            chain = await conn.fetchval(
+                "SELECT chain FROM invoices WHERE merchant_id = $1 AND id = $2",
                 merchant_id,
                 invoice_id,
             )
-            if not rows:
+            if chain is None:
                 raise not_found("invoice", name)
+            # The chain applier's lock, taken first as it does (cursor, then the
+            # invoice): no block records a payment between the look at the funds
+            # and the commit, so a cancel or mark losing a race to a payment is
+            # refused, and one winning it leaves the payment to be recorded and
+            # announced on the closed invoice. (Before a chain's first block there
+            # is no cursor row to lock; a payment then lands as late funds.)
+            await conn.execute("SELECT 1 FROM chain_cursors WHERE chain = $1 FOR UPDATE", chain)
+            rows = await lifecycle.lock_invoices(conn, [invoice_id])
+            # The authoritative look at the request_id, under the invoice's lock: a
+            # concurrent retry of this very request has committed by now.
+            if key is not None and (replayed := await self._replay_key(conn, key)) is not None:
+                return replayed
             if mark is not None:
                 # The mark's who and why are recorded before the event snapshot is taken.
                 assert isinstance(event, sm.Mark)
@@ -230,17 +316,28 @@ class Invoicing:
                     now,
                 )
                 rows = await conn.fetch("SELECT * FROM invoices WHERE id = $1", invoice_id)
+            # The row's sums are the funds seen: the block applier writes them with
+            # the payments, under the locks we now hold.
             applied = await lifecycle.apply(conn, rows, {invoice_id: event}, now)
             refusal = applied.decisions[invoice_id].refusal
             if refusal is not None:
-                raise ApiError(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    refusal.reason,
-                    refusal.message,
-                    metadata={"name": name},
-                )
+                raise _refused(refusal, name)  # rolls the mark's note back too
+            if key is not None:
+                await idempotency.remember(conn, key, name)
         return applied.rows.get(invoice_id, rows[0])
 
 
+def _refused(refusal: sm.Refusal, name: str) -> Refusal:
+    return precondition(refusal.reason, refusal.message, name=name)
+
+
+def _key(
+    scope: str, merchant_id: str, request_id: str | None, request_hash: bytes
+) -> idempotency.Key | None:
+    if request_id is None:
+        return None
+    return idempotency.Key(scope, merchant_id, request_id, request_hash)
+
+
 def fingerprint(request_bytes: bytes) -> bytes:
-    return hashlib.sha256(request_bytes).digest()
+    return idempotency.request_hash(request_bytes)

@@ -1,5 +1,10 @@
-"""The core's clock: expires invoices whose time ran out and stops watching
-deposit addresses whose late-payment window has closed."""
+"""The core's clock: expires invoices whose time ran out (and turns short ones
+underpaid).
+
+Deposit addresses stay watched after the late-payment window closes: funds
+that arrive then are recorded and parked on the invoice (core/invoices/state.py),
+never dropped, so the clock forgets no address.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,8 @@ from datetime import datetime
 
 import asyncpg
 
-from core import lifecycle
-from core.chain.index import ActiveInvoiceIndex
-from core.domain import invoice_state as sm
+from core.invoices import lifecycle
+from core.invoices import state as sm
 
 log = logging.getLogger("kassa.core.expiry")
 BATCH = 500
@@ -46,32 +50,13 @@ async def expire_due(pool: asyncpg.Pool, now: datetime) -> int:
         after = ids[-1]
 
 
-async def forget_unwatched(
-    pool: asyncpg.Pool, index: ActiveInvoiceIndex, now: datetime, since: datetime
-) -> None:
-    """Drops addresses whose monitoring window closed in (since, now]."""
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT deposit_address FROM invoices WHERE monitoring_end_time > $1 AND monitoring_end_time <= $2",
-            since,
-            now,
-        )
-    for r in rows:
-        index.remove(r["deposit_address"])
-
-
-async def run(
-    pool: asyncpg.Pool, index: ActiveInvoiceIndex, clock: Callable[[], datetime], interval_s: float
-) -> None:
-    last = clock()
+async def run(pool: asyncpg.Pool, clock: Callable[[], datetime], interval_s: float) -> None:
     while True:
         now = clock()
         try:
             count = await expire_due(pool, now)
             if count:
                 log.info("invoices moved by the clock", extra={"count": count})
-            await forget_unwatched(pool, index, now, last)
-            last = now
         except (asyncpg.PostgresError, OSError):
             log.exception("expiry pass failed; retrying")
         await asyncio.sleep(interval_s)

@@ -1,0 +1,58 @@
+"""Finality depth per chain ([[chains]] finality_depth) and the destinations
+the operator allows ([payouts] allowed_destinations)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.chain.config import DEFAULT_FINALITY_DEPTH
+from core.config import ConfigError
+from core.config import parse as parse_core
+from core.payouts.config import PayoutsConfigError
+from core.payouts.config import parse as parse_payouts
+
+SIGNER = {"target": "localhost:1", "caller_key_file": "core.key"}
+XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
+
+
+def raw(**chain: object) -> dict[str, object]:
+    return {
+        "database": {"dsn": "postgresql://x@127.0.0.1/kassa"},
+        "hd": {"account_xpub": XPUB},
+        "chains": [{"id": "eip155:1", "adapter": "127.0.0.1:1", "confirmations": 12, **chain}],
+        "assets": [{"id": "eip155:1/slip44:60", "symbol": "ETH", "decimals": 18}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("chain", "expected"),
+    [
+        ({}, DEFAULT_FINALITY_DEPTH),  # 64: two Ethereum epochs
+        ({"confirmations": 100}, 100),  # never shallower than the confirmations
+        ({"finality_depth": 20}, 20),
+        ({"confirmations": 20, "finality_depth": 20}, 20),
+    ],
+)
+def test_finality_depth(chain: dict[str, object], expected: int) -> None:
+    config = raw(**chain)
+    assert parse_core(config, Path(".")).chains[0].finality_blocks == expected
+
+
+@pytest.mark.parametrize("depth", [5, -1, "64", True, 1.5])
+def test_finality_depth_refused(depth: object) -> None:
+    # The chain of `raw` needs 12 confirmations: a shallower finality is refused.
+    with pytest.raises(ConfigError, match="finality_depth"):
+        parse_core(raw(finality_depth=depth), Path("."))
+
+
+def test_allowed_destinations() -> None:
+    allowed = ["0x" + "Ab" * 20]
+    config = parse_payouts(
+        {"signer": SIGNER, "payouts": {"allowed_destinations": allowed}}, Path("/")
+    )
+    assert config is not None and config.allowed_destinations == {"0x" + "ab" * 20}
+    for bad in (["0x12"], "0x" + "ab" * 20, ["0x" + "ab" * 20 + "\n"]):
+        with pytest.raises(PayoutsConfigError, match="allowed_destinations"):
+            parse_payouts({"signer": SIGNER, "payouts": {"allowed_destinations": bad}}, Path("/"))
