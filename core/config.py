@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from core import health as health_settings
 from core.chain.config import ChainConfig, ConfirmationTier
+from core.config_schema import CoreToml
 from core.domain.assets import Asset, chain_of, is_chain_id
 from core.domain.money import AmountError, parse_decimal
 from core.events import settings as event_settings
@@ -23,6 +24,7 @@ from core.payouts import config as payouts_config
 from core.rates.config import RatesConfig, RatesConfigError, parse_rates
 from core.reconcile import settings as reconcile_settings
 from core.webhooks import settings as webhook_settings
+from telemetry.config_schema import SchemaError, check
 
 T = TypeVar("T")
 
@@ -99,7 +101,12 @@ def _xpub(table: dict[str, Any], base: Path) -> str:
     raise ConfigError("hd.account_xpub or hd.account_xpub_file is required")
 
 
-def parse(raw: dict[str, Any], base: Path) -> Config:
+def parse(raw: dict[str, Any], base: Path, source: Path | str = "core.toml") -> Config:
+    """Checks `raw` against core/config_schema.py (unknown keys, types), then its meaning."""
+    try:
+        check(raw, CoreToml, source)
+    except SchemaError as exc:
+        raise ConfigError(str(exc)) from None
     server = raw.get("server", {})
     database = raw.get("database", {})
     invoices = raw.get("invoices", {})
@@ -243,4 +250,4 @@ def load(path: Path) -> Config:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return parse(raw, path.parent)
+    return parse(raw, path.parent, path)

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapters.evm.config_schema import EvmToml
 from adapters.evm.traces import TraceMethod
+from telemetry.config_schema import SchemaError, check
 
 DEFAULT_LISTEN = "127.0.0.1:50071"
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
@@ -64,7 +66,13 @@ def _positive_number(table: dict[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
-def parse(data: dict[str, Any]) -> Config:
+def parse(data: dict[str, Any], source: Path | str = "evm.toml") -> Config:
+    """Checks `data` against adapters/evm/config_schema.py (unknown keys, types), then its
+    meaning."""
+    try:
+        check(data, EvmToml, source)
+    except SchemaError as exc:
+        raise ConfigError(str(exc)) from None
     for section, value in data.items():
         if section not in _KNOWN:
             raise ConfigError(f"unknown section [{section}] (known: server, chain, metrics)")
@@ -145,4 +153,4 @@ def load(path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    return parse(data)
+    return parse(data, path)

@@ -1,0 +1,53 @@
+"""The shape of evm.toml (one EVM chain adapter): every key with its type, default and
+meaning. adapters/evm/config.py checks a file against it first (unknown keys and wrong
+types refused, naming the key), then its own semantic checks; docs/configuration.md is
+generated from it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+
+def _d(text: str) -> msgspec.Meta:
+    return msgspec.Meta(description=text)
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class Server(Strict):
+    """The adapter's gRPC API (ChainAdapterService)."""
+
+    listen: Annotated[str, _d("host:port of the gRPC API")] = "127.0.0.1:50071"
+
+
+class Metrics(Strict):
+    """The Prometheus endpoint."""
+
+    listen: Annotated[str | None, _d("host:port of GET /metrics; unset: no endpoint")] = None
+
+
+class Chain(Strict):
+    """The chain and its nodes."""
+
+    chain_id: Annotated[int, _d("EIP-155 chain id; the node must serve the same")]
+    node_urls: Annotated[list[str], _d("ws:// or wss:// node URLs, tried in order (failover)")]
+    tokens: Annotated[list[str], _d("ERC-20 contract addresses to report transfers of")] = []
+    heartbeat_interval_s: Annotated[float, _d("a Head on every stream at least this often")] = 5.0
+    poll_interval_s: Annotated[float, _d("head polling when subscriptions are unavailable")] = 1.0
+    reorg_window_blocks: Annotated[int, _d("how deep a reorg the adapter can undo")] = 256
+    request_timeout_s: Annotated[float, _d("one JSON-RPC request to the node")] = 30.0
+    internal_transfers: Annotated[
+        str, _d("native value inside contract calls: off, call_tracer or trace_block")
+    ] = "off"
+
+
+class EvmToml(Strict):
+    """evm.toml"""
+
+    chain: Chain
+    server: Server = msgspec.field(default_factory=Server)
+    metrics: Metrics = msgspec.field(default_factory=Metrics)
