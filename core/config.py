@@ -7,12 +7,14 @@ or malformed value is a clear one-line error before anything starts.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from core import health as health_settings
 from core.chain.config import ChainConfig, ConfirmationTier
@@ -23,7 +25,10 @@ from core.events import settings as event_settings
 from core.payouts import config as payouts_config
 from core.rates.config import RatesConfig, RatesConfigError, parse_rates
 from core.reconcile import settings as reconcile_settings
+from core.secretfiles import SecretError, read_secret_file, secret_from
+from core.tls import ClientTls, ServerTls, client_tls, server_tls
 from core.webhooks import settings as webhook_settings
+from core.webhooks.sealing import Keyring, KeyringError, parse_keyring
 from telemetry.config_schema import SchemaError, check
 
 T = TypeVar("T")
@@ -35,7 +40,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Config:
-    dsn: str
+    # The whole DSN, password included when it came from a file or the environment.
+    dsn: str = field(repr=False)
     account_xpub: str
     chains: tuple[ChainConfig, ...]
     assets: tuple[Asset, ...]
@@ -72,6 +78,12 @@ class Config:
         default_factory=reconcile_settings.ReconcileSettings
     )
     extra: dict[str, Any] = field(default_factory=dict)
+    # [server] TLS of the public API; None only with server.dev_plaintext = true.
+    api_tls: ServerTls | None = None
+    # [adapters] mutual TLS to every chain adapter; None only with adapters.dev_plaintext.
+    adapters_tls: ClientTls | None = None
+    # [secrets] the key-encryption keys of webhook signing secrets (current first).
+    webhook_keys: Keyring | None = field(default=None, repr=False)
 
     def asset(self, asset_id: str) -> Asset | None:
         return next((a for a in self.assets if a.id == asset_id), None)
@@ -150,6 +162,9 @@ def parse(raw: dict[str, Any], base: Path, source: Path | str = "core.toml") -> 
             raise ConfigError(
                 f"{where}.finality_depth must be a whole number of blocks, at least confirmations"
             )
+        adapter_name = item.get("adapter_name", default_adapter_name(chain_id))
+        if not isinstance(adapter_name, str) or not _DNS_NAME.fullmatch(adapter_name):
+            raise ConfigError(f"{where}.adapter_name must be a DNS name (its certificate's)")
         chains.append(
             ChainConfig(
                 chain_id,
@@ -157,7 +172,8 @@ def parse(raw: dict[str, Any], base: Path, source: Path | str = "core.toml") -> 
                 confirmations,
                 tuple(tiers),
                 pending_ttl_s,
-                finality_depth,
+                adapter_name=adapter_name,
+                finality_depth=finality_depth,
             )
         )
     if not chains:
@@ -184,8 +200,17 @@ def parse(raw: dict[str, Any], base: Path, source: Path | str = "core.toml") -> 
         payouts = payouts_config.parse(raw, base)
     except payouts_config.PayoutsConfigError as exc:
         raise ConfigError(str(exc)) from None
+    try:
+        dsn = _dsn(database, base)
+        api_tls = server_tls(server, "server", base)
+        adapters_tls = client_tls(raw.get("adapters", {}), "adapters", base)
+        webhook_keys = _webhook_keys(raw.get("secrets", {}), base)
+        if payouts is not None:
+            _check_signer_secrets(payouts, raw.get("signer", {}))
+    except SecretError as exc:
+        raise ConfigError(str(exc)) from None
     config = Config(
-        dsn=_require(database, "dsn", "database", str),
+        dsn=dsn,
         account_xpub=_xpub(raw.get("hd", {}), base),
         chains=tuple(chains),
         assets=tuple(assets),
@@ -207,6 +232,9 @@ def parse(raw: dict[str, Any], base: Path, source: Path | str = "core.toml") -> 
         ),
         payouts=payouts,
         **_metrics(raw.get("metrics", {})),
+        api_tls=api_tls,
+        adapters_tls=adapters_tls,
+        webhook_keys=webhook_keys,
     )
     if not 0 <= config.underpayment_tolerance_bps < 10_000:
         raise ConfigError("invoices.underpayment_tolerance_bps must be in 0..9999")
@@ -241,6 +269,72 @@ def _table(parser: Callable[[dict[str, Any]], T], raw: dict[str, Any], name: str
         return parser(raw.get(name, {}))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+_DNS_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+
+
+def default_adapter_name(chain_id: str) -> str:
+    """eip155:1 -> eip155-1.adapter.kassa: what scripts/make-dev-certs puts in the SAN."""
+    return f"{chain_id.replace(':', '-').lower()}.adapter.kassa"
+
+
+def _dsn(database: dict[str, Any], base: Path) -> str:
+    """database.dsn without a password, plus password_file|password_env; or the whole
+    DSN from dsn_file|dsn_env. A password written inline in the config is refused."""
+    whole = secret_from(database, "dsn", "database", base)
+    if whole is not None:
+        if "dsn" in database:
+            raise ConfigError("database.dsn and database.dsn_file/dsn_env: give one of them")
+        if "password_file" in database or "password_env" in database:
+            raise ConfigError("database.password_* goes with database.dsn, not a whole DSN")
+        return whole
+    dsn = str(_require(database, "dsn", "database", str))
+    parts = urlsplit(dsn)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ConfigError("database.dsn must be a postgresql:// URL")
+    if parts.password is not None or "password" in parse_qs(parts.query):
+        raise ConfigError(
+            "database.dsn carries a password inline; put it in database.password_file "
+            "(mode 0600) or database.password_env, or the whole DSN in database.dsn_file"
+        )
+    password = secret_from(database, "password", "database", base)
+    if password is None:
+        return dsn
+    user = quote(unquote(parts.username or ""), safe="")
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{user}:{quote(password, safe='')}@{host}"
+    return str(urlunsplit(parts._replace(netloc=netloc)))
+
+
+def _webhook_keys(table: dict[str, Any], base: Path) -> Keyring:
+    """[secrets] webhook_kek_file|webhook_kek_env: the keys that seal webhook secrets."""
+    text = secret_from(table, "webhook_kek", "secrets", base)
+    if text is None:
+        raise ConfigError(
+            "secrets.webhook_kek_file or secrets.webhook_kek_env is required: webhook "
+            "signing secrets are stored encrypted (docs/operations.md)"
+        )
+    try:
+        return parse_keyring(text)
+    except KeyringError as exc:
+        raise ConfigError(f"secrets.webhook_kek: {exc}") from None
+
+
+def _check_signer_secrets(payouts: payouts_config.PayoutsConfig, signer: dict[str, Any]) -> None:
+    """The signer link is mutual TLS unless signer.dev_plaintext; the core's Ed25519
+    caller key and its TLS key to the signer are secret files."""
+    plaintext = signer.get("dev_plaintext", False) is True
+    if payouts.signer.ca_file is None and not plaintext:
+        raise SecretError(
+            "signer.ca_file, cert_file and key_file are required: the signer link is mutual "
+            "TLS (signer.dev_plaintext = true only for a loopback signer in development)"
+        )
+    if payouts.signer.ca_file is not None and plaintext:
+        raise SecretError("signer.dev_plaintext = true and TLS files: choose one")
+    read_secret_file(payouts.signer.caller_key_file, "signer.caller_key_file")
+    if payouts.signer.key_file is not None:
+        read_secret_file(payouts.signer.key_file, "signer.key_file")
 
 
 def load(path: Path) -> Config:

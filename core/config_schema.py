@@ -28,12 +28,24 @@ class Server(Strict):
     """The gRPC API."""
 
     listen: Annotated[str, _d("host:port of the gRPC API")] = "127.0.0.1:50051"
+    cert_file: Annotated[str | None, _d("the API's TLS certificate (PEM)")] = None
+    key_file: Annotated[str | None, _d("its private key (PEM, mode 0600)")] = None
+    client_ca_file: Annotated[
+        str | None, _d("CA of client certificates; set: clients must present one")
+    ] = None
+    dev_plaintext: Annotated[
+        bool, _d("serve without TLS (local development only; no TLS files then)")
+    ] = False
 
 
 class Database(Strict):
     """PostgreSQL."""
 
-    dsn: Annotated[str, _d("postgresql:// URL of the database")]
+    dsn: Annotated[str | None, _d("postgresql:// URL of the database, without the password")] = None
+    dsn_file: Annotated[str | None, _d("a file holding the whole DSN (mode 0600)")] = None
+    dsn_env: Annotated[str | None, _d("an environment variable holding the whole DSN")] = None
+    password_file: Annotated[str | None, _d("a file holding the password (mode 0600)")] = None
+    password_env: Annotated[str | None, _d("an environment variable holding it")] = None
     pool_size: Annotated[int, _d("connections in the pool")] = 10
 
 
@@ -82,6 +94,9 @@ class Chain(Strict):
 
     id: Annotated[str, _d("CAIP-2 chain id, e.g. eip155:1")]
     adapter: Annotated[str, _d("host:port of the chain's adapter")]
+    adapter_name: Annotated[
+        str | None, _d("the name the adapter's certificate must carry; default from the id")
+    ] = None
     confirmations: Annotated[
         int, _d("confirmations above every tier and for invoices that cannot be valued")
     ] = 3
@@ -100,6 +115,22 @@ class Asset(Strict):
     id: Annotated[str, _d("CAIP-19 asset id on a configured chain")]
     symbol: Annotated[str, _d("ticker, for rates")]
     decimals: Annotated[int, _d("base units per whole unit, as a power of ten")]
+
+
+class Adapters(Strict):
+    """Mutual TLS to the chain adapters."""
+
+    ca_file: Annotated[str | None, _d("CA that signs the adapters' certificates")] = None
+    cert_file: Annotated[str | None, _d("the core's client certificate")] = None
+    key_file: Annotated[str | None, _d("its private key (mode 0600)")] = None
+    dev_plaintext: Annotated[bool, _d("plaintext to the adapters (development only)")] = False
+
+
+class Secrets(Strict):
+    """Keys that seal webhook signing secrets at rest (docs/operations.md)."""
+
+    webhook_kek_file: Annotated[str | None, _d("a file holding the keyring (mode 0600)")] = None
+    webhook_kek_env: Annotated[str | None, _d("an environment variable holding it")] = None
 
 
 class Health(Strict):
@@ -134,6 +165,8 @@ class CoreToml(Strict):
     invoices: Invoices = msgspec.field(default_factory=Invoices)
     auth: Auth = msgspec.field(default_factory=Auth)
     assets: Annotated[list[Asset], _d("the assets")] = []
+    adapters: Adapters = msgspec.field(default_factory=Adapters)
+    secrets: Secrets = msgspec.field(default_factory=Secrets)
     health: Health = msgspec.field(default_factory=Health)
     metrics: Metrics = msgspec.field(default_factory=Metrics)
     rates: Annotated[Table, _d("exchange rates: sources, fixed rates (core/rates/config.py)")] = {}

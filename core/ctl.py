@@ -6,14 +6,16 @@ import argparse
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 import grpc
 from google.protobuf import json_format
 
-from core.clients import authed_channel
+from core.clients import ApiTls, api_aio_channel, authed_channel
 from core.ledger import check as ledger_check
 from core.merchants import Merchants
 from core.merchants.credentials import SCOPES
+from core.secretfiles import SecretError, read_secret_text
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate
 from kassa.core.v1 import (
@@ -43,9 +45,11 @@ async def _bootstrap_key(dsn: str, scopes: list[str], description: str) -> str:
     return token
 
 
-async def _events(target: str, parent: str, after: int, follow: bool, token: str) -> None:
+async def _events(
+    target: str, tls: ApiTls | None, parent: str, after: int, follow: bool, token: str
+) -> None:
     metadata = (("authorization", f"Bearer {token}"),)
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with api_aio_channel(target, tls) as channel:
         stub = event_pb2_grpc.EventServiceStub(channel)
         request = event_pb2.StreamEventsRequest(parent=parent, after_sequence=after)
         async for response in stub.StreamEvents(
@@ -65,9 +69,29 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("KASSA_TOKEN", ""),
         help="API key (default: $KASSA_TOKEN); never logged",
     )
+    env = os.environ.get
+    parser.add_argument(
+        "--ca-file",
+        type=Path,
+        default=Path(os.environ["KASSA_CA_FILE"]) if env("KASSA_CA_FILE") else None,
+        help="CA of the core's certificate (default: $KASSA_CA_FILE, else the system's roots)",
+    )
+    parser.add_argument(
+        "--server-name",
+        default=env("KASSA_SERVER_NAME", ""),
+        help="the name the core's certificate carries, when --target is an address "
+        "(default: $KASSA_SERVER_NAME)",
+    )
+    parser.add_argument("--client-cert", type=Path, help="client certificate, where the core asks")
+    parser.add_argument("--client-key", type=Path, help="its private key")
+    parser.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="no TLS, for a core with server.dev_plaintext (development only)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("migrate", help="apply database migrations")
-    m.add_argument("--dsn", required=True)
+    _dsn_arguments(m)
     g = sub.add_parser("get", help="show one invoice")
     g.add_argument("name", help="merchants/{m}/invoices/{i}")
     ls = sub.add_parser("list", help="list a merchant's invoices")
@@ -77,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--after", type=int, default=0)
     e.add_argument("--follow", action="store_true")
     b = sub.add_parser("bootstrap-key", help="create a platform API key directly in the database")
-    b.add_argument("--dsn", required=True)
+    _dsn_arguments(b)
     b.add_argument(
         "--scopes",
         default=",".join(sorted(SCOPES)),
@@ -87,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     led = sub.add_parser("ledger", help="ledger operations")
     led_sub = led.add_subparsers(dest="ledger_command", required=True)
     lc = led_sub.add_parser("check", help="verify the ledger's invariants; non-zero on violation")
-    lc.add_argument("--dsn", required=True)
+    _dsn_arguments(lc)
     rec = sub.add_parser("reconcile", help="prove the ledger against a chain (reconcile:*)")
     rec_sub = rec.add_subparsers(dest="reconcile_command", required=True)
     rr = rec_sub.add_parser("run", help="reconcile a chain now; exit 2 on unexplained differences")
@@ -109,6 +133,21 @@ def main(argv: list[str] | None = None) -> int:
     er.add_argument("--reason", required=True)
     er.add_argument("--request-id", default="")
     args = parser.parse_args(argv)
+    if "dsn" in args:
+        try:
+            args.dsn = _dsn_of(args)
+        except SecretError as exc:
+            print(f"kassactl: {exc}", file=sys.stderr)
+            return 2
+    tls: ApiTls | None = None
+    if not args.plaintext:
+        try:
+            tls = ApiTls.from_files(
+                args.ca_file, args.server_name, args.client_cert, args.client_key
+            )
+        except (OSError, ValueError) as exc:
+            print(f"kassactl: TLS: {exc}", file=sys.stderr)
+            return 2
     if args.command == "ledger":
         return _ledger(args)
     if args.command == "bootstrap-key":
@@ -119,11 +158,11 @@ def main(argv: list[str] | None = None) -> int:
             applied = asyncio.run(migrate(args.dsn))
             print("\n".join(applied) if applied else "no pending migrations")
         elif args.command == "get":
-            with authed_channel(args.target, args.token) as channel:
+            with authed_channel(args.target, args.token, tls) as channel:
                 stub = invoice_pb2_grpc.InvoiceServiceStub(channel)
                 _print(stub.GetInvoice(invoice_pb2.GetInvoiceRequest(name=args.name)).invoice)
         elif args.command == "list":
-            with authed_channel(args.target, args.token) as channel:
+            with authed_channel(args.target, args.token, tls) as channel:
                 stub = invoice_pb2_grpc.InvoiceServiceStub(channel)
                 token = ""
                 while True:
@@ -136,14 +175,16 @@ def main(argv: list[str] | None = None) -> int:
                     if not token:
                         break
         elif args.command == "reconcile":
-            with authed_channel(args.target, args.token) as channel:
+            with authed_channel(args.target, args.token, tls) as channel:
                 return _reconcile(reconciliation_pb2_grpc.ReconciliationServiceStub(channel), args)
         elif args.command == "exceptions":
-            with authed_channel(args.target, args.token) as channel:
+            with authed_channel(args.target, args.token, tls) as channel:
                 _exceptions(exception_pb2_grpc.ExceptionServiceStub(channel), args)
         elif args.command == "events":
             try:
-                asyncio.run(_events(args.target, args.parent, args.after, args.follow, args.token))
+                asyncio.run(
+                    _events(args.target, tls, args.parent, args.after, args.follow, args.token)
+                )
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise
@@ -210,6 +251,26 @@ def _exceptions(stub: exception_pb2_grpc.ExceptionServiceStub, args: argparse.Na
         token = page.next_page_token
         if not token:
             return
+
+
+def _dsn_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dsn",
+        help="database DSN; one with a password shows in the process list: "
+        "prefer --dsn-file or $KASSA_DSN",
+    )
+    parser.add_argument("--dsn-file", type=Path, help="a file (mode 0600) holding the DSN")
+
+
+def _dsn_of(args: argparse.Namespace) -> str:
+    if args.dsn and args.dsn_file:
+        raise SecretError("--dsn and --dsn-file: give one of them")
+    if args.dsn_file:
+        return read_secret_text(args.dsn_file, "--dsn-file")
+    found = args.dsn or os.environ.get("KASSA_DSN", "")
+    if not found:
+        raise SecretError("a database is needed: --dsn-file FILE, $KASSA_DSN or --dsn")
+    return str(found)
 
 
 def _ledger(args: argparse.Namespace) -> int:

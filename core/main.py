@@ -14,8 +14,11 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from core.config import ConfigError, load
+from core.config import Config, ConfigError, load
+from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
+from core.webhooks.reseal import Resealed, reseal
+from core.webhooks.sealing import SealError
 from telemetry import logs
 
 log = logging.getLogger("kassa.core")
@@ -43,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     migrate_cmd.add_argument(
         "--status", action="store_true", help="print applied and pending migrations; change nothing"
     )
+    sub.add_parser(
+        "reseal-secrets",
+        help="seal every webhook secret under the current KEK (after a KEK rotation) and exit",
+    )
     args = parser.parse_args(argv)
     logs.setup("kassa-core")
     try:
@@ -53,12 +60,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             return asyncio.run(_migrate(config.dsn, args.status))
+        if args.command == "reseal-secrets":
+            done = asyncio.run(_reseal(config))
+            print(
+                f"sealed {done.plaintext} plaintext, re-sealed {done.rewrapped} under KEK "
+                f"{config.webhook_keys.current_id if config.webhook_keys else ''}"
+            )
+            return 0
         from core.server import serve
 
         asyncio.run(serve(config, apply_migrations=bool(getattr(args, "migrate", False))))
         return 0
     except MigrationError as exc:
         log.error("schema refused", extra={"reason": str(exc)})
+        return 1
+    except SealError as exc:
+        # A KEK was dropped before its secrets were re-sealed: refuse rather than fail deliveries.
+        log.error("webhook secrets refused", extra={"reason": str(exc)})
         return 1
     except OSError as exc:
         # Connection refused, unreachable host, DNS: one line, no traceback; a
@@ -79,6 +97,16 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         raise
+
+
+async def _reseal(config: Config) -> Resealed:
+    assert config.webhook_keys is not None
+    await migrate(config.dsn)
+    pool = await create_pool(config.dsn, max_size=1, min_size=1)
+    try:
+        return await reseal(pool, config.webhook_keys)
+    finally:
+        await pool.close()
 
 
 async def _migrate(dsn: str, status_only: bool) -> int:

@@ -29,6 +29,7 @@ from core.chain.apply import ChainApplier
 from core.chain.follower import ChainFollower
 from core.chain.hd import DepositAddresses
 from core.chain.index import ActiveInvoiceIndex
+from core.chain.link import AdapterLink
 from core.config import Config
 from core.events.stream import OutboxNotifier
 from core.invoices import clock as invoice_clock
@@ -45,7 +46,9 @@ from core.rates.config import build_router
 from core.reconcile.runner import Reconciler
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
+from core.tls import Tls13Only, server_credentials
 from core.webhooks.endpoints import Endpoints
+from core.webhooks.reseal import reseal
 from core.webhooks.worker import DeliveryWorker
 from kassa.chain.v1 import adapter_pb2_grpc
 from kassa.core.v1 import (
@@ -65,7 +68,7 @@ from kassa.core.v1 import (
     webhook_pb2_grpc,
 )
 from kassa.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from telemetry.metrics import RequestIdClient, RpcMetrics, serve_metrics
+from telemetry.metrics import RpcMetrics, serve_metrics
 
 log = logging.getLogger("kassa.core")
 SERVICES = (
@@ -105,7 +108,7 @@ def _reconciler(
     sweeps = config.payouts.sweeps if config.payouts is not None else None
     adapters = {
         c.id: adapter_pb2_grpc.ChainAdapterServiceStub(
-            grpc.aio.insecure_channel(c.adapter, interceptors=[RequestIdClient()])
+            AdapterLink(c.adapter, c.adapter_name, config.adapters_tls).channel()
         )
         for c in config.chains
     }
@@ -133,6 +136,10 @@ async def serve(
     if refusal is not None:
         raise MigrationError(refusal)
     pool = await create_pool(config.dsn, config.pool_size)
+    # Webhook secrets are sealed under the current KEK before anything can read them
+    # (plaintext rows from before migration 0009, rows under an older KEK).
+    assert config.webhook_keys is not None, "config.parse requires [secrets]"
+    await reseal(pool, config.webhook_keys)
     notifier = OutboxNotifier(config.dsn)
     await notifier.start()
     index = ActiveInvoiceIndex()
@@ -143,7 +150,7 @@ async def serve(
     followers = {
         c.id: ChainFollower(
             ChainApplier(pool, c.id, index, clock),
-            c.adapter,
+            AdapterLink(c.adapter, c.adapter_name, config.adapters_tls),
             config.reconnect_backoff_s,
             include_pending=c.zero_conf,
             pending_ttl_s=c.pending_ttl_s,
@@ -182,7 +189,11 @@ async def serve(
         except Exception:  # any way the probe fails (refused, reset, timed out) is "no"
             return False
 
-    server = grpc.aio.server(interceptors=[RpcMetrics()])
+    # Every call counted and access-logged; TLS 1.3 only (as far as gRPC Python lets us:
+    # see core/tls.py); plaintext is a dev flag.
+    server = grpc.aio.server(
+        interceptors=[RpcMetrics(), *([Tls13Only()] if config.api_tls is not None else [])]
+    )
     auth = Authenticator(pool, config.key_cache_s)
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
         InvoiceService(invoicing, config, auth, head_of, chain_problem), server
@@ -193,7 +204,12 @@ async def serve(
     webhooks = config.webhooks
     webhook_pb2_grpc.add_WebhookServiceServicer_to_server(
         WebhookService(
-            Endpoints(pool, webhooks.policy.give_up_after_s, webhooks.secret_overlap_s),
+            Endpoints(
+                pool,
+                webhooks.policy.give_up_after_s,
+                webhooks.secret_overlap_s,
+                config.webhook_keys,
+            ),
             auth,
             webhooks.allow_private_targets,
             clock,
@@ -213,6 +229,11 @@ async def serve(
     payout_worker: PayoutWorker | None = None
     sweeper: Sweeper | None = None
     if config.payouts is not None:
+        if config.payouts.signer.ca_file is None:
+            log.warning(
+                "the signer link is PLAINTEXT (signer.dev_plaintext = true); never outside "
+                "development, and the signer accepts it only on loopback"
+            )
         signer = SignerClient(config.payouts.signer)
         payout_worker = PayoutWorker(pool, config, config.payouts, signer, clock)
         payout_pb2_grpc.add_PayoutServiceServicer_to_server(
@@ -252,7 +273,20 @@ async def serve(
     reflection.enable_server_reflection(
         (*SERVICES, reflection.SERVICE_NAME, health.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(config.listen)
+    if config.api_tls is None:
+        log.warning(
+            "the API listens in PLAINTEXT (server.dev_plaintext = true): API keys cross the "
+            "network in clear; never outside local development",
+            extra={"listen": config.listen},
+        )
+        port = server.add_insecure_port(config.listen)
+    else:
+        port = server.add_secure_port(config.listen, server_credentials(config.api_tls))
+    if config.adapters_tls is None:
+        log.warning(
+            "adapter links are PLAINTEXT (adapters.dev_plaintext = true): whoever answers at an "
+            "adapter's address decides which payments are credited; never outside development"
+        )
     if port == 0:
         raise RuntimeError(f"cannot listen on {config.listen}")
     stop_metrics = serve_metrics(config.metrics_listen) if config.metrics_listen else None
@@ -287,7 +321,10 @@ async def serve(
     tasks.append(asyncio.create_task(ledger_expiry.run(pool, clock, config.expiry_interval_s)))
     # Webhook deliveries: created from the outbox, sent, retried (core.webhooks.worker).
     tasks.append(
-        asyncio.create_task(DeliveryWorker(pool, notifier, webhooks, clock).run(), name="webhooks")
+        asyncio.create_task(
+            DeliveryWorker(pool, notifier, webhooks, clock, config.webhook_keys).run(),
+            name="webhooks",
+        )
     )
     if payout_worker is not None:
         tasks.append(asyncio.create_task(payout_worker.run(), name="payouts"))
@@ -299,6 +336,9 @@ async def serve(
         extra={
             "listen": config.listen,
             "metrics": config.metrics_listen,
+            "tls": config.api_tls is not None,
+            "client_certificates": config.api_tls is not None
+            and config.api_tls.client_ca is not None,
             "chains": list(followers),
         },
     )

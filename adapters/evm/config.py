@@ -6,6 +6,7 @@ so an operator never discovers a typo as a silent default at run time.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.evm.config_schema import EvmToml
+from adapters.evm.secretfiles import SecretFileError, read_secret_file
 from adapters.evm.traces import TraceMethod
 from telemetry.config_schema import SchemaError, check
 
@@ -24,11 +26,20 @@ DEFAULT_REQUEST_TIMEOUT_S = 30.0
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _KNOWN = {
-    "server": {"listen"},
+    "server": {
+        "listen",
+        "cert_file",
+        "key_file",
+        "client_ca_file",
+        "allowed_callers",
+        "dev_plaintext",
+    },
     "metrics": {"listen"},
     "chain": {
         "chain_id",
         "node_urls",
+        "node_urls_file",
+        "node_urls_env",
         "tokens",
         "heartbeat_interval_s",
         "poll_interval_s",
@@ -41,6 +52,20 @@ _KNOWN = {
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """[server] mutual TLS: our certificate and key, the CA of callers' certificates,
+    and the certificate subjects allowed to call (the core's: "CN=kassa-core")."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path
+    allowed_callers: tuple[str, ...]
+
+
+DEFAULT_ALLOWED_CALLERS = ("CN=kassa-core",)
 
 
 @dataclass(frozen=True)
@@ -57,6 +82,35 @@ class Config:
     metrics_listen: str | None = None
     # Native value moved inside contract calls, from the node's call traces.
     internal_transfers: TraceMethod = TraceMethod.OFF
+    # None only with server.dev_plaintext = true: then anyone who reaches the port is served.
+    tls: TlsFiles | None = None
+
+
+def _tls(server: dict[str, Any], base: Path) -> TlsFiles | None:
+    files = ("cert_file", "key_file", "client_ca_file")
+    if server.get("dev_plaintext", False) is True:
+        if any(k in server for k in (*files, "allowed_callers")):
+            raise ConfigError("server.dev_plaintext = true and TLS settings: choose one")
+        return None
+    missing = [k for k in files if not isinstance(server.get(k), str) or not server.get(k)]
+    if missing:
+        raise ConfigError(
+            f"server.{', server.'.join(missing)} required: the adapter serves over mutual TLS "
+            "(server.dev_plaintext = true only for local development)"
+        )
+    callers = server.get("allowed_callers", list(DEFAULT_ALLOWED_CALLERS))
+    if (
+        not isinstance(callers, list)
+        or not callers
+        or not all(isinstance(c, str) and c for c in callers)
+    ):
+        raise ConfigError('server.allowed_callers must list certificate subjects ("CN=kassa-core")')
+    return TlsFiles(
+        base / server["cert_file"],
+        base / server["key_file"],
+        base / server["client_ca_file"],
+        tuple(callers),
+    )
 
 
 def _positive_number(table: dict[str, Any], key: str, default: float) -> float:
@@ -66,7 +120,29 @@ def _positive_number(table: dict[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
-def parse(data: dict[str, Any], source: Path | str = "evm.toml") -> Config:
+def _node_urls(chain: dict[str, Any], base: Path) -> Any:
+    """chain.node_urls, or — since provider URLs often carry an API key — one URL per
+    line of chain.node_urls_file (mode 0600), or chain.node_urls_env (space-separated)."""
+    given = [k for k in ("node_urls", "node_urls_file", "node_urls_env") if k in chain]
+    if len(given) > 1:
+        raise ConfigError(f"chain.{' and chain.'.join(given)}: give one of them")
+    if "node_urls_file" in chain:
+        path = base / str(chain["node_urls_file"])
+        try:
+            text = read_secret_file(path, "chain.node_urls_file").decode()
+        except (SecretFileError, UnicodeDecodeError) as exc:
+            raise ConfigError(str(exc)) from None
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    if "node_urls_env" in chain:
+        name = str(chain["node_urls_env"])
+        value = os.environ.get(name, "")
+        if not value.strip():
+            raise ConfigError(f"chain.node_urls_env: the environment variable {name} is not set")
+        return value.split()
+    return chain.get("node_urls")
+
+
+def parse(data: dict[str, Any], base: Path = Path("."), source: Path | str = "evm.toml") -> Config:
     """Checks `data` against adapters/evm/config_schema.py (unknown keys, types), then its
     meaning."""
     try:
@@ -96,12 +172,19 @@ def parse(data: dict[str, Any], source: Path | str = "evm.toml") -> Config:
             f"chain.chain_id is required and must be a positive integer, got {chain_id!r}"
         )
 
-    node_urls = chain.get("node_urls")
+    node_urls = _node_urls(chain, base)
     if not isinstance(node_urls, list) or not node_urls:
         raise ConfigError("chain.node_urls is required: a non-empty list of ws:// or wss:// URLs")
     for url in node_urls:
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"chain.node_urls entries must be ws:// or wss:// URLs, got {url!r}")
+            # A URL from a file or the environment may carry an API key: not repeated.
+            shown = (
+                repr(url)
+                if "node_urls" in chain
+                else "an entry of "
+                + ("chain.node_urls_file" if "node_urls_file" in chain else "chain.node_urls_env")
+            )
+            raise ConfigError(f"chain.node_urls entries must be ws:// or wss:// URLs, got {shown}")
 
     tokens = chain.get("tokens", [])
     if not isinstance(tokens, list):
@@ -141,6 +224,7 @@ def parse(data: dict[str, Any], source: Path | str = "evm.toml") -> Config:
         reorg_window_blocks=window,
         request_timeout_s=_positive_number(chain, "request_timeout_s", DEFAULT_REQUEST_TIMEOUT_S),
         internal_transfers=TraceMethod(trace_name),
+        tls=_tls(server, base),
     )
 
 
@@ -153,4 +237,4 @@ def load(path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    return parse(data, path)
+    return parse(data, path.parent, path)

@@ -22,6 +22,15 @@ class Server(Strict):
     """The adapter's gRPC API (ChainAdapterService)."""
 
     listen: Annotated[str, _d("host:port of the gRPC API")] = "127.0.0.1:50071"
+    cert_file: Annotated[str | None, _d("the adapter's TLS certificate (PEM)")] = None
+    key_file: Annotated[str | None, _d("its private key (PEM, mode 0600)")] = None
+    client_ca_file: Annotated[str | None, _d("CA that signs the callers' certificates")] = None
+    allowed_callers: Annotated[
+        list[str] | None, _d('certificate subjects allowed to call, e.g. "CN=kassa-core"')
+    ] = None
+    dev_plaintext: Annotated[
+        bool, _d("serve without TLS (local development only; no TLS keys then)")
+    ] = False
 
 
 class Metrics(Strict):
@@ -34,7 +43,15 @@ class Chain(Strict):
     """The chain and its nodes."""
 
     chain_id: Annotated[int, _d("EIP-155 chain id; the node must serve the same")]
-    node_urls: Annotated[list[str], _d("ws:// or wss:// node URLs, tried in order (failover)")]
+    node_urls: Annotated[
+        list[str] | None, _d("ws:// or wss:// node URLs, tried in order (failover)")
+    ] = None
+    node_urls_file: Annotated[
+        str | None, _d("a file with one node URL per line (mode 0600; URLs carry API keys)")
+    ] = None
+    node_urls_env: Annotated[
+        str | None, _d("an environment variable with space-separated node URLs")
+    ] = None
     tokens: Annotated[list[str], _d("ERC-20 contract addresses to report transfers of")] = []
     heartbeat_interval_s: Annotated[float, _d("a Head on every stream at least this often")] = 5.0
     poll_interval_s: Annotated[float, _d("head polling when subscriptions are unavailable")] = 1.0

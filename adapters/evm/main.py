@@ -23,6 +23,8 @@ from adapters.evm.heads import HeadTracker
 from adapters.evm.normalise import quantity
 from adapters.evm.rpc import NodeUnavailable, RpcClient, RpcError
 from adapters.evm.service import ChainAdapter
+from adapters.evm.tls import AllowedCallersOnly, ServerTls, server_credentials
+from adapters.evm.tls import load as load_tls
 from adapters.evm.traces import TraceMethod, trace_request
 from kassa.chain.v1 import adapter_pb2 as pb
 from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
@@ -41,7 +43,7 @@ class StartupError(Exception):
         self.exit_code = exit_code
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, tls: ServerTls | None) -> None:
     rpc = RpcClient(config.node_urls, config.request_timeout_s)
     try:
         await rpc.start(STARTUP_CONNECT_TIMEOUT_S)
@@ -51,11 +53,13 @@ async def serve(config: Config) -> None:
         node_chain_id = quantity(await rpc.call("eth_chainId"))
     except (RpcError, NodeUnavailable, ValueError) as exc:
         await rpc.close()
-        raise StartupError(f"cannot read eth_chainId from {rpc.current_url}: {exc}", 1) from None
+        raise StartupError(
+            f"cannot read eth_chainId from {logs.redact_url(rpc.current_url)}: {exc}", 1
+        ) from None
     if node_chain_id != config.chain_id:
         await rpc.close()
         raise StartupError(
-            f"the node at {rpc.current_url} serves chain id {node_chain_id}, but "
+            f"the node at {logs.redact_url(rpc.current_url)} serves chain id {node_chain_id}, but "
             f"chain.chain_id is {config.chain_id}: refusing to start",
             2,
         )
@@ -67,11 +71,14 @@ async def serve(config: Config) -> None:
         await _check_tracing(rpc, config, heads)
 
     server = grpc.aio.server(
-        interceptors=[RpcMetrics()],
         options=[
             ("grpc.max_send_message_length", 256 * 1024 * 1024),
             ("grpc.keepalive_permit_without_calls", 1),
         ],
+        # Only the configured callers (the core), on TLS 1.3, reach any handler; every call
+        # is counted and access-logged first.
+        interceptors=[RpcMetrics()]
+        + ([AllowedCallersOnly(tls.allowed_callers)] if tls is not None else []),
     )
     servicer = ChainAdapter(config, rpc, fetcher, heads)
     pb_grpc.add_ChainAdapterServiceServicer_to_server(servicer, server)
@@ -86,7 +93,15 @@ async def serve(config: Config) -> None:
         server,
     )
     try:
-        server.add_insecure_port(config.listen)
+        if tls is None:
+            logs.warning(
+                "plaintext",
+                message="server.dev_plaintext = true: anyone who reaches the port may read "
+                "the chain through this adapter and broadcast; never outside development",
+            )
+            server.add_insecure_port(config.listen)
+        else:
+            server.add_secure_port(config.listen, server_credentials(tls))
     except RuntimeError as exc:
         raise StartupError(f"cannot listen on {config.listen}: {exc}", 2) from None
     stop_metrics = serve_metrics(config.metrics_listen) if config.metrics_listen else None
@@ -97,6 +112,8 @@ async def serve(config: Config) -> None:
         "started",
         listen=config.listen,
         metrics=config.metrics_listen,
+        tls=tls is not None,
+        allowed_callers=sorted(tls.allowed_callers) if tls is not None else None,
         chain=f"eip155:{config.chain_id}",
         node=rpc.current_url,
         tokens=list(config.tokens),
@@ -171,11 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logs("kassa-evm")
     try:
         config = load(args.config)
+        tls = load_tls(config.tls) if config.tls is not None else None
     except ConfigError as exc:
         logs.error("bad_config", path=str(args.config), message=str(exc))
         return 2
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, tls))
     except StartupError as exc:
         logs.error("startup_failed", message=str(exc))
         return exc.exit_code

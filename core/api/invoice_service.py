@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import grpc
 
-from core import idempotency, names
+from core import idempotency, names, reasons
 from core.api import validate
 from core.api.auth import Authenticator, authorize
 from core.api.errors import invalid, rpc
@@ -58,7 +58,7 @@ class InvoiceService(pb_grpc.InvoiceServiceServicer):
         problem = self.chain_problem(spec.asset.chain)
         if problem is not None:
             raise unavailable(
-                "CHAIN_UNAVAILABLE",
+                reasons.CHAIN_UNAVAILABLE,
                 f"{spec.asset.chain} is not being followed ({problem}); no invoice was created",
                 chain=spec.asset.chain,
             )

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
+from core.tls import ClientTls
+
 
 @dataclass(frozen=True)
 class ConfirmationTier:
@@ -33,6 +35,9 @@ class ChainConfig:
     # A mempool sighting not mined within this long is dropped (it was
     # replaced, evicted or never propagated) and stops counting.
     pending_ttl_s: int = 3600
+    # The identity the adapter's certificate must carry (a DNS name in its
+    # subjectAltName): whoever answers at `adapter` without it feeds no blocks.
+    adapter_name: str = ""
     # Blocks after which an outgoing transaction (payout, refund, sweep) is
     # final: until then a reorg that removes it sends it again. 64 is two
     # Ethereum epochs, where its beacon chain finalizes; 0: the default.
@@ -62,5 +67,9 @@ class Chains(Protocol):
 
     @property
     def chains(self) -> tuple[ChainConfig, ...]: ...
+
+    # [adapters] mutual TLS of every adapter link; None only with adapters.dev_plaintext.
+    @property
+    def adapters_tls(self) -> ClientTls | None: ...
 
     def chain(self, chain_id: str) -> ChainConfig | None: ...

@@ -17,10 +17,10 @@ import grpc
 
 from core import metrics
 from core.chain.apply import ChainApplier, CursorMismatchError
+from core.chain.link import AdapterLink
 from kassa.chain.v1 import adapter_pb2 as chain_pb
 from kassa.chain.v1 import adapter_pb2_grpc as chain_grpc
 from telemetry.logs import REQUEST_ID, new_request_id
-from telemetry.metrics import RequestIdClient
 
 log = logging.getLogger("kassa.core.chain")
 MAX_BACKOFF_S = 10.0
@@ -36,13 +36,14 @@ class ChainFollower:
     def __init__(
         self,
         applier: ChainApplier,
-        adapter_target: str,
+        adapter: AdapterLink,
         backoff_s: float = 1.0,
         include_pending: bool = False,
         pending_ttl_s: int = 3600,
     ) -> None:
         self.applier = applier
-        self.target = adapter_target
+        self.link = adapter
+        self.target = adapter.target
         self.backoff_s = backoff_s
         self.include_pending = include_pending
         self.pending_ttl_s = pending_ttl_s
@@ -108,9 +109,7 @@ class ChainFollower:
         )
         # One request id per stream: the core's lines about it and the adapter's share it.
         REQUEST_ID.set(new_request_id())
-        async with grpc.aio.insecure_channel(
-            self.target, interceptors=[RequestIdClient()]
-        ) as channel:
+        async with self.link.channel() as channel:
             stub = chain_grpc.ChainAdapterServiceStub(channel)
             async for response in stub.StreamBlocks(request):
                 self.last_event_s = time.monotonic()

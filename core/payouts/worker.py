@@ -33,6 +33,7 @@ import asyncpg
 import grpc
 
 from core.chain.config import Chains as Config
+from core.chain.link import AdapterLink
 from core.invoices import lifecycle
 from core.invoices import state as sm
 from core.payouts import machine, nonces, tracking, txbuilder
@@ -42,7 +43,6 @@ from core.payouts.payouts import as_machine, candidates_of, lock, save
 from core.payouts.signer_client import SignerClient, SignerRefusal, body_digest, build_body
 from kassa.chain.v1 import adapter_pb2, adapter_pb2_grpc
 from telemetry.logs import REQUEST_ID, new_request_id
-from telemetry.metrics import RequestIdClient
 
 log = logging.getLogger("kassa.payouts")
 PURPOSE = {"payout": "PAYOUT", "refund": "REFUND", "sweep": "SWEEP", "gas_funding": "GAS_FUNDING"}
@@ -117,7 +117,7 @@ class PayoutWorker:
         self.clock = clock
         self.adapters = {
             c.id: adapter_pb2_grpc.ChainAdapterServiceStub(
-                grpc.aio.insecure_channel(c.adapter, interceptors=[RequestIdClient()])
+                AdapterLink(c.adapter, c.adapter_name, config.adapters_tls).channel()
             )
             for c in config.chains
         }

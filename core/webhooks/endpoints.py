@@ -17,6 +17,7 @@ import asyncpg
 from core import idempotency, names
 from core.errors import Code, Refusal, not_found
 from core.webhooks import signing
+from core.webhooks.sealing import Keyring, seal, unseal
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,25 @@ def endpoint_name(merchant_id: str, endpoint_id: str) -> str:
 
 
 class Endpoints:
-    def __init__(self, pool: asyncpg.Pool, give_up_after_s: float, default_overlap_s: int) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        give_up_after_s: float,
+        default_overlap_s: int,
+        keyring: Keyring,
+    ) -> None:
         self.pool = pool
         self.give_up_after_s = give_up_after_s
         self.default_overlap_s = default_overlap_s
+        # Secrets are stored sealed under its current KEK (core/webhooks/sealing.py).
+        self.keyring = keyring
+
+    def secret_of(self, row: asyncpg.Record) -> str:
+        """The endpoint's current secret (a row not yet re-sealed may hold it in clear)."""
+        if row["secret_sealed"] is not None:
+            return unseal(self.keyring, row["id"], bytes(row["secret_sealed"]))
+        assert row["secret"] is not None, "one form of the secret is always stored"
+        return str(row["secret"])
 
     async def create(
         self,
@@ -79,22 +95,23 @@ class Endpoints:
                         request_id,
                         endpoint_name(merchant_id, existing["id"]),
                     )
-                    return existing, existing["secret"]
+                    return existing, self.secret_of(existing)
             secret = signing.new_secret()
+            endpoint_id = secrets.token_hex(8)
             try:
                 row = await conn.fetchrow(
                     """INSERT INTO webhook_endpoints
-                         (id, merchant_id, url, event_types, description, disabled, secret,
-                          after_sequence, request_id, request_hash)
+                         (id, merchant_id, url, event_types, description, disabled,
+                          secret_sealed, after_sequence, request_id, request_hash)
                        SELECT $1, $2, $3, $4, $5, $6, $7, last, $8, $9 FROM event_sequence
                        RETURNING *""",
-                    secrets.token_hex(8),
+                    endpoint_id,
                     merchant_id,
                     url,
                     sorted(set(event_types)),
                     description,
                     disabled,
-                    secret,
+                    seal(self.keyring, endpoint_id, secret),
                     request_id,
                     request_hash if request_id is not None else None,
                 )
@@ -204,19 +221,21 @@ class Endpoints:
                     request_id,
                     endpoint_name(merchant_id, endpoint_id),
                 )
-                return current, current["secret"]
+                return current, self.secret_of(current)
             secret = signing.new_secret()
             row = await conn.fetchrow(
                 """UPDATE webhook_endpoints
-                      SET secret = $2, previous_secret = secret,
+                      SET secret_sealed = $2, previous_secret_sealed = $6,
+                          secret = NULL, previous_secret = NULL,
                           previous_secret_expire_time = $3, rotation_request_id = $4,
-                          update_time = $5, rotation_request_hash = $6
+                          update_time = $5, rotation_request_hash = $7
                     WHERE id = $1 RETURNING *""",
                 endpoint_id,
-                secret,
+                seal(self.keyring, endpoint_id, secret),
                 now + timedelta(seconds=overlap_s),
                 request_id,
                 now,
+                seal(self.keyring, endpoint_id, self.secret_of(current)),
                 request_hash if request_id is not None else None,
             )
         assert row is not None

@@ -31,6 +31,7 @@ from core.events.stream import OutboxNotifier
 from core.render import events as resources
 from core.webhooks import retry, signing, targets
 from core.webhooks.dispatch import BATCH, dispatch_once
+from core.webhooks.sealing import Keyring, SealError, unseal
 from core.webhooks.settings import WebhookSettings
 
 log = logging.getLogger("kassa.core.webhooks")
@@ -50,12 +51,25 @@ class Claimed:
     body: bytes
 
 
-def signing_secrets(endpoint: asyncpg.Record, now: datetime) -> list[str]:
-    """The current secret, and the previous one while its overlap lasts."""
-    found = [endpoint["secret"]]
+def signing_secrets(endpoint: asyncpg.Record, now: datetime, keyring: Keyring) -> list[str]:
+    """The current secret, and the previous one while its overlap lasts, unsealed
+    (a row not yet re-sealed at start may hold them in clear)."""
+
+    def opened(sealed_column: str, plain_column: str) -> str | None:
+        sealed = endpoint[sealed_column]
+        if sealed is not None:
+            return unseal(keyring, endpoint["id"], bytes(sealed))
+        plain = endpoint[plain_column]
+        return None if plain is None else str(plain)
+
+    current = opened("secret_sealed", "secret")
+    assert current is not None, "one form of the secret is always stored"
+    found = [current]
     expire = endpoint["previous_secret_expire_time"]
-    if endpoint["previous_secret"] and expire is not None and now < expire:
-        found.append(endpoint["previous_secret"])
+    if expire is not None and now < expire:
+        previous = opened("previous_secret_sealed", "previous_secret")
+        if previous:
+            found.append(previous)
     return found
 
 
@@ -72,7 +86,9 @@ def headers(claimed: Claimed, now: datetime) -> dict[str, str]:
     }
 
 
-async def claim(pool: asyncpg.Pool, limit: int, now: datetime, lease_s: float) -> list[Claimed]:
+async def claim(
+    pool: asyncpg.Pool, limit: int, now: datetime, lease_s: float, keyring: Keyring
+) -> list[Claimed]:
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             """WITH due AS (
@@ -120,7 +136,7 @@ async def claim(pool: asyncpg.Pool, limit: int, now: datetime, lease_s: float) -
             attempt=r["attempt_count"],
             give_up_time=r["give_up_time"],
             url=endpoints[r["endpoint_id"]]["url"],
-            signing_secrets=signing_secrets(endpoints[r["endpoint_id"]], now),
+            signing_secrets=signing_secrets(endpoints[r["endpoint_id"]], now, keyring),
             event_id=str(r["event_id"]),
             event_type=r["event_type"],
             body=resources.to_json(resources.event(events[r["event_sequence"]])),
@@ -172,11 +188,13 @@ class DeliveryWorker:
         notifier: OutboxNotifier,
         settings: WebhookSettings,
         clock: Callable[[], datetime],
+        keyring: Keyring,
     ) -> None:
         self.pool = pool
         self.notifier = notifier
         self.settings = settings
         self.clock = clock
+        self.keyring = keyring
         self._wake = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._claim_batch = max(1, settings.concurrency // 4)
@@ -228,8 +246,9 @@ class DeliveryWorker:
             claimed: list[Claimed] = []
             if free and (free >= self._claim_batch or not self._in_flight):
                 try:
-                    claimed = await claim(self.pool, free, self.clock(), lease_s)
-                except (asyncpg.PostgresError, OSError) as exc:
+                    claimed = await claim(self.pool, free, self.clock(), lease_s, self.keyring)
+                except (asyncpg.PostgresError, OSError, SealError) as exc:
+                    # A SealError names the endpoint and KEK, never the secret.
                     log.warning("webhook claim failed; retrying", extra={"error": str(exc)})
             for item in claimed:
                 task = asyncio.create_task(self._attempt(session, item))

@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import grpc
 
-from core.clients import authed_channel
+from core.clients import ApiTls, authed_channel
 from kassa.core.v1 import (
     event_pb2,
     event_pb2_grpc,
@@ -33,6 +34,7 @@ from kassa.core.v1 import (
 from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
 from localstack.fullstack import MERCHANT, LocalStack
 from localstack.paths import REPO, postgres_bin
+from localstack.procs import console_script
 from localstack.stack import MERCHANT_SCOPES, CoreSetup
 
 _T0 = time.monotonic()
@@ -53,8 +55,6 @@ def clean_previous_run(run_dir: Path) -> None:
                 os.kill(int(line), signal.SIGKILL)
     data = run_dir / "postgres" / "data"
     if (data / "postmaster.pid").exists():
-        import subprocess
-
         runner = ["runuser", "-u", "kassa-pg", "--"] if os.geteuid() == 0 else []
         subprocess.run(
             [*runner, str(postgres_bin("pg_ctl")), "-D", str(data), "-m", "immediate", "stop"],
@@ -64,11 +64,11 @@ def clean_previous_run(run_dir: Path) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def events(target: str, token: str, after: int) -> Iterator[event_pb2.Event]:
+def events(target: str, tls: ApiTls, token: str, after: int) -> Iterator[event_pb2.Event]:
     """The merchant's events after `after`, reconnecting while the core restarts."""
     while True:
         try:
-            with authed_channel(target, token) as channel:
+            with authed_channel(target, token, tls) as channel:
                 stub = event_pb2_grpc.EventServiceStub(channel)
                 request = event_pb2.StreamEventsRequest(parent=MERCHANT, after_sequence=after)
                 for response in stub.StreamEvents(request, wait_for_ready=True):
@@ -99,12 +99,27 @@ def run(stack: LocalStack, kill_core: bool) -> None:
     for key in keys:
         say(f"  signer key {key.key_id}: {key.address or key.derivation_path}")
     stack.start_adapter()
-    say(f"EVM adapter serving {stack.chain} on 127.0.0.1:{stack.primary.adapter_port}")
+    say(
+        f"EVM adapter serving {stack.chain} on 127.0.0.1:{stack.primary.adapter_port} over "
+        f"mutual TLS as {stack.chain.replace(':', '-')}.adapter.kassa; it serves CN=kassa-core only"
+    )
     applied = stack.migrate()
     say(f"migrations: {applied.replace(chr(10), ', ')}")
     stack.start_core()
     core = stack.core_setup()
-    say(f"core serving on {core.target}")
+    say(
+        f"core serving on {core.target} over TLS (certificate {core.certs}/core-api.pem); "
+        "links: core->adapter mTLS, core->signer mTLS, webhook secrets sealed (AES-GCM, KEK "
+        f"{core.kek_file})"
+    )
+    say(
+        f"reach the API: kassactl --target {core.target} --ca-file {core.ca_file} "
+        f"--token $KASSA_TOKEN list {MERCHANT}"
+    )
+    say(
+        f"  or: grpcurl -cacert {core.ca_file} -H 'authorization: Bearer $KASSA_TOKEN' "
+        f"{core.target} list"
+    )
     core.admin_token()
     say(
         "platform API key bootstrapped (kassactl bootstrap-key); creating merchant 'demo' and its key"
@@ -130,7 +145,7 @@ def run(stack: LocalStack, kill_core: bool) -> None:
     )
 
     paid_at = None
-    for event in events(core.target, token, 0):
+    for event in events(core.target, core.api_tls(), token, 0):
         if event.invoice.name != invoice.name:
             continue
         state = (
@@ -157,6 +172,26 @@ def run(stack: LocalStack, kill_core: bool) -> None:
         elif event.type == "invoice.paid":
             break
 
+    # What the demo printed at start, done: kassactl over TLS, checking the core with the CA file.
+    listed = subprocess.run(
+        [
+            console_script("kassactl"),
+            "--target",
+            core.target,
+            "--ca-file",
+            str(core.ca_file),
+            "list",
+            MERCHANT,
+        ],
+        env={**os.environ, "KASSA_TOKEN": token},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    say(
+        f"kassactl --ca-file {core.ca_file} list {MERCHANT}: "
+        f"{len(listed.stdout.splitlines())} invoice(s) over TLS"
+    )
     with core.channel(token) as channel:
         final = (
             invoice_pb2_grpc.InvoiceServiceStub(channel)

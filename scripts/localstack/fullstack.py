@@ -303,8 +303,9 @@ class LocalStack:
     def key_ceremony(self) -> str:
         self.signer_port = free_port()
         self.certs = self.run_dir / "certs"
+        adapters = [a for c in self.chains for a in ("--adapter", c.chain)]
         subprocess.run(
-            [str(REPO / "scripts" / "make-dev-certs"), str(self.certs)],
+            [str(REPO / "scripts" / "make-dev-certs"), str(self.certs), *adapters],
             check=True,
             capture_output=True,
             timeout=60,
@@ -400,7 +401,14 @@ class LocalStack:
         config = write_toml(
             self.run_dir / f"evm-{chain.chain_id}.toml",
             {
-                "server": {"listen": f"127.0.0.1:{chain.adapter_port}"},
+                # Mutual TLS: its own identity, and only the core (CN=kassa-core) may call.
+                "server": {
+                    "listen": f"127.0.0.1:{chain.adapter_port}",
+                    "cert_file": str(self.certs / f"adapter-{chain.chain.replace(':', '-')}.pem"),
+                    "key_file": str(self.certs / f"adapter-{chain.chain.replace(':', '-')}.key"),
+                    "client_ca_file": str(self.certs / "ca.pem"),
+                    "allowed_callers": ["CN=kassa-core"],
+                },
                 "metrics": {"listen": f"127.0.0.1:{self._metrics_port(f'evm-{chain.chain_id}')}"},
                 "chain": {
                     "chain_id": chain.chain_id,
@@ -442,6 +450,7 @@ class LocalStack:
                 chains=chains,
                 assets=assets,
                 fixed_rates={"TUSD/USD": "1.00", "ETH/USD": "3000.00"},
+                certs=self.certs,
                 signer={
                     "target": f"localhost:{self.signer_port}",
                     "ca_file": str(self.certs / "ca.pem"),

@@ -144,6 +144,58 @@ class PostgresCluster:
         )
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{name}"
 
+    def create_password_database(self, name: str, user: str, password: str) -> str:
+        """A database owned by `user`, who must log in with `password` (scram-sha-256) —
+        unlike the cluster's own user, trusted on loopback. Returns its DSN without the
+        password, which the caller keeps in a file."""
+        hba = self.data_dir / "pg_hba.conf"
+        rule = f"host all {user} 127.0.0.1/32 scram-sha-256\n"
+        text = hba.read_text()
+        if rule not in text:
+            # pg_hba is first match: the rule goes above the cluster's trust lines.
+            hba.write_text(rule + text)
+        escaped = password.replace("'", "''")
+        for sql in (
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{user}') "
+            f"THEN CREATE ROLE {user} LOGIN; END IF; END $$",
+            f"ALTER ROLE {user} PASSWORD '{escaped}'",
+            f"CREATE DATABASE {name} OWNER {user}",
+            "SELECT pg_reload_conf()",
+        ):
+            self._run(
+                [
+                    str(postgres_bin("psql")),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    self.user,
+                    "-d",
+                    self.database,
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-c",
+                    sql,
+                ]
+            )
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{name}"
+
+    def dump(self, database: str) -> str:
+        """pg_dump of a database as SQL text: what a stolen backup holds."""
+        return self._run(
+            [
+                str(postgres_bin("pg_dump")),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                database,
+            ]
+        ).stdout
+
     def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
             self._run(

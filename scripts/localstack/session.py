@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from core.clients import ApiTls, api_channel
 from localstack.demo import clean_previous_run
 from localstack.fullstack import LocalStack
 from localstack.paths import REPO, postgres_bin
@@ -56,9 +57,9 @@ def _read_state(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _core_health(target: str) -> str:
+def _core_health(target: str, ca_file: str) -> str:
     try:
-        with grpc.insecure_channel(target) as channel:
+        with api_channel(target, ApiTls.from_files(Path(ca_file))) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=3
             )
@@ -71,11 +72,11 @@ def _print_endpoints(state: dict[str, Any]) -> None:
     print(
         f"""Kassa local stack is up (run directory {state["run_dir"]}).
 
-  core gRPC (plaintext, loopback)  {state["core"]}
+  core gRPC (TLS)                  {state["core"]}
   merchant                         {state["merchant"]}
   merchant API key                 {state["api_key"]}
   signer gRPC (mTLS)               {state["signer"]}
-  CA file (signer mTLS)            {state["ca_file"]}
+  CA file (core and signer TLS)    {state["ca_file"]}
   EVM adapters                     {", ".join(state["adapters"])}
   anvil JSON-RPC                   {", ".join(state["anvil"])}
   metrics (GET /metrics)           {", ".join(f"{k} {v}" for k, v in state["metrics"].items())}
@@ -86,7 +87,8 @@ Create an invoice from Python (pip install grpcio and the generated stubs in gen
 
   import grpc
   from kassa.core.v1 import invoice_pb2, invoice_pb2_grpc
-  channel = grpc.insecure_channel("{state["core"]}")
+  ca = open("{state["ca_file"]}", "rb").read()
+  channel = grpc.secure_channel("{state["core"]}", grpc.ssl_channel_credentials(ca))
   stub = invoice_pb2_grpc.InvoiceServiceStub(channel)
   print(stub.CreateInvoice(invoice_pb2.CreateInvoiceRequest(
       parent="{state["merchant"]}", merchant_order_id="order-1", asset="{state["asset"]}",
@@ -123,7 +125,7 @@ def up(run_dir: Path) -> int:
         "api_key": token,
         "asset": stack.token_asset,
         "signer": f"localhost:{stack.signer_port}",
-        "ca_file": str(stack.certs / "ca.pem"),
+        "ca_file": str(core.ca_file),
         "adapters": [f"127.0.0.1:{c.adapter_port}" for c in stack.chains],
         "anvil": [c.anvil.http_url for c in stack.chains],
         "metrics": {
@@ -147,7 +149,7 @@ def status(run_dir: Path) -> int:
     alive = {name: _alive(pid) for name, pid in state["pids"].items()}
     for name, ok in alive.items():
         print(f"{name:12} {'running' if ok else 'STOPPED'} (pid {state['pids'][name]})")
-    print(f"core health  {_core_health(state['core'])}")
+    print(f"core health  {_core_health(state['core'], state['ca_file'])}")
     return 0 if all(alive.values()) else 1
 
 

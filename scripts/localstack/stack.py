@@ -6,6 +6,7 @@ The demo and the end-to-end tests build the same stack from these pieces.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -14,8 +15,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from core.clients import authed_channel
+from core.clients import ApiTls, api_channel, authed_channel
+from core.webhooks.sealing import new_kek_line
 from kassa.core.v1 import merchant_pb2, merchant_pb2_grpc
+from localstack import devcerts
 from localstack.ports import free_port
 from localstack.procs import ManagedProcess, console_script
 
@@ -90,23 +93,86 @@ class CoreSetup:
     metrics_port: int = 0
     # [health] (interval, staleness, invoices_need_chain).
     health: dict[str, object] | None = None
+    # Certificates of scripts/make-dev-certs (the stack's); None: made under run_dir/certs.
+    certs: Path | None = None
+    # The API asks for a client certificate from the certs' CA (in addition to API keys).
+    client_certificates: bool = False
+    # The database password, kept in a file of mode 0600 (database.password_file).
+    db_password_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.port:
             self.port = free_port()
         if not self.metrics_port:
             self.metrics_port = free_port()
+        if self.certs is None:
+            self.certs = self.run_dir / "certs"
+            if not (self.certs / "ca.pem").exists():
+                chains = [str(c["id"]) for c in self.chains]
+                devcerts.make(self.certs, adapters=chains or devcerts.DEFAULT_ADAPTERS)
+        # The key-encryption key of webhook secrets, private to its owner like every secret.
+        self.kek_file = self.run_dir / "webhook-kek"
+        if not self.kek_file.exists():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.kek_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(new_kek_line("dev-1") + "\n")
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def ca_file(self) -> Path:
+        assert self.certs is not None
+        return self.certs / "ca.pem"
+
+    def api_tls(self, client_certificate: bool | None = None) -> ApiTls:
+        """How a client reaches this core: its CA (and the client certificate, if asked)."""
+        assert self.certs is not None
+        with_cert = self.client_certificates if client_certificate is None else client_certificate
+        return ApiTls.from_files(
+            self.ca_file,
+            cert_file=self.certs / "client.pem" if with_cert else None,
+            key_file=self.certs / "client.key" if with_cert else None,
+        )
+
+    def bare_channel(self) -> grpc.Channel:
+        """A TLS channel to the API without an API key."""
+        return api_channel(self.target, self.api_tls())
+
+    def tls_tables(self) -> dict[str, dict[str, object]]:
+        assert self.certs is not None
+        server: dict[str, object] = {
+            "listen": self.target,
+            "cert_file": str(self.certs / "core-api.pem"),
+            "key_file": str(self.certs / "core-api.key"),
+        }
+        if self.client_certificates:
+            server["client_ca_file"] = str(self.ca_file)
+        return {
+            "server": server,
+            "adapters": {
+                "ca_file": str(self.ca_file),
+                "cert_file": str(self.certs / "core.pem"),
+                "key_file": str(self.certs / "core.key"),
+            },
+            "secrets": {"webhook_kek_file": str(self.kek_file)},
+        }
+
     def write_config(self) -> Path:
         return write_toml(
             self.run_dir / "core.toml",
             {
-                "server": {"listen": self.target},
-                "database": {"dsn": self.dsn},
+                **self.tls_tables(),
+                "database": {
+                    "dsn": self.dsn,
+                    **(
+                        {"password_file": str(self.db_password_file)}
+                        if self.db_password_file
+                        else {}
+                    ),
+                },
                 "hd": {"account_xpub": self.account_xpub},
                 "invoices": {
                     "default_ttl_s": self.default_ttl_s,
@@ -142,7 +208,7 @@ class CoreSetup:
 
     def merchant_token(self, merchant_id: str, scopes: tuple[str, ...] = MERCHANT_SCOPES) -> str:
         """Creates the merchant (once) and returns a new API key of it (the core must run)."""
-        with authed_channel(self.target, self.admin_token()) as channel:
+        with authed_channel(self.target, self.admin_token(), self.api_tls()) as channel:
             stub = merchant_pb2_grpc.MerchantServiceStub(channel)
             try:
                 stub.CreateMerchant(
@@ -161,14 +227,14 @@ class CoreSetup:
         return str(created.secret)
 
     def channel(self, token: str) -> grpc.Channel:
-        return authed_channel(self.target, token)
+        return authed_channel(self.target, token, self.api_tls())
 
     def wait_serving(self, service: str = "", timeout_s: float = 60.0) -> None:
         """Waits until the core's grpc.health.v1 reports `service` SERVING ("" the whole
         core: the database answers and every chain is followed)."""
         deadline = time.monotonic() + timeout_s
         status = None
-        with grpc.insecure_channel(self.target) as channel:
+        with self.bare_channel() as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 try:

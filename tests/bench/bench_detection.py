@@ -82,7 +82,10 @@ def main() -> int:
         seen = threading.Condition()
 
         def consume() -> None:
-            with contextlib.suppress(grpc.RpcError), authed_channel(core.target, token) as channel:
+            with (
+                contextlib.suppress(grpc.RpcError),
+                authed_channel(core.target, token, core.api_tls()) as channel,
+            ):
                 stream = event_pb2_grpc.EventServiceStub(channel).StreamEvents(
                     event_pb2.StreamEventsRequest(
                         parent="merchants/bench", types=["invoice.detected"]

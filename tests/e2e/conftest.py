@@ -38,7 +38,8 @@ def invoices(stack: LocalStack, merchant) -> Iterator[invoice_pb2_grpc.InvoiceSe
 
 @pytest.fixture
 def tap(stack: LocalStack, merchant) -> Iterator[EventTap]:
-    events = EventTap(stack.core_setup().target, merchant[0], merchant[1])
+    core = stack.core_setup()
+    events = EventTap(core.target, merchant[0], merchant[1], core.api_tls())
     yield events
     events.close()
 

@@ -115,7 +115,7 @@ def test_a_payment_and_a_payout_move_the_metrics_of_all_three(stack: LocalStack,
 
 
 def _health(stack: LocalStack, service: str) -> int:
-    with grpc.insecure_channel(stack.core_setup().target) as channel:
+    with stack.core_setup().bare_channel() as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=service), timeout=5
         )

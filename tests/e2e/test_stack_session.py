@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.clients import authed_channel
+from core.clients import ApiTls, authed_channel
 from kassa.core.v1 import invoice_pb2, invoice_pb2_grpc
 from localstack.paths import REPO
 from localstack.session import _alive
@@ -41,7 +41,8 @@ def test_up_status_down(tmp_path: Path) -> None:
         assert Path(state["ca_file"]).is_file()
         assert all(_alive(pid) for pid in state["pids"].values())
         # The stack outlives the command that started it: a developer's service calls it.
-        with authed_channel(state["core"], state["api_key"]) as channel:
+        tls = ApiTls.from_files(Path(state["ca_file"]))
+        with authed_channel(state["core"], state["api_key"], tls) as channel:
             invoice = (
                 invoice_pb2_grpc.InvoiceServiceStub(channel)
                 .CreateInvoice(

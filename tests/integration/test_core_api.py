@@ -278,7 +278,7 @@ def _code_reason(call) -> tuple[grpc.StatusCode, str]:
 
 
 def test_calls_without_a_valid_key_are_unauthenticated(core) -> None:
-    with grpc.insecure_channel(core.target) as bare:
+    with core.bare_channel() as bare:
         stub = invoice_pb2_grpc.InvoiceServiceStub(bare)
         assert _code_reason(lambda: stub.CreateInvoice(usd())) == (
             grpc.StatusCode.UNAUTHENTICATED,

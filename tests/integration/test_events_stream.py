@@ -13,6 +13,7 @@ import asyncpg
 import grpc
 import pytest
 
+from core.clients import api_channel
 from core.events.outbox import NewEvent, append
 from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
 from localstack.stack import CoreSetup
@@ -124,7 +125,7 @@ def test_a_stalled_consumer_is_cut_off_others_keep_flowing_and_it_resumes(
         big_events(core.dsn, "slow", 400, 20_000)  # ~8 MB: more than any window
         # No BDP probing: the client's window stays small, like a consumer's that stopped.
         options = [("grpc.http2.bdp_probe", 0)]
-        slow_channel = grpc.insecure_channel(core.target, options=options)
+        slow_channel = api_channel(core.target, core.api_tls(), options=options)
         metadata = (("authorization", f"Bearer {token}"),)
         slow = event_pb2_grpc.EventServiceStub(slow_channel).StreamEvents(
             event_pb2.StreamEventsRequest(parent="merchants/slow"), metadata=metadata, timeout=30

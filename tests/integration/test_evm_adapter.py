@@ -27,6 +27,7 @@ from localstack.ports import free_port
 from localstack.procs import console_script
 from localstack.token import Token, deploy
 from tests.support.evm import (
+    core_channel,
     cursor_of,
     open_stream,
     start_adapter,
@@ -224,7 +225,7 @@ async def test_two_concurrent_streams_each_see_every_block(adapter: int, anvil: 
 
 
 async def test_health_and_chain_info(adapter: int, anvil: Anvil, token: Token) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{adapter}") as channel:
+    async with core_channel(adapter) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "kassa.chain.v1.ChainAdapterService"):
             answer = await health.Check(health_pb2.HealthCheckRequest(service=service))

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from core.clients import authed_channel
+from core.clients import ApiTls, authed_channel
 from kassa.core.v1 import event_pb2, event_pb2_grpc
 
 
@@ -17,8 +17,9 @@ class EventTap:
     """Collects one merchant's events in a background thread, resuming across
     core restarts from the last sequence it saw."""
 
-    def __init__(self, target: str, parent: str, token: str) -> None:
+    def __init__(self, target: str, parent: str, token: str, tls: ApiTls) -> None:
         self.target = target
+        self.tls = tls
         self.parent = parent
         self.token = token
         self.after = 0
@@ -30,7 +31,7 @@ class EventTap:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                with authed_channel(self.target, self.token) as channel:
+                with authed_channel(self.target, self.token, self.tls) as channel:
                     stub = event_pb2_grpc.EventServiceStub(channel)
                     stream = stub.StreamEvents(
                         event_pb2.StreamEventsRequest(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,10 +15,28 @@ import grpc
 
 from kassa.chain.v1 import adapter_pb2 as pb
 from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
+from localstack import devcerts
 from localstack.ports import free_port
 from localstack.procs import ManagedProcess, console_script
 
 EVENT_TIMEOUT_S = 20.0
+
+
+@functools.cache
+def certs() -> Path:
+    """Development certificates of the adapters these tests start (one CA per session)."""
+    out = Path(tempfile.mkdtemp(prefix="kassa-evm-certs-"))
+    devcerts.make(out, adapters=["eip155:31337", "eip155:1"])
+    return out
+
+
+def tls_lines(chain: str = "eip155:31337") -> str:
+    """[server] mutual TLS: the chain's adapter certificate, the core as the only caller."""
+    name = f"adapter-{chain.replace(':', '-')}"
+    return (
+        f'cert_file = "{certs() / (name + ".pem")}"\nkey_file = "{certs() / (name + ".key")}"\n'
+        f'client_ca_file = "{certs() / "ca.pem"}"\nallowed_callers = ["CN=kassa-core"]\n'
+    )
 
 
 def write_config(
@@ -30,7 +50,7 @@ def write_config(
     quoted = ", ".join(f'"{u}"' for u in urls)
     token_list = ", ".join(f'"{t}"' for t in tokens)
     path.write_text(
-        f'[server]\nlisten = "127.0.0.1:{port}"\n'
+        f'[server]\nlisten = "127.0.0.1:{port}"\n{tls_lines(f"eip155:{chain_id}")}'
         f"[chain]\nchain_id = {chain_id}\nnode_urls = [{quoted}]\ntokens = [{token_list}]\n"
         f"heartbeat_interval_s = {heartbeat_interval_s}\npoll_interval_s = 0.2\n"
     )
@@ -49,9 +69,21 @@ def start_adapter(base: Path, urls: list[str], tokens: list[str]) -> tuple[Manag
     return process, port
 
 
+def core_channel(port: int, party: str = "core", ca: Path | None = None) -> grpc.aio.Channel:
+    """A channel to the adapter as the core does it: mutual TLS, checking its identity."""
+    ca = ca or certs()
+    credentials = grpc.ssl_channel_credentials(
+        (certs() / "ca.pem").read_bytes(),
+        (ca / f"{party}.key").read_bytes(),
+        (ca / f"{party}.pem").read_bytes(),
+    )
+    options = [("grpc.ssl_target_name_override", devcerts.adapter_name("eip155:31337"))]
+    return grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials, options=options)
+
+
 @contextlib.asynccontextmanager
 async def stub(port: int) -> AsyncIterator[pb_grpc.ChainAdapterServiceStub]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with core_channel(port) as channel:
         yield pb_grpc.ChainAdapterServiceStub(channel)
 
 

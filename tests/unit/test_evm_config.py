@@ -13,11 +13,12 @@ from adapters.evm.traces import TraceMethod
 def test_defaults_fill_everything_but_chain_id_and_urls() -> None:
     config = parse(
         {
+            "server": {"dev_plaintext": True},
             "chain": {
                 "chain_id": 1,
                 "node_urls": ["ws://n:8546"],
                 "tokens": ["0xABCDEF0000000000000000000000000000000001"],
-            }
+            },
         }
     )
     assert config.listen == "127.0.0.1:50071"
@@ -31,7 +32,10 @@ def test_defaults_fill_everything_but_chain_id_and_urls() -> None:
 @pytest.mark.parametrize("method", list(TraceMethod))
 def test_internal_transfers_names_a_trace_method(method: TraceMethod) -> None:
     config = parse(
-        {"chain": {"chain_id": 1, "node_urls": ["ws://n"], "internal_transfers": method.value}}
+        {
+            "server": {"dev_plaintext": True},
+            "chain": {"chain_id": 1, "node_urls": ["ws://n"], "internal_transfers": method.value},
+        }
     )
     assert config.internal_transfers is method
 

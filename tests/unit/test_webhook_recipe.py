@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from core.webhooks import signing
+from tests.support.webhooks import docs_recipe
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
-
-
-def recipe() -> Callable[[bytes, str, str], bool]:
-    match = re.search(r"## Verifying \(copy this\)\n\n```python\n(.*?)```", DOC.read_text(), re.S)
-    assert match, "docs/webhooks.md lost its recipe"
-    namespace: dict[str, object] = {}
-    exec(match.group(1), namespace)  # noqa: S102 (our own documentation)
-    return namespace["verify_kassa_webhook"]  # type: ignore[return-value]
-
-
-VERIFY = recipe()
+VERIFY = docs_recipe()
 
 
 @given(body=st.binary(max_size=300), age_s=st.integers(min_value=-1000, max_value=1000))
