@@ -27,8 +27,10 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
-    own = PostgresCluster(Path(tmp_path_factory.mktemp("own-postgres")))
+def cluster(run_dir: Path) -> Iterator[PostgresCluster]:
+    # Under the session's run directory (like the shared cluster), not pytest's tmp tree,
+    # which other pytest sessions on the machine prune.
+    own = PostgresCluster(run_dir / "own-postgres")
     own.start()
     yield own
     own.destroy()

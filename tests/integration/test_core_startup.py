@@ -19,10 +19,11 @@ XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDF
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 
 
-def _config(tmp_path: Path, dsn: str) -> Path:
+def _config(tmp_path: Path, dsn: str, password_file: Path | None = None) -> Path:
     return CoreSetup(
         run_dir=tmp_path,
         dsn=dsn,
+        db_password_file=password_file,
         account_xpub=XPUB,
         chains=[{"id": "eip155:31337", "adapter": "127.0.0.1:9", "confirmations": 2}],
         assets=[{"id": TOKEN, "symbol": "TUSD", "decimals": 6}],
@@ -86,8 +87,11 @@ def test_a_schema_newer_than_the_binary_is_refused(tmp_path: Path, fresh_dsn: st
 
 
 def test_a_database_down_at_start_is_one_line_and_exit_1(tmp_path: Path) -> None:
-    down = f"postgresql://kassa:secret-password@127.0.0.1:{free_port()}/kassa"
-    config = _config(tmp_path, down)
+    down = f"postgresql://kassa@127.0.0.1:{free_port()}/kassa"
+    password = tmp_path / "db-password"
+    password.write_text("secret-password\n")
+    password.chmod(0o600)
+    config = _config(tmp_path, down, password)
     for args in (("serve",), ("serve", "--migrate"), ("migrate",)):
         result = _core(config, *args)
         assert result.returncode == 1, args
