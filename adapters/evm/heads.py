@@ -30,6 +30,7 @@ class HeadTracker:
         self.head: Cursor | None = None
         self._changed = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         self.rpc.add_connected_hook(self._subscribe)
@@ -38,6 +39,11 @@ class HeadTracker:
         self._poller = asyncio.create_task(self._poll_forever(), name="head-poller")
 
     async def stop(self) -> None:
+        # The flag as well as the cancel: Python 3.11's asyncio.wait_for (under
+        # the provider's wait for an answer) returns a result that arrives with
+        # the cancellation and drops the cancellation, so the poller went on and
+        # stop() waited forever (the adapter SIGKILLed at shutdown under load).
+        self._stopping = True
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -91,9 +97,15 @@ class HeadTracker:
             self._update(Cursor(quantity(header["number"]), str(header["hash"]).lower()))
 
     async def _poll_forever(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.poll_interval_s)
             try:
                 await self._poll_once()
             except (NodeUnavailable, RpcError) as exc:
                 logs.warning("heads_poll_failed", error=str(exc))
+            except Exception as exc:
+                # The poll is the backstop that keeps heads moving when
+                # notifications stop: a failure nobody foresaw must cost one
+                # poll, never the poller (a dead task here is silent, and every
+                # stream then waits on a head that no longer moves).
+                logs.error("heads_poll_failed", error=repr(exc))

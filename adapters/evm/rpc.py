@@ -153,12 +153,19 @@ class _RawWebSocketProvider(WebSocketProvider):
         processor = self._request_processor
         while True:
             arrived = self._arrived  # taken before looking, so no wake-up is missed
-            self._handle_listener_task_exceptions()
             if cache_key in processor._request_response_cache:
                 return await processor.pop_raw_response(cache_key=cache_key)
             listener = self._message_listener_task
             if listener is None or listener.done():
-                raise ProviderConnectionError("the connection's reader has stopped")
+                # Not web3's _handle_listener_task_exceptions: on a reader
+                # cancelled by a disconnect, Task.exception() raises
+                # CancelledError into this caller, which no `except Exception`
+                # stops — it silently killed the head poller. A stopped reader,
+                # whatever the reason, is a lost connection.
+                cause = None
+                if listener is not None and not listener.cancelled():
+                    cause = listener.exception()
+                raise ProviderConnectionError("the connection's reader has stopped") from cause
             remaining_s = deadline - asyncio.get_running_loop().time()
             try:
                 await asyncio.wait_for(arrived.wait(), max(remaining_s, 0.0))

@@ -14,6 +14,8 @@ import grpc
 
 from core.tls import ClientTls, secure_aio_channel
 
+MAX_RECONNECT_BACKOFF_MS = 2_000
+
 
 @dataclass(frozen=True)
 class AdapterLink:
@@ -22,4 +24,8 @@ class AdapterLink:
     tls: ClientTls | None  # None only with [adapters] dev_plaintext = true
 
     def channel(self, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
-        return secure_aio_channel(self.target, self.tls, self.name, options)
+        # gRPC's reconnect backoff grows to 120 s by default: after an adapter
+        # restart, a channel that saw it down (the reconciler's, the payout
+        # worker's) would refuse calls for up to two minutes. Cap it at 2 s.
+        merged = [("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS), *(options or [])]
+        return secure_aio_channel(self.target, self.tls, self.name, merged)

@@ -274,6 +274,8 @@ def test_run_is_idempotent_by_request_id_and_refuses_bad_input(
             console_script("kassactl"),
             "--target",
             stack.core_setup().target,
+            "--ca-file",
+            str(stack.core_setup().ca_file),
             "reconcile",
             "run",
             stack.chain,
@@ -339,6 +341,8 @@ def test_funds_sent_behind_kassas_back_are_found_unexplained(
             console_script("kassactl"),
             "--target",
             stack.core_setup().target,
+            "--ca-file",
+            str(stack.core_setup().ca_file),
             "--token",
             platform_token,
             "reconcile",
@@ -517,6 +521,8 @@ def test_exceptions_are_listed_and_resolved_with_their_audit(
             console_script("kassactl"),
             "--target",
             stack.core_setup().target,
+            "--ca-file",
+            str(stack.core_setup().ca_file),
             "--token",
             admin,
             "exceptions",
@@ -545,4 +551,15 @@ def test_an_adapter_that_is_down_is_unavailable_not_unknown(stack: LocalStack, r
     finally:
         stack.start_adapter()
     settle(stack)
-    assert reconcile(stack, runs).height > 0
+    # The restarted adapter serves once its node link is up; until then the
+    # answer stays UNAVAILABLE (retryable), never anything else.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            run = reconcile(stack, runs)
+            break
+        except grpc.RpcError as again:
+            assert again.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, "the adapter never came back"
+            time.sleep(0.5)
+    assert run.height > 0

@@ -6,6 +6,8 @@ Tests that reorg the chain use an anvil of their own so the session's chain
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import subprocess
 import time
@@ -19,7 +21,9 @@ from eth_utils import to_checksum_address
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from web3.exceptions import ProviderConnectionError
 
+from adapters.evm.rpc import _RawWebSocketProvider
 from kassa.chain.v1 import adapter_pb2 as pb
 from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
 from localstack.anvil import Anvil
@@ -396,6 +400,21 @@ async def test_fails_over_past_a_dead_url(anvil: Anvil, tmp_path: Path) -> None:
         assert info.chain == "eip155:31337"
     finally:
         assert process.stop() == 0
+
+
+async def test_a_request_whose_reader_was_cancelled_gets_a_connection_error() -> None:
+    """A disconnect cancels the connection's reader; a request still waiting
+    must see a lost connection (retried, failed over), not CancelledError,
+    which no `except Exception` stops and which silently ended the head poller."""
+    provider = _RawWebSocketProvider("ws://127.0.0.1:1", request_timeout=5.0)
+    reader = asyncio.create_task(asyncio.sleep(60))
+    await asyncio.sleep(0)
+    reader.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reader
+    provider._message_listener_task = reader
+    with pytest.raises(ProviderConnectionError):
+        await provider._get_response_for_request_id(1)
 
 
 # --- private chains that get reorganised ---------------------------------------------------

@@ -16,7 +16,7 @@ from kassa.chain.v1 import adapter_pb2 as pb
 from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
 from localstack.anvil import Anvil
 from localstack.token import Token
-from tests.support.evm import start_adapter
+from tests.support.evm import core_sync_channel, start_adapter
 
 NATIVE = "eip155:31337/slip44:60"
 
@@ -26,7 +26,7 @@ def adapter_stub(
     anvil: Anvil, token: Token, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[pb_grpc.ChainAdapterServiceStub]:
     process, port = start_adapter(tmp_path_factory.mktemp("evm"), [anvil.ws_url], [token.address])
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with core_sync_channel(port) as channel:
         yield pb_grpc.ChainAdapterServiceStub(channel)
     assert process.stop() == 0
 

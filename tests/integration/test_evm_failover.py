@@ -23,7 +23,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from eth_account import Account
 from eth_utils.address import to_checksum_address
@@ -32,7 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kassa.chain.v1 import adapter_pb2 as pb
 from localstack.anvil import Anvil
 from localstack.procs import ManagedProcess
-from tests.support.evm import cursor_of, open_stream, start_adapter, stub
+from tests.support.evm import core_channel, cursor_of, open_stream, start_adapter, stub
 
 ACCOUNT0_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 GENESIS_TIME = 1_700_000_000
@@ -169,7 +168,7 @@ async def test_health_is_not_serving_while_no_node_is_reachable(tmp_path: Path) 
     node = Anvil(tmp_path / "node").start()
     process, port = start_adapter(tmp_path, [node.ws_url], [])
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with core_channel(port) as channel:
             health = health_pb2_grpc.HealthStub(channel)
 
             async def status_becomes(expected: int, timeout_s: float = 15.0) -> None:

@@ -20,6 +20,8 @@ from localstack.ports import free_port
 from localstack.procs import ManagedProcess, console_script
 
 EVENT_TIMEOUT_S = 20.0
+# For a run of blocks: generous under a loaded machine, yet a stuck stream fails.
+BLOCKS_TIMEOUT_S = 60.0
 
 
 @functools.cache
@@ -69,16 +71,29 @@ def start_adapter(base: Path, urls: list[str], tokens: list[str]) -> tuple[Manag
     return process, port
 
 
-def core_channel(port: int, party: str = "core", ca: Path | None = None) -> grpc.aio.Channel:
-    """A channel to the adapter as the core does it: mutual TLS, checking its identity."""
+def _core_credentials(party: str, ca: Path | None) -> grpc.ChannelCredentials:
     ca = ca or certs()
-    credentials = grpc.ssl_channel_credentials(
+    return grpc.ssl_channel_credentials(
         (certs() / "ca.pem").read_bytes(),
         (ca / f"{party}.key").read_bytes(),
         (ca / f"{party}.pem").read_bytes(),
     )
+
+
+def core_channel(port: int, party: str = "core", ca: Path | None = None) -> grpc.aio.Channel:
+    """A channel to the adapter as the core does it: mutual TLS, checking its identity."""
     options = [("grpc.ssl_target_name_override", devcerts.adapter_name("eip155:31337"))]
-    return grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials, options=options)
+    return grpc.aio.secure_channel(
+        f"127.0.0.1:{port}", _core_credentials(party, ca), options=options
+    )
+
+
+def core_sync_channel(port: int) -> grpc.Channel:
+    """core_channel for synchronous tests."""
+    options = [("grpc.ssl_target_name_override", devcerts.adapter_name("eip155:31337"))]
+    return grpc.secure_channel(
+        f"127.0.0.1:{port}", _core_credentials("core", None), options=options
+    )
 
 
 @contextlib.asynccontextmanager
@@ -136,10 +151,28 @@ class Reader:
         return item
 
     async def next_non_head(self, timeout_s: float = EVENT_TIMEOUT_S) -> pb.BlockEvent:
+        """The next block, undo or pending event within timeout_s overall:
+        heartbeats keep arriving when the stream is stuck, so a deadline per
+        event would never fire and the test would hang instead of failing."""
+        deadline = time.monotonic() + timeout_s
+        heads: list[pb.Head] = []
         while True:
-            event = await self.next(timeout_s)
+            try:
+                event = await self.next(max(deadline - time.monotonic(), 0.0))
+            except TimeoutError:
+                raise AssertionError(self._stuck(timeout_s, "a non-Head event", heads)) from None
             if not event.HasField("head"):
                 return event
+            heads.append(event.head)
+
+    def _stuck(self, timeout_s: float, wanted: str, heads: list[pb.Head]) -> str:
+        seen = sorted({(h.head.height, h.head.hash) for h in heads})
+        return (
+            f"no {wanted} within {timeout_s} s; the stream is at "
+            f"{self.last.height if self.last else None} "
+            f"{self.last.hash if self.last else None}; "
+            f"{len(heads)} heartbeats meanwhile, heads (height, hash) seen: {seen}"
+        )
 
     async def collect_for(self, duration_s: float) -> list[pb.BlockEvent]:
         """Every event that arrives within duration_s."""
@@ -152,10 +185,19 @@ class Reader:
                 break
         return events
 
-    async def blocks_until(self, height: int) -> list[pb.Block]:
+    async def blocks_until(
+        self, height: int, timeout_s: float = BLOCKS_TIMEOUT_S
+    ) -> list[pb.Block]:
+        """Blocks up to height, all within timeout_s (one deadline, not one per event)."""
+        deadline = time.monotonic() + timeout_s
         blocks: list[pb.Block] = []
         while not blocks or blocks[-1].height < height:
-            event = await self.next_non_head()
+            left_s = deadline - time.monotonic()
+            try:
+                event = await self.next_non_head(max(left_s, 0.0))
+            except AssertionError as exc:
+                got = [b.height for b in blocks]
+                raise AssertionError(f"blocks until {height}: got {got}; {exc}") from None
             assert event.HasField("block"), event
             blocks.append(event.block)
         return blocks

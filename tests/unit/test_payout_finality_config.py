@@ -19,12 +19,12 @@ SIGNER = {"target": "localhost:1", "caller_key_file": "core.key"}
 XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
 
 
-# The webhook secrets' key-encryption key, from the environment (secrets.webhook_kek_env).
-os.environ.setdefault("KASSA_TEST_WEBHOOK_KEK", new_kek_line("test-1"))
+os.environ.setdefault("KASSA_TEST_WEBHOOK_KEK", new_kek_line("test"))
 
 
 def raw(**chain: object) -> dict[str, object]:
     return {
+        # Plaintext links and a KEK from the environment: these tests are about chains.
         "server": {"dev_plaintext": True},
         "adapters": {"dev_plaintext": True},
         "secrets": {"webhook_kek_env": "KASSA_TEST_WEBHOOK_KEK"},
