@@ -58,6 +58,7 @@ class ChainFollower:
         self.last_event_s: float | None = None
         self._failures = 0  # streams in a row that ended before or without a message
         self._down_since: float | None = None
+        self._last_problem: dict[str, object] | None = None
 
     async def run(self) -> None:
         """Streams forever; while the adapter is away it retries with exponential
@@ -78,14 +79,17 @@ class ChainFollower:
                 )
             except Exception:
                 log.exception("block stream failed", extra={"chain": self.applier.chain})
-            if self.following.is_set() or self._failures == 0:
+            outage_begins = self.following.is_set() or self._failures == 0
+            if outage_begins:
                 # The chain was followed (or never was, at start): an outage begins.
                 self._down_since = time.monotonic()
-                if problem is not None:
-                    log.warning(
-                        "block stream ended",
-                        extra={"chain": self.applier.chain, "adapter": self.target, **problem},
-                    )
+            if problem is not None and (outage_begins or problem != self._last_problem):
+                # Once per outage, and again only when the reason changes (another error).
+                self._last_problem = problem
+                log.warning(
+                    "block stream ended",
+                    extra={"chain": self.applier.chain, "adapter": self.target, **problem},
+                )
             elif problem is not None:
                 log.debug("block stream still down", extra={"chain": self.applier.chain, **problem})
             self.following.clear()

@@ -443,7 +443,7 @@ def test_plaintext_is_a_development_flag_that_warns(
     text = text.replace("[server]\n", "[server]\ndev_plaintext = true\n", 1)
     config.write_text(text)
     process = subprocess.Popen(
-        [console_script("kassa-core"), "--config", str(config), "serve"],
+        [console_script("kassa-core"), "--config", str(config), "serve", "--migrate"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
