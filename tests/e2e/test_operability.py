@@ -163,10 +163,11 @@ def test_a_stopped_adapter_turns_health_and_invoices_away_until_it_is_back(
     assert rich(refused.value).reason == "CHAIN_UNAVAILABLE"
     core = scrape(stack.core_setup().metrics_port)
     assert value(core, "kassa_chain_streaming", chain=stack.chain) == 0
-    # Several reconnect attempts (1, 2, 4 s apart) and still one line about it.
+    # Several reconnect attempts (1, 2, 4 s apart): a line when the stream ends and at most
+    # one more when the reason changes (ended -> refused), not one per attempt.
     time.sleep(8)
     during = log.read_text().splitlines()[lines_before:]
-    assert sum('"block stream ended"' in line for line in during) == 1, during
+    assert 1 <= sum('"block stream ended"' in line for line in during) <= 2, during
     assert (
         value(
             scrape(stack.core_setup().metrics_port),
