@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from core import health as health_settings
 from core.chain.config import ChainConfig, ConfirmationTier
-from core.config_schema import CoreToml
+from core.config_schema import CoreToml, SchemaError, check
 from core.domain.assets import Asset, chain_of, is_chain_id
 from core.domain.money import AmountError, parse_decimal
 from core.events import settings as event_settings
@@ -29,7 +29,6 @@ from core.secretfiles import SecretError, read_secret_file, secret_from
 from core.tls import ClientTls, ServerTls, client_tls, server_tls
 from core.webhooks import settings as webhook_settings
 from core.webhooks.sealing import Keyring, KeyringError, parse_keyring
-from telemetry.config_schema import SchemaError, check
 
 T = TypeVar("T")
 

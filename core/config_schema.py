@@ -9,6 +9,8 @@ sweeps, reconcile) are checked as tables here and key by key by that parser.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
@@ -176,3 +178,37 @@ class CoreToml(Strict):
     payouts: Annotated[Table, _d("payouts: hot key, fee caps, timing (docs/payouts.md)")] = {}
     sweeps: Annotated[Table, _d("deposit sweeps to treasuries (docs/payouts.md)")] = {}
     reconcile: Annotated[Table, _d("scheduled reconciliation")] = {}
+
+
+# -- strict checking: one line naming the key -----------------------------------
+# (the adapter and the signer keep their own copy of these lines; the same mistake
+# gives the same line in each: tests/unit/test_telemetry_contract.py)
+
+_AT = re.compile(r"(.*?)(?: - at `\$(.*)`)?")
+_UNKNOWN = re.compile(r"Object contains unknown field `(.+)`")
+
+
+class SchemaError(ValueError):
+    """One line: the file, the key and what is wrong with it."""
+
+
+def _key(path: str) -> str:
+    """msgspec's `$.chains[0].tiers[1]` -> `chains[0].tiers[1]`."""
+    return path.lstrip(".")
+
+
+def check(raw: dict[str, Any], schema: type[msgspec.Struct], source: Path | str) -> None:
+    """Raises SchemaError naming the first unknown key or wrongly typed value."""
+    try:
+        msgspec.convert(raw, schema, strict=True)
+    except msgspec.ValidationError as exc:
+        message, at = _AT.fullmatch(str(exc)).groups()  # type: ignore[union-attr]
+        where = _key(at or "")
+        unknown = _UNKNOWN.fullmatch(message)
+        if unknown:
+            key = f"{where}.{unknown.group(1)}" if where else unknown.group(1)
+            raise SchemaError(f"{source}: unknown key {key!r}") from None
+        message = message.replace("`", "")
+        raise SchemaError(
+            f"{source}: {where or 'the file'}: {message[0].lower()}{message[1:]}"
+        ) from None

@@ -26,6 +26,9 @@ class Code(enum.Enum):
     PERMISSION_DENIED = enum.auto()
     UNAUTHENTICATED = enum.auto()
     RESOURCE_EXHAUSTED = enum.auto()
+    # Not a refusal of the request: the edge (core/api/errors.py) answers it
+    # for anything unexpected, with an incident id and nothing else.
+    INTERNAL = enum.auto()
     # A dependency (an adapter, the signer) did not answer; retrying later may work.
     UNAVAILABLE = enum.auto()
 

@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 from core.config import Config, ConfigError, load
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
+from core.telemetry import logs
 from core.webhooks.reseal import Resealed, reseal
 from core.webhooks.sealing import SealError
-from telemetry import logs
 
 log = logging.getLogger("kassa.core")
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         help="seal every webhook secret under the current KEK (after a KEK rotation) and exit",
     )
     args = parser.parse_args(argv)
-    logs.setup("kassa-core")
+    logs.setup()
     try:
         config = load(args.config)
     except ConfigError as exc:

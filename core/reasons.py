@@ -17,6 +17,11 @@ CREDENTIALS_INVALID = "CREDENTIALS_INVALID"
 CREDENTIALS_REVOKED = "CREDENTIALS_REVOKED"
 SCOPE_MISSING = "SCOPE_MISSING"
 MERCHANT_FORBIDDEN = "MERCHANT_FORBIDDEN"
+MESSAGE_UNDECODABLE = "MESSAGE_UNDECODABLE"  # bytes that are not the request message
+DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"  # UNAVAILABLE with RetryInfo: retry later
+INTERNAL_ERROR = (
+    "INTERNAL_ERROR"  # anything unexpected; metadata `incident`, logged with the details
+)
 # -- not found (what is named in metadata `name`) -------------------------------------
 INVOICE_NOT_FOUND = "INVOICE_NOT_FOUND"
 MERCHANT_NOT_FOUND = "MERCHANT_NOT_FOUND"

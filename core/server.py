@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -16,9 +15,10 @@ from grpc_reflection.v1alpha import reflection
 
 from core import health as core_health
 from core import metrics as core_metrics
-from core.api.auth import Authenticator
+from core.api.auth import Authenticator, current_actor
 from core.api.event_service import EventService
 from core.api.exception_service import ExceptionService
+from core.api.guard import EdgeInterceptor
 from core.api.invoice_service import InvoiceService
 from core.api.ledger_service import LedgerService
 from core.api.merchant_service import MerchantService
@@ -46,6 +46,7 @@ from core.rates.config import build_router
 from core.reconcile.runner import Reconciler
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
+from core.telemetry.rpc import RpcMetrics, serve_metrics
 from core.tls import Tls13Only, server_credentials
 from core.webhooks.endpoints import Endpoints
 from core.webhooks.reseal import reseal
@@ -68,7 +69,6 @@ from kassa.core.v1 import (
     webhook_pb2_grpc,
 )
 from kassa.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from telemetry.metrics import RpcMetrics, serve_metrics
 
 log = logging.getLogger("kassa.core")
 SERVICES = (
@@ -189,12 +189,14 @@ async def serve(
         except Exception:  # any way the probe fails (refused, reset, timed out) is "no"
             return False
 
-    # Every call counted and access-logged; TLS 1.3 only (as far as gRPC Python lets us:
-    # see core/tls.py); plaintext is a dev flag.
-    server = grpc.aio.server(
-        interceptors=[RpcMetrics(), *([Tls13Only()] if config.api_tls is not None else [])]
-    )
     auth = Authenticator(pool, config.key_cache_s)
+    # Every call counted and access-logged, with the final status the edge mapped; TLS 1.3
+    # only (as far as gRPC Python lets us: see core/tls.py); plaintext is a dev flag.
+    # Then every kassa.* RPC: decoded safely, authenticated, bounds-checked, errors mapped.
+    tls_only = [Tls13Only()] if config.api_tls is not None else []
+    server = grpc.aio.server(
+        interceptors=[RpcMetrics(current_actor), *tls_only, EdgeInterceptor(auth)]
+    )
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
         InvoiceService(invoicing, config, auth, head_of, chain_problem), server
     )
@@ -309,28 +311,50 @@ async def serve(
     for name in ("", *SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
-    tasks = [asyncio.create_task(f.run(), name=f"follow {chain}") for chain, f in followers.items()]
-    watcher = asyncio.create_task(
-        core_health.watch(config.health, database_answers, chain_views, publish), name="health"
+    # Each background loop under a supervisor: an exception it does not
+    # handle itself (asyncpg.InterfaceError while the database is away) is
+    # logged and the loop restarted, never left as a dead task whose error
+    # surfaces only at shutdown. The health watcher is one of them: its
+    # verdict is what NOT_SERVING during an outage rests on.
+    tasks = [
+        _supervised(f"follow {chain}", f.run, config.reconnect_backoff_s)
+        for chain, f in followers.items()
+    ]
+    watcher = _supervised(
+        "health",
+        lambda: core_health.watch(config.health, database_answers, chain_views, publish),
+        config.health.interval_s,
     )
     tasks.append(watcher)
     tasks.append(
-        asyncio.create_task(core_metrics.run(pool, config.metrics_interval_s), name="metrics")
-    )
-    tasks.append(asyncio.create_task(invoice_clock.run(pool, clock, config.expiry_interval_s)))
-    tasks.append(asyncio.create_task(ledger_expiry.run(pool, clock, config.expiry_interval_s)))
-    # Webhook deliveries: created from the outbox, sent, retried (core.webhooks.worker).
-    tasks.append(
-        asyncio.create_task(
-            DeliveryWorker(pool, notifier, webhooks, clock, config.webhook_keys).run(),
-            name="webhooks",
+        _supervised(
+            "metrics",
+            lambda: core_metrics.run(pool, config.metrics_interval_s),
+            config.metrics_interval_s,
         )
     )
+    tasks.append(
+        _supervised(
+            "invoice clock",
+            lambda: invoice_clock.run(pool, clock, config.expiry_interval_s),
+            config.expiry_interval_s,
+        )
+    )
+    tasks.append(
+        _supervised(
+            "ledger expiry",
+            lambda: ledger_expiry.run(pool, clock, config.expiry_interval_s),
+            config.expiry_interval_s,
+        )
+    )
+    # Webhook deliveries: created from the outbox, sent, retried (core.webhooks.worker).
+    delivery = DeliveryWorker(pool, notifier, webhooks, clock, config.webhook_keys)
+    tasks.append(_supervised("webhooks", delivery.run, 1.0))
     if payout_worker is not None:
-        tasks.append(asyncio.create_task(payout_worker.run(), name="payouts"))
+        tasks.append(_supervised("payouts", payout_worker.run, 1.0))
     if sweeper is not None:
-        tasks.append(asyncio.create_task(sweeper.run(), name="sweeps"))
-    tasks.append(asyncio.create_task(reconciler.run(), name="reconcile"))
+        tasks.append(_supervised("sweeps", sweeper.run, 1.0))
+    tasks.append(_supervised("reconcile", reconciler.run, 1.0))
     log.info(
         "core serving",
         extra={
@@ -352,17 +376,57 @@ async def serve(
     watcher.cancel()  # NOT_SERVING stays until the end
     for name in ("", *SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    await server.stop(grace=5)
-    await poster.stop()
+    # Every step runs whatever the one before it raised, so that a core that
+    # lost its database still closes everything and exits 0.
+    for step, action in (
+        ("server", lambda: server.stop(grace=5)),
+        ("ledger poster", poster.stop),
+        ("background tasks", lambda: _cancel_all(tasks)),
+        ("signer client", signer.close if signer is not None else _nothing),
+        ("outbox notifier", notifier.close),
+        ("pool", lambda: asyncio.wait_for(pool.close(), timeout=10)),
+        ("metrics endpoint", lambda: _call(stop_metrics)),
+    ):
+        try:
+            await action()
+        except Exception as exc:
+            log.warning("shutdown step failed", extra={"step": step, "error": type(exc).__name__})
+            if step == "pool":
+                pool.terminate()
+    log.info("core stopped")
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _call(action: Callable[[], None] | None) -> None:
+    if action is not None:
+        action()
+
+
+def _supervised(
+    name: str, run: Callable[[], Awaitable[None]], restart_after_s: float
+) -> asyncio.Task[None]:
+    async def keep_running() -> None:
+        while True:
+            try:
+                await run()
+                log.warning("background task returned; restarting", extra={"task": name})
+            except Exception:
+                log.exception("background task failed; restarting", extra={"task": name})
+            await asyncio.sleep(max(restart_after_s, 0.1))
+
+    return asyncio.create_task(keep_running(), name=name)
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    if signer is not None:
-        await signer.close()
-    await notifier.close()
-    await pool.close()
-    if stop_metrics is not None:
-        stop_metrics()
-    log.info("core stopped")
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for task, result in zip(tasks, results, strict=True):
+        if isinstance(result, Exception):
+            log.warning(
+                "background task ended with an error",
+                extra={"task": task.get_name(), "error": type(result).__name__},
+            )

@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 
 from core.secretfiles import SecretError, read_secret_file
-from telemetry.metrics import RequestIdClient
+from core.telemetry.rpc import RequestIdClient
 
 log = logging.getLogger("kassa.core.tls")
 TLS_VERSION = b"TLSv1.3"

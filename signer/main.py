@@ -30,7 +30,7 @@ from signer.hsm.token import HsmError, TokenSession
 from signer.policy.load import read_policy
 from signer.policy.model import PolicyError
 from signer.state.seed_file import SeedFileError
-from telemetry import logs
+from signer.telemetry import logs
 
 EXIT_CONFIG = 2
 EXIT_HSM = 3
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_module.load(args.config)
     except ConfigError as exc:
         return _fail(EXIT_CONFIG, f"config: {exc}")
-    logs.setup("kassa-signer", config.log_level)
+    logs.setup(config.log_level)
     thread = HsmThread()
     try:
         return _dispatch(args, config, thread)

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters.evm.config_schema import EvmToml
+from adapters.evm.config_schema import EvmToml, SchemaError, check
 from adapters.evm.secretfiles import SecretFileError, read_secret_file
 from adapters.evm.traces import TraceMethod
-from telemetry.config_schema import SchemaError, check
 
 DEFAULT_LISTEN = "127.0.0.1:50071"
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0

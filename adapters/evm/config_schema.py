@@ -5,7 +5,9 @@ generated from it."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from pathlib import Path
+from typing import Annotated, Any
 
 import msgspec
 
@@ -68,3 +70,37 @@ class EvmToml(Strict):
     chain: Chain
     server: Server = msgspec.field(default_factory=Server)
     metrics: Metrics = msgspec.field(default_factory=Metrics)
+
+
+# -- strict checking: one line naming the key -----------------------------------
+# (a copy of core/config_schema.py's: the adapter imports nothing of the core;
+# tests/unit/test_telemetry_contract.py keeps the lines equal)
+
+_AT = re.compile(r"(.*?)(?: - at `\$(.*)`)?")
+_UNKNOWN = re.compile(r"Object contains unknown field `(.+)`")
+
+
+class SchemaError(ValueError):
+    """One line: the file, the key and what is wrong with it."""
+
+
+def _key(path: str) -> str:
+    """msgspec's `$.chains[0].tiers[1]` -> `chains[0].tiers[1]`."""
+    return path.lstrip(".")
+
+
+def check(raw: dict[str, Any], schema: type[msgspec.Struct], source: Path | str) -> None:
+    """Raises SchemaError naming the first unknown key or wrongly typed value."""
+    try:
+        msgspec.convert(raw, schema, strict=True)
+    except msgspec.ValidationError as exc:
+        message, at = _AT.fullmatch(str(exc)).groups()  # type: ignore[union-attr]
+        where = _key(at or "")
+        unknown = _UNKNOWN.fullmatch(message)
+        if unknown:
+            key = f"{where}.{unknown.group(1)}" if where else unknown.group(1)
+            raise SchemaError(f"{source}: unknown key {key!r}") from None
+        message = message.replace("`", "")
+        raise SchemaError(
+            f"{source}: {where or 'the file'}: {message[0].lower()}{message[1:]}"
+        ) from None

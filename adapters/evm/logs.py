@@ -1,5 +1,5 @@
 """The adapter's log calls: an event name and fields, written in the one schema of
-telemetry.logs (msg is the event name; kassa-evm's main sets the formatter up).
+adapters/evm/telemetry/logs.py (msg is the event name; kassa-evm's main sets the formatter up).
 
 Node URLs are logged as scheme://host:port only: providers put API keys in
 the path, the query or the user part (chain.node_urls_file keeps them out of
@@ -12,7 +12,7 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from telemetry.logs import safe_fields
+from adapters.evm.telemetry.logs import safe_fields
 
 _URL_FIELDS = ("url", "node")
 _log = logging.getLogger("kassa.evm")

@@ -23,13 +23,13 @@ from adapters.evm.heads import HeadTracker
 from adapters.evm.normalise import quantity
 from adapters.evm.rpc import NodeUnavailable, RpcClient, RpcError
 from adapters.evm.service import ChainAdapter
+from adapters.evm.telemetry.logs import setup as setup_logs
+from adapters.evm.telemetry.rpc import RpcMetrics, serve_metrics
 from adapters.evm.tls import AllowedCallersOnly, ServerTls, server_credentials
 from adapters.evm.tls import load as load_tls
 from adapters.evm.traces import TraceMethod, trace_request
 from kassa.chain.v1 import adapter_pb2 as pb
 from kassa.chain.v1 import adapter_pb2_grpc as pb_grpc
-from telemetry.logs import setup as setup_logs
-from telemetry.metrics import RpcMetrics, serve_metrics
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ChainAdapterService"].full_name
 SHUTDOWN_GRACE_S = 5.0
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kassa-evm", description=__doc__)
     parser.add_argument("--config", required=True, type=Path, help="TOML configuration file")
     args = parser.parse_args(argv)
-    setup_logs("kassa-evm")
+    setup_logs()
     try:
         config = load(args.config)
         tls = load_tls(config.tls) if config.tls is not None else None

@@ -8,6 +8,7 @@ a database round trip off every call; a revocation takes effect within
 
 from __future__ import annotations
 
+import contextvars
 import hmac
 import time
 from dataclasses import dataclass
@@ -32,6 +33,25 @@ class Principal:
         return names.api_key(self.merchant_id or "-", self.key_id)
 
 
+# The principal of the call this task serves: the edge (core/api/guard.py)
+# authenticates before validating, and the handler's own call reuses it.
+_CALLER: contextvars.ContextVar[tuple[object, Principal] | None] = contextvars.ContextVar(
+    "kassa_caller", default=None
+)
+
+
+def current_key_id() -> str:
+    """The key id of the caller this task serves ("" outside an authenticated call)."""
+    known = _CALLER.get()
+    return known[1].key_id if known is not None else ""
+
+
+def current_actor() -> str | None:
+    """The API key this task's call authenticated as (for the access log), or None."""
+    known = _CALLER.get()
+    return known[1].actor if known is not None else None
+
+
 def _unauthenticated(reason: str, message: str) -> Refusal:
     return Refusal(Code.UNAUTHENTICATED, reason, message)
 
@@ -54,6 +74,14 @@ class Authenticator:
         return row
 
     async def principal(self, context: grpc.aio.ServicerContext) -> Principal:
+        known = _CALLER.get()
+        if known is not None and known[0] is context:
+            return known[1]
+        principal = await self._authenticate(context)
+        _CALLER.set((context, principal))
+        return principal
+
+    async def _authenticate(self, context: grpc.aio.ServicerContext) -> Principal:
         header = dict(context.invocation_metadata() or ()).get("authorization", "")
         if not header:
             raise _unauthenticated(

@@ -1,23 +1,37 @@
-"""The edge's one error path: a Refusal becomes a google.rpc.Status here and
-nowhere else (ErrorInfo with reason and domain, BadRequest field violations).
+"""The edge's one error path: every exception a handler lets out becomes a
+google.rpc.Status here and nowhere else.
 
-Handlers and the logic below raise core.errors.Refusal; `rpc` and
-`rpc_stream` wrap each servicer method and abort the call with the status.
+- a Refusal: its code, ErrorInfo (reason, domain) and BadRequest field violations;
+- the database unreachable (cannot connect, shutting down, pool closed, the
+  connection lost): UNAVAILABLE with RetryInfo, so that standard retry
+  policies retry it;
+- anything else: INTERNAL with an opaque incident id that is also in the log
+  with the traceback. The caller never sees exception text, class names,
+  SQL or addresses (the attacker here is any client probing for internals).
+
+`rpc` and `rpc_stream` wrap each servicer method; core/api/guard.py wraps
+every method of every service once more, so nothing escapes as UNKNOWN.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-# Re-exported so handlers import their whole error vocabulary from one place.
+from core import reasons
 from core.errors import DOMAIN, ApiError, Code, Refusal, invalid, not_found
+
+# Re-exported so handlers import their whole error vocabulary from one place.
+from core.store.outage import database_unavailable
 
 __all__ = [
     "DOMAIN",
@@ -28,20 +42,42 @@ __all__ = [
     "not_found",
     "rpc",
     "rpc_stream",
+    "status_of",
     "to_status",
 ]
+
+log = logging.getLogger("kassa.core.api")
+
+# How long a caller should wait before retrying while the database is away.
+RETRY_DELAY_S = 1
 
 S = TypeVar("S")
 Q = TypeVar("Q")
 R = TypeVar("R")
 
 
-def to_status(refusal: Refusal) -> grpc.Status:
+# Bounds on what a status carries, whatever a refusal below put in it: a
+# refusal may quote the caller's input, and an echo must stay far below the
+# 16 KiB that a client accepts in headers.
+MAX_MESSAGE = 1024
+MAX_DETAIL = 256
+MAX_VIOLATIONS = 20
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def to_status(refusal: Refusal, extra: Sequence[any_pb2.Any] = ()) -> grpc.Status:
     details = []
     info = any_pb2.Any()
     info.Pack(
         error_details_pb2.ErrorInfo(
-            reason=refusal.reason, domain=refusal.domain, metadata=refusal.metadata
+            reason=refusal.reason,
+            domain=refusal.domain,
+            metadata={
+                _cut(k, MAX_DETAIL): _cut(v, MAX_DETAIL) for k, v in refusal.metadata.items()
+            },
         )
     )
     details.append(info)
@@ -50,17 +86,70 @@ def to_status(refusal: Refusal) -> grpc.Status:
         bad.Pack(
             error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
-                    for f, d in refusal.violations
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=_cut(f, MAX_DETAIL), description=_cut(d, MAX_DETAIL)
+                    )
+                    for f, d in refusal.violations[:MAX_VIOLATIONS]
                 ]
             )
         )
         details.append(bad)
+    details.extend(extra)
     # Code's names are google.rpc.Code's: a missing one fails here, in tests.
     code = getattr(code_pb2, refusal.code.name)
     return rpc_status.to_status(
-        status_pb2.Status(code=code, message=refusal.message, details=details)
+        status_pb2.Status(code=code, message=_cut(refusal.message, MAX_MESSAGE), details=details)
     )
+
+
+def _unavailable_status() -> grpc.Status:
+    retry = any_pb2.Any()
+    retry.Pack(
+        error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=RETRY_DELAY_S))
+    )
+    refusal = Refusal(
+        Code.UNAVAILABLE,
+        reasons.DATABASE_UNAVAILABLE,
+        "the service is temporarily unavailable; retry later",
+    )
+    return to_status(refusal, [retry])
+
+
+def _internal_status(exc: BaseException, method: str) -> grpc.Status:
+    incident = secrets.token_hex(8)
+    log.error(
+        "unexpected error in %s (incident %s)",
+        method,
+        incident,
+        exc_info=exc,
+        extra={"incident": incident, "method": method},
+    )
+    refusal = Refusal(
+        Code.INTERNAL,
+        reasons.INTERNAL_ERROR,
+        f"internal error (incident {incident})",
+        metadata={"incident": incident},
+    )
+    return to_status(refusal)
+
+
+def status_of(exc: Exception, method: str) -> grpc.Status:
+    """The status a caller gets for `exc`: the one mapping of every service."""
+    if isinstance(exc, Refusal):
+        return to_status(exc)
+    if database_unavailable(exc):
+        log.warning(
+            "database unavailable in %s",
+            method,
+            extra={"method": method, "error": type(exc).__name__},
+        )
+        return _unavailable_status()
+    return _internal_status(exc, method)
+
+
+async def abort(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
+    await context.abort_with_status(status_of(exc, method))
+    raise AssertionError("abort_with_status returned") from exc
 
 
 def rpc(
@@ -72,9 +161,11 @@ def rpc(
     async def wrapper(self: S, request: Q, context: grpc.aio.ServicerContext) -> R:
         try:
             return await handler(self, request, context)
-        except Refusal as exc:
-            await context.abort_with_status(to_status(exc))
-            raise AssertionError("abort_with_status returned") from exc
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            await abort(context, exc, handler.__qualname__)
+            raise AssertionError("unreachable") from exc
 
     return wrapper
 
@@ -89,8 +180,10 @@ def rpc_stream(
         try:
             async for message in handler(self, request, context):
                 yield message
-        except Refusal as exc:
-            await context.abort_with_status(to_status(exc))
-            raise AssertionError("abort_with_status returned") from exc
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            await abort(context, exc, handler.__qualname__)
+            raise AssertionError("unreachable") from exc
 
     return wrapper

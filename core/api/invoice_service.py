@@ -89,7 +89,9 @@ class InvoiceService(pb_grpc.InvoiceServiceServicer):
         where = validate.invoice_filter(request, violations)
         after = None
         if request.page_token:
-            after = validate.decode_page_token(request.page_token, where.digest())
+            after = validate.decode_page_token(
+                request.page_token, f"invoices|{request.parent}|{where.digest()}"
+            )
             if after is None:
                 violations.append(
                     ("page_token", "is not a token this server issued for these filters")
@@ -105,7 +107,7 @@ class InvoiceService(pb_grpc.InvoiceServiceServicer):
         if len(rows) > size:
             last = rows[size - 1]
             response.next_page_token = validate.encode_page_token(
-                last["create_time"], last["id"], where.digest()
+                last["create_time"], last["id"], f"invoices|{request.parent}|{where.digest()}"
             )
         return response
 

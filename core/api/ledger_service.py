@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import base64
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 import asyncpg
 import grpc
 
+from core.api import page_tokens
 from core.api.auth import Authenticator
 from core.api.errors import rpc, rpc_stream
 from core.ledger import queries
@@ -20,6 +21,7 @@ from kassa.ledger.v1 import ledger_pb2 as pb
 from kassa.ledger.v1 import ledger_pb2_grpc as pb_grpc
 
 MAX_ITEMS = 8190
+CHUNK = 256  # transfers converted or rendered between two yields to the event loop
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 Violations = list[tuple[str, str]]
@@ -72,18 +74,26 @@ def _items(count: int, name: str) -> None:
         raise invalid([(name, f"at most {MAX_ITEMS} per request")])
 
 
-def encode_page_token(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"t{seq}".encode()).decode()
+def _binding(request: pb.ListTransfersRequest) -> str:
+    return "|".join(
+        (
+            "transfers",
+            request.account_id,
+            request.start_time.SerializeToString(deterministic=True).hex(),
+            request.end_time.SerializeToString(deterministic=True).hex(),
+        )
+    )
 
 
-def decode_page_token(token: str) -> int | None:
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
+def encode_page_token(seq: int, binding: str) -> str:
+    return page_tokens.seal(str(seq), binding)
+
+
+def decode_page_token(token: str, binding: str) -> int | None:
+    position = page_tokens.open_token(token, binding)
+    if position is None or not position.isascii() or not position.isdigit():
         return None
-    if not text.startswith("t") or not text[1:].isdigit():
-        return None
-    return int(text[1:])
+    return int(position)
 
 
 class LedgerService(pb_grpc.LedgerServiceServicer):
@@ -130,13 +140,25 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
         await self.auth.require(context, "ledger:write", None)
         _items(len(request.transfers), "transfers")
         violations: Violations = []
-        batch = [
-            transfer_of(m, f"transfers[{i}]", violations) for i, m in enumerate(request.transfers)
-        ]
+        batch: list[Transfer] = []
+        # In chunks, giving the event loop back between them: parsing and
+        # rendering 8,190 transfers is ~0.2 s of Python that would otherwise
+        # stall every other caller (the rules themselves run in a thread).
+        for i, m in enumerate(request.transfers):
+            if i % CHUNK == CHUNK - 1:
+                await asyncio.sleep(0)
+            batch.append(transfer_of(m, f"transfers[{i}]", violations))
         if violations:
             raise invalid(violations)
         results = await self.poster.submit(batch)
-        return pb.CreateTransfersResponse(results=results_message([t.id for t in batch], results))
+        response = pb.CreateTransfersResponse()
+        for start in range(0, len(batch), CHUNK):
+            await asyncio.sleep(0)
+            end = start + CHUNK
+            response.results.extend(
+                results_message([t.id for t in batch[start:end]], results[start:end])
+            )
+        return response
 
     @rpc
     async def GetAccount(
@@ -158,7 +180,7 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
             violations.append(("account_id", "is required"))
         after = 0
         if request.page_token:
-            decoded = decode_page_token(request.page_token)
+            decoded = decode_page_token(request.page_token, _binding(request))
             if decoded is None:
                 violations.append(("page_token", "is not a token this server issued"))
             after = decoded or 0
@@ -173,7 +195,7 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
         )
         response = pb.ListTransfersResponse(transfers=[transfer_message(r) for r in rows[:size]])
         if len(rows) > size:
-            response.next_page_token = encode_page_token(rows[size - 1]["seq"])
+            response.next_page_token = encode_page_token(rows[size - 1]["seq"], _binding(request))
         return response
 
     @rpc_stream

@@ -3,12 +3,12 @@ of every field that is wrong (all of them at once, not the first)."""
 
 from __future__ import annotations
 
-import base64
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Literal, assert_never, cast
 
 from core import idempotency, names
+from core.api import page_tokens
 from core.config import Config
 from core.domain.invoice_specs import InvoiceFilter, InvoiceSpec
 from core.domain.money import AmountError, fiat_violations, parse_base_units, parse_decimal
@@ -26,6 +26,15 @@ Violations = list[tuple[str, str]]
 # CreateInvoiceRequest's oneof amount (the generated stubs type it as str;
 # tests/unit/test_oneofs.py keeps this list equal to the proto's).
 AmountKind = Literal["price", "asset_amount"]
+
+# An error may quote what it refuses, but never more than this much of it:
+# the caller's own input echoed back unbounded broke the 16 KiB header limit.
+ECHO_MAX = 64
+
+
+def prefix(text: str) -> str:
+    """At most ECHO_MAX characters of `text`, marked when cut."""
+    return text if len(text) <= ECHO_MAX else text[:ECHO_MAX] + "…"
 
 
 def merchant_of(parent: str, violations: Violations, field: str = "parent") -> str:
@@ -56,7 +65,7 @@ def create_invoice(
         violations.append(("asset", "is required (a CAIP-19 asset id)"))
     elif asset is None:
         known = ", ".join(a.id for a in config.assets)
-        violations.append(("asset", f"unknown asset {request.asset!r}; known: {known}"))
+        violations.append(("asset", f"unknown asset {prefix(request.asset)!r}; known: {known}"))
     price = currency = amount = None
     which = cast("AmountKind | None", request.WhichOneof("amount"))
     match which:
@@ -86,7 +95,9 @@ def create_invoice(
         violations.append(("metadata", f"at most {MAX_METADATA_KEYS} entries"))
     for key, value in request.metadata.items():
         if not key or len(key) > 64 or len(value) > MAX_METADATA_VALUE_LEN:
-            violations.append((f"metadata[{key!r}]", "keys 1-64 characters, values at most 500"))
+            violations.append(
+                (f"metadata[{prefix(key)!r}]", "keys 1-64 characters, values at most 500")
+            )
     if violations or asset is None:
         return None, violations
     spec = InvoiceSpec(
@@ -138,22 +149,21 @@ def page_size(requested: int) -> int:
     return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
-def encode_page_token(create_time: datetime, invoice_id: str, binding: str) -> str:
+def encode_page_token(create_time: datetime, row_id: str, binding: str) -> str:
+    """A token for the position after (create_time, row_id), sealed (page_tokens.py)."""
     # Exact integer microseconds: a float round trip could skip or repeat rows.
     micros = (create_time - _EPOCH) // timedelta(microseconds=1)
-    return (
-        base64.urlsafe_b64encode(f"{micros}:{invoice_id}:{binding}".encode()).decode().rstrip("=")
-    )
+    return page_tokens.seal(f"{micros}:{row_id}", binding)
 
 
 def decode_page_token(token: str, binding: str) -> tuple[datetime, str] | None:
-    """The position a token names, or None if it is malformed or for other filters."""
+    """The position a token names, or None if it is forged, another caller's or for other filters."""
+    position = page_tokens.open_token(token, binding)
+    if position is None:
+        return None
+    micros_text, _, row_id = position.partition(":")
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        micros_text, invoice_id, bound = raw.split(":", 2)
-        if bound != binding:
-            return None
         micros = int(micros_text)
-        return _EPOCH + timedelta(microseconds=micros), invoice_id
-    except (ValueError, UnicodeDecodeError):
+        return _EPOCH + timedelta(microseconds=micros), row_id
+    except (ValueError, OverflowError):
         return None

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
+import asyncio
 import re
 import uuid
 from collections.abc import Callable
@@ -14,7 +13,7 @@ import asyncpg
 import grpc
 
 from core import idempotency, names
-from core.api import validate
+from core.api import page_tokens, validate
 from core.api.auth import Authenticator
 from core.api.errors import invalid, rpc
 from core.render.timestamps import timestamp
@@ -31,6 +30,7 @@ from kassa.core.v1 import webhook_pb2_grpc as pb_grpc
 
 _EVENT_TYPE = re.compile(r"[a-z_]+\.[a-z_*]+")
 MAX_EVENT_TYPES = 100
+RESOLVE_TIMEOUT_S = 5.0  # save-time resolution; a slow name is checked at each attempt
 MAX_DESCRIPTION_LEN = 500
 MAX_OVERLAP_S = 7 * 24 * 3600
 UPDATABLE = frozenset({"url", "event_types", "description", "disabled"})
@@ -111,19 +111,28 @@ def request_id_of(value: str, violations: validate.Violations) -> str | None:
     return idempotency.request_id_of(value, violations)
 
 
-def _page_token(sequence: int, delivery_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{sequence}:{delivery_id}".encode()).decode()
+def _page_token(sequence: int, delivery_id: uuid.UUID, binding: str) -> str:
+    return page_tokens.seal(f"{sequence}:{delivery_id}", binding)
 
 
-def _parse_page_token(token: str, violations: validate.Violations) -> tuple[int, uuid.UUID] | None:
+def _parse_page_token(
+    token: str, binding: str, violations: validate.Violations
+) -> tuple[int, uuid.UUID] | None:
     if not token:
         return None
+    position = page_tokens.open_token(token, binding)
     try:
-        sequence, _, delivery = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if position is None:
+            raise ValueError(token)
+        sequence, _, delivery = position.partition(":")
         return int(sequence), uuid.UUID(delivery)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except ValueError:
         violations.append(("page_token", "is not a token this list returned"))
         return None
+
+
+def _deliveries_binding(request: pb.ListWebhookDeliveriesRequest) -> str:
+    return f"deliveries|{request.parent}|{request.event_id}|{request.status}"
 
 
 def _uuid(value: str, field: str, violations: validate.Violations) -> uuid.UUID | None:
@@ -153,6 +162,17 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
             raise invalid([(field, "must be merchants/{merchant}/webhookEndpoints/{endpoint}")])
         return parsed
 
+    async def _resolves_public(self, url: str) -> None:
+        """Save-time resolution: a name that resolves to an internal address now is refused."""
+        try:
+            problem = await asyncio.wait_for(
+                targets.resolved_problem(url, self.allow_private), RESOLVE_TIMEOUT_S
+            )
+        except TimeoutError:
+            problem = None  # checked again at every attempt
+        if problem is not None:
+            raise invalid([("webhook_endpoint.url", problem)])
+
     @rpc
     async def CreateWebhookEndpoint(
         self, request: pb.CreateWebhookEndpointRequest, context: grpc.aio.ServicerContext
@@ -164,6 +184,7 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
         if violations:
             raise invalid(violations)
         await self.auth.require(context, "webhooks:write", merchant)
+        await self._resolves_public(request.webhook_endpoint.url)
         endpoint = request.webhook_endpoint
         row, secret = await self.endpoints.create(
             merchant,
@@ -219,6 +240,8 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
         if violations:
             raise invalid(violations)
         await self.auth.require(context, "webhooks:write", merchant)
+        if "url" in paths:
+            await self._resolves_public(request.webhook_endpoint.url)
         endpoint = request.webhook_endpoint
         changes = EndpointChanges(
             url=endpoint.url if "url" in paths else None,
@@ -279,7 +302,8 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
             violations.append(("status", "is not a WebhookDeliveryStatus"))
         if not 0 <= request.page_size <= validate.MAX_PAGE_SIZE:
             violations.append(("page_size", f"must be in 0..{validate.MAX_PAGE_SIZE}"))
-        after = _parse_page_token(request.page_token, violations)
+        binding = _deliveries_binding(request)
+        after = _parse_page_token(request.page_token, binding, violations)
         if violations or parent is None:
             raise invalid(violations)
         merchant, endpoint_id = parent
@@ -300,7 +324,9 @@ class WebhookService(pb_grpc.WebhookServiceServicer):
             deliveries=[delivery_message(r, attempts[r["id"]]) for r in page]
         )
         if len(rows) > page_size:
-            response.next_page_token = _page_token(page[-1]["event_sequence"], page[-1]["id"])
+            response.next_page_token = _page_token(
+                page[-1]["event_sequence"], page[-1]["id"], binding
+            )
         return response
 
     @rpc

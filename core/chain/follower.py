@@ -18,9 +18,9 @@ import grpc
 from core import metrics
 from core.chain.apply import ChainApplier, CursorMismatchError
 from core.chain.link import AdapterLink
+from core.telemetry.logs import REQUEST_ID, new_request_id
 from kassa.chain.v1 import adapter_pb2 as chain_pb
 from kassa.chain.v1 import adapter_pb2_grpc as chain_grpc
-from telemetry.logs import REQUEST_ID, new_request_id
 
 log = logging.getLogger("kassa.core.chain")
 MAX_BACKOFF_S = 10.0

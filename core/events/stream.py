@@ -126,6 +126,7 @@ async def relay(
             await buffer.put(row)
 
     reader = asyncio.create_task(read(), name="events read-ahead")
+    getter: asyncio.Future[asyncpg.Record] | None = None
     try:
         while True:
             getter = asyncio.ensure_future(buffer.get())
@@ -142,6 +143,10 @@ async def relay(
                 # as the highest sequence that may have been sent.
                 raise ConsumerTooSlow(row["sequence"], buffer.qsize()) from None
     finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        # Cancelled while waiting (the call ended): the getter goes too, or
+        # it is destroyed pending when the loop closes.
+        for task in (reader, getter):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

@@ -6,6 +6,13 @@ and share it, as TigerBeetle batches its clients' requests. Requests are
 concatenated in arrival order, which is exactly as if they had run one
 after another: a request's linked chain never spans into the next one
 (a request that ends with an open chain runs alone and fails as such).
+
+A merged group that fails as a whole (an error from the database, not a
+rule's refusal, which is a per-transfer result) is posted again one request
+at a time, so that only the request that causes the failure fails: the
+attacker here is one client whose requests would otherwise fail every
+bystander's transfers merged with them. A database outage is not retried
+this way: it fails the whole group at once, as it would fail each request.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import asyncpg
 
 from core.ledger import store
 from core.ledger.rules import Result, Transfer, TransferFlags
+from core.store.outage import database_unavailable
 
 _Item = tuple[Sequence[Transfer], asyncio.Future[list[Result]]]
 
@@ -98,8 +106,11 @@ class Poster:
         merged = [t for batch, _ in group for t in batch]
         try:
             outcome = await store.create_transfers(conn, merged, self.clock())
-        except Exception as exc:  # every waiter learns of the failure
-            _fail(group, exc)
+        except Exception as exc:
+            if len(group) == 1 or database_unavailable(exc):
+                _fail(group, exc)  # every waiter learns of the failure
+            else:
+                await self._post_alone(group)
             return False
         start = 0
         for batch, future in group:
@@ -107,6 +118,19 @@ class Poster:
                 future.set_result(outcome.results[start : start + len(batch)])
             start += len(batch)
         return True
+
+    async def _post_alone(self, group: list[_Item]) -> None:
+        """Posts each request of a failed group on its own: only the offender fails."""
+        for batch, future in group:
+            if future.done():  # its caller went away
+                continue
+            try:
+                async with self.pool.acquire() as conn:
+                    outcome = await store.create_transfers(conn, batch, self.clock())
+            except Exception as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(outcome.results)
 
 
 def _fail(group: list[_Item], exc: BaseException) -> None:

@@ -15,6 +15,7 @@ FOR UPDATE is re-read at its latest version.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -124,6 +125,11 @@ def account_of(row: asyncpg.Record) -> Account:
     )
 
 
+# Batches up to this size decide on the event loop (a thread hop costs more
+# than their rules); larger ones in a worker thread.
+DECIDE_INLINE_MAX = 256
+
+
 async def post(conn: asyncpg.Connection, batch: Sequence[Transfer], now: datetime) -> Outcome:
     """Decides and writes a batch inside the caller's transaction.
 
@@ -141,7 +147,13 @@ async def post(conn: asyncpg.Connection, batch: Sequence[Transfer], now: datetim
             accounts[row["id"]] = account_of(row)
         else:
             stored[row["id"]] = stored_of(row)
-    outcome = decide(batch, accounts, stored, now)
+    if len(batch) > DECIDE_INLINE_MAX:
+        # A big batch's rules take ~40 us a transfer (0.3 s for 8,190) of pure
+        # Python; in a thread the event loop gets the GIL back every switch
+        # interval (5 ms) and keeps serving other callers meanwhile.
+        outcome = await asyncio.to_thread(decide, batch, accounts, stored, now)
+    else:
+        outcome = decide(batch, accounts, stored, now)
     if outcome.writes:
         await write(conn, outcome.writes, now)
     return outcome

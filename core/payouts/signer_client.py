@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 
+from core.telemetry.rpc import RequestIdClient
 from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
-from telemetry.metrics import RequestIdClient
 
 DOMAIN = b"kassa.signer.v1.SignRequestBody\x00"
 PURPOSES = {

@@ -41,8 +41,8 @@ from core.payouts.config import PayoutsConfig
 from core.payouts.machine import State
 from core.payouts.payouts import as_machine, candidates_of, lock, save
 from core.payouts.signer_client import SignerClient, SignerRefusal, body_digest, build_body
+from core.telemetry.logs import REQUEST_ID, new_request_id
 from kassa.chain.v1 import adapter_pb2, adapter_pb2_grpc
-from telemetry.logs import REQUEST_ID, new_request_id
 
 log = logging.getLogger("kassa.payouts")
 PURPOSE = {"payout": "PAYOUT", "refund": "REFUND", "sweep": "SWEEP", "gas_funding": "GAS_FUNDING"}

@@ -92,6 +92,10 @@ def decide(
         # The receiver asked for a pause; honour it, but never past giving up.
         wait_s = max(wait_s, outcome.retry_after_s)
     # The last attempt is made at give_up_time itself, so retrying covers it.
+    # Clamped in seconds before any datetime arithmetic: a hostile receiver's
+    # Retry-After: 99999999999999 overflowed the datetime, and the attempt
+    # was never recorded and was retried every lease.
+    wait_s = min(wait_s, max((give_up_time - now).total_seconds(), 0.0))
     at = min(now + timedelta(seconds=wait_s), give_up_time)
     # Never a retry in the past, never one after giving up.
     assert now <= at <= give_up_time, (now, at, give_up_time)
@@ -103,8 +107,9 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        # Bounded before float(): a thousand digits would be inf.
+        return float(value) if len(value) <= 12 else 1e12
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -73,6 +73,18 @@ def signing_secrets(endpoint: asyncpg.Record, now: datetime, keyring: Keyring) -
     return found
 
 
+def client_session(settings: WebhookSettings) -> aiohttp.ClientSession:
+    """The one HTTP client of deliveries: its resolver drops internal
+    addresses, and the connector connects to exactly what it returned (the
+    checked address is the pinned one); no proxies from the environment."""
+    connector = aiohttp.TCPConnector(
+        resolver=targets.resolver(settings.allow_private_targets),
+        limit=settings.concurrency,
+    )
+    timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
+
+
 def headers(claimed: Claimed, now: datetime) -> dict[str, str]:
     return {
         "Content-Type": "application/json",
@@ -200,14 +212,7 @@ class DeliveryWorker:
         self._claim_batch = max(1, settings.concurrency // 4)
 
     async def run(self) -> None:
-        connector = aiohttp.TCPConnector(
-            resolver=targets.resolver(self.settings.allow_private_targets),
-            limit=self.settings.concurrency,
-        )
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=timeout, trust_env=False
-        ) as session:
+        async with client_session(self.settings) as session:
             dispatcher = asyncio.create_task(self._dispatch(), name="webhooks dispatch")
             try:
                 await self._send_loop(session)
@@ -280,7 +285,15 @@ class DeliveryWorker:
         try:
             started = self.clock()
             t0 = time.monotonic()
-            outcome = await self.send(session, claimed, started)
+            try:
+                outcome = await self.send(session, claimed, started)
+            except Exception as exc:
+                # Whatever went wrong sending is a failed attempt, recorded and
+                # retried on the schedule, never an attempt that vanishes.
+                log.exception(
+                    "webhook attempt raised", extra={"delivery": str(claimed.delivery_id)}
+                )
+                outcome = retry.Outcome(None, f"internal error sending ({type(exc).__name__})")
             duration_ms = int((time.monotonic() - t0) * 1000)
             now = self.clock()
             decision = retry.decide(
@@ -303,9 +316,9 @@ class DeliveryWorker:
                     "decision": decision.status.value,
                 },
             )
-        except (asyncpg.PostgresError, OSError) as exc:
+        except Exception as exc:  # the database, mostly: asyncpg.InterfaceError included
             # The lease runs out and the attempt is made again.
-            log.warning("webhook attempt not recorded", extra={"error": str(exc)})
+            log.warning("webhook attempt not recorded", extra={"error": type(exc).__name__})
         finally:
             self._wake.set()
 

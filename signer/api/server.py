@@ -24,8 +24,8 @@ from signer.policy.load import load_policy, reload_policy
 from signer.policy.model import DEFAULT_WINDOW_S
 from signer.state import store
 from signer.state.store import StoreThread, StoreUnavailable
+from signer.telemetry.rpc import RpcMetrics, serve_metrics
 from signer.tls.server import Tls13Only, server_credentials
-from telemetry.metrics import RpcMetrics, serve_metrics
 
 log = logging.getLogger("signer.server")
 

@@ -15,9 +15,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from core.telemetry.logs import SCHEMA_KEYS
 from kassa.core.v1 import invoice_pb2, payout_pb2
 from localstack.fullstack import LocalStack
-from telemetry.logs import SCHEMA_KEYS
 from tests.support.grpc_errors import rich
 from tests.support.metrics import scrape, scrape_text, value, wait_for
 from tests.support.payouts import fresh_address, paid_invoice, wait_payout

@@ -30,8 +30,10 @@ def _git_status() -> str:
     ).stdout
 
 
-def test_up_status_down(tmp_path: Path) -> None:
-    run_dir = tmp_path / "stack"
+def test_up_status_down(run_dir: Path) -> None:
+    # Under the session's run directory, which the postgres user can traverse (pytest
+    # resets its own tmp root to 0700 whenever another pytest session starts).
+    run_dir = run_dir / "stack-session"
     tracked_before = _git_status()
     started = _session(run_dir, "up")
     try:

@@ -7,6 +7,8 @@ payouts      payout scopes, paid invoices, the hot key's nonce, `kassactl ledger
 ledger       `kassactl ledger check` on a database
 signer       the signer's harness: certificates, config, a running signer, signed envelopes
 evm          an EVM adapter process and a reader of its block stream
+wire_fuzz    the wire fuzzer: adversarial requests for any RPC, raw sends, its oracle
+ssrf         internal address forms a webhook target must never reach
 
 Fixtures stay in the conftest.py files next to the tests that use them.
 """

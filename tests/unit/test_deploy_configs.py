@@ -10,10 +10,10 @@ import pytest
 
 from adapters.evm import config as evm_config
 from adapters.evm.config_schema import EvmToml
-from core.config_schema import CoreToml
+from adapters.evm.config_schema import check as check_evm
+from core.config_schema import CoreToml, check
 from localstack.paths import REPO
 from signer import config as signer_config
-from telemetry.config_schema import check
 
 DEPLOY = REPO / "deploy" / "config"
 
@@ -24,7 +24,7 @@ def test_core_example_fits_the_schema() -> None:
 
 def test_evm_example_parses() -> None:
     raw = tomllib.loads((DEPLOY / "evm.toml").read_text())
-    check(raw, EvmToml, "evm.toml")
+    check_evm(raw, EvmToml, "evm.toml")
     config = evm_config.parse(raw)
     assert config.metrics_listen and len(config.node_urls) == 2
 

@@ -113,3 +113,24 @@ def test_retrying_a_dead_receiver_spans_the_whole_give_up_period() -> None:
         assert decision.next_attempt_time is not None
         now, attempt = decision.next_attempt_time, attempt + 1
     assert now == LATER and 60 < attempt < 200
+
+
+def test_a_huge_retry_after_is_clamped_to_the_retry_schedule() -> None:
+    # A hostile receiver's Retry-After: 99999999999999 overflowed the datetime
+    # and the attempt was never recorded; it now waits until giving up, at most.
+    for header in ("99999999999999", "9" * 400, "Fri, 31 Dec 9999 23:59:59 GMT"):
+        wait_s = parse_retry_after(header, NOW)
+        assert wait_s is not None
+        decision = decide(POLICY, 1, Outcome(503, retry_after_s=wait_s), NOW, LATER, 0.5)
+        assert decision.status is Status.PENDING
+        assert decision.next_attempt_time == LATER
+    assert parse_retry_after("²", NOW) is None  # a digit to str.isdigit, not to float
+
+
+@given(st.floats(min_value=0, max_value=1e300), st.integers(1, 100))
+def test_any_retry_after_gives_a_time_within_the_schedule(
+    retry_after_s: float, attempt: int
+) -> None:
+    decision = decide(POLICY, attempt, Outcome(429, retry_after_s=retry_after_s), NOW, LATER, 0.5)
+    assert decision.next_attempt_time is not None
+    assert NOW < decision.next_attempt_time <= LATER
