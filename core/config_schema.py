@@ -186,6 +186,7 @@ class CoreToml(Strict):
 
 _AT = re.compile(r"(.*?)(?: - at `\$(.*)`)?")
 _UNKNOWN = re.compile(r"Object contains unknown field `(.+)`")
+_MISSING = re.compile(r"Object missing required field `(.+)`")
 
 
 class SchemaError(ValueError):
@@ -204,10 +205,11 @@ def check(raw: dict[str, Any], schema: type[msgspec.Struct], source: Path | str)
     except msgspec.ValidationError as exc:
         message, at = _AT.fullmatch(str(exc)).groups()  # type: ignore[union-attr]
         where = _key(at or "")
-        unknown = _UNKNOWN.fullmatch(message)
-        if unknown:
-            key = f"{where}.{unknown.group(1)}" if where else unknown.group(1)
-            raise SchemaError(f"{source}: unknown key {key!r}") from None
+        for pattern, what in ((_UNKNOWN, "unknown key"), (_MISSING, "missing required key")):
+            named = pattern.fullmatch(message)
+            if named:
+                key = f"{where}.{named.group(1)}" if where else named.group(1)
+                raise SchemaError(f"{source}: {what} {key!r}") from None
         message = message.replace("`", "")
         raise SchemaError(
             f"{source}: {where or 'the file'}: {message[0].lower()}{message[1:]}"

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from signer.config_schema import SchemaError, SignerToml, check
+
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 DEFAULT_PIN_ENV = "KASSA_HSM_PIN"
 
@@ -133,20 +135,6 @@ class Config:
                 raise ConfigError(f"callers {unbound[0]!r}: tls_subject is required with [tls]")
 
 
-_SECTIONS = {
-    "server": {"listen", "grace_s", "insecure_loopback_only"},
-    "tls": {"ca_file", "cert_file", "key_file"},
-    "policy": {"file"},
-    "requests": {"max_lifetime_s", "max_skew_s"},
-    "approvers": set(),
-    "hsm": {"module", "token_label", "pin_file", "pin_env"},
-    "state": {"dir"},
-    "log": {"level"},
-    "metrics": {"listen"},
-    "callers": set(),
-}
-
-
 def load(path: Path | None) -> Config:
     """Reads path (None: defaults only); relative paths are relative to the file."""
     if path is None:
@@ -157,21 +145,17 @@ def load(path: Path | None) -> Config:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
-    return parse(raw, path.resolve().parent)
+    return parse(raw, path.resolve().parent, path)
 
 
-def parse(raw: dict[str, Any], base_dir: Path) -> Config:
+def parse(raw: dict[str, Any], base_dir: Path, source: Path | str = "signer.toml") -> Config:
+    """Checks `raw` against signer/config_schema.py (unknown keys, types), then its meaning."""
     if isinstance(raw.get("hsm"), dict) and "pin" in raw["hsm"]:
         raise ConfigError("hsm.pin is not accepted: use hsm.pin_file or hsm.pin_env")
-    for section, value in raw.items():
-        if section not in _SECTIONS:
-            raise ConfigError(f"unknown config section [{section}]")
-        if section not in ("callers", "approvers"):
-            if not isinstance(value, dict):
-                raise ConfigError(f"[{section}] must be a table")
-            unknown = set(value) - _SECTIONS[section]
-            if unknown:
-                raise ConfigError(f"unknown key {section}.{sorted(unknown)[0]}")
+    try:
+        check(raw, SignerToml, source)
+    except SchemaError as exc:
+        raise ConfigError(str(exc)) from None
     server = raw.get("server", {})
     hsm = raw.get("hsm", {})
     state = raw.get("state", {})

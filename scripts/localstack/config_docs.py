@@ -14,15 +14,17 @@ import msgspec
 
 from adapters.evm.config_schema import EvmToml
 from core.config_schema import CoreToml
+from signer.config_schema import SignerToml
 
 HEADER = """# Configuration reference
 
-Generated from `core/config_schema.py` and `adapters/evm/config_schema.py` by
-`scripts/gen-config-docs`; do not edit by hand. Every file is TOML. An unknown
-key or a value of the wrong type is refused at start with one line naming the
-file and the key (`core.toml: unknown key 'chains[0].confirmation'`); the
-process exits 2. The signer's `signer.toml` is checked by `signer/config.py`
-the same way and described in docs/hsm-runbook.md.
+Generated from `core/config_schema.py`, `adapters/evm/config_schema.py` and
+`signer/config_schema.py` by `scripts/gen-config-docs`; do not edit by hand.
+Every file is TOML. An unknown key, a value of the wrong type or a missing
+required key is refused at start with one line naming the file and the key
+(`core.toml: unknown key 'chains[0].confirmation'`); the process exits 2.
+Relative paths in signer.toml are relative to the file; the signer's policy
+file is described in docs/hsm-runbook.md.
 """
 
 
@@ -102,7 +104,14 @@ def reference(title: str, schema: type[msgspec.Struct]) -> str:
 
 
 def render() -> str:
-    return "\n".join([HEADER, reference("core.toml", CoreToml), reference("evm.toml", EvmToml)])
+    return "\n".join(
+        [
+            HEADER,
+            reference("core.toml", CoreToml),
+            reference("evm.toml", EvmToml),
+            reference("signer.toml", SignerToml),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

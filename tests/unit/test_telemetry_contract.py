@@ -29,6 +29,7 @@ import adapters.evm.telemetry.rpc
 import core.config_schema
 import core.telemetry.logs
 import core.telemetry.rpc
+import signer.config_schema
 import signer.telemetry.logs
 import signer.telemetry.rpc
 
@@ -38,7 +39,7 @@ LOGS = {
     "kassa-evm": adapters.evm.telemetry.logs,
 }
 RPC = [core.telemetry.rpc, signer.telemetry.rpc, adapters.evm.telemetry.rpc]
-SCHEMA_CHECKS = [core.config_schema, adapters.evm.config_schema]
+SCHEMA_CHECKS = [core.config_schema, adapters.evm.config_schema, signer.config_schema]
 SCHEMA_KEYS = ("ts", "level", "process", "logger", "msg", "request_id")
 by_process = pytest.mark.parametrize("process", sorted(LOGS))
 
@@ -150,8 +151,13 @@ class _Inner(msgspec.Struct, forbid_unknown_fields=True):
     confirmations: int = 1
 
 
+class _Named(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+
+
 class _Sample(msgspec.Struct, forbid_unknown_fields=True):
     chains: list[_Inner] = []
+    named: list[_Named] = []
     enabled: bool = False
 
 
@@ -163,6 +169,7 @@ class _Sample(msgspec.Struct, forbid_unknown_fields=True):
         {"enabled": 1},
         {"chains": [{"confirmations": "abc"}]},
         {"chains": [{"confirmations": True}]},
+        {"named": [{}]},
     ],
 )
 def test_a_bad_key_is_the_same_one_line_in_every_process(raw: dict[str, Any]) -> None:
@@ -174,3 +181,4 @@ def test_a_bad_key_is_the_same_one_line_in_every_process(raw: dict[str, Any]) ->
     assert len(lines) == 1, lines
     (line,) = lines
     assert line.startswith("x.toml: ") and "\n" not in line
+    assert any(key in line for key in ("chains[0]", "invoice", "enabled", "named[0].id")), line
