@@ -412,7 +412,10 @@ def _supervised(
         while True:
             try:
                 await run()
-                log.warning("background task returned; restarting", extra={"task": name})
+                # Returning is a loop's way of saying it has nothing to do (the reconciler
+                # and sweeps with interval_s = 0): not restarted, not logged every second.
+                log.info("background task has nothing to do", extra={"task": name})
+                return
             except Exception:
                 log.exception("background task failed; restarting", extra={"task": name})
             await asyncio.sleep(max(restart_after_s, 0.1))

@@ -22,3 +22,9 @@ HSM_SECONDS = Histogram(
     ["key_kind"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+AUDIT_APPEND_SECONDS = Histogram(
+    "kassa_signer_audit_append_seconds",
+    "Time from handing a state write with its audit record to the store until it is durable "
+    "(committed and fsynced, batched with others) or has failed.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)

@@ -133,10 +133,15 @@ class ChainFollower:
                 event = response.event
                 kind = event.WhichOneof("event")
                 if kind == "block":
+                    started_s = time.perf_counter()
                     written = await self.applier.apply_block(event.block)
+                    metrics.block_applied(
+                        self.applier.chain,
+                        event.block.time.seconds + event.block.time.nanos / 1e9,
+                        time.perf_counter() - started_s,
+                    )
                     self.head_height = max(self.head_height or 0, event.block.height)
                     self.applied_height = event.block.height
-                    metrics.CHAIN_BLOCKS.labels(self.applier.chain).inc()
                     log.info(
                         "block applied",
                         extra={
@@ -148,9 +153,11 @@ class ChainFollower:
                     )
                 elif kind == "undo":
                     await self.applier.apply_undo(event.undo)
-                    self.head_height = event.undo.to_cursor.height
-                    self.applied_height = event.undo.to_cursor.height
-                    metrics.CHAIN_REORGS.labels(self.applier.chain).inc()
+                    to_height = event.undo.to_cursor.height
+                    depth = (self.applied_height or to_height) - to_height
+                    metrics.reorged(self.applier.chain, max(0, depth))
+                    self.head_height = to_height
+                    self.applied_height = to_height
                 elif kind == "head":
                     self.head_height = event.head.head.height
                 elif kind == "pending":

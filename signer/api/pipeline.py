@@ -520,7 +520,8 @@ class SignPipeline:
 
     async def _store(self, op: Callable[[sqlite3.Connection], Any]) -> Any:
         try:
-            return await self._db.acall(op)
+            with metrics.AUDIT_APPEND_SECONDS.time():
+                return await self._db.acall(op)
         except StoreUnavailable as exc:
             log.error("audit unavailable", extra={"error": str(exc)})
             raise refusal(

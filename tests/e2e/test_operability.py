@@ -35,6 +35,8 @@ def test_a_payment_and_a_payout_move_the_metrics_of_all_three(stack: LocalStack,
     created_before = value(
         before, "kassa_grpc_requests_total", service=INVOICES, method="CreateInvoice", code="OK"
     )
+    postings_before = value(before, "kassa_ledger_postings_total")
+    applied_before = value(before, "kassa_chain_block_apply_seconds_count", chain=stack.chain)
 
     paid_invoice(stack, invoices, parent)
     with pytest.raises(grpc.RpcError) as refused:
@@ -56,9 +58,22 @@ def test_a_payment_and_a_payout_move_the_metrics_of_all_three(stack: LocalStack,
     chain = stack.chain
     core = wait_for(
         core_port,
-        lambda s: value(s, "kassa_payouts", kind="payout", state="confirmed") >= 1,
-        what="the confirmed payout",
+        lambda s: (
+            value(s, "kassa_payouts", kind="payout", state="confirmed") >= 1
+            and sum(value(s, "kassa_invoices", state=st) for st in ("paid", "overpaid")) >= 1
+        ),
+        what="the confirmed payout and the paid invoice",
     )
+    # The payment and the payout posted to the ledger; the blocks carrying them were timed.
+    assert value(core, "kassa_ledger_postings_total") >= postings_before + 2
+    assert value(core, "kassa_chain_block_apply_seconds_count", chain=stack.chain) > (
+        applied_before
+    )
+    assert value(core, "kassa_chain_lag_seconds", chain=stack.chain) >= 0
+    assert (
+        "kassa_payouts_oldest_age_seconds",
+        frozenset({("kind", "payout"), ("state", "confirmed")}),
+    ) in core
     assert (
         value(
             core, "kassa_grpc_requests_total", service=INVOICES, method="CreateInvoice", code="OK"
@@ -89,6 +104,7 @@ def test_a_payment_and_a_payout_move_the_metrics_of_all_three(stack: LocalStack,
     signer = scrape(signer_port)
     assert value(signer, "kassa_signer_decisions_total", reason="SIGNED") >= 1
     assert value(signer, "kassa_signer_hsm_sign_seconds_count") >= 1
+    assert value(signer, "kassa_signer_audit_append_seconds_count") >= 1
     assert (
         value(
             signer,
@@ -163,9 +179,15 @@ def test_a_stopped_adapter_turns_health_and_invoices_away_until_it_is_back(
     assert rich(refused.value).reason == "CHAIN_UNAVAILABLE"
     core = scrape(stack.core_setup().metrics_port)
     assert value(core, "kassa_chain_streaming", chain=stack.chain) == 0
+    lag_at_stop_s = value(core, "kassa_chain_lag_seconds", chain=stack.chain)
     # Several reconnect attempts (1, 2, 4 s apart): a line when the stream ends and at most
     # one more when the reason changes (ended -> refused), not one per attempt.
     time.sleep(8)
+    # No block applied meanwhile: the lag in seconds keeps growing.
+    lag_later_s = value(
+        scrape(stack.core_setup().metrics_port), "kassa_chain_lag_seconds", chain=stack.chain
+    )
+    assert lag_later_s >= lag_at_stop_s + 5, (lag_at_stop_s, lag_later_s)
     during = log.read_text().splitlines()[lines_before:]
     assert 1 <= sum('"block stream ended"' in line for line in during) <= 2, during
     assert (
