@@ -70,6 +70,8 @@ class Config:
     health: health_settings.HealthSettings = field(default_factory=health_settings.HealthSettings)
     # [metrics] listen: host:port of GET /metrics (Prometheus); None: no endpoint.
     metrics_listen: str | None = None
+    # [log] level: the lowest level written (the schema allows only the four names).
+    log_level: str = "info"
     # How often the backlog gauges are read from PostgreSQL.
     metrics_interval_s: float = 5.0
     # [reconcile]: scheduled reconciliation (core/reconcile).
@@ -231,6 +233,7 @@ def parse(raw: dict[str, Any], base: Path, source: Path | str = "core.toml") -> 
         ),
         payouts=payouts,
         **_metrics(raw.get("metrics", {})),
+        log_level=str(raw.get("log", {}).get("level", "info")),
         api_tls=api_tls,
         adapters_tls=adapters_tls,
         webhook_keys=webhook_keys,

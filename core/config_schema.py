@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 Table = dict[str, Any]
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 def _d(text: str) -> msgspec.Meta:
@@ -157,6 +158,12 @@ class Metrics(Strict):
     interval_s: Annotated[float, _d("how often the backlog gauges are read, seconds")] = 5.0
 
 
+class Log(Strict):
+    """Logging (one JSON object per line on stderr: docs/operations.md)."""
+
+    level: Annotated[LogLevel, _d("the lowest level written")] = "info"
+
+
 class CoreToml(Strict):
     """core.toml"""
 
@@ -171,6 +178,7 @@ class CoreToml(Strict):
     secrets: Secrets = msgspec.field(default_factory=Secrets)
     health: Health = msgspec.field(default_factory=Health)
     metrics: Metrics = msgspec.field(default_factory=Metrics)
+    log: Log = msgspec.field(default_factory=Log)
     rates: Annotated[Table, _d("exchange rates: sources, fixed rates (core/rates/config.py)")] = {}
     webhooks: Annotated[Table, _d("webhook delivery and retries (docs/webhooks.md)")] = {}
     events: Annotated[Table, _d("event stream buffers")] = {}

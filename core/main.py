@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("configuration refused", extra={"path": str(args.config), "error": str(exc)})
         return 2
+    logs.setup(config.log_level)
     try:
         if args.command == "migrate":
             return asyncio.run(_migrate(config.dsn, args.status))

@@ -34,6 +34,7 @@ _KNOWN = {
         "dev_plaintext",
     },
     "metrics": {"listen"},
+    "log": {"level"},
     "chain": {
         "chain_id",
         "node_urls",
@@ -79,6 +80,8 @@ class Config:
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     # [metrics] listen: host:port of GET /metrics (Prometheus); None: no endpoint.
     metrics_listen: str | None = None
+    # [log] level: the lowest level written (the schema allows only the four names).
+    log_level: str = "info"
     # Native value moved inside contract calls, from the node's call traces.
     internal_transfers: TraceMethod = TraceMethod.OFF
     # None only with server.dev_plaintext = true: then anyone who reaches the port is served.
@@ -150,7 +153,7 @@ def parse(data: dict[str, Any], base: Path = Path("."), source: Path | str = "ev
         raise ConfigError(str(exc)) from None
     for section, value in data.items():
         if section not in _KNOWN:
-            raise ConfigError(f"unknown section [{section}] (known: server, chain, metrics)")
+            raise ConfigError(f"unknown section [{section}] (known: server, chain, metrics, log)")
         if not isinstance(value, dict):
             raise ConfigError(f"[{section}] must be a table")
         unknown = set(value) - _KNOWN[section]
@@ -213,6 +216,7 @@ def parse(data: dict[str, Any], base: Path = Path("."), source: Path | str = "ev
     return Config(
         listen=listen,
         metrics_listen=metrics_listen,
+        log_level=str(data.get("log", {}).get("level", "info")),
         chain_id=chain_id,
         node_urls=tuple(node_urls),
         tokens=lowered,

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 def _d(text: str) -> msgspec.Meta:
@@ -64,12 +66,19 @@ class Chain(Strict):
     ] = "off"
 
 
+class Log(Strict):
+    """Logging (one JSON object per line on stderr: docs/operations.md)."""
+
+    level: Annotated[LogLevel, _d("the lowest level written")] = "info"
+
+
 class EvmToml(Strict):
     """evm.toml"""
 
     chain: Chain
     server: Server = msgspec.field(default_factory=Server)
     metrics: Metrics = msgspec.field(default_factory=Metrics)
+    log: Log = msgspec.field(default_factory=Log)
 
 
 # -- strict checking: one line naming the key -----------------------------------

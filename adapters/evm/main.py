@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         logs.error("bad_config", path=str(args.config), message=str(exc))
         return 2
+    setup_logs(config.log_level)
     try:
         asyncio.run(serve(config, tls))
     except StartupError as exc:

@@ -34,6 +34,8 @@ def _type_name(tp: Any) -> str:
         return _type_name(typing.get_args(tp)[0])
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(f"`{a}`" for a in typing.get_args(tp))
     if origin is list:
         return f"list of {_type_name(typing.get_args(tp)[0])}"
     if origin is dict:

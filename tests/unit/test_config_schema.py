@@ -136,3 +136,16 @@ def test_the_configuration_reference_matches_the_schemas() -> None:
     assert written == render(), "docs/configuration.md is stale: run scripts/gen-config-docs"
     for key in ("`confirmations`", "`invoices_need_chain`", "`node_urls`", "`[[chains.tiers]]`"):
         assert key in written
+
+
+@pytest.mark.parametrize("level", ["debug", "warning"])
+def test_the_log_level_is_configurable_in_core_and_adapter(level: str, tmp_path: Path) -> None:
+    table = f'[log]\nlevel = "{level}"\n'
+    assert _core(tmp_path, CORE + table).log_level == level
+    assert _evm(tmp_path, EVM + table).log_level == level
+    assert _core(tmp_path, CORE).log_level == "info"
+
+
+def test_an_unknown_log_level_is_refused_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(core_config.ConfigError, match=r"log\.level: invalid enum value 'loud'"):
+        _core(tmp_path, CORE + '[log]\nlevel = "loud"\n')
