@@ -1,12 +1,18 @@
 """scripts/stack up leaves a working stack running after it returns; status sees it;
-down stops every process it started and changes nothing tracked by git."""
+down stops every process it started and changes nothing git sees, and no permission of
+any directory above the run directory changed."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from core.clients import ApiTls, authed_channel
 from kassa.core.v1 import invoice_pb2, invoice_pb2_grpc
@@ -14,9 +20,15 @@ from localstack.paths import REPO
 from localstack.session import _alive
 
 
-def _session(run_dir: Path, command: str) -> subprocess.CompletedProcess[str]:
+def _session(run_dir: Path, command: str, script: bool = False) -> subprocess.CompletedProcess[str]:
+    """`scripts/stack COMMAND` itself (script: its setup step too), else its module."""
+    runner = (
+        [str(REPO / "scripts" / "stack")]
+        if script
+        else [sys.executable, "-m", "localstack.session"]
+    )
     return subprocess.run(
-        [sys.executable, "-m", "localstack.session", command, "--run-dir", str(run_dir)],
+        [*runner, command, "--run-dir", str(run_dir)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -30,12 +42,24 @@ def _git_status() -> str:
     ).stdout
 
 
-def test_up_status_down(run_dir: Path) -> None:
-    # Under the session's run directory, which the postgres user can traverse (pytest
-    # resets its own tmp root to 0700 whenever another pytest session starts).
-    run_dir = run_dir / "stack-session"
+def _ancestor_modes(run_dir: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mode for p in run_dir.parents}
+
+
+@pytest.fixture
+def own_run_dir() -> Iterator[Path]:
+    # Directly under /tmp, whose parents anyone may traverse: the stack opens its own run
+    # directory to the postgres user and nothing above it (pytest's tmp root is 0700).
+    path = Path(tempfile.mkdtemp(prefix="kassa-stack-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_up_status_down(own_run_dir: Path) -> None:
+    run_dir = own_run_dir
     tracked_before = _git_status()
-    started = _session(run_dir, "up")
+    modes_before = _ancestor_modes(run_dir)
+    started = _session(run_dir, "up", script=True)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         state = json.loads((run_dir / "state.json").read_text())
@@ -64,9 +88,10 @@ def test_up_status_down(run_dir: Path) -> None:
         again = _session(run_dir, "up")  # idempotent: prints the same endpoints
         assert again.returncode == 0 and state["api_key"] in again.stdout
     finally:
-        stopped = _session(run_dir, "down")
+        stopped = _session(run_dir, "down", script=True)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert not any(_alive(pid) for pid in state["pids"].values())
     assert not (Path(state["postgres_data"]) / "postmaster.pid").exists()
     assert _session(run_dir, "status").returncode == 3
     assert _git_status() == tracked_before
+    assert _ancestor_modes(run_dir) == modes_before
