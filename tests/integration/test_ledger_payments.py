@@ -10,7 +10,7 @@ import pytest
 
 from core.chain.apply import ChainApplier
 from core.chain.index import ActiveInvoiceIndex
-from core.ledger import payments, store
+from core.ledger import accounts, store
 from core.store.db import create_pool
 from core.store.migrate import migrate
 from kassa.chain.v1 import adapter_pb2 as chain_pb
@@ -63,10 +63,10 @@ async def test_payment_postings_follow_detection_confirmation_reorg_and_reinclus
             amount="25000000",
             success=True,
         )
-        incoming = payments.merchant_account("acme", ASSET, "incoming")
-        available = payments.merchant_account("acme", ASSET, "available")
-        refunds = payments.merchant_account("acme", ASSET, "refunds_payable")
-        custody = payments.custody(ASSET)
+        incoming = accounts.merchant_account("acme", ASSET, "incoming")
+        available = accounts.merchant_account("acme", ASSET, "available")
+        refunds = accounts.merchant_account("acme", ASSET, "refunds_payable")
+        custody = accounts.custody(ASSET)
 
         async def totals(account: str) -> tuple[int, int, int, int]:
             async with pool.acquire() as conn:

@@ -12,7 +12,7 @@ import pytest
 from core.chain.apply import ChainApplier
 from core.chain.index import ActiveInvoiceIndex
 from core.invoices import lifecycle
-from core.ledger import payments, store
+from core.ledger import accounts, store
 from core.store.db import create_pool
 from core.store.migrate import migrate
 from kassa.chain.v1 import adapter_pb2 as chain_pb
@@ -77,8 +77,8 @@ async def test_funds_past_the_window_are_recorded_parked_announced_and_refundabl
                     "SELECT type FROM events WHERE resource_name LIKE '%/old1' ORDER BY sequence"
                 )
             ]
-            incoming = payments.merchant_account("acme", ASSET, "incoming")
-            available = payments.merchant_account("acme", ASSET, "available")
+            incoming = accounts.merchant_account("acme", ASSET, "incoming")
+            available = accounts.merchant_account("acme", ASSET, "available")
             balances = await store.get_accounts(conn, [incoming, available])
         assert row["state"] == "expired"
         assert "paid_late" in row["flags"]
