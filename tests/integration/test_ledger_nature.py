@@ -5,10 +5,7 @@ names a balance that breaks an account's nature even where no flag is set
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -17,15 +14,9 @@ from core.ledger.rules import Account, Reason, Transfer
 from core.payouts import ledger as payout_ledger
 from core.store.db import create_pool
 from core.store.migrate import migrate
+from tests.support.kassactl import ledger_check
 
 ASSET = "eip155:1/erc20:0x00000000000000000000000000000000000000aa"
-KASSACTL = str(Path(sys.executable).parent / "kassactl")
-
-
-def ledger_check(dsn: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [KASSACTL, "ledger", "check", "--dsn", dsn], capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.mark.asyncio
