@@ -2,7 +2,7 @@
 
 docs/api.md ("Errors") lists the same set; tests/unit/test_reasons.py checks
 both ways that the list and this module agree, and follows every reason the
-code hands to an error (ApiError and the helpers that pass a reason on) to
+code hands to an error (Refusal and the helpers that pass a reason on) to
 check that the code returns none this module does not name and that each one
 named here is returned somewhere. New code uses these constants.
 """
@@ -53,6 +53,8 @@ CONSUMER_TOO_SLOW = "CONSUMER_TOO_SLOW"
 RECONCILIATION_NOT_FOUND = "RECONCILIATION_NOT_FOUND"
 NOT_RECONCILABLE = "NOT_RECONCILABLE"  # the chain has no settled height to read yet
 DEPENDENCY_UNAVAILABLE = "DEPENDENCY_UNAVAILABLE"  # the adapter (or signer) did not answer
+# -- health ----------------------------------------------------------------------------
+CHAIN_UNAVAILABLE = "CHAIN_UNAVAILABLE"  # CreateInvoice on a chain the core does not follow now
 EXCEPTION_NOT_FOUND = "EXCEPTION_NOT_FOUND"
 EXCEPTION_ALREADY_RESOLVED = "EXCEPTION_ALREADY_RESOLVED"
 EXCEPTION_NOT_REBASELINABLE = "EXCEPTION_NOT_REBASELINABLE"

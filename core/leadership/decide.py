@@ -39,6 +39,13 @@ def lock_key(role: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def lock_key_parts(role: str) -> tuple[int, int]:
+    """(classid, objid) under which pg_locks shows the role's bigint advisory
+    lock: its high and low 32 bits, unsigned."""
+    key = lock_key(role) & 0xFFFF_FFFF_FFFF_FFFF
+    return key >> 32, key & 0xFFFF_FFFF
+
+
 @dataclass(frozen=True)
 class Term:
     """One leadership: the role and the epoch this replica's takeover wrote."""

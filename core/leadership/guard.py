@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from core.chain.follower import ChainFollower
+from core.leadership import decide
 from core.leadership.elector import Elector
 from core.leadership.fence import Fence
 from core.leadership.invoice_feed import InvoiceFeed
@@ -23,6 +24,8 @@ class Leadership:
         self.dsn = dsn
         self.settings = settings
         self.electors: dict[str, Elector] = {}
+        # Roles this replica does not lead but another replica does (seen in pg_locks).
+        self.led_elsewhere: dict[str, bool] = {}
 
     def guard(
         self, role: str, lead: Callable[[Fence], Awaitable[None]]
@@ -49,20 +52,30 @@ class Leadership:
 async def track_applied_head(
     leadership: Leadership, role: str, follower: ChainFollower, pool: asyncpg.Pool
 ) -> None:
-    """On a replica that does not lead the chain, the head its API shows (payment
-    confirmations) is the leader's applied cursor, read every second."""
+    """On a replica that does not lead the chain: the head its API shows (payment
+    confirmations) is the leader's applied cursor, and whether some replica
+    leads the chain at all (for health), read every second."""
+    classid, objid = decide.lock_key_parts(role)
     while True:
         if not leadership.leads(role):
             try:
                 async with pool.acquire() as conn:
-                    height = await conn.fetchval(
-                        "SELECT height FROM chain_cursors WHERE chain = $1",
+                    row = await conn.fetchrow(
+                        """SELECT (SELECT height FROM chain_cursors WHERE chain = $1) AS height,
+                                  EXISTS (SELECT 1 FROM pg_locks
+                                           WHERE locktype = 'advisory' AND granted
+                                             AND classid = $2::bigint::oid
+                                             AND objid = $3::bigint::oid
+                                             AND objsubid = 1) AS led""",
                         follower.applier.chain,
+                        classid,
+                        objid,
                     )
-                if height is not None:
-                    follower.head_height = int(height)
+                if row["height"] is not None:
+                    follower.head_height = int(row["height"])
+                leadership.led_elsewhere[role] = bool(row["led"])
             except (asyncpg.PostgresError, OSError):
-                pass  # shown as before until the database answers again
+                leadership.led_elsewhere[role] = False  # unknown: not vouched for
         await asyncio.sleep(1.0)
 
 

@@ -34,6 +34,7 @@ import grpc
 
 from core.chain.config import Chains as Config
 from core.chain.link import AdapterLink
+from core.domain import assets
 from core.invoices import lifecycle
 from core.invoices import state as sm
 from core.payouts import machine, nonces, tracking, txbuilder
@@ -41,6 +42,7 @@ from core.payouts.config import PayoutsConfig
 from core.payouts.machine import State
 from core.payouts.payouts import as_machine, candidates_of, lock, save
 from core.payouts.signer_client import SignerClient, SignerRefusal, body_digest, build_body
+from core.telemetry.logs import REQUEST_ID, new_request_id
 from kassa.chain.v1 import adapter_pb2, adapter_pb2_grpc
 
 log = logging.getLogger("kassa.payouts")
@@ -193,6 +195,8 @@ class PayoutWorker:
                 sorted(machine.LANDED),
             )
         for r in rows:
+            # One request id per step of a payout: its lines here, the signer's and the adapter's.
+            REQUEST_ID.set(new_request_id())
             state = State(r["state"])
             try:
                 await STEPS[state](self, r["id"])
@@ -270,7 +274,7 @@ class PayoutWorker:
                 "SELECT derivation_index FROM invoices WHERE id = $1", row["invoice_id"]
             )
         call = txbuilder.call_for(row["asset"], row["destination"], amount)
-        unsigned = txbuilder.eip1559(txbuilder.chain_number(row["chain"]), nonce, fees, call)
+        unsigned = txbuilder.eip1559(assets.chain_number(row["chain"]), nonce, fees, call)
         now = self.clock()
         _, body = build_body(
             key_id=row["key_id"],

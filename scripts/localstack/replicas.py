@@ -51,6 +51,7 @@ class Replicas:
                     base,
                     run_dir=run_dir,
                     port=free_port(),
+                    metrics_port=free_port(),
                     leadership={**base.leadership, "holder": holder(i)},
                 )
             )

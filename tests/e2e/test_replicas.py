@@ -25,7 +25,7 @@ from kassa.core.v1 import invoice_pb2, invoice_pb2_grpc
 from localstack.fullstack import ChainStack, LocalStack
 from localstack.replicas import Replicas, holder, leadership_options
 from localstack.stack import CoreSetup
-from tests.support.ledger import ledger_check
+from tests.support.kassactl import ledger_check
 
 LEASE_S = 3.0
 # A SIGKILLed leader's sessions close with its sockets, so its lock is free at

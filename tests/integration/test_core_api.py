@@ -22,9 +22,9 @@ from kassa.core.v1 import (
 )
 from localstack.procs import ManagedProcess
 from localstack.stack import CoreSetup
+from tests.support.config import XPUB
 from tests.support.grpc_errors import rich
 
-XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 
 
@@ -36,6 +36,8 @@ def core(tmp_path_factory: pytest.TempPathFactory, postgres) -> Iterator[CoreSet
         dsn=postgres.create_database("core_api"),
         account_xpub=XPUB,
         chains=[{"id": "eip155:31337", "adapter": "127.0.0.1:9", "confirmations": 2}],
+        # No adapter runs here (API tests): invoices are taken on the unwatched chain.
+        health={"invoices_need_chain": False},
         assets=[{"id": TOKEN, "symbol": "TUSD", "decimals": 6}],
         fixed_rates={"TUSD/USD": "1.00"},
     )

@@ -17,9 +17,9 @@ from core.clients import api_channel
 from core.events.outbox import NewEvent, append
 from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
 from localstack.stack import CoreSetup
+from tests.support.config import XPUB
 from tests.support.grpc_errors import rich
 
-XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 STALL_S = 1.0
 
@@ -31,6 +31,8 @@ def core(tmp_path: Path, fresh_dsn: str) -> CoreSetup:
         dsn=fresh_dsn,
         account_xpub=XPUB,
         chains=[{"id": "eip155:31337", "adapter": "127.0.0.1:9", "confirmations": 2}],
+        # No adapter runs here (API tests): invoices are taken on the unwatched chain.
+        health={"invoices_need_chain": False},
         assets=[{"id": TOKEN, "symbol": "TUSD", "decimals": 6}],
         fixed_rates={"TUSD/USD": "1.00"},
         events={"stream_buffer_events": 20, "stream_stall_timeout_s": STALL_S},

@@ -18,9 +18,9 @@ from kassa.core.v1 import invoice_pb2, invoice_pb2_grpc, webhook_pb2, webhook_pb
 from localstack.postgres import PostgresCluster
 from localstack.procs import ManagedProcess, console_script
 from localstack.stack import CoreSetup
+from tests.support.config import XPUB
 from tests.support.webhooks import AcceptingReceiver, docs_recipe
 
-XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 SCOPES = ("invoices:read", "invoices:write", "webhooks:read", "webhooks:write")
 VERIFY = docs_recipe()
@@ -32,6 +32,8 @@ def make_core(run_dir: Path, dsn: str) -> CoreSetup:
         dsn=dsn,
         account_xpub=XPUB,
         chains=[{"id": "eip155:31337", "adapter": "127.0.0.1:9", "confirmations": 2}],
+        # No adapter runs here (API tests): invoices are taken on the unwatched chain.
+        health={"invoices_need_chain": False},
         assets=[{"id": TOKEN, "symbol": "TUSD", "decimals": 6}],
         fixed_rates={"TUSD/USD": "1.00"},
         webhooks={"poll_interval_s": 0.05, "allow_private_targets": True},
