@@ -126,3 +126,11 @@ def test_every_role_has_one_key_and_its_follower_role_another(name: str) -> None
     assert decide.lock_key(name) == decide.lock_key(name)
     chain_role = decide.follower_role(f"eip155:{len(name)}")
     assert decide.lock_key(chain_role) != decide.lock_key(name)
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=20))
+def test_pg_locks_parts_recombine_to_the_lock_key(name: str) -> None:
+    classid, objid = decide.lock_key_parts(name)
+    assert 0 <= classid < 2**32 and 0 <= objid < 2**32
+    unsigned = (classid << 32) | objid
+    assert unsigned - (2**64 if unsigned >= 2**63 else 0) == decide.lock_key(name)
