@@ -307,9 +307,9 @@ async def serve(
         for chain, problem in verdict.chains.items():
             await health_servicer.set(core_health.CHAIN_PREFIX + chain, status(problem is None))
 
-    # grpc's HealthServicer says SERVING for "" until told otherwise: not before the first verdict.
-    for name in ("", *SERVICES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    # grpc's HealthServicer says SERVING for "" until told otherwise: the first verdict is
+    # in place before the port opens, so a client that connects at once reads the truth.
+    await publish(core_health.decide(await database_answers(), chain_views(), config.health))
     await server.start()
     # Each background loop under a supervisor: an exception it does not
     # handle itself (asyncpg.InterfaceError while the database is away) is
