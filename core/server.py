@@ -377,18 +377,20 @@ async def serve(
     for name in ("", *SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     # Every step runs whatever the one before it raised, so that a core that
-    # lost its database still closes everything and exits 0.
-    for step, action in (
-        ("server", lambda: server.stop(grace=5)),
-        ("ledger poster", poster.stop),
-        ("background tasks", lambda: _cancel_all(tasks)),
-        ("signer client", signer.close if signer is not None else _nothing),
-        ("outbox notifier", notifier.close),
-        ("pool", lambda: asyncio.wait_for(pool.close(), timeout=10)),
-        ("metrics endpoint", lambda: _call(stop_metrics)),
+    # lost its database still closes everything and exits 0; each is bounded
+    # (a step waiting on a dead database connection is logged and left behind),
+    # so the whole stop stays well inside a supervisor's stop timeout.
+    for step, action, bound_s in (
+        ("server", lambda: server.stop(grace=5), 6.0),
+        ("ledger poster", poster.stop, 2.0),
+        ("background tasks", lambda: _cancel_all(tasks), 2.0),
+        ("signer client", signer.close if signer is not None else _nothing, 1.0),
+        ("outbox notifier", notifier.close, 1.0),
+        ("pool", pool.close, 2.0),
+        ("metrics endpoint", lambda: _call(stop_metrics), 1.0),
     ):
         try:
-            await action()
+            await asyncio.wait_for(action(), timeout=bound_s)
         except Exception as exc:
             log.warning("shutdown step failed", extra={"step": step, "error": type(exc).__name__})
             if step == "pool":
