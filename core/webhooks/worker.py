@@ -199,24 +199,23 @@ UPDATE webhook_deliveries d
 """
 
 
-async def record(pool: asyncpg.Pool, attempted: Sequence[Attempted]) -> None:
+async def record(conn: asyncpg.Connection, attempted: Sequence[Attempted]) -> None:
     """Records finished attempts and their decisions, many in one statement
     (one round trip and one commit, where each attempt took a transaction)."""
     if not attempted:
         return
-    async with pool.acquire() as conn:
-        await conn.execute(
-            _RECORD,
-            [a.claimed.delivery_id for a in attempted],
-            [a.claimed.attempt for a in attempted],
-            [a.started for a in attempted],
-            [a.outcome.status_code for a in attempted],
-            [a.outcome.error[:MAX_ERROR_LEN] for a in attempted],
-            [a.duration_ms for a in attempted],
-            [a.decision.status.value for a in attempted],
-            [a.decision.next_attempt_time for a in attempted],
-            [a.now for a in attempted],
-        )
+    await conn.execute(
+        _RECORD,
+        [a.claimed.delivery_id for a in attempted],
+        [a.claimed.attempt for a in attempted],
+        [a.started for a in attempted],
+        [a.outcome.status_code for a in attempted],
+        [a.outcome.error[:MAX_ERROR_LEN] for a in attempted],
+        [a.duration_ms for a in attempted],
+        [a.decision.status.value for a in attempted],
+        [a.decision.next_attempt_time for a in attempted],
+        [a.now for a in attempted],
+    )
 
 
 class _Recorder:
@@ -227,6 +226,9 @@ class _Recorder:
         self.pool = pool
         self._waiting: list[tuple[Attempted, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        # Kept between flushes: the pool's reset on release was one of a
+        # flush's two round trips. Given back after any error.
+        self._conn: asyncpg.Connection | None = None
 
     async def record(self, attempted: Attempted) -> None:
         """Returns once the attempt is recorded; raises what recording raised."""
@@ -240,8 +242,11 @@ class _Recorder:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
-                await record(self.pool, [a for a, _ in batch])
+                if self._conn is None:
+                    self._conn = await self.pool.acquire()
+                await record(self._conn, [a for a, _ in batch])
             except Exception as exc:  # every attempt of the batch learns of it
+                await self._give_back()
                 for _, done in batch:
                     if not done.done():
                         done.set_exception(exc)
@@ -250,11 +255,18 @@ class _Recorder:
                     if not done.done():
                         done.set_result(None)
 
+    async def _give_back(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
+
     async def close(self) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
+        await self._give_back()
 
 
 class _Endpoints:
