@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from core.api.auth import Authenticator
 from core.api.event_service import EventService
+from core.api.event_service import add_to_server as add_event_service
 from core.api.exception_service import ExceptionService
 from core.api.guard import EdgeInterceptor
 from core.api.invoice_service import InvoiceService
@@ -51,7 +52,6 @@ from core.webhooks.worker import DeliveryWorker
 from kassa.chain.v1 import adapter_pb2_grpc
 from kassa.core.v1 import (
     event_pb2,
-    event_pb2_grpc,
     exception_pb2,
     exception_pb2_grpc,
     invoice_pb2,
@@ -161,9 +161,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
         InvoiceService(invoicing, config, auth, head_of), server
     )
-    event_pb2_grpc.add_EventServiceServicer_to_server(
-        EventService(pool, notifier, auth, config.events), server
-    )
+    add_event_service(EventService(pool, notifier, auth, config.events), server)
     webhooks = config.webhooks
     webhook_pb2_grpc.add_WebhookServiceServicer_to_server(
         WebhookService(

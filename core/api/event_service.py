@@ -20,9 +20,26 @@ from kassa.core.v1 import event_pb2_grpc as pb_grpc
 _TYPE = re.compile(r"[a-z_]+\.[a-z_]+")
 
 
-def _response(row: asyncpg.Record) -> pb.StreamEventsResponse:
-    """Rendered once per event in the shared tail; never changed after."""
-    return pb.StreamEventsResponse(event=render.event(row))
+def _serialize(message: bytes | pb.StreamEventsResponse) -> bytes:
+    """StreamEvents writes pre-serialized responses (render.stream_response_bytes)."""
+    if isinstance(message, bytes):
+        return message
+    return message.SerializeToString()
+
+
+def add_to_server(servicer: EventService, server: grpc.aio.Server) -> None:
+    """As the generated add_EventServiceServicer_to_server, with a serializer
+    that passes the stream's pre-serialized responses through."""
+    handlers = {
+        "StreamEvents": grpc.unary_stream_rpc_method_handler(
+            servicer.StreamEvents,
+            request_deserializer=pb.StreamEventsRequest.FromString,
+            response_serializer=_serialize,
+        ),
+    }
+    service = pb.DESCRIPTOR.services_by_name["EventService"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)
 
 
 class EventService(pb_grpc.EventServiceServicer):
@@ -42,7 +59,7 @@ class EventService(pb_grpc.EventServiceServicer):
     def _tail(self) -> Tail:
         """The process's shared tail of the outbox, made on first use."""
         if self._shared_tail is None:
-            self._shared_tail = Tail(self.pool, _response)
+            self._shared_tail = Tail(self.pool, render.stream_response_bytes)
         return self._shared_tail
 
     # Writes with context.write rather than yielding, so that a write that
@@ -73,7 +90,7 @@ class EventService(pb_grpc.EventServiceServicer):
         )
 
         async def send(message: object) -> None:
-            assert isinstance(message, pb.StreamEventsResponse)
+            assert isinstance(message, bytes)
             await context.write(message)
 
         try:
