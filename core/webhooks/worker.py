@@ -319,7 +319,10 @@ class DeliveryWorker:
         self.clock = clock
         self.keyring = keyring
         self._wake = asyncio.Event()
+        # Attempts sending (they count against concurrency), and attempts
+        # sent whose record is not yet written.
         self._in_flight: dict[asyncio.Task[None], str] = {}
+        self._recording: set[asyncio.Task[None]] = set()
         self._claim_batch = max(1, settings.concurrency // 4)
         self._endpoints = _Endpoints(settings)
         self._recorder = _Recorder(pool)
@@ -330,9 +333,10 @@ class DeliveryWorker:
             await self._send_loop()
         finally:
             dispatcher.cancel()
-            for task in [dispatcher, *self._in_flight]:
+            tasks = [dispatcher, *self._in_flight, *self._recording]
+            for task in tasks:
                 task.cancel()
-            for task in [dispatcher, *self._in_flight]:
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self._recorder.close()
@@ -409,6 +413,7 @@ class DeliveryWorker:
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)
+        self._recording.discard(task)
 
     async def _attempt(self, claimed: Claimed) -> None:
         try:
@@ -435,6 +440,15 @@ class DeliveryWorker:
                 claimed.give_up_time,
                 random.random(),
             )
+            # The send is over: its slot is free for the next claim while the
+            # record joins the next batch (the lease keeps the delivery from
+            # being claimed again, and its resource's next event waits for the
+            # record to leave 'pending').
+            task = asyncio.current_task()
+            assert task is not None
+            if self._in_flight.pop(task, None) is not None:
+                self._recording.add(task)
+            self._wake.set()
             await self._recorder.record(
                 Attempted(claimed, started, duration_ms, outcome, decision, now)
             )
