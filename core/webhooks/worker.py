@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 import aiohttp
 import asyncpg
 
+from core import metrics
 from core.events.stream import OutboxNotifier
 from core.render import events as resources
 from core.webhooks import retry, signing, targets
@@ -452,6 +453,7 @@ class DeliveryWorker:
             await self._recorder.record(
                 Attempted(claimed, started, duration_ms, outcome, decision, now)
             )
+            metrics.WEBHOOK_ATTEMPTS.labels(decision.status.value).inc()
             log.info(
                 "webhook attempt",
                 extra={
