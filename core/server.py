@@ -17,6 +17,7 @@ from core import health as core_health
 from core import metrics as core_metrics
 from core.api.auth import Authenticator, current_actor
 from core.api.event_service import EventService
+from core.api.event_service import add_to_server as add_event_service
 from core.api.exception_service import ExceptionService
 from core.api.guard import EdgeInterceptor
 from core.api.invoice_service import InvoiceService
@@ -54,7 +55,6 @@ from core.webhooks.worker import DeliveryWorker
 from kassa.chain.v1 import adapter_pb2_grpc
 from kassa.core.v1 import (
     event_pb2,
-    event_pb2_grpc,
     exception_pb2,
     exception_pb2_grpc,
     invoice_pb2,
@@ -200,9 +200,7 @@ async def serve(
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
         InvoiceService(invoicing, config, auth, head_of, chain_problem), server
     )
-    event_pb2_grpc.add_EventServiceServicer_to_server(
-        EventService(pool, notifier, auth, config.events), server
-    )
+    add_event_service(EventService(pool, notifier, auth, config.events), server)
     webhooks = config.webhooks
     webhook_pb2_grpc.add_WebhookServiceServicer_to_server(
         WebhookService(
