@@ -99,6 +99,9 @@ class ChainFollower:
                     self.head_height = event.undo.to_cursor.height
                 elif kind == "head":
                     self.head_height = event.head.head.height
+                    if cursor is None and await self.applier.anchor(event.head.head):
+                        # Resumable from here on: nothing mined during a reconnect is lost.
+                        cursor = event.head.head
                 elif kind == "pending":
                     await self.applier.apply_pending(event.pending)
                 if time.monotonic() >= self._next_expiry:
