@@ -342,9 +342,9 @@ async def reconcile(
     await store.ensure_accounts(conn, [accounts[i] for i in sorted(accounts)])
     done = await settled(conn, rows)
     drawn = await _drawn(conn, [row["id"] for row in rows])
-    free = await _free(
-        conn, [chart.merchant_account(m, a, kind) for m, a in pairs for kind in KINDS]
-    )
+    # Every merchant account a leg may touch, locked in id order (as the store
+    # and the payout service lock them), not just the two read.
+    free = await _free(conn, [a for a in accounts if not a.endswith(":payouts_in_flight")])
     batch: list[tuple[int, Transfer]] = []
     owed: list[Owed] = []
     for row, after in look:
