@@ -21,7 +21,9 @@ from tests.support.payouts import ledger_check
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, postgres) -> Iterator[LocalStack]:
     # A stack of its own: a fresh database whose core has applied no block.
-    local = LocalStack(Path(tmp_path_factory.mktemp("anchor")), block_time_s=None, postgres=postgres)
+    local = LocalStack(
+        Path(tmp_path_factory.mktemp("anchor")), block_time_s=None, postgres=postgres
+    )
     local.start_all(signer=False)
     yield local
     codes = local.stop()
