@@ -5,17 +5,34 @@ it comes back — credited exactly once."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from kassa.core.v1 import invoice_pb2
 from localstack.fullstack import LocalStack
-from tests.e2e.test_node_failover import cursor_height
 from tests.support.invoices import create, payments_rows
 from tests.support.payouts import ledger_check
+
+
+def cursor_height(stack: LocalStack) -> int:
+    """The height of the core's cursor on the stack's chain; -1 without one."""
+
+    async def query() -> int:
+        conn = await asyncpg.connect(stack.dsn)
+        try:
+            found = await conn.fetchval(
+                "SELECT height FROM chain_cursors WHERE chain = $1", stack.chain
+            )
+            return int(found) if found is not None else -1
+        finally:
+            await conn.close()
+
+    return asyncio.run(query())
 
 
 @pytest.fixture(scope="module")
