@@ -6,6 +6,7 @@ names a balance that breaks an account's nature even where no flag is set
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -83,9 +84,9 @@ async def test_incoming_cannot_go_negative_and_the_receivable_cannot_go_the_othe
     merchant owes (the receivable) is never paid back beyond what is owed."""
     await migrate(fresh_dsn)
     pool = await create_pool(fresh_dsn, max_size=2)
-    incoming = payments.merchant_account("m", ASSET, "incoming")
+    incoming = accounts.merchant_account("m", ASSET, "incoming")
     receivable = accounts.receivable("m", ASSET)
-    custody = payments.custody(ASSET)
+    custody = accounts.custody(ASSET)
     try:
         async with pool.acquire() as conn:
             await payout_ledger.ensure(conn, "m", ASSET, "eip155:1")
@@ -132,9 +133,9 @@ async def test_migration_0013_flags_existing_incoming_accounts_that_satisfy_it(
 ) -> None:
     await migrate(fresh_dsn)
     pool = await create_pool(fresh_dsn, max_size=2)
-    good = payments.merchant_account("a", ASSET, "incoming")
-    broken = payments.merchant_account("b", ASSET, "incoming")
-    custody = payments.custody(ASSET)
+    good = accounts.merchant_account("a", ASSET, "incoming")
+    broken = accounts.merchant_account("b", ASSET, "incoming")
+    custody = accounts.custody(ASSET)
     sql = (
         Path(__file__).parents[2] / "core/store/migrations/0013_incoming_never_negative.sql"
     ).read_text()
