@@ -22,6 +22,7 @@ from core.api.ledger_service import LedgerService
 from core.api.merchant_service import MerchantService
 from core.api.payout_service import PayoutService, SweepService
 from core.api.reconciliation_service import ReconciliationService
+from core.api.support_service import SupportService
 from core.api.webhook_service import WebhookService
 from core.chain.apply import ChainApplier
 from core.chain.follower import ChainFollower
@@ -44,6 +45,7 @@ from core.rates.config import build_router
 from core.reconcile.runner import Reconciler
 from core.store.db import create_pool
 from core.store.migrate import migrate
+from core.support.actions import SupportActions
 from core.tls import Tls13Only, server_credentials
 from core.webhooks.endpoints import Endpoints
 from core.webhooks.reseal import reseal
@@ -62,6 +64,8 @@ from kassa.core.v1 import (
     payout_pb2_grpc,
     reconciliation_pb2,
     reconciliation_pb2_grpc,
+    support_pb2,
+    support_pb2_grpc,
     webhook_pb2,
     webhook_pb2_grpc,
 )
@@ -78,6 +82,7 @@ SERVICES = (
     webhook_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
     reconciliation_pb2.DESCRIPTOR.services_by_name["ReconciliationService"].full_name,
     exception_pb2.DESCRIPTOR.services_by_name["ExceptionService"].full_name,
+    support_pb2.DESCRIPTOR.services_by_name["SupportService"].full_name,
 )
 
 
@@ -191,6 +196,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     signer: SignerClient | None = None
     payout_worker: PayoutWorker | None = None
     sweeper: Sweeper | None = None
+    support_payouts: Payouts | None = None
     if config.payouts is not None:
         if config.payouts.signer.ca_file is None:
             log.warning(
@@ -199,13 +205,12 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
             )
         signer = SignerClient(config.payouts.signer)
         payout_worker = PayoutWorker(pool, config, config.payouts, signer, clock)
+        support_payouts = Payouts(
+            pool, config.payouts.hot_key_id, destination_policy(config.payouts, config.assets)
+        )
         payout_pb2_grpc.add_PayoutServiceServicer_to_server(
             PayoutService(
-                Payouts(
-                    pool,
-                    config.payouts.hot_key_id,
-                    destination_policy(config.payouts, config.assets),
-                ),
+                support_payouts,
                 config,
                 auth,
                 clock,
@@ -230,6 +235,21 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
     )
     exception_pb2_grpc.add_ExceptionServiceServicer_to_server(
         ExceptionService(pool, auth, clock), server
+    )
+    support_pb2_grpc.add_SupportServiceServicer_to_server(
+        SupportService(
+            SupportActions(
+                pool,
+                config.support,
+                invoicing,
+                support_payouts,
+                webhooks.policy.give_up_after_s,
+                clock,
+            ),
+            auth,
+            clock,
+        ),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
