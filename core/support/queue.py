@@ -314,12 +314,12 @@ async def _evidence(
     if not subjects:
         return
     found: dict[str, list[tuple[str, str, str, datetime | None]]] = {s: [] for s in subjects}
-    sources = {s: source_of(s) for s in subjects}
-    invoice_ids = {
-        candidates[s].row["id"]: s
-        for s in subjects
-        if sources[s] == ("invoices", candidates[s].row["id"])
-    }
+    ids: dict[str, dict[str, str]] = {"invoices": {}, "payouts": {}, "endpoints": {}}
+    for s in subjects:
+        where = source_of(s)
+        if where is not None and where[0] in ids:
+            ids[where[0]][where[1]] = s
+    invoice_ids = ids["invoices"]
     for r in await conn.fetch(
         """SELECT invoice_id, tx_hash, asset, amount, status, counted, first_seen_time
              FROM payments WHERE invoice_id = ANY($1::text[]) ORDER BY first_seen_time""",
@@ -347,11 +347,7 @@ async def _evidence(
                 None,
             )
         )
-    payout_ids = {
-        candidates[s].row["id"]: s
-        for s in subjects
-        if sources[s] == ("payouts", candidates[s].row["id"])
-    }
+    payout_ids = ids["payouts"]
     for r in await conn.fetch(
         """SELECT payout_id, tx_hash, status, create_time FROM payout_transactions
             WHERE payout_id = ANY($1::text[]) ORDER BY create_time""",
@@ -360,9 +356,7 @@ async def _evidence(
         found[payout_ids[r["payout_id"]]].append(
             ("transaction", r["tx_hash"], r["status"], r["create_time"])
         )
-    endpoint_ids = {
-        candidates[s].row["endpoint_id"]: s for s in subjects if "/webhookEndpoints/" in s
-    }
+    endpoint_ids = ids["endpoints"]
     for r in await conn.fetch(
         """SELECT d.endpoint_id, d.id, d.event_type, d.resource_name, d.status, d.attempt_count,
                   d.update_time, a.status_code, a.error
