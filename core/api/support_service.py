@@ -28,8 +28,8 @@ from kassa.core.v1 import support_pb2 as pb
 from kassa.core.v1 import support_pb2_grpc as pb_grpc
 
 MAX_REASON_LEN = 500
-# The effect of an action runs under "support:" + its request_id (128 at most).
-MAX_REQUEST_ID_LEN = 120
+# The effect of an action runs under "support:r:" + its request_id (128 at most).
+MAX_REQUEST_ID_LEN = 110
 _NAME = re.compile(r"supportActions/([0-9a-f]{20})")
 _TX_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
 _SCOPES = {

@@ -98,7 +98,7 @@ class SupportActions:
                 return earlier
         action_id = secrets.token_hex(10)
         # The effect's own request id: the same on a retry of this request.
-        effect_id = f"support:{req.request_id or action_id}"
+        effect_id = f"support:r:{req.request_id}" if req.request_id else f"support:a:{action_id}"
         pending = req.action in decide.DANGEROUS and self.settings.require_second_approval
         done = None if pending else await self._performed(req, effect_id)
         if done is None:
@@ -138,7 +138,7 @@ class SupportActions:
             row["destination"],
             row["tx_hash"],
         )
-        effect_id = f"support:{action_id}"
+        effect_id = f"support:a:{action_id}"
         done = await self._performed(req, effect_id)
         if done is None:
             facts, subject_row, _ = await self._offered(req, now)
@@ -186,6 +186,15 @@ class SupportActions:
     async def _performed(self, req: Request, effect_id: str) -> Outcome | None:
         """The outcome of an effect already made under `effect_id` (a retry
         after a crash before the audit record), else None."""
+        if (
+            req.action is decide.Action.ACKNOWLEDGE
+            and req.kind is decide.Kind.RECONCILIATION_MISMATCH
+        ):
+            async with self.pool.acquire() as conn:
+                resolved = await conn.fetchval(
+                    "SELECT 1 FROM exceptions WHERE resolve_request_id = $1", effect_id
+                )
+            return Outcome(f"{req.subject} resolved as acknowledged") if resolved else None
         parsed = names.parse_invoice(req.subject)
         if parsed is None:
             return None
