@@ -141,6 +141,7 @@ INVOICE: list[Column] = [
 RUN: list[Column] = [
     ("NAME", lambda m: m.name),
     ("CHAIN", lambda m: m.chain),
+    ("KIND", lambda m: "incremental" if m.incremental else "full"),
     ("HEIGHT", lambda m: m.height),
     ("COMPARED", lambda m: f"{m.balances_compared}b/{m.transactions_compared}tx"),
     ("UNEXPLAINED", lambda m: m.unexplained_count),
@@ -351,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     rr = rec.add("run", "reconcile a chain now; exit 2 on unexplained differences")
     rr.add_argument("chain", help="CAIP-2 chain id, e.g. eip155:1")
     rr.add_argument("--request-id", default="", help="repeat a run's answer instead of running")
+    rr.add_argument(
+        "--incremental",
+        action="store_true",
+        help="only what was touched since the last run (funds sent behind Kassa's back to "
+        "an untouched address wait for the next full run)",
+    )
     rg = rec.add("get", "show one run with its differences")
     rg.add_argument("name", help="reconciliations/{id}")
     rl = rec.add("list", "list runs, newest first")
@@ -604,7 +611,7 @@ def _reconcile(
         if args.reconcile_command == "run":
             run = stub.RunReconciliation(
                 reconciliation_pb2.RunReconciliationRequest(
-                    chain=args.chain, request_id=args.request_id
+                    chain=args.chain, request_id=args.request_id, incremental=args.incremental
                 ),
                 timeout=600,
             ).reconciliation

@@ -36,3 +36,16 @@ CREATE INDEX invoices_support ON invoices (update_time, id)
     WHERE state = 'underpaid' OR flags && '{paid_over,duplicate,paid_late,wrong_asset}'::text[];
 -- The evidence of an item: the latest events of its resource.
 CREATE INDEX events_by_resource ON events (resource_name, sequence DESC);
+
+-- Incremental reconciliation runs (core/reconcile/runner.py): what a run was
+-- and the ledger's last transfer it saw, so the next incremental run knows
+-- what was touched since; custody booked to an invoice or sweep is found by
+-- its reference.
+ALTER TABLE reconciliation_runs
+    ADD COLUMN incremental boolean NOT NULL DEFAULT false,
+    ADD COLUMN ledger_seq  bigint,
+    -- Transfer ids below ledger_seq the snapshot did not see (in flight then,
+    -- or rolled back): the next incremental run looks at them too.
+    ADD COLUMN ledger_gaps bigint[] NOT NULL DEFAULT '{}',
+    ADD COLUMN since_run   text REFERENCES reconciliation_runs (id);
+CREATE INDEX ledger_transfers_by_reference ON ledger_transfers (reference) WHERE reference <> '';
