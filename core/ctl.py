@@ -28,6 +28,7 @@ from core.clients import ApiTls, api_aio_channel, authed_channel
 from core.ledger import check as ledger_check
 from core.merchants import Merchants
 from core.merchants.credentials import SCOPES
+from core.payouts.signer_client import body_digest, load_ed25519
 from core.secretfiles import SecretError, read_secret_text
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate
@@ -49,6 +50,7 @@ from kassa.core.v1 import (
     webhook_pb2,
     webhook_pb2_grpc,
 )
+from kassa.signer.v1 import signer_pb2
 
 # An API key anywhere in a text: redacted from every message kassactl prints.
 _TOKEN_TEXT = re.compile(r"kassa_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
@@ -429,6 +431,19 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("name", help="merchants/{m}/payouts/{p}")
     pc = pay.add("cancel", "cancel a payout not yet signed")
     pc.add_argument("name", help="merchants/{m}/payouts/{p}")
+    pa = pay.add(
+        "approve",
+        "sign a payout's pending sign request as an approver (payouts:approve); "
+        "prints the intent the signature covers",
+    )
+    pa.add_argument("name", help="merchants/{m}/payouts/{p}")
+    pa.add_argument("--approver-key-id", required=True, help="the approver's key id in the signer")
+    pa.add_argument(
+        "--key-file",
+        type=Path,
+        required=True,
+        help="the approver's Ed25519 key: PEM (PKCS#8) or 64 hex characters (mode 0600)",
+    )
     sw = _Commands(top.add("sweeps", "deposit sweeps (sweeps:*)"), "wc")
     wl = sw.add("list", "sweeps, by chain")
     wl.add_argument("--chain", default="")
@@ -773,8 +788,42 @@ def _payouts(stub: payout_pb2_grpc.PayoutServiceStub, args: argparse.Namespace, 
             )
         case "get":
             out.one(stub.GetPayout(p.GetPayoutRequest(name=args.name)).payout, PAYOUT)
+        case "approve":
+            out.one(_approve(stub, args), PAYOUT)
         case _:
             out.one(stub.CancelPayout(p.CancelPayoutRequest(name=args.name)).payout, PAYOUT)
+
+
+def _approve(stub: payout_pb2_grpc.PayoutServiceStub, args: argparse.Namespace) -> Message:
+    """Signs the digest of the exact body the core will send, after checking
+    that the body says what the payout says (what you see is what you sign)."""
+    payout = stub.GetPayout(payout_pb2.GetPayoutRequest(name=args.name)).payout
+    body = bytes(payout.sign_request.body)
+    if payout.state != payout_pb2.PAYOUT_STATE_WAITING_APPROVAL or not body:
+        raise SystemExit(
+            f"kassactl: {args.name} is {_enum_text(payout, 'state')}: nothing to approve"
+        )
+    digest = body_digest(body)
+    if digest.hex() != payout.sign_request.body_digest:
+        raise SystemExit("kassactl: the sign request's digest does not match its body")
+    intent = signer_pb2.SignRequestBody.FromString(body).intent
+    said = (intent.destination.lower(), intent.asset.lower(), intent.amount)
+    if said != (payout.destination.lower(), payout.asset.lower(), payout.amount):
+        raise SystemExit(f"kassactl: the sign request says {said}, the payout does not: refused")
+    print(
+        f"approving {payout.amount} {payout.asset} to {payout.destination} ({args.name})",
+        file=sys.stderr,
+    )
+    key = load_ed25519(args.key_file)
+    approved: payout_pb2.ApprovePayoutResponse = stub.ApprovePayout(
+        payout_pb2.ApprovePayoutRequest(
+            name=args.name,
+            approver_key_id=args.approver_key_id,
+            signature=key.sign(digest),
+            body_digest=digest.hex(),
+        )
+    )
+    return approved.payout
 
 
 def _sweeps(stub: payout_pb2_grpc.SweepServiceStub, args: argparse.Namespace, out: Out) -> None:

@@ -323,12 +323,14 @@ async def run(args: argparse.Namespace, run_dir: Path) -> dict[str, object]:
         incremental: dict[str, object] = {}
         if args.touched:
             inc_s: list[float] = []
+            inc_phases: list[dict[str, float]] = []
             inc_compared = 0
             for r in range(args.repeats):
                 touched = await touch(dsn, anvil, addresses, args.touched, r)
                 started = time.perf_counter()
                 run_id = await reconciler.run_once(CHAIN, "bench", incremental=True)
                 inc_s.append(time.perf_counter() - started)
+                inc_phases.append(dict(reconciler.last_timings_s))
                 async with pool.acquire() as conn:
                     row = await conn.fetchrow(
                         "SELECT * FROM reconciliation_runs WHERE id = $1", run_id
@@ -344,6 +346,9 @@ async def run(args: argparse.Namespace, run_dir: Path) -> dict[str, object]:
                 "incremental_us_per_touched_address": round(
                     statistics.median(inc_s) / args.touched * 1e6, 2
                 ),
+                "incremental_phases_s": {
+                    k: round(statistics.median(p[k] for p in inc_phases), 3) for k in inc_phases[0]
+                },
                 "incremental_vs_full_run": round(
                     statistics.median(inc_s) / statistics.median(runs_s), 4
                 ),
