@@ -386,12 +386,13 @@ SELECT coalesce(a.address, c.address) AS address, coalesce(a.asset, c.asset) AS 
 # references of their invoices and sweeps (ledger_transfers_by_reference, and
 # posts through their pending transfer), not by aggregating the whole ledger.
 # $4: the touched addresses, lower case. Custody with no reference (the
-# "ledger" location) is left to full runs.
+# "ledger" location) is left to full runs. Invoices are found by their
+# address as stored (lower case, core/chain/hd.py), through its unique index.
 _DEPOSITS_TOUCHED = """
 WITH touched AS (SELECT DISTINCT unnest($4::text[]) AS address),
 names AS (
     SELECT 'merchants/' || i.merchant_id || '/invoices/' || i.id AS reference
-      FROM invoices i JOIN touched w ON w.address = lower(i.deposit_address)
+      FROM invoices i JOIN touched w ON w.address = i.deposit_address
      WHERE i.chain = $1
     UNION
     SELECT 'sweeps/' || s.id FROM payouts s
@@ -423,11 +424,11 @@ names AS (
        AND t.asset LIKE $1 || '/%'
      GROUP BY 1, 2
 ), addresses AS (
-    SELECT lower(i.deposit_address) AS address, i.asset
-      FROM invoices i JOIN touched w ON w.address = lower(i.deposit_address) WHERE i.chain = $1
+    SELECT i.deposit_address AS address, i.asset
+      FROM invoices i JOIN touched w ON w.address = i.deposit_address WHERE i.chain = $1
     UNION ALL
-    SELECT lower(i.deposit_address), $2
-      FROM invoices i JOIN touched w ON w.address = lower(i.deposit_address)
+    SELECT i.deposit_address, $2
+      FROM invoices i JOIN touched w ON w.address = i.deposit_address
      WHERE i.chain = $1 AND i.asset <> $2
 )
 SELECT coalesce(a.address, c.address) AS address, coalesce(a.asset, c.asset) AS asset,
@@ -442,9 +443,11 @@ SELECT coalesce(a.address, c.address) AS address, coalesce(a.asset, c.asset) AS 
 # next incremental run looks at those as well as at every newer one.
 IN_FLIGHT_TRANSFERS = 10_000
 _LEDGER_GAPS = """
-SELECT coalesce(array_agg(s ORDER BY s), '{}')
-  FROM generate_series(greatest($1::bigint - $2::bigint + 1, 1), $1::bigint) s
- WHERE NOT EXISTS (SELECT 1 FROM ledger_transfers t WHERE t.seq = s)
+SELECT coalesce(array_agg(s ORDER BY s), '{}') FROM (
+    SELECT s FROM generate_series(greatest($1::bigint - $2::bigint + 1, 1), $1::bigint) s
+    EXCEPT
+    SELECT seq FROM ledger_transfers WHERE seq BETWEEN $1::bigint - $2::bigint + 1 AND $1::bigint
+) missing
 """
 
 # What changed since the last run: payments mined above its height (one

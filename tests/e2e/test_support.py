@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import asyncpg
 import grpc
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from core.ledger import store as ledger_store
 from core.ledger.rules import Transfer
@@ -467,6 +468,34 @@ def test_payouts_waiting_for_approval_and_stuck(stack: LocalStack, account, desk
     assert items(desk["reader"], big.name)[K.ITEM_KIND_PAYOUT_WAITING_APPROVAL].review_actor
     payouts.CancelPayout(payout_pb2.CancelPayoutRequest(name=big.name))
     wait_item(stack, desk["reader"], big.name, K.ITEM_KIND_PAYOUT_WAITING_APPROVAL, present=False)
+    # Another, approved by both approvers with kassactl: it leaves the queue and confirms.
+    other = create(1_100_000_000)
+    wait_payout(stack, payouts, other.name, {payout_pb2.PAYOUT_STATE_WAITING_APPROVAL})
+    wait_item(stack, desk["reader"], other.name, K.ITEM_KIND_PAYOUT_WAITING_APPROVAL)
+    approver_token = bootstrap(stack, "payouts:read,payouts:approve")
+    for who, key in stack.approvers.items():
+        key_file = stack.run_dir / f"approver-{who}.key"
+        key_file.write_text(
+            key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
+        )
+        key_file.chmod(0o600)
+        approved = kassactl(
+            stack,
+            approver_token,
+            "payouts",
+            "approve",
+            other.name,
+            "--approver-key-id",
+            who,
+            "--key-file",
+            str(key_file),
+        )
+        assert approved.returncode == 0, approved.stderr
+        assert "approving 1100000000" in approved.stderr
+    wait_item(stack, desk["reader"], other.name, K.ITEM_KIND_PAYOUT_WAITING_APPROVAL, present=False)
+    assert wait_payout(stack, payouts, other.name, FINAL).state == (
+        payout_pb2.PAYOUT_STATE_CONFIRMED
+    )
 
     # Broadcast (automine lands it) but never confirmed: no block is mined.
     small = create(1_000_000)

@@ -49,3 +49,4 @@ ALTER TABLE reconciliation_runs
     ADD COLUMN ledger_gaps bigint[] NOT NULL DEFAULT '{}',
     ADD COLUMN since_run   text REFERENCES reconciliation_runs (id);
 CREATE INDEX ledger_transfers_by_reference ON ledger_transfers (reference) WHERE reference <> '';
+
