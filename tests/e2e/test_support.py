@@ -341,6 +341,21 @@ def _refund_approved(stack, desk, payouts, subject: str, kind: int, scope: int) 
     return done.amount
 
 
+def test_underpaid_refunded_whole_after_approval(stack: LocalStack, account, desk) -> None:
+    parent, invoices, payouts = account
+    invoice = underpaid_invoice(stack, invoices, parent)
+    wait_item(stack, desk["reader"], invoice.name, K.ITEM_KIND_INVOICE_UNDERPAID)
+    refunded = _refund_approved(
+        stack, desk, payouts, invoice.name, K.ITEM_KIND_INVOICE_UNDERPAID, K.REFUND_SCOPE_WHOLE
+    )
+    assert refunded == invoice.amount_received
+    wait_invoice(invoices, invoice.name, invoice_pb2.INVOICE_STATE_REFUNDED)
+    wait_item(stack, desk["reader"], invoice.name, K.ITEM_KIND_INVOICE_UNDERPAID, present=False)
+    [record] = audit(desk["reader"], invoice.name)
+    assert record.action == K.ACTION_TYPE_REFUND_WHOLE and record.approver
+    assert ledger_check(stack).returncode == 0
+
+
 def test_overpaid_excess_refunded_after_approval(stack: LocalStack, account, desk) -> None:
     parent, invoices, payouts = account
     over = paid_invoice(stack, invoices, parent, pay_extra=2_000_000)
