@@ -38,9 +38,9 @@ from kassa.core.v1 import (
 )
 from localstack.fullstack import LocalStack
 from localstack.ports import free_port
-from localstack.procs import console_script
 from localstack.stack import MERCHANT_SCOPES
 from tests.support.grpc_errors import rich
+from tests.support.kassactl import against, bootstrap_key
 from tests.support.payouts import fresh_address, ledger_check, paid_invoice, wait_payout
 
 K = support_pb2
@@ -83,13 +83,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres) -> Iterator[LocalS
 
 
 def bootstrap(stack: LocalStack, scopes: str) -> str:
-    result = subprocess.run(
-        [console_script("kassactl"), "bootstrap-key", "--dsn", stack.dsn, "--scopes", scopes],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return result.stdout.strip().splitlines()[-1]
+    return bootstrap_key(stack.dsn, scopes)
 
 
 @pytest.fixture(scope="module")
@@ -180,20 +174,9 @@ def underpaid_invoice(stack: LocalStack, invoices, parent: str) -> invoice_pb2.I
 
 
 def kassactl(stack: LocalStack, token: str, *args: str) -> subprocess.CompletedProcess[str]:
-    setup = stack.core_setup()
-    return subprocess.run(
-        [
-            console_script("kassactl"),
-            "--target",
-            setup.target,
-            "--ca-file",
-            str(setup.ca_file),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"KASSA_TOKEN": token, "PATH": "/usr/bin:/bin"},
+    """kassactl against the stack's core, the key from the environment (never on the line)."""
+    return against(
+        stack.core_setup(), *args, timeout_s=60, env={"KASSA_TOKEN": token, "PATH": "/usr/bin:/bin"}
     )
 
 
