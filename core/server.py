@@ -25,6 +25,7 @@ from core.api.ledger_service import LedgerService
 from core.api.merchant_service import MerchantService
 from core.api.payout_service import PayoutService, SweepService
 from core.api.reconciliation_service import ReconciliationService
+from core.api.support_service import SupportService
 from core.api.webhook_service import WebhookService
 from core.chain.apply import ChainApplier
 from core.chain.follower import ChainFollower
@@ -47,6 +48,7 @@ from core.rates.config import build_router
 from core.reconcile.runner import Reconciler
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
+from core.support.actions import SupportActions
 from core.telemetry.rpc import RpcMetrics, serve_metrics
 from core.tls import Tls13Only, server_credentials
 from core.webhooks.endpoints import Endpoints
@@ -65,6 +67,8 @@ from kassa.core.v1 import (
     payout_pb2_grpc,
     reconciliation_pb2,
     reconciliation_pb2_grpc,
+    support_pb2,
+    support_pb2_grpc,
     webhook_pb2,
     webhook_pb2_grpc,
 )
@@ -81,6 +85,7 @@ SERVICES = (
     webhook_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
     reconciliation_pb2.DESCRIPTOR.services_by_name["ReconciliationService"].full_name,
     exception_pb2.DESCRIPTOR.services_by_name["ExceptionService"].full_name,
+    support_pb2.DESCRIPTOR.services_by_name["SupportService"].full_name,
 )
 
 
@@ -228,6 +233,7 @@ async def serve(
     signer: SignerClient | None = None
     payout_worker: PayoutWorker | None = None
     sweeper: Sweeper | None = None
+    support_payouts: Payouts | None = None
     if config.payouts is not None:
         if config.payouts.signer.ca_file is None:
             log.warning(
@@ -236,13 +242,12 @@ async def serve(
             )
         signer = SignerClient(config.payouts.signer)
         payout_worker = PayoutWorker(pool, config, config.payouts, signer, clock)
+        support_payouts = Payouts(
+            pool, config.payouts.hot_key_id, destination_policy(config.payouts, config.assets)
+        )
         payout_pb2_grpc.add_PayoutServiceServicer_to_server(
             PayoutService(
-                Payouts(
-                    pool,
-                    config.payouts.hot_key_id,
-                    destination_policy(config.payouts, config.assets),
-                ),
+                support_payouts,
                 config,
                 auth,
                 clock,
@@ -267,6 +272,21 @@ async def serve(
     )
     exception_pb2_grpc.add_ExceptionServiceServicer_to_server(
         ExceptionService(pool, auth, clock), server
+    )
+    support_pb2_grpc.add_SupportServiceServicer_to_server(
+        SupportService(
+            SupportActions(
+                pool,
+                config.support,
+                invoicing,
+                support_payouts,
+                webhooks.policy.give_up_after_s,
+                clock,
+            ),
+            auth,
+            clock,
+        ),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
