@@ -28,6 +28,7 @@ from core.rates.config import RatesConfig, RatesConfigError, parse_rates
 from core.reconcile import settings as reconcile_settings
 from core.relay import settings as relay_settings
 from core.secretfiles import SecretError, read_secret_file, secret_from
+from core.support import settings as support_settings
 from core.tls import ClientTls, ServerTls, client_tls, server_tls
 from core.webhooks import settings as webhook_settings
 from core.webhooks.sealing import Keyring, KeyringError, parse_keyring
@@ -80,12 +81,19 @@ class Config:
     reconcile: reconcile_settings.ReconcileSettings = field(
         default_factory=reconcile_settings.ReconcileSettings
     )
+<<<<<<< HEAD
     # [leadership]: the lease of roles only one replica may lead (core/leadership).
     leadership: leadership_settings.LeadershipSettings = field(
         default_factory=leadership_settings.LeadershipSettings
     )
     # [jetstream]: the outbox relayed to NATS JetStream (core/relay); None: off.
     jetstream: relay_settings.JetStreamSettings | None = None
+=======
+    # [support]: the support queue and its actions (core/support).
+    support: support_settings.SupportSettings = field(
+        default_factory=support_settings.SupportSettings
+    )
+>>>>>>> main
     extra: dict[str, Any] = field(default_factory=dict)
     # [server] TLS of the public API; None only with server.dev_plaintext = true.
     api_tls: ServerTls | None = None
@@ -235,8 +243,12 @@ def parse(raw: dict[str, Any], base: Path, source: Path | str = "core.toml") -> 
         events=_table(event_settings.parse, raw, "events"),
         health=_table(health_settings.parse, raw, "health"),
         reconcile=_table(reconcile_settings.parse, raw, "reconcile"),
+<<<<<<< HEAD
         leadership=_table(leadership_settings.parse, raw, "leadership"),
         jetstream=_table(relay_settings.parse, raw, "jetstream"),
+=======
+        support=_table(support_settings.parse, raw, "support"),
+>>>>>>> main
         underpayment_tolerance_bps=int(invoices.get("underpayment_tolerance_bps", 0)),
         late_payment_window_s=int(
             invoices.get("late_payment_window_s", Config.late_payment_window_s)

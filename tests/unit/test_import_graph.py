@@ -49,6 +49,7 @@ DECIDERS = (
     "core.reconcile.decide",
     "core.leadership.decide",
     "core.relay.subjects",
+    "core.support.decide",
     "core.payouts.tracking",
     "core.payouts.destinations",
     "core.reasons",
