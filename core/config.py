@@ -81,19 +81,16 @@ class Config:
     reconcile: reconcile_settings.ReconcileSettings = field(
         default_factory=reconcile_settings.ReconcileSettings
     )
-<<<<<<< HEAD
     # [leadership]: the lease of roles only one replica may lead (core/leadership).
     leadership: leadership_settings.LeadershipSettings = field(
         default_factory=leadership_settings.LeadershipSettings
     )
     # [jetstream]: the outbox relayed to NATS JetStream (core/relay); None: off.
     jetstream: relay_settings.JetStreamSettings | None = None
-=======
     # [support]: the support queue and its actions (core/support).
     support: support_settings.SupportSettings = field(
         default_factory=support_settings.SupportSettings
     )
->>>>>>> main
     extra: dict[str, Any] = field(default_factory=dict)
     # [server] TLS of the public API; None only with server.dev_plaintext = true.
     api_tls: ServerTls | None = None
@@ -243,12 +240,9 @@ def parse(raw: dict[str, Any], base: Path, source: Path | str = "core.toml") -> 
         events=_table(event_settings.parse, raw, "events"),
         health=_table(health_settings.parse, raw, "health"),
         reconcile=_table(reconcile_settings.parse, raw, "reconcile"),
-<<<<<<< HEAD
         leadership=_table(leadership_settings.parse, raw, "leadership"),
         jetstream=_table(relay_settings.parse, raw, "jetstream"),
-=======
         support=_table(support_settings.parse, raw, "support"),
->>>>>>> main
         underpayment_tolerance_bps=int(invoices.get("underpayment_tolerance_bps", 0)),
         late_payment_window_s=int(
             invoices.get("late_payment_window_s", Config.late_payment_window_s)

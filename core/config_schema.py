@@ -4,11 +4,7 @@ types refused, naming the key); the semantic checks (ranges, cross references)
 follow there. docs/configuration.md is generated from it (scripts/gen-config-docs).
 
 Tables owned by an area's own parser (rates, webhooks, events, signer, payouts,
-<<<<<<< HEAD
-sweeps, reconcile, leadership, jetstream) are checked as tables here and key by key by that parser.
-=======
-sweeps, reconcile, support) are checked as tables here and key by key by that parser.
->>>>>>> main
+sweeps, reconcile, support, leadership, jetstream) are checked as tables here and key by key by that parser.
 """
 
 from __future__ import annotations
@@ -190,17 +186,15 @@ class CoreToml(Strict):
     payouts: Annotated[Table, _d("payouts: hot key, fee caps, timing (docs/payouts.md)")] = {}
     sweeps: Annotated[Table, _d("deposit sweeps to treasuries (docs/payouts.md)")] = {}
     reconcile: Annotated[Table, _d("scheduled reconciliation")] = {}
-<<<<<<< HEAD
     leadership: Annotated[
         Table, _d("leadership among core replicas: lease_s, holder (docs/scaling.md)")
     ] = {}
     jetstream: Annotated[
         Table, _d("the outbox relayed to NATS JetStream; off unless given (docs/scaling.md)")
-=======
+    ] = {}
     support: Annotated[
         Table,
         _d("the support queue: second approval, stuck and failing thresholds (docs/support.md)"),
->>>>>>> main
     ] = {}
 
 

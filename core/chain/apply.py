@@ -217,13 +217,9 @@ class ChainApplier:
                 head_height = await conn.fetchval(
                     "SELECT height FROM chain_cursors WHERE chain = $1 FOR UPDATE", self.chain
                 )
-<<<<<<< HEAD
                 if self.fence is not None:
                     await self.fence.check(conn)
-                dropped = await self._drop_sightings(conn, [], ttl_s)
-=======
                 dropped = await payments.drop_sightings(conn, self.chain, [], ttl_s)
->>>>>>> main
                 extra = {r["invoice_id"]: ["payment.reorged"] for r in dropped}
                 written = await self._reconsider(conn, set(extra), head_height or 0, extra)
                 await self._reverse_sightings(conn, dropped)

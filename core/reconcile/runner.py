@@ -135,11 +135,12 @@ class Reconciler:
                     log.exception("reconciliation failed", extra={"chain": chain.id})
 
     async def run_once(
-<<<<<<< HEAD
-        self, chain_id: str, trigger: str, request_id: str = "", fence: Fence | None = None
-=======
-        self, chain_id: str, trigger: str, request_id: str = "", incremental: bool = False
->>>>>>> main
+        self,
+        chain_id: str,
+        trigger: str,
+        request_id: str = "",
+        incremental: bool = False,
+        fence: Fence | None = None,
     ) -> str:
         """Reconciles `chain_id` now; returns the stored run's id (the first
         run's, for a repeated request_id). Incremental: only what was touched

@@ -196,12 +196,9 @@ class CoreSetup:
                 **({"signer": self.signer} if self.signer else {}),
                 **({"payouts": self.payouts} if self.payouts else {}),
                 **({"sweeps": self.sweeps} if self.sweeps else {}),
-<<<<<<< HEAD
                 **({"leadership": self.leadership} if self.leadership else {}),
                 **({"jetstream": self.jetstream} if self.jetstream else {}),
-=======
                 **({"support": self.support} if self.support else {}),
->>>>>>> main
                 **({"health": self.health} if self.health else {}),
             },
         )
