@@ -94,35 +94,35 @@ def _watch(workers: list[subprocess.Popen[bytes]], grace_s: float) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, forward)
     code = 0
-    by_pid = {w.pid: w for w in workers}
-    alive = set(by_pid)
+    alive = list(workers)
     kill_at: float | None = None
     while alive:
         if stopping[0] and kill_at is None:
             kill_at = time.monotonic() + grace_s + STOP_WAIT_S
         if kill_at is not None and time.monotonic() > kill_at:
-            for p in alive:
-                log.error("worker did not stop in time: killed", extra={"pid": p})
-                by_pid[p].kill()
+            for w in alive:
+                log.error("worker did not stop in time: killed", extra={"pid": w.pid})
+                w.kill()
             kill_at = float("inf")
-        pid, status = os.waitpid(-1, os.WNOHANG)
-        if pid == 0:
+        ended = [w for w in alive if w.poll() is not None]
+        if not ended:
             time.sleep(0.05)
             continue
-        if pid not in alive:
-            continue
-        alive.discard(pid)
-        exit_code = by_pid[pid].returncode = os.waitstatus_to_exitcode(status)
-        if exit_code != 0 and code == 0:
-            code = exit_code if exit_code > 0 else 1
-        if not stopping[0]:
-            log.error(
-                "a worker ended on its own: stopping all", extra={"pid": pid, "exit": exit_code}
-            )
-            code = code or 1
-            stopping[0] = True
-            for p in alive:
-                by_pid[p].send_signal(signal.SIGTERM)
+        for w in ended:
+            alive.remove(w)
+            exit_code = w.returncode
+            if exit_code != 0 and code == 0:
+                code = exit_code if exit_code > 0 else 1
+            if not stopping[0]:
+                log.error(
+                    "a worker ended on its own: stopping all",
+                    extra={"pid": w.pid, "exit": exit_code},
+                )
+                code = code or 1
+                stopping[0] = True
+                for other in alive:
+                    if other.poll() is None:
+                        other.terminate()
     for w in workers:
         if w.stdin is not None:
             w.stdin.close()

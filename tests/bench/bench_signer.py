@@ -323,12 +323,14 @@ def main() -> int:
         # One signer (a supervisor and `count` workers, or one process) on one address; every
         # worker shares the state directory: the request-id guard, velocity and the audit chain.
         config = write_config(
-            base / "s1" / f"signer-{count}.toml", token, certs, parties, port, BENCH_POLICY
+            base / "s1" / f"signer-{count}.toml",
+            token,
+            certs,
+            parties,
+            port,
+            BENCH_POLICY,
+            workers=count,
         )
-        if count > 1:
-            config.write_text(
-                config.read_text().replace("[server]\n", f"[server]\nworkers = {count}\n", 1)
-            )
         signer = ManagedProcess(
             f"signer-{count}",
             [SIGNER, "--config", str(config), "serve"],
