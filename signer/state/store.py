@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import os
 import queue
 import sqlite3
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
-from signer.audit.chain import GENESIS_HASH, seal
+from signer.audit.chain import GENESIS_HASH, seal_text
 from signer.settle import Settled, deliver
 
 T = TypeVar("T")
@@ -130,16 +129,12 @@ def head(conn: sqlite3.Connection) -> tuple[int, str]:
 
 def append_audit(conn: sqlite3.Connection, fields: dict[str, Any]) -> str:
     seq, prev_hash = head(conn)
-    record = seal(fields, seq + 1, prev_hash)
+    text, record_hash = seal_text(fields, seq + 1, prev_hash)
     conn.execute(
         "INSERT INTO audit (seq, record, record_hash) VALUES (?, ?, ?)",
-        (
-            record["seq"],
-            json.dumps(record, sort_keys=True, separators=(",", ":")),
-            record["record_hash"],
-        ),
+        (seq + 1, text, record_hash),
     )
-    return str(record["record_hash"])
+    return record_hash
 
 
 @dataclass(frozen=True)
