@@ -20,6 +20,8 @@ import asyncio
 import json
 import os
 import random
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -255,12 +257,64 @@ def run_clients(
     return float(ok / max(r["seconds"] for r in results))
 
 
+def thread_cpu_s(pid: int, names: dict[int, str]) -> dict[str, float]:
+    """CPU seconds per thread of a process, by Python thread name where known."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            comm = (task / "comm").read_text().strip()
+        except OSError:
+            continue
+        tid = int(task.name)
+        name = names.get(tid) or ("MainThread" if tid == pid else f"{comm}-{tid}")
+        used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        out[name] = out.get(name, 0.0) + used
+    return out
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """Thread id -> Python thread name, from `py-spy dump` when py-spy is installed (it is not
+    a project dependency: `pip install py-spy==0.4.3`); empty without it."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        return {}
+    dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True)
+    return {
+        int(m.group(1)): m.group(2)
+        for m in re.finditer(r'Thread (\d+) \([^)]*\): "([^"]+)"', dump.stdout)
+    }
+
+
+def profile_threads(
+    pid: int, ports: list[int], certs: Path, core_key: bytes, n: int, concurrency: int
+) -> None:
+    """Where a Sign's server CPU goes, thread by thread (the event loop, the HSM thread, the
+    store thread, gRPC's own), next to an empty unary call's: printed to stderr."""
+    names = thread_names(pid)
+    for label, empty in (("empty call", True), ("Sign", False)):
+        before = thread_cpu_s(pid, names)
+        rate = run_clients(ports, certs, core_key, n, concurrency, 1, empty=empty)
+        after = thread_cpu_s(pid, names)
+        spent = {k: 1000 * (v - before.get(k, 0.0)) / n for k, v in after.items()}
+        print(
+            f"profile, {label}: {rate:,.0f}/s, server {sum(spent.values()):.3f} ms CPU/call",
+            file=sys.stderr,
+        )
+        for name, ms in sorted(spent.items(), key=lambda kv: -kv[1]):
+            if ms >= 0.005:
+                print(f"    {name:28s} {ms:.3f} ms", file=sys.stderr)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0, help="raw baseline burst length")
     parser.add_argument("--requests", type=int, default=6000, help="Sign calls per point")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--processes", default="1,2,4", help="signer worker counts to measure")
+    parser.add_argument(
+        "--profile", action="store_true", help="also split one worker's CPU per Sign by thread"
+    )
     parser.add_argument("--client", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
@@ -364,6 +418,11 @@ def main() -> int:
                     f"{cpu['empty_client_ms']:.3f} ms",
                     file=sys.stderr,
                 )
+                if args.profile:
+                    profile_threads(
+                        signer.pid, [port] * 4, certs, core_key, n // 2, args.concurrency
+                    )
+                    signed += n // 2
             server0, client0 = tree_cpu_s(pids), children_cpu_s()
             rate = run_clients(
                 [port] * (4 * count), certs, core_key, n, args.concurrency, processes=clients
