@@ -22,6 +22,8 @@ from localstack.procs import ManagedProcess
 from localstack.softhsm import SoftHsmToken
 from tests.support.grpc_errors import rich
 from tests.support.signer import (
+    PAYEE,
+    POLICY,
     SIGNER,
     VELO,
     Parties,
@@ -267,3 +269,33 @@ def test_a_single_signer_killed_mid_request_audits_it_at_restart(
         )
     finally:
         assert again.close() == 0
+
+
+def test_sighup_to_the_supervisor_reloads_every_worker(signer: Signer) -> None:
+    """The policy a call meets does not depend on the worker it reaches: after SIGHUP to the
+    supervisor, every worker has the new policy (here: PAYEE off the allowlist)."""
+    policy_file = signer.config.parent / "policy.toml"
+    kept = policy_file.read_text()
+    core = signer.parties.core
+    connections = stubs(signer, 12)
+    try:
+        policy_file.write_text(POLICY.replace(f'"{PAYEE}", ', ""))
+        os.kill(signer.process.pid, signal.SIGHUP)
+        _wait_for_log(signer, "policy reloaded", WORKERS)
+        refused = {send(stub, envelope(body(destination=PAYEE), core)) for stub in connections}
+        assert refused == {"DESTINATION_NOT_ALLOWED"}
+    finally:
+        policy_file.write_text(kept)
+        os.kill(signer.process.pid, signal.SIGHUP)
+        _wait_for_log(signer, "policy reloaded", 2 * WORKERS)
+    for stub in connections:
+        assert isinstance(
+            send(stub, envelope(body(destination=PAYEE), core)), signer_pb2.SignResponse
+        )
+
+
+def _wait_for_log(s: Signer, message: str, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while s.process.log_path.read_text().count(f'"msg":"{message}"') < count:
+        assert time.monotonic() < deadline, f"{message!r} not logged {count} times"
+        time.sleep(0.05)
