@@ -40,6 +40,10 @@ def test_relative_paths_are_relative_to_the_config_file() -> None:
         ({"requests": {"max_lifetime_s": 3600}}, "max_lifetime_s"),
         ({"tls": {"ca_file": "ca.pem"}}, "tls.cert_file"),
         ({"log": {"level": "loud"}}, "log.level"),
+        ({"server": {"workers": 0}}, "server.workers"),
+        ({"server": {"workers": 65}}, "server.workers"),
+        ({"server": {"workers": True}}, "server.workers"),
+        ({"server": {"workers": "2"}}, "server.workers"),
     ],
 )
 def test_bad_config_is_refused_with_a_reason(raw: dict[str, object], message: str) -> None:
@@ -102,3 +106,8 @@ def test_serve_needs_a_policy_and_tls_or_explicit_loopback_plaintext() -> None:
             "callers": [{**caller, "tls_subject": "CN=kassa-core"}],
         }
     )
+
+
+def test_workers_default_to_one_process() -> None:
+    assert parse({}, Path("/")).server.workers == 1
+    assert parse({"server": {"workers": 4}}, Path("/")).server.workers == 4
