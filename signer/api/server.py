@@ -169,7 +169,6 @@ async def _serve(
             "callers": len(config.callers),
             "tls": config.tls is not None,
             "policy_hash": policy.current.hash,
-            "worker": -1 if worker is None else worker,
         },
     )
     await stop.wait()
