@@ -27,8 +27,9 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from core.chain.config import Chains as Config
+from core.domain import assets
 from core.invoices import state as invoice_state
-from core.payouts import ledger, nonces, txbuilder
+from core.payouts import ledger, nonces, store, txbuilder
 from core.payouts.config import PayoutsConfig, SweepsConfig
 from core.payouts.machine import State
 from core.payouts.signer_client import SignerClient
@@ -73,10 +74,6 @@ def eligible(d: Deposit, now: datetime, min_age_s: float) -> bool:
     )
 
 
-def is_native(asset: str) -> bool:
-    return asset.partition("/")[2].startswith("slip44:")
-
-
 @dataclass(frozen=True)
 class Plan:
     amount: int  # swept, base units of the asset
@@ -104,7 +101,7 @@ def plan(
     `native_balance_wei` its native coin (the same number for a native asset).
     """
     sweepable = asset_balance - max(unconfirmed, 0)
-    if is_native(asset):
+    if assets.is_native(asset):
         gas = txbuilder.GAS_NATIVE
         # The balance pays its own gas; the unused part of the budget stays as dust.
         amount = sweepable - gas_budget_wei(gas, fees)
@@ -245,7 +242,7 @@ class Sweeper:
             adapter_pb2.GetAccountRequest(address=d.address), timeout=10
         )
         native_wei = int(account.balance or 0)
-        if is_native(d.asset):
+        if assets.is_native(d.asset):
             balance = native_wei
         else:
             answer = await adapter.GetTokenBalance(
@@ -275,7 +272,7 @@ class Sweeper:
                         key_id=self.payouts.hot_key_id,
                         source=self._hot_address,
                         destination=d.address,
-                        asset=ledger.native_asset(d.chain),
+                        asset=assets.native(d.chain),
                         amount=p.gas_funding_wei,
                         fees=None,
                         funded_by=None,
@@ -351,6 +348,11 @@ class Sweeper:
         )
         assert row is not None
         return row
+
+    async def views(self, rows: Sequence[asyncpg.Record]) -> list[store.SweepView]:
+        """The rows with their transactions and swept invoice's merchant, for an answer."""
+        async with self.pool.acquire() as conn:
+            return [await store.sweep_view(conn, row) for row in rows]
 
     async def get(self, sweep_id: str) -> asyncpg.Record | None:
         async with self.pool.acquire() as conn:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import rlp
 
+from core.domain import assets
+
 ERC20_TRANSFER = bytes.fromhex("a9059cbb")  # transfer(address,uint256)
 GAS_NATIVE = 21_000
 # A plain ERC-20 transfer costs ~35-55k; the limit only caps what a bad token could burn.
@@ -48,11 +50,10 @@ class Call:
 
 def call_for(asset: str, destination: str, amount_base_units: int) -> Call:
     """A native transfer for slip44:60 assets, an ERC-20 transfer otherwise."""
-    _, _, reference = asset.partition("/")
-    namespace, _, contract = reference.partition(":")
-    if namespace == "slip44":
+    if assets.is_native(asset):
         return Call(destination, amount_base_units, b"", GAS_NATIVE)
-    if namespace == "erc20":
+    contract = assets.contract_of(asset)
+    if contract is not None:
         return Call(contract, 0, erc20_transfer_data(destination, amount_base_units), GAS_TOKEN)
     raise ValueError(f"cannot pay out {asset}")
 
@@ -73,10 +74,6 @@ def eip1559(chain_id: int, nonce: int, fees: Fees, call: Call) -> bytes:
             ]
         )
     )
-
-
-def chain_number(chain: str) -> int:
-    return int(chain.removeprefix("eip155:"))
 
 
 def capped_fees(
