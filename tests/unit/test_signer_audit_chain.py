@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signer.audit.chain import (
@@ -129,6 +129,7 @@ _FIELD_VALUE = st.one_of(
 )
 
 
+@settings(deadline=None)  # the machine is shared: a slow example is not a failure
 @given(
     st.fixed_dictionaries(
         {},
