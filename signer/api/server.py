@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -21,6 +22,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
+from signer.api import health as signer_health
 from signer.api.lifecycle import hold_state, release_orphans
 from signer.api.pipeline import PolicyHolder, SignPipeline
 from signer.api.servicer import SignerServicer
@@ -31,10 +33,12 @@ from signer.policy.load import load_policy, reload_policy
 from signer.policy.model import DEFAULT_WINDOW_S
 from signer.state import store
 from signer.state.store import StoreThread, StoreUnavailable
+from signer.telemetry.rpc import RpcMetrics, serve_metrics
 from signer.tls.server import Tls13Only, server_credentials
 
 log = logging.getLogger("signer.server")
 
+Probe = Callable[[], Awaitable[str | None]]
 SERVICE_NAME = signer_pb2.DESCRIPTOR.services_by_name["SignerService"].full_name
 SIGN_METHOD = f"/{SERVICE_NAME}/Sign"
 MAX_MESSAGE_BYTES = 32 * 1024
@@ -69,7 +73,11 @@ async def serve(
         # One pruner per state file: the single process, or the first worker.
         pruner = asyncio.create_task(_prune_forever(config, db, policy)) if not worker else None
         try:
-            await _serve(config, thread, session, xpub, pipeline, policy, worker)
+            probes = (
+                signer_health.token_probe(thread, session, hot_keys, xpub is not None),
+                signer_health.store_probe(db, config.db_path),
+            )
+            await _serve(config, thread, session, xpub, pipeline, policy, probes, worker)
         finally:
             if pruner is not None:
                 pruner.cancel()
@@ -115,9 +123,12 @@ async def _serve(
     xpub: str | None,
     pipeline: SignPipeline,
     policy: PolicyHolder,
+    probes: tuple[Probe, Probe],
     worker: int | None,
 ) -> None:
-    interceptors = [] if config.tls is None else [Tls13Only({SIGN_METHOD})]
+    interceptors: list[grpc.aio.ServerInterceptor] = [RpcMetrics()]
+    if config.tls is not None:
+        interceptors.append(Tls13Only({SIGN_METHOD}))
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
@@ -155,9 +166,22 @@ async def _serve(
     if worker is not None:
         # The supervisor's pipe: end of file means it is gone, and so must this worker be.
         loop.add_reader(sys.stdin.fileno(), _on_supervisor_pipe, loop, stop)
+    metrics_listen = worker_metrics_listen(config.metrics_listen, worker)
+    stop_metrics = serve_metrics(metrics_listen) if metrics_listen else None
+
+    async def publish(serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", SERVICE_NAME):
+            await health.set(service, status)
+
+    # grpc's HealthServicer says SERVING for "" until told otherwise: not before a verdict.
+    await publish(False)
     await server.start()
-    for service in ("", SERVICE_NAME):
-        await health.set(service, health_pb2.HealthCheckResponse.SERVING)
+    watcher = asyncio.create_task(signer_health.watch(*probes, publish), name="health")
     if worker is not None:
         sys.stdout.write("ready\n")  # the supervisor starts the next worker on this line
         sys.stdout.flush()
@@ -165,6 +189,7 @@ async def _serve(
         "serving",
         extra={
             "listen": config.server.listen,
+            "metrics": metrics_listen,
             "hd_account": xpub is not None,
             "callers": len(config.callers),
             "tls": config.tls is not None,
@@ -173,8 +198,11 @@ async def _serve(
     )
     await stop.wait()
     log.info("stopping", extra={"grace_s": config.server.grace_s})
+    watcher.cancel()
     await health.enter_graceful_shutdown()
     await server.stop(config.server.grace_s)
+    if stop_metrics is not None:
+        stop_metrics()
     log.info("stopped")
 
 
@@ -183,3 +211,12 @@ def _on_supervisor_pipe(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) ->
         log.warning("the supervisor is gone: stopping")
         loop.remove_reader(sys.stdin.fileno())
         stop.set()
+
+
+def worker_metrics_listen(listen: str | None, worker: int | None) -> str | None:
+    """Each process serves its own /metrics: worker I on metrics.listen's port + I (a
+    scrape target per worker; the ports after the configured one must be free)."""
+    if listen is None or not worker:
+        return listen
+    host, _, port = listen.rpartition(":")
+    return f"{host}:{int(port) + worker}"

@@ -296,6 +296,11 @@ def test_sighup_to_the_supervisor_reloads_every_worker(signer: Signer) -> None:
 
 def _wait_for_log(s: Signer, message: str, count: int) -> None:
     deadline = time.monotonic() + 20
-    while s.process.log_path.read_text().count(f'"msg":"{message}"') < count:
+    while _logged(s, message) < count:
         assert time.monotonic() < deadline, f"{message!r} not logged {count} times"
         time.sleep(0.05)
+
+
+def _logged(s: Signer, message: str) -> int:
+    lines = s.process.log_path.read_text().splitlines()
+    return sum(1 for line in lines if line.startswith("{") and json.loads(line)["msg"] == message)
