@@ -115,3 +115,12 @@ def test_serve_needs_a_policy_and_tls_or_explicit_loopback_plaintext() -> None:
 def test_workers_default_to_one_process() -> None:
     assert parse({}, Path("/")).server.workers == 1
     assert parse({"server": {"workers": 4}}, Path("/")).server.workers == 4
+
+
+def test_each_worker_serves_metrics_on_its_own_port() -> None:
+    from signer.api.server import worker_metrics_listen
+
+    assert worker_metrics_listen(None, 3) is None
+    assert worker_metrics_listen("127.0.0.1:9466", None) == "127.0.0.1:9466"  # alone
+    assert worker_metrics_listen("127.0.0.1:9466", 0) == "127.0.0.1:9466"
+    assert worker_metrics_listen("[::1]:9466", 2) == "[::1]:9468"
