@@ -65,6 +65,8 @@ action = "allow"
 def raw_rate(module: str, pin: str, seconds: float) -> tuple[float, float]:
     """(secp256k1 CKM_ECDSA signatures/s, CPU ms per signature) on hot-1, in this process, one
     thread: the best a process doing nothing else gets from the token."""
+    from pkcs11.exceptions import PKCS11Error
+
     from signer.config import HsmConfig
     from signer.hsm.thread import HsmThread
     from signer.hsm.token import HsmError, TokenSession
@@ -72,11 +74,12 @@ def raw_rate(module: str, pin: str, seconds: float) -> tuple[float, float]:
     thread = HsmThread()
     for attempt in range(5):
         # Processes opening a SoftHSM2 token at the same moment can miss it (its files read
-        # mid-update); the signer's supervisor starts workers one by one for that reason.
+        # mid-update) or fail the login (CKR_GENERAL_ERROR); the signer's supervisor starts
+        # workers one by one for that reason.
         try:
             session = thread.call(TokenSession.open, HsmConfig(module=module), pin)
             break
-        except HsmError:
+        except (HsmError, PKCS11Error):
             if attempt == 4:
                 raise
             time.sleep(0.2 + random.random())
