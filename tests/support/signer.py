@@ -145,11 +145,12 @@ def write_config(
     port: int,
     policy: str = POLICY,
     state: str = "state",
+    workers: int = 1,
 ) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     (path.parent / "policy.toml").write_text(policy)
     lines = [
-        f'[server]\nlisten = "127.0.0.1:{port}"\n',
+        f'[server]\nlisten = "127.0.0.1:{port}"\nworkers = {workers}\n',
         f'[hsm]\nmodule = "{token.module}"\npin_file = "{token.pin_file}"\n',
         f'[state]\ndir = "{state}"\n',
         f'[tls]\nca_file = "{certs}/ca.pem"\ncert_file = "{certs}/signer.pem"\n'
@@ -227,9 +228,12 @@ def start_signer(
     parties: Parties,
     policy: str = POLICY,
     env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Signer:
     port = free_port()
-    config = write_config(base / "signer.toml", token, certs, parties, port, policy)
+    config = write_config(
+        base / "signer.toml", token, certs, parties, port, policy, workers=workers
+    )
     init = cli(token, config, "keys", "init")
     assert init.returncode == 0, init.stderr
     process = ManagedProcess(
@@ -239,6 +243,14 @@ def start_signer(
         port=port,
         env={**token.env, **(env or {})},
     ).start()
+    if workers > 1:
+        # The supervisor starts workers one by one (the port answers with the first) and logs
+        # "workers started" once the last one serves.
+        deadline = time.monotonic() + 120
+        while '"workers started"' not in process.log_path.read_text():
+            assert process.running, process.log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.2)
     return Signer(token, config, certs, port, parties, process, init.stdout.strip())
 
 
