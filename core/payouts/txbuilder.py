@@ -7,8 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import rlp
+from eth_abi.abi import encode
+from eth_utils.abi import function_signature_to_4byte_selector
 
-ERC20_TRANSFER = bytes.fromhex("a9059cbb")  # transfer(address,uint256)
+# The selector from the ABI signature (eth-utils), the arguments by eth-abi: no hex constants.
+ERC20_TRANSFER = bytes(function_signature_to_4byte_selector("transfer(address,uint256)"))
 GAS_NATIVE = 21_000
 # A plain ERC-20 transfer costs ~35-55k; the limit only caps what a bad token could burn.
 GAS_TOKEN = 100_000
@@ -22,11 +25,8 @@ def address_bytes(address: str) -> bytes:
 
 
 def erc20_transfer_data(recipient: str, amount_base_units: int) -> bytes:
-    return (
-        ERC20_TRANSFER
-        + bytes(12)
-        + address_bytes(recipient)
-        + amount_base_units.to_bytes(32, "big")
+    return ERC20_TRANSFER + encode(
+        ["address", "uint256"], [address_bytes(recipient), amount_base_units]
     )
 
 
