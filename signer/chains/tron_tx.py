@@ -138,6 +138,7 @@ def message_class(name: str) -> Any:
     TriggerSmartContract, Authority): for builders and tests."""
     return _M[name]
 
+
 ContractKind = Literal["trx", "trc20"]
 
 

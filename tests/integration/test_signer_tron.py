@@ -23,6 +23,7 @@ from localstack.softhsm import SoftHsmToken
 from signer.chains import tron_address
 from signer.chains.transfer import transfer_calldata
 from signer.chains.tron_tx import BANDWIDTH_BURN_MAX_SUN
+from signer.hd import account as hd_account
 from tests.support.grpc_errors import rich
 from tests.support.signer import (
     APPROVE,
@@ -170,12 +171,17 @@ def test_tronweb_agrees_with_bip_utils_on_key_addresses() -> None:
     assert tronweb_addresses(keys) == ours
 
 
-def test_tronweb_agrees_with_the_core_on_deposit_addresses(signer: Signer) -> None:
-    """The core's TRON deposit addresses (bip-utils, public derivation from the xpub) are the
-    addresses of the keys the signer derives: tronweb recovers them from hd:<i> signatures."""
-    addresses = DepositAddresses(signer.xpub)
-    assert len({addresses.tron_address(i) for i in range(200)}) == 200
-    assert addresses.tron_address(3) != addresses.tron_address(4)
+def test_tronweb_agrees_with_the_core_on_deposit_addresses() -> None:
+    """The core's TRON deposit addresses (bip-utils, public derivation from the account xpub)
+    are tronweb's addresses of the private keys the signer derives for hd:<i> from the seed
+    (and its signatures from hd:<i> recover to them: test_signed_tron_transactions_...)."""
+    seed = bytearray(hashlib.sha256(b"kassa tron vectors").digest())
+    account = hd_account.account_key(bytearray(seed))
+    addresses = DepositAddresses(account.neuter().serialize())
+    indices = [*range(150), 2**31 - 1]
+    children = [hd_account.deposit_child(account, i).key for i in indices]
+    assert tronweb_addresses(children) == [addresses.tron_address(i) for i in indices]
+    assert len({addresses.tron_address(i) for i in indices}) == len(indices)
 
 
 @pytest.mark.parametrize("asset", [TRX, USDT])

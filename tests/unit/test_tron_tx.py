@@ -326,3 +326,41 @@ def test_policy_names_tron_chains_and_caps_fee_limit() -> None:
 def test_policy_refuses_bad_tron_entries(text: str, message: str) -> None:
     with pytest.raises(PolicyError, match=message):
         parse_policy(text.encode())
+
+
+def test_core_asset_model_names_tron_chains_and_tokens() -> None:
+    from core.domain import assets
+
+    assert assets.chain_of(USDT) == MAINNET
+    assert assets.chain_of(TRX) == MAINNET
+    assert assets.native(MAINNET) == TRX
+    assert assets.contract_of(USDT) == USDT_CONTRACT
+    assert assets.contract_of(TRX) is None and assets.is_native(TRX)
+    assert assets.is_tron_chain(MAINNET) and not assets.is_tron_chain("tron:0x2B6653DC")
+    # The core serves no TRON chain yet: [[chains]] entries stay EVM (docs/chains.md).
+    assert not assets.is_chain_id(MAINNET)
+    for bad in (
+        f"{MAINNET}/trc20:{USDT_CONTRACT[:-1]}u",  # checksum
+        f"{MAINNET}/trc20:{USDT_CONTRACT.lower()}",  # base58 is case-sensitive
+        f"{MAINNET}/slip44:60",
+        f"{MAINNET}/erc20:0x" + "11" * 20,
+        "tron:0x2b6653d/slip44:195",
+        f"{MAINNET}/trc20:{USDT_CONTRACT}\n",
+    ):
+        with pytest.raises(ValueError):
+            assets.chain_of(bad)
+
+
+def test_core_derives_the_tron_address_of_the_signers_deposit_key() -> None:
+    """Same child key, two address formats: the core's TRON address for index i is the address
+    of the key the signer signs hd:<i> with (keccak of the public key, 0x41, base58check)."""
+    from core.chain.hd import DepositAddresses
+    from signer.hd import account as hd_account
+
+    account = hd_account.account_key(bytearray(range(32)))
+    addresses = DepositAddresses(account.neuter().serialize())
+    for index in (*range(0, 2000, 7), 2**31 - 1):
+        child = hd_account.deposit_child(account, index)
+        expected = tron_address.of_public_key(child.public_key())
+        assert addresses.tron_address(index) == expected
+        assert tron_address.to_bytes(expected)[1:].hex() == addresses.address(index)[2:]
