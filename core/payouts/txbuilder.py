@@ -46,14 +46,18 @@ class Call:
     gas_limit: int
 
 
-def call_for(asset: str, destination: str, amount_base_units: int) -> Call:
-    """A native transfer for slip44:60 assets, an ERC-20 transfer otherwise."""
+def call_for(
+    asset: str, destination: str, amount_base_units: int, gas_limit: int | None = None
+) -> Call:
+    """A native transfer for slip44:60 assets, an ERC-20 transfer otherwise; gas_limit None:
+    the asset's default (a sweep carries the limit it was planned and funded with)."""
     _, _, reference = asset.partition("/")
     namespace, _, contract = reference.partition(":")
     if namespace == "slip44":
-        return Call(destination, amount_base_units, b"", GAS_NATIVE)
+        return Call(destination, amount_base_units, b"", gas_limit or GAS_NATIVE)
     if namespace == "erc20":
-        return Call(contract, 0, erc20_transfer_data(destination, amount_base_units), GAS_TOKEN)
+        data = erc20_transfer_data(destination, amount_base_units)
+        return Call(contract, 0, data, gas_limit or GAS_TOKEN)
     raise ValueError(f"cannot pay out {asset}")
 
 
