@@ -203,6 +203,11 @@ def test_signed_tron_transactions_verify_in_tronweb(signer: Signer, asset: str, 
     # The txid: computed by the signer, stated by the intent, and found by tronweb.
     assert seen["txid"] == response.tx_hash == b.intent.tx_id
     assert seen["txid"] == hashlib.sha256(b.unsigned_transaction).hexdigest()
+    # The signed bytes carry raw_data unchanged, and tronweb's own encoder, given the JSON a
+    # node answers with, writes exactly these bytes: the canonical form the signer insists on
+    # is TRON's.
+    assert seen["raw_data_hex"] == b.unsigned_transaction.hex()
+    assert seen["reencoded_raw_data_hex"] == b.unsigned_transaction.hex()
     assert seen["recovered"] == [owner]
     assert seen["signatures"] == [(response.signature + bytes([27 + response.recovery_id])).hex()]
     assert seen["owner"] == owner and seen["permission_id"] == 0

@@ -22,8 +22,14 @@ function verify(signedHex) {
   const type = TYPES[tx.getRawData().getContractList()[0].getType()];
   const decoded = utils.deserializeTx.deserializeTransaction(type, rawHex);
   const value = decoded.contract[0].parameter.value;
+  // tronweb's own encoder, from the JSON form a node answers with: the same bytes?
+  const { scripts, auths, data, ...rawJson } = decoded;
+  const rebuilt = utils.transaction.txJsonToPb({ raw_data: rawJson });
+  const reencoded = utils.transaction.txPbToRawDataHex(rebuilt).toLowerCase();
   const out = {
     txid: txidHex,
+    raw_data_hex: rawHex,
+    reencoded_raw_data_hex: reencoded,
     signatures,
     recovered,
     type,
