@@ -31,7 +31,7 @@ from signer import keyring
 from signer.api.errors import Refusal
 from signer.api.reasons import refusal
 from signer.chains import tron_address
-from signer.chains.decoded import Decoded, decode
+from signer.chains.decoded import Decoded, decode, is_tron
 from signer.chains.evm_tx import TxDecodeError
 from signer.chains.intent import Intent, IntentInvalid, IntentMismatch, mismatch, parse_intent
 from signer.config import Config
@@ -190,7 +190,7 @@ class SignPipeline:
                 approvers=early.approvers,
                 chain=prepared.intent.chain,
                 fee=prepared.tx.fee,
-                derived_destination=self._derived(prepared.body.intent),
+                derived_destination=self._derived(prepared.body.intent, prepared.body.chain),
             )
         admission = asyncio.ensure_future(self._store(self._admit(prepared, facts, policy, audit)))
         try:
@@ -280,9 +280,9 @@ class SignPipeline:
             ),
         )
 
-    def _derived(self, intent: signer_pb2.Intent) -> str | None:
+    def _derived(self, intent: signer_pb2.Intent, chain: str) -> str | None:
         """The deposit address for the index a GAS_FUNDING names, from the signer's own seed
-        (its account xpub); never taken from the caller."""
+        (its account xpub), in the chain's address form; never taken from the caller."""
         if (
             self._xpub is None
             or intent.purpose != signer_pb2.PURPOSE_GAS_FUNDING
@@ -291,6 +291,9 @@ class SignPipeline:
             return None
         if intent.destination_hd_index >= HARDENED:
             return None
+        if is_tron(chain):
+            child = child_public(_external_chain(self._xpub), intent.destination_hd_index)
+            return tron_address.of_public_key(child.public_key())
         return deposit_address(self._xpub, intent.destination_hd_index)
 
     def _authenticate(

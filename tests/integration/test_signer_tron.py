@@ -44,11 +44,13 @@ OTHER_TOKEN = address(0x5E)
 MAX_FEE_LIMIT = 50_000_000  # 50 TRX of energy
 TRX_CAP = 100_000_000  # 100 TRX
 USDT_CAP = 1_000_000_000  # 1,000 USDT
+GAS_FUNDING_MAX = 20_000_000  # 20 TRX: energy for one TRC-20 sweep
 
 POLICY = f"""
 version = 1
 [chains."{MAINNET}"]
 treasury = "{TREASURY}"
+gas_funding_max = "{GAS_FUNDING_MAX}"
 max_fee_limit = "{MAX_FEE_LIMIT}"
 max_total_fee = "52000000"
 
@@ -77,6 +79,15 @@ purpose = "SWEEP"
 key_id = "hd:*"
 chain = "{MAINNET}"
 asset = ["{TRX}", "{USDT}"]
+action = "allow"
+
+[[rules]]
+name = "tron gas funding"
+caller_role = "payments"
+purpose = "GAS_FUNDING"
+key_id = "hot-1"
+chain = "{MAINNET}"
+asset = "{TRX}"
 action = "allow"
 
 [[rules]]
@@ -330,3 +341,26 @@ def test_tron_fee_ceiling_is_recorded(signer: Signer) -> None:
     last = signer.audit()[-1]
     assert last["intent"]["fee_limit"] == "30000000"
     assert last["intent"]["max_total_fee"] == str(30_000_000 + BANDWIDTH_BURN_MAX_SUN)
+
+
+def test_gas_funding_goes_only_to_the_deposit_address_the_signer_derives(signer: Signer) -> None:
+    """TRX for a TRC-20 sweep's energy: only to the TRON address of the named deposit index,
+    derived by the signer from its own seed, and bounded."""
+    owner = hot_address(signer)
+    deposit = hd_address(signer, 21)
+
+    def funding(destination: str, amount: int) -> signer_pb2.SignRequestBody:
+        b = tron_body(
+            owner, destination=destination, amount=amount, purpose=signer_pb2.PURPOSE_GAS_FUNDING
+        )
+        b.intent.destination_hd_index = 21
+        return b
+
+    response = sign(signer, funding(deposit, 15_000_000))
+    [seen] = tronweb_read([response.signed_transaction])
+    assert (seen["to"], seen["amount"], seen["recovered"]) == (deposit, "15000000", [owner])
+    wrong = refused_and_audited(
+        signer, funding(hd_address(signer, 22), 15_000_000), "GAS_FUNDING_DESTINATION_MISMATCH"
+    )
+    assert wrong.metadata["derived"] == deposit
+    refused_and_audited(signer, funding(deposit, GAS_FUNDING_MAX + 1), "OVER_GAS_FUNDING_CAP")
