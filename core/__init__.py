@@ -5,7 +5,7 @@ pointing down):
   main.py, server.py, ctl.py   start, wire and operate the process
   api/                         the gRPC edge: parse, authorise, call, render
   render/                      domain rows to protobuf messages
-  areas                        merchants, invoicing/lifecycle, chain, ledger,
+  areas                        merchants, invoices, payments, chain, ledger,
                                events, webhooks, rates, payouts, reconcile —
                                each its pure deciders, its store and its
                                settings

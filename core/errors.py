@@ -53,8 +53,8 @@ class Refusal(Exception):
         domain: str = DOMAIN,
     ) -> None:
         super().__init__(message)
-        # Accepting grpc.StatusCode by name keeps callers written against the
-        # old core.api.errors.ApiError working until they say Code.X.
+        # Accepting grpc.StatusCode by name keeps callers that still say
+        # grpc.StatusCode.X working (mapped by member name).
         self.code = code if isinstance(code, Code) else Code[code.name]
         assert reason and reason == reason.upper(), reason
         self.reason = reason
@@ -62,11 +62,6 @@ class Refusal(Exception):
         self.violations = list(violations)
         self.metadata = dict(metadata or {})
         self.domain = domain
-
-
-# The name logic used before refusals moved below the API; kept for the
-# branches that still import it. New code says Refusal.
-ApiError = Refusal
 
 
 def invalid(violations: Sequence[tuple[str, str]], domain: str = DOMAIN) -> Refusal:

@@ -2,7 +2,7 @@
 
 docs/api.md ("Errors") lists the same set; tests/unit/test_reasons.py checks
 both ways that the list and this module agree, and follows every reason the
-code hands to an error (ApiError and the helpers that pass a reason on) to
+code hands to an error (Refusal and the helpers that pass a reason on) to
 check that the code returns none this module does not name and that each one
 named here is returned somewhere. New code uses these constants.
 """

@@ -28,14 +28,13 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from core import reasons
-from core.errors import DOMAIN, ApiError, Code, Refusal, invalid, not_found
+from core.errors import DOMAIN, Code, Refusal, invalid, not_found
 
 # Re-exported so handlers import their whole error vocabulary from one place.
 from core.store.outage import database_unavailable
 
 __all__ = [
     "DOMAIN",
-    "ApiError",
     "Code",
     "Refusal",
     "invalid",

@@ -13,7 +13,8 @@ import grpc
 from core import reasons
 from core.api import validate
 from core.api.auth import Authenticator
-from core.api.errors import ApiError, invalid, rpc
+from core.api.errors import rpc
+from core.errors import Code, Refusal, exists, invalid, precondition
 from core.reconcile import exceptions
 from core.reconcile.render import exception_entry as render
 from kassa.core.v1 import exception_pb2 as pb
@@ -29,39 +30,23 @@ _ACTIONS = {
 _STATES = {pb.EXCEPTION_STATE_OPEN: "open", pb.EXCEPTION_STATE_RESOLVED: "resolved"}
 
 
-def _refused(refused: exceptions.ResolveRefused, name: str) -> ApiError:
+def _refused(refused: exceptions.ResolveRefused, name: str) -> Refusal:
     # Each refusal spelled out with its catalogued reason (core/reasons.py), so
     # tests/unit/test_reasons.py can follow every reason this edge returns.
-    meta = {"name": name}
     match refused.refusal:
         case exceptions.Refusal.NOT_FOUND:
-            return ApiError(
-                grpc.StatusCode.NOT_FOUND,
+            return Refusal(
+                Code.NOT_FOUND,
                 reasons.EXCEPTION_NOT_FOUND,
                 refused.message,
-                metadata=meta,
+                metadata={"name": name},
             )
         case exceptions.Refusal.ALREADY_RESOLVED:
-            return ApiError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                reasons.EXCEPTION_ALREADY_RESOLVED,
-                refused.message,
-                metadata=meta,
-            )
+            return precondition(reasons.EXCEPTION_ALREADY_RESOLVED, refused.message, name=name)
         case exceptions.Refusal.NOT_REBASELINABLE:
-            return ApiError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                reasons.EXCEPTION_NOT_REBASELINABLE,
-                refused.message,
-                metadata=meta,
-            )
+            return precondition(reasons.EXCEPTION_NOT_REBASELINABLE, refused.message, name=name)
         case exceptions.Refusal.REQUEST_ID_REUSED:
-            return ApiError(
-                grpc.StatusCode.ALREADY_EXISTS,
-                reasons.REQUEST_ID_REUSED,
-                refused.message,
-                metadata=meta,
-            )
+            return exists(reasons.REQUEST_ID_REUSED, refused.message, name=name)
         case unreachable:
             assert_never(unreachable)
 

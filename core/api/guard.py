@@ -8,7 +8,8 @@
    judged (an unauthenticated caller learns nothing about what a valid
    request looks like);
 3. bounds: every field within what its type may hold (core/api/limits.py);
-4. the handler, and whatever it raises mapped by core/api/errors.py.
+4. the handler, and whatever it raises (or 1-3 refuse) mapped to a status
+   once, by core/api/errors.py (`abort`).
 
 Health and reflection are not kassa.* and pass untouched.
 """
@@ -26,7 +27,7 @@ from google.protobuf.message import Message
 from core import reasons
 from core.api import limits
 from core.api.auth import Authenticator
-from core.api.errors import abort, to_status
+from core.api.errors import abort
 from core.errors import Code, Refusal, invalid
 
 _PREFIX = "/kassa."
@@ -101,8 +102,6 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 return await inner(request, context)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
-            except Refusal as exc:
-                await context.abort_with_status(to_status(exc))
             except Exception as exc:
                 await abort(context, exc, method)
 
@@ -120,8 +119,6 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         yield message
                 except (grpc.aio.AbortError, asyncio.CancelledError):
                     raise
-                except Refusal as exc:
-                    await context.abort_with_status(to_status(exc))
                 except Exception as exc:
                     await abort(context, exc, method)
 
@@ -134,8 +131,6 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 await inner(request, context)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
-            except Refusal as exc:
-                await context.abort_with_status(to_status(exc))
             except Exception as exc:
                 await abort(context, exc, method)
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
+import asyncpg
 import grpc
 
 from core import names
@@ -14,9 +15,10 @@ from core.api.auth import Authenticator
 from core.api.errors import invalid, not_found, rpc
 from core.config import Config
 from core.domain.money import AmountError, parse_base_units
-from core.payouts import destinations, render
+from core.payouts import destinations
 from core.payouts.payouts import Payouts, PayoutSpec
 from core.payouts.sweeps import Sweeper
+from core.render import payouts as render
 from kassa.core.v1 import payout_pb2 as pb
 from kassa.core.v1 import payout_pb2_grpc as pb_grpc
 
@@ -69,9 +71,14 @@ class PayoutService(pb_grpc.PayoutServiceServicer):
         self.auth = auth
         self.clock = clock
 
-    async def _answer(self, row: object) -> pb.Payout:
-        async with self.payouts.pool.acquire() as conn:
-            return await render.load(conn, row)  # type: ignore[arg-type]
+    async def _answer(self, row: asyncpg.Record) -> pb.Payout:
+        return (await self._render([row]))[0]
+
+    async def _render(self, rows: Sequence[asyncpg.Record]) -> list[pb.Payout]:
+        return [
+            render.payout(v.row, v.transactions, v.approvals)
+            for v in await self.payouts.views(rows)
+        ]
 
     @rpc
     async def CreatePayout(
@@ -123,12 +130,7 @@ class PayoutService(pb_grpc.PayoutServiceServicer):
         if violations:
             raise invalid(violations)
         assert parsed is not None
-        async with self.payouts.pool.acquire() as conn:
-            invoice = await conn.fetchrow(
-                "SELECT chain, asset FROM invoices WHERE id = $1 AND merchant_id = $2",
-                parsed[1],
-                parsed[0],
-            )
+        invoice = await self.payouts.refunded_invoice(parsed[0], parsed[1])
         if invoice is None:
             raise not_found("invoice", request.invoice)
         row = await self.payouts.create(
@@ -179,10 +181,7 @@ class PayoutService(pb_grpc.PayoutServiceServicer):
         await self.auth.require(context, "payouts:read", merchant)
         limit = validate.page_size(request.page_size)
         rows = await self.payouts.list(merchant, states, after, limit + 1)
-        answer = pb.ListPayoutsResponse()
-        async with self.payouts.pool.acquire() as conn:
-            for row in rows[:limit]:
-                answer.payouts.append(await render.load(conn, row))
+        answer = pb.ListPayoutsResponse(payouts=await self._render(rows[:limit]))
         if len(rows) > limit:
             last = rows[limit - 1]
             answer.next_page_token = validate.encode_page_token(
@@ -232,9 +231,11 @@ class SweepService(pb_grpc.SweepServiceServicer):
         self.sweeper = sweeper
         self.auth = auth
 
-    async def _render(self, rows: list[object]) -> list[pb.Sweep]:
-        async with self.sweeper.pool.acquire() as conn:
-            return [await render.load_sweep(conn, r) for r in rows]  # type: ignore[arg-type]
+    async def _render(self, rows: Sequence[asyncpg.Record]) -> list[pb.Sweep]:
+        return [
+            render.sweep(v.row, v.transactions, v.invoice_merchant)
+            for v in await self.sweeper.views(rows)
+        ]
 
     @rpc
     async def RunSweeps(

@@ -11,7 +11,7 @@ import grpc
 from core import reasons
 from core.api import validate
 from core.api.auth import Authenticator
-from core.api.errors import ApiError, invalid, not_found, rpc
+from core.api.errors import Code, Refusal, invalid, not_found, rpc
 from core.reconcile import store
 from core.reconcile.runner import ReconcileError, Reconciler, ReconcileUnavailable
 from kassa.core.v1 import reconciliation_pb2 as pb
@@ -48,18 +48,14 @@ class ReconciliationService(pb_grpc.ReconciliationServiceServicer):
                 request.chain, principal.actor, request.request_id
             )
         except ReconcileUnavailable as exc:
-            raise ApiError(
-                grpc.StatusCode.UNAVAILABLE, reasons.DEPENDENCY_UNAVAILABLE, str(exc)
-            ) from None
+            raise Refusal(Code.UNAVAILABLE, reasons.DEPENDENCY_UNAVAILABLE, str(exc)) from None
         except ReconcileError as exc:
-            raise ApiError(
-                grpc.StatusCode.FAILED_PRECONDITION, reasons.NOT_RECONCILABLE, str(exc)
-            ) from None
+            raise Refusal(Code.FAILED_PRECONDITION, reasons.NOT_RECONCILABLE, str(exc)) from None
         run = await self._get(run_id)
         assert run is not None
         if run.chain != request.chain:
-            raise ApiError(
-                grpc.StatusCode.ALREADY_EXISTS,
+            raise Refusal(
+                Code.ALREADY_EXISTS,
                 "REQUEST_ID_REUSED",
                 "request_id was used for a different request",
                 metadata={"request_id": request.request_id},

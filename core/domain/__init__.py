@@ -1,5 +1,6 @@
-"""The core's shared vocabulary: assets (CAIP-19), money in base units, the
-invoice state machine and what a request asks of the invoices area.
+"""The core's shared vocabulary: assets (assets.py: CAIP-19 ids, the one
+parser of an asset id), money in base units (money.py) and what a validated
+request asks of the invoices area (invoice_specs.py).
 
-Pure: no I/O, no gRPC, no imports from any other core package.
+Must never: do I/O, speak gRPC, or import any other core package.
 """

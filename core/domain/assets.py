@@ -62,6 +62,11 @@ def chain_of(asset_id: str) -> str:
     return match.group(1)
 
 
+def chain_number(chain: str) -> int:
+    """The EIP-155 chain id of a CAIP-2 chain (`eip155:1` -> 1)."""
+    return int(chain.removeprefix("eip155:"))
+
+
 def native(chain: str) -> str:
     """The chain's native coin (what gas is paid in)."""
     return f"{chain}/{TRON_NATIVE if is_tron_chain(chain) else NATIVE}"

@@ -1,8 +1,10 @@
-"""Invoice events for the outbox: a snapshot of the invoice as each step left it.
+"""Invoice and payout events for the outbox: a snapshot of the resource as each
+step left it.
 
-The writer of invoice state (core/invoices/lifecycle.py) hands its rows here rather
-than rendering messages itself: rendering belongs to core/render, which the
-deciders and writers do not import.
+The writers of invoice and payout state (core/invoices/lifecycle.py,
+core/payouts/payouts.py) hand their rows here rather than rendering messages
+themselves: rendering belongs to core/render, which the deciders and writers
+do not import.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from core.events.outbox import NewEvent
 from core.invoices.state import State
 from core.render import invoices as render
+from core.render import payouts as render_payouts
 
 
 def invoice_events(
@@ -48,4 +51,21 @@ def invoice_event(
         row["merchant_id"],
         snapshot.name,
         snapshot.SerializeToString(deterministic=True),
+    )
+
+
+def payout_event(
+    event_type: str,
+    row: Any,
+    transactions: Sequence[Any],
+    approvals: Sequence[str],
+) -> NewEvent:
+    """The payout (or refund) as it stands, e.g. for payout.confirmed."""
+    snapshot = render_payouts.payout(row, transactions, approvals)
+    return NewEvent(
+        event_type,
+        row["merchant_id"],
+        snapshot.name,
+        snapshot.SerializeToString(deterministic=True),
+        resource_type="payout",
     )

@@ -14,6 +14,6 @@ state outside state.decide; lose a unit that reached a deposit address — funds
 on a cancelled, refunded, marked or long-expired invoice are recorded,
 announced and left refundable (docs/architecture.md, "Every unit accounted
 for"); let a cancel or mark race the block applier (both take the chain's
-cursor lock first); render messages (events are rendered by the API's
-renderers, which the edge owns).
+cursor lock first); render messages (core/events/snapshots.py renders its
+events through core/render).
 """

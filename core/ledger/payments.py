@@ -21,12 +21,7 @@ import asyncpg
 
 from core import names
 from core.ledger import store
-
-# The chart moved to core/ledger/accounts.py; these names stay for payouts/ledger.py.
-from core.ledger.accounts import custody as custody
-from core.ledger.accounts import merchant_account as merchant_account
-from core.ledger.accounts import merchant_accounts as merchant_accounts
-from core.ledger.accounts import platform_accounts as platform_accounts
+from core.ledger.accounts import custody, merchant_account, merchant_accounts, platform_accounts
 from core.ledger.rules import Account, Transfer, TransferFlags
 
 # Transfer codes.

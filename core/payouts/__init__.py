@@ -6,12 +6,15 @@ state, and `payouts.save`, its only writer); the pure decisions between the
 worker's I/O (`tracking`: fees, refusals, approvals, chain tracking, refund
 legs; `destinations`); the worker that signs, broadcasts, tracks and — until
 the chain's finality depth — re-sends a reorged transaction; the payout side
-of the ledger (`ledger`: holds, landings, their undoing); sweep planning.
+of the ledger (`ledger`: holds, landings, their undoing; the accounts are
+core/ledger/accounts.py's); sweep planning; `store`, the reads an answer or
+event shows beside a payout row (its messages are core/render/payouts.py's).
 
 Must never: re-sign a payout with another nonce once one of its transactions
 is signed; release a ledger hold twice or before the payout is final; leave a
 payout confirmed without its transaction on the canonical chain; decide an
-invoice's state (it asks core/domain/invoice_state through core/lifecycle);
+invoice's state (it asks core/invoices/state.py through core/invoices/lifecycle.py);
+render a message (events go through core/events/snapshots.py);
 touch keys (the signer does, on its own policy); send funds to a token
 contract or to Kassa's own addresses unless the operator allows it.
 """

@@ -1,8 +1,7 @@
 """Payouts in the ledger: a hold before anything is signed, posted when the
 transaction confirms, voided when the payout fails or is cancelled.
 
-Accounts (beside core/ledger/payments.py's chart):
-  merchant:{m}:{asset}:payouts_in_flight  code 2004  held for payouts being sent
+Accounts: core/ledger/accounts.py (payouts_in_flight, the custody locations).
 
 Transfers (code 4 payout, 5 network fee, 8 a landing undone by a reorg), reference merchants/{m}/payouts/{p}:
   payout:{p}:hold:{n}   pending  merchant source n → payouts_in_flight
@@ -22,12 +21,9 @@ payout:{p}:return:{k}:{n} back to the sources) and payout:{p}:fee:{k}. The
 hold itself is resolved once; after a reorg the funds wait in payouts_in_flight
 as posted credits.
 
-Custody by location (sweeps, docs/payouts.md "Sweeps"); the three together
-are what the platform holds:
-  platform:custody:{asset}            code 1001  on deposit addresses (payments land here)
-  platform:custody:{asset}:treasury   code 1004  swept to the chain's treasury
-  platform:custody:{asset}:hot        code 1005  the hot key; negative while it spends a
-                                                 float funded outside the ledger
+Custody by location (sweeps, docs/payouts.md "Sweeps"): deposit addresses,
+treasury and hot key (core/ledger/accounts.py); the three together are what
+the platform holds.
 Transfers (code 6 sweep, 7 gas funding, 5 network fee), reference sweeps/{s}:
   sweep:{s}:funded  custody:{native} (deposit) ← custody:{native}:hot   (gas funding landed)
   sweep:{s}:moved   custody:{asset}:treasury ← custody:{asset}          (sweep confirmed)
@@ -42,52 +38,27 @@ from datetime import datetime
 
 import asyncpg
 
-from core.ledger import payments, store
-from core.ledger.rules import Account, AccountFlags, Transfer, TransferFlags
+from core.domain import assets
+from core.ledger import accounts, payments, store
+from core.ledger.accounts import custody, hot, in_flight, location_accounts, treasury
+from core.ledger.rules import Account, Transfer, TransferFlags
 
-IN_FLIGHT = 2004
-TREASURY, HOT = 1004, 1005
 PAYOUT, NETWORK_FEE, SWEEP, GAS_FUNDING, REORGED = 4, 5, 6, 7, 8
 SWEEP_KINDS = frozenset({"sweep", "gas_funding"})
 
 
-def treasury(asset: str) -> str:
-    return f"{payments.custody(asset)}:treasury"
-
-
-def hot(asset: str) -> str:
-    return f"{payments.custody(asset)}:hot"
-
-
-def location_accounts(asset: str) -> list[Account]:
-    return [Account(treasury(asset), asset, TREASURY), Account(hot(asset), asset, HOT)]
-
-
-def in_flight(merchant_id: str, asset: str) -> str:
-    return payments.merchant_account(merchant_id, asset, "payouts_in_flight")
-
-
-def native_asset(chain: str) -> str:
-    return f"{chain}/slip44:60"
-
-
 async def ensure(conn: asyncpg.Connection, merchant_id: str, asset: str, chain: str) -> None:
-    accounts = [
-        *payments.platform_accounts(asset),
-        *payments.merchant_accounts(merchant_id, asset),
+    wanted = [
+        *accounts.platform_accounts(asset),
+        *accounts.merchant_accounts(merchant_id, asset),
         # Held for the merchant: never more out than in.
-        Account(
-            in_flight(merchant_id, asset),
-            asset,
-            IN_FLIGHT,
-            int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
-        ),
+        Account(in_flight(merchant_id, asset), asset, accounts.IN_FLIGHT, accounts.NEVER_NEGATIVE),
         *location_accounts(asset),
     ]
-    if native_asset(chain) != asset:
-        accounts += payments.platform_accounts(native_asset(chain))
-        accounts += location_accounts(native_asset(chain))
-    await store.ensure_accounts(conn, sorted(accounts, key=lambda a: a.id))
+    if assets.native(chain) != asset:
+        wanted += accounts.platform_accounts(assets.native(chain))
+        wanted += location_accounts(assets.native(chain))
+    await store.ensure_accounts(conn, sorted(wanted, key=lambda a: a.id))
 
 
 async def spendable(conn: asyncpg.Connection, account_ids: Sequence[str]) -> dict[str, int]:
@@ -109,7 +80,7 @@ def holds(row: asyncpg.Record) -> list[Transfer]:
     return [
         Transfer(
             id=f"payout:{row['id']}:hold:{n}",
-            debit_account_id=payments.merchant_account(m, asset, source),
+            debit_account_id=accounts.merchant_account(m, asset, source),
             credit_account_id=in_flight(m, asset),
             amount=int(amount),
             asset=asset,
@@ -158,11 +129,11 @@ def _cycle(transfer_id: str, cycle: int) -> str:
 def network_fee(row: asyncpg.Record, fee_wei: int, cycle: int = 0) -> list[Transfer]:
     if fee_wei <= 0:
         return []
-    native = native_asset(row["chain"])
+    native = assets.native(row["chain"])
     return [
         Transfer(
             id=_cycle(f"payout:{row['id']}:fee", cycle),
-            debit_account_id=f"platform:network_fees:{native}",
+            debit_account_id=accounts.network_fees(native),
             credit_account_id=hot(native),
             amount=fee_wei,
             asset=native,
@@ -174,17 +145,17 @@ def network_fee(row: asyncpg.Record, fee_wei: int, cycle: int = 0) -> list[Trans
 
 async def ensure_platform(conn: asyncpg.Connection, asset: str, chain: str) -> None:
     """The accounts a sweep or gas funding of `asset` on `chain` books to."""
-    accounts = [*payments.platform_accounts(asset), *location_accounts(asset)]
-    if native_asset(chain) != asset:
-        accounts += payments.platform_accounts(native_asset(chain))
-        accounts += location_accounts(native_asset(chain))
-    await store.ensure_accounts(conn, sorted(accounts, key=lambda a: a.id))
+    wanted = [*accounts.platform_accounts(asset), *location_accounts(asset)]
+    if assets.native(chain) != asset:
+        wanted += accounts.platform_accounts(assets.native(chain))
+        wanted += location_accounts(assets.native(chain))
+    await store.ensure_accounts(conn, sorted(wanted, key=lambda a: a.id))
 
 
 def sweep_final(row: asyncpg.Record, landed: bool, fee_wei: int, cycle: int = 0) -> list[Transfer]:
     """A sweep or gas funding reached a final state: the move if it landed and
     succeeded (`landed`), the gas whenever it was mined."""
-    native = native_asset(row["chain"])
+    native = assets.native(row["chain"])
     reference = f"sweeps/{row['id']}"
     funding = row["kind"] == "gas_funding"
     batch: list[Transfer] = []
@@ -194,8 +165,8 @@ def sweep_final(row: asyncpg.Record, landed: bool, fee_wei: int, cycle: int = 0)
             Transfer(
                 id=_cycle(f"sweep:{row['id']}:{'funded' if funding else 'moved'}", cycle),
                 # Debit the location the funds arrive at, credit the one they left.
-                debit_account_id=payments.custody(native) if funding else treasury(asset),
-                credit_account_id=hot(native) if funding else payments.custody(asset),
+                debit_account_id=custody(native) if funding else treasury(asset),
+                credit_account_id=hot(native) if funding else custody(asset),
                 amount=int(row["amount"]),
                 asset=native if funding else asset,
                 code=GAS_FUNDING if funding else SWEEP,
@@ -206,9 +177,9 @@ def sweep_final(row: asyncpg.Record, landed: bool, fee_wei: int, cycle: int = 0)
         batch.append(
             Transfer(
                 id=_cycle(f"sweep:{row['id']}:fee", cycle),
-                debit_account_id=f"platform:network_fees:{native}",
+                debit_account_id=accounts.network_fees(native),
                 # The hot key paid a funding's gas, the deposit address its sweep's.
-                credit_account_id=hot(native) if funding else payments.custody(native),
+                credit_account_id=hot(native) if funding else custody(native),
                 amount=fee_wei,
                 asset=native,
                 code=NETWORK_FEE,
@@ -220,7 +191,7 @@ def sweep_final(row: asyncpg.Record, landed: bool, fee_wei: int, cycle: int = 0)
 
 def _sources(row: asyncpg.Record) -> list[tuple[int, str, int]]:
     return [
-        (n, payments.merchant_account(row["merchant_id"], row["asset"], source), int(amount))
+        (n, accounts.merchant_account(row["merchant_id"], row["asset"], source), int(amount))
         for n, (source, amount) in enumerate(
             zip(row["hold_sources"], row["hold_amounts"], strict=True)
         )

@@ -315,8 +315,3 @@ def _check(before: Payout, event: Event, d: Decision) -> None:
     # A tentative nonce goes back to the pool only while nothing was signed with it.
     if d.release_nonce:
         assert not before.nonce_fixed
-
-
-def bumped(old: int, percent: int = 12) -> int:
-    """A replacement fee: at least +10% (what nodes require), rounded up."""
-    return old + max(1, -(-old * percent // 100))

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
-import grpc
 
-from core import reasons
-from core.errors import ApiError, not_found
-from core.events.outbox import NewEvent, append
+from core import names, reasons
+from core.errors import Code, Refusal, not_found
+from core.events import snapshots
+from core.events.outbox import append
 from core.invoices import lifecycle
 from core.ledger import settlement
-from core.payouts import destinations, ledger, machine, nonces, render, tracking
+from core.payouts import destinations, ledger, machine, nonces, store, tracking
 from core.payouts.machine import State
 
 
@@ -145,23 +146,12 @@ async def announce(conn: asyncpg.Connection, row: asyncpg.Record, event_type: st
         return  # sweeps belong to no merchant: no merchant event
     if row["kind"] == "refund":
         event_type = "refund." + event_type.removeprefix("payout.")
-    message = await render.load(conn, row)
-    await append(
-        conn,
-        [
-            NewEvent(
-                event_type,
-                row["merchant_id"],
-                message.name,
-                message.SerializeToString(deterministic=True),
-                resource_type="payout",
-            )
-        ],
-    )
+    view = await store.view(conn, row)
+    await append(conn, [snapshots.payout_event(event_type, row, view.transactions, view.approvals)])
 
 
-def _failed(code: grpc.StatusCode, reason: str, message: str, **metadata: object) -> ApiError:
-    return ApiError(code, reason, message, metadata={k: str(v) for k, v in metadata.items()})
+def _failed(code: Code, reason: str, message: str, **metadata: object) -> Refusal:
+    return Refusal(code, reason, message, metadata={k: str(v) for k, v in metadata.items()})
 
 
 class Payouts:
@@ -200,8 +190,8 @@ class Payouts:
             spec.request_id,
         )
         if row is not None and bytes(row["request_hash"]) != fingerprint:
-            raise ApiError(
-                grpc.StatusCode.ALREADY_EXISTS,
+            raise Refusal(
+                Code.ALREADY_EXISTS,
                 "REQUEST_ID_REUSED",
                 "request_id was used for a different request",
                 metadata={"request_id": spec.request_id},
@@ -225,7 +215,7 @@ class Payouts:
         # cancelled, refunded, marked or expired invoice are, too (issue 19).
         if lifecycle.refundable_of(invoice) == 0:
             raise _failed(
-                grpc.StatusCode.FAILED_PRECONDITION,
+                Code.FAILED_PRECONDITION,
                 "INVOICE_NOT_REFUNDABLE",
                 f"a {invoice['state']} invoice has nothing to refund",
                 state=invoice["state"],
@@ -247,7 +237,7 @@ class Payouts:
             amount = tracking.refund_amount(spec.amount, received, refunded, in_progress)
         except tracking.RefundRefused as refused:
             raise _failed(
-                grpc.StatusCode.FAILED_PRECONDITION,
+                Code.FAILED_PRECONDITION,
                 "REFUND_EXCEEDS_RECEIVED",
                 f"refunds would exceed the {received} received (refunded {refunded}, "
                 f"in progress {in_progress})",
@@ -273,8 +263,8 @@ class Payouts:
         why = self.policy.refusal(spec.destination, bool(own))
         if why is not None:
             field = "payout.destination" if spec.kind == "payout" else "destination"
-            raise ApiError(
-                grpc.StatusCode.INVALID_ARGUMENT,
+            raise Refusal(
+                Code.INVALID_ARGUMENT,
                 reasons.DESTINATION_REFUSED,
                 f"{spec.destination} is refused as a destination: {why}",
                 violations=[(field, why)],
@@ -296,7 +286,7 @@ class Payouts:
         for source, need in legs:
             if free.get(accounts[source], 0) < need:
                 raise _failed(
-                    grpc.StatusCode.FAILED_PRECONDITION,
+                    Code.FAILED_PRECONDITION,
                     "INSUFFICIENT_FUNDS",
                     f"the merchant's {source} balance of {spec.asset} is "
                     f"{free.get(accounts[source], 0)}, {need} needed",
@@ -334,13 +324,22 @@ class Payouts:
         await announce(conn, row, "payout.created")
         return row
 
+    async def views(self, rows: Sequence[asyncpg.Record]) -> list[store.PayoutView]:
+        """The rows with their transactions and approvals, for an answer."""
+        async with self.pool.acquire() as conn:
+            return [await store.view(conn, row) for row in rows]
+
+    async def refunded_invoice(self, merchant_id: str, invoice_id: str) -> asyncpg.Record | None:
+        async with self.pool.acquire() as conn:
+            return await store.refunded_invoice(conn, merchant_id, invoice_id)
+
     async def get(self, merchant_id: str, payout_id: str) -> asyncpg.Record:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT * FROM payouts WHERE merchant_id = $1 AND id = $2", merchant_id, payout_id
             )
         if row is None:
-            raise not_found("payout", render.name(merchant_id, payout_id))
+            raise not_found("payout", names.payout(merchant_id, payout_id))
         return row
 
     async def list(
@@ -370,7 +369,7 @@ class Payouts:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await lock(conn, payout_id)
             if row is None or row["merchant_id"] != merchant_id:
-                raise not_found("payout", render.name(merchant_id, payout_id))
+                raise not_found("payout", names.payout(merchant_id, payout_id))
             if State(row["state"]) is State.CANCELLED:
                 return row  # a retry of the same cancel
             decision = machine.decide(
@@ -378,7 +377,7 @@ class Payouts:
             )
             if decision.refusal is not None:
                 raise _failed(
-                    grpc.StatusCode.FAILED_PRECONDITION,
+                    Code.FAILED_PRECONDITION,
                     "PAYOUT_NOT_CANCELLABLE",
                     f"a {row['state']} payout cannot be cancelled: it may already be signed",
                     state=row["state"],
@@ -397,17 +396,17 @@ class Payouts:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await lock(conn, payout_id)
             if row is None or row["merchant_id"] != merchant_id:
-                raise not_found("payout", render.name(merchant_id, payout_id))
+                raise not_found("payout", names.payout(merchant_id, payout_id))
             if State(row["state"]) is not State.WAITING_APPROVAL or row["sign_digest"] is None:
                 raise _failed(
-                    grpc.StatusCode.FAILED_PRECONDITION,
+                    Code.FAILED_PRECONDITION,
                     "PAYOUT_NOT_WAITING",
                     f"a {row['state']} payout takes no approvals",
                     state=row["state"],
                 )
             if bytes(row["sign_digest"]).hex() != digest_hex:
                 raise _failed(
-                    grpc.StatusCode.FAILED_PRECONDITION,
+                    Code.FAILED_PRECONDITION,
                     "SIGN_REQUEST_CHANGED",
                     "the payout's sign request changed (it expired or its nonce moved): "
                     "fetch it again and sign the new digest",

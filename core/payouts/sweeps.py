@@ -31,8 +31,9 @@ import asyncpg
 import grpc
 
 from core.chain.config import Chains as Config
+from core.domain import assets
 from core.invoices import state as invoice_state
-from core.payouts import ledger, nonces, txbuilder
+from core.payouts import ledger, nonces, store, txbuilder
 from core.payouts.config import PayoutsConfig, SweepsConfig
 from core.payouts.machine import State
 from core.payouts.signer_client import SignerClient
@@ -75,10 +76,6 @@ def eligible(d: Deposit, now: datetime, min_age_s: float) -> bool:
         and not d.sweep_in_progress
         and now - d.settled_time >= timedelta(seconds=min_age_s)
     )
-
-
-def is_native(asset: str) -> bool:
-    return asset.partition("/")[2].startswith("slip44:")
 
 
 # Margin over the node's estimate: state can change between planning and inclusion (another
@@ -125,7 +122,7 @@ def plan(
     `token_gas` the gas limit of a token sweep (token_gas_limit of the estimate).
     """
     sweepable = asset_balance - max(unconfirmed, 0)
-    if is_native(asset):
+    if assets.is_native(asset):
         gas = txbuilder.GAS_NATIVE
         # The balance pays its own gas; the unused part of the budget stays as dust.
         amount = sweepable - gas_budget_wei(gas, fees)
@@ -266,7 +263,7 @@ class Sweeper:
             adapter_pb2.GetAccountRequest(address=d.address), timeout=10
         )
         native_wei = int(account.balance or 0)
-        if is_native(d.asset):
+        if assets.is_native(d.asset):
             balance = native_wei
         else:
             answer = await adapter.GetTokenBalance(
@@ -275,7 +272,7 @@ class Sweeper:
             balance = int(answer.balance or 0)
         minimum = self.sweeps.min_amount.get(d.asset, self.sweeps.default_min_amount)
         token_gas = txbuilder.GAS_TOKEN
-        if not is_native(d.asset) and balance - max(d.unconfirmed, 0) >= max(minimum, 1):
+        if not assets.is_native(d.asset) and balance - max(d.unconfirmed, 0) >= max(minimum, 1):
             limit = await self._token_gas(adapter, d, treasury, balance - max(d.unconfirmed, 0))
             if limit is None:
                 return []
@@ -302,7 +299,7 @@ class Sweeper:
                         key_id=self.payouts.hot_key_id,
                         source=self._hot_address,
                         destination=d.address,
-                        asset=ledger.native_asset(d.chain),
+                        asset=assets.native(d.chain),
                         amount=p.gas_funding_wei,
                         fees=None,
                         funded_by=None,
@@ -415,6 +412,11 @@ class Sweeper:
         )
         assert row is not None
         return row
+
+    async def views(self, rows: Sequence[asyncpg.Record]) -> list[store.SweepView]:
+        """The rows with their transactions and swept invoice's merchant, for an answer."""
+        async with self.pool.acquire() as conn:
+            return [await store.sweep_view(conn, row) for row in rows]
 
     async def get(self, sweep_id: str) -> asyncpg.Record | None:
         async with self.pool.acquire() as conn:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import assert_never
 
-from core.payouts import machine, txbuilder
+from core.payouts import txbuilder
 
 # -- fees ------------------------------------------------------------------------
 
@@ -28,6 +28,11 @@ class FeeCaps:
 
     max_fee_per_gas_wei: int
     max_priority_fee_per_gas_wei: int
+
+
+def bumped(old: int, percent: int = 12) -> int:
+    """A replacement fee: at least +10% (what nodes require), rounded up."""
+    return old + max(1, -(-old * percent // 100))
 
 
 def fees(
@@ -48,13 +53,13 @@ def fees(
         return estimate
     out = txbuilder.Fees(
         min(
-            max(estimate.max_fee_per_gas_wei, machine.bumped(at_least.max_fee_per_gas_wei)),
+            max(estimate.max_fee_per_gas_wei, bumped(at_least.max_fee_per_gas_wei)),
             caps.max_fee_per_gas_wei,
         ),
         min(
             max(
                 estimate.max_priority_fee_per_gas_wei,
-                machine.bumped(at_least.max_priority_fee_per_gas_wei),
+                bumped(at_least.max_priority_fee_per_gas_wei),
             ),
             caps.max_priority_fee_per_gas_wei,
         ),
@@ -69,8 +74,8 @@ def can_bump(last: txbuilder.Fees, caps: FeeCaps, fixed: bool) -> bool:
     within the caps. A sweep (`fixed`) spends the gas it was funded with, no more."""
     return (
         not fixed
-        and machine.bumped(last.max_fee_per_gas_wei) <= caps.max_fee_per_gas_wei
-        and machine.bumped(last.max_priority_fee_per_gas_wei) <= caps.max_priority_fee_per_gas_wei
+        and bumped(last.max_fee_per_gas_wei) <= caps.max_fee_per_gas_wei
+        and bumped(last.max_priority_fee_per_gas_wei) <= caps.max_priority_fee_per_gas_wei
     )
 
 

@@ -10,6 +10,8 @@ import rlp
 from eth_abi.abi import encode
 from eth_utils.abi import function_signature_to_4byte_selector
 
+from core.domain import assets
+
 # The selector from the ABI signature (eth-utils), the arguments by eth-abi: no hex constants.
 ERC20_TRANSFER = bytes(function_signature_to_4byte_selector("transfer(address,uint256)"))
 GAS_NATIVE = 21_000
@@ -51,11 +53,10 @@ def call_for(
 ) -> Call:
     """A native transfer for slip44:60 assets, an ERC-20 transfer otherwise; gas_limit None:
     the asset's default (a sweep carries the limit it was planned and funded with)."""
-    _, _, reference = asset.partition("/")
-    namespace, _, contract = reference.partition(":")
-    if namespace == "slip44":
+    if assets.is_native(asset):
         return Call(destination, amount_base_units, b"", gas_limit or GAS_NATIVE)
-    if namespace == "erc20":
+    contract = assets.contract_of(asset)
+    if contract is not None:
         data = erc20_transfer_data(destination, amount_base_units)
         return Call(contract, 0, data, gas_limit or GAS_TOKEN)
     raise ValueError(f"cannot pay out {asset}")
@@ -77,10 +78,6 @@ def eip1559(chain_id: int, nonce: int, fees: Fees, call: Call) -> bytes:
             ]
         )
     )
-
-
-def chain_number(chain: str) -> int:
-    return int(chain.removeprefix("eip155:"))
 
 
 def capped_fees(

@@ -34,6 +34,7 @@ import grpc
 
 from core.chain.config import Chains as Config
 from core.chain.link import AdapterLink
+from core.domain import assets
 from core.invoices import lifecycle
 from core.invoices import state as sm
 from core.payouts import machine, nonces, tracking, txbuilder
@@ -273,7 +274,7 @@ class PayoutWorker:
         call = txbuilder.call_for(
             row["asset"], row["destination"], amount, None if gas_limit is None else int(gas_limit)
         )
-        unsigned = txbuilder.eip1559(txbuilder.chain_number(row["chain"]), nonce, fees, call)
+        unsigned = txbuilder.eip1559(assets.chain_number(row["chain"]), nonce, fees, call)
         now = self.clock()
         _, body = build_body(
             key_id=row["key_id"],

@@ -1,6 +1,6 @@
 """Reconciliation runs and exception entries to their protobuf messages.
 
-An area renderer (as core/payouts/render.py): the writer needs the run's
+An area renderer: the writer needs the run's
 message for the `reconciliation.mismatch` event in its own transaction, and
 the edges (ReconciliationService, ExceptionService) answer with the same
 bytes. Rows in, messages out; no I/O.

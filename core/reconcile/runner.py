@@ -23,8 +23,8 @@ from typing import Protocol
 import asyncpg
 import grpc
 
+from core.domain import assets as asset_ids
 from core.ledger import accounts as ledger_accounts
-from core.payouts import ledger as payout_ledger
 from core.reconcile import decide, store
 from core.reconcile.decide import Location, Movement, MovementKind, Place
 from core.reconcile.settings import ReconcileSettings
@@ -85,7 +85,7 @@ class ReconcileUnavailable(ReconcileError):
 
 
 def _native(chain: str) -> str:
-    return payout_ledger.native_asset(chain)
+    return asset_ids.native(chain)
 
 
 def _loc(asset: str, place: Place, address: str | None) -> Location | None:
@@ -473,7 +473,7 @@ class _Snapshot:
         operator = [(Place.HOT, hot), (Place.TREASURY, treasury)]
         accounts = [
             (
-                payout_ledger.hot(a) if place is Place.HOT else payout_ledger.treasury(a),
+                ledger_accounts.hot(a) if place is Place.HOT else ledger_accounts.treasury(a),
                 a,
                 place,
                 addr,

@@ -41,7 +41,7 @@ import grpc  # noqa: E402
 import websockets  # noqa: E402
 
 from core.config import parse  # noqa: E402
-from core.ledger import payments, store  # noqa: E402
+from core.ledger import accounts, payments, store  # noqa: E402
 from core.ledger.rules import Transfer  # noqa: E402
 from core.reconcile.runner import Reconciler  # noqa: E402
 from core.reconcile.settings import ReconcileSettings  # noqa: E402
@@ -152,15 +152,15 @@ async def seed(dsn: str, anvil: Anvil, n: int) -> tuple[list[str], int]:
         )
         await store.ensure_accounts(
             conn,
-            [*payments.platform_accounts(NATIVE), *payments.merchant_accounts("bench", NATIVE)],
+            [*accounts.platform_accounts(NATIVE), *accounts.merchant_accounts("bench", NATIVE)],
         )
         now = datetime.now(UTC)
         for start in range(0, n, 1_000):
             batch = [
                 Transfer(
                     id=f"bench:{i}",
-                    debit_account_id=payments.custody(NATIVE),
-                    credit_account_id=payments.merchant_account("bench", NATIVE, "incoming"),
+                    debit_account_id=accounts.custody(NATIVE),
+                    credit_account_id=accounts.merchant_account("bench", NATIVE, "incoming"),
                     amount=amounts[i],
                     asset=NATIVE,
                     code=payments.PAYMENT,

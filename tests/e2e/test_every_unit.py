@@ -6,7 +6,6 @@ are idempotent by request_id."""
 from __future__ import annotations
 
 import secrets
-import subprocess
 import threading
 import time
 
@@ -15,10 +14,10 @@ import pytest
 
 from kassa.core.v1 import invoice_pb2, payout_pb2, payout_pb2_grpc
 from localstack.fullstack import LocalStack
-from localstack.procs import console_script
 from tests.support.events import EventTap
 from tests.support.grpc_errors import rich
 from tests.support.invoices import create
+from tests.support.kassactl import bootstrap_key
 from tests.support.payouts import fresh_address, ledger_check, paid_invoice, wait_payout
 
 CONFIRMED = {payout_pb2.PAYOUT_STATE_CONFIRMED, payout_pb2.PAYOUT_STATE_FAILED}
@@ -259,23 +258,7 @@ def test_funds_parked_on_a_cancelled_invoice_are_swept(stack: LocalStack, accoun
     _pay(stack, invoice.deposit_address, due)
     _settle(stack, invoices, invoice.name, str(due))
     deposit = invoice.deposit_address.lower()
-    token = (
-        subprocess.run(
-            [
-                console_script("kassactl"),
-                "bootstrap-key",
-                "--dsn",
-                stack.dsn,
-                "--scopes",
-                "sweeps:read,sweeps:write",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    token = bootstrap_key(stack.dsn, "sweeps:read,sweeps:write")
     with stack.core_setup().channel(token) as channel:
         sweeps = payout_pb2_grpc.SweepServiceStub(channel)
         planned = sweeps.RunSweeps(payout_pb2.RunSweepsRequest(chain=stack.chain)).sweeps

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -37,7 +36,7 @@ from kassa.core.v1 import (
     reconciliation_pb2_grpc,
 )
 from localstack.fullstack import LocalStack
-from localstack.procs import console_script
+from tests.support.kassactl import against, bootstrap_key
 from tests.support.payouts import fresh_address, ledger_check, paid_invoice, wait_payout
 
 FINAL = {
@@ -54,19 +53,9 @@ FORWARDER_CODE = "0x6000600060006000346000355af100"
 SCOPES = "reconcile:read,reconcile:write,events:read,sweeps:read,sweeps:write"
 
 
-def _bootstrap(stack: LocalStack, scopes: str) -> str:
-    result = subprocess.run(
-        [console_script("kassactl"), "bootstrap-key", "--dsn", stack.dsn, "--scopes", scopes],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return result.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture(scope="module")
 def platform_token(stack: LocalStack) -> str:
-    return _bootstrap(stack, SCOPES)
+    return bootstrap_key(stack.dsn, SCOPES)
 
 
 @pytest.fixture
@@ -256,7 +245,7 @@ def test_run_is_idempotent_by_request_id_and_refuses_bad_input(
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
     # The attacker here holds a valid key without the scope: read-only keys
     # cannot start runs, and no merchant key can read them.
-    reader = _bootstrap(stack, "reconcile:read")
+    reader = bootstrap_key(stack.dsn, "reconcile:read")
     with stack.core_setup().channel(reader) as channel:
         stub = reconciliation_pb2_grpc.ReconciliationServiceStub(channel)
         with pytest.raises(grpc.RpcError) as denied:
@@ -269,22 +258,13 @@ def test_run_is_idempotent_by_request_id_and_refuses_bad_input(
             stub.GetReconciliation(reconciliation_pb2.GetReconciliationRequest(name=first.name))
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
     # kassactl: the same run by request id, JSON out, exit 0 when nothing is unexplained.
-    cli = subprocess.run(
-        [
-            console_script("kassactl"),
-            "--target",
-            stack.core_setup().target,
-            "--ca-file",
-            str(stack.core_setup().ca_file),
-            "reconcile",
-            "run",
-            stack.chain,
-            "--request-id",
-            "ops-1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    cli = against(
+        stack.core_setup(),
+        "reconcile",
+        "run",
+        stack.chain,
+        "--request-id",
+        "ops-1",
         env={"KASSA_TOKEN": platform_token, "PATH": "/usr/bin:/bin"},
     )
     assert cli.returncode == 0, cli.stderr
@@ -336,23 +316,7 @@ def test_funds_sent_behind_kassas_back_are_found_unexplained(
     later = reconcile(stack, runs)
     assert [x.address for x in unexplained(later)] == [deposit]
     assert len(open_exceptions(stack)) == 1 and len(mismatch_events(stack, platform_token)) == 1
-    cli = subprocess.run(
-        [
-            console_script("kassactl"),
-            "--target",
-            stack.core_setup().target,
-            "--ca-file",
-            str(stack.core_setup().ca_file),
-            "--token",
-            platform_token,
-            "reconcile",
-            "run",
-            stack.chain,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    cli = against(stack.core_setup(), "reconcile", "run", stack.chain, token=platform_token)
     assert cli.returncode == 2, cli.stderr
 
 
@@ -425,7 +389,7 @@ def test_ledger_custody_with_no_chain_counterpart_is_found_unexplained(
 def test_exceptions_are_listed_and_resolved_with_their_audit(
     stack: LocalStack, platform_token: str, runs
 ) -> None:
-    admin = _bootstrap(stack, "exceptions:read,exceptions:write,reconcile:write")
+    admin = bootstrap_key(stack.dsn, "exceptions:read,exceptions:write,reconcile:write")
     with stack.core_setup().channel(admin) as channel:
         queue = exception_pb2_grpc.ExceptionServiceStub(channel)
         listed = queue.ListExceptions(exception_pb2.ListExceptionsRequest()).exceptions
@@ -504,7 +468,7 @@ def test_exceptions_are_listed_and_resolved_with_their_audit(
         assert [d for d in unexplained(after) if d.location == "hot"] == []
 
     # A key that may read the queue may not resolve it.
-    reader = _bootstrap(stack, "exceptions:read")
+    reader = bootstrap_key(stack.dsn, "exceptions:read")
     with stack.core_setup().channel(reader) as channel:
         queue = exception_pb2_grpc.ExceptionServiceStub(channel)
         with pytest.raises(grpc.RpcError) as denied:
@@ -516,23 +480,7 @@ def test_exceptions_are_listed_and_resolved_with_their_audit(
                 )
             )
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
-    cli = subprocess.run(
-        [
-            console_script("kassactl"),
-            "--target",
-            stack.core_setup().target,
-            "--ca-file",
-            str(stack.core_setup().ca_file),
-            "--token",
-            admin,
-            "exceptions",
-            "list",
-            "--resolved",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    cli = against(stack.core_setup(), "exceptions", "list", "--resolved", token=admin, timeout_s=60)
     assert cli.returncode == 0, cli.stderr
     assert {json.loads(line)["resolveAction"] for line in cli.stdout.splitlines()} == {
         "RESOLVE_ACTION_ACKNOWLEDGE",

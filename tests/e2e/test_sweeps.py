@@ -7,7 +7,6 @@ stays clean."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -15,7 +14,7 @@ import pytest
 
 from kassa.core.v1 import invoice_pb2, invoice_pb2_grpc, payout_pb2, payout_pb2_grpc
 from localstack.fullstack import LocalStack
-from localstack.procs import console_script
+from tests.support.kassactl import bootstrap_key
 from tests.support.payouts import PAYOUT_SCOPES, hot_nonce, ledger_check, paid_invoice
 
 CONFIRMED = payout_pb2.PAYOUT_STATE_CONFIRMED
@@ -35,20 +34,7 @@ def account(stack: LocalStack, request: pytest.FixtureRequest) -> Iterator[tuple
 @pytest.fixture(scope="module")
 def platform_token(stack: LocalStack) -> str:
     """A platform key with the sweep scopes only."""
-    result = subprocess.run(
-        [
-            console_script("kassactl"),
-            "bootstrap-key",
-            "--dsn",
-            stack.dsn,
-            "--scopes",
-            "sweeps:read,sweeps:write",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return result.stdout.strip().splitlines()[-1]
+    return bootstrap_key(stack.dsn, "sweeps:read,sweeps:write")
 
 
 def _native(stack: LocalStack, address: str) -> int:

@@ -20,8 +20,8 @@ from kassa.ledger.v1 import ledger_pb2 as lpb
 from kassa.ledger.v1 import ledger_pb2_grpc as lpb_grpc
 from localstack.postgres import PostgresCluster
 from localstack.stack import CoreSetup
+from tests.support.config import XPUB
 
-XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 
 

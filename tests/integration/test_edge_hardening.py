@@ -29,10 +29,10 @@ from kassa.ledger.v1 import ledger_pb2_grpc as lpb_grpc
 from localstack.procs import ManagedProcess
 from localstack.stack import CoreSetup
 from tests.support import wire_fuzz
+from tests.support.config import XPUB
 from tests.support.grpc_errors import rich
 from tests.support.ssrf import INTERNAL_HOSTS
 
-XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 
 

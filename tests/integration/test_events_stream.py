@@ -17,9 +17,9 @@ from core.clients import api_channel
 from core.events.outbox import NewEvent, append
 from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_grpc
 from localstack.stack import CoreSetup
+from tests.support.config import XPUB
 from tests.support.grpc_errors import rich
 
-XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 STALL_S = 1.0
 

@@ -9,8 +9,7 @@ import pytest
 
 from core.chain.index import ActiveInvoiceIndex
 from core.invoices import clock as expiry
-from core.store.db import create_pool
-from core.store.migrate import migrate
+from tests.support.ledger import add_merchant, migrated_pool
 
 NOW = datetime(2030, 6, 1, tzinfo=UTC)
 
@@ -35,11 +34,10 @@ async def _invoice(
 async def test_the_clock_expires_unpaid_and_underpays_short_confirmed_invoices(
     fresh_dsn: str,
 ) -> None:
-    await migrate(fresh_dsn)
-    pool = await create_pool(fresh_dsn, max_size=2)
+    pool = await migrated_pool(fresh_dsn)
     try:
         async with pool.acquire() as conn:
-            await conn.execute("INSERT INTO merchants (id, display_name) VALUES ('m', 'M')")
+            await add_merchant(conn, "m", "M")
             await _invoice(conn, "a1", NOW - timedelta(seconds=1), "awaiting_payment")
             await _invoice(conn, "a2", NOW + timedelta(hours=1), "awaiting_payment")
             await _invoice(conn, "d1", NOW - timedelta(seconds=1), "detected", received=40)

@@ -16,9 +16,9 @@ from kassa.ledger.v1 import ledger_pb2 as pb
 from kassa.ledger.v1 import ledger_pb2_grpc as pb_grpc
 from localstack.procs import ManagedProcess
 from localstack.stack import CoreSetup
+from tests.support.config import XPUB
 from tests.support.grpc_errors import rich
 
-XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
 USDT = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 ETH = "eip155:31337/slip44:60"
 

@@ -5,27 +5,18 @@ names a balance that breaks an account's nature even where no flag is set
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from core.ledger import accounts, payments, store
+from core.ledger import accounts, store
 from core.ledger.rules import Account, Reason, Transfer
 from core.payouts import ledger as payout_ledger
 from core.store.db import create_pool
 from core.store.migrate import migrate
+from tests.support.kassactl import ledger_check
 
 ASSET = "eip155:1/erc20:0x00000000000000000000000000000000000000aa"
-KASSACTL = str(Path(sys.executable).parent / "kassactl")
-
-
-def ledger_check(dsn: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [KASSACTL, "ledger", "check", "--dsn", dsn], capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.mark.asyncio
@@ -35,17 +26,17 @@ async def test_refunds_payable_cannot_go_negative(fresh_dsn: str) -> None:
     try:
         async with pool.acquire() as conn:
             await payout_ledger.ensure(conn, "m", ASSET, "eip155:1")
-            payable = payments.merchant_account("m", ASSET, "refunds_payable")
+            payable = accounts.merchant_account("m", ASSET, "refunds_payable")
             outcome = await store.create_transfers(
                 conn,
-                [Transfer("t", payable, payments.custody(ASSET), 5, ASSET, code=2)],
+                [Transfer("t", payable, accounts.custody(ASSET), 5, ASSET, code=2)],
                 datetime.now(UTC),
             )
             assert outcome.results[0].reason is Reason.EXCEEDS_CREDITS
-            in_flight = payout_ledger.in_flight("m", ASSET)
+            in_flight = accounts.in_flight("m", ASSET)
             outcome = await store.create_transfers(
                 conn,
-                [Transfer("u", in_flight, payments.custody(ASSET), 5, ASSET, code=4)],
+                [Transfer("u", in_flight, accounts.custody(ASSET), 5, ASSET, code=4)],
                 datetime.now(UTC),
             )
             assert outcome.results[0].reason is Reason.EXCEEDS_CREDITS
@@ -58,8 +49,8 @@ async def test_refunds_payable_cannot_go_negative(fresh_dsn: str) -> None:
 async def test_ledger_check_names_a_balance_that_breaks_its_nature(fresh_dsn: str) -> None:
     await migrate(fresh_dsn)
     pool = await create_pool(fresh_dsn, max_size=2)
-    payable = payments.merchant_account("m", ASSET, "refunds_payable")
-    custody = payments.custody(ASSET)
+    payable = accounts.merchant_account("m", ASSET, "refunds_payable")
+    custody = accounts.custody(ASSET)
     try:
         async with pool.acquire() as conn:
             # As an account created before the flags existed: no flag, so nothing refuses.

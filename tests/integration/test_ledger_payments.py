@@ -10,11 +10,10 @@ import pytest
 
 from core.chain.apply import ChainApplier
 from core.chain.index import ActiveInvoiceIndex
-from core.ledger import payments, store
-from core.store.db import create_pool
-from core.store.migrate import migrate
+from core.ledger import accounts, store
 from kassa.chain.v1 import adapter_pb2 as chain_pb
-from tests.support.ledger import ledger_check
+from tests.support.kassactl import ledger_check
+from tests.support.ledger import add_merchant, block, migrated_pool
 
 CHAIN = "eip155:31337"
 ASSET = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
@@ -22,22 +21,14 @@ ADDRESS = "0x00000000000000000000000000000000000000d1"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def block(height: int, tag: str, transfers: list[chain_pb.Transfer]) -> chain_pb.Block:
-    parent = f"0x{tag}{height - 1}" if height > 1 else "0xgenesis"
-    return chain_pb.Block(
-        height=height, hash=f"0x{tag}{height}", parent_hash=parent, transfers=transfers
-    )
-
-
 @pytest.mark.asyncio
 async def test_payment_postings_follow_detection_confirmation_reorg_and_reinclusion(
     fresh_dsn: str,
 ) -> None:
-    await migrate(fresh_dsn)
-    pool = await create_pool(fresh_dsn, max_size=2)
+    pool = await migrated_pool(fresh_dsn)
     try:
         async with pool.acquire() as conn:
-            await conn.execute("INSERT INTO merchants (id, display_name) VALUES ('acme', 'Acme')")
+            await add_merchant(conn, "acme", "Acme")
             await conn.execute(
                 """INSERT INTO invoices (id, merchant_id, merchant_order_id, chain, asset,
                        asset_decimals, amount_due, price_amount, price_currency, quote_rate, quote_source, quote_time,
@@ -63,10 +54,10 @@ async def test_payment_postings_follow_detection_confirmation_reorg_and_reinclus
             amount="25000000",
             success=True,
         )
-        incoming = payments.merchant_account("acme", ASSET, "incoming")
-        available = payments.merchant_account("acme", ASSET, "available")
-        refunds = payments.merchant_account("acme", ASSET, "refunds_payable")
-        custody = payments.custody(ASSET)
+        incoming = accounts.merchant_account("acme", ASSET, "incoming")
+        available = accounts.merchant_account("acme", ASSET, "available")
+        refunds = accounts.merchant_account("acme", ASSET, "refunds_payable")
+        custody = accounts.custody(ASSET)
 
         async def totals(account: str) -> tuple[int, int, int, int]:
             async with pool.acquire() as conn:

@@ -16,7 +16,7 @@ from core.ledger import store
 from core.ledger.rules import Account, AccountFlags, Balances, Transfer, TransferFlags, effects
 from core.store.db import create_pool
 from core.store.migrate import migrate
-from tests.support.ledger import ledger_check
+from tests.support.kassactl import ledger_check
 
 ASSET = "eip155:1/erc20:0x00000000000000000000000000000000000000aa"
 WRITERS = 16

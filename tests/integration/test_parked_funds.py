@@ -12,11 +12,10 @@ import pytest
 from core.chain.apply import ChainApplier
 from core.chain.index import ActiveInvoiceIndex
 from core.invoices import lifecycle
-from core.ledger import payments, store
-from core.store.db import create_pool
-from core.store.migrate import migrate
+from core.ledger import accounts, store
 from kassa.chain.v1 import adapter_pb2 as chain_pb
-from tests.support.ledger import ledger_check
+from tests.support.kassactl import ledger_check
+from tests.support.ledger import add_merchant, block, migrated_pool
 
 CHAIN = "eip155:31337"
 ASSET = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
@@ -25,22 +24,14 @@ NOW = datetime(2026, 1, 10, tzinfo=UTC)
 DUE = 25_000_000
 
 
-def block(height: int, tag: str, transfers: list[chain_pb.Transfer]) -> chain_pb.Block:
-    parent = f"0x{tag}{height - 1}" if height > 1 else "0xgenesis"
-    return chain_pb.Block(
-        height=height, hash=f"0x{tag}{height}", parent_hash=parent, transfers=transfers
-    )
-
-
 @pytest.mark.asyncio
 async def test_funds_past_the_window_are_recorded_parked_announced_and_refundable(
     fresh_dsn: str,
 ) -> None:
-    await migrate(fresh_dsn)
-    pool = await create_pool(fresh_dsn, max_size=2)
+    pool = await migrated_pool(fresh_dsn)
     try:
         async with pool.acquire() as conn:
-            await conn.execute("INSERT INTO merchants (id, display_name) VALUES ('acme', 'Acme')")
+            await add_merchant(conn, "acme", "Acme")
             # Expired a week ago; its late window closed six days ago.
             await conn.execute(
                 """INSERT INTO invoices (id, merchant_id, merchant_order_id, chain, asset,
@@ -77,8 +68,8 @@ async def test_funds_past_the_window_are_recorded_parked_announced_and_refundabl
                     "SELECT type FROM events WHERE resource_name LIKE '%/old1' ORDER BY sequence"
                 )
             ]
-            incoming = payments.merchant_account("acme", ASSET, "incoming")
-            available = payments.merchant_account("acme", ASSET, "available")
+            incoming = accounts.merchant_account("acme", ASSET, "incoming")
+            available = accounts.merchant_account("acme", ASSET, "available")
             balances = await store.get_accounts(conn, [incoming, available])
         assert row["state"] == "expired"
         assert "paid_late" in row["flags"]

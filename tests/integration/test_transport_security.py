@@ -38,9 +38,9 @@ from localstack.ports import free_port
 from localstack.postgres import PostgresCluster
 from localstack.procs import console_script
 from localstack.stack import CoreSetup
+from tests.support.config import XPUB
 from tests.support.evm import certs, core_channel, start_adapter
 
-XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
 CHAIN = "eip155:31337"
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 

@@ -18,9 +18,9 @@ from kassa.core.v1 import invoice_pb2, invoice_pb2_grpc, webhook_pb2, webhook_pb
 from localstack.postgres import PostgresCluster
 from localstack.procs import ManagedProcess, console_script
 from localstack.stack import CoreSetup
+from tests.support.config import XPUB
 from tests.support.webhooks import AcceptingReceiver, docs_recipe
 
-XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 SCOPES = ("invoices:read", "invoices:write", "webhooks:read", "webhooks:write")
 VERIFY = docs_recipe()

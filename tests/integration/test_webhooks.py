@@ -34,9 +34,9 @@ from kassa.core.v1 import (
 )
 from localstack.ports import free_port
 from localstack.stack import CoreSetup
+from tests.support.config import XPUB
 from tests.support.grpc_errors import rich
 
-XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 TIMEOUT_S = 0.5
 WEBHOOKS = {

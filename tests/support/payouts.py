@@ -8,8 +8,8 @@ import time
 
 from kassa.core.v1 import invoice_pb2, invoice_pb2_grpc, payout_pb2, payout_pb2_grpc
 from localstack.fullstack import LocalStack
-from localstack.procs import console_script
 from localstack.stack import MERCHANT_SCOPES
+from tests.support import kassactl
 
 PAYOUT_SCOPES = (*MERCHANT_SCOPES, "payouts:read", "payouts:write", "payouts:approve")
 
@@ -78,9 +78,4 @@ def hot_nonce(stack: LocalStack) -> int:
 
 
 def ledger_check(stack: LocalStack) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [console_script("kassactl"), "ledger", "check", "--dsn", stack.dsn],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return kassactl.ledger_check(stack.dsn, timeout_s=60)

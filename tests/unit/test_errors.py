@@ -7,7 +7,7 @@ import pytest
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from core.api.errors import to_status
-from core.errors import ApiError, Code, Refusal, exists, invalid, not_found, precondition
+from core.errors import Code, Refusal, exists, invalid, not_found, precondition
 
 
 def _details(status: grpc.Status) -> status_pb2.Status:
@@ -51,9 +51,9 @@ def test_constructors(refusal: Refusal, code: Code, reason: str) -> None:
     assert (refusal.code, refusal.reason) == (code, reason)
 
 
-def test_the_old_name_still_takes_a_grpc_code() -> None:
-    """Callers written against core.api.errors.ApiError(grpc.StatusCode.X, …) keep working."""
-    refusal = ApiError(grpc.StatusCode.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS", "not enough")
+def test_a_refusal_still_takes_a_grpc_code() -> None:
+    """Callers that say Refusal(grpc.StatusCode.X, …) keep working."""
+    refusal = Refusal(grpc.StatusCode.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS", "not enough")
     assert refusal.code is Code.FAILED_PRECONDITION
     assert to_status(refusal).code == grpc.StatusCode.FAILED_PRECONDITION
 

@@ -26,14 +26,12 @@ ENTRY = frozenset({"core.main", "core.server", "core.ctl"})
 EDGE = "core.api"
 RENDER = "core.render"
 # Who may import core.render: the edges that send messages (gRPC answers,
-# the event stream and outbox snapshots, webhook bodies) and payouts'
-# own renderer until it moves into core/render.
+# the event stream and outbox snapshots, webhook bodies).
 RENDER_USERS = (
     "core.api",
     "core.render",
     "core.events",
     "core.webhooks.worker",
-    "core.payouts.render",
 )
 # The pure deciders: given values, they return values. No I/O, no gRPC, no messages.
 DECIDERS = (

@@ -3,7 +3,6 @@ the operator allows ([payouts] allowed_destinations)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,26 +12,9 @@ from core.config import ConfigError
 from core.config import parse as parse_core
 from core.payouts.config import PayoutsConfigError
 from core.payouts.config import parse as parse_payouts
-from core.webhooks.sealing import new_kek_line
+from tests.support.config import raw
 
 SIGNER = {"target": "localhost:1", "caller_key_file": "core.key"}
-XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
-
-
-os.environ.setdefault("KASSA_TEST_WEBHOOK_KEK", new_kek_line("test"))
-
-
-def raw(**chain: object) -> dict[str, object]:
-    return {
-        # Plaintext links and a KEK from the environment: these tests are about chains.
-        "server": {"dev_plaintext": True},
-        "adapters": {"dev_plaintext": True},
-        "secrets": {"webhook_kek_env": "KASSA_TEST_WEBHOOK_KEK"},
-        "database": {"dsn": "postgresql://x@127.0.0.1/kassa"},
-        "hd": {"account_xpub": XPUB},
-        "chains": [{"id": "eip155:1", "adapter": "127.0.0.1:1", "confirmations": 12, **chain}],
-        "assets": [{"id": "eip155:1/slip44:60", "symbol": "ETH", "decimals": 18}],
-    }
 
 
 @pytest.mark.parametrize(

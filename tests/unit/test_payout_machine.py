@@ -92,10 +92,6 @@ def test_final_states_take_nothing() -> None:
         assert m.decide(p, e).refusal == "PAYOUT_FINAL"
 
 
-def test_bumped_is_at_least_ten_percent() -> None:
-    assert m.bumped(100) == 112 and m.bumped(1) == 2 and m.bumped(10**9) >= 11 * 10**8
-
-
 hashes = st.sampled_from(["0xa", "0xb", "0xc", "0xd"])
 events = st.one_of(
     st.just(m.Cancel()),

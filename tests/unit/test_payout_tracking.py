@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.payouts import machine, tracking
+from core.payouts import tracking
 from core.payouts.tracking import (
     ApprovalStep,
     Candidate,
@@ -278,4 +278,12 @@ def test_refund_legs_properties(amount: int, room: dict[str, int]) -> None:
 
 
 def test_machine_bump_is_the_fee_rule_tracking_uses() -> None:
-    assert tracking.fees(0, 0, CAPS, Fees(100, 100)) == Fees(machine.bumped(100), 112)
+    assert tracking.fees(0, 0, CAPS, Fees(100, 100)) == Fees(tracking.bumped(100), 112)
+
+
+def test_bumped_is_at_least_ten_percent() -> None:
+    assert (
+        tracking.bumped(100) == 112
+        and tracking.bumped(1) == 2
+        and tracking.bumped(10**9) >= 11 * 10**8
+    )

@@ -2,7 +2,7 @@
 every documented one exists in the code (issue 19).
 
 Reasons are found in the code by following them into the error: every
-argument in the reason slot of ApiError (and its subclasses), of the invoice
+argument in the reason slot of Refusal (and its subclasses), of the invoice
 decider's Refusal, and of any function that passes one of its parameters on
 into such a slot (found to a fixed point, so `_failed(code, reason, …)` and
 `not_found(what, …)` → `WHAT_NOT_FOUND` are followed too). Each must be a

@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 
 from core.config import ConfigError, parse
 from core.webhooks.sealing import new_kek_line, parse_keyring
-
-XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
+from tests.support.config import XPUB
 
 
 def secret_file(path: Path, text: str, mode: int = 0o600) -> Path:

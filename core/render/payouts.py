@@ -1,4 +1,6 @@
-"""Payout rows as kassa.core.v1.Payout messages (API answers and event payloads)."""
+"""Payout and sweep rows as kassa.core.v1 Payout and Sweep messages (API answers
+and event payloads). Rows in, messages out; the rows beside a payout (its
+transactions, approvals) come from core/payouts/store.py."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from core import names
 from core.payouts.machine import State
 from core.render.timestamps import timestamp
 from kassa.core.v1 import payout_pb2 as pb
@@ -28,23 +31,15 @@ _TX_STATUS = {
 }
 
 
-def name(merchant_id: str, payout_id: str) -> str:
-    return f"merchants/{merchant_id}/payouts/{payout_id}"
-
-
 def payout(
     row: asyncpg.Record,
     transactions: Sequence[asyncpg.Record] = (),
     approvals: Sequence[str] = (),
 ) -> pb.Payout:
     out = pb.Payout(
-        name=name(row["merchant_id"], row["id"]),
+        name=names.payout(row["merchant_id"], row["id"]),
         kind=pb.PAYOUT_KIND_REFUND if row["kind"] == "refund" else pb.PAYOUT_KIND_PAYOUT,
-        invoice=(
-            f"merchants/{row['merchant_id']}/invoices/{row['invoice_id']}"
-            if row["invoice_id"]
-            else ""
-        ),
+        invoice=(names.invoice(row["merchant_id"], row["invoice_id"]) if row["invoice_id"] else ""),
         chain=row["chain"],
         asset=row["asset"],
         destination=row["destination"],
@@ -86,28 +81,6 @@ def payout(
     return out
 
 
-async def load(conn: asyncpg.Connection, row: asyncpg.Record) -> pb.Payout:
-    transactions = await conn.fetch(
-        "SELECT * FROM payout_transactions WHERE payout_id = $1 ORDER BY create_time, tx_hash",
-        row["id"],
-    )
-    approvals = []
-    if row["sign_digest"] is not None:
-        approvals = [
-            r["approver_key_id"]
-            for r in await conn.fetch(
-                "SELECT approver_key_id FROM payout_approvals WHERE payout_id = $1 AND body_digest = $2",
-                row["id"],
-                row["sign_digest"],
-            )
-        ]
-    return payout(row, transactions, approvals)
-
-
-def sweep_name(sweep_id: str) -> str:
-    return f"sweeps/{sweep_id}"
-
-
 def sweep(
     row: asyncpg.Record, transactions: Sequence[asyncpg.Record] = (), invoice_merchant: str = ""
 ) -> pb.Sweep:
@@ -115,7 +88,7 @@ def sweep(
     # The payout rendering of the same row: state, candidates, nonce, fee, times.
     common = payout(row, transactions)
     out = pb.Sweep(
-        name=sweep_name(row["id"]),
+        name=names.sweep(row["id"]),
         kind=pb.SWEEP_KIND_GAS_FUNDING if row["kind"] == "gas_funding" else pb.SWEEP_KIND_SWEEP,
         chain=row["chain"],
         asset=row["asset"],
@@ -124,11 +97,11 @@ def sweep(
         amount=str(row["amount"]),
         key_id=row["key_id"],
         invoice=(
-            f"merchants/{invoice_merchant}/invoices/{row['invoice_id']}"
+            names.invoice(invoice_merchant, row["invoice_id"])
             if row["invoice_id"] and invoice_merchant
             else ""
         ),
-        gas_funding=sweep_name(row["funded_by"]) if row["funded_by"] else "",
+        gas_funding=names.sweep(row["funded_by"]) if row["funded_by"] else "",
         state=common.state,
         tx_hash=common.tx_hash,
         transactions=common.transactions,
@@ -144,16 +117,3 @@ def sweep(
     if common.HasField("confirm_time"):
         out.confirm_time.CopyFrom(common.confirm_time)
     return out
-
-
-async def load_sweep(conn: asyncpg.Connection, row: asyncpg.Record) -> pb.Sweep:
-    transactions = await conn.fetch(
-        "SELECT * FROM payout_transactions WHERE payout_id = $1 ORDER BY create_time, tx_hash",
-        row["id"],
-    )
-    merchant = ""
-    if row["invoice_id"]:
-        merchant = await conn.fetchval(
-            "SELECT merchant_id FROM invoices WHERE id = $1", row["invoice_id"]
-        )
-    return sweep(row, transactions, merchant or "")
