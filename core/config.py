@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
+from core import health as health_settings
 from core.chain.config import ChainConfig, ConfirmationTier
+from core.config_schema import CoreToml, SchemaError, check
 from core.domain.assets import Asset, chain_of, is_chain_id
 from core.domain.money import AmountError, parse_decimal
 from core.events import settings as event_settings
@@ -64,6 +66,14 @@ class Config:
         default_factory=webhook_settings.WebhookSettings
     )
     events: event_settings.StreamSettings = field(default_factory=event_settings.StreamSettings)
+    # [health]: when the core reports NOT_SERVING and refuses invoices on a chain.
+    health: health_settings.HealthSettings = field(default_factory=health_settings.HealthSettings)
+    # [metrics] listen: host:port of GET /metrics (Prometheus); None: no endpoint.
+    metrics_listen: str | None = None
+    # [log] level: the lowest level written (the schema allows only the four names).
+    log_level: str = "info"
+    # How often the backlog gauges are read from PostgreSQL.
+    metrics_interval_s: float = 5.0
     # [reconcile]: scheduled reconciliation (core/reconcile).
     reconcile: reconcile_settings.ReconcileSettings = field(
         default_factory=reconcile_settings.ReconcileSettings
@@ -104,7 +114,12 @@ def _xpub(table: dict[str, Any], base: Path) -> str:
     raise ConfigError("hd.account_xpub or hd.account_xpub_file is required")
 
 
-def parse(raw: dict[str, Any], base: Path) -> Config:
+def parse(raw: dict[str, Any], base: Path, source: Path | str = "core.toml") -> Config:
+    """Checks `raw` against core/config_schema.py (unknown keys, types), then its meaning."""
+    try:
+        check(raw, CoreToml, source)
+    except SchemaError as exc:
+        raise ConfigError(str(exc)) from None
     server = raw.get("server", {})
     database = raw.get("database", {})
     invoices = raw.get("invoices", {})
@@ -210,12 +225,15 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
         key_cache_s=float(raw.get("auth", {}).get("key_cache_s", Config.key_cache_s)),
         webhooks=_table(webhook_settings.parse, raw, "webhooks"),
         events=_table(event_settings.parse, raw, "events"),
+        health=_table(health_settings.parse, raw, "health"),
         reconcile=_table(reconcile_settings.parse, raw, "reconcile"),
         underpayment_tolerance_bps=int(invoices.get("underpayment_tolerance_bps", 0)),
         late_payment_window_s=int(
             invoices.get("late_payment_window_s", Config.late_payment_window_s)
         ),
         payouts=payouts,
+        **_metrics(raw.get("metrics", {})),
+        log_level=str(raw.get("log", {}).get("level", "info")),
         api_tls=api_tls,
         adapters_tls=adapters_tls,
         webhook_keys=webhook_keys,
@@ -227,6 +245,16 @@ def parse(raw: dict[str, Any], base: Path) -> Config:
     if not 0 < config.default_ttl_s <= config.max_ttl_s:
         raise ConfigError("invoices.default_ttl_s must be positive and at most max_ttl_s")
     return config
+
+
+def _metrics(table: dict[str, Any]) -> dict[str, Any]:
+    listen = table.get("listen")
+    if listen is not None and (not isinstance(listen, str) or ":" not in listen):
+        raise ConfigError(f"metrics.listen must be 'host:port', got {listen!r}")
+    interval_s = table.get("interval_s", Config.metrics_interval_s)
+    if isinstance(interval_s, bool) or not isinstance(interval_s, int | float) or interval_s <= 0:
+        raise ConfigError(f"metrics.interval_s must be a positive number, got {interval_s!r}")
+    return {"metrics_listen": listen, "metrics_interval_s": float(interval_s)}
 
 
 def _max_price(value: object) -> Decimal:
@@ -318,4 +346,4 @@ def load(path: Path) -> Config:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return parse(raw, path.parent)
+    return parse(raw, path.parent, path)

@@ -94,6 +94,11 @@ def precondition(reason: str, message: str, **metadata: str) -> Refusal:
     return Refusal(Code.FAILED_PRECONDITION, reason, message, metadata=metadata)
 
 
+def unavailable(reason: str, message: str, **metadata: str) -> Refusal:
+    """Cannot be done now for a reason outside the request; the same request may succeed later."""
+    return Refusal(Code.UNAVAILABLE, reason, message, metadata=metadata)
+
+
 def denied(reason: str, message: str, **metadata: str) -> Refusal:
     return Refusal(Code.PERMISSION_DENIED, reason, message, metadata=metadata)
 

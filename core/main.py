@@ -1,4 +1,9 @@
-"""kassa-core: the payment core process."""
+"""kassa-core: the payment core process.
+
+Exit codes: 0 after SIGTERM/SIGINT (or a command done), 2 for a configuration
+it cannot use, 1 when it cannot start (database unreachable, schema not
+current: the one log line says which).
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,40 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from core import logs
 from core.config import Config, ConfigError, load
 from core.store.db import create_pool
-from core.store.migrate import MigrationError, migrate
+from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
+from core.telemetry import logs
 from core.webhooks.reseal import Resealed, reseal
 from core.webhooks.sealing import SealError
 
+log = logging.getLogger("kassa.core")
+
+
+def database_of(dsn: str) -> str:
+    """host:port/database of a DSN, without user or password, for log lines."""
+    parts = urlsplit(dsn)
+    return f"{parts.hostname or ''}:{parts.port or 5432}{parts.path}"
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kassa-core", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="kassa-core", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--config", type=Path, required=True, help="TOML configuration file")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("serve", help="run the core (default)")
-    sub.add_parser("migrate", help="apply pending database migrations and exit")
+    serve_cmd = sub.add_parser("serve", help="run the core (default)")
+    serve_cmd.add_argument(
+        "--migrate",
+        action="store_true",
+        help="apply pending migrations before serving (default: refuse to serve with any)",
+    )
+    migrate_cmd = sub.add_parser("migrate", help="apply pending database migrations and exit")
+    migrate_cmd.add_argument(
+        "--status", action="store_true", help="print applied and pending migrations; change nothing"
+    )
     sub.add_parser(
         "reseal-secrets",
         help="seal every webhook secret under the current KEK (after a KEK rotation) and exit",
@@ -31,13 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load(args.config)
     except ConfigError as exc:
-        print(f"kassa-core: configuration error: {exc}", file=sys.stderr)
+        log.error("configuration refused", extra={"path": str(args.config), "error": str(exc)})
         return 2
+    logs.setup(config.log_level)
     try:
         if args.command == "migrate":
-            applied = asyncio.run(migrate(config.dsn))
-            print("\n".join(applied) if applied else "no pending migrations")
-            return 0
+            return asyncio.run(_migrate(config.dsn, args.status))
         if args.command == "reseal-secrets":
             done = asyncio.run(_reseal(config))
             print(
@@ -47,15 +70,34 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from core.server import serve
 
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, apply_migrations=bool(getattr(args, "migrate", False))))
         return 0
     except MigrationError as exc:
-        logging.getLogger("kassa.core").error("migration refused", extra={"reason": str(exc)})
+        log.error("schema refused", extra={"reason": str(exc)})
         return 1
     except SealError as exc:
         # A KEK was dropped before its secrets were re-sealed: refuse rather than fail deliveries.
-        print(f"kassa-core: webhook secrets: {exc}", file=sys.stderr)
+        log.error("webhook secrets refused", extra={"reason": str(exc)})
         return 1
+    except OSError as exc:
+        # Connection refused, unreachable host, DNS: one line, no traceback; a
+        # supervisor (systemd Restart=on-failure) retries.
+        log.error(
+            "database unreachable",
+            extra={"database": database_of(config.dsn), "error": str(exc) or type(exc).__name__},
+        )
+        return 1
+    except Exception as exc:
+        if type(exc).__module__.startswith("asyncpg"):
+            log.error(
+                "database refused",
+                extra={
+                    "database": database_of(config.dsn),
+                    "error": f"{type(exc).__name__}: {exc}",
+                },
+            )
+            return 1
+        raise
 
 
 async def _reseal(config: Config) -> Resealed:
@@ -66,6 +108,21 @@ async def _reseal(config: Config) -> Resealed:
         return await reseal(pool, config.webhook_keys)
     finally:
         await pool.close()
+
+
+async def _migrate(dsn: str, status_only: bool) -> int:
+    if status_only:
+        status = await schema_status(dsn)
+        for m in status.known:
+            print(f"{m.name}\t{'applied' if m.version in status.applied else 'pending'}")
+        for version in status.newer:
+            print(f"{version:04d}\tunknown to this binary (newer)")
+        refusal = refusal_to_serve(status)
+        print("ready to serve" if refusal is None else f"not ready: {refusal}")
+        return 0 if refusal is None else 1
+    applied = await migrate(dsn)
+    print("\n".join(applied) if applied else "no pending migrations")
+    return 0
 
 
 if __name__ == "__main__":

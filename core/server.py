@@ -13,7 +13,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from core.api.auth import Authenticator
+from core import health as core_health
+from core import metrics as core_metrics
+from core.api.auth import Authenticator, current_actor
 from core.api.event_service import EventService
 from core.api.exception_service import ExceptionService
 from core.api.guard import EdgeInterceptor
@@ -43,7 +45,8 @@ from core.payouts.worker import PayoutWorker
 from core.rates.config import build_router
 from core.reconcile.runner import Reconciler
 from core.store.db import create_pool
-from core.store.migrate import migrate
+from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
+from core.telemetry.rpc import RpcMetrics, serve_metrics
 from core.tls import Tls13Only, server_credentials
 from core.webhooks.endpoints import Endpoints
 from core.webhooks.reseal import reseal
@@ -120,10 +123,18 @@ def _reconciler(
     )
 
 
-async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None:
-    applied = await migrate(config.dsn)
-    if applied:
-        log.info("migrations applied", extra={"migrations": applied})
+async def serve(
+    config: Config, clock: Callable[[], datetime] = utc_now, apply_migrations: bool = False
+) -> None:
+    """Runs the core. The schema must be current: `kassa-core migrate` brings it there
+    (or apply_migrations, `serve --migrate`); a newer schema is refused either way."""
+    if apply_migrations:
+        applied = await migrate(config.dsn)
+        if applied:
+            log.info("migrations applied", extra={"migrations": applied})
+    refusal = refusal_to_serve(await schema_status(config.dsn))
+    if refusal is not None:
+        raise MigrationError(refusal)
     pool = await create_pool(config.dsn, config.pool_size)
     # Webhook secrets are sealed under the current KEK before anything can read them
     # (plaintext rows from before migration 0009, rows under an older KEK).
@@ -153,13 +164,41 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         follower = followers.get(chain)
         return follower.head_height if follower else None
 
+    def chain_views() -> dict[str, core_health.ChainView]:
+        return {
+            chain: core_health.ChainView(
+                streaming=f.following.is_set(),
+                since_event_s=f.since_event_s(),
+                lag_blocks=None
+                if f.head_height is None or f.applied_height is None
+                else f.head_height - f.applied_height,
+            )
+            for chain, f in followers.items()
+        }
+
+    def chain_problem(chain: str) -> str | None:
+        if not config.health.invoices_need_chain:
+            return None
+        return core_health.chain_problem(chain_views()[chain], config.health)
+
+    async def database_answers() -> bool:
+        try:
+            async with asyncio.timeout(config.health.interval_s + 2):
+                async with pool.acquire() as conn:
+                    return bool(await conn.fetchval("SELECT true"))
+        except Exception:  # any way the probe fails (refused, reset, timed out) is "no"
+            return False
+
     auth = Authenticator(pool, config.key_cache_s)
-    # TLS 1.3 only (as far as gRPC Python lets us: see core/tls.py); plaintext is a dev flag.
+    # Every call counted and access-logged, with the final status the edge mapped; TLS 1.3
+    # only (as far as gRPC Python lets us: see core/tls.py); plaintext is a dev flag.
     # Then every kassa.* RPC: decoded safely, authenticated, bounds-checked, errors mapped.
     tls_only = [Tls13Only()] if config.api_tls is not None else []
-    server = grpc.aio.server(interceptors=[*tls_only, EdgeInterceptor(auth)])
+    server = grpc.aio.server(
+        interceptors=[RpcMetrics(current_actor), *tls_only, EdgeInterceptor(auth)]
+    )
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
-        InvoiceService(invoicing, config, auth, head_of), server
+        InvoiceService(invoicing, config, auth, head_of, chain_problem), server
     )
     event_pb2_grpc.add_EventServiceServicer_to_server(
         EventService(pool, notifier, auth, config.events), server
@@ -252,17 +291,48 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         )
     if port == 0:
         raise RuntimeError(f"cannot listen on {config.listen}")
-    await server.start()
+    stop_metrics = serve_metrics(config.metrics_listen) if config.metrics_listen else None
+
+    async def publish(verdict: core_health.Verdict) -> None:
+        def status(ok: bool) -> int:
+            return int(
+                health_pb2.HealthCheckResponse.SERVING
+                if ok
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+
+        await health_servicer.set("", status(verdict.serving))
+        for name in SERVICES:
+            await health_servicer.set(name, status(verdict.database_ok))
+        for chain, problem in verdict.chains.items():
+            await health_servicer.set(core_health.CHAIN_PREFIX + chain, status(problem is None))
+
+    # grpc's HealthServicer says SERVING for "" until told otherwise: not before the first verdict.
     for name in ("", *SERVICES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.start()
     # Each background loop under a supervisor: an exception it does not
     # handle itself (asyncpg.InterfaceError while the database is away) is
     # logged and the loop restarted, never left as a dead task whose error
-    # surfaces only at shutdown.
+    # surfaces only at shutdown. The health watcher is one of them: its
+    # verdict is what NOT_SERVING during an outage rests on.
     tasks = [
         _supervised(f"follow {chain}", f.run, config.reconnect_backoff_s)
         for chain, f in followers.items()
     ]
+    watcher = _supervised(
+        "health",
+        lambda: core_health.watch(config.health, database_answers, chain_views, publish),
+        config.health.interval_s,
+    )
+    tasks.append(watcher)
+    tasks.append(
+        _supervised(
+            "metrics",
+            lambda: core_metrics.run(pool, config.metrics_interval_s),
+            config.metrics_interval_s,
+        )
+    )
     tasks.append(
         _supervised(
             "invoice clock",
@@ -289,6 +359,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         "core serving",
         extra={
             "listen": config.listen,
+            "metrics": config.metrics_listen,
             "tls": config.api_tls is not None,
             "client_certificates": config.api_tls is not None
             and config.api_tls.client_ca is not None,
@@ -302,6 +373,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("core stopping")
+    watcher.cancel()  # NOT_SERVING stays until the end
     for name in ("", *SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     # Every step runs whatever the one before it raised, so that a core that
@@ -313,6 +385,7 @@ async def serve(config: Config, clock: Callable[[], datetime] = utc_now) -> None
         ("signer client", signer.close if signer is not None else _nothing),
         ("outbox notifier", notifier.close),
         ("pool", lambda: asyncio.wait_for(pool.close(), timeout=10)),
+        ("metrics endpoint", lambda: _call(stop_metrics)),
     ):
         try:
             await action()
@@ -327,6 +400,11 @@ async def _nothing() -> None:
     return None
 
 
+async def _call(action: Callable[[], None] | None) -> None:
+    if action is not None:
+        action()
+
+
 def _supervised(
     name: str, run: Callable[[], Awaitable[None]], restart_after_s: float
 ) -> asyncio.Task[None]:
@@ -334,7 +412,10 @@ def _supervised(
         while True:
             try:
                 await run()
-                log.warning("background task returned; restarting", extra={"task": name})
+                # Returning is a loop's way of saying it has nothing to do (the reconciler
+                # and sweeps with interval_s = 0): not restarted, not logged every second.
+                log.info("background task has nothing to do", extra={"task": name})
+                return
             except Exception:
                 log.exception("background task failed; restarting", extra={"task": name})
             await asyncio.sleep(max(restart_after_s, 0.1))

@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 
 from core.secretfiles import SecretError, read_secret_file
+from core.telemetry.rpc import RequestIdClient
 
 log = logging.getLogger("kassa.core.tls")
 TLS_VERSION = b"TLSv1.3"
@@ -114,12 +115,14 @@ def secure_aio_channel(
 ) -> grpc.aio.Channel:
     """A channel that accepts only a server certificate from tls.ca naming server_name."""
     options = list(options or [])
+    # Every call carries the current request id (x-request-id) to the adapter or signer.
+    interceptors = [RequestIdClient()]
     if tls is None:
-        return grpc.aio.insecure_channel(target, options=options)
+        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
     credentials = grpc.ssl_channel_credentials(tls.ca, tls.key, tls.cert)
     # The name checked against the certificate, whatever the address: the identity.
     options.append(("grpc.ssl_target_name_override", server_name))
-    return grpc.aio.secure_channel(target, credentials, options=options)
+    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
 
 
 def tls_version_ok(context: Any) -> bool:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from signer.config_schema import SchemaError, SignerToml, check
+
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 DEFAULT_PIN_ENV = "KASSA_HSM_PIN"
 
@@ -107,6 +109,8 @@ class Config:
     tls: TlsConfig | None = None
     policy_file: Path | None = None
     limits: RequestLimits = field(default_factory=RequestLimits)
+    # [metrics] listen: host:port of GET /metrics (Prometheus); None: no endpoint.
+    metrics_listen: str | None = None
 
     @property
     def seed_path(self) -> Path:
@@ -131,19 +135,6 @@ class Config:
                 raise ConfigError(f"callers {unbound[0]!r}: tls_subject is required with [tls]")
 
 
-_SECTIONS = {
-    "server": {"listen", "grace_s", "insecure_loopback_only"},
-    "tls": {"ca_file", "cert_file", "key_file"},
-    "policy": {"file"},
-    "requests": {"max_lifetime_s", "max_skew_s"},
-    "approvers": set(),
-    "hsm": {"module", "token_label", "pin_file", "pin_env"},
-    "state": {"dir"},
-    "log": {"level"},
-    "callers": set(),
-}
-
-
 def load(path: Path | None) -> Config:
     """Reads path (None: defaults only); relative paths are relative to the file."""
     if path is None:
@@ -154,21 +145,17 @@ def load(path: Path | None) -> Config:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
-    return parse(raw, path.resolve().parent)
+    return parse(raw, path.resolve().parent, path)
 
 
-def parse(raw: dict[str, Any], base_dir: Path) -> Config:
+def parse(raw: dict[str, Any], base_dir: Path, source: Path | str = "signer.toml") -> Config:
+    """Checks `raw` against signer/config_schema.py (unknown keys, types), then its meaning."""
     if isinstance(raw.get("hsm"), dict) and "pin" in raw["hsm"]:
         raise ConfigError("hsm.pin is not accepted: use hsm.pin_file or hsm.pin_env")
-    for section, value in raw.items():
-        if section not in _SECTIONS:
-            raise ConfigError(f"unknown config section [{section}]")
-        if section not in ("callers", "approvers"):
-            if not isinstance(value, dict):
-                raise ConfigError(f"[{section}] must be a table")
-            unknown = set(value) - _SECTIONS[section]
-            if unknown:
-                raise ConfigError(f"unknown key {section}.{sorted(unknown)[0]}")
+    try:
+        check(raw, SignerToml, source)
+    except SchemaError as exc:
+        raise ConfigError(str(exc)) from None
     server = raw.get("server", {})
     hsm = raw.get("hsm", {})
     state = raw.get("state", {})
@@ -195,6 +182,11 @@ def parse(raw: dict[str, Any], base_dir: Path) -> Config:
     level = _str(log, "log", "level", "info").lower()
     if level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log.level must be debug, info, warning or error, got {level!r}")
+    metrics_listen = raw.get("metrics", {}).get("listen")
+    if metrics_listen is not None:
+        m_host, _, m_port = _str(raw["metrics"], "metrics", "listen", "").rpartition(":")
+        if not m_host or not m_port.isdigit() or not 0 < int(m_port) < 65536:
+            raise ConfigError(f"metrics.listen must be host:port, got {metrics_listen!r}")
     return Config(
         server=ServerConfig(listen=listen, grace_s=float(grace_s), insecure_loopback_only=insecure),
         hsm=HsmConfig(
@@ -205,6 +197,7 @@ def parse(raw: dict[str, Any], base_dir: Path) -> Config:
         ),
         state_dir=base_dir / _str(state, "state", "dir", "signer-state"),
         log_level=level,
+        metrics_listen=metrics_listen,
         callers=_callers(raw.get("callers", [])),
         approvers=_approvers(raw.get("approvers", [])),
         tls=None

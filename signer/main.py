@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from signer import config as config_module
-from signer import keyring, logs
+from signer import keyring
 from signer.api.server import serve
 from signer.audit import chain as audit_chain
 from signer.audit import files as audit_files
@@ -30,6 +30,7 @@ from signer.hsm.token import HsmError, TokenSession
 from signer.policy.load import read_policy
 from signer.policy.model import PolicyError
 from signer.state.seed_file import SeedFileError
+from signer.telemetry import logs
 
 EXIT_CONFIG = 2
 EXIT_HSM = 3

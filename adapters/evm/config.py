@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapters.evm.config_schema import EvmToml, SchemaError, check
 from adapters.evm.secretfiles import SecretFileError, read_secret_file
 from adapters.evm.traces import TraceMethod
 
@@ -32,6 +33,8 @@ _KNOWN = {
         "allowed_callers",
         "dev_plaintext",
     },
+    "metrics": {"listen"},
+    "log": {"level"},
     "chain": {
         "chain_id",
         "node_urls",
@@ -75,6 +78,10 @@ class Config:
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     reorg_window_blocks: int = DEFAULT_REORG_WINDOW_BLOCKS
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    # [metrics] listen: host:port of GET /metrics (Prometheus); None: no endpoint.
+    metrics_listen: str | None = None
+    # [log] level: the lowest level written (the schema allows only the four names).
+    log_level: str = "info"
     # Native value moved inside contract calls, from the node's call traces.
     internal_transfers: TraceMethod = TraceMethod.OFF
     # None only with server.dev_plaintext = true: then anyone who reaches the port is served.
@@ -137,10 +144,16 @@ def _node_urls(chain: dict[str, Any], base: Path) -> Any:
     return chain.get("node_urls")
 
 
-def parse(data: dict[str, Any], base: Path = Path(".")) -> Config:
+def parse(data: dict[str, Any], base: Path = Path("."), source: Path | str = "evm.toml") -> Config:
+    """Checks `data` against adapters/evm/config_schema.py (unknown keys, types), then its
+    meaning."""
+    try:
+        check(data, EvmToml, source)
+    except SchemaError as exc:
+        raise ConfigError(str(exc)) from None
     for section, value in data.items():
         if section not in _KNOWN:
-            raise ConfigError(f"unknown section [{section}] (known: server, chain)")
+            raise ConfigError(f"unknown section [{section}] (known: server, chain, metrics, log)")
         if not isinstance(value, dict):
             raise ConfigError(f"[{section}] must be a table")
         unknown = set(value) - _KNOWN[section]
@@ -187,6 +200,11 @@ def parse(data: dict[str, Any], base: Path = Path(".")) -> Config:
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ConfigError(f"chain.reorg_window_blocks must be a positive integer, got {window!r}")
 
+    metrics_listen = data.get("metrics", {}).get("listen")
+    if metrics_listen is not None and (
+        not isinstance(metrics_listen, str) or ":" not in metrics_listen
+    ):
+        raise ConfigError(f"metrics.listen must be 'host:port', got {metrics_listen!r}")
     trace_name = chain.get("internal_transfers", TraceMethod.OFF.value)
     known_methods = [m.value for m in TraceMethod]
     if trace_name not in known_methods:
@@ -197,6 +215,8 @@ def parse(data: dict[str, Any], base: Path = Path(".")) -> Config:
 
     return Config(
         listen=listen,
+        metrics_listen=metrics_listen,
+        log_level=str(data.get("log", {}).get("level", "info")),
         chain_id=chain_id,
         node_urls=tuple(node_urls),
         tokens=lowered,
@@ -220,4 +240,4 @@ def load(path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    return parse(data, path.parent)
+    return parse(data, path.parent, path)

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from adapters.evm import logs
+from adapters.evm import logs, metrics
 from adapters.evm.ancestry import Cursor
 from adapters.evm.normalise import quantity
 from adapters.evm.rpc import NodeUnavailable, RpcClient, RpcError
@@ -62,6 +62,7 @@ class HeadTracker:
         if cursor == self.head:
             return
         self.head = cursor
+        metrics.HEAD_HEIGHT.set(cursor.height)
         fired, self._changed = self._changed, asyncio.Event()
         fired.set()
 

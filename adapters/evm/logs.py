@@ -1,4 +1,5 @@
-"""One JSON object per line on stderr, so log shippers need no parser.
+"""The adapter's log calls: an event name and fields, written in the one schema of
+adapters/evm/telemetry/logs.py (msg is the event name; kassa-evm's main sets the formatter up).
 
 Node URLs are logged as scheme://host:port only: providers put API keys in
 the path, the query or the user part (chain.node_urls_file keeps them out of
@@ -7,13 +8,15 @@ the config; this keeps them out of the logs).
 
 from __future__ import annotations
 
-import json
-import sys
-import time
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
+from adapters.evm.telemetry.logs import safe_fields
+
 _URL_FIELDS = ("url", "node")
+_log = logging.getLogger("kassa.evm")
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 
 
 def redact_url(url: object) -> object:
@@ -30,13 +33,10 @@ def redact_url(url: object) -> object:
 
 
 def log(level: str, event: str, **fields: Any) -> None:
-    record = {"ts": round(time.time(), 3), "level": level, "logger": "kassa-evm", "event": event}
-    record.update(fields)
     for key in _URL_FIELDS:
-        if key in record:
-            record[key] = redact_url(record[key])
-    sys.stderr.write(json.dumps(record, default=str) + "\n")
-    sys.stderr.flush()
+        if key in fields:
+            fields[key] = redact_url(fields[key])
+    _log.log(_LEVELS.get(level, logging.ERROR), event, extra=safe_fields(fields))
 
 
 def info(event: str, **fields: Any) -> None:

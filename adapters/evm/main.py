@@ -23,6 +23,8 @@ from adapters.evm.heads import HeadTracker
 from adapters.evm.normalise import quantity
 from adapters.evm.rpc import NodeUnavailable, RpcClient, RpcError
 from adapters.evm.service import ChainAdapter
+from adapters.evm.telemetry.logs import setup as setup_logs
+from adapters.evm.telemetry.rpc import RpcMetrics, serve_metrics
 from adapters.evm.tls import AllowedCallersOnly, ServerTls, server_credentials
 from adapters.evm.tls import load as load_tls
 from adapters.evm.traces import TraceMethod, trace_request
@@ -73,8 +75,10 @@ async def serve(config: Config, tls: ServerTls | None) -> None:
             ("grpc.max_send_message_length", 256 * 1024 * 1024),
             ("grpc.keepalive_permit_without_calls", 1),
         ],
-        # Only the configured callers (the core), on TLS 1.3, reach any handler.
-        interceptors=[AllowedCallersOnly(tls.allowed_callers)] if tls is not None else [],
+        # Only the configured callers (the core), on TLS 1.3, reach any handler; every call
+        # is counted and access-logged first.
+        interceptors=[RpcMetrics()]
+        + ([AllowedCallersOnly(tls.allowed_callers)] if tls is not None else []),
     )
     servicer = ChainAdapter(config, rpc, fetcher, heads)
     pb_grpc.add_ChainAdapterServiceServicer_to_server(servicer, server)
@@ -100,12 +104,14 @@ async def serve(config: Config, tls: ServerTls | None) -> None:
             server.add_secure_port(config.listen, server_credentials(tls))
     except RuntimeError as exc:
         raise StartupError(f"cannot listen on {config.listen}: {exc}", 2) from None
+    stop_metrics = serve_metrics(config.metrics_listen) if config.metrics_listen else None
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     logs.info(
         "started",
         listen=config.listen,
+        metrics=config.metrics_listen,
         tls=tls is not None,
         allowed_callers=sorted(tls.allowed_callers) if tls is not None else None,
         chain=f"eip155:{config.chain_id}",
@@ -129,6 +135,8 @@ async def serve(config: Config, tls: ServerTls | None) -> None:
     await servicer.pending.stop()
     await heads.stop()
     await rpc.close()
+    if stop_metrics is not None:
+        stop_metrics()
     logs.info("stopped")
 
 
@@ -177,12 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kassa-evm", description=__doc__)
     parser.add_argument("--config", required=True, type=Path, help="TOML configuration file")
     args = parser.parse_args(argv)
+    setup_logs()
     try:
         config = load(args.config)
         tls = load_tls(config.tls) if config.tls is not None else None
     except ConfigError as exc:
         logs.error("bad_config", path=str(args.config), message=str(exc))
         return 2
+    setup_logs(config.log_level)
     try:
         asyncio.run(serve(config, tls))
     except StartupError as exc:

@@ -44,7 +44,7 @@ from web3.utils.subscriptions import (
 )
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from adapters.evm import logs
+from adapters.evm import logs, metrics
 
 # Full blocks with thousands of transactions are several MB of JSON.
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024
@@ -252,6 +252,7 @@ class RpcClient:
                 InvalidURI,
             ) as exc:
                 logs.warning("node_connect_failed", url=url, error=str(exc.__cause__ or exc))
+                metrics.CONNECT_FAILURES.inc()
                 self._url_index = (self._url_index + 1) % len(self.urls)
                 failures_in_row += 1
                 # Back off only after a full round of URLs has failed.
@@ -269,6 +270,8 @@ class RpcClient:
                 w3.subscription_manager.handle_subscriptions(run_forever=True),
                 name="rpc-subscriptions",
             )
+            metrics.CONNECTS.inc()
+            metrics.NODE_UP.set(1)
             self._connected.set()
             for connected_hook in self._connected_hooks:
                 hook = asyncio.create_task(connected_hook())
@@ -282,8 +285,10 @@ class RpcClient:
                 self._w3 = None
                 listening.cancel()
                 await _disconnect(w3)
+                metrics.NODE_UP.set(0)
             if not self._closing:
                 logs.warning("node_disconnected", url=url)
+                metrics.DISCONNECTS.inc()
                 # Fail over to the next URL; the dropped one is tried again later.
                 self._url_index = (self._url_index + 1) % len(self.urls)
 

@@ -46,6 +46,12 @@ def current_key_id() -> str:
     return known[1].key_id if known is not None else ""
 
 
+def current_actor() -> str | None:
+    """The API key this task's call authenticated as (for the access log), or None."""
+    known = _CALLER.get()
+    return known[1].actor if known is not None else None
+
+
 def _unauthenticated(reason: str, message: str) -> Refusal:
     return Refusal(Code.UNAUTHENTICATED, reason, message)
 

@@ -16,6 +16,7 @@ every method of every service once more, so nothing escapes as UNKNOWN.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import secrets
@@ -32,6 +33,7 @@ from core.errors import DOMAIN, Code, Refusal, invalid, not_found
 
 # Re-exported so handlers import their whole error vocabulary from one place.
 from core.store.outage import database_unavailable
+from core.telemetry.logs import METADATA_KEY, REQUEST_ID
 
 __all__ = [
     "DOMAIN",
@@ -96,9 +98,23 @@ def to_status(refusal: Refusal, extra: Sequence[any_pb2.Any] = ()) -> grpc.Statu
     details.extend(extra)
     # Code's names are google.rpc.Code's: a missing one fails here, in tests.
     code = getattr(code_pb2, refusal.code.name)
-    return rpc_status.to_status(
+    status = rpc_status.to_status(
         status_pb2.Status(code=code, message=_cut(refusal.message, MAX_MESSAGE), details=details)
     )
+    # The call's request id goes back with the error too (an abort replaces the trailers
+    # the access-log interceptor set): the id a support ticket quotes is in the logs.
+    request_id = REQUEST_ID.get()
+    if request_id is None:
+        return status
+    trailers = (*status.trailing_metadata, (METADATA_KEY, request_id))
+    return _Status(status.code, status.details, trailers)
+
+
+class _Status(
+    collections.namedtuple("_Status", ("code", "details", "trailing_metadata")),
+    grpc.Status,  # type: ignore[misc]
+):
+    pass
 
 
 def _unavailable_status() -> grpc.Status:

@@ -6,11 +6,12 @@ from collections.abc import Callable
 
 import grpc
 
-from core import idempotency, names
+from core import idempotency, names, reasons
 from core.api import validate
 from core.api.auth import Authenticator, authorize
 from core.api.errors import invalid, rpc
 from core.config import Config
+from core.errors import unavailable
 from core.invoices.invoicing import Invoicing, fingerprint
 from core.invoices.state import State
 from core.render import invoices as render
@@ -34,12 +35,16 @@ class InvoiceService(pb_grpc.InvoiceServiceServicer):
         config: Config,
         auth: Authenticator,
         head_of: Callable[[str], int | None],
+        chain_problem: Callable[[str], str | None] = lambda chain: None,
     ) -> None:
         self.invoicing = invoicing
         self.config = config
         self.auth = auth
         # The chain head each follower last saw, for payments' confirmation counts.
         self.head_of = head_of
+        # Why a chain is not followed now (None: it is): no invoice is taken on it then,
+        # since a payment to it would go unseen until its adapter is back.
+        self.chain_problem = chain_problem
 
     @rpc
     async def CreateInvoice(
@@ -50,6 +55,13 @@ class InvoiceService(pb_grpc.InvoiceServiceServicer):
         if spec is None:
             raise invalid(violations)
         authorize(principal, "invoices:write", spec.merchant_id)
+        problem = self.chain_problem(spec.asset.chain)
+        if problem is not None:
+            raise unavailable(
+                reasons.CHAIN_UNAVAILABLE,
+                f"{spec.asset.chain} is not being followed ({problem}); no invoice was created",
+                chain=spec.asset.chain,
+            )
         row = await self.invoicing.create(
             spec, fingerprint(request.SerializeToString(deterministic=True))
         )

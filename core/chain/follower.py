@@ -15,12 +15,21 @@ import time
 
 import grpc
 
+from core import metrics
 from core.chain.apply import ChainApplier, CursorMismatchError
 from core.chain.link import AdapterLink
+from core.telemetry.logs import REQUEST_ID, new_request_id
 from kassa.chain.v1 import adapter_pb2 as chain_pb
 from kassa.chain.v1 import adapter_pb2_grpc as chain_grpc
 
 log = logging.getLogger("kassa.core.chain")
+MAX_BACKOFF_S = 10.0
+
+
+def retry_delay_s(backoff_s: float, failures: int) -> float:
+    """backoff_s after the first failure, doubling per failure in a row, at most MAX_BACKOFF_S."""
+    assert failures >= 1, failures
+    return min(MAX_BACKOFF_S, backoff_s * 2.0 ** min(failures - 1, 16))
 
 
 class ChainFollower:
@@ -42,25 +51,27 @@ class ChainFollower:
         self.expiry_interval_s = min(30.0, pending_ttl_s / 10)
         self._next_expiry = 0.0
         self.head_height: int | None = None
+        self.applied_height: int | None = None
         # Set once the first message of a stream arrives: the chain is being followed.
         self.following = asyncio.Event()
+        # time.monotonic() of the adapter's last message: a silent stream is not following.
+        self.last_event_s: float | None = None
+        self._failures = 0  # streams in a row that ended before or without a message
+        self._down_since: float | None = None
+        self._last_problem: dict[str, object] | None = None
 
     async def run(self) -> None:
+        """Streams forever; while the adapter is away it retries with exponential
+        backoff (backoff_s doubling up to MAX_BACKOFF_S) and logs the outage once
+        when it starts and once when the stream is back, not every attempt."""
         while True:
+            problem: dict[str, object] | None = None
             try:
                 await self._stream_once()
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:
-                log.warning(
-                    "block stream ended",
-                    extra={
-                        "chain": self.applier.chain,
-                        "adapter": self.target,
-                        "code": exc.code().name,
-                        "details": exc.details(),
-                    },
-                )
+                problem = {"code": exc.code().name, "details": exc.details()}
             except CursorMismatchError as exc:
                 log.warning(
                     "resubscribing from stored cursor",
@@ -68,23 +79,69 @@ class ChainFollower:
                 )
             except Exception:
                 log.exception("block stream failed", extra={"chain": self.applier.chain})
+            outage_begins = self.following.is_set() or self._failures == 0
+            if outage_begins:
+                # The chain was followed (or never was, at start): an outage begins.
+                self._down_since = time.monotonic()
+            if problem is not None and (outage_begins or problem != self._last_problem):
+                # Once per outage, and again only when the reason changes (another error).
+                self._last_problem = problem
+                log.warning(
+                    "block stream ended",
+                    extra={"chain": self.applier.chain, "adapter": self.target, **problem},
+                )
+            elif problem is not None:
+                log.debug("block stream still down", extra={"chain": self.applier.chain, **problem})
             self.following.clear()
-            await asyncio.sleep(self.backoff_s)
+            self._failures += 1
+            metrics.CHAIN_STREAMING.labels(self.applier.chain).set(0)
+            metrics.CHAIN_STREAM_ENDS.labels(self.applier.chain).inc()
+            await asyncio.sleep(retry_delay_s(self.backoff_s, self._failures))
+
+    def since_event_s(self) -> float | None:
+        """Seconds since the adapter last sent anything (None: never)."""
+        if self.last_event_s is None:
+            return None
+        return float(time.monotonic() - self.last_event_s)
 
     async def _stream_once(self) -> None:
         cursor, locator = await self.applier.cursor()
+        if cursor is not None:
+            self.applied_height = cursor.height
         request = chain_pb.StreamBlocksRequest(
             from_cursor=cursor, locator=locator, include_pending=self.include_pending
         )
+        # One request id per stream: the core's lines about it and the adapter's share it.
+        REQUEST_ID.set(new_request_id())
         async with self.link.channel() as channel:
             stub = chain_grpc.ChainAdapterServiceStub(channel)
             async for response in stub.StreamBlocks(request):
+                self.last_event_s = time.monotonic()
+                if not self.following.is_set():
+                    metrics.CHAIN_STREAMING.labels(self.applier.chain).set(1)
+                    if self._failures and self._down_since is not None:
+                        log.info(
+                            "block stream resumed",
+                            extra={
+                                "chain": self.applier.chain,
+                                "down_s": round(time.monotonic() - self._down_since, 3),
+                                "attempts": self._failures,
+                            },
+                        )
+                    self._failures = 0
                 self.following.set()
                 event = response.event
                 kind = event.WhichOneof("event")
                 if kind == "block":
+                    started_s = time.perf_counter()
                     written = await self.applier.apply_block(event.block)
+                    metrics.block_applied(
+                        self.applier.chain,
+                        event.block.time.seconds + event.block.time.nanos / 1e9,
+                        time.perf_counter() - started_s,
+                    )
                     self.head_height = max(self.head_height or 0, event.block.height)
+                    self.applied_height = event.block.height
                     log.info(
                         "block applied",
                         extra={
@@ -96,11 +153,16 @@ class ChainFollower:
                     )
                 elif kind == "undo":
                     await self.applier.apply_undo(event.undo)
-                    self.head_height = event.undo.to_cursor.height
+                    to_height = event.undo.to_cursor.height
+                    depth = (self.applied_height or to_height) - to_height
+                    metrics.reorged(self.applier.chain, max(0, depth))
+                    self.head_height = to_height
+                    self.applied_height = to_height
                 elif kind == "head":
                     self.head_height = event.head.head.height
                 elif kind == "pending":
                     await self.applier.apply_pending(event.pending)
+                metrics.chain_followed(self.applier.chain, self.applied_height, self.head_height)
                 if time.monotonic() >= self._next_expiry:
                     # Also without include_pending: sightings recorded before
                     # zero-conf was switched off must still expire.

@@ -21,6 +21,7 @@ from datetime import datetime
 
 import asyncpg
 
+from core import metrics
 from core.ledger.rules import (
     Account,
     Balances,
@@ -156,6 +157,7 @@ async def post(conn: asyncpg.Connection, batch: Sequence[Transfer], now: datetim
         outcome = decide(batch, accounts, stored, now)
     if outcome.writes:
         await write(conn, outcome.writes, now)
+    metrics.ledger_posted(outcome.results)
     return outcome
 
 

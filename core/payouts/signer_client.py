@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 
+from core.telemetry.rpc import RequestIdClient
 from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
 
 DOMAIN = b"kassa.signer.v1.SignRequestBody\x00"
@@ -167,9 +168,13 @@ class SignerClient:
                 target.key_file.read_bytes() if target.key_file else None,
                 target.cert_file.read_bytes() if target.cert_file else None,
             )
-            self.channel = grpc.aio.secure_channel(target.target, credentials, options=options)
+            self.channel = grpc.aio.secure_channel(
+                target.target, credentials, options=options, interceptors=[RequestIdClient()]
+            )
         else:  # development: a loopback signer with insecure_loopback_only
-            self.channel = grpc.aio.insecure_channel(target.target)
+            self.channel = grpc.aio.insecure_channel(
+                target.target, interceptors=[RequestIdClient()]
+            )
         self.stub = signer_pb2_grpc.SignerServiceStub(self.channel)
 
     async def close(self) -> None:

@@ -42,6 +42,7 @@ from core.payouts.config import PayoutsConfig
 from core.payouts.machine import State
 from core.payouts.payouts import as_machine, candidates_of, lock, save
 from core.payouts.signer_client import SignerClient, SignerRefusal, body_digest, build_body
+from core.telemetry.logs import REQUEST_ID, new_request_id
 from kassa.chain.v1 import adapter_pb2, adapter_pb2_grpc
 
 log = logging.getLogger("kassa.payouts")
@@ -194,6 +195,8 @@ class PayoutWorker:
                 sorted(machine.LANDED),
             )
         for r in rows:
+            # One request id per step of a payout: its lines here, the signer's and the adapter's.
+            REQUEST_ID.set(new_request_id())
             state = State(r["state"])
             try:
                 await STEPS[state](self, r["id"])

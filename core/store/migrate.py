@@ -50,6 +50,60 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
+@dataclass(frozen=True)
+class SchemaStatus:
+    """What the database has applied against what this binary knows."""
+
+    applied: dict[int, str]  # version -> checksum, as recorded in the database
+    known: tuple[Migration, ...]
+
+    @property
+    def pending(self) -> list[str]:
+        return [m.name for m in self.known if m.version not in self.applied]
+
+    @property
+    def newer(self) -> list[int]:
+        """Versions the database has that this binary does not know (it is older)."""
+        known = {m.version for m in self.known}
+        return sorted(v for v in self.applied if v not in known)
+
+    @property
+    def changed(self) -> list[str]:
+        return [
+            m.name
+            for m in self.known
+            if m.version in self.applied and self.applied[m.version] != m.checksum
+        ]
+
+
+def refusal_to_serve(status: SchemaStatus) -> str | None:
+    """Why a core must not serve on this schema (None: it may). Pure."""
+    if status.newer:
+        return (
+            f"the database schema is at version {max(status.newer)}, newer than this "
+            f"kassa-core knows ({len(status.known)}): run the newer release, or restore "
+            "the database backup taken before the upgrade"
+        )
+    if status.changed:
+        return f"{status.changed[0]} changed after it was applied (checksum differs)"
+    if status.pending:
+        return (
+            f"{len(status.pending)} pending migration(s) ({status.pending[0]}...): "
+            "run `kassa-core --config FILE migrate` first, or serve with --migrate"
+        )
+    return None
+
+
+async def schema_status(dsn: str) -> SchemaStatus:
+    conn = await asyncpg.connect(dsn)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        rows = await conn.fetch("SELECT version, checksum FROM schema_migrations") if exists else []
+    finally:
+        await conn.close()
+    return SchemaStatus({r["version"]: r["checksum"] for r in rows}, tuple(load_migrations()))
+
+
 async def migrate(dsn: str) -> list[str]:
     """Applies pending migrations; returns the names applied now."""
     applied_now: list[str] = []
@@ -65,6 +119,13 @@ async def migrate(dsn: str) -> list[str]:
             r["version"]: r
             for r in await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
         }
+        known = {m.version for m in load_migrations()}
+        newer = sorted(v for v in done if v not in known)
+        if newer:
+            raise MigrationError(
+                f"the database schema is at version {max(newer)}, newer than this kassa-core "
+                f"knows ({len(known)}): refusing to migrate it"
+            )
         for migration in load_migrations():
             row = done.get(migration.version)
             if row is not None:

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 import aiohttp
 import asyncpg
 
+from core import metrics
 from core.events.stream import OutboxNotifier
 from core.render import events as resources
 from core.webhooks import retry, signing, targets
@@ -305,6 +306,7 @@ class DeliveryWorker:
                 random.random(),
             )
             await record(self.pool, claimed, started, duration_ms, outcome, decision, now)
+            metrics.WEBHOOK_ATTEMPTS.labels(decision.status.value).inc()
             log.info(
                 "webhook attempt",
                 extra={

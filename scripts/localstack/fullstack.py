@@ -220,6 +220,9 @@ class LocalStack:
         self.processes: dict[str, ManagedProcess] = {}
         self.chains: list[ChainStack] = []
         self._owns_postgres = self.postgres is None
+        # GET /metrics of each process, by process name (signer, evm-<chain id>; the core's
+        # is in core_setup()).
+        self.metrics_ports: dict[str, int] = {}
 
     def _record_pid(self, pid: int) -> None:
         """Remembers a child so that a later run can clean up after a crash."""
@@ -319,6 +322,7 @@ class LocalStack:
             self.run_dir / "signer.toml",
             {
                 "server": {"listen": f"127.0.0.1:{self.signer_port}"},
+                "metrics": {"listen": f"127.0.0.1:{self._metrics_port('signer')}"},
                 "hsm": {
                     "module": str(self.hsm.module),
                     "token_label": self.hsm.label,
@@ -367,6 +371,11 @@ class LocalStack:
         )
         return grpc.secure_channel(f"localhost:{self.signer_port}", credentials)
 
+    def _metrics_port(self, name: str) -> int:
+        if name not in self.metrics_ports:
+            self.metrics_ports[name] = free_port()
+        return self.metrics_ports[name]
+
     # -- processes ----------------------------------------------------------
     def _start(self, name: str, process: ManagedProcess) -> ManagedProcess:
         self.processes[name] = process.start()
@@ -400,6 +409,7 @@ class LocalStack:
                     "client_ca_file": str(self.certs / "ca.pem"),
                     "allowed_callers": ["CN=kassa-core"],
                 },
+                "metrics": {"listen": f"127.0.0.1:{self._metrics_port(f'evm-{chain.chain_id}')}"},
                 "chain": {
                     "chain_id": chain.chain_id,
                     "node_urls": [chain.anvil.ws_url],
@@ -473,7 +483,10 @@ class LocalStack:
         ).stdout.strip()
 
     def start_core(self) -> ManagedProcess:
-        return self._start("core", self.core_setup().process())
+        """Starts the core and waits until it follows every chain (health "" SERVING)."""
+        process = self._start("core", self.core_setup().process())
+        self.core_setup().wait_serving()
+        return process
 
     def start_all(self, signer: bool = True) -> None:
         self.start_infrastructure()

@@ -38,12 +38,29 @@ def _ensure_service_user() -> pwd.struct_passwd:
         return pwd.getpwnam(SERVICE_USER)
 
 
-def _make_traversable(path: Path) -> None:
-    """Lets the service user reach `path` (it only needs +x on each parent)."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            os.chmod(parent, mode | 0o001)
+class UnreachableRunDir(RuntimeError):
+    pass
+
+
+def _make_traversable(path: Path, run_dir: Path) -> None:
+    """Lets the service user reach `path` (it only needs +x on each directory above it).
+
+    Only directories inside `run_dir` (and run_dir itself), which this stack owns, are
+    changed; a directory above it that others cannot traverse is reported, never
+    chmod-ed (a developer's home, pytest's 0700 tmp root: not ours to open)."""
+    assert path == run_dir or run_dir in path.parents, (path, run_dir)
+    for directory in [path, *path.parents]:
+        mode = directory.stat().st_mode
+        if mode & 0o001:
+            continue
+        if directory == run_dir or run_dir in directory.parents:
+            os.chmod(directory, mode | 0o001)
+        else:
+            raise UnreachableRunDir(
+                f"{directory} is not traversable by others (mode {mode & 0o777:o}), so the "
+                f"PostgreSQL service user {SERVICE_USER!r} cannot reach {path}; use a run "
+                "directory under a path others can traverse (the repository's .run/, /tmp)"
+            )
 
 
 @dataclass
@@ -52,9 +69,13 @@ class PostgresCluster:
     port: int = 0
     database: str = "kassa"
     user: str = "kassa"
+    # The run directory this cluster lives in: permissions are changed only inside it
+    # (default: base_dir's parent, the directory its caller gave it).
+    run_dir: Path | None = None
 
     def __post_init__(self) -> None:
         self.base_dir = Path(self.base_dir).resolve()
+        self.run_dir = Path(self.run_dir or self.base_dir.parent).resolve()
         self.data_dir = self.base_dir / "data"
         self.log_file = self.base_dir / "postgres.log"
         if not self.port:
@@ -73,7 +94,8 @@ class PostgresCluster:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             account = _ensure_service_user()
-            _make_traversable(self.base_dir)
+            assert self.run_dir is not None
+            _make_traversable(self.base_dir, self.run_dir)
             os.chown(self.base_dir, account.pw_uid, account.pw_gid)
         if not (self.data_dir / "PG_VERSION").exists():
             self._run(

@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from core.clients import ApiTls, api_channel, authed_channel
 from core.webhooks.sealing import new_kek_line
@@ -87,6 +89,10 @@ class CoreSetup:
     chain_extra: dict[str, object] | None = None
     # Extra environment of the core process (e.g. KASSA_FAULT in tests).
     env: dict[str, str] | None = None
+    # GET /metrics of the core (Prometheus).
+    metrics_port: int = 0
+    # [health] (interval, staleness, invoices_need_chain).
+    health: dict[str, object] | None = None
     # Certificates of scripts/make-dev-certs (the stack's); None: made under run_dir/certs.
     certs: Path | None = None
     # The API asks for a client certificate from the certs' CA (in addition to API keys).
@@ -97,6 +103,8 @@ class CoreSetup:
     def __post_init__(self) -> None:
         if not self.port:
             self.port = free_port()
+        if not self.metrics_port:
+            self.metrics_port = free_port()
         if self.certs is None:
             self.certs = self.run_dir / "certs"
             if not (self.certs / "ca.pem").exists():
@@ -173,6 +181,7 @@ class CoreSetup:
                     "late_payment_window_s": self.late_payment_window_s,
                 },
                 "auth": {"key_cache_s": 0.2},
+                "metrics": {"listen": f"127.0.0.1:{self.metrics_port}", "interval_s": 0.5},
                 "chains": [{**c, **(self.chain_extra or {})} for c in self.chains],
                 "assets": self.assets,
                 "rates": {"fixed": self.fixed_rates},
@@ -181,6 +190,7 @@ class CoreSetup:
                 **({"signer": self.signer} if self.signer else {}),
                 **({"payouts": self.payouts} if self.payouts else {}),
                 **({"sweeps": self.sweeps} if self.sweeps else {}),
+                **({"health": self.health} if self.health else {}),
             },
         )
 
@@ -219,11 +229,29 @@ class CoreSetup:
     def channel(self, token: str) -> grpc.Channel:
         return authed_channel(self.target, token, self.api_tls())
 
+    def wait_serving(self, service: str = "", timeout_s: float = 60.0) -> None:
+        """Waits until the core's grpc.health.v1 reports `service` SERVING ("" the whole
+        core: the database answers and every chain is followed)."""
+        deadline = time.monotonic() + timeout_s
+        status = None
+        with self.bare_channel() as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                try:
+                    status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+                    if status.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.1)
+        raise TimeoutError(f"core health {service!r} not SERVING after {timeout_s}s: {status}")
+
     def process(self) -> ManagedProcess:
         config = self.write_config()
         return ManagedProcess(
             "core",
-            [console_script("kassa-core"), "--config", str(config), "serve"],
+            # --migrate: test databases start empty; production runs `migrate` on its own.
+            [console_script("kassa-core"), "--config", str(config), "serve", "--migrate"],
             self.run_dir / "core.log",
             port=self.port,
             env=dict(self.env or {}),

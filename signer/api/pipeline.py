@@ -27,7 +27,7 @@ from typing import Any
 from coincurve import PrivateKey
 
 from kassa.signer.v1 import signer_pb2
-from signer import keyring
+from signer import keyring, metrics
 from signer.api.errors import Refusal
 from signer.api.reasons import refusal
 from signer.chains import tron_address
@@ -155,6 +155,17 @@ class SignPipeline:
         self, envelope: signer_pb2.SignedEnvelope, tls_subject: str | None, tls13: bool
     ) -> signer_pb2.SignResponse:
         """Returns the response or raises Refusal; either way the outcome is audited first."""
+        try:
+            response, replayed = await self._sign(envelope, tls_subject, tls13)
+        except Refusal as r:
+            metrics.DECISIONS.labels(r.reason).inc()
+            raise
+        metrics.DECISIONS.labels("REPLAYED" if replayed else "SIGNED").inc()
+        return response
+
+    async def _sign(
+        self, envelope: signer_pb2.SignedEnvelope, tls_subject: str | None, tls13: bool
+    ) -> tuple[signer_pb2.SignResponse, bool]:
         audit = Audit(
             caller={
                 "key_id": bounded(envelope.caller_key_id, MAX_KEY_ID_CHARS),
@@ -202,11 +213,11 @@ class SignPipeline:
         if isinstance(admitted, Refusal):
             raise admitted
         if isinstance(admitted, Replayed):
-            return signer_pb2.SignResponse.FromString(admitted.response)
+            return signer_pb2.SignResponse.FromString(admitted.response), True
         assert prepared.tx is not None
         signing = asyncio.ensure_future(self._sign_and_record(prepared, prepared.tx, audit))
         try:
-            return await asyncio.shield(signing)
+            return await asyncio.shield(signing), False
         except asyncio.CancelledError:
             await self._after_cancel(signing, prepared, audit, "signing")
             raise
@@ -520,14 +531,21 @@ class SignPipeline:
 
     async def _sign_digest(self, key_id: str, digest: bytes) -> RecoverableSignature:
         index = hd_index(key_id)
+        start = time.perf_counter()
         if index is None:
             rs, public_key = await self._hsm.acall(self._session.sign_raw, key_id, digest)
+            metrics.HSM_SECONDS.labels("hot").observe(time.perf_counter() - start)
             return recoverable(digest, rs, public_key)
-        return await self._hsm.acall(_sign_hd, self._session, self._config.seed_path, index, digest)
+        signature = await self._hsm.acall(
+            _sign_hd, self._session, self._config.seed_path, index, digest
+        )
+        metrics.HSM_SECONDS.labels("hd").observe(time.perf_counter() - start)
+        return signature
 
     async def _store(self, op: Callable[[sqlite3.Connection], Any]) -> Any:
         try:
-            return await self._db.acall(op)
+            with metrics.AUDIT_APPEND_SECONDS.time():
+                return await self._db.acall(op)
         except StoreUnavailable as exc:
             log.error("audit unavailable", extra={"error": str(exc)})
             raise refusal(

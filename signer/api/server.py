@@ -8,6 +8,7 @@ import functools
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -15,6 +16,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
+from signer.api import health as signer_health
 from signer.api.pipeline import PolicyHolder, SignPipeline
 from signer.api.servicer import SignerServicer
 from signer.config import Config
@@ -24,10 +26,12 @@ from signer.policy.load import load_policy, reload_policy
 from signer.policy.model import DEFAULT_WINDOW_S
 from signer.state import store
 from signer.state.store import StoreThread, StoreUnavailable
+from signer.telemetry.rpc import RpcMetrics, serve_metrics
 from signer.tls.server import Tls13Only, server_credentials
 
 log = logging.getLogger("signer.server")
 
+Probe = Callable[[], Awaitable[str | None]]
 SERVICE_NAME = signer_pb2.DESCRIPTOR.services_by_name["SignerService"].full_name
 SIGN_METHOD = f"/{SERVICE_NAME}/Sign"
 MAX_MESSAGE_BYTES = 32 * 1024
@@ -48,7 +52,11 @@ async def serve(config: Config, thread: HsmThread, session: TokenSession, xpub: 
         pipeline = SignPipeline(config, thread, session, xpub, db, policy, hot_keys)
         pruner = asyncio.create_task(_prune_forever(config, db, policy))
         try:
-            await _serve(config, thread, session, xpub, pipeline, policy)
+            probes = (
+                signer_health.token_probe(thread, session, hot_keys, xpub is not None),
+                signer_health.store_probe(db, config.db_path),
+            )
+            await _serve(config, thread, session, xpub, pipeline, policy, probes)
         finally:
             pruner.cancel()
         seq, head_hash = await db.acall(store.head)
@@ -91,8 +99,11 @@ async def _serve(
     xpub: str | None,
     pipeline: SignPipeline,
     policy: PolicyHolder,
+    probes: tuple[Probe, Probe],
 ) -> None:
-    interceptors = [] if config.tls is None else [Tls13Only({SIGN_METHOD})]
+    interceptors: list[grpc.aio.ServerInterceptor] = [RpcMetrics()]
+    if config.tls is not None:
+        interceptors.append(Tls13Only({SIGN_METHOD}))
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
@@ -124,13 +135,26 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload_policy, config, policy)
+    stop_metrics = serve_metrics(config.metrics_listen) if config.metrics_listen else None
+
+    async def publish(serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", SERVICE_NAME):
+            await health.set(service, status)
+
+    # grpc's HealthServicer says SERVING for "" until told otherwise: not before a verdict.
+    await publish(False)
     await server.start()
-    for service in ("", SERVICE_NAME):
-        await health.set(service, health_pb2.HealthCheckResponse.SERVING)
+    watcher = asyncio.create_task(signer_health.watch(*probes, publish), name="health")
     log.info(
         "serving",
         extra={
             "listen": config.server.listen,
+            "metrics": config.metrics_listen,
             "hd_account": xpub is not None,
             "callers": len(config.callers),
             "tls": config.tls is not None,
@@ -139,6 +163,9 @@ async def _serve(
     )
     await stop.wait()
     log.info("stopping", extra={"grace_s": config.server.grace_s})
+    watcher.cancel()
     await health.enter_graceful_shutdown()
     await server.stop(config.server.grace_s)
+    if stop_metrics is not None:
+        stop_metrics()
     log.info("stopped")

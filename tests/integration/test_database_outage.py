@@ -1,7 +1,8 @@
 """A database that goes away under a running core (pg_ctl stop on a private
 cluster this test owns): callers get UNAVAILABLE with RetryInfo, never
-UNKNOWN; the core recovers when the database comes back; SIGTERM, with the
-database up or down, stops it with exit 0 and "core stopped" logged."""
+UNKNOWN; health says NOT_SERVING while the database is away and SERVING again
+once it is back; the core recovers when the database comes back; SIGTERM, with
+the database up or down, stops it with exit 0 and "core stopped" logged."""
 
 from __future__ import annotations
 
@@ -45,6 +46,20 @@ def _retry_delay_s(error: grpc.RpcError) -> float:
     raise AssertionError("no RetryInfo")
 
 
+LEDGER = lpb.DESCRIPTOR.services_by_name["LedgerService"].full_name
+
+
+def _health_becomes(health: health_pb2_grpc.HealthStub, service: str, status: int) -> None:
+    """Within a few health intervals (the core looks every 0.2 s here)."""
+    deadline = time.monotonic() + 15
+    while True:
+        seen = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+        if seen == status:
+            return
+        assert time.monotonic() < deadline, f"health of {service!r} stayed {seen}, not {status}"
+        time.sleep(0.1)
+
+
 def _transfer(n: int) -> lpb.CreateTransfersRequest:
     return lpb.CreateTransfersRequest(
         transfers=[
@@ -70,6 +85,7 @@ def test_outage_is_unavailable_then_recovers_and_sigterm_exits_0(
         chains=[{"id": "eip155:31337", "adapter": "127.0.0.1:9", "confirmations": 2}],
         assets=[{"id": TOKEN, "symbol": "TUSD", "decimals": 6}],
         fixed_rates={"TUSD/USD": "1.00"},
+        health={"interval_s": 0.2},
     )
     process = setup.process().start()
     with setup.channel(setup.admin_token()) as channel:
@@ -79,6 +95,7 @@ def test_outage_is_unavailable_then_recovers_and_sigterm_exits_0(
         accounts = [lpb.Account(id=i, asset=TOKEN, code=1) for i in ("a", "b")]
         ledger.CreateAccounts(lpb.CreateAccountsRequest(accounts=accounts))
         assert ledger.CreateTransfers(_transfer(0)).results[0].reason == ""
+        _health_becomes(health, LEDGER, health_pb2.HealthCheckResponse.SERVING)
 
         cluster.stop()
         time.sleep(0.5)  # past the key cache: authentication needs the database too
@@ -97,8 +114,9 @@ def test_outage_is_unavailable_then_recovers_and_sigterm_exits_0(
             assert _retry_delay_s(error) > 0
             details = error.details() or ""  # type: ignore[attr-defined]
             assert str(cluster.port) not in details and "asyncpg" not in details
-        serving = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
-        assert serving.status == health_pb2.HealthCheckResponse.SERVING
+        # The health service answers without the database, and tells the truth.
+        for service in (LEDGER, ""):
+            _health_becomes(health, service, health_pb2.HealthCheckResponse.NOT_SERVING)
 
         cluster.start()
         deadline = time.monotonic() + 60
@@ -112,6 +130,7 @@ def test_outage_is_unavailable_then_recovers_and_sigterm_exits_0(
                 time.sleep(0.5)
         assert result.reason == ""
         assert ledger.GetAccount(lpb.GetAccountRequest(id="b")).account.credits_posted == "2"
+        _health_becomes(health, LEDGER, health_pb2.HealthCheckResponse.SERVING)
 
         # Down again, and stopped while it is down: still a clean exit.
         cluster.stop()

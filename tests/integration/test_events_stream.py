@@ -31,6 +31,8 @@ def core(tmp_path: Path, fresh_dsn: str) -> CoreSetup:
         dsn=fresh_dsn,
         account_xpub=XPUB,
         chains=[{"id": "eip155:31337", "adapter": "127.0.0.1:9", "confirmations": 2}],
+        # No adapter runs here (API tests): invoices are taken on the unwatched chain.
+        health={"invoices_need_chain": False},
         assets=[{"id": TOKEN, "symbol": "TUSD", "decimals": 6}],
         fixed_rates={"TUSD/USD": "1.00"},
         events={"stream_buffer_events": 20, "stream_stall_timeout_s": STALL_S},

@@ -86,7 +86,7 @@ def connected_urls(process: ManagedProcess) -> list[str]:
     return [
         record["url"]
         for line in process.log_path.read_text().splitlines()
-        if line.startswith("{") and (record := json.loads(line)).get("event") == "node_connected"
+        if line.startswith("{") and (record := json.loads(line)).get("msg") == "node_connected"
     ]
 
 

@@ -32,6 +32,8 @@ def make_core(run_dir: Path, dsn: str) -> CoreSetup:
         dsn=dsn,
         account_xpub=XPUB,
         chains=[{"id": "eip155:31337", "adapter": "127.0.0.1:9", "confirmations": 2}],
+        # No adapter runs here (API tests): invoices are taken on the unwatched chain.
+        health={"invoices_need_chain": False},
         assets=[{"id": TOKEN, "symbol": "TUSD", "decimals": 6}],
         fixed_rates={"TUSD/USD": "1.00"},
         webhooks={"poll_interval_s": 0.05, "allow_private_targets": True},

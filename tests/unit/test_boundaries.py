@@ -9,6 +9,7 @@ services it serves or calls.
 from __future__ import annotations
 
 import ast
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,24 @@ RULES = {
     "adapters": {"core", "signer", "localstack", "asyncpg", "kassa.core", "kassa.signer"},
     "core": {"signer", "adapters", "localstack", "pkcs11"},
 }
+# The repository's top level is fixed: no package shared between processes lives
+# beside them (each owns its telemetry: core/telemetry, signer/telemetry,
+# adapters/evm/telemetry, kept in step by tests/unit/test_telemetry_contract.py).
+TOP_LEVEL = {
+    "protos",
+    "core",
+    "signer",
+    "adapters",
+    "gen",
+    "tests",
+    "scripts",
+    "pyproject.toml",
+    "README.md",
+    "docs",
+    "deploy",
+    ".ci",
+    ".gitignore",
+}
 
 
 def imports_of(package: str) -> list[tuple[Path, int, str]]:
@@ -64,6 +83,22 @@ def test_package_imports_stay_inside_its_boundary(package: str) -> None:
         if forbidden(name, RULES[package])
     ]
     assert not violations, "\n".join(violations)
+
+
+def test_the_top_level_holds_only_the_fixed_entries() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert tracked, "git ls-files listed nothing"
+    extra = {path.split("/")[0] for path in tracked} - TOP_LEVEL
+    assert extra == set(), f"not allowed at the top level: {sorted(extra)}"
+
+
+def test_each_process_owns_its_telemetry() -> None:
+    for owner in ("core", "signer", "adapters/evm"):
+        assert (REPO / owner / "telemetry" / "logs.py").is_file(), owner
+        assert (REPO / owner / "telemetry" / "rpc.py").is_file(), owner
+    assert not (REPO / "telemetry").exists()
 
 
 def test_the_rule_catches_a_violation() -> None:

@@ -1,0 +1,101 @@
+"""Starting the core as an operator would: the schema must be current (`migrate` is
+its own step, `serve --migrate` the opt-in), a binary older than the schema refuses,
+and a database that is down is one clear log line and exit 1, never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+
+import asyncpg
+
+from localstack.ports import free_port
+from localstack.procs import console_script
+from localstack.stack import CoreSetup
+
+XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
+TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
+
+
+def _config(tmp_path: Path, dsn: str, password_file: Path | None = None) -> Path:
+    return CoreSetup(
+        run_dir=tmp_path,
+        dsn=dsn,
+        db_password_file=password_file,
+        account_xpub=XPUB,
+        chains=[{"id": "eip155:31337", "adapter": "127.0.0.1:9", "confirmations": 2}],
+        assets=[{"id": TOKEN, "symbol": "TUSD", "decimals": 6}],
+        fixed_rates={"TUSD/USD": "1.00"},
+    ).write_config()
+
+
+def _core(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [console_script("kassa-core"), "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _only_log_lines(stderr: str) -> list[dict[str, object]]:
+    assert "Traceback" not in stderr, stderr
+    return [json.loads(line) for line in stderr.splitlines()]
+
+
+def test_serve_refuses_pending_migrations_until_migrate(tmp_path: Path, fresh_dsn: str) -> None:
+    config = _config(tmp_path, fresh_dsn)
+    refused = _core(config, "serve")
+    assert refused.returncode == 1
+    [line] = _only_log_lines(refused.stderr)
+    assert line["msg"] == "schema refused" and "pending migration" in str(line["reason"])
+    assert "kassa-core --config FILE migrate" in str(line["reason"])
+
+    status = _core(config, "migrate", "--status")
+    assert status.returncode == 1
+    assert "0001_invoices_payments_events.sql\tpending" in status.stdout
+    assert _core(config, "migrate").returncode == 0
+    ready = _core(config, "migrate", "--status")
+    assert ready.returncode == 0, ready.stdout
+    assert "pending" not in ready.stdout and "ready to serve" in ready.stdout
+
+
+def test_a_schema_newer_than_the_binary_is_refused(tmp_path: Path, fresh_dsn: str) -> None:
+    config = _config(tmp_path, fresh_dsn)
+    assert _core(config, "migrate").returncode == 0
+
+    async def from_the_future() -> None:
+        conn = await asyncpg.connect(fresh_dsn)
+        try:
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) "
+                "VALUES (999, '0999_from_a_newer_release.sql', 'x')"
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(from_the_future())
+    for args in (("serve",), ("serve", "--migrate"), ("migrate",)):
+        result = _core(config, *args)
+        assert result.returncode == 1, args
+        [line] = _only_log_lines(result.stderr)
+        assert "newer than this kassa-core knows" in str(line["reason"]), line
+    status = _core(config, "migrate", "--status")
+    assert status.returncode == 1 and "0999\tunknown to this binary (newer)" in status.stdout
+
+
+def test_a_database_down_at_start_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    down = f"postgresql://kassa@127.0.0.1:{free_port()}/kassa"
+    password = tmp_path / "db-password"
+    password.write_text("secret-password\n")
+    password.chmod(0o600)
+    config = _config(tmp_path, down, password)
+    for args in (("serve",), ("serve", "--migrate"), ("migrate",)):
+        result = _core(config, *args)
+        assert result.returncode == 1, args
+        [line] = _only_log_lines(result.stderr)
+        assert line["msg"] == "database unreachable" and line["level"] == "error"
+        assert str(line["database"]).startswith("127.0.0.1:")
+        assert "secret-password" not in result.stderr
