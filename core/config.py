@@ -26,6 +26,7 @@ from core.payouts import config as payouts_config
 from core.rates.config import RatesConfig, RatesConfigError, parse_rates
 from core.reconcile import settings as reconcile_settings
 from core.secretfiles import SecretError, read_secret_file, secret_from
+from core.support import settings as support_settings
 from core.tls import ClientTls, ServerTls, client_tls, server_tls
 from core.webhooks import settings as webhook_settings
 from core.webhooks.sealing import Keyring, KeyringError, parse_keyring
@@ -77,6 +78,10 @@ class Config:
     # [reconcile]: scheduled reconciliation (core/reconcile).
     reconcile: reconcile_settings.ReconcileSettings = field(
         default_factory=reconcile_settings.ReconcileSettings
+    )
+    # [support]: the support queue and its actions (core/support).
+    support: support_settings.SupportSettings = field(
+        default_factory=support_settings.SupportSettings
     )
     extra: dict[str, Any] = field(default_factory=dict)
     # [server] TLS of the public API; None only with server.dev_plaintext = true.
@@ -227,6 +232,7 @@ def parse(raw: dict[str, Any], base: Path, source: Path | str = "core.toml") -> 
         events=_table(event_settings.parse, raw, "events"),
         health=_table(health_settings.parse, raw, "health"),
         reconcile=_table(reconcile_settings.parse, raw, "reconcile"),
+        support=_table(support_settings.parse, raw, "support"),
         underpayment_tolerance_bps=int(invoices.get("underpayment_tolerance_bps", 0)),
         late_payment_window_s=int(
             invoices.get("late_payment_window_s", Config.late_payment_window_s)

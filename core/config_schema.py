@@ -4,7 +4,7 @@ types refused, naming the key); the semantic checks (ranges, cross references)
 follow there. docs/configuration.md is generated from it (scripts/gen-config-docs).
 
 Tables owned by an area's own parser (rates, webhooks, events, signer, payouts,
-sweeps, reconcile) are checked as tables here and key by key by that parser.
+sweeps, reconcile, support) are checked as tables here and key by key by that parser.
 """
 
 from __future__ import annotations
@@ -186,6 +186,10 @@ class CoreToml(Strict):
     payouts: Annotated[Table, _d("payouts: hot key, fee caps, timing (docs/payouts.md)")] = {}
     sweeps: Annotated[Table, _d("deposit sweeps to treasuries (docs/payouts.md)")] = {}
     reconcile: Annotated[Table, _d("scheduled reconciliation")] = {}
+    support: Annotated[
+        Table,
+        _d("the support queue: second approval, stuck and failing thresholds (docs/support.md)"),
+    ] = {}
 
 
 # -- strict checking: one line naming the key -----------------------------------

@@ -17,6 +17,7 @@ from core import health as core_health
 from core import metrics as core_metrics
 from core.api.auth import Authenticator, current_actor
 from core.api.event_service import EventService
+from core.api.event_service import add_to_server as add_event_service
 from core.api.exception_service import ExceptionService
 from core.api.guard import EdgeInterceptor
 from core.api.invoice_service import InvoiceService
@@ -24,6 +25,7 @@ from core.api.ledger_service import LedgerService
 from core.api.merchant_service import MerchantService
 from core.api.payout_service import PayoutService, SweepService
 from core.api.reconciliation_service import ReconciliationService
+from core.api.support_service import SupportService
 from core.api.webhook_service import WebhookService
 from core.chain.apply import ChainApplier
 from core.chain.follower import ChainFollower
@@ -46,6 +48,7 @@ from core.rates.config import build_router
 from core.reconcile.runner import Reconciler
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
+from core.support.actions import SupportActions
 from core.telemetry.rpc import RpcMetrics, serve_metrics
 from core.tls import Tls13Only, server_credentials
 from core.webhooks.endpoints import Endpoints
@@ -54,7 +57,6 @@ from core.webhooks.worker import DeliveryWorker
 from kassa.chain.v1 import adapter_pb2_grpc
 from kassa.core.v1 import (
     event_pb2,
-    event_pb2_grpc,
     exception_pb2,
     exception_pb2_grpc,
     invoice_pb2,
@@ -65,6 +67,8 @@ from kassa.core.v1 import (
     payout_pb2_grpc,
     reconciliation_pb2,
     reconciliation_pb2_grpc,
+    support_pb2,
+    support_pb2_grpc,
     webhook_pb2,
     webhook_pb2_grpc,
 )
@@ -81,6 +85,7 @@ SERVICES = (
     webhook_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
     reconciliation_pb2.DESCRIPTOR.services_by_name["ReconciliationService"].full_name,
     exception_pb2.DESCRIPTOR.services_by_name["ExceptionService"].full_name,
+    support_pb2.DESCRIPTOR.services_by_name["SupportService"].full_name,
 )
 
 
@@ -200,9 +205,7 @@ async def serve(
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
         InvoiceService(invoicing, config, auth, head_of, chain_problem), server
     )
-    event_pb2_grpc.add_EventServiceServicer_to_server(
-        EventService(pool, notifier, auth, config.events), server
-    )
+    add_event_service(EventService(pool, notifier, auth, config.events), server)
     webhooks = config.webhooks
     webhook_pb2_grpc.add_WebhookServiceServicer_to_server(
         WebhookService(
@@ -230,6 +233,7 @@ async def serve(
     signer: SignerClient | None = None
     payout_worker: PayoutWorker | None = None
     sweeper: Sweeper | None = None
+    support_payouts: Payouts | None = None
     if config.payouts is not None:
         if config.payouts.signer.ca_file is None:
             log.warning(
@@ -238,13 +242,12 @@ async def serve(
             )
         signer = SignerClient(config.payouts.signer)
         payout_worker = PayoutWorker(pool, config, config.payouts, signer, clock)
+        support_payouts = Payouts(
+            pool, config.payouts.hot_key_id, destination_policy(config.payouts, config.assets)
+        )
         payout_pb2_grpc.add_PayoutServiceServicer_to_server(
             PayoutService(
-                Payouts(
-                    pool,
-                    config.payouts.hot_key_id,
-                    destination_policy(config.payouts, config.assets),
-                ),
+                support_payouts,
                 config,
                 auth,
                 clock,
@@ -269,6 +272,21 @@ async def serve(
     )
     exception_pb2_grpc.add_ExceptionServiceServicer_to_server(
         ExceptionService(pool, auth, clock), server
+    )
+    support_pb2_grpc.add_SupportServiceServicer_to_server(
+        SupportService(
+            SupportActions(
+                pool,
+                config.support,
+                invoicing,
+                support_payouts,
+                webhooks.policy.give_up_after_s,
+                clock,
+            ),
+            auth,
+            clock,
+        ),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -307,9 +325,9 @@ async def serve(
         for chain, problem in verdict.chains.items():
             await health_servicer.set(core_health.CHAIN_PREFIX + chain, status(problem is None))
 
-    # grpc's HealthServicer says SERVING for "" until told otherwise: not before the first verdict.
-    for name in ("", *SERVICES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    # grpc's HealthServicer says SERVING for "" until told otherwise: the first verdict is
+    # in place before the port opens, so a client that connects at once reads the truth.
+    await publish(core_health.decide(await database_answers(), chain_views(), config.health))
     await server.start()
     # Each background loop under a supervisor: an exception it does not
     # handle itself (asyncpg.InterfaceError while the database is away) is
@@ -377,18 +395,20 @@ async def serve(
     for name in ("", *SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     # Every step runs whatever the one before it raised, so that a core that
-    # lost its database still closes everything and exits 0.
-    for step, action in (
-        ("server", lambda: server.stop(grace=5)),
-        ("ledger poster", poster.stop),
-        ("background tasks", lambda: _cancel_all(tasks)),
-        ("signer client", signer.close if signer is not None else _nothing),
-        ("outbox notifier", notifier.close),
-        ("pool", lambda: asyncio.wait_for(pool.close(), timeout=10)),
-        ("metrics endpoint", lambda: _call(stop_metrics)),
+    # lost its database still closes everything and exits 0; each is bounded
+    # (a step waiting on a dead database connection is logged and left behind),
+    # so the whole stop stays well inside a supervisor's stop timeout.
+    for step, action, bound_s in (
+        ("server", lambda: server.stop(grace=5), 6.0),
+        ("ledger poster", poster.stop, 2.0),
+        ("background tasks", lambda: _cancel_all(tasks), 2.0),
+        ("signer client", signer.close if signer is not None else _nothing, 1.0),
+        ("outbox notifier", notifier.close, 1.0),
+        ("pool", pool.close, 2.0),
+        ("metrics endpoint", lambda: _call(stop_metrics), 1.0),
     ):
         try:
-            await action()
+            await asyncio.wait_for(action(), timeout=bound_s)
         except Exception as exc:
             log.warning("shutdown step failed", extra={"step": step, "error": type(exc).__name__})
             if step == "pool":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 import grpc
@@ -13,12 +12,34 @@ from core.api.auth import Authenticator, authorize
 from core.api.errors import invalid, rpc
 from core.errors import Code, Refusal
 from core.events.settings import StreamSettings
-from core.events.stream import ConsumerTooSlow, OutboxNotifier, follow, relay
+from core.events.stream import BATCH, ConsumerTooSlow, OutboxNotifier, Tail, batches, relay
 from core.render import events as render
 from kassa.core.v1 import event_pb2 as pb
 from kassa.core.v1 import event_pb2_grpc as pb_grpc
 
 _TYPE = re.compile(r"[a-z_]+\.[a-z_]+")
+
+
+def _serialize(message: bytes | pb.StreamEventsResponse) -> bytes:
+    """StreamEvents writes pre-serialized responses (render.stream_response_bytes)."""
+    if isinstance(message, bytes):
+        return message
+    return message.SerializeToString()
+
+
+def add_to_server(servicer: EventService, server: grpc.aio.Server) -> None:
+    """As the generated add_EventServiceServicer_to_server, with a serializer
+    that passes the stream's pre-serialized responses through."""
+    handlers = {
+        "StreamEvents": grpc.unary_stream_rpc_method_handler(
+            servicer.StreamEvents,
+            request_deserializer=pb.StreamEventsRequest.FromString,
+            response_serializer=_serialize,
+        ),
+    }
+    service = pb.DESCRIPTOR.services_by_name["EventService"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)
 
 
 class EventService(pb_grpc.EventServiceServicer):
@@ -33,6 +54,13 @@ class EventService(pb_grpc.EventServiceServicer):
         self.notifier = notifier
         self.auth = auth
         self.settings = settings or StreamSettings()
+        self._shared_tail: Tail | None = None
+
+    def _tail(self) -> Tail:
+        """The process's shared tail of the outbox, made on first use."""
+        if self._shared_tail is None:
+            self._shared_tail = Tail(self.pool, render.stream_response_bytes)
+        return self._shared_tail
 
     # Writes with context.write rather than yielding, so that a write that
     # does not complete (a consumer that stopped reading) can be timed out.
@@ -51,22 +79,23 @@ class EventService(pb_grpc.EventServiceServicer):
         # A merchant's key reads only its own stream; a platform key may read every merchant's.
         authorize(principal, "events:read", merchant)
 
-        def rows(free: Callable[[], int]) -> AsyncIterator[asyncpg.Record]:
-            return follow(
-                self.pool,
-                self.notifier,
-                request.after_sequence,
-                merchant,
-                list(request.types),
-                free,
-            )
+        source = batches(
+            self.pool,
+            self.notifier,
+            self._tail(),
+            request.after_sequence,
+            merchant,
+            list(request.types),
+            max(1, min(BATCH, self.settings.buffer_events // 2)),
+        )
 
-        async def send(row: asyncpg.Record) -> None:
-            await context.write(pb.StreamEventsResponse(event=render.event(row)))
+        async def send(message: object) -> None:
+            assert isinstance(message, bytes)
+            await context.write(message)
 
         try:
             await relay(
-                rows,
+                source,
                 send,
                 self.settings.buffer_events,
                 self.settings.stall_timeout_s,

@@ -45,7 +45,7 @@ class ReconciliationService(pb_grpc.ReconciliationServiceServicer):
         principal = await self.auth.require(context, "reconcile:write", None)
         try:
             run_id = await self.reconciler.run_once(
-                request.chain, principal.actor, request.request_id
+                request.chain, principal.actor, request.request_id, request.incremental
             )
         except ReconcileUnavailable as exc:
             raise Refusal(Code.UNAVAILABLE, reasons.DEPENDENCY_UNAVAILABLE, str(exc)) from None

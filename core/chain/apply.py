@@ -81,6 +81,25 @@ class ChainApplier:
         ]
         return chain_pb.BlockCursor(height=head["height"], hash=head["hash"]), locator
 
+    async def anchor(self, head: chain_pb.BlockCursor) -> bool:
+        """Stores the adapter's head as the cursor of a chain never followed before.
+
+        A core that has applied no block has no cursor: without one, a stream
+        after a reconnect starts at the adapter's head *then*, and a block
+        mined between the two streams is never applied. Anchored at the first
+        head seen, the next stream resumes from it. Returns whether it was
+        stored (False: a cursor exists; it is never moved here).
+        """
+        async with self.pool.acquire() as conn:
+            stored = await conn.fetchval(
+                """INSERT INTO chain_cursors (chain, height, hash) VALUES ($1, $2, $3)
+                   ON CONFLICT (chain) DO NOTHING RETURNING height""",
+                self.chain,
+                head.height,
+                head.hash,
+            )
+        return stored is not None
+
     async def apply_block(self, block: chain_pb.Block) -> int:
         """Applies one block; returns how many outbox events it wrote."""
         matches = []
@@ -123,8 +142,10 @@ class ChainApplier:
                 ]
                 await ledger_payments.detected(conn, self.chain, opened, self.clock())
             extra: dict[str, list[str]] = {}
+            dropped: list[asyncpg.Record] = []
             if mined:
-                for r in await self._drop_sightings(conn, sorted(mined), None):
+                dropped = await payments.drop_sightings(conn, self.chain, sorted(mined), None)
+                for r in dropped:
                     touched.add(r["invoice_id"])
                     extra[r["invoice_id"]] = ["payment.reorged"]
             confirmed = await payments.confirm_due(conn, self.chain, block.height)
@@ -133,6 +154,8 @@ class ChainApplier:
                 conn, self.chain, payments.counted(confirmed), self.clock()
             )
             written = await self._reconsider(conn, touched, block.height, extra)
+            # After the settlement's reversal: it refills incoming first.
+            await self._reverse_sightings(conn, dropped)
             await self._move_cursor(conn, block)
         return written
 
@@ -180,24 +203,24 @@ class ChainApplier:
                 head_height = await conn.fetchval(
                     "SELECT height FROM chain_cursors WHERE chain = $1 FOR UPDATE", self.chain
                 )
-                dropped = await self._drop_sightings(conn, [], ttl_s)
+                dropped = await payments.drop_sightings(conn, self.chain, [], ttl_s)
                 extra = {r["invoice_id"]: ["payment.reorged"] for r in dropped}
                 written = await self._reconsider(conn, set(extra), head_height or 0, extra)
+                await self._reverse_sightings(conn, dropped)
         log.warning(
             "mempool sightings expired",
             extra={"chain": self.chain, "payments": len(dropped), "ttl_s": ttl_s},
         )
         return written
 
-    async def _drop_sightings(
-        self, conn: asyncpg.Connection, tx_hashes: list[str], older_than_s: int | None
-    ) -> list[asyncpg.Record]:
-        """Unmined sightings of these transactions, or older than older_than_s,
-        become 'reorged' (block NULL); posted ones (zero-conf) are reversed."""
-        dropped = await payments.drop_sightings(conn, self.chain, tx_hashes, older_than_s)
+    async def _reverse_sightings(
+        self, conn: asyncpg.Connection, dropped: list[asyncpg.Record]
+    ) -> None:
+        """Dropped sightings ('reorged', block NULL) that were posted (zero-conf)
+        are reversed — after the invoices were reconsidered, so the settlement's
+        reversal has refilled incoming first (it is flagged never-negative)."""
         posted = [r for r in payments.counted(dropped) if r["was"] == PaymentStatus.CONFIRMED]
         await ledger_payments.reorged(conn, self.chain, posted, self.clock())
-        return dropped
 
     async def apply_undo(self, undo: chain_pb.Undo) -> int:
         """Reverts every block above undo.to_cursor; returns events written."""
@@ -218,14 +241,18 @@ class ChainApplier:
             reorged = await payments.reorg_above(conn, self.chain, target.height)
             # Payments still included below the ancestor lose the confirmations above it.
             unconfirmed = await payments.unconfirm_above(conn, self.chain, target.height)
-            # The ledger follows: void or reverse what was reorged, re-open what lost its confirmations.
+            touched = {r["invoice_id"] for r in reorged} | {r["invoice_id"] for r in unconfirmed}
+            extra = {r["invoice_id"]: ["payment.reorged"] for r in reorged}
+            # The settlement's reversal first: it refills incoming (from the
+            # receivable for funds already refunded or paid out), which is
+            # flagged never-negative ...
+            written = await self._reconsider(conn, touched, target.height, extra)
+            # ... then the ledger follows the payments: void or reverse what was
+            # reorged, re-open what lost its confirmations.
             await ledger_payments.reorged(conn, self.chain, payments.counted(reorged), self.clock())
             await ledger_payments.unconfirmed(
                 conn, self.chain, payments.counted(unconfirmed), self.clock()
             )
-            touched = {r["invoice_id"] for r in reorged} | {r["invoice_id"] for r in unconfirmed}
-            extra = {r["invoice_id"]: ["payment.reorged"] for r in reorged}
-            written = await self._reconsider(conn, touched, target.height, extra)
             await conn.execute(
                 "DELETE FROM chain_blocks WHERE chain = $1 AND height > $2",
                 self.chain,

@@ -160,6 +160,9 @@ class ChainFollower:
                     self.applied_height = to_height
                 elif kind == "head":
                     self.head_height = event.head.head.height
+                    if cursor is None and await self.applier.anchor(event.head.head):
+                        # Resumable from here on: nothing mined during a reconnect is lost.
+                        cursor = event.head.head
                 elif kind == "pending":
                     await self.applier.apply_pending(event.pending)
                 metrics.chain_followed(self.applier.chain, self.applied_height, self.head_height)

@@ -1,10 +1,12 @@
 """Reads the outbox in sequence order and follows it as new events commit.
 
-One LISTEN connection per process wakes every open stream; streams then read
-from PostgreSQL themselves, so a consumer that falls behind costs a query,
-never memory in the core. Each stream reads ahead into a bounded buffer;
-a consumer that stops taking events leaves it full, and `relay` cuts it off
-after a stall rather than hold anything for it (it resumes from its cursor).
+One LISTEN connection per process wakes every open stream. Streams that
+have caught up read the shared in-memory `Tail` (one database read, and one
+rendering, serves them all); a consumer that falls behind it reads
+PostgreSQL itself, so it costs a query, never memory in the core. Each
+stream reads ahead a bounded batch; a consumer that stops taking events
+leaves it full, and `relay` cuts it off after a stall rather than hold
+anything for it (it resumes from its cursor).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -63,38 +66,167 @@ class OutboxNotifier:
                 )
 
 
-async def follow(
+async def read(
+    pool: asyncpg.Pool, after: int, merchant_id: str | None, types: Sequence[str], limit: int
+) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(
+            """SELECT sequence, id, type, merchant_id, resource_type, payload, create_time
+                 FROM events
+                WHERE sequence > $1 AND ($2::text IS NULL OR merchant_id = $2)
+                  AND (cardinality($3::text[]) = 0 OR type = ANY($3::text[]))
+                ORDER BY sequence LIMIT $4""",
+            after,
+            merchant_id,
+            list(types),
+            limit,
+        )
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class TailEvent:
+    sequence: int
+    merchant_id: str
+    type: str
+    # Rendered once for every consumer (core.events.stream.Tail's `render`).
+    message: object
+
+
+class Tail:
+    """The newest events of the outbox in memory, shared by every stream.
+
+    A stream that has caught up reads here instead of querying: one database
+    read (single-flight, under a lock) brings each new batch for all of them,
+    rendered once. Sequences are gapless and commit-ordered (outbox.py), so
+    the tail is one contiguous run [first, last]; a stream behind it reads
+    PostgreSQL itself until it reaches it. Bounded: the oldest are dropped.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        render: Callable[[asyncpg.Record], object],
+        capacity: int = 10_000,
+    ) -> None:
+        assert capacity > 0
+        self.pool = pool
+        self.render = render
+        self.capacity = capacity
+        self._events: list[TailEvent] = []
+        self._last: int | None = None  # highest sequence read (None: not started)
+        self._lock = asyncio.Lock()
+
+    @property
+    def last_sequence(self) -> int | None:
+        return self._last
+
+    @property
+    def first_sequence(self) -> int:
+        """The oldest sequence held (last + 1 when empty or not started)."""
+        last = self._last or 0
+        return last - len(self._events) + 1
+
+    def after(
+        self, cursor: int, merchant_id: str | None, types: Sequence[str], limit: int
+    ) -> list[TailEvent] | None:
+        """Matching events after `cursor` (at most `limit`), or None when the
+        cursor is older than the tail holds (the caller reads the database)."""
+        if self._last is None:
+            return None
+        first = self._last - len(self._events) + 1
+        if cursor < first - 1:
+            return None
+        out: list[TailEvent] = []
+        wanted = set(types)
+        for event in self._events[cursor - first + 1 :]:
+            assert event.sequence > cursor
+            if (merchant_id is None or event.merchant_id == merchant_id) and (
+                not wanted or event.type in wanted
+            ):
+                out.append(event)
+                if len(out) == limit:
+                    break
+        return out
+
+    async def refresh(self) -> None:
+        """Reads what committed since the last read, once for all waiters."""
+        seen = self._last
+        async with self._lock:
+            if self._last != seen and seen is not None:
+                return  # another stream read it while we waited for the lock
+            async with self.pool.acquire() as conn:
+                if self._last is None:
+                    # Start at the head: what is older is read by each stream itself.
+                    self._last = int(
+                        await conn.fetchval("SELECT coalesce(max(sequence), 0) FROM events")
+                    )
+                while True:
+                    rows = await conn.fetch(
+                        """SELECT sequence, id, type, merchant_id, resource_type, payload,
+                                  create_time
+                             FROM events WHERE sequence > $1 ORDER BY sequence LIMIT $2""",
+                        self._last,
+                        BATCH,
+                    )
+                    for row in rows:
+                        assert row["sequence"] == self._last + 1, "the outbox is gapless"
+                        self._events.append(
+                            TailEvent(
+                                row["sequence"],
+                                row["merchant_id"],
+                                row["type"],
+                                self.render(row),
+                            )
+                        )
+                        self._last = row["sequence"]
+                    if len(self._events) > self.capacity:
+                        del self._events[: len(self._events) - self.capacity]
+                    if len(rows) < BATCH:
+                        break
+
+
+async def batches(
     pool: asyncpg.Pool,
     notifier: OutboxNotifier,
+    tail: Tail,
     after_sequence: int,
     merchant_id: str | None,
     types: Sequence[str],
-    limit: Callable[[], int] = lambda: BATCH,
-) -> AsyncIterator[asyncpg.Record]:
-    """Every matching event after `after_sequence`, then new ones, forever.
-
-    `limit` says how many rows the caller can take now (its free buffer)."""
+    size: int,
+) -> AsyncIterator[list[TailEvent]]:
+    """Every matching event after `after_sequence`, then new ones, forever, in
+    batches of at most `size`: from PostgreSQL while behind the shared tail,
+    from the tail once caught up (then one read serves every stream)."""
     cursor = after_sequence
     while True:
         generation = notifier.generation
-        want = max(1, min(BATCH, limit()))
-        async with pool.acquire() as conn:
-            rows = await conn.fetch(
-                """SELECT sequence, id, type, merchant_id, resource_type, payload, create_time
-                     FROM events
-                    WHERE sequence > $1 AND ($2::text IS NULL OR merchant_id = $2)
-                      AND (cardinality($3::text[]) = 0 OR type = ANY($3::text[]))
-                    ORDER BY sequence LIMIT $4""",
-                cursor,
-                merchant_id,
-                list(types),
-                want,
-            )
-        for row in rows:
-            yield row
-            cursor = row["sequence"]
-        if len(rows) < want:
-            await notifier.wait(generation)
+        if tail.last_sequence is None or tail.last_sequence < cursor:
+            await tail.refresh()
+        found = tail.after(cursor, merchant_id, types, size)
+        if found is None:  # behind the tail: read it ourselves
+            # Everything below the tail's first event committed before this read.
+            floor = tail.first_sequence
+            rows = await read(pool, cursor, merchant_id, types, size)
+            if rows:
+                cursor = rows[-1]["sequence"]
+                yield [
+                    TailEvent(r["sequence"], r["merchant_id"], r["type"], tail.render(r))
+                    for r in rows
+                ]
+            if len(rows) < size:
+                # All of ours up to the tail are sent: continue from the tail.
+                cursor = max(cursor, floor - 1)
+            continue
+        if found:
+            cursor = found[-1].sequence
+            yield found
+            continue
+        # Caught up with everything the tail holds (nothing of ours in it).
+        assert tail.last_sequence is not None
+        cursor = max(cursor, tail.last_sequence)
+        await notifier.wait(generation)
+        await tail.refresh()
 
 
 class ConsumerTooSlow(Exception):
@@ -108,40 +240,56 @@ class ConsumerTooSlow(Exception):
 
 
 async def relay(
-    rows: Callable[[Callable[[], int]], AsyncIterator[asyncpg.Record]],
-    send: Callable[[asyncpg.Record], Awaitable[None]],
+    source: AsyncIterator[list[TailEvent]],
+    send: Callable[[object], Awaitable[None]],
     buffer_events: int,
     stall_timeout_s: float,
 ) -> None:
-    """Reads ahead into a buffer of `buffer_events` and sends in order.
+    """Reads ahead (at most `buffer_events` held) and sends in order.
 
     Raises ConsumerTooSlow when one send does not complete within
     `stall_timeout_s` (the transport's window and the buffer are full: the
     consumer stopped reading). Never returns otherwise; cancel it to stop.
+    Sends a batch at a time under one rescheduled timer: no task, queue hop
+    or timer per event (they were most of a stream's CPU).
     """
-    buffer: asyncio.Queue[asyncpg.Record] = asyncio.Queue(maxsize=buffer_events)
+    # One batch is being sent while the next is read: together within the bound.
+    queue: asyncio.Queue[list[TailEvent]] = asyncio.Queue(maxsize=1)
+    queued = [0]  # events read and not yet sent, the batch being sent included
 
     async def read() -> None:
-        async for row in rows(lambda: buffer.maxsize - buffer.qsize()):
-            await buffer.put(row)
+        async for batch in source:
+            assert len(batch) <= max(1, buffer_events // 2), "batches bound the buffer"
+            await queue.put(batch)
+            queued[0] += len(batch)
 
     reader = asyncio.create_task(read(), name="events read-ahead")
-    getter: asyncio.Future[asyncpg.Record] | None = None
+    getter: asyncio.Future[list[TailEvent]] | None = None
+    loop = asyncio.get_running_loop()
     try:
         while True:
-            getter = asyncio.ensure_future(buffer.get())
-            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
-                reader.result()  # the reader failed: raise its error
-                raise AssertionError("the reader follows forever")
-            row = getter.result()
+            if queue.empty():
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    reader.result()  # the reader failed: raise its error
+                    raise AssertionError("the reader follows forever")
+                batch = getter.result()
+            else:
+                batch = queue.get_nowait()
+            sent = 0
             try:
-                await asyncio.wait_for(send(row), stall_timeout_s)
+                async with asyncio.timeout(None) as timer:
+                    for event in batch:
+                        timer.reschedule(loop.time() + stall_timeout_s)
+                        await send(event.message)
+                        sent += 1
+                        queued[0] -= 1
             except TimeoutError:
                 # The stalled message may still reach the consumer: report it
                 # as the highest sequence that may have been sent.
-                raise ConsumerTooSlow(row["sequence"], buffer.qsize()) from None
+                raise ConsumerTooSlow(batch[sent].sequence, queued[0] - 1) from None
     finally:
         # Cancelled while waiting (the call ended): the getter goes too, or
         # it is destroyed pending when the loop closes.

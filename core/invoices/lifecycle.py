@@ -159,9 +159,11 @@ async def apply(
     }
     # Every changed invoice was written, and no other: the update is by the locked ids.
     assert fresh.keys() == set(ids), (sorted(fresh), ids)
-    await settlement.reconcile(
+    owed = await settlement.reconcile(
         conn, [(row, before[row["id"]], d.invoice) for row, d in changed], now
     )
+    # A reorg took back funds already refunded or paid out: the merchant owes them.
+    newly_owed = {o.invoice["id"] for o in owed if o.after > o.before}
     rows_now = await payments_of(conn, ids)
     outbox: list[NewEvent] = []
     for row, decision in changed:
@@ -170,6 +172,8 @@ async def apply(
         for extra in extra_events.get(row["id"], []):
             if extra not in {t for t, _ in announced}:
                 announced.insert(0, (extra, decision.invoice.state))
+        if row["id"] in newly_owed:
+            announced.append((sm.FUNDS_OWED, decision.invoice.state))
         outbox.extend(
             snapshots.invoice_events(current, rows_now[row["id"]], head_height, announced)
         )

@@ -17,6 +17,8 @@ States, as merchants see them:
                                      short of due - tolerance)
     awaiting_payment → cancelled (merchant, before any funds)
     paid | overpaid | underpaid → refunded (a full refund settled)
+    refunded → paid | overpaid | underpaid (a counted refund left the chain:
+                                             invoice.refund_reversed)
 
 Funds that arrive after the deadline, inside the monitoring window, move an
 expired or underpaid invoice on again, flagged paid_late.
@@ -100,7 +102,12 @@ EVENT_TYPES = (
     "invoice.payment_received",
     "invoice.late_funds",
     "payment.reorged",
+    "invoice.funds_owed",
+    "invoice.refund_reversed",
 )
+# Announced by the settlement's writer (core/ledger/settlement.py), not a step
+# of `decide`: a reorg took back funds already refunded or paid out.
+FUNDS_OWED = "invoice.funds_owed"
 
 
 @dataclass(frozen=True)
@@ -184,7 +191,15 @@ class RefundSettled:
     amount: int
 
 
-Event = FundsObserved | ClockTick | Cancel | Mark | RefundSettled
+@dataclass(frozen=True)
+class RefundReversed:
+    """A refund the invoice counted left the canonical chain (a reorg removed
+    its landed transaction): it counts no more until it lands again."""
+
+    amount: int
+
+
+Event = FundsObserved | ClockTick | Cancel | Mark | RefundSettled | RefundReversed
 MARKABLE = frozenset({State.PAID, State.EXPIRED})
 
 
@@ -271,9 +286,11 @@ def decide(invoice: Invoice, event: Event) -> Decision:
             decision = _on_mark(invoice, state)
         case RefundSettled(amount):
             decision = _on_refund(invoice, amount)
+        case RefundReversed(amount):
+            decision = _on_refund_reversed(invoice, amount)
         case _:
             assert_never(event)
-    _check(invoice, decision)
+    _check(invoice, decision, isinstance(event, RefundReversed))
     return decision
 
 
@@ -485,11 +502,41 @@ def _on_refund(invoice: Invoice, amount: int) -> Decision:
     return Decision(replace(invoice, refunded=refunded))
 
 
-def _check(before: Invoice, decision: Decision) -> None:
+def _on_refund_reversed(invoice: Invoice, amount: int) -> Decision:
+    """The refund's real outcome decides: a refunded invoice whose refund left the
+    chain stands where its funds put it again, and the amount is refundable again
+    once the refund is given up (the payout service counts it in progress until then)."""
+    assert amount > 0
+    if amount > invoice.refunded:
+        return Decision(
+            invoice,
+            refusal=Refusal(
+                reasons.INVOICE_NOT_REFUNDABLE,
+                f"the invoice counts {invoice.refunded} refunded, not {amount}",
+            ),
+        )
+    state = invoice.state
+    if state is State.REFUNDED:
+        if Flag.MARKED in invoice.flags and invoice.funds.confirmed < invoice.enough:
+            state = State.PAID  # the operator's mark settled it, not the funds
+        else:
+            # Past payment already (only a settled or underpaid invoice is refunded).
+            state = _target(replace(invoice, state=State.UNDERPAID), invoice.funds.inside())
+    back = replace(invoice, state=state, refunded=invoice.refunded - amount)
+    return Decision(back, (Step(state, "invoice.refund_reversed"),))
+
+
+def _check(before: Invoice, decision: Decision, refund_reversed: bool = False) -> None:
     """What must hold after every decision, and what must never happen."""
     after = decision.invoice
     if decision.refusal is not None:
         assert after == before and not decision.steps
+        return
+    if refund_reversed:
+        # Only the refunded amount (and a refunded state) moves, and it is announced.
+        assert after.refunded < before.refunded and after.funds == before.funds, decision
+        assert after.state is before.state or before.state is State.REFUNDED, decision
+        assert decision.steps and after.flags == before.flags, decision
         return
     if Flag.MARKED not in after.flags and after.state in _SETTLED:
         assert after.funds.confirmed >= after.enough, (before, decision)

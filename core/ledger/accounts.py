@@ -12,6 +12,9 @@ Accounts are per asset (CAIP-19, so per chain) and created on first use:
   merchant:{m}:{asset}:incoming         2002  detected and confirmed payments
   merchant:{m}:{asset}:refunds_payable  2003  overpaid excess a refund will debit
   merchant:{m}:{asset}:payouts_in_flight 2004 held for payouts being sent
+  merchant:{m}:{asset}:receivable       2005  owed by the merchant: funds a reorg took
+                                              back after they were refunded or paid out
+                                              (core/ledger/settlement.py)
 
 Custody by location (deposit addresses, treasury, hot key) together is what
 the platform holds. Transfer codes: 1 payment, 2 reversal, 3 settlement,
@@ -26,12 +29,13 @@ from core.ledger.rules import Account, AccountFlags
 
 # Account codes.
 CUSTODY, FEES, NETWORK_FEES, TREASURY, HOT = 1001, 1002, 1003, 1004, 1005
-AVAILABLE, INCOMING, REFUNDS_PAYABLE, IN_FLIGHT = 2001, 2002, 2003, 2004
+AVAILABLE, INCOMING, REFUNDS_PAYABLE, IN_FLIGHT, RECEIVABLE = 2001, 2002, 2003, 2004, 2005
 MERCHANT_KINDS = {
     "available": AVAILABLE,
     "incoming": INCOMING,
     "refunds_payable": REFUNDS_PAYABLE,
     "payouts_in_flight": IN_FLIGHT,
+    "receivable": RECEIVABLE,
 }
 
 
@@ -64,14 +68,15 @@ def in_flight(merchant_id: str, asset: str) -> str:
     return merchant_account(merchant_id, asset, "payouts_in_flight")
 
 
-# What Kassa owes a merchant is never negative, nor is what it spent on gas:
-# these accounts carry the flag that enforces it. `incoming` does not yet: a
-# reorg posts a payment's reversal before its settlement's reversal in one
-# transaction (core/chain/apply.py), so it dips below zero inside it;
-# `kassactl ledger check` names any account whose balance stays against its
-# nature, flag or not (core/ledger/check.py).
+# What Kassa owes a merchant is never negative, nor is what it spent on gas or
+# what a merchant owes it: these accounts carry the flag that enforces it.
+# `incoming` too: a reorg posts the settlement's reversal (which refills it,
+# from the receivable where the funds are gone) before the payment's reversal
+# (core/chain/apply.py). `kassactl ledger check` names any account whose
+# balance stays against its nature, flag or not (core/ledger/check.py).
 NEVER_NEGATIVE = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
 EXPENSE = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
+DEBIT_NORMAL = EXPENSE  # what is owed to the platform: never more paid back than owed
 
 
 def platform_accounts(asset: str) -> list[Account]:
@@ -86,13 +91,18 @@ def location_accounts(asset: str) -> list[Account]:
     return [Account(treasury(asset), asset, TREASURY), Account(hot(asset), asset, HOT)]
 
 
+def receivable(merchant_id: str, asset: str) -> str:
+    return merchant_account(merchant_id, asset, "receivable")
+
+
 def merchant_accounts(merchant_id: str, asset: str) -> list[Account]:
     """The accounts a payment needs (payouts_in_flight is opened by payouts)."""
     return [
         Account(merchant_account(merchant_id, asset, kind), asset, code, flags)
         for kind, code, flags in (
             ("available", AVAILABLE, NEVER_NEGATIVE),
-            ("incoming", INCOMING, 0),
+            ("incoming", INCOMING, NEVER_NEGATIVE),
+            ("receivable", RECEIVABLE, DEBIT_NORMAL),
             ("refunds_payable", REFUNDS_PAYABLE, NEVER_NEGATIVE),
         )
     ]

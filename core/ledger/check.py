@@ -40,7 +40,8 @@ CREDIT_NORMAL = (
     2003,
     2004,
 )  # merchant: available, incoming, refunds payable, in flight
-DEBIT_NORMAL = (1001, 1003, 1004)  # platform: custody, network fees, treasury
+# platform: custody, network fees, treasury; merchant: receivable (what it owes)
+DEBIT_NORMAL = (1001, 1003, 1004, 2005)
 _KASSA_IDS = r"^(merchant|platform):"
 
 

@@ -390,9 +390,29 @@ class _Ledger:
         ), t
         assert 0 <= t.amount <= AMOUNT_MAX, t
         assert resolves is None or resolves.resolution is Resolution.OPEN, (t, resolves)
-        debit_delta, credit_delta = effects(t, pending_amount)
-        debit = self.balances[t.debit_account_id] + debit_delta
-        credit = self.balances[t.credit_account_id] + credit_delta
+        before_debit = self.balances[t.debit_account_id]
+        before_credit = self.balances[t.credit_account_id]
+        if t.flags & (_PENDING | _POST | _VOID):
+            debit_delta, credit_delta = effects(t, pending_amount)
+            debit = before_debit + debit_delta
+            credit = before_credit + credit_delta
+        else:
+            # A plain transfer (most of a block): effects() and __add__ spelled
+            # out, two frozen Balances built instead of six (a third of the rules'
+            # time on a 5,000-transfer batch). Same arithmetic as effects().
+            amount = t.amount
+            debit = Balances(
+                before_debit.debits_pending,
+                before_debit.debits_posted + amount,
+                before_debit.credits_pending,
+                before_debit.credits_posted,
+            )
+            credit = Balances(
+                before_credit.debits_pending,
+                before_credit.debits_posted,
+                before_credit.credits_pending,
+                before_credit.credits_posted + amount,
+            )
         refusal = self._refusal(t.debit_account_id, debit, "debit_account_id") or self._refusal(
             t.credit_account_id, credit, "credit_account_id"
         )
@@ -412,7 +432,8 @@ class _Ledger:
         return OK
 
     def _refusal(self, account_id: str, after: Balances, side: str) -> Result | None:
-        reason = broken_flag(self.accounts[account_id].flags, after)
+        flags = self.accounts[account_id].flags
+        reason = broken_flag(flags, after) if flags else None
         if reason is not None:
             return Result(reason, side)
         if _overflows(after):
@@ -495,7 +516,20 @@ def _resolved(
     Spelled out rather than dataclasses.replace, which introspects the fields
     on every call (a tenth of a block's rule evaluation). Flags become a plain
     int whatever the caller passed, so every later test is int arithmetic.
+    A request that already is its resolved form (frozen, so safe to share) is
+    returned as it is: building an 11-field frozen dataclass per transfer
+    was a sixth of a batch's rules.
     """
+    if (
+        type(t.flags) is int
+        and type(t.amount) is int
+        and t.asset == asset
+        and t.code == code
+        and t.amount == amount
+        and t.debit_account_id == debit_account_id
+        and t.credit_account_id == credit_account_id
+    ):
+        return t
     return Transfer(
         t.id,
         debit_account_id,

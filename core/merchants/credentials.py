@@ -32,6 +32,11 @@ SCOPES = frozenset(
         "reconcile:write",
         "exceptions:read",
         "exceptions:write",
+        "support:read",
+        "support:write",
+        "support:accept",
+        "support:refund",
+        "support:approve",
     }
 )
 _TOKEN = re.compile(r"kassa_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")

@@ -247,9 +247,15 @@ class Payouts:
                 refundable=refused.refundable,
             ) from None
         done = (await settlement.settled(conn, [invoice]))[spec.invoice_id]
+        # What this invoice left in each account: a part booked to the merchant's
+        # receivable after a reorg (settlement.py) is not there.
         room = {
-            "refunds_payable": done.excess - used.get("refunds_payable", 0),
-            "incoming": received - done.available - done.excess - used.get("incoming", 0),
+            "refunds_payable": done.excess - done.owed_excess - used.get("refunds_payable", 0),
+            "incoming": received
+            - done.available
+            - done.excess
+            + done.owed_incoming
+            - used.get("incoming", 0),
         }
         legs = tracking.refund_legs(amount, room)
         return amount, legs

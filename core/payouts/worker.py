@@ -84,6 +84,13 @@ def _candidate(tx_hash: str, answer: adapter_pb2.GetTransactionResponse) -> trac
     )
 
 
+async def _lock_refunded_invoice(step: Locked) -> None:
+    """A refund's invoice is locked before the ledger's accounts, as the chain
+    applier and CreateRefund lock them (invoice, then accounts): no deadlock."""
+    if step.row["kind"] == "refund" and step.row["invoice_id"]:
+        await lifecycle.lock_invoices(step.conn, [step.row["invoice_id"]])
+
+
 @dataclass
 class Locked:
     """One payout row locked in a transaction, as the machine sees it."""
@@ -671,9 +678,9 @@ class PayoutWorker:
                 payout_id,
                 tx_hash,
             )
+            await _lock_refunded_invoice(step)
             fresh = await step.save(decision, fee_wei=fee_wei, network_fee=fee_wei)
-            if fresh["kind"] == "refund" and fresh["invoice_id"]:
-                await self._refund_landed(step, fresh, decision)
+            await self._refund_outcome(step, fresh, decision)
         log.info(
             "payout landed",
             extra={
@@ -684,32 +691,37 @@ class PayoutWorker:
             },
         )
 
-    async def _refund_landed(
+    async def _refund_outcome(
         self, step: Locked, fresh: asyncpg.Record, decision: machine.Decision
     ) -> None:
-        """The invoice counts a refund once, at its first successful landing; a
-        landing after a reorg changes nothing there (the invoice kept it)."""
-        if decision.hold is machine.Hold.POST:
-            invoices = await lifecycle.lock_invoices(step.conn, [fresh["invoice_id"]])
-            applied = await lifecycle.apply(
-                step.conn,
-                invoices,
-                {fresh["invoice_id"]: sm.RefundSettled(int(fresh["amount"]))},
-                step.now,
-            )
-            refusal = applied.decisions[fresh["invoice_id"]].refusal
-            if refusal is not None:
-                # Money left on chain either way; the refund stands and the mismatch is loud.
-                log.error(
-                    "refund not applied to its invoice",
-                    extra={"payout": fresh["id"], "refusal": str(refusal)},
-                )
-        elif decision.rebook is machine.Hold.VOID and decision.payout.state is State.FAILED:
-            # Reverted when re-sent after a reorg: its funds are back with the merchant,
-            # but the invoice still counts it refunded — an operator must look.
+        """The invoice counts a refund while its transaction stands on the chain:
+        at each successful landing (the first, or one after a reorg) it counts it,
+        and a reorg that removes a landing that paid takes it back (the amount is
+        in progress again, refundable again once the refund fails)."""
+        if fresh["kind"] != "refund" or not fresh["invoice_id"]:
+            return
+        event: sm.Event
+        if decision.payout.state is State.CONFIRMED and machine.Hold.POST in (
+            decision.hold,
+            decision.rebook,
+        ):
+            event = sm.RefundSettled(int(fresh["amount"]))
+        elif decision.undo is machine.Hold.POST:
+            event = sm.RefundReversed(int(fresh["amount"]))
+        else:
+            return
+        invoices = await lifecycle.lock_invoices(step.conn, [fresh["invoice_id"]])
+        applied = await lifecycle.apply(step.conn, invoices, {fresh["invoice_id"]: event}, step.now)
+        refusal = applied.decisions[fresh["invoice_id"]].refusal
+        if refusal is not None:
+            # Money moved on chain either way; the refund stands and the mismatch is loud.
             log.error(
-                "refund counted by its invoice reverted after a reorg",
-                extra={"payout": fresh["id"], "invoice": fresh["invoice_id"]},
+                "refund outcome not applied to its invoice",
+                extra={
+                    "payout": fresh["id"],
+                    "event": type(event).__name__,
+                    "refusal": str(refusal),
+                },
             )
 
     # -- confirmed | failed → final, or back to broadcast after a reorg ----------
@@ -752,7 +764,9 @@ class PayoutWorker:
                 "UPDATE payout_transactions SET status = 'candidate' WHERE payout_id = $1",
                 payout_id,
             )
-            await step.save(decision, network_fee=None)
+            await _lock_refunded_invoice(step)
+            fresh = await step.save(decision, network_fee=None)
+            await self._refund_outcome(step, fresh, decision)
             tx = await step.conn.fetchrow(
                 "SELECT * FROM payout_transactions WHERE tx_hash = $1", tx_hash
             )

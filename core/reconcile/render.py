@@ -61,6 +61,8 @@ def run(row: Mapping[str, Any], differences: Iterable[Mapping[str, Any]]) -> pb.
         start_time=timestamp(row["start_time"]),
         finish_time=timestamp(row["finish_time"]),
         trigger=row["trigger"],
+        incremental=row["incremental"],
+        since=name(row["since_run"]) if row["since_run"] else "",
     )
     for d in differences:
         message.differences.append(

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import asyncpg
@@ -131,9 +131,12 @@ class Reconciler:
                 except Exception:
                     log.exception("reconciliation failed", extra={"chain": chain.id})
 
-    async def run_once(self, chain_id: str, trigger: str, request_id: str = "") -> str:
+    async def run_once(
+        self, chain_id: str, trigger: str, request_id: str = "", incremental: bool = False
+    ) -> str:
         """Reconciles `chain_id` now; returns the stored run's id (the first
-        run's, for a repeated request_id)."""
+        run's, for a repeated request_id). Incremental: only what was touched
+        since the chain's last run (a full run when there is none)."""
         chain = self.chain(chain_id)
         adapter = self.adapters.get(chain_id)
         if chain is None or adapter is None:
@@ -145,7 +148,7 @@ class Reconciler:
                 return earlier
         async with self._locks[chain_id]:
             try:
-                result = await self._reconcile(chain, adapter, trigger, request_id)
+                result = await self._reconcile(chain, adapter, trigger, request_id, incremental)
             except grpc.aio.AioRpcError as exc:
                 raise ReconcileUnavailable(
                     f"{chain_id}: a dependency did not answer: {exc.code().name}: {exc.details()}"
@@ -164,6 +167,7 @@ class Reconciler:
                 "balances": result.balances_compared,
                 "transactions": result.transactions_compared,
                 "unexplained": result.unexplained_count,
+                "incremental": result.incremental,
                 "timings_s": {k: round(v, 3) for k, v in self.last_timings_s.items()},
             },
         )
@@ -177,6 +181,7 @@ class Reconciler:
         adapter: adapter_pb2_grpc.ChainAdapterServiceStub,
         trigger: str,
         request_id: str,
+        incremental: bool = False,
     ) -> store.RunResult:
         start = self.clock()
         t0 = time.perf_counter()
@@ -195,7 +200,16 @@ class Reconciler:
             height = decide.settled_height(
                 int(cursor), [chain.confirmations, *(t.confirmations for t in chain.tiers)]
             )
-            snapshot = await _Snapshot.read(conn, chain.id, height, hot, treasury, self.config)
+            ledger_seq = int(
+                await conn.fetchval("SELECT coalesce(max(seq), 0) FROM ledger_transfers")
+            )
+            gaps = list(await conn.fetchval(_LEDGER_GAPS, ledger_seq, IN_FLIGHT_TRANSFERS))
+            since, only = None, None
+            if incremental:
+                since, only = await _touched_since_last(conn, chain.id)
+            snapshot = await _Snapshot.read(
+                conn, chain.id, height, hot, treasury, self.config, only
+            )
         t1 = time.perf_counter()
         found = await _transactions(adapter, snapshot.tx_hashes())
         block, chain_balances = await _balances(adapter, height, snapshot.chain_locations)
@@ -236,6 +250,9 @@ class Reconciler:
             proven=proven,
             start_time=start,
             finish_time=self.clock(),
+            ledger_seq=ledger_seq,
+            ledger_gaps=gaps,
+            since_run=since,
         )
 
 
@@ -365,6 +382,132 @@ SELECT coalesce(a.address, c.address) AS address, coalesce(a.asset, c.asset) AS 
   FROM addresses a FULL JOIN custody c ON c.address = a.address AND c.asset = a.asset
 """
 
+# Incremental runs: custody of the touched addresses only, found through the
+# references of their invoices and sweeps (ledger_transfers_by_reference, and
+# posts through their pending transfer), not by aggregating the whole ledger.
+# $4: the touched addresses, lower case. Custody with no reference (the
+# "ledger" location) is left to full runs. Invoices are found by their
+# address as stored (lower case, core/chain/hd.py), through its unique index.
+_DEPOSITS_TOUCHED = """
+WITH touched AS (SELECT DISTINCT unnest($4::text[]) AS address),
+names AS (
+    SELECT 'merchants/' || i.merchant_id || '/invoices/' || i.id AS reference
+      FROM invoices i JOIN touched w ON w.address = i.deposit_address
+     WHERE i.chain = $1
+    UNION
+    SELECT 'sweeps/' || s.id FROM payouts s
+     WHERE s.chain = $1 AND s.kind IN ('sweep', 'gas_funding')
+       AND (lower(s.source_address) IN (SELECT address FROM touched)
+            OR lower(s.destination) IN (SELECT address FROM touched))
+), moved AS (
+    SELECT t.debit_account_id, t.credit_account_id, t.amount, t.asset, t.flags, t.reference
+      FROM ledger_transfers t WHERE t.reference IN (SELECT reference FROM names)
+    UNION ALL
+    SELECT c.debit_account_id, c.credit_account_id, c.amount, c.asset, c.flags, p.reference
+      FROM ledger_transfers p JOIN ledger_transfers c ON c.pending_id = p.id
+     WHERE p.reference IN (SELECT reference FROM names) AND c.reference = ''
+), custody AS (
+    SELECT lower(coalesce(i.deposit_address,
+                          CASE WHEN t.debit_account_id = 'platform:custody:' || t.asset
+                               THEN s.destination ELSE s.source_address END)) AS address,
+           t.asset,
+           sum(CASE WHEN t.debit_account_id = 'platform:custody:' || t.asset
+                    THEN t.amount ELSE -t.amount END) AS balance
+      FROM moved t
+      LEFT JOIN invoices i
+             ON t.reference LIKE 'merchants/%/invoices/%'
+            AND i.id = split_part(t.reference, '/', 4)
+      LEFT JOIN payouts s
+             ON t.reference LIKE 'sweeps/%' AND s.id = split_part(t.reference, '/', 2)
+     WHERE (t.debit_account_id = ANY($3::text[]) OR t.credit_account_id = ANY($3::text[]))
+       AND t.flags & 10 = 0
+       AND t.asset LIKE $1 || '/%'
+     GROUP BY 1, 2
+), addresses AS (
+    SELECT i.deposit_address AS address, i.asset
+      FROM invoices i JOIN touched w ON w.address = i.deposit_address WHERE i.chain = $1
+    UNION ALL
+    SELECT i.deposit_address, $2
+      FROM invoices i JOIN touched w ON w.address = i.deposit_address
+     WHERE i.chain = $1 AND i.asset <> $2
+)
+SELECT coalesce(a.address, c.address) AS address, coalesce(a.asset, c.asset) AS asset,
+       c.balance::text AS balance
+  FROM addresses a FULL JOIN custody c ON c.address = a.address AND c.asset = a.asset
+ WHERE coalesce(a.address, c.address) IN (SELECT address FROM touched)
+"""
+
+# Transfer ids are given at insert, not at commit: ids below the newest one a
+# snapshot sees may still be in flight then. The snapshot records the missing
+# ids among the last IN_FLIGHT_TRANSFERS (in flight, or rolled back) and the
+# next incremental run looks at those as well as at every newer one.
+IN_FLIGHT_TRANSFERS = 10_000
+_LEDGER_GAPS = """
+SELECT coalesce(array_agg(s ORDER BY s), '{}') FROM (
+    SELECT s FROM generate_series(greatest($1::bigint - $2::bigint + 1, 1), $1::bigint) s
+    EXCEPT
+    SELECT seq FROM ledger_transfers WHERE seq BETWEEN $1::bigint - $2::bigint + 1 AND $1::bigint
+) missing
+"""
+
+# What changed since the last run: payments mined above its height (one
+# reorged out or newly seen changes custody, a booking found below); sweeps
+# and gas funding (update_time with TOUCHED_SLACK_S: a row's is its
+# transaction's start); custody bookings it did not see; and every location
+# that differed in it, explained or not (timing differences are re-checked).
+TOUCHED_SLACK_S = 60
+_TOUCHED = """
+WITH recent AS (
+    SELECT coalesce(nullif(t.reference, ''), p.reference, '') AS reference
+      FROM ledger_transfers t LEFT JOIN ledger_transfers p ON p.id = t.pending_id
+     WHERE (t.seq > $4 OR t.seq = ANY($6::bigint[])) AND t.asset LIKE $1 || '/%'
+)
+SELECT lower(i.deposit_address) AS address
+  FROM payments p JOIN invoices i ON i.id = p.invoice_id
+ WHERE p.chain = $1 AND p.block_height > $3
+UNION
+SELECT lower(a) FROM payouts s, unnest(ARRAY[s.source_address, s.destination]) a
+ WHERE s.chain = $1 AND s.kind IN ('sweep', 'gas_funding') AND s.update_time >= $2
+   AND a IS NOT NULL
+UNION
+SELECT lower(i.deposit_address) FROM recent r
+  JOIN invoices i ON r.reference LIKE 'merchants/%/invoices/%'
+                 AND i.id = split_part(r.reference, '/', 4) AND i.chain = $1
+UNION
+SELECT lower(a) FROM recent r
+  JOIN payouts s ON r.reference LIKE 'sweeps/%' AND s.id = split_part(r.reference, '/', 2),
+       unnest(ARRAY[s.source_address, s.destination]) a
+ WHERE a IS NOT NULL
+UNION
+SELECT d.address FROM reconciliation_differences d
+ WHERE d.run_id = $5 AND d.location = 'deposit'
+"""
+
+
+async def _touched_since_last(
+    conn: asyncpg.Connection, chain: str
+) -> tuple[str | None, list[str] | None]:
+    """(the last run's id, the deposit addresses touched since it), or
+    (None, None) when there is no run to continue from: then a full run."""
+    last = await conn.fetchrow(
+        """SELECT id, start_time, height, ledger_seq, ledger_gaps FROM reconciliation_runs
+            WHERE chain = $1 ORDER BY start_time DESC, id DESC LIMIT 1""",
+        chain,
+    )
+    if last is None or last["ledger_seq"] is None:
+        return None, None
+    rows = await conn.fetch(
+        _TOUCHED,
+        chain,
+        last["start_time"] - timedelta(seconds=TOUCHED_SLACK_S),
+        last["height"],
+        int(last["ledger_seq"]),
+        last["id"],
+        list(last["ledger_gaps"]),
+    )
+    return last["id"], sorted({r["address"] for r in rows if r["address"]})
+
+
 # Payments whose chain effect at the height and ledger booking may differ:
 # everything else is in both.
 _PAYMENTS_TIMING = """
@@ -445,7 +588,9 @@ class _Snapshot:
         hot: str | None,
         treasury: str | None,
         config: Configured,
+        only: Sequence[str] | None = None,
     ) -> _Snapshot:
+        """Every deposit address's custody, or (incremental) only those in `only`."""
         native = _native(chain)
         ledger: dict[Location, int] = {}
         wanted: list[Location] = []
@@ -461,7 +606,11 @@ class _Snapshot:
         ]
         # The aggregation sorts or hashes one row per address: in memory, not on disk.
         await conn.execute("SET LOCAL work_mem = '64MB'")
-        for address, asset, balance in await conn.fetch(_DEPOSITS, chain, native, custody):
+        if only is None:
+            deposits = await conn.fetch(_DEPOSITS, chain, native, custody)
+        else:
+            deposits = await conn.fetch(_DEPOSITS_TOUCHED, chain, native, custody, list(only))
+        for address, asset, balance in deposits:
             if address:
                 loc = Location(asset, deposit, address)
                 wanted.append(loc)

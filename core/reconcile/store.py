@@ -46,7 +46,15 @@ class RunResult:
     proven: list[tuple[str, str]]  # (resource, tx_hash)
     start_time: datetime
     finish_time: datetime
+    # The ledger's last transfer the snapshot saw; an incremental run's predecessor.
+    ledger_seq: int | None = None
+    ledger_gaps: list[int] = field(default_factory=list)
+    since_run: str | None = None
     id: str = field(default_factory=lambda: secrets.token_hex(10))
+
+    @property
+    def incremental(self) -> bool:
+        return self.since_run is not None
 
     @property
     def unexplained_count(self) -> int:
@@ -71,8 +79,10 @@ async def save(conn: asyncpg.Connection, r: RunResult) -> bool:
     inserted = await conn.fetchval(
         """INSERT INTO reconciliation_runs (id, chain, request_id, trigger, height, block_hash,
                    locations_compared, balances_compared, transactions_compared,
-                   unexplained_count, start_time, finish_time)
-           VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                   unexplained_count, start_time, finish_time, incremental, ledger_seq, since_run,
+                   ledger_gaps)
+           VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                   $16)
            ON CONFLICT (request_id) DO NOTHING RETURNING id""",
         r.id,
         r.chain,
@@ -86,6 +96,10 @@ async def save(conn: asyncpg.Connection, r: RunResult) -> bool:
         r.unexplained_count,
         r.start_time,
         r.finish_time,
+        r.incremental,
+        r.ledger_seq,
+        r.since_run,
+        r.ledger_gaps,
     )
     if inserted is None:
         return False

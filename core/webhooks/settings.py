@@ -15,8 +15,10 @@ class WebhookSettings:
     policy: Policy = field(default_factory=Policy)
     # A hard limit on one attempt, connect to last byte.
     timeout_s: float = 10.0
-    # Deliveries sent at once by one core process.
+    # Deliveries sent at once by one core process, and at most this many of
+    # them to one endpoint (its own kept-alive connections).
     concurrency: int = 16
+    endpoint_concurrency: int = 8
     # How often due deliveries are looked for when nothing wakes the worker.
     poll_interval_s: float = 1.0
     # Loopback, private, link-local targets are refused unless allowed
@@ -55,10 +57,19 @@ def parse(table: dict[str, Any]) -> WebhookSettings:
     settings = WebhookSettings(
         policy=policy,
         concurrency=int(number("concurrency", base.concurrency)),
+        endpoint_concurrency=int(number("endpoint_concurrency", base.endpoint_concurrency)),
         secret_overlap_s=int(number("secret_overlap_s", base.secret_overlap_s)),
         allow_private_targets=bool(table.get("allow_private_targets", False)),
         **{k: number(k, getattr(base, k)) for k in _FLOATS},
     )
-    if settings.timeout_s <= 0 or settings.concurrency < 1 or settings.poll_interval_s <= 0:
-        raise ValueError("webhooks: timeout_s, concurrency and poll_interval_s must be positive")
+    if (
+        settings.timeout_s <= 0
+        or settings.concurrency < 1
+        or settings.endpoint_concurrency < 1
+        or settings.poll_interval_s <= 0
+    ):
+        raise ValueError(
+            "webhooks: timeout_s, concurrency, endpoint_concurrency and poll_interval_s "
+            "must be positive"
+        )
     return settings

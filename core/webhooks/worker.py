@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -50,6 +51,20 @@ class Claimed:
     event_id: str
     event_type: str
     body: bytes
+    # Which endpoint's connection pool and concurrency slots the attempt uses.
+    endpoint_id: str = ""
+
+
+@dataclass(frozen=True)
+class Attempted:
+    """A finished attempt, waiting to be recorded with others in one statement."""
+
+    claimed: Claimed
+    started: datetime
+    duration_ms: int
+    outcome: retry.Outcome
+    decision: retry.Decision
+    now: datetime
 
 
 def signing_secrets(endpoint: asyncpg.Record, now: datetime, keyring: Keyring) -> list[str]:
@@ -74,13 +89,14 @@ def signing_secrets(endpoint: asyncpg.Record, now: datetime, keyring: Keyring) -
     return found
 
 
-def client_session(settings: WebhookSettings) -> aiohttp.ClientSession:
-    """The one HTTP client of deliveries: its resolver drops internal
-    addresses, and the connector connects to exactly what it returned (the
-    checked address is the pinned one); no proxies from the environment."""
+def client_session(settings: WebhookSettings, limit: int | None = None) -> aiohttp.ClientSession:
+    """The HTTP client of deliveries (one per endpoint, `limit` connections):
+    its resolver drops internal addresses, and the connector connects to
+    exactly what it returned (the checked address is the pinned one); no
+    proxies from the environment. Connections are kept alive and reused."""
     connector = aiohttp.TCPConnector(
         resolver=targets.resolver(settings.allow_private_targets),
-        limit=settings.concurrency,
+        limit=limit or settings.concurrency,
     )
     timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
     return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
@@ -102,7 +118,10 @@ def headers(claimed: Claimed, now: datetime) -> dict[str, str]:
 async def claim(
     pool: asyncpg.Pool, limit: int, now: datetime, lease_s: float, keyring: Keyring
 ) -> list[Claimed]:
-    async with pool.acquire() as conn, conn.transaction():
+    # No explicit transaction: the claiming UPDATE commits alone (the reads
+    # after it see the same committed rows under READ COMMITTED), saving the
+    # BEGIN and COMMIT round trips of every claim.
+    async with pool.acquire() as conn:
         rows = await conn.fetch(
             """WITH due AS (
                  SELECT d.id FROM webhook_deliveries d
@@ -153,45 +172,137 @@ async def claim(
             event_id=str(r["event_id"]),
             event_type=r["event_type"],
             body=resources.to_json(resources.event(events[r["event_sequence"]])),
+            endpoint_id=r["endpoint_id"],
         )
         for r in rows
     ]
 
 
-async def record(
-    pool: asyncpg.Pool,
-    claimed: Claimed,
-    started: datetime,
-    duration_ms: int,
-    outcome: retry.Outcome,
-    decision: retry.Decision,
-    now: datetime,
-) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            """INSERT INTO webhook_attempts
-                 (delivery_id, attempt, attempt_time, status_code, error, duration_ms)
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
-            claimed.delivery_id,
-            claimed.attempt,
-            started,
-            outcome.status_code,
-            outcome.error[:MAX_ERROR_LEN],
-            duration_ms,
-        )
-        # Only the holder of the current attempt decides; a redelivery or a
-        # re-claim after a lost lease has moved attempt_count on.
-        await conn.execute(
-            """UPDATE webhook_deliveries
-                  SET status = $3, next_attempt_time = coalesce($4, next_attempt_time),
-                      update_time = $5
-                WHERE id = $1 AND attempt_count = $2 AND status = 'pending'""",
-            claimed.delivery_id,
-            claimed.attempt,
-            decision.status.value,
-            decision.next_attempt_time,
-            now,
-        )
+_RECORD = """
+WITH attempts AS (
+    INSERT INTO webhook_attempts
+        (delivery_id, attempt, attempt_time, status_code, error, duration_ms)
+    SELECT * FROM unnest($1::uuid[], $2::integer[], $3::timestamptz[], $4::integer[],
+                         $5::text[], $6::integer[])
+    ON CONFLICT DO NOTHING
+)
+-- Only the holder of the current attempt decides: a re-claim after a lost
+-- lease has moved attempt_count on, and a redelivery asked for after the
+-- attempt started has moved update_time past it (its send must still come).
+UPDATE webhook_deliveries d
+   SET status = u.status, next_attempt_time = coalesce(u.next_attempt_time, d.next_attempt_time),
+       update_time = u.now
+  FROM unnest($1::uuid[], $2::integer[], $7::text[], $8::timestamptz[], $9::timestamptz[],
+              $3::timestamptz[])
+       AS u(id, attempt, status, next_attempt_time, now, started)
+ WHERE d.id = u.id AND d.attempt_count = u.attempt AND d.status = 'pending'
+   AND d.update_time <= u.started
+"""
+
+
+async def record(conn: asyncpg.Connection, attempted: Sequence[Attempted]) -> None:
+    """Records finished attempts and their decisions, many in one statement
+    (one round trip and one commit, where each attempt took a transaction)."""
+    if not attempted:
+        return
+    await conn.execute(
+        _RECORD,
+        [a.claimed.delivery_id for a in attempted],
+        [a.claimed.attempt for a in attempted],
+        [a.started for a in attempted],
+        [a.outcome.status_code for a in attempted],
+        [a.outcome.error[:MAX_ERROR_LEN] for a in attempted],
+        [a.duration_ms for a in attempted],
+        [a.decision.status.value for a in attempted],
+        [a.decision.next_attempt_time for a in attempted],
+        [a.now for a in attempted],
+    )
+
+
+class _Recorder:
+    """Batches the records of attempts that finish together: while one
+    statement is in flight, the next attempts gather for the following one."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._waiting: list[tuple[Attempted, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        # Kept between flushes: the pool's reset on release was one of a
+        # flush's two round trips. Given back after any error.
+        self._conn: asyncpg.Connection | None = None
+
+    async def record(self, attempted: Attempted) -> None:
+        """Returns once the attempt is recorded; raises what recording raised."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((attempted, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="webhook records")
+        await done
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                if self._conn is None:
+                    self._conn = await self.pool.acquire()
+                await record(self._conn, [a for a, _ in batch])
+            except Exception as exc:  # every attempt of the batch learns of it
+                await self._give_back()
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def _give_back(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self._give_back()
+
+
+class _Endpoints:
+    """Per endpoint: its own connection pool (kept alive, reused) and at most
+    `endpoint_concurrency` attempts at once, so one slow receiver holds only
+    its own slots; sessions unused for a while are closed."""
+
+    IDLE_CLOSE_S = 300.0
+
+    def __init__(self, settings: WebhookSettings) -> None:
+        self.settings = settings
+        self._sessions: dict[str, tuple[aiohttp.ClientSession, asyncio.Semaphore]] = {}
+        self._used: dict[str, float] = {}
+
+    def get(self, endpoint_id: str) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
+        found = self._sessions.get(endpoint_id)
+        if found is None:
+            limit = self.settings.endpoint_concurrency
+            found = (client_session(self.settings, limit), asyncio.Semaphore(limit))
+            self._sessions[endpoint_id] = found
+        self._used[endpoint_id] = time.monotonic()
+        return found
+
+    async def close_idle(self, in_use: set[str]) -> None:
+        cutoff = time.monotonic() - self.IDLE_CLOSE_S
+        for endpoint_id in [e for e, t in self._used.items() if t < cutoff and e not in in_use]:
+            session, _ = self._sessions.pop(endpoint_id)
+            del self._used[endpoint_id]
+            await session.close()
+
+    async def close(self) -> None:
+        for session, _ in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+        self._used.clear()
 
 
 class DeliveryWorker:
@@ -209,21 +320,36 @@ class DeliveryWorker:
         self.clock = clock
         self.keyring = keyring
         self._wake = asyncio.Event()
-        self._in_flight: set[asyncio.Task[None]] = set()
+        # Attempts sending (they count against concurrency), and attempts
+        # sent whose record is not yet written.
+        self._in_flight: dict[asyncio.Task[None], str] = {}
+        self._recording: set[asyncio.Task[None]] = set()
         self._claim_batch = max(1, settings.concurrency // 4)
+        self._endpoints = _Endpoints(settings)
+        self._recorder = _Recorder(pool)
 
     async def run(self) -> None:
-        async with client_session(self.settings) as session:
-            dispatcher = asyncio.create_task(self._dispatch(), name="webhooks dispatch")
-            try:
-                await self._send_loop(session)
-            finally:
-                dispatcher.cancel()
-                for task in [dispatcher, *self._in_flight]:
-                    task.cancel()
-                for task in [dispatcher, *self._in_flight]:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+        dispatcher = asyncio.create_task(self._dispatch(), name="webhooks dispatch")
+        try:
+            await self._send_loop()
+        finally:
+            dispatcher.cancel()
+            tasks = [dispatcher, *self._in_flight, *self._recording]
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self._recorder.close()
+            await self._endpoints.close()
+
+    def lease_s(self) -> float:
+        """How long a claimed delivery stays ours: its attempt may first wait
+        for its endpoint's slots, each held at most timeout_s, behind at most
+        `concurrency` others claimed by this worker."""
+        settings = self.settings
+        rounds = math.ceil(settings.concurrency / settings.endpoint_concurrency)
+        return settings.timeout_s * rounds + settings.lease_grace_s
 
     async def _dispatch(self) -> None:
         while True:
@@ -241,8 +367,8 @@ class DeliveryWorker:
             if consumed < BATCH:
                 await self.notifier.wait(generation)
 
-    async def _send_loop(self, session: aiohttp.ClientSession) -> None:
-        lease_s = self.settings.timeout_s + self.settings.lease_grace_s
+    async def _send_loop(self) -> None:
+        lease_s = self.lease_s()
         while True:
             self._wake.clear()
             # Claim no more than can be sent at once, and (under load) only
@@ -257,13 +383,17 @@ class DeliveryWorker:
                     # A SealError names the endpoint and KEK, never the secret.
                     log.warning("webhook claim failed; retrying", extra={"error": str(exc)})
             for item in claimed:
-                task = asyncio.create_task(self._attempt(session, item))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
+                task = asyncio.create_task(self._attempt(item))
+                self._in_flight[task] = item.endpoint_id
+                task.add_done_callback(self._forget)
             if claimed and len(claimed) == free:
                 continue  # more may be due
+            await self._endpoints.close_idle(set(self._in_flight.values()))
+            # While attempts are in flight their ends wake us: no need to ask
+            # the database when the next delivery falls due.
+            idle_s = self.settings.poll_interval_s if self._in_flight else await self._idle_s()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), await self._idle_s())
+                await asyncio.wait_for(self._wake.wait(), idle_s)
 
     async def _idle_s(self) -> float:
         """Until the next delivery falls due, at most poll_interval_s."""
@@ -282,20 +412,26 @@ class DeliveryWorker:
             return self.settings.poll_interval_s
         return float(min(self.settings.poll_interval_s, wait_s))
 
-    async def _attempt(self, session: aiohttp.ClientSession, claimed: Claimed) -> None:
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(task, None)
+        self._recording.discard(task)
+
+    async def _attempt(self, claimed: Claimed) -> None:
         try:
-            started = self.clock()
-            t0 = time.monotonic()
-            try:
-                outcome = await self.send(session, claimed, started)
-            except Exception as exc:
-                # Whatever went wrong sending is a failed attempt, recorded and
-                # retried on the schedule, never an attempt that vanishes.
-                log.exception(
-                    "webhook attempt raised", extra={"delivery": str(claimed.delivery_id)}
-                )
-                outcome = retry.Outcome(None, f"internal error sending ({type(exc).__name__})")
-            duration_ms = int((time.monotonic() - t0) * 1000)
+            session, slots = self._endpoints.get(claimed.endpoint_id)
+            async with slots:
+                started = self.clock()
+                t0 = time.monotonic()
+                try:
+                    outcome = await self.send(session, claimed, started)
+                except Exception as exc:
+                    # Whatever went wrong sending is a failed attempt, recorded and
+                    # retried on the schedule, never an attempt that vanishes.
+                    log.exception(
+                        "webhook attempt raised", extra={"delivery": str(claimed.delivery_id)}
+                    )
+                    outcome = retry.Outcome(None, f"internal error sending ({type(exc).__name__})")
+                duration_ms = int((time.monotonic() - t0) * 1000)
             now = self.clock()
             decision = retry.decide(
                 self.settings.policy,
@@ -305,7 +441,18 @@ class DeliveryWorker:
                 claimed.give_up_time,
                 random.random(),
             )
-            await record(self.pool, claimed, started, duration_ms, outcome, decision, now)
+            # The send is over: its slot is free for the next claim while the
+            # record joins the next batch (the lease keeps the delivery from
+            # being claimed again, and its resource's next event waits for the
+            # record to leave 'pending').
+            task = asyncio.current_task()
+            assert task is not None
+            if self._in_flight.pop(task, None) is not None:
+                self._recording.add(task)
+            self._wake.set()
+            await self._recorder.record(
+                Attempted(claimed, started, duration_ms, outcome, decision, now)
+            )
             metrics.WEBHOOK_ATTEMPTS.labels(decision.status.value).inc()
             log.info(
                 "webhook attempt",

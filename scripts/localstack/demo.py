@@ -182,6 +182,7 @@ def run(stack: LocalStack, kill_core: bool) -> None:
             str(core.ca_file),
             "list",
             MERCHANT,
+            "--json",
         ],
         env={**os.environ, "KASSA_TOKEN": token},
         capture_output=True,

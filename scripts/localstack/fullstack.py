@@ -209,7 +209,7 @@ class LocalStack:
     block_time_s: float | None = 1.0
     confirmations: int = 3
     postgres: PostgresCluster | None = None  # reuse a running cluster (tests)
-    core_options: dict[str, int] = field(default_factory=dict)
+    core_options: dict[str, object] = field(default_factory=dict)
     # Extra [chain] keys of one chain's adapter config, by chain id.
     adapter_options: dict[int, dict[str, object]] = field(default_factory=dict)
     velocity_window_s: int = VELOCITY_WINDOW_S

@@ -85,6 +85,8 @@ class CoreSetup:
     payouts: dict[str, object] | None = None
     # [sweeps] (enabled, treasury per chain, interval); None: no sweeps.
     sweeps: dict[str, object] | None = None
+    # [support] table (second approval, stuck and failing thresholds); None: defaults.
+    support: dict[str, object] | None = None
     # Keys merged into every [[chains]] entry (e.g. tiers, pending_ttl_s).
     chain_extra: dict[str, object] | None = None
     # Extra environment of the core process (e.g. KASSA_FAULT in tests).
@@ -190,6 +192,7 @@ class CoreSetup:
                 **({"signer": self.signer} if self.signer else {}),
                 **({"payouts": self.payouts} if self.payouts else {}),
                 **({"sweeps": self.sweeps} if self.sweeps else {}),
+                **({"support": self.support} if self.support else {}),
                 **({"health": self.health} if self.health else {}),
             },
         )

@@ -30,6 +30,7 @@ import asyncpg  # noqa: E402
 import grpc  # noqa: E402
 from aiohttp import web  # noqa: E402
 
+from core.clients import ApiTls, api_aio_channel  # noqa: E402
 from core.events.outbox import NewEvent, append  # noqa: E402
 from core.render import events as resources  # noqa: E402
 from kassa.core.v1 import (  # noqa: E402
@@ -101,22 +102,27 @@ class _Baseline(event_pb2_grpc.EventServiceServicer):
             yield self.message
 
 
-def _serve_baseline(port: int, payload: bytes, count: int) -> None:
+def _serve_baseline(port: int, payload: bytes, count: int, certs: Path) -> None:
+    """The same TLS as the core's API (its certificate), so only the database differs."""
+
     async def run() -> None:
         server = grpc.aio.server()
         message = event_pb2.StreamEventsResponse.FromString(payload)
         event_pb2_grpc.add_EventServiceServicer_to_server(_Baseline(message, count), server)
-        server.add_insecure_port(f"127.0.0.1:{port}")
+        credentials = grpc.ssl_server_credentials(
+            [((certs / "core-api.key").read_bytes(), (certs / "core-api.pem").read_bytes())]
+        )
+        server.add_secure_port(f"127.0.0.1:{port}", credentials)
         await server.start()
         await server.wait_for_termination()
 
     asyncio.run(run())
 
 
-async def consume(target: str, token: str | None, count: int) -> tuple[float, int]:
+async def consume(target: str, token: str | None, count: int, tls: ApiTls) -> tuple[float, int]:
     """(events/s, bytes of the last message) reading `count` events from 0."""
     metadata = (("authorization", f"Bearer {token}"),) if token else None
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with api_aio_channel(target, tls) as channel:
         stream = event_pb2_grpc.EventServiceStub(channel).StreamEvents(
             event_pb2.StreamEventsRequest(parent=f"merchants/{MERCHANT}", after_sequence=0),
             metadata=metadata,
@@ -208,6 +214,7 @@ async def main_async(tmp: Path) -> dict[str, object]:
             webhooks={
                 "allow_private_targets": True,
                 "concurrency": CONCURRENCY,
+                "endpoint_concurrency": CONCURRENCY,
                 "poll_interval_s": 0.2,
             },
         )
@@ -216,8 +223,8 @@ async def main_async(tmp: Path) -> dict[str, object]:
         await write_events(dsn, 0, STREAM_EVENTS)
 
         # (a)
-        stream_per_s, size = await consume(setup.target, token, STREAM_EVENTS)
-        async with grpc.aio.insecure_channel(setup.target) as channel:
+        stream_per_s, size = await consume(setup.target, token, STREAM_EVENTS, setup.api_tls())
+        async with api_aio_channel(setup.target, setup.api_tls()) as channel:
             sample = await anext(
                 aiter(
                     event_pb2_grpc.EventServiceStub(channel).StreamEvents(
@@ -231,13 +238,15 @@ async def main_async(tmp: Path) -> dict[str, object]:
         baseline_port = free_port()
         child = ctx.Process(
             target=_serve_baseline,
-            args=(baseline_port, sample.SerializeToString(), STREAM_EVENTS),
+            args=(baseline_port, sample.SerializeToString(), STREAM_EVENTS, setup.certs),
             daemon=True,
         )
         child.start()
         children.append(child)
         wait_for_port(baseline_port)
-        stream_baseline, _ = await consume(f"127.0.0.1:{baseline_port}", None, STREAM_EVENTS)
+        stream_baseline, _ = await consume(
+            f"127.0.0.1:{baseline_port}", None, STREAM_EVENTS, setup.api_tls()
+        )
         print(
             f"(a) StreamEvents: {stream_per_s:,.0f} events/s ({size} B each); "
             f"server stream without the database: {stream_baseline:,.0f}/s"

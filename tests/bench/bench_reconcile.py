@@ -12,6 +12,11 @@ height over gRPC to the adapter (which batches eth_getBalance to anvil), the
 pure comparison and the stored run. It must find nothing unexplained, and a
 second run must find the same.
 
+With --touched K (default 1,000), then: K addresses each receive one more
+wei on chain and in the ledger (a transfer referencing its invoice), blocks
+are mined, and an incremental run (`run_once(..., incremental=True)`) is
+timed: it must compare those K (not N) and find nothing unexplained.
+
 Baseline: the same N balances at the same height read straight from anvil
 by this process with raw JSON-RPC batches of 500 over one WebSocket, 4 in
 flight (what the adapter does, without gRPC, the database or Kassa's code).
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import shutil
 import statistics
@@ -46,10 +52,12 @@ from core.ledger.rules import Transfer  # noqa: E402
 from core.reconcile.runner import Reconciler  # noqa: E402
 from core.reconcile.settings import ReconcileSettings  # noqa: E402
 from core.store.migrate import migrate  # noqa: E402
+from core.webhooks.sealing import new_kek_line  # noqa: E402
 from kassa.chain.v1 import adapter_pb2_grpc  # noqa: E402
+from localstack import devcerts  # noqa: E402
 from localstack.anvil import Anvil  # noqa: E402
 from localstack.postgres import PostgresCluster  # noqa: E402
-from tests.support.evm import start_adapter  # noqa: E402
+from tests.support.evm import certs, start_adapter  # noqa: E402
 
 CHAIN = "eip155:31337"
 NATIVE = f"{CHAIN}/slip44:60"
@@ -194,6 +202,51 @@ async def seed(dsn: str, anvil: Anvil, n: int) -> tuple[list[str], int]:
     return addresses, sum(amounts)
 
 
+async def touch(dsn: str, anvil: Anvil, addresses: list[str], k: int, round_: int) -> list[int]:
+    """One more wei at K addresses, on chain and in the ledger; blocks mined past
+    the confirmations and the core's cursor moved to the head."""
+    picked = sorted(secrets.SystemRandom().sample(range(len(addresses)), min(k, len(addresses))))
+    conn = await asyncpg.connect(dsn)
+    try:
+        batch = [
+            Transfer(
+                id=f"bench:touch:{round_}:{i}",
+                debit_account_id=payments.custody(NATIVE),
+                credit_account_id=payments.merchant_account("bench", NATIVE, "incoming"),
+                amount=1,
+                asset=NATIVE,
+                code=payments.PAYMENT,
+                reference=f"merchants/bench/invoices/i{i}",
+            )
+            for i in picked
+        ]
+        async with conn.transaction():
+            outcome = await store.post(conn, batch, datetime.now(UTC))
+        assert all(r.ok for r in outcome.results)
+        balances = await _ws_batches(
+            anvil.ws_url, [("eth_getBalance", [addresses[i], "latest"]) for i in picked]
+        )
+        await _ws_batches(
+            anvil.ws_url,
+            [
+                ("anvil_setBalance", [addresses[i], hex(int(str(b), 16) + 1)])
+                for i, b in zip(picked, balances, strict=True)
+            ],
+        )
+        anvil.mine(CONFIRMATIONS + 2)
+        head = anvil.head()
+        block = anvil.rpc("eth_getBlockByNumber", hex(head), False)
+        await conn.execute(
+            "UPDATE chain_cursors SET height = $2, hash = $3 WHERE chain = $1",
+            CHAIN,
+            head,
+            block["hash"],
+        )
+    finally:
+        await conn.close()
+    return picked
+
+
 async def run(args: argparse.Namespace, run_dir: Path) -> dict[str, object]:
     cluster = PostgresCluster(run_dir / "pg")
     cluster.start()
@@ -213,13 +266,28 @@ async def run(args: argparse.Namespace, run_dir: Path) -> dict[str, object]:
                     {"id": CHAIN, "adapter": f"127.0.0.1:{port}", "confirmations": CONFIRMATIONS}
                 ],
                 "assets": [{"id": NATIVE, "symbol": "ETH", "decimals": 18}],
+                # The bench drives the Reconciler in this process: no API is served.
+                "server": {"dev_plaintext": True},
+                "adapters": {"dev_plaintext": True},
+                "secrets": {"webhook_kek_env": "KASSA_BENCH_KEK"},
             },
             run_dir,
         )
         pool = await asyncpg.create_pool(dsn, min_size=2, max_size=4)
         assert pool is not None
-        channel = grpc.aio.insecure_channel(
-            f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 * 2**20)]
+        # Mutual TLS to the adapter, as the core speaks it.
+        ca = certs()
+        channel = grpc.aio.secure_channel(
+            f"127.0.0.1:{port}",
+            grpc.ssl_channel_credentials(
+                (ca / "ca.pem").read_bytes(),
+                (ca / "core.key").read_bytes(),
+                (ca / "core.pem").read_bytes(),
+            ),
+            options=[
+                ("grpc.max_receive_message_length", 64 * 2**20),
+                ("grpc.ssl_target_name_override", devcerts.adapter_name(CHAIN)),
+            ],
         )
 
         async def no_hot_key() -> str | None:
@@ -252,6 +320,39 @@ async def run(args: argparse.Namespace, run_dir: Path) -> dict[str, object]:
             assert row is not None and row["unexplained_count"] == 0, dict(row or {})
             assert row["height"] == height
             compared = row["balances_compared"]
+        incremental: dict[str, object] = {}
+        if args.touched:
+            inc_s: list[float] = []
+            inc_phases: list[dict[str, float]] = []
+            inc_compared = 0
+            for r in range(args.repeats):
+                touched = await touch(dsn, anvil, addresses, args.touched, r)
+                started = time.perf_counter()
+                run_id = await reconciler.run_once(CHAIN, "bench", incremental=True)
+                inc_s.append(time.perf_counter() - started)
+                inc_phases.append(dict(reconciler.last_timings_s))
+                async with pool.acquire() as conn:
+                    row = await conn.fetchrow(
+                        "SELECT * FROM reconciliation_runs WHERE id = $1", run_id
+                    )
+                assert row is not None and row["incremental"], dict(row or {})
+                assert row["unexplained_count"] == 0, dict(row)
+                inc_compared = row["balances_compared"]
+                assert inc_compared <= 2 * len(touched), (inc_compared, len(touched))
+            incremental = {
+                "touched": args.touched,
+                "incremental_run_s": [round(x, 3) for x in inc_s],
+                "incremental_balances_compared": inc_compared,
+                "incremental_us_per_touched_address": round(
+                    statistics.median(inc_s) / args.touched * 1e6, 2
+                ),
+                "incremental_phases_s": {
+                    k: round(statistics.median(p[k] for p in inc_phases), 3) for k in inc_phases[0]
+                },
+                "incremental_vs_full_run": round(
+                    statistics.median(inc_s) / statistics.median(runs_s), 4
+                ),
+            }
         await channel.close()
         await pool.close()
         n = len(addresses)
@@ -271,6 +372,7 @@ async def run(args: argparse.Namespace, run_dir: Path) -> dict[str, object]:
             # Median seconds per phase: snapshot SQL, adapter calls, comparison (the rest: store).
             "phases_s": {k: round(statistics.median(p[k] for p in phases), 3) for k in phases[0]},
             "baseline_how": f"raw eth_getBalance batches of {BATCH}, {IN_FLIGHT} in flight, one WebSocket",
+            **incremental,
         }
     finally:
         adapter.stop()
@@ -279,9 +381,13 @@ async def run(args: argparse.Namespace, run_dir: Path) -> dict[str, object]:
 
 
 def main() -> int:
+    os.environ["KASSA_BENCH_KEK"] = new_kek_line("bench")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--addresses", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--touched", type=int, default=1_000, help="addresses an incremental run sees (0: none)"
+    )
     args = parser.parse_args()
     run_dir = Path(tempfile.mkdtemp(prefix="kassa-bench-reconcile-"))
     try:

@@ -46,11 +46,14 @@ def test_failover_to_a_diverged_node_credits_the_payment_exactly_once(
     assert stack.primary.adapter.stop() == 0
     stack.adapter_options[stack.primary.chain_id] = {"node_urls": [a.ws_url, b.ws_url]}
     stack.start_adapter()
-    # A core that has applied no block has no cursor and resumes from the
-    # head: have it apply one, so no block can fall between two streams.
-    while cursor_height(stack) < 0:
-        a.mine(1)
-        time.sleep(0.5)
+    # Following the restarted adapter again: the core applies a fresh block
+    # (its cursor, anchored at the first head it saw, reaches it).
+    a.mine(1)
+    mined = a.head()
+    deadline = time.monotonic() + 60
+    while cursor_height(stack) < mined:
+        assert time.monotonic() < deadline, "the core never followed the restarted adapter"
+        time.sleep(0.2)
     fork_height = a.head()
     b.extra_args = ["--fork-url", a.http_url, "--fork-block-number", str(fork_height)]
     b.start()

@@ -46,6 +46,7 @@ DECIDERS = (
     "core.rates.formats",
     "core.payouts.machine",
     "core.reconcile.decide",
+    "core.support.decide",
     "core.payouts.tracking",
     "core.payouts.destinations",
     "core.reasons",

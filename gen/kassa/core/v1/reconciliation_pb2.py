@@ -25,33 +25,33 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"kassa/core/v1/reconciliation.proto\x12\rkassa.core.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"=\n\x0b\x45xplanation\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\"\xbd\x02\n\nDifference\x12+\n\x04kind\x18\x01 \x01(\x0e\x32\x1d.kassa.core.v1.DifferenceKind\x12\r\n\x05\x63hain\x18\x02 \x01(\t\x12\r\n\x05\x61sset\x18\x03 \x01(\t\x12\x10\n\x08location\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x15\n\rledger_amount\x18\x06 \x01(\t\x12\x14\n\x0c\x63hain_amount\x18\x07 \x01(\t\x12\x1a\n\x12unexplained_amount\x18\x08 \x01(\t\x12\x30\n\x0c\x65xplanations\x18\t \x03(\x0b\x32\x1a.kassa.core.v1.Explanation\x12\x0f\n\x07tx_hash\x18\n \x01(\t\x12\x10\n\x08resource\x18\x0b \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x0c \x01(\t\x12\x13\n\x0bunexplained\x18\r \x01(\x08\"\xe4\x02\n\x0eReconciliation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63hain\x18\x02 \x01(\t\x12\x0e\n\x06height\x18\x03 \x01(\x04\x12\x12\n\nblock_hash\x18\x04 \x01(\t\x12\x1a\n\x12locations_compared\x18\x05 \x01(\r\x12\x19\n\x11\x62\x61lances_compared\x18\x06 \x01(\r\x12\x1d\n\x15transactions_compared\x18\x07 \x01(\r\x12.\n\x0b\x64ifferences\x18\x08 \x03(\x0b\x32\x19.kassa.core.v1.Difference\x12\x19\n\x11unexplained_count\x18\t \x01(\r\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07trigger\x18\x0c \x01(\t\"=\n\x18RunReconciliationRequest\x12\r\n\x05\x63hain\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"R\n\x19RunReconciliationResponse\x12\x35\n\x0ereconciliation\x18\x01 \x01(\x0b\x32\x1d.kassa.core.v1.Reconciliation\"(\n\x18GetReconciliationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"R\n\x19GetReconciliationResponse\x12\x35\n\x0ereconciliation\x18\x01 \x01(\x0b\x32\x1d.kassa.core.v1.Reconciliation\"R\n\x1aListReconciliationsRequest\x12\r\n\x05\x63hain\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"n\n\x1bListReconciliationsResponse\x12\x36\n\x0freconciliations\x18\x01 \x03(\x0b\x32\x1d.kassa.core.v1.Reconciliation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x91\x01\n\x0e\x44ifferenceKind\x12\x1f\n\x1b\x44IFFERENCE_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44IFFERENCE_KIND_BALANCE\x10\x01\x12\x1f\n\x1b\x44IFFERENCE_KIND_TRANSACTION\x10\x02\x12 \n\x1c\x44IFFERENCE_KIND_UNATTRIBUTED\x10\x03\x32\xd5\x02\n\x15ReconciliationService\x12\x66\n\x11RunReconciliation\x12\'.kassa.core.v1.RunReconciliationRequest\x1a(.kassa.core.v1.RunReconciliationResponse\x12\x66\n\x11GetReconciliation\x12\'.kassa.core.v1.GetReconciliationRequest\x1a(.kassa.core.v1.GetReconciliationResponse\x12l\n\x13ListReconciliations\x12).kassa.core.v1.ListReconciliationsRequest\x1a*.kassa.core.v1.ListReconciliationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"kassa/core/v1/reconciliation.proto\x12\rkassa.core.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"=\n\x0b\x45xplanation\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\"\xbd\x02\n\nDifference\x12+\n\x04kind\x18\x01 \x01(\x0e\x32\x1d.kassa.core.v1.DifferenceKind\x12\r\n\x05\x63hain\x18\x02 \x01(\t\x12\r\n\x05\x61sset\x18\x03 \x01(\t\x12\x10\n\x08location\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x15\n\rledger_amount\x18\x06 \x01(\t\x12\x14\n\x0c\x63hain_amount\x18\x07 \x01(\t\x12\x1a\n\x12unexplained_amount\x18\x08 \x01(\t\x12\x30\n\x0c\x65xplanations\x18\t \x03(\x0b\x32\x1a.kassa.core.v1.Explanation\x12\x0f\n\x07tx_hash\x18\n \x01(\t\x12\x10\n\x08resource\x18\x0b \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x0c \x01(\t\x12\x13\n\x0bunexplained\x18\r \x01(\x08\"\x88\x03\n\x0eReconciliation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63hain\x18\x02 \x01(\t\x12\x0e\n\x06height\x18\x03 \x01(\x04\x12\x12\n\nblock_hash\x18\x04 \x01(\t\x12\x1a\n\x12locations_compared\x18\x05 \x01(\r\x12\x19\n\x11\x62\x61lances_compared\x18\x06 \x01(\r\x12\x1d\n\x15transactions_compared\x18\x07 \x01(\r\x12.\n\x0b\x64ifferences\x18\x08 \x03(\x0b\x32\x19.kassa.core.v1.Difference\x12\x19\n\x11unexplained_count\x18\t \x01(\r\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07trigger\x18\x0c \x01(\t\x12\x13\n\x0bincremental\x18\r \x01(\x08\x12\r\n\x05since\x18\x0e \x01(\t\"R\n\x18RunReconciliationRequest\x12\r\n\x05\x63hain\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x13\n\x0bincremental\x18\x03 \x01(\x08\"R\n\x19RunReconciliationResponse\x12\x35\n\x0ereconciliation\x18\x01 \x01(\x0b\x32\x1d.kassa.core.v1.Reconciliation\"(\n\x18GetReconciliationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"R\n\x19GetReconciliationResponse\x12\x35\n\x0ereconciliation\x18\x01 \x01(\x0b\x32\x1d.kassa.core.v1.Reconciliation\"R\n\x1aListReconciliationsRequest\x12\r\n\x05\x63hain\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"n\n\x1bListReconciliationsResponse\x12\x36\n\x0freconciliations\x18\x01 \x03(\x0b\x32\x1d.kassa.core.v1.Reconciliation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x91\x01\n\x0e\x44ifferenceKind\x12\x1f\n\x1b\x44IFFERENCE_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44IFFERENCE_KIND_BALANCE\x10\x01\x12\x1f\n\x1b\x44IFFERENCE_KIND_TRANSACTION\x10\x02\x12 \n\x1c\x44IFFERENCE_KIND_UNATTRIBUTED\x10\x03\x32\xd5\x02\n\x15ReconciliationService\x12\x66\n\x11RunReconciliation\x12\'.kassa.core.v1.RunReconciliationRequest\x1a(.kassa.core.v1.RunReconciliationResponse\x12\x66\n\x11GetReconciliation\x12\'.kassa.core.v1.GetReconciliationRequest\x1a(.kassa.core.v1.GetReconciliationResponse\x12l\n\x13ListReconciliations\x12).kassa.core.v1.ListReconciliationsRequest\x1a*.kassa.core.v1.ListReconciliationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kassa.core.v1.reconciliation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DIFFERENCEKIND']._serialized_start=1298
-  _globals['_DIFFERENCEKIND']._serialized_end=1443
+  _globals['_DIFFERENCEKIND']._serialized_start=1355
+  _globals['_DIFFERENCEKIND']._serialized_end=1500
   _globals['_EXPLANATION']._serialized_start=86
   _globals['_EXPLANATION']._serialized_end=147
   _globals['_DIFFERENCE']._serialized_start=150
   _globals['_DIFFERENCE']._serialized_end=467
   _globals['_RECONCILIATION']._serialized_start=470
-  _globals['_RECONCILIATION']._serialized_end=826
-  _globals['_RUNRECONCILIATIONREQUEST']._serialized_start=828
-  _globals['_RUNRECONCILIATIONREQUEST']._serialized_end=889
-  _globals['_RUNRECONCILIATIONRESPONSE']._serialized_start=891
-  _globals['_RUNRECONCILIATIONRESPONSE']._serialized_end=973
-  _globals['_GETRECONCILIATIONREQUEST']._serialized_start=975
-  _globals['_GETRECONCILIATIONREQUEST']._serialized_end=1015
-  _globals['_GETRECONCILIATIONRESPONSE']._serialized_start=1017
-  _globals['_GETRECONCILIATIONRESPONSE']._serialized_end=1099
-  _globals['_LISTRECONCILIATIONSREQUEST']._serialized_start=1101
-  _globals['_LISTRECONCILIATIONSREQUEST']._serialized_end=1183
-  _globals['_LISTRECONCILIATIONSRESPONSE']._serialized_start=1185
-  _globals['_LISTRECONCILIATIONSRESPONSE']._serialized_end=1295
-  _globals['_RECONCILIATIONSERVICE']._serialized_start=1446
-  _globals['_RECONCILIATIONSERVICE']._serialized_end=1787
+  _globals['_RECONCILIATION']._serialized_end=862
+  _globals['_RUNRECONCILIATIONREQUEST']._serialized_start=864
+  _globals['_RUNRECONCILIATIONREQUEST']._serialized_end=946
+  _globals['_RUNRECONCILIATIONRESPONSE']._serialized_start=948
+  _globals['_RUNRECONCILIATIONRESPONSE']._serialized_end=1030
+  _globals['_GETRECONCILIATIONREQUEST']._serialized_start=1032
+  _globals['_GETRECONCILIATIONREQUEST']._serialized_end=1072
+  _globals['_GETRECONCILIATIONRESPONSE']._serialized_start=1074
+  _globals['_GETRECONCILIATIONRESPONSE']._serialized_end=1156
+  _globals['_LISTRECONCILIATIONSREQUEST']._serialized_start=1158
+  _globals['_LISTRECONCILIATIONSREQUEST']._serialized_end=1240
+  _globals['_LISTRECONCILIATIONSRESPONSE']._serialized_start=1242
+  _globals['_LISTRECONCILIATIONSRESPONSE']._serialized_end=1352
+  _globals['_RECONCILIATIONSERVICE']._serialized_start=1503
+  _globals['_RECONCILIATIONSERVICE']._serialized_end=1844
 # @@protoc_insertion_point(module_scope)

@@ -62,7 +62,7 @@ class Difference(_message.Message):
     def __init__(self, kind: _Optional[_Union[DifferenceKind, str]] = ..., chain: _Optional[str] = ..., asset: _Optional[str] = ..., location: _Optional[str] = ..., address: _Optional[str] = ..., ledger_amount: _Optional[str] = ..., chain_amount: _Optional[str] = ..., unexplained_amount: _Optional[str] = ..., explanations: _Optional[_Iterable[_Union[Explanation, _Mapping]]] = ..., tx_hash: _Optional[str] = ..., resource: _Optional[str] = ..., detail: _Optional[str] = ..., unexplained: _Optional[bool] = ...) -> None: ...
 
 class Reconciliation(_message.Message):
-    __slots__ = ("name", "chain", "height", "block_hash", "locations_compared", "balances_compared", "transactions_compared", "differences", "unexplained_count", "start_time", "finish_time", "trigger")
+    __slots__ = ("name", "chain", "height", "block_hash", "locations_compared", "balances_compared", "transactions_compared", "differences", "unexplained_count", "start_time", "finish_time", "trigger", "incremental", "since")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CHAIN_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,8 @@ class Reconciliation(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     FINISH_TIME_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_FIELD_NUMBER: _ClassVar[int]
+    INCREMENTAL_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
     name: str
     chain: str
     height: int
@@ -87,15 +89,19 @@ class Reconciliation(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     finish_time: _timestamp_pb2.Timestamp
     trigger: str
-    def __init__(self, name: _Optional[str] = ..., chain: _Optional[str] = ..., height: _Optional[int] = ..., block_hash: _Optional[str] = ..., locations_compared: _Optional[int] = ..., balances_compared: _Optional[int] = ..., transactions_compared: _Optional[int] = ..., differences: _Optional[_Iterable[_Union[Difference, _Mapping]]] = ..., unexplained_count: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trigger: _Optional[str] = ...) -> None: ...
+    incremental: bool
+    since: str
+    def __init__(self, name: _Optional[str] = ..., chain: _Optional[str] = ..., height: _Optional[int] = ..., block_hash: _Optional[str] = ..., locations_compared: _Optional[int] = ..., balances_compared: _Optional[int] = ..., transactions_compared: _Optional[int] = ..., differences: _Optional[_Iterable[_Union[Difference, _Mapping]]] = ..., unexplained_count: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trigger: _Optional[str] = ..., incremental: _Optional[bool] = ..., since: _Optional[str] = ...) -> None: ...
 
 class RunReconciliationRequest(_message.Message):
-    __slots__ = ("chain", "request_id")
+    __slots__ = ("chain", "request_id", "incremental")
     CHAIN_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INCREMENTAL_FIELD_NUMBER: _ClassVar[int]
     chain: str
     request_id: str
-    def __init__(self, chain: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    incremental: bool
+    def __init__(self, chain: _Optional[str] = ..., request_id: _Optional[str] = ..., incremental: _Optional[bool] = ...) -> None: ...
 
 class RunReconciliationResponse(_message.Message):
     __slots__ = ("reconciliation",)

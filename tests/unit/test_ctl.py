@@ -1,0 +1,128 @@
+"""kassactl's command line without a core: global options anywhere, tables
+and JSON, and an API key never echoed (argument errors included)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core import ctl
+from kassa.core.v1 import support_pb2
+
+TOKEN = "kassa_0123456789abcdef_" + "A" * 43
+
+
+def test_global_options_go_anywhere_on_the_line() -> None:
+    parser = ctl.build_parser()
+    before = parser.parse_args(["--json", "--target", "a:1", "support", "queue"])
+    after = parser.parse_args(["support", "queue", "--target", "a:1", "--json"])
+    middle = parser.parse_args(["support", "--json", "queue", "--target", "a:1"])
+    for args in (before, after, middle):
+        assert (args.json, args.target, args.support_command) == (True, "a:1", "queue")
+    plain = parser.parse_args(["list", "merchants/x"])
+    assert plain.json is False and plain.target == "127.0.0.1:50051"
+
+
+def test_every_support_action_has_a_command() -> None:
+    parser = ctl.build_parser()
+    for argv in (
+        ["accept", "merchants/m/invoices/i", "--reason", "r"],
+        ["top-up", "merchants/m/invoices/i", "--reason", "r"],
+        [
+            "refund",
+            "merchants/m/invoices/i",
+            "--kind",
+            "invoice_overpaid",
+            "--scope",
+            "excess",
+            "--destination",
+            "0x" + "1" * 40,
+            "--reason",
+            "r",
+        ],
+        ["review", "merchants/m/payouts/p", "--kind", "payout_stuck", "--reason", "r"],
+        [
+            "attach",
+            "exceptions/" + "a" * 20,
+            "--kind",
+            "reconciliation_mismatch",
+            "--tx-hash",
+            "0x" + "b" * 64,
+            "--reason",
+            "r",
+        ],
+        ["redeliver", "merchants/m/webhookEndpoints/e", "--reason", "r"],
+        ["ack", "merchants/m/invoices/i", "--kind", "invoice_paid_late", "--reason", "r"],
+        ["approve", "supportActions/" + "c" * 20],
+        ["audit", "--subject", "merchants/m/invoices/i"],
+        ["queue", "--kind", "invoice_underpaid", "--kind", "webhook_endpoint_failing"],
+    ):
+        args = parser.parse_args(["support", *argv])
+        assert args.support_command == argv[0]
+    kinds = {
+        k.removeprefix("ITEM_KIND_").lower() for k in support_pb2.ItemKind.DESCRIPTOR.values_by_name
+    }
+    assert set(ctl._KINDS) == kinds - {"unspecified"}
+
+
+def test_an_api_key_in_an_argument_error_is_never_echoed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv in (
+        ["support", "queue", TOKEN],
+        ["support", "ack", "merchants/m/invoices/i", "--kind", TOKEN, "--reason", "r"],
+        [TOKEN],
+    ):
+        with pytest.raises(SystemExit) as exited:
+            ctl.build_parser().parse_args(argv)
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert "error" in err and TOKEN not in err and "0123456789abcdef" not in err
+
+
+def test_tables_by_default_and_json_lines_on_request(capsys: pytest.CaptureFixture[str]) -> None:
+    items = [
+        support_pb2.SupportItem(
+            kind=support_pb2.ITEM_KIND_INVOICE_UNDERPAID,
+            subject="merchants/m/invoices/i",
+            age_seconds=7_300,
+            amount="40",
+            actions=[support_pb2.ACTION_TYPE_ACCEPT_AS_PAID, support_pb2.ACTION_TYPE_ACKNOWLEDGE],
+        ),
+        support_pb2.SupportItem(
+            kind=support_pb2.ITEM_KIND_WEBHOOK_ENDPOINT_FAILING,
+            subject="merchants/m/webhookEndpoints/e",
+            age_seconds=5,
+        ),
+    ]
+    ctl.Out(as_json=False).rows(items, ctl.ITEM)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["KIND", "SUBJECT", "AGE", "AMOUNT", "REVIEW", "ACTIONS", "DETAIL"]
+    assert lines[1].split() == [
+        "invoice_underpaid",
+        "merchants/m/invoices/i",
+        "2h",
+        "40",
+        "accept_as_paid,acknowledge",
+    ]
+    assert lines[2].split()[:3] == [
+        "webhook_endpoint_failing",
+        "merchants/m/webhookEndpoints/e",
+        "5s",
+    ]
+    # Columns line up: every row's subject starts where the header's does.
+    at = lines[0].index("SUBJECT")
+    assert all(line[at:].startswith("merchants/") for line in lines[1:])
+    ctl.Out(as_json=True).rows(items, ctl.ITEM)
+    parsed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [p["kind"] for p in parsed] == [
+        "ITEM_KIND_INVOICE_UNDERPAID",
+        "ITEM_KIND_WEBHOOK_ENDPOINT_FAILING",
+    ]
+
+
+def test_redact_hides_every_api_key_in_a_text() -> None:
+    text = f"refused {TOKEN} and {TOKEN.replace('A', 'b')}"
+    assert "kassa_0123" not in ctl.redact(text)
+    assert ctl.redact("nothing secret") == "nothing secret"
