@@ -23,10 +23,16 @@ class ConfigError(Exception):
     """Bad configuration; the message is one line an operator can act on."""
 
 
+MAX_WORKERS = 64
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     listen: str = "127.0.0.1:50061"
     grace_s: float = 5.0
+    # Worker processes serving one listen address (SO_REUSEPORT), each with its own HSM session
+    # and thread; they share the state file (request-id guard, velocity, one audit chain).
+    workers: int = 1
     # Plaintext gRPC is accepted only with this set AND a loopback listen address (dev, tests).
     insecure_loopback_only: bool = False
 
@@ -169,6 +175,10 @@ def parse(raw: dict[str, Any], base_dir: Path, source: Path | str = "signer.toml
     if not isinstance(grace_s, int | float) or isinstance(grace_s, bool) or grace_s < 0:
         raise ConfigError("server.grace_s must be a non-negative number of seconds")
 
+    workers = server.get("workers", ServerConfig.workers)
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"server.workers must be an integer in 1..{MAX_WORKERS}")
+
     pin_file = hsm.get("pin_file")
     pin_env = hsm.get("pin_env")
     if pin_file is not None and pin_env is not None:
@@ -188,7 +198,12 @@ def parse(raw: dict[str, Any], base_dir: Path, source: Path | str = "signer.toml
         if not m_host or not m_port.isdigit() or not 0 < int(m_port) < 65536:
             raise ConfigError(f"metrics.listen must be host:port, got {metrics_listen!r}")
     return Config(
-        server=ServerConfig(listen=listen, grace_s=float(grace_s), insecure_loopback_only=insecure),
+        server=ServerConfig(
+            listen=listen,
+            grace_s=float(grace_s),
+            insecure_loopback_only=insecure,
+            workers=workers,
+        ),
         hsm=HsmConfig(
             module=_str(hsm, "hsm", "module", DEFAULT_MODULE),
             token_label=_str(hsm, "hsm", "token_label", "kassa"),

@@ -36,6 +36,13 @@ class Server(Strict):
         bool,
         _d("plaintext gRPC, accepted only on a loopback listen address (development, tests)"),
     ] = False
+    workers: Annotated[
+        int,
+        _d(
+            "signer processes on the one listen address (1..64), each with its own HSM session; "
+            "they share the state directory"
+        ),
+    ] = 1
 
 
 class Tls(Strict):

@@ -18,7 +18,9 @@ from typing import TypeVar
 
 from signer import config as config_module
 from signer import keyring
+from signer.api.lifecycle import StateInUse
 from signer.api.server import serve
+from signer.api.workers import supervise
 from signer.audit import chain as audit_chain
 from signer.audit import files as audit_files
 from signer.audit.files import AuditFileError
@@ -81,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     check = policy.add_parser("check", help="parse a policy file and print its hash")
     check.add_argument("file", type=Path, nargs="?", help="default: policy.file of the config")
 
-    commands.add_parser("serve", help="run the gRPC SignerService")
+    serve_cmd = commands.add_parser("serve", help="run the gRPC SignerService")
+    # Set by the supervisor (server.workers > 1) on the processes it starts.
+    serve_cmd.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     return parser
 
 
@@ -91,13 +95,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_module.load(args.config)
     except ConfigError as exc:
         return _fail(EXIT_CONFIG, f"config: {exc}")
-    logs.setup(config.log_level)
+    logs.setup(config.log_level, getattr(args, "worker", None))
+    if args.command == "serve" and args.worker is None and config.server.workers > 1:
+        try:
+            return supervise(config, args.config)
+        except ConfigError as exc:
+            return _fail(EXIT_CONFIG, f"config: {exc}")
+        except StateInUse as exc:
+            return _fail(EXIT_HSM, str(exc))
     thread = HsmThread()
     try:
         return _dispatch(args, config, thread)
     except ConfigError as exc:
         return _fail(EXIT_CONFIG, f"config: {exc}")
-    except (HsmError, SeedFileError) as exc:
+    except (HsmError, SeedFileError, StateInUse) as exc:
         return _fail(EXIT_HSM, str(exc))
     except (AuditFileError, sqlite3.Error) as exc:
         return _fail(1, f"audit: {exc}")
@@ -124,7 +135,7 @@ def _dispatch(args: argparse.Namespace, config: Config, thread: HsmThread) -> in
                     "no HD seed yet; run `kassa-signer keys init`",
                     extra={"seed_path": str(config.seed_path)},
                 )
-            asyncio.run(serve(config, thread, session, xpub))
+            asyncio.run(serve(config, thread, session, xpub, args.worker))
             return 0
         return _keys(args, config, thread, session)
     finally:

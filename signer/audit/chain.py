@@ -55,6 +55,33 @@ def seal(fields: dict[str, Any], seq: int, prev_hash: str) -> dict[str, Any]:
     return record
 
 
+def seal_text(fields: dict[str, Any], seq: int, prev_hash: str) -> tuple[str, str]:
+    """(canonical(seal(fields, seq, prev_hash)) as text, its record_hash) with one JSON encoding
+    rather than two: record_hash is spliced into the canonical body at its sorted place. That
+    place is just before the top-level "request_hash" key, found as the LAST `,"request_hash":`
+    in the text: nested objects (caller, detail, intent) all sort before it, the top-level
+    values from it on are strings, numbers or null (checked; else no splice), and no JSON string
+    holds an unescaped quote.
+    Measured: one json.dumps of a record is ~20 us of the store thread's time per Sign."""
+    record = {name: fields.get(name) for name in RECORD_FIELDS}
+    record["seq"] = seq
+    record["prev_hash"] = prev_hash
+    if not all(isinstance(record[name], str | int | None) for name in _AFTER_REQUEST_HASH):
+        sealed = seal(fields, seq, prev_hash)  # not a record the pipeline writes; no splice
+        return canonical(sealed).decode(), str(sealed["record_hash"])
+    body = canonical(record)
+    digest = hashlib.sha256(RECORD_DOMAIN + body).hexdigest()
+    cut = body.rindex(_BEFORE_RECORD_HASH)
+    text = b"".join((body[:cut], b',"record_hash":"', digest.encode(), b'"', body[cut:]))
+    return text.decode(), digest
+
+
+_BEFORE_RECORD_HASH = b',"request_hash":'
+_SORTED_KEYS = sorted([*RECORD_FIELDS, "record_hash"])
+assert _SORTED_KEYS[_SORTED_KEYS.index("record_hash") + 1] == "request_hash"
+_AFTER_REQUEST_HASH = _SORTED_KEYS[_SORTED_KEYS.index("request_hash") :]
+
+
 @dataclass(frozen=True)
 class Break:
     position: int  # 1-based line or row position in the file

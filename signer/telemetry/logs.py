@@ -82,10 +82,26 @@ def handler() -> logging.Handler:
     return out
 
 
-def setup(level: str = "info") -> None:
+class _Worker(logging.Filter):
+    """Tags every line with the worker index (server.workers > 1), so interleaved workers'
+    lines stay apart."""
+
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
+        return True
+
+
+def setup(level: str = "info", worker: int | None = None) -> None:
     """Every logger of the process writes the schema above to stderr, from `level` up."""
     root = logging.getLogger()
-    root.handlers[:] = [handler()]
+    out = handler()
+    if worker is not None:
+        out.addFilter(_Worker(worker))
+    root.handlers[:] = [out]
     root.setLevel(level.upper())
     logging.getLogger("asyncio").setLevel(logging.WARNING)
 

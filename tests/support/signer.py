@@ -16,6 +16,8 @@ import grpc
 import rlp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from eth_abi.abi import encode
+from eth_utils.abi import function_signature_to_4byte_selector
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
@@ -34,7 +36,8 @@ VELO = f"eip155:1/erc20:{VELO_TOKEN}"
 PAYEE = "0x" + "a1" * 20
 PAYEE_2 = "0x" + "a2" * 20
 STRANGER = "0x" + "bd" * 20
-TRANSFER = bytes.fromhex("a9059cbb")
+TRANSFER = bytes(function_signature_to_4byte_selector("transfer(address,uint256)"))
+APPROVE = bytes(function_signature_to_4byte_selector("approve(address,uint256)"))
 
 TREASURY = "0x" + "7a" * 20
 # Fee caps above what unsigned_tx builds (100,000 gas at 30 gwei, legacy 20 gwei).
@@ -145,11 +148,12 @@ def write_config(
     port: int,
     policy: str = POLICY,
     state: str = "state",
+    workers: int = 1,
 ) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     (path.parent / "policy.toml").write_text(policy)
     lines = [
-        f'[server]\nlisten = "127.0.0.1:{port}"\n',
+        f'[server]\nlisten = "127.0.0.1:{port}"\nworkers = {workers}\n',
         f'[hsm]\nmodule = "{token.module}"\npin_file = "{token.pin_file}"\n',
         f'[state]\ndir = "{state}"\n',
         f'[tls]\nca_file = "{certs}/ca.pem"\ncert_file = "{certs}/signer.pem"\n'
@@ -227,9 +231,12 @@ def start_signer(
     parties: Parties,
     policy: str = POLICY,
     env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Signer:
     port = free_port()
-    config = write_config(base / "signer.toml", token, certs, parties, port, policy)
+    config = write_config(
+        base / "signer.toml", token, certs, parties, port, policy, workers=workers
+    )
     init = cli(token, config, "keys", "init")
     assert init.returncode == 0, init.stderr
     process = ManagedProcess(
@@ -239,6 +246,14 @@ def start_signer(
         port=port,
         env={**token.env, **(env or {})},
     ).start()
+    if workers > 1:
+        # The supervisor starts workers one by one (the port answers with the first) and logs
+        # "workers started" once the last one serves.
+        deadline = time.monotonic() + 120
+        while '"workers started"' not in process.log_path.read_text():
+            assert process.running, process.log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.2)
     return Signer(token, config, certs, port, parties, process, init.stdout.strip())
 
 
@@ -264,7 +279,7 @@ def unsigned_tx(
 
 
 def erc20_transfer(recipient: str, amount: int) -> bytes:
-    return TRANSFER + bytes(12) + address_bytes(recipient) + amount.to_bytes(32, "big")
+    return TRANSFER + encode(["address", "uint256"], [address_bytes(recipient), amount])
 
 
 def body(

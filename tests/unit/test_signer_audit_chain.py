@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signer.audit.chain import GENESIS_HASH, canonical, record_hash, seal, verify
+from signer.audit.chain import (
+    GENESIS_HASH,
+    RECORD_FIELDS,
+    canonical,
+    record_hash,
+    seal,
+    seal_text,
+    verify,
+)
 
 
 def chain(n: int) -> list[str]:
@@ -107,3 +115,35 @@ def test_nan_and_infinity_are_not_json() -> None:
     odd = records[0].replace('"seq":1', '"seq":NaN')
     broken = verify([(odd, None)]).first_break
     assert broken is not None and broken.problem == "not JSON"
+
+
+_TEXT = st.text(max_size=40)  # any characters: quotes, backslashes, commas, non-ASCII
+_FIELD_VALUE = st.one_of(
+    st.none(),
+    _TEXT,
+    st.dictionaries(
+        st.sampled_from(["request_hash", "record_hash", "amount", ',"request_hash":', "x"]) | _TEXT,
+        _TEXT,
+        max_size=4,
+    ),
+)
+
+
+@settings(deadline=None)  # the machine is shared: a slow example is not a failure
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={n: _FIELD_VALUE for n in RECORD_FIELDS if n not in ("seq", "prev_hash")},
+    ),
+    st.integers(min_value=1, max_value=2**40),
+)
+def test_the_spliced_record_text_is_the_canonical_sealed_record(
+    fields: dict[str, object], seq: int
+) -> None:
+    """seal_text encodes once and splices record_hash in: it must be byte for byte what
+    canonical(seal(...)) gives, whatever the fields hold (nested keys named request_hash,
+    values with quotes and the splice marker itself)."""
+    text, digest = seal_text(fields, seq, "ab" * 32)
+    record = seal(fields, seq, "ab" * 32)
+    assert text == canonical(record).decode()
+    assert digest == record["record_hash"]

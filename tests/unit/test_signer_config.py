@@ -44,6 +44,10 @@ def test_relative_paths_are_relative_to_the_config_file() -> None:
         ({"requests": {"max_lifetime_s": 3600}}, "max_lifetime_s"),
         ({"tls": {"ca_file": "ca.pem"}}, "tls.cert_file"),
         ({"log": {"level": "loud"}}, "log.level"),
+        ({"server": {"workers": 0}}, "server.workers"),
+        ({"server": {"workers": 65}}, "server.workers"),
+        ({"server": {"workers": True}}, "server.workers"),
+        ({"server": {"workers": "2"}}, "server.workers"),
     ],
 )
 def test_bad_config_is_refused_with_a_reason(raw: dict[str, object], message: str) -> None:
@@ -106,3 +110,17 @@ def test_serve_needs_a_policy_and_tls_or_explicit_loopback_plaintext() -> None:
             "callers": [{**caller, "tls_subject": "CN=kassa-core"}],
         }
     )
+
+
+def test_workers_default_to_one_process() -> None:
+    assert parse({}, Path("/")).server.workers == 1
+    assert parse({"server": {"workers": 4}}, Path("/")).server.workers == 4
+
+
+def test_each_worker_serves_metrics_on_its_own_port() -> None:
+    from signer.api.server import worker_metrics_listen
+
+    assert worker_metrics_listen(None, 3) is None
+    assert worker_metrics_listen("127.0.0.1:9466", None) == "127.0.0.1:9466"  # alone
+    assert worker_metrics_listen("127.0.0.1:9466", 0) == "127.0.0.1:9466"
+    assert worker_metrics_listen("[::1]:9466", 2) == "[::1]:9468"

@@ -79,3 +79,27 @@ def test_pruning_drops_old_request_ids() -> None:
     assert store.prune(conn, 600.0, requests_keep_s=200, velocity_keep_s=86_400) == (1, 0)
     assert store.lookup_request(conn, "old") is None
     assert store.lookup_request(conn, "new") is not None
+
+
+def test_a_batch_waits_for_another_process_holding_the_state_lock(tmp_path: Path) -> None:
+    """flock is per open file, so a second descriptor here stands in for another worker: while
+    it holds the state lock, no batch commits; the moment it lets go, the waiting batch runs
+    (no SQLite busy error, no sleep-and-retry)."""
+    import os
+    import time
+
+    path = tmp_path / "s.sqlite3"
+    db = store.StoreThread(path)
+    other = os.open(store.lock_path(path), os.O_RDWR)
+    try:
+        with store.exclusive(other):
+            pending = db.submit(lambda conn: store.reserve(conn, "key:k", "a", 5, 1.0))
+            time.sleep(0.3)
+            assert not pending.done()
+        released = time.monotonic()
+        pending.result(timeout=5)
+        assert time.monotonic() - released < 2.0  # woken by the unlock, not a poll timer
+        assert db.call(lambda conn: store.velocity_used(conn, "key:k", "a", 100, 2.0)) == 5
+    finally:
+        os.close(other)
+        db.close()
