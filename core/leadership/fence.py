@@ -30,7 +30,7 @@ class FencedError(RuntimeError):
     """This replica's epoch is no longer current: another replica leads the role."""
 
 
-# What leader_fence raises when the epoch moved (migration 0015).
+# What leader_fence raises when the epoch moved (migration 0016).
 FENCE_SQLSTATE = "KF001"
 # Refusals since start, per role: what a metric exposes (and tests read).
 refusals: dict[str, int] = {}
@@ -53,7 +53,7 @@ class Fence:
         assert conn.is_in_transaction(), "the fence must run inside the writer's transaction"
         try:
             stored: int | None = await conn.fetchval(
-                # leader_fence (migration 0015) raises KF001 unless the epoch is ours.
+                # leader_fence (migration 0016) raises KF001 unless the epoch is ours.
                 """SELECT leader_fence($1, $3),
                           set_config('idle_in_transaction_session_timeout', $2, true)""",
                 self.term.role,
