@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import grpc
 import nats
 import nats.errors
 import pytest
@@ -126,19 +127,31 @@ class Consumer:
 
 
 def _create(replicas: Replicas, token: str, parent: str, n: int, tag: str) -> None:
+    """n invoices through the live replicas; UNAVAILABLE (a chain without a
+    leader for the second a takeover takes) is retried, as a client does, with
+    the same request_id."""
     stack = replicas.stack
     for i in range(n):
-        alive = [s for j, s in enumerate(replicas.setups) if replicas.process(j).running]
-        setup = alive[i % len(alive)]
-        with setup.channel(token) as channel:
-            invoice_pb2_grpc.InvoiceServiceStub(channel).CreateInvoice(
-                invoice_pb2.CreateInvoiceRequest(
-                    parent=parent,
-                    merchant_order_id=f"{tag}-{i}",
-                    asset=stack.token_asset,
-                    price=invoice_pb2.FiatAmount(amount="5.00", currency="USD"),
-                )
-            )
+        deadline = time.monotonic() + 30
+        while True:
+            alive = [s for j, s in enumerate(replicas.setups) if replicas.process(j).running]
+            setup = alive[i % len(alive)]
+            try:
+                with setup.channel(token) as channel:
+                    invoice_pb2_grpc.InvoiceServiceStub(channel).CreateInvoice(
+                        invoice_pb2.CreateInvoiceRequest(
+                            parent=parent,
+                            merchant_order_id=f"{tag}-{i}",
+                            asset=stack.token_asset,
+                            price=invoice_pb2.FiatAmount(amount="5.00", currency="USD"),
+                            request_id=f"{tag}-{i}",
+                        )
+                    )
+                break
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
 
 
 def _outbox(dsn: str) -> list[tuple[int, str]]:
