@@ -16,10 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from core.events.stream import POSITIONS
+from core.support import queue as support_queue
+from core.support.settings import SupportSettings
 
 log = logging.getLogger("kassa.core.metrics")
 
@@ -66,6 +71,34 @@ OUTBOX_BACKLOG = Gauge(
     "kassa_outbox_webhook_backlog_events",
     "Outbox events not yet fanned out to webhook deliveries (head minus dispatch cursor).",
 )
+# One series per consumer kind (webhooks, stream, jetstream): bounded, never per stream.
+OUTBOX_CONSUMER_SEQUENCE = Gauge(
+    "kassa_outbox_consumer_sequence",
+    "Last outbox sequence each consumer kind has read: webhooks (dispatch cursor), stream "
+    "(the shared in-memory tail of StreamEvents), jetstream (last relayed, on the relay leader).",
+    ["consumer"],
+)
+OUTBOX_CONSUMER_BACKLOG = Gauge(
+    "kassa_outbox_consumer_backlog_events",
+    "Outbox head minus each consumer kind's position: webhooks, stream (the largest lag of "
+    "any open StreamEvents stream, 0 with none open), jetstream (on the relay leader).",
+    ["consumer"],
+)
+OUTBOX_STREAMS_OPEN = Gauge(
+    "kassa_outbox_streams_open", "StreamEvents streams open on this process."
+)
+SUPPORT_ITEMS = Gauge(
+    "kassa_support_queue_items", "Items the support queue shows, by kind.", ["kind"]
+)
+SUPPORT_OLDEST = Gauge(
+    "kassa_support_queue_oldest_age_seconds",
+    "Per kind, seconds since the oldest item the support queue shows began waiting.",
+    ["kind"],
+)
+SUPPORT_PENDING_APPROVAL = Gauge(
+    "kassa_support_actions_pending_approval",
+    "Support actions recorded and waiting for a second operator's approval.",
+)
 WEBHOOK_DELIVERIES = Gauge(
     "kassa_webhook_deliveries", "Webhook deliveries by status (pending, failed).", ["status"]
 )
@@ -99,6 +132,9 @@ LEDGER_REFUSALS = Counter(
 )
 # Invoices are counted every this many samples (a scan of the table: ~1 min by default).
 INVOICE_SAMPLE_EVERY = 12
+# The support queue is walked to its end (four reads and the notes per 500
+# candidates, core/support/queue.counts) every this many samples: ~30 s by default.
+SUPPORT_SAMPLE_EVERY = 6
 
 # Seconds as float8: the pool decodes numeric as an integer (amounts are numeric(78,0)).
 SAMPLE = """
@@ -108,7 +144,8 @@ SELECT
   (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending') AS pending,
   (SELECT count(*) FROM webhook_deliveries WHERE status = 'failed') AS failed,
   (SELECT extract(epoch FROM now() - min(create_time))::float8
-     FROM webhook_deliveries WHERE status = 'pending') AS oldest_pending_s
+     FROM webhook_deliveries WHERE status = 'pending') AS oldest_pending_s,
+  (SELECT count(*) FROM support_actions WHERE state = 'pending_approval') AS pending_approval
 """
 _labels: dict[str, set[tuple[str, ...]]] = {}
 PAYOUT_STATES = """
@@ -169,13 +206,41 @@ def chain_followed(chain: str, applied: int | None, head: int | None) -> None:
         CHAIN_LAG.labels(chain).set(max(0, head - applied))
 
 
-async def sample(pool: Any, invoices: bool = True) -> None:
+def consumers(head: int, dispatched: int, relayed: int | None) -> None:
+    """Each outbox consumer kind's position and backlog against the head."""
+    OUTBOX_HEAD.set(head)
+    OUTBOX_BACKLOG.set(max(0, head - dispatched))
+    OUTBOX_CONSUMER_SEQUENCE.labels("webhooks").set(dispatched)
+    OUTBOX_CONSUMER_BACKLOG.labels("webhooks").set(max(0, head - dispatched))
+    streams = POSITIONS.streams()
+    OUTBOX_STREAMS_OPEN.set(len(streams))
+    if POSITIONS.tail_sequence is not None:
+        OUTBOX_CONSUMER_SEQUENCE.labels("stream").set(POSITIONS.tail_sequence)
+    OUTBOX_CONSUMER_BACKLOG.labels("stream").set(
+        max((max(0, head - s) for s in streams), default=0)
+    )
+    if relayed is not None:
+        OUTBOX_CONSUMER_SEQUENCE.labels("jetstream").set(relayed)
+        OUTBOX_CONSUMER_BACKLOG.labels("jetstream").set(max(0, head - relayed))
+
+
+async def sample(
+    pool: Any,
+    invoices: bool = True,
+    support: SupportSettings | None = None,
+    relayed: Callable[[], int | None] | None = None,
+) -> None:
+    """One sample; `support` set: the support queue is walked too (see
+    SUPPORT_SAMPLE_EVERY); `relayed`: the JetStream relay's last relayed
+    sequence (None until known, and on a replica that does not lead it)."""
     async with pool.acquire() as conn:
         row = await conn.fetchrow(SAMPLE)
         payouts = await conn.fetch(PAYOUT_STATES)
         invoice_rows = await conn.fetch(INVOICE_STATES) if invoices else None
-    OUTBOX_HEAD.set(row["outbox_head"] or 0)
-    OUTBOX_BACKLOG.set(max(0, (row["outbox_head"] or 0) - (row["dispatched"] or 0)))
+        now = datetime.now(UTC)
+        queue = await support_queue.counts(conn, support, now) if support is not None else None
+    consumers(row["outbox_head"] or 0, row["dispatched"] or 0, relayed() if relayed else None)
+    SUPPORT_PENDING_APPROVAL.set(row["pending_approval"])
     WEBHOOK_DELIVERIES.labels("pending").set(row["pending"])
     WEBHOOK_DELIVERIES.labels("failed").set(row["failed"])
     WEBHOOK_OLDEST_PENDING.set(float(row["oldest_pending_s"] or 0))
@@ -195,16 +260,33 @@ async def sample(pool: Any, invoices: bool = True) -> None:
                 flags[(str(flag),)] = flags.get((str(flag),), 0) + r["n"]
         _set_all(INVOICES, "invoices", states)
         _set_all(INVOICES_FLAGGED, "invoices_flagged", flags)
+    if queue is not None:
+        _set_all(SUPPORT_ITEMS, "support_items", {(str(k),): n for k, (n, _) in queue.items()})
+        _set_all(
+            SUPPORT_OLDEST,
+            "support_oldest",
+            {(str(k),): max(0.0, (now - t).total_seconds()) for k, (_, t) in queue.items()},
+        )
 
 
-async def run(pool: Any, interval_s: float) -> None:
+async def run(
+    pool: Any,
+    interval_s: float,
+    support: SupportSettings | None = None,
+    relayed: Callable[[], int | None] | None = None,
+) -> None:
     """Samples forever; a failed sample sets database_up to 0 and is logged once per outage."""
     down = False
     samples = 0
     while True:
         refresh_lag()  # without the database too: a stalled chain's lag keeps growing
         try:
-            await sample(pool, invoices=samples % INVOICE_SAMPLE_EVERY == 0)
+            await sample(
+                pool,
+                invoices=samples % INVOICE_SAMPLE_EVERY == 0,
+                support=support if samples % SUPPORT_SAMPLE_EVERY == 0 else None,
+                relayed=relayed,
+            )
             samples += 1
         except asyncio.CancelledError:
             raise

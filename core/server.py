@@ -374,10 +374,17 @@ async def serve(
         config.health.interval_s,
     )
     tasks.append(watcher)
+    # The outbox fanned out to NATS JetStream, by one replica (core/relay).
+    relay = Relay(pool, notifier, config.jetstream) if config.jetstream is not None else None
     tasks.append(
         _supervised(
             "metrics",
-            lambda: core_metrics.run(pool, config.metrics_interval_s),
+            lambda: core_metrics.run(
+                pool,
+                config.metrics_interval_s,
+                config.support,
+                relay.relayed if relay is not None else None,
+            ),
             config.metrics_interval_s,
         )
     )
@@ -413,10 +420,9 @@ async def serve(
             _supervised("sweeps", leadership.guard("sweeps", lambda _f: sweeps.run()), 1.0)
         )
     tasks.append(_supervised("reconcile", leadership.guard("reconcile", reconciler.run), 1.0))
-    if config.jetstream is not None:
-        # The outbox fanned out to NATS JetStream, by one replica (core/relay).
-        relay = Relay(pool, notifier, config.jetstream)
-        tasks.append(_supervised("jetstream relay", leadership.guard("relay", relay.run), 1.0))
+    if relay is not None:
+        relayer = relay
+        tasks.append(_supervised("jetstream relay", leadership.guard("relay", relayer.run), 1.0))
     log.info(
         "core serving",
         extra={

@@ -12,7 +12,15 @@ from core.api.auth import Authenticator, authorize
 from core.api.errors import invalid, rpc
 from core.errors import Code, Refusal
 from core.events.settings import StreamSettings
-from core.events.stream import BATCH, ConsumerTooSlow, OutboxNotifier, Tail, batches, relay
+from core.events.stream import (
+    BATCH,
+    POSITIONS,
+    ConsumerTooSlow,
+    OutboxNotifier,
+    Tail,
+    batches,
+    relay,
+)
 from core.render import events as render
 from kassa.core.v1 import event_pb2 as pb
 from kassa.core.v1 import event_pb2_grpc as pb_grpc
@@ -79,6 +87,16 @@ class EventService(pb_grpc.EventServiceServicer):
         # A merchant's key reads only its own stream; a platform key may read every merchant's.
         authorize(principal, "events:read", merchant)
 
+        with POSITIONS.opened(request.after_sequence) as token:
+            await self._stream(request, context, merchant, token)
+
+    async def _stream(
+        self,
+        request: pb.StreamEventsRequest,
+        context: grpc.aio.ServicerContext,
+        merchant: str | None,
+        token: int,
+    ) -> None:
         source = batches(
             self.pool,
             self.notifier,
@@ -87,6 +105,7 @@ class EventService(pb_grpc.EventServiceServicer):
             merchant,
             list(request.types),
             max(1, min(BATCH, self.settings.buffer_events // 2)),
+            token,
         )
 
         async def send(message: object) -> None:

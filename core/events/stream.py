@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -23,6 +23,40 @@ from core.events.outbox import NOTIFY_CHANNEL
 
 log = logging.getLogger("kassa.core.events")
 BATCH = 500
+
+
+class Positions:
+    """Where this process's open streams and its shared tail have read the
+    outbox to, for the metrics sampler (core/metrics.py): a count and a
+    maximum are exported, never a label per stream."""
+
+    def __init__(self) -> None:
+        self.tail_sequence: int | None = None  # the shared Tail's last read (None: no tail)
+        self._open: dict[int, int] = {}  # stream token -> its read cursor
+        self._next = 0
+
+    @contextlib.contextmanager
+    def opened(self, after_sequence: int) -> Iterator[int]:
+        """Registers one open stream for as long as the block runs; yields its token."""
+        token = self._next
+        self._next += 1
+        self._open[token] = after_sequence
+        try:
+            yield token
+        finally:
+            del self._open[token]
+
+    def moved(self, token: int, sequence: int) -> None:
+        if token in self._open:
+            assert sequence >= self._open[token], "a stream's cursor only moves forward"
+            self._open[token] = sequence
+
+    def streams(self) -> list[int]:
+        """The read cursor of every open stream."""
+        return list(self._open.values())
+
+
+POSITIONS = Positions()
 
 
 class OutboxNotifier:
@@ -184,6 +218,7 @@ class Tail:
                         del self._events[: len(self._events) - self.capacity]
                     if len(rows) < BATCH:
                         break
+            POSITIONS.tail_sequence = self._last
 
 
 async def batches(
@@ -194,12 +229,16 @@ async def batches(
     merchant_id: str | None,
     types: Sequence[str],
     size: int,
+    token: int | None = None,
 ) -> AsyncIterator[list[TailEvent]]:
     """Every matching event after `after_sequence`, then new ones, forever, in
     batches of at most `size`: from PostgreSQL while behind the shared tail,
-    from the tail once caught up (then one read serves every stream)."""
+    from the tail once caught up (then one read serves every stream).
+    `token` (Positions.opened) reports the cursor to the metrics sampler."""
     cursor = after_sequence
     while True:
+        if token is not None:
+            POSITIONS.moved(token, cursor)
         generation = notifier.generation
         if tail.last_sequence is None or tail.last_sequence < cursor:
             await tail.refresh()
@@ -225,6 +264,8 @@ async def batches(
         # Caught up with everything the tail holds (nothing of ours in it).
         assert tail.last_sequence is not None
         cursor = max(cursor, tail.last_sequence)
+        if token is not None:
+            POSITIONS.moved(token, cursor)
         await notifier.wait(generation)
         await tail.refresh()
 

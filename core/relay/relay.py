@@ -45,33 +45,44 @@ class Relay:
         self.published: Published | None = None
         self.messages_published = 0
 
+    def relayed(self) -> int | None:
+        """The last sequence the stream holds, while this replica relays (the
+        metrics sampler); None when it does not lead the relay or has not read it."""
+        return self.published.sequence if self.published is not None else None
+
     async def run(self, _fence: Fence) -> None:
         """Relays until cancelled; reconnects after any failure of NATS."""
-        while True:
-            nc: NatsClient | None = None
-            try:
-                nc = await nats.connect(
-                    servers=list(self.settings.servers),
-                    name="kassa-relay",
-                    connect_timeout=self.settings.publish_timeout_s,
-                    reconnect_time_wait=0.5,
-                    max_reconnect_attempts=-1,
-                    allow_reconnect=True,
-                )
-                js = nc.jetstream(timeout=self.settings.publish_timeout_s)
-                await self._ensure_stream(js)
-                await self._relay(js)
-            except asyncio.CancelledError:
-                raise
-            except _NATS_ERRORS as exc:
-                log.warning("jetstream relay interrupted", extra={"error": repr(exc)[:300]})
-            finally:
-                if nc is not None:
-                    try:
-                        await asyncio.wait_for(nc.close(), 5)
-                    except Exception as exc:  # closing a broken connection
-                        log.info("jetstream connection closed", extra={"error": type(exc).__name__})
-            await asyncio.sleep(1.0)
+        try:
+            while True:
+                nc: NatsClient | None = None
+                try:
+                    nc = await nats.connect(
+                        servers=list(self.settings.servers),
+                        name="kassa-relay",
+                        connect_timeout=self.settings.publish_timeout_s,
+                        reconnect_time_wait=0.5,
+                        max_reconnect_attempts=-1,
+                        allow_reconnect=True,
+                    )
+                    js = nc.jetstream(timeout=self.settings.publish_timeout_s)
+                    await self._ensure_stream(js)
+                    await self._relay(js)
+                except asyncio.CancelledError:
+                    raise
+                except _NATS_ERRORS as exc:
+                    log.warning("jetstream relay interrupted", extra={"error": repr(exc)[:300]})
+                finally:
+                    if nc is not None:
+                        try:
+                            await asyncio.wait_for(nc.close(), 5)
+                        except Exception as exc:  # closing a broken connection
+                            log.info(
+                                "jetstream connection closed", extra={"error": type(exc).__name__}
+                            )
+                await asyncio.sleep(1.0)
+        finally:
+            # Deposed or stopped: the leader's relay reports the position, not this one.
+            self.published = None
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
         try:

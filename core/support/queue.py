@@ -394,3 +394,30 @@ async def _evidence(
         found[r["resource_name"]].append(("event", str(r["id"]), r["type"], r["create_time"]))
     for item in items:
         item.evidence[:0] = found[item.subject]
+
+
+async def counts(
+    conn: asyncpg.Connection, settings: SupportSettings, now: datetime, page_rows: int = 500
+) -> dict[decide.Kind, tuple[int, datetime]]:
+    """Per kind, the items the queue shows now and the oldest one's `since`:
+    the reads and the decider of `page`, walked page by page to the end,
+    without the evidence (the metrics sampler, core/metrics.py)."""
+    assert page_rows > 0
+    found: dict[decide.Kind, tuple[int, datetime]] = {}
+    sources = frozenset(_SOURCE_KINDS)
+    after: tuple[datetime, str] | None = None
+    while True:
+        rows = await _rows(conn, sources, None, after, page_rows + 1, settings, now)
+        candidates = sorted(_candidates(rows, settings, now), key=lambda c: (c.since, c.subject))
+        more = len(candidates) > page_rows
+        candidates = candidates[:page_rows]
+        by_subject = await notes(conn, [c.subject for c in candidates])
+        for c in candidates:
+            left = as_notes(by_subject[c.subject])
+            for f in decide.classify(c.facts):
+                if decide.shown(f, left, now):
+                    n, oldest = found.get(f.kind, (0, c.since))
+                    found[f.kind] = (n + 1, min(oldest, c.since))
+        if not more or not candidates:
+            return found
+        after = (candidates[-1].since, candidates[-1].subject)
