@@ -41,6 +41,7 @@ from localstack.ports import free_port
 from localstack.stack import MERCHANT_SCOPES
 from tests.support.grpc_errors import rich
 from tests.support.kassactl import against, bootstrap_key
+from tests.support.metrics import scrape, value, wait_for
 from tests.support.payouts import fresh_address, ledger_check, paid_invoice, wait_payout
 
 K = support_pb2
@@ -184,9 +185,26 @@ def test_underpaid_accepted_as_paid_needs_its_scope_and_a_second_operator(
     stack: LocalStack, account, desk, tokens
 ) -> None:
     parent, invoices, _ = account
+    port = stack.core_setup().metrics_port
+    before = scrape(port)
+    underpaid_before = value(before, "kassa_support_queue_items", kind="invoice_underpaid")
+    approvals_before = value(before, "kassa_support_actions_pending_approval")
     invoice = underpaid_invoice(stack, invoices, parent)
     item = wait_item(stack, desk["reader"], invoice.name, K.ITEM_KIND_INVOICE_UNDERPAID)
     assert item is not None
+    # The metrics sampler counts the queue with the same reads and decider.
+    shown = wait_for(
+        port,
+        lambda m: (
+            value(m, "kassa_support_queue_items", kind="invoice_underpaid") == underpaid_before + 1
+        ),
+        what="the underpaid invoice in kassa_support_queue_items",
+    )
+    assert value(shown, "kassa_support_queue_oldest_age_seconds", kind="invoice_underpaid") >= 0
+    assert (
+        "kassa_support_queue_oldest_age_seconds",
+        frozenset({("kind", "invoice_underpaid")}),
+    ) in (shown)
     assert int(item.amount) == int(invoice.amount_due) - int(invoice.amount_received)
     assert list(item.actions)[:2] == [K.ACTION_TYPE_ACCEPT_AS_PAID, K.ACTION_TYPE_REQUEST_TOP_UP]
     assert K.ACTION_TYPE_REFUND_WHOLE in item.actions
@@ -212,6 +230,11 @@ def test_underpaid_accepted_as_paid_needs_its_scope_and_a_second_operator(
 
     pending = desk["operator"].AcceptAsPaid(accept).action
     assert pending.state == K.SUPPORT_ACTION_STATE_PENDING_APPROVAL
+    wait_for(
+        port,
+        lambda m: value(m, "kassa_support_actions_pending_approval") == approvals_before + 1,
+        what="the pending action in kassa_support_actions_pending_approval",
+    )
     assert pending.action == K.ACTION_TYPE_ACCEPT_AS_PAID and pending.reason == accept.reason
     got = invoices.GetInvoice(invoice_pb2.GetInvoiceRequest(name=invoice.name)).invoice
     assert got.state == invoice_pb2.INVOICE_STATE_UNDERPAID  # nothing happened yet
@@ -242,6 +265,14 @@ def test_underpaid_accepted_as_paid_needs_its_scope_and_a_second_operator(
     paid = wait_invoice(invoices, invoice.name, invoice_pb2.INVOICE_STATE_PAID)
     assert invoice_pb2.INVOICE_FLAG_MARKED in paid.flags
     wait_item(stack, desk["reader"], invoice.name, K.ITEM_KIND_INVOICE_UNDERPAID, present=False)
+    # Accepted as paid: it leaves the queue's metric too.
+    wait_for(
+        port,
+        lambda m: (
+            value(m, "kassa_support_queue_items", kind="invoice_underpaid") == underpaid_before
+        ),
+        what="the accepted invoice out of kassa_support_queue_items",
+    )
     # The other operator's pending action on the same invoice no longer applies.
     assert refused(
         lambda: desk["approver"].ApproveSupportAction(K.ApproveSupportActionRequest(name=mine.name))

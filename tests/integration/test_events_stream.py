@@ -19,6 +19,7 @@ from kassa.core.v1 import event_pb2, event_pb2_grpc, invoice_pb2, invoice_pb2_gr
 from localstack.stack import CoreSetup
 from tests.support.config import XPUB
 from tests.support.grpc_errors import rich
+from tests.support.metrics import value, wait_for
 
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 STALL_S = 1.0
@@ -158,5 +159,88 @@ def test_a_stalled_consumer_is_cut_off_others_keep_flowing_and_it_resumes(
         with core.channel(token) as channel:
             rest = read(channel, taken[-1], fast_result[-1] - taken[-1], "slow")
         assert [e.sequence for e in rest] == list(range(taken[-1] + 1, fast_result[-1] + 1))
+    finally:
+        assert process.stop() == 0
+
+
+def test_a_stream_that_falls_behind_shows_in_the_consumer_metrics(
+    tmp_path: Path, fresh_dsn: str
+) -> None:
+    core = CoreSetup(
+        run_dir=tmp_path,
+        dsn=fresh_dsn,
+        account_xpub=XPUB,
+        chains=[{"id": "eip155:31337", "adapter": "127.0.0.1:9", "confirmations": 2}],
+        health={"invoices_need_chain": False},
+        assets=[{"id": TOKEN, "symbol": "TUSD", "decimals": 6}],
+        fixed_rates={"TUSD/USD": "1.00"},
+        # Long enough that the stalled stream stays open while it is measured.
+        events={"stream_buffer_events": 20, "stream_stall_timeout_s": 60},
+    )
+    process = core.process().start()
+    try:
+        token = core.admin_token()
+        core.merchant_token("behind")
+        big_events(core.dsn, "behind", 5, 100)
+        port = core.metrics_port
+        idle = wait_for(
+            port, lambda m: value(m, "kassa_outbox_head_sequence") >= 5, what="the head"
+        )
+        assert value(idle, "kassa_outbox_streams_open") == 0
+        assert value(idle, "kassa_outbox_consumer_backlog_events", consumer="stream") == 0
+        # The webhook gauge keeps its old name and equals its consumer-labelled one.
+        assert value(idle, "kassa_outbox_consumer_backlog_events", consumer="webhooks") == value(
+            idle, "kassa_outbox_webhook_backlog_events"
+        )
+        options = [("grpc.http2.bdp_probe", 0)]
+        channel = api_channel(core.target, core.api_tls(), options=options)
+        metadata = (("authorization", f"Bearer {token}"),)
+        stream = event_pb2_grpc.EventServiceStub(channel).StreamEvents(
+            event_pb2.StreamEventsRequest(parent="merchants/behind"), metadata=metadata, timeout=60
+        )
+        first = next(stream).event.sequence
+        assert first == 1
+        # Caught up with the five: open, nothing behind.
+        wait_for(
+            port,
+            lambda m: (
+                value(m, "kassa_outbox_streams_open") == 1
+                and value(m, "kassa_outbox_consumer_sequence", consumer="stream") >= 5
+            ),
+            what="the open stream caught up",
+        )
+        # The consumer reads nothing more while 400 big events commit: its
+        # transport window and buffer fill and its read cursor stops.
+        big_events(core.dsn, "behind", 400, 20_000)
+        behind = wait_for(
+            port,
+            lambda m: (
+                value(m, "kassa_outbox_head_sequence") >= 405
+                and value(m, "kassa_outbox_consumer_backlog_events", consumer="stream") >= 300
+            ),
+            what="the stalled stream's lag",
+        )
+        lag = value(behind, "kassa_outbox_consumer_backlog_events", consumer="stream")
+        assert lag <= 405 - first
+        # More commits: the lag grows with the head, one series however many streams.
+        big_events(core.dsn, "behind", 100, 100)
+        grown = wait_for(
+            port,
+            lambda m: (
+                value(m, "kassa_outbox_consumer_backlog_events", consumer="stream") >= lag + 100
+            ),
+            what="the lag growing",
+        )
+        assert value(grown, "kassa_outbox_streams_open") == 1
+        stream.cancel()
+        channel.close()
+        wait_for(
+            port,
+            lambda m: (
+                value(m, "kassa_outbox_streams_open") == 0
+                and value(m, "kassa_outbox_consumer_backlog_events", consumer="stream") == 0
+            ),
+            what="the stream closed",
+        )
     finally:
         assert process.stop() == 0
