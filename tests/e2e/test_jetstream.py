@@ -26,6 +26,7 @@ from kassa.core.v1 import invoice_pb2, invoice_pb2_grpc
 from localstack.fullstack import LocalStack
 from localstack.jetstream import NatsCluster
 from localstack.replicas import Replicas, leadership_options
+from tests.support.metrics import scrape, value, wait_for
 
 LEASE_S = 3.0
 STREAM = "KASSA_EVENTS"
@@ -201,6 +202,23 @@ def test_every_event_once_in_order_across_a_relay_kill_and_a_jetstream_node_kill
             "the live consumer to see the whole outbox", lambda: len(live.seen) >= len(outbox), 60
         )
         time.sleep(1.0)  # anything more (a duplicate) would arrive now
+        # The relaying replica's metrics: the last relayed sequence is the head,
+        # nothing behind; the other replica (not relaying) has no jetstream series.
+        leader = replicas.index_of(_relay_leader(dsn) or "")
+        head = outbox[-1][0]
+        relaying = wait_for(
+            replicas.setups[leader].metrics_port,
+            lambda m: (
+                value(m, "kassa_outbox_consumer_sequence", consumer="jetstream") == head
+                and value(m, "kassa_outbox_head_sequence") == head
+            ),
+            what="the relay at the head",
+        )
+        assert value(relaying, "kassa_outbox_consumer_backlog_events", consumer="jetstream") == 0
+        other = scrape(replicas.setups[1 - leader].metrics_port)
+        jetstream = frozenset({("consumer", "jetstream")})
+        assert ("kassa_outbox_consumer_sequence", jetstream) not in other
+        assert value(other, "kassa_outbox_head_sequence") == head
     finally:
         live.stop()
     assert live.seen == expected
