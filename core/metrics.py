@@ -5,7 +5,11 @@ seconds by the sampler, so that it grows while nothing arrives); the backlog
 gauges (outbox, webhook deliveries, payouts) are read from PostgreSQL by one
 sampler every `interval_s`, in read-only statements, so a scrape never
 touches the database; invoices by state and flag take a scan of the
-invoices table and are counted every INVOICE_SAMPLE_EVERY samples only.
+invoices table and are counted every INVOICE_SAMPLE_EVERY samples only, the
+support queue (its own reads and decider, walked to the end) every
+SUPPORT_SAMPLE_EVERY. The outbox's consumers are compared with its head by
+kind: the webhook dispatcher (its cursor), StreamEvents (in-process
+positions: core/events/stream.POSITIONS) and the JetStream relay.
 Ledger postings and refusals are counted by the ledger's one writer
 (core/ledger/store.post), webhook attempts by the delivery worker.
 `kassa_core_database_up` is 0 while the sampler cannot read PostgreSQL.
