@@ -186,6 +186,19 @@ class Tail:
                         break
 
 
+def follow(
+    notifier: OutboxNotifier,
+    tail: Tail,
+    after_sequence: int,
+    merchant_id: str | None,
+    types: Sequence[str],
+    size: int,
+) -> AsyncIterator[list[TailEvent]]:
+    """`batches` reading behind the tail through the tail's own pool, so the
+    edge (core/api/event_service.py) holds only the tail."""
+    return batches(tail.pool, notifier, tail, after_sequence, merchant_id, types, size)
+
+
 async def batches(
     pool: asyncpg.Pool,
     notifier: OutboxNotifier,
