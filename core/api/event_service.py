@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import asyncpg
 import grpc
 
 from core.api import validate
@@ -12,8 +11,7 @@ from core.api.auth import Authenticator, authorize
 from core.api.errors import invalid, rpc
 from core.errors import Code, Refusal
 from core.events.settings import StreamSettings
-from core.events.stream import BATCH, ConsumerTooSlow, OutboxNotifier, Tail, batches, relay
-from core.render import events as render
+from core.events.stream import BATCH, ConsumerTooSlow, OutboxNotifier, Tail, follow, relay
 from kassa.core.v1 import event_pb2 as pb
 from kassa.core.v1 import event_pb2_grpc as pb_grpc
 
@@ -45,22 +43,17 @@ def add_to_server(servicer: EventService, server: grpc.aio.Server) -> None:
 class EventService(pb_grpc.EventServiceServicer):
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        tail: Tail,
         notifier: OutboxNotifier,
         auth: Authenticator,
         settings: StreamSettings | None = None,
     ) -> None:
-        self.pool = pool
+        # The process's shared tail of the outbox, rendering with
+        # core.render.events.stream_response_bytes (core/server.py makes it).
+        self.tail = tail
         self.notifier = notifier
         self.auth = auth
         self.settings = settings or StreamSettings()
-        self._shared_tail: Tail | None = None
-
-    def _tail(self) -> Tail:
-        """The process's shared tail of the outbox, made on first use."""
-        if self._shared_tail is None:
-            self._shared_tail = Tail(self.pool, render.stream_response_bytes)
-        return self._shared_tail
 
     # Writes with context.write rather than yielding, so that a write that
     # does not complete (a consumer that stopped reading) can be timed out.
@@ -79,10 +72,9 @@ class EventService(pb_grpc.EventServiceServicer):
         # A merchant's key reads only its own stream; a platform key may read every merchant's.
         authorize(principal, "events:read", merchant)
 
-        source = batches(
-            self.pool,
+        source = follow(
             self.notifier,
-            self._tail(),
+            self.tail,
             request.after_sequence,
             merchant,
             list(request.types),
