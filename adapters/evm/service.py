@@ -243,6 +243,34 @@ class ChainAdapter(pb_grpc.ChainAdapterServiceServicer):
 
         return await self._run(context, work)
 
+    async def EstimateTransferGas(
+        self, request: pb.EstimateTransferGasRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.EstimateTransferGasResponse:
+        async def work() -> pb.EstimateTransferGasResponse:
+            sender = validate.address("from_address", request.from_address)
+            recipient = validate.address("to_address", request.to_address)
+            value = validate.amount("amount", request.amount)
+            chain_id = self.config.chain_id
+            if request.asset.lower() == native_asset(chain_id):
+                call = {"from": sender, "to": recipient, "value": hex(value)}
+            else:
+                contract = validate.token("asset", request.asset, chain_id, self.config.tokens)
+                data = erc20.transfer_calldata(recipient, value)
+                call = {"from": sender, "to": contract, "data": data}
+            try:
+                gas = await self.rpc.call("eth_estimateGas", call)
+            except RpcError as exc:
+                # The node ran the call and it failed (a revert: the balance is not there).
+                raise ServiceError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "ESTIMATE_REVERTED",
+                    f"the transfer would fail now: {exc.message}",
+                    metadata={"node_message": exc.message[:500]},
+                ) from None
+            return pb.EstimateTransferGasResponse(gas=quantity(gas))
+
+        return await self._run(context, work)
+
     async def GetTransaction(
         self, request: pb.GetTransactionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetTransactionResponse:

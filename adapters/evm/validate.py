@@ -10,6 +10,7 @@ from adapters.evm.normalise import token_asset
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _HASH = re.compile(r"0x[0-9a-fA-F]{64}")
+_AMOUNT = re.compile(r"0|[1-9][0-9]{0,77}")
 
 
 def address(field: str, value: str) -> str:
@@ -45,3 +46,12 @@ def token(field: str, value: str, chain_id: int, tokens: Collection[str]) -> str
         "UNKNOWN_ASSET",
         f"{field} {value[:120]!r} is not a token this adapter serves (configured: {configured})",
     )
+
+
+def amount(field: str, value: str) -> int:
+    """Base units as a decimal string: at most uint256."""
+    if not _AMOUNT.fullmatch(value) or int(value) >= 2**256:
+        raise invalid_argument(
+            field, "INVALID_AMOUNT", f"{field} must be a decimal integer of base units"
+        )
+    return int(value)

@@ -1,7 +1,8 @@
 """Deposit addresses from the account xpub, without the signer (bip-utils).
 
 Public derivation (CKDpub) of m/44'/60'/0'/0/i from the account-level xpub
-the signer exported. bip-utils does it all; one address costs ~0.2 ms, and
+the signer exported; the same child key gives the EVM address (EIP-55) and the
+TRON address (base58check, 0x41). bip-utils does it all; one address costs ~0.2 ms, and
 the core derives one per new invoice (never in bulk: the active-invoice index
 is loaded from PostgreSQL), so a hand-written coincurve path that is ~2x
 faster (measured next to it in tests/bench/bench_hd.py) is not worth owning.
@@ -14,6 +15,7 @@ from bip_utils import (
     Bip32KeyError,
     Bip32Secp256k1,
     EthAddrEncoder,
+    TrxAddrEncoder,
 )
 
 ACCOUNT_DEPTH = 3  # m/44'/60'/0'
@@ -52,12 +54,21 @@ class DepositAddresses:
     def __init__(self, account_xpub: str) -> None:
         self._external = parse_account_xpub(account_xpub).ChildKey(EXTERNAL_CHAIN)
 
-    def checksum_address(self, index: int) -> str:
-        """EIP-55 checksummed address of external child `index`."""
+    def _child(self, index: int) -> Bip32Secp256k1:
         if not 0 <= index < HARDENED:
             raise ValueError(f"deposit index {index} is not a non-hardened child index")
-        child = self._external.ChildKey(index)
-        return str(EthAddrEncoder.EncodeKey(child.PublicKey().KeyObject()))
+        return self._external.ChildKey(index)
+
+    def checksum_address(self, index: int) -> str:
+        """EIP-55 checksummed address of external child `index`."""
+        return str(EthAddrEncoder.EncodeKey(self._child(index).PublicKey().KeyObject()))
+
+    def tron_address(self, index: int) -> str:
+        """The TRON address of the same child key: base58check of 0x41 || keccak(pubkey)[-20:].
+
+        Same key, same index as the EVM address: the signer signs a TRON sweep with hd:<index>
+        exactly as an EVM one (only the digest differs), so no second seed or account exists."""
+        return str(TrxAddrEncoder.EncodeKey(self._child(index).PublicKey().KeyObject()))
 
     def address(self, index: int) -> str:
         """The address as the core stores and matches it: 0x + lowercase hex."""

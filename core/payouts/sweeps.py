@@ -5,8 +5,11 @@ A sweep is planned here and then sent by the payout worker like any payout
 (same table, state machine, nonce manager, stored-before-broadcast order):
 - a token sweep needs gas on the deposit address: a `gas_funding` row (the hot
   key sends exactly the shortfall of gas limit * max fee per gas) and a
-  `sweep` row (key hd:<index>, fixed at those fees) that waits for the funding
-  to confirm;
+  `sweep` row (key hd:<index>, fixed at those fees and that gas limit) that
+  waits for the funding to confirm. The gas limit is the node's estimate of
+  the transfer (EstimateTransferGas) plus a margin, not a fixed headroom:
+  what the sweep does not burn stays on the deposit address, so the estimate
+  is what keeps that dust small;
 - a native sweep pays its own gas: balance - gas limit * max fee per gas.
 
 What is swept is the address's balance on chain (GetTokenBalance /
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
+import grpc
 
 from core.chain.config import Chains as Config
 from core.domain import assets
@@ -74,6 +78,21 @@ def eligible(d: Deposit, now: datetime, min_age_s: float) -> bool:
     )
 
 
+# Margin over the node's estimate: state can change between planning and inclusion (another
+# transfer touching the same token slots); wallets commonly add 20%.
+GAS_MARGIN_PERCENT = 20
+
+
+def token_gas_limit(estimate: int) -> int | None:
+    """A token sweep's gas limit from the node's estimate; None when even the estimate is over
+    the cap for a token transfer (txbuilder.GAS_TOKEN): such a token is not swept unattended."""
+    assert estimate > 0, "a node estimates at least the intrinsic gas"
+    if estimate > txbuilder.GAS_TOKEN:
+        return None
+    with_margin = estimate + -(-estimate * GAS_MARGIN_PERCENT // 100)
+    return min(with_margin, txbuilder.GAS_TOKEN)
+
+
 @dataclass(frozen=True)
 class Plan:
     amount: int  # swept, base units of the asset
@@ -94,11 +113,13 @@ def plan(
     native_balance_wei: int,
     fees: txbuilder.Fees,
     min_amount: int,
+    token_gas: int = txbuilder.GAS_TOKEN,
 ) -> Plan | None:
     """The sweep of one deposit address, or None when there is nothing worth it.
 
     `asset_balance` is the address's balance of the invoice's asset on chain,
-    `native_balance_wei` its native coin (the same number for a native asset).
+    `native_balance_wei` its native coin (the same number for a native asset);
+    `token_gas` the gas limit of a token sweep (token_gas_limit of the estimate).
     """
     sweepable = asset_balance - max(unconfirmed, 0)
     if assets.is_native(asset):
@@ -108,7 +129,7 @@ def plan(
         return Plan(amount, 0, gas, fees) if amount >= max(min_amount, 1) else None
     if sweepable < max(min_amount, 1):
         return None
-    gas = txbuilder.GAS_TOKEN
+    gas = token_gas
     # Only the shortfall: gas left over by an earlier sweep is used first.
     funding = max(0, gas_budget_wei(gas, fees) - native_balance_wei)
     return Plan(sweepable, funding, gas, fees)
@@ -250,7 +271,13 @@ class Sweeper:
             )
             balance = int(answer.balance or 0)
         minimum = self.sweeps.min_amount.get(d.asset, self.sweeps.default_min_amount)
-        p = plan(d.asset, balance, d.unconfirmed, native_wei, fees, minimum)
+        token_gas = txbuilder.GAS_TOKEN
+        if not assets.is_native(d.asset) and balance - max(d.unconfirmed, 0) >= max(minimum, 1):
+            limit = await self._token_gas(adapter, d, treasury, balance - max(d.unconfirmed, 0))
+            if limit is None:
+                return []
+            token_gas = limit
+        p = plan(d.asset, balance, d.unconfirmed, native_wei, fees, minimum, token_gas)
         if p is None:
             return []
         key_id = f"hd:{d.derivation_index}"
@@ -293,6 +320,7 @@ class Sweeper:
                         fees=p.fees,
                         funded_by=funding_id,
                         now=now,
+                        gas_limit=p.gas_limit,
                     )
                 )
         except asyncpg.UniqueViolationError:
@@ -308,6 +336,39 @@ class Sweeper:
         )
         return rows
 
+    async def _token_gas(
+        self,
+        adapter: adapter_pb2_grpc.ChainAdapterServiceStub,
+        d: Deposit,
+        treasury: str,
+        amount: int,
+    ) -> int | None:
+        """The gas limit of sweeping `amount` of the token to the treasury, from the node's
+        estimate; None (nothing planned now, logged) when the node says the transfer would
+        fail or the token costs more than a token transfer may."""
+        try:
+            estimate = await adapter.EstimateTransferGas(
+                adapter_pb2.EstimateTransferGasRequest(
+                    from_address=d.address, to_address=treasury, asset=d.asset, amount=str(amount)
+                ),
+                timeout=10,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            log.warning(
+                "sweep not planned: the node says the transfer would fail",
+                extra={"invoice": d.invoice_id, "address": d.address, "error": exc.details()},
+            )
+            return None
+        limit = token_gas_limit(estimate.gas)
+        if limit is None:
+            log.warning(
+                "sweep not planned: the token transfer costs more gas than allowed",
+                extra={"invoice": d.invoice_id, "estimate": estimate.gas},
+            )
+        return limit
+
     async def _insert(
         self,
         conn: asyncpg.Connection,
@@ -322,14 +383,16 @@ class Sweeper:
         fees: txbuilder.Fees | None,
         funded_by: str | None,
         now: datetime,
+        gas_limit: int | None = None,
     ) -> asyncpg.Record:
         row = await conn.fetchrow(
             """INSERT INTO payouts (id, merchant_id, kind, invoice_id, chain, asset, destination,
                                     amount, request_hash, state, key_id, hold_sources,
                                     hold_amounts, source_address, funded_by, fixed_max_fee,
-                                    fixed_tip, create_time, update_time, next_attempt_time)
+                                    fixed_tip, create_time, update_time, next_attempt_time,
+                                    fixed_gas_limit)
                VALUES ($1, NULL, $2, $3, $4, $5, $6, $7, '', $14, $8, '{}', '{}',
-                       $9, $10, $11, $12, $13, $13, $13)
+                       $9, $10, $11, $12, $13, $13, $13, $15)
                RETURNING *""",
             secrets.token_hex(10),
             kind,
@@ -345,6 +408,7 @@ class Sweeper:
             None if fees is None else fees.max_priority_fee_per_gas_wei,
             now,
             State.CREATED,
+            gas_limit,
         )
         assert row is not None
         return row

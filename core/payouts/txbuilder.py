@@ -7,10 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import rlp
+from eth_abi.abi import encode
+from eth_utils.abi import function_signature_to_4byte_selector
 
 from core.domain import assets
 
-ERC20_TRANSFER = bytes.fromhex("a9059cbb")  # transfer(address,uint256)
+# The selector from the ABI signature (eth-utils), the arguments by eth-abi: no hex constants.
+ERC20_TRANSFER = bytes(function_signature_to_4byte_selector("transfer(address,uint256)"))
 GAS_NATIVE = 21_000
 # A plain ERC-20 transfer costs ~35-55k; the limit only caps what a bad token could burn.
 GAS_TOKEN = 100_000
@@ -24,11 +27,8 @@ def address_bytes(address: str) -> bytes:
 
 
 def erc20_transfer_data(recipient: str, amount_base_units: int) -> bytes:
-    return (
-        ERC20_TRANSFER
-        + bytes(12)
-        + address_bytes(recipient)
-        + amount_base_units.to_bytes(32, "big")
+    return ERC20_TRANSFER + encode(
+        ["address", "uint256"], [address_bytes(recipient), amount_base_units]
     )
 
 
@@ -48,13 +48,17 @@ class Call:
     gas_limit: int
 
 
-def call_for(asset: str, destination: str, amount_base_units: int) -> Call:
-    """A native transfer for slip44:60 assets, an ERC-20 transfer otherwise."""
+def call_for(
+    asset: str, destination: str, amount_base_units: int, gas_limit: int | None = None
+) -> Call:
+    """A native transfer for slip44:60 assets, an ERC-20 transfer otherwise; gas_limit None:
+    the asset's default (a sweep carries the limit it was planned and funded with)."""
     if assets.is_native(asset):
-        return Call(destination, amount_base_units, b"", GAS_NATIVE)
+        return Call(destination, amount_base_units, b"", gas_limit or GAS_NATIVE)
     contract = assets.contract_of(asset)
     if contract is not None:
-        return Call(contract, 0, erc20_transfer_data(destination, amount_base_units), GAS_TOKEN)
+        data = erc20_transfer_data(destination, amount_base_units)
+        return Call(contract, 0, data, gas_limit or GAS_TOKEN)
     raise ValueError(f"cannot pay out {asset}")
 
 

@@ -280,7 +280,10 @@ class PayoutWorker:
             hd_index = await conn.fetchval(
                 "SELECT derivation_index FROM invoices WHERE id = $1", row["invoice_id"]
             )
-        call = txbuilder.call_for(row["asset"], row["destination"], amount)
+        gas_limit = row["fixed_gas_limit"]  # a sweep's, as planned and funded
+        call = txbuilder.call_for(
+            row["asset"], row["destination"], amount, None if gas_limit is None else int(gas_limit)
+        )
         unsigned = txbuilder.eip1559(assets.chain_number(row["chain"]), nonce, fees, call)
         now = self.clock()
         _, body = build_body(

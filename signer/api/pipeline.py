@@ -30,9 +30,10 @@ from kassa.signer.v1 import signer_pb2
 from signer import keyring, metrics
 from signer.api.errors import Refusal
 from signer.api.reasons import refusal
-from signer.chains.evm_tx import EvmTx, TxDecodeError, decode_unsigned, tx_hash
+from signer.chains import tron_address
+from signer.chains.decoded import Decoded, decode, is_tron
+from signer.chains.evm_tx import TxDecodeError
 from signer.chains.intent import Intent, IntentInvalid, IntentMismatch, mismatch, parse_intent
-from signer.chains.transfer import transfer_of
 from signer.config import Config
 from signer.envelope.authenticate import Authenticated, authenticate
 from signer.envelope.digest import body_digest
@@ -41,13 +42,12 @@ from signer.hd import account as hd_account
 from signer.hd.bip32 import child_public, parse_extended_key, uncompressed
 from signer.hsm.thread import HsmThread
 from signer.hsm.token import HsmError, TokenSession
-from signer.policy.decide import Decision, Facts, Fee, applicable_caps, decide, movements
+from signer.policy.decide import Decision, Facts, applicable_caps, decide, movements
 from signer.policy.model import Policy
 from signer.secp256k1 import (
     RecoverableSignature,
     SignatureError,
     address_of,
-    keccak256,
     normalise_low_s,
     recoverable,
 )
@@ -121,7 +121,7 @@ class Prepared:
 
     body: signer_pb2.SignRequestBody
     body_hash: str
-    tx: EvmTx | None
+    tx: Decoded | None
     intent: Intent | None
     # The first refusal from decoding, intent or key lookup; applied after the request-id
     # guard so that the reasons come in pipeline order.
@@ -200,8 +200,8 @@ class SignPipeline:
                 amount=prepared.intent.amount,
                 approvers=early.approvers,
                 chain=prepared.intent.chain,
-                fee=fee_of(prepared.tx),
-                derived_destination=self._derived(prepared.body.intent),
+                fee=prepared.tx.fee,
+                derived_destination=self._derived(prepared.body.intent, prepared.body.chain),
             )
         admission = asyncio.ensure_future(self._store(self._admit(prepared, facts, policy, audit)))
         try:
@@ -291,9 +291,9 @@ class SignPipeline:
             ),
         )
 
-    def _derived(self, intent: signer_pb2.Intent) -> str | None:
+    def _derived(self, intent: signer_pb2.Intent, chain: str) -> str | None:
         """The deposit address for the index a GAS_FUNDING names, from the signer's own seed
-        (its account xpub); never taken from the caller."""
+        (its account xpub), in the chain's address form; never taken from the caller."""
         if (
             self._xpub is None
             or intent.purpose != signer_pb2.PURPOSE_GAS_FUNDING
@@ -302,6 +302,9 @@ class SignPipeline:
             return None
         if intent.destination_hd_index >= HARDENED:
             return None
+        if is_tron(chain):
+            child = child_public(_external_chain(self._xpub), intent.destination_hd_index)
+            return tron_address.of_public_key(child.public_key())
         return deposit_address(self._xpub, intent.destination_hd_index)
 
     def _authenticate(
@@ -335,10 +338,9 @@ class SignPipeline:
             return window
         tx, intent, later = None, None, None
         try:
-            tx = decode_unsigned(body.unsigned_transaction)
+            tx = decode(body.chain, body.unsigned_transaction)
             # The decoded fee fields go into the record from here on, whatever follows.
-            audit.intent = {"tx_type": tx.kind, "nonce": str(tx.nonce), **fee_of(tx).summary()}
-            transfer = transfer_of(tx)
+            audit.intent = tx.audit_fields()
             i = body.intent
             intent = parse_intent(
                 body.chain,
@@ -347,11 +349,14 @@ class SignPipeline:
                 i.amount,
                 _PURPOSE_NAMES.get(i.purpose, "UNSPECIFIED"),
                 i.reference,
+                i.tx_id,
             )
             audit.intent = {**intent.summary(), **audit.intent}
             if i.HasField("destination_hd_index"):
                 audit.intent["destination_hd_index"] = str(i.destination_hd_index)
-            wrong = mismatch(intent, transfer)
+            wrong = mismatch(intent, tx.transfer, tx.tx_id)
+            if wrong is None and tx.owner is not None:
+                wrong = await self._owner_mismatch(body.key_id, tx.owner)
             if wrong is not None:
                 raise wrong
         except TxDecodeError as exc:
@@ -372,6 +377,25 @@ class SignPipeline:
             later,
             await self._key_refusal(body.key_id),
         )
+
+    async def _owner_mismatch(self, key_id: str, owner: str) -> IntentMismatch | None:
+        """TRON names its sender in raw_data: it must be the key's own address (an unknown key
+        is left to the key step, which refuses it by name)."""
+        index = hd_index(key_id)
+        if index is not None:
+            if self._xpub is None:
+                return None
+            public_key = child_public(_external_chain(self._xpub), index).public_key()
+        else:
+            try:
+                hot = await self._hsm.acall(self._session.hot_key, key_id)
+            except HsmError:
+                return None  # the key step looks again and refuses SIGNING_FAILED
+            if hot is None:
+                return None
+            public_key = hot.public_key
+        own = tron_address.of_public_key(public_key)
+        return None if own == owner else IntentMismatch("owner", own, owner)
 
     async def _key_refusal(self, key_id: str) -> Refusal | None:
         if hd_index(key_id) is not None:
@@ -458,14 +482,14 @@ class SignPipeline:
         return op
 
     async def _sign_and_record(
-        self, prepared: Prepared, tx: EvmTx, audit: Audit
+        self, prepared: Prepared, tx: Decoded, audit: Audit
     ) -> signer_pb2.SignResponse:
         request_id = prepared.body.request_id
         if FAULT_SIGN_DELAY_S:
             await asyncio.sleep(FAULT_SIGN_DELAY_S)
-        # decode_unsigned checked that tx.unsigned() re-encodes to exactly these bytes, so
-        # this is tx.signing_hash() without encoding the transaction a second time.
-        digest = keccak256(prepared.body.unsigned_transaction)
+        # The decoder checked that the bytes are exactly the transaction's canonical encoding,
+        # so the digest is taken from them without encoding the transaction a second time.
+        digest = tx.digest(prepared.body.unsigned_transaction)
         try:
             signature = await self._sign_digest(prepared.body.key_id, digest)
         except (HsmError, SignatureError, SeedFileError) as exc:
@@ -480,7 +504,7 @@ class SignPipeline:
         raw = tx.signed(signature.r, signature.s, signature.recovery_id)
         response = signer_pb2.SignResponse(
             signed_transaction=raw,
-            tx_hash=tx_hash(raw),
+            tx_hash=tx.tx_hash(raw),
             signature=signature.rs_bytes(),
             recovery_id=signature.recovery_id,
         )
@@ -561,12 +585,6 @@ def envelope_bounds(envelope: signer_pb2.SignedEnvelope) -> Refusal | None:
                 field="approvals.approver_key_id",
             )
     return None
-
-
-def fee_of(tx: EvmTx) -> Fee:
-    if tx.kind == "eip1559":
-        return Fee(tx.gas, tx.max_fee_per_gas, tx.max_priority_fee_per_gas)
-    return Fee(tx.gas, tx.gas_price, tx.gas_price)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -14,6 +14,7 @@ description is docs/threat-model.md, "Signer policy: evaluation order":
   rule     first matching rule (none: implicit deny)      POLICY_NO_MATCH, POLICY_BLOCKED,
            and block rules                                DESTINATION_NOT_ALLOWED
   fees     per-chain caps on fee per gas, gas, total fee  FEE_OVER_CAP
+           (TRON: on fee_limit and the total fee)
   tx_cap   the asset's per-transaction cap                OVER_TX_CAP
   velocity every velocity cap on every asset moved        OVER_VELOCITY_CAP
            (the fee counts toward the native coin)
@@ -48,18 +49,27 @@ APPROVALS_REQUIRED = "APPROVALS_REQUIRED"
 
 @dataclass(frozen=True)
 class Fee:
-    """The decoded transaction's fee fields; fee_per_gas is maxFeePerGas or gasPrice."""
+    """The decoded transaction's fee fields. EVM: gas and fee_per_gas (maxFeePerGas or
+    gasPrice). TRON: fee_limit (raw_data.fee_limit, the most a contract call's energy burns)
+    and burn (the decoder's bound on bandwidth and account creation, which fee_limit does not
+    cover)."""
 
     gas: int = 0
     fee_per_gas: int = 0
     priority_fee_per_gas: int = 0
+    fee_limit: int | None = None
+    burn: int = 0
 
     @property
     def total(self) -> int:
         """The most the transaction can cost its sender in the native coin."""
+        if self.fee_limit is not None:
+            return self.fee_limit + self.burn
         return self.gas * self.fee_per_gas
 
     def summary(self) -> dict[str, str]:
+        if self.fee_limit is not None:
+            return {"fee_limit": str(self.fee_limit), "max_total_fee": str(self.total)}
         return {
             "gas": str(self.gas),
             "max_fee_per_gas": str(self.fee_per_gas),
@@ -74,7 +84,7 @@ class Facts:
     key_id: str
     purpose: str
     asset: str
-    destination: str  # lowercase 0x address
+    destination: str  # lowercase 0x address; TRON: base58check
     amount: int
     approvers: frozenset[str]  # approvers whose signatures over this body verified
     chain: str = "eip155:1"
@@ -192,11 +202,19 @@ def _rule(s: _State) -> Decision | None:
 
 def _fees(s: _State) -> Decision | None:
     chain, fee = s.policy.chains[s.facts.chain], s.facts.fee
-    for name, value, cap in (
-        ("max_fee_per_gas", fee.fee_per_gas, chain.max_fee_per_gas),
-        ("gas", fee.gas, chain.max_gas),
-        ("max_total_fee", fee.total, chain.max_total_fee),
-    ):
+    checks = (
+        (
+            ("fee_limit", fee.fee_limit, chain.max_fee_limit),
+            ("max_total_fee", fee.total, chain.max_total_fee),
+        )
+        if fee.fee_limit is not None
+        else (
+            ("max_fee_per_gas", fee.fee_per_gas, chain.max_fee_per_gas),
+            ("gas", fee.gas, chain.max_gas),
+            ("max_total_fee", fee.total, chain.max_total_fee),
+        )
+    )
+    for name, value, cap in checks:
         if value > cap:
             return s.refuse(FEE_OVER_CAP, fee_field=name, cap=str(cap), value=str(value))
     return None

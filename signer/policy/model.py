@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from signer.chains import tron_address
 from signer.chains.intent import PURPOSES
 from signer.secp256k1 import keccak256
 
@@ -35,9 +36,12 @@ DEFAULT_WINDOW_S = 86_400
 UNLIMITED = "unlimited"
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _AMOUNT = re.compile(r"0|[1-9][0-9]{0,77}")
-_CHAIN = re.compile(r"eip155:[1-9][0-9]{0,18}")
-_NATIVE = re.compile(r"(eip155:[1-9][0-9]{0,18})/slip44:60")
+# CAIP-2: EVM chains by chain id, TRON chains by the chain id java-tron's JSON-RPC answers
+# (eth_chainId: the genesis block hash's last 4 bytes, e.g. mainnet tron:0x2b6653dc).
+_CHAIN = re.compile(r"eip155:[1-9][0-9]{0,18}|tron:0x[0-9a-f]{8}")
+_NATIVE = re.compile(r"(eip155:[1-9][0-9]{0,18})/slip44:60|(tron:0x[0-9a-f]{8})/slip44:195")
 _ERC20 = re.compile(r"(eip155:[1-9][0-9]{0,18})/erc20:(0x[0-9a-fA-F]{40})")
+_TRC20 = re.compile(r"(tron:0x[0-9a-f]{8})/trc20:(T[1-9A-HJ-NP-Za-km-z]{33})")
 _HD_PATTERN = re.compile(r"hd:(\*|0|[1-9][0-9]{0,9})")
 
 
@@ -52,9 +56,10 @@ class ChainPolicy:
     chain: str  # CAIP-2, "eip155:1"
     treasury: str | None  # lowercase 0x; the only destination of a SWEEP
     gas_funding_max: int  # wei per GAS_FUNDING request; 0: no gas funding on this chain
-    max_fee_per_gas: int  # wei (EIP-1559 maxFeePerGas, legacy gasPrice)
-    max_gas: int  # gas limit
-    max_total_fee: int  # wei: gas limit x max fee per gas
+    max_fee_per_gas: int  # wei (EIP-1559 maxFeePerGas, legacy gasPrice); TRON: 0
+    max_gas: int  # gas limit; TRON: 0
+    max_total_fee: int  # wei: gas limit x max fee per gas; TRON: sun, fee_limit + burn bound
+    max_fee_limit: int = 0  # TRON: sun, raw_data.fee_limit; EVM: 0
 
     @property
     def native_asset(self) -> str:
@@ -113,7 +118,8 @@ class Policy:
 
 
 def native_asset(chain: str) -> str:
-    return f"{chain}/slip44:60"
+    """The coin fees are paid in: ETH-like (SLIP-44 60) on eip155 chains, TRX (195) on TRON."""
+    return f"{chain}/slip44:195" if chain.startswith("tron:") else f"{chain}/slip44:60"
 
 
 def key_matches(pattern: str, key_id: str) -> bool:
@@ -139,7 +145,12 @@ def policy_hash(data: bytes) -> str:
 
 
 def canonical_address(text: str, where: str) -> str:
-    """Lowercase 0x address; mixed case must carry a valid EIP-55 checksum."""
+    """Lowercase 0x address; mixed case must carry a valid EIP-55 checksum. A TRON address
+    is base58check (case is part of it) and must carry a valid checksum and the 0x41 prefix."""
+    if text.startswith("T"):
+        if not tron_address.is_address(text):
+            raise PolicyError(f"{where}: {text!r} is not a TRON address (bad checksum or prefix)")
+        return text
     if _ADDRESS.fullmatch(text) is None:
         raise PolicyError(f"{where}: {text!r} is not a 0x address of 20 bytes")
     hexpart = text[2:]
@@ -159,9 +170,15 @@ def eip55(address: str) -> str:
 def canonical_asset(text: str, where: str) -> str:
     if _NATIVE.fullmatch(text) is not None:
         return text
+    trc20 = _TRC20.fullmatch(text)
+    if trc20 is not None:
+        return f"{trc20.group(1)}/trc20:{canonical_address(trc20.group(2), where)}"
     erc20 = _ERC20.fullmatch(text)
     if erc20 is None:
-        raise PolicyError(f"{where}: {text!r} is not eip155:N/slip44:60 or eip155:N/erc20:0x…")
+        raise PolicyError(
+            f"{where}: {text!r} is not eip155:N/slip44:60, eip155:N/erc20:0x…, "
+            "tron:0x…/slip44:195 or tron:0x…/trc20:T…"
+        )
     return f"{erc20.group(1)}/erc20:{canonical_address(erc20.group(2), where)}"
 
 
@@ -234,6 +251,8 @@ _CHAIN_KEYS = {
     "max_gas",
     "max_total_fee",
 }
+# TRON has no gas price or gas limit in a transaction: fee_limit caps a contract call's energy.
+_TRON_CHAIN_KEYS = {"treasury", "gas_funding_max", "max_fee_limit", "max_total_fee"}
 
 
 def _chains(raw: Any) -> dict[str, ChainPolicy]:
@@ -243,21 +262,30 @@ def _chains(raw: Any) -> dict[str, ChainPolicy]:
     for chain, table in raw.items():
         where = f"chains.{chain!r}"
         if _CHAIN.fullmatch(chain) is None:
-            raise PolicyError(f"{where}: not a CAIP-2 eip155 chain id")
-        _only(table, _CHAIN_KEYS, where)
-        for required in ("max_fee_per_gas", "max_gas", "max_total_fee"):
+            raise PolicyError(f"{where}: not a CAIP-2 eip155 or tron chain id")
+        tron = chain.startswith("tron:")
+        _only(table, _TRON_CHAIN_KEYS if tron else _CHAIN_KEYS, where)
+        fee_keys = ("max_fee_limit",) if tron else ("max_fee_per_gas", "max_gas")
+        for required in (*fee_keys, "max_total_fee"):
             if required not in table:
                 raise PolicyError(f"{where} needs {required} (fees are capped per chain)")
         treasury = table.get("treasury")
         if treasury is not None and not isinstance(treasury, str):
-            raise PolicyError(f"{where}.treasury must be a 0x address")
+            raise PolicyError(f"{where}.treasury must be an address")
+        if treasury is not None and tron != treasury.startswith("T"):
+            raise PolicyError(f"{where}.treasury is not an address of this chain")
+
+        def fee(key: str, where: str = where, table: Any = table) -> int:
+            return 0 if key not in table else amount_of(table[key], f"{where}.{key}")
+
         out[chain] = ChainPolicy(
             chain=chain,
             treasury=None if treasury is None else canonical_address(treasury, f"{where}.treasury"),
-            gas_funding_max=amount_of(table.get("gas_funding_max", 0), f"{where}.gas_funding_max"),
-            max_fee_per_gas=amount_of(table["max_fee_per_gas"], f"{where}.max_fee_per_gas"),
-            max_gas=amount_of(table["max_gas"], f"{where}.max_gas"),
-            max_total_fee=amount_of(table["max_total_fee"], f"{where}.max_total_fee"),
+            gas_funding_max=fee("gas_funding_max"),
+            max_fee_per_gas=fee("max_fee_per_gas"),
+            max_gas=fee("max_gas"),
+            max_total_fee=fee("max_total_fee"),
+            max_fee_limit=fee("max_fee_limit"),
         )
     return out
 
@@ -351,7 +379,7 @@ def _rule(
     chains = None if "chain" not in raw else frozenset(_strings(raw["chain"], f"{where}.chain"))
     for chain in chains or ():
         if _CHAIN.fullmatch(chain) is None:
-            raise PolicyError(f"{where}: chain {chain!r} is not a CAIP-2 eip155 chain id")
+            raise PolicyError(f"{where}: chain {chain!r} is not a CAIP-2 eip155 or tron chain id")
     key_ids = None if "key_id" not in raw else _strings(raw["key_id"], f"{where}.key_id")
     for pattern in key_ids or ():
         if "*" in pattern[:-1]:

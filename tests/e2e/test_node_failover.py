@@ -11,19 +11,17 @@ blocks come — and the invoice ends paid with one payment row, confirmed.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from kassa.core.v1 import invoice_pb2
 from localstack.anvil import Anvil
 from localstack.fullstack import LocalStack
-from tests.support.invoices import payments_rows
+from tests.support.invoices import cursor_height, payments_rows
 
 
 @pytest.fixture(scope="module")
@@ -36,22 +34,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres) -> Iterator[LocalS
     yield local
     codes = local.stop()
     assert all(code == 0 for code in codes.values()), f"unclean shutdown: {codes}"
-
-
-def cursor_height(stack: LocalStack) -> int:
-    """The height of the core's cursor on the stack's chain; -1 without one."""
-
-    async def query() -> int:
-        conn = await asyncpg.connect(stack.dsn)
-        try:
-            found = await conn.fetchval(
-                "SELECT height FROM chain_cursors WHERE chain = $1", stack.chain
-            )
-            return int(found) if found is not None else -1
-        finally:
-            await conn.close()
-
-    return asyncio.run(query())
 
 
 def test_failover_to_a_diverged_node_credits_the_payment_exactly_once(

@@ -15,6 +15,8 @@ from pathlib import Path
 import grpc
 import pytest
 import rlp
+from eth_abi.abi import encode
+from eth_utils.abi import function_signature_to_4byte_selector
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
@@ -90,10 +92,8 @@ class Attacker:
         data = (
             b""
             if native
-            else bytes.fromhex("a9059cbb")
-            + bytes(12)
-            + bytes.fromhex(destination[2:])
-            + amount.to_bytes(32, "big")
+            else function_signature_to_4byte_selector("transfer(address,uint256)")
+            + encode(["address", "uint256"], [destination, amount])
         )
         unsigned = b"\x02" + bytes(
             rlp.encode(

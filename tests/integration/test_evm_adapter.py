@@ -529,3 +529,57 @@ async def test_unknown_cursor_without_ancestor_is_cursor_not_found(
                 pass
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_info(raised.value)[0] == "CURSOR_NOT_FOUND"
+
+
+async def test_estimate_transfer_gas_is_what_the_transfer_then_uses(
+    adapter: int, anvil: Anvil, token: Token
+) -> None:
+    """A token sweep's gas limit comes from here: the estimate covers the transfer as it then
+    executes, and is far below a fixed 100,000 headroom."""
+    holder, receiver = anvil.accounts()[7], anvil.accounts()[8]
+    asset = f"eip155:31337/erc20:{token.address}"
+    anvil.rpc.wait_receipt(token.mint(anvil.accounts()[0], holder, 5_000))
+    anvil.rpc.wait_receipt(token.mint(anvil.accounts()[0], receiver, 1))
+    async with stub(adapter) as client:
+        native = await client.EstimateTransferGas(
+            pb.EstimateTransferGasRequest(
+                from_address=holder, to_address=receiver, asset="eip155:31337/slip44:60", amount="1"
+            )
+        )
+        assert native.gas == 21_000
+        estimate = await client.EstimateTransferGas(
+            pb.EstimateTransferGasRequest(
+                from_address=holder, to_address=receiver, asset=asset, amount="5000"
+            )
+        )
+        receipt = anvil.rpc.wait_receipt(token.transfer(holder, receiver, 5_000, estimate.gas))
+        assert int(receipt["status"], 16) == 1
+        used = int(receipt["gasUsed"], 16)
+        assert used <= estimate.gas < 100_000
+        # Now the holder has nothing: the same transfer would revert, and says so.
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await client.EstimateTransferGas(
+                pb.EstimateTransferGasRequest(
+                    from_address=holder, to_address=receiver, asset=asset, amount="5000"
+                )
+            )
+        assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error_info(raised.value)[0] == "ESTIMATE_REVERTED"
+        for bad, field in (
+            ({"amount": "-1"}, "amount"),
+            ({"amount": "1.5"}, "amount"),
+            ({"amount": str(2**256)}, "amount"),
+            ({"from_address": "0x12"}, "from_address"),
+            ({"asset": "eip155:31337/erc20:0x" + "11" * 20}, "asset"),
+        ):
+            fields = {
+                "from_address": holder,
+                "to_address": receiver,
+                "asset": asset,
+                "amount": "1",
+                **bad,
+            }
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await client.EstimateTransferGas(pb.EstimateTransferGasRequest(**fields))
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+            assert error_info(raised.value)[1] == [field], bad

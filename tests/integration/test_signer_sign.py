@@ -26,6 +26,7 @@ from signer.hd.bip32 import child_public, parse_extended_key, uncompressed
 from signer.secp256k1 import address_of, keccak256
 from tests.support.grpc_errors import RichError, rich
 from tests.support.signer import (
+    APPROVE,
     ETH,
     PAYEE,
     PAYEE_2,
@@ -297,7 +298,7 @@ def test_intent_mismatch_names_the_field(
     ("tx", "problem"),
     [
         (
-            unsigned_tx("eip1559", 1, TOKEN, 0, bytes.fromhex("095ea7b3") + bytes(64)),
+            unsigned_tx("eip1559", 1, TOKEN, 0, APPROVE + bytes(64)),
             "unknown_call",
         ),
         (unsigned_tx("eip1559", 1, TOKEN, 0, erc20_transfer(PAYEE, 5) + b"\0"), "calldata_length"),

@@ -308,6 +308,9 @@ async def test_a_caller_that_is_not_the_core_is_refused_by_the_adapter(
             chain_pb.GetAccountRequest(address="0x" + "11" * 20), timeout=5
         ),
         "EstimateFees": lambda s: s.EstimateFees(chain_pb.EstimateFeesRequest(), timeout=5),
+        "EstimateTransferGas": lambda s: s.EstimateTransferGas(
+            chain_pb.EstimateTransferGasRequest(), timeout=5
+        ),
     }
     # Another holder of a certificate of the same CA (an API client): refused, by name.
     async with core_channel(adapter_port, party="client") as channel:

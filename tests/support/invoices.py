@@ -32,3 +32,19 @@ def payments_rows(dsn: str, invoice_id: str) -> list[asyncpg.Record]:
             await conn.close()
 
     return asyncio.run(query())
+
+
+def cursor_height(stack: LocalStack) -> int:
+    """The height of the core's cursor on the stack's chain; -1 without one."""
+
+    async def query() -> int:
+        conn = await asyncpg.connect(stack.dsn)
+        try:
+            found = await conn.fetchval(
+                "SELECT height FROM chain_cursors WHERE chain = $1", stack.chain
+            )
+            return int(found) if found is not None else -1
+        finally:
+            await conn.close()
+
+    return asyncio.run(query())

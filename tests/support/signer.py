@@ -16,6 +16,8 @@ import grpc
 import rlp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from eth_abi.abi import encode
+from eth_utils.abi import function_signature_to_4byte_selector
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from kassa.signer.v1 import signer_pb2, signer_pb2_grpc
@@ -34,7 +36,8 @@ VELO = f"eip155:1/erc20:{VELO_TOKEN}"
 PAYEE = "0x" + "a1" * 20
 PAYEE_2 = "0x" + "a2" * 20
 STRANGER = "0x" + "bd" * 20
-TRANSFER = bytes.fromhex("a9059cbb")
+TRANSFER = bytes(function_signature_to_4byte_selector("transfer(address,uint256)"))
+APPROVE = bytes(function_signature_to_4byte_selector("approve(address,uint256)"))
 
 TREASURY = "0x" + "7a" * 20
 # Fee caps above what unsigned_tx builds (100,000 gas at 30 gwei, legacy 20 gwei).
@@ -276,7 +279,7 @@ def unsigned_tx(
 
 
 def erc20_transfer(recipient: str, amount: int) -> bytes:
-    return TRANSFER + bytes(12) + address_bytes(recipient) + amount.to_bytes(32, "big")
+    return TRANSFER + encode(["address", "uint256"], [address_bytes(recipient), amount])
 
 
 def body(

@@ -7,12 +7,13 @@ import pytest
 import rlp
 from coincurve import PrivateKey
 from eth_account import Account
+from eth_utils.abi import function_signature_to_4byte_selector
 from hypothesis import given
 from hypothesis import strategies as st
 
 from signer.chains.evm_tx import EvmTx, TxDecodeError, TxKind, decode_unsigned
 from signer.chains.intent import Intent, IntentInvalid, IntentMismatch, mismatch, parse_intent
-from signer.chains.transfer import Transfer, transfer_calldata, transfer_of
+from signer.chains.transfer import TRANSFER_SELECTOR, Transfer, transfer_calldata, transfer_of
 from signer.secp256k1 import address_of, normalise_low_s
 
 uint = st.integers(min_value=0, max_value=2**256 - 1)
@@ -102,6 +103,7 @@ def test_what_is_never_decoded(raw: bytes, problem: str) -> None:
 
 
 DEST = "0x" + "ab" * 20
+APPROVE = bytes(function_signature_to_4byte_selector("approve(address,uint256)"))
 TOKEN = "0x" + "cd" * 20
 
 
@@ -117,12 +119,12 @@ def test_transfers_native_and_erc20() -> None:
 @pytest.mark.parametrize(
     ("tx", "problem"),
     [
-        (_tx(TOKEN, 0, bytes.fromhex("095ea7b3") + bytes(64)), "unknown_call"),  # approve
+        (_tx(TOKEN, 0, APPROVE + bytes(64)), "unknown_call"),  # approve
         (_tx(TOKEN, 0, transfer_calldata(DEST, 9) + b"\x00"), "calldata_length"),
         (_tx(TOKEN, 0, transfer_calldata(DEST, 9)[:-1]), "calldata_length"),
         (_tx(TOKEN, 1, transfer_calldata(DEST, 9)), "value_with_call"),
         (
-            _tx(TOKEN, 0, bytes.fromhex("a9059cbb") + b"\x01" + bytes(31) + bytes(32)),
+            _tx(TOKEN, 0, TRANSFER_SELECTOR + b"\x01" + bytes(31) + bytes(32)),
             "bad_recipient",
         ),
     ],

@@ -9,7 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.payouts import txbuilder
-from core.payouts.sweeps import PARKING, SETTLED, Deposit, eligible, gas_budget_wei, plan
+from core.payouts.sweeps import (
+    PARKING,
+    SETTLED,
+    Deposit,
+    eligible,
+    gas_budget_wei,
+    plan,
+    token_gas_limit,
+)
 
 TOKEN = "eip155:1/erc20:0x" + "ab" * 20
 NATIVE = "eip155:1/slip44:60"
@@ -141,3 +149,29 @@ def test_selection_property(
     )
     expected = state in SETTLED and not refunding and not sweeping and age_s >= min_age_s
     assert eligible(d, NOW, min_age_s) is expected
+
+
+def test_token_gas_limit_is_the_estimate_with_a_margin_under_the_cap() -> None:
+    assert token_gas_limit(35_000) == 42_000
+    assert token_gas_limit(34_999) == 41_999  # rounded up, never down
+    assert token_gas_limit(90_000) == txbuilder.GAS_TOKEN  # the margin stops at the cap
+    assert token_gas_limit(txbuilder.GAS_TOKEN) == txbuilder.GAS_TOKEN
+    assert token_gas_limit(txbuilder.GAS_TOKEN + 1) is None  # not swept unattended
+
+
+@given(st.integers(min_value=21_000, max_value=txbuilder.GAS_TOKEN), fees)
+def test_estimated_token_sweep_funds_exactly_its_own_limit(
+    estimate: int, f: txbuilder.Fees
+) -> None:
+    limit = token_gas_limit(estimate)
+    assert limit is not None and estimate <= limit <= txbuilder.GAS_TOKEN
+    p = plan(TOKEN, 5, 0, 0, f, 1, limit)
+    assert p is not None and p.gas_limit == limit
+    assert p.gas_funding_wei == limit * f.max_fee_per_gas_wei
+
+
+def test_a_sweep_row_builds_its_transaction_with_its_planned_limit() -> None:
+    call = txbuilder.call_for(TOKEN, "0x" + "cd" * 20, 5, 42_000)
+    assert call.gas_limit == 42_000
+    assert txbuilder.call_for(TOKEN, "0x" + "cd" * 20, 5).gas_limit == txbuilder.GAS_TOKEN
+    assert txbuilder.call_for(NATIVE, "0x" + "cd" * 20, 5).gas_limit == txbuilder.GAS_NATIVE

@@ -191,6 +191,24 @@ class EstimateFeesResponse(_message.Message):
     max_fee_per_gas: str
     def __init__(self, base_fee_per_gas: _Optional[str] = ..., max_priority_fee_per_gas: _Optional[str] = ..., max_fee_per_gas: _Optional[str] = ...) -> None: ...
 
+class EstimateTransferGasRequest(_message.Message):
+    __slots__ = ("from_address", "to_address", "asset", "amount")
+    FROM_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    TO_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    from_address: str
+    to_address: str
+    asset: str
+    amount: str
+    def __init__(self, from_address: _Optional[str] = ..., to_address: _Optional[str] = ..., asset: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+
+class EstimateTransferGasResponse(_message.Message):
+    __slots__ = ("gas",)
+    GAS_FIELD_NUMBER: _ClassVar[int]
+    gas: int
+    def __init__(self, gas: _Optional[int] = ...) -> None: ...
+
 class GetTransactionRequest(_message.Message):
     __slots__ = ("tx_hash",)
     TX_HASH_FIELD_NUMBER: _ClassVar[int]

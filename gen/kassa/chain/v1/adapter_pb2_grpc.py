@@ -67,6 +67,11 @@ class ChainAdapterServiceStub:
                 request_serializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.EstimateFeesRequest.SerializeToString,
                 response_deserializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.EstimateFeesResponse.FromString,
                 _registered_method=True)
+        self.EstimateTransferGas = channel.unary_unary(
+                '/kassa.chain.v1.ChainAdapterService/EstimateTransferGas',
+                request_serializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.EstimateTransferGasRequest.SerializeToString,
+                response_deserializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.EstimateTransferGasResponse.FromString,
+                _registered_method=True)
         self.GetTransaction = channel.unary_unary(
                 '/kassa.chain.v1.ChainAdapterService/GetTransaction',
                 request_serializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.GetTransactionRequest.SerializeToString,
@@ -135,6 +140,15 @@ class ChainAdapterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EstimateTransferGas(self, request, context):
+        """The gas a transfer of the native asset or a configured token would use if
+        sent now from from_address (eth_estimateGas): what a token sweep's gas
+        limit, and so its gas funding, is sized from.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetTransaction(self, request, context):
         """Returns where a transaction stands.
         """
@@ -191,6 +205,11 @@ def add_ChainAdapterServiceServicer_to_server(servicer, server):
                     servicer.EstimateFees,
                     request_deserializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.EstimateFeesRequest.FromString,
                     response_serializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.EstimateFeesResponse.SerializeToString,
+            ),
+            'EstimateTransferGas': grpc.unary_unary_rpc_method_handler(
+                    servicer.EstimateTransferGas,
+                    request_deserializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.EstimateTransferGasRequest.FromString,
+                    response_serializer=kassa_dot_chain_dot_v1_dot_adapter__pb2.EstimateTransferGasResponse.SerializeToString,
             ),
             'GetTransaction': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTransaction,
@@ -373,6 +392,33 @@ class ChainAdapterService:
             '/kassa.chain.v1.ChainAdapterService/EstimateFees',
             kassa_dot_chain_dot_v1_dot_adapter__pb2.EstimateFeesRequest.SerializeToString,
             kassa_dot_chain_dot_v1_dot_adapter__pb2.EstimateFeesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EstimateTransferGas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.chain.v1.ChainAdapterService/EstimateTransferGas',
+            kassa_dot_chain_dot_v1_dot_adapter__pb2.EstimateTransferGasRequest.SerializeToString,
+            kassa_dot_chain_dot_v1_dot_adapter__pb2.EstimateTransferGasResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,11 @@ class ChainAdapterServiceStub:
     """Returns a token balance."""
     EstimateFees: _grpc.UnaryUnaryMultiCallable[_adapter_pb2.EstimateFeesRequest, _adapter_pb2.EstimateFeesResponse]
     """Suggests EIP-1559 fees."""
+    EstimateTransferGas: _grpc.UnaryUnaryMultiCallable[_adapter_pb2.EstimateTransferGasRequest, _adapter_pb2.EstimateTransferGasResponse]
+    """The gas a transfer of the native asset or a configured token would use if
+    sent now from from_address (eth_estimateGas): what a token sweep's gas
+    limit, and so its gas funding, is sized from.
+    """
     GetTransaction: _grpc.UnaryUnaryMultiCallable[_adapter_pb2.GetTransactionRequest, _adapter_pb2.GetTransactionResponse]
     """Returns where a transaction stands."""
     GetBalances: _grpc.UnaryUnaryMultiCallable[_adapter_pb2.GetBalancesRequest, _adapter_pb2.GetBalancesResponse]
@@ -88,6 +93,11 @@ class ChainAdapterServiceAsyncStub(ChainAdapterServiceStub):
     """Returns a token balance."""
     EstimateFees: _aio.UnaryUnaryMultiCallable[_adapter_pb2.EstimateFeesRequest, _adapter_pb2.EstimateFeesResponse]  # type: ignore[assignment]
     """Suggests EIP-1559 fees."""
+    EstimateTransferGas: _aio.UnaryUnaryMultiCallable[_adapter_pb2.EstimateTransferGasRequest, _adapter_pb2.EstimateTransferGasResponse]  # type: ignore[assignment]
+    """The gas a transfer of the native asset or a configured token would use if
+    sent now from from_address (eth_estimateGas): what a token sweep's gas
+    limit, and so its gas funding, is sized from.
+    """
     GetTransaction: _aio.UnaryUnaryMultiCallable[_adapter_pb2.GetTransactionRequest, _adapter_pb2.GetTransactionResponse]  # type: ignore[assignment]
     """Returns where a transaction stands."""
     GetBalances: _aio.UnaryUnaryMultiCallable[_adapter_pb2.GetBalancesRequest, _adapter_pb2.GetBalancesResponse]  # type: ignore[assignment]
@@ -157,6 +167,17 @@ class ChainAdapterServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_adapter_pb2.EstimateFeesResponse, _abc.Awaitable[_adapter_pb2.EstimateFeesResponse]]:
         """Suggests EIP-1559 fees."""
+
+    @_abc_1.abstractmethod
+    def EstimateTransferGas(
+        self,
+        request: _adapter_pb2.EstimateTransferGasRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_adapter_pb2.EstimateTransferGasResponse, _abc.Awaitable[_adapter_pb2.EstimateTransferGasResponse]]:
+        """The gas a transfer of the native asset or a configured token would use if
+        sent now from from_address (eth_estimateGas): what a token sweep's gas
+        limit, and so its gas funding, is sized from.
+        """
 
     @_abc_1.abstractmethod
     def GetTransaction(

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ckassa/signer/v1/signer.proto\x12\x0fkassa.signer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x01\n\x06Intent\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\r\n\x05\x61sset\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12)\n\x07purpose\x18\x04 \x01(\x0e\x32\x18.kassa.signer.v1.Purpose\x12\x11\n\treference\x18\x05 \x01(\t\x12!\n\x14\x64\x65stination_hd_index\x18\x06 \x01(\rH\x00\x88\x01\x01\x42\x17\n\x15_destination_hd_index\"\xec\x01\n\x0fSignRequestBody\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\r\n\x05\x63hain\x18\x03 \x01(\t\x12\x1c\n\x14unsigned_transaction\x18\x04 \x01(\x0c\x12\'\n\x06intent\x18\x05 \x01(\x0b\x32\x17.kassa.signer.v1.Intent\x12.\n\nissue_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\x08\x41pproval\x12\x17\n\x0f\x61pprover_key_id\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"}\n\x0eSignedEnvelope\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x15\n\rcaller_key_id\x18\x02 \x01(\t\x12\x18\n\x10\x63\x61ller_signature\x18\x03 \x01(\x0c\x12,\n\tapprovals\x18\x04 \x03(\x0b\x32\x19.kassa.signer.v1.Approval\"@\n\x0bSignRequest\x12\x31\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x1f.kassa.signer.v1.SignedEnvelope\"~\n\x0cSignResponse\x12\x1a\n\x12signed_transaction\x18\x01 \x01(\x0c\x12\x0f\n\x07tx_hash\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x13\n\x0brecovery_id\x18\x04 \x01(\r\x12\x19\n\x11\x61udit_record_hash\x18\x05 \x01(\t\"\x85\x02\n\x03Key\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.kassa.signer.v1.KeyKind\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x0c\n\x04xpub\x18\x06 \x01(\t\x12\x17\n\x0f\x64\x65rivation_path\x18\x07 \x01(\t\x12\x38\n\nattributes\x18\x08 \x03(\x0b\x32$.kassa.signer.v1.Key.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"%\n\x13GetPublicKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"9\n\x14GetPublicKeyResponse\x12!\n\x03key\x18\x01 \x01(\x0b\x32\x14.kassa.signer.v1.Key\"\x11\n\x0fListKeysRequest\"6\n\x10ListKeysResponse\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.kassa.signer.v1.Key*v\n\x07Purpose\x12\x17\n\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x12\n\x0ePURPOSE_PAYOUT\x10\x01\x12\x12\n\x0ePURPOSE_REFUND\x10\x02\x12\x11\n\rPURPOSE_SWEEP\x10\x03\x12\x17\n\x13PURPOSE_GAS_FUNDING\x10\x04*N\n\x07KeyKind\x12\x18\n\x14KEY_KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cKEY_KIND_HOT\x10\x01\x12\x17\n\x13KEY_KIND_HD_ACCOUNT\x10\x02\x32\x82\x02\n\rSignerService\x12\x43\n\x04Sign\x12\x1c.kassa.signer.v1.SignRequest\x1a\x1d.kassa.signer.v1.SignResponse\x12[\n\x0cGetPublicKey\x12$.kassa.signer.v1.GetPublicKeyRequest\x1a%.kassa.signer.v1.GetPublicKeyResponse\x12O\n\x08ListKeys\x12 .kassa.signer.v1.ListKeysRequest\x1a!.kassa.signer.v1.ListKeysResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ckassa/signer/v1/signer.proto\x12\x0fkassa.signer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x01\n\x06Intent\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\r\n\x05\x61sset\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12)\n\x07purpose\x18\x04 \x01(\x0e\x32\x18.kassa.signer.v1.Purpose\x12\x11\n\treference\x18\x05 \x01(\t\x12!\n\x14\x64\x65stination_hd_index\x18\x06 \x01(\rH\x00\x88\x01\x01\x12\r\n\x05tx_id\x18\x07 \x01(\tB\x17\n\x15_destination_hd_index\"\xec\x01\n\x0fSignRequestBody\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\r\n\x05\x63hain\x18\x03 \x01(\t\x12\x1c\n\x14unsigned_transaction\x18\x04 \x01(\x0c\x12\'\n\x06intent\x18\x05 \x01(\x0b\x32\x17.kassa.signer.v1.Intent\x12.\n\nissue_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\x08\x41pproval\x12\x17\n\x0f\x61pprover_key_id\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"}\n\x0eSignedEnvelope\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x15\n\rcaller_key_id\x18\x02 \x01(\t\x12\x18\n\x10\x63\x61ller_signature\x18\x03 \x01(\x0c\x12,\n\tapprovals\x18\x04 \x03(\x0b\x32\x19.kassa.signer.v1.Approval\"@\n\x0bSignRequest\x12\x31\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x1f.kassa.signer.v1.SignedEnvelope\"~\n\x0cSignResponse\x12\x1a\n\x12signed_transaction\x18\x01 \x01(\x0c\x12\x0f\n\x07tx_hash\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x13\n\x0brecovery_id\x18\x04 \x01(\r\x12\x19\n\x11\x61udit_record_hash\x18\x05 \x01(\t\"\x85\x02\n\x03Key\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.kassa.signer.v1.KeyKind\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x0c\n\x04xpub\x18\x06 \x01(\t\x12\x17\n\x0f\x64\x65rivation_path\x18\x07 \x01(\t\x12\x38\n\nattributes\x18\x08 \x03(\x0b\x32$.kassa.signer.v1.Key.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"%\n\x13GetPublicKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"9\n\x14GetPublicKeyResponse\x12!\n\x03key\x18\x01 \x01(\x0b\x32\x14.kassa.signer.v1.Key\"\x11\n\x0fListKeysRequest\"6\n\x10ListKeysResponse\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.kassa.signer.v1.Key*v\n\x07Purpose\x12\x17\n\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x12\n\x0ePURPOSE_PAYOUT\x10\x01\x12\x12\n\x0ePURPOSE_REFUND\x10\x02\x12\x11\n\rPURPOSE_SWEEP\x10\x03\x12\x17\n\x13PURPOSE_GAS_FUNDING\x10\x04*N\n\x07KeyKind\x12\x18\n\x14KEY_KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cKEY_KIND_HOT\x10\x01\x12\x17\n\x13KEY_KIND_HD_ACCOUNT\x10\x02\x32\x82\x02\n\rSignerService\x12\x43\n\x04Sign\x12\x1c.kassa.signer.v1.SignRequest\x1a\x1d.kassa.signer.v1.SignResponse\x12[\n\x0cGetPublicKey\x12$.kassa.signer.v1.GetPublicKeyRequest\x1a%.kassa.signer.v1.GetPublicKeyResponse\x12O\n\x08ListKeys\x12 .kassa.signer.v1.ListKeysRequest\x1a!.kassa.signer.v1.ListKeysResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,34 +34,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_KEY_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_KEY_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_PURPOSE']._serialized_start=1320
-  _globals['_PURPOSE']._serialized_end=1438
-  _globals['_KEYKIND']._serialized_start=1440
-  _globals['_KEYKIND']._serialized_end=1518
+  _globals['_PURPOSE']._serialized_start=1335
+  _globals['_PURPOSE']._serialized_end=1453
+  _globals['_KEYKIND']._serialized_start=1455
+  _globals['_KEYKIND']._serialized_end=1533
   _globals['_INTENT']._serialized_start=83
-  _globals['_INTENT']._serialized_end=265
-  _globals['_SIGNREQUESTBODY']._serialized_start=268
-  _globals['_SIGNREQUESTBODY']._serialized_end=504
-  _globals['_APPROVAL']._serialized_start=506
-  _globals['_APPROVAL']._serialized_end=560
-  _globals['_SIGNEDENVELOPE']._serialized_start=562
-  _globals['_SIGNEDENVELOPE']._serialized_end=687
-  _globals['_SIGNREQUEST']._serialized_start=689
-  _globals['_SIGNREQUEST']._serialized_end=753
-  _globals['_SIGNRESPONSE']._serialized_start=755
-  _globals['_SIGNRESPONSE']._serialized_end=881
-  _globals['_KEY']._serialized_start=884
-  _globals['_KEY']._serialized_end=1145
-  _globals['_KEY_ATTRIBUTESENTRY']._serialized_start=1096
-  _globals['_KEY_ATTRIBUTESENTRY']._serialized_end=1145
-  _globals['_GETPUBLICKEYREQUEST']._serialized_start=1147
-  _globals['_GETPUBLICKEYREQUEST']._serialized_end=1184
-  _globals['_GETPUBLICKEYRESPONSE']._serialized_start=1186
-  _globals['_GETPUBLICKEYRESPONSE']._serialized_end=1243
-  _globals['_LISTKEYSREQUEST']._serialized_start=1245
-  _globals['_LISTKEYSREQUEST']._serialized_end=1262
-  _globals['_LISTKEYSRESPONSE']._serialized_start=1264
-  _globals['_LISTKEYSRESPONSE']._serialized_end=1318
-  _globals['_SIGNERSERVICE']._serialized_start=1521
-  _globals['_SIGNERSERVICE']._serialized_end=1779
+  _globals['_INTENT']._serialized_end=280
+  _globals['_SIGNREQUESTBODY']._serialized_start=283
+  _globals['_SIGNREQUESTBODY']._serialized_end=519
+  _globals['_APPROVAL']._serialized_start=521
+  _globals['_APPROVAL']._serialized_end=575
+  _globals['_SIGNEDENVELOPE']._serialized_start=577
+  _globals['_SIGNEDENVELOPE']._serialized_end=702
+  _globals['_SIGNREQUEST']._serialized_start=704
+  _globals['_SIGNREQUEST']._serialized_end=768
+  _globals['_SIGNRESPONSE']._serialized_start=770
+  _globals['_SIGNRESPONSE']._serialized_end=896
+  _globals['_KEY']._serialized_start=899
+  _globals['_KEY']._serialized_end=1160
+  _globals['_KEY_ATTRIBUTESENTRY']._serialized_start=1111
+  _globals['_KEY_ATTRIBUTESENTRY']._serialized_end=1160
+  _globals['_GETPUBLICKEYREQUEST']._serialized_start=1162
+  _globals['_GETPUBLICKEYREQUEST']._serialized_end=1199
+  _globals['_GETPUBLICKEYRESPONSE']._serialized_start=1201
+  _globals['_GETPUBLICKEYRESPONSE']._serialized_end=1258
+  _globals['_LISTKEYSREQUEST']._serialized_start=1260
+  _globals['_LISTKEYSREQUEST']._serialized_end=1277
+  _globals['_LISTKEYSRESPONSE']._serialized_start=1279
+  _globals['_LISTKEYSRESPONSE']._serialized_end=1333
+  _globals['_SIGNERSERVICE']._serialized_start=1536
+  _globals['_SIGNERSERVICE']._serialized_end=1794
 # @@protoc_insertion_point(module_scope)

@@ -33,20 +33,22 @@ KEY_KIND_HOT: KeyKind
 KEY_KIND_HD_ACCOUNT: KeyKind
 
 class Intent(_message.Message):
-    __slots__ = ("destination", "asset", "amount", "purpose", "reference", "destination_hd_index")
+    __slots__ = ("destination", "asset", "amount", "purpose", "reference", "destination_hd_index", "tx_id")
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
     ASSET_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_HD_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TX_ID_FIELD_NUMBER: _ClassVar[int]
     destination: str
     asset: str
     amount: str
     purpose: Purpose
     reference: str
     destination_hd_index: int
-    def __init__(self, destination: _Optional[str] = ..., asset: _Optional[str] = ..., amount: _Optional[str] = ..., purpose: _Optional[_Union[Purpose, str]] = ..., reference: _Optional[str] = ..., destination_hd_index: _Optional[int] = ...) -> None: ...
+    tx_id: str
+    def __init__(self, destination: _Optional[str] = ..., asset: _Optional[str] = ..., amount: _Optional[str] = ..., purpose: _Optional[_Union[Purpose, str]] = ..., reference: _Optional[str] = ..., destination_hd_index: _Optional[int] = ..., tx_id: _Optional[str] = ...) -> None: ...
 
 class SignRequestBody(_message.Message):
     __slots__ = ("request_id", "key_id", "chain", "unsigned_transaction", "intent", "issue_time", "expire_time")
