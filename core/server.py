@@ -34,7 +34,7 @@ from core.chain.hd import DepositAddresses
 from core.chain.index import ActiveInvoiceIndex
 from core.chain.link import AdapterLink
 from core.config import Config
-from core.events.stream import OutboxNotifier
+from core.events.stream import OutboxNotifier, Tail
 from core.invoices import clock as invoice_clock
 from core.invoices.invoicing import Invoicing
 from core.leadership import invoice_feed
@@ -42,15 +42,20 @@ from core.leadership.decide import follower_role
 from core.leadership.guard import Leadership, follow_led, track_applied_head
 from core.ledger import expiry as ledger_expiry
 from core.ledger.batcher import Poster
+from core.ledger.queries import LedgerReader
 from core.merchants import Merchants
+from core.merchants.store import ApiKeys
 from core.payouts.destinations import policy_of as destination_policy
 from core.payouts.payouts import Payouts
 from core.payouts.signer_client import SignerClient
 from core.payouts.sweeps import Sweeper
 from core.payouts.worker import PayoutWorker
 from core.rates.config import build_router
+from core.reconcile.exceptions import Exceptions
 from core.reconcile.runner import Reconciler
+from core.reconcile.store import Reconciliations
 from core.relay.relay import Relay
+from core.render import events as render_events
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
 from core.support.actions import SupportActions
@@ -210,7 +215,7 @@ async def serve(
         except Exception:  # any way the probe fails (refused, reset, timed out) is "no"
             return False
 
-    auth = Authenticator(pool, config.key_cache_s)
+    auth = Authenticator(ApiKeys(pool), config.key_cache_s)
     # Every call counted and access-logged, with the final status the edge mapped; TLS 1.3
     # only (as far as gRPC Python lets us: see core/tls.py); plaintext is a dev flag.
     # Then every kassa.* RPC: decoded safely, authenticated, bounds-checked, errors mapped.
@@ -221,7 +226,12 @@ async def serve(
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
         InvoiceService(invoicing, config, auth, head_of, chain_problem), server
     )
-    add_event_service(EventService(pool, notifier, auth, config.events), server)
+    add_event_service(
+        EventService(
+            Tail(pool, render_events.stream_response_bytes), notifier, auth, config.events
+        ),
+        server,
+    )
     webhooks = config.webhooks
     webhook_pb2_grpc.add_WebhookServiceServicer_to_server(
         WebhookService(
@@ -240,7 +250,7 @@ async def serve(
     poster = Poster(pool, clock)
     poster.start()
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(
-        LedgerService(pool, poster, auth, clock), server
+        LedgerService(LedgerReader(pool), poster, auth, clock), server
     )
     merchant_pb2_grpc.add_MerchantServiceServicer_to_server(
         MerchantService(Merchants(pool), auth), server
@@ -284,10 +294,10 @@ async def serve(
             payout_pb2_grpc.add_SweepServiceServicer_to_server(SweepService(sweeper, auth), server)
     reconciler = _reconciler(pool, config, signer, clock)
     reconciliation_pb2_grpc.add_ReconciliationServiceServicer_to_server(
-        ReconciliationService(reconciler, pool, auth), server
+        ReconciliationService(reconciler, Reconciliations(pool), auth), server
     )
     exception_pb2_grpc.add_ExceptionServiceServicer_to_server(
-        ExceptionService(pool, auth, clock), server
+        ExceptionService(Exceptions(pool), auth, clock), server
     )
     support_pb2_grpc.add_SupportServiceServicer_to_server(
         SupportService(

@@ -13,13 +13,12 @@ import hmac
 import time
 from dataclasses import dataclass
 
-import asyncpg
 import grpc
 
 from core import names
 from core.errors import Code, Refusal
-from core.merchants import store
 from core.merchants.credentials import SCOPES, parse_token, secret_hash
+from core.merchants.store import ApiKey, ApiKeys
 
 
 @dataclass(frozen=True)
@@ -57,17 +56,17 @@ def _unauthenticated(reason: str, message: str) -> Refusal:
 
 
 class Authenticator:
-    def __init__(self, pool: asyncpg.Pool, cache_ttl_s: float = 5.0) -> None:
-        self.pool = pool
+    def __init__(self, keys: ApiKeys, cache_ttl_s: float = 5.0) -> None:
+        self.keys = keys
         self.cache_ttl_s = cache_ttl_s
-        self._cache: dict[str, tuple[float, asyncpg.Record | None]] = {}
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
 
-    async def _key(self, key_id: str) -> asyncpg.Record | None:
+    async def _key(self, key_id: str) -> ApiKey | None:
         now = time.monotonic()
         cached = self._cache.get(key_id)
         if cached is not None and now - cached[0] < self.cache_ttl_s:
             return cached[1]
-        row = await store.api_key(self.pool, key_id)
+        row = await self.keys.get(key_id)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[key_id] = (now, row)
@@ -92,12 +91,12 @@ class Authenticator:
         if (
             token is None
             or row is None
-            or not hmac.compare_digest(bytes(row["secret_hash"]), secret_hash(token[1]))
+            or not hmac.compare_digest(row.secret_hash, secret_hash(token[1]))
         ):
             raise _unauthenticated("CREDENTIALS_INVALID", "the API key is not valid")
-        if row["revoke_time"] is not None:
+        if row.revoke_time is not None:
             raise _unauthenticated("CREDENTIALS_REVOKED", "the API key was revoked")
-        return Principal(row["id"], row["merchant_id"], frozenset(row["scopes"]))
+        return Principal(row.id, row.merchant_id, row.scopes)
 
     async def require(
         self, context: grpc.aio.ServicerContext, scope: str, merchant_id: str | None

@@ -32,6 +32,9 @@ from core import reasons
 from core.errors import DOMAIN, Code, Refusal, invalid, not_found
 
 # Re-exported so handlers import their whole error vocabulary from one place.
+# The edge's one mapping of the database: an outage (asyncpg's connection
+# errors, recognised in core/store/outage.py) becomes UNAVAILABLE; the edge
+# itself imports no asyncpg (tests/unit/test_import_graph.py).
 from core.store.outage import database_unavailable
 from core.telemetry.logs import METADATA_KEY, REQUEST_ID
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import asyncpg
 import grpc
 
 from core.api import validate
@@ -18,10 +17,9 @@ from core.events.stream import (
     ConsumerTooSlow,
     OutboxNotifier,
     Tail,
-    batches,
+    follow,
     relay,
 )
-from core.render import events as render
 from kassa.core.v1 import event_pb2 as pb
 from kassa.core.v1 import event_pb2_grpc as pb_grpc
 
@@ -53,22 +51,17 @@ def add_to_server(servicer: EventService, server: grpc.aio.Server) -> None:
 class EventService(pb_grpc.EventServiceServicer):
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        tail: Tail,
         notifier: OutboxNotifier,
         auth: Authenticator,
         settings: StreamSettings | None = None,
     ) -> None:
-        self.pool = pool
+        # The process's shared tail of the outbox, rendering with
+        # core.render.events.stream_response_bytes (core/server.py makes it).
+        self.tail = tail
         self.notifier = notifier
         self.auth = auth
         self.settings = settings or StreamSettings()
-        self._shared_tail: Tail | None = None
-
-    def _tail(self) -> Tail:
-        """The process's shared tail of the outbox, made on first use."""
-        if self._shared_tail is None:
-            self._shared_tail = Tail(self.pool, render.stream_response_bytes)
-        return self._shared_tail
 
     # Writes with context.write rather than yielding, so that a write that
     # does not complete (a consumer that stopped reading) can be timed out.
@@ -97,10 +90,9 @@ class EventService(pb_grpc.EventServiceServicer):
         merchant: str | None,
         token: int,
     ) -> None:
-        source = batches(
-            self.pool,
+        source = follow(
             self.notifier,
-            self._tail(),
+            self.tail,
             request.after_sequence,
             merchant,
             list(request.types),

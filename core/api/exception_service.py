@@ -7,7 +7,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import assert_never
 
-import asyncpg
 import grpc
 
 from core import reasons
@@ -53,9 +52,12 @@ def _refused(refused: exceptions.ResolveRefused, name: str) -> Refusal:
 
 class ExceptionService(pb_grpc.ExceptionServiceServicer):
     def __init__(
-        self, pool: asyncpg.Pool, auth: Authenticator, clock: Callable[[], datetime]
+        self,
+        entries: exceptions.Exceptions,
+        auth: Authenticator,
+        clock: Callable[[], datetime],
     ) -> None:
-        self.pool = pool
+        self.entries = entries
         self.auth = auth
         self.clock = clock
 
@@ -72,8 +74,7 @@ class ExceptionService(pb_grpc.ExceptionServiceServicer):
                 raise invalid([("page_token", "not a token of this listing")])
         await self.auth.require(context, "exceptions:read", None)
         limit = validate.page_size(request.page_size)
-        async with self.pool.acquire() as conn:
-            rows = await exceptions.page(conn, state, after, limit + 1)
+        rows = await self.entries.page(state, after, limit + 1)
         answer = pb.ListExceptionsResponse(exceptions=[render(r) for r in rows[:limit]])
         if len(rows) > limit:
             last = rows[limit - 1]
@@ -108,8 +109,7 @@ class ExceptionService(pb_grpc.ExceptionServiceServicer):
             request.request_id,
         )
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                row = await exceptions.resolve(conn, resolution, self.clock())
+            row = await self.entries.resolve(resolution, self.clock())
         except exceptions.ResolveRefused as refused:
             raise _refused(refused, request.name) from None
         return pb.ResolveExceptionResponse(exception=render(row))

@@ -6,15 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
-import asyncpg
 import grpc
 
 from core.api import page_tokens
 from core.api.auth import Authenticator
 from core.api.errors import rpc, rpc_stream
-from core.ledger import queries
 from core.ledger.batcher import Poster
-from core.ledger.queries import invalid
+from core.ledger.queries import LedgerReader, invalid
 from core.ledger.rules import AMOUNT_MAX, CODE_MAX, Account, AccountFlags, Transfer, TransferFlags
 from core.render.ledger import account_message, results_message, transfer_message
 from kassa.ledger.v1 import ledger_pb2 as pb
@@ -100,9 +98,13 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
     """The ledger is platform-wide: callers need ledger:read / ledger:write on a platform key."""
 
     def __init__(
-        self, pool: asyncpg.Pool, poster: Poster, auth: Authenticator, clock: Callable[[], datetime]
+        self,
+        reader: LedgerReader,
+        poster: Poster,
+        auth: Authenticator,
+        clock: Callable[[], datetime],
     ) -> None:
-        self.pool = pool
+        self.reader = reader
         self.poster = poster
         self.auth = auth
         self.clock = clock
@@ -130,7 +132,7 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
             accounts.append(Account(m.id, m.asset, m.code, int(flags), user_data=m.user_data))
         if violations:
             raise invalid(violations)
-        results = await queries.create_accounts(self.pool, accounts)
+        results = await self.reader.create_accounts(accounts)
         return pb.CreateAccountsResponse(results=results_message([a.id for a in accounts], results))
 
     @rpc
@@ -167,7 +169,7 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
         await self.auth.require(context, "ledger:read", None)
         if not request.id:
             raise invalid([("id", "is required")])
-        account, create_time = await queries.account(self.pool, request.id)
+        account, create_time = await self.reader.account(request.id)
         return pb.GetAccountResponse(account=account_message(account, create_time))
 
     @rpc
@@ -190,9 +192,7 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
         if violations:
             raise invalid(violations)
         size = request.page_size or DEFAULT_PAGE_SIZE
-        rows = await queries.transfers_page(
-            self.pool, request.account_id, after, start, end, size + 1
-        )
+        rows = await self.reader.transfers_page(request.account_id, after, start, end, size + 1)
         response = pb.ListTransfersResponse(transfers=[transfer_message(r) for r in rows[:size]])
         if len(rows) > size:
             response.next_page_token = encode_page_token(rows[size - 1]["seq"], _binding(request))
@@ -209,7 +209,7 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
         start, end = _time_range(request, violations)
         if violations:
             raise invalid(violations)
-        async for chunk in queries.statement_csv(self.pool, request.account_id, start, end):
+        async for chunk in self.reader.statement_csv(request.account_id, start, end):
             yield pb.ExportStatementResponse(csv_chunk=chunk)
 
 

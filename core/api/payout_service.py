@@ -6,7 +6,6 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-import asyncpg
 import grpc
 
 from core import names
@@ -19,6 +18,7 @@ from core.payouts import destinations
 from core.payouts.payouts import Payouts, PayoutSpec
 from core.payouts.sweeps import Sweeper
 from core.render import payouts as render
+from core.store.db import Row
 from kassa.core.v1 import payout_pb2 as pb
 from kassa.core.v1 import payout_pb2_grpc as pb_grpc
 
@@ -71,10 +71,10 @@ class PayoutService(pb_grpc.PayoutServiceServicer):
         self.auth = auth
         self.clock = clock
 
-    async def _answer(self, row: asyncpg.Record) -> pb.Payout:
+    async def _answer(self, row: Row) -> pb.Payout:
         return (await self._render([row]))[0]
 
-    async def _render(self, rows: Sequence[asyncpg.Record]) -> list[pb.Payout]:
+    async def _render(self, rows: Sequence[Row]) -> list[pb.Payout]:
         return [
             render.payout(v.row, v.transactions, v.approvals)
             for v in await self.payouts.views(rows)
@@ -231,7 +231,7 @@ class SweepService(pb_grpc.SweepServiceServicer):
         self.sweeper = sweeper
         self.auth = auth
 
-    async def _render(self, rows: Sequence[asyncpg.Record]) -> list[pb.Sweep]:
+    async def _render(self, rows: Sequence[Row]) -> list[pb.Sweep]:
         return [
             render.sweep(v.row, v.transactions, v.invoice_merchant)
             for v in await self.sweeper.views(rows)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import re
 from datetime import UTC
 
-import asyncpg
 import grpc
 
 from core import reasons
 from core.api import validate
 from core.api.auth import Authenticator
 from core.api.errors import Code, Refusal, invalid, not_found, rpc
-from core.reconcile import store
 from core.reconcile.runner import ReconcileError, Reconciler, ReconcileUnavailable
+from core.reconcile.store import Reconciliations
 from kassa.core.v1 import reconciliation_pb2 as pb
 from kassa.core.v1 import reconciliation_pb2_grpc as pb_grpc
 
@@ -22,14 +21,13 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class ReconciliationService(pb_grpc.ReconciliationServiceServicer):
-    def __init__(self, reconciler: Reconciler, pool: asyncpg.Pool, auth: Authenticator) -> None:
+    def __init__(self, reconciler: Reconciler, runs: Reconciliations, auth: Authenticator) -> None:
         self.reconciler = reconciler
-        self.pool = pool
+        self.runs = runs
         self.auth = auth
 
     async def _get(self, run_id: str) -> pb.Reconciliation | None:
-        async with self.pool.acquire() as conn:
-            return await store.load(conn, run_id)
+        return await self.runs.load(run_id)
 
     @rpc
     async def RunReconciliation(
@@ -87,8 +85,7 @@ class ReconciliationService(pb_grpc.ReconciliationServiceServicer):
                 raise invalid([("page_token", "not a token of this listing")])
         await self.auth.require(context, "reconcile:read", None)
         limit = validate.page_size(request.page_size)
-        async with self.pool.acquire() as conn:
-            runs = await store.page(conn, request.chain, before, limit + 1)
+        runs = await self.runs.page(request.chain, before, limit + 1)
         answer = pb.ListReconciliationsResponse(reconciliations=runs[:limit])
         if len(runs) > limit:
             last = runs[limit - 1]

@@ -144,15 +144,9 @@ class SupportService(pb_grpc.SupportServiceServicer):
             raise invalid(violations)
         await self.auth.require(context, "support:read", None)
         now = self.clock()
-        async with self.actions.pool.acquire() as conn:
-            items, last = await queue.page(
-                conn,
-                wanted,
-                after,
-                validate.page_size(request.page_size),
-                self.actions.settings,
-                now,
-            )
+        items, last = await self.actions.queue_page(
+            wanted, after, validate.page_size(request.page_size), now
+        )
         answer = pb.ListSupportItemsResponse(items=[rendering.item(i, now) for i in items])
         if last is not None:
             answer.next_page_token = validate.encode_page_token(last[0], last[1], binding)

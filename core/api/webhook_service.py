@@ -9,7 +9,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Literal, assert_never, cast
 
-import asyncpg
 import grpc
 
 from core import idempotency, names
@@ -17,6 +16,7 @@ from core.api import page_tokens, validate
 from core.api.auth import Authenticator
 from core.api.errors import invalid, rpc
 from core.render.timestamps import timestamp
+from core.store.db import Row
 from core.webhooks import targets
 from core.webhooks.endpoints import (
     DeliveryFilter,
@@ -46,7 +46,7 @@ _STATUS_NAME = {v: k for k, v in STATUS.items()}
 TargetKind = Literal["delivery", "event_id", "time_range"]
 
 
-def endpoint_message(row: asyncpg.Record, now: datetime) -> pb.WebhookEndpoint:
+def endpoint_message(row: Row, now: datetime) -> pb.WebhookEndpoint:
     message = pb.WebhookEndpoint(
         name=endpoint_name(row["merchant_id"], row["id"]),
         url=row["url"],
@@ -62,7 +62,7 @@ def endpoint_message(row: asyncpg.Record, now: datetime) -> pb.WebhookEndpoint:
     return message
 
 
-def delivery_message(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> pb.WebhookDelivery:
+def delivery_message(row: Row, attempts: list[Row]) -> pb.WebhookDelivery:
     message = pb.WebhookDelivery(
         name=f"{endpoint_name(row['merchant_id'], row['endpoint_id'])}/deliveries/{row['id']}",
         event_id=str(row["event_id"]),

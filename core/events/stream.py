@@ -221,6 +221,20 @@ class Tail:
             POSITIONS.tail_sequence = self._last
 
 
+def follow(
+    notifier: OutboxNotifier,
+    tail: Tail,
+    after_sequence: int,
+    merchant_id: str | None,
+    types: Sequence[str],
+    size: int,
+    token: int | None = None,
+) -> AsyncIterator[list[TailEvent]]:
+    """`batches` reading behind the tail through the tail's own pool, so the
+    edge (core/api/event_service.py) holds only the tail."""
+    return batches(tail.pool, notifier, tail, after_sequence, merchant_id, types, size, token)
+
+
 async def batches(
     pool: asyncpg.Pool,
     notifier: OutboxNotifier,

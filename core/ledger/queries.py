@@ -73,3 +73,27 @@ async def statement_csv(
 async def create_accounts(pool: asyncpg.Pool, accounts: list[Account]) -> list[Result]:
     async with pool.acquire() as conn:
         return await store.create_accounts(conn, accounts)
+
+
+class LedgerReader:
+    """The reads and account creation above, bound to the pool, so that
+    LedgerService (core/api) holds no pool and runs no SQL."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def account(self, account_id: str) -> tuple[Account, datetime]:
+        return await account(self.pool, account_id)
+
+    async def transfers_page(
+        self, account_id: str, after_seq: int, start: datetime, end: datetime, limit: int
+    ) -> list[asyncpg.Record]:
+        return await transfers_page(self.pool, account_id, after_seq, start, end, limit)
+
+    def statement_csv(
+        self, account_id: str, start: datetime, end: datetime
+    ) -> AsyncIterator[bytes]:
+        return statement_csv(self.pool, account_id, start, end)
+
+    async def create_accounts(self, accounts: list[Account]) -> list[Result]:
+        return await create_accounts(self.pool, accounts)

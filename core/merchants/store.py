@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 import asyncpg
 
 from core import idempotency, names
@@ -17,6 +20,36 @@ async def api_key(pool: asyncpg.Pool, key_id: str) -> asyncpg.Record | None:
             key_id,
         )
     return row
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """What authenticating a caller needs of a key (its row in api_keys)."""
+
+    id: str
+    merchant_id: str | None  # None: a platform key
+    secret_hash: bytes
+    scopes: frozenset[str]
+    revoke_time: datetime | None
+
+
+class ApiKeys:
+    """API keys by id, bound to the pool, for the edge's Authenticator (which holds none)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        row = await api_key(self.pool, key_id)
+        if row is None:
+            return None
+        return ApiKey(
+            row["id"],
+            row["merchant_id"],
+            bytes(row["secret_hash"]),
+            frozenset(row["scopes"]),
+            row["revoke_time"],
+        )
 
 
 class Merchants:

@@ -134,3 +134,21 @@ async def page(
             limit,
         )
     )
+
+
+class Exceptions:
+    """Listing and resolving entries, bound to the pool (for ExceptionService,
+    which holds none): each resolution in its own transaction."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def page(
+        self, state: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as conn:
+            return await page(conn, state, after, limit)
+
+    async def resolve(self, r: Resolution, now: datetime) -> asyncpg.Record:
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await resolve(conn, r, now)

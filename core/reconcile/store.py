@@ -265,3 +265,20 @@ async def page(
         limit,
     )
     return [render.run(r, ()) for r in rows]
+
+
+class Reconciliations:
+    """Reading runs back, bound to the pool (for ReconciliationService, which holds none)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def load(self, run_id: str) -> pb.Reconciliation | None:
+        async with self.pool.acquire() as conn:
+            return await load(conn, run_id)
+
+    async def page(
+        self, chain: str, before: tuple[datetime, str] | None, limit: int
+    ) -> list[pb.Reconciliation]:
+        async with self.pool.acquire() as conn:
+            return await page(conn, chain, before, limit)

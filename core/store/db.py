@@ -6,7 +6,13 @@ straight to int keeps Decimal and its exponent notation out of money paths.
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import asyncpg
+
+# A row as the stores return it, by column name. The edge (core/api) names
+# this type to pass rows from an area to its renderer, never asyncpg itself.
+Row: TypeAlias = asyncpg.Record
 
 
 async def _int_numerics(conn: asyncpg.Connection) -> None:

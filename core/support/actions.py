@@ -83,6 +83,18 @@ class SupportActions:
         self.give_up_after_s = webhook_give_up_after_s
         self.clock = clock
 
+    async def queue_page(
+        self,
+        kinds: frozenset[decide.Kind],
+        after: tuple[datetime, str] | None,
+        limit: int,
+        now: datetime,
+    ) -> tuple[list[queue.Item], tuple[datetime, str] | None]:
+        """A page of the support queue (core/support/queue.py) under these settings,
+        so that SupportService (core/api) holds no pool."""
+        async with self.pool.acquire() as conn:
+            return await queue.page(conn, kinds, after, limit, self.settings, now)
+
     async def take(self, req: Request) -> asyncpg.Record:
         """Performs (or, when it needs a second operator, records as pending) the action."""
         now = self.clock()

@@ -31,8 +31,10 @@ from core.api.auth import Authenticator  # noqa: E402
 from core.api.ledger_service import LedgerService  # noqa: E402
 from core.ledger import store  # noqa: E402
 from core.ledger.batcher import Poster  # noqa: E402
+from core.ledger.queries import LedgerReader  # noqa: E402
 from core.ledger.rules import Account, Transfer  # noqa: E402
 from core.merchants import Merchants  # noqa: E402
+from core.merchants.store import ApiKeys  # noqa: E402
 from core.store.db import create_pool  # noqa: E402
 from core.store.migrate import migrate  # noqa: E402
 from kassa.ledger.v1 import ledger_pb2 as pb  # noqa: E402
@@ -192,7 +194,7 @@ async def single(pool: asyncpg.Pool) -> tuple[float, float, float, float]:
     poster.start()
     server = grpc.aio.server()
     pb_grpc.add_LedgerServiceServicer_to_server(
-        LedgerService(pool, poster, Authenticator(pool, 60.0), now), server
+        LedgerService(LedgerReader(pool), poster, Authenticator(ApiKeys(pool), 60.0), now), server
     )
     server.add_generic_rpc_handlers((_empty_handler(),))
     port = server.add_insecure_port("127.0.0.1:0")

@@ -176,6 +176,51 @@ def test_the_graph_is_read() -> None:
     assert ("core.api.ledger_service", "core.ledger.queries") in edges
 
 
+# The edge parses, authorises, calls and renders: no pool, no SQL. Every area
+# hands it a store or reader bound to the pool (core/server.py wires them), and
+# core/api/errors.py recognises a database outage through core/store/outage.py,
+# so no module of core/api needs the driver (rows pass as core.store.db.Row).
+EDGE_MAY_IMPORT_ASYNCPG: frozenset[str] = frozenset()
+
+
+def driver_imports(edges: list[tuple[str, int, str]]) -> list[str]:
+    """Each import of asyncpg by a module of the edge, outside the allowed ones."""
+    return [
+        f"core/{'/'.join(importer.split('.')[1:])}.py:{line} imports {name}"
+        for importer, line, name in edges
+        if within(importer, EDGE)
+        and within(name, "asyncpg")
+        and importer not in EDGE_MAY_IMPORT_ASYNCPG
+    ]
+
+
+def test_the_edge_imports_no_database_driver() -> None:
+    found = driver_imports(graph())
+    assert not found, "\n".join(found)
+
+
+def test_the_driver_rule_catches_an_edge_import() -> None:
+    assert driver_imports([("core.api.auth", 16, "asyncpg")]) == [
+        "core/api/auth.py:16 imports asyncpg"
+    ]
+    assert driver_imports([("core.api.ledger_service", 9, "asyncpg.exceptions")])
+    assert not driver_imports([("core.merchants.store", 5, "asyncpg")])
+    # and the graph does hold asyncpg imports, below the edge
+    assert ("core.store.db", "asyncpg") in {(i, n) for i, _, n in graph()}
+
+
+def test_the_edge_acquires_no_connection() -> None:
+    """Holding a store object is not enough if a handler reaches through it
+    for its pool (as `self.actions.pool.acquire()` once did)."""
+    found = [
+        f"{path.relative_to(REPO)}:{n}: {text.strip()}"
+        for path in sorted((CORE / "api").rglob("*.py"))
+        for n, text in enumerate(path.read_text().splitlines(), 1)
+        if ".acquire(" in text or ".transaction(" in text or "asyncpg.Pool" in text
+    ]
+    assert not found, "\n".join(found)
+
+
 def test_no_test_module_imports_another() -> None:
     """Shared test code lives in tests/support; conftest.py files hold fixtures."""
     found = [
