@@ -44,9 +44,15 @@ def test_failover_after_the_node_in_use_is_killed_credits_the_payment_exactly_on
     assert stack.primary.adapter.stop() == 0
     stack.adapter_options[stack.primary.chain_id] = {"node_urls": [a.ws_url, b.ws_url]}
     stack.start_adapter()
-    while cursor_height(stack) < 0:
-        a.mine(1)
-        time.sleep(0.5)
+    # Following the restarted adapter again: the core applies a fresh block
+    # (its cursor, anchored at the first head it saw, reaches it). Waiting
+    # for any cursor is not enough: a fresh core anchors one at once.
+    a.mine(1)
+    mined = a.head()
+    deadline = time.monotonic() + 60
+    while cursor_height(stack) < mined:
+        assert time.monotonic() < deadline, "the core never followed the restarted adapter"
+        time.sleep(0.2)
     invoice = invoices.CreateInvoice(
         invoice_pb2.CreateInvoiceRequest(
             parent=tap.parent,
