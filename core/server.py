@@ -421,14 +421,10 @@ async def serve(
     if payout_worker is not None:
         # One leader sends payouts (nonces of the hot key are allocated in order).
         worker = payout_worker
-        tasks.append(
-            _supervised("payouts", leadership.guard("payouts", lambda _f: worker.run()), 1.0)
-        )
+        tasks.append(_supervised("payouts", leadership.guard("payouts", worker.run), 1.0))
     if sweeper is not None:
         sweeps = sweeper
-        tasks.append(
-            _supervised("sweeps", leadership.guard("sweeps", lambda _f: sweeps.run()), 1.0)
-        )
+        tasks.append(_supervised("sweeps", leadership.guard("sweeps", sweeps.run), 1.0))
     tasks.append(_supervised("reconcile", leadership.guard("reconcile", reconciler.run), 1.0))
     if relay is not None:
         relayer = relay

@@ -2,8 +2,14 @@
 
 Owns the election of a leader per role — per chain the follower that applies
 blocks (`follow:<chain>`), the expiry sweeper (`clock`), the reconciler
-(`reconcile`), the payout and sweep workers (`payouts`) — and the fence that
-refuses a deposed leader's writes. It never decides what a leader does.
+(`reconcile`), the payout worker (`payouts`), the sweep planner (`sweeps`),
+the JetStream relay (`relay`) — and the fence that refuses a deposed leader's
+writes. It never decides what a leader does.
+
+Fenced (Fence.check first in each transaction): the block applier, the
+invoice clock, the reconciler's save, every write of the payout worker
+(PayoutWorker._write) and each sweep plan. The relay writes no PostgreSQL
+row its term could corrupt: its fence is the stream's expected last id.
 
 How: a replica leads a role while it holds a session advisory lock on a
 dedicated PostgreSQL connection (never one of the pool's). On taking the

@@ -33,6 +33,7 @@ import grpc
 from core.chain.config import Chains as Config
 from core.domain import assets
 from core.invoices import state as invoice_state
+from core.leadership.fence import Fence, FencedError
 from core.payouts import ledger, nonces, store, txbuilder
 from core.payouts.config import PayoutsConfig, SweepsConfig
 from core.payouts.machine import State
@@ -159,16 +160,18 @@ class Sweeper:
         self._hot_address = ""
         self._lock = asyncio.Lock()  # one plan at a time per process (others: the index)
 
-    async def run(self) -> None:
-        """Plans every chain with a treasury each interval_s (0: on demand only)."""
+    async def run(self, fence: Fence | None = None) -> None:
+        """Plans every chain with a treasury each interval_s (0: on demand only).
+        With a fence (this replica leads `sweeps`, core/leadership) every plan it
+        writes is fenced, and a refusal ends the loop."""
         if self.sweeps.interval_s <= 0:
             return
         while True:
             for chain in self.sweeps.treasury:
                 try:
-                    await self.run_once(chain)
-                except asyncio.CancelledError:
-                    raise
+                    await self.run_once(chain, fence)
+                except (asyncio.CancelledError, FencedError):
+                    raise  # fenced: another replica leads sweeps
                 except Exception:
                     log.exception("sweep planning failed", extra={"chain": chain})
             await asyncio.sleep(self.sweeps.interval_s)
@@ -225,8 +228,11 @@ class Sweeper:
             for r in rows
         ]
 
-    async def run_once(self, chain: str) -> list[asyncpg.Record]:
-        """Plans the sweeps of `chain` now; returns the rows created."""
+    async def run_once(self, chain: str, fence: Fence | None = None) -> list[asyncpg.Record]:
+        """Plans the sweeps of `chain` now; returns the rows created. `fence`: the
+        scheduled loop's (checked first in each plan's transaction); an on-demand
+        SweepNow runs without one, like an on-demand reconciliation (rows it races
+        into are refused by the unique index of sweeps in progress)."""
         treasury = self.sweeps.treasury.get(chain)
         if treasury is None or chain not in self.adapters:
             raise LookupError(f"no [sweeps] treasury or adapter for {chain}")
@@ -249,7 +255,7 @@ class Sweeper:
             )
             created: list[asyncpg.Record] = []
             for d in deposits:
-                created += await self._sweep(adapter, d, treasury, fees)
+                created += await self._sweep(adapter, d, treasury, fees, fence)
             return created
 
     async def _sweep(
@@ -258,6 +264,7 @@ class Sweeper:
         d: Deposit,
         treasury: str,
         fees: txbuilder.Fees,
+        fence: Fence | None = None,
     ) -> Sequence[asyncpg.Record]:
         account = await adapter.GetAccount(
             adapter_pb2.GetAccountRequest(address=d.address), timeout=10
@@ -284,6 +291,8 @@ class Sweeper:
         now = self.clock()
         try:
             async with self.pool.acquire() as conn, conn.transaction():
+                if fence is not None:
+                    await fence.check(conn)  # first: a deposed planner writes nothing
                 await ledger.ensure_platform(conn, d.asset, d.chain)
                 # The deposit key's nonces, like the hot key's: from the chain, then ours.
                 await nonces.reconcile(

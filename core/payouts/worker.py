@@ -6,7 +6,10 @@ removes it sends the stored transaction again).
 
 Each state has one step (`STEPS`). A step reads the payout, does its I/O
 outside any transaction, then commits what `machine.decide` returned in one
-transaction with the payout row locked and re-checked (`_locked`). What to do
+transaction with the payout row locked and re-checked (`_locked`). Every
+transaction that writes goes through `_write`, whose first statement is the
+fence of the `payouts` role (core/leadership): a deposed leader that resumes
+after a pause has its next write refused and the loop ends. What to do
 between the I/O is decided in core/payouts/tracking.py. Restart safety
 follows from the order of writes:
 - a body is stored (with its nonce) before it is sent to the signer, and is
@@ -37,6 +40,7 @@ from core.chain.link import AdapterLink
 from core.domain import assets
 from core.invoices import lifecycle
 from core.invoices import state as sm
+from core.leadership.fence import Fence, FencedError
 from core.payouts import machine, nonces, tracking, txbuilder
 from core.payouts.config import PayoutsConfig
 from core.payouts.machine import State
@@ -137,6 +141,9 @@ class PayoutWorker:
         self._nonce_lost: dict[str, int] = {}
         self._missing: dict[str, int] = {}
         self._reconciled_at: dict[str, float] = {}  # chain -> monotonic seconds
+        # Set while this replica leads `payouts` (core/leadership): checked first
+        # in every transaction the worker writes (`_write`).
+        self.fence: Fence | None = None
 
     # -- start ----------------------------------------------------------------
     async def reconcile(self) -> None:
@@ -151,7 +158,7 @@ class PayoutWorker:
         account = await self.adapters[chain].GetAccount(
             adapter_pb2.GetAccountRequest(address=self.hot_address), timeout=10
         )
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._write() as conn:
             next_nonce = await nonces.reconcile(
                 conn,
                 chain,
@@ -171,7 +178,10 @@ class PayoutWorker:
             self._reconciled_at[chain] = now_s
             await self.reconcile_chain(chain)
 
-    async def run(self) -> None:
+    async def run(self, fence: Fence | None = None) -> None:
+        """Moves payouts forever; with a fence (this replica leads `payouts`), every
+        write is fenced and a refusal ends the loop (and the elector resigns)."""
+        self.fence = fence
         while True:
             try:
                 await self.reconcile()
@@ -179,11 +189,14 @@ class PayoutWorker:
             except (grpc.aio.AioRpcError, OSError) as exc:
                 log.warning("payouts waiting for signer and adapters", extra={"error": str(exc)})
                 await asyncio.sleep(1.0)
+        await self._step_loop()
+
+    async def _step_loop(self) -> None:
         while True:
             try:
                 await self.step()
-            except asyncio.CancelledError:
-                raise
+            except (asyncio.CancelledError, FencedError):
+                raise  # fenced: another replica leads payouts; this one stops writing
             except Exception:
                 log.exception("payout pass failed")
             await asyncio.sleep(self.settings.poll_interval_s)
@@ -216,7 +229,7 @@ class PayoutWorker:
 
     async def _later(self, payout_id: str, seconds: float) -> None:
         """Schedules the payout's next look (not a state: no machine decision)."""
-        async with self.pool.acquire() as conn:
+        async with self._write() as conn:
             await conn.execute(
                 "UPDATE payouts SET next_attempt_time = $2 WHERE id = $1",
                 payout_id,
@@ -230,13 +243,22 @@ class PayoutWorker:
         return row
 
     @asynccontextmanager
+    async def _write(self) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction that writes: fenced first, so a deposed leader's write
+        is refused (FencedError, rolled back) before it touches a row."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if self.fence is not None:
+                await self.fence.check(conn)
+            yield conn
+
+    @asynccontextmanager
     async def _locked(
         self, payout_id: str, states: frozenset[State], sign_digest: bytes | None = None
     ) -> AsyncIterator[Locked | None]:
         """The payout locked in a transaction if it is still in one of `states`
         (and still signing `sign_digest`, when given); None when another step or
         process moved it since it was read: the caller then does nothing."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._write() as conn:
             row = await lock(conn, payout_id)
             if (
                 row is None
@@ -425,7 +447,7 @@ class PayoutWorker:
         if plan.renew_body:
             # REQUEST_EXPIRED and the like: the body expires now, so the next
             # pass renews it through the machine (`Renewed`).
-            async with self.pool.acquire() as conn:
+            async with self._write() as conn:
                 await conn.execute(
                     "UPDATE payouts SET sign_expire_time = least(sign_expire_time, $2) WHERE id = $1",
                     payout_id,
@@ -621,7 +643,7 @@ class PayoutWorker:
                 assert_never(unreachable)
 
     async def _touch(self, tx_hash: str) -> None:
-        async with self.pool.acquire() as conn:
+        async with self._write() as conn:
             await conn.execute(
                 "UPDATE payout_transactions SET broadcast_time = $2 WHERE tx_hash = $1",
                 tx_hash,

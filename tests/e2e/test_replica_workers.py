@@ -7,6 +7,9 @@
   created through every replica, the sending replica SIGKILLed after they are
   created: each is paid exactly once, checked on chain (destination balances,
   the hot key's nonce), and `kassactl ledger check` passes.
+- Fence: the payouts leader paused (SIGSTOP) past its lease and resumed
+  (SIGCONT) after another replica took the role has its write refused by the
+  fence (database and core logs); the payout is sent once.
 """
 
 from __future__ import annotations
@@ -176,5 +179,99 @@ def test_payouts_created_on_every_replica_are_sent_once_across_a_leader_kill(
     for _, to, amount in payouts:
         assert stack.token.balance_of(to) == amount  # on chain: paid, and paid once
     assert hot_nonce(stack) == nonce_before + len(payouts)
+    check = ledger_check(stack)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_paused_payouts_leader_resumed_past_its_lease_has_its_write_fenced(
+    replicas: Replicas, postgres
+) -> None:
+    """SIGSTOP of the payouts leader past its lease: another replica takes the
+    role (the epoch moves). That one is paused in turn, a payout is created
+    through the third, and the first is resumed: it still believes it leads for
+    a moment, picks the payout up, and its write is refused by the fence (in
+    the database's log and its own), never applied. The payout is then sent
+    once by whichever replica leads next."""
+    stack = replicas.stack
+    dsn = stack.dsn
+    for i in range(3):
+        if not replicas.process(i).running:
+            replicas.start(i)
+
+    def lead() -> tuple[str, int] | None:
+        rows = _sql(dsn, "SELECT holder, epoch FROM leader_epochs WHERE role = 'payouts'")
+        return (rows[0]["holder"], int(rows[0]["epoch"])) if rows else None
+
+    deadline = time.monotonic() + 60
+    while lead() is None:
+        assert time.monotonic() < deadline, "no replica leads payouts"
+        time.sleep(0.2)
+    old_name, old_epoch = lead() or ("", 0)
+    old = replicas.index_of(old_name)
+    token = replicas.setups[0].merchant_token("paused", PAYOUT_SCOPES)
+    parent = "merchants/paused"
+    with replicas.setups[old].channel(token) as channel:
+        paid_invoice(stack, invoice_pb2_grpc.InvoiceServiceStub(channel), parent, "50.00")
+    nonce_before = hot_nonce(stack)
+    pg_log = Path(postgres.log_file)
+    pg_mark = pg_log.stat().st_size
+    core_log = replicas.log(old)
+    core_mark = core_log.stat().st_size
+    paused = [old]
+    replicas.pause(old)  # SIGSTOP, idle between passes: its session ends after a lease
+    try:
+        deadline = time.monotonic() + 60
+        while (now := lead()) is None or now[1] == old_epoch:
+            assert time.monotonic() < deadline, "no takeover while the leader was paused"
+            time.sleep(0.1)
+        new_name, _ = now
+        assert new_name != old_name
+        new = replicas.index_of(new_name)
+        replicas.pause(new)  # the payout below waits for no one but the deposed leader
+        paused.append(new)
+        third = next(i for i in range(3) if i not in (old, new))
+        to, amount = fresh_address(), 2_000_000
+        with replicas.setups[third].channel(token) as channel:
+            created = (
+                payout_pb2_grpc.PayoutServiceStub(channel)
+                .CreatePayout(
+                    payout_pb2.CreatePayoutRequest(
+                        parent=parent,
+                        payout=payout_pb2.Payout(
+                            asset=stack.token_asset,
+                            destination=to,
+                            amount=str(amount),
+                            reference="r",
+                        ),
+                        request_id="paused-leader-payout",
+                    )
+                )
+                .payout
+            )
+        replicas.resume(old)  # SIGCONT: it carries on with its stale epoch
+        paused.remove(old)
+        refusal = f"fenced write refused: payouts epoch {old_epoch} is no longer current (stored "
+        deadline = time.monotonic() + 30
+        while refusal not in pg_log.read_text(errors="replace")[pg_mark:]:
+            assert time.monotonic() < deadline, (
+                f"no refusal of payouts epoch {old_epoch}; deposed replica's log:\n"
+                f"{core_log.read_text(errors='replace')[core_mark:][-4000:]}"
+            )
+            time.sleep(0.1)
+        core_text = core_log.read_text(errors="replace")[core_mark:]
+        assert any(
+            '"fenced write refused"' in line and '"payouts"' in line
+            for line in core_text.splitlines()
+        ), core_text[-4000:]
+    finally:
+        for i in paused:
+            replicas.resume(i)
+    with replicas.setups[third].channel(token) as channel:
+        done = wait_payout(
+            stack, payout_pb2_grpc.PayoutServiceStub(channel), created.name, FINAL, timeout_s=90
+        )
+    assert done.state == payout_pb2.PAYOUT_STATE_CONFIRMED, done
+    assert stack.token.balance_of(to) == amount  # on chain: paid once
+    assert hot_nonce(stack) == nonce_before + 1
     check = ledger_check(stack)
     assert check.returncode == 0, check.stdout + check.stderr

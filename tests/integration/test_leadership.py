@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import pytest
 
+from core.chain.config import ChainConfig
 from core.leadership import decide
 from core.leadership import fence as fence_module
 from core.leadership.elector import Elector
 from core.leadership.fence import Fence, FencedError
 from core.leadership.settings import LeadershipSettings
+from core.payouts.config import PayoutsConfig
+from core.payouts.signer_client import SignerClient, SignerTarget
+from core.payouts.worker import PayoutWorker
 from core.store.migrate import migrate
 
 LEASE_S = 1.5
@@ -203,3 +210,120 @@ async def test_a_leader_paused_mid_transaction_holds_a_takeover_back_at_most_a_l
             t.cancel()
         await asyncio.gather(run_a, run_b, return_exceptions=True)
         writer.terminate()
+
+
+@dataclass(frozen=True)
+class _NoChains:
+    """The worker's chain config with no adapters: the step tested talks to none."""
+
+    chains: tuple[ChainConfig, ...] = ()
+    adapters_tls: None = None
+
+    def chain(self, chain_id: str) -> ChainConfig | None:
+        return None
+
+
+def _payout_worker(pool: asyncpg.Pool, tmp_path: Path) -> PayoutWorker:
+    key_file = tmp_path / "caller.key"
+    key_file.write_text("11" * 32)  # a caller key is loaded, never used: no signing here
+    target = SignerTarget("127.0.0.1:9", None, None, None, "caller-1", key_file)
+    return PayoutWorker(
+        pool,
+        _NoChains(),
+        PayoutsConfig(signer=target),
+        SignerClient(target),
+        lambda: datetime.now(UTC),
+    )
+
+
+async def _sweep_waiting_on_failed_funding(conn: asyncpg.Connection) -> str:
+    """A sweep in `created` whose gas funding failed: the worker's next step
+    cancels it (GAS_FUNDING_FAILED) without any I/O but its own transaction."""
+    insert = """INSERT INTO payouts (id, merchant_id, kind, chain, asset, destination, amount,
+                                     request_hash, state, key_id, hold_sources, hold_amounts,
+                                     source_address, funded_by, next_attempt_time)
+                VALUES ($1, NULL, $2, 'eip155:31337', 'eip155:31337/slip44:60', $3, 1000, '',
+                        $4, $5, '{}', '{}', $6, $7, now() - interval '1 second')"""
+    deposit, treasury = "0x" + "aa" * 20, "0x" + "bb" * 20
+    await conn.execute(insert, "funding-1", "gas_funding", deposit, "failed", "hot-1", None, None)
+    await conn.execute(
+        insert, "sweep-1", "sweep", treasury, "created", "hd:0", deposit, "funding-1"
+    )
+    return "sweep-1"
+
+
+@pytest.mark.asyncio
+async def test_a_deposed_payouts_leader_has_its_next_step_refused_and_the_new_one_goes_through(
+    fresh_dsn: str, tmp_path: Path
+) -> None:
+    await migrate(fresh_dsn)
+    a = Elector(fresh_dsn, "payouts", LeadershipSettings(LEASE_S, "a:1"))
+    b = Elector(fresh_dsn, "payouts", LeadershipSettings(LEASE_S, "b:2"))
+    led_a, led_b = Led(), Led()
+    pool = await asyncpg.create_pool(fresh_dsn, min_size=1, max_size=4)
+    assert pool is not None
+    run_a = asyncio.create_task(a.run(led_a))
+    run_b: asyncio.Task[None] | None = None
+    try:
+        await _until(lambda: bool(led_a.fences), 10)
+        async with pool.acquire() as conn:
+            payout_id = await _sweep_waiting_on_failed_funding(conn)
+            before = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1", payout_id)
+        deposed = _payout_worker(pool, tmp_path)
+        deposed.fence = led_a.fences[-1]
+        # Another session takes the role while a's worker is (as if) paused.
+        run_a.cancel()
+        await asyncio.gather(run_a, return_exceptions=True)
+        run_b = asyncio.create_task(b.run(led_b))
+        await _until(lambda: bool(led_b.fences), 10)
+        refused_before = fence_module.refusals.get("payouts", 0)
+
+        with pytest.raises(FencedError):
+            await deposed.step()  # resumes: its next step is refused by the fence
+        async with pool.acquire() as conn:
+            after = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1", payout_id)
+        assert dict(after) == dict(before)  # the payout row is unchanged
+        assert fence_module.refusals["payouts"] == refused_before + 1
+        assert deposed.fence.refused
+
+        leader = _payout_worker(pool, tmp_path)
+        leader.fence = led_b.fences[-1]
+        await leader.step()
+        async with pool.acquire() as conn:
+            moved = await conn.fetchrow(
+                "SELECT state, failure_reason FROM payouts WHERE id = $1", payout_id
+            )
+        assert (moved["state"], moved["failure_reason"]) == ("cancelled", "GAS_FUNDING_FAILED")
+        assert not led_b.fences[-1].refused
+        assert fence_module.refusals["payouts"] == refused_before + 1
+    finally:
+        run_a.cancel()
+        if run_b is not None:
+            run_b.cancel()
+        await asyncio.gather(run_a, *([run_b] if run_b else []), return_exceptions=True)
+        await pool.close()
+
+
+@pytest.mark.asyncio
+async def test_a_fenced_payout_worker_ends_its_loop(fresh_dsn: str, tmp_path: Path) -> None:
+    """The loop does not swallow a refusal as a failed pass: run() raises it, so
+    the led task ends (the elector resigns with reason "fenced")."""
+    await migrate(fresh_dsn)
+    pool = await asyncpg.create_pool(fresh_dsn, min_size=1, max_size=4)
+    assert pool is not None
+    try:
+        async with pool.acquire() as conn:
+            await _sweep_waiting_on_failed_funding(conn)
+            epoch = int(
+                await conn.fetchval(
+                    "INSERT INTO leader_epochs (role, epoch, holder) VALUES ('payouts', 2, 'b:2')"
+                    " RETURNING epoch"
+                )
+            )
+        worker = _payout_worker(pool, tmp_path)
+        worker.fence = Fence(decide.Term("payouts", epoch - 1, "a:1"), LEASE_S)
+        worker.hot_address = "0x" + "cc" * 20
+        with pytest.raises(FencedError):
+            await asyncio.wait_for(worker._step_loop(), 10)
+    finally:
+        await pool.close()
