@@ -438,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--request-id", default="")
     mg = mer.add("get", "show a merchant")
     mg.add_argument("name", help="merchants/{m}")
+    mer.add("list", "every merchant, by id")
     keys = _Commands(top.add("keys", "API keys (merchants:admin)"), "kc")
     kc = keys.add("create", "create a key; its secret is shown once")
     kc.add_argument("parent", help="merchants/{m}")
@@ -785,6 +786,14 @@ def _merchants(
                 request_id=args.request_id,
             )
             out.one(stub.CreateMerchant(request).merchant, merchant)
+        elif args.mc == "list":
+            out.rows(
+                _pages(
+                    lambda t: stub.ListMerchants(m.ListMerchantsRequest(page_token=t)),
+                    "merchants",
+                ),
+                merchant,
+            )
         else:
             out.one(stub.GetMerchant(m.GetMerchantRequest(name=args.name)).merchant, merchant)
         return
