@@ -1,25 +1,29 @@
-"""`kassactl statements export` against a real core: one account's statement,
-and each of a merchant's accounts for a period, with the fiat value of the
-transfers that reference an invoice (its quoted rate) and none for the rest."""
+"""kassactl's statements and merchant listing against a real core: one
+account's statement, and each of a merchant's accounts for a period, with the
+fiat value of the transfers that reference an invoice (its quoted rate) and
+none for the rest; ListMerchants paged, through the API and kassactl."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 import pytest
 
 from core.ledger.accounts import NEVER_NEGATIVE, custody, merchant_account, merchant_accounts
-from kassa.core.v1 import invoice_pb2, invoice_pb2_grpc
+from kassa.core.v1 import invoice_pb2, invoice_pb2_grpc, merchant_pb2, merchant_pb2_grpc
 from kassa.ledger.v1 import ledger_pb2 as pb
 from kassa.ledger.v1 import ledger_pb2_grpc as pb_grpc
 from localstack.procs import ManagedProcess
 from localstack.stack import CoreSetup
 from tests.support.config import XPUB
-from tests.support.kassactl import against
+from tests.support.grpc_errors import rich
+from tests.support.kassactl import against, bootstrap_key
 
 TUSD = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 OTHER = "eip155:31337/erc20:0x00000000000000000000000000000000000000bb"
@@ -162,7 +166,7 @@ def test_a_merchant_statement_covers_each_of_its_accounts_for_the_period(
     )
     assert result.returncode == 0, result.stderr
     rows = _rows(result.stdout)
-    assert list(rows[0])[0] == "account_id"
+    assert result.stdout.splitlines()[0].startswith("account_id,seq,create_time,")
     by_account: dict[str, list[str]] = {}
     for r in rows:
         by_account.setdefault(r["account_id"], []).append(r["transfer_id"])
@@ -224,3 +228,74 @@ def test_a_merchant_without_accounts_in_the_assets_and_a_missing_scope_fail(
     )
     assert refused.returncode == 1 and refused.stdout == ""
     assert "PERMISSION_DENIED" in refused.stderr and reader not in refused.stderr
+
+
+PAGED = [f"pg-{i:02d}" for i in range(57)]
+
+
+@pytest.fixture(scope="module")
+def many_merchants(core: CoreSetup, paid: str) -> list[str]:
+    """More merchants than one default page (50) holds."""
+    with core.channel(core.admin_token()) as channel:
+        stub = merchant_pb2_grpc.MerchantServiceStub(channel)
+        for m in reversed(PAGED):  # created out of id order: the listing orders them
+            stub.CreateMerchant(merchant_pb2.CreateMerchantRequest(merchant_id=m, display_name=m))
+    return sorted([*PAGED, "shop"])
+
+
+def test_list_merchants_pages_by_id_without_losing_or_repeating_one(
+    core: CoreSetup, many_merchants: list[str]
+) -> None:
+    with core.channel(core.admin_token()) as channel:
+        stub = merchant_pb2_grpc.MerchantServiceStub(channel)
+        seen: list[str] = []
+        token, pages = "", 0
+        while True:
+            page = stub.ListMerchants(
+                merchant_pb2.ListMerchantsRequest(page_size=7, page_token=token)
+            )
+            assert len(page.merchants) <= 7
+            seen += [m.name.removeprefix("merchants/") for m in page.merchants]
+            token, pages = page.next_page_token, pages + 1
+            if not token:
+                break
+        assert seen == many_merchants and pages == -(-len(many_merchants) // 7)
+        # Bad input names the field and is refused before any read.
+        for request, field in (
+            (merchant_pb2.ListMerchantsRequest(page_size=-1), "page_size"),
+            (merchant_pb2.ListMerchantsRequest(page_token="pg-10.AAAA"), "page_token"),
+        ):
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.ListMerchants(request)
+            error = rich(caught.value)
+            assert error.code == grpc.StatusCode.INVALID_ARGUMENT and error.fields == [field]
+        first = stub.ListMerchants(merchant_pb2.ListMerchantsRequest(page_size=2))
+    # The attacker: another key replaying a token it was not given.
+    other_admin = bootstrap_key(core.dsn, "merchants:admin")
+    with core.channel(other_admin) as channel:
+        stub = merchant_pb2_grpc.MerchantServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ListMerchants(merchant_pb2.ListMerchantsRequest(page_token=first.next_page_token))
+        assert rich(caught.value).fields == ["page_token"]
+    # A merchant's own key, whatever its scopes, lists no merchants.
+    with core.channel(core.merchant_token("shop")) as channel:
+        stub = merchant_pb2_grpc.MerchantServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ListMerchants(merchant_pb2.ListMerchantsRequest())
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_kassactl_merchants_list_follows_every_page_as_a_table_and_json(
+    core: CoreSetup, many_merchants: list[str]
+) -> None:
+    token = core.admin_token()
+    listed = against(core, "merchants", "list", "--json", token=token)
+    assert listed.returncode == 0, listed.stderr
+    names = [json.loads(line)["name"] for line in listed.stdout.splitlines()]
+    assert names == [f"merchants/{m}" for m in many_merchants]  # 58: two pages of 50
+    table = against(core, "merchants", "list", token=token)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["NAME", "DISPLAY", "NAME"]
+    assert [line.split()[0] for line in lines[1:]] == names
+    assert token not in table.stdout + table.stderr

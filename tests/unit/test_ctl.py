@@ -20,6 +20,8 @@ def test_global_options_go_anywhere_on_the_line() -> None:
     middle = parser.parse_args(["support", "--json", "queue", "--target", "a:1"])
     for args in (before, after, middle):
         assert (args.json, args.target, args.support_command) == (True, "a:1", "queue")
+    listed = parser.parse_args(["merchants", "list", "--json"])
+    assert (listed.command, listed.mc, listed.json) == ("merchants", "list", True)
     plain = parser.parse_args(["list", "merchants/x"])
     assert plain.json is False and plain.target == "127.0.0.1:50051"
 
