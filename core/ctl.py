@@ -308,7 +308,7 @@ class _Commands:
         self.sub = parser.add_subparsers(dest=dest, required=True, metavar="COMMAND")
 
     def add(self, name: str, help: str) -> argparse.ArgumentParser:
-        p = self.sub.add_parser(name, help=help, description=help)
+        p = self.sub.add_parser(name, help=help, description=help, allow_abbrev=False)
         _global_options(p, top=False)
         return p
 
@@ -325,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="kassactl",
         description=__doc__,
+        # No abbreviations: `--to` (statements) must not be taken for `--token`.
+        allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _global_options(parser, top=True)

@@ -149,6 +149,9 @@ def test_statements_export_takes_an_account_or_a_merchant_with_its_assets(
         "s.csv",
     )
     assert ctl.statement_accounts(one) == ["shop"]
+    # `--to` is the period's end, never an abbreviation of `--token`.
+    until = parser.parse_args(["statements", "export", "--account", "a", "--to", "2026-02-01"])
+    assert (until.end, until.token) == ("2026-02-01", None)
     many = parser.parse_args(
         ["statements", "export", "--merchant", "merchants/m1", "--asset", ETH, "--asset", USDT]
     )
