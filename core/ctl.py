@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import io
 import os
 import re
 import sys
@@ -26,6 +28,7 @@ from google.protobuf.message import Message
 
 from core.clients import ApiTls, api_aio_channel, authed_channel
 from core.ledger import check as ledger_check
+from core.ledger.accounts import MERCHANT_KINDS, merchant_account
 from core.merchants import Merchants
 from core.merchants.credentials import SCOPES
 from core.payouts.signer_client import body_digest, load_ed25519
@@ -50,6 +53,7 @@ from kassa.core.v1 import (
     webhook_pb2,
     webhook_pb2_grpc,
 )
+from kassa.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from kassa.signer.v1 import signer_pb2
 
 # An API key anywhere in a text: redacted from every message kassactl prints.
@@ -304,7 +308,7 @@ class _Commands:
         self.sub = parser.add_subparsers(dest=dest, required=True, metavar="COMMAND")
 
     def add(self, name: str, help: str) -> argparse.ArgumentParser:
-        p = self.sub.add_parser(name, help=help, description=help)
+        p = self.sub.add_parser(name, help=help, description=help, allow_abbrev=False)
         _global_options(p, top=False)
         return p
 
@@ -321,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="kassactl",
         description=__doc__,
+        # No abbreviations: `--to` (statements) must not be taken for `--token`.
+        allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _global_options(parser, top=True)
@@ -346,6 +352,26 @@ def build_parser() -> argparse.ArgumentParser:
     led = _Commands(top.add("ledger", "ledger operations"), "ledger_command")
     lc = led.add("check", "verify the ledger's invariants; non-zero on violation")
     _dsn_arguments(lc)
+
+    stm = _Commands(top.add("statements", "account statements as CSV (ledger:read)"), "sc")
+    stx = stm.add(
+        "export",
+        "an account's statement, or each of a merchant's accounts in the given assets, "
+        "for a period: CSV with running balances and, where the invoice recorded a "
+        "rate, fiat values",
+    )
+    who = stx.add_mutually_exclusive_group(required=True)
+    who.add_argument("--account", help="a ledger account id")
+    who.add_argument("--merchant", help="merchants/{m} or {m}: every account of the merchant")
+    stx.add_argument(
+        "--asset",
+        action="append",
+        default=[],
+        help="CAIP-19 asset of the merchant's accounts (repeat; needed with --merchant)",
+    )
+    stx.add_argument("--from", dest="start", help="ISO 8601 time, inclusive (default: the start)")
+    stx.add_argument("--to", dest="end", help="ISO 8601 time, exclusive (default: now on)")
+    stx.add_argument("--out", type=Path, help="write the CSV to this file, not stdout")
 
     rec = _Commands(
         top.add("reconcile", "prove the ledger against a chain (reconcile:*)"),
@@ -414,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--request-id", default="")
     mg = mer.add("get", "show a merchant")
     mg.add_argument("name", help="merchants/{m}")
+    mer.add("list", "every merchant, by id")
     keys = _Commands(top.add("keys", "API keys (merchants:admin)"), "kc")
     kc = keys.add("create", "create a key; its secret is shown once")
     kc.add_argument("parent", help="merchants/{m}")
@@ -512,7 +539,10 @@ async def _events(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "statements" and bool(args.merchant) != bool(args.asset):
+        parser.error("statements export: --asset goes with --merchant (and --merchant needs one)")
     out = Out(args.json)
     if "dsn" in args:
         try:
@@ -614,6 +644,8 @@ def _call(channel: grpc.Channel, args: argparse.Namespace, out: Out) -> int:
             _sweeps(payout_pb2_grpc.SweepServiceStub(channel), args, out)
         case "webhooks":
             _webhooks(webhook_pb2_grpc.WebhookServiceStub(channel), args, out)
+        case "statements":
+            return _statements(ledger_pb2_grpc.LedgerServiceStub(channel), args)
         case other:
             raise AssertionError(f"unhandled command {other}")
     return 0
@@ -756,6 +788,14 @@ def _merchants(
                 request_id=args.request_id,
             )
             out.one(stub.CreateMerchant(request).merchant, merchant)
+        elif args.mc == "list":
+            out.rows(
+                _pages(
+                    lambda t: stub.ListMerchants(m.ListMerchantsRequest(page_token=t)),
+                    "merchants",
+                ),
+                merchant,
+            )
         else:
             out.one(stub.GetMerchant(m.GetMerchantRequest(name=args.name)).merchant, merchant)
         return
@@ -869,6 +909,72 @@ def _webhooks(
                 w.RedeliverWebhooksRequest(parent=args.parent, time_range=time_range)
             )
             out.one(answer, [("QUEUED", lambda x: x.delivery_count)])
+
+
+def statement_accounts(args: argparse.Namespace) -> list[str]:
+    """The ledger accounts `statements export` covers, in a fixed order."""
+    if args.account:
+        return [str(args.account)]
+    merchant_id = str(args.merchant).removeprefix("merchants/")
+    # The ledger has no account listing: a merchant's accounts are named by
+    # merchant, asset and kind (core/ledger/accounts.py), so the operator names
+    # the assets and every kind is tried; kinds never opened are skipped.
+    return [
+        merchant_account(merchant_id, asset, kind)
+        for asset in args.asset
+        for kind in sorted(MERCHANT_KINDS)
+    ]
+
+
+def _statements(stub: ledger_pb2_grpc.LedgerServiceStub, args: argparse.Namespace) -> int:
+    request = ledger_pb2.ExportStatementRequest()
+    if args.start:
+        request.start_time.FromDatetime(_iso(args.start))
+    if args.end:
+        request.end_time.FromDatetime(_iso(args.end))
+    accounts = statement_accounts(args)
+    sink = args.out.open("w", newline="", encoding="utf-8") if args.out else sys.stdout
+    try:
+        if args.account:
+            request.account_id = accounts[0]
+            for chunk in stub.ExportStatement(request):
+                sink.write(chunk.csv_chunk.decode("utf-8"))
+            return 0
+        return _merchant_statement(stub, request, accounts, sink)
+    finally:
+        if args.out:
+            sink.close()
+
+
+def _merchant_statement(
+    stub: ledger_pb2_grpc.LedgerServiceStub,
+    request: ledger_pb2.ExportStatementRequest,
+    accounts: list[str],
+    sink: Any,
+) -> int:
+    """Each account's statement in one CSV: an account_id column first, one header."""
+    writer = csv.writer(sink, lineterminator="\n")
+    exported = 0
+    for account_id in accounts:
+        one = ledger_pb2.ExportStatementRequest()
+        one.CopyFrom(request)
+        one.account_id = account_id
+        try:
+            text = b"".join(c.csv_chunk for c in stub.ExportStatement(one)).decode("utf-8")
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            continue  # a kind this merchant never opened in this asset
+        rows = list(csv.reader(io.StringIO(text)))
+        assert rows, f"a statement without a header: {account_id}"
+        if exported == 0:
+            writer.writerow(["account_id", *rows[0]])
+        writer.writerows([account_id, *row] for row in rows[1:])
+        exported += 1
+    if exported == 0:
+        print("kassactl: the merchant has no accounts in these assets", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _iso(text: str) -> datetime:

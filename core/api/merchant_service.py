@@ -5,13 +5,16 @@ from __future__ import annotations
 import grpc
 
 from core import idempotency, names
-from core.api import validate
+from core.api import page_tokens, validate
 from core.api.auth import Authenticator
 from core.api.errors import invalid, rpc
 from core.merchants import Merchants
 from core.render import merchants as render
 from kassa.core.v1 import merchant_pb2 as pb
 from kassa.core.v1 import merchant_pb2_grpc as pb_grpc
+
+# The listing has no parent or filters: its tokens are bound to it alone.
+_MERCHANTS_BINDING = "merchants"
 
 
 class MerchantService(pb_grpc.MerchantServiceServicer):
@@ -50,6 +53,31 @@ class MerchantService(pb_grpc.MerchantServiceServicer):
         if violations:
             raise invalid(violations)
         return pb.GetMerchantResponse(merchant=render.merchant(await self.merchants.get(merchant)))
+
+    @rpc
+    async def ListMerchants(
+        self, request: pb.ListMerchantsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMerchantsResponse:
+        await self._admin(context)
+        violations: validate.Violations = []
+        if request.page_size < 0:
+            violations.append(("page_size", "must not be negative"))
+        after = ""
+        if request.page_token:
+            # The position is the last merchant id shown, sealed to this caller.
+            opened = page_tokens.open_token(request.page_token, _MERCHANTS_BINDING)
+            if opened is None:
+                violations.append(("page_token", "not a token of this listing"))
+            else:
+                after = opened
+        if violations:
+            raise invalid(violations)
+        limit = validate.page_size(request.page_size)
+        rows = await self.merchants.page(after, limit + 1)
+        answer = pb.ListMerchantsResponse(merchants=[render.merchant(r) for r in rows[:limit]])
+        if len(rows) > limit:
+            answer.next_page_token = page_tokens.seal(rows[limit - 1]["id"], _MERCHANTS_BINDING)
+        return answer
 
     @rpc
     async def CreateApiKey(

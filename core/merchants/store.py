@@ -101,6 +101,15 @@ class Merchants:
             raise not_found("merchant", names.merchant(merchant_id))
         return row
 
+    async def page(self, after_id: str, limit: int) -> list[asyncpg.Record]:
+        """Up to `limit` merchants with an id after `after_id`, by id."""
+        assert limit > 0, limit
+        async with self.pool.acquire() as conn:
+            rows: list[asyncpg.Record] = await conn.fetch(
+                "SELECT * FROM merchants WHERE id > $1 ORDER BY id LIMIT $2", after_id, limit
+            )
+        return rows
+
     async def create_key(
         self, merchant_id: str | None, scopes: list[str], description: str
     ) -> tuple[asyncpg.Record, str]:

@@ -10,6 +10,8 @@ counted stuck after 3 s and endpoints failing after 2 attempts.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import subprocess
 import threading
@@ -785,3 +787,59 @@ def test_the_queue_pages_without_losing_or_repeating_an_item(
     with pytest.raises(grpc.RpcError) as forged:
         desk["reader"].ListSupportItems(K.ListSupportItemsRequest(page_token="forged"))
     assert rich(forged.value).fields == ["page_token"]
+
+
+def test_kassactl_exports_a_merchants_statement_of_real_payments_and_lists_merchants(
+    stack: LocalStack, account
+) -> None:
+    parent, invoices, _ = account
+    before = datetime.now(UTC).isoformat()
+    paid = [paid_invoice(stack, invoices, parent, price) for price in ("25.00", "10.00")]
+    reader = bootstrap(stack, "ledger:read,merchants:admin")
+    export = kassactl(
+        stack,
+        reader,
+        "statements",
+        "export",
+        "--merchant",
+        parent,
+        "--asset",
+        stack.token_asset,
+        "--from",
+        before,
+    )
+    assert export.returncode == 0, export.stderr
+    rows = list(csv.DictReader(io.StringIO(export.stdout)))
+    incoming = f"merchant:{parent.removeprefix('merchants/')}:{stack.token_asset}:incoming"
+    assert incoming in {r["account_id"] for r in rows}
+    for invoice in paid:
+        mine = [r for r in rows if r["reference"] == invoice.name]
+        assert mine, f"{invoice.name} is not on the statement"
+        # Every transfer of an invoice carries its fiat value at the invoice's quote.
+        assert {r["fiat_currency"] for r in mine} == {"USD"}
+        payment = [
+            r
+            for r in mine
+            if r["account_id"] == incoming and r["side"] == "credit" and r["kind"] != "post"
+        ]
+        assert [r["amount"] for r in payment] == [invoice.amount_received]
+        assert payment[0]["fiat_value"] == invoice.price.amount
+    # The period before the payments: opening rows only, every balance zero.
+    earlier = kassactl(
+        stack,
+        reader,
+        "statements",
+        "export",
+        "--merchant",
+        parent,
+        "--asset",
+        stack.token_asset,
+        "--to",
+        before,
+    )
+    assert earlier.returncode == 0, earlier.stderr
+    opening = list(csv.DictReader(io.StringIO(earlier.stdout)))
+    assert {(r["kind"], r["balance"]) for r in opening} == {("opening", "0")}
+    listed = kassactl(stack, reader, "merchants", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert parent in [json.loads(line)["name"] for line in listed.stdout.splitlines()]

@@ -20,6 +20,8 @@ def test_global_options_go_anywhere_on_the_line() -> None:
     middle = parser.parse_args(["support", "--json", "queue", "--target", "a:1"])
     for args in (before, after, middle):
         assert (args.json, args.target, args.support_command) == (True, "a:1", "queue")
+    listed = parser.parse_args(["merchants", "list", "--json"])
+    assert (listed.command, listed.mc, listed.json) == ("merchants", "list", True)
     plain = parser.parse_args(["list", "merchants/x"])
     assert plain.json is False and plain.target == "127.0.0.1:50051"
 
@@ -126,3 +128,54 @@ def test_redact_hides_every_api_key_in_a_text() -> None:
     text = f"refused {TOKEN} and {TOKEN.replace('A', 'b')}"
     assert "kassa_0123" not in ctl.redact(text)
     assert ctl.redact("nothing secret") == "nothing secret"
+
+
+ETH = "eip155:1/slip44:60"
+USDT = "eip155:1/erc20:0xdac17f958d2ee523a2206206994597c13d831ec7"
+
+
+def test_statements_export_takes_an_account_or_a_merchant_with_its_assets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = ctl.build_parser()
+    one = parser.parse_args(
+        ["statements", "export", "--account", "shop", "--from", "2026-01-01", "--out", "s.csv"]
+    )
+    assert (one.sc, one.account, one.start, one.end, str(one.out)) == (
+        "export",
+        "shop",
+        "2026-01-01",
+        None,
+        "s.csv",
+    )
+    assert ctl.statement_accounts(one) == ["shop"]
+    # `--to` is the period's end, never an abbreviation of `--token`.
+    until = parser.parse_args(["statements", "export", "--account", "a", "--to", "2026-02-01"])
+    assert (until.end, until.token) == ("2026-02-01", None)
+    many = parser.parse_args(
+        ["statements", "export", "--merchant", "merchants/m1", "--asset", ETH, "--asset", USDT]
+    )
+    accounts = ctl.statement_accounts(many)
+    # Every kind of every named asset, the merchant's name taken with or without its prefix.
+    assert len(accounts) == 2 * len(ctl.MERCHANT_KINDS)
+    assert "merchant:m1:eip155:1/slip44:60:available" in accounts
+    assert f"merchant:m1:{USDT}:receivable" in accounts
+    bare = parser.parse_args(["statements", "export", "--merchant", "m1", "--asset", ETH])
+    assert ctl.statement_accounts(bare) == accounts[: len(ctl.MERCHANT_KINDS)]
+    for argv in (
+        ["statements", "export"],
+        ["statements", "export", "--account", "a", "--merchant", "m1"],
+    ):
+        with pytest.raises(SystemExit) as exited:
+            parser.parse_args(argv)
+        assert exited.value.code == 2
+    capsys.readouterr()
+    for argv in (
+        ["statements", "export", "--merchant", "m1"],
+        ["statements", "export", "--account", "a", "--asset", ETH],
+    ):
+        with pytest.raises(SystemExit) as exited:
+            ctl.main([*argv, "--token", TOKEN])
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert "--asset goes with --merchant" in err and TOKEN not in err

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ckassa/core/v1/merchant.proto\x12\rkassa.core.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"_\n\x08Merchant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9d\x01\n\x06\x41piKey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06scopes\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x15\x43reateMerchantRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"C\n\x16\x43reateMerchantResponse\x12)\n\x08merchant\x18\x01 \x01(\x0b\x32\x17.kassa.core.v1.Merchant\"\"\n\x12GetMerchantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x13GetMerchantResponse\x12)\n\x08merchant\x18\x01 \x01(\x0b\x32\x17.kassa.core.v1.Merchant\"J\n\x13\x43reateApiKeyRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06scopes\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"N\n\x14\x43reateApiKeyResponse\x12&\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x15.kassa.core.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"$\n\x12ListApiKeysRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\">\n\x13ListApiKeysResponse\x12\'\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x15.kassa.core.v1.ApiKey\"#\n\x13RevokeApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\">\n\x14RevokeApiKeyResponse\x12&\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x15.kassa.core.v1.ApiKey2\xce\x03\n\x0fMerchantService\x12]\n\x0e\x43reateMerchant\x12$.kassa.core.v1.CreateMerchantRequest\x1a%.kassa.core.v1.CreateMerchantResponse\x12T\n\x0bGetMerchant\x12!.kassa.core.v1.GetMerchantRequest\x1a\".kassa.core.v1.GetMerchantResponse\x12W\n\x0c\x43reateApiKey\x12\".kassa.core.v1.CreateApiKeyRequest\x1a#.kassa.core.v1.CreateApiKeyResponse\x12T\n\x0bListApiKeys\x12!.kassa.core.v1.ListApiKeysRequest\x1a\".kassa.core.v1.ListApiKeysResponse\x12W\n\x0cRevokeApiKey\x12\".kassa.core.v1.RevokeApiKeyRequest\x1a#.kassa.core.v1.RevokeApiKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ckassa/core/v1/merchant.proto\x12\rkassa.core.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"_\n\x08Merchant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9d\x01\n\x06\x41piKey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06scopes\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x15\x43reateMerchantRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"C\n\x16\x43reateMerchantResponse\x12)\n\x08merchant\x18\x01 \x01(\x0b\x32\x17.kassa.core.v1.Merchant\"\"\n\x12GetMerchantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x13GetMerchantResponse\x12)\n\x08merchant\x18\x01 \x01(\x0b\x32\x17.kassa.core.v1.Merchant\"=\n\x14ListMerchantsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x15ListMerchantsResponse\x12*\n\tmerchants\x18\x01 \x03(\x0b\x32\x17.kassa.core.v1.Merchant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x13\x43reateApiKeyRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06scopes\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"N\n\x14\x43reateApiKeyResponse\x12&\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x15.kassa.core.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"$\n\x12ListApiKeysRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\">\n\x13ListApiKeysResponse\x12\'\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x15.kassa.core.v1.ApiKey\"#\n\x13RevokeApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\">\n\x14RevokeApiKeyResponse\x12&\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x15.kassa.core.v1.ApiKey2\xaa\x04\n\x0fMerchantService\x12]\n\x0e\x43reateMerchant\x12$.kassa.core.v1.CreateMerchantRequest\x1a%.kassa.core.v1.CreateMerchantResponse\x12T\n\x0bGetMerchant\x12!.kassa.core.v1.GetMerchantRequest\x1a\".kassa.core.v1.GetMerchantResponse\x12Z\n\rListMerchants\x12#.kassa.core.v1.ListMerchantsRequest\x1a$.kassa.core.v1.ListMerchantsResponse\x12W\n\x0c\x43reateApiKey\x12\".kassa.core.v1.CreateApiKeyRequest\x1a#.kassa.core.v1.CreateApiKeyResponse\x12T\n\x0bListApiKeys\x12!.kassa.core.v1.ListApiKeysRequest\x1a\".kassa.core.v1.ListApiKeysResponse\x12W\n\x0cRevokeApiKey\x12\".kassa.core.v1.RevokeApiKeyRequest\x1a#.kassa.core.v1.RevokeApiKeyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,18 +44,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETMERCHANTREQUEST']._serialized_end=528
   _globals['_GETMERCHANTRESPONSE']._serialized_start=530
   _globals['_GETMERCHANTRESPONSE']._serialized_end=594
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=596
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=670
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=672
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=750
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=752
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=788
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=790
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=852
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=854
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=889
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=891
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=953
-  _globals['_MERCHANTSERVICE']._serialized_start=956
-  _globals['_MERCHANTSERVICE']._serialized_end=1418
+  _globals['_LISTMERCHANTSREQUEST']._serialized_start=596
+  _globals['_LISTMERCHANTSREQUEST']._serialized_end=657
+  _globals['_LISTMERCHANTSRESPONSE']._serialized_start=659
+  _globals['_LISTMERCHANTSRESPONSE']._serialized_end=751
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=753
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=827
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=829
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=907
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=909
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=945
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=947
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1009
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=1011
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1046
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=1048
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=1110
+  _globals['_MERCHANTSERVICE']._serialized_start=1113
+  _globals['_MERCHANTSERVICE']._serialized_end=1667
 # @@protoc_insertion_point(module_scope)

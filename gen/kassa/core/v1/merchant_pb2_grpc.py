@@ -50,6 +50,11 @@ class MerchantServiceStub:
                 request_serializer=kassa_dot_core_dot_v1_dot_merchant__pb2.GetMerchantRequest.SerializeToString,
                 response_deserializer=kassa_dot_core_dot_v1_dot_merchant__pb2.GetMerchantResponse.FromString,
                 _registered_method=True)
+        self.ListMerchants = channel.unary_unary(
+                '/kassa.core.v1.MerchantService/ListMerchants',
+                request_serializer=kassa_dot_core_dot_v1_dot_merchant__pb2.ListMerchantsRequest.SerializeToString,
+                response_deserializer=kassa_dot_core_dot_v1_dot_merchant__pb2.ListMerchantsResponse.FromString,
+                _registered_method=True)
         self.CreateApiKey = channel.unary_unary(
                 '/kassa.core.v1.MerchantService/CreateApiKey',
                 request_serializer=kassa_dot_core_dot_v1_dot_merchant__pb2.CreateApiKeyRequest.SerializeToString,
@@ -88,6 +93,13 @@ class MerchantServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMerchants(self, request, context):
+        """Every merchant, by merchant id; paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateApiKey(self, request, context):
         """Issues an API key for a merchant with the given scopes.
         """
@@ -120,6 +132,11 @@ def add_MerchantServiceServicer_to_server(servicer, server):
                     servicer.GetMerchant,
                     request_deserializer=kassa_dot_core_dot_v1_dot_merchant__pb2.GetMerchantRequest.FromString,
                     response_serializer=kassa_dot_core_dot_v1_dot_merchant__pb2.GetMerchantResponse.SerializeToString,
+            ),
+            'ListMerchants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMerchants,
+                    request_deserializer=kassa_dot_core_dot_v1_dot_merchant__pb2.ListMerchantsRequest.FromString,
+                    response_serializer=kassa_dot_core_dot_v1_dot_merchant__pb2.ListMerchantsResponse.SerializeToString,
             ),
             'CreateApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateApiKey,
@@ -197,6 +214,33 @@ class MerchantService:
             '/kassa.core.v1.MerchantService/GetMerchant',
             kassa_dot_core_dot_v1_dot_merchant__pb2.GetMerchantRequest.SerializeToString,
             kassa_dot_core_dot_v1_dot_merchant__pb2.GetMerchantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMerchants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.core.v1.MerchantService/ListMerchants',
+            kassa_dot_core_dot_v1_dot_merchant__pb2.ListMerchantsRequest.SerializeToString,
+            kassa_dot_core_dot_v1_dot_merchant__pb2.ListMerchantsResponse.FromString,
             options,
             channel_credentials,
             insecure,

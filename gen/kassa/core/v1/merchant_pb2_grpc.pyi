@@ -41,6 +41,8 @@ class MerchantServiceStub:
     def __new__(cls, channel: _aio.Channel) -> MerchantServiceAsyncStub: ...
     CreateMerchant: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.CreateMerchantRequest, _merchant_pb2.CreateMerchantResponse]
     GetMerchant: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.GetMerchantRequest, _merchant_pb2.GetMerchantResponse]
+    ListMerchants: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.ListMerchantsRequest, _merchant_pb2.ListMerchantsResponse]
+    """Every merchant, by merchant id; paged."""
     CreateApiKey: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.CreateApiKeyRequest, _merchant_pb2.CreateApiKeyResponse]
     """Issues an API key for a merchant with the given scopes."""
     ListApiKeys: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.ListApiKeysRequest, _merchant_pb2.ListApiKeysResponse]
@@ -60,6 +62,8 @@ class MerchantServiceAsyncStub(MerchantServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateMerchant: _aio.UnaryUnaryMultiCallable[_merchant_pb2.CreateMerchantRequest, _merchant_pb2.CreateMerchantResponse]  # type: ignore[assignment]
     GetMerchant: _aio.UnaryUnaryMultiCallable[_merchant_pb2.GetMerchantRequest, _merchant_pb2.GetMerchantResponse]  # type: ignore[assignment]
+    ListMerchants: _aio.UnaryUnaryMultiCallable[_merchant_pb2.ListMerchantsRequest, _merchant_pb2.ListMerchantsResponse]  # type: ignore[assignment]
+    """Every merchant, by merchant id; paged."""
     CreateApiKey: _aio.UnaryUnaryMultiCallable[_merchant_pb2.CreateApiKeyRequest, _merchant_pb2.CreateApiKeyResponse]  # type: ignore[assignment]
     """Issues an API key for a merchant with the given scopes."""
     ListApiKeys: _aio.UnaryUnaryMultiCallable[_merchant_pb2.ListApiKeysRequest, _merchant_pb2.ListApiKeysResponse]  # type: ignore[assignment]
@@ -88,6 +92,14 @@ class MerchantServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchant_pb2.GetMerchantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchant_pb2.GetMerchantResponse, _abc.Awaitable[_merchant_pb2.GetMerchantResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListMerchants(
+        self,
+        request: _merchant_pb2.ListMerchantsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.ListMerchantsResponse, _abc.Awaitable[_merchant_pb2.ListMerchantsResponse]]:
+        """Every merchant, by merchant id; paged."""
 
     @_abc_1.abstractmethod
     def CreateApiKey(
