@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,7 +265,10 @@ class LocalStack:
             self.postgres = PostgresCluster(self.run_dir / "postgres")
             self.dsn = self.postgres.start()
         else:
-            self.dsn = self.postgres.create_database(f"stack_{free_port()}")
+            # A name never used before in this cluster: a port number is not
+            # (the OS hands a freed port out again, and the session's cluster
+            # keeps every stack's database).
+            self.dsn = self.postgres.create_database(f"stack_{uuid.uuid4().hex[:16]}")
         self.hsm = SoftHsmToken(self.run_dir / "softhsm").init()
         for chain_id in self.chain_ids:
             anvil = Anvil(
