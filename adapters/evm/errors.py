@@ -4,10 +4,14 @@ message text."""
 
 from __future__ import annotations
 
+import collections
+
 import grpc
 from google.protobuf.any_pb2 import Any as AnyPb
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+from adapters.evm.telemetry.logs import METADATA_KEY, REQUEST_ID
 
 DOMAIN = "kassa.chain"
 
@@ -51,10 +55,30 @@ class ServiceError(Exception):
             details.append(bad)
         code_value = self.code.value[0]
         assert code_pb2.Code.Name(code_value)  # a real google.rpc code
-        return rpc_status.to_status(
-            status_pb2.Status(code=code_value, message=self.message, details=details)
+        return with_request_id(
+            rpc_status.to_status(
+                status_pb2.Status(code=code_value, message=self.message, details=details)
+            )
         )
 
 
 def invalid_argument(field: str, reason: str, message: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, reason, message, field=field)
+
+
+class _Status(
+    collections.namedtuple("_Status", ("code", "details", "trailing_metadata")),
+    grpc.Status,  # type: ignore[misc]
+):
+    pass
+
+
+def with_request_id(status: grpc.Status) -> grpc.Status:
+    """The call's request id goes back with the error too: an abort replaces the
+    trailers the access-log interceptor set, and the id a caller quotes must be
+    the one in this process's log lines."""
+    request_id = REQUEST_ID.get()
+    if request_id is None:
+        return status
+    trailers = (*status.trailing_metadata, (METADATA_KEY, request_id))
+    return _Status(status.code, status.details, trailers)

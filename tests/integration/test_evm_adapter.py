@@ -583,3 +583,18 @@ async def test_estimate_transfer_gas_is_what_the_transfer_then_uses(
                 await client.EstimateTransferGas(pb.EstimateTransferGasRequest(**fields))
             assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
             assert error_info(raised.value)[1] == [field], bad
+
+
+async def test_a_refused_call_returns_the_request_id_the_caller_sent(adapter: int) -> None:
+    """The access log's id comes back with an error too (an abort replaces the
+    trailers), so the core can quote the adapter's log line for a failed call."""
+    sent = "adapter-error-7f3a"
+    async with stub(adapter) as client:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await client.GetAccount(
+                pb.GetAccountRequest(address="0xnot"), metadata=(("x-request-id", sent),)
+            )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    trailers = dict(raised.value.trailing_metadata() or ())
+    assert trailers.get("x-request-id") == sent
+    assert "grpc-status-details-bin" in trailers  # the rich status is still there

@@ -183,6 +183,27 @@ def test_sign_on_loopback_plaintext_checks_the_envelope(signer: Running) -> None
     assert _error_info(_sign(signer, stranger)).reason == "CALLER_UNKNOWN"
 
 
+def test_a_refused_sign_returns_the_request_id_the_caller_sent(signer: Running) -> None:
+    """The access log's id comes back with a refusal too (an abort replaces the
+    trailers), so a refusal quoted by the core matches the signer's audit log line."""
+    body = signer_pb2.SignRequestBody(
+        request_id="r-id", key_id="hot-1", chain="eip155:1"
+    ).SerializeToString()
+    stranger = signer_pb2.SignedEnvelope(
+        body=body, caller_key_id="mallory", caller_signature=CALLER.sign(body_digest(body))
+    )
+    sent = "signer-error-51c0"
+    with pytest.raises(grpc.RpcError) as refused:
+        signer.stub.Sign(
+            signer_pb2.SignRequest(envelope=stranger),
+            timeout=5,
+            metadata=(("x-request-id", sent),),
+        )
+    assert _error_info(refused.value).reason == "CALLER_UNKNOWN"
+    trailers = dict(refused.value.trailing_metadata() or ())
+    assert trailers.get("x-request-id") == sent
+
+
 def test_sigterm_stops_cleanly_with_json_logs(signer: Running) -> None:
     signer.stub.ListKeys(signer_pb2.ListKeysRequest(), timeout=5)
     assert signer.process.stop() == 0
