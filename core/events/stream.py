@@ -221,22 +221,7 @@ class Tail:
             POSITIONS.tail_sequence = self._last
 
 
-def follow(
-    notifier: OutboxNotifier,
-    tail: Tail,
-    after_sequence: int,
-    merchant_id: str | None,
-    types: Sequence[str],
-    size: int,
-    token: int | None = None,
-) -> AsyncIterator[list[TailEvent]]:
-    """`batches` reading behind the tail through the tail's own pool, so the
-    edge (core/api/event_service.py) holds only the tail."""
-    return batches(tail.pool, notifier, tail, after_sequence, merchant_id, types, size, token)
-
-
-async def batches(
-    pool: asyncpg.Pool,
+async def follow(
     notifier: OutboxNotifier,
     tail: Tail,
     after_sequence: int,
@@ -248,7 +233,9 @@ async def batches(
     """Every matching event after `after_sequence`, then new ones, forever, in
     batches of at most `size`: from PostgreSQL while behind the shared tail,
     from the tail once caught up (then one read serves every stream).
-    `token` (Positions.opened) reports the cursor to the metrics sampler."""
+    `token` (Positions.opened) reports the cursor to the metrics sampler.
+    Behind the tail it reads through the tail's own pool, so the edge
+    (core/api/event_service.py) holds only the tail."""
     cursor = after_sequence
     while True:
         if token is not None:
@@ -260,7 +247,7 @@ async def batches(
         if found is None:  # behind the tail: read it ourselves
             # Everything below the tail's first event committed before this read.
             floor = tail.first_sequence
-            rows = await read(pool, cursor, merchant_id, types, size)
+            rows = await read(tail.pool, cursor, merchant_id, types, size)
             if rows:
                 cursor = rows[-1]["sequence"]
                 yield [
