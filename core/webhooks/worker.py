@@ -34,7 +34,13 @@ from core import metrics
 from core.events.stream import OutboxNotifier
 from core.render import events as resources
 from core.webhooks import retry, signing, targets
-from core.webhooks.dispatch import BATCH, dispatch_once
+from core.webhooks.dispatch import (
+    ANALYZE_AFTER,
+    ANALYZE_EVERY_S,
+    BATCH,
+    dispatch_once,
+    refresh_statistics,
+)
 from core.webhooks.sealing import Keyring, SealError, unseal
 from core.webhooks.settings import WebhookSettings
 
@@ -125,7 +131,7 @@ def headers(claimed: Claimed, now: datetime) -> dict[str, str]:
 # Claims, leases and reads what the attempts need in one statement: each
 # round trip of a claim was time every slot waited (claims took 15-30 ms
 # under load as three statements, longer than the sends they fed).
-_CLAIM = """
+CLAIM_SQL = """
 WITH due AS (
   SELECT d.id FROM webhook_deliveries d
    WHERE d.status = 'pending' AND d.next_attempt_time <= $1
@@ -160,7 +166,7 @@ async def claim(
     # No explicit transaction: the claiming statement commits alone, saving
     # the BEGIN and COMMIT round trips of every claim.
     async with pool.acquire() as conn:
-        rows = await conn.fetch(_CLAIM, now, limit, now + timedelta(seconds=lease_s))
+        rows = await conn.fetch(CLAIM_SQL, now, limit, now + timedelta(seconds=lease_s))
     # Unsealed once per endpoint, not once per delivery.
     secrets: dict[str, list[str]] = {}
     found: list[Claimed] = []
@@ -364,20 +370,44 @@ class DeliveryWorker:
         return settings.timeout_s * rounds + settings.lease_grace_s
 
     async def _dispatch(self) -> None:
-        while True:
-            generation = self.notifier.generation
-            try:
-                consumed, created = await dispatch_once(
-                    self.pool, self.clock(), self.settings.policy.give_up_after_s
-                )
-            except (asyncpg.PostgresError, OSError) as exc:
-                log.warning("webhook dispatch failed; retrying", extra={"error": str(exc)})
-                await asyncio.sleep(self.settings.poll_interval_s)
-                continue
-            if created:
-                self._wake.set()
-            if consumed < BATCH:
-                await self.notifier.wait(generation)
+        unanalyzed = 0  # deliveries created since the statistics were refreshed
+        analyzed_at = -math.inf
+        analyzing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                generation = self.notifier.generation
+                try:
+                    consumed, created = await dispatch_once(
+                        self.pool, self.clock(), self.settings.policy.give_up_after_s
+                    )
+                except (asyncpg.PostgresError, OSError) as exc:
+                    log.warning("webhook dispatch failed; retrying", extra={"error": str(exc)})
+                    await asyncio.sleep(self.settings.poll_interval_s)
+                    continue
+                if created:
+                    self._wake.set()
+                unanalyzed += created
+                if (
+                    unanalyzed >= ANALYZE_AFTER
+                    and time.monotonic() - analyzed_at >= ANALYZE_EVERY_S
+                    and (analyzing is None or analyzing.done())
+                ):
+                    # Beside the dispatch and the claims, which it must not hold up.
+                    analyzing = asyncio.create_task(self._analyze(), name="webhooks analyze")
+                    unanalyzed, analyzed_at = 0, time.monotonic()
+                if consumed < BATCH:
+                    await self.notifier.wait(generation)
+        finally:
+            if analyzing is not None and not analyzing.done():
+                analyzing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await analyzing
+
+    async def _analyze(self) -> None:
+        try:
+            await refresh_statistics(self.pool)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("webhook statistics not refreshed", extra={"error": str(exc)})
 
     async def _send_loop(self) -> None:
         lease_s = self.lease_s()
