@@ -132,11 +132,7 @@ class SupportActions:
         one after the other: one that is declined is never performed."""
         now = self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT * FROM support_actions WHERE id = $1 FOR UPDATE", action_id
-            )
-            if row is None:
-                raise not_found("support_action", name(action_id))
+            row = await _locked(conn, action_id)
             if row["state"] == "done":
                 return row  # approved already: a retry answers the same
             if row["state"] != "pending_approval":
@@ -186,11 +182,7 @@ class SupportActions:
         assert reason.strip(), "a decline needs a reason"
         now = self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT * FROM support_actions WHERE id = $1 FOR UPDATE", action_id
-            )
-            if row is None:
-                raise not_found("support_action", name(action_id))
+            row = await _locked(conn, action_id)
             state = "withdrawn" if row["actor"] == decider else "rejected"
             if state == "rejected":
                 authorize_reject()
@@ -446,6 +438,15 @@ def _request_of(row: asyncpg.Record, action_id: str) -> Request:
         row["destination"],
         row["tx_hash"],
     )
+
+
+async def _locked(conn: asyncpg.Connection, action_id: str) -> asyncpg.Record:
+    """The action's row, locked until the transaction ends: decisions about one
+    action (approve, decline) are taken one after the other."""
+    row = await conn.fetchrow("SELECT * FROM support_actions WHERE id = $1 FOR UPDATE", action_id)
+    if row is None:
+        raise not_found("support_action", name(action_id))
+    return row
 
 
 def _not_pending(row: asyncpg.Record) -> Refusal:
