@@ -189,6 +189,7 @@ ACTION: list[Column] = [
     ("STATE", lambda m: _enum_text(m, "state")),
     ("ACTOR", lambda m: m.actor),
     ("APPROVER", lambda m: m.approver),
+    ("DECIDER", lambda m: m.decider),
     ("RESULT", lambda m: m.result),
     ("REASON", lambda m: m.reason),
     ("WHEN", lambda m: _when(m.create_time)),
@@ -430,6 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
     _write_options(sk)
     sp = sup.add("approve", "approve another operator's pending action (support:approve)")
     sp.add_argument("name", help="supportActions/{id}")
+    sn = sup.add(
+        "decline",
+        "reject another operator's pending action (support:approve) or withdraw your own",
+    )
+    sn.add_argument("name", help="supportActions/{id}")
+    sn.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
     sl = sup.add("audit", "the audit trail of support actions, newest first (support:read)")
     sl.add_argument("--subject", default="", help="only the actions on this subject")
 
@@ -741,6 +748,10 @@ def _support(stub: support_pb2_grpc.SupportServiceStub, args: argparse.Namespace
     if command == "approve":
         request = s.ApproveSupportActionRequest(name=args.name)
         out.one(stub.ApproveSupportAction(request).action, ACTION)
+        return
+    if command == "decline":
+        declined = s.DeclineSupportActionRequest(name=args.name, reason=args.reason)
+        out.one(stub.DeclineSupportAction(declined).action, ACTION)
         return
     common = {"subject": args.subject, "reason": args.reason, "request_id": args.request_id}
     kind = _KINDS[args.kind] if "kind" in args else "ITEM_KIND_UNSPECIFIED"
