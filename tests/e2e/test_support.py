@@ -293,6 +293,161 @@ def test_underpaid_accepted_as_paid_needs_its_scope_and_a_second_operator(
     assert ledger_check(stack).returncode == 0
 
 
+def test_pending_action_rejected_or_withdrawn_is_never_performed(
+    stack: LocalStack, account, desk, tokens
+) -> None:
+    parent, invoices, _ = account
+    invoice = underpaid_invoice(stack, invoices, parent)
+    wait_item(stack, desk["reader"], invoice.name, K.ITEM_KIND_INVOICE_UNDERPAID)
+    ask = K.AcceptAsPaidRequest(subject=invoice.name, reason="customer called", request_id="dc-1")
+    first = desk["operator"].AcceptAsPaid(ask).action
+    assert first.state == K.SUPPORT_ACTION_STATE_PENDING_APPROVAL
+
+    def decline(who: str, name: str, reason: str) -> K.SupportAction:
+        request = K.DeclineSupportActionRequest(name=name, reason=reason)
+        return desk[who].DeclineSupportAction(request).action
+
+    # Bad input is named field by field, whoever asks.
+    with pytest.raises(grpc.RpcError) as bad:
+        desk["approver"].DeclineSupportAction(
+            K.DeclineSupportActionRequest(name="supportActions/nope", reason=" ")
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(rich(bad.value).fields) == {"name", "reason"}
+    # Rejecting another operator's action takes support:approve.
+    assert refused(lambda: decline("reader", first.name, "not mine")) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "SCOPE_MISSING",
+    )
+    rejected = decline("approver", first.name, "no proof of payment")
+    assert rejected.state == K.SUPPORT_ACTION_STATE_REJECTED
+    assert rejected.decider and rejected.decider != rejected.actor == first.actor
+    assert rejected.decide_reason == "no proof of payment" and rejected.decide_time.seconds > 0
+    assert not rejected.approver
+    # A retry answers the same record; anything else about it is too late.
+    assert decline("approver", first.name, "no proof of payment") == rejected
+    for late in (
+        lambda: desk["approver"].ApproveSupportAction(
+            K.ApproveSupportActionRequest(name=first.name)
+        ),
+        lambda: decline("operator", first.name, "withdrawing"),
+        lambda: decline("approver", first.name, "another reason"),
+    ):
+        assert refused(late) == (grpc.StatusCode.FAILED_PRECONDITION, "SUPPORT_ACTION_NOT_PENDING")
+    # The same request id answers the rejected action; it does not ask again.
+    assert desk["operator"].AcceptAsPaid(ask).action.name == first.name
+
+    # Withdrawn by the operator who asked: no approval scope needed for one's own.
+    second = (
+        desk["operator"]
+        .AcceptAsPaid(
+            K.AcceptAsPaidRequest(subject=invoice.name, reason="again", request_id="dc-2")
+        )
+        .action
+    )
+    withdrawn = decline("operator", second.name, "asked the wrong invoice")
+    assert withdrawn.state == K.SUPPORT_ACTION_STATE_WITHDRAWN
+    assert withdrawn.decider == withdrawn.actor == second.actor
+    assert refused(
+        lambda: desk["approver"].ApproveSupportAction(
+            K.ApproveSupportActionRequest(name=second.name)
+        )
+    ) == (grpc.StatusCode.FAILED_PRECONDITION, "SUPPORT_ACTION_NOT_PENDING")
+
+    # kassactl declines too (a third request, rejected from the command line).
+    third = (
+        desk["operator"]
+        .AcceptAsPaid(
+            K.AcceptAsPaidRequest(subject=invoice.name, reason="third", request_id="dc-3")
+        )
+        .action
+    )
+    out = kassactl(
+        stack, tokens["approver"], "support", "decline", third.name, "--reason", "duplicate ask"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "REJECTED" in out.stdout.upper() and third.name in out.stdout
+
+    # Nothing was performed: the invoice is still underpaid, unmarked, in the queue.
+    got = invoices.GetInvoice(invoice_pb2.GetInvoiceRequest(name=invoice.name)).invoice
+    assert got.state == invoice_pb2.INVOICE_STATE_UNDERPAID
+    assert invoice_pb2.INVOICE_FLAG_MARKED not in got.flags
+    assert K.ITEM_KIND_INVOICE_UNDERPAID in items(desk["reader"], invoice.name)
+    trail = {a.name: a.state for a in audit(desk["reader"], invoice.name)}
+    assert trail == {
+        first.name: K.SUPPORT_ACTION_STATE_REJECTED,
+        second.name: K.SUPPORT_ACTION_STATE_WITHDRAWN,
+        third.name: K.SUPPORT_ACTION_STATE_REJECTED,
+    }
+    assert ledger_check(stack).returncode == 0
+
+
+def _approve_and_reject_at_once(
+    stub: support_pb2_grpc.SupportServiceStub, name: str
+) -> dict[str, object]:
+    """Each call's answer: the action, or (code, reason) when refused."""
+    answers: dict[str, object] = {}
+    go = threading.Barrier(2)
+    calls: dict[str, Callable[[], K.SupportAction]] = {
+        "approve": lambda: (
+            stub.ApproveSupportAction(K.ApproveSupportActionRequest(name=name)).action
+        ),
+        "reject": lambda: (
+            stub.DeclineSupportAction(
+                K.DeclineSupportActionRequest(name=name, reason="race")
+            ).action
+        ),
+    }
+
+    def send(which: str) -> None:
+        go.wait()
+        try:
+            answers[which] = calls[which]()
+        except grpc.RpcError as e:
+            answers[which] = (e.code(), rich(e).reason)
+
+    threads = [threading.Thread(target=send, args=(which,)) for which in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return answers
+
+
+def test_approval_racing_a_decline_ends_one_way_whole(stack: LocalStack, account, desk) -> None:
+    """An approval and a rejection sent at once: exactly one wins, and the
+    invoice is marked paid if and only if the approval did."""
+    parent, invoices, _ = account
+    for round_ in range(3):
+        invoice = underpaid_invoice(stack, invoices, parent)
+        wait_item(stack, desk["reader"], invoice.name, K.ITEM_KIND_INVOICE_UNDERPAID)
+        pending = (
+            desk["operator"]
+            .AcceptAsPaid(
+                K.AcceptAsPaidRequest(
+                    subject=invoice.name, reason="race", request_id=f"rc-{round_}"
+                )
+            )
+            .action
+        )
+        answers = _approve_and_reject_at_once(desk["approver"], pending.name)
+        lost = (grpc.StatusCode.FAILED_PRECONDITION, "SUPPORT_ACTION_NOT_PENDING")
+        approved = isinstance(answers["approve"], K.SupportAction)
+        assert approved != isinstance(answers["reject"], K.SupportAction), answers
+        assert answers["reject" if approved else "approve"] == lost, answers
+        final = audit(desk["reader"], invoice.name)[0]
+        assert final.name == pending.name
+        got = invoices.GetInvoice(invoice_pb2.GetInvoiceRequest(name=invoice.name)).invoice
+        if approved:
+            assert final.state == K.SUPPORT_ACTION_STATE_DONE
+            got = wait_invoice(invoices, invoice.name, invoice_pb2.INVOICE_STATE_PAID)
+            assert invoice_pb2.INVOICE_FLAG_MARKED in got.flags
+        else:
+            assert final.state == K.SUPPORT_ACTION_STATE_REJECTED
+            assert got.state == invoice_pb2.INVOICE_STATE_UNDERPAID
+    assert ledger_check(stack).returncode == 0
+
+
 def test_underpaid_top_up_requested_then_paid_late_acknowledged(
     stack: LocalStack, account, desk
 ) -> None:

@@ -38,7 +38,8 @@ class SupportServiceStub:
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
-    support:refund (RefundInvoice); support:approve (ApproveSupportAction).
+    support:refund (RefundInvoice); support:approve (ApproveSupportAction,
+    DeclineSupportAction of another operator's action).
 
     Every action is idempotent by request_id (the same id and body answers the
     first action; another body is REQUEST_ID_REUSED), is decided against the
@@ -100,6 +101,11 @@ class SupportServiceStub:
                 request_serializer=kassa_dot_core_dot_v1_dot_support__pb2.ApproveSupportActionRequest.SerializeToString,
                 response_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.ApproveSupportActionResponse.FromString,
                 _registered_method=True)
+        self.DeclineSupportAction = channel.unary_unary(
+                '/kassa.core.v1.SupportService/DeclineSupportAction',
+                request_serializer=kassa_dot_core_dot_v1_dot_support__pb2.DeclineSupportActionRequest.SerializeToString,
+                response_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.DeclineSupportActionResponse.FromString,
+                _registered_method=True)
         self.ListSupportActions = channel.unary_unary(
                 '/kassa.core.v1.SupportService/ListSupportActions',
                 request_serializer=kassa_dot_core_dot_v1_dot_support__pb2.ListSupportActionsRequest.SerializeToString,
@@ -120,7 +126,8 @@ class SupportServiceServicer:
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
-    support:refund (RefundInvoice); support:approve (ApproveSupportAction).
+    support:refund (RefundInvoice); support:approve (ApproveSupportAction,
+    DeclineSupportAction of another operator's action).
 
     Every action is idempotent by request_id (the same id and body answers the
     first action; another body is REQUEST_ID_REUSED), is decided against the
@@ -201,6 +208,17 @@ class SupportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeclineSupportAction(self, request, context):
+        """Declines a pending action, with a reason: another operator rejects it
+        (support:approve), or the operator who asked withdraws it (no scope
+        beyond being that key). It is never performed; approving it afterwards is
+        SUPPORT_ACTION_NOT_PENDING. Declining it again the same way answers the
+        same record.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListSupportActions(self, request, context):
         """The audit trail, newest first.
         """
@@ -256,6 +274,11 @@ def add_SupportServiceServicer_to_server(servicer, server):
                     request_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.ApproveSupportActionRequest.FromString,
                     response_serializer=kassa_dot_core_dot_v1_dot_support__pb2.ApproveSupportActionResponse.SerializeToString,
             ),
+            'DeclineSupportAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeclineSupportAction,
+                    request_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.DeclineSupportActionRequest.FromString,
+                    response_serializer=kassa_dot_core_dot_v1_dot_support__pb2.DeclineSupportActionResponse.SerializeToString,
+            ),
             'ListSupportActions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSupportActions,
                     request_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.ListSupportActionsRequest.FromString,
@@ -282,7 +305,8 @@ class SupportService:
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
-    support:refund (RefundInvoice); support:approve (ApproveSupportAction).
+    support:refund (RefundInvoice); support:approve (ApproveSupportAction,
+    DeclineSupportAction of another operator's action).
 
     Every action is idempotent by request_id (the same id and body answers the
     first action; another body is REQUEST_ID_REUSED), is decided against the
@@ -526,6 +550,33 @@ class SupportService:
             '/kassa.core.v1.SupportService/ApproveSupportAction',
             kassa_dot_core_dot_v1_dot_support__pb2.ApproveSupportActionRequest.SerializeToString,
             kassa_dot_core_dot_v1_dot_support__pb2.ApproveSupportActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeclineSupportAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.core.v1.SupportService/DeclineSupportAction',
+            kassa_dot_core_dot_v1_dot_support__pb2.DeclineSupportActionRequest.SerializeToString,
+            kassa_dot_core_dot_v1_dot_support__pb2.DeclineSupportActionResponse.FromString,
             options,
             channel_credentials,
             insecure,

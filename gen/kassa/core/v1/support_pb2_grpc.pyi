@@ -39,7 +39,8 @@ class SupportServiceStub:
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
-    support:refund (RefundInvoice); support:approve (ApproveSupportAction).
+    support:refund (RefundInvoice); support:approve (ApproveSupportAction,
+    DeclineSupportAction of another operator's action).
 
     Every action is idempotent by request_id (the same id and body answers the
     first action; another body is REQUEST_ID_REUSED), is decided against the
@@ -85,6 +86,13 @@ class SupportServiceStub:
     """
     ApproveSupportAction: _grpc.UnaryUnaryMultiCallable[_support_pb2.ApproveSupportActionRequest, _support_pb2.ApproveSupportActionResponse]
     """Approves (and so performs) another operator's pending action."""
+    DeclineSupportAction: _grpc.UnaryUnaryMultiCallable[_support_pb2.DeclineSupportActionRequest, _support_pb2.DeclineSupportActionResponse]
+    """Declines a pending action, with a reason: another operator rejects it
+    (support:approve), or the operator who asked withdraws it (no scope
+    beyond being that key). It is never performed; approving it afterwards is
+    SUPPORT_ACTION_NOT_PENDING. Declining it again the same way answers the
+    same record.
+    """
     ListSupportActions: _grpc.UnaryUnaryMultiCallable[_support_pb2.ListSupportActionsRequest, _support_pb2.ListSupportActionsResponse]
     """The audit trail, newest first."""
 
@@ -102,7 +110,8 @@ class SupportServiceAsyncStub(SupportServiceStub):
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
-    support:refund (RefundInvoice); support:approve (ApproveSupportAction).
+    support:refund (RefundInvoice); support:approve (ApproveSupportAction,
+    DeclineSupportAction of another operator's action).
 
     Every action is idempotent by request_id (the same id and body answers the
     first action; another body is REQUEST_ID_REUSED), is decided against the
@@ -145,6 +154,13 @@ class SupportServiceAsyncStub(SupportServiceStub):
     """
     ApproveSupportAction: _aio.UnaryUnaryMultiCallable[_support_pb2.ApproveSupportActionRequest, _support_pb2.ApproveSupportActionResponse]  # type: ignore[assignment]
     """Approves (and so performs) another operator's pending action."""
+    DeclineSupportAction: _aio.UnaryUnaryMultiCallable[_support_pb2.DeclineSupportActionRequest, _support_pb2.DeclineSupportActionResponse]  # type: ignore[assignment]
+    """Declines a pending action, with a reason: another operator rejects it
+    (support:approve), or the operator who asked withdraws it (no scope
+    beyond being that key). It is never performed; approving it afterwards is
+    SUPPORT_ACTION_NOT_PENDING. Declining it again the same way answers the
+    same record.
+    """
     ListSupportActions: _aio.UnaryUnaryMultiCallable[_support_pb2.ListSupportActionsRequest, _support_pb2.ListSupportActionsResponse]  # type: ignore[assignment]
     """The audit trail, newest first."""
 
@@ -161,7 +177,8 @@ class SupportServiceServicer(metaclass=_abc_1.ABCMeta):
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
-    support:refund (RefundInvoice); support:approve (ApproveSupportAction).
+    support:refund (RefundInvoice); support:approve (ApproveSupportAction,
+    DeclineSupportAction of another operator's action).
 
     Every action is idempotent by request_id (the same id and body answers the
     first action; another body is REQUEST_ID_REUSED), is decided against the
@@ -256,6 +273,19 @@ class SupportServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_support_pb2.ApproveSupportActionResponse, _abc.Awaitable[_support_pb2.ApproveSupportActionResponse]]:
         """Approves (and so performs) another operator's pending action."""
+
+    @_abc_1.abstractmethod
+    def DeclineSupportAction(
+        self,
+        request: _support_pb2.DeclineSupportActionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_support_pb2.DeclineSupportActionResponse, _abc.Awaitable[_support_pb2.DeclineSupportActionResponse]]:
+        """Declines a pending action, with a reason: another operator rejects it
+        (support:approve), or the operator who asked withdraws it (no scope
+        beyond being that key). It is never performed; approving it afterwards is
+        SUPPORT_ACTION_NOT_PENDING. Declining it again the same way answers the
+        same record.
+        """
 
     @_abc_1.abstractmethod
     def ListSupportActions(
