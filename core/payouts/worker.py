@@ -78,13 +78,20 @@ GAP_RECONCILE_S = 5.0
 # only while a payout of it can still land (core/payouts/gaps.py).
 GAP_CHECK_S = 1.0
 # The payouts of the hot key whose nonces the gap decider needs: those that can
-# still land at their nonce, and the nonce fills made within the wait ($4).
+# still land at their nonce, and the nonce fills made within the wait ($4). One
+# branch per partial index (payouts_active, payouts_landed_unfinal,
+# payouts_platform): read every second, it never scans the whole table.
 _NONCE_HOLDERS = """
-SELECT nonce, state, kind, final_time, create_time FROM payouts
- WHERE chain = $1 AND key_id = $2 AND nonce IS NOT NULL
-   AND (state = ANY($3::text[])
-        OR (final_time IS NULL AND landed_tx_hash IS NOT NULL)
-        OR (kind = 'nonce_fill' AND create_time >= $4))
+SELECT id, nonce, state, kind, final_time, create_time FROM payouts
+ WHERE state = ANY($3::text[]) AND chain = $1 AND key_id = $2 AND nonce IS NOT NULL
+UNION
+SELECT id, nonce, state, kind, final_time, create_time FROM payouts
+ WHERE final_time IS NULL AND landed_tx_hash IS NOT NULL
+   AND chain = $1 AND key_id = $2 AND nonce IS NOT NULL
+UNION
+SELECT id, nonce, state, kind, final_time, create_time FROM payouts
+ WHERE merchant_id IS NULL AND create_time >= $4 AND kind = 'nonce_fill'
+   AND chain = $1 AND key_id = $2 AND nonce IS NOT NULL
 """
 _SEEN = {
     adapter_pb2.TRANSACTION_STATUS_SUCCEEDED: tracking.Seen.SUCCEEDED,
@@ -632,7 +639,16 @@ class PayoutWorker:
                 # Nobody approves a fill: it is cancelled (its nonce went back with the
                 # refusal) and the gap is filled anew after another wait (gaps.plan).
                 cancel = machine.decide(as_machine(fresh, step.payout.candidates), machine.Cancel())
-                await save(step.conn, fresh, cancel, step.now, failure_reason=refusal.reason)
+                # The nonce it was made for stays on the row (the machine clears a
+                # cancelled payout's): the decider waits a whole wait before another fill.
+                await save(
+                    step.conn,
+                    fresh,
+                    cancel,
+                    step.now,
+                    failure_reason=refusal.reason,
+                    nonce=step.row["nonce"],
+                )
                 log.error(
                     "nonce fill refused by the signer: cancelled (check the signer's "
                     "NONCE_FILL rule)",

@@ -9,21 +9,23 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import grpc
 import pytest
 
 from core.chain.config import ChainConfig
 from core.leadership.elector import Elector
 from core.leadership.fence import Fence, FencedError
 from core.leadership.settings import LeadershipSettings
-from core.payouts import machine, txbuilder
+from core.payouts import gaps, machine, txbuilder
 from core.payouts.config import PayoutsConfig
+from core.payouts.machine import State
 from core.payouts.payouts import as_machine, candidates_of, save
-from core.payouts.signer_client import SignerClient, SignerTarget
-from core.payouts.worker import PayoutWorker
+from core.payouts.signer_client import SignerClient, SignerRefusal, SignerTarget
+from core.payouts.worker import _NONCE_HOLDERS, PayoutWorker
 from core.store.migrate import migrate
 from kassa.signer.v1 import signer_pb2
 from signer.chains.evm_tx import decode_unsigned
@@ -200,6 +202,65 @@ async def test_the_writer_fills_only_gaps_and_books_only_the_fee(
             )
         ]
         assert int(booked[0]["amount"]) == 21_000 * 10**9
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        await pool.close()
+
+
+@pytest.mark.asyncio
+async def test_a_fill_the_signer_refuses_is_cancelled_and_retried_only_after_another_wait(
+    fresh_dsn: str, tmp_path: Path
+) -> None:
+    """Nobody approves a fill: a policy refusal (no NONCE_FILL rule) cancels it, its nonce
+    goes back to the free list and stays on the row, so the gap decider waits a whole wait
+    before the next fill instead of asking the signer every second."""
+    await migrate(fresh_dsn)
+    elector = Elector(fresh_dsn, "payouts", LeadershipSettings(LEASE_S, "a:1"))
+    led = _Led()
+    run = asyncio.create_task(elector.run(led))
+    pool = await asyncpg.create_pool(fresh_dsn, min_size=1, max_size=4)
+    assert pool is not None
+    try:
+        await _until(lambda: bool(led.fences), 10)
+        worker = _worker(pool, tmp_path, led.fences[-1])
+        async with pool.acquire() as conn:
+            await _seed(conn)
+        fill_id = await worker.write_fill(CHAIN, 5, FEES)
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1", fill_id)
+        refusal = SignerRefusal(grpc.StatusCode.PERMISSION_DENIED, "POLICY_NO_MATCH", "no rule")
+        await worker._refused(fill_id, row, refusal)
+        async with pool.acquire() as conn:
+            fill = await conn.fetchrow("SELECT * FROM payouts WHERE id = $1", fill_id)
+            free = [
+                int(r["nonce"]) for r in await conn.fetch("SELECT nonce FROM payout_free_nonces")
+            ]
+            holders = await conn.fetch(
+                _NONCE_HOLDERS, CHAIN, "hot-1", sorted(gaps.MOVING), _now() - timedelta(seconds=60)
+            )
+        assert (fill["state"], fill["failure_reason"], int(fill["nonce"])) == (
+            "cancelled",
+            "POLICY_NO_MATCH",
+            5,
+        )
+        assert 5 in free
+        seen = [
+            gaps.Holder(
+                int(r["nonce"]),
+                State(r["state"]),
+                r["final_time"] is not None,
+                r["kind"] == "nonce_fill",
+                r["create_time"],
+            )
+            for r in holders
+        ]
+        # First seen an hour ago: without the cancelled fill it would be filled right now.
+        an_hour_ago = {5: _now() - timedelta(hours=1)}
+        assert gaps.plan(5, 5, seen, an_hour_ago, _now(), 60).fill == ()
+        assert gaps.plan(5, 5, seen, an_hour_ago, _now() + timedelta(seconds=61), 60).fill == (5,)
+        # The cancelled fill holds nothing: another may be written for the nonce.
+        assert await worker.write_fill(CHAIN, 5, FEES) not in (None, fill_id)
     finally:
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
