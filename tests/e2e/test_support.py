@@ -840,22 +840,23 @@ def run_reconciliation(stack: LocalStack, token: str) -> reconciliation_pb2.Reco
                 time.sleep(0.5)
 
 
-def test_a_reconciliation_mismatch_is_acknowledged_through_the_queue(
-    stack: LocalStack, account, desk, tokens
-) -> None:
+def _phantom_mismatch(
+    stack: LocalStack, account, desk, tokens, transfer_id: str, amount: int
+) -> list[K.SupportItem]:
+    """A paid invoice's custody booked `amount` higher with nothing on chain (a
+    test-only path), reconciled: the queue's mismatch items of -amount."""
     parent, invoices, _ = account
     invoice = paid_invoice(stack, invoices, parent)
-    stack.anvil.mine(6)
+    settle(stack)
     asset = stack.token_asset
-    # Custody booked against the invoice with nothing on chain (a test-only path).
     asyncio.run(
         _phantom(
             stack.dsn,
             Transfer(
-                id="test:support:phantom",
+                id=transfer_id,
                 debit_account_id=f"platform:custody:{asset}",
                 credit_account_id=f"platform:fees:{asset}",
-                amount=777,
+                amount=amount,
                 asset=asset,
                 code=1,
                 reference=invoice.name,
@@ -863,15 +864,21 @@ def test_a_reconciliation_mismatch_is_acknowledged_through_the_queue(
         )
     )
     run_reconciliation(stack, tokens["operator"])
-    mismatches = [
+    return [
         i
         for i in desk["reader"]
         .ListSupportItems(
             K.ListSupportItemsRequest(kinds=[K.ITEM_KIND_RECONCILIATION_MISMATCH], page_size=100)
         )
         .items
-        if i.amount == "-777"
+        if i.amount == str(-amount)
     ]
+
+
+def test_a_reconciliation_mismatch_is_acknowledged_through_the_queue(
+    stack: LocalStack, account, desk, tokens
+) -> None:
+    mismatches = _phantom_mismatch(stack, account, desk, tokens, "test:support:phantom", 777)
     assert len(mismatches) == 1, mismatches
     [mismatch] = mismatches
     assert mismatch.subject.startswith("exceptions/")
@@ -952,34 +959,7 @@ def test_a_hot_key_gap_is_rebaselined_only_with_a_second_operator(
     after = run_reconciliation(stack, tokens["operator"])
     assert [d for d in after.differences if d.unexplained and d.location == "hot"] == []
     # A deposit address's gap belongs to its invoice: never re-baselined.
-    parent, invoices, _ = account
-    invoice = paid_invoice(stack, invoices, parent)
-    settle(stack)
-    asset = stack.token_asset
-    asyncio.run(
-        _phantom(
-            stack.dsn,
-            Transfer(
-                id="test:support:phantom-2",
-                debit_account_id=f"platform:custody:{asset}",
-                credit_account_id=f"platform:fees:{asset}",
-                amount=555,
-                asset=asset,
-                code=1,
-                reference=invoice.name,
-            ),
-        )
-    )
-    run_reconciliation(stack, tokens["operator"])
-    [deposit] = [
-        i
-        for i in desk["reader"]
-        .ListSupportItems(
-            K.ListSupportItemsRequest(kinds=[K.ITEM_KIND_RECONCILIATION_MISMATCH], page_size=100)
-        )
-        .items
-        if i.amount == "-555"
-    ]
+    [deposit] = _phantom_mismatch(stack, account, desk, tokens, "test:support:phantom-2", 555)
     assert K.ACTION_TYPE_REBASELINE not in deposit.actions
     with stack.core_setup().channel(finance) as channel:
         again = K.RebaselineRequest(subject=deposit.subject, reason="make it go away")
