@@ -429,6 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
     _write_options(sd, kind=False)
     sk = sup.add("ack", "acknowledge an item as it stands (support:write)")
     _write_options(sk)
+    sb = sup.add(
+        "rebaseline",
+        "accept a hot key's or treasury's reconciliation gap as its new baseline "
+        "(exceptions:write; may need approval)",
+    )
+    _write_options(sb, kind=False)
     sp = sup.add("approve", "approve another operator's pending action (support:approve)")
     sp.add_argument("name", help="supportActions/{id}")
     sn = sup.add(
@@ -777,6 +783,8 @@ def _support(stub: support_pb2_grpc.SupportServiceStub, args: argparse.Namespace
             done = stub.RedeliverFailedWebhooks(s.RedeliverFailedWebhooksRequest(**common)).action
         case "ack":
             done = stub.Acknowledge(s.AcknowledgeRequest(**common, kind=kind)).action
+        case "rebaseline":
+            done = stub.Rebaseline(s.RebaselineRequest(**common)).action
         case other:
             raise AssertionError(f"unhandled support command {other}")
     out.one(done, ACTION)

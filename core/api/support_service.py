@@ -95,7 +95,8 @@ class SupportService(pb_grpc.SupportServiceServicer):
         | pb.MarkForReviewRequest
         | pb.AttachTransactionRequest
         | pb.RedeliverFailedWebhooksRequest
-        | pb.AcknowledgeRequest,
+        | pb.AcknowledgeRequest
+        | pb.RebaselineRequest,
         action: decide.Action,
         kind: decide.Kind,
         violations: validate.Violations,
@@ -259,6 +260,23 @@ class SupportService(pb_grpc.SupportServiceServicer):
         kind = _kind(request.kind, violations)
         action = await self._take(context, request, decide.Action.ACKNOWLEDGE, kind, violations)
         return pb.AcknowledgeResponse(action=action)
+
+    @rpc
+    async def Rebaseline(
+        self, request: pb.RebaselineRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RebaselineResponse:
+        violations: validate.Violations = []
+        source = queue.source_of(request.subject)
+        if source is not None and source[0] != "mismatches":
+            violations.append(("subject", "exceptions/{id}: only an exception is re-baselined"))
+        action = await self._take(
+            context,
+            request,
+            decide.Action.REBASELINE,
+            decide.Kind.RECONCILIATION_MISMATCH,
+            violations,
+        )
+        return pb.RebaselineResponse(action=action)
 
     @rpc
     async def ApproveSupportAction(

@@ -235,15 +235,16 @@ class SupportActions:
     async def _performed(self, req: Request, effect_id: str) -> Outcome | None:
         """The outcome of an effect already made under `effect_id` (a retry
         after a crash before the audit record), else None."""
-        if (
-            req.action is decide.Action.ACKNOWLEDGE
-            and req.kind is decide.Kind.RECONCILIATION_MISMATCH
-        ):
+        if req.action in _RESOLUTIONS and req.kind is decide.Kind.RECONCILIATION_MISMATCH:
             async with self.pool.acquire() as conn:
                 resolved = await conn.fetchval(
-                    "SELECT 1 FROM exceptions WHERE resolve_request_id = $1", effect_id
+                    "SELECT resolve_action FROM exceptions WHERE resolve_request_id = $1",
+                    effect_id,
                 )
-            return Outcome(f"{req.subject} resolved as acknowledged") if resolved else None
+            if resolved is None:
+                return None
+            assert resolved == _RESOLUTIONS[req.action].value, (resolved, req)
+            return Outcome(f"{req.subject} resolved as {resolved}d")
         parsed = names.parse_invoice(req.subject)
         if parsed is None:
             return None
@@ -352,22 +353,30 @@ class SupportActions:
                 return Outcome(f"{queued} deliveries queued again")
             case decide.Action.ACKNOWLEDGE:
                 if req.kind is decide.Kind.RECONCILIATION_MISMATCH:
-                    resolution = exceptions.Resolution(
-                        row["id"], exceptions.Action.ACKNOWLEDGE, req.reason, actor, effect_id
-                    )
-                    async with self.pool.acquire() as conn, conn.transaction():
-                        try:
-                            await exceptions.resolve(conn, resolution, now)
-                        except exceptions.ResolveRefused as refused:
-                            raise precondition(
-                                reasons.SUPPORT_ACTION_NOT_APPLICABLE,
-                                refused.message,
-                                subject=req.subject,
-                            ) from None
-                    return Outcome(f"{req.subject} resolved as acknowledged")
+                    return await self._resolve(req, row["id"], actor, effect_id, now)
                 return Outcome("acknowledged")
+            case decide.Action.REBASELINE:
+                assert req.kind is decide.Kind.RECONCILIATION_MISMATCH, req
+                outcome = await self._resolve(req, row["id"], actor, effect_id, now)
+                return replace(outcome, amount=int(row["amount"]))
             case _:
                 assert_never(req.action)
+
+    async def _resolve(
+        self, req: Request, exception_id: str, actor: str, effect_id: str, now: datetime
+    ) -> Outcome:
+        """Resolves the exception entry through its one writer
+        (core/reconcile/exceptions.py), under the effect's request id."""
+        action = _RESOLUTIONS[req.action]
+        resolution = exceptions.Resolution(exception_id, action, req.reason, actor, effect_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                await exceptions.resolve(conn, resolution, now)
+            except exceptions.ResolveRefused as refused:
+                raise precondition(
+                    reasons.SUPPORT_ACTION_NOT_APPLICABLE, refused.message, subject=req.subject
+                ) from None
+        return Outcome(f"{req.subject} resolved as {action.value}d")
 
     async def _record(
         self, action_id: str, req: Request, state: str, done: Outcome, now: datetime
@@ -423,6 +432,13 @@ class SupportActions:
                     limit,
                 )
             )
+
+
+# Support actions that resolve a reconciliation exception, and how.
+_RESOLUTIONS = {
+    decide.Action.ACKNOWLEDGE: exceptions.Action.ACKNOWLEDGE,
+    decide.Action.REBASELINE: exceptions.Action.REBASELINE,
+}
 
 
 def _request_of(row: asyncpg.Record, action_id: str) -> Request:

@@ -1,6 +1,14 @@
 -- A pending support action can be declined instead of approved: rejected by
 -- another operator, or withdrawn by the one who asked. Either is final, is
 -- never performed, and records who, why and when beside the action.
+-- Re-baselining a hot key's or treasury's reconciliation gap is a support
+-- action too (a dangerous one: it needs a second operator when asked to).
+
+ALTER TABLE support_actions DROP CONSTRAINT support_actions_action_check;
+ALTER TABLE support_actions ADD CONSTRAINT support_actions_action_check
+    CHECK (action IN ('accept_as_paid', 'request_top_up', 'refund_excess', 'refund_whole',
+                      'mark_for_review', 'attach_transaction', 'redeliver_webhooks',
+                      'acknowledge', 'rebaseline'));
 
 ALTER TABLE support_actions DROP CONSTRAINT support_actions_state_check;
 ALTER TABLE support_actions ADD CONSTRAINT support_actions_state_check

@@ -35,6 +35,7 @@ class ActionType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACTION_TYPE_ATTACH_TRANSACTION: _ClassVar[ActionType]
     ACTION_TYPE_REDELIVER_WEBHOOKS: _ClassVar[ActionType]
     ACTION_TYPE_ACKNOWLEDGE: _ClassVar[ActionType]
+    ACTION_TYPE_REBASELINE: _ClassVar[ActionType]
 
 class SupportActionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -69,6 +70,7 @@ ACTION_TYPE_MARK_FOR_REVIEW: ActionType
 ACTION_TYPE_ATTACH_TRANSACTION: ActionType
 ACTION_TYPE_REDELIVER_WEBHOOKS: ActionType
 ACTION_TYPE_ACKNOWLEDGE: ActionType
+ACTION_TYPE_REBASELINE: ActionType
 SUPPORT_ACTION_STATE_UNSPECIFIED: SupportActionState
 SUPPORT_ACTION_STATE_DONE: SupportActionState
 SUPPORT_ACTION_STATE_PENDING_APPROVAL: SupportActionState
@@ -275,6 +277,22 @@ class RedeliverFailedWebhooksRequest(_message.Message):
     def __init__(self, subject: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RedeliverFailedWebhooksResponse(_message.Message):
+    __slots__ = ("action",)
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    action: SupportAction
+    def __init__(self, action: _Optional[_Union[SupportAction, _Mapping]] = ...) -> None: ...
+
+class RebaselineRequest(_message.Message):
+    __slots__ = ("subject", "reason", "request_id")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    reason: str
+    request_id: str
+    def __init__(self, subject: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RebaselineResponse(_message.Message):
     __slots__ = ("action",)
     ACTION_FIELD_NUMBER: _ClassVar[int]
     action: SupportAction

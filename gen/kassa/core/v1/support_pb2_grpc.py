@@ -38,6 +38,7 @@ class SupportServiceStub:
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
+    exceptions:write (Rebaseline);
     support:refund (RefundInvoice); support:approve (ApproveSupportAction,
     DeclineSupportAction of another operator's action).
 
@@ -46,8 +47,8 @@ class SupportServiceStub:
     subject as it stands now (an action the queue does not offer for it is
     SUPPORT_ACTION_NOT_APPLICABLE), and records actor, reason and time. With
     `[support] require_second_approval`, the dangerous ones (AcceptAsPaid,
-    RefundInvoice) only create a pending action until another operator
-    approves it.
+    RefundInvoice, Rebaseline) only create a pending action until another
+    operator approves it (ExceptionService then refuses a direct re-baseline).
     """
 
     def __init__(self, channel):
@@ -96,6 +97,11 @@ class SupportServiceStub:
                 request_serializer=kassa_dot_core_dot_v1_dot_support__pb2.AcknowledgeRequest.SerializeToString,
                 response_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.AcknowledgeResponse.FromString,
                 _registered_method=True)
+        self.Rebaseline = channel.unary_unary(
+                '/kassa.core.v1.SupportService/Rebaseline',
+                request_serializer=kassa_dot_core_dot_v1_dot_support__pb2.RebaselineRequest.SerializeToString,
+                response_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.RebaselineResponse.FromString,
+                _registered_method=True)
         self.ApproveSupportAction = channel.unary_unary(
                 '/kassa.core.v1.SupportService/ApproveSupportAction',
                 request_serializer=kassa_dot_core_dot_v1_dot_support__pb2.ApproveSupportActionRequest.SerializeToString,
@@ -126,6 +132,7 @@ class SupportServiceServicer:
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
+    exceptions:write (Rebaseline);
     support:refund (RefundInvoice); support:approve (ApproveSupportAction,
     DeclineSupportAction of another operator's action).
 
@@ -134,8 +141,8 @@ class SupportServiceServicer:
     subject as it stands now (an action the queue does not offer for it is
     SUPPORT_ACTION_NOT_APPLICABLE), and records actor, reason and time. With
     `[support] require_second_approval`, the dangerous ones (AcceptAsPaid,
-    RefundInvoice) only create a pending action until another operator
-    approves it.
+    RefundInvoice, Rebaseline) only create a pending action until another
+    operator approves it (ExceptionService then refuses a direct re-baseline).
     """
 
     def ListSupportItems(self, request, context):
@@ -196,6 +203,17 @@ class SupportServiceServicer:
     def Acknowledge(self, request, context):
         """Accepts an item as it stands: it leaves the queue until its facts change
         (a reconciliation mismatch is resolved as acknowledged).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rebaseline(self, request, context):
+        """Accepts a hot key's or treasury's reconciliation gap (funds moved
+        outside Kassa) as the location's new baseline, resolving its exception
+        entry; later runs flag any further change. Scope exceptions:write; a
+        dangerous action (with require_second_approval, another operator must
+        approve it), since a gap accepted as normal hides a loss from every later run.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -269,6 +287,11 @@ def add_SupportServiceServicer_to_server(servicer, server):
                     request_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.AcknowledgeRequest.FromString,
                     response_serializer=kassa_dot_core_dot_v1_dot_support__pb2.AcknowledgeResponse.SerializeToString,
             ),
+            'Rebaseline': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rebaseline,
+                    request_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.RebaselineRequest.FromString,
+                    response_serializer=kassa_dot_core_dot_v1_dot_support__pb2.RebaselineResponse.SerializeToString,
+            ),
             'ApproveSupportAction': grpc.unary_unary_rpc_method_handler(
                     servicer.ApproveSupportAction,
                     request_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.ApproveSupportActionRequest.FromString,
@@ -305,6 +328,7 @@ class SupportService:
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
+    exceptions:write (Rebaseline);
     support:refund (RefundInvoice); support:approve (ApproveSupportAction,
     DeclineSupportAction of another operator's action).
 
@@ -313,8 +337,8 @@ class SupportService:
     subject as it stands now (an action the queue does not offer for it is
     SUPPORT_ACTION_NOT_APPLICABLE), and records actor, reason and time. With
     `[support] require_second_approval`, the dangerous ones (AcceptAsPaid,
-    RefundInvoice) only create a pending action until another operator
-    approves it.
+    RefundInvoice, Rebaseline) only create a pending action until another
+    operator approves it (ExceptionService then refuses a direct re-baseline).
     """
 
     @staticmethod
@@ -523,6 +547,33 @@ class SupportService:
             '/kassa.core.v1.SupportService/Acknowledge',
             kassa_dot_core_dot_v1_dot_support__pb2.AcknowledgeRequest.SerializeToString,
             kassa_dot_core_dot_v1_dot_support__pb2.AcknowledgeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rebaseline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.core.v1.SupportService/Rebaseline',
+            kassa_dot_core_dot_v1_dot_support__pb2.RebaselineRequest.SerializeToString,
+            kassa_dot_core_dot_v1_dot_support__pb2.RebaselineResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,7 @@ class SupportServiceStub:
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
+    exceptions:write (Rebaseline);
     support:refund (RefundInvoice); support:approve (ApproveSupportAction,
     DeclineSupportAction of another operator's action).
 
@@ -47,8 +48,8 @@ class SupportServiceStub:
     subject as it stands now (an action the queue does not offer for it is
     SUPPORT_ACTION_NOT_APPLICABLE), and records actor, reason and time. With
     `[support] require_second_approval`, the dangerous ones (AcceptAsPaid,
-    RefundInvoice) only create a pending action until another operator
-    approves it.
+    RefundInvoice, Rebaseline) only create a pending action until another
+    operator approves it (ExceptionService then refuses a direct re-baseline).
     """
 
     @_typing.overload
@@ -84,6 +85,13 @@ class SupportServiceStub:
     """Accepts an item as it stands: it leaves the queue until its facts change
     (a reconciliation mismatch is resolved as acknowledged).
     """
+    Rebaseline: _grpc.UnaryUnaryMultiCallable[_support_pb2.RebaselineRequest, _support_pb2.RebaselineResponse]
+    """Accepts a hot key's or treasury's reconciliation gap (funds moved
+    outside Kassa) as the location's new baseline, resolving its exception
+    entry; later runs flag any further change. Scope exceptions:write; a
+    dangerous action (with require_second_approval, another operator must
+    approve it), since a gap accepted as normal hides a loss from every later run.
+    """
     ApproveSupportAction: _grpc.UnaryUnaryMultiCallable[_support_pb2.ApproveSupportActionRequest, _support_pb2.ApproveSupportActionResponse]
     """Approves (and so performs) another operator's pending action."""
     DeclineSupportAction: _grpc.UnaryUnaryMultiCallable[_support_pb2.DeclineSupportActionRequest, _support_pb2.DeclineSupportActionResponse]
@@ -110,6 +118,7 @@ class SupportServiceAsyncStub(SupportServiceStub):
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
+    exceptions:write (Rebaseline);
     support:refund (RefundInvoice); support:approve (ApproveSupportAction,
     DeclineSupportAction of another operator's action).
 
@@ -118,8 +127,8 @@ class SupportServiceAsyncStub(SupportServiceStub):
     subject as it stands now (an action the queue does not offer for it is
     SUPPORT_ACTION_NOT_APPLICABLE), and records actor, reason and time. With
     `[support] require_second_approval`, the dangerous ones (AcceptAsPaid,
-    RefundInvoice) only create a pending action until another operator
-    approves it.
+    RefundInvoice, Rebaseline) only create a pending action until another
+    operator approves it (ExceptionService then refuses a direct re-baseline).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -152,6 +161,13 @@ class SupportServiceAsyncStub(SupportServiceStub):
     """Accepts an item as it stands: it leaves the queue until its facts change
     (a reconciliation mismatch is resolved as acknowledged).
     """
+    Rebaseline: _aio.UnaryUnaryMultiCallable[_support_pb2.RebaselineRequest, _support_pb2.RebaselineResponse]  # type: ignore[assignment]
+    """Accepts a hot key's or treasury's reconciliation gap (funds moved
+    outside Kassa) as the location's new baseline, resolving its exception
+    entry; later runs flag any further change. Scope exceptions:write; a
+    dangerous action (with require_second_approval, another operator must
+    approve it), since a gap accepted as normal hides a loss from every later run.
+    """
     ApproveSupportAction: _aio.UnaryUnaryMultiCallable[_support_pb2.ApproveSupportActionRequest, _support_pb2.ApproveSupportActionResponse]  # type: ignore[assignment]
     """Approves (and so performs) another operator's pending action."""
     DeclineSupportAction: _aio.UnaryUnaryMultiCallable[_support_pb2.DeclineSupportActionRequest, _support_pb2.DeclineSupportActionResponse]  # type: ignore[assignment]
@@ -177,6 +193,7 @@ class SupportServiceServicer(metaclass=_abc_1.ABCMeta):
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
+    exceptions:write (Rebaseline);
     support:refund (RefundInvoice); support:approve (ApproveSupportAction,
     DeclineSupportAction of another operator's action).
 
@@ -185,8 +202,8 @@ class SupportServiceServicer(metaclass=_abc_1.ABCMeta):
     subject as it stands now (an action the queue does not offer for it is
     SUPPORT_ACTION_NOT_APPLICABLE), and records actor, reason and time. With
     `[support] require_second_approval`, the dangerous ones (AcceptAsPaid,
-    RefundInvoice) only create a pending action until another operator
-    approves it.
+    RefundInvoice, Rebaseline) only create a pending action until another
+    operator approves it (ExceptionService then refuses a direct re-baseline).
     """
 
     @_abc_1.abstractmethod
@@ -264,6 +281,19 @@ class SupportServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_support_pb2.AcknowledgeResponse, _abc.Awaitable[_support_pb2.AcknowledgeResponse]]:
         """Accepts an item as it stands: it leaves the queue until its facts change
         (a reconciliation mismatch is resolved as acknowledged).
+        """
+
+    @_abc_1.abstractmethod
+    def Rebaseline(
+        self,
+        request: _support_pb2.RebaselineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_support_pb2.RebaselineResponse, _abc.Awaitable[_support_pb2.RebaselineResponse]]:
+        """Accepts a hot key's or treasury's reconciliation gap (funds moved
+        outside Kassa) as the location's new baseline, resolving its exception
+        entry; later runs flag any further change. Scope exceptions:write; a
+        dangerous action (with require_second_approval, another operator must
+        approve it), since a gap accepted as normal hides a loss from every later run.
         """
 
     @_abc_1.abstractmethod
