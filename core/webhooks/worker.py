@@ -341,6 +341,10 @@ class DeliveryWorker:
         # in flight and being claimed together stay within concurrency.
         self._claims: set[asyncio.Task[None]] = set()
         self._claiming = 0
+        # What a claim raised beyond the errors it retries: the send loop
+        # raises it (the worker is restarted by its supervisor, as when the
+        # claim ran in the loop), never left in a task nobody awaits.
+        self._claim_failure: BaseException | None = None
         # The last claim found fewer due than it asked for (or failed).
         self._drained = False
         self._endpoints = _Endpoints(settings)
@@ -413,6 +417,8 @@ class DeliveryWorker:
         lease_s = self.lease_s()
         concurrency = self.settings.concurrency
         while True:
+            if self._claim_failure is not None:
+                raise self._claim_failure
             self._wake.clear()
             # Claim no more than can be sent at once, and (under load) only
             # once a quarter of the slots are free: a claim scans the pending
@@ -426,7 +432,7 @@ class DeliveryWorker:
                 self._claiming += free
                 task = asyncio.create_task(self._claim(free, lease_s), name="webhooks claim")
                 self._claims.add(task)
-                task.add_done_callback(self._claims.discard)
+                task.add_done_callback(self._claim_done)
                 busy = True
             await self._endpoints.close_idle(set(self._in_flight.values()))
             # While attempts or claims are in flight their ends wake us: no
@@ -434,9 +440,16 @@ class DeliveryWorker:
             drained = self._drained and not busy
             idle_s = self.settings.poll_interval_s if busy else await self._idle_s()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), idle_s)
+                async with asyncio.timeout(idle_s):  # no task per wait, as wait_for made
+                    await self._wake.wait()
             if drained:
                 self._drained = False  # woken or due: look again
+
+    def _claim_done(self, task: asyncio.Task[None]) -> None:
+        self._claims.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._claim_failure = task.exception()
+            self._wake.set()
 
     async def _claim(self, free: int, lease_s: float) -> None:
         """Claims up to `free` due deliveries and starts their attempts."""
