@@ -352,6 +352,11 @@ class _Ledger:
         self.writes: list[Transfer] = []
         # ("balance", account id, previous) or ("stored", transfer id, previous).
         self._undo: list[tuple[Literal["balance", "stored"], str, object]] = []
+        # Whether changes are logged for undo: only a linked chain can fail
+        # after one of its members changed something. A lone transfer
+        # changes nothing unless it is accepted, so its changes are never
+        # undone (logging them was a tenth of a plain batch's rules).
+        self.logging = True
 
     def mark(self) -> int:
         return len(self._undo)
@@ -371,12 +376,14 @@ class _Ledger:
         del self.writes[writes_mark:]
 
     def set_balance(self, account_id: str, value: Balances) -> None:
-        self._undo.append(("balance", account_id, self.balances[account_id]))
+        if self.logging:
+            self._undo.append(("balance", account_id, self.balances[account_id]))
         self.balances[account_id] = value
 
     def set_stored(self, value: Stored) -> None:
         key = value.transfer.id
-        self._undo.append(("stored", key, self.stored.get(key)))
+        if self.logging:
+            self._undo.append(("stored", key, self.stored.get(key)))
         self.stored[key] = value
 
     def write(self, t: Transfer, pending_amount: int, resolves: Stored | None) -> Result:
@@ -587,6 +594,8 @@ def decide(
 
     results: list[Result] = [OK] * len(batch)
     for chain in chains(batch):
+        # A chain of more than one member, or one left open, starts linked.
+        ledger.logging = bool(batch[chain[0]].flags & _LINKED)
         mark, writes_mark = ledger.mark(), len(ledger.writes)
         failed: int | None = None
         for i in chain:
