@@ -570,7 +570,7 @@ def decide(
     accounts: Mapping[str, Account],
     stored: Mapping[str, Stored],
     now: datetime,
-    emit: Callable[[Sequence[Transfer]], None] | None = None,
+    emit: Callable[[list[Transfer]], None] | None = None,
     emit_every: int = 512,
 ) -> Outcome:
     """Each transfer's result, the transfers to write and the balance changes.

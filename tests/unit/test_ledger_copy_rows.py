@@ -67,7 +67,7 @@ def expected(t: Transfer, now: datetime) -> dict[str, str | None]:
 texts = st.text(
     alphabet=st.one_of(
         st.sampled_from(["\\", "\t", "\n", "\r", "N", ".", ",", '"', "é", "€", " "]),
-        st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
+        st.characters(codec="utf-8", exclude_characters="\x00"),
     ),
     max_size=12,
 )
