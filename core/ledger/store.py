@@ -203,9 +203,9 @@ async def _decide_streaming(
         await conn.copy_to_table("ledger_transfers", source=rows(), columns=COLUMNS)
         return await deciding
     finally:
-        if not deciding.done():
-            # The COPY failed first (a lost race): the rules' result is moot.
-            deciding.add_done_callback(_consume)
+        # If the COPY failed first (a lost race), the rules' result is moot:
+        # whenever they end, their exception (if any) counts as seen.
+        deciding.add_done_callback(_consume)
 
 
 def _consume(future: asyncio.Future[Outcome]) -> None:
