@@ -56,6 +56,8 @@ from core.reconcile.runner import Reconciler
 from core.reconcile.store import Reconciliations
 from core.relay.relay import Relay
 from core.render import events as render_events
+from core.signer_link import probe as signer_probe
+from core.signer_link.decide import LinkDown
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
 from core.support.actions import SupportActions
@@ -150,6 +152,24 @@ async def serve(
     refusal = refusal_to_serve(await schema_status(config.dsn))
     if refusal is not None:
         raise MigrationError(refusal)
+    # Payouts only with a [signer]; PayoutService then answers, else UNIMPLEMENTED.
+    # The link is checked before anything else starts: a signer starting beside the
+    # core is waited for, a refusal is one log line and exit 1 (core/main.py).
+    signer: SignerClient | None = None
+    if config.payouts is not None:
+        if config.payouts.signer.ca_file is None:
+            log.warning(
+                "the signer link is PLAINTEXT (signer.dev_plaintext = true); never outside "
+                "development, and the signer accepts it only on loopback"
+            )
+        signer = SignerClient(config.payouts.signer)
+        try:
+            await signer_probe.wait_until_up(
+                signer, config.payouts.hot_key_id, config.payouts.signer.startup_timeout_s
+            )
+        except BaseException:
+            await signer.close()
+            raise
     pool = await create_pool(config.dsn, config.pool_size)
     # Webhook secrets are sealed under the current KEK before anything can read them
     # (plaintext rows from before migration 0009, rows under an older KEK).
@@ -255,18 +275,11 @@ async def serve(
     merchant_pb2_grpc.add_MerchantServiceServicer_to_server(
         MerchantService(Merchants(pool), auth), server
     )
-    # Payouts only with a [signer]; PayoutService then answers, else UNIMPLEMENTED.
-    signer: SignerClient | None = None
     payout_worker: PayoutWorker | None = None
     sweeper: Sweeper | None = None
     support_payouts: Payouts | None = None
     if config.payouts is not None:
-        if config.payouts.signer.ca_file is None:
-            log.warning(
-                "the signer link is PLAINTEXT (signer.dev_plaintext = true); never outside "
-                "development, and the signer accepts it only on loopback"
-            )
-        signer = SignerClient(config.payouts.signer)
+        assert signer is not None
         payout_worker = PayoutWorker(pool, config, config.payouts, signer, clock)
         support_payouts = Payouts(
             pool, config.payouts.hot_key_id, destination_policy(config.payouts, config.assets)
@@ -354,6 +367,20 @@ async def serve(
     # grpc's HealthServicer says SERVING for "" until told otherwise: the first verdict is
     # in place before the port opens, so a client that connects at once reads the truth.
     await publish(core_health.decide(await database_answers(), chain_views(), config.health))
+
+    async def publish_signer(down: LinkDown | None) -> None:
+        # Its own entry only: a signer that goes away stops payouts, never the invoice API.
+        assert config.payouts is not None
+        signer_probe.set_gauge(config.payouts.signer.target, down)
+        await health_servicer.set(
+            core_health.SIGNER_SERVICE,
+            health_pb2.HealthCheckResponse.SERVING
+            if down is None
+            else health_pb2.HealthCheckResponse.NOT_SERVING,
+        )
+
+    if signer is not None:
+        await publish_signer(None)  # wait_until_up saw it answer
     await server.start()
     # Each background loop under a supervisor: an exception it does not
     # handle itself (asyncpg.InterfaceError while the database is away) is
@@ -384,6 +411,17 @@ async def serve(
         config.health.interval_s,
     )
     tasks.append(watcher)
+    if signer is not None and config.payouts is not None:
+        link, hot_key_id = signer, config.payouts.hot_key_id
+        tasks.append(
+            _supervised(
+                "signer link",
+                lambda: signer_probe.watch(
+                    link, hot_key_id, link.target.health_interval_s, publish_signer
+                ),
+                link.target.health_interval_s,
+            )
+        )
     # The outbox fanned out to NATS JetStream, by one replica (core/relay).
     relay = Relay(pool, notifier, config.jetstream) if config.jetstream is not None else None
     tasks.append(
@@ -438,6 +476,7 @@ async def serve(
             "client_certificates": config.api_tls is not None
             and config.api_tls.client_ca is not None,
             "chains": list(followers),
+            "signer": config.payouts.signer.target if config.payouts is not None else None,
         },
     )
 
