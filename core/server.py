@@ -22,6 +22,7 @@ from core.api.event_service import add_to_server as add_event_service
 from core.api.exception_service import ExceptionService
 from core.api.guard import EdgeInterceptor
 from core.api.invoice_service import InvoiceService
+from core.api.leader import LEADER_WAIT_S
 from core.api.ledger_service import LedgerService
 from core.api.merchant_service import MerchantService
 from core.api.payout_service import PayoutService, SweepService
@@ -304,10 +305,21 @@ async def serve(
                 clock,
                 payout_worker.adapters,
             )
-            payout_pb2_grpc.add_SweepServiceServicer_to_server(SweepService(sweeper, auth), server)
+            payout_pb2_grpc.add_SweepServiceServicer_to_server(
+                SweepService(
+                    sweeper, auth, functools.partial(leadership.fence_of, "sweeps", LEADER_WAIT_S)
+                ),
+                server,
+            )
     reconciler = _reconciler(pool, config, signer, clock)
     reconciliation_pb2_grpc.add_ReconciliationServiceServicer_to_server(
-        ReconciliationService(reconciler, Reconciliations(pool), auth), server
+        ReconciliationService(
+            reconciler,
+            Reconciliations(pool),
+            auth,
+            functools.partial(leadership.fence_of, "reconcile", LEADER_WAIT_S),
+        ),
+        server,
     )
     exception_pb2_grpc.add_ExceptionServiceServicer_to_server(
         ExceptionService(Exceptions(pool), auth, clock), server

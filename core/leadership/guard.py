@@ -48,6 +48,19 @@ class Leadership:
         elector = self.electors.get(role)
         return elector is not None and elector.term is not None
 
+    async def fence_of(self, role: str, wait_s: float = 0.0) -> Fence | None:
+        """The fence of this replica's term of `role`, or None when it does not lead
+        it; waits up to `wait_s` for one (a replica that has just started contends
+        within a heartbeat)."""
+        deadline_s = asyncio.get_running_loop().time() + wait_s
+        while True:
+            elector = self.electors.get(role)
+            if elector is not None and elector.fence is not None:
+                return elector.fence
+            if asyncio.get_running_loop().time() >= deadline_s:
+                return None
+            await asyncio.sleep(0.05)
+
 
 async def track_applied_head(
     leadership: Leadership, role: str, follower: ChainFollower, pool: asyncpg.Pool
