@@ -2,7 +2,7 @@
 
 Exit codes: 0 after SIGTERM/SIGINT (or a command done), 2 for a configuration
 it cannot use, 1 when it cannot start (database unreachable, schema not
-current, signer link down: the one log line says which).
+current, signer link down, an address taken: the one log line says which).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from core.config import Config, ConfigError, load
 from core.signer_link.probe import SignerLinkError
+from core.startup import ListenError
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
 from core.telemetry import logs
@@ -82,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except MigrationError as exc:
         log.error("schema refused", extra={"reason": str(exc)})
+        return 1
+    except ListenError as exc:
+        log.error(
+            "cannot listen",
+            extra={"what": exc.what, "listen": exc.listen, "error": exc.error},
+        )
         return 1
     except SignerLinkError as exc:
         log.error(

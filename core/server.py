@@ -59,6 +59,7 @@ from core.relay.relay import Relay
 from core.render import events as render_events
 from core.signer_link import probe as signer_probe
 from core.signer_link.decide import LinkDown
+from core.startup import ListenError
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
 from core.support.actions import SupportActions
@@ -242,7 +243,10 @@ async def serve(
     # Then every kassa.* RPC: decoded safely, authenticated, bounds-checked, errors mapped.
     tls_only = [Tls13Only()] if config.api_tls is not None else []
     server = grpc.aio.server(
-        interceptors=[RpcMetrics(current_actor), *tls_only, EdgeInterceptor(auth)]
+        interceptors=[RpcMetrics(current_actor), *tls_only, EdgeInterceptor(auth)],
+        # grpc binds with SO_REUSEPORT by default: a second core (or anything else with
+        # it) on the same address would share the port silently; it must fail instead.
+        options=[("grpc.so_reuseport", 0)],
     )
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
         InvoiceService(invoicing, config, auth, head_of, chain_problem), server
@@ -350,17 +354,26 @@ async def serve(
             "network in clear; never outside local development",
             extra={"listen": config.listen},
         )
-        port = server.add_insecure_port(config.listen)
-    else:
-        port = server.add_secure_port(config.listen, server_credentials(config.api_tls))
+    try:
+        if config.api_tls is None:
+            port = server.add_insecure_port(config.listen)
+        else:
+            port = server.add_secure_port(config.listen, server_credentials(config.api_tls))
+    except RuntimeError as exc:  # grpc's "Failed to bind to address …"
+        raise ListenError("api", config.listen, str(exc).split(";")[0]) from None
     if config.adapters_tls is None:
         log.warning(
             "adapter links are PLAINTEXT (adapters.dev_plaintext = true): whoever answers at an "
             "adapter's address decides which payments are credited; never outside development"
         )
     if port == 0:
-        raise RuntimeError(f"cannot listen on {config.listen}")
-    stop_metrics = serve_metrics(config.metrics_listen) if config.metrics_listen else None
+        raise ListenError("api", config.listen, "no address bound")
+    try:
+        stop_metrics = serve_metrics(config.metrics_listen) if config.metrics_listen else None
+    except OSError as exc:
+        raise ListenError(
+            "metrics", config.metrics_listen or "", exc.strerror or str(exc)
+        ) from None
 
     async def publish(verdict: core_health.Verdict) -> None:
         def status(ok: bool) -> int:
