@@ -326,7 +326,8 @@ async def serve(
         server,
     )
     exception_pb2_grpc.add_ExceptionServiceServicer_to_server(
-        ExceptionService(Exceptions(pool), auth, clock), server
+        ExceptionService(Exceptions(pool), auth, clock, config.support.require_second_approval),
+        server,
     )
     support_pb2_grpc.add_SupportServiceServicer_to_server(
         SupportService(
