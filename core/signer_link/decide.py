@@ -114,7 +114,7 @@ def classify(code: str, details: str, reason: str = "") -> LinkDown:
         cause = Cause.SIGNER_ERROR
     elif "connection refused" in text:
         cause = Cause.CONNECTION_REFUSED
-    elif "hostname verification" in text or "peer name" in text or "san " in text:
+    elif "hostname verification" in text or "peer name" in text:
         cause = Cause.TLS_SERVER_NAME
     elif "handshake" in text and ("certificate" in text or "verify" in text):
         cause = Cause.TLS_UNTRUSTED

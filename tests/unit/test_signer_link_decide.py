@@ -48,6 +48,12 @@ CLOSED = (
         ("UNAVAILABLE", WRONG_CA, "", Cause.TLS_UNTRUSTED),
         ("UNAVAILABLE", VERIFY_FAILED, "", Cause.TLS_UNTRUSTED),
         ("UNAVAILABLE", WRONG_NAME, "", Cause.TLS_SERVER_NAME),
+        (
+            "UNAVAILABLE",
+            "failed to connect to all addresses; Peer name signer.x is not in peer certificate",
+            "",
+            Cause.TLS_SERVER_NAME,
+        ),
         ("UNAVAILABLE", CLOSED, "", Cause.CONNECTION_CLOSED),
         ("UNAVAILABLE", "DNS resolution failed for signer.internal:50061", "", Cause.UNAVAILABLE),
         ("DEADLINE_EXCEEDED", "Deadline Exceeded", "", Cause.TIMEOUT),
