@@ -217,8 +217,9 @@ async def serve(
                 if f.head_height is None or f.applied_height is None
                 else f.head_height - f.applied_height,
             )
-            if not leadership.led_elsewhere.get(follower_role(chain))
-            # Followed by the replica that leads it (core/leadership): that one's
+            if leadership.leads(follower_role(chain))
+            or not leadership.led_elsewhere.get(follower_role(chain))
+            # Followed by another replica that leads it (core/leadership): that one's
             # health says whether the stream is fresh.
             else core_health.ChainView(streaming=True, since_event_s=0.0, lag_blocks=None)
             for chain, f in followers.items()

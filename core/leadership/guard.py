@@ -70,13 +70,22 @@ async def track_applied_head(
     leads the chain at all (for health), read every second."""
     classid, objid = decide.lock_key_parts(role)
     while True:
-        if not leadership.leads(role):
+        if leadership.leads(role):
+            # Led here: health reads this replica's own follower (core/server.py).
+            leadership.led_elsewhere[role] = False
+        else:
             try:
                 async with pool.acquire() as conn:
                     row = await conn.fetchrow(
                         """SELECT (SELECT height FROM chain_cursors WHERE chain = $1) AS height,
                                   EXISTS (SELECT 1 FROM pg_locks
                                            WHERE locktype = 'advisory' AND granted
+                                             -- pg_locks shows every database of the
+                                             -- cluster: another deployment's (or test
+                                             -- stack's) leader of the same chain is
+                                             -- not ours.
+                                             AND database = (SELECT oid FROM pg_database
+                                                              WHERE datname = current_database())
                                              AND classid = $2::bigint::oid
                                              AND objid = $3::bigint::oid
                                              AND objsubid = 1) AS led""",
