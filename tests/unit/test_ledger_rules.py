@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -348,3 +349,47 @@ def test_any_replay_is_accepted_for_what_was_accepted(batch: list[Transfer]) -> 
         batch[i].id for i, r in enumerate(first.results) if r.ok
     }
     check_invariants(b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    flags=st.lists(account_flags, min_size=4, max_size=4),
+    batches=st.lists(st.lists(transfers(), min_size=1, max_size=12), min_size=1, max_size=4),
+    every=st.integers(1, 4),
+)
+def test_emitted_slices_are_exactly_the_writes_and_none_is_taken_back(
+    flags: list[int], batches: list[list[Transfer]], every: int
+) -> None:
+    """What the store streams while deciding: the writes, in order, each slice
+    final (a slice later rolled back with its chain would show up here as a
+    write the outcome does not have), the same results as without streaming."""
+    b = book(a=flags[0], b=flags[1], c=flags[2], d=flags[3])
+    b.accounts["world"] = Account("world", "eip155:1/slip44:60")
+    b.run([Transfer(f"seed-{n}", "world", n, 30) for n in "abcd"])
+    for now, batch in enumerate(batches):
+        at = T0 + timedelta(seconds=20 * now)
+        slices: list[list[Transfer]] = []
+        streamed = decide(batch, b.accounts, b.stored, at, slices.append, every)
+        plain = decide(batch, b.accounts, b.stored, at)
+        assert [t for s in slices for t in s] == streamed.writes == plain.writes
+        assert streamed.results == plain.results and streamed.deltas == plain.deltas
+        assert all(slices), slices  # no empty slice is sent
+        b.run(batch, at)
+
+
+def test_the_last_slice_comes_only_after_the_invariants_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import core.ledger.rules as rules
+
+    def broken(*args: object) -> None:
+        raise AssertionError("debits != credits")
+
+    monkeypatch.setattr(rules, "_assert_invariants", broken)
+    b = book(a=0, b=0)
+    batch = [Transfer(f"t{i}", "a", "b", 1) for i in range(5)]
+    slices: list[list[Transfer]] = []
+    with pytest.raises(AssertionError):
+        decide(batch, b.accounts, b.stored, T0, slices.append, 2)
+    # Two slices of two went out while deciding; the last one never did.
+    assert [len(s) for s in slices] == [2, 2]
