@@ -51,6 +51,8 @@ class Elector:
         self.heartbeat_s = decide.heartbeat_interval_s(settings.lease_s)
         # The current term while this replica leads the role, else None.
         self.term: Term | None = None
+        # That term's fence (on-demand writes of the role check it too: core/api/leader.py).
+        self.fence: Fence | None = None
         self.terms_led = 0
 
     async def run(self, lead: Callable[[Fence], Awaitable[None]]) -> None:
@@ -95,6 +97,7 @@ class Elector:
             await self._lead(conn, term, lost, lead)
         finally:
             self.term = None
+            self.fence = None
             conn.terminate()  # ends the session: the lock is free for another replica
 
     async def _lead(
@@ -112,6 +115,7 @@ class Elector:
         )
         started_s = self.monotonic_s()
         fence = Fence(term, self.settings.lease_s, on_refused=lost.set)
+        self.fence = fence
 
         async def run_led() -> None:
             await lead(fence)
@@ -159,6 +163,7 @@ class Elector:
                 renewed_s = sent_s
         finally:
             self.term = None  # no longer the leader, at once
+            self.fence = None
             lost_wait.cancel()
             if not led.done() and reason != "stopped":
                 # A write in flight reaches its fence (decide.resign_grace_s).
