@@ -8,7 +8,7 @@ event per step, all in the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,19 +31,17 @@ async def lock_invoices(conn: asyncpg.Connection, ids: Iterable[str]) -> list[as
     )
 
 
-async def funds_of(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, sm.Funds]:
-    """Each invoice's payments summed by how settled they are."""
-    return {
-        i: sm.Funds(
-            pending=s.pending,
-            confirming=s.confirming,
-            confirmed=s.confirmed,
-            late=s.late,
-            wrong_asset_transfers=s.wrong_asset,
-            outside=s.outside,
-        )
-        for i, s in (await payments.sums_of(conn, ids)).items()
-    }
+def funds_of(row: asyncpg.Record, payments_now: Sequence[asyncpg.Record]) -> sm.Funds:
+    """An invoice's funds from its payment rows as they now stand (`payments_of`)."""
+    s = payments.sums(row, payments_now)
+    return sm.Funds(
+        pending=s.pending,
+        confirming=s.confirming,
+        confirmed=s.confirmed,
+        late=s.late,
+        wrong_asset_transfers=s.wrong_asset,
+        outside=s.outside,
+    )
 
 
 async def payments_of(
@@ -116,12 +114,16 @@ async def apply(
     now: datetime,
     head_height: int | None = None,
     extra_events: dict[str, list[str]] | None = None,
+    payments_now: Mapping[str, Sequence[asyncpg.Record]] | None = None,
 ) -> Applied:
     """Decides and saves each invoice's event and writes the outbox events.
 
     Refused decisions change nothing; the caller reads them from the result.
     `extra_events` names further event types to announce for an invoice even
     when its state does not move (e.g. payment.reorged of an uncounted part).
+    `payments_now`: the invoices' payment rows as they now stand, when the
+    caller has read them already (the block applier decides from them);
+    otherwise they are read here for the event snapshots.
     """
     extra_events = extra_events or {}
     before = {row["id"]: as_domain(row) for row in rows}
@@ -164,7 +166,7 @@ async def apply(
     )
     # A reorg took back funds already refunded or paid out: the merchant owes them.
     newly_owed = {o.invoice["id"] for o in owed if o.after > o.before}
-    rows_now = await payments_of(conn, ids)
+    rows_now = payments_now if payments_now is not None else await payments_of(conn, ids)
     outbox: list[NewEvent] = []
     for row, decision in changed:
         current = fresh[row["id"]]
