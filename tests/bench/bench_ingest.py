@@ -3,6 +3,13 @@
 (payments, ledger postings, state changes, outbox events, cursor) in one
 transaction. Baseline: a raw COPY of the same number of payment rows, same run.
 
+Also measured in the same run, the floor: the database work such a block
+cannot avoid, done by hand with no Kassa logic in one transaction — COPY of
+5,000 payments into the real table (its indexes and foreign key), one UPDATE
+of 5,000 other invoices (non-HOT: every one of the table's indexes takes a new
+entry), 5,000 pending ledger transfers (its indexes and balance trigger) and
+10,000 outbox events of the block's own payload sizes.
+
 Also reported: the block that confirms those 5,000 payments (paid, ledger
 post and settlement), since that is the other heavy block an invoice sees.
 """
@@ -12,11 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +34,7 @@ import asyncpg
 
 from core.chain.apply import ChainApplier
 from core.chain.index import ActiveInvoiceIndex
+from core.ledger.accounts import custody, merchant_account
 from core.store.db import create_pool
 from core.store.migrate import migrate
 from kassa.chain.v1 import adapter_pb2 as chain_pb
@@ -170,22 +180,107 @@ async def run(dsn: str, invoices: int, transfers: int, confirmations: int) -> di
         await raw.copy_records_to_table("copy_baseline", records=rows, columns=columns)
     copy_s = time.perf_counter() - started
     paid = await raw.fetchval("SELECT count(*) FROM invoices WHERE state = 'paid'")
+    floor_s = await _floor(raw, ids, paying, rng, now, rows, columns, transfers)
     await raw.close()
     await pool.close()
     assert paid == transfers, f"expected {transfers} paid invoices, found {paid}"
     return {
         "bench": "ingest",
         "value": round(detect_s, 3),
-        "unit": "s (5,000-transfer block applied and committed)",
+        "unit": f"s ({transfers:,}-transfer block applied and committed)",
         "baseline": round(copy_s, 3),
         "ratio": round(detect_s / copy_s, 1),
+        "floor": round(floor_s, 3),
+        "ratio_to_floor": round(detect_s / floor_s, 1),
         "confirm_block_s": round(confirm_s, 3),
         "events_written": written + confirmed_events,
         "active_invoices": invoices,
         "transfers": transfers,
         "invoice_load_s": round(load_s, 1),
         "index_load_s": round(index_s, 1),
+        "load_average": [round(x, 1) for x in os.getloadavg()],
     }
+
+
+async def _floor(
+    raw: asyncpg.Connection,
+    ids: list[str],
+    paying: list[int],
+    rng: random.Random,
+    now: datetime,
+    payment_rows: Sequence[tuple[object, ...]],
+    payment_columns: list[str],
+    transfers: int,
+) -> float:
+    """The same writes as the block, by hand, on invoices the block did not pay."""
+    paid = set(paying)
+    others = [ids[i] for i in rng.sample(range(len(ids)), 2 * transfers) if i not in paid]
+    others = others[:transfers]
+    # The block's payment rows, each to another invoice under a new transaction hash.
+    payments = [
+        (row[0], "0x" + rng.randbytes(32).hex(), row[2], invoice_id, *row[4:])
+        for invoice_id, row in zip(others, payment_rows, strict=False)
+    ]
+    debit, credit = custody(ASSET), merchant_account("bench", ASSET, "incoming")
+    ledger = [
+        (f"floor:{n}", debit, credit, Decimal(DUE), ASSET, 1, 2, now, "bench")
+        for n in range(transfers)
+    ]
+    payloads = [
+        r["payload"] for r in await raw.fetch("SELECT payload FROM events LIMIT $1", 2 * transfers)
+    ]
+    last = await raw.fetchval("SELECT last FROM event_sequence WHERE id = 1")
+    events = [
+        (
+            last + 1 + n,
+            secrets.token_hex(16),
+            "invoice.detected",
+            "bench",
+            f"floor/{n}",
+            "invoice",
+            p,
+        )
+        for n, p in enumerate(payloads)
+    ]
+    started = time.perf_counter()
+    async with raw.transaction():
+        await raw.copy_records_to_table("payments", records=payments, columns=payment_columns)
+        await raw.execute(
+            """UPDATE invoices i SET state = 'confirming', amount_pending = u.amount,
+                                     update_time = now()
+                 FROM unnest($1::text[], $2::numeric[]) AS u(id, amount) WHERE i.id = u.id""",
+            others,
+            [Decimal(DUE)] * len(others),
+        )
+        await raw.copy_records_to_table(
+            "ledger_transfers",
+            records=ledger,
+            columns=[
+                "id",
+                "debit_account_id",
+                "credit_account_id",
+                "amount",
+                "asset",
+                "code",
+                "flags",
+                "create_time",
+                "reference",
+            ],
+        )
+        await raw.copy_records_to_table(
+            "events",
+            records=events,
+            columns=[
+                "sequence",
+                "id",
+                "type",
+                "merchant_id",
+                "resource_name",
+                "resource_type",
+                "payload",
+            ],
+        )
+    return time.perf_counter() - started
 
 
 def main() -> int:
