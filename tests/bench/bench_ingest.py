@@ -180,7 +180,7 @@ async def run(dsn: str, invoices: int, transfers: int, confirmations: int) -> di
         await raw.copy_records_to_table("copy_baseline", records=rows, columns=columns)
     copy_s = time.perf_counter() - started
     paid = await raw.fetchval("SELECT count(*) FROM invoices WHERE state = 'paid'")
-    floor_s = await _floor(raw, ids, paying, rng, now, rows, columns, transfers)
+    floor_s, floor_parts = await _floor(raw, ids, paying, rng, now, rows, columns, transfers)
     await raw.close()
     await pool.close()
     assert paid == transfers, f"expected {transfers} paid invoices, found {paid}"
@@ -192,6 +192,7 @@ async def run(dsn: str, invoices: int, transfers: int, confirmations: int) -> di
         "ratio": round(detect_s / copy_s, 1),
         "floor": round(floor_s, 3),
         "ratio_to_floor": round(detect_s / floor_s, 1),
+        "floor_parts_s": {k: round(v, 3) for k, v in floor_parts.items()},
         "confirm_block_s": round(confirm_s, 3),
         "events_written": written + confirmed_events,
         "active_invoices": invoices,
@@ -211,7 +212,7 @@ async def _floor(
     payment_rows: Sequence[tuple[object, ...]],
     payment_columns: list[str],
     transfers: int,
-) -> float:
+) -> tuple[float, dict[str, float]]:
     """The same writes as the block, by hand, on invoices the block did not pay."""
     paid = set(paying)
     others = [ids[i] for i in rng.sample(range(len(ids)), 2 * transfers) if i not in paid]
@@ -242,9 +243,12 @@ async def _floor(
         )
         for n, p in enumerate(payloads)
     ]
+    parts: dict[str, float] = {}
     started = time.perf_counter()
     async with raw.transaction():
+        mark = time.perf_counter()
         await raw.copy_records_to_table("payments", records=payments, columns=payment_columns)
+        parts["payments"], mark = time.perf_counter() - mark, time.perf_counter()
         await raw.execute(
             """UPDATE invoices i SET state = 'confirming', amount_pending = u.amount,
                                      update_time = now()
@@ -252,6 +256,7 @@ async def _floor(
             others,
             [Decimal(DUE)] * len(others),
         )
+        parts["invoices"], mark = time.perf_counter() - mark, time.perf_counter()
         await raw.copy_records_to_table(
             "ledger_transfers",
             records=ledger,
@@ -267,6 +272,7 @@ async def _floor(
                 "reference",
             ],
         )
+        parts["ledger"], mark = time.perf_counter() - mark, time.perf_counter()
         await raw.copy_records_to_table(
             "events",
             records=events,
@@ -280,7 +286,9 @@ async def _floor(
                 "payload",
             ],
         )
-    return time.perf_counter() - started
+        parts["events"], mark = time.perf_counter() - mark, time.perf_counter()
+    parts["commit"] = time.perf_counter() - mark
+    return time.perf_counter() - started, parts
 
 
 def main() -> int:
