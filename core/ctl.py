@@ -28,7 +28,7 @@ from google.protobuf.message import Message
 
 from core.clients import ApiTls, api_aio_channel, authed_channel
 from core.ledger import check as ledger_check
-from core.ledger.accounts import MERCHANT_KINDS, merchant_account
+from core.ledger.accounts import merchant_account
 from core.merchants import Merchants
 from core.merchants.credentials import SCOPES
 from core.payouts.signer_client import body_digest, load_ed25519
@@ -189,6 +189,7 @@ ACTION: list[Column] = [
     ("STATE", lambda m: _enum_text(m, "state")),
     ("ACTOR", lambda m: m.actor),
     ("APPROVER", lambda m: m.approver),
+    ("DECIDER", lambda m: m.decider),
     ("RESULT", lambda m: m.result),
     ("REASON", lambda m: m.reason),
     ("WHEN", lambda m: _when(m.create_time)),
@@ -356,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     stm = _Commands(top.add("statements", "account statements as CSV (ledger:read)"), "sc")
     stx = stm.add(
         "export",
-        "an account's statement, or each of a merchant's accounts in the given assets, "
+        "an account's statement, or each of a merchant's accounts (in the given assets), "
         "for a period: CSV with running balances and, where the invoice recorded a "
         "rate, fiat values",
     )
@@ -367,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--asset",
         action="append",
         default=[],
-        help="CAIP-19 asset of the merchant's accounts (repeat; needed with --merchant)",
+        help="with --merchant: only its accounts in this CAIP-19 asset (repeat; default: all)",
     )
     stx.add_argument("--from", dest="start", help="ISO 8601 time, inclusive (default: the start)")
     stx.add_argument("--to", dest="end", help="ISO 8601 time, exclusive (default: now on)")
@@ -428,8 +429,20 @@ def build_parser() -> argparse.ArgumentParser:
     _write_options(sd, kind=False)
     sk = sup.add("ack", "acknowledge an item as it stands (support:write)")
     _write_options(sk)
+    sb = sup.add(
+        "rebaseline",
+        "accept a hot key's or treasury's reconciliation gap as its new baseline "
+        "(exceptions:write; may need approval)",
+    )
+    _write_options(sb, kind=False)
     sp = sup.add("approve", "approve another operator's pending action (support:approve)")
     sp.add_argument("name", help="supportActions/{id}")
+    sn = sup.add(
+        "decline",
+        "reject another operator's pending action (support:approve) or withdraw your own",
+    )
+    sn.add_argument("name", help="supportActions/{id}")
+    sn.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
     sl = sup.add("audit", "the audit trail of support actions, newest first (support:read)")
     sl.add_argument("--subject", default="", help="only the actions on this subject")
 
@@ -541,8 +554,8 @@ async def _events(
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "statements" and bool(args.merchant) != bool(args.asset):
-        parser.error("statements export: --asset goes with --merchant (and --merchant needs one)")
+    if args.command == "statements" and args.account and args.asset:
+        parser.error("statements export: --asset goes with --merchant, not --account")
     out = Out(args.json)
     if "dsn" in args:
         try:
@@ -742,6 +755,10 @@ def _support(stub: support_pb2_grpc.SupportServiceStub, args: argparse.Namespace
         request = s.ApproveSupportActionRequest(name=args.name)
         out.one(stub.ApproveSupportAction(request).action, ACTION)
         return
+    if command == "decline":
+        declined = s.DeclineSupportActionRequest(name=args.name, reason=args.reason)
+        out.one(stub.DeclineSupportAction(declined).action, ACTION)
+        return
     common = {"subject": args.subject, "reason": args.reason, "request_id": args.request_id}
     kind = _KINDS[args.kind] if "kind" in args else "ITEM_KIND_UNSPECIFIED"
     match command:
@@ -766,6 +783,8 @@ def _support(stub: support_pb2_grpc.SupportServiceStub, args: argparse.Namespace
             done = stub.RedeliverFailedWebhooks(s.RedeliverFailedWebhooksRequest(**common)).action
         case "ack":
             done = stub.Acknowledge(s.AcknowledgeRequest(**common, kind=kind)).action
+        case "rebaseline":
+            done = stub.Rebaseline(s.RebaselineRequest(**common)).action
         case other:
             raise AssertionError(f"unhandled support command {other}")
     out.one(done, ACTION)
@@ -911,19 +930,39 @@ def _webhooks(
             out.one(answer, [("QUEUED", lambda x: x.delivery_count)])
 
 
-def statement_accounts(args: argparse.Namespace) -> list[str]:
-    """The ledger accounts `statements export` covers, in a fixed order."""
+def statement_accounts(args: argparse.Namespace, listed: Iterable[tuple[str, str]]) -> list[str]:
+    """The ledger accounts `statements export` covers, in a fixed order: the
+    one named, or the merchant's (`listed`: id and asset of each account under
+    its prefix), only those in the named assets when some are."""
     if args.account:
         return [str(args.account)]
+    prefix = merchant_prefix(args)
+    assets = set(args.asset)
+    return sorted(
+        account_id
+        for account_id, asset in listed
+        if account_id.startswith(prefix) and (not assets or asset in assets)
+    )
+
+
+def merchant_prefix(args: argparse.Namespace) -> str:
+    """The start of every ledger account id of the merchant (core/ledger/accounts.py)."""
     merchant_id = str(args.merchant).removeprefix("merchants/")
-    # The ledger has no account listing: a merchant's accounts are named by
-    # merchant, asset and kind (core/ledger/accounts.py), so the operator names
-    # the assets and every kind is tried; kinds never opened are skipped.
-    return [
-        merchant_account(merchant_id, asset, kind)
-        for asset in args.asset
-        for kind in sorted(MERCHANT_KINDS)
-    ]
+    return merchant_account(merchant_id, "", "available").removesuffix(":available")
+
+
+def _listed_accounts(stub: ledger_pb2_grpc.LedgerServiceStub, prefix: str) -> list[tuple[str, str]]:
+    """Every account whose id starts with `prefix`, page by page."""
+    found: list[tuple[str, str]] = []
+    token = ""
+    while True:
+        page = stub.ListAccounts(
+            ledger_pb2.ListAccountsRequest(id_prefix=prefix, page_size=1000, page_token=token)
+        )
+        found += [(a.id, a.asset) for a in page.accounts]
+        token = page.next_page_token
+        if not token:
+            return found
 
 
 def _statements(stub: ledger_pb2_grpc.LedgerServiceStub, args: argparse.Namespace) -> int:
@@ -932,7 +971,12 @@ def _statements(stub: ledger_pb2_grpc.LedgerServiceStub, args: argparse.Namespac
         request.start_time.FromDatetime(_iso(args.start))
     if args.end:
         request.end_time.FromDatetime(_iso(args.end))
-    accounts = statement_accounts(args)
+    listed = [] if args.account else _listed_accounts(stub, merchant_prefix(args))
+    accounts = statement_accounts(args, listed)
+    if not args.account and not accounts:
+        where = "in these assets" if args.asset else "at all"
+        print(f"kassactl: the merchant has no accounts {where}", file=sys.stderr)
+        return 1
     sink = args.out.open("w", newline="", encoding="utf-8") if args.out else sys.stdout
     try:
         if args.account:
@@ -959,21 +1003,14 @@ def _merchant_statement(
         one = ledger_pb2.ExportStatementRequest()
         one.CopyFrom(request)
         one.account_id = account_id
-        try:
-            text = b"".join(c.csv_chunk for c in stub.ExportStatement(one)).decode("utf-8")
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.NOT_FOUND:
-                raise
-            continue  # a kind this merchant never opened in this asset
+        text = b"".join(c.csv_chunk for c in stub.ExportStatement(one)).decode("utf-8")
         rows = list(csv.reader(io.StringIO(text)))
         assert rows, f"a statement without a header: {account_id}"
         if exported == 0:
             writer.writerow(["account_id", *rows[0]])
         writer.writerows([account_id, *row] for row in rows[1:])
         exported += 1
-    if exported == 0:
-        print("kassactl: the merchant has no accounts in these assets", file=sys.stderr)
-        return 1
+    assert exported == len(accounts)
     return 0
 
 

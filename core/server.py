@@ -297,7 +297,8 @@ async def serve(
         ReconciliationService(reconciler, Reconciliations(pool), auth), server
     )
     exception_pb2_grpc.add_ExceptionServiceServicer_to_server(
-        ExceptionService(Exceptions(pool), auth, clock), server
+        ExceptionService(Exceptions(pool), auth, clock, config.support.require_second_approval),
+        server,
     )
     support_pb2_grpc.add_SupportServiceServicer_to_server(
         SupportService(

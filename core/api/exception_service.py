@@ -56,10 +56,14 @@ class ExceptionService(pb_grpc.ExceptionServiceServicer):
         entries: exceptions.Exceptions,
         auth: Authenticator,
         clock: Callable[[], datetime],
+        # `[support] require_second_approval`: a re-baseline then goes through
+        # SupportService.Rebaseline, where another operator must approve it.
+        rebaseline_needs_approval: bool = False,
     ) -> None:
         self.entries = entries
         self.auth = auth
         self.clock = clock
+        self.rebaseline_needs_approval = rebaseline_needs_approval
 
     @rpc
     async def ListExceptions(
@@ -101,6 +105,13 @@ class ExceptionService(pb_grpc.ExceptionServiceServicer):
             raise invalid(violations)
         assert match is not None
         principal = await self.auth.require(context, "exceptions:write", None)
+        if request.action == pb.RESOLVE_ACTION_REBASELINE and self.rebaseline_needs_approval:
+            raise precondition(
+                reasons.REBASELINE_NEEDS_APPROVAL,
+                "re-baselining needs a second operator here ([support] "
+                "require_second_approval): ask for it with SupportService.Rebaseline",
+                name=request.name,
+            )
         resolution = exceptions.Resolution(
             match.group(1),
             _ACTIONS[request.action],

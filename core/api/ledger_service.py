@@ -13,7 +13,15 @@ from core.api.auth import Authenticator
 from core.api.errors import rpc, rpc_stream
 from core.ledger.batcher import Poster
 from core.ledger.queries import LedgerReader, invalid
-from core.ledger.rules import AMOUNT_MAX, CODE_MAX, Account, AccountFlags, Transfer, TransferFlags
+from core.ledger.rules import (
+    AMOUNT_MAX,
+    CODE_MAX,
+    ID_MAX_LEN,
+    Account,
+    AccountFlags,
+    Transfer,
+    TransferFlags,
+)
 from core.render.ledger import account_message, results_message, transfer_message
 from kassa.ledger.v1 import ledger_pb2 as pb
 from kassa.ledger.v1 import ledger_pb2_grpc as pb_grpc
@@ -171,6 +179,34 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
             raise invalid([("id", "is required")])
         account, create_time = await self.reader.account(request.id)
         return pb.GetAccountResponse(account=account_message(account, create_time))
+
+    @rpc
+    async def ListAccounts(
+        self, request: pb.ListAccountsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAccountsResponse:
+        await self.auth.require(context, "ledger:read", None)
+        violations: Violations = []
+        if len(request.id_prefix) > ID_MAX_LEN:
+            violations.append(("id_prefix", f"at most {ID_MAX_LEN} characters"))
+        binding = f"accounts|{request.id_prefix}"
+        after = ""
+        if request.page_token:
+            opened = page_tokens.open_token(request.page_token, binding)
+            if opened is None:
+                violations.append(("page_token", "is not a token this server issued"))
+            after = opened or ""
+        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+            violations.append(("page_size", f"must be between 0 and {MAX_PAGE_SIZE}"))
+        if violations:
+            raise invalid(violations)
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        rows = await self.reader.accounts_page(request.id_prefix, after, size + 1)
+        response = pb.ListAccountsResponse(
+            accounts=[account_message(account, created) for account, created in rows[:size]]
+        )
+        if len(rows) > size:
+            response.next_page_token = page_tokens.seal(rows[size - 1][0].id, binding)
+        return response
 
     @rpc
     async def ListTransfers(

@@ -17,7 +17,7 @@ import grpc
 
 from core import idempotency, names
 from core.api import validate
-from core.api.auth import Authenticator
+from core.api.auth import Authenticator, authorize
 from core.api.errors import rpc
 from core.errors import invalid
 from core.payouts import destinations
@@ -95,7 +95,8 @@ class SupportService(pb_grpc.SupportServiceServicer):
         | pb.MarkForReviewRequest
         | pb.AttachTransactionRequest
         | pb.RedeliverFailedWebhooksRequest
-        | pb.AcknowledgeRequest,
+        | pb.AcknowledgeRequest
+        | pb.RebaselineRequest,
         action: decide.Action,
         kind: decide.Kind,
         violations: validate.Violations,
@@ -261,6 +262,23 @@ class SupportService(pb_grpc.SupportServiceServicer):
         return pb.AcknowledgeResponse(action=action)
 
     @rpc
+    async def Rebaseline(
+        self, request: pb.RebaselineRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RebaselineResponse:
+        violations: validate.Violations = []
+        source = queue.source_of(request.subject)
+        if source is not None and source[0] != "mismatches":
+            violations.append(("subject", "exceptions/{id}: only an exception is re-baselined"))
+        action = await self._take(
+            context,
+            request,
+            decide.Action.REBASELINE,
+            decide.Kind.RECONCILIATION_MISMATCH,
+            violations,
+        )
+        return pb.RebaselineResponse(action=action)
+
+    @rpc
     async def ApproveSupportAction(
         self, request: pb.ApproveSupportActionRequest, context: grpc.aio.ServicerContext
     ) -> pb.ApproveSupportActionResponse:
@@ -270,6 +288,31 @@ class SupportService(pb_grpc.SupportServiceServicer):
         principal = await self.auth.require(context, "support:approve", None)
         row = await self.actions.approve(match.group(1), principal.actor)
         return pb.ApproveSupportActionResponse(action=rendering.action(row))
+
+    @rpc
+    async def DeclineSupportAction(
+        self, request: pb.DeclineSupportActionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeclineSupportActionResponse:
+        violations: validate.Violations = []
+        match = _NAME.fullmatch(request.name)
+        if match is None:
+            violations.append(("name", "supportActions/{id}"))
+        if not request.reason.strip() or len(request.reason) > MAX_REASON_LEN:
+            violations.append(("reason", f"required, at most {MAX_REASON_LEN} characters"))
+        if violations or match is None:
+            raise invalid(violations)
+        principal = await self.auth.principal(context)
+        if principal.merchant_id is not None:
+            authorize(principal, "support:approve", None)  # support is for platform keys
+        row = await self.actions.decline(
+            match.group(1),
+            principal.actor,
+            request.reason,
+            # Rejecting another operator's action takes what approving it takes;
+            # withdrawing one's own takes nothing more than being its key.
+            lambda: authorize(principal, "support:approve", None),
+        )
+        return pb.DeclineSupportActionResponse(action=rendering.action(row))
 
     @rpc
     async def ListSupportActions(

@@ -1,5 +1,5 @@
-"""The ledger's reads for LedgerService: an account, a page of its transfers,
-its statement. Posting goes through core/ledger/batcher.py and store.py.
+"""The ledger's reads for LedgerService: an account, a page of accounts, a
+page of an account's transfers, its statement. Posting goes through core/ledger/batcher.py and store.py.
 
 An unknown account is a Refusal in the ledger's error domain; the edge maps
 it to NOT_FOUND.
@@ -44,6 +44,28 @@ async def account(pool: asyncpg.Pool, account_id: str) -> tuple[Account, datetim
     return store.account_of(row), row["create_time"]
 
 
+async def accounts_page(
+    pool: asyncpg.Pool, id_prefix: str, after_id: str, limit: int
+) -> list[tuple[Account, datetime]]:
+    """Up to `limit` accounts whose id starts with `id_prefix`, after `after_id`.
+
+    Bytewise ("C") order, not the database's collation: a locale that ignores
+    punctuation would interleave "merchant:a:…" with "merchant:ab…" and make
+    positions unstable. The filter scans the accounts (merchants by assets by
+    kinds: thousands, not millions), which that order cannot take from the
+    primary key's index."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            """SELECT * FROM ledger_accounts
+                WHERE starts_with(id, $1) AND id COLLATE "C" > $2
+                ORDER BY id COLLATE "C" LIMIT $3""",
+            id_prefix,
+            after_id,
+            limit,
+        )
+    return [(store.account_of(r), r["create_time"]) for r in rows]
+
+
 async def transfers_page(
     pool: asyncpg.Pool, account_id: str, after_seq: int, start: datetime, end: datetime, limit: int
 ) -> list[asyncpg.Record]:
@@ -84,6 +106,11 @@ class LedgerReader:
 
     async def account(self, account_id: str) -> tuple[Account, datetime]:
         return await account(self.pool, account_id)
+
+    async def accounts_page(
+        self, id_prefix: str, after_id: str, limit: int
+    ) -> list[tuple[Account, datetime]]:
+        return await accounts_page(self.pool, id_prefix, after_id, limit)
 
     async def transfers_page(
         self, account_id: str, after_seq: int, start: datetime, end: datetime, limit: int

@@ -48,6 +48,13 @@ class Resolution:
     request_id: str  # "" when none
 
 
+def rebaselinable(kind: str, location: str | None) -> bool:
+    """Whether an entry can become its location's baseline: a hot key's or
+    treasury's balance gap (funds moved outside Kassa). A deposit address's gap
+    never can: it belongs to an invoice."""
+    return kind == "reconciliation_mismatch" and location in ("hot", "treasury")
+
+
 def _same(row: asyncpg.Record, r: Resolution) -> bool:
     return (row["id"], row["resolve_action"], row["resolve_reason"]) == (
         r.exception_id,
@@ -83,7 +90,7 @@ async def resolve(conn: asyncpg.Connection, r: Resolution, now: datetime) -> asy
             pass
         case Action.REBASELINE:
             moved = None
-            if row["kind"] == "reconciliation_mismatch" and row["location"] in ("hot", "treasury"):
+            if rebaselinable(row["kind"], row["location"]):
                 moved = await conn.fetchval(
                     """UPDATE reconciliation_baselines SET opening = opening + $5
                         WHERE chain = $1 AND asset = $2 AND location = $3 AND address = $4

@@ -19,6 +19,8 @@ ACTION = {a: f"ACTION_TYPE_{a.name}" for a in decide.Action}
 _STATE = {
     "done": "SUPPORT_ACTION_STATE_DONE",
     "pending_approval": "SUPPORT_ACTION_STATE_PENDING_APPROVAL",
+    "rejected": "SUPPORT_ACTION_STATE_REJECTED",
+    "withdrawn": "SUPPORT_ACTION_STATE_WITHDRAWN",
 }
 
 
@@ -58,7 +60,11 @@ def action(row: asyncpg.Record) -> pb.SupportAction:
         tx_hash=row["tx_hash"],
         approver=row["approver"] or "",
         create_time=timestamp(row["create_time"]),
+        decider=row["decider"] or "",
+        decide_reason=row["decide_reason"] or "",
     )
     if row["approve_time"] is not None:
         message.approve_time.CopyFrom(timestamp(row["approve_time"]))
+    if row["decide_time"] is not None:
+        message.decide_time.CopyFrom(timestamp(row["decide_time"]))
     return message

@@ -8,7 +8,9 @@ derived from the action's, so a retry after a crash between the effect and
 its audit record repeats the effect's first answer instead of acting twice;
 then the record is written. A dangerous action under
 `[support] require_second_approval` is only recorded as pending until a
-different operator approves it; the approval performs it.
+different operator approves it; the approval performs it. A pending action
+can instead be declined (withdrawn by its requester, rejected by another
+operator); it is then never performed.
 """
 
 from __future__ import annotations
@@ -123,41 +125,36 @@ class SupportActions:
         return await self._record(action_id, req, "done", done, now)
 
     async def approve(self, action_id: str, approver: str) -> asyncpg.Record:
-        """A second operator's approval of a pending action performs it."""
+        """A second operator's approval of a pending action performs it.
+
+        The action's row stays locked from the check to the record, so an
+        approval and a decline (or two approvals) of one action are decided
+        one after the other: one that is declined is never performed."""
         now = self.clock()
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT * FROM support_actions WHERE id = $1", action_id)
-        if row is None:
-            raise not_found("support_action", name(action_id))
-        if row["state"] == "done":
-            return row  # approved already: a retry answers the same
-        assert row["state"] == "pending_approval", row
-        if row["actor"] == approver:
-            raise Refusal(
-                Code.PERMISSION_DENIED,
-                reasons.SUPPORT_APPROVER_IS_REQUESTER,
-                f"{name(action_id)} was asked for by {approver}: another operator must approve it",
-                metadata={"name": name(action_id), "actor": approver},
-            )
-        req = Request(
-            decide.Action(row["action"]),
-            decide.Kind(row["kind"]),
-            row["subject"],
-            row["reason"],
-            row["actor"],
-            row["request_id"],
-            bytes(row["request_hash"]) if row["request_hash"] else _hash(action_id),
-            row["destination"],
-            row["tx_hash"],
-        )
-        effect_id = f"support:a:{action_id}"
-        done = await self._performed(req, effect_id)
-        if done is None:
-            facts, subject_row, _ = await self._offered(req, now)
-            done = await self._perform(
-                req, facts, subject_row, effect_id, f"{req.actor} approved by {approver}", now
-            )
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await _locked(conn, action_id)
+            if row["state"] == "done":
+                return row  # approved already: a retry answers the same
+            if row["state"] != "pending_approval":
+                raise _not_pending(row)
+            if row["actor"] == approver:
+                raise Refusal(
+                    Code.PERMISSION_DENIED,
+                    reasons.SUPPORT_APPROVER_IS_REQUESTER,
+                    f"{name(action_id)} was asked for by {approver}: "
+                    "another operator must approve it",
+                    metadata={"name": name(action_id), "actor": approver},
+                )
+            req = _request_of(row, action_id)
+            effect_id = f"support:a:{action_id}"
+            # The effect goes through its owner on other connections; this row's
+            # lock only orders the decisions about this action.
+            done = await self._performed(req, effect_id)
+            if done is None:
+                facts, subject_row, _ = await self._offered(req, now)
+                done = await self._perform(
+                    req, facts, subject_row, effect_id, f"{req.actor} approved by {approver}", now
+                )
             updated = await conn.fetchrow(
                 """UPDATE support_actions
                       SET state = 'done', approver = $2, approve_time = $3, result = $4,
@@ -169,11 +166,51 @@ class SupportActions:
                 done.result,
                 done.amount,
             )
-            if updated is None:  # a concurrent approval won; its effect was the same one
-                updated = await conn.fetchrow(
-                    "SELECT * FROM support_actions WHERE id = $1", action_id
+        assert updated is not None and updated["state"] == "done", updated
+        return updated
+
+    async def decline(
+        self,
+        action_id: str,
+        decider: str,
+        reason: str,
+        authorize_reject: Callable[[], None],
+    ) -> asyncpg.Record:
+        """Declines a pending action: withdrawn by the operator who asked for it,
+        or rejected by another, who must pass `authorize_reject` (the edge's
+        scope check). It is never performed afterwards."""
+        assert reason.strip(), "a decline needs a reason"
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await _locked(conn, action_id)
+            state = "withdrawn" if row["actor"] == decider else "rejected"
+            if state == "rejected":
+                authorize_reject()
+            if (row["state"], row["decider"], row["decide_reason"]) == (state, decider, reason):
+                return row  # a retry of this decline answers the same
+            if row["state"] != "pending_approval":
+                raise _not_pending(row)
+            # An approval that made its effect and crashed before its record:
+            # the action was performed, so it can no longer be declined.
+            if await self._performed(_request_of(row, action_id), f"support:a:{action_id}"):
+                raise precondition(
+                    reasons.SUPPORT_ACTION_NOT_PENDING,
+                    f"{name(action_id)} was already performed by an approval that was not "
+                    "recorded: approve it again to record it",
+                    name=name(action_id),
+                    state="performed",
                 )
-        assert updated is not None and updated["state"] == "done"
+            updated = await conn.fetchrow(
+                """UPDATE support_actions
+                      SET state = $2, decider = $3, decide_reason = $4, decide_time = $5
+                    WHERE id = $1 AND state = 'pending_approval' RETURNING *""",
+                action_id,
+                state,
+                decider,
+                reason,
+                now,
+            )
+        assert updated is not None and updated["state"] == state, updated
         return updated
 
     async def _offered(
@@ -198,15 +235,16 @@ class SupportActions:
     async def _performed(self, req: Request, effect_id: str) -> Outcome | None:
         """The outcome of an effect already made under `effect_id` (a retry
         after a crash before the audit record), else None."""
-        if (
-            req.action is decide.Action.ACKNOWLEDGE
-            and req.kind is decide.Kind.RECONCILIATION_MISMATCH
-        ):
+        if req.action in _RESOLUTIONS and req.kind is decide.Kind.RECONCILIATION_MISMATCH:
             async with self.pool.acquire() as conn:
                 resolved = await conn.fetchval(
-                    "SELECT 1 FROM exceptions WHERE resolve_request_id = $1", effect_id
+                    "SELECT resolve_action FROM exceptions WHERE resolve_request_id = $1",
+                    effect_id,
                 )
-            return Outcome(f"{req.subject} resolved as acknowledged") if resolved else None
+            if resolved is None:
+                return None
+            assert resolved == _RESOLUTIONS[req.action].value, (resolved, req)
+            return Outcome(f"{req.subject} resolved as {resolved}d")
         parsed = names.parse_invoice(req.subject)
         if parsed is None:
             return None
@@ -315,22 +353,30 @@ class SupportActions:
                 return Outcome(f"{queued} deliveries queued again")
             case decide.Action.ACKNOWLEDGE:
                 if req.kind is decide.Kind.RECONCILIATION_MISMATCH:
-                    resolution = exceptions.Resolution(
-                        row["id"], exceptions.Action.ACKNOWLEDGE, req.reason, actor, effect_id
-                    )
-                    async with self.pool.acquire() as conn, conn.transaction():
-                        try:
-                            await exceptions.resolve(conn, resolution, now)
-                        except exceptions.ResolveRefused as refused:
-                            raise precondition(
-                                reasons.SUPPORT_ACTION_NOT_APPLICABLE,
-                                refused.message,
-                                subject=req.subject,
-                            ) from None
-                    return Outcome(f"{req.subject} resolved as acknowledged")
+                    return await self._resolve(req, row["id"], actor, effect_id, now)
                 return Outcome("acknowledged")
+            case decide.Action.REBASELINE:
+                assert req.kind is decide.Kind.RECONCILIATION_MISMATCH, req
+                outcome = await self._resolve(req, row["id"], actor, effect_id, now)
+                return replace(outcome, amount=int(row["amount"]))
             case _:
                 assert_never(req.action)
+
+    async def _resolve(
+        self, req: Request, exception_id: str, actor: str, effect_id: str, now: datetime
+    ) -> Outcome:
+        """Resolves the exception entry through its one writer
+        (core/reconcile/exceptions.py), under the effect's request id."""
+        action = _RESOLUTIONS[req.action]
+        resolution = exceptions.Resolution(exception_id, action, req.reason, actor, effect_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                await exceptions.resolve(conn, resolution, now)
+            except exceptions.ResolveRefused as refused:
+                raise precondition(
+                    reasons.SUPPORT_ACTION_NOT_APPLICABLE, refused.message, subject=req.subject
+                ) from None
+        return Outcome(f"{req.subject} resolved as {action.value}d")
 
     async def _record(
         self, action_id: str, req: Request, state: str, done: Outcome, now: datetime
@@ -386,6 +432,47 @@ class SupportActions:
                     limit,
                 )
             )
+
+
+# Support actions that resolve a reconciliation exception, and how.
+_RESOLUTIONS = {
+    decide.Action.ACKNOWLEDGE: exceptions.Action.ACKNOWLEDGE,
+    decide.Action.REBASELINE: exceptions.Action.REBASELINE,
+}
+
+
+def _request_of(row: asyncpg.Record, action_id: str) -> Request:
+    """The request a pending action recorded, to perform or check it later."""
+    return Request(
+        decide.Action(row["action"]),
+        decide.Kind(row["kind"]),
+        row["subject"],
+        row["reason"],
+        row["actor"],
+        row["request_id"],
+        bytes(row["request_hash"]) if row["request_hash"] else _hash(action_id),
+        row["destination"],
+        row["tx_hash"],
+    )
+
+
+async def _locked(conn: asyncpg.Connection, action_id: str) -> asyncpg.Record:
+    """The action's row, locked until the transaction ends: decisions about one
+    action (approve, decline) are taken one after the other."""
+    row = await conn.fetchrow("SELECT * FROM support_actions WHERE id = $1 FOR UPDATE", action_id)
+    if row is None:
+        raise not_found("support_action", name(action_id))
+    return row
+
+
+def _not_pending(row: asyncpg.Record) -> Refusal:
+    assert row["state"] != "pending_approval", row
+    return precondition(
+        reasons.SUPPORT_ACTION_NOT_PENDING,
+        f"{name(row['id'])} is {row['state']}, no longer pending approval",
+        name=name(row["id"]),
+        state=row["state"],
+    )
 
 
 def _invoice(subject: str) -> tuple[str, str]:

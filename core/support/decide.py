@@ -41,6 +41,7 @@ class Action(StrEnum):
     ATTACH_TRANSACTION = "attach_transaction"
     REDELIVER_WEBHOOKS = "redeliver_webhooks"
     ACKNOWLEDGE = "acknowledge"
+    REBASELINE = "rebaseline"
 
 
 # The scope each action needs (core/merchants/credentials.py): accepting
@@ -54,11 +55,17 @@ SCOPE = {
     Action.ATTACH_TRANSACTION: "support:write",
     Action.REDELIVER_WEBHOOKS: "support:write",
     Action.ACKNOWLEDGE: "support:write",
+    # The grant that resolves exceptions (ExceptionService) re-baselines too.
+    Action.REBASELINE: "exceptions:write",
 }
 assert set(SCOPE) == set(Action)
-# Moving money or closing an invoice short: a second operator's approval
-# when `[support] require_second_approval` is set.
-DANGEROUS = frozenset({Action.ACCEPT_AS_PAID, Action.REFUND_EXCESS, Action.REFUND_WHOLE})
+# Moving money, closing an invoice short, or accepting a custody gap as the
+# new normal (which would otherwise hide a loss from every later
+# reconciliation): a second operator's approval when
+# `[support] require_second_approval` is set.
+DANGEROUS = frozenset(
+    {Action.ACCEPT_AS_PAID, Action.REFUND_EXCESS, Action.REFUND_WHOLE, Action.REBASELINE}
+)
 # Notes: actions that change nothing but what the queue shows.
 NOTES = frozenset(
     {Action.REQUEST_TOP_UP, Action.MARK_FOR_REVIEW, Action.ATTACH_TRANSACTION, Action.ACKNOWLEDGE}
@@ -118,6 +125,9 @@ class EndpointFacts:
 @dataclass(frozen=True)
 class MismatchFacts:
     amount: int  # what nothing explains, signed
+    # A hot key's or treasury's balance gap: funds moved outside Kassa can be
+    # accepted as its new baseline (core/reconcile/exceptions.py).
+    rebaselinable: bool = False
 
 
 Facts = InvoiceFacts | PayoutFacts | EndpointFacts | MismatchFacts
@@ -192,9 +202,12 @@ def classify(facts: Facts) -> list[Finding]:
                 found = [
                     Finding(Kind.WEBHOOK_ENDPOINT_FAILING, actions, None, f"{gave_up}|{retrying}")
                 ]
-        case MismatchFacts(amount):
+        case MismatchFacts(amount, rebaselinable):
+            rebaseline = (Action.REBASELINE,) if rebaselinable else ()
             actions = (Action.MARK_FOR_REVIEW, Action.ATTACH_TRANSACTION, Action.ACKNOWLEDGE)
-            found = [Finding(Kind.RECONCILIATION_MISMATCH, actions, amount, str(amount))]
+            found = [
+                Finding(Kind.RECONCILIATION_MISMATCH, (*actions, *rebaseline), amount, str(amount))
+            ]
         case _:
             assert_never(facts)
     kinds = [f.kind for f in found]
@@ -206,6 +219,10 @@ def classify(facts: Facts) -> list[Finding]:
             assert Action.REFUND_EXCESS not in f.actions or facts.excess > 0, (facts, f)
             assert Action.REFUND_WHOLE not in f.actions or facts.held > 0, (facts, f)
             assert Action.ACCEPT_AS_PAID not in f.actions or facts.state == "underpaid"
+        # Only a location's own balance gap moves its baseline.
+        assert Action.REBASELINE not in f.actions or (
+            isinstance(facts, MismatchFacts) and facts.rebaselinable
+        ), (facts, f)
     return found
 
 
@@ -241,6 +258,7 @@ def shown(finding: Finding, notes: Iterable[Note], now: datetime) -> bool:
                 | Action.REFUND_EXCESS
                 | Action.REFUND_WHOLE
                 | Action.REDELIVER_WEBHOOKS
+                | Action.REBASELINE
             ):
                 pass  # shown with the item, or acted on the state itself
             case _:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from core.reconcile import exceptions
 from core.support import decide
 from core.support.settings import SupportSettings
 
@@ -151,7 +152,9 @@ def _candidates(
             Candidate(
                 r["subject"],
                 r["since"],
-                decide.MismatchFacts(int(r["amount"] or 0)),
+                decide.MismatchFacts(
+                    int(r["amount"] or 0), exceptions.rebaselinable(r["kind"], r["location"])
+                ),
                 r["asset"] or "",
                 f"{r['resource']}: {r['detail']}",
                 r,

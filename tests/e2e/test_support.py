@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from core.ledger import store as ledger_store
 from core.ledger.rules import Transfer
 from kassa.core.v1 import (
+    exception_pb2,
+    exception_pb2_grpc,
     invoice_pb2,
     invoice_pb2_grpc,
     payout_pb2,
@@ -290,6 +292,161 @@ def test_underpaid_accepted_as_paid_needs_its_scope_and_a_second_operator(
     trail = audit(desk["reader"], invoice.name)
     assert [(a.name, a.state) for a in trail][-1] == (pending.name, K.SUPPORT_ACTION_STATE_DONE)
     assert {a.actor for a in trail} >= {done.actor}
+    assert ledger_check(stack).returncode == 0
+
+
+def test_pending_action_rejected_or_withdrawn_is_never_performed(
+    stack: LocalStack, account, desk, tokens
+) -> None:
+    parent, invoices, _ = account
+    invoice = underpaid_invoice(stack, invoices, parent)
+    wait_item(stack, desk["reader"], invoice.name, K.ITEM_KIND_INVOICE_UNDERPAID)
+    ask = K.AcceptAsPaidRequest(subject=invoice.name, reason="customer called", request_id="dc-1")
+    first = desk["operator"].AcceptAsPaid(ask).action
+    assert first.state == K.SUPPORT_ACTION_STATE_PENDING_APPROVAL
+
+    def decline(who: str, name: str, reason: str) -> K.SupportAction:
+        request = K.DeclineSupportActionRequest(name=name, reason=reason)
+        return desk[who].DeclineSupportAction(request).action
+
+    # Bad input is named field by field, whoever asks.
+    with pytest.raises(grpc.RpcError) as bad:
+        desk["approver"].DeclineSupportAction(
+            K.DeclineSupportActionRequest(name="supportActions/nope", reason=" ")
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(rich(bad.value).fields) == {"name", "reason"}
+    # Rejecting another operator's action takes support:approve.
+    assert refused(lambda: decline("reader", first.name, "not mine")) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "SCOPE_MISSING",
+    )
+    rejected = decline("approver", first.name, "no proof of payment")
+    assert rejected.state == K.SUPPORT_ACTION_STATE_REJECTED
+    assert rejected.decider and rejected.decider != rejected.actor == first.actor
+    assert rejected.decide_reason == "no proof of payment" and rejected.decide_time.seconds > 0
+    assert not rejected.approver
+    # A retry answers the same record; anything else about it is too late.
+    assert decline("approver", first.name, "no proof of payment") == rejected
+    for late in (
+        lambda: desk["approver"].ApproveSupportAction(
+            K.ApproveSupportActionRequest(name=first.name)
+        ),
+        lambda: decline("operator", first.name, "withdrawing"),
+        lambda: decline("approver", first.name, "another reason"),
+    ):
+        assert refused(late) == (grpc.StatusCode.FAILED_PRECONDITION, "SUPPORT_ACTION_NOT_PENDING")
+    # The same request id answers the rejected action; it does not ask again.
+    assert desk["operator"].AcceptAsPaid(ask).action.name == first.name
+
+    # Withdrawn by the operator who asked: no approval scope needed for one's own.
+    second = (
+        desk["operator"]
+        .AcceptAsPaid(
+            K.AcceptAsPaidRequest(subject=invoice.name, reason="again", request_id="dc-2")
+        )
+        .action
+    )
+    withdrawn = decline("operator", second.name, "asked the wrong invoice")
+    assert withdrawn.state == K.SUPPORT_ACTION_STATE_WITHDRAWN
+    assert withdrawn.decider == withdrawn.actor == second.actor
+    assert refused(
+        lambda: desk["approver"].ApproveSupportAction(
+            K.ApproveSupportActionRequest(name=second.name)
+        )
+    ) == (grpc.StatusCode.FAILED_PRECONDITION, "SUPPORT_ACTION_NOT_PENDING")
+
+    # kassactl declines too (a third request, rejected from the command line).
+    third = (
+        desk["operator"]
+        .AcceptAsPaid(
+            K.AcceptAsPaidRequest(subject=invoice.name, reason="third", request_id="dc-3")
+        )
+        .action
+    )
+    out = kassactl(
+        stack, tokens["approver"], "support", "decline", third.name, "--reason", "duplicate ask"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "REJECTED" in out.stdout.upper() and third.name in out.stdout
+
+    # Nothing was performed: the invoice is still underpaid, unmarked, in the queue.
+    got = invoices.GetInvoice(invoice_pb2.GetInvoiceRequest(name=invoice.name)).invoice
+    assert got.state == invoice_pb2.INVOICE_STATE_UNDERPAID
+    assert invoice_pb2.INVOICE_FLAG_MARKED not in got.flags
+    assert K.ITEM_KIND_INVOICE_UNDERPAID in items(desk["reader"], invoice.name)
+    trail = {a.name: a.state for a in audit(desk["reader"], invoice.name)}
+    assert trail == {
+        first.name: K.SUPPORT_ACTION_STATE_REJECTED,
+        second.name: K.SUPPORT_ACTION_STATE_WITHDRAWN,
+        third.name: K.SUPPORT_ACTION_STATE_REJECTED,
+    }
+    assert ledger_check(stack).returncode == 0
+
+
+def _approve_and_reject_at_once(
+    stub: support_pb2_grpc.SupportServiceStub, name: str
+) -> dict[str, object]:
+    """Each call's answer: the action, or (code, reason) when refused."""
+    answers: dict[str, object] = {}
+    go = threading.Barrier(2)
+    calls: dict[str, Callable[[], K.SupportAction]] = {
+        "approve": lambda: (
+            stub.ApproveSupportAction(K.ApproveSupportActionRequest(name=name)).action
+        ),
+        "reject": lambda: (
+            stub.DeclineSupportAction(
+                K.DeclineSupportActionRequest(name=name, reason="race")
+            ).action
+        ),
+    }
+
+    def send(which: str) -> None:
+        go.wait()
+        try:
+            answers[which] = calls[which]()
+        except grpc.RpcError as e:
+            answers[which] = (e.code(), rich(e).reason)
+
+    threads = [threading.Thread(target=send, args=(which,)) for which in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return answers
+
+
+def test_approval_racing_a_decline_ends_one_way_whole(stack: LocalStack, account, desk) -> None:
+    """An approval and a rejection sent at once: exactly one wins, and the
+    invoice is marked paid if and only if the approval did."""
+    parent, invoices, _ = account
+    for round_ in range(3):
+        invoice = underpaid_invoice(stack, invoices, parent)
+        wait_item(stack, desk["reader"], invoice.name, K.ITEM_KIND_INVOICE_UNDERPAID)
+        pending = (
+            desk["operator"]
+            .AcceptAsPaid(
+                K.AcceptAsPaidRequest(
+                    subject=invoice.name, reason="race", request_id=f"rc-{round_}"
+                )
+            )
+            .action
+        )
+        answers = _approve_and_reject_at_once(desk["approver"], pending.name)
+        lost = (grpc.StatusCode.FAILED_PRECONDITION, "SUPPORT_ACTION_NOT_PENDING")
+        approved = isinstance(answers["approve"], K.SupportAction)
+        assert approved != isinstance(answers["reject"], K.SupportAction), answers
+        assert answers["reject" if approved else "approve"] == lost, answers
+        final = audit(desk["reader"], invoice.name)[0]
+        assert final.name == pending.name
+        got = invoices.GetInvoice(invoice_pb2.GetInvoiceRequest(name=invoice.name)).invoice
+        if approved:
+            assert final.state == K.SUPPORT_ACTION_STATE_DONE
+            got = wait_invoice(invoices, invoice.name, invoice_pb2.INVOICE_STATE_PAID)
+            assert invoice_pb2.INVOICE_FLAG_MARKED in got.flags
+        else:
+            assert final.state == K.SUPPORT_ACTION_STATE_REJECTED
+            assert got.state == invoice_pb2.INVOICE_STATE_UNDERPAID
     assert ledger_check(stack).returncode == 0
 
 
@@ -645,52 +802,83 @@ async def _phantom(dsn: str, transfer: Transfer) -> None:
         await conn.close()
 
 
-def test_a_reconciliation_mismatch_is_acknowledged_through_the_queue(
-    stack: LocalStack, account, desk, tokens
-) -> None:
-    parent, invoices, _ = account
-    invoice = paid_invoice(stack, invoices, parent)
-    stack.anvil.mine(6)
-    asset = stack.token_asset
-    # Custody booked against the invoice with nothing on chain (a test-only path).
-    asyncio.run(
-        _phantom(
-            stack.dsn,
-            Transfer(
-                id="test:support:phantom",
-                debit_account_id=f"platform:custody:{asset}",
-                credit_account_id=f"platform:fees:{asset}",
-                amount=777,
-                asset=asset,
-                code=1,
-                reference=invoice.name,
-            ),
-        )
-    )
-    with stack.core_setup().channel(tokens["operator"]) as channel:
+def settle(stack: LocalStack, blocks: int = 6) -> None:
+    """Mines `blocks` and waits until the core has applied the node's head."""
+    stack.anvil.mine(blocks)
+    head = stack.anvil.head()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if asyncio.run(_applied_height(stack.dsn, stack.chain)) >= head:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the core never applied block {head}")
+
+
+async def _applied_height(dsn: str, chain: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        height = await conn.fetchval("SELECT height FROM chain_cursors WHERE chain = $1", chain)
+        return -1 if height is None else int(height)
+    finally:
+        await conn.close()
+
+
+def run_reconciliation(stack: LocalStack, token: str) -> reconciliation_pb2.Reconciliation:
+    with stack.core_setup().channel(token) as channel:
         runs = reconciliation_pb2_grpc.ReconciliationServiceStub(channel)
         deadline = time.monotonic() + 30
         while True:
             try:
-                runs.RunReconciliation(
+                return runs.RunReconciliation(
                     reconciliation_pb2.RunReconciliationRequest(chain=stack.chain), timeout=120
-                )
-                break
+                ).reconciliation
             except grpc.RpcError as exc:
                 # The core may not have applied a settled height of its own yet.
                 if time.monotonic() > deadline or exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # type: ignore[attr-defined]
                     raise
                 stack.anvil.mine(3)
                 time.sleep(0.5)
-    mismatches = [
+
+
+def _phantom_mismatch(
+    stack: LocalStack, account, desk, tokens, transfer_id: str, amount: int
+) -> list[K.SupportItem]:
+    """A paid invoice's custody booked `amount` higher with nothing on chain (a
+    test-only path), reconciled: the queue's mismatch items of -amount."""
+    parent, invoices, _ = account
+    invoice = paid_invoice(stack, invoices, parent)
+    settle(stack)
+    asset = stack.token_asset
+    asyncio.run(
+        _phantom(
+            stack.dsn,
+            Transfer(
+                id=transfer_id,
+                debit_account_id=f"platform:custody:{asset}",
+                credit_account_id=f"platform:fees:{asset}",
+                amount=amount,
+                asset=asset,
+                code=1,
+                reference=invoice.name,
+            ),
+        )
+    )
+    run_reconciliation(stack, tokens["operator"])
+    return [
         i
         for i in desk["reader"]
         .ListSupportItems(
             K.ListSupportItemsRequest(kinds=[K.ITEM_KIND_RECONCILIATION_MISMATCH], page_size=100)
         )
         .items
-        if i.amount == "-777"
+        if i.amount == str(-amount)
     ]
+
+
+def test_a_reconciliation_mismatch_is_acknowledged_through_the_queue(
+    stack: LocalStack, account, desk, tokens
+) -> None:
+    mismatches = _phantom_mismatch(stack, account, desk, tokens, "test:support:phantom", 777)
     assert len(mismatches) == 1, mismatches
     [mismatch] = mismatches
     assert mismatch.subject.startswith("exceptions/")
@@ -709,6 +897,76 @@ def test_a_reconciliation_mismatch_is_acknowledged_through_the_queue(
     rows = asyncio.run(_rows(stack.dsn, mismatch.subject.split("/")[1]))
     assert rows[0]["state"] == "resolved" and rows[0]["resolve_action"] == "acknowledge"
     assert rows[0]["resolve_reason"] == "test booking, known"
+
+
+def test_a_hot_key_gap_is_rebaselined_only_with_a_second_operator(
+    stack: LocalStack, account, desk, tokens
+) -> None:
+    # Funds reach the hot key outside Kassa: the next run flags the gap.
+    hot, native = stack.hot_address, f"{stack.chain}/slip44:60"
+    balance = int(stack.anvil.rpc("eth_getBalance", hot, "latest"), 16)
+    stack.anvil.rpc("anvil_setBalance", hot, hex(balance + 7 * 10**18))
+    settle(stack)
+    run = run_reconciliation(stack, tokens["operator"])
+    gaps = [d for d in run.differences if d.unexplained and d.location == "hot"]
+    assert [(d.asset, d.unexplained_amount) for d in gaps] == [(native, str(7 * 10**18))]
+    [item] = [
+        i
+        for i in desk["reader"]
+        .ListSupportItems(
+            K.ListSupportItemsRequest(kinds=[K.ITEM_KIND_RECONCILIATION_MISMATCH], page_size=100)
+        )
+        .items
+        if i.amount == str(7 * 10**18)
+    ]
+    assert K.ACTION_TYPE_REBASELINE in item.actions
+    finance = bootstrap(stack, "support:read,exceptions:read,exceptions:write")
+    with stack.core_setup().channel(finance) as channel:
+        # One operator alone can no longer accept a gap as normal, by either door.
+        direct = exception_pb2_grpc.ExceptionServiceStub(channel)
+        assert refused(
+            lambda: direct.ResolveException(
+                exception_pb2.ResolveExceptionRequest(
+                    name=item.subject,
+                    action=exception_pb2.RESOLVE_ACTION_REBASELINE,
+                    reason="topped up by treasury",
+                )
+            )
+        ) == (grpc.StatusCode.FAILED_PRECONDITION, "REBASELINE_NEEDS_APPROVAL")
+        ask = K.RebaselineRequest(
+            subject=item.subject, reason="topped up by treasury, ticket FIN-7", request_id="rb-1"
+        )
+        pending = support_pb2_grpc.SupportServiceStub(channel).Rebaseline(ask).action
+    assert pending.state == K.SUPPORT_ACTION_STATE_PENDING_APPROVAL
+    assert pending.action == K.ACTION_TYPE_REBASELINE
+    # The scope is the one that resolves exceptions: support:write alone is not enough.
+    assert refused(lambda: desk["reader"].Rebaseline(ask)) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "SCOPE_MISSING",
+    )
+    # Pending is not done: the gap is still unexplained.
+    still = run_reconciliation(stack, tokens["operator"])
+    assert "hot" in [d.location for d in still.differences if d.unexplained]
+    done = (
+        desk["approver"]
+        .ApproveSupportAction(K.ApproveSupportActionRequest(name=pending.name))
+        .action
+    )
+    assert done.state == K.SUPPORT_ACTION_STATE_DONE and done.amount == str(7 * 10**18)
+    entry = asyncio.run(_rows(stack.dsn, item.subject.split("/")[1]))[0]
+    assert (entry["state"], entry["resolve_action"]) == ("resolved", "rebaseline")
+    assert entry["resolve_actor"] == f"{pending.actor} approved by {done.approver}"
+    after = run_reconciliation(stack, tokens["operator"])
+    assert [d for d in after.differences if d.unexplained and d.location == "hot"] == []
+    # A deposit address's gap belongs to its invoice: never re-baselined.
+    [deposit] = _phantom_mismatch(stack, account, desk, tokens, "test:support:phantom-2", 555)
+    assert K.ACTION_TYPE_REBASELINE not in deposit.actions
+    with stack.core_setup().channel(finance) as channel:
+        again = K.RebaselineRequest(subject=deposit.subject, reason="make it go away")
+        assert refused(lambda: support_pb2_grpc.SupportServiceStub(channel).Rebaseline(again)) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "SUPPORT_ACTION_NOT_APPLICABLE",
+        )
 
 
 async def _rows(dsn: str, exception_id: str) -> list[asyncpg.Record]:

@@ -1,7 +1,8 @@
 """kassactl's statements and merchant listing against a real core: one
 account's statement, and each of a merchant's accounts for a period, with the
 fiat value of the transfers that reference an invoice (its quoted rate) and
-none for the rest; ListMerchants paged, through the API and kassactl."""
+none for the rest; a merchant's accounts listed by prefix (ListAccounts);
+ListMerchants paged, through the API and kassactl."""
 
 from __future__ import annotations
 
@@ -228,6 +229,65 @@ def test_a_merchant_without_accounts_in_the_assets_and_a_missing_scope_fail(
     )
     assert refused.returncode == 1 and refused.stdout == ""
     assert "PERMISSION_DENIED" in refused.stderr and reader not in refused.stderr
+
+
+def test_list_accounts_by_prefix_paged_and_guarded(core: CoreSetup, paid: str) -> None:
+    with core.channel(core.admin_token()) as channel:
+        ledger = pb_grpc.LedgerServiceStub(channel)
+        # Another merchant whose id extends "shop" must not show under "merchant:shop:".
+        other = merchant_account("shop2", TUSD, "available")
+        made = ledger.CreateAccounts(
+            pb.CreateAccountsRequest(accounts=[pb.Account(id=other, asset=TUSD, code=2001)])
+        ).results
+        assert [r.reason for r in made] == [""]
+        shop = sorted(a.id for a in merchant_accounts("shop", TUSD))
+        pages: list[list[str]] = []
+        token = ""
+        while True:
+            page = ledger.ListAccounts(
+                pb.ListAccountsRequest(id_prefix="merchant:shop:", page_size=2, page_token=token)
+            )
+            pages.append([a.id for a in page.accounts])
+            token = page.next_page_token
+            if not token:
+                break
+        assert [i for p in pages for i in p] == shop and all(len(p) <= 2 for p in pages)
+        assert len(pages) == (len(shop) + 1) // 2
+        one = ledger.ListAccounts(pb.ListAccountsRequest(id_prefix=shop[0])).accounts
+        assert [(a.id, a.asset, a.code) for a in one] == [(shop[0], TUSD, 2001)]
+        assert one[0].debits_must_not_exceed_credits  # available never goes negative
+        everything = {a.id for a in ledger.ListAccounts(pb.ListAccountsRequest()).accounts}
+        assert everything >= {*shop, other, custody(TUSD)}
+        # A token is bound to its prefix; sizes and prefixes are bounded.
+        first = ledger.ListAccounts(pb.ListAccountsRequest(id_prefix="merchant:", page_size=1))
+        with pytest.raises(grpc.RpcError) as caught:
+            ledger.ListAccounts(
+                pb.ListAccountsRequest(
+                    id_prefix="platform:", page_token=first.next_page_token, page_size=1001
+                )
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert set(rich(caught.value).fields) == {"page_token", "page_size"}
+        with pytest.raises(grpc.RpcError) as caught:
+            ledger.ListAccounts(pb.ListAccountsRequest(id_prefix="x" * 257))
+        assert rich(caught.value).fields == ["id_prefix"]
+    # Merchant keys cannot read the ledger.
+    with core.channel(core.merchant_token("shop", ("invoices:read",))) as channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            pb_grpc.LedgerServiceStub(channel).ListAccounts(pb.ListAccountsRequest())
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_merchant_statement_without_assets_covers_every_account_it_has(
+    core: CoreSetup, paid: str
+) -> None:
+    result = against(core, "statements", "export", "--merchant", "shop", token=core.admin_token())
+    assert result.returncode == 0, result.stderr
+    accounts = {r["account_id"] for r in _rows(result.stdout)}
+    assert accounts == {a.id for a in merchant_accounts("shop", TUSD)}
+    nobody = against(core, "statements", "export", "--merchant", "nobody", token=core.admin_token())
+    assert nobody.returncode == 1 and nobody.stdout == ""
+    assert "the merchant has no accounts at all" in nobody.stderr
 
 
 PAGED = [f"pg-{i:02d}" for i in range(57)]

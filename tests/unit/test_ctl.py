@@ -134,7 +134,7 @@ ETH = "eip155:1/slip44:60"
 USDT = "eip155:1/erc20:0xdac17f958d2ee523a2206206994597c13d831ec7"
 
 
-def test_statements_export_takes_an_account_or_a_merchant_with_its_assets(
+def test_statements_export_takes_an_account_or_a_merchant_in_all_or_some_assets(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     parser = ctl.build_parser()
@@ -148,20 +148,33 @@ def test_statements_export_takes_an_account_or_a_merchant_with_its_assets(
         None,
         "s.csv",
     )
-    assert ctl.statement_accounts(one) == ["shop"]
+    assert ctl.statement_accounts(one, []) == ["shop"]
     # `--to` is the period's end, never an abbreviation of `--token`.
     until = parser.parse_args(["statements", "export", "--account", "a", "--to", "2026-02-01"])
     assert (until.end, until.token) == ("2026-02-01", None)
+    # The merchant's accounts as the ledger lists them under its prefix (a
+    # merchant whose id extends this one's is another merchant).
+    listed = [
+        (f"merchant:m1:{USDT}:receivable", USDT),
+        (f"merchant:m1:{ETH}:available", ETH),
+        (f"merchant:m1:{ETH}:incoming", ETH),
+        (f"merchant:m10:{ETH}:available", ETH),
+    ]
     many = parser.parse_args(
         ["statements", "export", "--merchant", "merchants/m1", "--asset", ETH, "--asset", USDT]
     )
-    accounts = ctl.statement_accounts(many)
-    # Every kind of every named asset, the merchant's name taken with or without its prefix.
-    assert len(accounts) == 2 * len(ctl.MERCHANT_KINDS)
-    assert "merchant:m1:eip155:1/slip44:60:available" in accounts
-    assert f"merchant:m1:{USDT}:receivable" in accounts
-    bare = parser.parse_args(["statements", "export", "--merchant", "m1", "--asset", ETH])
-    assert ctl.statement_accounts(bare) == accounts[: len(ctl.MERCHANT_KINDS)]
+    assert ctl.merchant_prefix(many) == "merchant:m1:"
+    everything = [  # in id order
+        f"merchant:m1:{USDT}:receivable",
+        f"merchant:m1:{ETH}:available",
+        f"merchant:m1:{ETH}:incoming",
+    ]
+    assert ctl.statement_accounts(many, listed) == everything
+    # The merchant's name taken with or without its prefix; no --asset: every asset.
+    bare = parser.parse_args(["statements", "export", "--merchant", "m1"])
+    assert ctl.statement_accounts(bare, listed) == everything
+    eth = parser.parse_args(["statements", "export", "--merchant", "m1", "--asset", ETH])
+    assert ctl.statement_accounts(eth, listed) == everything[1:]
     for argv in (
         ["statements", "export"],
         ["statements", "export", "--account", "a", "--merchant", "m1"],
@@ -170,12 +183,8 @@ def test_statements_export_takes_an_account_or_a_merchant_with_its_assets(
             parser.parse_args(argv)
         assert exited.value.code == 2
     capsys.readouterr()
-    for argv in (
-        ["statements", "export", "--merchant", "m1"],
-        ["statements", "export", "--account", "a", "--asset", ETH],
-    ):
-        with pytest.raises(SystemExit) as exited:
-            ctl.main([*argv, "--token", TOKEN])
-        assert exited.value.code == 2
-        err = capsys.readouterr().err
-        assert "--asset goes with --merchant" in err and TOKEN not in err
+    with pytest.raises(SystemExit) as exited:
+        ctl.main(["statements", "export", "--account", "a", "--asset", ETH, "--token", TOKEN])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--asset goes with --merchant" in err and TOKEN not in err

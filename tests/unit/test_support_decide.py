@@ -149,6 +149,11 @@ TABLE = [
         [(K.RECONCILIATION_MISMATCH, REVIEW, -5)],
         id="reconciliation-mismatch",
     ),
+    pytest.param(
+        decide.MismatchFacts(7, rebaselinable=True),
+        [(K.RECONCILIATION_MISMATCH, (*REVIEW, A.REBASELINE), 7)],
+        id="hot-key-or-treasury-gap",
+    ),
 ]
 
 
@@ -168,6 +173,18 @@ def test_every_action_has_a_scope_and_the_dangerous_ones_their_own() -> None:
     assert set(decide.SCOPE) == set(A)
     notes = {decide.SCOPE[a] for a in decide.NOTES}
     assert all(decide.SCOPE[a] not in notes for a in decide.DANGEROUS)
+
+
+def test_rebaselining_is_dangerous_and_offered_only_for_a_location_gap() -> None:
+    # Accepting a gap as normal hides a loss from every later run: a second
+    # operator when asked, and never for a deposit address's gap.
+    assert A.REBASELINE in decide.DANGEROUS and A.REBASELINE not in decide.NOTES
+    assert decide.offered(decide.MismatchFacts(9), K.RECONCILIATION_MISMATCH, A.REBASELINE) is None
+    gap = decide.MismatchFacts(9, rebaselinable=True)
+    assert decide.offered(gap, K.RECONCILIATION_MISMATCH, A.REBASELINE) is not None
+    for f in decide.classify(gap):
+        note = decide.Note(f.kind, A.REBASELINE, f.fingerprint, None)
+        assert decide.shown(f, [note], NOW)  # it acts on the entry itself, not the view
 
 
 def test_an_acknowledgement_hides_only_the_same_facts() -> None:

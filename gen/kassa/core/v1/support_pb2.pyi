@@ -35,12 +35,15 @@ class ActionType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACTION_TYPE_ATTACH_TRANSACTION: _ClassVar[ActionType]
     ACTION_TYPE_REDELIVER_WEBHOOKS: _ClassVar[ActionType]
     ACTION_TYPE_ACKNOWLEDGE: _ClassVar[ActionType]
+    ACTION_TYPE_REBASELINE: _ClassVar[ActionType]
 
 class SupportActionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SUPPORT_ACTION_STATE_UNSPECIFIED: _ClassVar[SupportActionState]
     SUPPORT_ACTION_STATE_DONE: _ClassVar[SupportActionState]
     SUPPORT_ACTION_STATE_PENDING_APPROVAL: _ClassVar[SupportActionState]
+    SUPPORT_ACTION_STATE_REJECTED: _ClassVar[SupportActionState]
+    SUPPORT_ACTION_STATE_WITHDRAWN: _ClassVar[SupportActionState]
 
 class RefundScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -67,9 +70,12 @@ ACTION_TYPE_MARK_FOR_REVIEW: ActionType
 ACTION_TYPE_ATTACH_TRANSACTION: ActionType
 ACTION_TYPE_REDELIVER_WEBHOOKS: ActionType
 ACTION_TYPE_ACKNOWLEDGE: ActionType
+ACTION_TYPE_REBASELINE: ActionType
 SUPPORT_ACTION_STATE_UNSPECIFIED: SupportActionState
 SUPPORT_ACTION_STATE_DONE: SupportActionState
 SUPPORT_ACTION_STATE_PENDING_APPROVAL: SupportActionState
+SUPPORT_ACTION_STATE_REJECTED: SupportActionState
+SUPPORT_ACTION_STATE_WITHDRAWN: SupportActionState
 REFUND_SCOPE_UNSPECIFIED: RefundScope
 REFUND_SCOPE_EXCESS: RefundScope
 REFUND_SCOPE_WHOLE: RefundScope
@@ -113,7 +119,7 @@ class SupportItem(_message.Message):
     def __init__(self, kind: _Optional[_Union[ItemKind, str]] = ..., subject: _Optional[str] = ..., since_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., age_seconds: _Optional[int] = ..., amount: _Optional[str] = ..., asset: _Optional[str] = ..., detail: _Optional[str] = ..., evidence: _Optional[_Iterable[_Union[Evidence, _Mapping]]] = ..., actions: _Optional[_Iterable[_Union[ActionType, str]]] = ..., review_actor: _Optional[str] = ..., review_reason: _Optional[str] = ...) -> None: ...
 
 class SupportAction(_message.Message):
-    __slots__ = ("name", "action", "kind", "subject", "reason", "actor", "state", "result", "destination", "amount", "tx_hash", "approver", "approve_time", "create_time")
+    __slots__ = ("name", "action", "kind", "subject", "reason", "actor", "state", "result", "destination", "amount", "tx_hash", "approver", "approve_time", "create_time", "decider", "decide_reason", "decide_time")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +134,9 @@ class SupportAction(_message.Message):
     APPROVER_FIELD_NUMBER: _ClassVar[int]
     APPROVE_TIME_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    DECIDER_FIELD_NUMBER: _ClassVar[int]
+    DECIDE_REASON_FIELD_NUMBER: _ClassVar[int]
+    DECIDE_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     action: ActionType
     kind: ItemKind
@@ -142,7 +151,10 @@ class SupportAction(_message.Message):
     approver: str
     approve_time: _timestamp_pb2.Timestamp
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., action: _Optional[_Union[ActionType, str]] = ..., kind: _Optional[_Union[ItemKind, str]] = ..., subject: _Optional[str] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., state: _Optional[_Union[SupportActionState, str]] = ..., result: _Optional[str] = ..., destination: _Optional[str] = ..., amount: _Optional[str] = ..., tx_hash: _Optional[str] = ..., approver: _Optional[str] = ..., approve_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    decider: str
+    decide_reason: str
+    decide_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., action: _Optional[_Union[ActionType, str]] = ..., kind: _Optional[_Union[ItemKind, str]] = ..., subject: _Optional[str] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., state: _Optional[_Union[SupportActionState, str]] = ..., result: _Optional[str] = ..., destination: _Optional[str] = ..., amount: _Optional[str] = ..., tx_hash: _Optional[str] = ..., approver: _Optional[str] = ..., approve_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decider: _Optional[str] = ..., decide_reason: _Optional[str] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListSupportItemsRequest(_message.Message):
     __slots__ = ("kinds", "page_size", "page_token")
@@ -270,6 +282,22 @@ class RedeliverFailedWebhooksResponse(_message.Message):
     action: SupportAction
     def __init__(self, action: _Optional[_Union[SupportAction, _Mapping]] = ...) -> None: ...
 
+class RebaselineRequest(_message.Message):
+    __slots__ = ("subject", "reason", "request_id")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    reason: str
+    request_id: str
+    def __init__(self, subject: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RebaselineResponse(_message.Message):
+    __slots__ = ("action",)
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    action: SupportAction
+    def __init__(self, action: _Optional[_Union[SupportAction, _Mapping]] = ...) -> None: ...
+
 class AcknowledgeRequest(_message.Message):
     __slots__ = ("subject", "kind", "reason", "request_id")
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
@@ -295,6 +323,20 @@ class ApproveSupportActionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ApproveSupportActionResponse(_message.Message):
+    __slots__ = ("action",)
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    action: SupportAction
+    def __init__(self, action: _Optional[_Union[SupportAction, _Mapping]] = ...) -> None: ...
+
+class DeclineSupportActionRequest(_message.Message):
+    __slots__ = ("name", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DeclineSupportActionResponse(_message.Message):
     __slots__ = ("action",)
     ACTION_FIELD_NUMBER: _ClassVar[int]
     action: SupportAction

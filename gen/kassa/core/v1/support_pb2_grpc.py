@@ -38,15 +38,17 @@ class SupportServiceStub:
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
-    support:refund (RefundInvoice); support:approve (ApproveSupportAction).
+    exceptions:write (Rebaseline);
+    support:refund (RefundInvoice); support:approve (ApproveSupportAction,
+    DeclineSupportAction of another operator's action).
 
     Every action is idempotent by request_id (the same id and body answers the
     first action; another body is REQUEST_ID_REUSED), is decided against the
     subject as it stands now (an action the queue does not offer for it is
     SUPPORT_ACTION_NOT_APPLICABLE), and records actor, reason and time. With
     `[support] require_second_approval`, the dangerous ones (AcceptAsPaid,
-    RefundInvoice) only create a pending action until another operator
-    approves it.
+    RefundInvoice, Rebaseline) only create a pending action until another
+    operator approves it (ExceptionService then refuses a direct re-baseline).
     """
 
     def __init__(self, channel):
@@ -95,10 +97,20 @@ class SupportServiceStub:
                 request_serializer=kassa_dot_core_dot_v1_dot_support__pb2.AcknowledgeRequest.SerializeToString,
                 response_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.AcknowledgeResponse.FromString,
                 _registered_method=True)
+        self.Rebaseline = channel.unary_unary(
+                '/kassa.core.v1.SupportService/Rebaseline',
+                request_serializer=kassa_dot_core_dot_v1_dot_support__pb2.RebaselineRequest.SerializeToString,
+                response_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.RebaselineResponse.FromString,
+                _registered_method=True)
         self.ApproveSupportAction = channel.unary_unary(
                 '/kassa.core.v1.SupportService/ApproveSupportAction',
                 request_serializer=kassa_dot_core_dot_v1_dot_support__pb2.ApproveSupportActionRequest.SerializeToString,
                 response_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.ApproveSupportActionResponse.FromString,
+                _registered_method=True)
+        self.DeclineSupportAction = channel.unary_unary(
+                '/kassa.core.v1.SupportService/DeclineSupportAction',
+                request_serializer=kassa_dot_core_dot_v1_dot_support__pb2.DeclineSupportActionRequest.SerializeToString,
+                response_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.DeclineSupportActionResponse.FromString,
                 _registered_method=True)
         self.ListSupportActions = channel.unary_unary(
                 '/kassa.core.v1.SupportService/ListSupportActions',
@@ -120,15 +132,17 @@ class SupportServiceServicer:
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
-    support:refund (RefundInvoice); support:approve (ApproveSupportAction).
+    exceptions:write (Rebaseline);
+    support:refund (RefundInvoice); support:approve (ApproveSupportAction,
+    DeclineSupportAction of another operator's action).
 
     Every action is idempotent by request_id (the same id and body answers the
     first action; another body is REQUEST_ID_REUSED), is decided against the
     subject as it stands now (an action the queue does not offer for it is
     SUPPORT_ACTION_NOT_APPLICABLE), and records actor, reason and time. With
     `[support] require_second_approval`, the dangerous ones (AcceptAsPaid,
-    RefundInvoice) only create a pending action until another operator
-    approves it.
+    RefundInvoice, Rebaseline) only create a pending action until another
+    operator approves it (ExceptionService then refuses a direct re-baseline).
     """
 
     def ListSupportItems(self, request, context):
@@ -194,8 +208,30 @@ class SupportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rebaseline(self, request, context):
+        """Accepts a hot key's or treasury's reconciliation gap (funds moved
+        outside Kassa) as the location's new baseline, resolving its exception
+        entry; later runs flag any further change. Scope exceptions:write; a
+        dangerous action (with require_second_approval, another operator must
+        approve it), since a gap accepted as normal hides a loss from every later run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ApproveSupportAction(self, request, context):
         """Approves (and so performs) another operator's pending action.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeclineSupportAction(self, request, context):
+        """Declines a pending action, with a reason: another operator rejects it
+        (support:approve), or the operator who asked withdraws it (no scope
+        beyond being that key). It is never performed; approving it afterwards is
+        SUPPORT_ACTION_NOT_PENDING. Declining it again the same way answers the
+        same record.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -251,10 +287,20 @@ def add_SupportServiceServicer_to_server(servicer, server):
                     request_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.AcknowledgeRequest.FromString,
                     response_serializer=kassa_dot_core_dot_v1_dot_support__pb2.AcknowledgeResponse.SerializeToString,
             ),
+            'Rebaseline': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rebaseline,
+                    request_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.RebaselineRequest.FromString,
+                    response_serializer=kassa_dot_core_dot_v1_dot_support__pb2.RebaselineResponse.SerializeToString,
+            ),
             'ApproveSupportAction': grpc.unary_unary_rpc_method_handler(
                     servicer.ApproveSupportAction,
                     request_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.ApproveSupportActionRequest.FromString,
                     response_serializer=kassa_dot_core_dot_v1_dot_support__pb2.ApproveSupportActionResponse.SerializeToString,
+            ),
+            'DeclineSupportAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeclineSupportAction,
+                    request_deserializer=kassa_dot_core_dot_v1_dot_support__pb2.DeclineSupportActionRequest.FromString,
+                    response_serializer=kassa_dot_core_dot_v1_dot_support__pb2.DeclineSupportActionResponse.SerializeToString,
             ),
             'ListSupportActions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSupportActions,
@@ -282,15 +328,17 @@ class SupportService:
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
-    support:refund (RefundInvoice); support:approve (ApproveSupportAction).
+    exceptions:write (Rebaseline);
+    support:refund (RefundInvoice); support:approve (ApproveSupportAction,
+    DeclineSupportAction of another operator's action).
 
     Every action is idempotent by request_id (the same id and body answers the
     first action; another body is REQUEST_ID_REUSED), is decided against the
     subject as it stands now (an action the queue does not offer for it is
     SUPPORT_ACTION_NOT_APPLICABLE), and records actor, reason and time. With
     `[support] require_second_approval`, the dangerous ones (AcceptAsPaid,
-    RefundInvoice) only create a pending action until another operator
-    approves it.
+    RefundInvoice, Rebaseline) only create a pending action until another
+    operator approves it (ExceptionService then refuses a direct re-baseline).
     """
 
     @staticmethod
@@ -510,6 +558,33 @@ class SupportService:
             _registered_method=True)
 
     @staticmethod
+    def Rebaseline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.core.v1.SupportService/Rebaseline',
+            kassa_dot_core_dot_v1_dot_support__pb2.RebaselineRequest.SerializeToString,
+            kassa_dot_core_dot_v1_dot_support__pb2.RebaselineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ApproveSupportAction(request,
             target,
             options=(),
@@ -526,6 +601,33 @@ class SupportService:
             '/kassa.core.v1.SupportService/ApproveSupportAction',
             kassa_dot_core_dot_v1_dot_support__pb2.ApproveSupportActionRequest.SerializeToString,
             kassa_dot_core_dot_v1_dot_support__pb2.ApproveSupportActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeclineSupportAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.core.v1.SupportService/DeclineSupportAction',
+            kassa_dot_core_dot_v1_dot_support__pb2.DeclineSupportActionRequest.SerializeToString,
+            kassa_dot_core_dot_v1_dot_support__pb2.DeclineSupportActionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,15 +39,17 @@ class SupportServiceStub:
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
-    support:refund (RefundInvoice); support:approve (ApproveSupportAction).
+    exceptions:write (Rebaseline);
+    support:refund (RefundInvoice); support:approve (ApproveSupportAction,
+    DeclineSupportAction of another operator's action).
 
     Every action is idempotent by request_id (the same id and body answers the
     first action; another body is REQUEST_ID_REUSED), is decided against the
     subject as it stands now (an action the queue does not offer for it is
     SUPPORT_ACTION_NOT_APPLICABLE), and records actor, reason and time. With
     `[support] require_second_approval`, the dangerous ones (AcceptAsPaid,
-    RefundInvoice) only create a pending action until another operator
-    approves it.
+    RefundInvoice, Rebaseline) only create a pending action until another
+    operator approves it (ExceptionService then refuses a direct re-baseline).
     """
 
     @_typing.overload
@@ -83,8 +85,22 @@ class SupportServiceStub:
     """Accepts an item as it stands: it leaves the queue until its facts change
     (a reconciliation mismatch is resolved as acknowledged).
     """
+    Rebaseline: _grpc.UnaryUnaryMultiCallable[_support_pb2.RebaselineRequest, _support_pb2.RebaselineResponse]
+    """Accepts a hot key's or treasury's reconciliation gap (funds moved
+    outside Kassa) as the location's new baseline, resolving its exception
+    entry; later runs flag any further change. Scope exceptions:write; a
+    dangerous action (with require_second_approval, another operator must
+    approve it), since a gap accepted as normal hides a loss from every later run.
+    """
     ApproveSupportAction: _grpc.UnaryUnaryMultiCallable[_support_pb2.ApproveSupportActionRequest, _support_pb2.ApproveSupportActionResponse]
     """Approves (and so performs) another operator's pending action."""
+    DeclineSupportAction: _grpc.UnaryUnaryMultiCallable[_support_pb2.DeclineSupportActionRequest, _support_pb2.DeclineSupportActionResponse]
+    """Declines a pending action, with a reason: another operator rejects it
+    (support:approve), or the operator who asked withdraws it (no scope
+    beyond being that key). It is never performed; approving it afterwards is
+    SUPPORT_ACTION_NOT_PENDING. Declining it again the same way answers the
+    same record.
+    """
     ListSupportActions: _grpc.UnaryUnaryMultiCallable[_support_pb2.ListSupportActionsRequest, _support_pb2.ListSupportActionsResponse]
     """The audit trail, newest first."""
 
@@ -102,15 +118,17 @@ class SupportServiceAsyncStub(SupportServiceStub):
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
-    support:refund (RefundInvoice); support:approve (ApproveSupportAction).
+    exceptions:write (Rebaseline);
+    support:refund (RefundInvoice); support:approve (ApproveSupportAction,
+    DeclineSupportAction of another operator's action).
 
     Every action is idempotent by request_id (the same id and body answers the
     first action; another body is REQUEST_ID_REUSED), is decided against the
     subject as it stands now (an action the queue does not offer for it is
     SUPPORT_ACTION_NOT_APPLICABLE), and records actor, reason and time. With
     `[support] require_second_approval`, the dangerous ones (AcceptAsPaid,
-    RefundInvoice) only create a pending action until another operator
-    approves it.
+    RefundInvoice, Rebaseline) only create a pending action until another
+    operator approves it (ExceptionService then refuses a direct re-baseline).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -143,8 +161,22 @@ class SupportServiceAsyncStub(SupportServiceStub):
     """Accepts an item as it stands: it leaves the queue until its facts change
     (a reconciliation mismatch is resolved as acknowledged).
     """
+    Rebaseline: _aio.UnaryUnaryMultiCallable[_support_pb2.RebaselineRequest, _support_pb2.RebaselineResponse]  # type: ignore[assignment]
+    """Accepts a hot key's or treasury's reconciliation gap (funds moved
+    outside Kassa) as the location's new baseline, resolving its exception
+    entry; later runs flag any further change. Scope exceptions:write; a
+    dangerous action (with require_second_approval, another operator must
+    approve it), since a gap accepted as normal hides a loss from every later run.
+    """
     ApproveSupportAction: _aio.UnaryUnaryMultiCallable[_support_pb2.ApproveSupportActionRequest, _support_pb2.ApproveSupportActionResponse]  # type: ignore[assignment]
     """Approves (and so performs) another operator's pending action."""
+    DeclineSupportAction: _aio.UnaryUnaryMultiCallable[_support_pb2.DeclineSupportActionRequest, _support_pb2.DeclineSupportActionResponse]  # type: ignore[assignment]
+    """Declines a pending action, with a reason: another operator rejects it
+    (support:approve), or the operator who asked withdraws it (no scope
+    beyond being that key). It is never performed; approving it afterwards is
+    SUPPORT_ACTION_NOT_PENDING. Declining it again the same way answers the
+    same record.
+    """
     ListSupportActions: _aio.UnaryUnaryMultiCallable[_support_pb2.ListSupportActionsRequest, _support_pb2.ListSupportActionsResponse]  # type: ignore[assignment]
     """The audit trail, newest first."""
 
@@ -161,15 +193,17 @@ class SupportServiceServicer(metaclass=_abc_1.ABCMeta):
     Scopes: support:read (ListSupportItems, ListSupportActions);
     support:write (RequestTopUp, MarkForReview, AttachTransaction,
     RedeliverFailedWebhooks, Acknowledge); support:accept (AcceptAsPaid);
-    support:refund (RefundInvoice); support:approve (ApproveSupportAction).
+    exceptions:write (Rebaseline);
+    support:refund (RefundInvoice); support:approve (ApproveSupportAction,
+    DeclineSupportAction of another operator's action).
 
     Every action is idempotent by request_id (the same id and body answers the
     first action; another body is REQUEST_ID_REUSED), is decided against the
     subject as it stands now (an action the queue does not offer for it is
     SUPPORT_ACTION_NOT_APPLICABLE), and records actor, reason and time. With
     `[support] require_second_approval`, the dangerous ones (AcceptAsPaid,
-    RefundInvoice) only create a pending action until another operator
-    approves it.
+    RefundInvoice, Rebaseline) only create a pending action until another
+    operator approves it (ExceptionService then refuses a direct re-baseline).
     """
 
     @_abc_1.abstractmethod
@@ -250,12 +284,38 @@ class SupportServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def Rebaseline(
+        self,
+        request: _support_pb2.RebaselineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_support_pb2.RebaselineResponse, _abc.Awaitable[_support_pb2.RebaselineResponse]]:
+        """Accepts a hot key's or treasury's reconciliation gap (funds moved
+        outside Kassa) as the location's new baseline, resolving its exception
+        entry; later runs flag any further change. Scope exceptions:write; a
+        dangerous action (with require_second_approval, another operator must
+        approve it), since a gap accepted as normal hides a loss from every later run.
+        """
+
+    @_abc_1.abstractmethod
     def ApproveSupportAction(
         self,
         request: _support_pb2.ApproveSupportActionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_support_pb2.ApproveSupportActionResponse, _abc.Awaitable[_support_pb2.ApproveSupportActionResponse]]:
         """Approves (and so performs) another operator's pending action."""
+
+    @_abc_1.abstractmethod
+    def DeclineSupportAction(
+        self,
+        request: _support_pb2.DeclineSupportActionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_support_pb2.DeclineSupportActionResponse, _abc.Awaitable[_support_pb2.DeclineSupportActionResponse]]:
+        """Declines a pending action, with a reason: another operator rejects it
+        (support:approve), or the operator who asked withdraws it (no scope
+        beyond being that key). It is never performed; approving it afterwards is
+        SUPPORT_ACTION_NOT_PENDING. Declining it again the same way answers the
+        same record.
+        """
 
     @_abc_1.abstractmethod
     def ListSupportActions(

@@ -61,6 +61,11 @@ class LedgerServiceStub:
                 request_serializer=kassa_dot_ledger_dot_v1_dot_ledger__pb2.GetAccountRequest.SerializeToString,
                 response_deserializer=kassa_dot_ledger_dot_v1_dot_ledger__pb2.GetAccountResponse.FromString,
                 _registered_method=True)
+        self.ListAccounts = channel.unary_unary(
+                '/kassa.ledger.v1.LedgerService/ListAccounts',
+                request_serializer=kassa_dot_ledger_dot_v1_dot_ledger__pb2.ListAccountsRequest.SerializeToString,
+                response_deserializer=kassa_dot_ledger_dot_v1_dot_ledger__pb2.ListAccountsResponse.FromString,
+                _registered_method=True)
         self.ListTransfers = channel.unary_unary(
                 '/kassa.ledger.v1.LedgerService/ListTransfers',
                 request_serializer=kassa_dot_ledger_dot_v1_dot_ledger__pb2.ListTransfersRequest.SerializeToString,
@@ -109,6 +114,14 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAccounts(self, request, context):
+        """Lists accounts whose id starts with a prefix (e.g. "merchant:{m}:" for
+        one merchant's accounts in every asset), in id order (bytewise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListTransfers(self, request, context):
         """Lists an account's transfers (debit or credit side) oldest first.
         """
@@ -141,6 +154,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.GetAccount,
                     request_deserializer=kassa_dot_ledger_dot_v1_dot_ledger__pb2.GetAccountRequest.FromString,
                     response_serializer=kassa_dot_ledger_dot_v1_dot_ledger__pb2.GetAccountResponse.SerializeToString,
+            ),
+            'ListAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccounts,
+                    request_deserializer=kassa_dot_ledger_dot_v1_dot_ledger__pb2.ListAccountsRequest.FromString,
+                    response_serializer=kassa_dot_ledger_dot_v1_dot_ledger__pb2.ListAccountsResponse.SerializeToString,
             ),
             'ListTransfers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTransfers,
@@ -246,6 +264,33 @@ class LedgerService:
             '/kassa.ledger.v1.LedgerService/GetAccount',
             kassa_dot_ledger_dot_v1_dot_ledger__pb2.GetAccountRequest.SerializeToString,
             kassa_dot_ledger_dot_v1_dot_ledger__pb2.GetAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.ledger.v1.LedgerService/ListAccounts',
+            kassa_dot_ledger_dot_v1_dot_ledger__pb2.ListAccountsRequest.SerializeToString,
+            kassa_dot_ledger_dot_v1_dot_ledger__pb2.ListAccountsResponse.FromString,
             options,
             channel_credentials,
             insecure,

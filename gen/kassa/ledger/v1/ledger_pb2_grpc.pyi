@@ -51,6 +51,10 @@ class LedgerServiceStub:
     """Creates transfers; linked transfers commit or fail together."""
     GetAccount: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetAccountRequest, _ledger_pb2.GetAccountResponse]
     """Returns one account with its four running totals."""
+    ListAccounts: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListAccountsRequest, _ledger_pb2.ListAccountsResponse]
+    """Lists accounts whose id starts with a prefix (e.g. "merchant:{m}:" for
+    one merchant's accounts in every asset), in id order (bytewise).
+    """
     ListTransfers: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListTransfersRequest, _ledger_pb2.ListTransfersResponse]
     """Lists an account's transfers (debit or credit side) oldest first."""
     ExportStatement: _grpc.UnaryStreamMultiCallable[_ledger_pb2.ExportStatementRequest, _ledger_pb2.ExportStatementResponse]
@@ -81,6 +85,10 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     """Creates transfers; linked transfers commit or fail together."""
     GetAccount: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetAccountRequest, _ledger_pb2.GetAccountResponse]  # type: ignore[assignment]
     """Returns one account with its four running totals."""
+    ListAccounts: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListAccountsRequest, _ledger_pb2.ListAccountsResponse]  # type: ignore[assignment]
+    """Lists accounts whose id starts with a prefix (e.g. "merchant:{m}:" for
+    one merchant's accounts in every asset), in id order (bytewise).
+    """
     ListTransfers: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListTransfersRequest, _ledger_pb2.ListTransfersResponse]  # type: ignore[assignment]
     """Lists an account's transfers (debit or credit side) oldest first."""
     ExportStatement: _aio.UnaryStreamMultiCallable[_ledger_pb2.ExportStatementRequest, _ledger_pb2.ExportStatementResponse]  # type: ignore[assignment]
@@ -126,6 +134,16 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.GetAccountResponse, _abc.Awaitable[_ledger_pb2.GetAccountResponse]]:
         """Returns one account with its four running totals."""
+
+    @_abc_1.abstractmethod
+    def ListAccounts(
+        self,
+        request: _ledger_pb2.ListAccountsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ListAccountsResponse, _abc.Awaitable[_ledger_pb2.ListAccountsResponse]]:
+        """Lists accounts whose id starts with a prefix (e.g. "merchant:{m}:" for
+        one merchant's accounts in every asset), in id order (bytewise).
+        """
 
     @_abc_1.abstractmethod
     def ListTransfers(
