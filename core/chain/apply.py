@@ -158,21 +158,22 @@ class ChainApplier:
                         f"block {block.height} {block.hash} does not follow cursor "
                         f"{cursor['height']} {cursor['hash']}"
                     )
-            # A block's set-based statements over thousands of rows look costly
-            # to the planner (settlement's read of settle transfers is estimated
-            # at millions of rows) and got JIT-compiled: ~20 ms of compilation
-            # for a 40 ms statement. Each is a few index probes per row: no JIT.
-            await conn.execute("SET LOCAL jit = off")
             # Every invoice the block can change, locked before anything is
             # written, all at once in id order: its rows are what the payments,
             # the ledger and the decider read below (nothing else writes them
             # while the lock is held), and no other writer of several invoices
             # can interleave its locks with ours.
             due = await payments.invoices_due(conn, self.chain, block.height, sorted(mined))
-            locked = {
-                r["id"]: r
-                for r in await lifecycle.lock_invoices(conn, {m.invoice_id for m in matches} | due)
-            }
+            changing = {m.invoice_id for m in matches} | due
+            locked: dict[str, asyncpg.Record] = {}
+            if changing:  # most blocks pay no watched address and confirm nothing
+                # A block's set-based statements over thousands of rows look
+                # costly to the planner (settlement's read of settle transfers is
+                # estimated at millions of rows) and got JIT-compiled: ~20 ms of
+                # compilation for a 40 ms statement. Each is a few index probes
+                # per row: no JIT.
+                await conn.execute("SET LOCAL jit = off")
+                locked = {r["id"]: r for r in await lifecycle.lock_invoices(conn, changing)}
             touched: set[str] = set()
             # A match whose invoice is not stored (never committed) has nothing to pay.
             matches = [m for m in matches if m.invoice_id in locked]
