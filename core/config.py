@@ -176,6 +176,13 @@ def parse(raw: dict[str, Any], base: Path, source: Path | str = "core.toml") -> 
             raise ConfigError(
                 f"{where}.finality_depth must be a whole number of blocks, at least confirmations"
             )
+        nonce_fill_after_s = item.get("nonce_fill_after_s", ChainConfig.nonce_fill_after_s)
+        if (
+            isinstance(nonce_fill_after_s, bool)
+            or not isinstance(nonce_fill_after_s, int | float)
+            or not 0 <= nonce_fill_after_s <= 86_400
+        ):
+            raise ConfigError(f"{where}.nonce_fill_after_s must be seconds in 0..86400")
         adapter_name = item.get("adapter_name", default_adapter_name(chain_id))
         if not isinstance(adapter_name, str) or not _DNS_NAME.fullmatch(adapter_name):
             raise ConfigError(f"{where}.adapter_name must be a DNS name (its certificate's)")
@@ -188,6 +195,7 @@ def parse(raw: dict[str, Any], base: Path, source: Path | str = "core.toml") -> 
                 pending_ttl_s,
                 adapter_name=adapter_name,
                 finality_depth=finality_depth,
+                nonce_fill_after_s=float(nonce_fill_after_s),
             )
         )
     if not chains:

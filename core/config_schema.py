@@ -110,6 +110,13 @@ class Chain(Strict):
     finality_depth: Annotated[
         int, _d("blocks after which a payment cannot be reorged; 0: the default")
     ] = 0
+    nonce_fill_after_s: Annotated[
+        float,
+        _d(
+            "seconds a nonce gap of the hot key that no payout will fill stands before a "
+            "0-value transaction to itself fills it (docs/payouts.md)"
+        ),
+    ] = 300.0
 
 
 class Asset(Strict):

@@ -12,11 +12,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from localstack.anvil import Anvil
 from localstack.postgres import PostgresCluster
 from localstack.softhsm import SoftHsmToken
 from localstack.token import Token, deploy
+
+# Properties, not speed: a per-example time limit fails a correct test when the
+# shared CI machine is busy (seen: 372 ms against the default 200 ms). Speed is
+# measured by scripts/bench, never by a timed test.
+settings.register_profile("kassa", deadline=None)
+settings.load_profile("kassa")
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,11 @@ class ChainConfig:
     # final: until then a reorg that removes it sends it again. 64 is two
     # Ethereum epochs, where its beacon chain finalizes; 0: the default.
     finality_depth: int = 0
+    # Seconds a nonce gap of the hot key that no payout can still fill stands
+    # before a nonce fill (a 0-value transaction to itself) takes the nonce so
+    # the payouts after it can be mined (core/payouts/gaps.py). Long enough
+    # that a gap closing by itself is not filled.
+    nonce_fill_after_s: float = 300.0
 
     @property
     def finality_blocks(self) -> int:

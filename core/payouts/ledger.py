@@ -21,6 +21,10 @@ payout:{p}:return:{k}:{n} back to the sources) and payout:{p}:fee:{k}. The
 hold itself is resolved once; after a reorg the funds wait in payouts_in_flight
 as posted credits.
 
+A nonce fill (kind nonce_fill, reference sweeps/{f} like every platform row)
+moves nothing: its only booking is the gas the hot key paid, as any payout's,
+payout:{f}:fee (numbered after a reorg like a payout's landings).
+
 Custody by location (sweeps, docs/payouts.md "Sweeps"): deposit addresses,
 treasury and hot key (core/ledger/accounts.py); the three together are what
 the platform holds.
@@ -45,6 +49,9 @@ from core.ledger.rules import Account, Transfer, TransferFlags
 
 PAYOUT, NETWORK_FEE, SWEEP, GAS_FUNDING, REORGED = 4, 5, 6, 7, 8
 SWEEP_KINDS = frozenset({"sweep", "gas_funding"})
+NONCE_FILL = "nonce_fill"
+# Rows of the platform: no merchant, no hold to take or release.
+PLATFORM_KINDS = SWEEP_KINDS | {NONCE_FILL}
 
 
 async def ensure(conn: asyncpg.Connection, merchant_id: str, asset: str, chain: str) -> None:
@@ -71,7 +78,9 @@ async def spendable(conn: asyncpg.Connection, account_ids: Sequence[str]) -> dic
     return {r["id"]: int(r["free"]) for r in rows}
 
 
-def _reference(merchant_id: str, payout_id: str) -> str:
+def _reference(merchant_id: str | None, payout_id: str) -> str:
+    if merchant_id is None:
+        return f"sweeps/{payout_id}"  # a platform row's name (core/reconcile reads it so)
     return f"merchants/{merchant_id}/payouts/{payout_id}"
 
 
@@ -203,6 +212,8 @@ def landing(row: asyncpg.Record, succeeded: bool, fee_wei: int, cycle: int) -> l
     post or void, for the first, comes from `release`)."""
     if row["kind"] in SWEEP_KINDS:
         return sweep_final(row, succeeded, fee_wei, cycle)
+    if row["kind"] == NONCE_FILL:
+        return network_fee(row, fee_wei, cycle)
     m, asset, reference = (
         row["merchant_id"],
         row["asset"],
@@ -252,7 +263,7 @@ def undo(row: asyncpg.Record, succeeded: bool, fee_wei: int, cycle: int) -> list
         )
         for t in landing(row, succeeded, fee_wei, cycle)
     ]
-    if not succeeded and cycle == 0 and row["kind"] not in SWEEP_KINDS:
+    if not succeeded and cycle == 0 and row["kind"] not in PLATFORM_KINDS:
         # The hold was voided: the funds are taken again, posted, while it is resent.
         reference = _reference(row["merchant_id"], row["id"])
         batch += [

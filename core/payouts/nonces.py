@@ -6,7 +6,8 @@ processes and restarts). A nonce whose transaction the signer refused was
 never signed nor broadcast: it goes back to payout_free_nonces and is reused
 first, so the chain never waits on a gap. `reconcile` aligns the table with
 the chain at start, after a reorg removed a landed payout, and when a payout
-waits behind a nonce the chain lacks.
+waits behind a nonce the chain lacks. A gap that no payout will fill is taken
+by a nonce fill (`take_gap`, decided by core/payouts/gaps.py).
 """
 
 from __future__ import annotations
@@ -89,6 +90,22 @@ async def claim(conn: asyncpg.Connection, chain: str, key_id: str, nonce: int) -
         nonce,
     )
     return taken is not None
+
+
+async def take_gap(conn: asyncpg.Connection, chain: str, key_id: str, nonce: int) -> bool:
+    """Takes `nonce`, below the key's next nonce, for a nonce fill: off the free list if it
+    is there. False when it was never allocated (nothing can wait behind it). The caller,
+    holding the row lock from here to its commit, checks that no live payout holds it."""
+    next_nonce = await _lock(conn, chain, key_id)
+    if nonce >= next_nonce:
+        return False
+    await conn.execute(
+        "DELETE FROM payout_free_nonces WHERE chain = $1 AND key_id = $2 AND nonce = $3",
+        chain,
+        key_id,
+        nonce,
+    )
+    return True
 
 
 async def reconcile(

@@ -98,6 +98,9 @@ async def save(
     elif decision.rebook is not None:
         succeeded = decision.rebook is machine.Hold.POST
         await ledger.post(conn, ledger.landing(row, succeeded, fee_wei, p.reorgs), now)
+    elif decision.hold is not None and row["kind"] == ledger.NONCE_FILL:
+        # No hold: a nonce fill moved nothing; whenever it was mined it cost its gas.
+        await ledger.post(conn, ledger.network_fee(row, fee_wei), now)
     elif decision.hold is not None and row["kind"] in ledger.SWEEP_KINDS:
         # No hold: a sweep or gas funding books the move of custody and its gas.
         landed = decision.hold is machine.Hold.POST

@@ -29,6 +29,7 @@ PURPOSES = {
     "REFUND": signer_pb2.PURPOSE_REFUND,
     "SWEEP": signer_pb2.PURPOSE_SWEEP,
     "GAS_FUNDING": signer_pb2.PURPOSE_GAS_FUNDING,
+    "NONCE_FILL": signer_pb2.PURPOSE_NONCE_FILL,
 }
 # Refusals that no retry of the same body can cure without a human (policy)
 # — the payout waits, visibly, with the reason.
@@ -47,6 +48,10 @@ POLICY_REASONS = frozenset(
         "GAS_FUNDING_NOT_NATIVE",
         "GAS_FUNDING_DESTINATION_MISMATCH",
         "OVER_GAS_FUNDING_CAP",
+        "NONCE_FILL_NOT_EVM",
+        "NONCE_FILL_HAS_DATA",
+        "NONCE_FILL_VALUE_NOT_ZERO",
+        "NONCE_FILL_NOT_TO_SELF",
         "FEE_OVER_CAP",
         "INTENT_MISMATCH",
         "INTENT_INVALID",

@@ -430,7 +430,10 @@ class Sweeper:
     async def get(self, sweep_id: str) -> asyncpg.Record | None:
         async with self.pool.acquire() as conn:
             row: asyncpg.Record | None = await conn.fetchrow(
-                "SELECT * FROM payouts WHERE id = $1 AND merchant_id IS NULL", sweep_id
+                # Nonce fills are platform rows too, but no sweep (docs/payouts.md).
+                "SELECT * FROM payouts WHERE id = $1 AND merchant_id IS NULL"
+                " AND kind <> 'nonce_fill'",
+                sweep_id,
             )
             return row
 
@@ -441,7 +444,8 @@ class Sweeper:
             return list(
                 await conn.fetch(
                     """SELECT * FROM payouts
-                        WHERE merchant_id IS NULL AND ($1 = '' OR chain = $1)
+                        WHERE merchant_id IS NULL AND kind <> 'nonce_fill'
+                          AND ($1 = '' OR chain = $1)
                           AND ($2::timestamptz IS NULL OR (create_time, id) < ($2, $3))
                         ORDER BY create_time DESC, id DESC LIMIT $4""",
                     chain,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -35,13 +36,14 @@ from typing import Any, assert_never
 import asyncpg
 import grpc
 
+from core.chain.config import ChainConfig
 from core.chain.config import Chains as Config
 from core.chain.link import AdapterLink
 from core.domain import assets
 from core.invoices import lifecycle
 from core.invoices import state as sm
 from core.leadership.fence import Fence, FencedError
-from core.payouts import machine, nonces, tracking, txbuilder
+from core.payouts import gaps, ledger, machine, nonces, tracking, txbuilder
 from core.payouts.config import PayoutsConfig
 from core.payouts.machine import State
 from core.payouts.payouts import as_machine, candidates_of, lock, save
@@ -50,7 +52,13 @@ from core.telemetry.logs import REQUEST_ID, new_request_id
 from kassa.chain.v1 import adapter_pb2, adapter_pb2_grpc
 
 log = logging.getLogger("kassa.payouts")
-PURPOSE = {"payout": "PAYOUT", "refund": "REFUND", "sweep": "SWEEP", "gas_funding": "GAS_FUNDING"}
+PURPOSE = {
+    "payout": "PAYOUT",
+    "refund": "REFUND",
+    "sweep": "SWEEP",
+    "gas_funding": "GAS_FUNDING",
+    "nonce_fill": "NONCE_FILL",
+}
 # Test-only fault points: the core kills itself (SIGKILL) right after the step
 # named in KASSA_FAULT commits, so tests can prove restarts pay exactly once.
 FAULT = os.environ.get("KASSA_FAULT", "")
@@ -66,6 +74,25 @@ REORG_PASSES = 2
 # key's nonces reconciled with the chain at most this often per chain.
 GAP_POLL_S = 1.0
 GAP_RECONCILE_S = 5.0
+# The hot key's nonce gaps on a chain are looked for at most this often, and
+# only while a payout of it can still land (core/payouts/gaps.py).
+GAP_CHECK_S = 1.0
+# The payouts of the hot key whose nonces the gap decider needs: those that can
+# still land at their nonce, and the nonce fills made within the wait ($4). One
+# branch per partial index (payouts_active, payouts_landed_unfinal,
+# payouts_platform): read every second, it never scans the whole table.
+_NONCE_HOLDERS = """
+SELECT id, nonce, state, kind, final_time, create_time FROM payouts
+ WHERE state = ANY($3::text[]) AND chain = $1 AND key_id = $2 AND nonce IS NOT NULL
+UNION
+SELECT id, nonce, state, kind, final_time, create_time FROM payouts
+ WHERE final_time IS NULL AND landed_tx_hash IS NOT NULL
+   AND chain = $1 AND key_id = $2 AND nonce IS NOT NULL
+UNION
+SELECT id, nonce, state, kind, final_time, create_time FROM payouts
+ WHERE merchant_id IS NULL AND create_time >= $4 AND kind = 'nonce_fill'
+   AND chain = $1 AND key_id = $2 AND nonce IS NOT NULL
+"""
 _SEEN = {
     adapter_pb2.TRANSACTION_STATUS_SUCCEEDED: tracking.Seen.SUCCEEDED,
     adapter_pb2.TRANSACTION_STATUS_REVERTED: tracking.Seen.REVERTED,
@@ -141,6 +168,8 @@ class PayoutWorker:
         self._nonce_lost: dict[str, int] = {}
         self._missing: dict[str, int] = {}
         self._reconciled_at: dict[str, float] = {}  # chain -> monotonic seconds
+        self._gaps_checked_at: dict[str, float] = {}  # chain -> monotonic seconds
+        self._gaps: dict[str, Mapping[int, datetime]] = {}  # chain -> gap -> first seen
         # Set while this replica leads `payouts` (core/leadership): checked first
         # in every transaction the worker writes (`_write`).
         self.fence: Fence | None = None
@@ -226,6 +255,138 @@ class PayoutWorker:
                     extra={"payout": r["id"], "state": state.value, "error": exc.details()},
                 )
                 await self._later(r["id"], 2.0)
+
+        await self._watch_gaps()
+
+    # -- nonce gaps no payout will fill ------------------------------------------
+    async def _watch_gaps(self) -> None:
+        """Each chain's hot-key nonce gaps, at most every GAP_CHECK_S; an adapter that does
+        not answer defers the look (its chain's payouts wait for it anyway)."""
+        now_s = asyncio.get_running_loop().time()
+        for chain in self.adapters:
+            if now_s - self._gaps_checked_at.get(chain, -GAP_CHECK_S) < GAP_CHECK_S:
+                continue
+            self._gaps_checked_at[chain] = now_s
+            try:
+                await self._fill_gaps(chain)
+            except grpc.aio.AioRpcError as exc:
+                log.warning(
+                    "nonce gaps not checked", extra={"chain": chain, "error": exc.details()}
+                )
+
+    async def _fill_gaps(self, chain: str) -> None:
+        """Reads what `gaps.plan` needs, and fills what it says: a nonce of the hot key
+        below its next one that no payout can still land at, once it stood the chain's
+        `nonce_fill_after_s` (a transient gap closes on its own)."""
+        key_id = self.settings.hot_key_id
+        config = self.config.chain(chain)
+        wait_s = config.nonce_fill_after_s if config else ChainConfig.nonce_fill_after_s
+        now = self.clock()
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                _NONCE_HOLDERS,
+                chain,
+                key_id,
+                sorted(gaps.MOVING),
+                now - timedelta(seconds=wait_s),
+            )
+        holders = [
+            gaps.Holder(
+                int(r["nonce"]),
+                State(r["state"]),
+                finalized=r["final_time"] is not None,
+                fill=r["kind"] == ledger.NONCE_FILL,
+                create_time=r["create_time"],
+            )
+            for r in rows
+        ]
+        if not any(h.live for h in holders):
+            self._gaps.pop(chain, None)  # nothing of the key can wait behind a gap
+            return
+        account = await self.adapters[chain].GetAccount(
+            adapter_pb2.GetAccountRequest(address=self.hot_address), timeout=10
+        )
+        plan = gaps.plan(
+            int(account.latest_nonce),
+            int(account.pending_nonce),
+            holders,
+            self._gaps.get(chain, {}),
+            now,
+            wait_s,
+        )
+        self._gaps[chain] = plan.gaps
+        for nonce in plan.new:
+            log.warning(
+                "nonce gap no payout holds: later payouts wait",
+                extra={"chain": chain, "key_id": key_id, "nonce": nonce, "fill_after_s": wait_s},
+            )
+        for nonce in plan.fill:
+            await self._fill(chain, nonce, (now - plan.gaps[nonce]).total_seconds())
+
+    async def _fill(self, chain: str, nonce: int, waited_s: float) -> None:
+        fees = await self._fees(chain)
+        fill_id = await self.write_fill(chain, nonce, fees)
+        if fill_id is None:
+            return
+        log.warning(
+            "nonce gap filled: a 0-value transaction of the hot key to itself takes the nonce",
+            extra={
+                "chain": chain,
+                "key_id": self.settings.hot_key_id,
+                "nonce": nonce,
+                "payout": fill_id,
+                "waited_s": round(waited_s, 1),
+            },
+        )
+        await self._on_signing(fill_id)
+
+    async def write_fill(self, chain: str, nonce: int, fees: txbuilder.Fees) -> str | None:
+        """The one writer of a nonce fill: in one fenced transaction, with the key's nonce
+        row locked and the gap checked again under that lock, a nonce_fill payout at
+        `nonce` moved to signing with its sign request (the hot key to its own address,
+        value 0, no data). None, writing nothing, when a payout took the nonce since it
+        was read or it was never allocated."""
+        key_id = self.settings.hot_key_id
+        native = assets.native(chain)
+        assert self.hot_address, "the hot key's address is known (reconcile) before any fill"
+        async with self._write() as conn:
+            if not await nonces.take_gap(conn, chain, key_id, nonce):
+                return None
+            held = await conn.fetchval(
+                """SELECT count(*) FROM payouts
+                    WHERE chain = $1 AND key_id = $2 AND nonce = $3
+                      AND (state = ANY($4::text[])
+                           OR (final_time IS NULL AND landed_tx_hash IS NOT NULL))""",
+                chain,
+                key_id,
+                nonce,
+                sorted(gaps.MOVING),
+            )
+            if held:
+                return None  # a payout took it since it was read: the gap closed by itself
+            await ledger.ensure_platform(conn, native, chain)
+            now = self.clock()
+            row = await conn.fetchrow(
+                """INSERT INTO payouts (id, merchant_id, kind, chain, asset, destination, amount,
+                                        request_hash, state, key_id, hold_sources, hold_amounts,
+                                        nonce, create_time, update_time, next_attempt_time)
+                   VALUES ($1, NULL, $2, $3, $4, $5, 0, '', $6, $7, '{}', '{}', $8, $9, $9, $9)
+                   RETURNING *""",
+                secrets.token_hex(10),
+                ledger.NONCE_FILL,
+                chain,
+                native,
+                self.hot_address,
+                State.CREATED,
+                key_id,
+                nonce,
+                now,
+            )
+            assert row is not None
+            decision = machine.decide(as_machine(row, ()), machine.NonceAllocated(nonce))
+            await save(conn, row, decision, now, **await self._body(conn, row, nonce, fees))
+            fill_id: str = row["id"]
+        return fill_id
 
     async def _later(self, payout_id: str, seconds: float) -> None:
         """Schedules the payout's next look (not a state: no machine decision)."""
@@ -470,7 +631,29 @@ class PayoutWorker:
                     payout_id,
                     step.row["sign_digest"],
                 )
-            await step.save(decision, **columns)
+            fresh = await step.save(decision, **columns)
+            if (
+                fresh["kind"] == ledger.NONCE_FILL
+                and State(fresh["state"]) is State.WAITING_APPROVAL
+            ):
+                # Nobody approves a fill: it is cancelled (its nonce went back with the
+                # refusal) and the gap is filled anew after another wait (gaps.plan).
+                cancel = machine.decide(as_machine(fresh, step.payout.candidates), machine.Cancel())
+                # The nonce it was made for stays on the row (the machine clears a
+                # cancelled payout's): the decider waits a whole wait before another fill.
+                await save(
+                    step.conn,
+                    fresh,
+                    cancel,
+                    step.now,
+                    failure_reason=refusal.reason,
+                    nonce=step.row["nonce"],
+                )
+                log.error(
+                    "nonce fill refused by the signer: cancelled (check the signer's "
+                    "NONCE_FILL rule)",
+                    extra={"payout": payout_id, "reason": refusal.reason},
+                )
 
     # -- waiting_approval → signing ----------------------------------------
     async def _on_waiting_approval(self, payout_id: str) -> None:

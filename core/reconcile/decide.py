@@ -42,6 +42,7 @@ class MovementKind(StrEnum):
     REFUND = "refund"
     SWEEP = "sweep"
     GAS_FUNDING = "gas_funding"
+    NONCE_FILL = "nonce_fill"  # the hot key to itself, value 0: only its fee moves
 
 
 class Location(NamedTuple):
@@ -110,6 +111,7 @@ def _value_kind(m: Movement, on_chain: bool) -> str:
             | MovementKind.REFUND
             | MovementKind.SWEEP
             | MovementKind.GAS_FUNDING
+            | MovementKind.NONCE_FILL
         ):
             return f"{m.kind}_in_flight" if on_chain else f"{m.kind}_booked_after_height"
         case _:

@@ -697,6 +697,9 @@ class _Snapshot:
                     _loc(native, Place.DEPOSIT, r["destination"]),
                     _loc(native, Place.HOT, self.hot),
                 )
+            case "nonce_fill":  # the hot key to itself: nothing moves but its fee
+                hot = _loc(native, Place.HOT, self.hot)
+                return hot, hot, hot
             case _:  # payout, refund: from the hot key to someone outside
                 return _loc(asset, Place.HOT, self.hot), None, _loc(native, Place.HOT, self.hot)
 
@@ -764,7 +767,8 @@ class _Snapshot:
                     final=final,
                 )
             )
-            if final and r["landed_tx_hash"]:
+            if final and r["landed_tx_hash"] and r["kind"] != "nonce_fill":
+                # (a nonce fill carries no transfer to prove: value 0 to itself)
                 to_address = (r["destination"] or "").lower()
                 expected.append(
                     (

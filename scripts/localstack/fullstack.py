@@ -79,7 +79,8 @@ def signer_policy(chains: Sequence[PolicyChain], velocity_window_s: int = VELOCI
     """The signer's policy `scripts/localstack` installs, a safe starting point
     (docs/threat-model.md explains each bound): pinned chains and assets, fee caps per chain, sweeps only from deposit keys
     and only to the chain's treasury, gas funding only in the native coin to the deposit
-    address the signer derives itself and at most one sweep's gas, payouts and refunds
+    address the signer derives itself and at most one sweep's gas, nonce fills (value 0, no
+    data, to the hot key's own address, which the signer derives itself), payouts and refunds
     from the hot key with a per-transaction cap, approvals above a threshold and velocity
     caps per 24 h (the hot key's fees count toward its native cap)."""
     chain_tables = "".join(
@@ -138,6 +139,15 @@ action = "allow"
 name = "gas funding of deposit addresses"
 caller_role = "payments"
 purpose = "GAS_FUNDING"
+key_id = "hot-1"
+chain = [{chain_ids}]
+asset = [{natives}]
+action = "allow"
+
+[[rules]]
+name = "nonce fills"
+caller_role = "payments"
+purpose = "NONCE_FILL"
 key_id = "hot-1"
 chain = [{chain_ids}]
 asset = [{natives}]

@@ -202,6 +202,8 @@ class SignPipeline:
                 chain=prepared.intent.chain,
                 fee=prepared.tx.fee,
                 derived_destination=self._derived(prepared.body.intent, prepared.body.chain),
+                key_address=await self._own_address(prepared.body.key_id, prepared.intent),
+                data_bytes=prepared.tx.data_bytes,
             )
         admission = asyncio.ensure_future(self._store(self._admit(prepared, facts, policy, audit)))
         try:
@@ -306,6 +308,19 @@ class SignPipeline:
             child = child_public(_external_chain(self._xpub), intent.destination_hd_index)
             return tron_address.of_public_key(child.public_key())
         return deposit_address(self._xpub, intent.destination_hd_index)
+
+    async def _own_address(self, key_id: str, intent: Intent) -> str | None:
+        """NONCE_FILL only: the hot key's own EVM address, from its public key in the token
+        (the only destination a nonce fill may have; the caller's word is never taken for
+        it). None for other purposes, deposit keys and keys the token does not hold."""
+        if intent.purpose != "NONCE_FILL" or hd_index(key_id) is not None or is_tron(intent.chain):
+            return None
+        try:
+            hot = await self._hsm.acall(self._session.hot_key, key_id)
+        except HsmError as exc:
+            log.error("key lookup failed", extra={"key_id": key_id, "error": str(exc)})
+            return None
+        return None if hot is None else hot.address
 
     def _authenticate(
         self, envelope: signer_pb2.SignedEnvelope, tls_subject: str | None, audit: Audit

@@ -36,6 +36,11 @@ class Decoded:
         return self.tx.owner if isinstance(self.tx, TronTx) else None
 
     @property
+    def data_bytes(self) -> int:
+        """Bytes of calldata (EVM data, TRC-20 call data): 0 for a plain native transfer."""
+        return len(self.tx.data)
+
+    @property
     def tx_id(self) -> str | None:
         """TRON's txid (sha256 of raw_data, hex), known before signing; None for EVM."""
         return self.tx.txid().hex() if isinstance(self.tx, TronTx) else None

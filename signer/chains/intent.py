@@ -22,7 +22,10 @@ _TRON_NATIVE = re.compile(r"tron:(0x[0-9a-f]{8})/slip44:195")
 _TRC20 = re.compile(r"tron:(0x[0-9a-f]{8})/trc20:(T[1-9A-HJ-NP-Za-km-z]{33})")
 _TX_ID = re.compile(r"[0-9a-f]{64}")
 _AMOUNT = re.compile(r"0|[1-9][0-9]{0,77}")
-PURPOSES = ("PAYOUT", "REFUND", "SWEEP", "GAS_FUNDING")
+PURPOSES = ("PAYOUT", "REFUND", "SWEEP", "GAS_FUNDING", "NONCE_FILL")
+# The one purpose that moves nothing: its intent states amount "0" (policy then checks the
+# rest of its shape, signer.policy.decide._purpose).
+ZERO_AMOUNT_PURPOSES = frozenset({"NONCE_FILL"})
 
 
 class IntentInvalid(ValueError):
@@ -92,10 +95,7 @@ def parse_intent(
         raise IntentMismatch("asset_chain", chain, f"eip155:{asset_chain}")
     if _ADDRESS.fullmatch(destination) is None:
         raise IntentInvalid("destination", "destination must be a 0x address of 20 bytes")
-    if _AMOUNT.fullmatch(amount) is None or int(amount) == 0:
-        raise IntentInvalid("amount", "amount must be a positive decimal integer in base units")
-    if purpose not in PURPOSES:
-        raise IntentInvalid("purpose", f"purpose must be one of {', '.join(PURPOSES)}")
+    _check_common(amount, purpose)
     return Intent(
         chain=chain,
         chain_id=int(chain_match.group(1)),
@@ -109,10 +109,12 @@ def parse_intent(
 
 
 def _check_common(amount: str, purpose: str) -> None:
-    if _AMOUNT.fullmatch(amount) is None or int(amount) == 0:
-        raise IntentInvalid("amount", "amount must be a positive decimal integer in base units")
     if purpose not in PURPOSES:
         raise IntentInvalid("purpose", f"purpose must be one of {', '.join(PURPOSES)}")
+    if _AMOUNT.fullmatch(amount) is None:
+        raise IntentInvalid("amount", "amount must be a decimal integer in base units")
+    if int(amount) == 0 and purpose not in ZERO_AMOUNT_PURPOSES:
+        raise IntentInvalid("amount", "amount must be a positive decimal integer in base units")
 
 
 def _parse_tron(

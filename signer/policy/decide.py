@@ -10,7 +10,11 @@ description is docs/threat-model.md, "Signer policy: evaluation order":
            configuration and HD seed                      SWEEP_NOT_TO_TREASURY,
                                                           GAS_FUNDING_NOT_NATIVE,
                                                           GAS_FUNDING_DESTINATION_MISMATCH,
-                                                          OVER_GAS_FUNDING_CAP
+                                                          OVER_GAS_FUNDING_CAP,
+                                                          NONCE_FILL_NOT_EVM,
+                                                          NONCE_FILL_HAS_DATA,
+                                                          NONCE_FILL_VALUE_NOT_ZERO,
+                                                          NONCE_FILL_NOT_TO_SELF
   rule     first matching rule (none: implicit deny)      POLICY_NO_MATCH, POLICY_BLOCKED,
            and block rules                                DESTINATION_NOT_ALLOWED
   fees     per-chain caps on fee per gas, gas, total fee  FEE_OVER_CAP
@@ -38,6 +42,10 @@ SWEEP_NOT_TO_TREASURY = "SWEEP_NOT_TO_TREASURY"
 GAS_FUNDING_NOT_NATIVE = "GAS_FUNDING_NOT_NATIVE"
 GAS_FUNDING_DESTINATION_MISMATCH = "GAS_FUNDING_DESTINATION_MISMATCH"
 OVER_GAS_FUNDING_CAP = "OVER_GAS_FUNDING_CAP"
+NONCE_FILL_NOT_EVM = "NONCE_FILL_NOT_EVM"
+NONCE_FILL_HAS_DATA = "NONCE_FILL_HAS_DATA"
+NONCE_FILL_VALUE_NOT_ZERO = "NONCE_FILL_VALUE_NOT_ZERO"
+NONCE_FILL_NOT_TO_SELF = "NONCE_FILL_NOT_TO_SELF"
 POLICY_NO_MATCH = "POLICY_NO_MATCH"
 POLICY_BLOCKED = "POLICY_BLOCKED"
 DESTINATION_NOT_ALLOWED = "DESTINATION_NOT_ALLOWED"
@@ -92,6 +100,12 @@ class Facts:
     # GAS_FUNDING: the address the signer derived from its own HD seed for the index the
     # caller named (None: no index named, or no seed).
     derived_destination: str | None = None
+    # NONCE_FILL: the signing key's own address, from its public key in the token (None: no
+    # such hot key). The only destination a nonce fill may have; never taken from the caller.
+    key_address: str | None = None
+    # Bytes of calldata the transaction carries (an ERC-20 transfer's 68; 0 for a plain
+    # native transfer).
+    data_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -186,6 +200,25 @@ def _purpose(s: _State) -> Decision | None:
             return s.refuse(
                 OVER_GAS_FUNDING_CAP, cap=str(chain.gas_funding_max), amount=str(f.amount)
             )
+    if f.purpose == "NONCE_FILL":
+        return _nonce_fill(s)
+    return None
+
+
+def _nonce_fill(s: _State) -> Decision | None:
+    """A nonce fill moves nothing: value 0, no calldata, to the key's own address. Its only
+    cost is its fee, which the fee caps and the native velocity cap bound like any other."""
+    f = s.facts
+    if not f.chain.startswith("eip155:"):
+        return s.refuse(NONCE_FILL_NOT_EVM, chain=f.chain)
+    if f.data_bytes or f.asset != native_asset(f.chain):
+        return s.refuse(NONCE_FILL_HAS_DATA, data_bytes=str(f.data_bytes), asset=f.asset)
+    if f.amount != 0:
+        return s.refuse(NONCE_FILL_VALUE_NOT_ZERO, amount=str(f.amount))
+    if f.key_address is None or f.destination != f.key_address:
+        return s.refuse(
+            NONCE_FILL_NOT_TO_SELF, destination=f.destination, key_address=f.key_address or ""
+        )
     return None
 
 
@@ -273,6 +306,10 @@ STEPS: tuple[tuple[str, Step, tuple[str, ...]], ...] = (
             GAS_FUNDING_NOT_NATIVE,
             GAS_FUNDING_DESTINATION_MISMATCH,
             OVER_GAS_FUNDING_CAP,
+            NONCE_FILL_NOT_EVM,
+            NONCE_FILL_HAS_DATA,
+            NONCE_FILL_VALUE_NOT_ZERO,
+            NONCE_FILL_NOT_TO_SELF,
         ),
     ),
     ("rule", _rule, (POLICY_NO_MATCH, POLICY_BLOCKED, DESTINATION_NOT_ALLOWED)),

@@ -447,6 +447,8 @@ def _check_allowing(rule: Rule, policy: Policy) -> None:
             raise PolicyError(f"{where}: allows SWEEP on {chain}, which has no treasury")
         if "GAS_FUNDING" in m.purposes and entry.gas_funding_max == 0:
             raise PolicyError(f"{where}: allows GAS_FUNDING on {chain} without gas_funding_max")
+        if "NONCE_FILL" in m.purposes and not chain.startswith("eip155:"):
+            raise PolicyError(f"{where}: NONCE_FILL is for EVM chains (nonces), not {chain}")
     for asset in sorted(m.assets):
         if chain_of_asset(asset) not in m.chains:
             raise PolicyError(f"{where}: asset {asset} is not on the rule's chains")
@@ -457,6 +459,8 @@ def _check_allowing(rule: Rule, policy: Policy) -> None:
             )
         if "GAS_FUNDING" in m.purposes and asset != native_asset(chain_of_asset(asset)):
             raise PolicyError(f"{where}: GAS_FUNDING moves only the native coin, not {asset}")
+        if "NONCE_FILL" in m.purposes and asset != native_asset(chain_of_asset(asset)):
+            raise PolicyError(f"{where}: NONCE_FILL is a native transfer of 0, not {asset}")
     if "SWEEP" in m.purposes and not all(is_hd_pattern(p) for p in m.key_ids):
         raise PolicyError(f"{where}: SWEEP is signed only by deposit keys hd:<index> or hd:*")
     if m.purposes - {"SWEEP"} and any(is_hd_pattern(p) for p in m.key_ids):

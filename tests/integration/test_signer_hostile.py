@@ -28,6 +28,7 @@ from localstack.fullstack import (
     APPROVAL_ABOVE_TOKEN,
     DEPOSIT_VELOCITY_TOKEN,
     HOT_VELOCITY_TOKEN,
+    HOT_VELOCITY_WEI,
     SIGNER_MAX_FEE_PER_GAS_WEI,
     SIGNER_MAX_GAS,
     SIGNER_MAX_TOTAL_FEE_WEI,
@@ -41,6 +42,9 @@ from signer.hd.bip32 import child_public, parse_extended_key, uncompressed
 from signer.policy.model import eip55
 from signer.secp256k1 import address_of
 from tests.support.grpc_errors import RichError, rich
+from tests.support.signer import (
+    APPROVE as APPROVE_SELECTOR,
+)
 from tests.support.signer import (
     PAYEE,
     STRANGER,
@@ -153,6 +157,77 @@ def test_gas_funding_cannot_drain_the_hot_key(signer: Signer) -> None:
     record = signer.audit()[-1]
     assert record["intent"]["destination_hd_index"] == "5"
     assert record["detail"]["rule"] == "gas funding of deposit addresses"
+
+
+def _hot_address(s: Signer) -> str:
+    key = s.stub.GetPublicKey(signer_pb2.GetPublicKeyRequest(key_id="hot-1"), timeout=10).key
+    return key.address.lower()
+
+
+def _native_used(s: Signer) -> int:
+    """What hot-1 has spent of its native velocity cap: the refusal of a payout over the cap
+    (itself under the per-transaction cap) says, and reserves nothing."""
+    probe = body(amount=HOT_VELOCITY_WEI + 1)
+    error = attack(s, core(s, probe), "OVER_VELOCITY_CAP")
+    assert error.metadata["cap_asset"] == "eip155:1/slip44:60"
+    return int(error.metadata["used"])
+
+
+def test_a_nonce_fill_moves_nothing_but_its_capped_fee(signer: Signer) -> None:
+    """NONCE_FILL as the compromised core would abuse it: each part of its shape refused with
+    its own reason and one audit record; what is signed costs only its fee, counted."""
+    fill = signer_pb2.PURPOSE_NONCE_FILL
+    hot = _hot_address(signer)
+    # Value: the hot key's coin "to itself" is fine only at 0; anything more is a transfer.
+    error = attack(
+        signer,
+        core(signer, body(destination=hot, amount=10**18, purpose=fill)),
+        "NONCE_FILL_VALUE_NOT_ZERO",
+    )
+    assert error.metadata["amount"] == str(10**18)
+    # Data: an ERC-20 transfer dressed as a fill...
+    token = body(asset=USDC, destination=hot, amount=10**6, purpose=fill)
+    assert attack(signer, core(signer, token), "NONCE_FILL_HAS_DATA").metadata["data_bytes"] == "68"
+    # ...or any other call (an approve() to the attacker): never decoded into a signature.
+    approve = APPROVE_SELECTOR + bytes(12) + bytes.fromhex(STRANGER[2:]) + (2**256 - 1).to_bytes(32)
+    odd = body(destination=hot, amount=0, purpose=fill, tx=tx(TOKEN, 0, approve))
+    attack(signer, core(signer, odd), "TX_DECODE_FAILED")
+    # Another destination: the signer knows the key's address; the caller's word is not taken.
+    error = attack(
+        signer,
+        core(signer, body(destination=STRANGER, amount=0, purpose=fill)),
+        "NONCE_FILL_NOT_TO_SELF",
+    )
+    assert (error.metadata["destination"], error.metadata["key_address"]) == (STRANGER, hot)
+    # A deposit key "filling" a nonce of its own: deposit keys only ever sweep.
+    deposit = hd_address(signer, 9)
+    attack(
+        signer,
+        core(signer, body(key_id="hd:9", destination=deposit, amount=0, purpose=fill)),
+        "PURPOSE_KEY_MISMATCH",
+    )
+    # Fees over the chain's caps: burning the float as gas is refused like any other purpose.
+    burn = tx(hot, 0, max_fee=SIGNER_MAX_FEE_PER_GAS_WEI + 1, gas=21_000)
+    error = attack(
+        signer, core(signer, body(destination=hot, amount=0, purpose=fill, tx=burn)), "FEE_OVER_CAP"
+    )
+    assert error.metadata["fee_field"] == "max_fee_per_gas"
+    heavy = tx(hot, 0, max_fee=10**9, gas=SIGNER_MAX_GAS + 1)
+    error = attack(
+        signer,
+        core(signer, body(destination=hot, amount=0, purpose=fill, tx=heavy)),
+        "FEE_OVER_CAP",
+    )
+    assert error.metadata["fee_field"] == "gas"
+    # What is signed: 0 to the key itself, no data, its fee counted toward the native cap.
+    used = _native_used(signer)
+    fair = tx(hot, 0, max_fee=30 * 10**9, gas=21_000, nonce=7)
+    signs(signer, core(signer, body(destination=hot, amount=0, purpose=fill, tx=fair)))
+    record = signer.audit()[-1]
+    assert record["intent"]["purpose"] == "NONCE_FILL" and record["intent"]["amount"] == "0"
+    assert record["intent"]["destination"] == hot and record["intent"]["nonce"] == "7"
+    assert record["detail"]["rule"] == "nonce fills"
+    assert _native_used(signer) == used + 21_000 * 30 * 10**9
 
 
 def test_sweeps_go_to_the_treasury_only(signer: Signer) -> None:

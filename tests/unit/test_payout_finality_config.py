@@ -38,6 +38,20 @@ def test_finality_depth_refused(depth: object) -> None:
         parse_core(raw(finality_depth=depth), Path("."))
 
 
+@pytest.mark.parametrize(
+    ("chain", "expected"),
+    [({}, 300.0), ({"nonce_fill_after_s": 0}, 0.0), ({"nonce_fill_after_s": 2.5}, 2.5)],
+)
+def test_nonce_fill_after_s(chain: dict[str, object], expected: float) -> None:
+    assert parse_core(raw(**chain), Path(".")).chains[0].nonce_fill_after_s == expected
+
+
+@pytest.mark.parametrize("wait", [-1, 86_401, True, "300"])
+def test_nonce_fill_after_s_refused(wait: object) -> None:
+    with pytest.raises(ConfigError, match="nonce_fill_after_s"):
+        parse_core(raw(nonce_fill_after_s=wait), Path("."))
+
+
 def test_allowed_destinations() -> None:
     allowed = ["0x" + "Ab" * 20]
     config = parse_payouts(

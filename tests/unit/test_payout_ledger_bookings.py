@@ -20,15 +20,16 @@ NATIVE = "eip155:1/slip44:60"
 
 def _row(kind: str = "refund", sources: tuple[str, ...] = ("refunds_payable", "available")) -> Any:
     amounts = [3, 7][: len(sources)]
+    platform = kind in ledger.PLATFORM_KINDS
     return {
         "id": "p1",
         "kind": kind,
-        "merchant_id": None if kind in ledger.SWEEP_KINDS else "m",
+        "merchant_id": None if platform else "m",
         "chain": "eip155:1",
-        "asset": ASSET,
-        "amount": sum(amounts) if kind not in ledger.SWEEP_KINDS else 10,
-        "hold_sources": list(sources) if kind not in ledger.SWEEP_KINDS else [],
-        "hold_amounts": amounts if kind not in ledger.SWEEP_KINDS else [],
+        "asset": NATIVE if kind == ledger.NONCE_FILL else ASSET,
+        "amount": 0 if kind == ledger.NONCE_FILL else 10 if platform else sum(amounts),
+        "hold_sources": [] if platform else list(sources),
+        "hold_amounts": [] if platform else amounts,
     }
 
 
@@ -41,7 +42,7 @@ def _net(transfers: list[Any]) -> dict[tuple[str, str], int]:
     return {k: v for k, v in net.items() if v}
 
 
-@pytest.mark.parametrize("kind", ["payout", "refund", "sweep", "gas_funding"])
+@pytest.mark.parametrize("kind", ["payout", "refund", "sweep", "gas_funding", "nonce_fill"])
 @pytest.mark.parametrize("succeeded", [True, False])
 @pytest.mark.parametrize("cycle", [0, 1, 2])
 def test_undo_mirrors_the_landing(kind: str, succeeded: bool, cycle: int) -> None:
@@ -52,7 +53,7 @@ def test_undo_mirrors_the_landing(kind: str, succeeded: bool, cycle: int) -> Non
     assert len(ids) == len(set(ids))
     assert all(t.id.endswith(":undone") for t in undo if "retake" not in t.id)
     retaken = [t for t in undo if ":retake:" in t.id]
-    if not succeeded and cycle == 0 and kind not in ledger.SWEEP_KINDS:
+    if not succeeded and cycle == 0 and kind not in ledger.PLATFORM_KINDS:
         # The hold was voided: the funds are taken from the sources again.
         assert _net(landing + undo) == _net(retaken) != {}
         assert {t.debit_account_id for t in retaken} == {
@@ -72,6 +73,19 @@ def test_a_successful_landing_sends_from_in_flight_and_books_the_gas() -> None:
         (f"platform:network_fees:{NATIVE}", NATIVE): -21_000,
         (f"platform:custody:{NATIVE}:hot", NATIVE): 21_000,
     }
+
+
+@pytest.mark.parametrize("succeeded", [True, False])
+@pytest.mark.parametrize("cycle", [0, 1])
+def test_a_nonce_fill_books_only_its_gas_as_a_platform_row(succeeded: bool, cycle: int) -> None:
+    booked = ledger.landing(_row("nonce_fill"), succeeded, 21_000, cycle)
+    assert [t.id for t in booked] == [f"payout:p1:fee{':1' if cycle else ''}"]
+    assert {t.reference for t in booked} == {"sweeps/p1"}
+    assert _net(booked) == {
+        (f"platform:network_fees:{NATIVE}", NATIVE): -21_000,
+        (f"platform:custody:{NATIVE}:hot", NATIVE): 21_000,
+    }
+    assert ledger.landing(_row("nonce_fill"), succeeded, 0, cycle) == []
 
 
 def test_a_reverted_landing_after_a_reorg_returns_the_funds_to_their_sources() -> None:

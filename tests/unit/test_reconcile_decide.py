@@ -131,6 +131,35 @@ def test_timing_table(movement: Movement, expected: dict[Location, int]) -> None
     assert got == expected
 
 
+@pytest.mark.parametrize(
+    ("mined", "booked", "expected"),
+    [(95, False, {hot(NATIVE): -21}), (120, True, {hot(NATIVE): 21}), (95, True, {})],
+)
+def test_a_nonce_fill_moves_only_its_gas(
+    mined: int, booked: bool, expected: dict[Location, int]
+) -> None:
+    """The hot key to itself, value 0: its fee is what the chain and the ledger differ by."""
+    fill = Movement(
+        MovementKind.NONCE_FILL,
+        "sweeps/f",
+        0,
+        hot(NATIVE),
+        hot(NATIVE),
+        mined,
+        True,
+        False,
+        fee_wei=21,
+        fee_from=hot(NATIVE),
+        fee_booked=booked,
+        final=booked,
+    )
+    assert {k: v for k, v in _sum(timing(fill, H)).items() if v} == expected  # type: ignore[arg-type]
+    assert {e.kind for _, e in timing(fill, H)} <= {
+        "nonce_fill_fee_in_flight",
+        "nonce_fill_fee_booked_after_height",
+    }
+
+
 def test_explanation_kinds_name_the_reason() -> None:
     kinds = {e.kind for _, e in timing(payment(), H)}
     assert kinds == {"payment_confirming"}

@@ -190,6 +190,21 @@ def test_malformed_intents(kwargs: dict[str, str], field: str) -> None:
     assert refused.value.field == field
 
 
+@pytest.mark.parametrize("purpose", ["PAYOUT", "REFUND", "SWEEP", "GAS_FUNDING"])
+def test_only_a_nonce_fill_states_a_zero_amount(purpose: str) -> None:
+    """A nonce fill moves nothing; every other purpose moves something (its zero would be a
+    transfer nobody asked for)."""
+    fill = parse_intent("eip155:1", "eip155:1/slip44:60", DEST, "0", "NONCE_FILL", "r")
+    assert fill.amount == 0 and mismatch(fill, Transfer(1, None, DEST, 0)) is None
+    assert mismatch(fill, Transfer(1, None, DEST, 1)) is not None
+    with pytest.raises(IntentInvalid) as refused:
+        parse_intent("eip155:1", "eip155:1/slip44:60", DEST, "0", purpose, "r")
+    assert refused.value.field == "amount"
+    with pytest.raises(IntentInvalid) as refused:
+        parse_intent("eip155:1", "eip155:1/slip44:60", DEST, "00", "NONCE_FILL", "r")
+    assert refused.value.field == "amount"
+
+
 def test_asset_on_another_chain_than_the_body_is_a_mismatch() -> None:
     with pytest.raises(IntentMismatch) as refused:
         _intent(asset="eip155:5/slip44:60")

@@ -19,6 +19,7 @@ STRANGER = "0x" + "bb" * 20
 
 TREASURY = "0x" + "7a" * 20
 DEPOSIT_3 = "0x" + "d3" * 20  # stands for what the signer derives for hd index 3
+HOT_ADDRESS = "0x" + "40" * 20  # stands for hot-1's own address, from its public key
 CHAIN = f"""
 [chains."eip155:1"]
 treasury = "{TREASURY}"
@@ -216,7 +217,7 @@ def test_bad_policies_are_refused(text: bytes, message: str) -> None:
 
 roles = st.sampled_from(["payments", "ops"])
 keys = st.sampled_from(["hot-1", "hot-2", "hd:1", "hd:2"])
-purposes = st.sampled_from(["PAYOUT", "REFUND", "SWEEP", "GAS_FUNDING"])
+purposes = st.sampled_from(["PAYOUT", "REFUND", "SWEEP", "GAS_FUNDING", "NONCE_FILL"])
 assets = st.sampled_from([ETH, USDC])
 destinations = st.sampled_from([PAYEE, STRANGER, TREASURY, DEPOSIT_3])
 amounts = st.integers(min_value=1, max_value=3000)
@@ -234,6 +235,8 @@ any_facts = st.builds(
     chain=st.sampled_from(["eip155:1", "eip155:1", "eip155:5"]),
     fee=fees,
     derived_destination=st.sampled_from([None, DEPOSIT_3]),
+    key_address=st.sampled_from([None, HOT_ADDRESS, PAYEE]),
+    data_bytes=st.sampled_from([0, 0, 68]),
 )
 
 
@@ -243,7 +246,18 @@ def shaped_facts(draw: st.DrawFn) -> Facts:
     f = draw(any_facts)
     if f.key_id.startswith("hd:"):
         return replace(f, chain="eip155:1", purpose="SWEEP", destination=TREASURY)
-    purpose = draw(st.sampled_from(["PAYOUT", "REFUND", "GAS_FUNDING"]))
+    purpose = draw(st.sampled_from(["PAYOUT", "REFUND", "GAS_FUNDING", "NONCE_FILL"]))
+    if purpose == "NONCE_FILL":
+        return replace(
+            f,
+            chain="eip155:1",
+            purpose=purpose,
+            asset=ETH,
+            destination=HOT_ADDRESS,
+            key_address=HOT_ADDRESS,
+            amount=0,
+            data_bytes=0,
+        )
     if purpose == "GAS_FUNDING":
         return replace(
             f,
@@ -274,9 +288,13 @@ def rule_texts(draw: st.DrawFn, name: str) -> str:
         # A rule that allows pins chain, key, purpose and asset, in a shape that can hold.
         lines.append('chain = "eip155:1"')
         key = draw(st.sampled_from(["hot-1", "hd:*"]))
-        purpose = "SWEEP" if key == "hd:*" else draw(st.sampled_from(["PAYOUT", "GAS_FUNDING"]))
+        purpose = (
+            "SWEEP"
+            if key == "hd:*"
+            else draw(st.sampled_from(["PAYOUT", "GAS_FUNDING", "NONCE_FILL"]))
+        )
         lines.append(f'key_id = "{key}"\npurpose = "{purpose}"')
-        asset = ETH if purpose == "GAS_FUNDING" else draw(assets)
+        asset = ETH if purpose in ("GAS_FUNDING", "NONCE_FILL") else draw(assets)
         lines.append(f'asset = "{asset}"')
     if draw(st.booleans()):
         lines.append(f'destination_{draw(st.sampled_from(["in", "not_in"]))} = "payees"')
@@ -396,6 +414,10 @@ def test_allowed_purposes_have_their_shape(policy: Policy, f: Facts) -> None:
         assert not from_hd
     if f.purpose == "GAS_FUNDING":
         assert f.asset == ETH and f.destination == f.derived_destination and f.amount <= 300
+    if f.purpose == "NONCE_FILL":
+        # Moves nothing, to the key itself: only its fee leaves, within the caps.
+        assert f.asset == ETH and f.amount == 0 and f.data_bytes == 0
+        assert f.key_address is not None and f.destination == f.key_address
 
 
 @given(policies(), any_facts, approver_sets)
@@ -418,6 +440,10 @@ def test_more_approvals_never_turn_a_cap_refusal_into_an_allow(
         "GAS_FUNDING_DESTINATION_MISMATCH",
         "GAS_FUNDING_NOT_NATIVE",
         "OVER_GAS_FUNDING_CAP",
+        "NONCE_FILL_NOT_EVM",
+        "NONCE_FILL_HAS_DATA",
+        "NONCE_FILL_VALUE_NOT_ZERO",
+        "NONCE_FILL_NOT_TO_SELF",
     }:
         assert after.reason == before.reason
     if before.allowed:

@@ -43,6 +43,24 @@ asset = ["{ETH}", "{USDC}"]
 action = "allow"
 """
 
+NONCE_FILLS = f"""
+[[rules]]
+name = "fills"
+key_id = "hot-1"
+purpose = "NONCE_FILL"
+chain = "eip155:1"
+asset = "{ETH}"
+action = "allow"
+"""
+TRON = "tron:0x2b6653dc"
+TRX = f"{TRON}/slip44:195"
+TRON_CHAIN = f"""
+[chains."{TRON}"]
+max_fee_limit = 100
+max_total_fee = 500
+"""
+HOT = "0x" + "40" * 20  # hot-1's own address, as the signer derives it from the token
+
 
 def load(text: str) -> object:
     return parse_policy(text.encode(), frozenset({"alice", "bob"}))
@@ -50,6 +68,7 @@ def load(text: str) -> object:
 
 def test_a_safe_policy_loads() -> None:
     load(CHAIN + CAPS + HOT_VELOCITY + PAYOUTS)
+    load(CHAIN + CAPS + HOT_VELOCITY + NONCE_FILLS + PAYOUTS)
 
 
 @pytest.mark.parametrize(
@@ -93,6 +112,41 @@ def test_a_safe_policy_loads() -> None:
             "only the native coin",
         ),
         (CHAIN + CAPS + PAYOUTS.replace('"hot-1"', '"hd:*"'), "sign only SWEEP"),
+        # a nonce fill is a native transfer of 0 from a hot key on an EVM chain
+        (
+            CHAIN + CAPS + HOT_VELOCITY + PAYOUTS.replace('"PAYOUT"', '"NONCE_FILL"'),
+            "NONCE_FILL is a native transfer of 0",
+        ),
+        (
+            CHAIN
+            + CAPS
+            + PAYOUTS.replace('"PAYOUT"', '"NONCE_FILL"')
+            .replace('"hot-1"', '"hd:*"')
+            .replace(f', "{USDC}"', ""),
+            "sign only SWEEP",
+        ),
+        (
+            CHAIN
+            + TRON_CHAIN
+            + CAPS
+            + f'"{TRX}" = 1000\n'
+            + HOT_VELOCITY
+            + f'[[velocity]]\nkey_id = "hot-1"\nasset = "{TRX}"\nmax_amount = 100000\n'
+            + NONCE_FILLS.replace('"eip155:1"', f'"{TRON}"').replace(ETH, TRX),
+            "NONCE_FILL is for EVM chains",
+        ),
+        (
+            CHAIN + CAPS + HOT_VELOCITY + NONCE_FILLS.replace('chain = "eip155:1"\n', ""),
+            "pin chain",
+        ),
+        (
+            CHAIN + CAPS + HOT_VELOCITY + NONCE_FILLS.replace('key_id = "hot-1"\n', ""),
+            "pin key_id",
+        ),
+        (
+            CHAIN + CAPS + NONCE_FILLS,
+            "without a \\[\\[velocity\\]\\] cap",
+        ),
         (
             CHAIN.replace(f'treasury = "{TREASURY}"\n', "")
             + CAPS
@@ -178,6 +232,7 @@ def test_a_pattern_velocity_cap_is_one_bucket() -> None:
 POLICY = parse_policy(
     (
         CHAIN
+        + TRON_CHAIN
         + CAPS
         + HOT_VELOCITY
         + f"""
@@ -200,6 +255,7 @@ chain = "eip155:1"
 asset = "{ETH}"
 action = "allow"
 
+{NONCE_FILLS}
 [[rules]]
 name = "payees only"
 purpose = "PAYOUT"
@@ -227,6 +283,7 @@ threshold = 2
     frozenset({"alice", "bob"}),
 )
 OK = Facts("payments", "hot-1", "PAYOUT", ETH, PAYEE, 10, frozenset(), fee=Fee(21, 2, 1))
+FILL = replace(OK, purpose="NONCE_FILL", destination=HOT, amount=0, key_address=HOT)
 
 # One request per reason, breaking that check and nothing before it.
 PRODUCE: dict[str, Facts] = {
@@ -240,6 +297,10 @@ PRODUCE: dict[str, Facts] = {
     "OVER_GAS_FUNDING_CAP": replace(
         OK, purpose="GAS_FUNDING", destination=DEPOSIT, derived_destination=DEPOSIT, amount=301
     ),
+    "NONCE_FILL_NOT_EVM": replace(FILL, chain=TRON, asset=TRX),
+    "NONCE_FILL_HAS_DATA": replace(FILL, asset=USDC, data_bytes=68),
+    "NONCE_FILL_VALUE_NOT_ZERO": replace(FILL, amount=1),
+    "NONCE_FILL_NOT_TO_SELF": replace(FILL, destination=PAYEE),
     "POLICY_NO_MATCH": replace(OK, key_id="hot-2"),
     "POLICY_BLOCKED": replace(OK, purpose="REFUND"),
     "DESTINATION_NOT_ALLOWED": replace(OK, destination=TREASURY),
@@ -259,6 +320,27 @@ def _decide(f: Facts, used: int = 0) -> str:
 
 def test_the_healthy_request_is_allowed() -> None:
     assert _decide(OK) == "ALLOWED"
+    assert _decide(FILL) == "ALLOWED"
+
+
+def test_a_nonce_fill_goes_only_to_the_address_the_signer_knows_for_the_key() -> None:
+    """The key's own address comes from the token; without it (no such hot key) nothing is
+    signed, and the caller's destination is never taken for it."""
+    assert _decide(replace(FILL, key_address=None)) == "NONCE_FILL_NOT_TO_SELF"
+    assert _decide(replace(FILL, destination=PAYEE, key_address=PAYEE)) == "ALLOWED"
+    refused = decide(replace(FILL, destination=PAYEE), POLICY, {})
+    assert refused.metadata == {"destination": PAYEE, "key_address": HOT}
+
+
+def test_a_nonce_fill_fee_counts_toward_the_native_velocity_cap() -> None:
+    fill = replace(FILL, fee=Fee(100, 5, 1))  # 500 wei: within max_total_fee
+    caps = applicable_caps(POLICY, fill)
+    assert {c.asset for c in caps} == {ETH}
+    assert decide(fill, POLICY, dict.fromkeys(caps, 100_000 - 500)).allowed
+    over = decide(fill, POLICY, dict.fromkeys(caps, 100_000 - 499))
+    assert (over.reason, over.metadata["amount"]) == ("OVER_VELOCITY_CAP", "500")
+    assert _decide(replace(FILL, fee=Fee(100, 11, 1))) == "FEE_OVER_CAP"
+    assert _decide(replace(FILL, key_id="hd:3")) == "PURPOSE_KEY_MISMATCH"
 
 
 @pytest.mark.parametrize("reason", REASONS)

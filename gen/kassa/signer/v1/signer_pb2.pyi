@@ -17,6 +17,7 @@ class Purpose(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PURPOSE_REFUND: _ClassVar[Purpose]
     PURPOSE_SWEEP: _ClassVar[Purpose]
     PURPOSE_GAS_FUNDING: _ClassVar[Purpose]
+    PURPOSE_NONCE_FILL: _ClassVar[Purpose]
 
 class KeyKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -28,6 +29,7 @@ PURPOSE_PAYOUT: Purpose
 PURPOSE_REFUND: Purpose
 PURPOSE_SWEEP: Purpose
 PURPOSE_GAS_FUNDING: Purpose
+PURPOSE_NONCE_FILL: Purpose
 KEY_KIND_UNSPECIFIED: KeyKind
 KEY_KIND_HOT: KeyKind
 KEY_KIND_HD_ACCOUNT: KeyKind
