@@ -54,6 +54,8 @@ class Elector:
         # That term's fence (on-demand writes of the role check it too: core/api/leader.py).
         self.fence: Fence | None = None
         self.terms_led = 0
+        # While the database is unreachable: logged once when it goes, once when it is back.
+        self.unreachable = False
 
     async def run(self, lead: Callable[[Fence], Awaitable[None]]) -> None:
         """Contends for the role forever; runs lead(fence) while leading and
@@ -64,10 +66,12 @@ class Elector:
             except asyncio.CancelledError:
                 raise
             except _LOST as exc:
-                log.warning(
-                    "leadership: database unreachable",
-                    extra={"role": self.role, "error": type(exc).__name__},
-                )
+                if not self.unreachable:
+                    log.warning(
+                        "leadership: database unreachable, retrying",
+                        extra={"role": self.role, "error": type(exc).__name__},
+                    )
+                self.unreachable = True
             await asyncio.sleep(self.heartbeat_s)
 
     async def _contend_once(self, lead: Callable[[Fence], Awaitable[None]]) -> None:
@@ -79,6 +83,9 @@ class Elector:
                 "application_name": f"kassa-leader {self.role}"[:63],
             },
         )
+        if self.unreachable:
+            log.info("leadership: database reachable again", extra={"role": self.role})
+            self.unreachable = False
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
