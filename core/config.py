@@ -24,6 +24,7 @@ from core.domain.money import AmountError, parse_decimal
 from core.events import settings as event_settings
 from core.leadership import settings as leadership_settings
 from core.payouts import config as payouts_config
+from core.payouts.signer_client import load_ed25519
 from core.rates.config import RatesConfig, RatesConfigError, parse_rates
 from core.reconcile import settings as reconcile_settings
 from core.relay import settings as relay_settings
@@ -359,6 +360,21 @@ def _check_signer_secrets(payouts: payouts_config.PayoutsConfig, signer: dict[st
     if payouts.signer.ca_file is not None and plaintext:
         raise SecretError("signer.dev_plaintext = true and TLS files: choose one")
     read_secret_file(payouts.signer.caller_key_file, "signer.caller_key_file")
+    try:
+        load_ed25519(payouts.signer.caller_key_file)
+    except ValueError:
+        raise SecretError(
+            f"signer.caller_key_file: {payouts.signer.caller_key_file} is not an Ed25519 key "
+            "(PEM PKCS#8, or 64 hex characters of the seed)"
+        ) from None
+    # Read at start (core/signer_link): unreadable, they are a configuration error
+    # here (exit 2, naming the key) rather than an OSError mid-start.
+    for key, path in (("ca_file", payouts.signer.ca_file), ("cert_file", payouts.signer.cert_file)):
+        if path is not None:
+            try:
+                path.read_bytes()
+            except OSError as exc:
+                raise SecretError(f"signer.{key}: cannot read {path}: {exc.strerror}") from None
     if payouts.signer.key_file is not None:
         read_secret_file(payouts.signer.key_file, "signer.key_file")
 

@@ -3,7 +3,7 @@ and meaning. core/config.py checks a file against it first (unknown keys and wro
 types refused, naming the key); the semantic checks (ranges, cross references)
 follow there. docs/configuration.md is generated from it (scripts/gen-config-docs).
 
-Tables owned by an area's own parser (rates, webhooks, events, signer, payouts,
+Tables owned by an area's own parser (rates, webhooks, events, payouts,
 sweeps, reconcile, support, leadership, jetstream) are checked as tables here and key by key by that parser.
 """
 
@@ -165,6 +165,37 @@ class Metrics(Strict):
     interval_s: Annotated[float, _d("how often the backlog gauges are read, seconds")] = 5.0
 
 
+class Signer(Strict):
+    """The signer: `serve` checks the link before it opens its port (docs/operations.md)."""
+
+    target: Annotated[str, _d("host:port of the signer")]
+    caller_key_file: Annotated[
+        str, _d("the core's Ed25519 caller key: PEM PKCS#8 or 64 hex characters (mode 0600)")
+    ]
+    caller_key_id: Annotated[str, _d("the key id the signer's [[callers]] gives it")] = "core"
+    ca_file: Annotated[str | None, _d("CA that signs the signer's certificate")] = None
+    cert_file: Annotated[
+        str | None, _d("the core's client certificate (the signer's tls_subject)")
+    ] = None
+    key_file: Annotated[str | None, _d("its private key (mode 0600)")] = None
+    server_name: Annotated[
+        str, _d("the name the signer's certificate must carry, when target is an address")
+    ] = ""
+    dev_plaintext: Annotated[
+        bool, _d("plaintext to a loopback signer (development only; no TLS files then)")
+    ] = False
+    startup_timeout_s: Annotated[
+        float,
+        _d(
+            "how long `serve` waits for the signer to answer before exiting 1, seconds "
+            "(a refused or silent signer is retried; a TLS or allowlist refusal is not)"
+        ),
+    ] = 60.0
+    health_interval_s: Annotated[
+        float, _d("how often the running core checks the signer link, seconds")
+    ] = 10.0
+
+
 class Log(Strict):
     """Logging (one JSON object per line on stderr: docs/operations.md)."""
 
@@ -189,7 +220,9 @@ class CoreToml(Strict):
     rates: Annotated[Table, _d("exchange rates: sources, fixed rates (core/rates/config.py)")] = {}
     webhooks: Annotated[Table, _d("webhook delivery and retries (docs/webhooks.md)")] = {}
     events: Annotated[Table, _d("event stream buffers")] = {}
-    signer: Annotated[Table, _d("the signer: target, TLS files, caller key (docs/payouts.md)")] = {}
+    signer: Annotated[
+        Signer | None, _d("the signer; without it payouts and sweeps are off (docs/payouts.md)")
+    ] = None
     payouts: Annotated[Table, _d("payouts: hot key, fee caps, timing (docs/payouts.md)")] = {}
     sweeps: Annotated[Table, _d("deposit sweeps to treasuries (docs/payouts.md)")] = {}
     reconcile: Annotated[Table, _d("scheduled reconciliation")] = {}

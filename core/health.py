@@ -11,6 +11,9 @@ What is published:
   ""                        SERVING only with the database and every chain followed
   each core gRPC service    SERVING while the database answers
   "kassa.chain/<chain id>"  SERVING while that chain is followed within the bounds
+  "kassa.signer"            with a [signer] only: SERVING while the signer link works
+                            (core/signer_link); never part of "", so a signer that goes
+                            away stops payouts, not invoices
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 log = logging.getLogger("kassa.core.health")
 CHAIN_PREFIX = "kassa.chain/"
+SIGNER_SERVICE = "kassa.signer"
 
 
 class HealthSettingsError(ValueError):

@@ -2,10 +2,17 @@
 
 Exit codes: 0 after SIGTERM/SIGINT (or a command done), 2 for a configuration
 it cannot use, 1 when it cannot start (database unreachable, schema not
-current: the one log line says which).
+current, signer link down, an address taken: the one log line says which).
 """
 
 from __future__ import annotations
+
+import os
+
+# gRPC's C core writes its own plain-text lines on stderr (a failed TLS handshake is
+# an INFO line); the core's stderr is one JSON object per line, so only its errors,
+# unless the operator asks for more. Read once, when grpc is first imported: here.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import argparse
 import asyncio
@@ -15,6 +22,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.config import Config, ConfigError, load
+from core.signer_link.probe import SignerLinkError
+from core.startup import ListenError
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
 from core.telemetry import logs
@@ -74,6 +83,25 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except MigrationError as exc:
         log.error("schema refused", extra={"reason": str(exc)})
+        return 1
+    except ListenError as exc:
+        log.error(
+            "cannot listen",
+            extra={"what": exc.what, "listen": exc.listen, "error": exc.error},
+        )
+        return 1
+    except SignerLinkError as exc:
+        log.error(
+            "signer link down",
+            extra={
+                "signer": exc.target,
+                "server_name": exc.server_name or None,
+                "cause": str(exc.down.cause),
+                "explanation": exc.down.explanation,
+                "error": exc.down.detail,
+                "waited_s": exc.waited_s,
+            },
+        )
         return 1
     except SealError as exc:
         # A KEK was dropped before its secrets were re-sealed: refuse rather than fail deliveries.

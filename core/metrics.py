@@ -12,7 +12,8 @@ kind: the webhook dispatcher (its cursor), StreamEvents (in-process
 positions: core/events/stream.POSITIONS) and the JetStream relay.
 Ledger postings and refusals are counted by the ledger's one writer
 (core/ledger/store.post), webhook attempts by the delivery worker.
-`kassa_core_database_up` is 0 while the sampler cannot read PostgreSQL.
+`kassa_core_database_up` is 0 while the sampler cannot read PostgreSQL;
+`kassa_core_signer_up` 0 while the signer link is down (core/signer_link).
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ CHAIN_STREAM_ENDS = Counter(
     "kassa_chain_stream_ends", "Adapter block streams that ended or failed, per chain.", ["chain"]
 )
 DATABASE_UP = Gauge("kassa_core_database_up", "1 when the last sample read PostgreSQL, else 0.")
+# Set by core/signer_link/probe.py; absent without [signer].
+SIGNER_UP = Gauge(
+    "kassa_core_signer_up",
+    "1 while the signer answers the core's key lookup over its link and is SERVING, else 0.",
+    ["target"],
+)
 OUTBOX_HEAD = Gauge("kassa_outbox_head_sequence", "Sequence of the newest event in the outbox.")
 OUTBOX_BACKLOG = Gauge(
     "kassa_outbox_webhook_backlog_events",

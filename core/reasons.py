@@ -53,6 +53,7 @@ CONSUMER_TOO_SLOW = "CONSUMER_TOO_SLOW"
 RECONCILIATION_NOT_FOUND = "RECONCILIATION_NOT_FOUND"
 NOT_RECONCILABLE = "NOT_RECONCILABLE"  # the chain has no settled height to read yet
 DEPENDENCY_UNAVAILABLE = "DEPENDENCY_UNAVAILABLE"  # the adapter (or signer) did not answer
+NOT_LEADER = "NOT_LEADER"  # an on-demand run asked of a replica that does not lead its role
 # -- health ----------------------------------------------------------------------------
 CHAIN_UNAVAILABLE = "CHAIN_UNAVAILABLE"  # CreateInvoice on a chain the core does not follow now
 EXCEPTION_NOT_FOUND = "EXCEPTION_NOT_FOUND"

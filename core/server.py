@@ -22,6 +22,7 @@ from core.api.event_service import add_to_server as add_event_service
 from core.api.exception_service import ExceptionService
 from core.api.guard import EdgeInterceptor
 from core.api.invoice_service import InvoiceService
+from core.api.leader import LEADER_WAIT_S
 from core.api.ledger_service import LedgerService
 from core.api.merchant_service import MerchantService
 from core.api.payout_service import PayoutService, SweepService
@@ -56,6 +57,9 @@ from core.reconcile.runner import Reconciler
 from core.reconcile.store import Reconciliations
 from core.relay.relay import Relay
 from core.render import events as render_events
+from core.signer_link import probe as signer_probe
+from core.signer_link.decide import LinkDown
+from core.startup import ListenError
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
 from core.support.actions import SupportActions
@@ -150,6 +154,24 @@ async def serve(
     refusal = refusal_to_serve(await schema_status(config.dsn))
     if refusal is not None:
         raise MigrationError(refusal)
+    # Payouts only with a [signer]; PayoutService then answers, else UNIMPLEMENTED.
+    # The link is checked before anything else starts: a signer starting beside the
+    # core is waited for, a refusal is one log line and exit 1 (core/main.py).
+    signer: SignerClient | None = None
+    if config.payouts is not None:
+        if config.payouts.signer.ca_file is None:
+            log.warning(
+                "the signer link is PLAINTEXT (signer.dev_plaintext = true); never outside "
+                "development, and the signer accepts it only on loopback"
+            )
+        signer = SignerClient(config.payouts.signer)
+        try:
+            await signer_probe.wait_until_up(
+                signer, config.payouts.hot_key_id, config.payouts.signer.startup_timeout_s
+            )
+        except BaseException:
+            await signer.close()
+            raise
     pool = await create_pool(config.dsn, config.pool_size)
     # Webhook secrets are sealed under the current KEK before anything can read them
     # (plaintext rows from before migration 0009, rows under an older KEK).
@@ -195,8 +217,9 @@ async def serve(
                 if f.head_height is None or f.applied_height is None
                 else f.head_height - f.applied_height,
             )
-            if not leadership.led_elsewhere.get(follower_role(chain))
-            # Followed by the replica that leads it (core/leadership): that one's
+            if leadership.leads(follower_role(chain))
+            or not leadership.led_elsewhere.get(follower_role(chain))
+            # Followed by another replica that leads it (core/leadership): that one's
             # health says whether the stream is fresh.
             else core_health.ChainView(streaming=True, since_event_s=0.0, lag_blocks=None)
             for chain, f in followers.items()
@@ -221,7 +244,10 @@ async def serve(
     # Then every kassa.* RPC: decoded safely, authenticated, bounds-checked, errors mapped.
     tls_only = [Tls13Only()] if config.api_tls is not None else []
     server = grpc.aio.server(
-        interceptors=[RpcMetrics(current_actor), *tls_only, EdgeInterceptor(auth)]
+        interceptors=[RpcMetrics(current_actor), *tls_only, EdgeInterceptor(auth)],
+        # grpc binds with SO_REUSEPORT by default: a second core (or anything else with
+        # it) on the same address would share the port silently; it must fail instead.
+        options=[("grpc.so_reuseport", 0)],
     )
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
         InvoiceService(invoicing, config, auth, head_of, chain_problem), server
@@ -255,18 +281,11 @@ async def serve(
     merchant_pb2_grpc.add_MerchantServiceServicer_to_server(
         MerchantService(Merchants(pool), auth), server
     )
-    # Payouts only with a [signer]; PayoutService then answers, else UNIMPLEMENTED.
-    signer: SignerClient | None = None
     payout_worker: PayoutWorker | None = None
     sweeper: Sweeper | None = None
     support_payouts: Payouts | None = None
     if config.payouts is not None:
-        if config.payouts.signer.ca_file is None:
-            log.warning(
-                "the signer link is PLAINTEXT (signer.dev_plaintext = true); never outside "
-                "development, and the signer accepts it only on loopback"
-            )
-        signer = SignerClient(config.payouts.signer)
+        assert signer is not None
         payout_worker = PayoutWorker(pool, config, config.payouts, signer, clock)
         support_payouts = Payouts(
             pool, config.payouts.hot_key_id, destination_policy(config.payouts, config.assets)
@@ -291,10 +310,21 @@ async def serve(
                 clock,
                 payout_worker.adapters,
             )
-            payout_pb2_grpc.add_SweepServiceServicer_to_server(SweepService(sweeper, auth), server)
+            payout_pb2_grpc.add_SweepServiceServicer_to_server(
+                SweepService(
+                    sweeper, auth, functools.partial(leadership.fence_of, "sweeps", LEADER_WAIT_S)
+                ),
+                server,
+            )
     reconciler = _reconciler(pool, config, signer, clock)
     reconciliation_pb2_grpc.add_ReconciliationServiceServicer_to_server(
-        ReconciliationService(reconciler, Reconciliations(pool), auth), server
+        ReconciliationService(
+            reconciler,
+            Reconciliations(pool),
+            auth,
+            functools.partial(leadership.fence_of, "reconcile", LEADER_WAIT_S),
+        ),
+        server,
     )
     exception_pb2_grpc.add_ExceptionServiceServicer_to_server(
         ExceptionService(Exceptions(pool), auth, clock, config.support.require_second_approval),
@@ -326,17 +356,26 @@ async def serve(
             "network in clear; never outside local development",
             extra={"listen": config.listen},
         )
-        port = server.add_insecure_port(config.listen)
-    else:
-        port = server.add_secure_port(config.listen, server_credentials(config.api_tls))
+    try:
+        if config.api_tls is None:
+            port = server.add_insecure_port(config.listen)
+        else:
+            port = server.add_secure_port(config.listen, server_credentials(config.api_tls))
+    except RuntimeError as exc:  # grpc's "Failed to bind to address …"
+        raise ListenError("api", config.listen, str(exc).split(";")[0]) from None
     if config.adapters_tls is None:
         log.warning(
             "adapter links are PLAINTEXT (adapters.dev_plaintext = true): whoever answers at an "
             "adapter's address decides which payments are credited; never outside development"
         )
     if port == 0:
-        raise RuntimeError(f"cannot listen on {config.listen}")
-    stop_metrics = serve_metrics(config.metrics_listen) if config.metrics_listen else None
+        raise ListenError("api", config.listen, "no address bound")
+    try:
+        stop_metrics = serve_metrics(config.metrics_listen) if config.metrics_listen else None
+    except OSError as exc:
+        raise ListenError(
+            "metrics", config.metrics_listen or "", exc.strerror or str(exc)
+        ) from None
 
     async def publish(verdict: core_health.Verdict) -> None:
         def status(ok: bool) -> int:
@@ -355,6 +394,20 @@ async def serve(
     # grpc's HealthServicer says SERVING for "" until told otherwise: the first verdict is
     # in place before the port opens, so a client that connects at once reads the truth.
     await publish(core_health.decide(await database_answers(), chain_views(), config.health))
+
+    async def publish_signer(down: LinkDown | None) -> None:
+        # Its own entry only: a signer that goes away stops payouts, never the invoice API.
+        assert config.payouts is not None
+        signer_probe.set_gauge(config.payouts.signer.target, down)
+        await health_servicer.set(
+            core_health.SIGNER_SERVICE,
+            health_pb2.HealthCheckResponse.SERVING
+            if down is None
+            else health_pb2.HealthCheckResponse.NOT_SERVING,
+        )
+
+    if signer is not None:
+        await publish_signer(None)  # wait_until_up saw it answer
     await server.start()
     # Each background loop under a supervisor: an exception it does not
     # handle itself (asyncpg.InterfaceError while the database is away) is
@@ -385,6 +438,17 @@ async def serve(
         config.health.interval_s,
     )
     tasks.append(watcher)
+    if signer is not None and config.payouts is not None:
+        link, hot_key_id = signer, config.payouts.hot_key_id
+        tasks.append(
+            _supervised(
+                "signer link",
+                lambda: signer_probe.watch(
+                    link, hot_key_id, link.target.health_interval_s, publish_signer
+                ),
+                link.target.health_interval_s,
+            )
+        )
     # The outbox fanned out to NATS JetStream, by one replica (core/relay).
     relay = Relay(pool, notifier, config.jetstream) if config.jetstream is not None else None
     tasks.append(
@@ -439,6 +503,7 @@ async def serve(
             "client_certificates": config.api_tls is not None
             and config.api_tls.client_ca is not None,
             "chains": list(followers),
+            "signer": config.payouts.signer.target if config.payouts is not None else None,
         },
     )
 

@@ -6,6 +6,14 @@ state cannot be used as configured (the message says why), 1 anything else.
 
 from __future__ import annotations
 
+import os
+
+# gRPC's C core writes its own plain-text lines on stderr (a failed TLS handshake is
+# an INFO line); this process's stderr is one JSON object per line, so only gRPC's
+# errors, unless the operator asks for more. Read once, when grpc is first
+# imported: here, before it is. (The core does the same in core/main.py.)
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 import argparse
 import asyncio
 import logging

@@ -12,8 +12,10 @@ from core import names
 from core.api import validate
 from core.api.auth import Authenticator
 from core.api.errors import invalid, not_found, rpc
+from core.api.leader import FenceOf, leader_fence, not_leader
 from core.config import Config
 from core.domain.money import AmountError, parse_base_units
+from core.leadership.fence import FencedError
 from core.payouts import destinations
 from core.payouts.payouts import Payouts, PayoutSpec
 from core.payouts.sweeps import Sweeper
@@ -227,9 +229,10 @@ class PayoutService(pb_grpc.PayoutServiceServicer):
 class SweepService(pb_grpc.SweepServiceServicer):
     """Deposit sweeps, for platform keys (None merchant: platform-wide scopes)."""
 
-    def __init__(self, sweeper: Sweeper, auth: Authenticator) -> None:
+    def __init__(self, sweeper: Sweeper, auth: Authenticator, fence_of: FenceOf) -> None:
         self.sweeper = sweeper
         self.auth = auth
+        self.fence_of = fence_of  # this replica's fence of `sweeps` (core/api/leader.py)
 
     async def _render(self, rows: Sequence[Row]) -> list[pb.Sweep]:
         return [
@@ -244,7 +247,11 @@ class SweepService(pb_grpc.SweepServiceServicer):
         await self.auth.require(context, "sweeps:write", None)
         if request.chain not in self.sweeper.sweeps.treasury:
             raise invalid([("chain", "a chain with a [sweeps] treasury")])
-        rows = await self.sweeper.run_once(request.chain)
+        fence = await leader_fence(self.fence_of, "sweeps")
+        try:
+            rows = await self.sweeper.run_once(request.chain, fence)
+        except FencedError:
+            raise not_leader("sweeps") from None
         return pb.RunSweepsResponse(sweeps=await self._render(list(rows)))
 
     @rpc

@@ -11,6 +11,8 @@ from core import reasons
 from core.api import validate
 from core.api.auth import Authenticator
 from core.api.errors import Code, Refusal, invalid, not_found, rpc
+from core.api.leader import FenceOf, leader_fence, not_leader
+from core.leadership.fence import FencedError
 from core.reconcile.runner import ReconcileError, Reconciler, ReconcileUnavailable
 from core.reconcile.store import Reconciliations
 from kassa.core.v1 import reconciliation_pb2 as pb
@@ -21,10 +23,17 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class ReconciliationService(pb_grpc.ReconciliationServiceServicer):
-    def __init__(self, reconciler: Reconciler, runs: Reconciliations, auth: Authenticator) -> None:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        runs: Reconciliations,
+        auth: Authenticator,
+        fence_of: FenceOf,
+    ) -> None:
         self.reconciler = reconciler
         self.runs = runs
         self.auth = auth
+        self.fence_of = fence_of  # this replica's fence of `reconcile` (core/api/leader.py)
 
     async def _get(self, run_id: str) -> pb.Reconciliation | None:
         return await self.runs.load(run_id)
@@ -41,10 +50,13 @@ class ReconciliationService(pb_grpc.ReconciliationServiceServicer):
         if violations:
             raise invalid(violations)
         principal = await self.auth.require(context, "reconcile:write", None)
+        fence = await leader_fence(self.fence_of, "reconcile")
         try:
             run_id = await self.reconciler.run_once(
-                request.chain, principal.actor, request.request_id, request.incremental
+                request.chain, principal.actor, request.request_id, request.incremental, fence
             )
+        except FencedError:
+            raise not_leader("reconcile") from None
         except ReconcileUnavailable as exc:
             raise Refusal(Code.UNAVAILABLE, reasons.DEPENDENCY_UNAVAILABLE, str(exc)) from None
         except ReconcileError as exc:

@@ -8,7 +8,7 @@ that has seen N has seen everything at or below N.
 
 from __future__ import annotations
 
-import uuid
+import os
 from dataclasses import dataclass
 
 import asyncpg
@@ -26,6 +26,18 @@ class NewEvent:
     resource_type: str = "invoice"
 
 
+def _uuid4s(n: int) -> list[str]:
+    """n random (version 4) UUIDs as hex, from one urandom call.
+
+    uuid.uuid4() costs ~9 us each (UUID.__init__), 90 ms of a 10,000-event
+    block; asyncpg parses the hex itself. Same entropy source as uuid4."""
+    raw = bytearray(os.urandom(16 * n))
+    raw[6::16] = bytes(b & 0x0F | 0x40 for b in raw[6::16])  # version 4
+    raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])  # RFC 4122 variant
+    text = raw.hex()
+    return [text[i : i + 32] for i in range(0, 32 * n, 32)]
+
+
 async def append(conn: asyncpg.Connection, events: list[NewEvent]) -> int:
     """Writes events; returns the last sequence (0 when there were none)."""
     if not events:
@@ -37,12 +49,13 @@ async def append(conn: asyncpg.Connection, events: list[NewEvent]) -> int:
         )
     )
     first = last - len(events) + 1
+    ids = _uuid4s(len(events))
     await conn.copy_records_to_table(
         "events",
         records=[
             (
                 first + i,
-                uuid.uuid4(),
+                ids[i],
                 e.type,
                 e.merchant_id,
                 e.resource_name,

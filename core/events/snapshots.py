@@ -10,12 +10,15 @@ do not import.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.events.outbox import NewEvent
 from core.invoices.state import State
 from core.render import invoices as render
 from core.render import payouts as render_payouts
+
+if TYPE_CHECKING:
+    from kassa.core.v1.invoice_pb2 import Invoice
 
 
 def invoice_events(
@@ -25,8 +28,21 @@ def invoice_events(
     announced: Sequence[tuple[str, State]],
 ) -> list[NewEvent]:
     """One event per (type, state); the snapshots differ only in their state."""
-    # Rendered once per invoice; each step's snapshot differs only in its state.
-    snapshot = render.invoice(row, payments, head_height)
+    return snapshot_events(invoice_snapshot(row, payments, head_height), row, announced)
+
+
+def invoice_snapshot(
+    row: Mapping[str, Any], payments: Iterable[Mapping[str, Any]], head_height: int | None
+) -> Invoice:
+    """The invoice as it stands, rendered once for all of its events (`snapshot_events`)."""
+    return render.invoice(row, payments, head_height)
+
+
+def snapshot_events(
+    snapshot: Invoice, row: Mapping[str, Any], announced: Sequence[tuple[str, State]]
+) -> list[NewEvent]:
+    """One event per (type, state) of a rendered snapshot, which differ only in
+    their state."""
     events = []
     for event_type, state in announced:
         snapshot.state = render.STATE[state]

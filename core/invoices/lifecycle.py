@@ -8,9 +8,11 @@ event per step, all in the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -19,6 +21,9 @@ from core.events.outbox import NewEvent, append
 from core.invoices import state as sm
 from core.ledger import settlement
 from core.payments import store as payments
+
+if TYPE_CHECKING:
+    from kassa.core.v1.invoice_pb2 import Invoice
 
 
 async def lock_invoices(conn: asyncpg.Connection, ids: Iterable[str]) -> list[asyncpg.Record]:
@@ -31,19 +36,17 @@ async def lock_invoices(conn: asyncpg.Connection, ids: Iterable[str]) -> list[as
     )
 
 
-async def funds_of(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, sm.Funds]:
-    """Each invoice's payments summed by how settled they are."""
-    return {
-        i: sm.Funds(
-            pending=s.pending,
-            confirming=s.confirming,
-            confirmed=s.confirmed,
-            late=s.late,
-            wrong_asset_transfers=s.wrong_asset,
-            outside=s.outside,
-        )
-        for i, s in (await payments.sums_of(conn, ids)).items()
-    }
+def funds_of(row: asyncpg.Record, payments_now: Sequence[asyncpg.Record]) -> sm.Funds:
+    """An invoice's funds from its payment rows as they now stand (`payments_of`)."""
+    s = payments.sums(row, payments_now)
+    return sm.Funds(
+        pending=s.pending,
+        confirming=s.confirming,
+        confirmed=s.confirmed,
+        late=s.late,
+        wrong_asset_transfers=s.wrong_asset,
+        outside=s.outside,
+    )
 
 
 async def payments_of(
@@ -102,6 +105,24 @@ RETURNING i.*
 """
 
 
+def _as_written(row: asyncpg.Record, invoice: sm.Invoice, now: datetime) -> dict[str, Any]:
+    """The row as _UPDATE leaves it, column for column (what its RETURNING gives)."""
+    image = dict(row.items())  # twice as fast as dict(row) on a Record
+    image.update(
+        state=invoice.state.value,
+        flags=sorted(f.value for f in invoice.flags),
+        amount_received=invoice.funds.confirmed,
+        amount_pending=invoice.funds.confirming + invoice.funds.pending,
+        amount_mempool=invoice.funds.pending,
+        amount_late=invoice.funds.late,
+        wrong_asset_transfers=invoice.funds.wrong_asset_transfers,
+        amount_refunded=invoice.refunded,
+        amount_outside=invoice.funds.outside,
+        update_time=now,
+    )
+    return image
+
+
 @dataclass(frozen=True)
 class Applied:
     decisions: dict[str, sm.Decision]
@@ -116,12 +137,16 @@ async def apply(
     now: datetime,
     head_height: int | None = None,
     extra_events: dict[str, list[str]] | None = None,
+    payments_now: Mapping[str, Sequence[asyncpg.Record]] | None = None,
 ) -> Applied:
     """Decides and saves each invoice's event and writes the outbox events.
 
     Refused decisions change nothing; the caller reads them from the result.
     `extra_events` names further event types to announce for an invoice even
     when its state does not move (e.g. payment.reorged of an uncounted part).
+    `payments_now`: the invoices' payment rows as they now stand, when the
+    caller has read them already (the block applier decides from them);
+    otherwise they are read here for the event snapshots.
     """
     extra_events = extra_events or {}
     before = {row["id"]: as_domain(row) for row in rows}
@@ -140,9 +165,8 @@ async def apply(
         return Applied(decisions, [], {})
     ids = [row["id"] for row, _ in changed]
     after = [d.invoice for _, d in changed]
-    fresh = {
-        r["id"]: r
-        for r in await conn.fetch(
+    update = asyncio.ensure_future(
+        conn.fetch(
             _UPDATE,
             ids,
             [a.state.value for a in after],
@@ -156,27 +180,46 @@ async def apply(
             now,
             [a.funds.outside for a in after],
         )
-    }
+    )
+    rendered: dict[str, Invoice] = {}
+    written: dict[str, dict[str, Any]] = {}
+    try:
+        if payments_now is not None:
+            # The UPDATE is on its way (one turn of the loop sends it): the
+            # snapshots are rendered from the rows as it will leave them while
+            # the database writes them (a 5,000-invoice block: ~0.15 s of
+            # rendering beside ~0.4 s of index maintenance), then checked below.
+            await asyncio.sleep(0)
+            for row, decision in changed:
+                image = written[row["id"]] = _as_written(row, decision.invoice, now)
+                rendered[row["id"]] = snapshots.invoice_snapshot(
+                    image, payments_now[row["id"]], head_height
+                )
+        fresh = {r["id"]: r for r in await update}
+    finally:
+        if not update.done():
+            update.cancel()
     # Every changed invoice was written, and no other: the update is by the locked ids.
     assert fresh.keys() == set(ids), (sorted(fresh), ids)
+    # And as rendered: the snapshots show the rows the database holds.
+    assert all(dict(fresh[i].items()) == image for i, image in written.items()), ids
     owed = await settlement.reconcile(
         conn, [(row, before[row["id"]], d.invoice) for row, d in changed], now
     )
     # A reorg took back funds already refunded or paid out: the merchant owes them.
     newly_owed = {o.invoice["id"] for o in owed if o.after > o.before}
-    rows_now = await payments_of(conn, ids)
+    if payments_now is None:
+        rows_now = await payments_of(conn, ids)
+        rendered = {i: snapshots.invoice_snapshot(fresh[i], rows_now[i], head_height) for i in ids}
     outbox: list[NewEvent] = []
     for row, decision in changed:
-        current = fresh[row["id"]]
         announced: list[tuple[str, sm.State]] = [(s.event_type, s.state) for s in decision.steps]
         for extra in extra_events.get(row["id"], []):
             if extra not in {t for t, _ in announced}:
                 announced.insert(0, (extra, decision.invoice.state))
         if row["id"] in newly_owed:
             announced.append((sm.FUNDS_OWED, decision.invoice.state))
-        outbox.extend(
-            snapshots.invoice_events(current, rows_now[row["id"]], head_height, announced)
-        )
+        outbox.extend(snapshots.snapshot_events(rendered[row["id"]], row, announced))
     await append(conn, outbox)
     return Applied(decisions, outbox, fresh)
 

@@ -51,7 +51,11 @@ class Elector:
         self.heartbeat_s = decide.heartbeat_interval_s(settings.lease_s)
         # The current term while this replica leads the role, else None.
         self.term: Term | None = None
+        # That term's fence (on-demand writes of the role check it too: core/api/leader.py).
+        self.fence: Fence | None = None
         self.terms_led = 0
+        # While the database is unreachable: logged once when it goes, once when it is back.
+        self.unreachable = False
 
     async def run(self, lead: Callable[[Fence], Awaitable[None]]) -> None:
         """Contends for the role forever; runs lead(fence) while leading and
@@ -62,10 +66,12 @@ class Elector:
             except asyncio.CancelledError:
                 raise
             except _LOST as exc:
-                log.warning(
-                    "leadership: database unreachable",
-                    extra={"role": self.role, "error": type(exc).__name__},
-                )
+                if not self.unreachable:
+                    log.warning(
+                        "leadership: database unreachable, retrying",
+                        extra={"role": self.role, "error": type(exc).__name__},
+                    )
+                self.unreachable = True
             await asyncio.sleep(self.heartbeat_s)
 
     async def _contend_once(self, lead: Callable[[Fence], Awaitable[None]]) -> None:
@@ -77,6 +83,9 @@ class Elector:
                 "application_name": f"kassa-leader {self.role}"[:63],
             },
         )
+        if self.unreachable:
+            log.info("leadership: database reachable again", extra={"role": self.role})
+            self.unreachable = False
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
@@ -95,6 +104,7 @@ class Elector:
             await self._lead(conn, term, lost, lead)
         finally:
             self.term = None
+            self.fence = None
             conn.terminate()  # ends the session: the lock is free for another replica
 
     async def _lead(
@@ -112,6 +122,7 @@ class Elector:
         )
         started_s = self.monotonic_s()
         fence = Fence(term, self.settings.lease_s, on_refused=lost.set)
+        self.fence = fence
 
         async def run_led() -> None:
             await lead(fence)
@@ -159,6 +170,7 @@ class Elector:
                 renewed_s = sent_s
         finally:
             self.term = None  # no longer the leader, at once
+            self.fence = None
             lost_wait.cancel()
             if not led.done() and reason != "stopped":
                 # A write in flight reaches its fence (decide.resign_grace_s).

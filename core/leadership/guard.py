@@ -48,6 +48,19 @@ class Leadership:
         elector = self.electors.get(role)
         return elector is not None and elector.term is not None
 
+    async def fence_of(self, role: str, wait_s: float = 0.0) -> Fence | None:
+        """The fence of this replica's term of `role`, or None when it does not lead
+        it; waits up to `wait_s` for one (a replica that has just started contends
+        within a heartbeat)."""
+        deadline_s = asyncio.get_running_loop().time() + wait_s
+        while True:
+            elector = self.electors.get(role)
+            if elector is not None and elector.fence is not None:
+                return elector.fence
+            if asyncio.get_running_loop().time() >= deadline_s:
+                return None
+            await asyncio.sleep(0.05)
+
 
 async def track_applied_head(
     leadership: Leadership, role: str, follower: ChainFollower, pool: asyncpg.Pool
@@ -57,13 +70,22 @@ async def track_applied_head(
     leads the chain at all (for health), read every second."""
     classid, objid = decide.lock_key_parts(role)
     while True:
-        if not leadership.leads(role):
+        if leadership.leads(role):
+            # Led here: health reads this replica's own follower (core/server.py).
+            leadership.led_elsewhere[role] = False
+        else:
             try:
                 async with pool.acquire() as conn:
                     row = await conn.fetchrow(
                         """SELECT (SELECT height FROM chain_cursors WHERE chain = $1) AS height,
                                   EXISTS (SELECT 1 FROM pg_locks
                                            WHERE locktype = 'advisory' AND granted
+                                             -- pg_locks shows every database of the
+                                             -- cluster: another deployment's (or test
+                                             -- stack's) leader of the same chain is
+                                             -- not ours.
+                                             AND database = (SELECT oid FROM pg_database
+                                                              WHERE datname = current_database())
                                              AND classid = $2::bigint::oid
                                              AND objid = $3::bigint::oid
                                              AND objsubid = 1) AS led""",

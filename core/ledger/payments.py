@@ -14,7 +14,7 @@ nothing twice and every cycle has transfers of its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -41,13 +41,20 @@ def transfer_id(chain: str, row: asyncpg.Record, cycle: int, step: str) -> str:
     return f"pay:{chain}:{row['tx_hash']}:{row['transfer_index']}:{cycle}:{step}"
 
 
-async def _merchants(conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -> dict[str, str]:
-    """Invoice id -> merchant id, creating the accounts the rows need."""
-    found = await conn.fetch(
-        "SELECT id, merchant_id FROM invoices WHERE id = ANY($1::text[])",
-        list({r["invoice_id"] for r in rows}),
-    )
-    merchants = {r["id"]: r["merchant_id"] for r in found}
+async def _merchants(
+    conn: asyncpg.Connection,
+    rows: Sequence[asyncpg.Record],
+    known: Mapping[str, str] | None = None,
+) -> Mapping[str, str]:
+    """Invoice id -> merchant id (read, unless the caller knows them), creating
+    the accounts the rows need."""
+    if known is None:
+        found = await conn.fetch(
+            "SELECT id, merchant_id FROM invoices WHERE id = ANY($1::text[])",
+            list({r["invoice_id"] for r in rows}),
+        )
+        known = {r["id"]: r["merchant_id"] for r in found}
+    merchants = known
     accounts: dict[str, Account] = {}
     # Per (merchant, asset) pair, not per row: a block's rows share a few pairs.
     for merchant, asset in {(merchants[r["invoice_id"]], r["asset"]) for r in rows}:
@@ -116,12 +123,19 @@ def _resolve(chain: str, r: asyncpg.Record, cycle: int, step: str) -> Transfer:
 
 
 async def detected(
-    conn: asyncpg.Connection, chain: str, rows: Sequence[asyncpg.Record], now: datetime
+    conn: asyncpg.Connection,
+    chain: str,
+    rows: Sequence[asyncpg.Record],
+    now: datetime,
+    merchants: Mapping[str, str] | None = None,
 ) -> None:
-    """Included (first time or again): a pending credit to the merchant."""
+    """Included (first time or again): a pending credit to the merchant.
+
+    `merchants` (invoice id -> merchant id) spares a read of the invoices when
+    the caller holds their rows (the block applier locked them)."""
     if not rows:
         return
-    merchants = await _merchants(conn, rows)
+    merchants = await _merchants(conn, rows, merchants)
     await _post(
         conn,
         [_pending(chain, r, merchants[r["invoice_id"]], r["inclusions"]) for r in rows],

@@ -98,6 +98,12 @@ def parse(raw: dict[str, Any], base: Path) -> PayoutsConfig | None:
             caller_key_id=str(signer.get("caller_key_id", "core")),
             caller_key_file=key_file,
             server_name=str(signer.get("server_name", "")),
+            startup_timeout_s=float(
+                signer.get("startup_timeout_s", SignerTarget.startup_timeout_s)
+            ),
+            health_interval_s=float(
+                signer.get("health_interval_s", SignerTarget.health_interval_s)
+            ),
         ),
         hot_key_id=str(payouts.get("hot_key_id", PayoutsConfig.hot_key_id)),
         max_fee_per_gas_wei=_wei(payouts, "max_fee_per_gas", PayoutsConfig.max_fee_per_gas_wei),
@@ -115,6 +121,10 @@ def parse(raw: dict[str, Any], base: Path) -> PayoutsConfig | None:
     sweeps = _sweeps(raw.get("sweeps"))
     if sweeps is not None:
         config = replace(config, sweeps=sweeps)
+    if config.signer.startup_timeout_s < 0 or config.signer.health_interval_s <= 0:
+        raise PayoutsConfigError(
+            "signer.startup_timeout_s must be >= 0 and signer.health_interval_s > 0"
+        )
     if not 5 <= config.request_lifetime_s <= 60:
         raise PayoutsConfigError("payouts.request_lifetime_s must be in 5..60 (the signer's limit)")
     return config

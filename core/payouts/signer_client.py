@@ -158,13 +158,22 @@ class SignerTarget:
     caller_key_file: Path
     # The name the signer's certificate carries, when target is an IP.
     server_name: str = ""
+    # `serve` waits this long for the signer's first answer (core/signer_link).
+    startup_timeout_s: float = 60.0
+    # How often the running core checks the link (health "kassa.signer", kassa_core_signer_up).
+    health_interval_s: float = 10.0
 
 
 class SignerClient:
     def __init__(self, target: SignerTarget) -> None:
         self.target = target
         self.caller_key = load_ed25519(target.caller_key_file)
-        options: list[tuple[str, str]] = []
+        # Reconnects at most 2 s apart (grpc's default backs off to 120 s): a signer
+        # that comes back is seen within seconds, by payouts and the link check alike.
+        options: list[tuple[str, str | int]] = [
+            ("grpc.initial_reconnect_backoff_ms", 500),
+            ("grpc.max_reconnect_backoff_ms", 2000),
+        ]
         if target.server_name:
             options.append(("grpc.ssl_target_name_override", target.server_name))
         if target.ca_file is not None:
@@ -178,7 +187,7 @@ class SignerClient:
             )
         else:  # development: a loopback signer with insecure_loopback_only
             self.channel = grpc.aio.insecure_channel(
-                target.target, interceptors=[RequestIdClient()]
+                target.target, options=options, interceptors=[RequestIdClient()]
             )
         self.stub = signer_pb2_grpc.SignerServiceStub(self.channel)
 

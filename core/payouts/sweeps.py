@@ -230,9 +230,8 @@ class Sweeper:
 
     async def run_once(self, chain: str, fence: Fence | None = None) -> list[asyncpg.Record]:
         """Plans the sweeps of `chain` now; returns the rows created. `fence`: the
-        scheduled loop's (checked first in each plan's transaction); an on-demand
-        SweepNow runs without one, like an on-demand reconciliation (rows it races
-        into are refused by the unique index of sweeps in progress)."""
+        leader's (checked first in each plan's transaction), for the scheduled loop
+        and for an on-demand RunSweeps alike (core/api/leader.py)."""
         treasury = self.sweeps.treasury.get(chain)
         if treasury is None or chain not in self.adapters:
             raise LookupError(f"no [sweeps] treasury or adapter for {chain}")

@@ -224,6 +224,9 @@ class LocalStack:
     # Extra [chain] keys of one chain's adapter config, by chain id.
     adapter_options: dict[int, dict[str, object]] = field(default_factory=dict)
     velocity_window_s: int = VELOCITY_WINDOW_S
+    # False: the core is configured without [signer] (no payouts or sweeps), as
+    # start_all(signer=False) starts no signer; a core naming one waits for it at start.
+    with_signer: bool = True
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir).resolve()
@@ -472,9 +475,15 @@ class LocalStack:
                     "key_file": str(self.certs / "core.key"),
                     "caller_key_id": "core",
                     "caller_key_file": str(self.core_key_file),
-                },
+                    # A stopped signer shows in the core's health within a second or two.
+                    "health_interval_s": 1.0,
+                }
+                if self.with_signer
+                else None,
                 # Quick enough for tests and the demo to see a stuck transaction replaced.
-                payouts={"replace_after_s": 4, "poll_interval_s": 0.2},
+                payouts={"replace_after_s": 4, "poll_interval_s": 0.2}
+                if self.with_signer
+                else None,
                 # Deposit sweeps to each chain's treasury, on demand only
                 # (SweepService.RunSweeps): a timer would spend hot-key nonces
                 # under tests that count them.
@@ -482,7 +491,9 @@ class LocalStack:
                     "enabled": True,
                     "interval_s": 0,
                     "treasury": {c.chain: c.treasury for c in self.chains},
-                },
+                }
+                if self.with_signer
+                else None,
                 **self.core_options,  # type: ignore[arg-type]
             )
         return self._core_setup
@@ -505,6 +516,7 @@ class LocalStack:
     def start_all(self, signer: bool = True) -> None:
         self.start_infrastructure()
         self.key_ceremony()
+        self.with_signer = signer
         if signer:
             self.start_signer()
         for chain in self.chains:

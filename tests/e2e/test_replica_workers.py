@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import grpc
 import pytest
 
 from kassa.core.v1 import (
@@ -28,12 +29,15 @@ from kassa.core.v1 import (
     invoice_pb2_grpc,
     payout_pb2,
     payout_pb2_grpc,
+    reconciliation_pb2,
+    reconciliation_pb2_grpc,
     webhook_pb2,
     webhook_pb2_grpc,
 )
 from localstack.fullstack import LocalStack
 from localstack.replicas import Replicas, leadership_options
 from localstack.stack import MERCHANT_SCOPES
+from tests.support.grpc_errors import rich
 from tests.support.payouts import (
     PAYOUT_SCOPES,
     fresh_address,
@@ -275,3 +279,60 @@ def test_a_paused_payouts_leader_resumed_past_its_lease_has_its_write_fenced(
     assert hot_nonce(stack) == nonce_before + 1
     check = ledger_check(stack)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_on_demand_sweeps_and_reconciliation_run_only_on_their_leader(
+    replicas: Replicas,
+) -> None:
+    """RunSweeps and RunReconciliation asked of every replica: the one that leads the
+    role runs it (under its fence, like its scheduled runs); the others refuse with
+    UNAVAILABLE, NOT_LEADER and write nothing, so two replicas never plan the same
+    sweeps or race a run. The attacker is no one but a load balancer spreading an
+    operator's calls over the replicas."""
+    stack = replicas.stack
+    for i in range(3):
+        if not replicas.process(i).running:
+            replicas.start(i)
+    admin = replicas.setups[0].admin_token()
+
+    def holder_of(role: str) -> str | None:
+        rows = _sql(stack.dsn, "SELECT holder FROM leader_epochs WHERE role = $1", role)
+        return str(rows[0]["holder"]) if rows else None
+
+    def ask(index: int, role: str) -> str:
+        """OK, or the refusal's reason."""
+        with replicas.setups[index].channel(admin) as channel:
+            try:
+                if role == "sweeps":
+                    payout_pb2_grpc.SweepServiceStub(channel).RunSweeps(
+                        payout_pb2.RunSweepsRequest(chain=stack.chain), timeout=60
+                    )
+                else:
+                    reconciliation_pb2_grpc.ReconciliationServiceStub(channel).RunReconciliation(
+                        reconciliation_pb2.RunReconciliationRequest(chain=stack.chain),
+                        timeout=120,
+                    )
+                return "OK"
+            except grpc.RpcError as exc:
+                refusal = rich(exc)
+                assert refusal.code == grpc.StatusCode.UNAVAILABLE, refusal
+                assert refusal.metadata == {"role": role}, refusal
+                return refusal.reason
+
+    for role in ("sweeps", "reconcile"):
+        runs_before = len(_sql(stack.dsn, "SELECT id FROM reconciliation_runs"))
+        oks = 0
+        deadline = time.monotonic() + 60
+        while True:
+            answers = [ask(i, role) for i in range(3)]
+            oks += answers.count("OK")
+            leader = holder_of(role)
+            if sorted(answers) == ["NOT_LEADER", "NOT_LEADER", "OK"] and leader is not None:
+                break  # a takeover between the calls would show two OKs or none: ask again
+            assert time.monotonic() < deadline, (role, answers)
+            time.sleep(0.5)
+        assert answers.index("OK") == replicas.index_of(leader), (role, answers, leader)
+        if role == "reconcile":
+            # One stored run per OK (no schedule here: interval_s = 0); refusals wrote none.
+            runs_after = len(_sql(stack.dsn, "SELECT id FROM reconciliation_runs"))
+            assert runs_after == runs_before + oks, (runs_before, oks, runs_after)

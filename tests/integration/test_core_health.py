@@ -7,6 +7,7 @@ NOT_SERVING throughout; the services say what the database allows.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,6 +63,8 @@ def test_health_flips_with_the_database_and_back(cluster: PostgresCluster, tmp_p
         assets=[{"id": TOKEN, "symbol": "TUSD", "decimals": 6}],
         fixed_rates={"TUSD/USD": "1.00"},
         health={"interval_s": 0.2},
+        # Heartbeats every 0.5 s: the outage below spans several elector retries.
+        leadership={"lease_s": 1.5},
     )
     process: ManagedProcess = core.process().start()
     try:
@@ -77,6 +80,7 @@ def test_health_flips_with_the_database_and_back(cluster: PostgresCluster, tmp_p
         while value(scrape(core.metrics_port), "kassa_core_database_up") != 0:
             assert time.monotonic() < deadline, "database_up stayed 1 with PostgreSQL stopped"
             time.sleep(0.2)
+        time.sleep(2.5)  # several reconnect attempts of every elector
 
         cluster.start()
         wait_status(core, INVOICES, SERVING)
@@ -87,5 +91,11 @@ def test_health_flips_with_the_database_and_back(cluster: PostgresCluster, tmp_p
         code = process.stop()
     assert code == 0, "core did not stop cleanly"
     lines = (tmp_path / "core.log").read_text().splitlines()
-    assert sum("database unreachable" in line for line in lines) == 1
-    assert sum("database reachable" in line for line in lines) == 2
+    # One line per change of the health verdict (its own message: the leadership
+    # electors say theirs once per outage too, never once per retry).
+    assert sum("database unreachable: reporting NOT_SERVING" in line for line in lines) == 1
+    assert sum('"database reachable"' in line for line in lines) == 2
+    gone = [
+        json.loads(line)["role"] for line in lines if "leadership: database unreachable" in line
+    ]
+    assert len(gone) == len(set(gone)), gone  # one outage: at most one line per role

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 from pathlib import Path
 
@@ -99,3 +100,33 @@ def test_a_database_down_at_start_is_one_line_and_exit_1(tmp_path: Path) -> None
         assert line["msg"] == "database unreachable" and line["level"] == "error"
         assert str(line["database"]).startswith("127.0.0.1:")
         assert "secret-password" not in result.stderr
+
+
+def test_an_address_already_taken_is_one_line_and_exit_1(tmp_path: Path, fresh_dsn: str) -> None:
+    """The API's port held by another listener, even one with SO_REUSEPORT (as a second
+    core's would be): the core does not share it; the metrics port held: the same."""
+    assert _core(_config(tmp_path, fresh_dsn), "migrate").returncode == 0
+    for what in ("api", "metrics"):
+        with socket.socket() as holder:
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            taken = holder.getsockname()[1]
+            config = CoreSetup(
+                run_dir=tmp_path / what,
+                dsn=fresh_dsn,
+                account_xpub=XPUB,
+                chains=[{"id": "eip155:31337", "adapter": "127.0.0.1:9", "confirmations": 2}],
+                assets=[{"id": TOKEN, "symbol": "TUSD", "decimals": 6}],
+                fixed_rates={"TUSD/USD": "1.00"},
+                **({"port": taken} if what == "api" else {"metrics_port": taken}),
+            ).write_config()
+            result = _core(config, "serve")
+        assert result.returncode == 1, (what, result.stderr)
+        assert "Traceback" not in result.stderr, result.stderr
+        # gRPC's C core adds its own plain line for a failed bind (docs/operations.md);
+        # the core's own lines before it are progress (info).
+        logged = [json.loads(t) for t in result.stderr.splitlines() if t.startswith("{")]
+        [line] = [x for x in logged if x["level"] != "info"]
+        assert line["msg"] == "cannot listen" and line["what"] == what, line
+        assert line["listen"] == f"127.0.0.1:{taken}"

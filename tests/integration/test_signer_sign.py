@@ -495,3 +495,19 @@ def test_policy_reload_on_sighup(tmp_path: Path, certs: Path) -> None:
         timeout=60,
     )
     assert started.returncode == 2 and "policy" in started.stderr, started.stderr
+
+
+def test_a_failed_handshake_leaves_the_log_one_json_object_per_line(signer: Signer) -> None:
+    with (
+        channel(signer.port, signer.certs, None) as anonymous,
+        pytest.raises(grpc.RpcError),
+    ):
+        signer_pb2_grpc.SignerServiceStub(anonymous).Sign(
+            envelope(body(), signer.parties.core), timeout=10
+        )
+    stray = [
+        line
+        for line in signer.process.log_path.read_text().splitlines()
+        if line.strip() and not line.startswith("{")
+    ]
+    assert stray == []

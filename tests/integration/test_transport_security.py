@@ -36,7 +36,7 @@ from localstack import devcerts
 from localstack.anvil import Anvil
 from localstack.ports import free_port
 from localstack.postgres import PostgresCluster
-from localstack.procs import console_script
+from localstack.procs import ManagedProcess, console_script
 from localstack.stack import CoreSetup
 from tests.support.config import XPUB
 from tests.support.evm import certs, core_channel, start_adapter
@@ -282,10 +282,17 @@ def test_a_fake_adapter_feeds_no_block_to_the_ledger_but_the_configured_one_does
 
 
 @pytest.fixture(scope="module")
-def adapter_port(anvil: Anvil, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def adapter(
+    anvil: Anvil, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ManagedProcess, int]]:
     process, port = start_adapter(tmp_path_factory.mktemp("evm-callers"), [anvil.ws_url], [])
-    yield port
+    yield process, port
     assert process.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def adapter_port(adapter: tuple[ManagedProcess, int]) -> int:
+    return adapter[1]
 
 
 def error_reason(error: grpc.aio.AioRpcError) -> str:
@@ -297,8 +304,9 @@ def error_reason(error: grpc.aio.AioRpcError) -> str:
 
 
 async def test_a_caller_that_is_not_the_core_is_refused_by_the_adapter(
-    adapter_port: int, foreign: Path
+    adapter: tuple[ManagedProcess, int], foreign: Path
 ) -> None:
+    process, adapter_port = adapter
     calls = {
         "GetChainInfo": lambda s: s.GetChainInfo(chain_pb.GetChainInfoRequest(), timeout=5),
         "BroadcastTransaction": lambda s: s.BroadcastTransaction(
@@ -358,6 +366,10 @@ async def test_a_caller_that_is_not_the_core_is_refused_by_the_adapter(
             chain_pb.GetChainInfoRequest(), timeout=5
         )
     assert info.chain == CHAIN
+    # The failed handshakes left the adapter's log one JSON object per line (gRPC's
+    # own plain-text INFO lines are off).
+    log = process.log_path.read_text().splitlines()
+    assert [line for line in log if line.strip() and not line.startswith("{")] == []
 
 
 # --- secrets in files ----------------------------------------------------------------------

@@ -232,8 +232,9 @@ def start_signer(
     policy: str = POLICY,
     env: dict[str, str] | None = None,
     workers: int = 1,
+    port: int | None = None,
 ) -> Signer:
-    port = free_port()
+    port = port or free_port()
     config = write_config(
         base / "signer.toml", token, certs, parties, port, policy, workers=workers
     )

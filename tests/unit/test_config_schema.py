@@ -42,6 +42,12 @@ chain_id = 1
 node_urls = ["ws://127.0.0.1:8545"]
 """
 
+SIGNER = """[signer]
+target = "signer.internal:50061"
+caller_key_file = "core-ed25519.key"
+dev_plaintext = true
+"""
+
 
 def _core(tmp_path: Path, text: str) -> core_config.Config:
     kek = tmp_path / "webhook-kek"
@@ -84,6 +90,12 @@ def test_the_base_files_load(tmp_path: Path) -> None:
             CORE.replace("dev_plaintext = true", "dev_plaintext = true\nport = 1", 1),
             "unknown key 'server.port'",
         ),
+        (CORE + SIGNER + "startup_timeout = 5\n", "unknown key 'signer.startup_timeout'"),
+        (
+            CORE + SIGNER + 'startup_timeout_s = "soon"\n',
+            "signer.startup_timeout_s: expected float, got str",
+        ),
+        (CORE + '[signer]\ncaller_key_file = "k"\n', "missing required key 'signer.target'"),
     ],
 )
 def test_core_refuses_naming_the_file_and_the_key(tmp_path: Path, text: str, named: str) -> None:
@@ -149,3 +161,22 @@ def test_the_log_level_is_configurable_in_core_and_adapter(level: str, tmp_path:
 def test_an_unknown_log_level_is_refused_naming_the_key(tmp_path: Path) -> None:
     with pytest.raises(core_config.ConfigError, match=r"log\.level: invalid enum value 'loud'"):
         _core(tmp_path, CORE + '[log]\nlevel = "loud"\n')
+
+
+def test_the_signer_link_settings_load_with_bounded_defaults(tmp_path: Path) -> None:
+    key = tmp_path / "core-ed25519.key"
+    key.write_text("11" * 32)
+    key.chmod(0o600)
+    loaded = _core(tmp_path, CORE + SIGNER)
+    assert loaded.payouts is not None
+    assert loaded.payouts.signer.startup_timeout_s == 60.0
+    assert loaded.payouts.signer.health_interval_s == 10.0
+    tuned = _core(tmp_path, CORE + SIGNER + "startup_timeout_s = 0\nhealth_interval_s = 2.5\n")
+    assert tuned.payouts is not None
+    assert (tuned.payouts.signer.startup_timeout_s, tuned.payouts.signer.health_interval_s) == (
+        0.0,
+        2.5,
+    )
+    for bad in ("startup_timeout_s = -1\n", "health_interval_s = 0\n"):
+        with pytest.raises(core_config.ConfigError, match=r"signer\.startup_timeout_s must be"):
+            _core(tmp_path, CORE + SIGNER + bad)

@@ -55,6 +55,7 @@ DECIDERS = (
     "core.reasons",
     "core.invoices.state",
     "core.payments.status",
+    "core.signer_link.decide",
 )
 IO = ("asyncpg", "grpc", "grpc_status", "google.rpc", "aiohttp", "kassa")
 

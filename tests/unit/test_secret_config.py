@@ -183,3 +183,32 @@ def test_any_password_from_a_file_reaches_the_dsn_intact(
     assert unquote(parts.password or "") == password
     assert unquote(parts.username or "") == user
     assert (parts.hostname, parts.port, parts.path) == ("db", 5432, "/kassa")
+
+
+def test_an_unreadable_signer_ca_or_certificate_is_a_configuration_error(tmp_path: Path) -> None:
+    secret_file(tmp_path / "core-ed25519.key", "11" * 32 + "\n")
+    key = secret_file(tmp_path / "core.key", "not read here\n")
+    (tmp_path / "ca.pem").write_text("a CA\n")
+    (tmp_path / "core.pem").write_text("a certificate\n")
+    signer = {
+        "target": "signer.internal:50061",
+        "caller_key_file": "core-ed25519.key",
+        "ca_file": "ca.pem",
+        "cert_file": "core.pem",
+        "key_file": key.name,
+    }
+    assert parse(raw(tmp_path, signer=signer), tmp_path).payouts is not None
+    for missing in ("ca_file", "cert_file"):
+        with pytest.raises(ConfigError, match=rf"signer\.{missing}: cannot read .*absent\.pem"):
+            parse(raw(tmp_path, signer={**signer, missing: "absent.pem"}), tmp_path)
+
+
+def test_a_caller_key_that_is_not_ed25519_is_a_configuration_error(tmp_path: Path) -> None:
+    secret_file(tmp_path / "core-ed25519.key", "not a key\n")
+    signer = {
+        "target": "signer.internal:50061",
+        "caller_key_file": "core-ed25519.key",
+        "dev_plaintext": True,
+    }
+    with pytest.raises(ConfigError, match=r"signer\.caller_key_file: .* is not an Ed25519 key"):
+        parse(raw(tmp_path, signer=signer), tmp_path)

@@ -1,0 +1,104 @@
+"""The block applier decides invoices from sums folded in Python over the
+payment rows it reads once (core/payments/store.py `sums`). Against real
+PostgreSQL: on random payments, the fold gives exactly what the aggregating
+statement it replaced gave."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core.payments import store as payments
+from tests.support.ledger import add_merchant, migrated_pool
+
+CHAIN = "eip155:31337"
+ASSET = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
+NOW = datetime(2026, 1, 10, tzinfo=UTC)
+
+# The statement the fold replaced, verbatim but for its name.
+_SQL_SUMS = """
+WITH i AS MATERIALIZED (
+    SELECT id, expire_time, monitoring_end_time FROM invoices WHERE id = ANY($1::text[])
+)
+SELECT p.invoice_id,
+       coalesce(sum(p.amount) FILTER (WHERE p.counted AND p.status = 'pending'), 0) AS pending,
+       coalesce(sum(p.amount) FILTER (WHERE p.counted AND p.status = 'confirming'), 0) AS confirming,
+       coalesce(sum(p.amount) FILTER (WHERE p.counted AND p.status = 'confirmed'), 0) AS confirmed,
+       coalesce(sum(p.amount) FILTER (WHERE p.counted AND p.status <> 'reorged'
+                                      AND p.first_seen_time > i.expire_time), 0) AS late,
+       coalesce(sum(p.amount) FILTER (WHERE p.counted AND p.status <> 'reorged'
+                                      AND p.first_seen_time > i.monitoring_end_time), 0) AS outside,
+       count(*) FILTER (WHERE NOT p.counted AND p.status <> 'reorged') AS wrong_asset
+  FROM payments p JOIN i ON i.id = p.invoice_id
+ WHERE p.invoice_id = ANY($1::text[]) GROUP BY p.invoice_id
+"""
+
+
+@pytest.mark.asyncio
+async def test_the_fold_equals_the_sql_aggregate_on_random_payments(fresh_dsn: str) -> None:
+    rng = random.Random(16)
+    pool = await migrated_pool(fresh_dsn)
+    try:
+        async with pool.acquire() as conn:
+            await add_merchant(conn, "acme", "Acme")
+            ids = [f"inv{n}" for n in range(60)]
+            for n, invoice_id in enumerate(ids):
+                expire = NOW + timedelta(hours=rng.randint(-48, 48))
+                await conn.execute(
+                    """INSERT INTO invoices (id, merchant_id, merchant_order_id, chain, asset,
+                           asset_decimals, amount_due, deposit_address, derivation_index,
+                           confirmations_required, expire_time, monitoring_end_time, state)
+                       VALUES ($1, 'acme', $1, $2, $3, 6, 1000, $4, $5, 2, $6, $7,
+                               'awaiting_payment')""",
+                    invoice_id,
+                    CHAIN,
+                    ASSET,
+                    f"0x{n:040x}",
+                    n,
+                    expire,
+                    expire + timedelta(hours=rng.randint(0, 48)),
+                )
+                for k in range(rng.randint(0, 6)):
+                    status = rng.choice(["pending", "confirming", "confirmed", "reorged"])
+                    await conn.execute(
+                        """INSERT INTO payments (chain, tx_hash, transfer_index, invoice_id,
+                               asset, from_address, to_address, amount, block_height,
+                               block_hash, status, confirm_height, counted, first_seen_time)
+                           VALUES ($1, $2, $3, $4, $5, '0xf', '0xt', $6, $7, $8, $9, $10, $11,
+                                   $12)""",
+                        CHAIN,
+                        f"0x{n:04x}{k:04x}",
+                        k,
+                        invoice_id,
+                        ASSET,
+                        rng.randint(1, 10**30),
+                        None if status == "pending" else 7,
+                        None if status == "pending" else "0xb",
+                        status,
+                        None if status == "pending" else 9,
+                        rng.random() < 0.8,
+                        NOW + timedelta(hours=rng.randint(-72, 120)),
+                    )
+            expected = {i: payments.Sums() for i in ids}
+            for r in await conn.fetch(_SQL_SUMS, ids):
+                expected[r["invoice_id"]] = payments.Sums(
+                    pending=r["pending"],
+                    confirming=r["confirming"],
+                    confirmed=r["confirmed"],
+                    late=r["late"],
+                    wrong_asset=r["wrong_asset"],
+                    outside=r["outside"],
+                )
+            invoices = {r["id"]: r for r in await conn.fetch("SELECT * FROM invoices ORDER BY id")}
+            rows = await payments.rows_of(conn, ids)
+            folded = {i: payments.sums(invoices[i], rows[i]) for i in ids}
+        assert folded == expected
+        # The draw exercised every part of the sums.
+        assert all(
+            any(getattr(s, part) for s in expected.values())
+            for part in ("pending", "confirming", "confirmed", "late", "outside", "wrong_asset")
+        )
+    finally:
+        await pool.close()
