@@ -16,6 +16,25 @@ from datetime import datetime, timedelta
 import asyncpg
 
 BATCH = 1000
+# Deliveries created since the table's statistics were refreshed, and how
+# often at most: see refresh_statistics.
+ANALYZE_AFTER = 1000
+ANALYZE_EVERY_S = 10.0
+
+
+async def refresh_statistics(pool: asyncpg.Pool) -> None:
+    """ANALYZE webhook_deliveries, after a burst of new deliveries.
+
+    Until the planner knows of a burst, the claim (core/webhooks/worker.py)
+    is planned as if few deliveries were pending: a hash anti-join and a
+    sort over every pending one, O(pending) per claim (6-15 ms at 3,000
+    pending in the events bench, against 0.4 ms with fresh statistics,
+    which walk the due index in order and stop at the claim's LIMIT).
+    Autovacuum analyzes at most once a naptime (a minute by default), and a
+    table never analyzed has no statistics at all. SKIP_LOCKED: never waits
+    for a running (auto)vacuum, which refreshes them anyway."""
+    async with pool.acquire() as conn:
+        await conn.execute("ANALYZE (SKIP_LOCKED) webhook_deliveries")
 
 
 async def dispatch_once(

@@ -25,6 +25,8 @@ from google.protobuf import field_mask_pb2, json_format
 
 from core.events.outbox import NewEvent, append
 from core.webhooks import signing
+from core.webhooks.dispatch import ANALYZE_AFTER
+from core.webhooks.worker import CLAIM_SQL
 from kassa.core.v1 import (
     event_pb2,
     invoice_pb2,
@@ -559,6 +561,67 @@ def test_core_killed_between_attempts_loses_nothing_and_sends_nothing_unstored(
                 == 4
             ),
             what="deliveries recorded as succeeded",
+        )
+    finally:
+        gen.close()
+        receiver.stop()
+        assert process.stop() == 0
+
+
+def test_a_burst_of_deliveries_gets_statistics_so_a_claim_walks_the_due_index(
+    tmp_path: Path, fresh_dsn: str
+) -> None:
+    """Until the planner knows of a burst, a claim hashes and sorts every
+    pending delivery (O(pending) per claim). The dispatcher that made the
+    burst analyzes the table (autovacuum would only within a naptime); the
+    claim then takes due deliveries in index order, stopping at its LIMIT."""
+    setup = make_core(tmp_path, fresh_dsn)
+    process = setup.process().start()
+    receiver = Receiver().start()
+    gen = merchant_of(setup)
+    merchant = next(gen)
+    analyzed = "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'webhook_deliveries'"
+    try:
+        merchant.endpoint(receiver.url())
+        assert db(fresh_dsn, analyzed)[0]["last_analyze"] is None
+
+        async def burst() -> None:
+            conn = await asyncpg.connect(fresh_dsn)
+            try:
+                async with conn.transaction():
+                    await append(
+                        conn,
+                        [
+                            NewEvent(
+                                "invoice.created",
+                                merchant.id,
+                                f"merchants/{merchant.id}/invoices/burst{i}",
+                                invoice_pb2.Invoice(
+                                    name=f"merchants/{merchant.id}/invoices/burst{i}"
+                                ).SerializeToString(deterministic=True),
+                            )
+                            for i in range(ANALYZE_AFTER)
+                        ],
+                    )
+            finally:
+                await conn.close()
+
+        asyncio.run(burst())
+        wait_until(
+            lambda: db(fresh_dsn, analyzed)[0]["last_analyze"] is not None,
+            timeout_s=30,
+            what="webhook_deliveries analyzed after the burst",
+        )
+        now = db(fresh_dsn, "SELECT now() AS t")[0]["t"]
+        plan = "\n".join(r[0] for r in db(fresh_dsn, "EXPLAIN " + CLAIM_SQL, now, 8, now))
+        assert "Index Scan using webhook_deliveries_due" in plan, plan
+        assert "Hash Anti Join" not in plan, plan
+        wait_until(
+            lambda: (
+                len({r.headers["Kassa-Event-Id"] for r in receiver.accepted()}) >= ANALYZE_AFTER
+            ),
+            timeout_s=120,
+            what="every delivery of the burst accepted",
         )
     finally:
         gen.close()
