@@ -611,14 +611,14 @@ def decide(
     n = len(batch)
     results: list[Result] = [OK] * n
     writes = ledger.writes
-    every = emit_every if emit is not None else n + 1
     emitted = 0  # writes handed to `emit` so far
     plain = _PlainRun(ledger, batch) if fast and _cannot_overflow(batch, ledger) else None
     i = 0
     while i < n:
         if plain is not None:
             # As many lone plain transfers as fit before the next slice is due.
-            j = plain.run(i, min(n, i + max(1, every - (len(writes) - emitted))))
+            due = emit_every - (len(writes) - emitted)
+            j = plain.run(i, n if emit is None else min(n, i + max(1, due)))
             if j > i:
                 i = j
                 if emit is not None and len(writes) - emitted >= emit_every:
