@@ -25,7 +25,8 @@ totals: the group is decided again on them, a few times, then handed to the
 locking path. A stored id (a replay) goes to the locking path at once, which
 reads it. A concurrent writer that stores one of the ids after this
 statement's snapshot makes the INSERT fail on the primary key; that too
-goes to the locking path. Autocommit: a lost connection leaves the group
+goes to the locking path (as does a deadlock with a bigger transaction
+waiting on the same accounts). Autocommit: a lost connection leaves the group
 either wholly written or not at all, and its retry finds the ids stored.
 """
 
@@ -148,6 +149,11 @@ class KnownBalances:
                 rows = await _write(conn, outcome.writes, known, account_ids, transfer_ids, now)
             except asyncpg.UniqueViolationError:
                 return None  # stored meanwhile by another writer: the locking path reads it
+            except asyncpg.DeadlockDetectedError:
+                # Waiting on such a writer's id while it waits on our accounts
+                # (a bigger transaction of another path): nothing was written;
+                # the locking path retries it as it retries its own.
+                return None
             first = rows[0]
             if first["totals_known"] and first["ids_new"]:
                 assert first["written"] == len(outcome.writes), (first, outcome.writes)
