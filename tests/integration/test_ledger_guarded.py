@@ -435,7 +435,7 @@ async def test_the_guarded_path_decides_as_the_locking_path(fresh_dsn: str) -> N
         rng = random.Random(16)
         requests = _random_requests(rng, "g:", 300)
         at = now()
-        twin = [[dataclasses.replace(t, **_renamed(t)) for t in batch] for batch in requests]
+        twin = [[_renamed(t) for t in batch] for batch in requests]
         async with pool.acquire() as conn:
             for batch, other in zip(requests, twin, strict=True):
                 got = await poster.submit(batch)
@@ -453,12 +453,15 @@ async def test_the_guarded_path_decides_as_the_locking_path(fresh_dsn: str) -> N
         await pool.close()
 
 
-def _renamed(t: Transfer) -> dict[str, str]:
+def _renamed(t: Transfer) -> Transfer:
+    """`t` on the twin accounts, under the twin's id."""
+
     def swap(value: str) -> str:
         return "l:" + value[2:] if value.startswith("g:") else value
 
-    return {
-        "id": swap(t.id),
-        "debit_account_id": swap(t.debit_account_id),
-        "credit_account_id": swap(t.credit_account_id),
-    }
+    return dataclasses.replace(
+        t,
+        id=swap(t.id),
+        debit_account_id=swap(t.debit_account_id),
+        credit_account_id=swap(t.credit_account_id),
+    )
