@@ -135,15 +135,16 @@ class KnownBalances:
         ids = {t.debit_account_id for t in batch} | {t.credit_account_id for t in batch}
         ids.discard("")
         account_ids = sorted(ids)
-        missing = [i for i in account_ids if i not in self._accounts]
+        known = {i: self._accounts[i] for i in account_ids if i in self._accounts}
+        missing = [i for i in account_ids if i not in known]
         if missing:
             found = await store.get_accounts(conn, missing)
+            known.update(found)
             self._remember(found.values())
             if len(found) < len(missing):
                 return None  # an unknown account: refused by the locking path, which reads it
         transfer_ids = sorted({t.id for t in batch})
         for _ in range(ATTEMPTS):
-            known = {i: self._accounts[i] for i in account_ids}
             outcome = decide(batch, known, {}, now)
             try:
                 rows = await _write(conn, outcome.writes, known, account_ids, transfer_ids, now)
@@ -165,9 +166,10 @@ class KnownBalances:
             if not first["ids_new"]:
                 return None  # a replay: the locking path reads the stored transfers
             self.misses += 1
-            self._remember(
-                _with_totals(self._accounts[r["id"]], r) for r in rows if r["id"] is not None
-            )
+            for r in rows:
+                if r["id"] is not None:
+                    known[r["id"]] = _with_totals(known[r["id"]], r)
+            self._remember(known.values())
         return None
 
 

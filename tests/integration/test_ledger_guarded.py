@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from core.ledger import store
+from core.ledger import guarded, store
 from core.ledger.batcher import Poster
 from core.ledger.rules import (
     Account,
@@ -465,3 +465,28 @@ def _renamed(t: Transfer) -> Transfer:
         debit_account_id=swap(t.debit_account_id),
         credit_account_id=swap(t.credit_account_id),
     )
+
+
+@pytest.mark.asyncio
+async def test_the_known_totals_start_over_past_their_bound(
+    fresh_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forgetting mid-group (the bound reached by a group's first read) loses
+    nothing of that group: it still decides on all its accounts."""
+    monkeypatch.setattr(guarded, "KNOWN_MAX", 1)
+    await migrate(fresh_dsn)
+    pool = await asyncpg.create_pool(fresh_dsn, min_size=2, max_size=4)
+    poster = Poster(pool, now)
+    poster.start()
+    try:
+        async with pool.acquire() as conn:
+            await _accounts(conn, {"world": 0, "a": 0, "b": 0, "c": 0})
+        for i, target in enumerate(["a", "b", "a", "c", "b", "a"]):
+            assert (await poster.submit([Transfer(f"t{i}", "world", target, i + 1)]))[0].ok
+        known = poster.known
+        assert known is not None and known.locking == 0
+        balances = await _balances(pool, ["a", "b", "c"])
+        assert [balances[n].credits_posted for n in "abc"] == [1 + 3 + 6, 2 + 5, 4]
+    finally:
+        await poster.stop()
+        await pool.close()
