@@ -4,8 +4,11 @@ fields, whatever text its references, user data, ids and asset hold."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -125,3 +128,51 @@ def test_times_keep_their_zone() -> None:
     (row,) = decode(RowEncoder(east).encode([Transfer("t", "a", "b", 1, "x")]))
     assert row["create_time"] == "2026-11-30T10:00:00+02:00"
     assert datetime.fromisoformat(row["create_time"] or "") == NOW.replace(hour=8, microsecond=0)
+
+
+# Text that needs no escape, for the rows that take `encode`'s whole-slice check.
+clean = st.text(alphabet=st.sampled_from(["a", "N", "-", ":", "/", "0", " ", "é"]), max_size=8)
+
+
+@st.composite
+def mostly_plain(draw: st.DrawFn) -> Transfer:
+    """Rows as most of a block: no pending id, no timeout, nothing to escape;
+    now and then one value that needs an escape, or a pending id or timeout."""
+    text = texts if draw(st.integers(0, 7)) == 0 else clean
+    return Transfer(
+        id=draw(text.filter(bool)),
+        debit_account_id=draw(text),
+        credit_account_id=draw(text),
+        amount=draw(st.integers(1, AMOUNT_MAX)),
+        asset=draw(text),
+        code=draw(st.integers(0, 65535)),
+        flags=draw(st.sampled_from([0, 0, 0, 1])),
+        pending_id=draw(st.sampled_from(["", "", "", "", "", "", "", "p\\N"])),
+        timeout_s=draw(st.sampled_from([0, 0, 0, 0, 0, 0, 0, 30])),
+        reference=draw(text),
+        user_data=draw(text),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(batch=st.lists(mostly_plain(), max_size=12))
+def test_a_slice_checked_as_a_whole_encodes_as_row_by_row(batch: list[Transfer]) -> None:
+    encoder = RowEncoder(NOW)
+    data = encoder.encode(batch)
+    assert data == encoder.encode_each(batch)
+    assert decode(data) == [expected(t, NOW) for t in batch]
+
+
+@pytest.mark.parametrize("special", ["\\", "\t", "\n", "\r", "\\N", "\r\n"])
+@pytest.mark.parametrize("column", ["id", "debit_account_id", "asset", "reference", "user_data"])
+def test_one_value_to_escape_in_a_plain_slice_is_escaped(special: str, column: str) -> None:
+    """One value with a character COPY reads (a raw carriage return ends a row
+    too) among plain rows: the slice is encoded row by row, that value escaped."""
+    rows = [Transfer(f"t{i}", "a", "b", 1, "x") for i in range(3)]
+    changes: dict[str, Any] = {column: f"v{special}w"}  # a text field, by name
+    rows[1] = replace(rows[1], **changes)
+    encoder = RowEncoder(NOW)
+    data = encoder.encode(rows)
+    assert data == encoder.encode_each(rows)
+    assert b"\r" not in data and data.count(b"\n") == 3
+    assert decode(data) == [expected(t, NOW) for t in rows]

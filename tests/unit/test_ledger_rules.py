@@ -7,12 +7,16 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.ledger.rules import (
+    AMOUNT_MAX,
+    CODE_MAX,
+    TOTAL_MAX,
     Account,
     AccountFlags,
     Balances,
@@ -393,3 +397,139 @@ def test_the_last_slice_comes_only_after_the_invariants_held(
         decide(batch, b.accounts, b.stored, T0, slices.append, 2)
     # Two slices of two went out while deciding; the last one never did.
     assert [len(s) for s in slices] == [2, 2]
+
+
+# --- the plain fast path against the general rules ---------------------------------
+
+ASSET = "eip155:1/slip44:60"
+NEAR_TOP = TOTAL_MAX - 60
+# Enough that most are new, few enough that a batch repeats some.
+FAST_IDS = [f"t{i}" for i in range(24)]
+
+
+# One field one step off what the plain path takes.
+ONE_OFF: dict[str, list[object]] = {
+    "id": ["", " ", "x\ty", "a" * 256, "a" * 257, expiry_id("t1")],
+    "debit_account_id": ["", "missing", "other", "c"],
+    "credit_account_id": ["", "missing", "other", "a", "world"],
+    "amount": [0, -1, AMOUNT_MAX, AMOUNT_MAX + 1],
+    "asset": ["eip155:137/slip44:966"],
+    "code": [CODE_MAX + 1, -1],
+    "pending_id": ["t1"],
+    "timeout_s": [30, -1],
+}
+
+
+@st.composite
+def any_transfers(draw: st.DrawFn) -> Transfer:
+    """Mostly what the plain path takes (flags a plain int 0, every field
+    valid), each of those often with one field one step off, and next to
+    them linked chains, pending/post/void and IntFlag flags (which the
+    general rules resolve to an int)."""
+    kind = draw(st.sampled_from(["plain"] * 8 + ["intflag", "linked", "pending", "post", "void"]))
+    tid = draw(st.sampled_from(FAST_IDS))
+    if kind in ("post", "void"):
+        return Transfer(
+            tid,
+            draw(st.sampled_from(["", "", "a", "b"])),
+            draw(st.sampled_from(["", "", "c", "d"])),
+            flags=(4 if kind == "post" else 8) | draw(st.sampled_from([0, 0, 1])),
+            pending_id=draw(st.sampled_from(FAST_IDS[:8])),
+            amount=draw(st.sampled_from([0, 1, 5, 20, 50])),
+        )
+    debit, credit = draw(
+        st.lists(
+            st.sampled_from(["a", "b", "c", "d", "world"]), min_size=2, max_size=2, unique=True
+        )
+    )
+    t = Transfer(
+        tid,
+        debit,
+        credit,
+        draw(st.sampled_from([1, 5, 20, 40])),
+        asset=draw(st.sampled_from([ASSET, ASSET, ""])),
+        code=draw(st.sampled_from([0, 1, CODE_MAX])),
+        flags={"plain": 0, "intflag": TransferFlags.NONE, "linked": 1, "pending": 2}[kind],
+        timeout_s=draw(st.sampled_from([0, 30])) if kind == "pending" else 0,
+        reference=draw(st.sampled_from(["", "inv-1"])),
+        user_data=draw(st.sampled_from(["", "u\tv"])),
+    )
+    off = draw(st.sampled_from([None] * 16 + list(ONE_OFF)))
+    if off is None:
+        return t
+    return one_off(t, off, draw(st.sampled_from(ONE_OFF[off])))
+
+
+def one_off(t: Transfer, name: str, value: object) -> Transfer:
+    changes: dict[str, Any] = {name: value}  # any field, any value: checked at run time
+    return replace(t, **changes)
+
+
+def _strictly(outcome: Outcome) -> object:
+    """An Outcome with the classes of the written numbers (an IntFlag 0 equals 0)."""
+    return (
+        outcome.results,
+        [(w, type(w.flags), type(w.amount)) for w in outcome.writes],
+        outcome.deltas,
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    flags=st.lists(
+        st.sampled_from([AccountFlags.NONE] * 4 + [DMNEC, CMNED]), min_size=4, max_size=4
+    ),
+    near_top=st.sampled_from([None] * 8 + ["a", "b", "c", "d"]),
+    history=st.lists(st.lists(any_transfers(), min_size=1, max_size=8), max_size=3),
+    batch=st.lists(any_transfers(), min_size=1, max_size=24),
+    step_s=st.sampled_from([0, 40]),
+    every=st.integers(1, 5),
+)
+def test_the_plain_path_decides_exactly_as_the_general_rules(
+    flags: list[int],
+    near_top: str | None,
+    history: list[list[Transfer]],
+    batch: list[Transfer],
+    step_s: int,
+    every: int,
+) -> None:
+    """Same results, writes (in order, of the same classes), balance changes
+    and streamed slices (the same cuts) with and without the plain path, on
+    any stored state: limits, totals near the top, stored and expired
+    pendings, replays and duplicates within the batch."""
+    b = book(a=flags[0], b=flags[1], c=flags[2], d=flags[3])
+    if near_top is not None:  # credits near the limit, so that a credit there can overflow
+        b.accounts[near_top] = replace(
+            b.accounts[near_top], balances=Balances(credits_posted=NEAR_TOP)
+        )
+    b.accounts["world"] = Account("world", ASSET)
+    b.run([Transfer(f"seed-{n}", "world", n, 30) for n in "abcd"], T0)
+    for earlier in history:
+        b.run(earlier, T0)
+    at = T0 + timedelta(seconds=step_s)
+    general_slices: list[list[Transfer]] = []
+    fast_slices: list[list[Transfer]] = []
+    general = decide(batch, b.accounts, b.stored, at, general_slices.append, every, fast=False)
+    fast = decide(batch, b.accounts, b.stored, at, fast_slices.append, every)
+    assert _strictly(fast) == _strictly(general)
+    assert fast_slices == general_slices
+    assert decide(batch, b.accounts, b.stored, at) == general
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [(name, value) for name, values in ONE_OFF.items() for value in values]
+)
+def test_each_field_one_step_off_decides_as_the_general_rules(name: str, value: object) -> None:
+    """Every way out of the plain path, each on its own between two plain
+    transfers (the property above meets them only by chance)."""
+    b = book(a=0, b=0, c=DMNEC, d=0)
+    b.accounts["world"] = Account("world", ASSET)
+    b.run([Transfer("t1", "world", "a", 7)])
+    batch = [
+        Transfer("t2", "world", "b", 5, ASSET),
+        one_off(Transfer("t3", "world", "b", 5, ASSET), name, value),
+        Transfer("t4", "b", "d", 1),
+    ]
+    general = decide(batch, b.accounts, b.stored, T0, fast=False)
+    assert _strictly(decide(batch, b.accounts, b.stored, T0)) == _strictly(general)
+    assert general.results[0].ok and general.results[2].ok
