@@ -205,8 +205,8 @@ async def apply(
         if payments_now is not None:
             # The UPDATE is on its way (one turn of the loop sends it): the
             # snapshots are rendered from the rows as it will leave them while
-            # the database writes them (a 5,000-invoice block: ~0.15 s of
-            # rendering beside ~0.4 s of index maintenance), then checked below.
+            # the database writes them (a 5,000-invoice block: ~0.2 s of
+            # rendering beside ~0.3 s of writing), then checked below.
             # Rendering gives the loop a turn every _RENDER_SLICE invoices, so
             # asyncpg drains the RETURNING rows as the server sends them: held in
             # the socket, they would stall the server's UPDATE until rendering
