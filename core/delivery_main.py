@@ -33,6 +33,22 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class _Index(logging.Filter):
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.delivery_process = self.index
+        return True
+
+
+def _mark_lines(index: int) -> None:
+    """The core's log schema, plus which delivery process wrote the line."""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Index(index))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kassa-core-deliveries", description=__doc__)
     parser.add_argument("--config", type=Path, required=True, help="the core's TOML file")
@@ -45,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("configuration refused", extra={"path": str(args.config), "error": str(exc)})
         return 2
     logs.setup(config.log_level)
+    _mark_lines(args.index)
     settings = config.webhooks
     if not 0 <= args.index < settings.delivery_processes:
         log.error(
