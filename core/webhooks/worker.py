@@ -160,6 +160,32 @@ SELECT c.id AS delivery_id, c.attempt_count, c.give_up_time, c.event_id, c.event
 """
 
 
+class _Bodies:
+    """Each event's body rendered once per process, not once per delivery:
+    an event goes to each of its merchant's endpoints, and its canonical
+    JSON (json_format, ~60-80 us) is the same bytes for all of them. Keyed
+    by the event's id (a UUID, so never confused across databases); events
+    are immutable. Oldest first out: claims follow the outbox's order."""
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self._bodies: dict[uuid.UUID, bytes] = {}
+
+    def of(self, row: Mapping[str, Any]) -> bytes:
+        event_id = row["event_id"]
+        body = self._bodies.get(event_id)
+        if body is None:
+            body = resources.to_json(resources.event(row))
+            if len(self._bodies) >= self.SIZE:
+                del self._bodies[next(iter(self._bodies))]
+            self._bodies[event_id] = body
+        return body
+
+
+_BODIES = _Bodies()
+
+
 async def claim(
     pool: asyncpg.Pool, limit: int, now: datetime, lease_s: float, keyring: Keyring
 ) -> list[Claimed]:
@@ -183,7 +209,7 @@ async def claim(
                 signing_secrets=secrets[endpoint_id],
                 event_id=str(r["event_id"]),
                 event_type=r["event_type"],
-                body=resources.to_json(resources.event(r)),
+                body=_BODIES.of(r),
                 endpoint_id=endpoint_id,
             )
         )
