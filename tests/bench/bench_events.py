@@ -5,7 +5,12 @@
     database (a separate process, same client code);
 (b) webhook deliveries/s from the core to a local receiver (stored, claimed,
     signed, sent, recorded), vs raw HTTP POSTs of equal-size bodies to the
-    same receiver with the same client library (aiohttp) and concurrency.
+    same receiver with the same client library (aiohttp) and concurrency,
+    from one process (the ratio's baseline). With delivery processes
+    (`--delivery-processes N`, default the setting's), the raw POSTs run
+    again from N + 1 processes, as many as the core then uses, printed as
+    a second figure so the comparison can be judged; the core's CPU is
+    its own process's plus its delivery processes'.
 
 Under a shared, busy machine a rate measured once drifts with the load, so
 each side runs ROUNDS times, each round right after or before its baseline;
