@@ -25,12 +25,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import asyncpg
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from core.webhooks import fleet
 from kassa.core.v1 import invoice_pb2, invoice_pb2_grpc, webhook_pb2, webhook_pb2_grpc
 from localstack.paths import REPO
 from localstack.ports import free_port
+from localstack.postgres import PostgresCluster
 from localstack.procs import ManagedProcess
 from localstack.stack import CoreSetup
 from tests.support import metrics
@@ -405,3 +408,84 @@ def test_the_core_health_shows_the_processes(running: Running) -> None:
     running.setup.wait_serving("kassa.webhooks")
     samples = metrics.scrape(running.setup.metrics_port)
     assert metrics.value(samples, "kassa_webhook_delivery_process_up") == 2
+
+
+def test_a_database_outage_shows_on_the_processes_health_and_metrics(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    # A private cluster, stopped and started under the core (run_dir: the postgres
+    # user can traverse it).
+    cluster = PostgresCluster(run_dir / f"hooks-outage-{uuid.uuid4().hex[:6]}")
+    cluster.start()
+    try:
+        setup = make_core(tmp_path, cluster.create_database("hooks"), delivery_processes=1)
+        setup.health = {"invoices_need_chain": False, "interval_s": 0.2}
+        process = setup.process().start()
+        port = setup.metrics_port
+        try:
+            setup.wait_serving("kassa.webhooks")
+            cluster.stop()
+            health_becomes(setup, "kassa.webhooks", health_pb2.HealthCheckResponse.NOT_SERVING)
+            metrics.wait_for(
+                port,
+                lambda s: (
+                    metrics.value(s, "kassa_webhook_delivery_process_database_ok", process="0") == 0
+                ),
+                what="the process without its database on /metrics",
+            )
+            cluster.start()
+            setup.wait_serving("kassa.webhooks")
+            samples = metrics.scrape(port)
+            assert (
+                metrics.value(samples, "kassa_webhook_delivery_process_database_ok", process="0")
+                == 1
+            )
+            # It was never restarted: it waited for the database, saying so.
+            assert metrics.value(samples, "kassa_webhook_delivery_process_restarts_total") == 0
+        finally:
+            process.stop()
+    finally:
+        cluster.stop()
+
+
+def test_without_delivery_processes_the_cores_loop_delivers(tmp_path: Path, fresh_dsn: str) -> None:
+    setup = make_core(tmp_path, fresh_dsn, delivery_processes=0)
+    process = setup.process().start()
+    receiver = Receiver().start()
+    try:
+        merchant = f"loop-{uuid.uuid4().hex[:6]}"
+        token = setup.merchant_token(merchant, SCOPES)
+        with setup.channel(token) as channel:
+            webhook_pb2_grpc.WebhookServiceStub(channel).CreateWebhookEndpoint(
+                webhook_pb2.CreateWebhookEndpointRequest(
+                    parent=f"merchants/{merchant}",
+                    webhook_endpoint=webhook_pb2.WebhookEndpoint(url=receiver.url()),
+                )
+            )
+        run = Running(setup, process, receiver, merchant, token)
+        run.invoices(3, "loop")
+        wanted = run.event_ids()
+        wait_until(lambda: set(receiver.got()) >= wanted, what="every event delivered")
+        assert sorted(receiver.got()) == sorted(wanted)
+        assert delivery_pids(process.pid) == []
+        # No kassa.webhooks entry without processes.
+        with setup.bare_channel() as channel, pytest.raises(grpc.RpcError) as caught:
+            health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="kassa.webhooks"), timeout=5
+            )
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        receiver.stop()
+        assert process.stop() == 0
+
+
+def health_becomes(setup: CoreSetup, service: str, status: int) -> None:
+    deadline = time.monotonic() + 20
+    with setup.bare_channel() as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            seen = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+            if seen == status:
+                return
+            assert time.monotonic() < deadline, f"health of {service!r} stayed {seen}"
+            time.sleep(0.1)
