@@ -120,12 +120,17 @@ class ProcessView:
     database_ok: bool | None
 
 
+def up(view: ProcessView) -> bool:
+    """Runs and reports (kassa_webhook_delivery_process_up)."""
+    return view.running and view.since_report_s <= STALE_AFTER_S
+
+
 def process_problem(view: ProcessView) -> str | None:
     """Why the process is not sending, or None. Stable texts: a change of
     verdict is a change of state, never a growing number."""
     if not view.running:
         return "not running (restarting)"
-    if view.since_report_s > STALE_AFTER_S:
+    if not up(view):
         return f"no report for over {STALE_AFTER_S:g} s"
     if view.database_ok is False:
         return "cannot reach the database"

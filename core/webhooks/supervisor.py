@@ -80,12 +80,6 @@ class DeliveryProcesses:
         self._processes = [_Process(i) for i in range(count)]
         self._stopping = False
 
-    def pids(self) -> list[int]:
-        """The running processes' ids (tests, the bench)."""
-        return [
-            p.proc.pid for p in self._processes if p.proc is not None and p.proc.returncode is None
-        ]
-
     def wake(self) -> None:
         for p in self._processes:
             stdin = p.proc.stdin if p.proc is not None else None
@@ -124,8 +118,7 @@ class DeliveryProcesses:
             now = time.monotonic()
             for p in self._processes:
                 view = p.view(now)
-                up = view.running and view.since_report_s <= fleet.STALE_AFTER_S
-                metrics.WEBHOOK_PROCESS_UP.labels(str(p.index)).set(int(up))
+                metrics.WEBHOOK_PROCESS_UP.labels(str(p.index)).set(int(fleet.up(view)))
                 metrics.WEBHOOK_PROCESS_DATABASE_OK.labels(str(p.index)).set(
                     int(bool(view.database_ok))
                 )

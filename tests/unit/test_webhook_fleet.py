@@ -158,6 +158,12 @@ def test_the_processes_are_healthy_only_when_each_runs_reports_and_reaches_the_d
     )
     found = fleet.problem(views)
     assert (found is None) == healthy
+    for view in views.values():
+        assert fleet.up(view) == (view.running and view.since_report_s <= fleet.STALE_AFTER_S)
+        assert not fleet.up(view) or fleet.process_problem(view) in (
+            None,
+            "cannot reach the database",
+        )
     if found is not None:
         first = min(i for i, v in views.items() if fleet.process_problem(v) is not None)
         assert found.startswith(f"delivery process {first}: ")
