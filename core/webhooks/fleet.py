@@ -132,7 +132,9 @@ def process_problem(view: ProcessView) -> str | None:
         return "not running (restarting)"
     if not up(view):
         return f"no report for over {STALE_AFTER_S:g} s"
-    if view.database_ok is False:
+    if view.database_ok is None:
+        return "starting"  # not sending until it has said it reaches the database
+    if not view.database_ok:
         return "cannot reach the database"
     return None
 

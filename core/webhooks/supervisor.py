@@ -126,6 +126,8 @@ class DeliveryProcesses:
             if found != last:
                 if found is None:
                     log.info("webhook delivery processes sending")
+                elif found.endswith(": starting"):
+                    log.info("webhook delivery processes starting", extra={"reason": found})
                 else:
                     log.warning(
                         "webhook delivery processes not all sending", extra={"reason": found}

@@ -153,7 +153,7 @@ def test_the_processes_are_healthy_only_when_each_runs_reports_and_reaches_the_d
     views: dict[int, fleet.ProcessView],
 ) -> None:
     healthy = all(
-        v.running and v.since_report_s <= fleet.STALE_AFTER_S and v.database_ok is not False
+        v.running and v.since_report_s <= fleet.STALE_AFTER_S and v.database_ok is True
         for v in views.values()
     )
     found = fleet.problem(views)
@@ -162,6 +162,7 @@ def test_the_processes_are_healthy_only_when_each_runs_reports_and_reaches_the_d
         assert fleet.up(view) == (view.running and view.since_report_s <= fleet.STALE_AFTER_S)
         assert not fleet.up(view) or fleet.process_problem(view) in (
             None,
+            "starting",
             "cannot reach the database",
         )
     if found is not None:
@@ -172,7 +173,8 @@ def test_the_processes_are_healthy_only_when_each_runs_reports_and_reaches_the_d
 def test_problems_by_example() -> None:
     ok = fleet.ProcessView(running=True, since_report_s=0.2, database_ok=True)
     starting = fleet.ProcessView(running=True, since_report_s=0.2, database_ok=None)
-    assert fleet.problem({0: ok, 1: starting}) is None
+    assert fleet.problem({0: ok}) is None
+    assert fleet.problem({0: ok, 1: starting}) == "delivery process 1: starting"
     assert fleet.problem({0: ok, 1: fleet.ProcessView(True, 0.1, False)}) == (
         "delivery process 1: cannot reach the database"
     )
