@@ -7,6 +7,7 @@ or malformed value is a clear one-line error before anything starts.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from collections.abc import Callable
@@ -99,6 +100,8 @@ class Config:
     adapters_tls: ClientTls | None = None
     # [secrets] the key-encryption keys of webhook signing secrets (current first).
     webhook_keys: Keyring | None = field(default=None, repr=False)
+    # The file it was loaded from (load): the webhook delivery processes load it too.
+    path: Path | None = None
 
     def asset(self, asset_id: str) -> Asset | None:
         return next((a for a in self.assets if a.id == asset_id), None)
@@ -386,4 +389,4 @@ def load(path: Path) -> Config:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return parse(raw, path.parent, path)
+    return dataclasses.replace(parse(raw, path.parent, path), path=path.resolve())

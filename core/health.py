@@ -14,6 +14,9 @@ What is published:
   "kassa.signer"            with a [signer] only: SERVING while the signer link works
                             (core/signer_link); never part of "", so a signer that goes
                             away stops payouts, not invoices
+  "kassa.webhooks"          with delivery processes only: SERVING while every one runs,
+                            reports and reaches the database (core/webhooks/supervisor.py);
+                            never part of "" either
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 log = logging.getLogger("kassa.core.health")
 CHAIN_PREFIX = "kassa.chain/"
 SIGNER_SERVICE = "kassa.signer"
+WEBHOOKS_SERVICE = "kassa.webhooks"
 
 
 class HealthSettingsError(ValueError):

@@ -122,6 +122,23 @@ WEBHOOK_ATTEMPTS = Counter(
     "failed (failed and given up).",
     ["outcome"],
 )
+# The delivery processes (core/webhooks/supervisor.py); their attempts are
+# added to WEBHOOK_ATTEMPTS above from their reports.
+WEBHOOK_PROCESS_RESTARTS = Counter(
+    "kassa_webhook_delivery_process_restarts",
+    "Webhook delivery processes that ended unasked and were started again, by process.",
+    ["process"],
+)
+WEBHOOK_PROCESS_UP = Gauge(
+    "kassa_webhook_delivery_process_up",
+    "1 while the webhook delivery process runs and reports, else 0.",
+    ["process"],
+)
+WEBHOOK_PROCESS_DATABASE_OK = Gauge(
+    "kassa_webhook_delivery_process_database_ok",
+    "1 while the webhook delivery process reaches the database (its last report), else 0.",
+    ["process"],
+)
 PAYOUTS = Gauge("kassa_payouts", "Payouts and refunds by kind and state.", ["kind", "state"])
 PAYOUTS_OLDEST = Gauge(
     "kassa_payouts_oldest_age_seconds",

@@ -67,6 +67,7 @@ from core.telemetry.rpc import RpcMetrics, serve_metrics
 from core.tls import Tls13Only, server_credentials
 from core.webhooks.endpoints import Endpoints
 from core.webhooks.reseal import reseal
+from core.webhooks.supervisor import DeliveryProcesses
 from core.webhooks.worker import DeliveryWorker
 from kassa.chain.v1 import adapter_pb2_grpc
 from kassa.core.v1 import (
@@ -480,9 +481,30 @@ async def serve(
             config.expiry_interval_s,
         )
     )
-    # Webhook deliveries: created from the outbox, sent, retried (core.webhooks.worker).
-    delivery = DeliveryWorker(pool, notifier, webhooks, clock, config.webhook_keys)
-    tasks.append(_supervised("webhooks", delivery.run, 1.0))
+    # Webhook deliveries: created from the outbox, sent, retried (core.webhooks.worker);
+    # sent by delivery processes beside this one (core/webhooks/supervisor.py), or
+    # with delivery_processes = 0 by this loop.
+    deliverers: DeliveryProcesses | None = None
+    if webhooks.delivery_processes:
+        assert config.path is not None, "delivery processes load the core's configuration file"
+
+        async def publish_webhooks(problem: str | None) -> None:
+            await health_servicer.set(
+                core_health.WEBHOOKS_SERVICE,
+                health_pb2.HealthCheckResponse.SERVING
+                if problem is None
+                else health_pb2.HealthCheckResponse.NOT_SERVING,
+            )
+
+        deliverers = DeliveryProcesses(config.path, webhooks.delivery_processes, publish_webhooks)
+        dispatcher = DeliveryWorker(
+            pool, notifier, webhooks, clock, config.webhook_keys, on_created=deliverers.wake
+        )
+        tasks.append(_supervised("webhooks dispatch", dispatcher.run_dispatcher, 1.0))
+        tasks.append(_supervised("webhook delivery processes", deliverers.run, 1.0))
+    else:
+        delivery = DeliveryWorker(pool, notifier, webhooks, clock, config.webhook_keys)
+        tasks.append(_supervised("webhooks", delivery.run, 1.0))
     if payout_worker is not None:
         # One leader sends payouts (nonces of the hot key are allocated in order).
         worker = payout_worker
@@ -513,6 +535,8 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("core stopping")
+    if deliverers is not None:
+        deliverers.stop_restarting()
     watcher.cancel()  # NOT_SERVING stays until the end
     for name in ("", *SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)

@@ -29,8 +29,15 @@ class WebhookSettings:
     # A claimed attempt's lease beyond timeout_s; after it, a crashed
     # attempt is retried by any worker.
     lease_grace_s: float = 5.0
+    # Processes that send deliveries beside the core's event loop, each with
+    # its own loop, pool and HTTP sessions (core/webhooks/fleet.py; 0: sent
+    # by the core's own loop). concurrency and endpoint_concurrency stay the
+    # core's totals, divided among them. Default from the events bench
+    # (docs/performance.md, "Webhook deliveries").
+    delivery_processes: int = 1
 
 
+MAX_PROCESSES = 64
 _FLOATS = ("timeout_s", "poll_interval_s", "lease_grace_s")
 _POLICY = ("initial_backoff_s", "max_backoff_s", "give_up_after_s")
 
@@ -59,6 +66,7 @@ def parse(table: dict[str, Any]) -> WebhookSettings:
         concurrency=int(number("concurrency", base.concurrency)),
         endpoint_concurrency=int(number("endpoint_concurrency", base.endpoint_concurrency)),
         secret_overlap_s=int(number("secret_overlap_s", base.secret_overlap_s)),
+        delivery_processes=int(number("delivery_processes", base.delivery_processes)),
         allow_private_targets=bool(table.get("allow_private_targets", False)),
         **{k: number(k, getattr(base, k)) for k in _FLOATS},
     )
@@ -71,5 +79,17 @@ def parse(table: dict[str, Any]) -> WebhookSettings:
         raise ValueError(
             "webhooks: timeout_s, concurrency, endpoint_concurrency and poll_interval_s "
             "must be positive"
+        )
+    processes = table.get("delivery_processes", base.delivery_processes)
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes > MAX_PROCESSES:
+        raise ValueError(
+            f"webhooks.delivery_processes must be a whole number in 0..{MAX_PROCESSES}"
+        )
+    if processes > min(settings.concurrency, settings.endpoint_concurrency):
+        # Each process takes its share of both limits and needs at least one
+        # slot of each: the limits stay the core's totals, never exceeded.
+        raise ValueError(
+            "webhooks.delivery_processes must not exceed concurrency or endpoint_concurrency "
+            "(each process sends at least one delivery at a time, to any endpoint)"
         )
     return settings

@@ -160,6 +160,32 @@ SELECT c.id AS delivery_id, c.attempt_count, c.give_up_time, c.event_id, c.event
 """
 
 
+class _Bodies:
+    """Each event's body rendered once per process, not once per delivery:
+    an event goes to each of its merchant's endpoints, and its canonical
+    JSON (json_format, ~60-80 us) is the same bytes for all of them. Keyed
+    by the event's id (a UUID, so never confused across databases); events
+    are immutable. Oldest first out: claims follow the outbox's order."""
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self._bodies: dict[uuid.UUID, bytes] = {}
+
+    def of(self, row: Mapping[str, Any]) -> bytes:
+        event_id = row["event_id"]
+        body = self._bodies.get(event_id)
+        if body is None:
+            body = resources.to_json(resources.event(row))
+            if len(self._bodies) >= self.SIZE:
+                del self._bodies[next(iter(self._bodies))]
+            self._bodies[event_id] = body
+        return body
+
+
+_BODIES = _Bodies()
+
+
 async def claim(
     pool: asyncpg.Pool, limit: int, now: datetime, lease_s: float, keyring: Keyring
 ) -> list[Claimed]:
@@ -183,7 +209,7 @@ async def claim(
                 signing_secrets=secrets[endpoint_id],
                 event_id=str(r["event_id"]),
                 event_type=r["event_type"],
-                body=resources.to_json(resources.event(r)),
+                body=_BODIES.of(r),
                 endpoint_id=endpoint_id,
             )
         )
@@ -321,13 +347,19 @@ class DeliveryWorker:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        notifier: OutboxNotifier,
+        notifier: OutboxNotifier | None,
         settings: WebhookSettings,
         clock: Callable[[], datetime],
         keyring: Keyring,
+        on_created: Callable[[], None] | None = None,
     ) -> None:
+        """Without a notifier the worker only sends (a delivery process:
+        core/webhooks/process.py), and the core's dispatcher wakes it
+        through `wake`; `on_created` is told when the dispatcher stored new
+        deliveries (core/webhooks/supervisor.py wakes the processes)."""
         self.pool = pool
         self.notifier = notifier
+        self.on_created = on_created
         self.settings = settings
         self.clock = clock
         self.keyring = keyring
@@ -351,12 +383,24 @@ class DeliveryWorker:
         self._recorder = _Recorder(pool)
 
     async def run(self) -> None:
-        dispatcher = asyncio.create_task(self._dispatch(), name="webhooks dispatch")
+        """Dispatches (with a notifier) and sends, until cancelled; attempts in
+        flight then are cancelled and their leases lapse (at least once)."""
+        dispatcher = (
+            asyncio.create_task(self._dispatch(), name="webhooks dispatch")
+            if self.notifier is not None
+            else None
+        )
         try:
             await self._send_loop()
         finally:
-            dispatcher.cancel()
-            tasks = [dispatcher, *self._claims, *self._in_flight, *self._recording]
+            if dispatcher is not None:
+                dispatcher.cancel()
+            tasks = [
+                *([dispatcher] if dispatcher is not None else []),
+                *self._claims,
+                *self._in_flight,
+                *self._recording,
+            ]
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -373,13 +417,23 @@ class DeliveryWorker:
         rounds = math.ceil(settings.concurrency / settings.endpoint_concurrency)
         return settings.timeout_s * rounds + settings.lease_grace_s
 
+    def wake(self) -> None:
+        """New deliveries may be due: claim now rather than at the next poll."""
+        self._wake.set()
+
+    async def run_dispatcher(self) -> None:
+        """Only the dispatcher: the core's part when delivery processes send."""
+        await self._dispatch()
+
     async def _dispatch(self) -> None:
+        notifier = self.notifier
+        assert notifier is not None, "only a worker with a notifier dispatches"
         unanalyzed = 0  # deliveries created since the statistics were refreshed
         analyzed_at = -math.inf
         analyzing: asyncio.Task[None] | None = None
         try:
             while True:
-                generation = self.notifier.generation
+                generation = notifier.generation
                 try:
                     consumed, created = await dispatch_once(
                         self.pool, self.clock(), self.settings.policy.give_up_after_s
@@ -390,6 +444,8 @@ class DeliveryWorker:
                     continue
                 if created:
                     self._wake.set()
+                    if self.on_created is not None:
+                        self.on_created()
                 unanalyzed += created
                 if (
                     unanalyzed >= ANALYZE_AFTER
@@ -400,7 +456,7 @@ class DeliveryWorker:
                     analyzing = asyncio.create_task(self._analyze(), name="webhooks analyze")
                     unanalyzed, analyzed_at = 0, time.monotonic()
                 if consumed < BATCH:
-                    await self.notifier.wait(generation)
+                    await notifier.wait(generation)
         finally:
             if analyzing is not None and not analyzing.done():
                 analyzing.cancel()

@@ -5,7 +5,12 @@
     database (a separate process, same client code);
 (b) webhook deliveries/s from the core to a local receiver (stored, claimed,
     signed, sent, recorded), vs raw HTTP POSTs of equal-size bodies to the
-    same receiver with the same client library (aiohttp) and concurrency.
+    same receiver with the same client library (aiohttp) and concurrency,
+    from one process (the ratio's baseline). With delivery processes
+    (`--delivery-processes N`, default the setting's), the raw POSTs run
+    again from N + 1 processes, as many as the core then uses, printed as
+    a second figure so the comparison can be judged; the core's CPU is
+    its own process's plus its delivery processes'.
 
 Under a shared, busy machine a rate measured once drifts with the load, so
 each side runs ROUNDS times, each round right after or before its baseline;
@@ -34,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +54,7 @@ from aiohttp import web  # noqa: E402
 from core.clients import ApiTls, api_aio_channel  # noqa: E402
 from core.events.outbox import NewEvent, append  # noqa: E402
 from core.render import events as resources  # noqa: E402
+from core.webhooks.settings import WebhookSettings  # noqa: E402
 from kassa.core.v1 import (  # noqa: E402
     event_pb2,
     event_pb2_grpc,
@@ -196,9 +203,13 @@ def _serve_receiver(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-async def raw_posts(url: str, body: bytes, count: int) -> float:
+async def raw_window(
+    url: str, body: bytes, count: int, concurrency: int = CONCURRENCY
+) -> tuple[float, float]:
+    """(begin, end) on the monotonic clock (one clock for every process) of
+    `count` POSTs, `concurrency` at once."""
     headers = {"Content-Type": "application/json", "Kassa-Signature": "t=0,v1=" + "0" * 64}
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         queue = iter(range(count))
 
@@ -208,9 +219,44 @@ async def raw_posts(url: str, body: bytes, count: int) -> float:
                     await response.content.read(4096)
                     assert response.status == 200
 
-        begin = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        return count / (time.perf_counter() - begin)
+        begin = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return begin, time.monotonic()
+
+
+async def raw_posts(url: str, body: bytes, count: int) -> float:
+    begin, end = await raw_window(url, body, count)
+    return count / (end - begin)
+
+
+def _raw_sender(conn: Connection, url: str, body: bytes, concurrency: int) -> None:
+    """A process sending raw POSTs on request: n in, (begin, end) out; 0 ends it."""
+    while n := conn.recv():
+        conn.send(asyncio.run(raw_window(url, body, n, concurrency)))
+
+
+def raw_posts_parallel(senders: list[Connection], count: int) -> float:
+    """POSTs/s of `count` raw POSTs split among the sender processes, from the
+    first one's start to the last one's end."""
+    for i, conn in enumerate(senders):
+        conn.send(count // len(senders) + (1 if i < count % len(senders) else 0))
+    windows: list[tuple[float, float]] = [conn.recv() for conn in senders]
+    return count / (max(e for _, e in windows) - min(b for b, _ in windows))
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its live children (the core and its
+    webhook delivery processes)."""
+    total = cpu_s(pid)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                child = _stat(int(entry.name))
+                if int(child[1]) == pid:
+                    total += (int(child[11]) + int(child[12])) * _TICK_S
+            except OSError:
+                continue  # gone meanwhile
+    return total
 
 
 async def deliveries(dsn: str, first: int) -> float:
@@ -285,7 +331,9 @@ def print_profile(path: Path) -> None:
     stats.sort_stats("cumulative").print_stats(60)
 
 
-async def main_async(tmp: Path, profile: Path | None) -> dict[str, object]:
+async def main_async(
+    tmp: Path, profile: Path | None, delivery_processes: int | None
+) -> dict[str, object]:
     cluster = PostgresCluster(tmp / "pg")
     cluster.start()
     ctx = multiprocessing.get_context("spawn")
@@ -307,7 +355,17 @@ async def main_async(tmp: Path, profile: Path | None) -> dict[str, object]:
                 "concurrency": CONCURRENCY,
                 "endpoint_concurrency": CONCURRENCY,
                 "poll_interval_s": 0.2,
+                **(
+                    {"delivery_processes": delivery_processes}
+                    if delivery_processes is not None
+                    else {}
+                ),
             },
+        )
+        processes = (
+            delivery_processes
+            if delivery_processes is not None
+            else WebhookSettings().delivery_processes
         )
         core = setup.process()
         if profile is not None:
@@ -382,6 +440,21 @@ async def main_async(tmp: Path, profile: Path | None) -> dict[str, object]:
                 )
             )
         body = resources.to_json(sample.event)
+        # The raw POSTs again from as many processes as the core runs for
+        # deliveries (its own, which dispatches, and the sending ones): a
+        # second figure beside the baseline, not the ratio's.
+        senders: list[Connection] = []
+        for _ in range(processes + 1 if processes else 0):
+            ours, theirs = ctx.Pipe()
+            child = ctx.Process(
+                target=_raw_sender,
+                args=(theirs, url, body, max(1, CONCURRENCY // (processes + 1))),
+                daemon=True,
+            )
+            child.start()
+            children.append(child)
+            senders.append(ours)
+        parallel_rates: list[float] = []
         delivered_rates: list[float] = []
         raw_rates: list[float] = []
         delivery_cpus: list[float] = []
@@ -389,24 +462,34 @@ async def main_async(tmp: Path, profile: Path | None) -> dict[str, object]:
         raw_cpus: list[float] = []
         postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
         for r in range(ROUNDS):
-            cpu0, pg0 = cpu_s(core.pid), cluster_cpu_s(postmaster)
+            cpu0, pg0 = tree_cpu_s(core.pid), cluster_cpu_s(postmaster)
+            own0 = cpu_s(core.pid)
             delivered_rates.append(await deliveries(dsn, STREAM_EVENTS + r * WEBHOOK_EVENTS))
-            delivery_cpu = (cpu_s(core.pid) - cpu0) / WEBHOOK_EVENTS
+            delivery_cpu = (tree_cpu_s(core.pid) - cpu0) / WEBHOOK_EVENTS
+            own_cpu = (cpu_s(core.pid) - own0) / WEBHOOK_EVENTS
             pg_cpu = (cluster_cpu_s(postmaster) - pg0) / WEBHOOK_EVENTS
             cpu0 = time.process_time()
             raw_rates.append(await raw_posts(url, body, WEBHOOK_EVENTS))
             raw_cpu = (time.process_time() - cpu0) / WEBHOOK_EVENTS
+            if senders:
+                parallel_rates.append(raw_posts_parallel(senders, WEBHOOK_EVENTS))
             delivery_cpus.append(delivery_cpu)
             pg_cpus.append(pg_cpu)
             raw_cpus.append(raw_cpu)
             print(
                 f"(b) round {r + 1}: webhook deliveries {delivered_rates[-1]:,.0f}/s "
                 f"({len(body)} B bodies, {CONCURRENCY} at once; core {delivery_cpu * 1e6:.0f} "
-                f"us CPU/delivery, PostgreSQL {pg_cpu * 1e6:.0f} us with the bench's own writes "
+                f"us CPU/delivery (its own process {own_cpu * 1e6:.0f}, {processes} delivery "
+                f"processes {(delivery_cpu - own_cpu) * 1e6:.0f}), PostgreSQL {pg_cpu * 1e6:.0f} us with the bench's own writes "
                 f"and polls); raw POSTs {raw_rates[-1]:,.0f}/s ({raw_cpu * 1e6:.0f} us "
                 f"CPU/POST); ratio {delivered_rates[-1] / raw_rates[-1]:.2f}; "
                 f"load {load_average()}"
             )
+            if senders:
+                print(
+                    f"    raw POSTs from {len(senders)} processes (as many as the core "
+                    f"runs with {processes} delivery processes): {parallel_rates[-1]:,.0f}/s"
+                )
         delivered_per_s, raw_per_s = max(delivered_rates), max(raw_rates)
         webhook_ratio = statistics.median(
             a / b for a, b in zip(delivered_rates, raw_rates, strict=True)
@@ -417,6 +500,8 @@ async def main_async(tmp: Path, profile: Path | None) -> dict[str, object]:
             f"Median of the rounds' ratios: StreamEvents {stream_ratio:.2f}, "
             f"webhooks {webhook_ratio:.2f}"
         )
+        for conn in senders:
+            conn.send(0)
     finally:
         for child in children:
             child.terminate()
@@ -437,6 +522,7 @@ async def main_async(tmp: Path, profile: Path | None) -> dict[str, object]:
         "stream_ratio_of_best": round(stream_per_s / stream_baseline, 3),
         "stream_core_cpu_us_per_event": round(min(stream_cpu) * 1e6),
         "stream_baseline_cpu_us_per_event": round(min(baseline_cpu) * 1e6),
+        "webhook_delivery_processes": processes,
         "webhook_deliveries_per_s": round(delivered_per_s),
         "webhook_baseline_per_s": round(raw_per_s),
         "webhook_ratio": round(webhook_ratio, 3),
@@ -444,6 +530,8 @@ async def main_async(tmp: Path, profile: Path | None) -> dict[str, object]:
         "webhook_core_cpu_us_per_delivery": round(min(delivery_cpus) * 1e6),
         "webhook_postgres_cpu_us_per_delivery": round(min(pg_cpus) * 1e6),
         "webhook_baseline_cpu_us_per_post": round(min(raw_cpus) * 1e6),
+        # Not the ratio's baseline: raw POSTs from as many processes as the core runs.
+        "webhook_raw_parallel_per_s": round(max(parallel_rates)) if parallel_rates else None,
         "load_average": load_average(),
     }
 
@@ -451,12 +539,17 @@ async def main_async(tmp: Path, profile: Path | None) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", type=Path, help="run the core under cProfile; write here")
+    parser.add_argument(
+        "--delivery-processes",
+        type=int,
+        help="[webhooks] delivery_processes of the core (default: the setting's default)",
+    )
     args = parser.parse_args()
     if args.profile is not None:
         args.profile = args.profile.resolve()
         args.profile.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kassa-bench-") as tmp:
-        result = asyncio.run(main_async(Path(tmp), args.profile))
+        result = asyncio.run(main_async(Path(tmp), args.profile, args.delivery_processes))
     print(json.dumps(result))
 
 
