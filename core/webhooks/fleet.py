@@ -15,6 +15,8 @@ process is what lets deliveries use the machine's other core.
   second on its stdout (its attempt counters, whether it reaches the
   database); the core adds the counters to its own /metrics.
 - `problem`: whether every process is sending, for the core's health.
+- `hung`: whether a running process has gone silent for so long that the
+  core kills it (and so restarts it, as any process that ends).
 """
 
 from __future__ import annotations
@@ -33,6 +35,17 @@ MAX_RESTART_S = 30.0
 # How often a process reports, and after how long without one it is stale.
 REPORT_EVERY_S = 0.5
 STALE_AFTER_S = 5.0
+# After how long without a report a running process is hung and killed: 30
+# report periods, 3x the stale bound. Its reports come from a task of its own
+# event loop, so only a loop blocked (or a process stopped) that long misses
+# them; on a loaded 2-core machine scheduling delays stay well under a second.
+# Killing re-sends its attempts in flight (at least once), so health says
+# NOT_SERVING first (STALE_AFTER_S) and the kill waits for a clear hang.
+HUNG_AFTER_S = 15.0
+# Before its first report a process imports and makes its first connection
+# attempt (asyncpg's connect timeout: 60 s), then reports either way: a slow
+# start under load or a silent database is not a hang.
+HUNG_STARTING_AFTER_S = 90.0
 # What a report may hold: one counter per decision of retry.decide.
 DECISIONS = frozenset({"succeeded", "pending", "failed"})
 
@@ -123,6 +136,17 @@ class ProcessView:
 def up(view: ProcessView) -> bool:
     """Runs and reports (kassa_webhook_delivery_process_up)."""
     return view.running and view.since_report_s <= STALE_AFTER_S
+
+
+def hung(view: ProcessView) -> bool:
+    """Whether the running process has been silent too long: the core kills
+    it (the restart follows as for any process that ended)."""
+    if not view.running:
+        return False
+    # database_ok is None only until its first report: every report says it.
+    bound_s = HUNG_STARTING_AFTER_S if view.database_ok is None else HUNG_AFTER_S
+    assert STALE_AFTER_S < HUNG_AFTER_S < HUNG_STARTING_AFTER_S
+    return view.since_report_s > bound_s
 
 
 def process_problem(view: ProcessView) -> str | None:

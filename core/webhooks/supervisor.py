@@ -23,6 +23,10 @@ core's (the same JSON log lines); its stdin and stdout are pipes to here.
   (kassa_webhook_delivery_process_restarts) and started again after
   `fleet.restart_delay_s`. Its claimed deliveries stay leased until their
   lease lapses; any process then claims them again: at least once.
+- A process that hangs without ending (stopped, its loop blocked: no report
+  for `fleet.hung`'s bound) is killed by the watcher, logged (one line), and
+  then restarted by the path above: its share of the concurrency comes back
+  without an operator.
 - Stopping (cancellation): SIGTERM to every process, SIGKILL after
   STOP_WAIT_S; the attempts they had in flight lapse as above.
 """
@@ -55,6 +59,8 @@ class _Process:
     reported: float | None = None
     database_ok: bool | None = None
     counted: dict[str, int] = field(default_factory=dict)
+    # Killed as hung: not killed (nor logged) again while it is reaped.
+    killed: bool = False
 
     def view(self, now: float) -> fleet.ProcessView:
         running = self.proc is not None and self.proc.returncode is None
@@ -114,14 +120,21 @@ class DeliveryProcesses:
 
     async def _watch(self) -> None:
         last: str | None = ""
+        previous = time.monotonic()
         while True:
             now = time.monotonic()
+            # Woken this late, the core's own loop was blocked: the reports may
+            # be unread in the pipes, so no process is judged hung this round.
+            core_stalled = now - previous > self.check_every_s + fleet.STALE_AFTER_S
+            previous = now
             for p in self._processes:
                 view = p.view(now)
                 metrics.WEBHOOK_PROCESS_UP.labels(str(p.index)).set(int(fleet.up(view)))
                 metrics.WEBHOOK_PROCESS_DATABASE_OK.labels(str(p.index)).set(
                     int(bool(view.database_ok))
                 )
+                if fleet.hung(view) and not core_stalled and not p.killed:
+                    self._kill_hung(p, view)
             found = fleet.problem({p.index: p.view(now) for p in self._processes})
             if found != last:
                 if found is None:
@@ -137,10 +150,27 @@ class DeliveryProcesses:
                 last = found
             await asyncio.sleep(self.check_every_s)
 
+    def _kill_hung(self, p: _Process, view: fleet.ProcessView) -> None:
+        """SIGKILL (a stopped process ignores SIGTERM until continued); its
+        keeper then sees it end and restarts it, with the backoff and the
+        restarts counter: the one restart path."""
+        assert p.proc is not None and p.proc.returncode is None
+        p.killed = True
+        log.error(
+            "webhook delivery process hung",
+            extra={
+                "index": p.index,
+                "pid": p.proc.pid,
+                "since_report_s": round(view.since_report_s, 3),
+            },
+        )
+        with contextlib.suppress(ProcessLookupError):
+            p.proc.kill()
+
     async def _keep(self, p: _Process) -> None:
         crashes = 0
         while True:
-            p.counted, p.reported, p.database_ok = {}, None, None
+            p.counted, p.reported, p.database_ok, p.killed = {}, None, None, False
             p.started = time.monotonic()
             p.proc = await asyncio.create_subprocess_exec(
                 sys.executable,

@@ -4,13 +4,15 @@ core process, PostgreSQL and a local HTTP receiver.
 Deliveries sent by several processes arrive exactly once; a process killed
 mid-delivery is restarted by the core and its delivery leased back and sent;
 their attempts count on the core's /metrics; stopping or killing the core
-leaves no process behind and no delivery stuck; a process that cannot reach
-the database says so, and never logs a secret.
+leaves no process behind and no delivery stuck; a process that hangs
+(SIGSTOP) is killed and restarted; a process that cannot reach the database
+says so, and never logs a secret.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -322,6 +324,60 @@ def test_a_process_killed_mid_delivery_is_restarted_and_the_delivery_leased_back
         what="the restarts counted",
     )
     assert metrics.value(samples, "kassa_webhook_delivery_process_restarts_total", process="0") == 1
+
+
+def test_a_hung_process_is_killed_and_restarted_and_deliveries_go_on(running: Running) -> None:
+    wait_until(lambda: len(delivery_pids(running.process.pid)) == 2, what="two processes")
+    running.setup.wait_serving("kassa.webhooks")
+    before = delivery_pids(running.process.pid)
+    stopped = before[0]
+    # Hung without ending: it is alive to the kernel, silent to the core.
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        wait_until(
+            lambda: (
+                not alive(stopped)
+                and len(delivery_pids(running.process.pid)) == 2
+                and stopped not in delivery_pids(running.process.pid)
+            ),
+            # The bound, the first backoff, and room for a loaded machine.
+            timeout_s=fleet.HUNG_AFTER_S + fleet.FIRST_RESTART_S + 45,
+            what="the stopped process killed and replaced",
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stopped, signal.SIGCONT)
+    (other,) = set(before) - {stopped}
+    assert other in delivery_pids(running.process.pid)  # the healthy one was left alone
+    hung = [
+        line for line in running.log_lines() if line.get("msg") == "webhook delivery process hung"
+    ]
+    assert len(hung) == 1, hung
+    assert hung[0]["pid"] == stopped and hung[0]["level"] == "error"
+    assert float(str(hung[0]["since_report_s"])) > fleet.HUNG_AFTER_S
+    index = str(hung[0]["index"])
+    # Restarted by the one restart path: its line, its backoff, its counter.
+    ended = [
+        line
+        for line in running.log_lines()
+        if line.get("msg") == "webhook delivery process ended; restarting"
+    ]
+    assert [(str(line["index"]), line["pid"], line["exit_code"]) for line in ended] == [
+        (index, stopped, -signal.SIGKILL)
+    ]
+    samples = metrics.wait_for(
+        running.setup.metrics_port,
+        lambda s: (
+            metrics.value(s, "kassa_webhook_delivery_process_restarts_total", process=index) == 1
+        ),
+        what="the restart counted",
+    )
+    assert metrics.value(samples, "kassa_webhook_delivery_process_restarts_total") == 1
+    # Sending again: a new delivery goes out (at least once).
+    running.setup.wait_serving("kassa.webhooks")
+    running.invoices(1, "after-hang")
+    (wanted,) = running.event_ids()
+    wait_until(lambda: wanted in running.receiver.got(), what="a delivery after the hang")
 
 
 def test_sigterm_to_the_core_alone_stops_its_processes_and_leaves_nothing_stuck(

@@ -184,6 +184,49 @@ def test_problems_by_example() -> None:
     )
 
 
+@given(st.floats(0, fleet.HUNG_AFTER_S), st.booleans())
+def test_a_process_whose_reports_arrive_within_the_bound_is_never_hung(
+    since_report_s: float, ok: bool
+) -> None:
+    assert not fleet.hung(fleet.ProcessView(True, since_report_s, ok))
+
+
+@given(st.floats(fleet.HUNG_AFTER_S, 1e9, exclude_min=True), st.booleans())
+def test_a_running_process_silent_past_the_bound_is_always_hung(
+    since_report_s: float, ok: bool
+) -> None:
+    assert fleet.hung(fleet.ProcessView(True, since_report_s, ok))
+    # Hung is never healthy: health said so from STALE_AFTER_S on.
+    assert not fleet.up(fleet.ProcessView(True, since_report_s, ok))
+
+
+@given(st.floats(0, 1e9))
+def test_a_starting_process_is_judged_by_the_start_bound(since_start_s: float) -> None:
+    starting = fleet.ProcessView(True, since_start_s, None)
+    assert fleet.hung(starting) == (since_start_s > fleet.HUNG_STARTING_AFTER_S)
+
+
+@given(st.floats(0, 1e9), st.sampled_from([None, True, False]))
+def test_a_process_that_is_not_running_is_never_hung(
+    since_report_s: float, ok: bool | None
+) -> None:
+    # It ended: the restart path has it already.
+    assert not fleet.hung(fleet.ProcessView(False, since_report_s, ok))
+
+
+def test_hung_by_example() -> None:
+    assert fleet.STALE_AFTER_S < fleet.HUNG_AFTER_S < fleet.HUNG_STARTING_AFTER_S
+    assert fleet.HUNG_AFTER_S >= 10 * fleet.REPORT_EVERY_S  # margin for a loaded machine
+    assert not fleet.hung(fleet.ProcessView(True, 0.5, True))
+    assert not fleet.hung(fleet.ProcessView(True, 15.0, False))
+    assert fleet.hung(fleet.ProcessView(True, 15.1, False))
+    assert fleet.hung(fleet.ProcessView(True, 16.0, True))
+    assert not fleet.hung(fleet.ProcessView(True, 16.0, None))  # still starting
+    assert not fleet.hung(fleet.ProcessView(True, 90.0, None))
+    assert fleet.hung(fleet.ProcessView(True, 90.5, None))
+    assert not fleet.hung(fleet.ProcessView(False, 1000.0, True))
+
+
 def test_a_delivery_process_imports_no_grpc_server_code() -> None:
     """It serves no API: none of the core's server, its services, health or
     reflection. (The grpc library itself comes with core.config, which reads
