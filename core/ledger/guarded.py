@@ -184,17 +184,7 @@ async def _write(
     totals = [known[i].balances for i in account_ids]
     rows: list[asyncpg.Record] = await conn.fetch(
         _GUARDED,
-        [t.id for t in writes],
-        [t.debit_account_id for t in writes],
-        [t.credit_account_id for t in writes],
-        [int(t.amount) for t in writes],
-        [t.asset for t in writes],
-        [t.code for t in writes],
-        [int(t.flags) for t in writes],
-        [t.pending_id or None for t in writes],
-        [t.timeout_s for t in writes],
-        [t.reference for t in writes],
-        [t.user_data for t in writes],
+        *store.transfer_columns(writes),
         now,
         account_ids,
         [b.debits_pending for b in totals],

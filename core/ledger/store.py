@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -225,9 +226,10 @@ def _consume(future: asyncio.Future[Outcome]) -> None:
         future.exception()
 
 
-async def write(conn: asyncpg.Connection, writes: Sequence[Transfer], now: datetime) -> None:
-    await conn.execute(
-        _INSERT,
+def transfer_columns(writes: Sequence[Transfer]) -> tuple[list[Any], ...]:
+    """The eleven column arrays an `unnest` insert of transfers takes, in the
+    order of _INSERT's $1..$11 (the guarded path's statement takes the same)."""
+    return (
         [t.id for t in writes],
         [t.debit_account_id for t in writes],
         [t.credit_account_id for t in writes],
@@ -239,8 +241,11 @@ async def write(conn: asyncpg.Connection, writes: Sequence[Transfer], now: datet
         [t.timeout_s for t in writes],
         [t.reference for t in writes],
         [t.user_data for t in writes],
-        now,
     )
+
+
+async def write(conn: asyncpg.Connection, writes: Sequence[Transfer], now: datetime) -> None:
+    await conn.execute(_INSERT, *transfer_columns(writes), now)
 
 
 async def create_transfers(

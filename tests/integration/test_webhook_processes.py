@@ -224,11 +224,15 @@ def running(tmp_path: Path, fresh_dsn: str) -> Iterator[Running]:
                 webhook_endpoint=webhook_pb2.WebhookEndpoint(url=receiver.url()),
             )
         )
+    run = Running(setup, process, receiver, merchant, token)
     try:
-        yield Running(setup, process, receiver, merchant, token)
+        yield run
     finally:
         receiver.stop()
-        process.stop()
+        # A test may start the core again (run.process): stop that one too, or
+        # it outlives the session with its delivery processes.
+        for started in {id(process): process, id(run.process): run.process}.values():
+            started.stop()
 
 
 def test_every_process_delivers_each_event_exactly_once_and_counts_on_the_cores_metrics(
