@@ -61,7 +61,7 @@ def _no_cyclic_gc() -> Iterator[None]:
     A 5,000-transfer block allocates ~330,000 container objects (records,
     rows, decisions, snapshots) that live until the block ends: they went
     through ~450 young collections and 3-4 full ones per block, each of which
-    traversed them again — 0.16-0.45 s of a block's wall time, measured at
+    traversed them again — 0.16-1.74 s of a block's wall time, measured at
     load 5-9 (docs/performance.md, Ingest). None of them is cyclic garbage
     (reference counting frees them when the block returns), so the pause
     keeps nothing alive that a collection would have freed. It lasts the
