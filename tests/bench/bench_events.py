@@ -244,6 +244,21 @@ def raw_posts_parallel(senders: list[Connection], count: int) -> float:
     return count / (max(e for _, e in windows) - min(b for b, _ in windows))
 
 
+async def commits(dsn: str) -> int:
+    """Transactions committed in the bench's database so far (each statement
+    outside a transaction is one): their count per delivery is the database
+    round trips' share, which the load does not change."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            )
+        )
+    finally:
+        await conn.close()
+
+
 def tree_cpu_s(pid: int) -> float:
     """CPU seconds of a process and its live children (the core and its
     webhook delivery processes)."""
@@ -468,12 +483,14 @@ async def main_async(
         raw_cpus: list[float] = []
         postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
         for r in range(ROUNDS):
+            commits0 = await commits(dsn)
             cpu0, pg0 = tree_cpu_s(core.pid), cluster_cpu_s(postmaster)
             own0 = cpu_s(core.pid)
             delivered_rates.append(await deliveries(dsn, STREAM_EVENTS + r * WEBHOOK_EVENTS))
             delivery_cpu = (tree_cpu_s(core.pid) - cpu0) / WEBHOOK_EVENTS
             own_cpu = (cpu_s(core.pid) - own0) / WEBHOOK_EVENTS
             pg_cpu = (cluster_cpu_s(postmaster) - pg0) / WEBHOOK_EVENTS
+            commits_per = (await commits(dsn) - commits0) / WEBHOOK_EVENTS
             cpu0 = time.process_time()
             raw_rates.append(await raw_posts(url, body, WEBHOOK_EVENTS))
             raw_cpu = (time.process_time() - cpu0) / WEBHOOK_EVENTS
@@ -486,8 +503,8 @@ async def main_async(
                 f"(b) round {r + 1}: webhook deliveries {delivered_rates[-1]:,.0f}/s "
                 f"({len(body)} B bodies, {CONCURRENCY} at once; core {delivery_cpu * 1e6:.0f} "
                 f"us CPU/delivery (its own process {own_cpu * 1e6:.0f}, {processes} delivery "
-                f"processes {(delivery_cpu - own_cpu) * 1e6:.0f}), PostgreSQL {pg_cpu * 1e6:.0f} us with the bench's own writes "
-                f"and polls); raw POSTs {raw_rates[-1]:,.0f}/s ({raw_cpu * 1e6:.0f} us "
+                f"processes {(delivery_cpu - own_cpu) * 1e6:.0f}), PostgreSQL {pg_cpu * 1e6:.0f} us and "
+                f"{commits_per:.2f} commits with the bench's own writes and polls); raw POSTs {raw_rates[-1]:,.0f}/s ({raw_cpu * 1e6:.0f} us "
                 f"CPU/POST); ratio {delivered_rates[-1] / raw_rates[-1]:.2f}; "
                 f"load {load_average()}"
             )
