@@ -309,6 +309,23 @@ async def record_and_claim(
     )
 
 
+def _recorded(attempted: Attempted) -> None:
+    """The attempt's line (one per attempt, read by operators) and count."""
+    claimed, outcome, decision = attempted.claimed, attempted.outcome, attempted.decision
+    _attempts_counter(decision.status).inc()
+    log.info(
+        "webhook attempt",
+        extra={
+            "delivery": str(claimed.delivery_id),
+            "event_id": claimed.event_id,
+            "attempt": claimed.attempt,
+            "status_code": outcome.status_code,
+            "error": outcome.error,
+            "decision": decision.status.value,
+        },
+    )
+
+
 # What a claim brought: its rows, or what the statement raised.
 ClaimResult = list[asyncpg.Record] | Exception
 
@@ -330,7 +347,7 @@ class _Recorder:
         self.clock = clock
         self.lease_s = lease_s
         self.on_claimed = on_claimed
-        self._waiting: list[tuple[Attempted, asyncio.Future[None]]] = []
+        self._waiting: list[Attempted] = []
         # Deliveries the next statement claims (their slots are reserved).
         self._want = 0
         self._flusher: asyncio.Task[None] | None = None
@@ -338,12 +355,11 @@ class _Recorder:
         # flush's two round trips. Given back after any error.
         self._conn: asyncpg.Connection | None = None
 
-    async def record(self, attempted: Attempted) -> None:
-        """Returns once the attempt is recorded; raises what recording raised."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((attempted, done))
+    def add(self, attempted: Attempted) -> None:
+        """Records the attempt with the next statement, then logs and counts
+        it; if recording fails, says so (its lease runs out, it is retried)."""
+        self._waiting.append(attempted)
         self._start()
-        await done
 
     def claim(self, limit: int) -> None:
         """The next statement claims up to `limit` more deliveries; its rows
@@ -360,27 +376,25 @@ class _Recorder:
         while self._waiting or self._want:
             batch, self._waiting = self._waiting, []
             want, self._want = self._want, 0
-            attempted = [a for a, _ in batch]
             now = self.clock()
             rows: list[asyncpg.Record] = []
             try:
                 if self._conn is None:
                     self._conn = await self.pool.acquire()
                 if want:
-                    rows = await record_and_claim(self._conn, attempted, want, now, self.lease_s)
+                    rows = await record_and_claim(self._conn, batch, want, now, self.lease_s)
                 else:
-                    await record(self._conn, attempted)
-            except Exception as exc:  # every attempt of the batch learns of it
+                    await record(self._conn, batch)
+            except Exception as exc:  # the database, mostly: asyncpg.InterfaceError included
                 await self._give_back()
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
+                for _ in batch:
+                    # Its lease runs out and the attempt is made again.
+                    log.warning("webhook attempt not recorded", extra={"error": type(exc).__name__})
                 if want:
                     self.on_claimed(exc, want, now)
             else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+                for attempted in batch:
+                    _recorded(attempted)
                 if want:
                     self.on_claimed(rows, want, now)
 
@@ -463,10 +477,8 @@ class DeliveryWorker:
         self.clock = clock
         self.keyring = keyring
         self._wake = asyncio.Event()
-        # Attempts sending (they count against concurrency), and attempts
-        # sent whose record is not yet written.
+        # Attempts sending (they count against concurrency).
         self._in_flight: dict[asyncio.Task[None], str] = {}
-        self._recording: set[asyncio.Task[None]] = set()
         self._claim_batch = max(1, settings.concurrency // 4)
         # Slots asked for by claims not yet answered: in flight and being
         # claimed together stay within concurrency.
@@ -496,7 +508,6 @@ class DeliveryWorker:
             tasks = [
                 *([dispatcher] if dispatcher is not None else []),
                 *self._in_flight,
-                *self._recording,
             ]
             for task in tasks:
                 task.cancel()
@@ -651,7 +662,6 @@ class DeliveryWorker:
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)
-        self._recording.discard(task)
 
     async def _attempt(self, claimed: Claimed) -> None:
         try:
@@ -681,28 +691,14 @@ class DeliveryWorker:
             # The send is over: its slot is free for the next claim while the
             # record joins the next batch (the lease keeps the delivery from
             # being claimed again, and its resource's next event waits for the
-            # record to leave 'pending').
+            # record to leave 'pending'). The recorder logs and counts it once
+            # recorded; the task ends here (no task or future per attempt
+            # waits for the record).
             task = asyncio.current_task()
             assert task is not None
-            if self._in_flight.pop(task, None) is not None:
-                self._recording.add(task)
-            self._wake.set()
-            await self._recorder.record(
-                Attempted(claimed, started, duration_ms, outcome, decision, now)
-            )
-            _attempts_counter(decision.status).inc()
-            log.info(
-                "webhook attempt",
-                extra={
-                    "delivery": str(claimed.delivery_id),
-                    "event_id": claimed.event_id,
-                    "attempt": claimed.attempt,
-                    "status_code": outcome.status_code,
-                    "error": outcome.error,
-                    "decision": decision.status.value,
-                },
-            )
-        except Exception as exc:  # the database, mostly: asyncpg.InterfaceError included
+            self._in_flight.pop(task, None)
+            self._recorder.add(Attempted(claimed, started, duration_ms, outcome, decision, now))
+        except Exception as exc:
             # The lease runs out and the attempt is made again.
             log.warning("webhook attempt not recorded", extra={"error": type(exc).__name__})
         finally:
