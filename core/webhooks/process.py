@@ -34,9 +34,9 @@ from core.webhooks.settings import WebhookSettings
 from core.webhooks.worker import DeliveryWorker
 
 log = logging.getLogger("kassa.core.webhooks")
-# Connections: overlapping claims (at most four: a claim asks for a quarter
-# of the slots), the recorder's, and the idle wait's or the probe's.
-POOL_SIZE = 6
+# Connections: the recorder's (its records and claims share one statement),
+# the idle wait's and the probe's.
+POOL_SIZE = 3
 
 
 def attempt_totals() -> dict[str, int]:
