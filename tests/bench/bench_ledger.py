@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import multiprocessing as mp
 import os
 import random
@@ -48,8 +49,10 @@ from core.ledger.queries import LedgerReader  # noqa: E402
 from core.ledger.rules import Account, Transfer  # noqa: E402
 from core.merchants import Merchants  # noqa: E402
 from core.merchants.store import ApiKeys  # noqa: E402
+from core.server import api_server  # noqa: E402
 from core.store.db import create_pool  # noqa: E402
 from core.store.migrate import migrate  # noqa: E402
+from core.telemetry import logs  # noqa: E402
 from kassa.ledger.v1 import ledger_pb2 as pb  # noqa: E402
 from kassa.ledger.v1 import ledger_pb2_grpc as pb_grpc  # noqa: E402
 from localstack.postgres import PostgresCluster  # noqa: E402
@@ -153,7 +156,7 @@ async def batched(pool: asyncpg.Pool) -> tuple[float, float, float]:
 
 
 # The empty-call baseline: one unary method that does nothing, raw bytes in and out.
-EMPTY_METHOD = "/kassa.bench.Empty/Call"
+EMPTY_METHOD = "/bench.Empty/Call"
 
 
 def _identity(data: bytes) -> bytes:
@@ -166,7 +169,7 @@ async def _empty(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
 
 def _empty_handler() -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(
-        "kassa.bench.Empty",
+        "bench.Empty",
         {
             "Call": grpc.unary_unary_rpc_method_handler(
                 _empty, request_deserializer=_identity, response_serializer=_identity
@@ -294,11 +297,18 @@ async def _raw(pool: asyncpg.Pool, conns: int, tag: str, postmaster: int) -> Pha
     return Phase(count, per_s, 0.0, time.process_time() - cpu0, cluster_cpu_s(postmaster) - pg0)
 
 
-async def single(pool: asyncpg.Pool, postmaster: int, rounds: int) -> list[dict[str, Phase]]:
-    """Per round: single-posting RPCs, empty calls, raw insert tx on 1 and on 8 connections.
+async def single(
+    pool: asyncpg.Pool, postmaster: int, rounds: int, log_path: Path
+) -> list[dict[str, Phase]]:
+    """Per round: single-posting RPCs through the core's edge and without it,
+    empty calls, raw insert tx on 1 and on 8 connections.
 
-    The server (LedgerService as the core serves it, plus an empty method)
-    runs in this process; the clients run in CLIENT_PROCESSES other processes,
+    Two servers run in this process, sharing one poster: the core's
+    (`core.server.api_server`: the RED metrics and access log of every call,
+    then the edge's decode, authentication and bounds -- what a caller gets;
+    the access log goes to `log_path` as the core writes it to stderr) and a
+    bare one (LedgerService alone, plus the empty method: what the earlier
+    figures measured). The clients run in CLIENT_PROCESSES other processes,
     so neither side's CPU is counted against the other's event loop.
     """
     async with pool.acquire() as conn:
@@ -309,32 +319,64 @@ async def single(pool: asyncpg.Pool, postmaster: int, rounds: int) -> list[dict[
     _, token = await Merchants(pool).create_key(None, ["ledger:read", "ledger:write"], "bench")
     poster = Poster(pool, now)
     poster.start()
-    server = grpc.aio.server()
+    auth = Authenticator(ApiKeys(pool), 60.0)
+    bare = grpc.aio.server()
     pb_grpc.add_LedgerServiceServicer_to_server(
-        LedgerService(LedgerReader(pool), poster, Authenticator(ApiKeys(pool), 60.0), now), server
+        LedgerService(LedgerReader(pool), poster, auth, now), bare
     )
-    server.add_generic_rpc_handlers((_empty_handler(),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    out: list[dict[str, Phase]] = []
-    with ProcessPoolExecutor(CLIENT_PROCESSES, mp_context=mp.get_context("spawn")) as executor:
-        for r in range(rounds):
-            figures = {
-                "empty": await _rate(executor, port, token, "empty", f"e{r}-", postmaster),
-                "ledger": await _rate(executor, port, token, "ledger", f"s{r}-", postmaster),
-                "raw_1": await _raw(pool, 1, str(r), postmaster),
-                "raw_8": await _raw(pool, 8, str(r), postmaster),
-            }
-            out.append(figures)
-            print(
-                f"(b) round {r + 1}: single-posting RPCs {figures['ledger']}; empty unary calls "
-                f"{figures['empty']}; raw single-row insert tx on 1 connection {figures['raw_1']}"
-                f", on 8 {figures['raw_8']}; ratio "
-                f"{figures['ledger'].per_s / figures['raw_1'].per_s:.3f}",
-                flush=True,
-            )
-    await server.stop(0)
-    await poster.stop()
+    bare.add_generic_rpc_handlers((_empty_handler(),))
+    bare_port = bare.add_insecure_port("127.0.0.1:0")
+    core = api_server(auth, tls=False)
+    pb_grpc.add_LedgerServiceServicer_to_server(
+        LedgerService(LedgerReader(pool), poster, auth, now), core
+    )
+    core.add_generic_rpc_handlers((_empty_handler(),))
+    core_port = core.add_insecure_port("127.0.0.1:0")
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    with log_path.open("w") as log_file:
+        handler = logs.handler()
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(log_file)
+        root.handlers[:] = [handler]
+        root.setLevel(logging.INFO)
+        await bare.start()
+        await core.start()
+        out: list[dict[str, Phase]] = []
+        try:
+            with ProcessPoolExecutor(
+                CLIENT_PROCESSES, mp_context=mp.get_context("spawn")
+            ) as executor:
+                for r in range(rounds):
+                    figures = {
+                        "empty": await _rate(
+                            executor, bare_port, token, "empty", f"e{r}-", postmaster
+                        ),
+                        "ledger": await _rate(
+                            executor, core_port, token, "ledger", f"s{r}-", postmaster
+                        ),
+                        "bare": await _rate(
+                            executor, bare_port, token, "ledger", f"b{r}-", postmaster
+                        ),
+                        "raw_1": await _raw(pool, 1, str(r), postmaster),
+                        "raw_8": await _raw(pool, 8, str(r), postmaster),
+                    }
+                    out.append(figures)
+                    print(
+                        f"(b) round {r + 1}: single-posting RPCs {figures['ledger']}; without "
+                        f"the edge {figures['bare']}; empty unary calls {figures['empty']}; raw "
+                        f"single-row insert tx on 1 connection {figures['raw_1']}, on 8 "
+                        f"{figures['raw_8']}; ratio "
+                        f"{figures['ledger'].per_s / figures['raw_1'].per_s:.3f} (without the "
+                        f"edge {figures['bare'].per_s / figures['raw_1'].per_s:.3f})",
+                        flush=True,
+                    )
+        finally:
+            await core.stop(0)
+            await bare.stop(0)
+            await poster.stop()
+            root.handlers[:], level = saved
+            root.setLevel(level)
     return out
 
 
@@ -387,7 +429,9 @@ async def main_async(part: str, rounds: int) -> dict[str, object]:
                 # planner takes the 60,000 transfers just written for an empty table.
                 async with pool.acquire() as conn:
                     await conn.execute("ANALYZE ledger_transfers, ledger_accounts")
-                out.update(_single_summary(await single(pool, postmaster, rounds)))
+                out.update(
+                    _single_summary(await single(pool, postmaster, rounds, Path(tmp) / "core.log"))
+                )
                 if part == "single":
                     out.update(
                         value=out["single_per_s"],
@@ -415,23 +459,29 @@ def _single_summary(rounds: list[dict[str, Phase]]) -> dict[str, object]:
         }
 
     ratio = median(lambda r: r["ledger"].per_s / r["raw_1"].per_s)
+    bare_ratio = median(lambda r: r["bare"].per_s / r["raw_1"].per_s)
     vs_empty = median(lambda r: r["ledger"].per_s / r["empty"].per_s)
     ledger_per_s = median(lambda r: r["ledger"].per_s)
     raw_per_s = median(lambda r: r["raw_1"].per_s)
     print(
         f"(b) single-posting RPCs ({CLIENTS} clients in {CLIENT_PROCESSES} processes, median of "
         f"{len(rounds)} rounds): {ledger_per_s:,.0f}/s vs raw single-row insert tx "
-        f"{raw_per_s:,.0f}/s, same-round ratio {ratio:.3f}; vs empty calls {vs_empty:.3f}"
+        f"{raw_per_s:,.0f}/s, same-round ratio {ratio:.3f} (without the edge "
+        f"{median(lambda r: r['bare'].per_s):,.0f}/s, {bare_ratio:.3f}); vs empty calls "
+        f"{vs_empty:.3f}"
     )
     return {
         "single_per_s": round(ledger_per_s),
         "single_baseline_per_s": round(raw_per_s),
         "single_ratio": round(ratio, 3),
         "single_ratios": [round(r["ledger"].per_s / r["raw_1"].per_s, 3) for r in rounds],
+        "single_bare_per_s": round(median(lambda r: r["bare"].per_s)),
+        "single_bare_ratio": round(bare_ratio, 3),
+        "single_bare_ratios": [round(r["bare"].per_s / r["raw_1"].per_s, 3) for r in rounds],
         "single_baseline_8_connections_per_s": round(median(lambda r: r["raw_8"].per_s)),
         "empty_grpc_calls_per_s": round(median(lambda r: r["empty"].per_s)),
         "single_vs_empty_grpc": round(vs_empty, 3),
-        "single_cpu_us": {kind: cpu_us(kind) for kind in ("ledger", "empty", "raw_1")},
+        "single_cpu_us": {kind: cpu_us(kind) for kind in ("ledger", "bare", "empty", "raw_1")},
     }
 
 
