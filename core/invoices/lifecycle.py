@@ -101,14 +101,33 @@ UPDATE invoices i
               $7::numeric[], $8::integer[], $9::numeric[], $11::numeric[])
        AS u(id, state, flags, received, pending, mempool, late, wrong_asset, refunded, outside)
  WHERE i.id = u.id
-RETURNING i.*
+RETURNING {returning}
 """
+# The columns _UPDATE writes (what _as_written replaces in a row).
+_WRITTEN = (
+    "state",
+    "flags",
+    "amount_received",
+    "amount_pending",
+    "amount_mempool",
+    "amount_late",
+    "wrong_asset_transfers",
+    "amount_refunded",
+    "amount_outside",
+    "update_time",
+)
+# A block's form: it renders its snapshots from the rows it locked (_as_written)
+# and needs back only what the statement wrote, to check them against. The whole
+# row (~30 columns, its metadata and eight numerics decoded per invoice) came
+# back and was compared for 5,000 invoices per block before.
+_UPDATE_WRITTEN = _UPDATE.format(returning=", ".join(["i.id", *(f"i.{c}" for c in _WRITTEN)]))
+_UPDATE_ROWS = _UPDATE.format(returning="i.*")
 
 
 def _as_written(row: asyncpg.Record, invoice: sm.Invoice, now: datetime) -> dict[str, Any]:
     """The row as _UPDATE leaves it, column for column (what its RETURNING gives)."""
     image = dict(row.items())  # twice as fast as dict(row) on a Record
-    image.update(
+    image.update(  # the columns of _WRITTEN
         state=invoice.state.value,
         flags=sorted(f.value for f in invoice.flags),
         amount_received=invoice.funds.confirmed,
@@ -144,7 +163,9 @@ def _announced(
 class Applied:
     decisions: dict[str, sm.Decision]
     events: list[NewEvent]
-    rows: dict[str, asyncpg.Record]  # the invoices as they now stand (changed ones)
+    # The changed invoices as the UPDATE left them: whole rows, or only the id
+    # and the columns it wrote when the caller gave `payments_now` (a block).
+    rows: dict[str, asyncpg.Record]
 
 
 async def apply(
@@ -184,7 +205,7 @@ async def apply(
     after = [d.invoice for _, d in changed]
     update = asyncio.ensure_future(
         conn.fetch(
-            _UPDATE,
+            _UPDATE_ROWS if payments_now is None else _UPDATE_WRITTEN,
             ids,
             [a.state.value for a in after],
             [",".join(sorted(f.value for f in a.flags)) for a in after],
@@ -230,8 +251,10 @@ async def apply(
             update.cancel()
     # Every changed invoice was written, and no other: the update is by the locked ids.
     assert fresh.keys() == set(ids), (sorted(fresh), ids)
-    # And as rendered: the snapshots show the rows the database holds.
-    assert all(dict(fresh[i].items()) == image for i, image in written.items()), ids
+    # And as rendered: the snapshots show what the database holds — the columns
+    # the UPDATE wrote as it stored them; the others are the locked rows' own.
+    assert written.keys() == (fresh.keys() if payments_now is not None else set()), ids
+    assert all(all(fresh[i][c] == image[c] for c in _WRITTEN) for i, image in written.items()), ids
     owed = await settlement.reconcile(
         conn, [(row, before[row["id"]], d.invoice) for row, d in changed], now
     )

@@ -59,10 +59,33 @@ def block(height: int, transfers: list[chain_pb.Transfer]) -> chain_pb.Block:
     )
 
 
+async def _auto_explain(dsn: str, min_duration_ms: int) -> None:
+    """Every later session of the database logs EXPLAIN (ANALYZE, BUFFERS) of
+    its statements slower than min_duration_ms (nested ones too: the ledger's
+    trigger). Timing every plan node costs: figures of such a run are not
+    comparable with others."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("LOAD 'auto_explain'")
+        database = await conn.fetchval("SELECT current_database()")
+        for name, value in (
+            ("session_preload_libraries", "auto_explain"),
+            ("auto_explain.log_min_duration", f"{min_duration_ms}ms"),
+            ("auto_explain.log_analyze", "on"),
+            ("auto_explain.log_buffers", "on"),
+            ("auto_explain.log_nested_statements", "on"),
+        ):
+            await conn.execute(f"ALTER DATABASE \"{database}\" SET {name} = '{value}'")
+    finally:
+        await conn.close()
+
+
 async def run(
-    dsn: str, invoices: int, transfers: int, confirmations: int, rounds: int
+    dsn: str, invoices: int, transfers: int, confirmations: int, rounds: int, explain: bool = False
 ) -> dict[str, object]:
     await migrate(dsn)
+    if explain:
+        await _auto_explain(dsn, 5)
     pool = await create_pool(dsn, max_size=4)
     now = datetime.now(UTC)
     rng = random.Random(7)
@@ -354,6 +377,12 @@ def main() -> int:
     parser.add_argument("--transfers", type=int, default=5_000)
     parser.add_argument("--confirmations", type=int, default=3)
     parser.add_argument(
+        "--explain",
+        type=Path,
+        help="write EXPLAIN (ANALYZE, BUFFERS) of every statement over 5 ms (auto_explain) "
+        "to this file; slows the run: its figures are not comparable",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=3,
@@ -367,10 +396,19 @@ def main() -> int:
     try:
         dsn = cluster.start()
         result = asyncio.run(
-            run(dsn, args.invoices, args.transfers, args.confirmations, args.rounds)
+            run(
+                dsn,
+                args.invoices,
+                args.transfers,
+                args.confirmations,
+                args.rounds,
+                args.explain is not None,
+            )
         )
     finally:
         cluster.stop()
+        if args.explain is not None and cluster.log_file.exists():
+            shutil.copyfile(cluster.log_file, args.explain)
         shutil.rmtree(base, ignore_errors=True)
     print(json.dumps(result))
     return 0
