@@ -8,6 +8,7 @@ or malformed value is a clear one-line error before anything starts.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import tomllib
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from core.reconcile import settings as reconcile_settings
 from core.relay import settings as relay_settings
 from core.secretfiles import SecretError, read_secret_file, secret_from
 from core.support import settings as support_settings
+from core.telemetry import logs
 from core.tls import ClientTls, ServerTls, client_tls, server_tls
 from core.webhooks import settings as webhook_settings
 from core.webhooks.sealing import Keyring, KeyringError, parse_keyring
@@ -390,3 +392,19 @@ def load(path: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return dataclasses.replace(parse(raw, path.parent, path), path=path.resolve())
+
+
+def load_for_process(path: Path, log: logging.Logger) -> Config | None:
+    """The start both of the core's processes share (kassa-core and its delivery
+    processes): JSON log lines from the first one, the file loaded, then the
+    file's log level. None, after one "configuration refused" line naming the
+    file and the error (never a secret: ConfigError texts name keys and paths),
+    when the file cannot be used; the caller exits 2."""
+    logs.setup()
+    try:
+        config = load(path)
+    except ConfigError as exc:
+        log.error("configuration refused", extra={"path": str(path), "error": str(exc)})
+        return None
+    logs.setup(config.log_level)
+    return config

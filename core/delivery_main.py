@@ -22,8 +22,7 @@ from pathlib import Path
 
 import uvloop
 
-from core.config import ConfigError, load
-from core.telemetry import logs
+from core.config import load_for_process
 from core.webhooks import fleet, process
 
 log = logging.getLogger("kassa.core.webhooks")
@@ -54,13 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, required=True, help="the core's TOML file")
     parser.add_argument("--index", type=int, required=True, help="which of the processes")
     args = parser.parse_args(argv)
-    logs.setup()
-    try:
-        config = load(args.config)
-    except ConfigError as exc:
-        log.error("configuration refused", extra={"path": str(args.config), "error": str(exc)})
+    config = load_for_process(args.config, log)
+    if config is None:
         return 2
-    logs.setup(config.log_level)
     _mark_lines(args.index)
     settings = config.webhooks
     if not 0 <= args.index < settings.delivery_processes:

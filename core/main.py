@@ -21,12 +21,11 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from core.config import Config, ConfigError, load
+from core.config import Config, load_for_process
 from core.signer_link.probe import SignerLinkError
 from core.startup import ListenError
 from core.store.db import create_pool
 from core.store.migrate import MigrationError, migrate, refusal_to_serve, schema_status
-from core.telemetry import logs
 from core.webhooks.reseal import Resealed, reseal
 from core.webhooks.sealing import SealError
 
@@ -60,13 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         help="seal every webhook secret under the current KEK (after a KEK rotation) and exit",
     )
     args = parser.parse_args(argv)
-    logs.setup()
-    try:
-        config = load(args.config)
-    except ConfigError as exc:
-        log.error("configuration refused", extra={"path": str(args.config), "error": str(exc)})
+    config = load_for_process(args.config, log)
+    if config is None:
         return 2
-    logs.setup(config.log_level)
     try:
         if args.command == "migrate":
             return asyncio.run(_migrate(config.dsn, args.status))

@@ -31,8 +31,19 @@ INSERT INTO leader_epochs (role, epoch, holder) VALUES ($1, 1, $2)
 ON CONFLICT (role) DO UPDATE
    SET epoch = leader_epochs.epoch + 1, holder = EXCLUDED.holder, acquire_time = now()
 RETURNING epoch"""
-# Errors that mean "the database or the session is gone", not a bug.
-_LOST = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# Errors that mean "the database or the session is gone", not a bug. asyncpg
+# raises InternalClientError ("not connected", "another operation is in
+# progress") for a statement sent after the server ended the session with its
+# FATAL notice read but the close not yet processed -- the case this
+# connection's idle_session_timeout makes likely; letting it escape would end
+# this replica's contention for the role for good.
+_LOST = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 class Elector:

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import grpc
 import nats
 import nats.errors
@@ -27,6 +26,7 @@ from localstack.fullstack import LocalStack
 from localstack.jetstream import NatsCluster
 from localstack.replicas import Replicas, leadership_options
 from tests.support.metrics import scrape, value, wait_for
+from tests.support.waiting import db
 
 LEASE_S = 3.0
 STREAM = "KASSA_EVENTS"
@@ -59,19 +59,8 @@ def setup(
         cluster.stop()
 
 
-def _sql(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(query, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
 def _relay_leader(dsn: str) -> str | None:
-    rows = _sql(dsn, "SELECT holder FROM leader_epochs WHERE role = 'relay'")
+    rows = db(dsn, "SELECT holder FROM leader_epochs WHERE role = 'relay'")
     return rows[0]["holder"] if rows else None
 
 
@@ -158,7 +147,7 @@ def _create(replicas: Replicas, token: str, parent: str, n: int, tag: str) -> No
 def _outbox(dsn: str) -> list[tuple[int, str]]:
     return [
         (r["sequence"], str(r["id"]))
-        for r in _sql(dsn, "SELECT sequence, id FROM events ORDER BY sequence")
+        for r in db(dsn, "SELECT sequence, id FROM events ORDER BY sequence")
     ]
 
 

@@ -14,13 +14,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import grpc
 import pytest
 
@@ -46,6 +43,7 @@ from tests.support.payouts import (
     paid_invoice,
     wait_payout,
 )
+from tests.support.waiting import db
 from tests.support.webhooks import AcceptingReceiver
 
 LEASE_S = 3.0
@@ -70,17 +68,6 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, postgres) -> Iterator[Rep
     others = group.stop_others()
     codes = stack.stop()
     assert all(c == 0 for c in [*codes.values(), *others.values()]), (codes, others)
-
-
-def _sql(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(query, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def test_each_webhook_event_is_delivered_once_across_replicas(replicas: Replicas) -> None:
@@ -118,7 +105,7 @@ def test_each_webhook_event_is_delivered_once_across_replicas(replicas: Replicas
     got = [d.headers["Kassa-Event-Id"] for d in receiver.received]
     expected = {
         str(r["id"])
-        for r in _sql(
+        for r in db(
             stack.dsn,
             "SELECT id FROM events WHERE merchant_id = 'hooks' AND type = 'invoice.created'",
         )
@@ -167,7 +154,7 @@ def test_payouts_created_on_every_replica_are_sent_once_across_a_leader_kill(
                 .payout
             )
         payouts.append((created.name, to, amount))
-    leader = _sql(stack.dsn, "SELECT holder FROM leader_epochs WHERE role = 'payouts'")
+    leader = db(stack.dsn, "SELECT holder FROM leader_epochs WHERE role = 'payouts'")
     assert leader, "no replica leads payouts"
     victim = replicas.index_of(leader[0]["holder"])
     replicas.kill(victim)  # the sending replica dies with the payouts in its hands
@@ -203,7 +190,7 @@ def test_a_paused_payouts_leader_resumed_past_its_lease_has_its_write_fenced(
             replicas.start(i)
 
     def lead() -> tuple[str, int] | None:
-        rows = _sql(dsn, "SELECT holder, epoch FROM leader_epochs WHERE role = 'payouts'")
+        rows = db(dsn, "SELECT holder, epoch FROM leader_epochs WHERE role = 'payouts'")
         return (rows[0]["holder"], int(rows[0]["epoch"])) if rows else None
 
     deadline = time.monotonic() + 60
@@ -296,7 +283,7 @@ def test_on_demand_sweeps_and_reconciliation_run_only_on_their_leader(
     admin = replicas.setups[0].admin_token()
 
     def holder_of(role: str) -> str | None:
-        rows = _sql(stack.dsn, "SELECT holder FROM leader_epochs WHERE role = $1", role)
+        rows = db(stack.dsn, "SELECT holder FROM leader_epochs WHERE role = $1", role)
         return str(rows[0]["holder"]) if rows else None
 
     def ask(index: int, role: str) -> str:
@@ -320,7 +307,7 @@ def test_on_demand_sweeps_and_reconciliation_run_only_on_their_leader(
                 return refusal.reason
 
     for role in ("sweeps", "reconcile"):
-        runs_before = len(_sql(stack.dsn, "SELECT id FROM reconciliation_runs"))
+        runs_before = len(db(stack.dsn, "SELECT id FROM reconciliation_runs"))
         oks = 0
         deadline = time.monotonic() + 60
         while True:
@@ -334,5 +321,5 @@ def test_on_demand_sweeps_and_reconciliation_run_only_on_their_leader(
         assert answers.index("OK") == replicas.index_of(leader), (role, answers, leader)
         if role == "reconcile":
             # One stored run per OK (no schedule here: interval_s = 0); refusals wrote none.
-            runs_after = len(_sql(stack.dsn, "SELECT id FROM reconciliation_runs"))
+            runs_after = len(db(stack.dsn, "SELECT id FROM reconciliation_runs"))
             assert runs_after == runs_before + oks, (runs_before, oks, runs_after)

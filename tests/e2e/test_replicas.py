@@ -26,6 +26,7 @@ from localstack.fullstack import ChainStack, LocalStack
 from localstack.replicas import Replicas, holder, leadership_options
 from localstack.stack import CoreSetup
 from tests.support.kassactl import ledger_check
+from tests.support.waiting import db
 
 LEASE_S = 3.0
 # A SIGKILLed leader's sessions close with its sockets, so its lock is free at
@@ -56,17 +57,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres) -> Iterator[Repl
     assert all(code == 0 for code in [*codes.values(), *others.values()]), (codes, others)
 
 
-def _sql(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(query, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
 def _until(what: str, predicate: Callable[[], Any], timeout_s: float) -> Any:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -79,7 +69,7 @@ def _until(what: str, predicate: Callable[[], Any], timeout_s: float) -> Any:
 
 
 def _leader(dsn: str, role: str) -> tuple[str, int] | None:
-    rows = _sql(dsn, "SELECT holder, epoch FROM leader_epochs WHERE role = $1", role)
+    rows = db(dsn, "SELECT holder, epoch FROM leader_epochs WHERE role = $1", role)
     return (rows[0]["holder"], rows[0]["epoch"]) if rows else None
 
 
@@ -112,7 +102,7 @@ def _assert_paid_exactly_once(dsn: str, invoices: list) -> None:
     ids = _ids(invoices)
     rows = {
         r["id"]: r
-        for r in _sql(
+        for r in db(
             dsn,
             "SELECT id, state, amount_due, amount_received FROM invoices WHERE id = ANY($1)",
             ids,
@@ -122,7 +112,7 @@ def _assert_paid_exactly_once(dsn: str, invoices: list) -> None:
     assert all(rows[i]["amount_received"] == rows[i]["amount_due"] for i in ids)
     counted = {
         r["invoice_id"]: r["n"]
-        for r in _sql(
+        for r in db(
             dsn,
             """SELECT invoice_id, count(*) AS n FROM payments
                 WHERE invoice_id = ANY($1) AND status <> 'reorged' GROUP BY invoice_id""",
@@ -132,7 +122,7 @@ def _assert_paid_exactly_once(dsn: str, invoices: list) -> None:
     assert counted == dict.fromkeys(ids, 1)
     paid_events = {
         r["resource_name"]: r["n"]
-        for r in _sql(
+        for r in db(
             dsn,
             """SELECT resource_name, count(*) AS n FROM events
                 WHERE type = 'invoice.paid' AND resource_name = ANY($1) GROUP BY 1""",
@@ -152,7 +142,7 @@ def _following(stack: LocalStack) -> None:
         c.anvil.mine(1)
 
     def applied() -> bool:
-        rows = _sql(stack.dsn, "SELECT chain, height FROM chain_cursors")
+        rows = db(stack.dsn, "SELECT chain, height FROM chain_cursors")
         cursors = {r["chain"]: r["height"] for r in rows}
         return all(cursors.get(chain, -1) >= h for chain, h in heads.items())
 
@@ -160,7 +150,7 @@ def _following(stack: LocalStack) -> None:
 
 
 def _states(dsn: str, invoices: list) -> str:
-    rows = _sql(
+    rows = db(
         dsn,
         """SELECT i.id, i.chain, i.state, i.amount_received,
                   (SELECT array_agg(p.status || '@' || coalesce(p.block_height::text, '-'))
@@ -174,7 +164,7 @@ def _states(dsn: str, invoices: list) -> str:
 
 
 def _all_paid(dsn: str, invoices: list) -> bool:
-    rows = _sql(
+    rows = db(
         dsn,
         "SELECT count(*) AS n FROM invoices WHERE id = ANY($1) AND state = 'paid'",
         _ids(invoices),

@@ -8,6 +8,7 @@ import asyncio
 import json
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import asyncpg
@@ -130,3 +131,29 @@ def test_an_address_already_taken_is_one_line_and_exit_1(tmp_path: Path, fresh_d
         [line] = [x for x in logged if x["level"] != "info"]
         assert line["msg"] == "cannot listen" and line["what"] == what, line
         assert line["listen"] == f"127.0.0.1:{taken}"
+
+
+def test_a_configuration_it_cannot_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    # Both processes that read core.toml (kassa-core and its delivery processes)
+    # refuse the same way: one JSON line naming the file and the key, exit 2,
+    # and the secret next to the mistake stays out of it.
+    password = tmp_path / "db-password"
+    password.write_text("secret-password\n")
+    password.chmod(0o600)
+    config = _config(tmp_path, "postgresql://kassa@127.0.0.1:9/kassa", password)
+    config.write_text(
+        config.read_text().replace("[webhooks]", "[webhooks]\nno_such_key = 'secret-password'", 1)
+        if "[webhooks]" in config.read_text()
+        else config.read_text() + "\n[webhooks]\nno_such_key = 'secret-password'\n"
+    )
+    delivery = [sys.executable, "-m", "core.delivery_main", "--index", "0"]
+    for command in ([console_script("kassa-core")], delivery):
+        result = subprocess.run(
+            [*command, "--config", str(config)], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2, (command, result.stderr)
+        [line] = _only_log_lines(result.stderr)
+        assert line["msg"] == "configuration refused" and line["level"] == "error"
+        assert line["path"] == str(config)
+        assert "no_such_key" in str(line["error"])
+        assert "secret-password" not in result.stderr

@@ -11,7 +11,6 @@ says so, and never logs a secret.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -21,12 +20,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import asyncpg
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -40,6 +38,7 @@ from localstack.procs import ManagedProcess
 from localstack.stack import CoreSetup
 from tests.support import metrics
 from tests.support.config import XPUB
+from tests.support.waiting import db, wait_until
 
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 SCOPES = ("invoices:read", "invoices:write", "webhooks:read", "webhooks:write")
@@ -111,25 +110,6 @@ class Receiver:
     def got(self) -> list[str]:
         with self._lock:
             return list(self.event_ids)
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.05)
-
-
-def db(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def delivery_pids(core_pid: int) -> list[int]:

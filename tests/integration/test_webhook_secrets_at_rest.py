@@ -5,12 +5,10 @@ a keyring missing the KEK in use is refused at start, naming it."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from core.webhooks.sealing import kek_of, new_kek_line
@@ -19,6 +17,7 @@ from localstack.postgres import PostgresCluster
 from localstack.procs import ManagedProcess, console_script
 from localstack.stack import CoreSetup
 from tests.support.config import XPUB
+from tests.support.waiting import db
 from tests.support.webhooks import AcceptingReceiver, docs_recipe
 
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
@@ -38,17 +37,6 @@ def make_core(run_dir: Path, dsn: str) -> CoreSetup:
         fixed_rates={"TUSD/USD": "1.00"},
         webhooks={"poll_interval_s": 0.05, "allow_private_targets": True},
     )
-
-
-def db(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def create_invoice(core: CoreSetup, merchant: str, order: str) -> None:

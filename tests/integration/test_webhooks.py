@@ -38,6 +38,7 @@ from localstack.ports import free_port
 from localstack.stack import CoreSetup
 from tests.support.config import XPUB
 from tests.support.grpc_errors import rich
+from tests.support.waiting import db, wait_until
 
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 TIMEOUT_S = 0.5
@@ -111,25 +112,6 @@ class Receiver:
         """Requests answered 2xx in time, in arrival order."""
         with self._lock:
             return [r for r in self.requests if 200 <= r.status < 300]
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.02)
-
-
-def db(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def make_core(run_dir: Path, dsn: str) -> CoreSetup:

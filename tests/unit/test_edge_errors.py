@@ -41,6 +41,12 @@ def _decoded(status) -> tuple[int, str, dict[str, object]]:
         asyncpg.InterfaceError("pool is closed"),
         asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
         ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)"),
+        # asyncpg's texts when the server ended an idle session before the next statement
+        asyncpg.InternalClientError("not connected"),
+        asyncpg.InternalClientError(
+            "cannot switch to state 15; another operation (2) is in progress"
+        ),
+        asyncpg.InternalClientError('cannot switch to state 15; protocol is in the "failed" state'),
         RuntimeError("wrapped"),  # with an outage as its cause, below
     ],
 )
@@ -68,6 +74,15 @@ def test_anything_unexpected_is_internal_with_an_incident_id_that_is_logged(
         assert leak not in message
     assert any(incident in r.getMessage() and r.exc_info for r in caplog.records)
     assert not database_unavailable(ValueError(secret))
+
+
+def test_an_asyncpg_client_bug_stays_internal() -> None:
+    # Only the lost-session texts of InternalClientError mean an outage; the
+    # rest are the client's own faults, and retrying would hide them.
+    for text in ("unexpected codec", "not connected yet", "pool is not initialized"):
+        exc = asyncpg.InternalClientError(text)
+        assert not database_unavailable(exc)
+        assert _decoded(status_of(exc, "Test"))[0] == code_pb2.INTERNAL
 
 
 def test_a_refusal_keeps_its_code_reason_and_fields() -> None:
