@@ -104,6 +104,21 @@ SERVICES = (
 )
 
 
+def api_server(auth: Authenticator, tls: bool) -> grpc.aio.Server:
+    """The API's gRPC server with the edge every call passes (the ledger benchmark
+    serves through it too, so that it measures what a caller gets)."""
+    # Every call counted and access-logged, with the final status the edge mapped; TLS 1.3
+    # only (as far as gRPC Python lets us: see core/tls.py); plaintext is a dev flag.
+    # Then every kassa.* RPC: decoded safely, authenticated, bounds-checked, errors mapped.
+    tls_only = [Tls13Only()] if tls else []
+    return grpc.aio.server(
+        interceptors=[RpcMetrics(current_actor), *tls_only, EdgeInterceptor(auth)],
+        # grpc binds with SO_REUSEPORT by default: a second core (or anything else with
+        # it) on the same address would share the port silently; it must fail instead.
+        options=[("grpc.so_reuseport", 0)],
+    )
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -240,16 +255,7 @@ async def serve(
             return False
 
     auth = Authenticator(ApiKeys(pool), config.key_cache_s)
-    # Every call counted and access-logged, with the final status the edge mapped; TLS 1.3
-    # only (as far as gRPC Python lets us: see core/tls.py); plaintext is a dev flag.
-    # Then every kassa.* RPC: decoded safely, authenticated, bounds-checked, errors mapped.
-    tls_only = [Tls13Only()] if config.api_tls is not None else []
-    server = grpc.aio.server(
-        interceptors=[RpcMetrics(current_actor), *tls_only, EdgeInterceptor(auth)],
-        # grpc binds with SO_REUSEPORT by default: a second core (or anything else with
-        # it) on the same address would share the port silently; it must fail instead.
-        options=[("grpc.so_reuseport", 0)],
-    )
+    server = api_server(auth, tls=config.api_tls is not None)
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(
         InvoiceService(invoicing, config, auth, head_of, chain_problem), server
     )

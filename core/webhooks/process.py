@@ -34,9 +34,9 @@ from core.webhooks.settings import WebhookSettings
 from core.webhooks.worker import DeliveryWorker
 
 log = logging.getLogger("kassa.core.webhooks")
-# Connections: overlapping claims (at most four: a claim asks for a quarter
-# of the slots), the recorder's, and the idle wait's or the probe's.
-POOL_SIZE = 6
+# Connections: the recorder's (its records and claims share one statement),
+# the idle wait's and the probe's.
+POOL_SIZE = 3
 
 
 def attempt_totals() -> dict[str, int]:
@@ -71,6 +71,17 @@ async def _connect(dsn: str, retry_s: float, report: Callable[[bool], None]) -> 
             await asyncio.sleep(retry_s)
 
 
+def _lean_log_records() -> None:
+    """Log records without what the core's schema never writes: the caller's
+    file and line (a walk up the stack per line), thread, process and
+    multiprocessing names. The knobs of the logging HOWTO's "Optimization"
+    section; the attempt line (one per delivery) cost 34 us, now 27."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 async def _until(event: asyncio.Event) -> None:
     await event.wait()
 
@@ -83,6 +94,7 @@ async def run(
     probe_every_s: float,
 ) -> None:
     """Runs until SIGTERM/SIGINT or the end of stdin; raises what the worker raised."""
+    _lean_log_records()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -5,7 +5,9 @@ leases them (next_attempt_time moves to the end of the attempt's timeout
 plus a grace), commits, sends with a hard timeout, then records the attempt
 and what `retry.decide` says. A process that dies mid-attempt leaves the
 lease to run out, and any worker retries: delivery is at least once, and
-the event id (Kassa-Event-Id) lets receivers drop the duplicate.
+the event id (Kassa-Event-Id) lets receivers drop the duplicate. The
+record of finished attempts and the next claim travel in one statement
+(_RECORD_AND_CLAIM) on the worker's one kept connection.
 
 Order: per endpoint and resource (an invoice), a delivery is sent only when
 no earlier one is still pending, so each invoice's events arrive in sequence
@@ -34,6 +36,7 @@ from core import metrics
 from core.events.stream import OutboxNotifier
 from core.render import events as resources
 from core.webhooks import retry, signing, targets
+from core.webhooks.body import event_json
 from core.webhooks.dispatch import (
     ANALYZE_AFTER,
     ANALYZE_EVERY_S,
@@ -49,7 +52,15 @@ log = logging.getLogger("kassa.core.webhooks")
 # again (~7 us a time, more than the HMAC): remembered per URL.
 _url_problem = functools.lru_cache(maxsize=1024)(targets.url_problem)
 USER_AGENT = "Kassa-Webhooks/1"
+_FIXED_HEADERS = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
 MAX_ERROR_LEN = 500
+
+
+@functools.cache
+def _attempts_counter(status: retry.Status) -> Any:
+    """WEBHOOK_ATTEMPTS' child for an outcome (labels() takes a lock and
+    builds a key at each call; a child is created on its first attempt)."""
+    return metrics.WEBHOOK_ATTEMPTS.labels(status.value)
 
 
 @dataclass(frozen=True)
@@ -117,8 +128,7 @@ def client_session(settings: WebhookSettings, limit: int | None = None) -> aioht
 
 def headers(claimed: Claimed, now: datetime) -> dict[str, str]:
     return {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
+        **_FIXED_HEADERS,
         "Kassa-Event-Id": claimed.event_id,
         "Kassa-Event-Type": claimed.event_type,
         "Kassa-Delivery-Id": str(claimed.delivery_id),
@@ -131,10 +141,11 @@ def headers(claimed: Claimed, now: datetime) -> dict[str, str]:
 # Claims, leases and reads what the attempts need in one statement: each
 # round trip of a claim was time every slot waited (claims took 15-30 ms
 # under load as three statements, longer than the sends they fed).
-CLAIM_SQL = """
-WITH due AS (
+# {now}, {limit}, {lease}: its parameters, numbered where it is used.
+_CLAIM_CTES = """
+due AS (
   SELECT d.id FROM webhook_deliveries d
-   WHERE d.status = 'pending' AND d.next_attempt_time <= $1
+   WHERE d.status = 'pending' AND d.next_attempt_time <= {now}
      AND NOT EXISTS (
        SELECT 1 FROM webhook_deliveries p
         WHERE p.endpoint_id = d.endpoint_id AND p.resource_name = d.resource_name
@@ -142,14 +153,15 @@ WITH due AS (
    -- Index order, so the scan stops at LIMIT; the order
    -- between invoices does not matter, within one NOT EXISTS keeps it.
    ORDER BY d.next_attempt_time
-   LIMIT $2
+   LIMIT {limit}
    FOR UPDATE OF d SKIP LOCKED),
 claimed AS (
   UPDATE webhook_deliveries d
-     SET next_attempt_time = $3, attempt_count = d.attempt_count + 1, update_time = $1
+     SET next_attempt_time = {lease}, attempt_count = d.attempt_count + 1, update_time = {now}
     FROM due WHERE d.id = due.id
   RETURNING d.id, d.attempt_count, d.give_up_time, d.event_id, d.event_type,
-            d.event_sequence, d.endpoint_id)
+            d.event_sequence, d.endpoint_id)"""
+_CLAIM_SELECT = """
 SELECT c.id AS delivery_id, c.attempt_count, c.give_up_time, c.event_id, c.event_type,
        c.endpoint_id, e.url, e.secret, e.secret_sealed, e.previous_secret,
        e.previous_secret_sealed, e.previous_secret_expire_time,
@@ -158,12 +170,14 @@ SELECT c.id AS delivery_id, c.attempt_count, c.give_up_time, c.event_id, c.event
   JOIN webhook_endpoints e ON e.id = c.endpoint_id
   JOIN events ev ON ev.sequence = c.event_sequence
 """
+CLAIM_SQL = "WITH" + _CLAIM_CTES.format(now="$1", limit="$2", lease="$3") + _CLAIM_SELECT
 
 
 class _Bodies:
     """Each event's body rendered once per process, not once per delivery:
     an event goes to each of its merchant's endpoints, and its canonical
-    JSON (json_format, ~60-80 us) is the same bytes for all of them. Keyed
+    JSON (json_format ~40-80 us; core/webhooks/body.py ~4x less) is the
+    same bytes for all of them. Keyed
     by the event's id (a UUID, so never confused across databases); events
     are immutable. Oldest first out: claims follow the outbox's order."""
 
@@ -176,7 +190,7 @@ class _Bodies:
         event_id = row["event_id"]
         body = self._bodies.get(event_id)
         if body is None:
-            body = resources.to_json(resources.event(row))
+            body = event_json(resources.event(row))
             if len(self._bodies) >= self.SIZE:
                 del self._bodies[next(iter(self._bodies))]
             self._bodies[event_id] = body
@@ -186,13 +200,8 @@ class _Bodies:
 _BODIES = _Bodies()
 
 
-async def claim(
-    pool: asyncpg.Pool, limit: int, now: datetime, lease_s: float, keyring: Keyring
-) -> list[Claimed]:
-    # No explicit transaction: the claiming statement commits alone, saving
-    # the BEGIN and COMMIT round trips of every claim.
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(CLAIM_SQL, now, limit, now + timedelta(seconds=lease_s))
+def claimed_of(rows: Sequence[Mapping[str, Any]], now: datetime, keyring: Keyring) -> list[Claimed]:
+    """The attempts of claimed rows (CLAIM_SQL's columns)."""
     # Unsealed once per endpoint, not once per delivery.
     secrets: dict[str, list[str]] = {}
     found: list[Claimed] = []
@@ -216,17 +225,18 @@ async def claim(
     return found
 
 
-_RECORD = """
-WITH attempts AS (
+_RECORD_CTE = """
+attempts AS (
     INSERT INTO webhook_attempts
         (delivery_id, attempt, attempt_time, status_code, error, duration_ms)
     SELECT * FROM unnest($1::uuid[], $2::integer[], $3::timestamptz[], $4::integer[],
                          $5::text[], $6::integer[])
     ON CONFLICT DO NOTHING
-)
--- Only the holder of the current attempt decides: a re-claim after a lost
--- lease has moved attempt_count on, and a redelivery asked for after the
--- attempt started has moved update_time past it (its send must still come).
+)"""
+# Only the holder of the current attempt decides: a re-claim after a lost
+# lease has moved attempt_count on, and a redelivery asked for after the
+# attempt started has moved update_time past it (its send must still come).
+_RECORD_UPDATE = """
 UPDATE webhook_deliveries d
    SET status = u.status, next_attempt_time = coalesce(u.next_attempt_time, d.next_attempt_time),
        update_time = u.now
@@ -236,15 +246,31 @@ UPDATE webhook_deliveries d
  WHERE d.id = u.id AND d.attempt_count = u.attempt AND d.status = 'pending'
    AND d.update_time <= u.started
 """
+_RECORD = "WITH" + _RECORD_CTE + _RECORD_UPDATE
+# Records finished attempts and claims the next ones in one statement (one
+# round trip, one commit, one statement's fixed cost in the server where
+# there were two). Both parts see the statement's snapshot: a delivery
+# recorded here still counts as pending for the claim's ordering check (its
+# resource's next event is claimed by the next statement, never before it
+# is recorded), and a recorded delivery is leased, so not due. Were its
+# lease to have run out, the claim and the record would touch one row; the
+# server then applies one of the two (the other finds the row changed by
+# this command and skips it): either the record stands and the claim does
+# not return the row, or the re-claim stands and sends it again (at least
+# once), as with two statements in either order.
+_RECORD_AND_CLAIM = (
+    "WITH"
+    + _RECORD_CTE
+    + ",\nrecorded AS ("
+    + _RECORD_UPDATE
+    + "),"
+    + _CLAIM_CTES.format(now="$10", limit="$11", lease="$12")
+    + _CLAIM_SELECT
+)
 
 
-async def record(conn: asyncpg.Connection, attempted: Sequence[Attempted]) -> None:
-    """Records finished attempts and their decisions, many in one statement
-    (one round trip and one commit, where each attempt took a transaction)."""
-    if not attempted:
-        return
-    await conn.execute(
-        _RECORD,
+def _record_args(attempted: Sequence[Attempted]) -> list[list[Any]]:
+    return [
         [a.claimed.delivery_id for a in attempted],
         [a.claimed.attempt for a in attempted],
         [a.started for a in attempted],
@@ -254,45 +280,123 @@ async def record(conn: asyncpg.Connection, attempted: Sequence[Attempted]) -> No
         [a.decision.status.value for a in attempted],
         [a.decision.next_attempt_time for a in attempted],
         [a.now for a in attempted],
+    ]
+
+
+async def record(conn: asyncpg.Connection, attempted: Sequence[Attempted]) -> None:
+    """Records finished attempts and their decisions, many in one statement
+    (one round trip and one commit, where each attempt took a transaction)."""
+    if not attempted:
+        return
+    await conn.execute(_RECORD, *_record_args(attempted))
+
+
+async def record_and_claim(
+    conn: asyncpg.Connection,
+    attempted: Sequence[Attempted],
+    limit: int,
+    now: datetime,
+    lease_s: float,
+) -> list[asyncpg.Record]:
+    """Records `attempted` (may be none) and claims up to `limit` due
+    deliveries (CLAIM_SQL's rows), in one statement."""
+    assert limit > 0, "a claim asks for at least one delivery"
+    lease_until = now + timedelta(seconds=lease_s)
+    if not attempted:
+        return list(await conn.fetch(CLAIM_SQL, now, limit, lease_until))
+    return list(
+        await conn.fetch(_RECORD_AND_CLAIM, *_record_args(attempted), now, limit, lease_until)
     )
 
 
-class _Recorder:
-    """Batches the records of attempts that finish together: while one
-    statement is in flight, the next attempts gather for the following one."""
+def _recorded(attempted: Attempted) -> None:
+    """The attempt's line (one per attempt, read by operators) and count."""
+    claimed, outcome, decision = attempted.claimed, attempted.outcome, attempted.decision
+    _attempts_counter(decision.status).inc()
+    log.info(
+        "webhook attempt",
+        extra={
+            "delivery": str(claimed.delivery_id),
+            "event_id": claimed.event_id,
+            "attempt": claimed.attempt,
+            "status_code": outcome.status_code,
+            "error": outcome.error,
+            "decision": decision.status.value,
+        },
+    )
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+
+# What a claim brought: its rows, or what the statement raised.
+ClaimResult = list[asyncpg.Record] | Exception
+
+
+class _Recorder:
+    """The worker's lane to the database: records the attempts that finish
+    together and claims the deliveries asked for meanwhile, in one statement
+    (while one is in flight, the next records and claims gather for the
+    following one)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        clock: Callable[[], datetime],
+        lease_s: float,
+        on_claimed: Callable[[ClaimResult, int, datetime], None],
+    ) -> None:
         self.pool = pool
-        self._waiting: list[tuple[Attempted, asyncio.Future[None]]] = []
+        self.clock = clock
+        self.lease_s = lease_s
+        self.on_claimed = on_claimed
+        self._waiting: list[Attempted] = []
+        # Deliveries the next statement claims (their slots are reserved).
+        self._want = 0
         self._flusher: asyncio.Task[None] | None = None
         # Kept between flushes: the pool's reset on release was one of a
         # flush's two round trips. Given back after any error.
         self._conn: asyncpg.Connection | None = None
 
-    async def record(self, attempted: Attempted) -> None:
-        """Returns once the attempt is recorded; raises what recording raised."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((attempted, done))
+    def add(self, attempted: Attempted) -> None:
+        """Records the attempt with the next statement, then logs and counts
+        it; if recording fails, says so (its lease runs out, it is retried)."""
+        self._waiting.append(attempted)
+        self._start()
+
+    def claim(self, limit: int) -> None:
+        """The next statement claims up to `limit` more deliveries; its rows
+        (or what it raised) go to on_claimed, with the limit and its time."""
+        assert limit > 0
+        self._want += limit
+        self._start()
+
+    def _start(self) -> None:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="webhook records")
-        await done
 
     async def _flush(self) -> None:
-        while self._waiting:
+        while self._waiting or self._want:
             batch, self._waiting = self._waiting, []
+            want, self._want = self._want, 0
+            now = self.clock()
+            rows: list[asyncpg.Record] = []
             try:
                 if self._conn is None:
                     self._conn = await self.pool.acquire()
-                await record(self._conn, [a for a, _ in batch])
-            except Exception as exc:  # every attempt of the batch learns of it
+                if want:
+                    rows = await record_and_claim(self._conn, batch, want, now, self.lease_s)
+                else:
+                    await record(self._conn, batch)
+            except Exception as exc:  # the database, mostly: asyncpg.InterfaceError included
                 await self._give_back()
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
+                for _ in batch:
+                    # Its lease runs out and the attempt is made again.
+                    log.warning("webhook attempt not recorded", extra={"error": type(exc).__name__})
+                if want:
+                    self.on_claimed(exc, want, now)
             else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+                for attempted in batch:
+                    _recorded(attempted)
+                if want:
+                    self.on_claimed(rows, want, now)
 
     async def _give_back(self) -> None:
         conn, self._conn = self._conn, None
@@ -314,11 +418,15 @@ class _Endpoints:
     its own slots; sessions unused for a while are closed."""
 
     IDLE_CLOSE_S = 300.0
+    # Looked for at most this often: the loop wakes at every attempt's end,
+    # and each look walks every endpoint and every attempt in flight.
+    CLOSE_CHECK_S = 10.0
 
     def __init__(self, settings: WebhookSettings) -> None:
         self.settings = settings
         self._sessions: dict[str, tuple[aiohttp.ClientSession, asyncio.Semaphore]] = {}
         self._used: dict[str, float] = {}
+        self._checked = time.monotonic()
 
     def get(self, endpoint_id: str) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
         found = self._sessions.get(endpoint_id)
@@ -329,8 +437,13 @@ class _Endpoints:
         self._used[endpoint_id] = time.monotonic()
         return found
 
+    def check_due(self) -> bool:
+        """Whether close_idle has something to look at now."""
+        return time.monotonic() - self._checked >= self.CLOSE_CHECK_S
+
     async def close_idle(self, in_use: set[str]) -> None:
-        cutoff = time.monotonic() - self.IDLE_CLOSE_S
+        self._checked = time.monotonic()
+        cutoff = self._checked - self.IDLE_CLOSE_S
         for endpoint_id in [e for e, t in self._used.items() if t < cutoff and e not in in_use]:
             session, _ = self._sessions.pop(endpoint_id)
             del self._used[endpoint_id]
@@ -364,14 +477,11 @@ class DeliveryWorker:
         self.clock = clock
         self.keyring = keyring
         self._wake = asyncio.Event()
-        # Attempts sending (they count against concurrency), and attempts
-        # sent whose record is not yet written.
+        # Attempts sending (they count against concurrency).
         self._in_flight: dict[asyncio.Task[None], str] = {}
-        self._recording: set[asyncio.Task[None]] = set()
         self._claim_batch = max(1, settings.concurrency // 4)
-        # Claims running (several may overlap), and the slots they asked for:
-        # in flight and being claimed together stay within concurrency.
-        self._claims: set[asyncio.Task[None]] = set()
+        # Slots asked for by claims not yet answered: in flight and being
+        # claimed together stay within concurrency.
         self._claiming = 0
         # What a claim raised beyond the errors it retries: the send loop
         # raises it (the worker is restarted by its supervisor, as when the
@@ -380,7 +490,7 @@ class DeliveryWorker:
         # The last claim found fewer due than it asked for (or failed).
         self._drained = False
         self._endpoints = _Endpoints(settings)
-        self._recorder = _Recorder(pool)
+        self._recorder = _Recorder(pool, clock, self.lease_s(), self._claimed)
 
     async def run(self) -> None:
         """Dispatches (with a notifier) and sends, until cancelled; attempts in
@@ -397,9 +507,7 @@ class DeliveryWorker:
                 dispatcher.cancel()
             tasks = [
                 *([dispatcher] if dispatcher is not None else []),
-                *self._claims,
                 *self._in_flight,
-                *self._recording,
             ]
             for task in tasks:
                 task.cancel()
@@ -470,7 +578,6 @@ class DeliveryWorker:
             log.warning("webhook statistics not refreshed", extra={"error": str(exc)})
 
     async def _send_loop(self) -> None:
-        lease_s = self.lease_s()
         concurrency = self.settings.concurrency
         while True:
             if self._claim_failure is not None:
@@ -479,18 +586,19 @@ class DeliveryWorker:
             # Claim no more than can be sent at once, and (under load) only
             # once a quarter of the slots are free: a claim scans the pending
             # deliveries, so one per finished attempt would cost O(pending) each.
-            # A claim runs beside the sends and the other claims: awaited here,
-            # every slot freed during its round trip stayed idle until it
-            # returned (under load the sends were faster than the claims).
+            # A claim rides on the recorder's next statement, beside the
+            # sends: awaited here, every slot freed during its round trip
+            # stayed idle until it returned (under load the sends were faster
+            # than the claims); as a statement of its own, it was one more
+            # round trip and commit per batch than the records already make.
             free = concurrency - len(self._in_flight) - self._claiming
             busy = bool(self._in_flight) or self._claiming > 0
             if free and (free >= self._claim_batch if busy else not self._drained):
                 self._claiming += free
-                task = asyncio.create_task(self._claim(free, lease_s), name="webhooks claim")
-                self._claims.add(task)
-                task.add_done_callback(self._claim_done)
+                self._recorder.claim(free)
                 busy = True
-            await self._endpoints.close_idle(set(self._in_flight.values()))
+            if self._endpoints.check_due():
+                await self._endpoints.close_idle(set(self._in_flight.values()))
             # While attempts or claims are in flight their ends wake us: no
             # need to ask the database when the next delivery falls due.
             drained = self._drained and not busy
@@ -501,20 +609,21 @@ class DeliveryWorker:
             if drained:
                 self._drained = False  # woken or due: look again
 
-    def _claim_done(self, task: asyncio.Task[None]) -> None:
-        self._claims.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._claim_failure = task.exception()
-            self._wake.set()
-
-    async def _claim(self, free: int, lease_s: float) -> None:
-        """Claims up to `free` due deliveries and starts their attempts."""
+    def _claimed(self, result: ClaimResult, free: int, now: datetime) -> None:
+        """Starts the attempts of a claim of up to `free` deliveries made at `now`."""
         claimed: list[Claimed] = []
         try:
-            claimed = await claim(self.pool, free, self.clock(), lease_s, self.keyring)
+            if isinstance(result, Exception):
+                raise result
+            claimed = claimed_of(result, now, self.keyring)
         except (asyncpg.PostgresError, OSError, SealError) as exc:
             # A SealError names the endpoint and KEK, never the secret.
             log.warning("webhook claim failed; retrying", extra={"error": str(exc)})
+        except Exception as exc:
+            # Beyond the errors it retries: the send loop raises it (the worker
+            # is restarted by its supervisor), never left unseen while the
+            # deliveries it leased wait out their lease unsent.
+            self._claim_failure = exc
         finally:
             self._claiming -= free
             assert self._claiming >= 0, "every claim gives back the slots it asked for"
@@ -527,7 +636,11 @@ class DeliveryWorker:
         # more is due; the attempts' ends wake the loop, or, with nothing in
         # flight, it waits until the next delivery falls due.
         self._drained = len(claimed) < free
-        if not self._drained or not (self._in_flight or self._claiming):
+        if (
+            self._claim_failure is not None
+            or not self._drained
+            or not (self._in_flight or self._claiming)
+        ):
             self._wake.set()
 
     async def _idle_s(self) -> float:
@@ -549,7 +662,6 @@ class DeliveryWorker:
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)
-        self._recording.discard(task)
 
     async def _attempt(self, claimed: Claimed) -> None:
         try:
@@ -579,28 +691,14 @@ class DeliveryWorker:
             # The send is over: its slot is free for the next claim while the
             # record joins the next batch (the lease keeps the delivery from
             # being claimed again, and its resource's next event waits for the
-            # record to leave 'pending').
+            # record to leave 'pending'). The recorder logs and counts it once
+            # recorded; the task ends here (no task or future per attempt
+            # waits for the record).
             task = asyncio.current_task()
             assert task is not None
-            if self._in_flight.pop(task, None) is not None:
-                self._recording.add(task)
-            self._wake.set()
-            await self._recorder.record(
-                Attempted(claimed, started, duration_ms, outcome, decision, now)
-            )
-            metrics.WEBHOOK_ATTEMPTS.labels(decision.status.value).inc()
-            log.info(
-                "webhook attempt",
-                extra={
-                    "delivery": str(claimed.delivery_id),
-                    "event_id": claimed.event_id,
-                    "attempt": claimed.attempt,
-                    "status_code": outcome.status_code,
-                    "error": outcome.error,
-                    "decision": decision.status.value,
-                },
-            )
-        except Exception as exc:  # the database, mostly: asyncpg.InterfaceError included
+            self._in_flight.pop(task, None)
+            self._recorder.add(Attempted(claimed, started, duration_ms, outcome, decision, now))
+        except Exception as exc:
             # The lease runs out and the attempt is made again.
             log.warning("webhook attempt not recorded", extra={"error": type(exc).__name__})
         finally:

@@ -5,18 +5,31 @@ raw single-row insert transactions on one connection, and empty unary gRPC
 calls/s (the ceiling one server process allows). Clients run in their own
 processes. Same run, same private PostgreSQL. Last line: JSON.
 
-Run from the repo root: .venv/bin/python tests/bench/bench_ledger.py
+Single postings run ROUNDS rounds, each one empty-call phase, one posting
+phase and one raw-insert phase back to back; the ratio reported is the
+median of the rounds' ratios. Beside each rate, CPU per call from /proc:
+the server process (LedgerService and the poster, or the raw inserts'
+client), the client process, and PostgreSQL -- figures the machine's load
+moves far less than the wall-clock rates.
+
+Run from the repo root: .venv/bin/python -m tests.bench.bench_ledger
+(`--part single` runs only the single postings, `--rounds N`).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import logging
 import multiprocessing as mp
+import os
 import random
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,8 +50,10 @@ from core.ledger.queries import LedgerReader  # noqa: E402
 from core.ledger.rules import Account, Transfer  # noqa: E402
 from core.merchants import Merchants  # noqa: E402
 from core.merchants.store import ApiKeys  # noqa: E402
+from core.server import api_server  # noqa: E402
 from core.store.db import create_pool  # noqa: E402
 from core.store.migrate import migrate  # noqa: E402
+from core.telemetry import logs  # noqa: E402
 from kassa.ledger.v1 import ledger_pb2 as pb  # noqa: E402
 from kassa.ledger.v1 import ledger_pb2_grpc as pb_grpc  # noqa: E402
 from localstack.postgres import PostgresCluster  # noqa: E402
@@ -50,6 +65,29 @@ ACCOUNTS = 1000
 SINGLE_S = 8.0
 CLIENTS = 32
 CLIENT_PROCESSES = 1
+ROUNDS = 3
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command name (index 0 is the state)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cluster_cpu_s(postmaster: int) -> float:
+    """CPU seconds of a PostgreSQL cluster so far: the postmaster, its live
+    children, and the children it has reaped (closed connections)."""
+    fields = _stat(postmaster)
+    total = sum(int(f) for f in fields[11:15])
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                child = _stat(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile
+            if int(child[1]) == postmaster:
+                total += int(child[11]) + int(child[12])
+    return total * _TICK_S
 
 
 def now() -> datetime:
@@ -162,7 +200,7 @@ def _add(total: float | None, before: float | None, after: float | None) -> floa
 
 
 # The empty-call baseline: one unary method that does nothing, raw bytes in and out.
-EMPTY_METHOD = "/kassa.bench.Empty/Call"
+EMPTY_METHOD = "/bench.Empty/Call"
 
 
 def _identity(data: bytes) -> bytes:
@@ -175,7 +213,7 @@ async def _empty(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
 
 def _empty_handler() -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(
-        "kassa.bench.Empty",
+        "bench.Empty",
         {
             "Call": grpc.unary_unary_rpc_method_handler(
                 _empty, request_deserializer=_identity, response_serializer=_identity
@@ -186,7 +224,7 @@ def _empty_handler() -> grpc.GenericRpcHandler:
 
 async def _clients_async(
     port: int, token: str, kind: str, seconds: float, clients: int, tag: str
-) -> tuple[int, float]:
+) -> tuple[int, float, float]:
     metadata = (("authorization", f"Bearer {token}"),)
     done = 0
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -219,23 +257,45 @@ async def _clients_async(
         # Warm up (connection, auth cache) before the clock starts.
         await stub.GetAccount(pb.GetAccountRequest(id="world"), metadata=metadata)
         await empty(b"", metadata=metadata)
+        cpu0 = time.process_time()
         start = time.perf_counter()
         deadline = start + seconds
         await asyncio.gather(*(client(c) for c in range(clients)))
-        return done, time.perf_counter() - start
+        return done, time.perf_counter() - start, time.process_time() - cpu0
 
 
 def _clients(
     port: int, token: str, kind: str, seconds: float, clients: int, tag: str
-) -> tuple[int, float]:
-    """One client process: `clients` concurrent callers on one channel."""
+) -> tuple[int, float, float]:
+    """One client process: `clients` concurrent callers on one channel.
+    (calls, seconds, the process's CPU seconds meanwhile)."""
     return asyncio.run(_clients_async(port, token, kind, seconds, clients, tag))
 
 
-async def _rate(executor: ProcessPoolExecutor, port: int, token: str, kind: str, tag: str) -> float:
+class Phase:
+    """One phase's rate and CPU per call (µs): the server's process (or the
+    raw inserts' client, this process), the client processes, PostgreSQL."""
+
+    def __init__(self, calls: int, per_s: float, server_s: float, client_s: float, pg_s: float):
+        self.per_s = per_s
+        self.server_us = server_s / calls * 1e6
+        self.client_us = client_s / calls * 1e6
+        self.pg_us = pg_s / calls * 1e6
+
+    def __str__(self) -> str:
+        return (
+            f"{self.per_s:,.0f}/s (CPU/call: server {self.server_us:.0f} us, "
+            f"client {self.client_us:.0f} us, PostgreSQL {self.pg_us:.0f} us)"
+        )
+
+
+async def _rate(
+    executor: ProcessPoolExecutor, port: int, token: str, kind: str, tag: str, postmaster: int
+) -> Phase:
     """Calls/s of CLIENTS callers spread over CLIENT_PROCESSES processes."""
     loop = asyncio.get_running_loop()
     per_process = CLIENTS // CLIENT_PROCESSES
+    server0, pg0 = time.process_time(), cluster_cpu_s(postmaster)
     results = await asyncio.gather(
         *(
             loop.run_in_executor(
@@ -244,62 +304,134 @@ async def _rate(executor: ProcessPoolExecutor, port: int, token: str, kind: str,
             for k in range(CLIENT_PROCESSES)
         )
     )
-    return sum(done / elapsed for done, elapsed in results)
+    server_s, pg_s = time.process_time() - server0, cluster_cpu_s(postmaster) - pg0
+    calls = sum(done for done, _, _ in results)
+    return Phase(
+        calls,
+        sum(done / elapsed for done, elapsed, _ in results),
+        server_s,
+        sum(cpu for _, _, cpu in results),
+        pg_s,
+    )
 
 
-async def single(pool: asyncpg.Pool) -> tuple[float, float, float, float]:
-    """(single-posting RPCs/s, empty calls/s, raw insert tx/s on 1 and on 8 connections).
+async def _raw(pool: asyncpg.Pool, conns: int, tag: str, postmaster: int) -> Phase:
+    """Raw single-row INSERTs in autocommit on `conns` connections (this process the client)."""
+    count = 0
 
-    The server (LedgerService as the core serves it, plus an empty method)
-    runs in this process; the clients run in CLIENT_PROCESSES other processes,
+    async def one(k: int) -> None:
+        nonlocal count
+        async with pool.acquire() as conn:
+            i = 0
+            while time.perf_counter() < stop_at:
+                await conn.execute(
+                    "INSERT INTO raw_rows VALUES ($1, 'world', 'acct1', 1, $2, 1)",
+                    f"r{tag}-{conns}-{k}-{i}",
+                    ASSET,
+                )
+                i += 1
+                count += 1
+
+    cpu0, pg0 = time.process_time(), cluster_cpu_s(postmaster)
+    begin = time.perf_counter()
+    stop_at = begin + SINGLE_S / 2
+    await asyncio.gather(*(one(k) for k in range(conns)))
+    per_s = count / (time.perf_counter() - begin)
+    # The client is this process: its CPU is the "client" figure, no server.
+    return Phase(count, per_s, 0.0, time.process_time() - cpu0, cluster_cpu_s(postmaster) - pg0)
+
+
+async def single(
+    pool: asyncpg.Pool, postmaster: int, rounds: int, log_path: Path
+) -> list[dict[str, Phase]]:
+    """Per round: single-posting RPCs through the core's edge and without it,
+    empty calls, raw insert tx on 1 and on 8 connections.
+
+    Two servers run in this process, sharing one poster: the core's
+    (`core.server.api_server`: the RED metrics and access log of every call,
+    then the edge's decode, authentication and bounds -- what a caller gets;
+    the access log goes to `log_path` as the core writes it to stderr) and a
+    bare one (LedgerService alone, plus the empty method: what the earlier
+    figures measured). The clients run in CLIENT_PROCESSES other processes,
     so neither side's CPU is counted against the other's event loop.
     """
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS raw_rows (id text PRIMARY KEY, debit text, credit text,
+               amount numeric(78,0), asset text, code int)"""
+        )
     _, token = await Merchants(pool).create_key(None, ["ledger:read", "ledger:write"], "bench")
     poster = Poster(pool, now)
     poster.start()
-    server = grpc.aio.server()
+    auth = Authenticator(ApiKeys(pool), 60.0)
+    bare = grpc.aio.server()
     pb_grpc.add_LedgerServiceServicer_to_server(
-        LedgerService(LedgerReader(pool), poster, Authenticator(ApiKeys(pool), 60.0), now), server
+        LedgerService(LedgerReader(pool), poster, auth, now), bare
     )
-    server.add_generic_rpc_handlers((_empty_handler(),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    with ProcessPoolExecutor(CLIENT_PROCESSES, mp_context=mp.get_context("spawn")) as executor:
-        empty_per_s = await _rate(executor, port, token, "empty", "e")
-        rpc_per_s = await _rate(executor, port, token, "ledger", "s")
-    await server.stop(0)
-    await poster.stop()
-
-    async def raw(conns: int) -> float:
-        count = 0
-
-        async def one(k: int) -> None:
-            nonlocal count
-            async with pool.acquire() as conn:
-                i = 0
-                while time.perf_counter() < stop_at:
-                    await conn.execute(
-                        "INSERT INTO raw_rows VALUES ($1, 'world', 'acct1', 1, $2, 1)",
-                        f"r{conns}-{k}-{i}",
-                        ASSET,
+    bare.add_generic_rpc_handlers((_empty_handler(),))
+    bare_port = bare.add_insecure_port("127.0.0.1:0")
+    core = api_server(auth, tls=False)
+    pb_grpc.add_LedgerServiceServicer_to_server(
+        LedgerService(LedgerReader(pool), poster, auth, now), core
+    )
+    core.add_generic_rpc_handlers((_empty_handler(),))
+    core_port = core.add_insecure_port("127.0.0.1:0")
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    with log_path.open("w") as log_file:
+        handler = logs.handler()
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(log_file)
+        root.handlers[:] = [handler]
+        root.setLevel(logging.INFO)
+        await bare.start()
+        await core.start()
+        out: list[dict[str, Phase]] = []
+        try:
+            with ProcessPoolExecutor(
+                CLIENT_PROCESSES, mp_context=mp.get_context("spawn")
+            ) as executor:
+                for r in range(rounds):
+                    figures = {
+                        "empty": await _rate(
+                            executor, bare_port, token, "empty", f"e{r}-", postmaster
+                        ),
+                        "ledger": await _rate(
+                            executor, core_port, token, "ledger", f"s{r}-", postmaster
+                        ),
+                        "bare": await _rate(
+                            executor, bare_port, token, "ledger", f"b{r}-", postmaster
+                        ),
+                        "raw_1": await _raw(pool, 1, str(r), postmaster),
+                        "raw_8": await _raw(pool, 8, str(r), postmaster),
+                    }
+                    out.append(figures)
+                    print(
+                        f"(b) round {r + 1}: single-posting RPCs {figures['ledger']}; without "
+                        f"the edge {figures['bare']}; empty unary calls {figures['empty']}; raw "
+                        f"single-row insert tx on 1 connection {figures['raw_1']}, on 8 "
+                        f"{figures['raw_8']}; ratio "
+                        f"{figures['ledger'].per_s / figures['raw_1'].per_s:.3f} (without the "
+                        f"edge {figures['bare'].per_s / figures['raw_1'].per_s:.3f})",
+                        flush=True,
                     )
-                    i += 1
-                    count += 1
-
-        begin = time.perf_counter()
-        stop_at = begin + SINGLE_S / 2
-        await asyncio.gather(*(one(k) for k in range(conns)))
-        return count / (time.perf_counter() - begin)
-
-    return rpc_per_s, empty_per_s, await raw(1), await raw(8)
+        finally:
+            await core.stop(0)
+            await bare.stop(0)
+            await poster.stop()
+            root.handlers[:], level = saved
+            root.setLevel(level)
+    return out
 
 
-async def main_async() -> dict[str, object]:
+async def main_async(part: str, rounds: int) -> dict[str, object]:
+    out: dict[str, object] = {"bench": "ledger"}
     with tempfile.TemporaryDirectory(prefix="kassa-bench-") as tmp:
         cluster = PostgresCluster(Path(tmp) / "pg")
         cluster.start()
         try:
             dsn = cluster.create_database("bench")
+            postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
             await migrate(dsn)
             pool = await create_pool(dsn, max_size=12, min_size=10)
             async with pool.acquire() as conn:
@@ -310,56 +442,113 @@ async def main_async() -> dict[str, object]:
                         *(Account(f"acct{i}", ASSET) for i in range(ACCOUNTS)),
                     ],
                 )
-            measured = await batched(pool)
-            batched_per_s, raw_rows_per_s, shaped_rows_per_s = measured[:3]
-            # Statistics as autovacuum keeps them on a live ledger: without them the
-            # planner takes the 60,000 transfers just written for an empty table.
-            async with pool.acquire() as conn:
-                await conn.execute("ANALYZE ledger_transfers, ledger_accounts")
-            print(
-                f"(a) batched postings: {batched_per_s:,.0f}/s; raw executemany {raw_rows_per_s:,.0f}"
-                f" rows/s; into a table of the ledger's shape {shaped_rows_per_s:,.0f} rows/s"
-            )
-            server_ms, raw_server_ms = measured.server_ms, measured.raw_server_ms
-            if server_ms is not None and raw_server_ms is not None:
+            if part in ("all", "batched"):
+                measured = await batched(pool)
+                batched_per_s, raw_rows_per_s, shaped_rows_per_s = measured[:3]
                 print(
-                    f"    server CPU per {BATCH:,}-row batch: postings {server_ms:.1f} ms,"
-                    f" raw executemany {raw_server_ms:.1f} ms (ratio {raw_server_ms / server_ms:.3f})"
+                    f"(a) batched postings: {batched_per_s:,.0f}/s; raw executemany "
+                    f"{raw_rows_per_s:,.0f} rows/s; into a table of the ledger's shape "
+                    f"{shaped_rows_per_s:,.0f} rows/s"
                 )
-            rpc_per_s, empty_per_s, raw_1, raw_8 = await single(pool)
-            print(
-                f"(b) single-posting RPCs: {rpc_per_s:,.0f}/s ({CLIENTS} clients in "
-                f"{CLIENT_PROCESSES} processes); empty unary calls {empty_per_s:,.0f}/s; raw "
-                f"single-row insert transactions {raw_1:,.0f}/s on 1 connection, {raw_8:,.0f}/s on 8"
-            )
+                server_ms, raw_server_ms = measured.server_ms, measured.raw_server_ms
+                if server_ms is not None and raw_server_ms is not None:
+                    print(
+                        f"    server CPU per {BATCH:,}-row batch: postings {server_ms:.1f} ms,"
+                        f" raw executemany {raw_server_ms:.1f} ms"
+                        f" (ratio {raw_server_ms / server_ms:.3f})"
+                    )
+                out.update(
+                    {
+                        "value": round(batched_per_s),
+                        "unit": "postings/s",
+                        "baseline": round(raw_rows_per_s),
+                        "ratio": round(batched_per_s / raw_rows_per_s, 3),
+                        "batched_postings_per_s": round(batched_per_s),
+                        "batched_ratio": round(batched_per_s / raw_rows_per_s, 3),
+                        "batched_shaped_baseline_rows_per_s": round(shaped_rows_per_s),
+                        "batched_vs_shaped_ratio": round(batched_per_s / shaped_rows_per_s, 3),
+                        "batched_server_ms_per_batch": None
+                        if server_ms is None
+                        else round(server_ms, 1),
+                        "batched_raw_server_ms_per_batch": None
+                        if raw_server_ms is None
+                        else round(raw_server_ms, 1),
+                    }
+                )
+            if part == "single":
+                # The ledger as the batched part leaves it (the same 60,000 transfers),
+                # so that the single postings meet the same table either way.
+                rng = random.Random(1)
+                async with pool.acquire() as conn:
+                    for k in range(BATCHES):
+                        await store.create_transfers(conn, rows(f"b{k}", BATCH, rng), now())
+            if part in ("all", "single"):
+                # Statistics as autovacuum keeps them on a live ledger: without them the
+                # planner takes the 60,000 transfers just written for an empty table.
+                async with pool.acquire() as conn:
+                    await conn.execute("ANALYZE ledger_transfers, ledger_accounts")
+                out.update(
+                    _single_summary(await single(pool, postmaster, rounds, Path(tmp) / "core.log"))
+                )
+                if part == "single":
+                    out.update(
+                        value=out["single_per_s"],
+                        unit="single postings/s",
+                        baseline=out["single_baseline_per_s"],
+                        ratio=out["single_ratio"],
+                    )
             await pool.close()
         finally:
             cluster.stop()
+    return out
+
+
+def _single_summary(rounds: list[dict[str, Phase]]) -> dict[str, object]:
+    """Median round by round (each ratio within its own round)."""
+
+    def median(f: Callable[[dict[str, Phase]], float]) -> float:
+        return statistics.median(f(r) for r in rounds)
+
+    def cpu_us(kind: str) -> dict[str, int]:
+        return {
+            "server": round(median(lambda r: r[kind].server_us)),
+            "client": round(median(lambda r: r[kind].client_us)),
+            "postgres": round(median(lambda r: r[kind].pg_us)),
+        }
+
+    ratio = median(lambda r: r["ledger"].per_s / r["raw_1"].per_s)
+    bare_ratio = median(lambda r: r["bare"].per_s / r["raw_1"].per_s)
+    vs_empty = median(lambda r: r["ledger"].per_s / r["empty"].per_s)
+    ledger_per_s = median(lambda r: r["ledger"].per_s)
+    raw_per_s = median(lambda r: r["raw_1"].per_s)
+    print(
+        f"(b) single-posting RPCs ({CLIENTS} clients in {CLIENT_PROCESSES} processes, median of "
+        f"{len(rounds)} rounds): {ledger_per_s:,.0f}/s vs raw single-row insert tx "
+        f"{raw_per_s:,.0f}/s, same-round ratio {ratio:.3f} (without the edge "
+        f"{median(lambda r: r['bare'].per_s):,.0f}/s, {bare_ratio:.3f}); vs empty calls "
+        f"{vs_empty:.3f}"
+    )
     return {
-        "bench": "ledger",
-        "value": round(batched_per_s),
-        "unit": "postings/s",
-        "baseline": round(raw_rows_per_s),
-        "ratio": round(batched_per_s / raw_rows_per_s, 3),
-        "batched_postings_per_s": round(batched_per_s),
-        "batched_ratio": round(batched_per_s / raw_rows_per_s, 3),
-        "batched_shaped_baseline_rows_per_s": round(shaped_rows_per_s),
-        "batched_vs_shaped_ratio": round(batched_per_s / shaped_rows_per_s, 3),
-        "batched_server_ms_per_batch": None if server_ms is None else round(server_ms, 1),
-        "batched_raw_server_ms_per_batch": None
-        if raw_server_ms is None
-        else round(raw_server_ms, 1),
-        "single_per_s": round(rpc_per_s),
-        "single_baseline_per_s": round(raw_1),
-        "single_ratio": round(rpc_per_s / raw_1, 3),
-        "single_baseline_8_connections_per_s": round(raw_8),
-        "empty_grpc_calls_per_s": round(empty_per_s),
-        "single_vs_empty_grpc": round(rpc_per_s / empty_per_s, 3),
+        "single_per_s": round(ledger_per_s),
+        "single_baseline_per_s": round(raw_per_s),
+        "single_ratio": round(ratio, 3),
+        "single_ratios": [round(r["ledger"].per_s / r["raw_1"].per_s, 3) for r in rounds],
+        "single_bare_per_s": round(median(lambda r: r["bare"].per_s)),
+        "single_bare_ratio": round(bare_ratio, 3),
+        "single_bare_ratios": [round(r["bare"].per_s / r["raw_1"].per_s, 3) for r in rounds],
+        "single_baseline_8_connections_per_s": round(median(lambda r: r["raw_8"].per_s)),
+        "empty_grpc_calls_per_s": round(median(lambda r: r["empty"].per_s)),
+        "single_vs_empty_grpc": round(vs_empty, 3),
+        "single_cpu_us": {kind: cpu_us(kind) for kind in ("ledger", "bare", "empty", "raw_1")},
     }
 
 
 def main() -> None:
-    print(json.dumps(asyncio.run(main_async())))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--part", choices=("all", "batched", "single"), default="all")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="single-posting rounds")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(main_async(args.part, args.rounds))))
 
 
 if __name__ == "__main__":
