@@ -33,6 +33,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[2]
 for extra in ("", "gen", "scripts"):
@@ -107,10 +108,30 @@ def rows(prefix: str, n: int, rng: random.Random) -> list[Transfer]:
     ]
 
 
-async def batched(pool: asyncpg.Pool) -> tuple[float, float, float]:
-    """(postings/s, raw executemany rows/s, raw executemany rows/s into a table
-    of ledger_transfers' shape), interleaved batch by batch so that the load
-    of the other processes on the machine falls on all three alike.
+class Batched(NamedTuple):
+    postings_per_s: float
+    raw_rows_per_s: float
+    shaped_rows_per_s: float
+    # Server CPU per batch (the backend's time on a CPU, ms): what the
+    # machine's other load does not inflate the way it does wall time.
+    server_ms: float | None
+    raw_server_ms: float | None
+
+
+def _server_cpu_s(pid: int) -> float | None:
+    """A local backend's time on a CPU so far (Linux schedstat), if readable."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+async def batched(pool: asyncpg.Pool) -> Batched:
+    """Postings/s, raw executemany rows/s, raw executemany rows/s into a table
+    of ledger_transfers' shape, interleaved batch by batch so that the load
+    of the other processes on the machine falls on all three alike; and the
+    server CPU per batch of the first two.
 
     The issue's baseline is the first: the same six values per row into a
     table with one index. The second is the same executemany into a table
@@ -125,23 +146,30 @@ async def batched(pool: asyncpg.Pool) -> tuple[float, float, float]:
                amount numeric(78,0), asset text, code int)"""
         )
         await conn.execute("CREATE TABLE raw_shaped (LIKE ledger_transfers INCLUDING ALL)")
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
         batches = [rows(f"b{k}", BATCH, rng) for k in range(BATCHES)]
         ledger_s = raw_s = shaped_s = 0.0
+        server_s: float | None = 0.0
+        raw_server_s: float | None = 0.0
         for b in batches:
+            cpu = _server_cpu_s(pid)
             start = time.perf_counter()
             outcome = await store.create_transfers(conn, b, now())
             ledger_s += time.perf_counter() - start
+            server_s = _add(server_s, cpu, _server_cpu_s(pid))
             assert all(r.ok for r in outcome.results)
             values = [
                 (t.id, t.debit_account_id, t.credit_account_id, t.amount, t.asset, t.code)
                 for t in b
             ]
+            cpu = _server_cpu_s(pid)
             start = time.perf_counter()
             async with conn.transaction():
                 await conn.executemany(
                     "INSERT INTO raw_rows VALUES ($1, $2, $3, $4, $5, $6)", values
                 )
             raw_s += time.perf_counter() - start
+            raw_server_s = _add(raw_server_s, cpu, _server_cpu_s(pid))
             start = time.perf_counter()
             async with conn.transaction():
                 await conn.executemany(
@@ -152,7 +180,23 @@ async def batched(pool: asyncpg.Pool) -> tuple[float, float, float]:
                 )
             shaped_s += time.perf_counter() - start
     total = BATCH * BATCHES
-    return total / ledger_s, total / raw_s, total / shaped_s
+
+    def per_batch_ms(s: float | None) -> float | None:
+        return None if s is None else s * 1000 / BATCHES
+
+    return Batched(
+        total / ledger_s,
+        total / raw_s,
+        total / shaped_s,
+        per_batch_ms(server_s),
+        per_batch_ms(raw_server_s),
+    )
+
+
+def _add(total: float | None, before: float | None, after: float | None) -> float | None:
+    if total is None or before is None or after is None:
+        return None
+    return total + after - before
 
 
 # The empty-call baseline: one unary method that does nothing, raw bytes in and out.
@@ -399,12 +443,20 @@ async def main_async(part: str, rounds: int) -> dict[str, object]:
                     ],
                 )
             if part in ("all", "batched"):
-                batched_per_s, raw_rows_per_s, shaped_rows_per_s = await batched(pool)
+                measured = await batched(pool)
+                batched_per_s, raw_rows_per_s, shaped_rows_per_s = measured[:3]
                 print(
                     f"(a) batched postings: {batched_per_s:,.0f}/s; raw executemany "
                     f"{raw_rows_per_s:,.0f} rows/s; into a table of the ledger's shape "
                     f"{shaped_rows_per_s:,.0f} rows/s"
                 )
+                server_ms, raw_server_ms = measured.server_ms, measured.raw_server_ms
+                if server_ms is not None and raw_server_ms is not None:
+                    print(
+                        f"    server CPU per {BATCH:,}-row batch: postings {server_ms:.1f} ms,"
+                        f" raw executemany {raw_server_ms:.1f} ms"
+                        f" (ratio {raw_server_ms / server_ms:.3f})"
+                    )
                 out.update(
                     {
                         "value": round(batched_per_s),
@@ -415,6 +467,12 @@ async def main_async(part: str, rounds: int) -> dict[str, object]:
                         "batched_ratio": round(batched_per_s / raw_rows_per_s, 3),
                         "batched_shaped_baseline_rows_per_s": round(shaped_rows_per_s),
                         "batched_vs_shaped_ratio": round(batched_per_s / shaped_rows_per_s, 3),
+                        "batched_server_ms_per_batch": None
+                        if server_ms is None
+                        else round(server_ms, 1),
+                        "batched_raw_server_ms_per_batch": None
+                        if raw_server_ms is None
+                        else round(raw_server_ms, 1),
                     }
                 )
             if part == "single":
