@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
 import pstats
 import statistics
 import sys
@@ -65,6 +64,7 @@ from kassa.core.v1 import (  # noqa: E402
 from localstack.ports import free_port, wait_for_port  # noqa: E402
 from localstack.postgres import PostgresCluster  # noqa: E402
 from localstack.stack import CoreSetup  # noqa: E402
+from tests.bench.proc_cpu import TICK_S, cluster_cpu_s, cpu_s, stat  # noqa: E402
 
 XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
@@ -73,34 +73,6 @@ WEBHOOK_EVENTS = 3_000
 CONCURRENCY = 32
 MERCHANT = "bench"
 ROUNDS = 3
-_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str]:
-    """/proc/PID/stat's fields after the command name (index 0 is the state)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (all its threads)."""
-    fields = _stat(pid)
-    return (int(fields[11]) + int(fields[12])) * _TICK_S
-
-
-def cluster_cpu_s(postmaster: int) -> float:
-    """CPU seconds of a PostgreSQL cluster so far: the postmaster, its live
-    children, and the children it has reaped (closed connections)."""
-    fields = _stat(postmaster)
-    total = sum(int(f) for f in fields[11:15]) * _TICK_S
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                child = _stat(int(entry.name))
-            except OSError:
-                continue  # gone meanwhile
-            if int(child[1]) == postmaster:
-                total += (int(child[11]) + int(child[12])) * _TICK_S
-    return total
 
 
 def invoice(i: int) -> invoice_pb2.Invoice:
@@ -266,9 +238,9 @@ def tree_cpu_s(pid: int) -> float:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                child = _stat(int(entry.name))
+                child = stat(int(entry.name))
                 if int(child[1]) == pid:
-                    total += (int(child[11]) + int(child[12])) * _TICK_S
+                    total += (int(child[11]) + int(child[12])) * TICK_S
             except OSError:
                 continue  # gone meanwhile
     return total

@@ -23,7 +23,6 @@ import asyncio
 import json
 import logging
 import multiprocessing as mp
-import os
 import random
 import statistics
 import sys
@@ -57,6 +56,7 @@ from core.telemetry import logs  # noqa: E402
 from kassa.ledger.v1 import ledger_pb2 as pb  # noqa: E402
 from kassa.ledger.v1 import ledger_pb2_grpc as pb_grpc  # noqa: E402
 from localstack.postgres import PostgresCluster  # noqa: E402
+from tests.bench.proc_cpu import cluster_cpu_s  # noqa: E402
 
 ASSET = "eip155:1/erc20:0x00000000000000000000000000000000000000aa"
 BATCH = 5000
@@ -66,28 +66,6 @@ SINGLE_S = 8.0
 CLIENTS = 32
 CLIENT_PROCESSES = 1
 ROUNDS = 3
-_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str]:
-    """/proc/PID/stat's fields after the command name (index 0 is the state)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def cluster_cpu_s(postmaster: int) -> float:
-    """CPU seconds of a PostgreSQL cluster so far: the postmaster, its live
-    children, and the children it has reaped (closed connections)."""
-    fields = _stat(postmaster)
-    total = sum(int(f) for f in fields[11:15])
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                child = _stat(int(entry.name))
-            except OSError:
-                continue  # gone meanwhile
-            if int(child[1]) == postmaster:
-                total += int(child[11]) + int(child[12])
-    return total * _TICK_S
 
 
 def now() -> datetime:
