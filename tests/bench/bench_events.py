@@ -64,7 +64,7 @@ from kassa.core.v1 import (  # noqa: E402
 from localstack.ports import free_port, wait_for_port  # noqa: E402
 from localstack.postgres import PostgresCluster  # noqa: E402
 from localstack.stack import CoreSetup  # noqa: E402
-from tests.bench.proc_cpu import TICK_S, cluster_cpu_s, cpu_s, stat  # noqa: E402
+from tests.support.proc_cpu import TICK_S, cluster_cpu_s, cpu_s, stat  # noqa: E402
 
 XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDFGTsxxpG5uJh7n7epu4trkrX7x7DogT5Uv6fcLW5"
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"

@@ -56,7 +56,7 @@ from core.telemetry import logs  # noqa: E402
 from kassa.ledger.v1 import ledger_pb2 as pb  # noqa: E402
 from kassa.ledger.v1 import ledger_pb2_grpc as pb_grpc  # noqa: E402
 from localstack.postgres import PostgresCluster  # noqa: E402
-from tests.bench.proc_cpu import cluster_cpu_s  # noqa: E402
+from tests.support.proc_cpu import cluster_cpu_s  # noqa: E402
 
 ASSET = "eip155:1/erc20:0x00000000000000000000000000000000000000aa"
 BATCH = 5000
