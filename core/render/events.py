@@ -7,13 +7,12 @@ A new resource (payouts, refunds) adds one line here and one oneof field.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from core.render import canonical_json
 from core.render.timestamps import timestamp
 from kassa.core.v1 import event_pb2, invoice_pb2, payout_pb2, reconciliation_pb2
 
@@ -42,8 +41,7 @@ def to_json(message: event_pb2.Event) -> bytes:
     """Canonical proto3 JSON: lowerCamel names, 64-bit integers and amounts
     as strings, keys sorted and no whitespace, so the bytes are the same on
     every retry and signatures are over exactly what is sent."""
-    as_dict = json_format.MessageToDict(message, always_print_fields_with_no_presence=False)
-    return json.dumps(as_dict, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_json.event_json(message)
 
 
 def _varint(value: int) -> bytes:

@@ -36,7 +36,6 @@ from core import metrics
 from core.events.stream import OutboxNotifier
 from core.render import events as resources
 from core.webhooks import retry, signing, targets
-from core.webhooks.body import event_json
 from core.webhooks.dispatch import (
     ANALYZE_AFTER,
     ANALYZE_EVERY_S,
@@ -176,9 +175,8 @@ CLAIM_SQL = "WITH" + _CLAIM_CTES.format(now="$1", limit="$2", lease="$3") + _CLA
 class _Bodies:
     """Each event's body rendered once per process, not once per delivery:
     an event goes to each of its merchant's endpoints, and its canonical
-    JSON (json_format ~40-80 us; core/webhooks/body.py ~4x less) is the
-    same bytes for all of them. Keyed
-    by the event's id (a UUID, so never confused across databases); events
+    JSON (24 us for the bench's invoice event; json_format's own 38) is the
+    same bytes for all of them. Keyed by the event's id (a UUID, so never confused across databases); events
     are immutable. Oldest first out: claims follow the outbox's order."""
 
     SIZE = 4096
@@ -190,7 +188,7 @@ class _Bodies:
         event_id = row["event_id"]
         body = self._bodies.get(event_id)
         if body is None:
-            body = event_json(resources.event(row))
+            body = resources.to_json(resources.event(row))
             if len(self._bodies) >= self.SIZE:
                 del self._bodies[next(iter(self._bodies))]
             self._bodies[event_id] = body

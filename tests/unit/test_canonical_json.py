@@ -1,20 +1,23 @@
-"""core/webhooks/body.event_json writes exactly core/render/events.to_json's
-bytes (json_format's canonical JSON), for generated events of every resource."""
+"""core/render/canonical_json.event_json, and so events.to_json (the webhook
+bodies, the relay's messages), writes exactly json_format's canonical JSON
+bytes, for generated events of every resource."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.render import canonical_json as body
 from core.render import events as resources
-from core.webhooks import body
 from kassa.core.v1 import event_pb2, invoice_pb2
 
 _RANGES = {
@@ -56,6 +59,13 @@ def _scalar(field: Any, depth: int) -> st.SearchStrategy[Any]:
             nanos=st.integers(0, 999_999_999),
         )
     return messages(field.message_type, depth + 1)
+
+
+def _json_format(message: Message) -> bytes:
+    """The reference: json_format's dict, keys sorted, no whitespace (what
+    to_json wrote before canonical_json, and the contract it keeps)."""
+    as_dict = json_format.MessageToDict(message, always_print_fields_with_no_presence=False)
+    return json.dumps(as_dict, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _is_map(field: Any) -> bool:
@@ -136,7 +146,8 @@ def test_every_resource_renders_through_the_plans_not_the_fallback() -> None:
 @settings(max_examples=400, deadline=None)
 @given(events())
 def test_the_bytes_are_the_renderers(event: event_pb2.Event) -> None:
-    assert body.event_json(event) == resources.to_json(event)
+    assert body.event_json(event) == _json_format(event)
+    assert resources.to_json(event) == _json_format(event)
 
 
 def test_an_invoice_event_as_the_bench_sends_it() -> None:
@@ -157,8 +168,8 @@ def test_an_invoice_event_as_the_bench_sends_it() -> None:
         "create_time": datetime(2026, 11, 30, 14, 0, 0, 123456, tzinfo=UTC),
     }
     event = resources.event(row)
-    rendered = body.event_json(event)
-    assert rendered == resources.to_json(event)
+    rendered = resources.to_json(event)
+    assert rendered == _json_format(event)
     assert b'"sequence":"1099511627776"' in rendered  # 64-bit integers as strings
     assert b'"state":"INVOICE_STATE_AWAITING_PAYMENT"' in rendered
     assert "cust-\u00e9".encode() in rendered  # not escaped, as the renderer writes it

@@ -1,16 +1,18 @@
-"""A webhook's body: core/render/events.to_json's bytes, built faster.
+"""Canonical proto3 JSON of an event (what core/render/events.to_json
+returns: the webhook bodies and the JetStream relay's messages), built
+faster than json_format with the same bytes.
 
 Measured: json_format.MessageToDict walks each message's descriptor and
 dispatches on every field's type at run time, ~40 us of an invoice event's
 rendering (the events bench's body, 563 B), a tenth of a delivery's CPU in
-its process. Here each message type's fields are looked at once (a plan of
-name and converter per field number), and a message renders by walking only
-the fields it has set, as json_format does (`ListFields`, so a field's
-presence rules are the library's own). A message type holding anything
-whose JSON form this does not mirror field by field (floats,
+the delivery process. Here each message type's fields are looked at once (a
+plan of name and converter per field number), and a message renders by
+walking only the fields it has set, as json_format does (`ListFields`, so a
+field's presence rules are the library's own). A message type holding
+anything whose JSON form this does not mirror field by field (floats,
 well-known types other than Timestamp, closed enums, extensions) renders
-through json_format itself, whole. tests/unit/test_webhook_body.py checks the
-bytes equal to_json's for generated messages of every resource.
+through json_format itself, whole. tests/unit/test_canonical_json.py checks
+the bytes equal json_format's for generated messages of every resource.
 """
 
 from __future__ import annotations
@@ -145,7 +147,8 @@ def _message_json(message: Message) -> dict[str, Any]:
 
 
 def event_json(message: event_pb2.Event) -> bytes:
-    """The same bytes as core.render.events.to_json(message)."""
+    """json_format.MessageToDict(message) as JSON with sorted keys and no
+    whitespace: the same bytes, without its per-field dispatch."""
     return json.dumps(
         _message_json(message), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     ).encode()
