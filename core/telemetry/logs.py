@@ -82,8 +82,20 @@ def handler() -> logging.Handler:
     return out
 
 
+def _lean_records() -> None:
+    """Log records without what the schema never writes: the caller's file and
+    line (a walk up the stack per line), thread, process and multiprocessing
+    names. The knobs of the logging HOWTO's "Optimization" section; measured
+    on the delivery process's attempt line (one per delivery): 34 -> 27 us."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def setup(level: str = "info") -> None:
     """Every logger of the process writes the schema above to stderr, from `level` up."""
+    _lean_records()
     root = logging.getLogger()
     root.handlers[:] = [handler()]
     root.setLevel(level.upper())
