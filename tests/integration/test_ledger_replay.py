@@ -20,9 +20,8 @@ from core.ledger.rules import (
     Transfer,
     TransferFlags,
 )
-from core.store.db import create_pool
-from core.store.migrate import migrate
 from tests.support.kassactl import ledger_check
+from tests.support.ledger import migrated_pool
 
 ASSET = "eip155:1/erc20:0x00000000000000000000000000000000000000aa"
 DMNEC = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
@@ -39,8 +38,7 @@ def plain(i: int, amount: int = 1) -> Transfer:
 async def test_a_replay_in_a_big_batch_is_found_whether_written_or_refused(
     fresh_dsn: str,
 ) -> None:
-    await migrate(fresh_dsn)
-    pool = await create_pool(fresh_dsn, max_size=2)
+    pool = await migrated_pool(fresh_dsn)
     try:
         async with pool.acquire() as conn:
             await store.create_accounts(
@@ -95,8 +93,7 @@ async def test_a_replayed_big_batch_keeps_the_callers_transaction(fresh_dsn: str
     """post() runs inside its caller's transaction (ingest's block): a
     replay's wasted attempt is rolled back to a savepoint, not the caller's
     work before it."""
-    await migrate(fresh_dsn)
-    pool = await create_pool(fresh_dsn, max_size=2)
+    pool = await migrated_pool(fresh_dsn)
     try:
         async with pool.acquire() as conn:
             await store.create_accounts(
@@ -211,8 +208,7 @@ async def test_big_batches_decide_as_small_ones_with_replays(
     """The same sequence of batches, streamed (first as new, then checked)
     and inserted (every id looked up first): the same results, writes and
     totals."""
-    await migrate(fresh_dsn)
-    pool = await create_pool(fresh_dsn, max_size=2)
+    pool = await migrated_pool(fresh_dsn)
     rng = random.Random(16)
     history: list[Transfer] = []
     open_: list[str] = []

@@ -16,8 +16,7 @@ import pytest
 from core.ledger import check, store
 from core.ledger.copy_rows import COLUMNS, RowEncoder
 from core.ledger.rules import Account, AccountFlags, Balances, Transfer, TransferFlags
-from core.store.db import create_pool
-from core.store.migrate import migrate
+from tests.support.ledger import migrated_pool
 
 ASSET = "eip155:1/erc20:0x00000000000000000000000000000000000000aa"
 DMNEC = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
@@ -84,8 +83,7 @@ def raw_batch(
 
 @pytest.mark.asyncio
 async def test_hand_written_rows_move_the_totals_as_the_check_sums_them(fresh_dsn: str) -> None:
-    await migrate(fresh_dsn)
-    pool = await create_pool(fresh_dsn, max_size=2)
+    pool = await migrated_pool(fresh_dsn)
     try:
         async with pool.acquire() as conn:
             for seed in range(16):
@@ -113,8 +111,7 @@ async def test_hand_written_rows_move_the_totals_as_the_check_sums_them(fresh_ds
 async def test_an_overdraft_written_by_hand_is_refused_with_its_whole_statement(
     fresh_dsn: str, write: Writer
 ) -> None:
-    await migrate(fresh_dsn)
-    pool = await create_pool(fresh_dsn, max_size=2)
+    pool = await migrated_pool(fresh_dsn)
     try:
         async with pool.acquire() as conn:
             await store.create_accounts(
@@ -148,8 +145,7 @@ async def test_a_resolution_of_a_pending_transfer_not_stored_is_refused(
 ) -> None:
     """The rules refuse it (PENDING_NOT_FOUND); written by hand, the trigger
     does, rather than leave the totals without the release."""
-    await migrate(fresh_dsn)
-    pool = await create_pool(fresh_dsn, max_size=2)
+    pool = await migrated_pool(fresh_dsn)
     try:
         async with pool.acquire() as conn:
             await store.create_accounts(conn, [Account("a", ASSET), Account("b", ASSET)])
