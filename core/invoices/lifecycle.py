@@ -9,7 +9,7 @@ event per step, all in the caller's transaction.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -160,6 +160,36 @@ def _announced(
 
 
 @dataclass(frozen=True)
+class Decided:
+    """Invoices decided ahead of `apply` (`decide_yielding`): the events, the
+    invoices before them, and the decider's answers, all by invoice id."""
+
+    events: dict[str, sm.Event]
+    before: dict[str, sm.Invoice]
+    decisions: dict[str, sm.Decision]
+
+
+async def decide_yielding(
+    rows: Sequence[asyncpg.Record], event_of: Callable[[asyncpg.Record], sm.Event]
+) -> Decided:
+    """`state.decide` for every row, with its event `event_of(row)`, giving the
+    event loop a turn every _RENDER_SLICE invoices: the caller runs statements
+    on its connection meanwhile (the block applier's ledger postings), which
+    need the loop to send their next statement as the previous one ends."""
+    events: dict[str, sm.Event] = {}
+    before: dict[str, sm.Invoice] = {}
+    decisions: dict[str, sm.Decision] = {}
+    for n, row in enumerate(rows, 1):
+        invoice_id = row["id"]
+        event = events[invoice_id] = event_of(row)
+        invoice = before[invoice_id] = as_domain(row)
+        decisions[invoice_id] = sm.decide(invoice, event)
+        if n % _RENDER_SLICE == 0:
+            await asyncio.sleep(0)
+    return Decided(events, before, decisions)
+
+
+@dataclass(frozen=True)
 class Applied:
     decisions: dict[str, sm.Decision]
     events: list[NewEvent]
@@ -176,6 +206,7 @@ async def apply(
     head_height: int | None = None,
     extra_events: dict[str, list[str]] | None = None,
     payments_now: Mapping[str, Sequence[asyncpg.Record]] | None = None,
+    decided: Decided | None = None,
 ) -> Applied:
     """Decides and saves each invoice's event and writes the outbox events.
 
@@ -185,10 +216,16 @@ async def apply(
     `payments_now`: the invoices' payment rows as they now stand, when the
     caller has read them already (the block applier decides from them);
     otherwise they are read here for the event snapshots.
+    `decided`: the rows already decided on `events` (`decide_yielding`).
     """
     extra_events = extra_events or {}
-    before = {row["id"]: as_domain(row) for row in rows}
-    decisions = {row["id"]: sm.decide(before[row["id"]], events[row["id"]]) for row in rows}
+    if decided is None:
+        before = {row["id"]: as_domain(row) for row in rows}
+        decisions = {row["id"]: sm.decide(before[row["id"]], events[row["id"]]) for row in rows}
+    else:
+        assert decided.events is events or decided.events == events, "decided on other events"
+        assert decided.decisions.keys() == {row["id"] for row in rows}, "decided other invoices"
+        before, decisions = decided.before, decided.decisions
     changed = [
         (row, decisions[row["id"]])
         for row in rows
