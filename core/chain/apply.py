@@ -219,10 +219,23 @@ class ChainApplier:
             opened: list[asyncpg.Record] = []
             # A match whose invoice is not stored (never committed) has nothing to pay.
             matches = [m for m in matches if m.invoice_id in locked]
+            domains: dict[str, sm.Invoice] = {}
             if matches:
-                inserted = await payments.record_mined(
-                    conn, self.chain, block.height, block.hash, matches, locked, self.clock()
+                record = asyncio.ensure_future(
+                    payments.record_mined(
+                        conn, self.chain, block.height, block.hash, matches, locked, self.clock()
+                    )
                 )
+                try:
+                    # The decider's view of the locked rows, made while the
+                    # server inserts the payments (the client waited idle for
+                    # it): ~40 ms of Python for 5,000 invoices, taken out of the
+                    # decisions below, which wait for the payments as written.
+                    domains = await lifecycle.as_domain_yielding(locked.values())
+                finally:
+                    # The connection is the INSERT's until it ends.
+                    await asyncio.wait([record])
+                inserted = record.result()
                 touched.update(r["invoice_id"] for r in inserted)
                 opened = [
                     r for r in payments.counted(inserted) if r["status"] == PaymentStatus.CONFIRMING
@@ -262,7 +275,7 @@ class ChainApplier:
                 )
 
             written = await self._reconsider(
-                conn, touched, block.height, extra, locked, alongside=post_ledger
+                conn, touched, block.height, extra, locked, alongside=post_ledger, domains=domains
             )
             # After the settlement's reversal: it refills incoming first.
             await self._reverse_sightings(conn, dropped)
@@ -401,6 +414,7 @@ class ChainApplier:
         extra: dict[str, list[str]],
         locked: Mapping[str, asyncpg.Record] | None = None,
         alongside: Callable[[], Awaitable[None]] | None = None,
+        domains: Mapping[str, sm.Invoice] | None = None,
     ) -> int:
         """Decides the invoices `ids` from their payments as they now stand.
 
@@ -410,6 +424,7 @@ class ChainApplier:
         `alongside`: statements of the caller's that neither read nor write
         the payments or the invoices, run on the connection while the client
         decides (after the payments are read, before the invoices are written).
+        `domains`: `lifecycle.as_domain` of some of the locked rows, made already.
         """
         if not ids:
             if alongside is not None:
@@ -427,7 +442,7 @@ class ChainApplier:
 
         beside = None if alongside is None else asyncio.ensure_future(alongside())
         try:
-            decided = await lifecycle.decide_yielding(rows, funds_observed)
+            decided = await lifecycle.decide_yielding(rows, funds_observed, domains)
         finally:
             if beside is not None:
                 # The connection is the statements' until they end, however the

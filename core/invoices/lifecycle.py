@@ -169,20 +169,39 @@ class Decided:
     decisions: dict[str, sm.Decision]
 
 
+async def as_domain_yielding(rows: Iterable[asyncpg.Record]) -> dict[str, sm.Invoice]:
+    """`as_domain` of every row by id, giving the event loop a turn every
+    _RENDER_SLICE rows: the caller runs statements on its connection meanwhile
+    (the block applier's payments INSERT), which need the loop to send their
+    next statement as the previous one ends."""
+    domains: dict[str, sm.Invoice] = {}
+    for n, row in enumerate(rows, 1):
+        domains[row["id"]] = as_domain(row)
+        if n % _RENDER_SLICE == 0:
+            await asyncio.sleep(0)
+    return domains
+
+
 async def decide_yielding(
-    rows: Sequence[asyncpg.Record], event_of: Callable[[asyncpg.Record], sm.Event]
+    rows: Sequence[asyncpg.Record],
+    event_of: Callable[[asyncpg.Record], sm.Event],
+    domains: Mapping[str, sm.Invoice] | None = None,
 ) -> Decided:
     """`state.decide` for every row, with its event `event_of(row)`, giving the
-    event loop a turn every _RENDER_SLICE invoices: the caller runs statements
-    on its connection meanwhile (the block applier's ledger postings), which
-    need the loop to send their next statement as the previous one ends."""
+    event loop a turn every _RENDER_SLICE invoices (as `as_domain_yielding`:
+    the block applier's ledger postings run meanwhile). `domains`: `as_domain`
+    of some of these same rows, made earlier (`as_domain_yielding`)."""
     events: dict[str, sm.Event] = {}
     before: dict[str, sm.Invoice] = {}
     decisions: dict[str, sm.Decision] = {}
+    known = domains or {}
     for n, row in enumerate(rows, 1):
         invoice_id = row["id"]
         event = events[invoice_id] = event_of(row)
-        invoice = before[invoice_id] = as_domain(row)
+        invoice = known.get(invoice_id)
+        if invoice is None:
+            invoice = as_domain(row)
+        before[invoice_id] = invoice
         decisions[invoice_id] = sm.decide(invoice, event)
         if n % _RENDER_SLICE == 0:
             await asyncio.sleep(0)
