@@ -35,6 +35,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
+import uvloop
 
 from core.chain.apply import ChainApplier
 from core.chain.index import ActiveInvoiceIndex
@@ -383,6 +384,13 @@ def main() -> int:
         "to this file; slows the run: its figures are not comparable",
     )
     parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the event loop the applier runs on: uvloop, as in the core's process "
+        "(core/main.py), or asyncio's own, for comparison",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=3,
@@ -395,16 +403,22 @@ def main() -> int:
     cluster = PostgresCluster(base / "pg")
     try:
         dsn = cluster.start()
-        result = asyncio.run(
-            run(
-                dsn,
-                args.invoices,
-                args.transfers,
-                args.confirmations,
-                args.rounds,
-                args.explain is not None,
+        # The core's serving process runs on uvloop (core/main.py), as asyncpg
+        # recommends, so the block is measured on it (`--loop asyncio` for the
+        # figure on asyncio's own loop; docs/performance.md has both).
+        loop_factory = uvloop.new_event_loop if args.loop == "uvloop" else None
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            result = runner.run(
+                run(
+                    dsn,
+                    args.invoices,
+                    args.transfers,
+                    args.confirmations,
+                    args.rounds,
+                    args.explain is not None,
+                )
             )
-        )
+        result["loop"] = args.loop
     finally:
         cluster.stop()
         if args.explain is not None and cluster.log_file.exists():
