@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -81,6 +82,23 @@ def _no_cyclic_gc() -> Iterator[None]:
         _applying -= 1
         if _applying == 0 and _reenable:
             gc.enable()
+
+
+async def _ended(task: asyncio.Future[Any]) -> None:
+    """Waits for statements running on the block's connection beside the
+    client's own work, however that work ended: the connection is theirs until
+    they end (a rollback meanwhile would meet a busy connection). Cancelled
+    while waiting, it cancels them (asyncpg cancels the statement). Their
+    failure is marked seen here; the caller raises it with `task.result()`
+    unless its own error is already on its way."""
+    if not task.done():
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+    if not task.cancelled():
+        task.exception()
 
 
 class CursorMismatchError(RuntimeError):
@@ -233,8 +251,7 @@ class ChainApplier:
                     # decisions below, which wait for the payments as written.
                     domains = await lifecycle.as_domain_yielding(locked.values())
                 finally:
-                    # The connection is the INSERT's until it ends.
-                    await asyncio.wait([record])
+                    await _ended(record)
                 inserted = record.result()
                 touched.update(r["invoice_id"] for r in inserted)
                 opened = [
@@ -445,9 +462,7 @@ class ChainApplier:
             decided = await lifecycle.decide_yielding(rows, funds_observed, domains)
         finally:
             if beside is not None:
-                # The connection is the statements' until they end, however the
-                # decisions ended; their own failure is raised below.
-                await asyncio.wait([beside])
+                await _ended(beside)
         if beside is not None:
             beside.result()
         applied = await lifecycle.apply(
