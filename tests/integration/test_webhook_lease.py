@@ -8,12 +8,15 @@ against a migrated database."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
 from core.webhooks import retry
+from core.webhooks.endpoints import DeliveryFilter, Endpoints
+from core.webhooks.sealing import KEY_BYTES, Keyring
 from core.webhooks.worker import CLAIM_SQL, Attempted, Claimed, record, record_and_claim
 from tests.support.ledger import add_merchant, migrated_pool
 
@@ -171,5 +174,75 @@ async def test_a_leased_delivery_holds_its_resources_next_event_back(fresh_dsn: 
             assert await record_and_claim(conn, [done], 8, now, LEASE_S) == []
             [second] = await _claim(conn, now)
             assert second["sequence"] == 2
+    finally:
+        await pool.close()
+
+
+@pytest.mark.asyncio
+async def test_the_listing_by_event_walks_the_merchant_index(fresh_dsn: str) -> None:
+    """webhook_deliveries_by_event is gone: the listing filtered by event finds
+    that event's deliveries, and only them, through the merchant's index."""
+    pool = await migrated_pool(fresh_dsn)
+    try:
+        async with pool.acquire() as conn:
+            await _deliveries(conn, [f"merchants/m/invoices/{i}" for i in range(50)])
+            # A history large enough that a scan of the table costs more than an index.
+            await conn.execute(
+                """INSERT INTO events (sequence, id, type, merchant_id, resource_name, payload)
+                   SELECT n, gen_random_uuid(), 'invoice.paid', 'm', 'merchants/m/invoices/h' || n, ''
+                     FROM generate_series(51, 5050) AS n"""
+            )
+            await conn.execute(
+                """INSERT INTO webhook_deliveries (id, endpoint_id, merchant_id, event_sequence,
+                       event_id, event_type, resource_name, status, next_attempt_time,
+                       give_up_time)
+                   SELECT gen_random_uuid(), 'ep', 'm', e.sequence, e.id, e.type,
+                          e.resource_name, 'succeeded', now(), now()
+                     FROM events e WHERE e.sequence > 50"""
+            )
+            await conn.execute(
+                """INSERT INTO webhook_endpoints (id, merchant_id, url, secret, after_sequence)
+                   VALUES ('ep2', 'm', 'https://example.test/other', 'plain-secret', 0)"""
+            )
+            await conn.execute(
+                """INSERT INTO webhook_deliveries (id, endpoint_id, merchant_id, event_sequence,
+                       event_id, event_type, resource_name, status, next_attempt_time,
+                       give_up_time)
+                   SELECT gen_random_uuid(), 'ep2', 'm', e.sequence, e.id, e.type,
+                          e.resource_name, 'succeeded', now(), now()
+                     FROM events e WHERE e.sequence = 7"""
+            )
+            await conn.execute("ANALYZE webhook_deliveries")
+            event_id = await conn.fetchval("SELECT id FROM events WHERE sequence = 7")
+        store = Endpoints(pool, 3600.0, 60, Keyring((("k", bytes(KEY_BYTES)),)))
+        rows, attempts = await store.deliveries("m", DeliveryFilter(None, event_id, None), 10, None)
+        assert sorted((r["endpoint_id"], r["event_sequence"]) for r in rows) == [
+            ("ep", 7),
+            ("ep2", 7),
+        ]
+        assert all(r["event_id"] == event_id for r in rows)
+        assert set(attempts) == {r["id"] for r in rows}
+        # The event's deliveries of one endpoint, and none of another event.
+        rows, _ = await store.deliveries("m", DeliveryFilter("ep2", event_id, None), 10, None)
+        assert [(r["endpoint_id"], r["event_sequence"]) for r in rows] == [("ep2", 7)]
+        other = await pool.fetchval("SELECT id FROM events WHERE sequence = 8")
+        rows, _ = await store.deliveries("m", DeliveryFilter("ep2", other, None), 10, None)
+        assert rows == []
+        missing = uuid.uuid4()
+        rows, _ = await store.deliveries("m", DeliveryFilter(None, missing, None), 10, None)
+        assert rows == []
+        async with pool.acquire() as conn:
+            plan = "\n".join(
+                r[0]
+                for r in await conn.fetch(
+                    """EXPLAIN SELECT d.* FROM webhook_deliveries d
+                        WHERE d.merchant_id = 'm'
+                          AND d.event_sequence = (SELECT sequence FROM events WHERE id = $1)
+                          AND d.event_id = $1""",
+                    event_id,
+                )
+            )
+        assert "webhook_deliveries_by_merchant" in plan, plan
+        assert "Seq Scan on webhook_deliveries" not in plan, plan
     finally:
         await pool.close()
