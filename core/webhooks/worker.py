@@ -665,7 +665,8 @@ class DeliveryWorker:
         if due is None:
             return self.settings.poll_interval_s
         wait_s = (due - self.clock()).total_seconds()
-        # Due but not claimed: held behind an earlier event in flight, whose end wakes us.
+        # Due but not claimed: leased (its lease_time), or held behind an earlier
+        # event in flight; an end of ours wakes us, another's within the poll.
         if wait_s <= 0:
             return self.settings.poll_interval_s
         return float(min(self.settings.poll_interval_s, wait_s))
