@@ -532,6 +532,8 @@ async def serve(
             and config.api_tls.client_ca is not None,
             "chains": list(followers),
             "signer": config.payouts.signer.target if config.payouts is not None else None,
+            # "uvloop" in the kassa-core process (core/event_loop.py); tests serve on asyncio's.
+            "event_loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],
         },
     )
 
