@@ -253,11 +253,16 @@ class Endpoints:
         async with self.pool.acquire() as conn:
             if where.endpoint_id is not None:
                 await self.get(merchant_id, where.endpoint_id)
+            # By event: the event's sequence (events.id is unique) on the
+            # merchant's index; no index of event_id (migration 0023: every
+            # write of a delivery paid an entry in one for this reader alone).
             rows = await conn.fetch(
                 """SELECT d.* FROM webhook_deliveries d
                     WHERE d.merchant_id = $1
                       AND ($2::text IS NULL OR d.endpoint_id = $2)
-                      AND ($3::uuid IS NULL OR d.event_id = $3)
+                      AND ($3::uuid IS NULL
+                           OR (d.event_sequence = (SELECT sequence FROM events WHERE id = $3)
+                               AND d.event_id = $3))
                       AND ($4::text IS NULL OR d.status = $4)
                       AND ($5::bigint IS NULL OR (d.event_sequence, d.id) < ($5, $6::uuid))
                     ORDER BY d.event_sequence DESC, d.id DESC LIMIT $7""",

@@ -1,7 +1,7 @@
 """Sends stored deliveries: claim, send outside any transaction, record.
 
 A worker claims due deliveries with SELECT … FOR UPDATE SKIP LOCKED and
-leases them (next_attempt_time moves to the end of the attempt's timeout
+leases them (lease_time: the lease runs to the end of the attempt's timeout
 plus a grace), commits, sends with a hard timeout, then records the attempt
 and what `retry.decide` says. A process that dies mid-attempt leaves the
 lease to run out, and any worker retries: delivery is at least once, and
@@ -140,11 +140,23 @@ def headers(claimed: Claimed, now: datetime) -> dict[str, str]:
 # Claims, leases and reads what the attempts need in one statement: each
 # round trip of a claim was time every slot waited (claims took 15-30 ms
 # under load as three statements, longer than the sends they fed).
-# {now}, {limit}, {lease}: its parameters, numbered where it is used.
+# {now}, {limit}, {lease_from}: its parameters, numbered where it is used;
+# lease_from is now minus the lease, the oldest claim whose lease holds.
+#
+# The lease is lease_time, a column no index covers, so the claim changes
+# no indexed column and is a HOT update (migration 0023: it moved
+# next_attempt_time, and wrote an entry in each of the six indexes per
+# delivery). A lease is in force while the row has not been written since
+# (lease_time = update_time: the record, a redelivery and a cancellation
+# all move update_time) and is younger than the lease; a leased row stays
+# in the due index at its due time, and the claim steps over it (at most
+# the attempts in flight).
 _CLAIM_CTES = """
 due AS (
   SELECT d.id FROM webhook_deliveries d
    WHERE d.status = 'pending' AND d.next_attempt_time <= {now}
+     AND (d.lease_time IS NULL OR d.lease_time <> d.update_time
+          OR d.lease_time <= {lease_from})
      AND NOT EXISTS (
        SELECT 1 FROM webhook_deliveries p
         WHERE p.endpoint_id = d.endpoint_id AND p.resource_name = d.resource_name
@@ -156,7 +168,7 @@ due AS (
    FOR UPDATE OF d SKIP LOCKED),
 claimed AS (
   UPDATE webhook_deliveries d
-     SET next_attempt_time = {lease}, attempt_count = d.attempt_count + 1, update_time = {now}
+     SET lease_time = {now}, attempt_count = d.attempt_count + 1, update_time = {now}
     FROM due WHERE d.id = due.id
   RETURNING d.id, d.attempt_count, d.give_up_time, d.event_id, d.event_type,
             d.event_sequence, d.endpoint_id)"""
@@ -169,7 +181,7 @@ SELECT c.id AS delivery_id, c.attempt_count, c.give_up_time, c.event_id, c.event
   JOIN webhook_endpoints e ON e.id = c.endpoint_id
   JOIN events ev ON ev.sequence = c.event_sequence
 """
-CLAIM_SQL = "WITH" + _CLAIM_CTES.format(now="$1", limit="$2", lease="$3") + _CLAIM_SELECT
+CLAIM_SQL = "WITH" + _CLAIM_CTES.format(now="$1", limit="$2", lease_from="$3") + _CLAIM_SELECT
 
 
 class _Bodies:
@@ -262,7 +274,7 @@ _RECORD_AND_CLAIM = (
     + ",\nrecorded AS ("
     + _RECORD_UPDATE
     + "),"
-    + _CLAIM_CTES.format(now="$10", limit="$11", lease="$12")
+    + _CLAIM_CTES.format(now="$10", limit="$11", lease_from="$12")
     + _CLAIM_SELECT
 )
 
@@ -299,11 +311,11 @@ async def record_and_claim(
     """Records `attempted` (may be none) and claims up to `limit` due
     deliveries (CLAIM_SQL's rows), in one statement."""
     assert limit > 0, "a claim asks for at least one delivery"
-    lease_until = now + timedelta(seconds=lease_s)
+    lease_from = now - timedelta(seconds=lease_s)
     if not attempted:
-        return list(await conn.fetch(CLAIM_SQL, now, limit, lease_until))
+        return list(await conn.fetch(CLAIM_SQL, now, limit, lease_from))
     return list(
-        await conn.fetch(_RECORD_AND_CLAIM, *_record_args(attempted), now, limit, lease_until)
+        await conn.fetch(_RECORD_AND_CLAIM, *_record_args(attempted), now, limit, lease_from)
     )
 
 
@@ -653,7 +665,8 @@ class DeliveryWorker:
         if due is None:
             return self.settings.poll_interval_s
         wait_s = (due - self.clock()).total_seconds()
-        # Due but not claimed: held behind an earlier event in flight, whose end wakes us.
+        # Due but not claimed: leased (its lease_time), or held behind an earlier
+        # event in flight; an end of ours wakes us, another's within the poll.
         if wait_s <= 0:
             return self.settings.poll_interval_s
         return float(min(self.settings.poll_interval_s, wait_s))

@@ -24,7 +24,11 @@ less than the wall-clock rate.
 Run from the repo root: .venv/bin/python -m tests.bench.bench_events
 (scripts/bench events; `--webhooks-only` runs part (b) alone). Last line: JSON. `--profile DIR` runs the core under
 cProfile, timed by its main thread's CPU, and writes DIR/core.prof (and
-prints its top functions) at the end.
+prints its top functions) at the end. `--pg-statements` loads
+pg_stat_statements into the bench's cluster and prints, after the rounds,
+its statements by total execution time (per delivery of all rounds).
+Every round prints how many updates of webhook_deliveries were HOT (no new
+index entries) per delivery.
 """
 
 from __future__ import annotations
@@ -216,6 +220,42 @@ def raw_posts_parallel(senders: list[Connection], count: int) -> float:
     return count / (max(e for _, e in windows) - min(b for b, _ in windows))
 
 
+async def deliveries_updates(dsn: str) -> tuple[int, int]:
+    """(updates, HOT updates) of webhook_deliveries so far: a HOT update
+    writes no index entry (the statistics lag by up to a second; the
+    bench reads them after each round's last delivery, so a few trail)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        row = await conn.fetchrow(
+            """SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+                WHERE relname = 'webhook_deliveries'"""
+        )
+        return (int(row["n_tup_upd"]), int(row["n_tup_hot_upd"])) if row else (0, 0)
+    finally:
+        await conn.close()
+
+
+async def print_statements(dsn: str, per: int) -> None:
+    """pg_stat_statements' top statements by total execution time, per `per` deliveries."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            """SELECT calls, total_exec_time, rows, query FROM pg_stat_statements
+                WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                ORDER BY total_exec_time DESC LIMIT 15"""
+        )
+    finally:
+        await conn.close()
+    print(f"pg_stat_statements (execution time per delivery of {per}):")
+    for r in rows:
+        query = " ".join(r["query"].split())[:150]
+        print(
+            f"  {r['total_exec_time'] * 1000 / per:7.1f} us  {r['calls']:6d} calls "
+            f"{r['total_exec_time'] / max(1, r['calls']):7.3f} ms each {r['rows']:7d} rows  {query}"
+        )
+
+
 async def commits(dsn: str) -> int:
     """Transactions committed in the bench's database so far (each statement
     outside a transaction is one): their count per delivery is the database
@@ -330,15 +370,34 @@ def print_profile(path: Path) -> None:
 
 
 async def main_async(
-    tmp: Path, profile: Path | None, delivery_processes: int | None, webhooks_only: bool = False
+    tmp: Path,
+    profile: Path | None,
+    delivery_processes: int | None,
+    webhooks_only: bool = False,
+    pg_statements: bool = False,
 ) -> dict[str, object]:
     cluster = PostgresCluster(tmp / "pg")
-    cluster.start()
+    dsn0 = cluster.start()
+    if pg_statements:
+        # A library loaded at start only: set, then restart the cluster.
+        conn = await asyncpg.connect(dsn0)
+        try:
+            await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        finally:
+            await conn.close()
+        cluster.stop()
+        cluster.start()
     ctx = multiprocessing.get_context("spawn")
     children: list[multiprocessing.process.BaseProcess] = []
     core = None
     try:
         dsn = cluster.create_database("bench")
+        if pg_statements:
+            conn = await asyncpg.connect(dsn)
+            try:
+                await conn.execute("CREATE EXTENSION pg_stat_statements")
+            finally:
+                await conn.close()
         setup = CoreSetup(
             run_dir=tmp / "core",
             dsn=dsn,
@@ -465,7 +524,14 @@ async def main_async(
         pg_cpus: list[float] = []
         raw_cpus: list[float] = []
         postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        if pg_statements:
+            conn = await asyncpg.connect(dsn)
+            try:
+                await conn.execute("SELECT pg_stat_statements_reset()")
+            finally:
+                await conn.close()
         for r in range(ROUNDS):
+            updates0 = await deliveries_updates(dsn)
             commits0 = await commits(dsn)
             cpu0, pg0 = tree_cpu_s(core.pid), cluster_cpu_s(postmaster)
             own0 = cpu_s(core.pid)
@@ -474,6 +540,9 @@ async def main_async(
             own_cpu = (cpu_s(core.pid) - own0) / WEBHOOK_EVENTS
             pg_cpu = (cluster_cpu_s(postmaster) - pg0) / WEBHOOK_EVENTS
             commits_per = (await commits(dsn) - commits0) / WEBHOOK_EVENTS
+            updates1 = await deliveries_updates(dsn)
+            updates_per = (updates1[0] - updates0[0]) / WEBHOOK_EVENTS
+            hot_per = (updates1[1] - updates0[1]) / WEBHOOK_EVENTS
             cpu0 = time.process_time()
             raw_rates.append(await raw_posts(url, body, WEBHOOK_EVENTS))
             raw_cpu = (time.process_time() - cpu0) / WEBHOOK_EVENTS
@@ -487,7 +556,8 @@ async def main_async(
                 f"({len(body)} B bodies, {CONCURRENCY} at once; core {delivery_cpu * 1e6:.0f} "
                 f"us CPU/delivery (its own process {own_cpu * 1e6:.0f}, {processes} delivery "
                 f"processes {(delivery_cpu - own_cpu) * 1e6:.0f}), PostgreSQL {pg_cpu * 1e6:.0f} us and "
-                f"{commits_per:.2f} commits with the bench's own writes and polls); raw POSTs {raw_rates[-1]:,.0f}/s ({raw_cpu * 1e6:.0f} us "
+                f"{commits_per:.2f} commits with the bench's own writes and polls; "
+                f"{updates_per:.2f} updates of each delivery row, {hot_per:.2f} of them HOT); raw POSTs {raw_rates[-1]:,.0f}/s ({raw_cpu * 1e6:.0f} us "
                 f"CPU/POST); ratio {delivered_rates[-1] / raw_rates[-1]:.2f}; "
                 f"load {load_average()}"
             )
@@ -514,6 +584,8 @@ async def main_async(
         )
         for conn in senders:
             conn.send(0)
+        if pg_statements:
+            await print_statements(dsn, ROUNDS * WEBHOOK_EVENTS)
     finally:
         for child in children:
             child.terminate()
@@ -575,13 +647,24 @@ def main() -> None:
         action="store_true",
         help="only part (b), the webhook deliveries and their raw POSTs",
     )
+    parser.add_argument(
+        "--pg-statements",
+        action="store_true",
+        help="load pg_stat_statements and print the statements' time per delivery",
+    )
     args = parser.parse_args()
     if args.profile is not None:
         args.profile = args.profile.resolve()
         args.profile.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kassa-bench-") as tmp:
         result = asyncio.run(
-            main_async(Path(tmp), args.profile, args.delivery_processes, args.webhooks_only)
+            main_async(
+                Path(tmp),
+                args.profile,
+                args.delivery_processes,
+                args.webhooks_only,
+                args.pg_statements,
+            )
         )
     print(json.dumps(result))
 

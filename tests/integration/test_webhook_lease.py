@@ -1,0 +1,248 @@
+"""Migration 0023: a claim leases a delivery in lease_time, a column no index
+covers, so the claim is a HOT update (no new index entry), and the lease
+still does what the moved next_attempt_time did: a leased delivery is not
+claimed again until its lease runs out (then it is, once: at least once),
+the record, a redelivery or a cancellation ends it, and it holds its
+resource's next event back. Asserted on the worker's own statements
+against a migrated database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from core.webhooks import retry
+from core.webhooks.endpoints import DeliveryFilter, Endpoints
+from core.webhooks.sealing import KEY_BYTES, Keyring
+from core.webhooks.worker import CLAIM_SQL, Attempted, Claimed, record, record_and_claim
+from tests.support.ledger import add_merchant, migrated_pool
+
+LEASE_S = 25.0
+# Backoff shorter than the lease: a retry falls due while the claim's lease would hold.
+POLICY = retry.Policy(initial_backoff_s=2.0, max_backoff_s=10.0)
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+async def _deliveries(conn: asyncpg.Connection, resources: list[str]) -> None:
+    """One pending delivery per event, due at T0, one event per entry of `resources`."""
+    await add_merchant(conn, "m", "M")
+    await conn.execute(
+        """INSERT INTO webhook_endpoints (id, merchant_id, url, secret, after_sequence)
+           VALUES ('ep', 'm', 'https://example.test/hook', 'plain-secret', 0)"""
+    )
+    for n, resource in enumerate(resources, start=1):
+        await conn.execute(
+            """INSERT INTO events (sequence, id, type, merchant_id, resource_name, payload)
+               VALUES ($1, gen_random_uuid(), 'invoice.paid', 'm', $2, '')""",
+            n,
+            resource,
+        )
+    await conn.execute(
+        """INSERT INTO webhook_deliveries (id, endpoint_id, merchant_id, event_sequence, event_id,
+               event_type, resource_name, status, next_attempt_time, give_up_time,
+               create_time, update_time)
+           SELECT gen_random_uuid(), 'ep', 'm', e.sequence, e.id, e.type, e.resource_name,
+                  'pending', $1::timestamptz, $1::timestamptz + interval '1 day', $1, $1
+             FROM events e""",
+        T0,
+    )
+
+
+async def _claim(conn: asyncpg.Connection, now: datetime) -> list[asyncpg.Record]:
+    return list(await conn.fetch(CLAIM_SQL, now, 8, now - timedelta(seconds=LEASE_S)))
+
+
+def _attempted(row: asyncpg.Record, started: datetime, status_code: int) -> Attempted:
+    claimed = Claimed(
+        delivery_id=row["delivery_id"],
+        attempt=row["attempt_count"],
+        give_up_time=row["give_up_time"],
+        url=row["url"],
+        signing_secrets=["s"],
+        event_id=str(row["event_id"]),
+        event_type=row["event_type"],
+        body=b"{}",
+        endpoint_id=row["endpoint_id"],
+    )
+    outcome = retry.Outcome(status_code, "" if status_code == 200 else f"HTTP {status_code}")
+    now = started + timedelta(milliseconds=5)
+    decision = retry.decide(POLICY, claimed.attempt, outcome, now, claimed.give_up_time, 0.5)
+    return Attempted(claimed, started, 5, outcome, decision, now)
+
+
+@pytest.mark.asyncio
+async def test_a_claim_is_a_hot_update_and_its_lease_holds_until_it_runs_out(
+    fresh_dsn: str,
+) -> None:
+    pool = await migrated_pool(fresh_dsn)
+    try:
+        async with pool.acquire() as conn:
+            await _deliveries(conn, ["merchants/m/invoices/a"])
+            async with conn.transaction():
+                claimed = await _claim(conn, T0)
+                # This transaction's own counts: the claim wrote no index entry.
+                hot = await conn.fetchrow(
+                    """SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables
+                        WHERE relname = 'webhook_deliveries'"""
+                )
+            assert [r["attempt_count"] for r in claimed] == [1]
+            assert (hot["n_tup_upd"], hot["n_tup_hot_upd"]) == (1, 1)
+            # Still due by its time, but leased: not claimed again within the lease.
+            assert await _claim(conn, T0 + timedelta(seconds=1)) == []
+            assert await _claim(conn, T0 + timedelta(seconds=LEASE_S - 1)) == []
+            # The lease ran out (the sender died): claimed again, as the next attempt.
+            again = await _claim(conn, T0 + timedelta(seconds=LEASE_S))
+            assert [r["attempt_count"] for r in again] == [2]
+            assert await _claim(conn, T0 + timedelta(seconds=LEASE_S + 1)) == []
+            # The first attempt's late record is fenced off (attempt_count moved on).
+            await record(conn, [_attempted(claimed[0], T0 + timedelta(seconds=1), 200)])
+            assert await conn.fetchval("SELECT status FROM webhook_deliveries") == "pending"
+            assert await conn.fetchval("SELECT count(*) FROM webhook_attempts") == 1
+    finally:
+        await pool.close()
+
+
+@pytest.mark.asyncio
+async def test_a_recorded_failure_ends_the_lease_and_the_retry_is_due_at_its_backoff(
+    fresh_dsn: str,
+) -> None:
+    pool = await migrated_pool(fresh_dsn)
+    try:
+        async with pool.acquire() as conn:
+            await _deliveries(conn, ["merchants/m/invoices/a"])
+            [row] = await _claim(conn, T0)
+            started = T0 + timedelta(milliseconds=1)
+            failed = _attempted(row, started, 503)
+            assert failed.decision.status is retry.Status.PENDING
+            due = failed.decision.next_attempt_time
+            assert due is not None and due - failed.now < timedelta(seconds=LEASE_S)
+            await record(conn, [failed])
+            # Not before its backoff; at it, though the claim's lease would still hold.
+            assert await _claim(conn, due - timedelta(milliseconds=1)) == []
+            [retried] = await _claim(conn, due)
+            assert retried["attempt_count"] == 2
+    finally:
+        await pool.close()
+
+
+@pytest.mark.asyncio
+async def test_a_redelivery_ends_the_lease(fresh_dsn: str) -> None:
+    """A redelivery asked for while an attempt is in flight is sent now, as
+    when it moved next_attempt_time over the lease (the attempt's own record
+    is then fenced off by update_time)."""
+    pool = await migrated_pool(fresh_dsn)
+    try:
+        async with pool.acquire() as conn:
+            await _deliveries(conn, ["merchants/m/invoices/a"])
+            [row] = await _claim(conn, T0)
+            later = T0 + timedelta(seconds=2)
+            await conn.execute(
+                """UPDATE webhook_deliveries
+                      SET status = 'pending', next_attempt_time = $1, update_time = $1""",
+                later,
+            )
+            [again] = await _claim(conn, later)
+            assert again["attempt_count"] == 2
+            # The in-flight attempt's record changes nothing (a redelivery came after it began).
+            await record(conn, [_attempted(row, T0 + timedelta(seconds=1), 200)])
+            assert await conn.fetchval("SELECT status FROM webhook_deliveries") == "pending"
+    finally:
+        await pool.close()
+
+
+@pytest.mark.asyncio
+async def test_a_leased_delivery_holds_its_resources_next_event_back(fresh_dsn: str) -> None:
+    pool = await migrated_pool(fresh_dsn)
+    try:
+        async with pool.acquire() as conn:
+            await _deliveries(
+                conn,
+                ["merchants/m/invoices/a", "merchants/m/invoices/a", "merchants/m/invoices/b"],
+            )
+            first = await _claim(conn, T0)
+            # a's first event and b's; a's second waits for a's first.
+            assert sorted(r["sequence"] for r in first) == [1, 3]
+            assert await _claim(conn, T0 + timedelta(seconds=1)) == []
+            by_sequence = {r["sequence"]: r for r in first}
+            # Recording a's first and claiming in one statement: the claim sees
+            # the statement's snapshot, so a's second waits for the next one.
+            done = _attempted(by_sequence[1], T0 + timedelta(milliseconds=1), 200)
+            now = T0 + timedelta(seconds=2)
+            assert await record_and_claim(conn, [done], 8, now, LEASE_S) == []
+            [second] = await _claim(conn, now)
+            assert second["sequence"] == 2
+    finally:
+        await pool.close()
+
+
+@pytest.mark.asyncio
+async def test_the_listing_by_event_walks_the_merchant_index(fresh_dsn: str) -> None:
+    """webhook_deliveries_by_event is gone: the listing filtered by event finds
+    that event's deliveries, and only them, through the merchant's index."""
+    pool = await migrated_pool(fresh_dsn)
+    try:
+        async with pool.acquire() as conn:
+            await _deliveries(conn, [f"merchants/m/invoices/{i}" for i in range(50)])
+            # A history large enough that a scan of the table costs more than an index.
+            await conn.execute(
+                """INSERT INTO events (sequence, id, type, merchant_id, resource_name, payload)
+                   SELECT n, gen_random_uuid(), 'invoice.paid', 'm', 'merchants/m/invoices/h' || n, ''
+                     FROM generate_series(51, 5050) AS n"""
+            )
+            await conn.execute(
+                """INSERT INTO webhook_deliveries (id, endpoint_id, merchant_id, event_sequence,
+                       event_id, event_type, resource_name, status, next_attempt_time,
+                       give_up_time)
+                   SELECT gen_random_uuid(), 'ep', 'm', e.sequence, e.id, e.type,
+                          e.resource_name, 'succeeded', now(), now()
+                     FROM events e WHERE e.sequence > 50"""
+            )
+            await conn.execute(
+                """INSERT INTO webhook_endpoints (id, merchant_id, url, secret, after_sequence)
+                   VALUES ('ep2', 'm', 'https://example.test/other', 'plain-secret', 0)"""
+            )
+            await conn.execute(
+                """INSERT INTO webhook_deliveries (id, endpoint_id, merchant_id, event_sequence,
+                       event_id, event_type, resource_name, status, next_attempt_time,
+                       give_up_time)
+                   SELECT gen_random_uuid(), 'ep2', 'm', e.sequence, e.id, e.type,
+                          e.resource_name, 'succeeded', now(), now()
+                     FROM events e WHERE e.sequence = 7"""
+            )
+            await conn.execute("ANALYZE webhook_deliveries")
+            event_id = await conn.fetchval("SELECT id FROM events WHERE sequence = 7")
+        store = Endpoints(pool, 3600.0, 60, Keyring((("k", bytes(KEY_BYTES)),)))
+        rows, attempts = await store.deliveries("m", DeliveryFilter(None, event_id, None), 10, None)
+        assert sorted((r["endpoint_id"], r["event_sequence"]) for r in rows) == [
+            ("ep", 7),
+            ("ep2", 7),
+        ]
+        assert all(r["event_id"] == event_id for r in rows)
+        assert set(attempts) == {r["id"] for r in rows}
+        # The event's deliveries of one endpoint, and none of another event.
+        rows, _ = await store.deliveries("m", DeliveryFilter("ep2", event_id, None), 10, None)
+        assert [(r["endpoint_id"], r["event_sequence"]) for r in rows] == [("ep2", 7)]
+        other = await pool.fetchval("SELECT id FROM events WHERE sequence = 8")
+        rows, _ = await store.deliveries("m", DeliveryFilter("ep2", other, None), 10, None)
+        assert rows == []
+        missing = uuid.uuid4()
+        rows, _ = await store.deliveries("m", DeliveryFilter(None, missing, None), 10, None)
+        assert rows == []
+        async with pool.acquire() as conn:
+            plan = "\n".join(
+                r[0]
+                for r in await conn.fetch(
+                    """EXPLAIN SELECT d.* FROM webhook_deliveries d
+                        WHERE d.merchant_id = 'm'
+                          AND d.event_sequence = (SELECT sequence FROM events WHERE id = $1)
+                          AND d.event_id = $1""",
+                    event_id,
+                )
+            )
+        assert "webhook_deliveries_by_merchant" in plan, plan
+        assert "Seq Scan on webhook_deliveries" not in plan, plan
+    finally:
+        await pool.close()
