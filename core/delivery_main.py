@@ -14,14 +14,12 @@ core logs it and starts it again).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import uvloop
-
+from core import event_loop
 from core.config import load_for_process
 from core.webhooks import fleet, process
 
@@ -65,26 +63,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     assert config.webhook_keys is not None, "config.parse requires [secrets]"
-    # uvloop, measured: the loop's own scheduling was ~18 % of a delivery's CPU
-    # on asyncio's loop. aiohttp POSTs to the events bench's receiver, 16 at
-    # once, alternating loops, six rounds each: 158 -> 144 us CPU per POST
-    # (median; min 150 -> 140); the events bench, this process's CPU per
-    # delivery, best rounds of paired runs: 537 -> 450 us. It can run here
-    # because this process serves no gRPC (grpc.aio wants asyncio's loop).
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        try:
-            runner.run(
-                process.run(
-                    config.dsn,
-                    fleet.settings_of(settings, args.index),
-                    config.webhook_keys,
-                    utc_now,
-                    config.health.interval_s,
-                )
+    # uvloop (core/event_loop.py), measured here: the loop's own scheduling was
+    # ~18 % of a delivery's CPU on asyncio's loop. aiohttp POSTs to the events
+    # bench's receiver, 16 at once, alternating loops, six rounds each: 158 ->
+    # 144 us CPU per POST (median; min 150 -> 140); the events bench, this
+    # process's CPU per delivery, best rounds of paired runs: 537 -> 450 us.
+    try:
+        event_loop.run(
+            process.run(
+                config.dsn,
+                fleet.settings_of(settings, args.index),
+                config.webhook_keys,
+                utc_now,
+                config.health.interval_s,
             )
-        except Exception:
-            log.exception("webhook delivery process failed", extra={"index": args.index})
-            return 1
+        )
+    except Exception:
+        log.exception("webhook delivery process failed", extra={"index": args.index})
+        return 1
     return 0
 
 

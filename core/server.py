@@ -21,6 +21,7 @@ from core.api.event_service import EventService
 from core.api.event_service import add_to_server as add_event_service
 from core.api.exception_service import ExceptionService
 from core.api.guard import EdgeInterceptor
+from core.api.interceptors import OncePerMethod
 from core.api.invoice_service import InvoiceService
 from core.api.leader import LEADER_WAIT_S
 from core.api.ledger_service import LedgerService
@@ -111,8 +112,10 @@ def api_server(auth: Authenticator, tls: bool) -> grpc.aio.Server:
     # only (as far as gRPC Python lets us: see core/tls.py); plaintext is a dev flag.
     # Then every kassa.* RPC: decoded safely, authenticated, bounds-checked, errors mapped.
     tls_only = [Tls13Only()] if tls else []
+    edge = [RpcMetrics(current_actor), *tls_only, EdgeInterceptor(auth)]
     return grpc.aio.server(
-        interceptors=[RpcMetrics(current_actor), *tls_only, EdgeInterceptor(auth)],
+        # Each method's handler wrapped by the edge once, not on every call.
+        interceptors=[OncePerMethod(edge)],
         # grpc binds with SO_REUSEPORT by default: a second core (or anything else with
         # it) on the same address would share the port silently; it must fail instead.
         options=[("grpc.so_reuseport", 0)],
@@ -532,6 +535,8 @@ async def serve(
             and config.api_tls.client_ca is not None,
             "chains": list(followers),
             "signer": config.payouts.signer.target if config.payouts is not None else None,
+            # "uvloop" in the kassa-core process (core/event_loop.py); tests serve on asyncio's.
+            "event_loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],
         },
     )
 

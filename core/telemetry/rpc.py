@@ -97,61 +97,83 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, principal: Callable[[], str | None] = lambda: None) -> None:
         self._principal = principal
 
-    def _begin(self, context: Any) -> tuple[float, str]:
-        request_id = request_id_of(context)
-        REQUEST_ID.set(request_id)
-        context.set_trailing_metadata(((METADATA_KEY, request_id),))
-        # Asked of the live call: a call cut off by shutdown may be gone at its end.
-        return time.perf_counter(), peer_caller(context)
-
-    def _done(
-        self, method: str, context: Any, raised: BaseException | None, begun: tuple[float, str]
-    ) -> None:
-        start, peer = begun
-        elapsed_s = time.perf_counter() - start
-        code = final_code(context, raised)
-        service, name = split_method(method)
-        REQUESTS.labels(service, name, code.name).inc()
-        DURATION.labels(service, name).observe(elapsed_s)
-        caller, reason = self._principal() or peer, reason_of(context)
-        values = (method, caller, code.name, reason, round(elapsed_s * 1000, 3))
-        access.info("rpc", extra=dict(zip(ACCESS_FIELDS, values, strict=True)))
-
     async def intercept_service(
         self, continuation: Callable[[Any], Awaitable[Any]], details: Any
     ) -> Any:
         handler = await continuation(details)
         if handler is None:
             return None
-        method: str = details.method
+        return self.wrap(handler, details.method)
+
+    def wrap(self, handler: Any, method: str) -> Any:
+        """`handler` counted, timed and access-logged as `method`."""
+        done = _Done(method, self._principal)
 
         def unary(behaviour: Any) -> Any:
             async def wrapped(request: Any, context: Any) -> Any:
-                begun = self._begin(context)
+                start = _begin(context)
                 try:
                     response = await behaviour(request, context)
                 except BaseException as exc:
-                    self._done(method, context, exc, begun)
+                    done(context, exc, start, None)
                     raise
-                self._done(method, context, None, begun)
+                done(context, None, start, None)
                 return response
 
             return wrapped
 
         def streaming(behaviour: Any) -> Any:
             async def wrapped(request: Any, context: Any) -> AsyncIterator[Any]:
-                begun = self._begin(context)
+                start = _begin(context)
+                # Asked of the live call: a stream cut off by shutdown is closed by
+                # the loop after grpc let go of its call.
+                peer = peer_caller(context)
                 try:
                     async for item in behaviour(request, context):
                         yield item
                 except BaseException as exc:
-                    self._done(method, context, exc, begun)
+                    done(context, exc, start, peer)
                     raise
-                self._done(method, context, None, begun)
+                done(context, None, start, peer)
 
             return wrapped
 
         return _rewrap(handler, unary, streaming)
+
+
+def _begin(context: Any) -> float:
+    request_id = request_id_of(context)
+    REQUEST_ID.set(request_id)
+    context.set_trailing_metadata(((METADATA_KEY, request_id),))
+    return time.perf_counter()
+
+
+class _Done:
+    """The end of one method's calls: its metrics' children, looked up once (not per
+    call), and the access line."""
+
+    def __init__(self, method: str, principal: Callable[[], str | None]) -> None:
+        self.method = method
+        self.principal = principal
+        self.service, self.name = split_method(method)
+        self.duration = DURATION.labels(self.service, self.name)
+        self.requests: dict[grpc.StatusCode, Any] = {}
+
+    def __call__(
+        self, context: Any, raised: BaseException | None, start: float, peer: str | None
+    ) -> None:
+        elapsed_s = time.perf_counter() - start
+        code = final_code(context, raised)
+        requests = self.requests.get(code)
+        if requests is None:  # at most one per status code
+            requests = self.requests[code] = REQUESTS.labels(self.service, self.name, code.name)
+        requests.inc()
+        self.duration.observe(elapsed_s)
+        # A unary call ends inside its task, while grpc still holds the call: its
+        # peer is asked only when no API key names the caller.
+        caller = self.principal() or peer or peer_caller(context)
+        values = (self.method, caller, code.name, reason_of(context), round(elapsed_s * 1000, 3))
+        access.info("rpc", extra=dict(zip(ACCESS_FIELDS, values, strict=True)))
 
 
 def _rewrap(handler: Any, unary: Any, streaming: Any) -> Any:

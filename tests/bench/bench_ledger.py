@@ -41,6 +41,7 @@ for extra in ("", "gen", "scripts"):
 import asyncpg  # noqa: E402
 import grpc  # noqa: E402
 
+from core import event_loop  # noqa: E402
 from core.api.auth import Authenticator  # noqa: E402
 from core.api.ledger_service import LedgerService  # noqa: E402
 from core.ledger import store  # noqa: E402
@@ -526,7 +527,9 @@ def main() -> None:
     parser.add_argument("--part", choices=("all", "batched", "single"), default="all")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="single-posting rounds")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main_async(args.part, args.rounds))))
+    # The servers run in this process, on the loop kassa-core runs on (core/event_loop.py),
+    # and so do the raw inserts' client; the callers stay on asyncio's loop.
+    print(json.dumps(event_loop.run(main_async(args.part, args.rounds))))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import grpc
+import pytest
 
+from kassa.core.v1 import merchant_pb2, merchant_pb2_grpc
 from localstack.ports import free_port
 from localstack.procs import console_script
 from localstack.stack import CoreSetup
@@ -157,3 +160,44 @@ def test_a_configuration_it_cannot_use_is_one_line_and_exit_2(tmp_path: Path) ->
         assert line["path"] == str(config)
         assert "no_such_key" in str(line["error"])
         assert "secret-password" not in result.stderr
+
+
+def test_the_core_serves_on_uvloop_and_stops_on_sigterm(tmp_path: Path, fresh_dsn: str) -> None:
+    """kassa-core runs on uvloop (core/event_loop.py): its gRPC server answers over TLS,
+    every call is access-logged with its request id, a call with a bad key gets
+    UNAUTHENTICATED, and SIGTERM (the loop's signal handler) stops it with exit 0."""
+    setup = CoreSetup(
+        run_dir=tmp_path,
+        dsn=fresh_dsn,
+        account_xpub=XPUB,
+        chains=[{"id": "eip155:31337", "adapter": "127.0.0.1:9", "confirmations": 2}],
+        assets=[{"id": TOKEN, "symbol": "TUSD", "decimals": 6}],
+        fixed_rates={"TUSD/USD": "1.00"},
+        health={"invoices_need_chain": False},
+    )
+    process = setup.process().start()
+    try:
+        setup.wait_serving("kassa.core.v1.MerchantService")  # the database answers
+        setup.merchant_token("acme")  # CreateMerchant and CreateApiKey through the edge
+        with setup.channel("kassa_nosuchkey_nosecret") as channel:
+            stub = merchant_pb2_grpc.MerchantServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.GetMerchant(
+                    merchant_pb2.GetMerchantRequest(name="merchants/acme"),
+                    metadata=(("x-request-id", "startup-test-1"),),
+                )
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+        trailers = dict(refused.value.trailing_metadata() or ())  # type: ignore[attr-defined]
+        assert trailers["x-request-id"] == "startup-test-1"
+    finally:
+        assert process.stop() == 0, "core did not stop cleanly on SIGTERM"
+    log = (tmp_path / "core.log").read_text()
+    assert "Traceback" not in log, log
+    lines = [json.loads(t) for t in log.splitlines() if t.startswith("{")]
+    [serving] = [x for x in lines if x["msg"] == "core serving"]
+    assert serving["event_loop"] == "uvloop", serving
+    [denied] = [
+        x for x in lines if x["logger"] == "kassa.access" and x["request_id"] == "startup-test-1"
+    ]
+    assert denied["code"] == "UNAUTHENTICATED" and denied["method"].endswith("/GetMerchant")
+    assert "core stopped" in [x["msg"] for x in lines]
