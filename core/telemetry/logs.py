@@ -16,7 +16,6 @@ interceptor sends it on as x-request-id to the signer and the adapters.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
@@ -25,7 +24,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from pythonjsonlogger.json import JsonEncoder, JsonFormatter
+from pythonjsonlogger.json import JsonFormatter
 
 PROCESS = "kassa-core"
 REQUEST_ID: ContextVar[str | None] = ContextVar("kassa_request_id", default=None)
@@ -61,67 +60,18 @@ class _SchemaFields(logging.Filter):
         return True
 
 
-class _SchemaJson(JsonFormatter):
-    """python-json-logger's JsonFormatter with a shorter way to the same line for a
-    record without traceback or stack (every access line: one per RPC). Measured, the
-    access line's format alone in a loop: 12-14 -> 7 us (python-json-logger's generic
-    field merging and a new JSON encoder per line are what it skips); the whole line
-    costs the core's server ~80 us a call (A/B with the line switched off), the
-    largest single piece of the edge's; A/B of this change in the server, 6 pairs at
-    load 6-8: -8 us a call (median), within that run's noise. The same JSON, key
-    order included: tests/unit/test_log_format.py."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "{ts}{level}{process_name}{name}{message}{request_id}",
-            style="{",
-            rename_fields={
-                "process_name": "process",
-                "name": "logger",
-                "message": "msg",
-                "exc_info": "exc",
-            },
-            json_ensure_ascii=False,
-        )
-        # What the short way leaves out must be nothing for this configuration: no
-        # defaults or static fields, no timestamp field, no prefix, and every renamed
-        # key one that is never an extra field.
-        assert not self.defaults and not self.static_fields and not self.timestamp
-        assert not self.prefix and not self.rename_fields_keep_missing
-        assert set(self.rename_fields) <= self._skip_fields
-        assert self._required_fields == [
-            "ts", "level", "process_name", "name", "message", "request_id"
-        ]  # fmt: skip
-        # json.dumps(cls=...) as jsonify_log_record calls it, built once, not per line.
-        assert self.json_encoder is JsonEncoder and self.json_serializer is json.dumps
-        self._encoder = JsonEncoder(
-            default=self.json_default,
-            indent=self.json_indent,
-            ensure_ascii=self.json_ensure_ascii,
-        )
-
-    def format(self, record: logging.LogRecord) -> str:
-        if record.exc_info or record.exc_text or record.stack_info or isinstance(record.msg, dict):
-            return super().format(record)
-        record.message = record.getMessage()
-        fields = record.__dict__
-        line = {
-            "ts": fields.get("ts"),
-            "level": fields.get("level"),
-            "process": fields.get("process_name"),
-            "logger": fields.get("name"),
-            "msg": record.message,
-            "request_id": fields.get("request_id"),
-        }
-        skip = self._skip_fields
-        for key, value in fields.items():
-            if key not in skip and not key.startswith("_"):
-                line[key] = value
-        return self._encoder.encode(line)
-
-
 def formatter() -> logging.Formatter:
-    return _SchemaJson()
+    return JsonFormatter(
+        "{ts}{level}{process_name}{name}{message}{request_id}",
+        style="{",
+        rename_fields={
+            "process_name": "process",
+            "name": "logger",
+            "message": "msg",
+            "exc_info": "exc",
+        },
+        json_ensure_ascii=False,
+    )
 
 
 def handler() -> logging.Handler:
