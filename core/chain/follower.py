@@ -133,6 +133,15 @@ class ChainFollower:
                 event = response.event
                 kind = event.WhichOneof("event")
                 if kind == "block":
+                    # The head moves before the block is applied: its events
+                    # are visible from the commit on, and a reader that sees
+                    # invoice.paid must never be shown fewer confirmations
+                    # than paid took (the head was set only after
+                    # apply_block returned, and a GetInvoice answered while
+                    # it released its connection counted from the old head).
+                    # A head ahead of the applied block is what a head event
+                    # already gives; lag_blocks says so.
+                    self.head_height = max(self.head_height or 0, event.block.height)
                     started_s = time.perf_counter()
                     written = await self.applier.apply_block(event.block)
                     metrics.block_applied(
@@ -140,7 +149,6 @@ class ChainFollower:
                         event.block.time.seconds + event.block.time.nanos / 1e9,
                         time.perf_counter() - started_s,
                     )
-                    self.head_height = max(self.head_height or 0, event.block.height)
                     self.applied_height = event.block.height
                     log.info(
                         "block applied",
