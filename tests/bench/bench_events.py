@@ -369,6 +369,15 @@ def print_profile(path: Path) -> None:
     stats.sort_stats("cumulative").print_stats(60)
 
 
+async def _execute(dsn: str, sql: str) -> None:
+    """`sql` on a connection of its own."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 async def main_async(
     tmp: Path,
     profile: Path | None,
@@ -380,11 +389,7 @@ async def main_async(
     dsn0 = cluster.start()
     if pg_statements:
         # A library loaded at start only: set, then restart the cluster.
-        conn = await asyncpg.connect(dsn0)
-        try:
-            await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
-        finally:
-            await conn.close()
+        await _execute(dsn0, "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
         cluster.stop()
         cluster.start()
     ctx = multiprocessing.get_context("spawn")
@@ -393,11 +398,7 @@ async def main_async(
     try:
         dsn = cluster.create_database("bench")
         if pg_statements:
-            conn = await asyncpg.connect(dsn)
-            try:
-                await conn.execute("CREATE EXTENSION pg_stat_statements")
-            finally:
-                await conn.close()
+            await _execute(dsn, "CREATE EXTENSION pg_stat_statements")
         setup = CoreSetup(
             run_dir=tmp / "core",
             dsn=dsn,

@@ -24,7 +24,13 @@ XPUB = "xpub6D4BDPcP2GT577Vvch3R8wDkScZWzQzMMUm3PWbmWvVJrZwQY4VUNgqFJPMM3No2dFDF
 TOKEN = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa"
 
 
-def _config(tmp_path: Path, dsn: str, password_file: Path | None = None) -> Path:
+def _setup(
+    tmp_path: Path,
+    dsn: str,
+    password_file: Path | None = None,
+    health: dict[str, object] | None = None,
+) -> CoreSetup:
+    """A core on `dsn` with one chain whose adapter never answers (127.0.0.1:9)."""
     return CoreSetup(
         run_dir=tmp_path,
         dsn=dsn,
@@ -33,7 +39,12 @@ def _config(tmp_path: Path, dsn: str, password_file: Path | None = None) -> Path
         chains=[{"id": "eip155:31337", "adapter": "127.0.0.1:9", "confirmations": 2}],
         assets=[{"id": TOKEN, "symbol": "TUSD", "decimals": 6}],
         fixed_rates={"TUSD/USD": "1.00"},
-    ).write_config()
+        health=health,
+    )
+
+
+def _config(tmp_path: Path, dsn: str, password_file: Path | None = None) -> Path:
+    return _setup(tmp_path, dsn, password_file).write_config()
 
 
 def _core(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -166,15 +177,7 @@ def test_the_core_serves_on_uvloop_and_stops_on_sigterm(tmp_path: Path, fresh_ds
     """kassa-core runs on uvloop (core/event_loop.py): its gRPC server answers over TLS,
     every call is access-logged with its request id, a call with a bad key gets
     UNAUTHENTICATED, and SIGTERM (the loop's signal handler) stops it with exit 0."""
-    setup = CoreSetup(
-        run_dir=tmp_path,
-        dsn=fresh_dsn,
-        account_xpub=XPUB,
-        chains=[{"id": "eip155:31337", "adapter": "127.0.0.1:9", "confirmations": 2}],
-        assets=[{"id": TOKEN, "symbol": "TUSD", "decimals": 6}],
-        fixed_rates={"TUSD/USD": "1.00"},
-        health={"invoices_need_chain": False},
-    )
+    setup = _setup(tmp_path, fresh_dsn, health={"invoices_need_chain": False})
     process = setup.process().start()
     try:
         setup.wait_serving("kassa.core.v1.MerchantService")  # the database answers
