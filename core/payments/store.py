@@ -327,12 +327,38 @@ def sums(invoice: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]) -> Sums:
     return Sums(pending, confirming, confirmed, late, wrong_asset, outside)
 
 
+# What the readers of `rows_of` use: `sums` (status, counted, amount,
+# first_seen_time) and the snapshots' payments (core/render/invoices.payment),
+# 11 of the table's 17 columns. A block reads 5,000 rows: fetching them took
+# ~16 ms of the client's CPU against ~22 ms for `SELECT *`, the server's
+# ~36 against ~45 ms (12 alternations on a 1,000,000-invoice database).
+ROW_COLUMNS = (
+    "invoice_id",
+    "tx_hash",
+    "transfer_index",
+    "asset",
+    "from_address",
+    "amount",
+    "block_height",
+    "block_hash",
+    "status",
+    "counted",
+    "first_seen_time",
+)
+# Each invoice's rows oldest first; the order across invoices is nobody's (they
+# are grouped by invoice below), so they are sorted by invoice id first under
+# "C" (bytewise, abbreviated keys) and only an invoice's own rows are compared
+# on the order its readers see, in the database's collation as before:
+# comparing tx hashes through strcoll was most of the sort of a block's 5,000
+# rows, whose first_seen_time is the same (server CPU ~31 against ~36 ms).
+_ROWS_OF = f"""SELECT {", ".join(ROW_COLUMNS)} FROM payments WHERE invoice_id = ANY($1::text[])
+ ORDER BY invoice_id COLLATE "C", first_seen_time, tx_hash, transfer_index"""  # noqa: S608 (constant column list)
+
+
 async def rows_of(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, list[asyncpg.Record]]:
-    """Each invoice's payment rows, oldest first (reorged ones included, as evidence)."""
+    """Each invoice's payment rows, oldest first (reorged ones included, as
+    evidence), with the columns ROW_COLUMNS."""
     by_invoice: dict[str, list[asyncpg.Record]] = {i: [] for i in ids}
-    for r in await conn.fetch(
-        "SELECT * FROM payments WHERE invoice_id = ANY($1::text[]) ORDER BY first_seen_time, tx_hash, transfer_index",
-        list(ids),
-    ):
+    for r in await conn.fetch(_ROWS_OF, list(ids)):
         by_invoice[r["invoice_id"]].append(r)
     return by_invoice

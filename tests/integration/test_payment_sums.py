@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.payments import store as payments
+from core.render import invoices as render
 from tests.support.ledger import add_merchant, migrated_pool
 
 CHAIN = "eip155:31337"
@@ -100,5 +101,81 @@ async def test_the_fold_equals_the_sql_aggregate_on_random_payments(fresh_dsn: s
             any(getattr(s, part) for s in expected.values())
             for part in ("pending", "confirming", "confirmed", "late", "outside", "wrong_asset")
         )
+    finally:
+        await pool.close()
+
+
+@pytest.mark.asyncio
+async def test_rows_of_reads_what_its_readers_read_in_each_invoices_order(fresh_dsn: str) -> None:
+    """`rows_of` selects only ROW_COLUMNS and sorts across invoices by id first:
+    each invoice's rows are still exactly its rows as `SELECT *` read them, in
+    the order GetInvoice and the snapshots show (first_seen_time, tx_hash,
+    transfer_index, many of them sharing first_seen_time as a block's do), and
+    they render and sum the same."""
+    rng = random.Random(61)
+    pool = await migrated_pool(fresh_dsn)
+    try:
+        async with pool.acquire() as conn:
+            await add_merchant(conn, "acme", "Acme")
+            ids = [f"inv{n:02d}{rng.choice('aB')}" for n in range(40)]
+            for n, invoice_id in enumerate(ids):
+                await conn.execute(
+                    """INSERT INTO invoices (id, merchant_id, merchant_order_id, chain, asset,
+                           asset_decimals, amount_due, deposit_address, derivation_index,
+                           confirmations_required, expire_time, monitoring_end_time, state)
+                       VALUES ($1, 'acme', $1, $2, $3, 6, 1000, $4, $5, 2, $6, $6,
+                               'awaiting_payment')""",
+                    invoice_id,
+                    CHAIN,
+                    ASSET,
+                    f"0x{n:040x}",
+                    n,
+                    NOW,
+                )
+                for k in range(rng.randint(0, 5)):
+                    status = rng.choice(["pending", "confirming", "confirmed", "reorged"])
+                    await conn.execute(
+                        """INSERT INTO payments (chain, tx_hash, transfer_index, invoice_id,
+                               asset, from_address, to_address, amount, block_height,
+                               block_hash, status, confirm_height, counted, first_seen_time)
+                           VALUES ($1, $2, $3, $4, $5, '0xf', '0xt', $6, $7, $8, $9, $10, $11,
+                                   $12)""",
+                        CHAIN,
+                        "0x" + rng.randbytes(4).hex() + rng.choice(["", "A", "b", "0"]),
+                        rng.randint(0, 3),
+                        invoice_id,
+                        rng.choice([ASSET, "eip155:1/slip44:60"]),
+                        rng.randint(1, 10**30),
+                        None if status == "pending" else 7 + k,
+                        None if status == "pending" else f"0x{k:x}",
+                        status,
+                        None if status == "pending" else 9 + k,
+                        rng.random() < 0.8,
+                        NOW + timedelta(minutes=rng.choice([0, 0, 0, 5])),
+                    )
+            asked = [*rng.sample(ids, 30), "inv-none"]
+            got = await payments.rows_of(conn, asked)
+            assert list(got) == asked
+            invoices = {r["id"]: r for r in await conn.fetch("SELECT * FROM invoices")}
+            for invoice_id in asked:
+                full = await conn.fetch(
+                    """SELECT * FROM payments WHERE invoice_id = $1
+                        ORDER BY first_seen_time, tx_hash, transfer_index""",
+                    invoice_id,
+                )
+                assert [tuple(r.keys()) for r in got[invoice_id]] == [payments.ROW_COLUMNS] * len(
+                    full
+                )
+                assert [dict(r) for r in got[invoice_id]] == [
+                    {c: r[c] for c in payments.ROW_COLUMNS} for r in full
+                ]
+                assert [render.payment(r, 12) for r in got[invoice_id]] == [
+                    render.payment(r, 12) for r in full
+                ]
+                if invoice_id in invoices:
+                    assert payments.sums(invoices[invoice_id], got[invoice_id]) == payments.sums(
+                        invoices[invoice_id], full
+                    )
+            assert sum(len(v) for v in got.values()) > 40
     finally:
         await pool.close()
