@@ -370,6 +370,12 @@ finally:
 """
 
 
+def machine_idle() -> tuple[int, int]:
+    """(all, idle + iowait) clock ticks of the machine's cores so far (/proc/stat)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(ticks), ticks[3] + ticks[4]
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -507,6 +513,8 @@ async def main_async(
         child.start()
         children.append(child)
         wait_for_port(receiver_port)
+        assert child.pid is not None
+        receiver_pid = child.pid
         url = f"http://127.0.0.1:{receiver_port}/hook"
         with setup.channel(token) as channel:
             webhook_pb2_grpc.WebhookServiceStub(channel).CreateWebhookEndpoint(
@@ -547,20 +555,24 @@ async def main_async(
             updates0 = await deliveries_updates(dsn)
             commits0 = await commits(dsn)
             cpu0, pg0 = tree_cpu_s(core.pid), cluster_cpu_s(postmaster)
-            own0 = cpu_s(core.pid)
+            own0, receiver0, machine0 = cpu_s(core.pid), cpu_s(receiver_pid), machine_idle()
             delivered_rates.append(
                 await deliveries(dsn, STREAM_EVENTS + r * WEBHOOK_EVENTS, received)
             )
             delivery_cpu = (tree_cpu_s(core.pid) - cpu0) / WEBHOOK_EVENTS
             own_cpu = (cpu_s(core.pid) - own0) / WEBHOOK_EVENTS
             pg_cpu = (cluster_cpu_s(postmaster) - pg0) / WEBHOOK_EVENTS
+            receiver_cpu = (cpu_s(receiver_pid) - receiver0) / WEBHOOK_EVENTS
+            machine1 = machine_idle()
+            idle_share = (machine1[1] - machine0[1]) / max(1, machine1[0] - machine0[0])
             commits_per = (await commits(dsn) - commits0) / WEBHOOK_EVENTS
             updates1 = await deliveries_updates(dsn)
             updates_per = (updates1[0] - updates0[0]) / WEBHOOK_EVENTS
             hot_per = (updates1[1] - updates0[1]) / WEBHOOK_EVENTS
-            cpu0 = time.process_time()
+            cpu0, receiver0 = time.process_time(), cpu_s(receiver_pid)
             raw_rates.append(await raw_posts(url, body, WEBHOOK_EVENTS))
             raw_cpu = (time.process_time() - cpu0) / WEBHOOK_EVENTS
+            raw_receiver_cpu = (cpu_s(receiver_pid) - receiver0) / WEBHOOK_EVENTS
             if senders:
                 parallel_rates.append(raw_posts_parallel(senders, WEBHOOK_EVENTS))
             delivery_cpus.append(delivery_cpu)
@@ -575,6 +587,11 @@ async def main_async(
                 f"{updates_per:.2f} updates of each delivery row, {hot_per:.2f} of them HOT); raw POSTs {raw_rates[-1]:,.0f}/s ({raw_cpu * 1e6:.0f} us "
                 f"CPU/POST); ratio {delivered_rates[-1] / raw_rates[-1]:.2f}; "
                 f"load {load_average()}"
+            )
+            print(
+                f"    the receiver: {receiver_cpu * 1e6:.0f} us CPU per delivery, "
+                f"{raw_receiver_cpu * 1e6:.0f} per raw POST; the machine's cores idle "
+                f"{idle_share:.0%} of the deliveries' time"
             )
             if senders:
                 print(
