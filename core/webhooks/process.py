@@ -34,9 +34,9 @@ from core.webhooks.settings import WebhookSettings
 from core.webhooks.worker import DeliveryWorker
 
 log = logging.getLogger("kassa.core.webhooks")
-# Connections: the recorder's (its records and claims share one statement),
+# Connections: the recorder's and the claimer's (each kept; core/webhooks/worker.py),
 # the idle wait's and the probe's.
-POOL_SIZE = 3
+POOL_SIZE = 4
 
 
 def attempt_totals() -> dict[str, int]:

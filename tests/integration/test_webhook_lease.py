@@ -8,7 +8,10 @@ against a migrated database."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -17,7 +20,7 @@ import pytest
 from core.webhooks import retry
 from core.webhooks.endpoints import DeliveryFilter, Endpoints
 from core.webhooks.sealing import KEY_BYTES, Keyring
-from core.webhooks.worker import CLAIM_SQL, Attempted, Claimed, record, record_and_claim
+from core.webhooks.worker import CLAIM_SQL, Attempted, Claimed, _Claimer, _Recorder, record
 from tests.support.ledger import add_merchant, migrated_pool
 
 LEASE_S = 25.0
@@ -167,12 +170,9 @@ async def test_a_leased_delivery_holds_its_resources_next_event_back(fresh_dsn: 
             assert sorted(r["sequence"] for r in first) == [1, 3]
             assert await _claim(conn, T0 + timedelta(seconds=1)) == []
             by_sequence = {r["sequence"]: r for r in first}
-            # Recording a's first and claiming in one statement: the claim sees
-            # the statement's snapshot, so a's second waits for the next one.
-            done = _attempted(by_sequence[1], T0 + timedelta(milliseconds=1), 200)
-            now = T0 + timedelta(seconds=2)
-            assert await record_and_claim(conn, [done], 8, now, LEASE_S) == []
-            [second] = await _claim(conn, now)
+            # Once a's first is recorded, a's second is claimed.
+            await record(conn, [_attempted(by_sequence[1], T0 + timedelta(milliseconds=1), 200)])
+            [second] = await _claim(conn, T0 + timedelta(seconds=2))
             assert second["sequence"] == 2
     finally:
         await pool.close()
@@ -245,4 +245,112 @@ async def test_the_listing_by_event_walks_the_merchant_index(fresh_dsn: str) -> 
         assert "webhook_deliveries_by_merchant" in plan, plan
         assert "Seq Scan on webhook_deliveries" not in plan, plan
     finally:
+        await pool.close()
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
+    t0 = time.monotonic()
+    while not await check():
+        assert time.monotonic() - t0 < timeout_s, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_a_claim_does_not_wait_for_a_record_in_flight(fresh_dsn: str) -> None:
+    """Records and claims have a connection each (core/webhooks/worker.py): a
+    slot freed waits for a claim's round trip, never behind a record's
+    statement (with one statement for both, it waited for the one in flight)."""
+    pool = await migrated_pool(fresh_dsn, max_size=4)
+    claims: list[object] = []
+    claimer = _Claimer(
+        pool, lambda: T0 + timedelta(seconds=1), LEASE_S, lambda rows, *_: claims.append(rows)
+    )
+    recorder = _Recorder(pool)
+    try:
+        async with pool.acquire() as conn, pool.acquire() as blocker:
+            await _deliveries(conn, ["merchants/m/invoices/a", "merchants/m/invoices/b"])
+            [first] = await conn.fetch(CLAIM_SQL, T0, 1, T0 - timedelta(seconds=LEASE_S))
+            async with blocker.transaction():
+                # The record of a's attempt waits for this row lock.
+                await blocker.execute(
+                    "SELECT 1 FROM webhook_deliveries WHERE id = $1 FOR UPDATE",
+                    first["delivery_id"],
+                )
+                recorder.add(_attempted(first, T0 + timedelta(milliseconds=1), 200))
+
+                async def record_waits() -> bool:
+                    return bool(
+                        await conn.fetchval(
+                            """SELECT count(*) = 1 FROM pg_stat_activity
+                                WHERE datname = current_database() AND wait_event_type = 'Lock'"""
+                        )
+                    )
+
+                await _until(record_waits)
+                claimer.claim(8)
+
+                async def claimed() -> bool:
+                    return bool(claims)
+
+                await _until(claimed, timeout_s=5.0)
+                [rows] = claims
+                assert isinstance(rows, list)
+                assert [r["sequence"] for r in rows] == [2]  # b's; a's is leased
+                assert await record_waits()  # the record is still in flight
+            # The lock is gone: the record lands.
+
+            async def recorded() -> bool:
+                status = await conn.fetchval(
+                    "SELECT status FROM webhook_deliveries WHERE id = $1", first["delivery_id"]
+                )
+                return bool(status == "succeeded")
+
+            await _until(recorded)
+    finally:
+        await claimer.close()
+        await recorder.close()
+        await pool.close()
+
+
+@pytest.mark.asyncio
+async def test_claims_commit_without_waiting_for_the_wal_and_records_wait(fresh_dsn: str) -> None:
+    """A claim lost with the database's last WAL is harmless (the delivery is
+    pending again and sent again); a record must be durable: only the
+    claimer's connection commits asynchronously, and only while it keeps it."""
+    pool = await migrated_pool(fresh_dsn, max_size=3)
+    claims: list[object] = []
+    claimer = _Claimer(pool, lambda: T0, LEASE_S, lambda rows, *_: claims.append(rows))
+    recorder = _Recorder(pool)
+    try:
+        async with pool.acquire() as conn:
+            await _deliveries(conn, ["merchants/m/invoices/a"])
+            claimer.claim(8)
+
+            async def claimed() -> bool:
+                return bool(claims)
+
+            await _until(claimed)
+            [rows] = claims
+            assert isinstance(rows, list) and len(rows) == 1
+            recorder.add(_attempted(rows[0], T0 + timedelta(milliseconds=1), 200))
+
+            async def recorded() -> bool:
+                status = await conn.fetchval("SELECT status FROM webhook_deliveries")
+                return bool(status == "succeeded")
+
+            await _until(recorded)
+            # Both lanes are idle now, each on the connection it keeps.
+            claim_conn = await claimer._lane.conn()
+            record_conn = await recorder._lane.conn()
+            assert await claim_conn.fetchval("SHOW synchronous_commit") == "off"
+            assert await record_conn.fetchval("SHOW synchronous_commit") == "on"
+        # Given back to the pool, the claimer's connection is reset (RESET ALL).
+        await claimer.close()
+        await recorder.close()
+        async with pool.acquire() as a, pool.acquire() as b, pool.acquire() as c:
+            shown = {await x.fetchval("SHOW synchronous_commit") for x in (a, b, c)}
+            assert shown == {"on"}
+    finally:
+        await claimer.close()
+        await recorder.close()
         await pool.close()
