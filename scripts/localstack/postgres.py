@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -72,6 +73,9 @@ class PostgresCluster:
     # The run directory this cluster lives in: permissions are changed only inside it
     # (default: base_dir's parent, the directory its caller gave it).
     run_dir: Path | None = None
+    # More server settings, each "name=value" (a benchmark sizing the cluster
+    # for its working set); they follow, so override, the defaults below.
+    settings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.base_dir = Path(self.base_dir).resolve()
@@ -80,6 +84,9 @@ class PostgresCluster:
         self.log_file = self.base_dir / "postgres.log"
         if not self.port:
             self.port = free_port()
+        for setting in self.settings:
+            # They end up on pg_ctl's command line: one plain name=value each.
+            assert re.fullmatch(r"[a-z_]+=[A-Za-z0-9_.]+", setting), setting
 
     @property
     def dsn(self) -> str:
@@ -115,6 +122,8 @@ class PostgresCluster:
             f"-c unix_socket_directories={self.data_dir} -c max_connections=200 "
             "-c shared_buffers=256MB -c log_min_messages=warning"
         )
+        for setting in self.settings:
+            options += f" -c {setting}"
         result = self._run(
             [
                 str(postgres_bin("pg_ctl")),
