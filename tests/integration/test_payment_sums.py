@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 
 from core.payments import store as payments
@@ -37,6 +38,59 @@ SELECT p.invoice_id,
 """
 
 
+async def _add_invoice(
+    conn: asyncpg.Connection, invoice_id: str, n: int, expire: datetime, monitoring_end: datetime
+) -> None:
+    await conn.execute(
+        """INSERT INTO invoices (id, merchant_id, merchant_order_id, chain, asset,
+               asset_decimals, amount_due, deposit_address, derivation_index,
+               confirmations_required, expire_time, monitoring_end_time, state)
+           VALUES ($1, 'acme', $1, $2, $3, 6, 1000, $4, $5, 2, $6, $7,
+                   'awaiting_payment')""",
+        invoice_id,
+        CHAIN,
+        ASSET,
+        f"0x{n:040x}",
+        n,
+        expire,
+        monitoring_end,
+    )
+
+
+async def _add_payment(
+    conn: asyncpg.Connection,
+    invoice_id: str,
+    tx_hash: str,
+    transfer_index: int,
+    asset: str,
+    amount: int,
+    status: str,
+    height: int,
+    counted: bool,
+    first_seen: datetime,
+) -> None:
+    """A payment row; a pending one has no block yet."""
+    mined = status != "pending"
+    await conn.execute(
+        """INSERT INTO payments (chain, tx_hash, transfer_index, invoice_id,
+               asset, from_address, to_address, amount, block_height,
+               block_hash, status, confirm_height, counted, first_seen_time)
+           VALUES ($1, $2, $3, $4, $5, '0xf', '0xt', $6, $7, $8, $9, $10, $11, $12)""",
+        CHAIN,
+        tx_hash,
+        transfer_index,
+        invoice_id,
+        asset,
+        amount,
+        height if mined else None,
+        f"0x{height:x}" if mined else None,
+        status,
+        height + 2 if mined else None,
+        counted,
+        first_seen,
+    )
+
+
 @pytest.mark.asyncio
 async def test_the_fold_equals_the_sql_aggregate_on_random_payments(fresh_dsn: str) -> None:
     rng = random.Random(16)
@@ -47,40 +101,21 @@ async def test_the_fold_equals_the_sql_aggregate_on_random_payments(fresh_dsn: s
             ids = [f"inv{n}" for n in range(60)]
             for n, invoice_id in enumerate(ids):
                 expire = NOW + timedelta(hours=rng.randint(-48, 48))
-                await conn.execute(
-                    """INSERT INTO invoices (id, merchant_id, merchant_order_id, chain, asset,
-                           asset_decimals, amount_due, deposit_address, derivation_index,
-                           confirmations_required, expire_time, monitoring_end_time, state)
-                       VALUES ($1, 'acme', $1, $2, $3, 6, 1000, $4, $5, 2, $6, $7,
-                               'awaiting_payment')""",
-                    invoice_id,
-                    CHAIN,
-                    ASSET,
-                    f"0x{n:040x}",
-                    n,
-                    expire,
-                    expire + timedelta(hours=rng.randint(0, 48)),
+                await _add_invoice(
+                    conn, invoice_id, n, expire, expire + timedelta(hours=rng.randint(0, 48))
                 )
                 for k in range(rng.randint(0, 6)):
-                    status = rng.choice(["pending", "confirming", "confirmed", "reorged"])
-                    await conn.execute(
-                        """INSERT INTO payments (chain, tx_hash, transfer_index, invoice_id,
-                               asset, from_address, to_address, amount, block_height,
-                               block_hash, status, confirm_height, counted, first_seen_time)
-                           VALUES ($1, $2, $3, $4, $5, '0xf', '0xt', $6, $7, $8, $9, $10, $11,
-                                   $12)""",
-                        CHAIN,
-                        f"0x{n:04x}{k:04x}",
-                        k,
+                    await _add_payment(
+                        conn,
                         invoice_id,
-                        ASSET,
-                        rng.randint(1, 10**30),
-                        None if status == "pending" else 7,
-                        None if status == "pending" else "0xb",
-                        status,
-                        None if status == "pending" else 9,
-                        rng.random() < 0.8,
-                        NOW + timedelta(hours=rng.randint(-72, 120)),
+                        tx_hash=f"0x{n:04x}{k:04x}",
+                        transfer_index=k,
+                        asset=ASSET,
+                        amount=rng.randint(1, 10**30),
+                        status=rng.choice(["pending", "confirming", "confirmed", "reorged"]),
+                        height=7,
+                        counted=rng.random() < 0.8,
+                        first_seen=NOW + timedelta(hours=rng.randint(-72, 120)),
                     )
             expected = {i: payments.Sums() for i in ids}
             for r in await conn.fetch(_SQL_SUMS, ids):
@@ -119,39 +154,19 @@ async def test_rows_of_reads_what_its_readers_read_in_each_invoices_order(fresh_
             await add_merchant(conn, "acme", "Acme")
             ids = [f"inv{n:02d}{rng.choice('aB')}" for n in range(40)]
             for n, invoice_id in enumerate(ids):
-                await conn.execute(
-                    """INSERT INTO invoices (id, merchant_id, merchant_order_id, chain, asset,
-                           asset_decimals, amount_due, deposit_address, derivation_index,
-                           confirmations_required, expire_time, monitoring_end_time, state)
-                       VALUES ($1, 'acme', $1, $2, $3, 6, 1000, $4, $5, 2, $6, $6,
-                               'awaiting_payment')""",
-                    invoice_id,
-                    CHAIN,
-                    ASSET,
-                    f"0x{n:040x}",
-                    n,
-                    NOW,
-                )
+                await _add_invoice(conn, invoice_id, n, NOW, NOW)
                 for k in range(rng.randint(0, 5)):
-                    status = rng.choice(["pending", "confirming", "confirmed", "reorged"])
-                    await conn.execute(
-                        """INSERT INTO payments (chain, tx_hash, transfer_index, invoice_id,
-                               asset, from_address, to_address, amount, block_height,
-                               block_hash, status, confirm_height, counted, first_seen_time)
-                           VALUES ($1, $2, $3, $4, $5, '0xf', '0xt', $6, $7, $8, $9, $10, $11,
-                                   $12)""",
-                        CHAIN,
-                        "0x" + rng.randbytes(4).hex() + rng.choice(["", "A", "b", "0"]),
-                        rng.randint(0, 3),
+                    await _add_payment(
+                        conn,
                         invoice_id,
-                        rng.choice([ASSET, "eip155:1/slip44:60"]),
-                        rng.randint(1, 10**30),
-                        None if status == "pending" else 7 + k,
-                        None if status == "pending" else f"0x{k:x}",
-                        status,
-                        None if status == "pending" else 9 + k,
-                        rng.random() < 0.8,
-                        NOW + timedelta(minutes=rng.choice([0, 0, 0, 5])),
+                        tx_hash="0x" + rng.randbytes(4).hex() + rng.choice(["", "A", "b", "0"]),
+                        transfer_index=rng.randint(0, 3),
+                        asset=rng.choice([ASSET, "eip155:1/slip44:60"]),
+                        amount=rng.randint(1, 10**30),
+                        status=rng.choice(["pending", "confirming", "confirmed", "reorged"]),
+                        height=7 + k,
+                        counted=rng.random() < 0.8,
+                        first_seen=NOW + timedelta(minutes=rng.choice([0, 0, 0, 5])),
                     )
             asked = [*rng.sample(ids, 30), "inv-none"]
             got = await payments.rows_of(conn, asked)
