@@ -101,6 +101,11 @@ def handler() -> logging.Handler:
     return _SchemaHandler()
 
 
+# json.dumps(line, ensure_ascii=False), without building an encoder per line: the
+# same encoder python-json-logger's format uses for these values (str, float, None).
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
 class DirectLine:
     """One INFO line of `logger` written straight to the schema's handler, the same
     bytes and fields the logging path writes, without a LogRecord.
@@ -156,7 +161,7 @@ class DirectLine:
             "request_id": request_id,
         }
         line.update(fields)
-        text = json.dumps(line, ensure_ascii=False) + out.terminator
+        text = _encode(line) + out.terminator
         out.acquire()
         try:
             out.stream.write(text)

@@ -181,8 +181,13 @@ class _Done:
         # A unary call ends inside its task, while grpc still holds the call: its
         # peer is asked only when no API key names the caller.
         caller = self.principal() or peer or peer_caller(context)
-        values = (self.method, caller, code.name, reason_of(context), round(elapsed_s * 1000, 3))
-        fields = dict(zip(ACCESS_FIELDS, values, strict=True))
+        fields = {  # ACCESS_FIELDS, in their order
+            "method": self.method,
+            "caller": caller,
+            "code": code.name,
+            "reason": reason_of(context),
+            "duration_ms": round(elapsed_s * 1000, 3),
+        }
         if not _ACCESS_LINE.write("rpc", REQUEST_ID.get(), fields):
             access.info("rpc", extra=fields)
 

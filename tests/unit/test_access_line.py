@@ -131,3 +131,28 @@ def test_a_plain_stream_handler_is_not_taken_for_the_schemas() -> None:
         root = logging.getLogger()
         root.handlers[:] = [logging.StreamHandler(io.StringIO())]
         assert not rpc._ACCESS_LINE.write("rpc", None, _fields("me", "", 1.5))
+
+
+class _Context:
+    """What _Done asks of a finished unary call's context."""
+
+    def code(self) -> None:
+        return None
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("x-request-id", "id-2"),)
+
+
+def test_a_call_writes_the_access_fields_in_order() -> None:
+    done = rpc._Done("/kassa.ledger.v1.LedgerService/CreateTransfers", lambda: "caller-1")
+    with schema_only() as stream:
+        token = logs.REQUEST_ID.set("id-2")
+        try:
+            done(_Context(), None, 0.0, None)
+        finally:
+            logs.REQUEST_ID.reset(token)
+    line = json.loads(stream.getvalue())
+    assert tuple(line) == (*logs.SCHEMA_KEYS, *rpc.ACCESS_FIELDS)
+    assert line["request_id"] == "id-2" and line["caller"] == "caller-1"
+    assert line["code"] == "OK" and line["reason"] == ""
+    assert line["method"] == "/kassa.ledger.v1.LedgerService/CreateTransfers"
