@@ -32,6 +32,7 @@ either wholly written or not at all, and its retry finds the ids stored.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -47,36 +48,46 @@ ATTEMPTS = 3
 # The known totals are a cache, bounded: past this many accounts it starts over.
 KNOWN_MAX = 100_000
 
+# The group travels as two JSON texts (the writes, the totals decided on) and two
+# id arrays: asyncpg encodes each element of an array parameter on its own (an
+# isinstance check and a codec call per element), and a group's eleven column
+# arrays and four totals arrays were most of the poster's CPU. Measured (groups of
+# 12 single transfers on a 60,000-transfer ledger, six rounds alternating with the
+# arrays in one process): the poster's thread 72 -> 64 us per posting (5 of 6 rounds
+# lower), PostgreSQL 107 -> 103 us. Amounts and totals are JSON strings read back as
+# numeric: exact at any size. A statement that writes returns its verdict row alone;
+# the locked totals come back only when they were not the ones decided on.
 _GUARDED = """
 WITH locked AS MATERIALIZED (
     SELECT id, debits_pending, debits_posted, credits_pending, credits_posted
-      FROM ledger_accounts WHERE id = ANY($13::text[]) ORDER BY id FOR UPDATE
+      FROM ledger_accounts WHERE id = ANY($2::text[]) ORDER BY id FOR UPDATE
+), expected AS MATERIALIZED (
+    SELECT a->>0 AS id, (a->>1)::numeric AS dp, (a->>2)::numeric AS dpo,
+           (a->>3)::numeric AS cp, (a->>4)::numeric AS cpo
+      FROM jsonb_array_elements($3::jsonb) AS a
 ), verdict AS MATERIALIZED (
     SELECT (SELECT count(*)
               FROM locked l
-              JOIN unnest($13::text[], $14::numeric[], $15::numeric[], $16::numeric[],
-                          $17::numeric[]) AS e(id, dp, dpo, cp, cpo)
+              JOIN expected e
                 ON e.id = l.id AND l.debits_pending = e.dp AND l.debits_posted = e.dpo
                AND l.credits_pending = e.cp AND l.credits_posted = e.cpo)
-           = cardinality($13::text[]) AS totals_known,
-           NOT EXISTS (SELECT 1 FROM ledger_transfers WHERE id = ANY($18::text[])) AS ids_new
+           = cardinality($2::text[]) AS totals_known,
+           NOT EXISTS (SELECT 1 FROM ledger_transfers WHERE id = ANY($4::text[])) AS ids_new
 ), written AS (
     INSERT INTO ledger_transfers (id, debit_account_id, credit_account_id, amount, asset, code,
                                   flags, pending_id, timeout_s, reference, user_data,
                                   create_time, expire_time)
-    SELECT u.id, u.debit, u.credit, u.amount, u.asset, u.code, u.flags, u.pending_id,
-           u.timeout_s, u.reference, u.user_data, $12::timestamptz,
-           CASE WHEN u.timeout_s > 0 THEN $12::timestamptz + make_interval(secs => u.timeout_s) END
-      FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::integer[],
-                  $7::integer[], $8::text[], $9::integer[], $10::text[], $11::text[])
-           AS u(id, debit, credit, amount, asset, code, flags, pending_id, timeout_s, reference,
-                user_data)
+    SELECT w->>0, w->>1, w->>2, (w->>3)::numeric, w->>4, (w->>5)::integer, (w->>6)::integer,
+           w->>7, (w->>8)::integer, w->>9, w->>10, $1::timestamptz,
+           CASE WHEN (w->>8)::integer > 0
+                THEN $1::timestamptz + make_interval(secs => (w->>8)::integer) END
+      FROM jsonb_array_elements($5::jsonb) AS w
      WHERE (SELECT totals_known AND ids_new FROM verdict)
     RETURNING 1
 )
 SELECT v.totals_known, v.ids_new, (SELECT count(*) FROM written) AS written,
        l.id, l.debits_pending, l.debits_posted, l.credits_pending, l.credits_posted
-  FROM verdict v LEFT JOIN locked l ON true
+  FROM verdict v LEFT JOIN locked l ON NOT v.totals_known
 """
 
 
@@ -181,20 +192,46 @@ async def _write(
     transfer_ids: list[str],
     now: datetime,
 ) -> list[asyncpg.Record]:
-    totals = [known[i].balances for i in account_ids]
+    totals = []
+    for i in account_ids:
+        b = known[i].balances
+        totals.append(
+            [
+                i,
+                str(b.debits_pending),
+                str(b.debits_posted),
+                str(b.credits_pending),
+                str(b.credits_posted),
+            ]
+        )
     rows: list[asyncpg.Record] = await conn.fetch(
-        _GUARDED,
-        *store.transfer_columns(writes),
-        now,
-        account_ids,
-        [b.debits_pending for b in totals],
-        [b.debits_posted for b in totals],
-        [b.credits_pending for b in totals],
-        [b.credits_posted for b in totals],
-        transfer_ids,
+        _GUARDED, now, account_ids, json.dumps(totals), transfer_ids, _writes_json(writes)
     )
     assert rows, "the verdict row is always there"
     return rows
+
+
+def _writes_json(writes: Sequence[Transfer]) -> str:
+    """The writes as the statement's $5: one array per transfer, its columns in the
+    order the statement reads them (store.transfer_columns' order)."""
+    return json.dumps(
+        [
+            [
+                t.id,
+                t.debit_account_id,
+                t.credit_account_id,
+                str(int(t.amount)),
+                t.asset,
+                t.code,
+                int(t.flags),
+                t.pending_id or None,
+                t.timeout_s,
+                t.reference,
+                t.user_data,
+            ]
+            for t in writes
+        ]
+    )
 
 
 def _after(known: dict[str, Account], outcome: Outcome) -> list[Account]:

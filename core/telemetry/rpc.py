@@ -24,9 +24,18 @@ from google.rpc import error_details_pb2, status_pb2
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.metrics_core import Metric
 
-from core.telemetry.logs import METADATA_KEY, REQUEST_ID, accepted_request_id, new_request_id
+from core.telemetry.logs import (
+    METADATA_KEY,
+    REQUEST_ID,
+    DirectLine,
+    accepted_request_id,
+    new_request_id,
+)
 
 access = logging.getLogger("kassa.access")
+# The line without a LogRecord while the process logs as setup() left it: the same
+# bytes, ~50 us less of the serving thread's CPU per call (see DirectLine).
+_ACCESS_LINE = DirectLine(access)
 REQUESTS = Counter(
     "kassa_grpc_requests",
     "gRPC calls served, by service, method and final status code.",
@@ -172,8 +181,15 @@ class _Done:
         # A unary call ends inside its task, while grpc still holds the call: its
         # peer is asked only when no API key names the caller.
         caller = self.principal() or peer or peer_caller(context)
-        values = (self.method, caller, code.name, reason_of(context), round(elapsed_s * 1000, 3))
-        access.info("rpc", extra=dict(zip(ACCESS_FIELDS, values, strict=True)))
+        fields = {  # ACCESS_FIELDS, in their order
+            "method": self.method,
+            "caller": caller,
+            "code": code.name,
+            "reason": reason_of(context),
+            "duration_ms": round(elapsed_s * 1000, 3),
+        }
+        if not _ACCESS_LINE.write("rpc", REQUEST_ID.get(), fields):
+            access.info("rpc", extra=fields)
 
 
 def _rewrap(handler: Any, unary: Any, streaming: Any) -> Any:

@@ -1,0 +1,158 @@
+"""The access line written without a LogRecord (core.telemetry.logs.DirectLine) is the
+line the logging path writes, byte for byte, and is written only while the process
+logs as logs.setup() left it; otherwise the caller logs it the ordinary way."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.telemetry import logs, rpc
+
+
+@contextlib.contextmanager
+def schema_only() -> Iterator[io.StringIO]:
+    """The root logger as logs.setup() leaves it, writing to a string. Entered inside a
+    test: pytest's own capture handlers sit on the root logger around each phase."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    out = io.StringIO()
+    handler = logs.handler()
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(out)
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    try:
+        yield out
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+
+
+def _fields(caller: str, reason: str, duration_ms: float) -> dict[str, object]:
+    values = ("/kassa.ledger.v1.LedgerService/CreateTransfers", caller, "OK", reason, duration_ms)
+    return dict(zip(rpc.ACCESS_FIELDS, values, strict=True))
+
+
+def _without_ts(line: str) -> dict[str, object]:
+    parsed = dict(json.loads(line))
+    assert isinstance(parsed.pop("ts"), str)
+    return parsed
+
+
+text = st.text(st.characters(codec="utf-8"), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    caller=text,
+    reason=text,
+    duration_ms=st.floats(0, 1e6, allow_nan=False),
+    request_id=st.none() | text,
+)
+def test_the_direct_line_is_the_logging_line(
+    caller: str, reason: str, duration_ms: float, request_id: str | None
+) -> None:
+    with schema_only() as out:
+        fields = _fields(caller, reason, duration_ms)
+        token = logs.REQUEST_ID.set(request_id)
+        try:
+            rpc.access.info("rpc", extra=fields)
+        finally:
+            logs.REQUEST_ID.reset(token)
+        assert rpc._ACCESS_LINE.write("rpc", request_id, fields)
+    # Lines end in "\n" only (a U+2028 in a value is not a line break of the log).
+    logged, direct, rest = out.getvalue().split("\n")
+    assert rest == ""
+    # Byte for byte but the timestamp (its own millisecond), which has the same form.
+    ts_end = len('{"ts": "2026-12-01T02:19:36.371+00:00"')
+    assert logged[ts_end:] == direct[ts_end:]
+    assert _without_ts(logged) == _without_ts(direct)
+    assert list(json.loads(direct))[:6] == list(logs.SCHEMA_KEYS)
+
+
+def test_one_line_per_write_flushed_at_once() -> None:
+    with schema_only() as stream:
+        assert rpc._ACCESS_LINE.write("rpc", "id-1", _fields("me", "", 1.5))
+    line = json.loads(stream.getvalue())
+    assert line["request_id"] == "id-1" and line["level"] == "info"
+    assert line["logger"] == "kassa.access" and line["process"] == "kassa-core"
+    assert stream.getvalue().count("\n") == 1
+
+
+def test_another_configuration_is_left_to_logging() -> None:
+    with schema_only() as stream:
+        _refused_unless_as_setup_left_it()
+    assert stream.getvalue() == ""
+    # pytest's capture handlers on the root logger (here, outside schema_only): the same.
+    assert not rpc._ACCESS_LINE.write("rpc", None, _fields("me", "", 1.5))
+
+
+def _refused_unless_as_setup_left_it() -> None:
+    fields = _fields("me", "", 1.5)
+    access = rpc.access
+    # A second handler (a test's capture, an operator's file) sees every line.
+    extra = logging.StreamHandler(io.StringIO())
+    access.addHandler(extra)
+    try:
+        assert not rpc._ACCESS_LINE.write("rpc", None, fields)
+    finally:
+        access.removeHandler(extra)
+    # A filter on the way, a level above INFO, a disabled logger, a changed handler.
+    only = logging.Filter("nothing")
+    access.addFilter(only)
+    try:
+        assert not rpc._ACCESS_LINE.write("rpc", None, fields)
+    finally:
+        access.removeFilter(only)
+    access.setLevel(logging.WARNING)
+    try:
+        assert not rpc._ACCESS_LINE.write("rpc", None, fields)
+    finally:
+        access.setLevel(logging.NOTSET)
+    access.disabled = True
+    try:
+        assert not rpc._ACCESS_LINE.write("rpc", None, fields)
+    finally:
+        access.disabled = False
+    (handler,) = logging.getLogger().handlers
+    handler.setFormatter(logging.Formatter())
+    assert not rpc._ACCESS_LINE.write("rpc", None, fields)
+
+
+def test_a_plain_stream_handler_is_not_taken_for_the_schemas() -> None:
+    with schema_only():
+        root = logging.getLogger()
+        root.handlers[:] = [logging.StreamHandler(io.StringIO())]
+        assert not rpc._ACCESS_LINE.write("rpc", None, _fields("me", "", 1.5))
+
+
+class _Context:
+    """What _Done asks of a finished unary call's context."""
+
+    def code(self) -> None:
+        return None
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("x-request-id", "id-2"),)
+
+
+def test_a_call_writes_the_access_fields_in_order() -> None:
+    done = rpc._Done("/kassa.ledger.v1.LedgerService/CreateTransfers", lambda: "caller-1")
+    with schema_only() as stream:
+        token = logs.REQUEST_ID.set("id-2")
+        try:
+            done(_Context(), None, 0.0, None)
+        finally:
+            logs.REQUEST_ID.reset(token)
+    line = json.loads(stream.getvalue())
+    assert tuple(line) == (*logs.SCHEMA_KEYS, *rpc.ACCESS_FIELDS)
+    assert line["request_id"] == "id-2" and line["caller"] == "caller-1"
+    assert line["code"] == "OK" and line["reason"] == ""
+    assert line["method"] == "/kassa.ledger.v1.LedgerService/CreateTransfers"
