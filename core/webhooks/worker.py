@@ -140,8 +140,8 @@ def headers(claimed: Claimed, now: datetime) -> dict[str, str]:
 # Claims, leases and reads what the attempts need in one statement: each
 # round trip of a claim was time every slot waited (claims took 15-30 ms
 # under load as three statements, longer than the sends they fed).
-# {now}, {limit}, {lease_from}: its parameters, numbered where it is used;
-# lease_from is now minus the lease, the oldest claim whose lease holds.
+# $1 now, $2 the limit, $3 now minus the lease (the oldest claim whose
+# lease holds).
 #
 # The lease is lease_time, a column no index covers, so the claim changes
 # no indexed column and is a HOT update (migration 0023: it moved
@@ -151,12 +151,12 @@ def headers(claimed: Claimed, now: datetime) -> dict[str, str]:
 # all move update_time) and is younger than the lease; a leased row stays
 # in the due index at its due time, and the claim steps over it (at most
 # the attempts in flight).
-_CLAIM_CTES = """
-due AS (
+CLAIM_SQL = """
+WITH due AS (
   SELECT d.id FROM webhook_deliveries d
-   WHERE d.status = 'pending' AND d.next_attempt_time <= {now}
+   WHERE d.status = 'pending' AND d.next_attempt_time <= $1
      AND (d.lease_time IS NULL OR d.lease_time <> d.update_time
-          OR d.lease_time <= {lease_from})
+          OR d.lease_time <= $3)
      AND NOT EXISTS (
        SELECT 1 FROM webhook_deliveries p
         WHERE p.endpoint_id = d.endpoint_id AND p.resource_name = d.resource_name
@@ -164,15 +164,14 @@ due AS (
    -- Index order, so the scan stops at LIMIT; the order
    -- between invoices does not matter, within one NOT EXISTS keeps it.
    ORDER BY d.next_attempt_time
-   LIMIT {limit}
+   LIMIT $2
    FOR UPDATE OF d SKIP LOCKED),
 claimed AS (
   UPDATE webhook_deliveries d
-     SET lease_time = {now}, attempt_count = d.attempt_count + 1, update_time = {now}
+     SET lease_time = $1, attempt_count = d.attempt_count + 1, update_time = $1
     FROM due WHERE d.id = due.id
   RETURNING d.id, d.attempt_count, d.give_up_time, d.event_id, d.event_type,
-            d.event_sequence, d.endpoint_id)"""
-_CLAIM_SELECT = """
+            d.event_sequence, d.endpoint_id)
 SELECT c.id AS delivery_id, c.attempt_count, c.give_up_time, c.event_id, c.event_type,
        c.endpoint_id, e.url, e.secret, e.secret_sealed, e.previous_secret,
        e.previous_secret_sealed, e.previous_secret_expire_time,
@@ -181,7 +180,6 @@ SELECT c.id AS delivery_id, c.attempt_count, c.give_up_time, c.event_id, c.event
   JOIN webhook_endpoints e ON e.id = c.endpoint_id
   JOIN events ev ON ev.sequence = c.event_sequence
 """
-CLAIM_SQL = "WITH" + _CLAIM_CTES.format(now="$1", limit="$2", lease_from="$3") + _CLAIM_SELECT
 
 
 class _Bodies:
@@ -235,18 +233,22 @@ def claimed_of(rows: Sequence[Mapping[str, Any]], now: datetime, keyring: Keyrin
     return found
 
 
-_RECORD_CTE = """
-attempts AS (
+# Only the holder of the current attempt decides: a re-claim after a lost
+# lease has moved attempt_count on, and a redelivery asked for after the
+# attempt started has moved update_time past it (its send must still come).
+# Records and claims run on two connections at once. Should a lease have
+# run out, a record and a re-claim may meet on one row: a claim skips a row
+# the record holds (SKIP LOCKED), and a record that waited for a claim finds
+# attempt_count moved on and is fenced out; either order is as with one
+# statement after the other (at least once).
+_RECORD = """
+WITH attempts AS (
     INSERT INTO webhook_attempts
         (delivery_id, attempt, attempt_time, status_code, error, duration_ms)
     SELECT * FROM unnest($1::uuid[], $2::integer[], $3::timestamptz[], $4::integer[],
                          $5::text[], $6::integer[])
     ON CONFLICT DO NOTHING
-)"""
-# Only the holder of the current attempt decides: a re-claim after a lost
-# lease has moved attempt_count on, and a redelivery asked for after the
-# attempt started has moved update_time past it (its send must still come).
-_RECORD_UPDATE = """
+)
 UPDATE webhook_deliveries d
    SET status = u.status, next_attempt_time = coalesce(u.next_attempt_time, d.next_attempt_time),
        update_time = u.now
@@ -256,12 +258,6 @@ UPDATE webhook_deliveries d
  WHERE d.id = u.id AND d.attempt_count = u.attempt AND d.status = 'pending'
    AND d.update_time <= u.started
 """
-# Records and claims run on two connections at once. Should a lease have
-# run out, a record and a re-claim may meet on one row: a claim skips a row
-# the record holds (SKIP LOCKED), and a record that waited for a claim finds
-# attempt_count moved on and is fenced out; either order is as with one
-# statement after the other (at least once).
-_RECORD = "WITH" + _RECORD_CTE + _RECORD_UPDATE
 
 
 def _record_args(attempted: Sequence[Attempted]) -> list[list[Any]]:
