@@ -288,8 +288,8 @@ def _consume(future: asyncio.Future[Outcome]) -> None:
 
 def transfer_columns(writes: Sequence[Transfer]) -> tuple[list[Any], ...]:
     """The eleven column arrays an `unnest` insert of transfers takes, in the
-    order of _INSERT's $1..$11 (the guarded path's statement reads the same
-    columns, in this order, from JSON: guarded._writes_json)."""
+    order of _INSERT's $1..$11 (the guarded path's statement takes them, row
+    by row, as JSON: guarded._writes_json)."""
     return (
         [t.id for t in writes],
         [t.debit_account_id for t in writes],
