@@ -3,6 +3,7 @@ and the bounds every request field shares (core/api/limits.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import asyncpg
@@ -139,3 +140,24 @@ def test_a_refusal_quoting_huge_input_is_cut_to_bounds() -> None:
     many = invalid([(f"f{i}" * 1000, "d" * 10_000) for i in range(500)])
     status = status_of(many, "Test")
     assert sum(len(v) for _, v in status.trailing_metadata) < 16_384
+
+
+def test_limits_answer_the_same_once_each_field_is_known() -> None:
+    # The walk reads each field's descriptor once per process (limits._plan): a second
+    # check of the same messages, and the yielding one, answer as the first did.
+    messages = [
+        ledger_pb2.CreateTransfersRequest(
+            transfers=[ledger_pb2.Transfer(id="x" * 5000, user_data="u" * 513, code=2**31)]
+            * (limits.CHUNK + 2)
+        ),
+        invoice_pb2.CreateInvoiceRequest(metadata={"k\x00": "v", "k": "v" * 5000}),
+        invoice_pb2.ListInvoicesRequest(
+            create_time_start=timestamp_pb2.Timestamp(seconds=limits.TIMESTAMP_MIN_S - 1)
+        ),
+        event_pb2.StreamEventsRequest(after_sequence=2**63),
+    ]
+    limits._PLANS.clear()
+    first = [limits.check(m) for m in messages]
+    assert all(first)
+    assert [limits.check(m) for m in messages] == first
+    assert [asyncio.run(limits.check_yielding(m)) for m in messages] == first
