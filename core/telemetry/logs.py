@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +39,9 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskN
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 hex digits, the shape uuid4().hex gave (no UUID object:
+    every RPC without an x-request-id makes one; 2.1 -> 0.9 us in a loop)."""
+    return os.urandom(16).hex()
 
 
 def accepted_request_id(value: str | bytes | None) -> str | None:
