@@ -9,7 +9,6 @@ a database round trip off every call; a revocation takes effect within
 from __future__ import annotations
 
 import contextvars
-import functools
 import hmac
 import time
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ class Principal:
     merchant_id: str | None  # None: a platform key, for every merchant
     scopes: frozenset[str]
 
-    @functools.cached_property  # once per key: the access line names it on every call
+    @property
     def actor(self) -> str:
         return names.api_key(self.merchant_id or "-", self.key_id)
 
@@ -61,7 +60,8 @@ class Authenticator:
     def __init__(self, keys: ApiKeys, cache_ttl_s: float = 5.0) -> None:
         self.keys = keys
         self.cache_ttl_s = cache_ttl_s
-        # Each key's row with the Principal it makes, built once per fetch, not per call.
+        # Each key's row with the Principal it makes, built once per fetch instead of on
+        # every call (a frozen dataclass: ~0.8 us a call).
         self._cache: dict[str, tuple[float, ApiKey | None, Principal | None]] = {}
 
     async def _key(self, key_id: str) -> tuple[ApiKey | None, Principal | None]:

@@ -94,7 +94,8 @@ def peer_caller(context: Any) -> str:
 Metadata = Sequence[tuple[str, str | bytes]]
 # The metadata of the call this task serves, as its RpcMetrics wrapper read it, for the
 # edge's authentication in the same call (core/api/auth.py): grpc builds the tuple
-# anew, a namedtuple per header, on every invocation_metadata() (~2-3 us a read here).
+# anew, a namedtuple per header, on every invocation_metadata(): those namedtuples were
+# 1.7 % of the serving thread over grpc's own read and two of ours (~3 us a read).
 _METADATA: ContextVar[tuple[object, Metadata] | None] = ContextVar(
     "kassa_call_metadata", default=None
 )
