@@ -21,6 +21,7 @@ from pathlib import Path
 
 from core import event_loop
 from core.config import load_for_process
+from core.telemetry import logs
 from core.webhooks import fleet, process
 
 log = logging.getLogger("kassa.core.webhooks")
@@ -28,22 +29,6 @@ log = logging.getLogger("kassa.core.webhooks")
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class _Index(logging.Filter):
-    def __init__(self, index: int) -> None:
-        super().__init__()
-        self.index = index
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.delivery_process = self.index
-        return True
-
-
-def _mark_lines(index: int) -> None:
-    """The core's log schema, plus which delivery process wrote the line."""
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_Index(index))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     config = load_for_process(args.config, log)
     if config is None:
         return 2
-    _mark_lines(args.index)
+    # The core's log schema, plus which delivery process wrote the line.
+    logs.mark({"delivery_process": args.index})
     settings = config.webhooks
     if not 0 <= args.index < settings.delivery_processes:
         log.error(

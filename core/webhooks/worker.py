@@ -35,6 +35,7 @@ import asyncpg
 from core import metrics
 from core.events.stream import OutboxNotifier
 from core.render import events as resources
+from core.telemetry.logs import REQUEST_ID, DirectLine
 from core.webhooks import retry, signing, targets
 from core.webhooks.dispatch import (
     ANALYZE_AFTER,
@@ -290,21 +291,26 @@ async def claim(
     return list(await conn.fetch(CLAIM_SQL, now, limit, now - timedelta(seconds=lease_s)))
 
 
+# The attempt's line (one per delivery) without a LogRecord: the same bytes
+# (tests/unit/test_attempt_line.py); 29 -> 12 us a line by thread CPU, the delivery
+# process's logging (lean records, its mark), 30,000 lines, five alternations.
+_ATTEMPT_LINE = DirectLine(log)
+
+
 def _recorded(attempted: Attempted) -> None:
     """The attempt's line (one per attempt, read by operators) and count."""
     claimed, outcome, decision = attempted.claimed, attempted.outcome, attempted.decision
     _attempts_counter(decision.status).inc()
-    log.info(
-        "webhook attempt",
-        extra={
-            "delivery": str(claimed.delivery_id),
-            "event_id": claimed.event_id,
-            "attempt": claimed.attempt,
-            "status_code": outcome.status_code,
-            "error": outcome.error,
-            "decision": decision.status.value,
-        },
-    )
+    fields = {
+        "delivery": str(claimed.delivery_id),
+        "event_id": claimed.event_id,
+        "attempt": claimed.attempt,
+        "status_code": outcome.status_code,
+        "error": outcome.error,
+        "decision": decision.status.value,
+    }
+    if not _ATTEMPT_LINE.write("webhook attempt", REQUEST_ID.get(), fields):
+        log.info("webhook attempt", extra=fields)
 
 
 # What a claim brought: its rows, or what the statement raised.
