@@ -14,6 +14,7 @@ core logs it and starts it again).
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from core import event_loop
 from core.config import load_for_process
+from core.telemetry import logs
 from core.webhooks import fleet, process
 
 log = logging.getLogger("kassa.core.webhooks")
@@ -30,20 +32,21 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class _Index(logging.Filter):
-    def __init__(self, index: int) -> None:
-        super().__init__()
-        self.index = index
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.delivery_process = self.index
-        return True
+# Net new container objects between two young collections (the default is 700).
+GC_YOUNG_THRESHOLD = 10_000
 
 
-def _mark_lines(index: int) -> None:
-    """The core's log schema, plus which delivery process wrote the line."""
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_Index(index))
+def _lean_gc() -> None:
+    """The cyclic GC of a delivery process, measured in the events bench (gc.callbacks,
+    9,000 deliveries): ~180 ms of the process's 3.5 s of CPU, ~20 us a delivery.
+    - Full collections walked the ~83,000 objects of the imports and configuration
+      every time (112 ms of it); frozen, they are never walked again (4-5 ms).
+    - Young collections ran ~430 times (~60 ms): 32 requests in flight hold a few
+      hundred objects each, and their count swings across 700 at every burst. At
+      10,000 one ran in the whole bench. Cycles are still collected, later."""
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     config = load_for_process(args.config, log)
     if config is None:
         return 2
-    _mark_lines(args.index)
+    # The core's log schema, plus which delivery process wrote the line.
+    logs.mark({"delivery_process": args.index})
     settings = config.webhooks
     if not 0 <= args.index < settings.delivery_processes:
         log.error(
@@ -63,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     assert config.webhook_keys is not None, "config.parse requires [secrets]"
+    _lean_gc()
     # uvloop (core/event_loop.py), measured here: the loop's own scheduling was
     # ~18 % of a delivery's CPU on asyncio's loop. aiohttp POSTs to the events
     # bench's receiver, 16 at once, alternating loops, six rounds each: 158 ->

@@ -90,7 +90,7 @@ def _converter(field: FieldDescriptor) -> Convert | None:
             return None
         if _plan(message_type) is None:
             return None
-        return _message_json
+        return message_json
     if field.type == FieldDescriptor.TYPE_ENUM:
         return _enum_converter(field)
     if field.type in _INT64:
@@ -130,7 +130,8 @@ def _plan(descriptor: Any) -> _Plan:
     return plan
 
 
-def _message_json(message: Message) -> dict[str, Any]:
+def message_json(message: Message) -> dict[str, Any]:
+    """json_format.MessageToDict(message), through the message type's plan."""
     plan = _plan(message.DESCRIPTOR)
     if plan is None:
         return json_format.MessageToDict(message, always_print_fields_with_no_presence=False)
@@ -149,6 +150,9 @@ def _message_json(message: Message) -> dict[str, Any]:
 def event_json(message: event_pb2.Event) -> bytes:
     """json_format.MessageToDict(message) as JSON with sorted keys and no
     whitespace: the same bytes, without its per-field dispatch."""
-    return json.dumps(
-        _message_json(message), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode()
+    return dumps(message_json(message))
+
+
+def dumps(as_dict: dict[str, Any]) -> bytes:
+    """A message's dict as canonical JSON: keys sorted, no whitespace, not escaped."""
+    return json.dumps(as_dict, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -13,7 +13,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from core.render import canonical_json
-from core.render.timestamps import timestamp
+from core.render.timestamps import json_string, timestamp
 from kassa.core.v1 import event_pb2, invoice_pb2, payout_pb2, reconciliation_pb2
 
 # resource_type -> (message class, Event.resource oneof field)
@@ -35,6 +35,36 @@ def event(row: Mapping[str, Any]) -> event_pb2.Event:
     )
     getattr(message, field).CopyFrom(message_type.FromString(bytes(row["payload"])))
     return message
+
+
+# The Event's JSON name of each resource's oneof field.
+_JSON_NAMES = {
+    resource_type: event_pb2.Event.DESCRIPTOR.fields_by_name[field].json_name
+    for resource_type, (_, field) in RESOURCES.items()
+}
+
+
+def row_json(row: Mapping[str, Any]) -> bytes:
+    """to_json(event(row)), the same bytes (tests/unit/test_canonical_json.py),
+    without building the Event: no Event, Timestamp or copy of the resource,
+    only the resource parsed: the webhook body of each event, rendered in the
+    delivery process. The events bench's invoice event, 10,000 renders, seven
+    alternations, thread CPU: 26 -> 19 us (the Event and its Timestamp were ~7)."""
+    message_type, _ = RESOURCES[row["resource_type"]]
+    resource = message_type.FromString(bytes(row["payload"]))
+    # Event's fields as ListFields gives them: a proto3 scalar only when not its
+    # default; the timestamp and the resource are always set.
+    head: dict[str, Any] = {}
+    event_id, sequence, event_type = str(row["id"]), row["sequence"], row["type"]
+    if event_id:
+        head["id"] = event_id
+    if sequence:
+        head["sequence"] = str(sequence)
+    if event_type:
+        head["type"] = event_type
+    head["createTime"] = json_string(row["create_time"])
+    head[_JSON_NAMES[row["resource_type"]]] = canonical_json.message_json(resource)
+    return canonical_json.dumps(head)
 
 
 def to_json(message: event_pb2.Event) -> bytes:

@@ -18,3 +18,16 @@ def timestamp(when: datetime) -> Timestamp:
     """
     delta = when - (_NAIVE_EPOCH if when.tzinfo is None else _EPOCH)
     return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
+
+
+def json_string(when: datetime) -> str:
+    """timestamp(when).ToJsonString(), from the datetime: seconds in ISO 8601, then
+    3 or 6 digits of fraction when it has any (9 never: a datetime has no nanos)."""
+    utc = _NAIVE_EPOCH + (when - (_NAIVE_EPOCH if when.tzinfo is None else _EPOCH))
+    micros = utc.microsecond
+    whole = utc.replace(microsecond=0).isoformat()
+    if micros == 0:
+        return whole + "Z"
+    if micros % 1000 == 0:
+        return f"{whole}.{micros // 1000:03d}Z"
+    return f"{whole}.{micros:06d}Z"

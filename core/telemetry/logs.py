@@ -54,13 +54,20 @@ def accepted_request_id(value: str | bytes | None) -> str | None:
 
 
 class _SchemaFields(logging.Filter):
-    """Puts the schema's own fields on each record; python-json-logger writes them first."""
+    """Puts the schema's own fields on each record; python-json-logger writes them first.
+    The process's marks (mark()) follow the record's own fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks: dict[str, Any] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         record.level = record.levelname.lower()
         record.process_name = PROCESS
         record.request_id = getattr(record, "request_id", None) or REQUEST_ID.get()
+        for key, value in self.marks.items():
+            setattr(record, key, value)
         return True
 
 
@@ -165,6 +172,7 @@ class DirectLine:
             "request_id": request_id,
         }
         line.update(fields)
+        line.update(out.schema_filter.marks)
         text = _encode(line) + out.terminator
         out.acquire()
         try:
@@ -177,6 +185,16 @@ class DirectLine:
         finally:
             out.release()
         return True
+
+
+def mark(fields: dict[str, Any]) -> None:
+    """Every line the schema's handlers write from now on also carries `fields`, after
+    the line's own: which of several processes of one kind wrote it (the delivery
+    processes' `delivery_process`). A mark, not a filter of its own, so DirectLine
+    still writes the process's lines."""
+    for h in logging.getLogger().handlers:
+        if isinstance(h, _SchemaHandler):
+            h.schema_filter.marks.update(fields)
 
 
 def _lean_records() -> None:

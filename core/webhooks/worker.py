@@ -35,6 +35,7 @@ import asyncpg
 from core import metrics
 from core.events.stream import OutboxNotifier
 from core.render import events as resources
+from core.telemetry.logs import REQUEST_ID, DirectLine
 from core.webhooks import retry, signing, targets
 from core.webhooks.dispatch import (
     ANALYZE_AFTER,
@@ -157,10 +158,17 @@ WITH due AS (
    WHERE d.status = 'pending' AND d.next_attempt_time <= $1
      AND (d.lease_time IS NULL OR d.lease_time <> d.update_time
           OR d.lease_time <= $3)
+     -- OFFSET 0 keeps NOT EXISTS a subplan: one probe of webhook_deliveries_order
+     -- per candidate, whatever the statistics say. As an anti-join it was planned
+     -- on them, and on statistics that knew of no pending delivery (a burst just
+     -- after an ANALYZE) it compared every pending delivery with every other:
+     -- 1,000 pending, 86 ms for one claim against 2 ms as a subplan
+     -- (tests/integration/test_webhook_claim_plan.py; 178 ms in the events bench).
      AND NOT EXISTS (
        SELECT 1 FROM webhook_deliveries p
         WHERE p.endpoint_id = d.endpoint_id AND p.resource_name = d.resource_name
-          AND p.status = 'pending' AND p.event_sequence < d.event_sequence)
+          AND p.status = 'pending' AND p.event_sequence < d.event_sequence
+        OFFSET 0)
    -- Index order, so the scan stops at LIMIT; the order
    -- between invoices does not matter, within one NOT EXISTS keeps it.
    ORDER BY d.next_attempt_time
@@ -185,8 +193,8 @@ SELECT c.id AS delivery_id, c.attempt_count, c.give_up_time, c.event_id, c.event
 class _Bodies:
     """Each event's body rendered once per process, not once per delivery:
     an event goes to each of its merchant's endpoints, and its canonical
-    JSON (24 us for the bench's invoice event; json_format's own 38) is the
-    same bytes for all of them. Keyed by the event's id (a UUID, so never confused across databases); events
+    JSON (~19 us for the bench's invoice event, from the row: events.row_json)
+    is the same bytes for all of them. Keyed by the event's id (a UUID, so never confused across databases); events
     are immutable. Oldest first out: claims follow the outbox's order."""
 
     SIZE = 4096
@@ -198,7 +206,7 @@ class _Bodies:
         event_id = row["event_id"]
         body = self._bodies.get(event_id)
         if body is None:
-            body = resources.to_json(resources.event(row))
+            body = resources.row_json(row)
             if len(self._bodies) >= self.SIZE:
                 del self._bodies[next(iter(self._bodies))]
             self._bodies[event_id] = body
@@ -290,21 +298,26 @@ async def claim(
     return list(await conn.fetch(CLAIM_SQL, now, limit, now - timedelta(seconds=lease_s)))
 
 
+# The attempt's line (one per delivery) without a LogRecord: the same bytes
+# (tests/unit/test_attempt_line.py); 29 -> 12 us a line by thread CPU, the delivery
+# process's logging (lean records, its mark), 30,000 lines, five alternations.
+_ATTEMPT_LINE = DirectLine(log)
+
+
 def _recorded(attempted: Attempted) -> None:
     """The attempt's line (one per attempt, read by operators) and count."""
     claimed, outcome, decision = attempted.claimed, attempted.outcome, attempted.decision
     _attempts_counter(decision.status).inc()
-    log.info(
-        "webhook attempt",
-        extra={
-            "delivery": str(claimed.delivery_id),
-            "event_id": claimed.event_id,
-            "attempt": claimed.attempt,
-            "status_code": outcome.status_code,
-            "error": outcome.error,
-            "decision": decision.status.value,
-        },
-    )
+    fields = {
+        "delivery": str(claimed.delivery_id),
+        "event_id": claimed.event_id,
+        "attempt": claimed.attempt,
+        "status_code": outcome.status_code,
+        "error": outcome.error,
+        "decision": decision.status.value,
+    }
+    if not _ATTEMPT_LINE.write("webhook attempt", REQUEST_ID.get(), fields):
+        log.info("webhook attempt", extra=fields)
 
 
 # What a claim brought: its rows, or what the statement raised.

@@ -9,6 +9,7 @@ signer       the signer's harness: certificates, config, a running signer, signe
 evm          an EVM adapter process and a reader of its block stream
 wire_fuzz    the wire fuzzer: adversarial requests for any RPC, raw sends, its oracle
 ssrf         internal address forms a webhook target must never reach
+log_lines    the log schema writing to a string; a DirectLine line against the logging one
 
 Fixtures stay in the conftest.py files next to the tests that use them.
 """

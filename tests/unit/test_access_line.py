@@ -4,46 +4,20 @@ logs as logs.setup() left it; otherwise the caller logs it the ordinary way."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.telemetry import logs, rpc
-
-
-@contextlib.contextmanager
-def schema_only() -> Iterator[io.StringIO]:
-    """The root logger as logs.setup() leaves it, writing to a string. Entered inside a
-    test: pytest's own capture handlers sit on the root logger around each phase."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    out = io.StringIO()
-    handler = logs.handler()
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(out)
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    try:
-        yield out
-    finally:
-        root.handlers[:], level = saved
-        root.setLevel(level)
+from tests.support.log_lines import assert_same_line, schema_only
 
 
 def _fields(caller: str, reason: str, duration_ms: float) -> dict[str, object]:
     values = ("/kassa.ledger.v1.LedgerService/CreateTransfers", caller, "OK", reason, duration_ms)
     return dict(zip(rpc.ACCESS_FIELDS, values, strict=True))
-
-
-def _without_ts(line: str) -> dict[str, object]:
-    parsed = dict(json.loads(line))
-    assert isinstance(parsed.pop("ts"), str)
-    return parsed
 
 
 text = st.text(st.characters(codec="utf-8"), max_size=40)
@@ -70,11 +44,7 @@ def test_the_direct_line_is_the_logging_line(
     # Lines end in "\n" only (a U+2028 in a value is not a line break of the log).
     logged, direct, rest = out.getvalue().split("\n")
     assert rest == ""
-    # Byte for byte but the timestamp (its own millisecond), which has the same form.
-    ts_end = len('{"ts": "2026-12-01T02:19:36.371+00:00"')
-    assert logged[ts_end:] == direct[ts_end:]
-    assert _without_ts(logged) == _without_ts(direct)
-    assert list(json.loads(direct))[:6] == list(logs.SCHEMA_KEYS)
+    assert_same_line(logged, direct)
 
 
 def test_one_line_per_write_flushed_at_once() -> None:

@@ -1,0 +1,117 @@
+"""The webhook attempt line (core/webhooks/worker._recorded), written without a
+LogRecord (core.telemetry.logs.DirectLine), is the line the logging path writes,
+byte for byte, with a delivery process's mark (logs.mark) or without; in any other
+logging configuration it is logged the ordinary way. One line and one count per
+attempt either way."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.telemetry import logs
+from core.webhooks import retry, worker
+from tests.support.log_lines import assert_same_line, schema_only
+
+NOW = datetime(2026, 12, 1, 5, 0, tzinfo=UTC)
+text = st.text(st.characters(codec="utf-8"), max_size=40)
+
+
+def _attempted(
+    delivery_id: uuid.UUID,
+    event_id: str,
+    attempt: int,
+    outcome: retry.Outcome,
+    status: retry.Status,
+) -> worker.Attempted:
+    claimed = worker.Claimed(
+        delivery_id, attempt, NOW, "https://example.com/hook", ["s"], event_id, "t", b"{}", "ep"
+    )
+    at = NOW if status is retry.Status.PENDING else None
+    return worker.Attempted(claimed, NOW, 3, outcome, retry.Decision(status, at, "r"), NOW)
+
+
+def _logged(attempted: worker.Attempted) -> None:
+    """The line as the logging path writes it (what _recorded wrote before DirectLine)."""
+    claimed, outcome = attempted.claimed, attempted.outcome
+    worker.log.info(
+        "webhook attempt",
+        extra={
+            "delivery": str(claimed.delivery_id),
+            "event_id": claimed.event_id,
+            "attempt": claimed.attempt,
+            "status_code": outcome.status_code,
+            "error": outcome.error,
+            "decision": attempted.decision.status.value,
+        },
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    delivery_id=st.uuids(),
+    event_id=text,
+    attempt=st.integers(1, 2**31 - 1),
+    status_code=st.none() | st.integers(100, 599),
+    error=text,
+    status=st.sampled_from(retry.Status),
+    mark=st.none() | st.integers(0, 64),
+)
+def test_the_direct_attempt_line_is_the_logging_line(
+    delivery_id: uuid.UUID,
+    event_id: str,
+    attempt: int,
+    status_code: int | None,
+    error: str,
+    status: retry.Status,
+    mark: int | None,
+) -> None:
+    attempted = _attempted(
+        delivery_id, event_id, attempt, retry.Outcome(status_code, error), status
+    )
+    with schema_only() as out:
+        if mark is not None:
+            logs.mark({"delivery_process": mark})
+        _logged(attempted)
+        worker._recorded(attempted)
+    logged, direct, rest = out.getvalue().split("\n")
+    assert rest == ""
+    assert_same_line(logged, direct)
+    line = json.loads(direct)
+    assert line["msg"] == "webhook attempt" and line["logger"] == "kassa.core.webhooks"
+    assert line.get("delivery_process") == mark
+    assert list(line)[-1] == ("decision" if mark is None else "delivery_process")
+
+
+def _count(status: retry.Status) -> float:
+    return float(worker._attempts_counter(status)._value.get())
+
+
+def test_one_line_and_one_count_per_attempt() -> None:
+    attempted = _attempted(uuid.uuid4(), "e-1", 1, retry.Outcome(200), retry.Status.SUCCEEDED)
+    before = _count(retry.Status.SUCCEEDED)
+    with schema_only() as out:
+        worker._recorded(attempted)
+    assert out.getvalue().count("\n") == 1
+    assert _count(retry.Status.SUCCEEDED) == before + 1
+
+
+def test_another_configuration_gets_the_line_through_logging(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    attempted = _attempted(
+        uuid.uuid4(), "e-2", 2, retry.Outcome(None, "timeout"), retry.Status.PENDING
+    )
+    before = _count(retry.Status.PENDING)
+    with caplog.at_level(logging.INFO, logger="kassa.core.webhooks"):
+        worker._recorded(attempted)
+    (record,) = [r for r in caplog.records if r.getMessage() == "webhook attempt"]
+    assert record.__dict__["event_id"] == "e-2" and record.__dict__["error"] == "timeout"
+    assert record.__dict__["attempt"] == 2 and record.__dict__["decision"] == "pending"
+    assert _count(retry.Status.PENDING) == before + 1
