@@ -8,15 +8,14 @@ by node and index names (EXPLAIN's JSON), never by time.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
 
 from core.invoices import clock
 from tests.support.ledger import add_merchant, migrated_pool
+from tests.support.plans import plan_nodes
 
 NOW = datetime(2030, 6, 1, tzinfo=UTC)
 
@@ -38,18 +37,13 @@ async def _invoices(conn: asyncpg.Connection, count: int) -> None:
     )
 
 
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
-
-
 async def _plan(conn: asyncpg.Connection, sql: str, *args: object) -> list[tuple[str, str]]:
     """(node type, index or relation) of every node of the statement's plan."""
     raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
     top = json.loads(raw)[0]["Plan"]
     return [
-        (n["Node Type"], n.get("Index Name") or n.get("Relation Name") or "") for n in _nodes(top)
+        (n["Node Type"], n.get("Index Name") or n.get("Relation Name") or "")
+        for n in plan_nodes(top)
     ]
 
 

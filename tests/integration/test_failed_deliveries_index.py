@@ -6,23 +6,16 @@ JSON), never by time; the counts are asserted against the rows written."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
 
 import asyncpg
 import pytest
 
 from core.metrics import SAMPLE
 from tests.support.ledger import add_merchant, migrated_pool
+from tests.support.plans import plan_nodes
 
 DELIVERIES = 20_000
 FAILED_EVERY = 500  # 40 failed among 20,000
-
-
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
 
 
 async def _history(conn: asyncpg.Connection) -> None:
@@ -61,7 +54,7 @@ async def test_the_sampler_counts_failed_deliveries_through_their_index(fresh_ds
         async with pool.acquire() as conn:
             await _history(conn)
             raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {SAMPLE}")
-            nodes = list(_nodes(json.loads(raw)[0]["Plan"]))
+            nodes = list(plan_nodes(json.loads(raw)[0]["Plan"]))
             scanned = [
                 (n["Node Type"], n.get("Index Name", "")) for n in nodes
                 if n.get("Relation Name") == "webhook_deliveries" or "webhook_deliveries" in n.get("Index Name", "")

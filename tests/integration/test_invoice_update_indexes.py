@@ -11,14 +11,13 @@ Plans are asserted by node and index names (EXPLAIN's JSON), never by time.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
 
 from tests.support.ledger import add_merchant, migrated_pool
+from tests.support.plans import plan_nodes
 
 NOW = datetime(2030, 6, 1, tzinfo=UTC)
 
@@ -37,12 +36,6 @@ async def _invoice(conn: asyncpg.Connection, n: int, request_id: str | None) -> 
         NOW + timedelta(hours=1),
         NOW + timedelta(days=1),
     )
-
-
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
 
 
 @pytest.mark.asyncio
@@ -77,7 +70,7 @@ async def test_request_ids_stay_unique_per_merchant_and_the_replay_finds_them_by
                 "m",
                 "req-1",
             )
-            used = {n.get("Index Name") for n in _nodes(json.loads(raw)[0]["Plan"])}
+            used = {n.get("Index Name") for n in plan_nodes(json.loads(raw)[0]["Plan"])}
             assert "invoices_request_id" in used, raw
             found = await conn.fetch(
                 "SELECT id FROM invoices WHERE merchant_id = $1 AND request_id = $2", "m", "req-1"

@@ -8,22 +8,15 @@ bench). Plans are asserted by node and index names, never by time."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
 from core.webhooks.worker import CLAIM_SQL
 from tests.support.ledger import add_merchant, migrated_pool
+from tests.support.plans import plan_nodes
 
 PENDING = 1_000
-
-
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
 
 
 @pytest.mark.asyncio
@@ -70,7 +63,7 @@ async def test_a_claim_probes_the_order_index_per_candidate_on_stale_statistics(
                 await tx.rollback()
     finally:
         await pool.close()
-    nodes = list(_nodes(json.loads(raw)[0]["Plan"]))
+    nodes = list(plan_nodes(json.loads(raw)[0]["Plan"]))
     assert not any("Anti" in n.get("Join Type", "") for n in nodes), raw
     assert all(n.get("Rows Removed by Join Filter", 0) == 0 for n in nodes), raw
     probes = [n for n in nodes if n.get("Index Name") == "webhook_deliveries_order"]
