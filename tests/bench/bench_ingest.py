@@ -496,14 +496,8 @@ def main() -> int:
     settings: tuple[str, ...] = (f"shared_buffers={args.shared_buffers}",)
     if args.shared_buffers != "256MB":
         settings += ("wal_buffers=64MB",)
-    # Checkpoints spaced as a production OLTP cluster spaces them (the
-    # defaults, 1GB and 5min, suit a laptop): at 1GB one fell every ~540 MB of
-    # WAL, about once a round (a paying block writes 50-270 MB), wherever the
-    # load and the rounds put it. The rounds' cycle starts with the CHECKPOINT
-    # after the load (run()); full-page images are paid, and printed. The WAL
-    # writer every 10 ms, not 200: it flushes a block's WAL while the block
-    # runs, and the COMMIT waits for the last ~10 ms of it (a paying block's
-    # commit 5-58 ms, median 49, -> at most 7.5 ms; eight alternations).
+    # Why these WAL settings, and what they do not hide: the module docstring
+    # and docs/operations.md ("PostgreSQL settings", with the measurements).
     production = args.wal_settings == "production"
     if production:
         settings += WAL_SETTINGS
