@@ -249,6 +249,14 @@ def claimed_of(rows: Sequence[Mapping[str, Any]], now: datetime, keyring: Keyrin
 # the record holds (SKIP LOCKED), and a record that waited for a claim finds
 # attempt_count moved on and is fenced out; either order is as with one
 # statement after the other (at least once).
+#
+# "Not finished" rather than status = 'pending' (the same rows: the CHECK allows
+# these four), so that no partial index on pending deliveries can serve the
+# record: on statistics taken when nothing was pending the planner believed
+# them empty and walked one of them whole, filtered, for every record, where
+# the primary key finds each row (auto_explain in the events bench's late
+# rounds: records of 1.2-6 ms against 0.5-0.9; tests/integration/
+# test_webhook_claim_plan.py). Its connection runs RECORD_SETUP.
 _RECORD = """
 WITH attempts AS (
     INSERT INTO webhook_attempts
@@ -263,9 +271,13 @@ UPDATE webhook_deliveries d
   FROM unnest($1::uuid[], $2::integer[], $7::text[], $8::timestamptz[], $9::timestamptz[],
               $3::timestamptz[])
        AS u(id, attempt, status, next_attempt_time, now, started)
- WHERE d.id = u.id AND d.attempt_count = u.attempt AND d.status = 'pending'
+ WHERE d.id = u.id AND d.attempt_count = u.attempt
+   AND d.status NOT IN ('succeeded', 'failed', 'cancelled')
    AND d.update_time <= u.started
 """
+# The recorder's connection runs _RECORD only: its rows by primary key, never
+# by a scan of the table (small tables, as for CLAIM_SETUP).
+RECORD_SETUP = "SET enable_seqscan = off"
 
 
 def _record_args(attempted: Sequence[Attempted]) -> list[list[Any]]:
@@ -371,7 +383,7 @@ class _Recorder:
     and counts each."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self._lane = _Lane(pool)
+        self._lane = _Lane(pool, RECORD_SETUP)
         self._waiting: list[Attempted] = []
 
     def add(self, attempted: Attempted) -> None:
@@ -405,7 +417,14 @@ class _Recorder:
 # ran out. A record is never durable without the claim it fences on: the
 # record commits synchronously on another connection, and flushing its
 # commit flushes all WAL before it, the claim's included.
-_CLAIM_SETUP = "SET synchronous_commit = off"
+#
+# No sequential scans on it either (the connection runs CLAIM_SQL only, and
+# each of its tables has the index it needs): on statistics of a small table
+# (the first few thousand deliveries, the bench's first rounds) the planner
+# found the claimed rows and their events by hashing a scan of the whole
+# table, 1.5 ms of a 2.4 ms claim of 32 rows where 32 index probes take ~0.1
+# (auto_explain in the events bench; tests/integration/test_webhook_claim_plan.py).
+CLAIM_SETUP = "SET synchronous_commit = off; SET enable_seqscan = off"
 
 
 class _Claimer:
@@ -422,7 +441,7 @@ class _Claimer:
         lease_s: float,
         on_claimed: Callable[[ClaimResult, int, datetime], None],
     ) -> None:
-        self._lane = _Lane(pool, _CLAIM_SETUP)
+        self._lane = _Lane(pool, CLAIM_SETUP)
         self.clock = clock
         self.lease_s = lease_s
         self.on_claimed = on_claimed
