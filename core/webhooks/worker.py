@@ -471,6 +471,12 @@ class _Claimer:
         await self._lane.close()
 
 
+# When the next delivery falls due: one step into webhook_deliveries_due (its
+# predicate holds for min(), which the planner runs as a scan of the key's
+# non-null values in order; migration 0025).
+NEXT_DUE_SQL = "SELECT min(next_attempt_time) FROM webhook_deliveries WHERE status = 'pending'"
+
+
 class _Endpoints:
     """Per endpoint: its own connection pool (kept alive, reused) and at most
     `endpoint_concurrency` attempts at once, so one slow receiver holds only
@@ -707,9 +713,7 @@ class DeliveryWorker:
         """Until the next delivery falls due, at most poll_interval_s."""
         try:
             async with self.pool.acquire() as conn:
-                due = await conn.fetchval(
-                    "SELECT min(next_attempt_time) FROM webhook_deliveries WHERE status = 'pending'"
-                )
+                due = await conn.fetchval(NEXT_DUE_SQL)
         except (asyncpg.PostgresError, OSError):
             return self.settings.poll_interval_s
         if due is None:

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from core.webhooks.worker import _RECORD, CLAIM_SETUP, CLAIM_SQL, RECORD_SETUP
+from core.webhooks.worker import _RECORD, CLAIM_SETUP, CLAIM_SQL, NEXT_DUE_SQL, RECORD_SETUP
 from tests.support.ledger import add_merchant, migrated_pool
 from tests.support.plans import plan_nodes
 
@@ -119,6 +119,7 @@ async def test_the_claim_and_the_record_find_their_rows_by_index_after_a_quiet_m
             if analyzed_in_burst:
                 await conn.execute("ANALYZE webhook_deliveries")
             now = await conn.fetchval("SELECT now()")
+            next_due = await _explained(conn, NEXT_DUE_SQL)
             await conn.execute(CLAIM_SETUP)  # the claimer's connection
             claim = await _explained(conn, CLAIM_SQL, *_claim_args(now))
             ids = [
@@ -145,6 +146,8 @@ async def test_the_claim_and_the_record_find_their_rows_by_index_after_a_quiet_m
             )
     finally:
         await pool.close()
+    # The worker's idle wait still finds the next due time in the due index.
+    assert any(n.get("Index Name") == "webhook_deliveries_due" for n in next_due), next_due
     subplans = [n for n in claim if n.get("Parent Relationship") == "SubPlan"]
     assert subplans, claim
     assert all(n.get("Index Name") == "webhook_deliveries_order" for n in subplans), claim
