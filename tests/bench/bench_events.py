@@ -268,6 +268,7 @@ async def table_state(dsn: str, statements: bool) -> dict[str, float]:
         await conn.execute("SELECT pg_stat_force_next_flush()")
         row = await conn.fetchrow(
             """SELECT n_dead_tup, n_live_tup, autovacuum_count, vacuum_count,
+                      autoanalyze_count, analyze_count,
                       (SELECT idx_tup_read FROM pg_stat_user_indexes
                         WHERE indexrelname = 'webhook_deliveries_due') AS due_read,
                       (SELECT idx_tup_read FROM pg_stat_user_indexes
@@ -295,7 +296,8 @@ def print_table_state(before: dict[str, float], after: dict[str, float]) -> None
 
     line = (
         f"    webhook_deliveries: {after['n_dead_tup']:.0f} dead / {after['n_live_tup']:.0f} "
-        f"live versions after the round, (auto)vacuums {d('autovacuum_count') + d('vacuum_count'):.0f}; "
+        f"live versions after the round, (auto)vacuums {d('autovacuum_count') + d('vacuum_count'):.0f}, "
+        f"analyzes {d('analyze_count'):.0f}, autoanalyzes {d('autoanalyze_count'):.0f}; "
         f"entries read per delivery: due index {d('due_read') / WEBHOOK_EVENTS:.1f}, "
         f"order index {d('order_read') / WEBHOOK_EVENTS:.1f}; due index {after['due_pages']:.0f} pages"
     )
