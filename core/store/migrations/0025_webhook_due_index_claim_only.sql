@@ -17,6 +17,7 @@
 -- "next_attempt_time <= now", min(next_attempt_time), which the planner
 -- turns into a scan with IS NOT NULL) implies this one. The ordering probe,
 -- the record's UPDATE and the counts of pending deliveries no longer can.
+-- Built from the pending rows only (a partial index): quick on any history.
 CREATE INDEX webhook_deliveries_due_claim ON webhook_deliveries (next_attempt_time)
     WHERE status = 'pending' AND next_attempt_time IS NOT NULL;
 DROP INDEX webhook_deliveries_due;
