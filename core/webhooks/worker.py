@@ -48,6 +48,12 @@ from core.webhooks.sealing import Keyring, SealError, unseal
 from core.webhooks.settings import WebhookSettings
 
 log = logging.getLogger("kassa.core.webhooks")
+# The dispatcher's first batch after it waited for events: a burst's first
+# deliveries are claimable once this many are stored, not a whole BATCH (the
+# events bench, 7 alternating pairs at load 5-11: a round's first attempt
+# 0.11 s after its first event's commit, median of 21 rounds, against 0.07
+# with this; the rest follow in BATCHes while those are sent).
+FIRST_BATCH = 100
 # targets.url_problem is pure, and every attempt checks its endpoint's URL
 # again (~7 us a time, more than the HMAC): remembered per URL.
 _url_problem = functools.lru_cache(maxsize=1024)(targets.url_problem)
@@ -249,6 +255,14 @@ def claimed_of(rows: Sequence[Mapping[str, Any]], now: datetime, keyring: Keyrin
 # the record holds (SKIP LOCKED), and a record that waited for a claim finds
 # attempt_count moved on and is fenced out; either order is as with one
 # statement after the other (at least once).
+#
+# "Not finished" rather than status = 'pending' (the same rows: the CHECK allows
+# these four), so that no partial index on pending deliveries can serve the
+# record: on statistics taken when nothing was pending the planner believed
+# them empty and walked one of them whole, filtered, for every record, where
+# the primary key finds each row (auto_explain in the events bench's late
+# rounds: records of 1.2-6 ms against 0.5-0.9; tests/integration/
+# test_webhook_claim_plan.py). Its connection runs RECORD_SETUP.
 _RECORD = """
 WITH attempts AS (
     INSERT INTO webhook_attempts
@@ -263,9 +277,13 @@ UPDATE webhook_deliveries d
   FROM unnest($1::uuid[], $2::integer[], $7::text[], $8::timestamptz[], $9::timestamptz[],
               $3::timestamptz[])
        AS u(id, attempt, status, next_attempt_time, now, started)
- WHERE d.id = u.id AND d.attempt_count = u.attempt AND d.status = 'pending'
+ WHERE d.id = u.id AND d.attempt_count = u.attempt
+   AND d.status NOT IN ('succeeded', 'failed', 'cancelled')
    AND d.update_time <= u.started
 """
+# The recorder's connection runs _RECORD only: its rows by primary key, never
+# by a scan of the table (small tables, as for CLAIM_SETUP).
+RECORD_SETUP = "SET enable_seqscan = off"
 
 
 def _record_args(attempted: Sequence[Attempted]) -> list[list[Any]]:
@@ -371,7 +389,7 @@ class _Recorder:
     and counts each."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self._lane = _Lane(pool)
+        self._lane = _Lane(pool, RECORD_SETUP)
         self._waiting: list[Attempted] = []
 
     def add(self, attempted: Attempted) -> None:
@@ -405,7 +423,14 @@ class _Recorder:
 # ran out. A record is never durable without the claim it fences on: the
 # record commits synchronously on another connection, and flushing its
 # commit flushes all WAL before it, the claim's included.
-_CLAIM_SETUP = "SET synchronous_commit = off"
+#
+# No sequential scans on it either (the connection runs CLAIM_SQL only, and
+# each of its tables has the index it needs): on statistics of a small table
+# (the first few thousand deliveries, the bench's first rounds) the planner
+# found the claimed rows and their events by hashing a scan of the whole
+# table, 1.5 ms of a 2.4 ms claim of 32 rows where 32 index probes take ~0.1
+# (auto_explain in the events bench; tests/integration/test_webhook_claim_plan.py).
+CLAIM_SETUP = "SET synchronous_commit = off; SET enable_seqscan = off"
 
 
 class _Claimer:
@@ -422,7 +447,7 @@ class _Claimer:
         lease_s: float,
         on_claimed: Callable[[ClaimResult, int, datetime], None],
     ) -> None:
-        self._lane = _Lane(pool, _CLAIM_SETUP)
+        self._lane = _Lane(pool, CLAIM_SETUP)
         self.clock = clock
         self.lease_s = lease_s
         self.on_claimed = on_claimed
@@ -450,6 +475,12 @@ class _Claimer:
 
     async def close(self) -> None:
         await self._lane.close()
+
+
+# When the next delivery falls due: one step into webhook_deliveries_due (its
+# predicate holds for min(), which the planner runs as a scan of the key's
+# non-null values in order; migration 0025).
+NEXT_DUE_SQL = "SELECT min(next_attempt_time) FROM webhook_deliveries WHERE status = 'pending'"
 
 
 class _Endpoints:
@@ -581,12 +612,13 @@ class DeliveryWorker:
         unanalyzed = 0  # deliveries created since the statistics were refreshed
         analyzed_at = -math.inf
         analyzing: asyncio.Task[None] | None = None
+        batch = FIRST_BATCH
         try:
             while True:
                 generation = notifier.generation
                 try:
                     consumed, created = await dispatch_once(
-                        self.pool, self.clock(), self.settings.policy.give_up_after_s
+                        self.pool, self.clock(), self.settings.policy.give_up_after_s, batch
                     )
                 except (asyncpg.PostgresError, OSError) as exc:
                     log.warning("webhook dispatch failed; retrying", extra={"error": str(exc)})
@@ -605,8 +637,11 @@ class DeliveryWorker:
                     # Beside the dispatch and the claims, which it must not hold up.
                     analyzing = asyncio.create_task(self._analyze(), name="webhooks analyze")
                     unanalyzed, analyzed_at = 0, time.monotonic()
-                if consumed < BATCH:
+                if consumed < batch:
                     await notifier.wait(generation)
+                    batch = FIRST_BATCH
+                else:
+                    batch = BATCH
         finally:
             if analyzing is not None and not analyzing.done():
                 analyzing.cancel()
@@ -688,9 +723,7 @@ class DeliveryWorker:
         """Until the next delivery falls due, at most poll_interval_s."""
         try:
             async with self.pool.acquire() as conn:
-                due = await conn.fetchval(
-                    "SELECT min(next_attempt_time) FROM webhook_deliveries WHERE status = 'pending'"
-                )
+                due = await conn.fetchval(NEXT_DUE_SQL)
         except (asyncpg.PostgresError, OSError):
             return self.settings.poll_interval_s
         if due is None:

@@ -258,6 +258,59 @@ async def print_statements(dsn: str, per: int) -> None:
         )
 
 
+async def table_state(dsn: str, statements: bool) -> dict[str, float]:
+    """webhook_deliveries' dead and live row versions, its partial indexes'
+    entries read, and (with pg_stat_statements) the claims' and records'
+    calls and execution ms so far: whether a late round's claims cost more,
+    and whether dead versions and index entries grow with it."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        row = await conn.fetchrow(
+            """SELECT n_dead_tup, n_live_tup, autovacuum_count, vacuum_count,
+                      autoanalyze_count, analyze_count,
+                      (SELECT idx_tup_read FROM pg_stat_user_indexes
+                        WHERE indexrelname = 'webhook_deliveries_due') AS due_read,
+                      (SELECT idx_tup_read FROM pg_stat_user_indexes
+                        WHERE indexrelname = 'webhook_deliveries_order') AS order_read,
+                      pg_relation_size('webhook_deliveries_due') / 8192 AS due_pages
+                 FROM pg_stat_user_tables WHERE relname = 'webhook_deliveries'"""
+        )
+        found = {k: float(v or 0) for k, v in row.items()} if row else {}
+        if statements:
+            for name, prefix in (("claim", "WITH due AS%"), ("record", "WITH attempts AS%")):
+                calls, ms = await conn.fetchrow(
+                    """SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0)
+                         FROM pg_stat_statements WHERE query LIKE $1""",
+                    prefix,
+                )
+                found[f"{name}_calls"], found[f"{name}_ms"] = float(calls), float(ms)
+        return found
+    finally:
+        await conn.close()
+
+
+def print_table_state(before: dict[str, float], after: dict[str, float]) -> None:
+    def d(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    line = (
+        f"    webhook_deliveries: {after['n_dead_tup']:.0f} dead / {after['n_live_tup']:.0f} "
+        f"live versions after the round, (auto)vacuums {d('autovacuum_count') + d('vacuum_count'):.0f}, "
+        f"analyzes {d('analyze_count'):.0f}, autoanalyzes {d('autoanalyze_count'):.0f}; "
+        f"entries read per delivery: due index {d('due_read') / WEBHOOK_EVENTS:.1f}, "
+        f"order index {d('order_read') / WEBHOOK_EVENTS:.1f}; due index {after['due_pages']:.0f} pages"
+    )
+    for name in ("claim", "record"):
+        calls = d(f"{name}_calls")
+        if calls:
+            line += (
+                f"; {name}s {calls:.0f} x {d(f'{name}_ms') / calls:.3f} ms "
+                f"({d(f'{name}_ms') * 1000 / WEBHOOK_EVENTS:.1f} us per delivery)"
+            )
+    print(line)
+
+
 async def commits(dsn: str) -> int:
     """Transactions committed in the bench's database so far (each statement
     outside a transaction is one): their count per delivery is the database
@@ -553,6 +606,7 @@ async def main_async(
                 await conn.close()
         for r in range(ROUNDS):
             updates0 = await deliveries_updates(dsn)
+            state0 = await table_state(dsn, pg_statements)
             commits0 = await commits(dsn)
             cpu0, pg0 = tree_cpu_s(core.pid), cluster_cpu_s(postmaster)
             own0, receiver0, machine0 = cpu_s(core.pid), cpu_s(receiver_pid), machine_idle()
@@ -569,6 +623,7 @@ async def main_async(
             updates1 = await deliveries_updates(dsn)
             updates_per = (updates1[0] - updates0[0]) / WEBHOOK_EVENTS
             hot_per = (updates1[1] - updates0[1]) / WEBHOOK_EVENTS
+            state1 = await table_state(dsn, pg_statements)
             cpu0, receiver0 = time.process_time(), cpu_s(receiver_pid)
             raw_rates.append(await raw_posts(url, body, WEBHOOK_EVENTS))
             raw_cpu = (time.process_time() - cpu0) / WEBHOOK_EVENTS
@@ -593,6 +648,7 @@ async def main_async(
                 f"{raw_receiver_cpu * 1e6:.0f} per raw POST; the machine's cores idle "
                 f"{idle_share:.0%} of the deliveries' time"
             )
+            print_table_state(state0, state1)
             if senders:
                 print(
                     f"    raw POSTs from {len(senders)} processes (as many as the core "

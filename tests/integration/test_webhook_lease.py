@@ -344,12 +344,16 @@ async def test_claims_commit_without_waiting_for_the_wal_and_records_wait(fresh_
             record_conn = await recorder._lane.conn()
             assert await claim_conn.fetchval("SHOW synchronous_commit") == "off"
             assert await record_conn.fetchval("SHOW synchronous_commit") == "on"
+            # Neither plans a sequential scan (tests/integration/test_webhook_claim_plan.py).
+            assert await claim_conn.fetchval("SHOW enable_seqscan") == "off"
+            assert await record_conn.fetchval("SHOW enable_seqscan") == "off"
         # Given back to the pool, the claimer's connection is reset (RESET ALL).
         await claimer.close()
         await recorder.close()
         async with pool.acquire() as a, pool.acquire() as b, pool.acquire() as c:
             shown = {await x.fetchval("SHOW synchronous_commit") for x in (a, b, c)}
             assert shown == {"on"}
+            assert {await x.fetchval("SHOW enable_seqscan") for x in (a, b, c)} == {"on"}
     finally:
         await claimer.close()
         await recorder.close()
