@@ -55,6 +55,7 @@ class Poster:
         self.max_transfers = max_transfers
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._workers = workers
+        self.groups = 0  # groups posted, for the benchmark (its requests / groups)
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -110,6 +111,7 @@ class Poster:
 
     async def _post(self, conn: asyncpg.Connection, group: list[_Item]) -> bool:
         """Posts one group and answers its waiters; False if it failed."""
+        self.groups += 1
         merged = [t for batch, _ in group for t in batch]
         try:
             if self.known is not None:

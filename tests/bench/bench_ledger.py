@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 import multiprocessing as mp
+import os
 import random
 import statistics
 import sys
@@ -267,6 +268,7 @@ class Phase:
         pg_s: float,
         serving_s: float = 0.0,
     ):
+        self.calls = calls
         self.per_s = per_s
         self.server_us = server_s / calls * 1e6
         self.serving_us = serving_s / calls * 1e6
@@ -394,6 +396,7 @@ async def single(
                 CLIENT_PROCESSES, mp_context=mp.get_context("spawn")
             ) as executor:
                 for r in range(rounds):
+                    groups0 = poster.groups
                     figures = {
                         "empty": await _rate(
                             executor, bare_port, token, "empty", f"e{r}-", postmaster
@@ -401,13 +404,31 @@ async def single(
                         "ledger": await _rate(
                             executor, core_port, token, "ledger", f"s{r}-", postmaster
                         ),
-                        "bare": await _rate(
-                            executor, bare_port, token, "ledger", f"b{r}-", postmaster
-                        ),
+                    }
+                    groups1 = poster.groups
+                    figures["bare"] = await _rate(
+                        executor, bare_port, token, "ledger", f"b{r}-", postmaster
+                    )
+                    groups2 = poster.groups
+                    figures |= {
                         "raw_1": await _raw(pool, 1, str(r), postmaster),
                         "raw_8": await _raw(pool, 8, str(r), postmaster),
                     }
                     out.append(figures)
+                    # The poster's groups (requests per group), and how much of the machine
+                    # the phase kept busy: the three processes' CPU per posting x the rate.
+                    for kind, groups in (
+                        ("ledger", groups1 - groups0),
+                        ("bare", groups2 - groups1),
+                    ):
+                        f = figures[kind]
+                        print(
+                            f"(b) round {r + 1} {kind}: {groups} groups, "
+                            f"{f.calls / max(groups, 1):.1f} requests a group; "
+                            f"{(f.server_us + f.client_us + f.pg_us) * f.per_s / 1e6:.2f} of "
+                            f"{os.cpu_count()} cores busy",
+                            flush=True,
+                        )
                     print(
                         f"(b) round {r + 1}: single-posting RPCs {figures['ledger']}; without "
                         f"the edge {figures['bare']}; empty unary calls {figures['empty']}; raw "

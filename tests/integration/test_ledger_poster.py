@@ -48,6 +48,7 @@ def test_only_the_offender_of_a_failed_group_fails(fresh_dsn: str) -> None:
             poster.start()
             outcomes = await asyncio.gather(*waiters, return_exceptions=True)
             await poster.stop()
+            assert poster.groups == 1  # one merged group, then each request alone
             assert isinstance(outcomes[4], Exception)
             good = [o for i, o in enumerate(outcomes) if i != 4]
             assert all(not isinstance(o, BaseException) and o[0].ok for o in good), good
