@@ -17,7 +17,9 @@
 -- "next_attempt_time <= now", min(next_attempt_time), which the planner
 -- turns into a scan with IS NOT NULL) implies this one. The ordering probe,
 -- the record's UPDATE and the counts of pending deliveries no longer can.
--- Built from the pending rows only (a partial index): quick on any history.
+-- The build reads the whole table once (writes to it wait meanwhile) and
+-- sorts only the pending rows' entries: a partial index's size, whatever
+-- the history of finished deliveries.
 CREATE INDEX webhook_deliveries_due_claim ON webhook_deliveries (next_attempt_time)
     WHERE status = 'pending' AND next_attempt_time IS NOT NULL;
 DROP INDEX webhook_deliveries_due;
