@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -32,6 +33,7 @@ PROCESS = "kassa-core"
 REQUEST_ID: ContextVar[str | None] = ContextVar("kassa_request_id", default=None)
 METADATA_KEY = "x-request-id"
 SCHEMA_KEYS = ("ts", "level", "process", "logger", "msg", "request_id")
+_SCHEMA_SET = frozenset(SCHEMA_KEYS)
 # A caller's id is taken only if it is short and plain: it is written into
 # every log line of the call (the attacker here controls the metadata).
 _ACCEPTED_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
@@ -113,6 +115,39 @@ def handler() -> logging.Handler:
 # json.dumps(line, ensure_ascii=False), without building an encoder per line: the
 # same encoder python-json-logger's format uses for these values (str, float, None).
 _encode = json.JSONEncoder(ensure_ascii=False).encode
+# What that encoder does with a str (C), the one kind of value most fields hold.
+_encode_str = json.encoder.encode_basestring
+
+
+def _value(value: Any) -> str:
+    """`_encode(value)`: a str and None directly, a finite float as float.__repr__ (as
+    the encoder does), anything else through the encoder itself."""
+    kind = type(value)
+    if kind is str:
+        return _encode_str(value)  # type: ignore[no-any-return]
+    if value is None:
+        return "null"
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    return _encode(value)
+
+
+class _Clock:
+    """The schema's `ts` of now, "2026-12-01T02:19:36.371+00:00": the date and time to
+    the second made once per second, the milliseconds appended (datetime's
+    fromtimestamp and isoformat per line were ~1.5 us of a line's ~8 in a loop)."""
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.head = ""
+
+    def now(self) -> str:
+        ms = time.time_ns() // 1_000_000
+        second, milli = divmod(ms, 1000)
+        if second != self.second:
+            self.head = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:-6]
+            self.second = second
+        return f"{self.head}.{milli:03d}+00:00"
 
 
 class DirectLine:
@@ -137,6 +172,12 @@ class DirectLine:
 
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
+        self._clock = _Clock()
+        # The line's fixed middle: after the timestamp, up to the message.
+        self._after_ts = (
+            f'", "level": "info", "process": {_value(PROCESS)}, "logger": {_value(logger.name)}, '
+            '"msg": '
+        )
 
     def _handler(self) -> _SchemaHandler | None:
         logger: logging.Logger | None = self.logger
@@ -163,17 +204,28 @@ class DirectLine:
         out = self._handler()
         if out is None:
             return False
-        line = {
-            "ts": datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="milliseconds"),
-            "level": "info",
-            "process": PROCESS,
-            "logger": self.logger.name,
-            "msg": msg,
-            "request_id": request_id,
-        }
-        line.update(fields)
-        line.update(out.schema_filter.marks)
-        text = _encode(line) + out.terminator
+        ts = self._clock.now()
+        marks = out.schema_filter.marks
+        if marks or not _SCHEMA_SET.isdisjoint(fields):  # a key repeated: as a dict does
+            line = {
+                "ts": ts,
+                "level": "info",
+                "process": PROCESS,
+                "logger": self.logger.name,
+                "msg": msg,
+                "request_id": request_id,
+            }
+            line.update(fields)
+            line.update(marks)
+            text = _encode(line) + out.terminator
+        else:
+            # The bytes _encode makes of that dict, joined from each value's own.
+            parts = ['{"ts": "', ts, self._after_ts, _value(msg), ', "request_id": ']
+            parts.append(_value(request_id))
+            for key, value in fields.items():
+                parts += (", ", _value(key), ": ", _value(value))
+            parts += ("}", out.terminator)
+            text = "".join(parts)
         out.acquire()
         try:
             out.stream.write(text)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -126,3 +128,56 @@ def test_a_call_writes_the_access_fields_in_order() -> None:
     assert line["request_id"] == "id-2" and line["caller"] == "caller-1"
     assert line["code"] == "OK" and line["reason"] == ""
     assert line["method"] == "/kassa.ledger.v1.LedgerService/CreateTransfers"
+
+
+json_value = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | text,
+    lambda inner: st.lists(inner, max_size=3),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.dictionaries(st.sampled_from([*logs.SCHEMA_KEYS, "a", "b", "é"]) | text, json_value),
+    marks=st.dictionaries(
+        st.sampled_from(["delivery_process", "msg", "a"]), json_value, max_size=2
+    ),
+    request_id=st.none() | text,
+)
+def test_the_direct_line_is_the_dict_encoded_whatever_the_fields(
+    fields: dict[str, object], marks: dict[str, object], request_id: str | None
+) -> None:
+    """Joined from each value's own encoding, the line is the bytes json makes of the
+    whole dict (a NaN, an int, a list, a key repeating the schema's, the marks)."""
+    line = logs.DirectLine(logging.getLogger("kassa.access"))
+    with schema_only() as out:
+        (handler,) = logging.getLogger().handlers
+        handler.schema_filter.marks.update(marks)  # type: ignore[attr-defined]
+        assert line.write("rpc", request_id, fields)
+    written = out.getvalue()
+    expected = {
+        "ts": json.loads(written)["ts"],
+        "level": "info",
+        "process": "kassa-core",
+        "logger": "kassa.access",
+        "msg": "rpc",
+        "request_id": request_id,
+        **fields,
+        **marks,
+    }
+    assert written == json.dumps(expected, ensure_ascii=False) + "\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(ns=st.lists(st.integers(0, 253_402_300_799 * 10**9), min_size=1, max_size=4))
+def test_the_timestamp_is_datetimes_to_the_millisecond(ns: list[int]) -> None:
+    """The clock's text for any instant (the second's text reused) is what datetime
+    writes for that instant truncated to the millisecond."""
+    clock = logs._Clock()
+    for now_ns in sorted(ns) + ns:
+        with mock.patch.object(logs.time, "time_ns", return_value=now_ns):
+            text = clock.now()
+        second, ms = divmod(now_ns // 10**6, 1000)
+        at = datetime.fromtimestamp(second, UTC) + timedelta(milliseconds=ms)
+        assert text == at.isoformat(timespec="milliseconds")
