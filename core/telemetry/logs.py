@@ -119,7 +119,7 @@ _encode = json.JSONEncoder(ensure_ascii=False).encode
 _encode_str = json.encoder.encode_basestring
 
 
-def _value(value: Any) -> str:
+def json_value(value: Any) -> str:
     """`_encode(value)`: a str and None directly, a finite float as float.__repr__ (as
     the encoder does), anything else through the encoder itself."""
     kind = type(value)
@@ -175,7 +175,7 @@ class DirectLine:
         self._clock = _Clock()
         # The line's fixed middle: after the timestamp, up to the message.
         self._after_ts = (
-            f'", "level": "info", "process": {_value(PROCESS)}, "logger": {_value(logger.name)}, '
+            f'", "level": "info", "process": {json_value(PROCESS)}, "logger": {json_value(logger.name)}, '
             '"msg": '
         )
 
@@ -220,12 +220,40 @@ class DirectLine:
             text = _encode(line) + out.terminator
         else:
             # The bytes _encode makes of that dict, joined from each value's own.
-            parts = ['{"ts": "', ts, self._after_ts, _value(msg), ', "request_id": ']
-            parts.append(_value(request_id))
+            parts = ['{"ts": "', ts, self._after_ts, json_value(msg), ', "request_id": ']
+            parts.append(json_value(request_id))
             for key, value in fields.items():
-                parts += (", ", _value(key), ": ", _value(value))
+                parts += (", ", json_value(key), ": ", json_value(value))
             parts += ("}", out.terminator)
             text = "".join(parts)
+        self._emit(out, text, msg)
+        return True
+
+    def write_encoded(self, msg: str, request_id: str | None, fields_json: str) -> bool:
+        """`write` with the fields already encoded: `fields_json` is `, "key": value` for
+        each field in order (keys none of the schema's, values as `json_value` encodes
+        them). False (nothing written) when the process's marks follow the fields (the
+        caller then calls `write`) or the line must go through logging."""
+        out = self._handler()
+        if out is None or out.schema_filter.marks:
+            return False
+        text = "".join(
+            (
+                '{"ts": "',
+                self._clock.now(),
+                self._after_ts,
+                json_value(msg),
+                ', "request_id": ',
+                json_value(request_id),
+                fields_json,
+                "}",
+                out.terminator,
+            )
+        )
+        self._emit(out, text, msg)
+        return True
+
+    def _emit(self, out: _SchemaHandler, text: str, msg: str) -> None:
         out.acquire()
         try:
             out.stream.write(text)
@@ -236,7 +264,6 @@ class DirectLine:
             out.handleError(logging.makeLogRecord({"name": self.logger.name, "msg": msg}))
         finally:
             out.release()
-        return True
 
 
 def mark(fields: dict[str, Any]) -> None:

@@ -10,6 +10,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
+import grpc
+from google.rpc import error_details_pb2, status_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -181,3 +183,61 @@ def test_the_timestamp_is_datetimes_to_the_millisecond(ns: list[int]) -> None:
         second, ms = divmod(now_ns // 10**6, 1000)
         at = datetime.fromtimestamp(second, UTC) + timedelta(milliseconds=ms)
         assert text == at.isoformat(timespec="milliseconds")
+
+
+class _Ended:
+    """A finished call's context: its code and the status details errors.abort sends."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str) -> None:
+        self._code = code
+        status = status_pb2.Status(code=code.value[0])
+        if reason:
+            status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason))
+        self.trailers = (
+            ("x-request-id", "id-3"),
+            ("grpc-status-details-bin", status.SerializeToString()),
+        )
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def trailing_metadata(self) -> tuple[tuple[str, object], ...]:
+        return self.trailers
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    code=st.sampled_from(list(grpc.StatusCode)),
+    caller=st.text(st.characters(codec="utf-8"), min_size=1, max_size=40),
+    reason=text,
+    method=text,
+    request_id=st.none() | text,
+    marks=st.dictionaries(st.sampled_from(["delivery_process", "method"]), text, max_size=1),
+)
+def test_a_calls_line_is_the_fields_line(
+    code: grpc.StatusCode,
+    caller: str,
+    reason: str,
+    method: str,
+    request_id: str | None,
+    marks: dict[str, object],
+) -> None:
+    """What _Done writes (its fields encoded once per method and call) is the line of
+    its fields as DirectLine.write and logging write it; an OK call's reason is ""."""
+    done = rpc._Done(method, lambda: caller)
+    with schema_only() as out:
+        (handler,) = logging.getLogger().handlers
+        handler.schema_filter.marks.update(marks)  # type: ignore[attr-defined]
+        token = logs.REQUEST_ID.set(request_id)
+        try:
+            done(_Ended(code, reason), None, 0.0, None)
+        finally:
+            logs.REQUEST_ID.reset(token)
+        written = out.getvalue()
+        fields = dict(zip(rpc.ACCESS_FIELDS, (method, caller, code.name), strict=False))
+        fields["reason"] = "" if code is grpc.StatusCode.OK else reason
+        fields["duration_ms"] = json.loads(written)["duration_ms"]
+        assert rpc._ACCESS_LINE.write("rpc", request_id, fields)
+    line, again, rest = out.getvalue().split("\n")
+    assert rest == ""
+    assert_same_line(again, line)
