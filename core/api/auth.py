@@ -85,17 +85,23 @@ class Authenticator:
         return fetched
 
     async def principal(self, context: grpc.aio.ServicerContext) -> Principal:
+        principal = self.principal_at_once(context)
+        if principal is None:
+            principal = await self._authenticate(_authorization(context))
+            _CALLER.set((context, principal))
+        return principal
+
+    def principal_at_once(self, context: grpc.aio.ServicerContext) -> Principal | None:
+        """The caller when known without awaiting (this call's, or a header verified
+        within the TTL), remembered for the call; else None: `principal` decides."""
         known = _CALLER.get()
         if known is not None and known[0] is context:
             return known[1]
-        header = _authorization(context)
-        verified = self._verified.get(header)
-        if verified is not None and time.monotonic() - verified[0] < self.cache_ttl_s:
-            principal = verified[1]
-        else:
-            principal = await self._authenticate(header)
-        _CALLER.set((context, principal))
-        return principal
+        verified = self._verified.get(_authorization(context))
+        if verified is None or time.monotonic() - verified[0] >= self.cache_ttl_s:
+            return None
+        _CALLER.set((context, verified[1]))
+        return verified[1]
 
     async def _authenticate(self, header: str) -> Principal:
         if not header:
