@@ -95,10 +95,23 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if violations:
             raise invalid(violations)
 
+    def _admitted(self, request: Any, context: grpc.aio.ServicerContext) -> bool:
+        """`_admit` for the usual call, without awaiting: a caller already verified
+        (Authenticator.principal_at_once) with a request within bounds. False when
+        `_admit` must decide (and refuse, or authenticate the slow way). Three
+        coroutines and the naming bounds walk fewer a call: the edge around a
+        one-transfer CreateTransfers, in a loop, 5.8 -> 4.4 us."""
+        return (
+            self.auth.principal_at_once(context) is not None
+            and request is not UNDECODABLE
+            and limits.within(request)
+        )
+
     def _unary(self, inner: Any, method: str) -> Any:
         async def behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
-                await self._admit(request, context)
+                if not self._admitted(request, context):
+                    await self._admit(request, context)
                 return await inner(request, context)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise

@@ -30,6 +30,7 @@ from core.telemetry.logs import (
     REQUEST_ID,
     DirectLine,
     accepted_request_id,
+    json_value,
     new_request_id,
 )
 
@@ -52,6 +53,7 @@ DURATION = Histogram(
 )
 ACCESS_FIELDS = ("method", "caller", "code", "reason", "duration_ms")
 _DETAILS_KEY = "grpc-status-details-bin"
+_OK = grpc.StatusCode.OK
 
 
 def split_method(full: str) -> tuple[str, str]:
@@ -189,28 +191,52 @@ class _Done:
         self.service, self.name = split_method(method)
         self.duration = DURATION.labels(self.service, self.name)
         self.requests: dict[grpc.StatusCode, Any] = {}
+        # OK's counter child, made on the first OK call (a child shows in /metrics once
+        # made): most calls end OK, and a StatusCode's hash and name are Python code.
+        self.ok_requests: Any = None
+        # The access line's fields as DirectLine.write_encoded takes them: the method's
+        # part made once, then the caller's.
+        self.method_json = f', "method": {json_value(method)}, "caller": '
 
     def __call__(
         self, context: Any, raised: BaseException | None, start: float, peer: str | None
     ) -> None:
         elapsed_s = time.perf_counter() - start
         code = final_code(context, raised)
-        requests = self.requests.get(code)
-        if requests is None:  # at most one per status code
-            requests = self.requests[code] = REQUESTS.labels(self.service, self.name, code.name)
+        if code is _OK:
+            requests = self.ok_requests
+            if requests is None:
+                requests = self.ok_requests = REQUESTS.labels(self.service, self.name, "OK")
+            # Only an error carries an ErrorInfo: errors.abort, with a core.errors.Code
+            # (none of them OK), is what sets grpc-status-details-bin.
+            reason = ""
+        else:
+            requests = self.requests.get(code)
+            if requests is None:  # at most one per status code
+                requests = self.requests[code] = REQUESTS.labels(self.service, self.name, code.name)
+            reason = reason_of(context)
         requests.inc()
         self.duration.observe(elapsed_s)
         # A unary call ends inside its task, while grpc still holds the call: its
         # peer is asked only when no API key names the caller.
         caller = self.principal() or peer or peer_caller(context)
-        fields = {  # ACCESS_FIELDS, in their order
+        duration_ms = round(elapsed_s * 1000, 3)
+        encoded = (  # ACCESS_FIELDS, in their order
+            f"{self.method_json}{json_value(caller)}, "
+            f'"code": "{code.name}", "reason": {json_value(reason)}, '
+            f'"duration_ms": {json_value(duration_ms)}'
+        )
+        request_id = REQUEST_ID.get()
+        if _ACCESS_LINE.write_encoded("rpc", request_id, encoded):
+            return
+        fields = {
             "method": self.method,
             "caller": caller,
             "code": code.name,
-            "reason": reason_of(context),
-            "duration_ms": round(elapsed_s * 1000, 3),
+            "reason": reason,
+            "duration_ms": duration_ms,
         }
-        if not _ACCESS_LINE.write("rpc", REQUEST_ID.get(), fields):
+        if not _ACCESS_LINE.write("rpc", request_id, fields):
             access.info("rpc", extra=fields)
 
 

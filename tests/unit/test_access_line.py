@@ -7,7 +7,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+from datetime import UTC, datetime, timedelta
+from unittest import mock
 
+import grpc
+from google.rpc import error_details_pb2, status_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -126,3 +130,114 @@ def test_a_call_writes_the_access_fields_in_order() -> None:
     assert line["request_id"] == "id-2" and line["caller"] == "caller-1"
     assert line["code"] == "OK" and line["reason"] == ""
     assert line["method"] == "/kassa.ledger.v1.LedgerService/CreateTransfers"
+
+
+json_value = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | text,
+    lambda inner: st.lists(inner, max_size=3),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.dictionaries(st.sampled_from([*logs.SCHEMA_KEYS, "a", "b", "é"]) | text, json_value),
+    marks=st.dictionaries(
+        st.sampled_from(["delivery_process", "msg", "a"]), json_value, max_size=2
+    ),
+    request_id=st.none() | text,
+)
+def test_the_direct_line_is_the_dict_encoded_whatever_the_fields(
+    fields: dict[str, object], marks: dict[str, object], request_id: str | None
+) -> None:
+    """Joined from each value's own encoding, the line is the bytes json makes of the
+    whole dict (a NaN, an int, a list, a key repeating the schema's, the marks)."""
+    line = logs.DirectLine(logging.getLogger("kassa.access"))
+    with schema_only() as out:
+        (handler,) = logging.getLogger().handlers
+        handler.schema_filter.marks.update(marks)  # type: ignore[attr-defined]
+        assert line.write("rpc", request_id, fields)
+    written = out.getvalue()
+    expected = {
+        "ts": json.loads(written)["ts"],
+        "level": "info",
+        "process": "kassa-core",
+        "logger": "kassa.access",
+        "msg": "rpc",
+        "request_id": request_id,
+        **fields,
+        **marks,
+    }
+    assert written == json.dumps(expected, ensure_ascii=False) + "\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(ns=st.lists(st.integers(0, 253_402_300_799 * 10**9), min_size=1, max_size=4))
+def test_the_timestamp_is_datetimes_to_the_millisecond(ns: list[int]) -> None:
+    """The clock's text for any instant (the second's text reused) is what datetime
+    writes for that instant truncated to the millisecond."""
+    clock = logs._Clock()
+    for now_ns in sorted(ns) + ns:
+        with mock.patch.object(logs.time, "time_ns", return_value=now_ns):
+            text = clock.now()
+        second, ms = divmod(now_ns // 10**6, 1000)
+        at = datetime.fromtimestamp(second, UTC) + timedelta(milliseconds=ms)
+        assert text == at.isoformat(timespec="milliseconds")
+
+
+class _Ended:
+    """A finished call's context: its code and the status details errors.abort sends."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str) -> None:
+        self._code = code
+        status = status_pb2.Status(code=code.value[0])
+        if reason:
+            status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason))
+        self.trailers = (
+            ("x-request-id", "id-3"),
+            ("grpc-status-details-bin", status.SerializeToString()),
+        )
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def trailing_metadata(self) -> tuple[tuple[str, object], ...]:
+        return self.trailers
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    code=st.sampled_from(list(grpc.StatusCode)),
+    caller=st.text(st.characters(codec="utf-8"), min_size=1, max_size=40),
+    reason=text,
+    method=text,
+    request_id=st.none() | text,
+    marks=st.dictionaries(st.sampled_from(["delivery_process", "method"]), text, max_size=1),
+)
+def test_a_calls_line_is_the_fields_line(
+    code: grpc.StatusCode,
+    caller: str,
+    reason: str,
+    method: str,
+    request_id: str | None,
+    marks: dict[str, object],
+) -> None:
+    """What _Done writes (its fields encoded once per method and call) is the line of
+    its fields as DirectLine.write and logging write it; an OK call's reason is ""."""
+    done = rpc._Done(method, lambda: caller)
+    with schema_only() as out:
+        (handler,) = logging.getLogger().handlers
+        handler.schema_filter.marks.update(marks)  # type: ignore[attr-defined]
+        token = logs.REQUEST_ID.set(request_id)
+        try:
+            done(_Ended(code, reason), None, 0.0, None)
+        finally:
+            logs.REQUEST_ID.reset(token)
+        written = out.getvalue()
+        fields = dict(zip(rpc.ACCESS_FIELDS, (method, caller, code.name), strict=False))
+        fields["reason"] = "" if code is grpc.StatusCode.OK else reason
+        fields["duration_ms"] = json.loads(written)["duration_ms"]
+        assert rpc._ACCESS_LINE.write("rpc", request_id, fields)
+    line, again, rest = out.getvalue().split("\n")
+    assert rest == ""
+    assert_same_line(again, line)
