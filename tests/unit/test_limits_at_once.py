@@ -1,6 +1,7 @@
-"""The edge's quick bounds check (core.api.limits.within) says True exactly when the
-naming walk finds nothing and would not yield: it may send a request on to the
-handler only when check_yielding would have."""
+"""The edge's bounds check without awaiting (core.api.limits.check_at_once) answers
+what check_yielding answers whenever it answers at all, and leaves to it (None)
+exactly the requests check_yielding walks in chunks: the edge may send a request on
+to the handler at once only when check_yielding would have."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def requests(draw: st.DrawFn) -> Message:
     kind = draw(st.sampled_from(["transfers", "many", "invoices", "invoice", "events"]))
     if kind == "transfers":
         return ledger_pb2.CreateTransfersRequest(transfers=draw(st.lists(transfers(), max_size=3)))
-    if kind == "many":  # past CHUNK: the naming walk yields, so within() says False
+    if kind == "many":  # past CHUNK: check_yielding yields, so check_at_once leaves it
         n = draw(st.sampled_from([limits.CHUNK, limits.CHUNK + 1]))
         return ledger_pb2.CreateTransfersRequest(transfers=[draw(transfers())] * n)
     if kind == "invoices":
@@ -71,17 +72,17 @@ def requests(draw: st.DrawFn) -> Message:
 
 @settings(max_examples=400, deadline=None)
 @given(requests())
-def test_within_only_what_the_naming_walk_passes(request: Message) -> None:
-    found = limits.check(request)
+def test_at_once_answers_as_the_yielding_walk(request: Message) -> None:
     long_list = any(
-        f.is_repeated and f.message_type is not None and len(v) > limits.CHUNK
+        f.is_repeated
+        and f.message_type is not None
+        and not f.message_type.GetOptions().map_entry
+        and len(v) > limits.CHUNK
         for f, v in request.ListFields()
     )
-    if limits.within(request):
-        assert found == [] and not long_list
-        assert asyncio.run(limits.check_yielding(request)) == []
-    elif not long_list and not any(
-        f.message_type is not None and f.message_type.GetOptions().map_entry
-        for f, _ in request.ListFields()
-    ):
-        assert found  # said False only for a violation, a map or a long list
+    at_once = limits.check_at_once(request)
+    if long_list:
+        assert at_once is None
+    else:
+        assert at_once == limits.check(request)
+        assert at_once == asyncio.run(limits.check_yielding(request))
