@@ -68,7 +68,10 @@ class Authenticator:
         # and the Principal. Only a header that passed every check (token, key, secret,
         # not revoked) is kept, so a caller cannot fill it with guesses; a hit skips the
         # token's parse, the SHA-256 and the digest compare (the whole check from the
-        # header on: ~7 -> ~1 us a call in a loop).
+        # header on: ~7 -> ~1 us a call in a loop). A lookup's time tells a caller
+        # nothing the answer does not: a miss takes the full check, and a dict compares
+        # strings only after their hashes (SipHash, keyed per process) match. The keys
+        # are bearer secrets in this process's memory, as every call's metadata is.
         self._verified: dict[str, tuple[float, Principal]] = {}
 
     async def _key(self, key_id: str) -> tuple[float, ApiKey | None, Principal | None]:
