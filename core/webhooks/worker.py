@@ -40,20 +40,15 @@ from core.webhooks import retry, signing, targets
 from core.webhooks.dispatch import (
     ANALYZE_AFTER,
     ANALYZE_EVERY_S,
-    BATCH,
+    FIRST_BATCH,
     dispatch_once,
+    next_batch,
     refresh_statistics,
 )
 from core.webhooks.sealing import Keyring, SealError, unseal
 from core.webhooks.settings import WebhookSettings
 
 log = logging.getLogger("kassa.core.webhooks")
-# The dispatcher's first batch after it waited for events: a burst's first
-# deliveries are claimable once this many are stored, not a whole BATCH (the
-# events bench, 7 alternating pairs at load 5-11: a round's first attempt
-# 0.11 s after its first event's commit, median of 21 rounds, against 0.07
-# with this; the rest follow in BATCHes while those are sent).
-FIRST_BATCH = 100
 # targets.url_problem is pure, and every attempt checks its endpoint's URL
 # again (~7 us a time, more than the HMAC): remembered per URL.
 _url_problem = functools.lru_cache(maxsize=1024)(targets.url_problem)
@@ -637,11 +632,9 @@ class DeliveryWorker:
                     # Beside the dispatch and the claims, which it must not hold up.
                     analyzing = asyncio.create_task(self._analyze(), name="webhooks analyze")
                     unanalyzed, analyzed_at = 0, time.monotonic()
-                if consumed < batch:
+                if consumed < batch:  # caught up: wait for the next events
                     await notifier.wait(generation)
-                    batch = FIRST_BATCH
-                else:
-                    batch = BATCH
+                batch = next_batch(batch, consumed)
         finally:
             if analyzing is not None and not analyzing.done():
                 analyzing.cancel()
