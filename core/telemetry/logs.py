@@ -145,6 +145,11 @@ def json_value(value: Any) -> str:
     return _encode(value)
 
 
+def encoded_fields(fields: dict[str, Any]) -> str:
+    """`, "key": value` for each field in order, as _encode writes a dict's items."""
+    return "".join(f", {json_value(key)}: {json_value(value)}" for key, value in fields.items())
+
+
 class _Clock:
     """The schema's `ts` of now, "2026-12-01T02:19:36.371+00:00": the date and time to
     the second made once per second (datetime's fromtimestamp and isoformat), the
@@ -218,11 +223,10 @@ class DirectLine:
         out = self._handler()
         if out is None:
             return False
-        ts = self._clock.now()
         marks = out.schema_filter.marks
         if marks or not _SCHEMA_SET.isdisjoint(fields):  # a key repeated: as a dict does
             line = {
-                "ts": ts,
+                "ts": self._clock.now(),
                 "level": "info",
                 "process": PROCESS,
                 "logger": self.logger.name,
@@ -231,27 +235,26 @@ class DirectLine:
             }
             line.update(fields)
             line.update(marks)
-            text = _encode(line) + out.terminator
+            self._emit(out, _encode(line) + out.terminator, msg)
         else:
-            # The bytes _encode makes of that dict, joined from each value's own.
-            parts = ['{"ts": "', ts, self._after_ts, json_value(msg), ', "request_id": ']
-            parts.append(json_value(request_id))
-            for key, value in fields.items():
-                parts += (", ", json_value(key), ": ", json_value(value))
-            parts += ("}", out.terminator)
-            text = "".join(parts)
-        self._emit(out, text, msg)
+            self._emit(out, self._joined(out, msg, request_id, encoded_fields(fields)), msg)
         return True
 
     def write_encoded(self, msg: str, request_id: str | None, fields_json: str) -> bool:
-        """`write` with the fields already encoded: `fields_json` is `, "key": value` for
-        each field in order (keys none of the schema's, values as `json_value` encodes
-        them). False (nothing written) when the process's marks follow the fields (the
-        caller then calls `write`) or the line must go through logging."""
+        """`write` with the fields already encoded (`encoded_fields`; keys none of the
+        schema's). False (nothing written) when the process's marks follow the fields
+        (the caller then calls `write`) or the line must go through logging."""
         out = self._handler()
         if out is None or out.schema_filter.marks:
             return False
-        text = "".join(
+        self._emit(out, self._joined(out, msg, request_id, fields_json), msg)
+        return True
+
+    def _joined(
+        self, out: _SchemaHandler, msg: str, request_id: str | None, fields_json: str
+    ) -> str:
+        """The bytes _encode makes of the line's dict, joined from each value's own."""
+        return "".join(
             (
                 '{"ts": "',
                 self._clock.now(),
@@ -264,8 +267,6 @@ class DirectLine:
                 out.terminator,
             )
         )
-        self._emit(out, text, msg)
-        return True
 
     def _emit(self, out: _SchemaHandler, text: str, msg: str) -> None:
         out.acquire()
