@@ -28,7 +28,12 @@ prints its top functions) at the end. `--pg-statements` loads
 pg_stat_statements into the bench's cluster and prints, after the rounds,
 its statements by total execution time (per delivery of all rounds).
 Every round prints how many updates of webhook_deliveries were HOT (no new
-index entries) per delivery.
+index entries) per delivery, the WAL written per delivery (with
+`--pg-statements` by relation, pg_walinspect), and a same-run durable floor
+(floor_round): the raw POSTs plus the least database work an at-least-once
+delivery needs, by hand, in Kassa's batch sizes, with its PostgreSQL CPU and
+WAL per delivery; JSON keys webhook_floor_* (the ratio's baseline stays the
+raw POSTs).
 """
 
 from __future__ import annotations
@@ -326,6 +331,160 @@ async def commits(dsn: str) -> int:
         await conn.close()
 
 
+async def wal_state(dsn: str) -> tuple[int, int, int]:
+    """(WAL bytes written so far, WAL records, full-page images) of the
+    cluster: pg_current_wal_lsn() is exact; pg_stat_wal's counts lag by up
+    to a second (backends flush their statistics at most once a second)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        row = await conn.fetchrow(
+            """SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS lsn,
+                      wal_records, wal_fpi FROM pg_stat_wal"""
+        )
+        return int(row["lsn"]), int(row["wal_records"]), int(row["wal_fpi"])
+    finally:
+        await conn.close()
+
+
+async def wal_by_relation(dsn: str, start: int, end: int, per: int) -> str:
+    """WAL bytes per delivery between two LSNs by the relation of each record's
+    first block (pg_walinspect; "other": commits and records without one)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            """SELECT coalesce(c.relname, w.rel, 'other') AS rel, sum(w.record_length) AS bytes,
+                      sum(w.fpi_length) AS fpi, count(*) AS records
+                 FROM (SELECT record_length, fpi_length,
+                              substring(block_ref from 'rel [0-9]+/[0-9]+/([0-9]+)') AS rel
+                         FROM pg_get_wal_records_info(
+                                (to_hex($1::bigint >> 32) || '/' || to_hex($1::bigint & 4294967295))::pg_lsn,
+                                (to_hex($2::bigint >> 32) || '/' || to_hex($2::bigint & 4294967295))::pg_lsn)) w
+                 LEFT JOIN pg_class c ON c.relfilenode::text = w.rel
+                GROUP BY 1 ORDER BY 2 DESC LIMIT 8""",
+            start,
+            end,
+        )
+    finally:
+        await conn.close()
+    return ", ".join(
+        f"{r['rel']} {int(r['bytes']) / per:,.0f} B ({int(r['records']) / per:.1f} records"
+        + (f", FPI {int(r['fpi']) / per:,.0f} B" if r["fpi"] else "")
+        + ")"
+        for r in rows
+    )
+
+
+# The durable floor: the least database work an at-least-once delivery needs,
+# by hand, around the same raw POSTs, in the batches Kassa's worker makes:
+# the rows inserted before anything is sent (FIRST_BATCH, then BATCH per
+# transaction, as the dispatcher), each marked attempted before its send (a
+# claim of the free slots once a quarter of them are free, committed
+# asynchronously as the claimer's), and its outcome recorded durably (the
+# attempts that finished while the previous record ran, one statement, a
+# synchronous commit). One table, its primary key only: no attempts table,
+# no ordering, no foreign keys, no due index (the claimer follows the ids).
+FLOOR_TABLE = """CREATE TABLE IF NOT EXISTS bench_floor_deliveries (
+    id bigint PRIMARY KEY,
+    attempt_count integer NOT NULL DEFAULT 0,
+    status_code integer)"""
+
+
+async def floor_round(dsn: str, url: str, body: bytes, first: int, count: int) -> float:
+    """Deliveries/s of `count` raw POSTs made durable at least once: ids
+    first + 1 .. first + count."""
+    from core.webhooks.dispatch import BATCH, FIRST_BATCH
+
+    headers = {"Content-Type": "application/json", "Kassa-Signature": "t=0,v1=" + "0" * 64}
+    inserter, claimer, recorder = [await asyncpg.connect(dsn) for _ in range(3)]
+    await claimer.execute("SET synchronous_commit = off")
+    last = first + count
+    inserted = claimed = first
+    free = CONCURRENCY
+    finished: list[tuple[int, int]] = []
+    recorded = 0
+    wake_claimer, wake_recorder = asyncio.Event(), asyncio.Event()
+    sends: set[asyncio.Task[None]] = set()
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    session = aiohttp.ClientSession(connector=connector)
+
+    async def insert() -> None:
+        nonlocal inserted
+        size = FIRST_BATCH
+        while inserted < last:
+            upto = min(inserted + size, last)
+            await inserter.execute(
+                "INSERT INTO bench_floor_deliveries (id) SELECT generate_series($1::bigint, $2::bigint)",
+                inserted + 1,
+                upto,
+            )
+            inserted, size = upto, BATCH
+            wake_claimer.set()
+
+    async def send(i: int) -> None:
+        nonlocal free
+        async with session.post(url, data=body, headers=headers) as response:
+            await response.content.read(4096)
+            finished.append((i, response.status))
+        free += 1
+        wake_claimer.set()
+        wake_recorder.set()
+
+    async def claim() -> None:
+        nonlocal claimed, free
+        while claimed < last:
+            await wake_claimer.wait()
+            wake_claimer.clear()
+            while claimed < inserted and free >= min(CONCURRENCY // 4, last - claimed):
+                n = min(free, inserted - claimed)
+                free -= n
+                await claimer.execute(
+                    """UPDATE bench_floor_deliveries SET attempt_count = attempt_count + 1
+                        WHERE id > $1 AND id <= $2""",
+                    claimed,
+                    claimed + n,
+                )
+                for i in range(claimed + 1, claimed + n + 1):
+                    task = asyncio.create_task(send(i))
+                    sends.add(task)
+                    task.add_done_callback(sends.discard)
+                claimed += n
+
+    async def record() -> None:
+        nonlocal recorded
+        while recorded < count:
+            await wake_recorder.wait()
+            wake_recorder.clear()
+            while finished:
+                batch = finished[:]
+                del finished[:]
+                await recorder.execute(
+                    """UPDATE bench_floor_deliveries f SET status_code = u.status_code
+                         FROM unnest($1::bigint[], $2::integer[]) AS u(id, status_code)
+                        WHERE f.id = u.id""",
+                    [i for i, _ in batch],
+                    [s for _, s in batch],
+                )
+                recorded += len(batch)
+
+    try:
+        begin = time.perf_counter()
+        await asyncio.gather(insert(), claim(), record())
+        elapsed = time.perf_counter() - begin
+        done = await recorder.fetchval(
+            """SELECT count(*) FROM bench_floor_deliveries
+                WHERE id > $1 AND id <= $2 AND status_code = 200 AND attempt_count = 1""",
+            first,
+            last,
+        )
+        assert done == count, (done, count)
+        return count / elapsed
+    finally:
+        await session.close()
+        for conn in (inserter, claimer, recorder):
+            await conn.close()
+
+
 def tree_cpu_s(pid: int) -> float:
     """CPU seconds of a process and its live children (the core and its
     webhook delivery processes)."""
@@ -469,6 +628,7 @@ async def main_async(
         dsn = cluster.create_database("bench")
         if pg_statements:
             await _execute(dsn, "CREATE EXTENSION pg_stat_statements")
+            await _execute(dsn, "CREATE EXTENSION pg_walinspect")
         setup = CoreSetup(
             run_dir=tmp / "core",
             dsn=dsn,
@@ -598,6 +758,12 @@ async def main_async(
         pg_cpus: list[float] = []
         raw_cpus: list[float] = []
         postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        floor_rates: list[float] = []
+        floor_pg_cpus: list[float] = []
+        floor_client_cpus: list[float] = []
+        floor_wals: list[float] = []
+        wals: list[float] = []
+        await _execute(dsn, FLOOR_TABLE)
         if pg_statements:
             conn = await asyncpg.connect(dsn)
             try:
@@ -608,6 +774,7 @@ async def main_async(
             updates0 = await deliveries_updates(dsn)
             state0 = await table_state(dsn, pg_statements)
             commits0 = await commits(dsn)
+            wal0 = await wal_state(dsn)
             cpu0, pg0 = tree_cpu_s(core.pid), cluster_cpu_s(postmaster)
             own0, receiver0, machine0 = cpu_s(core.pid), cpu_s(receiver_pid), machine_idle()
             delivered_rates.append(
@@ -618,6 +785,8 @@ async def main_async(
             pg_cpu = (cluster_cpu_s(postmaster) - pg0) / WEBHOOK_EVENTS
             receiver_cpu = (cpu_s(receiver_pid) - receiver0) / WEBHOOK_EVENTS
             machine1 = machine_idle()
+            wal1 = await wal_state(dsn)
+            wals.append((wal1[0] - wal0[0]) / WEBHOOK_EVENTS)
             idle_share = (machine1[1] - machine0[1]) / max(1, machine1[0] - machine0[0])
             commits_per = (await commits(dsn) - commits0) / WEBHOOK_EVENTS
             updates1 = await deliveries_updates(dsn)
@@ -630,6 +799,16 @@ async def main_async(
             raw_receiver_cpu = (cpu_s(receiver_pid) - receiver0) / WEBHOOK_EVENTS
             if senders:
                 parallel_rates.append(raw_posts_parallel(senders, WEBHOOK_EVENTS))
+            floor_commits0, floor_wal0 = await commits(dsn), await wal_state(dsn)
+            cpu0, pg0 = time.process_time(), cluster_cpu_s(postmaster)
+            floor_rates.append(
+                await floor_round(dsn, url, body, r * WEBHOOK_EVENTS, WEBHOOK_EVENTS)
+            )
+            floor_client_cpus.append((time.process_time() - cpu0) / WEBHOOK_EVENTS)
+            floor_pg_cpus.append((cluster_cpu_s(postmaster) - pg0) / WEBHOOK_EVENTS)
+            floor_commits = (await commits(dsn) - floor_commits0) / WEBHOOK_EVENTS
+            floor_wal1 = await wal_state(dsn)
+            floor_wals.append((floor_wal1[0] - floor_wal0[0]) / WEBHOOK_EVENTS)
             delivery_cpus.append(delivery_cpu)
             pg_cpus.append(pg_cpu)
             raw_cpus.append(raw_cpu)
@@ -649,6 +828,29 @@ async def main_async(
                 f"{idle_share:.0%} of the deliveries' time"
             )
             print_table_state(state0, state1)
+            print(
+                f"    WAL per delivery: {wals[-1]:,.0f} B, {(wal1[1] - wal0[1]) / WEBHOOK_EVENTS:.1f} "
+                f"records, {(wal1[2] - wal0[2]) / WEBHOOK_EVENTS:.2f} full-page images "
+                f"(the bench's events included)"
+            )
+            if pg_statements:
+                print(
+                    f"      by relation: {await wal_by_relation(dsn, wal0[0], wal1[0], WEBHOOK_EVENTS)}"
+                )
+            print(
+                f"    durable floor (the raw POSTs + insert, mark attempted, record, by hand "
+                f"on a one-index table, Kassa's batches): {floor_rates[-1]:,.0f}/s, "
+                f"PostgreSQL {floor_pg_cpus[-1] * 1e6:.0f} us and {floor_commits:.2f} commits, "
+                f"client {floor_client_cpus[-1] * 1e6:.0f} us CPU per delivery; WAL "
+                f"{floor_wals[-1]:,.0f} B, {(floor_wal1[1] - floor_wal0[1]) / WEBHOOK_EVENTS:.1f} "
+                f"records, {(floor_wal1[2] - floor_wal0[2]) / WEBHOOK_EVENTS:.2f} full-page images; "
+                f"Kassa / floor {delivered_rates[-1] / floor_rates[-1]:.2f}"
+            )
+            if pg_statements:
+                by_relation = await wal_by_relation(
+                    dsn, floor_wal0[0], floor_wal1[0], WEBHOOK_EVENTS
+                )
+                print(f"      by relation: {by_relation}")
             if senders:
                 print(
                     f"    raw POSTs from {len(senders)} processes (as many as the core "
@@ -718,6 +920,15 @@ async def main_async(
         "webhook_baseline_cpu_us_per_post": round(min(raw_cpus) * 1e6),
         # Not the ratio's baseline: raw POSTs from as many processes as the core runs.
         "webhook_raw_parallel_per_s": round(max(parallel_rates)) if parallel_rates else None,
+        # The durable floor (floor_round), same rounds: not the ratio's baseline.
+        "webhook_floor_per_s": round(max(floor_rates)),
+        "webhook_ratio_to_floor": round(
+            statistics.median(a / b for a, b in zip(delivered_rates, floor_rates, strict=True)), 3
+        ),
+        "webhook_floor_postgres_cpu_us_per_delivery": round(min(floor_pg_cpus) * 1e6),
+        "webhook_floor_client_cpu_us_per_delivery": round(min(floor_client_cpus) * 1e6),
+        "webhook_wal_bytes_per_delivery": round(statistics.median(wals)),
+        "webhook_floor_wal_bytes_per_delivery": round(statistics.median(floor_wals)),
         "load_average": load_average(),
     }
 
