@@ -28,6 +28,26 @@ ANALYZE_AFTER = 1000
 ANALYZE_EVERY_S = 10.0
 
 
+def time_ordered_prefix(now: datetime) -> bytes:
+    """The first 8 bytes of a UUIDv7 made at `now`: 48 bits of Unix
+    milliseconds, then the version (7) and rand_a, here 0. The dispatcher
+    overlays them on gen_random_uuid()'s bytes, whose last 8 keep its variant
+    bits and 62 random bits, unique within a millisecond.
+
+    Why: a random id puts each new delivery (and its attempts, whose key
+    starts with it) on a random page of webhook_deliveries_pkey and
+    webhook_attempts_pkey, and the first change of a page after a checkpoint
+    writes the whole page into the WAL. With 300,000 deliveries of history,
+    right after a checkpoint (3,000 deliveries dispatched and recorded as
+    the worker does, four alternations): 6,950-7,110 -> 1,530-1,540 WAL bytes
+    per delivery, 0.96 -> 0.02 full-page images, the two statements' time
+    77-96 -> 62-73 us per delivery. Ids in time order append at the
+    indexes' right edge instead."""
+    ms = int(now.timestamp() * 1000)
+    assert 0 <= ms < 1 << 48, now
+    return ms.to_bytes(6, "big") + b"\x70\x00"
+
+
 def next_batch(asked: int, consumed: int) -> int:
     """The dispatcher's next batch after one of `asked` events found `consumed`: a
     whole BATCH while the outbox is behind (the batch came back full), else
@@ -73,7 +93,9 @@ async def dispatch_once(
                    (id, endpoint_id, merchant_id, event_sequence, event_id, event_type,
                     resource_name, status, next_attempt_time, give_up_time, create_time,
                     update_time)
-                 SELECT gen_random_uuid(), e.id, ev.merchant_id, ev.sequence, ev.id, ev.type,
+                 SELECT encode(overlay(uuid_send(gen_random_uuid()) PLACING $5::bytea FROM 1 FOR 8),
+                               'hex')::uuid,
+                        e.id, ev.merchant_id, ev.sequence, ev.id, ev.type,
                         ev.resource_name, 'pending', $3, $4, $3, $3
                    FROM events ev
                    JOIN webhook_endpoints e
@@ -89,6 +111,7 @@ async def dispatch_once(
             upto,
             now,
             now + timedelta(seconds=give_up_after_s),
+            time_ordered_prefix(now),
         )
         await conn.execute(
             "UPDATE webhook_dispatch_cursor SET last_sequence = $1 WHERE id = 1", upto
