@@ -37,12 +37,13 @@ def time_ordered_prefix(now: datetime) -> bytes:
     Why: a random id puts each new delivery (and its attempts, whose key
     starts with it) on a random page of webhook_deliveries_pkey and
     webhook_attempts_pkey, and the first change of a page after a checkpoint
-    writes the whole page into the WAL. With 300,000 deliveries of history,
-    right after a checkpoint (3,000 deliveries dispatched and recorded as
-    the worker does, four alternations): 6,950-7,110 -> 1,530-1,540 WAL bytes
-    per delivery, 0.96 -> 0.02 full-page images, the two statements' time
-    77-96 -> 62-73 us per delivery. Ids in time order append at the
-    indexes' right edge instead."""
+    writes the whole page into the WAL. The events bench with 300,000
+    deliveries of history and a checkpoint before each round (`--history`,
+    4 alternating pairs, load 3.4-5.9): WAL 8,070-8,280 -> 2,650-2,760 bytes
+    per delivery (full-page images 0.46-1.23 -> 0.01), PostgreSQL's CPU per
+    delivery 177-233 -> 130-160 us (medians of the runs' rounds, 4 of 4).
+    Ids in time order append at the indexes' right edge instead. Without a
+    past or a checkpoint (the bench's default) both are the same."""
     ms = int(now.timestamp() * 1000)
     assert 0 <= ms < 1 << 48, now
     return ms.to_bytes(6, "big") + b"\x70\x00"

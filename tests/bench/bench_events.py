@@ -34,6 +34,10 @@ index entries) per delivery, the WAL written per delivery (with
 delivery needs, by hand, in Kassa's batch sizes, with its PostgreSQL CPU and
 WAL per delivery; JSON keys webhook_floor_* (the ratio's baseline stays the
 raw POSTs).
+`--history N` stores N finished deliveries (random ids, as an install's past)
+before the rounds and runs a CHECKPOINT before each round, as production's
+checkpoint_timeout does: the first change of each index page after it writes
+the whole page into the WAL, which a run on a young table never shows.
 """
 
 from __future__ import annotations
@@ -375,6 +379,59 @@ async def wal_by_relation(dsn: str, start: int, end: int, per: int) -> str:
     )
 
 
+async def add_history(dsn: str, n: int) -> None:
+    """`n` finished deliveries (each with its attempt) of `n` earlier events, to
+    a disabled endpoint of the bench's merchant: a table with a past, as in
+    production, where a new row's index entry lands on a page of a large index
+    (random ids: a random one). Ids random, as those of an install's past."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            last = await conn.fetchval("SELECT last FROM event_sequence WHERE id = 1 FOR UPDATE")
+            await conn.execute(
+                """INSERT INTO events (sequence, id, type, merchant_id, resource_name, payload)
+                   SELECT $1 + k, gen_random_uuid(), 'invoice.created', $2,
+                          'merchants/' || $2 || '/invoices/h' || k, '\\x00'
+                     FROM generate_series(1, $3::bigint) AS k""",
+                last,
+                MERCHANT,
+                n,
+            )
+            await conn.execute("UPDATE event_sequence SET last = $1 WHERE id = 1", last + n)
+            # Nothing to dispatch in the past (no endpoint receives it).
+            await conn.execute(
+                "UPDATE webhook_dispatch_cursor SET last_sequence = $1 WHERE id = 1", last + n
+            )
+            await conn.execute(
+                """INSERT INTO webhook_endpoints
+                     (id, merchant_id, url, secret, after_sequence, disabled)
+                   VALUES ('history', $1, 'http://127.0.0.1:9/old', 'old', 0, true)""",
+                MERCHANT,
+            )
+            await conn.execute(
+                """INSERT INTO webhook_deliveries
+                     (id, endpoint_id, merchant_id, event_sequence, event_id, event_type,
+                      resource_name, status, attempt_count, next_attempt_time, give_up_time,
+                      create_time, update_time)
+                   SELECT gen_random_uuid(), 'history', merchant_id, sequence, id, type,
+                          resource_name, 'succeeded', 1, create_time, create_time,
+                          create_time, create_time
+                     FROM events WHERE sequence > $1""",
+                last,
+            )
+            await conn.execute(
+                """INSERT INTO webhook_attempts
+                     (delivery_id, attempt, attempt_time, status_code, duration_ms)
+                   SELECT id, 1, create_time, 200, 3 FROM webhook_deliveries
+                    WHERE endpoint_id = 'history'"""
+            )
+        await conn.execute("VACUUM ANALYZE webhook_deliveries")
+        await conn.execute("VACUUM ANALYZE webhook_attempts")
+        await conn.execute("VACUUM ANALYZE events")
+    finally:
+        await conn.close()
+
+
 # The durable floor: the least database work an at-least-once delivery needs,
 # by hand, around the same raw POSTs, in the batches Kassa's worker makes:
 # the rows inserted before anything is sent (FIRST_BATCH, then BATCH per
@@ -613,6 +670,7 @@ async def main_async(
     delivery_processes: int | None,
     webhooks_only: bool = False,
     pg_statements: bool = False,
+    history: int = 0,
 ) -> dict[str, object]:
     cluster = PostgresCluster(tmp / "pg")
     dsn0 = cluster.start()
@@ -664,6 +722,12 @@ async def main_async(
         # Webhooks only: the stream part's events are not needed, one is (its
         # message sizes the raw POSTs' body).
         await write_events(dsn, 0, 1 if webhooks_only else STREAM_EVENTS)
+        if history:
+            begin = time.perf_counter()
+            await add_history(dsn, history)
+            print(
+                f"history: {history:,} finished deliveries in {time.perf_counter() - begin:.1f} s"
+            )
         print(f"load average before: {load_average()}")
 
         # (a) StreamEvents and the database-free stream, interleaved.
@@ -774,6 +838,10 @@ async def main_async(
             updates0 = await deliveries_updates(dsn)
             state0 = await table_state(dsn, pg_statements)
             commits0 = await commits(dsn)
+            if history:
+                # As checkpoint_timeout does every few minutes: the first change of
+                # each page after it writes the whole page into the WAL.
+                await _execute(dsn, "CHECKPOINT")
             wal0 = await wal_state(dsn)
             cpu0, pg0 = tree_cpu_s(core.pid), cluster_cpu_s(postmaster)
             own0, receiver0, machine0 = cpu_s(core.pid), cpu_s(receiver_pid), machine_idle()
@@ -920,6 +988,7 @@ async def main_async(
         "webhook_baseline_cpu_us_per_post": round(min(raw_cpus) * 1e6),
         # Not the ratio's baseline: raw POSTs from as many processes as the core runs.
         "webhook_raw_parallel_per_s": round(max(parallel_rates)) if parallel_rates else None,
+        "webhook_history": history,
         # The durable floor (floor_round), same rounds: not the ratio's baseline.
         "webhook_floor_per_s": round(max(floor_rates)),
         "webhook_ratio_to_floor": round(
@@ -951,6 +1020,12 @@ def main() -> None:
         action="store_true",
         help="load pg_stat_statements and print the statements' time per delivery",
     )
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="N finished deliveries before the rounds, and a CHECKPOINT before each round",
+    )
     args = parser.parse_args()
     if args.profile is not None:
         args.profile = args.profile.resolve()
@@ -963,6 +1038,7 @@ def main() -> None:
                 args.delivery_processes,
                 args.webhooks_only,
                 args.pg_statements,
+                args.history,
             )
         )
     print(json.dumps(result))
