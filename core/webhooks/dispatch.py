@@ -49,6 +49,37 @@ def time_ordered_prefix(now: datetime) -> bytes:
     return ms.to_bytes(6, "big") + b"\x70\x00"
 
 
+def time_ordered_id(prefix_param: str) -> str:
+    """The SQL of a new delivery's id: gen_random_uuid() with its first 8 bytes
+    replaced by the bytea parameter `prefix_param` (time_ordered_prefix). Every
+    writer of new deliveries uses it (the dispatcher, a redelivery's new rows)."""
+    assert prefix_param.startswith("$") and prefix_param[1:].isdigit(), prefix_param
+    return (
+        f"encode(overlay(uuid_send(gen_random_uuid()) PLACING {prefix_param}::bytea "
+        "FROM 1 FOR 8), 'hex')::uuid"
+    )
+
+
+# New deliveries of the events after the cursor, for every endpoint that takes them.
+_DISPATCH_SQL = f"""WITH q AS (
+     INSERT INTO webhook_deliveries
+       (id, endpoint_id, merchant_id, event_sequence, event_id, event_type,
+        resource_name, status, next_attempt_time, give_up_time, create_time,
+        update_time)
+     SELECT {time_ordered_id("$5")}, e.id, ev.merchant_id, ev.sequence, ev.id, ev.type,
+            ev.resource_name, 'pending', $3, $4, $3, $3
+       FROM events ev
+       JOIN webhook_endpoints e
+         ON e.merchant_id = ev.merchant_id
+        AND e.delete_time IS NULL AND NOT e.disabled
+        AND ev.sequence > e.after_sequence
+        AND (cardinality(e.event_types) = 0 OR ev.type = ANY(e.event_types))
+      WHERE ev.sequence > $1 AND ev.sequence <= $2
+     ON CONFLICT (endpoint_id, event_sequence) DO NOTHING
+     RETURNING 1)
+   SELECT count(*) FROM q"""  # noqa: S608 (a constant, no input)
+
+
 def next_batch(asked: int, consumed: int) -> int:
     """The dispatcher's next batch after one of `asked` events found `consumed`: a
     whole BATCH while the outbox is behind (the batch came back full), else
@@ -89,25 +120,7 @@ async def dispatch_once(
         if upto is None:
             return 0, 0
         created = await conn.fetchval(
-            """WITH q AS (
-                 INSERT INTO webhook_deliveries
-                   (id, endpoint_id, merchant_id, event_sequence, event_id, event_type,
-                    resource_name, status, next_attempt_time, give_up_time, create_time,
-                    update_time)
-                 SELECT encode(overlay(uuid_send(gen_random_uuid()) PLACING $5::bytea FROM 1 FOR 8),
-                               'hex')::uuid,
-                        e.id, ev.merchant_id, ev.sequence, ev.id, ev.type,
-                        ev.resource_name, 'pending', $3, $4, $3, $3
-                   FROM events ev
-                   JOIN webhook_endpoints e
-                     ON e.merchant_id = ev.merchant_id
-                    AND e.delete_time IS NULL AND NOT e.disabled
-                    AND ev.sequence > e.after_sequence
-                    AND (cardinality(e.event_types) = 0 OR ev.type = ANY(e.event_types))
-                  WHERE ev.sequence > $1 AND ev.sequence <= $2
-                 ON CONFLICT (endpoint_id, event_sequence) DO NOTHING
-                 RETURNING 1)
-               SELECT count(*) FROM q""",
+            _DISPATCH_SQL,
             cursor,
             upto,
             now,

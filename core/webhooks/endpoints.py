@@ -17,6 +17,7 @@ import asyncpg
 from core import idempotency, names
 from core.errors import Code, Refusal, not_found
 from core.webhooks import signing
+from core.webhooks.dispatch import time_ordered_id, time_ordered_prefix
 from core.webhooks.sealing import Keyring, seal, unseal
 
 
@@ -314,7 +315,7 @@ class Endpoints:
                 return int(count)
             # One event by id, or every event of the range the endpoint selects.
             count = await conn.fetchval(
-                """WITH picked AS (
+                f"""WITH picked AS (
                      SELECT sequence, id, type, resource_name FROM events
                       WHERE merchant_id = $2
                         AND ($3::uuid IS NULL OR id = $3)
@@ -327,14 +328,14 @@ class Endpoints:
                        (id, endpoint_id, merchant_id, event_sequence, event_id, event_type,
                         resource_name, status, next_attempt_time, give_up_time, create_time,
                         update_time)
-                     SELECT gen_random_uuid(), $1, $2, sequence, id, type, resource_name,
+                     SELECT {time_ordered_id("$9")}, $1, $2, sequence, id, type, resource_name,
                             'pending', $7, $8, $7, $7
                        FROM picked
                      ON CONFLICT (endpoint_id, event_sequence) DO UPDATE
                         SET status = 'pending', next_attempt_time = $7, give_up_time = $8,
                             update_time = $7
                      RETURNING 1)
-                   SELECT count(*) FROM q""",
+                   SELECT count(*) FROM q""",  # noqa: S608 (a constant, no input)
                 endpoint_id,
                 merchant_id,
                 target.event_id,
@@ -343,6 +344,7 @@ class Endpoints:
                 list(endpoint["event_types"]),
                 now,
                 give_up,
+                time_ordered_prefix(now),
             )
             if target.event_id is not None and not count:
                 raise Refusal(

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from core.webhooks.dispatch import dispatch_once
+from core.webhooks.endpoints import Endpoints, RedeliverTarget
+from core.webhooks.sealing import KEY_BYTES, Keyring
 from tests.support.ledger import add_merchant, migrated_pool
 
 
@@ -69,5 +71,45 @@ async def test_dispatched_ids_are_uuid7_in_dispatch_order(fresh_dsn: str) -> Non
                 "SELECT bool_and(id > $1) FROM webhook_deliveries WHERE event_sequence > 300",
                 max(earlier),
             )
+    finally:
+        await pool.close()
+
+
+async def test_a_redeliverys_new_deliveries_are_uuid7_of_its_time(fresh_dsn: str) -> None:
+    """Events an endpoint never had get their delivery made by the redelivery,
+    with an id of the same shape as the dispatcher's; a delivery it had keeps its id."""
+    pool = await migrated_pool(fresh_dsn)
+    try:
+        async with pool.acquire() as conn:
+            await add_merchant(conn, "m", "M")
+            await conn.execute(
+                """INSERT INTO webhook_endpoints (id, merchant_id, url, secret, after_sequence)
+                   VALUES ('ep', 'm', 'https://example.test/hook', 'plain-secret', 0)"""
+            )
+            await _events(conn, 1, 20)
+        first = datetime(2026, 12, 1, 12, 0, 0, 500000, tzinfo=UTC)
+        assert await dispatch_once(pool, first, 3600, batch=10) == (10, 10)
+        async with pool.acquire() as conn:
+            kept = dict(await conn.fetch("SELECT event_sequence, id FROM webhook_deliveries"))
+            # Past the cursor, so no dispatch made them: the redelivery creates them.
+            await conn.execute("UPDATE webhook_dispatch_cursor SET last_sequence = 20 WHERE id = 1")
+        store = Endpoints(pool, 3600.0, 60, Keyring((("k", bytes(KEY_BYTES)),)))
+        later = first + timedelta(seconds=5)
+        assert (
+            await store.redeliver(
+                "m", "ep", RedeliverTarget(start_time=first - timedelta(days=1)), later
+            )
+            == 20
+        )
+        async with pool.acquire() as conn:
+            rows = dict(await conn.fetch("SELECT event_sequence, id FROM webhook_deliveries"))
+        assert len(rows) == 20 and len(set(rows.values())) == 20
+        for sequence, delivery_id in rows.items():
+            assert delivery_id.version == 7 and delivery_id.variant == uuid.RFC_4122
+            if sequence <= 10:
+                assert delivery_id == kept[sequence]
+            else:
+                assert _ms(delivery_id) == int(later.timestamp() * 1000)
+                assert delivery_id > max(kept.values())
     finally:
         await pool.close()
