@@ -23,6 +23,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -248,6 +249,36 @@ class DirectLine:
         if out is None or out.schema_filter.marks:
             return False
         self._emit(out, self._joined(out, msg, request_id, fields_json), msg)
+        return True
+
+    def write_lines(
+        self,
+        msg: str,
+        request_id: str | None,
+        keys: frozenset[str],
+        lines_fields_json: Sequence[str],
+    ) -> bool:
+        """One line of `msg` per item of `lines_fields_json` (each `encoded_fields` of
+        a dict with exactly `keys`, none of the schema's), all in one write and flush;
+        the process's marks after each line's fields, as `write` puts them. The bytes
+        `write` makes of each line, written at one instant (one `ts`). False (nothing
+        written) when the lines must go through logging or a mark shares a key with
+        the schema or the fields: the caller then calls `write` for each.
+
+        Why: a delivery process writes one line per attempt, with its mark; through
+        `write` each was a dict encoded whole (the mark's path) and a write system
+        call of its own: 9.2 us a line to a file, 2.8 written 13 at a time here
+        (thread CPU; the attempts recorded together: core/webhooks/worker.py)."""
+        out = self._handler()
+        if out is None or not _SCHEMA_SET.isdisjoint(keys):
+            return False
+        marks = out.schema_filter.marks
+        if marks and not (keys.isdisjoint(marks) and _SCHEMA_SET.isdisjoint(marks)):
+            return False
+        end = "}" + out.terminator
+        tail = encoded_fields(marks) + end
+        head = self._joined(out, msg, request_id, "")[: -len(end)]  # up to the fields
+        self._emit(out, "".join([head + fields + tail for fields in lines_fields_json]), msg)
         return True
 
     def _joined(

@@ -115,3 +115,65 @@ def test_another_configuration_gets_the_line_through_logging(
     assert record.__dict__["event_id"] == "e-2" and record.__dict__["error"] == "timeout"
     assert record.__dict__["attempt"] == 2 and record.__dict__["decision"] == "pending"
     assert _count(retry.Status.PENDING) == before + 1
+
+
+class _Writes:
+    """A stream counting its writes."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.text.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+outcomes = st.builds(retry.Outcome, st.none() | st.integers(100, 599), text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    attempts=st.lists(
+        st.tuples(
+            st.uuids(), text, st.integers(1, 2**31 - 1), outcomes, st.sampled_from(retry.Status)
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    mark=st.none() | st.integers(0, 64) | st.sampled_from(["decision", "level"]),
+)
+def test_attempts_recorded_together_are_the_logging_lines_in_one_write(
+    attempts: list[tuple[uuid.UUID, str, int, retry.Outcome, retry.Status]],
+    mark: int | str | None,
+) -> None:
+    """_recorded_all: one line per attempt, each the logging path's bytes but the
+    timestamp, in one write; a mark that names a field or a schema key (as a dict
+    update would replace it) falls back to a line at a time, still the same bytes."""
+    batch = [_attempted(*a) for a in attempts]
+    counts = {s: _count(s) for s in retry.Status}
+    with schema_only() as out:
+        if isinstance(mark, int):
+            logs.mark({"delivery_process": mark})
+        elif isinstance(mark, str):
+            logs.mark({mark: "marked"})
+        for attempted in batch:
+            _logged(attempted)
+        logged = out.getvalue()
+        (handler,) = logging.getLogger().handlers
+        assert isinstance(handler, logging.StreamHandler)
+        writes = _Writes()
+        handler.setStream(writes)  # type: ignore[arg-type]
+        worker._recorded_all(batch)
+    logged_lines = logged.split("\n")
+    direct_lines = "".join(writes.text).split("\n")
+    assert logged_lines[-1] == direct_lines[-1] == ""
+    assert len(direct_lines) == len(batch) + 1
+    for one, other in zip(logged_lines, direct_lines, strict=True):
+        if one:
+            assert_same_line(one, other)
+    if mark is None or isinstance(mark, int):
+        assert len(writes.text) == 1
+    for s in retry.Status:
+        assert _count(s) == counts[s] + sum(a.decision.status is s for a in batch)
