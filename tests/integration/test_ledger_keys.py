@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from core.ledger import statement, store
+from core.ledger import queries, statement, store
 from core.ledger.rules import Account, Transfer, TransferFlags
 from tests.support.ledger import migrated_pool
 
@@ -104,6 +104,11 @@ async def test_every_lookup_by_key_still_uses_its_index(fresh_dsn: str) -> None:
             )
             assert "ledger_transfers_by_debit" in page, page
             assert "ledger_transfers_by_credit" in page, page
+            # A page of accounts by prefix and position: one range of the
+            # primary key (before, a scan of every account, then a sort).
+            accounts_page = await _plan(conn, queries.ACCOUNTS_PAGE, "acct01", "acct0100", 50)
+            assert "ledger_accounts_pkey" in accounts_page, accounts_page
+            assert "Seq Scan" not in accounts_page, accounts_page
             # An account by id, a transfer by id, a pending's resolution.
             for sql, args, index in (
                 ("SELECT * FROM ledger_accounts WHERE id = $1", ("acct00007",), "accounts_pkey"),
