@@ -1,4 +1,4 @@
-"""The ledger's keys compare byte by byte (migration 0028): the transfers'
+"""The ledger's keys compare byte by byte (migration 0026): the transfers'
 id and account columns and the accounts' id are COLLATE "C", so every B-tree
 insert of a batch compares with memcmp; and, since a key compared under one
 collation can use only an index built under the same one, every lookup of
