@@ -546,7 +546,14 @@ async def single(
                         f"edge {figures['bare'].per_s / figures['raw_1'].per_s:.3f})",
                         flush=True,
                     )
-                    ledger, floor_phase = figures["ledger"], figures["floor"]
+                    # Where the posting's CPU above the floor's goes: the edge (the core's
+                    # server over the bare one) and LedgerService with the poster (the bare
+                    # server over the floor).
+                    ledger, bare_phase, floor_phase = (
+                        figures["ledger"],
+                        figures["bare"],
+                        figures["floor"],
+                    )
                     print(
                         f"(b) round {r + 1} floor: {floor_phase}; floor / raw insert "
                         f"{floor_phase.per_s / figures['raw_1'].per_s:.3f}, posting / floor "
@@ -554,7 +561,11 @@ async def single(
                         f"floor's: server {ledger.server_us - floor_phase.server_us:+.0f} us "
                         f"(serving thread {ledger.serving_us - floor_phase.serving_us:+.0f}), "
                         f"client {ledger.client_us - floor_phase.client_us:+.0f}, PostgreSQL "
-                        f"{ledger.pg_us - floor_phase.pg_us:+.0f}",
+                        f"{ledger.pg_us - floor_phase.pg_us:+.0f}; of the server's, the edge "
+                        f"{ledger.server_us - bare_phase.server_us:+.0f} us (serving thread "
+                        f"{ledger.serving_us - bare_phase.serving_us:+.0f}), LedgerService and "
+                        f"the poster {bare_phase.server_us - floor_phase.server_us:+.0f} us "
+                        f"(serving thread {bare_phase.serving_us - floor_phase.serving_us:+.0f})",
                         flush=True,
                     )
         finally:
@@ -661,6 +672,15 @@ def _single_summary(rounds: list[dict[str, Phase]]) -> dict[str, object]:
             "postgres": round(median(lambda r: r[kind].pg_us)),
         }
 
+    def over_us(kind: str, below: str) -> dict[str, int]:
+        """Median, round by round, of `kind`'s CPU per call above `below`'s."""
+        return {
+            "server": round(median(lambda r: r[kind].server_us - r[below].server_us)),
+            "serving_thread": round(median(lambda r: r[kind].serving_us - r[below].serving_us)),
+            "client": round(median(lambda r: r[kind].client_us - r[below].client_us)),
+            "postgres": round(median(lambda r: r[kind].pg_us - r[below].pg_us)),
+        }
+
     ratio = median(lambda r: r["ledger"].per_s / r["raw_1"].per_s)
     bare_ratio = median(lambda r: r["bare"].per_s / r["raw_1"].per_s)
     vs_empty = median(lambda r: r["ledger"].per_s / r["empty"].per_s)
@@ -696,6 +716,13 @@ def _single_summary(rounds: list[dict[str, Phase]]) -> dict[str, object]:
         "single_ratios_to_floor": [round(r["ledger"].per_s / r["floor"].per_s, 3) for r in rounds],
         "single_cpu_us": {
             kind: cpu_us(kind) for kind in ("ledger", "bare", "floor", "empty", "raw_1")
+        },
+        # The posting's CPU per call above the floor's, and its two parts: the edge
+        # (core over bare) and LedgerService with the poster (bare over floor).
+        "single_cpu_us_over_floor": {
+            "posting": over_us("ledger", "floor"),
+            "edge": over_us("ledger", "bare"),
+            "service_and_poster": over_us("bare", "floor"),
         },
     }
 
