@@ -10,7 +10,7 @@ processes. Same run, same private PostgreSQL. Last line: JSON.
 Single postings run ROUNDS rounds, each one empty-call phase, the posting
 phases, the floor's and the raw-insert phases back to back; the ratio
 reported is the median of the rounds' ratios. Beside each rate, CPU per
-call from /proc: the server process (LedgerService and the poster, or the
+call from /proc: the server process (LedgerService and the poster, the floor, or the
 raw inserts' client), the client process, and PostgreSQL -- figures the
 machine's load moves far less than the wall-clock rates.
 
