@@ -1,16 +1,18 @@
 """Ledger benchmark: (a) batched postings/s in block-sized batches vs raw
 executemany of the same rows (and, second, into a table of the ledger's
 shape); (b) single-transfer CreateTransfers RPCs/s vs
-raw single-row insert transactions on one connection, and empty unary gRPC
-calls/s (the ceiling one server process allows). Clients run in their own
+raw single-row insert transactions on one connection, empty unary gRPC
+calls/s (the ceiling one server process allows), and the floor: the same
+RPC answered once its transfer is durably inserted, with none of Kassa's
+work (what the machine allows for such a call). Clients run in their own
 processes. Same run, same private PostgreSQL. Last line: JSON.
 
-Single postings run ROUNDS rounds, each one empty-call phase, one posting
-phase and one raw-insert phase back to back; the ratio reported is the
-median of the rounds' ratios. Beside each rate, CPU per call from /proc:
-the server process (LedgerService and the poster, or the raw inserts'
-client), the client process, and PostgreSQL -- figures the machine's load
-moves far less than the wall-clock rates.
+Single postings run ROUNDS rounds, each one empty-call phase, the posting
+phases, the floor's and the raw-insert phases back to back; the ratio
+reported is the median of the rounds' ratios. Beside each rate, CPU per
+call from /proc: the server process (LedgerService and the poster, the floor, or the
+raw inserts' client), the client process, and PostgreSQL -- figures the
+machine's load moves far less than the wall-clock rates.
 
 Run from the repo root: .venv/bin/python -m tests.bench.bench_ledger
 (`--part single` runs only the single postings, `--rounds N`).
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import multiprocessing as mp
@@ -202,6 +205,94 @@ def _empty_handler() -> grpc.GenericRpcHandler:
     )
 
 
+# The floor: a unary call whose answer waits for a durable insert, and nothing
+# else. The same method path and messages as LedgerService.CreateTransfers (so
+# the same stub calls it and both sides (de)serialize the same bytes), served by
+# a group commit as small as one can be: no auth, bounds, balances, idempotency
+# or access line. Kassa's posting over it is what Kassa's own work costs.
+FLOOR_INSERT = """INSERT INTO raw_rows (id, debit, credit, amount, asset, code)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::int[])"""
+
+_FloorRow = tuple[str, str, str, int, str, int]
+
+
+class FloorCommitter:
+    """One task on one kept connection: every request that arrived while the
+    previous statement was in flight joins the next one, a single autocommit
+    `INSERT ... SELECT FROM unnest` (synchronous commit as the server's, as the
+    poster's guarded statement), and each caller is answered when its group
+    committed -- the poster's shape without a decision, a retry or a cache."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.groups = 0  # statements sent, for the requests-per-group figure
+        self._queue: asyncio.Queue[tuple[list[_FloorRow], asyncio.Future[None]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ledger floor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def submit(self, rows: list[_FloorRow]) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((rows, future))
+        await future
+
+    async def _run(self) -> None:
+        async with self.pool.acquire() as conn:
+            while True:
+                group = [await self._queue.get()]
+                while not self._queue.empty():
+                    group.append(self._queue.get_nowait())
+                self.groups += 1
+                merged = [row for rows, _ in group for row in rows]
+                try:
+                    await conn.execute(FLOOR_INSERT, *(list(c) for c in zip(*merged, strict=True)))
+                except Exception as exc:  # the bench's clients assert on the answer
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for _, future in group:
+                    if not future.done():
+                        future.set_result(None)
+
+
+def _floor_server(committer: FloorCommitter) -> grpc.aio.Server:
+    async def create(
+        request: pb.CreateTransfersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateTransfersResponse:
+        rows = [
+            (t.id, t.debit_account_id, t.credit_account_id, int(t.amount), t.asset, t.code)
+            for t in request.transfers
+        ]
+        await committer.submit(rows)
+        # The answer Kassa gives an accepted transfer: its id, no reason.
+        return pb.CreateTransfersResponse(results=[pb.CreateResult(id=row[0]) for row in rows])
+
+    # Registered as the generated add_LedgerServiceServicer_to_server registers
+    # LedgerService's methods, so grpc finds it by the same path.
+    methods = {
+        "CreateTransfers": grpc.unary_unary_rpc_method_handler(
+            create,
+            request_deserializer=pb.CreateTransfersRequest.FromString,
+            response_serializer=pb.CreateTransfersResponse.SerializeToString,
+        )
+    }
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("kassa.ledger.v1.LedgerService", methods),)
+    )
+    server.add_registered_method_handlers("kassa.ledger.v1.LedgerService", methods)
+    server.add_generic_rpc_handlers((_empty_handler(),))
+    return server
+
+
 async def _clients_async(
     port: int, token: str, kind: str, seconds: float, clients: int, tag: str
 ) -> tuple[int, float, float]:
@@ -234,8 +325,10 @@ async def _clients_async(
                 i += 1
                 done += 1
 
-        # Warm up (connection, auth cache) before the clock starts.
-        await stub.GetAccount(pb.GetAccountRequest(id="world"), metadata=metadata)
+        # Warm up (connection, auth cache) before the clock starts. The floor
+        # serves CreateTransfers alone (and the empty call).
+        if kind != "floor":
+            await stub.GetAccount(pb.GetAccountRequest(id="world"), metadata=metadata)
         await empty(b"", metadata=metadata)
         cpu0 = time.process_time()
         start = time.perf_counter()
@@ -247,7 +340,8 @@ async def _clients_async(
 def _clients(
     port: int, token: str, kind: str, seconds: float, clients: int, tag: str
 ) -> tuple[int, float, float]:
-    """One client process: `clients` concurrent callers on one channel.
+    """One client process: `clients` concurrent callers on one channel, each
+    making empty calls or single-transfer CreateTransfers ("ledger", "floor").
     (calls, seconds, the process's CPU seconds meanwhile)."""
     return asyncio.run(_clients_async(port, token, kind, seconds, clients, tag))
 
@@ -349,14 +443,16 @@ async def single(
     pool: asyncpg.Pool, postmaster: int, rounds: int, log_path: Path
 ) -> list[dict[str, Phase]]:
     """Per round: single-posting RPCs through the core's edge and without it,
-    empty calls, raw insert tx on 1 and on 8 connections.
+    empty calls, the floor's calls, raw insert tx on 1 and on 8 connections.
 
-    Two servers run in this process, sharing one poster: the core's
+    Three servers run in this process. Two share one poster: the core's
     (`core.server.api_server`: the RED metrics and access log of every call,
     then the edge's decode, authentication and bounds -- what a caller gets;
     the access log goes to `log_path` as the core writes it to stderr) and a
     bare one (LedgerService alone, plus the empty method: what the earlier
-    figures measured). The clients run in CLIENT_PROCESSES other processes,
+    figures measured). The third is the floor (`_floor_server`): the same
+    method, answered when a group commit of bare rows into raw_rows committed.
+    The clients run in CLIENT_PROCESSES other processes,
     so neither side's CPU is counted against the other's event loop.
     """
     async with pool.acquire() as conn:
@@ -380,6 +476,10 @@ async def single(
     )
     core.add_generic_rpc_handlers((_empty_handler(),))
     core_port = core.add_insecure_port("127.0.0.1:0")
+    committer = FloorCommitter(pool)
+    committer.start()
+    floor = _floor_server(committer)
+    floor_port = floor.add_insecure_port("127.0.0.1:0")
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     with log_path.open("w") as log_file:
@@ -390,6 +490,7 @@ async def single(
         root.setLevel(logging.INFO)
         await bare.start()
         await core.start()
+        await floor.start()
         out: list[dict[str, Phase]] = []
         try:
             with ProcessPoolExecutor(
@@ -410,16 +511,23 @@ async def single(
                         executor, bare_port, token, "ledger", f"b{r}-", postmaster
                     )
                     groups2 = poster.groups
+                    floor0 = committer.groups
+                    figures["floor"] = await _rate(
+                        executor, floor_port, token, "floor", f"f{r}-", postmaster
+                    )
+                    floor_groups = committer.groups - floor0
                     figures |= {
                         "raw_1": await _raw(pool, 1, str(r), postmaster),
                         "raw_8": await _raw(pool, 8, str(r), postmaster),
                     }
                     out.append(figures)
-                    # The poster's groups (requests per group), and how much of the machine
-                    # the phase kept busy: the three processes' CPU per posting x the rate.
+                    # The poster's and the floor's groups (requests per group), and how much
+                    # of the machine the phase kept busy: the three processes' CPU per
+                    # posting x the rate.
                     for kind, groups in (
                         ("ledger", groups1 - groups0),
                         ("bare", groups2 - groups1),
+                        ("floor", floor_groups),
                     ):
                         f = figures[kind]
                         print(
@@ -438,9 +546,33 @@ async def single(
                         f"edge {figures['bare'].per_s / figures['raw_1'].per_s:.3f})",
                         flush=True,
                     )
+                    # Where the posting's CPU above the floor's goes: the edge (the core's
+                    # server over the bare one) and LedgerService with the poster (the bare
+                    # server over the floor).
+                    ledger, bare_phase, floor_phase = (
+                        figures["ledger"],
+                        figures["bare"],
+                        figures["floor"],
+                    )
+                    print(
+                        f"(b) round {r + 1} floor: {floor_phase}; floor / raw insert "
+                        f"{floor_phase.per_s / figures['raw_1'].per_s:.3f}, posting / floor "
+                        f"{ledger.per_s / floor_phase.per_s:.3f}; the posting's CPU over the "
+                        f"floor's: server {ledger.server_us - floor_phase.server_us:+.0f} us "
+                        f"(serving thread {ledger.serving_us - floor_phase.serving_us:+.0f}), "
+                        f"client {ledger.client_us - floor_phase.client_us:+.0f}, PostgreSQL "
+                        f"{ledger.pg_us - floor_phase.pg_us:+.0f}; of the server's, the edge "
+                        f"{ledger.server_us - bare_phase.server_us:+.0f} us (serving thread "
+                        f"{ledger.serving_us - bare_phase.serving_us:+.0f}), LedgerService and "
+                        f"the poster {bare_phase.server_us - floor_phase.server_us:+.0f} us "
+                        f"(serving thread {bare_phase.serving_us - floor_phase.serving_us:+.0f})",
+                        flush=True,
+                    )
         finally:
+            await floor.stop(0)
             await core.stop(0)
             await bare.stop(0)
+            await committer.stop()
             await poster.stop()
             root.handlers[:], level = saved
             root.setLevel(level)
@@ -540,9 +672,21 @@ def _single_summary(rounds: list[dict[str, Phase]]) -> dict[str, object]:
             "postgres": round(median(lambda r: r[kind].pg_us)),
         }
 
+    def over_us(kind: str, below: str) -> dict[str, int]:
+        """Median, round by round, of `kind`'s CPU per call above `below`'s."""
+        return {
+            "server": round(median(lambda r: r[kind].server_us - r[below].server_us)),
+            "serving_thread": round(median(lambda r: r[kind].serving_us - r[below].serving_us)),
+            "client": round(median(lambda r: r[kind].client_us - r[below].client_us)),
+            "postgres": round(median(lambda r: r[kind].pg_us - r[below].pg_us)),
+        }
+
     ratio = median(lambda r: r["ledger"].per_s / r["raw_1"].per_s)
     bare_ratio = median(lambda r: r["bare"].per_s / r["raw_1"].per_s)
     vs_empty = median(lambda r: r["ledger"].per_s / r["empty"].per_s)
+    to_floor = median(lambda r: r["ledger"].per_s / r["floor"].per_s)
+    floor_ratio = median(lambda r: r["floor"].per_s / r["raw_1"].per_s)
+    floor_per_s = median(lambda r: r["floor"].per_s)
     ledger_per_s = median(lambda r: r["ledger"].per_s)
     raw_per_s = median(lambda r: r["raw_1"].per_s)
     print(
@@ -550,7 +694,9 @@ def _single_summary(rounds: list[dict[str, Phase]]) -> dict[str, object]:
         f"{len(rounds)} rounds): {ledger_per_s:,.0f}/s vs raw single-row insert tx "
         f"{raw_per_s:,.0f}/s, same-round ratio {ratio:.3f} (without the edge "
         f"{median(lambda r: r['bare'].per_s):,.0f}/s, {bare_ratio:.3f}); vs empty calls "
-        f"{vs_empty:.3f}"
+        f"{vs_empty:.3f}; the floor (a bare group commit behind the same RPC) "
+        f"{floor_per_s:,.0f}/s, {floor_ratio:.3f} of the raw insert, the posting "
+        f"{to_floor:.3f} of it"
     )
     return {
         "single_per_s": round(ledger_per_s),
@@ -563,7 +709,21 @@ def _single_summary(rounds: list[dict[str, Phase]]) -> dict[str, object]:
         "single_baseline_8_connections_per_s": round(median(lambda r: r["raw_8"].per_s)),
         "empty_grpc_calls_per_s": round(median(lambda r: r["empty"].per_s)),
         "single_vs_empty_grpc": round(vs_empty, 3),
-        "single_cpu_us": {kind: cpu_us(kind) for kind in ("ledger", "bare", "empty", "raw_1")},
+        "single_floor_per_s": round(floor_per_s),
+        "single_floor_ratio": round(floor_ratio, 3),
+        "single_floor_ratios": [round(r["floor"].per_s / r["raw_1"].per_s, 3) for r in rounds],
+        "single_ratio_to_floor": round(to_floor, 3),
+        "single_ratios_to_floor": [round(r["ledger"].per_s / r["floor"].per_s, 3) for r in rounds],
+        "single_cpu_us": {
+            kind: cpu_us(kind) for kind in ("ledger", "bare", "floor", "empty", "raw_1")
+        },
+        # The posting's CPU per call above the floor's, and its two parts: the edge
+        # (core over bare) and LedgerService with the poster (bare over floor).
+        "single_cpu_us_over_floor": {
+            "posting": over_us("ledger", "floor"),
+            "edge": over_us("ledger", "bare"),
+            "service_and_poster": over_us("bare", "floor"),
+        },
     }
 
 
