@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from core.webhooks.dispatch import refresh_statistics
 from core.webhooks.worker import _RECORD, CLAIM_SETUP, CLAIM_SQL, NEXT_DUE_SQL, RECORD_SETUP
 from tests.support.ledger import add_merchant, migrated_pool
 from tests.support.plans import plan_nodes
@@ -117,7 +118,7 @@ async def test_the_claim_and_the_record_find_their_rows_by_index_after_a_quiet_m
             await conn.execute("ANALYZE webhook_deliveries")  # nothing pending
             await _pending(conn, finished + 1, finished + PENDING)
             if analyzed_in_burst:
-                await conn.execute("ANALYZE webhook_deliveries")
+                await refresh_statistics(pool)  # the dispatcher's, after a burst
             now = await conn.fetchval("SELECT now()")
             next_due = await _explained(conn, NEXT_DUE_SQL)
             await conn.execute(CLAIM_SETUP)  # the claimer's connection
@@ -163,3 +164,39 @@ async def test_the_claim_and_the_record_find_their_rows_by_index_after_a_quiet_m
     ]
     assert found and all(n.get("Index Name") == "webhook_deliveries_pkey" for n in found), record
     assert sum(n["Actual Rows"] * n["Actual Loops"] for n in found) == CLAIMED, record
+
+
+@pytest.mark.asyncio
+async def test_the_dispatchers_analyze_tells_the_planner_of_a_burst(fresh_dsn: str) -> None:
+    """refresh_statistics analyzes only the claim's columns: after it, the
+    statistics count the burst's pending deliveries (status's values and the
+    partial indexes' row counts), which an ANALYZE before the burst left at none."""
+    pool = await migrated_pool(fresh_dsn)
+    try:
+        async with pool.acquire() as conn:
+            await _endpoint_and_events(conn, 2_000 + PENDING)
+            await _pending(conn, 1, 2_000)
+            await conn.execute("UPDATE webhook_deliveries SET status = 'succeeded'")
+            await conn.execute("ANALYZE webhook_deliveries")  # nothing pending
+            await _pending(conn, 2_001, 2_000 + PENDING)
+
+            async def known() -> tuple[float, float, float]:
+                due, order = [
+                    await conn.fetchval("SELECT reltuples FROM pg_class WHERE relname = $1", name)
+                    for name in ("webhook_deliveries_due", "webhook_deliveries_order")
+                ]
+                share = await conn.fetchval(
+                    """SELECT coalesce(sum(f), 0) FROM pg_stats,
+                              unnest(most_common_vals::text::text[], most_common_freqs) AS m(v, f)
+                        WHERE tablename = 'webhook_deliveries' AND attname = 'status'
+                          AND v = 'pending'"""
+                )
+                return float(due), float(order), float(share)
+
+            assert await known() == (0.0, 0.0, 0.0)
+            await refresh_statistics(pool)
+            due, order, share = await known()
+    finally:
+        await pool.close()
+    assert due == order == PENDING, (due, order)
+    assert share == pytest.approx(PENDING / (2_000 + PENDING), rel=0.01), share
