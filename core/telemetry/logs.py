@@ -238,17 +238,8 @@ class DirectLine:
             line.update(marks)
             self._emit(out, _encode(line) + out.terminator, msg)
         else:
-            self._emit(out, self._joined(out, msg, request_id, encoded_fields(fields)), msg)
-        return True
-
-    def write_encoded(self, msg: str, request_id: str | None, fields_json: str) -> bool:
-        """`write` with the fields already encoded (`encoded_fields`; keys none of the
-        schema's). False (nothing written) when the process's marks follow the fields
-        (the caller then calls `write`) or the line must go through logging."""
-        out = self._handler()
-        if out is None or out.schema_filter.marks:
-            return False
-        self._emit(out, self._joined(out, msg, request_id, fields_json), msg)
+            text = self._head(msg, request_id) + encoded_fields(fields) + "}" + out.terminator
+            self._emit(out, text, msg)
         return True
 
     def write_lines(
@@ -258,33 +249,38 @@ class DirectLine:
         keys: frozenset[str],
         lines_fields_json: Sequence[str],
     ) -> bool:
-        """One line of `msg` per item of `lines_fields_json` (each `encoded_fields` of
-        a dict with exactly `keys`, none of the schema's), all in one write and flush;
-        the process's marks after each line's fields, as `write` puts them. The bytes
-        `write` makes of each line, written at one instant (one `ts`). False (nothing
-        written) when the lines must go through logging or a mark shares a key with
-        the schema or the fields: the caller then calls `write` for each.
+        """`write` with the fields already encoded: one line of `msg` per item of
+        `lines_fields_json` (each `encoded_fields` of a dict with exactly `keys`), all
+        in one write and flush, at one instant (one `ts`); the process's marks after
+        each line's fields, as `write` puts them. False (nothing written) when the
+        lines must go through logging or a key is the schema's or a mark's: the caller
+        then calls `write` for each.
 
-        Why: a delivery process writes one line per attempt, with its mark; through
-        `write` each was a dict encoded whole (the mark's path) and a write system
-        call of its own: 9.2 us a line to a file, 2.8 written 13 at a time here
-        (thread CPU; the attempts recorded together: core/webhooks/worker.py)."""
+        Why: the access line (one per RPC, core/telemetry/rpc.py) keeps its method's
+        part encoded; a delivery process writes one line per attempt, with its mark,
+        and through `write` each was a dict encoded whole (the mark's path) and a
+        write system call of its own: 9.2 us a line to a file, 2.8 written 13 at a
+        time here (thread CPU; the attempts recorded together: core/webhooks/worker.py)."""
         out = self._handler()
         if out is None or not _SCHEMA_SET.isdisjoint(keys):
             return False
-        marks = out.schema_filter.marks
-        if marks and not (keys.isdisjoint(marks) and _SCHEMA_SET.isdisjoint(marks)):
-            return False
         end = "}" + out.terminator
-        tail = encoded_fields(marks) + end
-        head = self._joined(out, msg, request_id, "")[: -len(end)]  # up to the fields
-        self._emit(out, "".join([head + fields + tail for fields in lines_fields_json]), msg)
+        marks = out.schema_filter.marks
+        if marks:
+            if not (keys.isdisjoint(marks) and _SCHEMA_SET.isdisjoint(marks)):
+                return False
+            end = encoded_fields(marks) + end
+        head = self._head(msg, request_id)
+        if len(lines_fields_json) == 1:  # the access line: no list, no join
+            text = head + lines_fields_json[0] + end
+        else:
+            text = "".join([head + fields + end for fields in lines_fields_json])
+        self._emit(out, text, msg)
         return True
 
-    def _joined(
-        self, out: _SchemaHandler, msg: str, request_id: str | None, fields_json: str
-    ) -> str:
-        """The bytes _encode makes of the line's dict, joined from each value's own."""
+    def _head(self, msg: str, request_id: str | None) -> str:
+        """The bytes _encode makes of the line's dict up to its fields, joined from
+        each value's own."""
         return "".join(
             (
                 '{"ts": "',
@@ -293,9 +289,6 @@ class DirectLine:
                 json_value(msg),
                 ', "request_id": ',
                 json_value(request_id),
-                fields_json,
-                "}",
-                out.terminator,
             )
         )
 

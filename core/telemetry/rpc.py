@@ -52,6 +52,7 @@ DURATION = Histogram(
     registry=None,
 )
 ACCESS_FIELDS = ("method", "caller", "code", "reason", "duration_ms")
+_ACCESS_KEYS = frozenset(ACCESS_FIELDS)
 _DETAILS_KEY = "grpc-status-details-bin"
 _OK = grpc.StatusCode.OK
 
@@ -194,7 +195,7 @@ class _Done:
         # OK's counter child, made on the first OK call (a child shows in /metrics once
         # made): most calls end OK, and a StatusCode's hash and name are Python code.
         self.ok_requests: Any = None
-        # The access line's fields as DirectLine.write_encoded takes them: the method's
+        # The access line's fields as DirectLine.write_lines takes them: the method's
         # part made once, then the caller's.
         self.method_json = f', "method": {json_value(method)}, "caller": '
 
@@ -227,7 +228,7 @@ class _Done:
             f'"duration_ms": {json_value(duration_ms)}'
         )
         request_id = REQUEST_ID.get()
-        if _ACCESS_LINE.write_encoded("rpc", request_id, encoded):
+        if _ACCESS_LINE.write_lines("rpc", request_id, _ACCESS_KEYS, (encoded,)):
             return
         fields = {
             "method": self.method,

@@ -337,7 +337,8 @@ def _line_fields(attempted: Attempted) -> dict[str, Any]:
 
 def _line_fields_json(attempted: Attempted) -> str:
     """encoded_fields(_line_fields(attempted)), joined by hand: a UUID's text and
-    the decision's value need no escaping, the counts are ints."""
+    the decision's value need no escaping, the counts are ints (1.5 against 5.0 us
+    a line in a loop: the keys' JSON and the dict not made per attempt)."""
     claimed, outcome = attempted.claimed, attempted.outcome
     code = outcome.status_code
     return "".join(
@@ -357,11 +358,6 @@ def _line_fields_json(attempted: Attempted) -> str:
             '"',
         )
     )
-
-
-def _recorded(attempted: Attempted) -> None:
-    """The attempt's line (one per attempt, read by operators) and count."""
-    _recorded_all([attempted])
 
 
 def _recorded_all(batch: Sequence[Attempted]) -> None:

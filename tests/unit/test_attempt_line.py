@@ -1,4 +1,4 @@
-"""The webhook attempt line (core/webhooks/worker._recorded), written without a
+"""The webhook attempt line (core/webhooks/worker._recorded_all), written without a
 LogRecord (core.telemetry.logs.DirectLine), is the line the logging path writes,
 byte for byte, with a delivery process's mark (logs.mark) or without; in any other
 logging configuration it is logged the ordinary way. One line and one count per
@@ -38,7 +38,7 @@ def _attempted(
 
 
 def _logged(attempted: worker.Attempted) -> None:
-    """The line as the logging path writes it (what _recorded wrote before DirectLine)."""
+    """The line as the logging path writes it (what the worker wrote before DirectLine)."""
     claimed, outcome = attempted.claimed, attempted.outcome
     worker.log.info(
         "webhook attempt",
@@ -79,7 +79,7 @@ def test_the_direct_attempt_line_is_the_logging_line(
         if mark is not None:
             logs.mark({"delivery_process": mark})
         _logged(attempted)
-        worker._recorded(attempted)
+        worker._recorded_all([attempted])
     logged, direct, rest = out.getvalue().split("\n")
     assert rest == ""
     assert_same_line(logged, direct)
@@ -97,7 +97,7 @@ def test_one_line_and_one_count_per_attempt() -> None:
     attempted = _attempted(uuid.uuid4(), "e-1", 1, retry.Outcome(200), retry.Status.SUCCEEDED)
     before = _count(retry.Status.SUCCEEDED)
     with schema_only() as out:
-        worker._recorded(attempted)
+        worker._recorded_all([attempted])
     assert out.getvalue().count("\n") == 1
     assert _count(retry.Status.SUCCEEDED) == before + 1
 
@@ -110,7 +110,7 @@ def test_another_configuration_gets_the_line_through_logging(
     )
     before = _count(retry.Status.PENDING)
     with caplog.at_level(logging.INFO, logger="kassa.core.webhooks"):
-        worker._recorded(attempted)
+        worker._recorded_all([attempted])
     (record,) = [r for r in caplog.records if r.getMessage() == "webhook attempt"]
     assert record.__dict__["event_id"] == "e-2" and record.__dict__["error"] == "timeout"
     assert record.__dict__["attempt"] == 2 and record.__dict__["decision"] == "pending"
