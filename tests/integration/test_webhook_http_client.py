@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -18,11 +19,16 @@ from aiohttp import web
 from core.webhooks import delivery_http, retry
 from core.webhooks.delivery_http import DeliveryClient
 from core.webhooks.settings import WebhookSettings
-from core.webhooks.worker import DeliveryWorker
+from core.webhooks.worker import Claimed, DeliveryWorker
 from localstack import devcerts
-from tests.integration.test_webhook_send_guard import _claimed
 
 SETTINGS = WebhookSettings(allow_private_targets=True, timeout_s=2)
+
+
+def _claimed(url: str) -> Claimed:
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    body = b'{"id": "evt_1"}'
+    return Claimed(uuid.uuid4(), 1, tomorrow, url, ["whsec_test"], "evt_1", "invoice.paid", body)
 
 
 def _worker(settings: WebhookSettings = SETTINGS) -> DeliveryWorker:
