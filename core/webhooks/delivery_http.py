@@ -129,6 +129,13 @@ def request_head(start: bytes, fields: Mapping[str, str], content_length: int) -
     )
 
 
+@functools.cache
+def _default_tls() -> ssl.SSLContext:
+    """Certificates and hostnames verified against the system's CAs; one for
+    every endpoint (each context loads the whole CA store)."""
+    return ssl.create_default_context()
+
+
 @dataclass(frozen=True)
 class Response:
     status: int
@@ -237,7 +244,8 @@ class _Connection(asyncio.Protocol):
         self._done.set_result(
             Response(
                 self._parser.get_status_code(),
-                self._reason.decode("utf-8", "replace"),
+                # Recorded in the attempts' table and logged: no NUL, no controls.
+                _CONTROL.sub("", self._reason.decode("utf-8", "replace")),
                 None if self._retry_after is None else self._retry_after.decode("latin-1"),
             )
         )
@@ -361,9 +369,7 @@ class DeliveryClient:
             raise ConnectError(f"cannot resolve {target.host}: {exc}") from exc
         context = None
         if target.https:
-            if self._ssl is None:
-                self._ssl = ssl.create_default_context()
-            context = self._ssl
+            context = self._ssl or _default_tls()
         errors: list[str] = []
         # Exactly the addresses the resolver returned (public ones only
         # unless private targets are allowed), in its order.
@@ -380,6 +386,9 @@ class DeliveryClient:
             except (OSError, ssl.SSLError) as exc:
                 errors.append(f"{address['host']}: {exc}")
                 continue
+            if self._closed:  # closed while connecting: not kept, not leaked
+                conn.abort()
+                raise HttpClientError("the client is closed")
             self._open.add(conn)
             return conn
         raise ConnectError(

@@ -554,3 +554,55 @@ def test_no_socket_is_left_after_close() -> None:
             assert _client_sockets({port, slow_port}) == 0
 
     asyncio.run(scenario())
+
+
+def test_the_client_itself_connects_to_no_internal_address() -> None:
+    """Behind the worker's URL check, the client's resolver: an address
+    literal or a name for loopback is refused and nothing is connected to."""
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    async def scenario() -> None:
+        async with web_server(ok) as (server, port), DeliveryClient(False, 4) as client:
+            for host in ("127.0.0.1", "localhost"):
+                where = delivery_http.target(f"http://{host}:{port}/")
+                head = delivery_http.request_head(where.head_start, {}, 2)
+                try:
+                    await client.post(where, head, b"{}")
+                except delivery_http.ConnectError as exc:
+                    assert "internal" in str(exc), exc
+                else:
+                    raise AssertionError(f"{host} was connected to")
+            assert client.open_connections == 0
+        assert server.requests == []
+
+    asyncio.run(scenario())
+
+
+def test_informational_responses_are_skipped_and_the_reason_has_no_controls() -> None:
+    answers = iter(
+        [
+            b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            # llhttp passes a NUL in the reason (aiohttp's parser too): recorded
+            # as is it would fail the attempts' batch in PostgreSQL (no NUL in text).
+            b"HTTP/1.1 500 Bad\x00\x01\x7f\tThing\r\nContent-Length: 0\r\n\r\n",
+        ]
+    )
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(next(answers))
+            await writer.drain()
+
+    async def scenario() -> None:
+        async with raw_server(answer) as (_, port), DeliveryClient(True, 4) as client:
+            url = f"http://127.0.0.1:{port}/"
+            hinted = await send(client, url)
+            failed = await send(client, url)
+        assert (hinted.status_code, hinted.error) == (200, "")
+        assert (failed.status_code, failed.error) == (500, "HTTP 500 Bad\tThing")
+
+    asyncio.run(scenario())
