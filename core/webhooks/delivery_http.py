@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import cast
 from urllib.parse import quote, urlsplit
 
+import aiohappyeyeballs
 import httptools
 
 from core.webhooks import targets
@@ -48,6 +49,8 @@ MAX_DRAIN_BYTES = 4096
 # servers close theirs after 5-75 s, and a request racing that close costs a
 # retry (aiohttp's keepalive_timeout: 15 s).
 KEEPALIVE_S = 15.0
+# aiohttp's: the next address is tried when a connect has not succeeded by then.
+HAPPY_EYEBALLS_DELAY_S = 0.25
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # Controls but horizontal tab: CR and LF above all (header injection).
@@ -370,30 +373,46 @@ class DeliveryClient:
         context = None
         if target.https:
             context = self._ssl or _default_tls()
-        errors: list[str] = []
-        # Exactly the addresses the resolver returned (public ones only
-        # unless private targets are allowed), in its order.
-        for address in found:
-            try:
-                _, conn = await loop.create_connection(
-                    _Connection,
-                    host=address["host"],
-                    port=address["port"],
-                    family=address["family"],
-                    ssl=context,
-                    server_hostname=target.host if context is not None else None,
-                )
-            except (OSError, ssl.SSLError) as exc:
-                errors.append(f"{address['host']}: {exc}")
-                continue
-            if self._closed:  # closed while connecting: not kept, not leaked
-                conn.abort()
-                raise HttpClientError("the client is closed")
-            self._open.add(conn)
-            return conn
-        raise ConnectError(
-            f"cannot connect to {target.host}:{target.port} ({'; '.join(errors) or 'no address'})"
-        )
+        # Exactly the addresses the resolver returned (public ones only unless
+        # private targets are allowed), raced as aiohttp raced them (RFC 8305:
+        # the next address after 250 ms, families interleaved), so that one
+        # unreachable address (an IPv6 route that drops packets) does not
+        # take the whole timeout.
+        addresses = [
+            (
+                socket.AF_INET6 if ":" in a["host"] else socket.AF_INET,
+                socket.SOCK_STREAM,
+                socket.IPPROTO_TCP,
+                "",
+                (a["host"], a["port"], 0, 0) if ":" in a["host"] else (a["host"], a["port"]),
+            )
+            for a in found
+        ]
+        where = f"{target.host}:{target.port}"
+        try:
+            sock = await aiohappyeyeballs.start_connection(
+                addresses, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_S, interleave=1
+            )
+        except OSError as exc:
+            raise ConnectError(f"cannot connect to {where} ({exc})") from exc
+        try:
+            _, conn = await loop.create_connection(
+                _Connection,
+                sock=sock,
+                ssl=context,
+                server_hostname=target.host if context is not None else None,
+            )
+        except OSError as exc:  # ssl.SSLError (a certificate refused) among them
+            sock.close()
+            raise ConnectError(f"cannot connect to {where} ({exc})") from exc
+        except BaseException:
+            sock.close()
+            raise
+        if self._closed:  # closed while connecting: not kept, not leaked
+            conn.abort()
+            raise HttpClientError("the client is closed")
+        self._open.add(conn)
+        return conn
 
     def close_now(self) -> None:
         """Closes every connection, kept or in use."""

@@ -7,6 +7,8 @@ DeliveryWorker.send, the texts the attempts record."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -604,5 +606,54 @@ def test_informational_responses_are_skipped_and_the_reason_has_no_controls() ->
             failed = await send(client, url)
         assert (hinted.status_code, hinted.error) == (200, "")
         assert (failed.status_code, failed.error) == (500, "HTTP 500 Bad\tThing")
+
+    asyncio.run(scenario())
+
+
+def test_an_address_that_never_answers_does_not_take_the_whole_timeout() -> None:
+    """The resolved addresses are raced (as aiohttp's connects were): the first
+    one here is a listener whose accept queue is full (Linux drops the SYN, the
+    connect hangs), the second answers; the attempt succeeds well inside the
+    timeout."""
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    class TwoAddresses:
+        def __init__(self, ports: list[int]) -> None:
+            self.ports = ports
+
+        async def resolve(self, host: str, port: int, family: int) -> list[dict[str, object]]:
+            return [
+                {"hostname": host, "host": "127.0.0.1", "port": p, "family": socket.AF_INET}
+                for p in self.ports
+            ]
+
+        async def close(self) -> None:
+            pass
+
+    async def scenario() -> None:
+        full = socket.socket()
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        fillers = []
+        for _ in range(2):  # backlog 0 holds one; the rest is dropped
+            s = socket.socket()
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                s.connect(full.getsockname())
+            fillers.append(s)
+        await asyncio.sleep(0.1)
+        try:
+            async with web_server(ok) as (_, port), DeliveryClient(True, 4) as client:
+                client._resolver = TwoAddresses([full.getsockname()[1], port])
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                outcome = await send(client, f"http://hooks.example:{port}/")
+                assert (outcome.status_code, outcome.error) == (200, "")
+                assert loop.time() - t0 < 1.5
+        finally:
+            for s in [*fillers, full]:
+                s.close()
 
     asyncio.run(scenario())
