@@ -44,6 +44,10 @@ async def send(
     return await _worker(settings).send(client, _claimed(url), datetime.now(UTC))
 
 
+async def ok(request: web.Request) -> web.Response:
+    return web.Response(status=200)
+
+
 class Counted:
     """An aiohttp.web server on loopback that counts the connections it accepted."""
 
@@ -387,9 +391,6 @@ def test_a_stale_kept_connection_is_retried_once_on_a_fresh_one() -> None:
 
 
 def test_a_kept_connection_the_server_closed_while_idle_is_not_used() -> None:
-    async def ok(request: web.Request) -> web.Response:
-        return web.Response(status=200)
-
     async def scenario() -> None:
         async with (
             web_server(ok, keepalive_timeout=0.1) as (server, port),
@@ -460,9 +461,6 @@ def _tls_pair(tmp: Path, names: list[str]) -> tuple[ssl.SSLContext, ssl.SSLConte
 
 
 def test_tls_verifies_the_certificate_and_sends_the_host_as_sni(tmp_path: Path) -> None:
-    async def ok(request: web.Request) -> web.Response:
-        return web.Response(status=200)
-
     async def scenario() -> None:
         server_context, client_context, seen_sni = _tls_pair(tmp_path, ["localhost"])
         async with (
@@ -479,9 +477,6 @@ def test_tls_verifies_the_certificate_and_sends_the_host_as_sni(tmp_path: Path) 
 
 
 def test_tls_with_a_certificate_for_another_name_is_refused(tmp_path: Path) -> None:
-    async def ok(request: web.Request) -> web.Response:
-        return web.Response(status=200)
-
     async def scenario() -> None:
         server_context, client_context, _ = _tls_pair(tmp_path, ["other.example"])
         async with (
@@ -498,9 +493,6 @@ def test_tls_with_a_certificate_for_another_name_is_refused(tmp_path: Path) -> N
 
 
 def test_tls_with_an_unknown_ca_is_refused_by_default(tmp_path: Path) -> None:
-    async def ok(request: web.Request) -> web.Response:
-        return web.Response(status=200)
-
     async def scenario() -> None:
         server_context, _, _ = _tls_pair(tmp_path, ["localhost"])
         async with (
@@ -528,9 +520,6 @@ def test_a_refused_connection_names_connect() -> None:
 
 
 def test_no_socket_is_left_after_close() -> None:
-    async def ok(request: web.Request) -> web.Response:
-        return web.Response(status=200)
-
     async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         await asyncio.sleep(5)
@@ -561,9 +550,6 @@ def test_no_socket_is_left_after_close() -> None:
 def test_the_client_itself_connects_to_no_internal_address() -> None:
     """Behind the worker's URL check, the client's resolver: an address
     literal or a name for loopback is refused and nothing is connected to."""
-
-    async def ok(request: web.Request) -> web.Response:
-        return web.Response(status=200)
 
     async def scenario() -> None:
         async with web_server(ok) as (server, port), DeliveryClient(False, 4) as client:
@@ -615,9 +601,6 @@ def test_an_address_that_never_answers_does_not_take_the_whole_timeout() -> None
     one here is a listener whose accept queue is full (Linux drops the SYN, the
     connect hangs), the second answers; the attempt succeeds well inside the
     timeout."""
-
-    async def ok(request: web.Request) -> web.Response:
-        return web.Response(status=200)
 
     class TwoAddresses:
         def __init__(self, ports: list[int]) -> None:
