@@ -11,11 +11,13 @@ import contextlib
 import socket
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+import uvloop
 from aiohttp import web
 
 from core.webhooks import delivery_http, retry
@@ -23,6 +25,19 @@ from core.webhooks.delivery_http import DeliveryClient
 from core.webhooks.settings import WebhookSettings
 from core.webhooks.worker import Claimed, DeliveryWorker
 from localstack import devcerts
+
+
+@pytest.fixture(autouse=True, params=["asyncio", "uvloop"])
+def event_loop_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test on asyncio's loop and on uvloop's (the delivery processes run
+    uvloop: core/delivery_main.py)."""
+    if request.param == "uvloop":
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        yield str(request.param)
+    finally:
+        asyncio.set_event_loop_policy(None)
+
 
 SETTINGS = WebhookSettings(allow_private_targets=True, timeout_s=2)
 
@@ -105,7 +120,8 @@ async def raw_server(
         handlers.add(task)
         try:
             await answer(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            # Cancelled: the server is closing (the test is over).
             pass
         finally:
             writer.close()
