@@ -193,13 +193,19 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(ProtocolError("the server switched protocols"))
         except httptools.HttpParserError as exc:
-            if self._done.done():  # a callback below failed it
-                return
+            # After a complete response too (bytes that are no response): the
+            # attempt keeps its answer, the connection is not kept.
             self._fail(ProtocolError(f"malformed response ({exc})"))
         if not self._head_done and self._received > MAX_HEAD_BYTES:
             self._fail(ProtocolError(f"response head over {MAX_HEAD_BYTES} bytes"))
 
     # httptools' callbacks
+    def on_message_begin(self) -> None:
+        if self._complete:
+            # More after the response, unasked: what it holds is no answer
+            # to the next request on this connection, which is not kept.
+            self.reusable = False
+
     def on_status(self, status: bytes) -> None:
         self._reason += status
 

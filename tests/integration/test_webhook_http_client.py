@@ -656,3 +656,24 @@ def test_an_address_that_never_answers_does_not_take_the_whole_timeout() -> None
                 s.close()
 
     asyncio.run(scenario())
+
+
+def test_bytes_after_the_response_make_the_connection_not_kept() -> None:
+    """A server that sends more than one response (here the start of a second,
+    or bytes that are none) cannot have it taken as the answer to the next
+    request on the connection: the next request goes on a new one."""
+    extras = iter([b"HTTP/1.1 500 Smuggled\r\nContent-Length: 0\r\n", b"\x00garbage\r\n"])
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" + next(extras, b""))
+        await writer.drain()
+        await reader.read()
+
+    async def scenario() -> None:
+        async with raw_server(answer) as (accepted, port), DeliveryClient(True, 4) as client:
+            outcomes = [await send(client, f"http://127.0.0.1:{port}/") for _ in range(3)]
+        assert [(o.status_code, o.error) for o in outcomes] == [(200, "")] * 3
+        assert accepted[0] == 3
+
+    asyncio.run(scenario())
