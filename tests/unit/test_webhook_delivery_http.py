@@ -70,8 +70,11 @@ def test_the_head_reads_back_as_the_fields_given_or_is_refused(
     assert read.url == b"/hook" and read.body == body
     expected = [("Host", "example.com"), *FIXED, *fields.items()]
     expected.append(("Content-Length", str(len(body))))
-    # llhttp strips a value's surrounding blanks, as every server does.
-    assert read.fields == [(k.encode(), v.strip(" \t").encode()) for k, v in expected]
+    # Surrounding blanks are no part of a value (RFC 9110 5.5; llhttp strips
+    # some of them), so compared without.
+    assert [(k, v.strip(b" \t")) for k, v in read.fields] == [
+        (k.encode(), v.strip(" \t").encode()) for k, v in expected
+    ]
 
 
 @given(name=st.text(min_size=1, max_size=20))
