@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiohttp
 import asyncpg
 
 from core import metrics
@@ -37,6 +36,7 @@ from core.events.stream import OutboxNotifier
 from core.render import events as resources
 from core.telemetry.logs import REQUEST_ID, DirectLine, json_value
 from core.webhooks import retry, signing, targets
+from core.webhooks.delivery_http import DeliveryClient, HttpClientError, request_head, target
 from core.webhooks.dispatch import (
     ANALYZE_AFTER,
     ANALYZE_EVERY_S,
@@ -53,7 +53,7 @@ log = logging.getLogger("kassa.core.webhooks")
 # again (~7 us a time, more than the HMAC): remembered per URL.
 _url_problem = functools.lru_cache(maxsize=1024)(targets.url_problem)
 USER_AGENT = "Kassa-Webhooks/1"
-_FIXED_HEADERS = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+_FIXED_HEADERS = (("Content-Type", "application/json"), ("User-Agent", USER_AGENT))
 MAX_ERROR_LEN = 500
 
 
@@ -114,22 +114,17 @@ def signing_secrets(
     return found
 
 
-def client_session(settings: WebhookSettings, limit: int | None = None) -> aiohttp.ClientSession:
-    """The HTTP client of deliveries (one per endpoint, `limit` connections):
-    its resolver drops internal addresses, and the connector connects to
-    exactly what it returned (the checked address is the pinned one); no
-    proxies from the environment. Connections are kept alive and reused."""
-    connector = aiohttp.TCPConnector(
-        resolver=targets.resolver(settings.allow_private_targets),
-        limit=limit or settings.concurrency,
-    )
-    timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
+def client_session(settings: WebhookSettings, limit: int | None = None) -> DeliveryClient:
+    """The HTTP client of deliveries (one per endpoint, `limit` connections
+    kept): it connects only to what the SSRF-checking resolver returned (the
+    checked address is the one connected to); no proxies. Connections are
+    kept alive and reused (core/webhooks/delivery_http.py)."""
+    return DeliveryClient(settings.allow_private_targets, limit or settings.concurrency)
 
 
 def headers(claimed: Claimed, now: datetime) -> dict[str, str]:
+    """The delivery's own fields (after Host and _FIXED_HEADERS)."""
     return {
-        **_FIXED_HEADERS,
         "Kassa-Event-Id": claimed.event_id,
         "Kassa-Event-Type": claimed.event_type,
         "Kassa-Delivery-Id": str(claimed.delivery_id),
@@ -534,11 +529,11 @@ class _Endpoints:
 
     def __init__(self, settings: WebhookSettings) -> None:
         self.settings = settings
-        self._sessions: dict[str, tuple[aiohttp.ClientSession, asyncio.Semaphore]] = {}
+        self._sessions: dict[str, tuple[DeliveryClient, asyncio.Semaphore]] = {}
         self._used: dict[str, float] = {}
         self._checked = time.monotonic()
 
-    def get(self, endpoint_id: str) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
+    def get(self, endpoint_id: str) -> tuple[DeliveryClient, asyncio.Semaphore]:
         found = self._sessions.get(endpoint_id)
         if found is None:
             limit = self.settings.endpoint_concurrency
@@ -816,25 +811,27 @@ class DeliveryWorker:
         finally:
             self._wake.set()
 
-    async def send(
-        self, session: aiohttp.ClientSession, claimed: Claimed, now: datetime
-    ) -> retry.Outcome:
+    async def send(self, session: DeliveryClient, claimed: Claimed, now: datetime) -> retry.Outcome:
         problem = _url_problem(claimed.url, self.settings.allow_private_targets)
         if problem is not None:
             return retry.Outcome(400, f"not sent: the URL {problem}")
         try:
-            async with session.post(
-                claimed.url, data=claimed.body, headers=headers(claimed, now), allow_redirects=False
-            ) as response:
-                # Drain a little so the connection can be reused; the body is ignored.
-                await response.content.read(4096)
-                ok = 200 <= response.status < 300
-                return retry.Outcome(
-                    response.status,
-                    "" if ok else f"HTTP {response.status} {response.reason or ''}".strip(),
-                    retry.parse_retry_after(response.headers.get("Retry-After"), self.clock()),
-                )
+            where = target(claimed.url, _FIXED_HEADERS)
+            head = request_head(where.head_start, headers(claimed, now), len(claimed.body))
+        except ValueError as exc:  # never for a URL url_problem passed, nor Kassa's fields
+            return retry.Outcome(None, f"not sent: {exc}")
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                response = await session.post(where, head, claimed.body)
         except TimeoutError:
             return retry.Outcome(None, f"timeout after {self.settings.timeout_s:g} s")
-        except (aiohttp.ClientError, OSError) as exc:
+        except (HttpClientError, OSError) as exc:
             return retry.Outcome(None, f"{type(exc).__name__}: {exc}")
+        # Redirects are not followed: a 3xx is a failed attempt like any non-2xx.
+        status = response.status
+        ok = 200 <= status < 300
+        return retry.Outcome(
+            status,
+            "" if ok else f"HTTP {status} {response.reason}".strip(),
+            retry.parse_retry_after(response.retry_after, self.clock()),
+        )
