@@ -53,7 +53,7 @@ log = logging.getLogger("kassa.core.webhooks")
 # again (~7 us a time, more than the HMAC): remembered per URL.
 _url_problem = functools.lru_cache(maxsize=1024)(targets.url_problem)
 USER_AGENT = "Kassa-Webhooks/1"
-_FIXED_HEADERS = (("Content-Type", "application/json"), ("User-Agent", USER_AGENT))
+FIXED_HEADERS = (("Content-Type", "application/json"), ("User-Agent", USER_AGENT))
 MAX_ERROR_LEN = 500
 
 
@@ -123,7 +123,7 @@ def client_session(settings: WebhookSettings, limit: int | None = None) -> Deliv
 
 
 def headers(claimed: Claimed, now: datetime) -> dict[str, str]:
-    """The delivery's own fields (after Host and _FIXED_HEADERS)."""
+    """The delivery's own fields (after Host and FIXED_HEADERS)."""
     return {
         "Kassa-Event-Id": claimed.event_id,
         "Kassa-Event-Type": claimed.event_type,
@@ -816,7 +816,7 @@ class DeliveryWorker:
         if problem is not None:
             return retry.Outcome(400, f"not sent: the URL {problem}")
         try:
-            where = target(claimed.url, _FIXED_HEADERS)
+            where = target(claimed.url, FIXED_HEADERS)
             head = request_head(where.head_start, headers(claimed, now), len(claimed.body))
         except ValueError as exc:  # never for a URL url_problem passed, nor Kassa's fields
             return retry.Outcome(None, f"not sent: {exc}")
