@@ -6,9 +6,11 @@ the platform's own network. Every host goes through one canonicalisation
 (canonical_ip: each IPv4 notation, trailing dots, IPv4 embedded in IPv6)
 before it is judged. URLs are checked, and names resolved, when an endpoint
 is saved; at each attempt the URL is checked again and the resolver below
-drops internal addresses, and aiohttp connects to exactly the addresses it
-returned (so a name that later resolves to an internal address, DNS
-rebinding, is refused too, and the checked address is the one connected to).
+drops internal addresses, and the deliveries' client
+(core/webhooks/delivery_http.DeliveryClient._connect) connects to exactly
+the addresses it returned (so a name that later resolves to an internal
+address, DNS rebinding, is refused too, and the checked address is the one
+connected to).
 """
 
 from __future__ import annotations
