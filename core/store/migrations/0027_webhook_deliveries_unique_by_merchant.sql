@@ -30,9 +30,9 @@
 -- see docs/performance.md.
 --
 -- On a populated table: the build reads the table once and sorts every
--- delivery's entry (writes to the table wait meanwhile; ~1 s per million
--- rows); it cannot fail on existing rows, whose (endpoint_id,
--- event_sequence) were unique.
+-- delivery's entry (writes to the table wait meanwhile: 0.15-0.18 s at
+-- 303,000 deliveries, three builds); it cannot fail on existing rows, whose
+-- (endpoint_id, event_sequence) were unique.
 CREATE UNIQUE INDEX webhook_deliveries_unique_by_merchant
     ON webhook_deliveries (merchant_id, event_sequence, endpoint_id);
 ALTER TABLE webhook_deliveries DROP CONSTRAINT webhook_deliveries_endpoint_id_event_sequence_key;
