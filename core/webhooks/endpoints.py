@@ -314,6 +314,9 @@ class Endpoints:
                     )
                 return int(count)
             # One event by id, or every event of the range the endpoint selects.
+            # The merchant's own events only: a delivery's merchant_id is its
+            # event's, which makes (merchant_id, event_sequence, endpoint_id),
+            # the conflict target (migration 0027), unique per endpoint and event.
             count = await conn.fetchval(
                 f"""WITH picked AS (
                      SELECT sequence, id, type, resource_name FROM events
@@ -331,7 +334,7 @@ class Endpoints:
                      SELECT {time_ordered_id("$9")}, $1, $2, sequence, id, type, resource_name,
                             'pending', $7, $8, $7, $7
                        FROM picked
-                     ON CONFLICT (endpoint_id, event_sequence) DO UPDATE
+                     ON CONFLICT (merchant_id, event_sequence, endpoint_id) DO UPDATE
                         SET status = 'pending', next_attempt_time = $7, give_up_time = $8,
                             update_time = $7
                      RETURNING 1)
