@@ -276,13 +276,21 @@ UPDATE webhook_deliveries d
 RECORD_SETUP = "SET enable_seqscan = off"
 
 
+def _recordable(error: str) -> str:
+    """An attempt's error as PostgreSQL's text takes it: no NUL (the receiver's
+    words reach it, e.g. a reason phrase; one NUL failed the whole batch's
+    statement, and every attempt in it went unrecorded and was sent again),
+    at most MAX_ERROR_LEN characters."""
+    return error.replace("\x00", "")[:MAX_ERROR_LEN]
+
+
 def _record_args(attempted: Sequence[Attempted]) -> list[list[Any]]:
     return [
         [a.claimed.delivery_id for a in attempted],
         [a.claimed.attempt for a in attempted],
         [a.started for a in attempted],
         [a.outcome.status_code for a in attempted],
-        [a.outcome.error[:MAX_ERROR_LEN] for a in attempted],
+        [_recordable(a.outcome.error) for a in attempted],
         [a.duration_ms for a in attempted],
         [a.decision.status.value for a in attempted],
         [a.decision.next_attempt_time for a in attempted],

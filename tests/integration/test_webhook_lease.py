@@ -132,6 +132,45 @@ async def test_a_recorded_failure_ends_the_lease_and_the_retry_is_due_at_its_bac
 
 
 @pytest.mark.asyncio
+async def test_an_error_with_a_nul_does_not_fail_the_batchs_record(fresh_dsn: str) -> None:
+    """What a receiver says reaches the error column (a reason phrase): a NUL,
+    which PostgreSQL's text refuses, is dropped, and the other attempts of the
+    same statement are recorded with it."""
+    pool = await migrated_pool(fresh_dsn)
+    try:
+        async with pool.acquire() as conn:
+            await _deliveries(conn, ["merchants/m/invoices/a", "merchants/m/invoices/b"])
+            rows = await _claim(conn, T0)
+            assert len(rows) == 2
+            started = T0 + timedelta(milliseconds=1)
+            ok = _attempted(rows[0], started, 200)
+            bad = _attempted(rows[1], started, 500)
+            bad = Attempted(
+                bad.claimed,
+                bad.started,
+                bad.duration_ms,
+                retry.Outcome(500, "HTTP 500 Bad\x00Thing"),
+                bad.decision,
+                bad.now,
+            )
+            await record(conn, [ok, bad])
+            recorded = {
+                r["delivery_id"]: r["error"]
+                for r in await conn.fetch("SELECT delivery_id, error FROM webhook_attempts")
+            }
+            assert recorded == {
+                ok.claimed.delivery_id: "",
+                bad.claimed.delivery_id: "HTTP 500 BadThing",
+            }
+            statuses = await conn.fetch(
+                "SELECT status FROM webhook_deliveries ORDER BY event_sequence"
+            )
+            assert [r["status"] for r in statuses] == ["succeeded", "pending"]
+    finally:
+        await pool.close()
+
+
+@pytest.mark.asyncio
 async def test_a_redelivery_ends_the_lease(fresh_dsn: str) -> None:
     """A redelivery asked for while an attempt is in flight is sent now, as
     when it moved next_attempt_time over the lease (the attempt's own record
