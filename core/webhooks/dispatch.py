@@ -11,7 +11,7 @@ outbox's sequence lock, and work done there would serialise every writer.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -26,6 +26,10 @@ FIRST_BATCH = 100
 # often at most: see refresh_statistics.
 ANALYZE_AFTER = 1000
 ANALYZE_EVERY_S = 10.0
+
+
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 def time_ordered_prefix(now: datetime) -> bytes:
@@ -44,7 +48,9 @@ def time_ordered_prefix(now: datetime) -> bytes:
     delivery 177-233 -> 130-160 us (medians of the runs' rounds, 4 of 4).
     Ids in time order append at the indexes' right edge instead. Without a
     past or a checkpoint (the bench's default) both are the same."""
-    ms = int(now.timestamp() * 1000)
+    # Integer arithmetic: now.timestamp() is a float, whose microseconds are
+    # lost in later centuries (an ms boundary then rounded the wrong way).
+    ms = (now - _UNIX_EPOCH) // _ONE_MS
     assert 0 <= ms < 1 << 48, now
     return ms.to_bytes(6, "big") + b"\x70\x00"
 
