@@ -821,8 +821,8 @@ class DeliveryWorker:
         except ValueError as exc:  # never for a URL url_problem passed, nor Kassa's fields
             return retry.Outcome(None, f"not sent: {exc}")
         try:
-            async with asyncio.timeout(self.settings.timeout_s):
-                response = await session.post(where, head, claimed.body)
+            # The hard timeout, connecting included (a timer of the loop: see post).
+            response = await session.post(where, head, claimed.body, self.settings.timeout_s)
         except TimeoutError:
             return retry.Outcome(None, f"timeout after {self.settings.timeout_s:g} s")
         except (HttpClientError, OSError) as exc:
