@@ -153,6 +153,17 @@ def event_json(message: event_pb2.Event) -> bytes:
     return dumps(message_json(message))
 
 
+# One encoder for every body: json.dumps with any argument of its own builds a
+# JSONEncoder per call, and the dicts here hold no cycle to look for (plain
+# dicts, lists and scalars made above). The events bench's invoice body, thread
+# CPU, 10,000 a run, best of five: 6.2 -> 4.6 us a dumps, the whole row_json
+# 16.4 -> 15.2 (three alternations); the same bytes
+# (tests/unit/test_canonical_json.py).
+_ENCODE = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False
+).encode
+
+
 def dumps(as_dict: dict[str, Any]) -> bytes:
     """A message's dict as canonical JSON: keys sorted, no whitespace, not escaped."""
-    return json.dumps(as_dict, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODE(as_dict).encode()

@@ -122,14 +122,31 @@ def target(url: str, fixed: tuple[tuple[str, str], ...] = ()) -> Target:
     return Target(https, host, port, (https, host, port), start)
 
 
+@functools.lru_cache(maxsize=64)
+def _check_names(names: tuple[str, ...]) -> None:
+    """Raises ValueError for a name that is no token (remembered when all are:
+    a delivery's names are the same four every time)."""
+    for name in names:
+        if not _TOKEN.match(name):
+            raise ValueError(f"not a header name: {name!r}")
+
+
 def request_head(start: bytes, fields: Mapping[str, str], content_length: int) -> bytes:
     """The whole request head: `start` (Target.head_start), the delivery's own
     fields, Content-Length. Raises ValueError for a name that is no token or a
-    value with a control character (CR/LF: no header injection)."""
-    return (
-        b"".join((start, *(_field(k, v) for k, v in fields.items())))
-        + b"Content-Length: %d\r\n\r\n" % content_length
-    )
+    value with a control character (CR/LF: no header injection).
+
+    The names checked once per set of names, the values in one search (a tab
+    joins them: a tab is allowed in a value, so the joined text has a control
+    character exactly when a value has one), one encode: 2.7 -> 1.95 us a head
+    of the delivery's four fields (thread CPU, 20,000 a run, best of five, three
+    alternations)."""
+    _check_names(tuple(fields))
+    if _CONTROL.search("\t".join(fields.values())):
+        for name, value in fields.items():
+            _field(name, value)  # raises, naming the field
+    text = "".join([f"{name}: {value}\r\n" for name, value in fields.items()])
+    return start + f"{text}Content-Length: {content_length}\r\n\r\n".encode()
 
 
 @functools.cache
@@ -139,17 +156,38 @@ def _default_tls() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Response:
+    """The response's status line and Retry-After, as received: the texts are
+    made only when read (a delivery reads them only for a non-2xx or a
+    Retry-After). The client's thread CPU per POST on uvloop, 16 at once to a
+    loopback server in another process, medians of six runs of 4,000, four
+    alternations: 13.9, 13.1, 13.3, 12.6 -> 12.6, 12.4, 11.7, 11.4 us, with
+    the connection's loop kept (_Connection._loop), against a frozen
+    dataclass of both texts made per response."""
+
     status: int
-    reason: str
-    retry_after: str | None
+    reason_bytes: bytes
+    retry_after_bytes: bytes | None
+
+    @property
+    def reason(self) -> str:
+        # Recorded in the attempts' table and logged: no NUL, no controls.
+        return _CONTROL.sub("", self.reason_bytes.decode("utf-8", "replace"))
+
+    @property
+    def retry_after(self) -> str | None:
+        value = self.retry_after_bytes
+        return None if value is None else value.decode("latin-1")
 
 
 class _Connection(asyncio.Protocol):
     """One kept-alive connection: at most one request at a time."""
 
     def __init__(self) -> None:
+        # Made by the loop's create_connection, in the loop: get_running_loop
+        # checks the process id (a getpid call, ~0.26 us a time in 3.11).
+        self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -251,12 +289,7 @@ class _Connection(asyncio.Protocol):
         if not self._complete:
             self.reusable = False
         self._done.set_result(
-            Response(
-                self._parser.get_status_code(),
-                # Recorded in the attempts' table and logged: no NUL, no controls.
-                _CONTROL.sub("", self._reason.decode("utf-8", "replace")),
-                None if self._retry_after is None else self._retry_after.decode("latin-1"),
-            )
+            Response(self._parser.get_status_code(), self._reason, self._retry_after)
         )
 
     def _fail(self, exc: HttpClientError) -> None:
@@ -272,13 +305,26 @@ class _Connection(asyncio.Protocol):
         """Whether any byte of the current response arrived."""
         return self._received > 0
 
-    async def request(self, data: bytes) -> Response:
+    async def request(self, data: bytes, deadline: float | None = None) -> Response:
+        """Sends `data` and waits for the response; at the loop's time
+        `deadline`, TimeoutError (the connection is then dropped)."""
         assert self.transport is not None and (self._done is None or self._done.done())
         self._reset()
         self.requests += 1
-        self._done = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        done: asyncio.Future[Response] = loop.create_future()
+        self._done = done
+        timer = None if deadline is None else loop.call_at(deadline, self._time_out, done)
         self.transport.write(data)
-        return await self._done
+        try:
+            return await done
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _time_out(self, done: asyncio.Future[Response]) -> None:
+        if not done.done():
+            done.set_exception(TimeoutError())
 
     def close(self) -> None:
         self.reusable = False
@@ -318,33 +364,49 @@ class DeliveryClient:
     def open_connections(self) -> int:
         return sum(1 for c in self._open if not c.closed)
 
-    async def post(self, target: Target, head: bytes, body: bytes) -> Response:
+    async def post(
+        self, target: Target, head: bytes, body: bytes, timeout_s: float | None = None
+    ) -> Response:
         """Sends head + body and reads the response's head (and a little of
-        its body). The caller bounds it with a timeout; cancelled, the
-        connection is dropped. A kept connection the server had closed
-        before any of the response came is retried once on a new one (at
-        least once: the receiver may in rare cases see the request twice)."""
+        its body). With `timeout_s`, TimeoutError once that has passed,
+        whatever it was doing (connecting included); without, the caller
+        bounds it. Timed out or cancelled, the connection is dropped. A kept
+        connection the server had closed before any of the response came is
+        retried once on a new one (at least once: the receiver may in rare
+        cases see the request twice).
+
+        The timeout of a request on a kept connection is a timer of the loop
+        that fails the request's future, not asyncio.timeout around the
+        attempt (a Timeout object, the current task looked up, its cancel
+        and uncancel). The client's thread CPU per POST on a kept connection,
+        uvloop, 16 at once to a loopback server in another process, 4,000 a
+        run, six alternations: 18.7 -> 15.3 us (medians). Connecting, rare,
+        keeps asyncio.timeout: it awaits the resolver and the connect."""
         if self._closed:
             raise HttpClientError("the client is closed")
         data = head + body
+        deadline = None
+        if timeout_s is not None:
+            deadline = asyncio.get_running_loop().time() + timeout_s
         conn = self._take(target.key)
         if conn is not None:
             try:
-                return await self._exchange(target.key, conn, data)
+                return await self._exchange(target.key, conn, data, deadline)
             except (ServerDisconnected, ConnectionError) as exc:
                 if conn.started() or self._closed:
                     raise _as_client_error(exc) from exc
-        conn = await self._connect(target)
+        async with asyncio.timeout_at(deadline):
+            conn = await self._connect(target)
         try:
-            return await self._exchange(target.key, conn, data)
+            return await self._exchange(target.key, conn, data, deadline)
         except ConnectionError as exc:
             raise _as_client_error(exc) from exc
 
     async def _exchange(
-        self, key: tuple[bool, str, int], conn: _Connection, data: bytes
+        self, key: tuple[bool, str, int], conn: _Connection, data: bytes, deadline: float | None
     ) -> Response:
         try:
-            response = await conn.request(data)
+            response = await conn.request(data, deadline)
         except BaseException:
             conn.abort()
             self._open.discard(conn)

@@ -64,7 +64,12 @@ def _attempts_counter(status: retry.Status) -> Any:
     return metrics.WEBHOOK_ATTEMPTS.labels(status.value)
 
 
-@dataclass(frozen=True)
+# Claimed and Attempted: one of each per attempt, made in the delivery loop.
+# Slots, not frozen: a frozen dataclass sets each field through
+# object.__setattr__ (thread CPU per construction, 50,000 a run, best of five:
+# Claimed's nine fields 1.30 -> 0.50 us, Attempted's six 0.73 -> 0.19; three
+# alternations). Nothing changes them once made, nor hashes them.
+@dataclass(slots=True)
 class Claimed:
     delivery_id: uuid.UUID
     attempt: int
@@ -78,7 +83,7 @@ class Claimed:
     endpoint_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Attempted:
     """A finished attempt, waiting to be recorded with others in one statement."""
 
@@ -829,8 +834,8 @@ class DeliveryWorker:
         except ValueError as exc:  # never for a URL url_problem passed, nor Kassa's fields
             return retry.Outcome(None, f"not sent: {exc}")
         try:
-            async with asyncio.timeout(self.settings.timeout_s):
-                response = await session.post(where, head, claimed.body)
+            # The hard timeout, connecting included (a timer of the loop: see post).
+            response = await session.post(where, head, claimed.body, self.settings.timeout_s)
         except TimeoutError:
             return retry.Outcome(None, f"timeout after {self.settings.timeout_s:g} s")
         except (HttpClientError, OSError) as exc:
@@ -838,8 +843,10 @@ class DeliveryWorker:
         # Redirects are not followed: a 3xx is a failed attempt like any non-2xx.
         status = response.status
         ok = 200 <= status < 300
+        retry_after = response.retry_after
         return retry.Outcome(
             status,
             "" if ok else f"HTTP {status} {response.reason}".strip(),
-            retry.parse_retry_after(response.retry_after, self.clock()),
+            # The clock read only for a Retry-After (a third read per attempt).
+            None if retry_after is None else retry.parse_retry_after(retry_after, self.clock()),
         )

@@ -535,6 +535,42 @@ def test_a_refused_connection_names_connect() -> None:
     asyncio.run(scenario())
 
 
+def test_a_request_on_a_kept_connection_times_out_at_the_posts_timeout() -> None:
+    """post(timeout_s=...) bounds the request itself (a timer of the loop on the
+    kept connection, asyncio.timeout while connecting): TimeoutError, the
+    connection dropped, and the next post gets a new one that works."""
+    served = [0]
+
+    async def first_answered(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            served[0] += 1
+            if served[0] == 2:
+                await asyncio.sleep(5)  # the second request is never answered
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+
+    async def scenario() -> None:
+        async with (
+            raw_server(first_answered) as (accepted, port),
+            DeliveryClient(True, 4) as client,
+        ):
+            where = delivery_http.target(f"http://127.0.0.1:{port}/")
+            head = delivery_http.request_head(where.head_start, {}, 2)
+            assert (await client.post(where, head, b"{}", 2.0)).status == 200
+            assert client.open_connections == 1
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            with pytest.raises(TimeoutError):
+                await client.post(where, head, b"{}", 0.2)
+            assert 0.15 < loop.time() - t0 < 2
+            assert client.open_connections == 0
+            assert (await client.post(where, head, b"{}", 2.0)).status == 200
+            assert accepted[0] == 2
+
+    asyncio.run(scenario())
+
+
 def test_no_socket_is_left_after_close() -> None:
     async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
