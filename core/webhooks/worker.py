@@ -607,6 +607,9 @@ class DeliveryWorker:
         self._claim_failure: BaseException | None = None
         # The last claim found fewer due than it asked for (or failed).
         self._drained = False
+        # Set when run() ends: a claim answered after that starts nothing (its
+        # leases run out and the deliveries are sent again, at least once).
+        self._stopped = False
         self._endpoints = _Endpoints(settings)
         self._recorder = _Recorder(pool)
         self._claimer = _Claimer(pool, clock, self.lease_s(), self._claimed)
@@ -622,8 +625,13 @@ class DeliveryWorker:
         try:
             await self._send_loop()
         finally:
+            # No attempt starts from here on: a claim answered while the tasks
+            # below are awaited would have started attempts nobody cancels, on
+            # sessions made after _endpoints.close(). The claimer goes first.
+            self._stopped = True
             if dispatcher is not None:
                 dispatcher.cancel()
+            await self._claimer.close()
             tasks = [
                 *([dispatcher] if dispatcher is not None else []),
                 *self._in_flight,
@@ -633,7 +641,6 @@ class DeliveryWorker:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await self._claimer.close()
             await self._recorder.close()
             await self._endpoints.close()
 
@@ -749,6 +756,8 @@ class DeliveryWorker:
             self._claiming -= free
             assert self._claiming >= 0, "every claim gives back the slots it asked for"
         assert len(claimed) <= free, "a claim takes no more than the slots it was given"
+        if self._stopped:
+            return  # their leases run out: sent again by whoever runs next
         for item in claimed:
             task = asyncio.create_task(self._attempt(item))
             self._in_flight[task] = item.endpoint_id

@@ -9,6 +9,7 @@ against a migrated database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,16 @@ import pytest
 from core.webhooks import retry
 from core.webhooks.endpoints import DeliveryFilter, Endpoints
 from core.webhooks.sealing import KEY_BYTES, Keyring
-from core.webhooks.worker import CLAIM_SQL, Attempted, Claimed, _Claimer, _Recorder, record
+from core.webhooks.settings import WebhookSettings
+from core.webhooks.worker import (
+    CLAIM_SQL,
+    Attempted,
+    Claimed,
+    DeliveryWorker,
+    _Claimer,
+    _Recorder,
+    record,
+)
 from tests.support.ledger import add_merchant, migrated_pool
 
 LEASE_S = 25.0
@@ -56,6 +66,15 @@ async def _deliveries(conn: asyncpg.Connection, resources: list[str]) -> None:
 
 async def _claim(conn: asyncpg.Connection, now: datetime) -> list[asyncpg.Record]:
     return list(await conn.fetch(CLAIM_SQL, now, 8, now - timedelta(seconds=LEASE_S)))
+
+
+async def _two_claimed(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Two deliveries of two resources, both claimed at T0."""
+    async with pool.acquire() as conn:
+        await _deliveries(conn, ["merchants/m/invoices/a", "merchants/m/invoices/b"])
+        rows = await _claim(conn, T0)
+    assert len(rows) == 2
+    return rows
 
 
 def _attempted(row: asyncpg.Record, started: datetime, status_code: int) -> Attempted:
@@ -138,10 +157,8 @@ async def test_an_error_with_a_nul_does_not_fail_the_batchs_record(fresh_dsn: st
     same statement are recorded with it."""
     pool = await migrated_pool(fresh_dsn)
     try:
+        rows = await _two_claimed(pool)
         async with pool.acquire() as conn:
-            await _deliveries(conn, ["merchants/m/invoices/a", "merchants/m/invoices/b"])
-            rows = await _claim(conn, T0)
-            assert len(rows) == 2
             started = T0 + timedelta(milliseconds=1)
             ok = _attempted(rows[0], started, 200)
             bad = _attempted(rows[1], started, 500)
@@ -166,6 +183,40 @@ async def test_an_error_with_a_nul_does_not_fail_the_batchs_record(fresh_dsn: st
                 "SELECT status FROM webhook_deliveries ORDER BY event_sequence"
             )
             assert [r["status"] for r in statuses] == ["succeeded", "pending"]
+    finally:
+        await pool.close()
+
+
+@pytest.mark.asyncio
+async def test_a_claim_answered_after_the_worker_stopped_starts_no_attempt(
+    fresh_dsn: str,
+) -> None:
+    """run() ends by closing the claimer before it cancels what is in flight:
+    a claim's rows that arrive after that start nothing (no task left sending
+    on sessions already closed); their leases run out and they are sent again."""
+    pool = await migrated_pool(fresh_dsn)
+    try:
+        rows = await _two_claimed(pool)
+        worker = DeliveryWorker(
+            pool,
+            None,
+            WebhookSettings(poll_interval_s=0.05, allow_private_targets=True),
+            lambda: T0,
+            Keyring((("k", bytes(KEY_BYTES)),)),
+        )
+        run = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.1)
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        worker._claiming += 8  # a claim in flight when run() ended, answered late:
+        worker._claimed(rows, 8, T0)
+        assert not worker._in_flight
+        async with pool.acquire() as conn:
+            pending = await conn.fetchval(
+                "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'"
+            )
+        assert pending == 2
     finally:
         await pool.close()
 
