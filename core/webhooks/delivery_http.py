@@ -191,7 +191,6 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
-        self.requests = 0
         self._parser = httptools.HttpResponseParser(self)
         self._done: asyncio.Future[Response] | None = None
         self._reset()
@@ -310,7 +309,6 @@ class _Connection(asyncio.Protocol):
         `deadline`, TimeoutError (the connection is then dropped)."""
         assert self.transport is not None and (self._done is None or self._done.done())
         self._reset()
-        self.requests += 1
         loop = self._loop
         done: asyncio.Future[Response] = loop.create_future()
         self._done = done
@@ -482,16 +480,13 @@ class DeliveryClient:
         self._open.add(conn)
         return conn
 
-    def close_now(self) -> None:
+    async def close(self) -> None:
         """Closes every connection, kept or in use."""
         self._closed = True
         for conn in self._open:
             conn.abort()
         self._open.clear()
         self._idle.clear()
-
-    async def close(self) -> None:
-        self.close_now()
         await self._resolver.close()
         # Let the transports' connection_lost run (sockets released).
         await asyncio.sleep(0)

@@ -60,7 +60,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
@@ -422,9 +422,15 @@ async def wal_state(dsn: str) -> tuple[int, int, int]:
 
 async def wal_by_relation(dsn: str, start: int, end: int, per: int) -> str:
     """WAL bytes per delivery between two LSNs by the relation of each record's
-    first block (pg_walinspect; "other": commits and records without one)."""
+    first block (pg_walinspect; "other": commits and records without one).
+    pg_walinspect reads only flushed WAL, and `end` (pg_current_wal_lsn) may
+    be ahead of it after asynchronous commits: waited for (the WAL writer
+    flushes within wal_writer_delay)."""
     conn = await asyncpg.connect(dsn)
     try:
+        flushed = "SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), '0/0')::bigint"
+        while await conn.fetchval(flushed) < end:  # noqa: ASYNC110 (the server's state, polled)
+            await asyncio.sleep(0.02)
         rows = await conn.fetch(
             """SELECT coalesce(c.relname, w.rel, 'other') AS rel, sum(w.record_length) AS bytes,
                       sum(w.fpi_length) AS fpi, count(*) AS records
@@ -521,9 +527,11 @@ class FloorSchema:
     """The database side of a floor: `insert` ($1 the first id, $2 the last),
     `claim` (marks up to $2 rows attempted after id $1, returns how many ids
     and which), `record` ($1 ids, $2 status codes), `done` ($1 first, $2 last:
-    how many rows were answered 200 at their first attempt)."""
+    how many rows were answered 200 at their first attempt). `name` is its
+    JSON keys' part (webhook_<name>_per_s, …), `label` its line's."""
 
     name: str
+    label: str
     tables: tuple[str, ...]
     insert: str
     claim: Callable[[asyncpg.Connection, int, int], Awaitable[list[int]]]
@@ -552,7 +560,9 @@ async def _claim_the_next_ids(conn: asyncpg.Connection, after: int, n: int) -> l
 
 
 BARE_FLOOR = FloorSchema(
-    "bare",
+    "floor",
+    "durable floor (the raw POSTs + insert, mark attempted, record, by hand on a "
+    "one-index table, Kassa's batches)",
     (FLOOR_TABLE,),
     "INSERT INTO bench_floor_deliveries (id) SELECT generate_series($1::bigint, $2::bigint)",
     _claim_the_next_ids,
@@ -628,7 +638,9 @@ async def _claim_due_in_order(conn: asyncpg.Connection, after: int, n: int) -> l
 
 
 PROMISES_FLOOR = FloorSchema(
-    "promises",
+    "floor_promises",
+    "the promises' floor (the same loop on the rows and indexes Kassa's promises need: "
+    "unique per endpoint and event, due order, each resource's order, an attempts table)",
     PROMISES_TABLES,
     """INSERT INTO bench_floor2_deliveries
            (id, merchant_id, endpoint_id, event_sequence, resource_name)
@@ -652,7 +664,7 @@ PROMISES_FLOOR = FloorSchema(
 
 
 async def floor_round(
-    dsn: str, url: str, body: bytes, first: int, count: int, schema: FloorSchema = BARE_FLOOR
+    dsn: str, url: str, body: bytes, first: int, count: int, schema: FloorSchema
 ) -> float:
     """Deliveries/s of `count` raw POSTs made durable at least once, on
     `schema`'s rows: ids first + 1 .. first + count."""
@@ -732,6 +744,60 @@ async def floor_round(
         await client.close()
         for conn in (inserter, claimer, recorder):
             await conn.close()
+
+
+@dataclass
+class FloorRuns:
+    """A floor's figures, round by round (floor_round on `schema`)."""
+
+    schema: FloorSchema
+    rates: list[float] = field(default_factory=list)
+    pg_cpus: list[float] = field(default_factory=list)
+    client_cpus: list[float] = field(default_factory=list)
+    wals: list[float] = field(default_factory=list)
+
+    async def run_round(
+        self, dsn: str, postmaster: int, url: str, body: bytes, r: int, by_relation: bool
+    ) -> tuple[str, str | None]:
+        """Runs round `r` and says what it measured: a line of the bench's
+        output, and with `by_relation` (--pg-statements) its WAL by relation."""
+        commits0, wal0 = await commits(dsn), await wal_state(dsn)
+        cpu0, pg0 = time.process_time(), cluster_cpu_s(postmaster)
+        rate = await floor_round(dsn, url, body, r * WEBHOOK_EVENTS, WEBHOOK_EVENTS, self.schema)
+        self.client_cpus.append((time.process_time() - cpu0) / WEBHOOK_EVENTS)
+        self.pg_cpus.append((cluster_cpu_s(postmaster) - pg0) / WEBHOOK_EVENTS)
+        commits_per = (await commits(dsn) - commits0) / WEBHOOK_EVENTS
+        wal1 = await wal_state(dsn)
+        self.rates.append(rate)
+        self.wals.append((wal1[0] - wal0[0]) / WEBHOOK_EVENTS)
+        line = (
+            f"    {self.schema.label}: {rate:,.0f}/s, PostgreSQL {self.pg_cpus[-1] * 1e6:.0f} us "
+            f"and {commits_per:.2f} commits, client {self.client_cpus[-1] * 1e6:.0f} us CPU per "
+            f"delivery; WAL {self.wals[-1]:,.0f} B, {(wal1[1] - wal0[1]) / WEBHOOK_EVENTS:.1f} "
+            f"records, {(wal1[2] - wal0[2]) / WEBHOOK_EVENTS:.2f} full-page images"
+        )
+        if not by_relation:
+            return line, None
+        return line, await wal_by_relation(dsn, wal0[0], wal1[0], WEBHOOK_EVENTS)
+
+    def figures(
+        self, delivered_rates: list[float], baseline_rates: list[float]
+    ) -> dict[str, object]:
+        """Its JSON: the best rate, medians of the rounds' ratios (to the raw
+        POSTs; Kassa's to it), the least CPU, the median WAL per delivery."""
+        name = self.schema.name
+        return {
+            f"webhook_{name}_per_s": round(max(self.rates)),
+            f"webhook_{name}_ratio": _median_ratio(self.rates, baseline_rates),
+            f"webhook_ratio_to_{name}": _median_ratio(delivered_rates, self.rates),
+            f"webhook_{name}_postgres_cpu_us_per_delivery": round(min(self.pg_cpus) * 1e6),
+            f"webhook_{name}_client_cpu_us_per_delivery": round(min(self.client_cpus) * 1e6),
+            f"webhook_{name}_wal_bytes_per_delivery": round(statistics.median(self.wals)),
+        }
+
+
+def _median_ratio(rates: list[float], baselines: list[float]) -> float:
+    return round(statistics.median(a / b for a, b in zip(rates, baselines, strict=True)), 3)
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -1017,16 +1083,9 @@ async def main_async(
         lean_rates: list[float] = []
         lean_cpus: list[float] = []
         postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
-        floor_rates: list[float] = []
-        floor_pg_cpus: list[float] = []
-        floor_client_cpus: list[float] = []
-        floor_wals: list[float] = []
-        promises_rates: list[float] = []
-        promises_pg_cpus: list[float] = []
-        promises_client_cpus: list[float] = []
-        promises_wals: list[float] = []
+        floors = [FloorRuns(BARE_FLOOR), FloorRuns(PROMISES_FLOOR)]
         wals: list[float] = []
-        for ddl in (*BARE_FLOOR.tables, *PROMISES_FLOOR.tables):
+        for ddl in (table for floor in floors for table in floor.schema.tables):
             await _execute(dsn, ddl)
         if pg_statements:
             conn = await asyncpg.connect(dsn)
@@ -1070,26 +1129,9 @@ async def main_async(
             lean_cpus.append((time.process_time() - cpu0) / WEBHOOK_EVENTS)
             if senders:
                 parallel_rates.append(raw_posts_parallel(senders, WEBHOOK_EVENTS))
-            floor_commits0, floor_wal0 = await commits(dsn), await wal_state(dsn)
-            cpu0, pg0 = time.process_time(), cluster_cpu_s(postmaster)
-            floor_rates.append(
-                await floor_round(dsn, url, body, r * WEBHOOK_EVENTS, WEBHOOK_EVENTS)
-            )
-            floor_client_cpus.append((time.process_time() - cpu0) / WEBHOOK_EVENTS)
-            floor_pg_cpus.append((cluster_cpu_s(postmaster) - pg0) / WEBHOOK_EVENTS)
-            floor_commits = (await commits(dsn) - floor_commits0) / WEBHOOK_EVENTS
-            floor_wal1 = await wal_state(dsn)
-            floor_wals.append((floor_wal1[0] - floor_wal0[0]) / WEBHOOK_EVENTS)
-            promises_wal0 = await wal_state(dsn)
-            cpu0, pg0 = time.process_time(), cluster_cpu_s(postmaster)
-            promises_rates.append(
-                await floor_round(
-                    dsn, url, body, r * WEBHOOK_EVENTS, WEBHOOK_EVENTS, PROMISES_FLOOR
-                )
-            )
-            promises_client_cpus.append((time.process_time() - cpu0) / WEBHOOK_EVENTS)
-            promises_pg_cpus.append((cluster_cpu_s(postmaster) - pg0) / WEBHOOK_EVENTS)
-            promises_wals.append(((await wal_state(dsn))[0] - promises_wal0[0]) / WEBHOOK_EVENTS)
+            floor_lines = [
+                await f.run_round(dsn, postmaster, url, body, r, pg_statements) for f in floors
+            ]
             delivery_cpus.append(delivery_cpu)
             pg_cpus.append(pg_cpu)
             raw_cpus.append(raw_cpu)
@@ -1119,29 +1161,14 @@ async def main_async(
                 print(
                     f"      by relation: {await wal_by_relation(dsn, wal0[0], wal1[0], WEBHOOK_EVENTS)}"
                 )
-            print(
-                f"    durable floor (the raw POSTs + insert, mark attempted, record, by hand "
-                f"on a one-index table, Kassa's batches): {floor_rates[-1]:,.0f}/s, "
-                f"PostgreSQL {floor_pg_cpus[-1] * 1e6:.0f} us and {floor_commits:.2f} commits, "
-                f"client {floor_client_cpus[-1] * 1e6:.0f} us CPU per delivery; WAL "
-                f"{floor_wals[-1]:,.0f} B, {(floor_wal1[1] - floor_wal0[1]) / WEBHOOK_EVENTS:.1f} "
-                f"records, {(floor_wal1[2] - floor_wal0[2]) / WEBHOOK_EVENTS:.2f} full-page images; "
-                f"Kassa / floor {delivered_rates[-1] / floor_rates[-1]:.2f}"
-            )
-            if pg_statements:
-                by_relation = await wal_by_relation(
-                    dsn, floor_wal0[0], floor_wal1[0], WEBHOOK_EVENTS
+            for floor, (line, relations) in zip(floors, floor_lines, strict=True):
+                print(
+                    f"{line}; of the raw POSTs "
+                    f"{floor.rates[-1] / max(raw_rates[-1], lean_rates[-1]):.2f}; "
+                    f"Kassa / it {delivered_rates[-1] / floor.rates[-1]:.2f}"
                 )
-                print(f"      by relation: {by_relation}")
-            print(
-                f"    the promises' floor (the same loop on the rows and indexes Kassa's "
-                f"promises need: unique per endpoint and event, due order, each resource's "
-                f"order, an attempts table): {promises_rates[-1]:,.0f}/s, PostgreSQL "
-                f"{promises_pg_cpus[-1] * 1e6:.0f} us, client {promises_client_cpus[-1] * 1e6:.0f} "
-                f"us CPU per delivery; WAL {promises_wals[-1]:,.0f} B; of the raw POSTs "
-                f"{promises_rates[-1] / max(raw_rates[-1], lean_rates[-1]):.2f}; "
-                f"Kassa / it {delivered_rates[-1] / promises_rates[-1]:.2f}"
-            )
+                if relations is not None:
+                    print(f"      by relation: {relations}")
             if senders:
                 print(
                     f"    raw POSTs from {len(senders)} processes (as many as the core "
@@ -1222,28 +1249,13 @@ async def main_async(
         # Not the ratio's baseline: raw POSTs from as many processes as the core runs.
         "webhook_raw_parallel_per_s": round(max(parallel_rates)) if parallel_rates else None,
         "webhook_history": history,
-        # The durable floor (floor_round), same rounds: not the ratio's baseline.
-        "webhook_floor_per_s": round(max(floor_rates)),
-        "webhook_ratio_to_floor": round(
-            statistics.median(a / b for a, b in zip(delivered_rates, floor_rates, strict=True)), 3
-        ),
-        "webhook_floor_postgres_cpu_us_per_delivery": round(min(floor_pg_cpus) * 1e6),
-        "webhook_floor_client_cpu_us_per_delivery": round(min(floor_client_cpus) * 1e6),
         "webhook_wal_bytes_per_delivery": round(statistics.median(wals)),
-        "webhook_floor_wal_bytes_per_delivery": round(statistics.median(floor_wals)),
-        # The promises' floor (PROMISES_FLOOR), same rounds: not the ratio's baseline.
-        "webhook_floor_promises_per_s": round(max(promises_rates)),
-        "webhook_floor_promises_ratio": round(
-            statistics.median(a / b for a, b in zip(promises_rates, baseline_rates, strict=True)),
-            3,
-        ),
-        "webhook_ratio_to_floor_promises": round(
-            statistics.median(a / b for a, b in zip(delivered_rates, promises_rates, strict=True)),
-            3,
-        ),
-        "webhook_floor_promises_postgres_cpu_us_per_delivery": round(min(promises_pg_cpus) * 1e6),
-        "webhook_floor_promises_client_cpu_us_per_delivery": round(min(promises_client_cpus) * 1e6),
-        "webhook_floor_promises_wal_bytes_per_delivery": round(statistics.median(promises_wals)),
+        # The floors (floor_round), same rounds: not the ratio's baseline.
+        **{
+            key: value
+            for floor in floors
+            for key, value in floor.figures(delivered_rates, baseline_rates).items()
+        },
         "load_average": load_average(),
     }
 

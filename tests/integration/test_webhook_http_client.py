@@ -63,6 +63,18 @@ async def ok(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+async def each_on_its_own_connection(
+    client: DeliveryClient, url: str, times: int, pause_s: float = 0.0
+) -> None:
+    """`times` attempts, each answered 200, none leaving its connection kept
+    (`pause_s` after each, before that is looked at)."""
+    for _ in range(times):
+        outcome = await send(client, url)
+        assert (outcome.status_code, outcome.error) == (200, "")
+        await asyncio.sleep(pause_s)
+        assert client.open_connections == 0
+
+
 class Counted:
     """An aiohttp.web server on loopback that counts the connections it accepted."""
 
@@ -229,10 +241,7 @@ def test_connection_close_is_honoured() -> None:
 
     async def scenario() -> None:
         async with web_server(closing) as (server, port), DeliveryClient(True, 4) as client:
-            for _ in range(3):
-                outcome = await send(client, f"http://127.0.0.1:{port}/")
-                assert outcome.status_code == 200
-                assert client.open_connections == 0
+            await each_on_its_own_connection(client, f"http://127.0.0.1:{port}/", 3)
         assert server.connections == 3
 
     asyncio.run(scenario())
@@ -251,10 +260,7 @@ def test_an_http_10_response_is_used_and_its_connection_not_kept() -> None:
             raw_server(answer) as (accepted, port),
             DeliveryClient(True, 4) as client,
         ):
-            for _ in range(2):
-                outcome = await send(client, f"http://127.0.0.1:{port}/")
-                assert (outcome.status_code, outcome.error) == (200, "")
-            assert client.open_connections == 0
+            await each_on_its_own_connection(client, f"http://127.0.0.1:{port}/", 2)
         assert accepted[0] == 2
 
     asyncio.run(scenario())
@@ -412,12 +418,8 @@ def test_a_kept_connection_the_server_closed_while_idle_is_not_used() -> None:
             web_server(ok, keepalive_timeout=0.1) as (server, port),
             DeliveryClient(True, 4) as client,
         ):
-            url = f"http://127.0.0.1:{port}/"
-            for _ in range(2):
-                outcome = await send(client, url)
-                assert (outcome.status_code, outcome.error) == (200, "")
-                await asyncio.sleep(0.4)  # the server closes it meanwhile
-                assert client.open_connections == 0
+            # The server closes each kept connection during the pause.
+            await each_on_its_own_connection(client, f"http://127.0.0.1:{port}/", 2, pause_s=0.4)
         assert server.connections == 2
 
     asyncio.run(scenario())
