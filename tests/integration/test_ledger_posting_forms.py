@@ -6,7 +6,9 @@ general form (and `kassactl ledger check`) sums them, at any size of amount,
 and hand any statement with a pending, post or void to the general form. The
 guard, now evaluated by the executor and calling its function only on a
 violation, must refuse and allow exactly what the function did: totals change
-only from inside a trigger, an account's identity never, a DELETE never."""
+only from inside a trigger, an account's identity never, a DELETE never.
+And a big batch with nothing pending loads its accounts by a narrower
+statement than the general load, with the same result and locks."""
 
 from __future__ import annotations
 
@@ -171,5 +173,51 @@ async def test_the_guard_refuses_and_allows_what_it_did(fresh_dsn: str) -> None:
                 with pytest.raises(asyncpg.RaiseError):
                     await conn.execute("INSERT INTO nudges VALUES ('a', $1, $2)", identity, remove)
             assert (await store.get_accounts(conn, ["a"]))["a"] == moved["a"]
+    finally:
+        await pool.close()
+
+
+@pytest.mark.asyncio
+async def test_a_load_without_transfers_reads_the_accounts_alone_by_their_index(
+    fresh_dsn: str,
+) -> None:
+    """A big batch with nothing pending to resolve loads its accounts by the
+    narrow statement: the same accounts and totals (past 2**64 too) as the
+    general load, locked, through the primary key of a ledger of 20,000."""
+    pool = await migrated_pool(fresh_dsn)
+    try:
+        async with pool.acquire() as conn:
+            accounts = [Account(f"acct{i:05d}", ASSET) for i in range(20_000)]
+            await store.create_accounts(conn, accounts)
+            big = 2**200 + 7
+            await store.create_transfers(
+                conn,
+                [
+                    Transfer("t0", "acct00001", "acct00002", big, ASSET),
+                    Transfer("p0", "acct00002", "acct00003", 9, ASSET, flags=TransferFlags.PENDING),
+                ],
+                AT,
+            )
+            await conn.execute("ANALYZE ledger_accounts")
+            ids = ["acct00003", "acct00001", "acct00002", "acct19999", "nowhere"]
+            wanted = sorted(ids)
+            async with conn.transaction():
+                loaded, stored = await store._load(conn, wanted, [], [])
+                locked = await conn.fetchval(
+                    """SELECT count(*) FROM ledger_accounts
+                        WHERE id = ANY($1::text[]) AND xmax = txid_current()::text::xid""",
+                    wanted,
+                )
+            assert stored == {}
+            assert locked == 4
+            rows = await conn.fetch(store._LOAD, wanted, [], [])
+            assert loaded == {r["id"]: store.account_of(r) for r in rows}
+            assert loaded["acct00001"].balances == Balances(debits_posted=big)
+            assert loaded["acct00002"].balances == Balances(debits_pending=9, credits_posted=big)
+            plan = await conn.fetchval(
+                f"EXPLAIN (FORMAT JSON) {store._LOAD_ACCOUNTS}", ["acct00001", "acct00002"]
+            )
+            plan = str(plan)
+            assert "ledger_accounts_pkey" in plan and "Seq Scan" not in plan, plan
     finally:
         await pool.close()
