@@ -139,7 +139,8 @@ CHECKS = (
     Check(
         "guards",
         """SELECT name FROM unnest(ARRAY['ledger_transfers_immutable', 'ledger_transfers_post',
-                                        'ledger_accounts_guard', 'ledger_transfers_no_truncate'])
+                                        'ledger_accounts_guard', 'ledger_accounts_no_delete',
+                                        'ledger_transfers_no_truncate'])
                   AS name
             WHERE NOT EXISTS (SELECT 1 FROM pg_trigger
                                WHERE tgname = name AND tgenabled <> 'D')

@@ -79,6 +79,20 @@ SELECT false, t.id, t.asset, t.code, t.flags, t.user_data, NULL, NULL, NULL, NUL
  WHERE t.id = ANY($2::text[])
 """
 
+# The load of a batch that reads no stored transfer (a big batch's first
+# attempt with nothing pending in it, a block of payments): its accounts alone,
+# locked in the same id order as _LOAD's (so the two never deadlock), totals as
+# text (int(str) is exact, and cheaper than asyncpg's Decimal and int of it).
+# Against _LOAD with empty transfer arrays, 1,001 accounts, 40 runs each
+# interleaved: server CPU 3.5 -> 1.9 ms (no CTEs to hash and materialize), wall
+# with the rows decoded 6.0 -> 2.9 ms (9 columns a row instead of 19); all of
+# it before the first COPY row, while the server has nothing else to do.
+_LOAD_ACCOUNTS = """
+SELECT id, asset, code, flags, user_data, debits_pending::text, debits_posted::text,
+       credits_pending::text, credits_posted::text
+  FROM ledger_accounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+"""
+
 _INSERT = """
 INSERT INTO ledger_transfers (id, debit_account_id, credit_account_id, amount, asset, code, flags,
                               pending_id, timeout_s, reference, user_data, create_time, expire_time)
@@ -173,6 +187,9 @@ async def _load(
 ) -> tuple[dict[str, Account], dict[str, Stored]]:
     """Locks and reads the accounts (and those of the pending transfers), and
     reads the stored transfers among `transfer_ids`, in one statement."""
+    if not transfer_ids and not pending_ids:
+        rows = await conn.fetch(_LOAD_ACCOUNTS, account_ids)
+        return {row["id"]: account_of(row) for row in rows}, {}
     # The transfer ids unsorted (a millisecond for a big batch): the statement
     # locks the accounts in id order whatever the arrays' order.
     rows = await conn.fetch(_LOAD, account_ids, transfer_ids, pending_ids)
