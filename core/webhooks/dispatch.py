@@ -112,11 +112,7 @@ def batch_id(prefix_param: str, base_param: str) -> str:
 
 
 # New deliveries of the events after the cursor, for every endpoint that takes them.
-# The conflict target is the listing's unique index (migration 0027): a
-# delivery's merchant_id is its event's, so the triple is unique exactly when
-# (endpoint_id, event_sequence) is, and each new delivery writes one entry
-# fewer (~160 bytes of WAL per delivery).
-_DISPATCH_SQL = f"""WITH q AS (
+_DISPATCH_TEMPLATE = f"""WITH q AS (
      INSERT INTO webhook_deliveries
        (id, endpoint_id, merchant_id, event_sequence, event_id, event_type,
         resource_name, status, next_attempt_time, give_up_time, create_time,
@@ -130,9 +126,25 @@ _DISPATCH_SQL = f"""WITH q AS (
         AND ev.sequence > e.after_sequence
         AND (cardinality(e.event_types) = 0 OR ev.type = ANY(e.event_types))
       WHERE ev.sequence > $1 AND ev.sequence <= $2
-     ON CONFLICT (merchant_id, event_sequence, endpoint_id) DO NOTHING
+     {{conflicts}}
      RETURNING 1)
    SELECT count(*) FROM q"""  # noqa: S608 (a constant, no input)
+# As a rule a plain INSERT: the cursor moves with the deliveries it creates,
+# so none of them exists yet, and the unique index refuses one that does.
+# ON CONFLICT costs every row a probe of the unique index before its insert
+# (which probes it again) and a speculative insertion (a lock, a
+# confirmation's WAL record): the INSERT of 1,000 events' deliveries, the two
+# alternating batch by batch in one database, backend CPU per delivery
+# medians 12.4 -> 9.2 us (34 of 39 pairs lower).
+_DISPATCH_SQL = _DISPATCH_TEMPLATE.format(conflicts="")
+# Only after the plain INSERT met an existing delivery: a redelivery made
+# some of the batch's (it takes an endpoint's events up to the newest, the
+# cursor's future included). The conflict target is the listing's unique
+# index (migration 0027): a delivery's merchant_id is its event's, so the
+# triple is unique exactly when (endpoint_id, event_sequence) is.
+_DISPATCH_EXISTING_SQL = _DISPATCH_TEMPLATE.format(
+    conflicts="ON CONFLICT (merchant_id, event_sequence, endpoint_id) DO NOTHING"
+)
 
 
 def next_batch(asked: int, consumed: int) -> int:
@@ -180,6 +192,16 @@ async def dispatch_once(
     pool: asyncpg.Pool, now: datetime, give_up_after_s: float, batch: int = BATCH
 ) -> tuple[int, int]:
     """(events consumed, deliveries created) for the next batch of events."""
+    try:
+        return await _dispatch(pool, now, give_up_after_s, batch, _DISPATCH_SQL)
+    except asyncpg.UniqueViolationError:
+        # Rolled back, so done again whole, skipping what exists.
+        return await _dispatch(pool, now, give_up_after_s, batch, _DISPATCH_EXISTING_SQL)
+
+
+async def _dispatch(
+    pool: asyncpg.Pool, now: datetime, give_up_after_s: float, batch: int, insert_sql: str
+) -> tuple[int, int]:
     async with pool.acquire() as conn, conn.transaction():
         # The row lock makes dispatchers of several core processes take turns.
         cursor = await conn.fetchval(
@@ -193,7 +215,7 @@ async def dispatch_once(
         if upto is None:
             return 0, 0
         created = await conn.fetchval(
-            _DISPATCH_SQL,
+            insert_sql,
             cursor,
             upto,
             now,
