@@ -36,8 +36,9 @@ _ONE_MS = timedelta(milliseconds=1)
 def time_ordered_prefix(now: datetime) -> bytes:
     """The first 8 bytes of a UUIDv7 made at `now`: 48 bits of Unix
     milliseconds, then the version (7) and rand_a, here 0. A redelivery
-    overlays them on gen_random_uuid()'s bytes (the dispatcher: batch_ids), whose last 8 keep its variant
-    bits and 62 random bits, unique within a millisecond.
+    overlays them on gen_random_uuid()'s bytes, whose last 8 keep its
+    variant bits and 62 random bits, unique within a millisecond (the
+    dispatcher's ids: batch_ids).
 
     Why: a random id puts each new delivery (and its attempts, whose key
     starts with it) on a random page of webhook_deliveries_pkey and
@@ -89,13 +90,15 @@ def batch_ids(now: datetime, random: bytes) -> tuple[str, int]:
     runs: 1.6-2.4 against 0.5-0.6 us). The dispatcher's INSERT of 1,000
     events' deliveries, the two ids alternating batch by batch in one
     database: the backend's CPU per delivery, medians 19.3 -> 17.6 us (34 of
-    39 pairs lower) and 12.9 -> 10.7 (54 of 59). Unique all the same: a batch's ids
-    differ by their row numbers, and two batches of the same millisecond
-    collide only if their 74 random bits (rand_a and base) fall within the
-    batch's rows of each other (~2 * rows / 2**74), where random ids per row
-    collide at ~rows**2 / 2**74 per pair of batches. In time order as
-    before, and within a batch in insertion order (appends at the right edge
-    of the primary key even within a millisecond)."""
+    39 pairs lower) and 12.9 -> 10.7 (54 of 59).
+
+    Unique all the same: a batch's ids differ by their row numbers, and two
+    batches of the same millisecond collide only if their 74 random bits
+    (rand_a and base) fall within the batch's rows of each other
+    (~2 * rows / 2**74), where random ids per row collide at
+    ~rows**2 / 2**74 per pair of batches. In time order as before, and
+    within a batch in insertion order (appends at the right edge of the
+    primary key even within a millisecond)."""
     assert len(random) == 10, random
     prefix = bytearray(time_ordered_prefix(now))
     prefix[6] |= random[0] & 0x0F
