@@ -11,6 +11,7 @@ outbox's sequence lock, and work done there would serialise every writer.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -34,9 +35,10 @@ _ONE_MS = timedelta(milliseconds=1)
 
 def time_ordered_prefix(now: datetime) -> bytes:
     """The first 8 bytes of a UUIDv7 made at `now`: 48 bits of Unix
-    milliseconds, then the version (7) and rand_a, here 0. The dispatcher
-    overlays them on gen_random_uuid()'s bytes, whose last 8 keep its variant
-    bits and 62 random bits, unique within a millisecond.
+    milliseconds, then the version (7) and rand_a, here 0. A redelivery
+    overlays them on gen_random_uuid()'s bytes, whose last 8 keep its
+    variant bits and 62 random bits, unique within a millisecond (the
+    dispatcher's ids: batch_ids).
 
     Why: a random id puts each new delivery (and its attempts, whose key
     starts with it) on a random page of webhook_deliveries_pkey and
@@ -57,8 +59,8 @@ def time_ordered_prefix(now: datetime) -> bytes:
 
 def time_ordered_id(prefix_param: str) -> str:
     """The SQL of a new delivery's id: gen_random_uuid() with its first 8 bytes
-    replaced by the bytea parameter `prefix_param` (time_ordered_prefix). Every
-    writer of new deliveries uses it (the dispatcher, a redelivery's new rows)."""
+    replaced by the bytea parameter `prefix_param` (time_ordered_prefix): a
+    redelivery's new rows. The dispatcher's are batch_id's, of the same shape."""
     assert prefix_param.startswith("$") and prefix_param[1:].isdigit(), prefix_param
     return (
         f"encode(overlay(uuid_send(gen_random_uuid()) PLACING {prefix_param}::bytea "
@@ -66,17 +68,59 @@ def time_ordered_id(prefix_param: str) -> str:
     )
 
 
+# A batch's ids after their 16-hex-digit prefix: base + the row's number, as
+# 16 hex digits. The base's top two bits are the variant's (10); below them 62
+# random bits, less than 2**62 - 2**32, so that no batch's row numbers carry
+# into the variant.
+_ROWS_MAX = 1 << 32
+_VARIANT = 0b10 << 62
+
+
+def batch_ids(now: datetime, random: bytes) -> tuple[str, int]:
+    """(prefix, base) of the ids of a batch of deliveries dispatched at `now`:
+    row n of the batch (1, 2, ...) gets the UUIDv7 of the 32 hex digits
+    `prefix` + `(base + n) mod 2**64` in hex, as _DISPATCH_SQL makes it.
+    `prefix` is time_ordered_prefix's ms and version with 12 bits of `random`
+    as rand_a; base (a signed bigint, as PostgreSQL adds it) is the variant
+    and 62 bits of `random`.
+
+    Why not time_ordered_id's gen_random_uuid() per row: each is a call of
+    the strong random source, ~1.3 us of PostgreSQL's CPU a row (the overlay
+    ~0.2 more), against ~0.5 for a row number in hex (300,000 rows, three
+    runs: 1.6-2.4 against 0.5-0.6 us). The dispatcher's INSERT of 1,000
+    events' deliveries, the two ids alternating batch by batch in one
+    database: the backend's CPU per delivery, medians 19.3 -> 17.6 us (34 of
+    39 pairs lower) and 12.9 -> 10.7 (54 of 59).
+
+    Unique all the same: a batch's ids differ by their row numbers, and two
+    batches of the same millisecond collide only if their 74 random bits
+    (rand_a and base) fall within the batch's rows of each other
+    (~2 * rows / 2**74), where random ids per row collide at
+    ~rows**2 / 2**74 per pair of batches. In time order as before, and
+    within a batch in insertion order (appends at the right edge of the
+    primary key even within a millisecond)."""
+    assert len(random) == 10, random
+    prefix = bytearray(time_ordered_prefix(now))
+    prefix[6] |= random[0] & 0x0F
+    prefix[7] = random[1]
+    spread = int.from_bytes(random[2:], "big") % ((1 << 62) - _ROWS_MAX)
+    return prefix.hex(), (_VARIANT | spread) - (1 << 64)
+
+
+def batch_id(prefix_param: str, base_param: str) -> str:
+    """The SQL of row n's id (batch_ids): its row_number() in the statement."""
+    for param in (prefix_param, base_param):
+        assert param.startswith("$") and param[1:].isdigit(), param
+    return f"({prefix_param}::text || to_hex({base_param}::bigint + row_number() OVER ()))::uuid"
+
+
 # New deliveries of the events after the cursor, for every endpoint that takes them.
-# The conflict target is the listing's unique index (migration 0027): a
-# delivery's merchant_id is its event's, so the triple is unique exactly when
-# (endpoint_id, event_sequence) is, and each new delivery writes one entry
-# fewer (~160 bytes of WAL per delivery).
-_DISPATCH_SQL = f"""WITH q AS (
+_DISPATCH_TEMPLATE = f"""WITH q AS (
      INSERT INTO webhook_deliveries
        (id, endpoint_id, merchant_id, event_sequence, event_id, event_type,
         resource_name, status, next_attempt_time, give_up_time, create_time,
         update_time)
-     SELECT {time_ordered_id("$5")}, e.id, ev.merchant_id, ev.sequence, ev.id, ev.type,
+     SELECT {batch_id("$5", "$6")}, e.id, ev.merchant_id, ev.sequence, ev.id, ev.type,
             ev.resource_name, 'pending', $3, $4, $3, $3
        FROM events ev
        JOIN webhook_endpoints e
@@ -85,9 +129,25 @@ _DISPATCH_SQL = f"""WITH q AS (
         AND ev.sequence > e.after_sequence
         AND (cardinality(e.event_types) = 0 OR ev.type = ANY(e.event_types))
       WHERE ev.sequence > $1 AND ev.sequence <= $2
-     ON CONFLICT (merchant_id, event_sequence, endpoint_id) DO NOTHING
+     {{conflicts}}
      RETURNING 1)
    SELECT count(*) FROM q"""  # noqa: S608 (a constant, no input)
+# As a rule a plain INSERT: the cursor moves with the deliveries it creates,
+# so none of them exists yet, and the unique index refuses one that does.
+# ON CONFLICT costs every row a probe of the unique index before its insert
+# (which probes it again) and a speculative insertion (a lock, a
+# confirmation's WAL record): the INSERT of 1,000 events' deliveries, the two
+# alternating batch by batch in one database, backend CPU per delivery
+# medians 12.4 -> 9.2 us (34 of 39 pairs lower).
+_DISPATCH_SQL = _DISPATCH_TEMPLATE.format(conflicts="")
+# Only after the plain INSERT met an existing delivery: a redelivery made
+# some of the batch's (it takes an endpoint's events up to the newest, the
+# cursor's future included). The conflict target is the listing's unique
+# index (migration 0027): a delivery's merchant_id is its event's, so the
+# triple is unique exactly when (endpoint_id, event_sequence) is.
+_DISPATCH_EXISTING_SQL = _DISPATCH_TEMPLATE.format(
+    conflicts="ON CONFLICT (merchant_id, event_sequence, endpoint_id) DO NOTHING"
+)
 
 
 def next_batch(asked: int, consumed: int) -> int:
@@ -135,6 +195,16 @@ async def dispatch_once(
     pool: asyncpg.Pool, now: datetime, give_up_after_s: float, batch: int = BATCH
 ) -> tuple[int, int]:
     """(events consumed, deliveries created) for the next batch of events."""
+    try:
+        return await _dispatch(pool, now, give_up_after_s, batch, _DISPATCH_SQL)
+    except asyncpg.UniqueViolationError:
+        # Rolled back, so done again whole, skipping what exists.
+        return await _dispatch(pool, now, give_up_after_s, batch, _DISPATCH_EXISTING_SQL)
+
+
+async def _dispatch(
+    pool: asyncpg.Pool, now: datetime, give_up_after_s: float, batch: int, insert_sql: str
+) -> tuple[int, int]:
     async with pool.acquire() as conn, conn.transaction():
         # The row lock makes dispatchers of several core processes take turns.
         cursor = await conn.fetchval(
@@ -148,12 +218,12 @@ async def dispatch_once(
         if upto is None:
             return 0, 0
         created = await conn.fetchval(
-            _DISPATCH_SQL,
+            insert_sql,
             cursor,
             upto,
             now,
             now + timedelta(seconds=give_up_after_s),
-            time_ordered_prefix(now),
+            *batch_ids(now, secrets.token_bytes(10)),
         )
         await conn.execute(
             "UPDATE webhook_dispatch_cursor SET last_sequence = $1 WHERE id = 1", upto
