@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import re
 import socket
 import ssl
@@ -193,6 +194,11 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
         self._done: asyncio.Future[Response] | None = None
+        # The current request's deadline (the loop's time), and the connection's
+        # one timer: armed at `_timer_at`, kept across requests (see request).
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
         self._reset()
 
     def _reset(self) -> None:
@@ -212,6 +218,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._disarm()
         if self._done is None or self._done.done():
             return
         if self._head_done and self._eof_body and not self._complete:
@@ -306,32 +313,63 @@ class _Connection(asyncio.Protocol):
 
     async def request(self, data: bytes, deadline: float | None = None) -> Response:
         """Sends `data` and waits for the response; at the loop's time
-        `deadline`, TimeoutError (the connection is then dropped)."""
+        `deadline`, TimeoutError (the connection is then dropped).
+
+        One timer per connection, not one per request: it stays armed after a
+        response, and when it fires before the current request's deadline (a
+        later request's) it is armed again at that deadline, so each request
+        still fails at its own deadline. A uvloop timer made and cancelled per
+        request (a libuv handle each) was ~3 us of a POST. The client's thread
+        CPU per POST on a kept connection, uvloop, 16 at once to a loopback
+        server in another process, 4,000 a run, medians of eight runs with a
+        timeout against eight without, in the same process: the timeout cost
+        2.75, 4.5, 2.39, 3.01 -> 0.35, 0.02, 1.34, -0.08 us (four alternations);
+        with a timeout, 19.2, 22.9, 16.5 -> 13.5, 16.1, 15.0 us (three)."""
         assert self.transport is not None and (self._done is None or self._done.done())
         self._reset()
-        loop = self._loop
-        done: asyncio.Future[Response] = loop.create_future()
+        done: asyncio.Future[Response] = self._loop.create_future()
         self._done = done
-        timer = None if deadline is None else loop.call_at(deadline, self._time_out, done)
+        self._deadline = deadline
+        if deadline is not None and deadline < self._timer_at:
+            self._arm(deadline)  # none armed, or armed later than this deadline
         self.transport.write(data)
-        try:
-            return await done
-        finally:
-            if timer is not None:
-                timer.cancel()
+        return await done
 
-    def _time_out(self, done: asyncio.Future[Response]) -> None:
-        if not done.done():
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(at, self._on_timer, at)
+        self._timer_at = at
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = math.inf
+
+    def _on_timer(self, at: float) -> None:
+        """The timer armed for the loop's time `at` fired: the request in
+        flight times out if its deadline is `at` or earlier, else the timer is
+        armed again at its deadline; with none in flight it stays unarmed."""
+        self._timer, self._timer_at = None, math.inf
+        done, deadline = self._done, self._deadline
+        if done is None or done.done() or deadline is None:
+            return
+        if deadline <= at:
             done.set_exception(TimeoutError())
+        else:
+            self._arm(deadline)
 
     def close(self) -> None:
         self.reusable = False
+        self._disarm()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
         self.closed = True
 
     def abort(self) -> None:
         self.reusable = False
+        self._disarm()
         if self.transport is not None:
             self.transport.abort()
         self.closed = True

@@ -9,6 +9,7 @@ only keys the MAC; it never travels.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets as _secrets
@@ -30,12 +31,35 @@ def signature(secret: str, timestamp_s: int, body: bytes) -> str:
     return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
+# Each secret's HMAC keyed once (its padded key hashed into the inner and outer
+# states), then copied per delivery: the header of one secret over the events
+# bench's 563-byte body, thread CPU, 50,000 a run, best of five, three
+# alternations: 3.0, 3.0, 2.9 -> 2.1, 2.1, 2.1 us (hmac.new per signature against
+# a keyed copy). Secrets are few per process (each endpoint's current one, and
+# its previous one while a rotation overlaps); the process holds them, and the
+# keyring that opens them, anyway.
+@functools.lru_cache(maxsize=1024)
+def _keyed(secret: str) -> hmac.HMAC:
+    return hmac.new(secret.encode(), digestmod=hashlib.sha256)
+
+
+def _signature_keyed(secret: str, signed_prefix: bytes, body: bytes) -> str:
+    """signature(secret, t, body), where signed_prefix is f"{t}." encoded."""
+    mac = _keyed(secret).copy()
+    mac.update(signed_prefix)
+    mac.update(body)
+    return mac.hexdigest()
+
+
 def header(signing_secrets: Sequence[str], timestamp_s: int, body: bytes) -> str:
     """The header value: the timestamp, then one v1 per secret, current first."""
     if not signing_secrets:
         raise ValueError("at least one secret signs")
+    prefix = f"{timestamp_s}.".encode()
+    if len(signing_secrets) == 1:  # no rotation overlapping: one v1
+        return f"t={timestamp_s},{SCHEME}={_signature_keyed(signing_secrets[0], prefix, body)}"
     parts = [f"t={timestamp_s}"]
-    parts += [f"{SCHEME}={signature(s, timestamp_s, body)}" for s in signing_secrets]
+    parts += [f"{SCHEME}={_signature_keyed(s, prefix, body)}" for s in signing_secrets]
     return ",".join(parts)
 
 
