@@ -8,13 +8,17 @@ the worker's own statement against a migrated database."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from core.store import migrate as migrate_module
+from core.store.db import create_pool
 from core.webhooks.endpoints import DeliveryFilter, Endpoints, RedeliverTarget
 from core.webhooks.sealing import KEY_BYTES, Keyring
 from core.webhooks.worker import Attempted, record
@@ -301,3 +305,87 @@ async def test_an_attempt_inserted_into_the_view_is_kept_in_the_archive(
         assert await _listed(pool) == [(delivery, 1, T0, 200, "", 3)]
     finally:
         await pool.close()
+
+
+# Steps of one delivery's life, in any order: a claim (every lease has run
+# out and every backoff is due by then: the clock moves LEASE_S + 11 s a
+# step), the record of any attempt claimed so far (again, late, or fenced
+# out), a redelivery.
+_STEPS = st.lists(
+    st.one_of(
+        st.just(("claim", 0, 0)),
+        st.tuples(st.just("record"), st.integers(0, 5), st.sampled_from([200, 503, 410])),
+        st.just(("redeliver", 0, 0)),
+    ),
+    max_size=12,
+)
+_MIGRATED: set[str] = set()
+
+
+async def _one_life(dsn: str, steps: list[tuple[str, int, int]]) -> None:
+    if dsn not in _MIGRATED:
+        await (await migrated_pool(dsn)).close()
+        _MIGRATED.add(dsn)
+    pool = await create_pool(dsn, max_size=4)  # redeliver takes two more
+    try:
+        async with pool.acquire() as conn:
+            if not await conn.fetchval("SELECT count(*) FROM merchants"):
+                await _deliveries(conn, [])
+            # The earlier examples' deliveries out of the claims' way.
+            await conn.execute("UPDATE webhook_deliveries SET status = 'cancelled'")
+            sequence = await conn.fetchval("SELECT coalesce(max(sequence), 0) + 1 FROM events")
+            delivery = await conn.fetchval(
+                """WITH e AS (
+                     INSERT INTO events (sequence, id, type, merchant_id, resource_name, payload)
+                     VALUES ($1::bigint, gen_random_uuid(), 'invoice.paid', 'm',
+                             'merchants/m/invoices/i' || $1::bigint, '')
+                     RETURNING *)
+                   INSERT INTO webhook_deliveries (id, endpoint_id, merchant_id, event_sequence,
+                       event_id, event_type, resource_name, status, next_attempt_time,
+                       give_up_time, create_time, update_time)
+                   SELECT gen_random_uuid(), 'ep', 'm', e.sequence, e.id, e.type,
+                          e.resource_name, 'pending', $2::timestamptz, $2::timestamptz + interval '1 day', $2, $2
+                     FROM e RETURNING id""",
+                sequence,
+                T0,
+            )
+            claimed: list[asyncpg.Record] = []
+            recorded: dict[int, Attempted] = {}  # the first record of each attempt
+            made: dict[int, Attempted] = {}
+            now = T0
+            for step, which, status_code in steps:
+                now += timedelta(seconds=LEASE_S + 11)
+                if step == "claim":
+                    claimed += [r for r in await _claim(conn, now) if r["delivery_id"] == delivery]
+                elif step == "record" and claimed:
+                    row = claimed[which % len(claimed)]
+                    attempted = made.setdefault(
+                        row["attempt_count"],
+                        _attempted(row, now - timedelta(seconds=LEASE_S + 10), status_code),
+                    )
+                    await record(conn, [attempted])
+                    recorded.setdefault(attempted.claimed.attempt, attempted)
+                elif step == "redeliver":
+                    await _store(pool).redeliver("m", "ep", RedeliverTarget(delivery), now)
+            kept = await conn.fetch(
+                """SELECT delivery_id, attempt, attempt_time, status_code, error, duration_ms
+                     FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt""",
+                delivery,
+            )
+            # Each attempt recorded is kept once, as it was recorded; none other.
+            assert [tuple(r) for r in kept] == _expected(*(recorded[k] for k in sorted(recorded)))
+            in_row = await conn.fetchval(
+                "SELECT last_attempt FROM webhook_deliveries WHERE id = $1", delivery
+            )
+            archived = {a for d, a in await _archived(conn) if d == delivery}
+            assert in_row is None or in_row not in archived
+    finally:
+        await pool.close()
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=_STEPS)
+def test_every_attempt_recorded_is_kept_once_whatever_the_order(
+    fresh_dsn: str, steps: list[tuple[str, int, int]]
+) -> None:
+    asyncio.run(_one_life(fresh_dsn, steps))
