@@ -320,7 +320,9 @@ def claimed_of(rows: Sequence[Mapping[str, Any]], now: datetime, keyring: Keyrin
 # probe runs for fenced attempts only (the planner put it first: one more
 # primary-key descent per attempt). The statement by itself (3,000
 # deliveries, records of 13, five alternations): PostgreSQL's CPU 47-63 ->
-# 33-60 us per delivery (medians 53 -> 43), WAL 605-617 -> 341-345 B.
+# 33-60 us per delivery (medians 53 -> 43), WAL 605-617 -> 341-345 B. The
+# events bench (--pg-statements, 17 alternating pairs): its execution time
+# 33-55 -> 22-44 us per delivery (17 of 17), WAL -190 to -260 B a delivery.
 _RECORD = """
 WITH attempts AS (
     SELECT * FROM unnest($1::uuid[], $2::integer[], $3::timestamptz[], $4::integer[],
