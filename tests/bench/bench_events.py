@@ -495,13 +495,13 @@ async def add_history(dsn: str, n: int) -> None:
                 last,
             )
             await conn.execute(
-                """INSERT INTO webhook_attempts
+                """INSERT INTO webhook_attempts_archive
                      (delivery_id, attempt, attempt_time, status_code, duration_ms)
                    SELECT id, 1, create_time, 200, 3 FROM webhook_deliveries
                     WHERE endpoint_id = 'history'"""
             )
         await conn.execute("VACUUM ANALYZE webhook_deliveries")
-        await conn.execute("VACUUM ANALYZE webhook_attempts")
+        await conn.execute("VACUUM ANALYZE webhook_attempts_archive")
         await conn.execute("VACUUM ANALYZE events")
     finally:
         await conn.close()
@@ -581,8 +581,11 @@ BARE_FLOOR = FloorSchema(
 # by merchant newest first (the same key), due retries found in due order
 # (the partial due index), each resource's events in sequence order (the
 # partial ordering index, probed per candidate), an attempt's record kept for
-# the API (an attempts table), a lease a crash runs out (a column no index
-# covers: the claim is HOT). Not in it: Kassa's foreign keys (integrity
+# the API (the latest attempt in its delivery's row, the ones before it in an
+# attempts table, as Kassa keeps them since migration 0029), a lease a crash
+# runs out (a column no index covers: the claim is HOT). The insert is plain,
+# as the dispatcher's (the unique index refuses a second delivery; ON
+# CONFLICT only when a batch meets one). Not in it: Kassa's foreign keys (integrity
 # against its own bugs, measured separately), the outbox (the rows are made,
 # not joined from events), the claim's join to endpoints and events, the
 # body, the signature, the log line.
@@ -596,7 +599,8 @@ PROMISES_TABLES = (
         status text NOT NULL DEFAULT 'pending',
         attempt_count integer NOT NULL DEFAULT 0,
         next_attempt_time timestamptz NOT NULL DEFAULT now(),
-        lease_time timestamptz) WITH (fillfactor = 70)""",
+        lease_time timestamptz,
+        last_status_code integer) WITH (fillfactor = 70)""",
     """CREATE UNIQUE INDEX IF NOT EXISTS bench_floor2_by_merchant
         ON bench_floor2_deliveries (merchant_id, event_sequence, endpoint_id)""",
     """CREATE INDEX IF NOT EXISTS bench_floor2_due ON bench_floor2_deliveries (next_attempt_time)
@@ -640,20 +644,16 @@ async def _claim_due_in_order(conn: asyncpg.Connection, after: int, n: int) -> l
 PROMISES_FLOOR = FloorSchema(
     "floor_promises",
     "the promises' floor (the same loop on the rows and indexes Kassa's promises need: "
-    "unique per endpoint and event, due order, each resource's order, an attempts table)",
+    "unique per endpoint and event, due order, each resource's order, the attempt in the row)",
     PROMISES_TABLES,
     """INSERT INTO bench_floor2_deliveries
            (id, merchant_id, endpoint_id, event_sequence, resource_name)
        SELECT g, 'bench', 'ep', g, 'merchants/bench/invoices/inv' || g
-         FROM generate_series($1::bigint, $2::bigint) g
-       ON CONFLICT (merchant_id, event_sequence, endpoint_id) DO NOTHING""",
+         FROM generate_series($1::bigint, $2::bigint) g""",
     _claim_due_in_order,
-    """WITH a AS (
-         INSERT INTO bench_floor2_attempts (delivery_id, attempt, status_code)
-         SELECT u.id, 1, u.status_code FROM unnest($1::bigint[], $2::integer[])
-                AS u(id, status_code))
-       UPDATE bench_floor2_deliveries f
-          SET status = CASE WHEN u.status_code = 200 THEN 'succeeded' ELSE 'pending' END
+    """UPDATE bench_floor2_deliveries f
+          SET status = CASE WHEN u.status_code = 200 THEN 'succeeded' ELSE 'pending' END,
+              last_status_code = u.status_code
          FROM unnest($1::bigint[], $2::integer[]) AS u(id, status_code)
         WHERE f.id = u.id""",
     """SELECT count(*) FROM bench_floor2_deliveries d
