@@ -19,8 +19,8 @@ import pytest
 
 from core.ledger import store
 from core.ledger.rules import TOTAL_MAX, Account, Balances, Transfer, TransferFlags
-from tests.integration.test_ledger_trigger import ASSET, AT, TOTALS, copy, insert
 from tests.support.ledger import migrated_pool
+from tests.support.ledger_rows import ASSET, AT, TOTALS, copy, insert
 
 
 def expected(rows: list[Transfer], before: dict[str, Balances]) -> dict[str, Balances]:

@@ -10,9 +10,8 @@ import uuid
 from datetime import UTC, datetime
 
 from core.webhooks.dispatch import batch_id, batch_ids, dispatch_once
-from tests.integration.test_webhook_delivery_references import endpoints_and_events
 from tests.support.ledger import migrated_pool
-from tests.unit.test_webhook_batch_ids import row_id
+from tests.support.webhook_rows import endpoints_and_events, row_id
 
 NOW = datetime(2026, 12, 1, 18, 30, 0, 250000, tzinfo=UTC)
 

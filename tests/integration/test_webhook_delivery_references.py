@@ -8,7 +8,6 @@ dirtied page a delivery)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -17,7 +16,8 @@ import pytest
 from core.webhooks.dispatch import dispatch_once
 from core.webhooks.endpoints import Endpoints, RedeliverTarget
 from core.webhooks.sealing import KEY_BYTES, Keyring
-from tests.support.ledger import add_merchant, migrated_pool
+from tests.support.ledger import migrated_pool
+from tests.support.webhook_rows import endpoints_and_events
 
 NOW = datetime(2026, 12, 1, 18, 0, tzinfo=UTC)
 
@@ -28,26 +28,6 @@ _INSERT = """INSERT INTO webhook_deliveries
              SELECT gen_random_uuid(), u.endpoint_id, 'm', u.sequence, gen_random_uuid(),
                     'invoice.paid', 'merchants/m/invoices/x', 'pending', now(), now()
                FROM unnest($1::text[], $2::bigint[]) AS u(endpoint_id, sequence)"""
-
-
-async def endpoints_and_events(conn: asyncpg.Connection, events: int) -> None:
-    """Merchant m, its endpoints ep1 and ep2 (all events), events 1..`events`."""
-    await add_merchant(conn, "m", "M")
-    for endpoint in ("ep1", "ep2"):
-        await conn.execute(
-            """INSERT INTO webhook_endpoints (id, merchant_id, url, secret, after_sequence)
-               VALUES ($1, 'm', 'https://example.test/hook', 'sealed', 0)""",
-            endpoint,
-        )
-    await conn.copy_records_to_table(
-        "events",
-        records=[
-            (n, uuid.uuid4(), "invoice.paid", "m", f"merchants/m/invoices/u{n}", b"")
-            for n in range(1, events + 1)
-        ],
-        columns=("sequence", "id", "type", "merchant_id", "resource_name", "payload"),
-    )
-    await conn.execute("UPDATE event_sequence SET last = $1 WHERE id = 1", events)
 
 
 async def test_a_delivery_of_a_missing_endpoint_or_event_is_refused(fresh_dsn: str) -> None:

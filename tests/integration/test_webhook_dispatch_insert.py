@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from core.webhooks.dispatch import dispatch_once
 from core.webhooks.endpoints import Endpoints, RedeliverTarget
 from core.webhooks.sealing import KEY_BYTES, Keyring
-from tests.integration.test_webhook_delivery_references import endpoints_and_events
 from tests.support.ledger import migrated_pool
+from tests.support.webhook_rows import endpoints_and_events
 
 NOW = datetime(2026, 12, 1, 18, 45, tzinfo=UTC)
 

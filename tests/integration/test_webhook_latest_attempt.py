@@ -22,14 +22,11 @@ from core.store.db import create_pool
 from core.webhooks.endpoints import DeliveryFilter, Endpoints, RedeliverTarget
 from core.webhooks.sealing import KEY_BYTES, Keyring
 from core.webhooks.worker import Attempted, record
-from tests.integration.test_webhook_lease import (
-    LEASE_S,
-    T0,
-    _attempted,
-    _claim,
-    _deliveries,
-)
 from tests.support.ledger import migrated_pool
+from tests.support.webhook_rows import LEASE_S, T0
+from tests.support.webhook_rows import attempted as _attempted
+from tests.support.webhook_rows import claim as _claim
+from tests.support.webhook_rows import deliveries as _deliveries
 
 ATTEMPT_FIELDS = ("delivery_id", "attempt", "attempt_time", "status_code", "error", "duration_ms")
 

@@ -13,7 +13,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import asyncpg
 import pytest
@@ -25,47 +25,16 @@ from core.webhooks.settings import WebhookSettings
 from core.webhooks.worker import (
     CLAIM_SQL,
     Attempted,
-    Claimed,
     DeliveryWorker,
     _Claimer,
     _Recorder,
     record,
 )
-from tests.support.ledger import add_merchant, migrated_pool
-
-LEASE_S = 25.0
-# Backoff shorter than the lease: a retry falls due while the claim's lease would hold.
-POLICY = retry.Policy(initial_backoff_s=2.0, max_backoff_s=10.0)
-T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-
-
-async def _deliveries(conn: asyncpg.Connection, resources: list[str]) -> None:
-    """One pending delivery per event, due at T0, one event per entry of `resources`."""
-    await add_merchant(conn, "m", "M")
-    await conn.execute(
-        """INSERT INTO webhook_endpoints (id, merchant_id, url, secret, after_sequence)
-           VALUES ('ep', 'm', 'https://example.test/hook', 'plain-secret', 0)"""
-    )
-    for n, resource in enumerate(resources, start=1):
-        await conn.execute(
-            """INSERT INTO events (sequence, id, type, merchant_id, resource_name, payload)
-               VALUES ($1, gen_random_uuid(), 'invoice.paid', 'm', $2, '')""",
-            n,
-            resource,
-        )
-    await conn.execute(
-        """INSERT INTO webhook_deliveries (id, endpoint_id, merchant_id, event_sequence, event_id,
-               event_type, resource_name, status, next_attempt_time, give_up_time,
-               create_time, update_time)
-           SELECT gen_random_uuid(), 'ep', 'm', e.sequence, e.id, e.type, e.resource_name,
-                  'pending', $1::timestamptz, $1::timestamptz + interval '1 day', $1, $1
-             FROM events e""",
-        T0,
-    )
-
-
-async def _claim(conn: asyncpg.Connection, now: datetime) -> list[asyncpg.Record]:
-    return list(await conn.fetch(CLAIM_SQL, now, 8, now - timedelta(seconds=LEASE_S)))
+from tests.support.ledger import migrated_pool
+from tests.support.webhook_rows import LEASE_S, T0
+from tests.support.webhook_rows import attempted as _attempted
+from tests.support.webhook_rows import claim as _claim
+from tests.support.webhook_rows import deliveries as _deliveries
 
 
 async def _two_claimed(pool: asyncpg.Pool) -> list[asyncpg.Record]:
@@ -75,24 +44,6 @@ async def _two_claimed(pool: asyncpg.Pool) -> list[asyncpg.Record]:
         rows = await _claim(conn, T0)
     assert len(rows) == 2
     return rows
-
-
-def _attempted(row: asyncpg.Record, started: datetime, status_code: int) -> Attempted:
-    claimed = Claimed(
-        delivery_id=row["delivery_id"],
-        attempt=row["attempt_count"],
-        give_up_time=row["give_up_time"],
-        url=row["url"],
-        signing_secrets=["s"],
-        event_id=str(row["event_id"]),
-        event_type=row["event_type"],
-        body=b"{}",
-        endpoint_id=row["endpoint_id"],
-    )
-    outcome = retry.Outcome(status_code, "" if status_code == 200 else f"HTTP {status_code}")
-    now = started + timedelta(milliseconds=5)
-    decision = retry.decide(POLICY, claimed.attempt, outcome, now, claimed.give_up_time, 0.5)
-    return Attempted(claimed, started, 5, outcome, decision, now)
 
 
 @pytest.mark.asyncio

@@ -15,7 +15,7 @@ import pytest
 
 from core.webhooks import delivery_http
 from core.webhooks.delivery_http import DeliveryClient
-from tests.integration.test_webhook_http_client import raw_server, read_request
+from tests.support.raw_http import raw_server, read_request
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 Post = Callable[[float], Awaitable[delivery_http.Response]]

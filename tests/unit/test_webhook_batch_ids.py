@@ -12,6 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from core.webhooks.dispatch import batch_ids
+from tests.support.webhook_rows import row_id
 
 _TIMES = st.datetimes(
     min_value=datetime(1970, 1, 2), max_value=datetime(9000, 1, 1), timezones=st.just(UTC)
@@ -19,12 +20,6 @@ _TIMES = st.datetimes(
 _RANDOM = st.binary(min_size=10, max_size=10)
 _ROWS = st.integers(min_value=1, max_value=(1 << 32) - 1)
 _EXTREMES = (b"\x00" * 10, b"\xff" * 10)
-
-
-def row_id(prefix: str, base: int, n: int) -> uuid.UUID:
-    """Row n's id as _DISPATCH_SQL makes it: to_hex of a bigint is its 64 bits
-    unsigned."""
-    return uuid.UUID(prefix + format((base + n) % (1 << 64), "016x"))
 
 
 @example(datetime(2026, 12, 1, tzinfo=UTC), _EXTREMES[1], (1 << 32) - 1)
