@@ -672,6 +672,10 @@ class DeliveryWorker:
         self.clock = clock
         self.keyring = keyring
         self._wake = asyncio.Event()
+        # The send loop's one timer (see _wake_by): its handle and the loop's
+        # time it is armed for.
+        self._wake_timer: asyncio.TimerHandle | None = None
+        self._wake_timer_at = math.inf
         # Attempts sending (they count against concurrency).
         self._in_flight: dict[asyncio.Task[None], str] = {}
         self._claim_batch = max(1, settings.concurrency // 4)
@@ -706,6 +710,9 @@ class DeliveryWorker:
             # below are awaited would have started attempts nobody cancels, on
             # sessions made after _endpoints.close(). The claimer goes first.
             self._stopped = True
+            if self._wake_timer is not None:
+                self._wake_timer.cancel()
+                self._wake_timer, self._wake_timer_at = None, math.inf
             if dispatcher is not None:
                 dispatcher.cancel()
             await self._claimer.close()
@@ -808,11 +815,32 @@ class DeliveryWorker:
             # need to ask the database when the next delivery falls due.
             drained = self._drained and not busy
             idle_s = self.settings.poll_interval_s if busy else await self._idle_s()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(idle_s):  # no task per wait, as wait_for made
-                    await self._wake.wait()
+            self._wake_by(idle_s)
+            await self._wake.wait()
             if drained:
                 self._drained = False  # woken or due: look again
+
+    def _wake_by(self, idle_s: float) -> None:
+        """The send loop is woken within `idle_s` at the latest, by one timer
+        kept across turns: armed again only when it would fire later than
+        that, never cancelled for a wake that came first. A timer set earlier
+        for a shorter wait wakes the loop early, once: a turn that finds
+        nothing new and waits again, as any wake. Under load the loop turns at
+        every attempt's end, and asyncio.timeout around each wait made a Timeout,
+        a timer of the loop (a libuv handle) and its cancel every turn: a turn
+        woken by another task, uvloop, 30,000 a run, four alternations in one
+        process, thread CPU: 6.8-9.3 -> 3.0-3.3 us."""
+        loop = asyncio.get_running_loop()
+        at = loop.time() + idle_s
+        if at < self._wake_timer_at:
+            if self._wake_timer is not None:
+                self._wake_timer.cancel()
+            self._wake_timer = loop.call_at(at, self._on_wake_timer)
+            self._wake_timer_at = at
+
+    def _on_wake_timer(self) -> None:
+        self._wake_timer, self._wake_timer_at = None, math.inf
+        self._wake.set()
 
     def _claimed(self, result: ClaimResult, free: int, now: datetime) -> None:
         """Starts the attempts of a claim of up to `free` deliveries made at `now`."""
