@@ -25,6 +25,7 @@ import random
 import re
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -246,12 +247,20 @@ class _Bodies:
     an event goes to each of its merchant's endpoints, and its canonical
     JSON (~19 us for the bench's invoice event, from the row: events.row_json)
     is the same bytes for all of them. Keyed by the event's id (a UUID, so never confused across databases); events
-    are immutable. Oldest first out: claims follow the outbox's order."""
+    are immutable. Oldest first out: claims follow the outbox's order.
+
+    An OrderedDict, whose popitem(last=False) unlinks the oldest at once: a
+    dict's first key (next(iter(...))) is found by stepping over the slots its
+    earlier deletions left, up to SIZE of them until it is resized, so once
+    full every new event paid a scan. The cache's own thread CPU per new event
+    of a full cache (rendering left out), 55,000 events a run, best of five,
+    four alternations: 2.56-2.84 -> 0.55-0.60 us (the events bench renders
+    9,000 events: the cache is full after its first 4,096)."""
 
     SIZE = 4096
 
     def __init__(self) -> None:
-        self._bodies: dict[uuid.UUID, bytes] = {}
+        self._bodies: OrderedDict[uuid.UUID, bytes] = OrderedDict()
 
     def of(self, row: Mapping[str, Any]) -> bytes:
         event_id = row["event_id"]
@@ -259,7 +268,7 @@ class _Bodies:
         if body is None:
             body = resources.row_json(row)
             if len(self._bodies) >= self.SIZE:
-                del self._bodies[next(iter(self._bodies))]
+                self._bodies.popitem(last=False)
             self._bodies[event_id] = body
         return body
 
