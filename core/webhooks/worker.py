@@ -874,8 +874,7 @@ class DeliveryWorker:
             return  # their leases run out: sent again by whoever runs next
         for item in claimed:
             task = asyncio.create_task(self._attempt(item))
-            self._in_flight[task] = item.endpoint_id
-            task.add_done_callback(self._forget)
+            self._in_flight[task] = item.endpoint_id  # until _attempt's finally
         # All it asked for: more may be due, look again now. Fewer: nothing
         # more is due; the attempts' ends wake the loop, or, with nothing in
         # flight, it waits until the next delivery falls due.
@@ -903,10 +902,9 @@ class DeliveryWorker:
             return self.settings.poll_interval_s
         return float(min(self.settings.poll_interval_s, wait_s))
 
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.pop(task, None)
-
     async def _attempt(self, claimed: Claimed) -> None:
+        task = asyncio.current_task()
+        assert task is not None, "an attempt runs in its own task (_claimed)"
         try:
             session, slots = self._endpoints.get(claimed.endpoint_id)
             async with slots:
@@ -937,14 +935,19 @@ class DeliveryWorker:
             # record to leave 'pending'). The recorder logs and counts it once
             # recorded; the task ends here (no task or future per attempt
             # waits for the record).
-            task = asyncio.current_task()
-            assert task is not None
-            self._in_flight.pop(task, None)
             self._recorder.add(Attempted(claimed, started, duration_ms, outcome, decision, now))
         except Exception as exc:
             # The lease runs out and the attempt is made again.
             log.warning("webhook attempt not recorded", extra={"error": type(exc).__name__})
         finally:
+            # Out of the attempts in flight however it ended (cancelled too),
+            # here rather than by a done callback per task (its registration
+            # and a callback the loop schedules at the task's end): tasks of
+            # one step each, uvloop, 20,000 a run, four alternations in one
+            # process, thread CPU: 3.8-4.2 -> 3.2-3.5 us a task. A task
+            # cancelled before its first step stays listed: only run()'s end
+            # cancels attempts, and nothing reads the list after it.
+            self._in_flight.pop(task, None)
             self._wake.set()
 
     async def send(self, session: DeliveryClient, claimed: Claimed, now: datetime) -> retry.Outcome:
