@@ -22,6 +22,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
@@ -51,9 +52,13 @@ _AS_IS = frozenset(
 )
 
 Convert = Callable[[Any], Any]
-# Per message type: field number -> (JSON name, converter of one value,
-# how the field holds values: "one", "list" or "map"); None: json_format.
-_Plan = dict[int, tuple[str, Convert, str]] | None
+# Per message type: field (its FieldDescriptor, the object ListFields gives) ->
+# (JSON name, converter of one value or None for the value as it is, how the
+# field holds values: "one", "list" or "map"); None: json_format. Keyed by the
+# descriptor, not its number (a property read per field), and no call for a
+# value kept as it is: message_json of the events bench's invoice, thread CPU,
+# 10,000 a run, best of seven, two alternations: 6.7, 6.3 -> 5.8, 5.7 us.
+_Plan = dict[FieldDescriptor, tuple[str, Convert | None, str]] | None
 _PLANS: dict[str, _Plan] = {}
 
 
@@ -108,7 +113,7 @@ def _plan(descriptor: Any) -> _Plan:
     if name in _PLANS:
         return _PLANS[name]
     _PLANS[name] = None  # a message type that holds itself renders via json_format
-    plan: dict[int, tuple[str, Convert, str]] = {}
+    plan: dict[FieldDescriptor, tuple[str, Convert | None, str]] = {}
     for field in descriptor.fields:
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             key_field = field.message_type.fields_by_name["key"]
@@ -123,7 +128,7 @@ def _plan(descriptor: Any) -> _Plan:
             kind = "list" if field.is_repeated else "one"
         if convert is None:
             return None
-        plan[field.number] = (field.json_name, convert, kind)
+        plan[field] = (field.json_name, None if convert is _same else convert, kind)
     if descriptor.extension_ranges:
         return None
     _PLANS[name] = plan
@@ -137,19 +142,30 @@ def message_json(message: Message) -> dict[str, Any]:
         return json_format.MessageToDict(message, always_print_fields_with_no_presence=False)
     out: dict[str, Any] = {}
     for field, value in message.ListFields():
-        name, convert, kind = plan[field.number]
+        name, convert, kind = plan[field]
         if kind == "one":
-            out[name] = convert(value)
+            out[name] = value if convert is None else convert(value)
         elif kind == "list":
-            out[name] = [convert(item) for item in value]
+            out[name] = list(value) if convert is None else [convert(item) for item in value]
+        elif convert is None:
+            out[name] = {str(key): item for key, item in value.items()}
         else:
             out[name] = {str(key): convert(item) for key, item in value.items()}
     return out
 
 
+def planned(descriptor: Any) -> bool:
+    """Whether a message type (a Descriptor) renders wholly through plans: then
+    its message_json holds only str, int, bool, lists and dicts with str keys
+    (no float: a type with one has no plan), what dumps_planned takes."""
+    return _plan(descriptor) is not None
+
+
 def event_json(message: event_pb2.Event) -> bytes:
     """json_format.MessageToDict(message) as JSON with sorted keys and no
     whitespace: the same bytes, without its per-field dispatch."""
+    if planned(message.DESCRIPTOR):
+        return dumps_planned(message_json(message))
     return dumps(message_json(message))
 
 
@@ -167,3 +183,21 @@ _ENCODE = json.JSONEncoder(
 def dumps(as_dict: dict[str, Any]) -> bytes:
     """A message's dict as canonical JSON: keys sorted, no whitespace, not escaped."""
     return _ENCODE(as_dict).encode()
+
+
+# dumps for a dict made by plans only (planned()): msgspec's encoder (a
+# dependency already: core/config_schema.py), keys sorted. For these values it writes
+# dumps' bytes: the same escapes (", \, the controls as \b \t \n \f \r or
+# \u00XX, nothing else: no ASCII escaping, "/" and DEL as they are), keys
+# sorted by code point (UTF-8's byte order is the code points' order); every
+# code point as a key and as a value checked, and
+# tests/unit/test_canonical_json_fast.py for generated dicts. Not for floats:
+# json.dumps writes NaN and Infinity (json_format's dicts may hold them), msgspec
+# null. The events bench's invoice body, thread CPU, 10,000 a run, best of
+# five: 5.2 -> 0.85 us.
+_ENCODE_PLANNED = msgspec.json.Encoder(order="sorted").encode
+
+
+def dumps_planned(as_dict: dict[str, Any]) -> bytes:
+    """dumps(as_dict), for a dict of str, int, bool, lists and such dicts only."""
+    return _ENCODE_PLANNED(as_dict)

@@ -22,7 +22,20 @@ def timestamp(when: datetime) -> Timestamp:
 
 def json_string(when: datetime) -> str:
     """timestamp(when).ToJsonString(), from the datetime: seconds in ISO 8601, then
-    3 or 6 digits of fraction when it has any (9 never: a datetime has no nanos)."""
+    3 or 6 digits of fraction when it has any (9 never: a datetime has no nanos).
+
+    A time in UTC (asyncpg's timestamptz: tzinfo is datetime.UTC) is written
+    from its own isoformat, without the two steps of timedelta arithmetic that
+    move any other to UTC: the events bench's create_time, thread CPU, 10,000 a
+    run, best of seven, four alternations: 1.93-2.04 -> 1.22-1.31 us."""
+    if when.tzinfo is UTC:
+        text = when.isoformat()  # ...SS+00:00 or ...SS.ffffff+00:00
+        micros = when.microsecond
+        if micros == 0:
+            return text[:-6] + "Z"
+        if micros % 1000 == 0:
+            return text[:-9] + "Z"
+        return text[:-6] + "Z"
     utc = _NAIVE_EPOCH + (when - (_NAIVE_EPOCH if when.tzinfo is None else _EPOCH))
     micros = utc.microsecond
     whole = utc.replace(microsecond=0).isoformat()
