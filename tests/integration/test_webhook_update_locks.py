@@ -16,8 +16,8 @@ import pytest
 
 from core.webhooks.dispatch import dispatch_once
 from core.webhooks.worker import CLAIM_SQL, record
-from tests.integration.test_webhook_lease import LEASE_S, T0, _attempted, _claim, _deliveries
 from tests.support.ledger import add_merchant, migrated_pool
+from tests.support.webhook_rows import LEASE_S, T0, attempted, claim, deliveries
 
 RESOURCES = [f"merchants/m/invoices/{n}" for n in range(5)]
 
@@ -41,12 +41,12 @@ async def test_a_claim_locks_its_rows_once_and_a_record_locks_none(fresh_dsn: st
     try:
         async with pool.acquire() as conn:
             await conn.execute("CREATE EXTENSION pg_walinspect")
-            await _deliveries(conn, RESOURCES)
+            await deliveries(conn, RESOURCES)
             start = await conn.fetchval("SELECT pg_current_wal_insert_lsn()")
-            rows = await _claim(conn, T0)
+            rows = await claim(conn, T0)
             claimed = await conn.fetchval("SELECT pg_current_wal_insert_lsn()")
             assert len(rows) == len(RESOURCES)
-            await record(conn, [_attempted(r, T0, 200) for r in rows])
+            await record(conn, [attempted(r, T0, 200) for r in rows])
             end = await conn.fetchval("SELECT pg_current_wal_flush_lsn()")
             # The claim's FOR UPDATE, one a row; its UPDATE of the locked row adds none.
             assert await _row_locks(conn, start, claimed) == len(RESOURCES)
@@ -65,7 +65,7 @@ async def test_a_changed_reference_is_still_checked_for_every_row(fresh_dsn: str
     pool = await migrated_pool(fresh_dsn)
     try:
         async with pool.acquire() as conn:
-            await _deliveries(conn, RESOURCES)
+            await deliveries(conn, RESOURCES)
             before = await conn.fetch("SELECT * FROM webhook_deliveries ORDER BY id")
             with pytest.raises(asyncpg.ForeignKeyViolationError):
                 await conn.execute(
