@@ -31,11 +31,8 @@ def json_string(when: datetime) -> str:
     if when.tzinfo is UTC:
         text = when.isoformat()  # ...SS+00:00 or ...SS.ffffff+00:00
         micros = when.microsecond
-        if micros == 0:
-            return text[:-6] + "Z"
-        if micros % 1000 == 0:
-            return text[:-9] + "Z"
-        return text[:-6] + "Z"
+        # Whole milliseconds: 3 digits of fraction, not 6.
+        return (text[:-9] if micros and micros % 1000 == 0 else text[:-6]) + "Z"
     utc = _NAIVE_EPOCH + (when - (_NAIVE_EPOCH if when.tzinfo is None else _EPOCH))
     micros = utc.microsecond
     whole = utc.replace(microsecond=0).isoformat()

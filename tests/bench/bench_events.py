@@ -577,12 +577,13 @@ BARE_FLOOR = FloorSchema(
 
 # The promises' floor: the same loop on the rows and indexes that what Kassa
 # promises its users needs, each with its reader, and nothing else: a
-# delivery once per endpoint and event (the unique key, ON CONFLICT), listed
+# delivery once per endpoint and event (the unique key), listed
 # by merchant newest first (the same key), due retries found in due order
 # (the partial due index), each resource's events in sequence order (the
 # partial ordering index, probed per candidate), an attempt's record kept for
-# the API (the latest attempt in its delivery's row, the ones before it in an
-# attempts table, as Kassa keeps them since migration 0029), a lease a crash
+# the API (the latest attempt in its delivery's row, as Kassa keeps it since
+# migration 0029; the ones before it go to an archive, which no round writes:
+# every first attempt succeeds), a lease a crash
 # runs out (a column no index covers: the claim is HOT). The insert is plain,
 # as the dispatcher's (the unique index refuses a second delivery; ON
 # CONFLICT only when a batch meets one). Not in it: Kassa's foreign keys (integrity
@@ -608,11 +609,6 @@ PROMISES_TABLES = (
     """CREATE INDEX IF NOT EXISTS bench_floor2_order
         ON bench_floor2_deliveries (endpoint_id, resource_name, event_sequence)
         WHERE status = 'pending'""",
-    """CREATE TABLE IF NOT EXISTS bench_floor2_attempts (
-        delivery_id bigint NOT NULL,
-        attempt integer NOT NULL,
-        status_code integer,
-        PRIMARY KEY (delivery_id, attempt))""",
 )
 
 
@@ -659,7 +655,7 @@ PROMISES_FLOOR = FloorSchema(
     """SELECT count(*) FROM bench_floor2_deliveries d
         WHERE d.id > $1 AND d.id <= $2 AND d.status = 'succeeded' AND d.attempt_count = 1""",
     "ANALYZE bench_floor2_deliveries (status, next_attempt_time, lease_time)",
-    "VACUUM bench_floor2_deliveries, bench_floor2_attempts",
+    "VACUUM bench_floor2_deliveries",
 )
 
 
