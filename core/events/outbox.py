@@ -60,6 +60,19 @@ def _uuid7s(n: int, unix_ms: int | None = None) -> list[str]:
     return [text[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
+# The columns append copies, in the order of rows()' tuples.
+COLUMNS = ("sequence", "id", "type", "merchant_id", "resource_name", "resource_type", "payload")
+
+
+def rows(first: int, events: list[NewEvent]) -> list[tuple[object, ...]]:
+    """The events' rows as COLUMNS, sequences from `first`, new ids."""
+    ids = _uuid7s(len(events))
+    return [
+        (first + i, ids[i], e.type, e.merchant_id, e.resource_name, e.resource_type, e.payload)
+        for i, e in enumerate(events)
+    ]
+
+
 async def append(conn: asyncpg.Connection, events: list[NewEvent]) -> int:
     """Writes events; returns the last sequence (0 when there were none)."""
     if not events:
@@ -70,31 +83,8 @@ async def append(conn: asyncpg.Connection, events: list[NewEvent]) -> int:
             "UPDATE event_sequence SET last = last + $1 WHERE id = 1 RETURNING last", len(events)
         )
     )
-    first = last - len(events) + 1
-    ids = _uuid7s(len(events))
     await conn.copy_records_to_table(
-        "events",
-        records=[
-            (
-                first + i,
-                ids[i],
-                e.type,
-                e.merchant_id,
-                e.resource_name,
-                e.resource_type,
-                e.payload,
-            )
-            for i, e in enumerate(events)
-        ],
-        columns=[
-            "sequence",
-            "id",
-            "type",
-            "merchant_id",
-            "resource_name",
-            "resource_type",
-            "payload",
-        ],
+        "events", records=rows(last - len(events) + 1, events), columns=COLUMNS
     )
     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
     return last

@@ -35,7 +35,10 @@ Every round prints how many updates of webhook_deliveries were HOT (no new
 index entries) per delivery, the WAL written per delivery (with
 `--pg-statements` by relation, pg_walinspect), and a same-run durable floor
 (floor_round): the raw POSTs plus the least database work an at-least-once
-delivery needs, by hand, in Kassa's batch sizes, with its PostgreSQL CPU and
+delivery needs, by hand, in Kassa's batch sizes, on a clock that, as Kassa's
+round's, starts before the round's events are written (the same events, the
+same transactions, into an outbox of the floors' own with the same indexes;
+a delivery is inserted once its event is committed), with its PostgreSQL CPU and
 WAL per delivery; JSON keys webhook_floor_* (the ratio's baseline stays the
 raw POSTs). A second floor, the promises' floor (PROMISES_FLOOR), runs the
 same loop on the rows and indexes that what Kassa promises needs (one
@@ -76,6 +79,7 @@ import grpc  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from core.clients import ApiTls, api_aio_channel  # noqa: E402
+from core.events import outbox  # noqa: E402
 from core.events.outbox import NewEvent, append  # noqa: E402
 from core.render import events as resources  # noqa: E402
 from core.webhooks.delivery_http import DeliveryClient, request_head, target  # noqa: E402
@@ -137,6 +141,34 @@ def event_batches(start: int, n: int) -> list[list[NewEvent]]:
         ]
         for chunk in range(start, start + n, 1000)
     ]
+
+
+# The floors' own outbox: the same columns, indexes and sequence row as
+# Kassa's (events, event_sequence), so that a floor's round writes the same
+# events in the same transactions as Kassa's round, on its clock, as a business
+# does before any delivery; apart, so that Kassa's dispatcher never reads them.
+FLOOR_EVENTS_TABLES = (
+    "CREATE TABLE IF NOT EXISTS bench_floor_events (LIKE events INCLUDING ALL)",
+    """CREATE TABLE IF NOT EXISTS bench_floor_event_sequence (
+        id integer PRIMARY KEY, last bigint NOT NULL)""",
+    "INSERT INTO bench_floor_event_sequence VALUES (1, 0) ON CONFLICT DO NOTHING",
+)
+
+
+async def append_floor_events(conn: asyncpg.Connection, events: list[NewEvent]) -> None:
+    """core.events.outbox.append's statements on the floors' outbox (no NOTIFY:
+    nothing listens to it)."""
+    last = int(
+        await conn.fetchval(
+            "UPDATE bench_floor_event_sequence SET last = last + $1 WHERE id = 1 RETURNING last",
+            len(events),
+        )
+    )
+    await conn.copy_records_to_table(
+        "bench_floor_events",
+        records=outbox.rows(last - len(events) + 1, events),
+        columns=outbox.COLUMNS,
+    )
 
 
 async def write_events(dsn: str, batches: list[list[NewEvent]]) -> None:
@@ -587,9 +619,10 @@ BARE_FLOOR = FloorSchema(
 # runs out (a column no index covers: the claim is HOT). The insert is plain,
 # as the dispatcher's (the unique index refuses a second delivery; ON
 # CONFLICT only when a batch meets one). Not in it: Kassa's foreign keys (integrity
-# against its own bugs, measured separately), the outbox (the rows are made,
-# not joined from events), the claim's join to endpoints and events, the
-# body, the signature, the log line.
+# against its own bugs, measured separately), the outbox's reader (the rows are
+# made, not joined from events; the events are written, as in Kassa's round:
+# floor_round), the claim's join to endpoints and events, the body, the
+# signature, the log line.
 PROMISES_TABLES = (
     """CREATE TABLE IF NOT EXISTS bench_floor2_deliveries (
         id bigint PRIMARY KEY,
@@ -670,10 +703,13 @@ async def floor_round(
     # least work, so its POSTs cost what the cheapest raw POSTs cost.
     where = target(url, DELIVERY_FIXED)
     head = request_head(where.head_start, DELIVERY_FIELDS, len(body))
-    inserter, claimer, recorder = [await asyncpg.connect(dsn) for _ in range(3)]
+    # Kassa's round's events, built before the clock as Kassa's round builds them.
+    batches = event_batches(STREAM_EVENTS + first, count)
+    writer, inserter, claimer, recorder = [await asyncpg.connect(dsn) for _ in range(4)]
     await claimer.execute("SET synchronous_commit = off")
     last = first + count
-    inserted = claimed = first
+    written = inserted = claimed = first
+    wake_inserter = asyncio.Event()
     free = CONCURRENCY
     finished: list[tuple[int, int]] = []
     recorded = 0
@@ -681,11 +717,25 @@ async def floor_round(
     sends: set[asyncio.Task[None]] = set()
     client = DeliveryClient(True, CONCURRENCY)
 
+    async def write() -> None:
+        # The events, as Kassa's round writes them: a transaction a batch.
+        nonlocal written
+        for batch in batches:
+            async with writer.transaction():
+                await append_floor_events(writer, batch)
+            written += len(batch)
+            wake_inserter.set()
+
     async def insert() -> None:
+        # A delivery only once its event is committed, as Kassa's dispatcher
+        # (its rows are made, not read from the events).
         nonlocal inserted
         size = FIRST_BATCH
         while inserted < last:
-            upto = min(inserted + size, last)
+            while written == inserted:
+                await wake_inserter.wait()
+                wake_inserter.clear()
+            upto = min(inserted + size, written)
             await inserter.execute(schema.insert, inserted + 1, upto)
             if schema.after_burst is not None and size == BATCH:
                 await inserter.execute(schema.after_burst)
@@ -729,7 +779,7 @@ async def floor_round(
 
     try:
         begin = time.perf_counter()
-        await asyncio.gather(insert(), claim(), record())
+        await asyncio.gather(write(), insert(), claim(), record())
         elapsed = time.perf_counter() - begin
         done = await recorder.fetchval(schema.done, first, last)
         assert done == count, (done, count)
@@ -738,7 +788,7 @@ async def floor_round(
         return count / elapsed
     finally:
         await client.close()
-        for conn in (inserter, claimer, recorder):
+        for conn in (writer, inserter, claimer, recorder):
             await conn.close()
 
 
@@ -769,7 +819,7 @@ class FloorRuns:
         line = (
             f"    {self.schema.label}: {rate:,.0f}/s, PostgreSQL {self.pg_cpus[-1] * 1e6:.0f} us "
             f"and {commits_per:.2f} commits, client {self.client_cpus[-1] * 1e6:.0f} us CPU per "
-            f"delivery; WAL {self.wals[-1]:,.0f} B, {(wal1[1] - wal0[1]) / WEBHOOK_EVENTS:.1f} "
+            f"delivery (writing the events included); WAL {self.wals[-1]:,.0f} B, {(wal1[1] - wal0[1]) / WEBHOOK_EVENTS:.1f} "
             f"records, {(wal1[2] - wal0[2]) / WEBHOOK_EVENTS:.2f} full-page images"
         )
         if not by_relation:
@@ -1081,7 +1131,10 @@ async def main_async(
         postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
         floors = [FloorRuns(BARE_FLOOR), FloorRuns(PROMISES_FLOOR)]
         wals: list[float] = []
-        for ddl in (table for floor in floors for table in floor.schema.tables):
+        for ddl in (
+            *FLOOR_EVENTS_TABLES,
+            *(table for floor in floors for table in floor.schema.tables),
+        ):
             await _execute(dsn, ddl)
         if pg_statements:
             conn = await asyncpg.connect(dsn)

@@ -55,7 +55,8 @@ import uvloop
 from core import names
 from core.chain.apply import ChainApplier
 from core.chain.index import ActiveInvoiceIndex
-from core.events.outbox import _uuid7s as outbox_ids
+from core.events import outbox
+from core.events.outbox import NewEvent
 from core.ledger.accounts import custody, merchant_account, merchant_accounts
 from core.ledger.store import ensure_accounts
 from core.store.db import create_pool
@@ -377,19 +378,15 @@ async def _floor(
     # of events_id_key) and resource names as the block's (two events for
     # each of its invoices: random keys of events_by_resource), so the floor's
     # four index insertions per event cost what the block's do.
-    ids = outbox_ids(len(payloads))
-    events = [
-        (
-            first + n,
-            ids[n],
-            "invoice.detected",
-            "bench",
-            names.invoice("bench", others[n // 2 % len(others)]),
-            "invoice",
-            p,
-        )
-        for n, p in enumerate(payloads)
-    ]
+    events = outbox.rows(
+        first,
+        [
+            NewEvent(
+                "invoice.detected", "bench", names.invoice("bench", others[n // 2 % len(others)]), p
+            )
+            for n, p in enumerate(payloads)
+        ],
+    )
     parts: dict[str, float] = {}
     started = time.perf_counter()
     async with raw.transaction():
@@ -420,19 +417,7 @@ async def _floor(
             ],
         )
         parts["ledger"], mark = time.perf_counter() - mark, time.perf_counter()
-        await raw.copy_records_to_table(
-            "events",
-            records=events,
-            columns=[
-                "sequence",
-                "id",
-                "type",
-                "merchant_id",
-                "resource_name",
-                "resource_type",
-                "payload",
-            ],
-        )
+        await raw.copy_records_to_table("events", records=events, columns=outbox.COLUMNS)
         parts["events"], mark = time.perf_counter() - mark, time.perf_counter()
     parts["commit"] = time.perf_counter() - mark
     return time.perf_counter() - started, parts
