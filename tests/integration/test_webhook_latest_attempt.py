@@ -386,3 +386,35 @@ def test_every_attempt_recorded_is_kept_once_whatever_the_order(
     fresh_dsn: str, steps: list[tuple[str, int, int]]
 ) -> None:
     asyncio.run(_one_life(fresh_dsn, steps))
+
+
+@pytest.mark.asyncio
+async def test_two_attempts_of_one_delivery_in_one_record_are_both_kept(fresh_dsn: str) -> None:
+    """A lease ran out and the delivery was claimed again while its first
+    attempt was still out; both finish and are recorded together: the current
+    attempt decides, the late one is fenced out into the archive (record's
+    second statement, which takes the attempts its UPDATE did not return, by
+    delivery and attempt: the delivery's id alone was returned for both)."""
+    pool = await migrated_pool(fresh_dsn)
+    try:
+        async with pool.acquire() as conn:
+            await _deliveries(conn, ["merchants/m/invoices/a", "merchants/m/invoices/b"])
+            rows = await _claim(conn, T0)
+            # The other delivery recorded in time: not claimed again.
+            other = _attempted(rows[1], T0 + timedelta(milliseconds=1), 200)
+            await record(conn, [other])
+            later = T0 + timedelta(seconds=LEASE_S + 1)
+            again = [
+                r for r in await _claim(conn, later) if r["delivery_id"] == rows[0]["delivery_id"]
+            ]
+            late = _attempted(rows[0], later + timedelta(milliseconds=1), 503)
+            current = _attempted(again[0], later + timedelta(milliseconds=2), 200)
+            await record(conn, [late, current])
+            assert await _archived(conn) == [(late.claimed.delivery_id, 1)]
+            status = await conn.fetchval(
+                "SELECT status FROM webhook_deliveries WHERE id = $1", late.claimed.delivery_id
+            )
+            assert status == "succeeded"
+        assert sorted(await _listed(pool)) == sorted(_expected(late, current, other))
+    finally:
+        await pool.close()
