@@ -200,3 +200,60 @@ async def test_the_dispatchers_analyze_tells_the_planner_of_a_burst(fresh_dsn: s
         await pool.close()
     assert due == order == PENDING, (due, order)
     assert share == pytest.approx(PENDING / (2_000 + PENDING), rel=0.01), share
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("finished", "analyzed"), [(0, "empty"), (2_000, "quiet"), (15_000, "quiet"), (2_000, "burst")]
+)
+async def test_the_claimers_one_plan_has_the_custom_plans_shape(
+    fresh_dsn: str, finished: int, analyzed: str
+) -> None:
+    """The claimer's connection plans the claim once (CLAIM_SETUP: a generic
+    plan, made without the call's due time and limit), on the statistics of
+    the moment it is made: of an empty table, of a quiet moment among finished
+    deliveries, of a burst. Each claims in due order from the due index and
+    stops at the limit (no sort of every due delivery), probes the ordering
+    index per candidate, and reads no table whole."""
+    pool = await migrated_pool(fresh_dsn)
+    try:
+        async with pool.acquire() as conn:
+            if analyzed == "empty":
+                await conn.execute("ANALYZE webhook_deliveries")
+            await _endpoint_and_events(conn, finished + PENDING)
+            if finished:
+                await _pending(conn, 1, finished)
+                await conn.execute("UPDATE webhook_deliveries SET status = 'succeeded'")
+            if analyzed == "quiet":
+                await conn.execute("ANALYZE webhook_deliveries")
+            await _pending(conn, finished + 1, finished + PENDING)
+            if analyzed == "burst":
+                await refresh_statistics(pool)
+            await conn.execute(CLAIM_SETUP)
+            await conn.execute(
+                f"PREPARE claim_once (timestamptz, integer, timestamptz) AS {CLAIM_SQL}"
+            )
+            now = await conn.fetchval("SELECT now()")
+            args = ", ".join(
+                f"'{a.isoformat()}'" if isinstance(a, datetime) else str(a)
+                for a in _claim_args(now)
+            )
+            nodes = await _explained(conn, f"EXECUTE claim_once ({args})")
+            custom, generic = await conn.fetchrow(
+                "SELECT custom_plans, generic_plans FROM pg_prepared_statements"
+                " WHERE name = 'claim_once'"
+            )
+    finally:
+        await pool.close()
+    assert (custom, generic) == (0, 1)
+    assert not any(n["Node Type"] in ("Sort", "Incremental Sort") for n in nodes), nodes
+    assert not any("Anti" in n.get("Join Type", "") for n in nodes), nodes
+    due = [n for n in nodes if n.get("Index Name") == "webhook_deliveries_due"]
+    assert due and due[0]["Node Type"] == "Index Scan", nodes
+    # In order, stopped at the limit: the leased rows stepped over are none here.
+    assert due[0]["Actual Rows"] == CLAIMED, nodes
+    probes = [n for n in nodes if n.get("Index Name") == "webhook_deliveries_order"]
+    assert probes and all(n.get("Parent Relationship") == "SubPlan" for n in probes), nodes
+    assert all(n["Node Type"] != "Seq Scan" for n in nodes), nodes
+    claimed = [n for n in nodes if n.get("Node Type") == "ModifyTable"]
+    assert claimed and claimed[0]["Actual Rows"] == CLAIMED, nodes
