@@ -43,7 +43,8 @@ WAL per delivery; JSON keys webhook_floor_* (the ratio's baseline stays the
 raw POSTs). A second floor, the promises' floor (PROMISES_FLOOR), runs the
 same loop on the rows and indexes that what Kassa promises needs (one
 delivery per endpoint and event, due order, each resource's order, a record
-of every attempt) and nothing else: JSON keys webhook_floor_promises_*.
+of every attempt, each request's body rendered from its event and signed with
+its endpoint's secret) and nothing else: JSON keys webhook_floor_promises_*.
 `--history N` stores N finished deliveries (random ids, as an install's past)
 before the rounds and runs a CHECKPOINT before each round, as production's
 checkpoint_timeout does: the first change of each index page after it writes
@@ -82,7 +83,12 @@ from core.clients import ApiTls, api_aio_channel  # noqa: E402
 from core.events import outbox  # noqa: E402
 from core.events.outbox import NewEvent, append  # noqa: E402
 from core.render import events as resources  # noqa: E402
-from core.webhooks.delivery_http import DeliveryClient, request_head, target  # noqa: E402
+from core.webhooks.delivery_http import (  # noqa: E402
+    DeliveryClient,
+    Target,
+    request_head,
+    target,
+)
 from core.webhooks.settings import WebhookSettings  # noqa: E402
 from core.webhooks.worker import FIXED_HEADERS, Claimed  # noqa: E402
 from core.webhooks.worker import headers as delivery_headers  # noqa: E402
@@ -143,31 +149,33 @@ def event_batches(start: int, n: int) -> list[list[NewEvent]]:
     ]
 
 
-# The floors' own outbox: the same columns, indexes and sequence row as
-# Kassa's (events, event_sequence), so that a floor's round writes the same
+# Each floor's own outbox: the same columns and indexes as Kassa's (events),
+# and a sequence row as event_sequence, so that a floor's round writes the same
 # events in the same transactions as Kassa's round, on its clock, as a business
 # does before any delivery; apart, so that Kassa's dispatcher never reads them.
-FLOOR_EVENTS_TABLES = (
-    "CREATE TABLE IF NOT EXISTS bench_floor_events (LIKE events INCLUDING ALL)",
+FLOOR_EVENT_SEQUENCE = (
     """CREATE TABLE IF NOT EXISTS bench_floor_event_sequence (
         id integer PRIMARY KEY, last bigint NOT NULL)""",
     "INSERT INTO bench_floor_event_sequence VALUES (1, 0) ON CONFLICT DO NOTHING",
 )
 
 
-async def append_floor_events(conn: asyncpg.Connection, events: list[NewEvent]) -> None:
-    """core.events.outbox.append's statements on the floors' outbox (no NOTIFY:
-    nothing listens to it)."""
-    last = int(
-        await conn.fetchval(
-            "UPDATE bench_floor_event_sequence SET last = last + $1 WHERE id = 1 RETURNING last",
-            len(events),
-        )
+def floor_events_table(name: str) -> str:
+    return f"CREATE TABLE IF NOT EXISTS {name} (LIKE events INCLUDING ALL)"
+
+
+async def append_floor_events(
+    conn: asyncpg.Connection, table: str, first: int, events: list[NewEvent]
+) -> None:
+    """core.events.outbox.append's statements on a floor's outbox (no NOTIFY:
+    nothing listens to it). The sequence row is taken as the outbox takes it,
+    but the events' sequences are `first` on: the ids of the floor's
+    deliveries, which are made from them, not read from the events."""
+    await conn.execute(
+        "UPDATE bench_floor_event_sequence SET last = last + $1 WHERE id = 1", len(events)
     )
     await conn.copy_records_to_table(
-        "bench_floor_events",
-        records=outbox.rows(last - len(events) + 1, events),
-        columns=outbox.COLUMNS,
+        table, records=outbox.rows(first, events), columns=outbox.COLUMNS
     )
 
 
@@ -555,18 +563,34 @@ FLOOR_TABLE = """CREATE TABLE IF NOT EXISTS bench_floor_deliveries (
 
 
 @dataclass(frozen=True)
+class FloorRequest:
+    """What a floor sends when it sends the same request every time."""
+
+    where: Target
+    head: bytes
+    body: bytes
+
+
+# A claimed delivery's id, its request's head and its body.
+FloorRequests = list[tuple[int, bytes, bytes]]
+
+
+@dataclass(frozen=True)
 class FloorSchema:
     """The database side of a floor: `insert` ($1 the first id, $2 the last),
-    `claim` (marks up to $2 rows attempted after id $1, returns how many ids
-    and which), `record` ($1 ids, $2 status codes), `done` ($1 first, $2 last:
-    how many rows were answered 200 at their first attempt). `name` is its
-    JSON keys' part (webhook_<name>_per_s, …), `label` its line's."""
+    `claim` (marks up to n rows attempted after id `after`, returns which,
+    with their requests: `fixed`'s, or its own), `record` ($1 ids, $2 status
+    codes), `done` ($1 first, $2 last: how many rows were answered 200 at
+    their first attempt). `events` is its outbox's table (delivery i's event
+    has sequence i). `name` is its JSON keys' part (webhook_<name>_per_s, …),
+    `label` its line's."""
 
     name: str
     label: str
     tables: tuple[str, ...]
+    events: str
     insert: str
-    claim: Callable[[asyncpg.Connection, int, int], Awaitable[list[int]]]
+    claim: Callable[[asyncpg.Connection, int, int, FloorRequest], Awaitable[FloorRequests]]
     record: str
     done: str
     # Run once the first batch is in (Kassa's dispatcher refreshes the claim's
@@ -580,22 +604,26 @@ class FloorSchema:
     cleanup: str | None = None
 
 
-async def _claim_the_next_ids(conn: asyncpg.Connection, after: int, n: int) -> list[int]:
-    """The bare floor's claim: the next ids (its one claimer follows them)."""
+async def _claim_the_next_ids(
+    conn: asyncpg.Connection, after: int, n: int, fixed: FloorRequest
+) -> FloorRequests:
+    """The bare floor's claim: the next ids (its one claimer follows them),
+    each sent as the same request."""
     await conn.execute(
         "UPDATE bench_floor_deliveries SET attempt_count = attempt_count + 1 "
         "WHERE id > $1 AND id <= $2",
         after,
         after + n,
     )
-    return list(range(after + 1, after + n + 1))
+    return [(i, fixed.head, fixed.body) for i in range(after + 1, after + n + 1)]
 
 
 BARE_FLOOR = FloorSchema(
     "floor",
     "durable floor (the raw POSTs + insert, mark attempted, record, by hand on a "
     "one-index table, Kassa's batches)",
-    (FLOOR_TABLE,),
+    (FLOOR_TABLE, floor_events_table("bench_floor_events")),
+    "bench_floor_events",
     "INSERT INTO bench_floor_deliveries (id) SELECT generate_series($1::bigint, $2::bigint)",
     _claim_the_next_ids,
     """UPDATE bench_floor_deliveries f SET status_code = u.status_code
@@ -618,11 +646,13 @@ BARE_FLOOR = FloorSchema(
 # every first attempt succeeds), a lease a crash
 # runs out (a column no index covers: the claim is HOT). The insert is plain,
 # as the dispatcher's (the unique index refuses a second delivery; ON
-# CONFLICT only when a batch meets one). Not in it: Kassa's foreign keys (integrity
+# CONFLICT only when a batch meets one). Each request as Kassa's: the claim
+# joins its endpoint (its secret) and its event, the body is the event rendered
+# (core.render.events.row_json), the head carries the signature over it
+# (core.webhooks.worker.headers). Not in it: Kassa's foreign keys (integrity
 # against its own bugs, measured separately), the outbox's reader (the rows are
 # made, not joined from events; the events are written, as in Kassa's round:
-# floor_round), the claim's join to endpoints and events, the body, the
-# signature, the log line.
+# floor_round), the secret's unsealing, the URL's check, the log line, metrics.
 PROMISES_TABLES = (
     """CREATE TABLE IF NOT EXISTS bench_floor2_deliveries (
         id bigint PRIMARY KEY,
@@ -635,6 +665,11 @@ PROMISES_TABLES = (
         next_attempt_time timestamptz NOT NULL DEFAULT now(),
         lease_time timestamptz,
         last_status_code integer) WITH (fillfactor = 70)""",
+    """CREATE TABLE IF NOT EXISTS bench_floor2_endpoints (
+        id text PRIMARY KEY, url text NOT NULL, secret text NOT NULL)""",
+    """INSERT INTO bench_floor2_endpoints VALUES ('ep', 'http://127.0.0.1/', 'whsec_floor')
+        ON CONFLICT DO NOTHING""",
+    floor_events_table("bench_floor2_events"),
     """CREATE UNIQUE INDEX IF NOT EXISTS bench_floor2_by_merchant
         ON bench_floor2_deliveries (merchant_id, event_sequence, endpoint_id)""",
     """CREATE INDEX IF NOT EXISTS bench_floor2_due ON bench_floor2_deliveries (next_attempt_time)
@@ -645,9 +680,13 @@ PROMISES_TABLES = (
 )
 
 
-async def _claim_due_in_order(conn: asyncpg.Connection, after: int, n: int) -> list[int]:
+async def _claim_due_in_order(
+    conn: asyncpg.Connection, after: int, n: int, fixed: FloorRequest
+) -> FloorRequests:
     """The promises' floor's claim: due rows in due order, none behind an
-    earlier pending event of its resource, leased (`after` is not needed)."""
+    earlier pending event of its resource, leased (`after` is not needed),
+    each with its endpoint's secret and its event; the requests made as
+    Kassa's worker makes them (`fixed` gives only where they go)."""
     del after
     rows = await conn.fetch(
         """WITH due AS (
@@ -661,20 +700,44 @@ async def _claim_due_in_order(conn: asyncpg.Connection, after: int, n: int) -> l
                    OFFSET 0)
               ORDER BY d.next_attempt_time LIMIT $1
               FOR UPDATE OF d SKIP LOCKED)
+           , claimed AS (
            UPDATE bench_floor2_deliveries d
               SET attempt_count = d.attempt_count + 1, lease_time = now()
              FROM due WHERE d.id = due.id
-           RETURNING d.id""",
+           RETURNING d.id, d.attempt_count, d.endpoint_id, d.event_sequence)
+           SELECT c.id AS delivery_id, c.attempt_count, e.secret, ev.sequence, ev.id,
+                  ev.type, ev.resource_type, ev.payload, ev.create_time
+             FROM claimed c
+             JOIN bench_floor2_endpoints e ON e.id = c.endpoint_id
+             JOIN bench_floor2_events ev ON ev.sequence = c.event_sequence""",
         n,
     )
-    return [r[0] for r in rows]
+    now = datetime.now(UTC)
+    requests: FloorRequests = []
+    for r in rows:
+        body = resources.row_json(r)
+        claimed = Claimed(
+            uuid.UUID(int=r["delivery_id"]),
+            r["attempt_count"],
+            now,
+            "",
+            [r["secret"]],
+            str(r["id"]),
+            r["type"],
+            body,
+        )
+        head = request_head(fixed.where.head_start, delivery_headers(claimed, now), len(body))
+        requests.append((r["delivery_id"], head, body))
+    return requests
 
 
 PROMISES_FLOOR = FloorSchema(
     "floor_promises",
     "the promises' floor (the same loop on the rows and indexes Kassa's promises need: "
-    "unique per endpoint and event, due order, each resource's order, the attempt in the row)",
+    "unique per endpoint and event, due order, each resource's order, the attempt in the row; "
+    "each body rendered from its event and signed)",
     PROMISES_TABLES,
+    "bench_floor2_events",
     """INSERT INTO bench_floor2_deliveries
            (id, merchant_id, endpoint_id, event_sequence, resource_name)
        SELECT g, 'bench', 'ep', g, 'merchants/bench/invoices/inv' || g
@@ -702,7 +765,7 @@ async def floor_round(
     # The deliveries' own client (the lean raw baseline's): the floor is the
     # least work, so its POSTs cost what the cheapest raw POSTs cost.
     where = target(url, DELIVERY_FIXED)
-    head = request_head(where.head_start, DELIVERY_FIELDS, len(body))
+    fixed = FloorRequest(where, request_head(where.head_start, DELIVERY_FIELDS, len(body)), body)
     # Kassa's round's events, built before the clock as Kassa's round builds them.
     batches = event_batches(STREAM_EVENTS + first, count)
     writer, inserter, claimer, recorder = [await asyncpg.connect(dsn) for _ in range(4)]
@@ -722,7 +785,7 @@ async def floor_round(
         nonlocal written
         for batch in batches:
             async with writer.transaction():
-                await append_floor_events(writer, batch)
+                await append_floor_events(writer, schema.events, written + 1, batch)
             written += len(batch)
             wake_inserter.set()
 
@@ -742,7 +805,7 @@ async def floor_round(
             inserted, size = upto, BATCH
             wake_claimer.set()
 
-    async def send(i: int) -> None:
+    async def send(i: int, head: bytes, body: bytes) -> None:
         nonlocal free
         response = await client.post(where, head, body)
         finished.append((i, response.status))
@@ -758,10 +821,11 @@ async def floor_round(
             while claimed < inserted and free >= min(CONCURRENCY // 4, last - claimed):
                 n = min(free, inserted - claimed)
                 free -= n
-                ids = await schema.claim(claimer, claimed, n)
-                assert len(ids) == n, (len(ids), n)  # one claimer: every inserted row is due
-                for i in ids:
-                    task = asyncio.create_task(send(i))
+                requests = await schema.claim(claimer, claimed, n, fixed)
+                # One claimer: every inserted row is due.
+                assert len(requests) == n, (len(requests), n)
+                for i, request_head_i, body_i in requests:
+                    task = asyncio.create_task(send(i, request_head_i, body_i))
                     sends.add(task)
                     task.add_done_callback(sends.discard)
                 claimed += n
@@ -1132,7 +1196,7 @@ async def main_async(
         floors = [FloorRuns(BARE_FLOOR), FloorRuns(PROMISES_FLOOR)]
         wals: list[float] = []
         for ddl in (
-            *FLOOR_EVENTS_TABLES,
+            *FLOOR_EVENT_SEQUENCE,
             *(table for floor in floors for table in floor.schema.tables),
         ):
             await _execute(dsn, ddl)
