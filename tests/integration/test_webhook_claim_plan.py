@@ -18,26 +18,12 @@ import pytest
 
 from core.webhooks.dispatch import refresh_statistics
 from core.webhooks.worker import _RECORD, CLAIM_SETUP, CLAIM_SQL, NEXT_DUE_SQL, RECORD_SETUP
-from tests.support.ledger import add_merchant, migrated_pool
+from tests.support.ledger import migrated_pool
 from tests.support.plans import plan_nodes
+from tests.support.webhook_rows import endpoint_and_events
 
 PENDING = 1_000
 CLAIMED = 32
-
-
-async def _endpoint_and_events(conn: asyncpg.Connection, events: int) -> None:
-    await add_merchant(conn, "m", "M")
-    await conn.execute(
-        """INSERT INTO webhook_endpoints (id, merchant_id, url, secret, after_sequence)
-           VALUES ('ep', 'm', 'https://example.test/hook', 'sealed', 0)"""
-    )
-    await conn.execute(
-        """INSERT INTO events (sequence, id, type, merchant_id, resource_name, payload)
-           SELECT n, gen_random_uuid(), 'invoice.created', 'm',
-                  'merchants/m/invoices/i' || n, ''
-             FROM generate_series(1, $1) AS n""",
-        events,
-    )
 
 
 async def _pending(conn: asyncpg.Connection, first: int, last: int) -> None:
@@ -79,7 +65,7 @@ async def test_a_claim_probes_the_order_index_per_candidate_on_stale_statistics(
         async with pool.acquire() as conn:
             # Statistics of an empty table, then a burst the planner does not know of.
             await conn.execute("ANALYZE webhook_deliveries")
-            await _endpoint_and_events(conn, PENDING)
+            await endpoint_and_events(conn, PENDING)
             await _pending(conn, 1, PENDING)
             now = await conn.fetchval("SELECT now()")
             nodes = await _explained(conn, CLAIM_SQL, *_claim_args(now))
@@ -111,7 +97,7 @@ async def test_the_claim_and_the_record_find_their_rows_by_index_after_a_quiet_m
     pool = await migrated_pool(fresh_dsn)
     try:
         async with pool.acquire() as conn:
-            await _endpoint_and_events(conn, finished + PENDING)
+            await endpoint_and_events(conn, finished + PENDING)
             await _pending(conn, 1, finished)
             # Delivered, as the record leaves them (dead entries in the due index).
             await conn.execute("UPDATE webhook_deliveries SET status = 'succeeded'")
@@ -174,7 +160,7 @@ async def test_the_dispatchers_analyze_tells_the_planner_of_a_burst(fresh_dsn: s
     pool = await migrated_pool(fresh_dsn)
     try:
         async with pool.acquire() as conn:
-            await _endpoint_and_events(conn, 2_000 + PENDING)
+            await endpoint_and_events(conn, 2_000 + PENDING)
             await _pending(conn, 1, 2_000)
             await conn.execute("UPDATE webhook_deliveries SET status = 'succeeded'")
             await conn.execute("ANALYZE webhook_deliveries")  # nothing pending
@@ -220,7 +206,7 @@ async def test_the_claimers_one_plan_has_the_custom_plans_shape(
         async with pool.acquire() as conn:
             if analyzed == "empty":
                 await conn.execute("ANALYZE webhook_deliveries")
-            await _endpoint_and_events(conn, finished + PENDING)
+            await endpoint_and_events(conn, finished + PENDING)
             if finished:
                 await _pending(conn, 1, finished)
                 await conn.execute("UPDATE webhook_deliveries SET status = 'succeeded'")

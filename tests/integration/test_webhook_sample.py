@@ -14,8 +14,8 @@ import asyncpg
 import pytest
 
 from core.metrics import SAMPLE
-from tests.integration.test_webhook_claim_plan import _endpoint_and_events
 from tests.support.ledger import migrated_pool
+from tests.support.webhook_rows import endpoint_and_events
 
 EVENTS = 60
 STEPS = 120
@@ -73,7 +73,7 @@ async def test_the_failed_count_follows_every_change_committed_or_not(
     pool = await migrated_pool(fresh_dsn)
     try:
         async with pool.acquire() as conn:
-            await _endpoint_and_events(conn, EVENTS)
+            await endpoint_and_events(conn, EVENTS)
             assert await _counted(conn) == (0, 0)
             for _ in range(STEPS):
                 outcome = rng.choice(("commit", "commit", "rollback", "several"))
@@ -106,7 +106,7 @@ async def test_a_give_up_and_a_redelivery_at_once_neither_deadlock_nor_miscount(
     pool = await migrated_pool(fresh_dsn)
     try:
         async with pool.acquire() as setup:
-            await _endpoint_and_events(setup, EVENTS)
+            await endpoint_and_events(setup, EVENTS)
             await _insert(setup, [1, 2], "pending")
             await _insert(setup, [3], "failed")
         a, b = await pool.acquire(), await pool.acquire()

@@ -90,3 +90,19 @@ def row_id(prefix: str, base: int, n: int) -> uuid.UUID:
     """Row n's id as _DISPATCH_SQL makes it: to_hex of a bigint is its 64 bits
     unsigned."""
     return uuid.UUID(prefix + format((base + n) % (1 << 64), "016x"))
+
+
+async def endpoint_and_events(conn: asyncpg.Connection, events: int) -> None:
+    """Merchant m, its endpoint 'ep' and `events` events (sequences 1..events), no deliveries."""
+    await add_merchant(conn, "m", "M")
+    await conn.execute(
+        """INSERT INTO webhook_endpoints (id, merchant_id, url, secret, after_sequence)
+           VALUES ('ep', 'm', 'https://example.test/hook', 'sealed', 0)"""
+    )
+    await conn.execute(
+        """INSERT INTO events (sequence, id, type, merchant_id, resource_name, payload)
+           SELECT n, gen_random_uuid(), 'invoice.created', 'm',
+                  'merchants/m/invoices/i' || n, ''
+             FROM generate_series(1, $1) AS n""",
+        events,
+    )
