@@ -581,8 +581,8 @@ class FloorSchema:
     `claim` (marks up to n rows attempted after id `after`, returns which,
     with their requests: `fixed`'s, or its own), `record` ($1 ids, $2 status
     codes), `done` ($1 first, $2 last: how many rows were answered 200 at
-    their first attempt). `events` is its outbox's table (delivery i's event
-    has sequence i). `name` is its JSON keys' part (webhook_<name>_per_s, …),
+    their first attempt). `events` is its outbox's table, made as `events`
+    is (delivery i's event has sequence i). `name` is its JSON keys' part (webhook_<name>_per_s, …),
     `label` its line's."""
 
     name: str
@@ -622,7 +622,7 @@ BARE_FLOOR = FloorSchema(
     "floor",
     "durable floor (the raw POSTs + insert, mark attempted, record, by hand on a "
     "one-index table, Kassa's batches)",
-    (FLOOR_TABLE, floor_events_table("bench_floor_events")),
+    (FLOOR_TABLE,),
     "bench_floor_events",
     "INSERT INTO bench_floor_deliveries (id) SELECT generate_series($1::bigint, $2::bigint)",
     _claim_the_next_ids,
@@ -666,10 +666,8 @@ PROMISES_TABLES = (
         lease_time timestamptz,
         last_status_code integer) WITH (fillfactor = 70)""",
     """CREATE TABLE IF NOT EXISTS bench_floor2_endpoints (
-        id text PRIMARY KEY, url text NOT NULL, secret text NOT NULL)""",
-    """INSERT INTO bench_floor2_endpoints VALUES ('ep', 'http://127.0.0.1/', 'whsec_floor')
-        ON CONFLICT DO NOTHING""",
-    floor_events_table("bench_floor2_events"),
+        id text PRIMARY KEY, secret text NOT NULL)""",
+    "INSERT INTO bench_floor2_endpoints VALUES ('ep', 'whsec_floor') ON CONFLICT DO NOTHING",
     """CREATE UNIQUE INDEX IF NOT EXISTS bench_floor2_by_merchant
         ON bench_floor2_deliveries (merchant_id, event_sequence, endpoint_id)""",
     """CREATE INDEX IF NOT EXISTS bench_floor2_due ON bench_floor2_deliveries (next_attempt_time)
@@ -1197,6 +1195,7 @@ async def main_async(
         wals: list[float] = []
         for ddl in (
             *FLOOR_EVENT_SEQUENCE,
+            *(floor_events_table(floor.schema.events) for floor in floors),
             *(table for floor in floors for table in floor.schema.tables),
         ):
             await _execute(dsn, ddl)
